@@ -1,0 +1,365 @@
+// frugal.cpp - the C ABI: argument validation, then a thin call into lib/, with every C++
+// exception mapped to a status code and an frugal_error (FRUGAL_API_BEGIN / FRUGAL_API_END).
+#include "frugal.h"
+
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "models/model.hpp"
+#include "runtime/session.hpp"
+#include "util/error.hpp"
+#include "util/log.hpp"
+
+struct frugal_error {
+    frugal_status code;
+    std::string message;
+};
+
+struct frugal_model {
+    std::shared_ptr<const frugal::model> impl;
+};
+
+struct frugal_session {
+    frugal::session impl;
+    std::string held_piece;       // a piece the caller's buffer was too small for
+    int32_t held_token = -1;
+    int32_t held_done = 0;
+};
+
+namespace {
+
+static_assert(FRUGAL_OK == int32_t(frugal::status::ok) && FRUGAL_DONE == int32_t(frugal::status::done) &&
+              FRUGAL_ERR_INVALID_ARGUMENT == int32_t(frugal::status::invalid_argument) &&
+              FRUGAL_ERR_OUT_OF_MEMORY == int32_t(frugal::status::out_of_memory) &&
+              FRUGAL_ERR_IO == int32_t(frugal::status::io) &&
+              FRUGAL_ERR_UNSUPPORTED_MODEL == int32_t(frugal::status::unsupported_model) &&
+              FRUGAL_ERR_CONTEXT_FULL == int32_t(frugal::status::context_full) &&
+              FRUGAL_ERR_CANCELLED == int32_t(frugal::status::cancelled) &&
+              FRUGAL_ERR_BUFFER_TOO_SMALL == int32_t(frugal::status::buffer_too_small) &&
+              FRUGAL_ERR_STRUCT_SIZE == int32_t(frugal::status::struct_size) &&
+              FRUGAL_ERR_INVALID_MODEL == int32_t(frugal::status::invalid_model) &&
+              FRUGAL_ERR_INTERNAL == int32_t(frugal::status::internal),
+              "capi status codes and frugal::status must agree");
+
+frugal_status fail(frugal_error ** err, frugal_status code, std::string message) noexcept {
+    if (err) {
+        // If even the error cannot be allocated, the caller still gets the code.
+        *err = new (std::nothrow) frugal_error{code, {}};
+        if (*err) {
+            try {
+                (*err)->message = std::move(message);
+            } catch (...) {
+            }
+        }
+    }
+    return code;
+}
+
+[[noreturn]] void invalid(const char * fmt_text, auto &&... args) {
+    frugal::throw_error(frugal::status::invalid_argument, fmt::runtime(fmt_text), args...);
+}
+
+// Copies text into a caller buffer; FRUGAL_ERR_BUFFER_TOO_SMALL with the size needed otherwise.
+frugal_status copy_out(const std::string & s, char * buf, size_t cap, size_t * out_len, bool nul_terminate) {
+    const size_t need = s.size() + (nul_terminate ? 1 : 0);
+    *out_len = need;
+    if (need > cap) return FRUGAL_ERR_BUFFER_TOO_SMALL;
+    if (!s.empty()) std::memcpy(buf, s.data(), s.size());
+    if (nul_terminate) buf[s.size()] = '\0';
+    return FRUGAL_OK;
+}
+
+} // namespace
+
+#define FRUGAL_API_BEGIN try {
+#define FRUGAL_API_END                                                                              \
+    }                                                                                               \
+    catch (const frugal::error & e) {                                                               \
+        return fail(err, frugal_status(e.code()), e.what());                                        \
+    }                                                                                               \
+    catch (const std::bad_alloc &) {                                                                \
+        return fail(err, FRUGAL_ERR_OUT_OF_MEMORY, "out of memory");                                \
+    }                                                                                               \
+    catch (const std::exception & e) {                                                              \
+        return fail(err, FRUGAL_ERR_INTERNAL, std::string("internal error: ") + e.what());          \
+    }                                                                                               \
+    catch (...) {                                                                                   \
+        return fail(err, FRUGAL_ERR_INTERNAL, "internal error: unknown exception");                 \
+    }
+
+#define FRUGAL_REQUIRE(cond, ...)     \
+    do {                              \
+        if (!(cond)) invalid(__VA_ARGS__); \
+    } while (0)
+
+extern "C" {
+
+uint32_t frugal_version_number(void) { return FRUGAL_VERSION_NUMBER; }
+const char * frugal_version_string(void) { return FRUGAL_VERSION_STRING; }
+
+const char * frugal_status_string(frugal_status s) {
+    switch (s) {
+    case FRUGAL_OK: return "ok";
+    case FRUGAL_DONE: return "done";
+    case FRUGAL_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case FRUGAL_ERR_OUT_OF_MEMORY: return "out of memory";
+    case FRUGAL_ERR_IO: return "i/o error";
+    case FRUGAL_ERR_UNSUPPORTED_MODEL: return "unsupported model";
+    case FRUGAL_ERR_CONTEXT_FULL: return "context full";
+    case FRUGAL_ERR_CANCELLED: return "cancelled";
+    case FRUGAL_ERR_BUFFER_TOO_SMALL: return "buffer too small";
+    case FRUGAL_ERR_STRUCT_SIZE: return "unknown fields in options struct";
+    case FRUGAL_ERR_INVALID_MODEL: return "invalid model file";
+    case FRUGAL_ERR_INTERNAL: return "internal error";
+    default: return "unknown status";
+    }
+}
+
+frugal_status frugal_error_code(const frugal_error * err) { return err ? err->code : FRUGAL_OK; }
+const char * frugal_error_message(const frugal_error * err) { return err ? err->message.c_str() : ""; }
+void frugal_error_free(frugal_error * err) { delete err; }
+
+void frugal_set_log_callback(frugal_log_fn fn, void * user_data, int32_t min_level) {
+    frugal::log::set_sink(fn, user_data, frugal::log::level(min_level < 0 ? 0 : (min_level > 3 ? 3 : min_level)));
+}
+
+frugal_status frugal_model_options_init(frugal_model_options * opts, uint32_t struct_size) {
+    if (!opts || struct_size < sizeof(uint32_t)) return FRUGAL_ERR_INVALID_ARGUMENT;
+    // An older caller's smaller struct gets the fields it knows; the rest of ours is not touched.
+    frugal_model_options d{};
+    d.struct_size = struct_size < sizeof d ? struct_size : uint32_t(sizeof d);
+    d.n_threads = 0;
+    d.use_mmap = 1;
+    std::memset(static_cast<void *>(opts), 0, struct_size);
+    std::memcpy(static_cast<void *>(opts), &d, d.struct_size);
+    opts->struct_size = struct_size;
+    return FRUGAL_OK;
+}
+
+frugal_status frugal_model_load(const char * path_utf8, const frugal_model_options * opts, frugal_model ** out,
+                                frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(path_utf8, "frugal_model_load: path is NULL");
+    FRUGAL_REQUIRE(out, "frugal_model_load: out is NULL");
+    frugal_model_options o{};
+    frugal_model_options_init(&o, sizeof o);
+    if (opts) {
+        FRUGAL_REQUIRE(opts->struct_size >= offsetof(frugal_model_options, progress),
+                       "frugal_model_load: options struct_size {} is too small", opts->struct_size);
+        // Accept larger structs from newer headers only if the fields we do not know are zero.
+        const auto * bytes = reinterpret_cast<const unsigned char *>(opts);
+        for (size_t i = sizeof o; i < opts->struct_size; ++i)
+            if (bytes[i] != 0)
+                frugal::throw_error(frugal::status::struct_size,
+                                    "frugal_model_load: options struct_size {} has non-zero fields past byte {}",
+                                    opts->struct_size, sizeof o);
+        std::memcpy(&o, opts, std::min<size_t>(opts->struct_size, sizeof o));
+    }
+    FRUGAL_REQUIRE(o.n_threads >= 0 && o.n_threads <= 1024, "frugal_model_load: n_threads {} is out of range [0, 1024]",
+                   o.n_threads);
+    FRUGAL_REQUIRE(o.use_mmap == 0 || o.use_mmap == 1, "frugal_model_load: use_mmap {} is not 0 or 1", o.use_mmap);
+    frugal::load_options lo;
+    lo.n_threads = o.n_threads;
+    lo.use_mmap = o.use_mmap != 0;
+    if (o.progress) {
+        lo.progress = [fn = o.progress, ud = o.progress_user_data](float f) { return fn(f, ud) == 0; };
+    }
+    auto m = std::make_unique<frugal_model>();
+    m->impl = frugal::load_model(path_utf8, lo);
+    *out = m.release();
+    return FRUGAL_OK;
+    FRUGAL_API_END
+}
+
+void frugal_model_free(frugal_model * model) { delete model; }
+
+#define FRUGAL_MODEL_GETTER(type, name, expr, fallback)                  \
+    type frugal_model_##name(const frugal_model * model) {               \
+        if (!model) return fallback;                                     \
+        const auto & c = model->impl->config();                          \
+        (void)c;                                                         \
+        return expr;                                                     \
+    }
+FRUGAL_MODEL_GETTER(int32_t, n_vocab, int32_t(c.n_vocab), 0)
+FRUGAL_MODEL_GETTER(int32_t, n_ctx_train, int32_t(std::min<int64_t>(c.n_ctx_train, INT32_MAX)), 0)
+FRUGAL_MODEL_GETTER(int32_t, n_embd, int32_t(c.n_embd), 0)
+FRUGAL_MODEL_GETTER(int32_t, n_layers, int32_t(c.n_layer), 0)
+FRUGAL_MODEL_GETTER(int32_t, n_heads, int32_t(c.n_head), 0)
+FRUGAL_MODEL_GETTER(int32_t, n_heads_kv, int32_t(c.n_head_kv), 0)
+FRUGAL_MODEL_GETTER(uint64_t, n_params, uint64_t(c.n_params), 0)
+FRUGAL_MODEL_GETTER(uint64_t, size_bytes, c.weight_bytes, 0)
+FRUGAL_MODEL_GETTER(const char *, architecture, c.arch_name.c_str(), "")
+FRUGAL_MODEL_GETTER(const char *, name, c.name.c_str(), "")
+FRUGAL_MODEL_GETTER(int32_t, token_bos, model->impl->tokenizer().get_vocab().bos, -1)
+FRUGAL_MODEL_GETTER(int32_t, token_eos, model->impl->tokenizer().get_vocab().eos, -1)
+FRUGAL_MODEL_GETTER(int32_t, meta_count, int32_t(model->impl->file().metadata().size()), 0)
+#undef FRUGAL_MODEL_GETTER
+
+int32_t frugal_model_token_is_eog(const frugal_model * model, int32_t token) {
+    if (!model || token < 0 || token >= model->impl->config().n_vocab) return 0;
+    return model->impl->tokenizer().is_eog(token) ? 1 : 0;
+}
+
+frugal_status frugal_model_meta_key(const frugal_model * model, int32_t i, char * buf, size_t cap, size_t * out_len,
+                                    frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(model && out_len && (buf || cap == 0), "frugal_model_meta_key: NULL model, buf or out_len");
+    const auto & md = model->impl->file().metadata();
+    FRUGAL_REQUIRE(i >= 0 && size_t(i) < md.size(), "frugal_model_meta_key: index {} is outside [0, {})", i, md.size());
+    return copy_out(md[size_t(i)].first, buf, cap, out_len, true);
+    FRUGAL_API_END
+}
+
+frugal_status frugal_model_meta_value(const frugal_model * model, const char * key, char * buf, size_t cap,
+                                      size_t * out_len, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(model && key && out_len && (buf || cap == 0), "frugal_model_meta_value: NULL argument");
+    const auto * v = model->impl->file().find(key);
+    FRUGAL_REQUIRE(v, "frugal_model_meta_value: no metadata key '{}'", key);
+    // Strings are returned whole; other values as their display text.
+    const auto * s = std::get_if<std::string>(&v->v);
+    return copy_out(s ? *s : v->to_display(), buf, cap, out_len, true);
+    FRUGAL_API_END
+}
+
+frugal_status frugal_tokenize(const frugal_model * model, const char * text, size_t text_len, int32_t add_special,
+                              int32_t parse_special, int32_t * out, size_t cap, size_t * out_n, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(model && out_n && (text || text_len == 0) && (out || cap == 0), "frugal_tokenize: NULL argument");
+    const auto ids = model->impl->tokenizer().encode(std::string_view(text ? text : "", text_len), add_special != 0,
+                                                     parse_special != 0);
+    *out_n = ids.size();
+    if (ids.size() > cap) return FRUGAL_ERR_BUFFER_TOO_SMALL;
+    std::copy(ids.begin(), ids.end(), out);
+    return FRUGAL_OK;
+    FRUGAL_API_END
+}
+
+frugal_status frugal_detokenize(const frugal_model * model, const int32_t * tokens, size_t n_tokens, int32_t special,
+                                char * buf, size_t cap, size_t * out_len, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(model && out_len && (tokens || n_tokens == 0) && (buf || cap == 0),
+                   "frugal_detokenize: NULL argument");
+    const auto text = model->impl->tokenizer().decode(std::span(tokens, n_tokens), special != 0);
+    return copy_out(text, buf, cap, out_len, false);
+    FRUGAL_API_END
+}
+
+frugal_status frugal_session_create(frugal_model * model, int32_t n_ctx, frugal_session ** out, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(model && out, "frugal_session_create: NULL model or out");
+    FRUGAL_REQUIRE(n_ctx >= 0, "frugal_session_create: n_ctx {} is negative", n_ctx);
+    *out = new frugal_session{frugal::session(model->impl, n_ctx), {}, -1, 0};
+    return FRUGAL_OK;
+    FRUGAL_API_END
+}
+
+void frugal_session_free(frugal_session * session) { delete session; }
+
+int32_t frugal_session_n_ctx(const frugal_session * s) { return s ? int32_t(s->impl.n_ctx()) : 0; }
+int32_t frugal_session_n_past(const frugal_session * s) { return s ? int32_t(s->impl.n_past()) : 0; }
+uint64_t frugal_session_kv_bytes(const frugal_session * s) { return s ? s->impl.kv_bytes() : 0; }
+
+frugal_status frugal_session_reset(frugal_session * s, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(s, "frugal_session_reset: session is NULL");
+    s->impl.reset();
+    s->held_piece.clear();
+    s->held_token = -1;
+    return FRUGAL_OK;
+    FRUGAL_API_END
+}
+
+frugal_status frugal_session_set_param_f32(frugal_session * s, frugal_param key, float value, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(s, "frugal_session_set_param_f32: session is NULL");
+    auto p = s->impl.sampling();
+    switch (key) {
+    case FRUGAL_PARAM_TEMPERATURE: p.temperature = value; break;
+    case FRUGAL_PARAM_TOP_P: p.top_p = value; break;
+    case FRUGAL_PARAM_MIN_P: p.min_p = value; break;
+    case FRUGAL_PARAM_REPEAT_PENALTY: p.repeat_penalty = value; break;
+    default: invalid("frugal_session_set_param_f32: key {} is not a float parameter", key);
+    }
+    s->impl.set_sampling(p); // validates; throws with the parameter's name and value
+    return FRUGAL_OK;
+    FRUGAL_API_END
+}
+
+frugal_status frugal_session_set_param_i64(frugal_session * s, frugal_param key, int64_t value, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(s, "frugal_session_set_param_i64: session is NULL");
+    auto p = s->impl.sampling();
+    switch (key) {
+    case FRUGAL_PARAM_TOP_K:
+        FRUGAL_REQUIRE(value >= 0 && value <= INT32_MAX, "top_k {} is out of range [0, {}]", value, INT32_MAX);
+        p.top_k = int32_t(value);
+        break;
+    case FRUGAL_PARAM_SEED: p.seed = uint64_t(value); break;
+    case FRUGAL_PARAM_REPEAT_LAST_N:
+        FRUGAL_REQUIRE(value >= 0 && value <= INT32_MAX, "repeat_last_n {} is out of range [0, {}]", value, INT32_MAX);
+        p.repeat_last_n = int32_t(value);
+        break;
+    case FRUGAL_PARAM_N_THREADS:
+        FRUGAL_REQUIRE(value >= 1 && value <= 1024, "n_threads {} is out of range [1, 1024]", value);
+        s->impl.set_n_threads(int(value));
+        return FRUGAL_OK;
+    default: invalid("frugal_session_set_param_i64: key {} is not an integer parameter", key);
+    }
+    s->impl.set_sampling(p);
+    if (key == FRUGAL_PARAM_SEED) s->impl.reseed();
+    return FRUGAL_OK;
+    FRUGAL_API_END
+}
+
+frugal_status frugal_session_prompt(frugal_session * s, const char * text, size_t text_len, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(s && (text || text_len == 0), "frugal_session_prompt: NULL session or text");
+    s->impl.prompt_text(std::string_view(text ? text : "", text_len));
+    return FRUGAL_OK;
+    FRUGAL_API_END
+}
+
+frugal_status frugal_session_prompt_tokens(frugal_session * s, const int32_t * tokens, size_t n_tokens,
+                                           frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(s && (tokens || n_tokens == 0), "frugal_session_prompt_tokens: NULL session or tokens");
+    s->impl.prompt_tokens(std::span(tokens, n_tokens));
+    return FRUGAL_OK;
+    FRUGAL_API_END
+}
+
+frugal_status frugal_session_next(frugal_session * s, int32_t * out_token, char * buf, size_t cap, size_t * out_len,
+                                  frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(s && out_len && (buf || cap == 0), "frugal_session_next: NULL session, buf or out_len");
+    if (s->held_token < 0) {
+        auto r = s->impl.next();
+        s->held_token = r.token;
+        s->held_piece = std::move(r.piece);
+        s->held_done = r.done ? 1 : 0;
+    }
+    const frugal_status st = copy_out(s->held_piece, buf, cap, out_len, false);
+    if (st != FRUGAL_OK) return st; // keep the token for the next call
+    if (out_token) *out_token = s->held_token;
+    const frugal_status result = s->held_done ? FRUGAL_DONE : FRUGAL_OK;
+    s->held_token = -1;
+    s->held_piece.clear();
+    return result;
+    FRUGAL_API_END
+}
+
+const float * frugal_session_logits(const frugal_session * s, int32_t * out_n_vocab) {
+    if (!s) return nullptr;
+    const auto l = s->impl.logits();
+    if (out_n_vocab) *out_n_vocab = int32_t(l.size());
+    return l.empty() ? nullptr : l.data();
+}
+
+void frugal_session_cancel(frugal_session * s) {
+    if (s) s->impl.cancel();
+}
+
+} // extern "C"

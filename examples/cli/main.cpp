@@ -1,0 +1,277 @@
+// frugal - command-line tool: `run` (generate text), `info` (inspect a GGUF file), `pull`
+// (download a model into the cache). Errors go to stderr with a non-zero exit code.
+#include <CLI/CLI.hpp>
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include "models/model.hpp"
+#include "runtime/gguf.hpp"
+#include "runtime/session.hpp"
+#include "util/error.hpp"
+#ifdef FRUGAL_HAVE_DOWNLOAD
+#  include "runtime/download.hpp"
+#endif
+
+namespace {
+
+std::atomic<frugal::session *> g_active_session{nullptr};
+
+extern "C" void on_sigint(int) {
+    // Only an atomic store: cancel() is async-signal-safe. A second Ctrl-C kills as usual.
+    if (auto * s = g_active_session.load()) s->cancel();
+    std::signal(SIGINT, SIG_DFL);
+}
+
+// VmHWM (peak resident set) and VmRSS of this process from /proc, in bytes.
+std::pair<uint64_t, uint64_t> memory_usage() {
+    std::ifstream f("/proc/self/status");
+    std::string line;
+    uint64_t peak = 0, rss = 0;
+    while (std::getline(f, line)) {
+        auto kib = [&](const char * key, uint64_t & out) {
+            if (line.rfind(key, 0) == 0) out = std::stoull(line.substr(std::strlen(key))) * 1024;
+        };
+        kib("VmHWM:", peak);
+        kib("VmRSS:", rss);
+    }
+    return {peak, rss};
+}
+
+std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", double(bytes) / (1024.0 * 1024.0)); }
+
+std::vector<int32_t> parse_ids(const std::string & s) {
+    std::vector<int32_t> ids;
+    const char * p = s.data();
+    const char * end = p + s.size();
+    while (p < end) {
+        if (*p == ',' || *p == ' ') {
+            ++p;
+            continue;
+        }
+        int32_t v = 0;
+        const auto r = std::from_chars(p, end, v);
+        if (r.ec != std::errc())
+            frugal::throw_error(frugal::status::invalid_argument, "bad token id list '{}' at '{}'", s, std::string(p, end));
+        ids.push_back(v);
+        p = r.ptr;
+    }
+    return ids;
+}
+
+#ifdef FRUGAL_HAVE_DOWNLOAD
+// Downloads into dest (empty: the cache) with a progress bar on stderr.
+frugal::download::result pull_model(const std::string & url, const std::string & dest, const std::string & sha256) {
+    frugal::download::options o;
+    o.url = url;
+    o.dest = dest;
+    o.sha256 = sha256;
+    const auto t0 = std::chrono::steady_clock::now();
+    o.progress = [&](uint64_t done, uint64_t total) {
+        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::fprintf(stderr, "\r%s", frugal::download::format_progress(done, total, sec).c_str());
+        return true;
+    };
+    auto r = frugal::download::fetch(o);
+    std::fprintf(stderr, "\n");
+    return r;
+}
+#endif
+
+// A model argument is a local path, or a URL / hf:// reference that is pulled into the cache first.
+std::string resolve_model(const std::string & m) {
+    const bool remote = m.starts_with("http://") || m.starts_with("https://") || m.starts_with("hf://");
+    if (!remote) return m;
+#ifdef FRUGAL_HAVE_DOWNLOAD
+    return pull_model(m, "", "").path.string();
+#else
+    frugal::throw_error(frugal::status::invalid_argument, "this build has no downloader (FRUGAL_DOWNLOAD=OFF): {}", m);
+#endif
+}
+
+struct run_args {
+    std::string model, prompt, prompt_ids;
+    int n_predict = 128, threads = 0, ctx = 0;
+    bool no_mmap = false, show_prompt = false;
+    frugal::sampling_params sampling;
+};
+
+int cmd_run(const run_args & a) {
+    frugal::load_options lo;
+    lo.n_threads = a.threads;
+    lo.use_mmap = !a.no_mmap;
+    const auto t_load0 = std::chrono::steady_clock::now();
+    auto model = frugal::load_model(resolve_model(a.model), lo);
+    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load0).count();
+
+    frugal::session s(model, a.ctx);
+    s.set_sampling(a.sampling);
+    g_active_session.store(&s);
+    std::signal(SIGINT, on_sigint);
+
+    const auto & tok = model->tokenizer();
+    if (!a.prompt_ids.empty()) {
+        const auto ids = parse_ids(a.prompt_ids);
+        if (a.show_prompt) std::fputs(tok.decode(ids).c_str(), stdout);
+        s.prompt_tokens(ids);
+    } else {
+        if (a.show_prompt) std::fputs(a.prompt.c_str(), stdout);
+        if (a.prompt.empty()) {
+            // Generation from BOS alone, as llama2.c's sample does.
+            const int32_t bos = tok.get_vocab().bos;
+            if (bos < 0) frugal::throw_error(frugal::status::invalid_argument, "run: empty prompt and the model has no BOS token");
+            s.prompt_tokens(std::span(&bos, 1));
+        } else {
+            s.prompt_text(a.prompt);
+        }
+    }
+    std::fflush(stdout);
+
+    int n_gen = 0;
+    const auto t_gen0 = std::chrono::steady_clock::now();
+    std::string stop_reason = "length";
+    try {
+        for (; n_gen < a.n_predict; ++n_gen) {
+            auto r = s.next();
+            std::fwrite(r.piece.data(), 1, r.piece.size(), stdout);
+            std::fflush(stdout);
+            if (r.done) {
+                stop_reason = "end of generation";
+                break;
+            }
+        }
+    } catch (const frugal::error & e) {
+        if (e.code() != frugal::status::cancelled && e.code() != frugal::status::context_full) throw;
+        stop_reason = e.code() == frugal::status::cancelled ? "interrupted" : "context full";
+    }
+    g_active_session.store(nullptr);
+    const double gen_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_gen0).count();
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+
+    const auto & st = s.stats();
+    const auto [peak, rss] = memory_usage();
+    const auto & c = model->config();
+    std::fprintf(stderr,
+                 "\n[%s] %s, %lld layers, %s of weights; load %.2f s\n"
+                 "prompt: %lld tokens in %.2f s (%.1f tokens/s)\n"
+                 "decode: %d tokens generated, %lld evaluated in %.2f s (%.1f tokens/s); stop: %s\n"
+                 "memory: peak RSS %s, RSS %s, KV cache %s (%lld positions), model file %s\n",
+                 c.arch_name.c_str(), c.name.empty() ? "unnamed" : c.name.c_str(), (long long)c.n_layer,
+                 mib(c.weight_bytes).c_str(), load_s, (long long)st.n_prompt, st.prompt_seconds,
+                 st.prompt_seconds > 0 ? double(st.n_prompt) / st.prompt_seconds : 0.0, n_gen,
+                 (long long)st.n_decode, st.decode_seconds,
+                 st.decode_seconds > 0 ? double(st.n_decode) / st.decode_seconds : 0.0, stop_reason.c_str(),
+                 mib(peak).c_str(), mib(rss).c_str(), mib(s.kv_bytes()).c_str(), (long long)s.n_ctx(),
+                 mib(model->file().file_size()).c_str());
+    (void)gen_s;
+    return 0;
+}
+
+int cmd_info(const std::string & path, bool all_tensors) {
+    const auto f = frugal::gguf::file::open(path);
+    std::printf("file: %s\nformat: GGUF v%u, %llu bytes, alignment %llu, data at offset %llu\n", path.c_str(),
+                f->version(), (unsigned long long)f->file_size(), (unsigned long long)f->alignment(),
+                (unsigned long long)f->data_offset());
+    std::printf("\nmetadata (%zu keys):\n", f->metadata().size());
+    for (const auto & [key, v] : f->metadata())
+        std::printf("  %-48s %-6s %s\n", key.c_str(), std::string(frugal::gguf::value_type_name(v.type)).c_str(),
+                    v.to_display().c_str());
+
+    struct type_total {
+        size_t count = 0;
+        uint64_t bytes = 0, params = 0;
+    };
+    std::map<std::string, type_total> by_type;
+    uint64_t params = 0;
+    for (const auto & t : f->tensors()) {
+        const std::string type = t.type ? std::string(frugal::dtype_name(*t.type)) : fmt::format("ggml#{}", t.ggml_type);
+        auto & tt = by_type[type];
+        ++tt.count;
+        tt.bytes += t.n_bytes;
+        tt.params += uint64_t(t.shape().numel());
+        params += uint64_t(t.shape().numel());
+    }
+    std::printf("\ntensors: %zu, %.3f B parameters\n", f->tensors().size(), double(params) / 1e9);
+    for (const auto & [type, tt] : by_type)
+        std::printf("  %-8s %5zu tensors  %14llu params  %s\n", type.c_str(), tt.count, (unsigned long long)tt.params,
+                    tt.bytes ? mib(tt.bytes).c_str() : "(type not supported by frugal)");
+    const size_t shown = all_tensors ? f->tensors().size() : std::min<size_t>(f->tensors().size(), 12);
+    std::printf("\n%s:\n", all_tensors ? "all tensors" : "first tensors (--tensors lists all)");
+    for (size_t i = 0; i < shown; ++i) {
+        const auto & t = f->tensors()[i];
+        std::printf("  %-40s %-6s %-24s offset %llu\n", t.name.c_str(),
+                    t.type ? std::string(frugal::dtype_name(*t.type)).c_str() : "?", t.shape().str().c_str(),
+                    (unsigned long long)t.offset);
+    }
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char ** argv) {
+    CLI::App app{"frugal: run DeepSeek-family models on a CPU"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "frugal " FRUGAL_VERSION_TEXT);
+
+    run_args ra;
+    auto * run = app.add_subcommand("run", "generate text from a model");
+    run->add_option("-m,--model", ra.model, "GGUF file, https:// URL or hf://OWNER/REPO/FILE.gguf")->required();
+    run->add_option("-p,--prompt", ra.prompt, "prompt text (empty: start from BOS)");
+    run->add_option("--prompt-ids", ra.prompt_ids, "prompt as token ids, e.g. 1,2,3 (instead of -p)");
+    run->add_option("-n,--n-predict", ra.n_predict, "tokens to generate")->check(CLI::Range(0, 1 << 30));
+    run->add_option("-t,--threads", ra.threads, "threads (0 = all cores)")->check(CLI::Range(0, 1024));
+    run->add_option("-c,--ctx", ra.ctx, "context size (0 = min(training context, 4096))")->check(CLI::NonNegativeNumber);
+    run->add_option("--temp", ra.sampling.temperature, "temperature (0 = greedy)");
+    run->add_option("--top-k", ra.sampling.top_k, "top-k (0 = off)");
+    run->add_option("--top-p", ra.sampling.top_p, "top-p");
+    run->add_option("--min-p", ra.sampling.min_p, "min-p");
+    run->add_option("--repeat-penalty", ra.sampling.repeat_penalty, "repetition penalty (1 = off)");
+    run->add_option("--repeat-last-n", ra.sampling.repeat_last_n, "tokens considered by the penalty");
+    run->add_option("-s,--seed", ra.sampling.seed, "random seed");
+    run->add_flag("--no-mmap", ra.no_mmap, "read the model into memory instead of mapping it");
+    run->add_flag("--show-prompt", ra.show_prompt, "echo the prompt before the generated text");
+
+    std::string info_path;
+    bool info_all = false;
+    auto * info = app.add_subcommand("info", "print a GGUF file's metadata and tensor summary");
+    info->add_option("model", info_path, "GGUF file")->required();
+    info->add_flag("--tensors", info_all, "list every tensor");
+
+    std::string pull_url, pull_out, pull_sha;
+    auto * pull = app.add_subcommand("pull", "download a GGUF model into the cache (resumable)");
+    pull->add_option("url", pull_url, "https:// URL or hf://OWNER/REPO/FILE.gguf[@REVISION]")->required();
+    pull->add_option("-o,--output", pull_out, "destination file (default: the cache folder)");
+    pull->add_option("--sha256", pull_sha, "expected SHA-256 (hex)");
+
+    CLI11_PARSE(app, argc, argv);
+    try {
+        if (*run) return cmd_run(ra);
+        if (*info) return cmd_info(info_path, info_all);
+        if (*pull) {
+#ifdef FRUGAL_HAVE_DOWNLOAD
+            const auto r = pull_model(pull_url, pull_out, pull_sha);
+            std::printf("%s\nsha256 %s  %llu bytes%s\n", r.path.c_str(), r.sha256.c_str(), (unsigned long long)r.bytes,
+                        r.already_present ? " (already present)" : (r.resumed ? " (resumed)" : ""));
+            return 0;
+#else
+            std::fprintf(stderr, "frugal: this build has no downloader (FRUGAL_DOWNLOAD=OFF)\n");
+            return 2;
+#endif
+        }
+    } catch (const frugal::error & e) {
+        std::fprintf(stderr, "\nfrugal: error: %s\n", e.what());
+        return 1;
+    } catch (const std::exception & e) {
+        std::fprintf(stderr, "\nfrugal: internal error: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,158 @@
+// dtype.hpp - element and block types, with the GGUF (ggml_type) numbering and block layouts.
+// Header-only, no I/O, no globals. Block structs mirror ggml-common.h byte for byte.
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string_view>
+
+namespace frugal {
+
+// Values are the ggml_type ids stored in GGUF tensor infos (MODEL-SPEC.md §3.1).
+enum class dtype : uint32_t {
+    f32 = 0,
+    f16 = 1,
+    q4_0 = 2,
+    q8_0 = 8,
+    q4_k = 12,
+    q5_k = 13,
+    q6_k = 14,
+    bf16 = 30,
+};
+
+inline constexpr int64_t k_qk = 32;    // elements per block of the *_0 formats
+inline constexpr int64_t k_qk_k = 256; // elements per super-block of the K-quants
+inline constexpr int k_k_scale_bytes = 12;
+
+// --- half precision ----------------------------------------------------------------------
+// IEEE binary16 <-> float, exact (round-to-nearest-even when narrowing). Bit manipulation so it
+// is constexpr and independent of F16C; hot loops use the CPU's conversions instead.
+constexpr float fp16_to_fp32(uint16_t h) noexcept {
+    const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+    const uint32_t exp = (h >> 10) & 0x1Fu;
+    uint32_t mant = h & 0x3FFu;
+    if (exp == 0x1F) return std::bit_cast<float>(sign | 0x7F800000u | (mant << 13)); // inf/nan
+    if (exp == 0) {
+        if (mant == 0) return std::bit_cast<float>(sign);
+        // subnormal: value = mant * 2^-24
+        int e = -1;
+        do { mant <<= 1; ++e; } while ((mant & 0x400u) == 0);
+        mant &= 0x3FFu;
+        return std::bit_cast<float>(sign | uint32_t(127 - 15 - e) << 23 | (mant << 13));
+    }
+    return std::bit_cast<float>(sign | (exp + (127 - 15)) << 23 | (mant << 13));
+}
+
+constexpr uint16_t fp32_to_fp16(float f) noexcept {
+    const uint32_t x = std::bit_cast<uint32_t>(f);
+    const uint32_t sign = (x >> 16) & 0x8000u;
+    const uint32_t abs = x & 0x7FFFFFFFu;
+    if (abs > 0x7F800000u) return uint16_t(sign | 0x7E00u);         // nan
+    if (abs >= 0x477FF000u) return uint16_t(sign | 0x7C00u);        // overflow (>= 65520) -> inf
+    if (abs < 0x38800000u) {                                        // subnormal or zero in half
+        if (abs < 0x33000000u) return uint16_t(sign);                // < 2^-25 rounds to 0
+        // result = round(f * 2^24) half-subnormal units; f = m * 2^(e - 150) so shift = 126 - e
+        const uint32_t e = abs >> 23;
+        const uint32_t m = (abs & 0x7FFFFFu) | 0x800000u;
+        const uint32_t shift = 126 - e;
+        const uint32_t rem = m & ((1u << shift) - 1);
+        const uint32_t halfway = 1u << (shift - 1);
+        uint32_t r = m >> shift;
+        if (rem > halfway || (rem == halfway && (r & 1u))) ++r;
+        return uint16_t(sign | r);
+    }
+    uint32_t r = ((abs - 0x38000000u) >> 13);                        // rebias 127 -> 15
+    const uint32_t rem = abs & 0x1FFFu;
+    if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;
+    return uint16_t(sign | r);
+}
+
+// bfloat16 = upper half of a float32; narrowing rounds to nearest even as ggml does.
+constexpr float bf16_to_fp32(uint16_t h) noexcept { return std::bit_cast<float>(uint32_t(h) << 16); }
+constexpr uint16_t fp32_to_bf16(float f) noexcept {
+    const uint32_t x = std::bit_cast<uint32_t>(f);
+    if ((x & 0x7FFFFFFFu) > 0x7F800000u) return uint16_t((x >> 16) | 64u); // quiet nan
+    return uint16_t((x + (0x7FFFu + ((x >> 16) & 1u))) >> 16);
+}
+
+// --- block layouts (MODEL-SPEC.md §3.6) --------------------------------------------------
+struct block_q8_0 {
+    uint16_t d;        // fp16 scale
+    int8_t qs[k_qk];   // y = d * qs
+};
+struct block_q4_0 {
+    uint16_t d;             // fp16 scale
+    uint8_t qs[k_qk / 2];   // low nibbles: elements 0..15, high nibbles: 16..31; y = d * (q - 8)
+};
+struct block_q4_k {
+    uint16_t d, dmin;                  // fp16 super-block scales
+    uint8_t scales[k_k_scale_bytes];   // 8 packed 6-bit (scale, min) pairs
+    uint8_t qs[k_qk_k / 2];
+};
+struct block_q5_k {
+    uint16_t d, dmin;
+    uint8_t scales[k_k_scale_bytes];
+    uint8_t qh[k_qk_k / 8];            // fifth bits
+    uint8_t qs[k_qk_k / 2];
+};
+struct block_q6_k {
+    uint8_t ql[k_qk_k / 2];            // low 4 bits
+    uint8_t qh[k_qk_k / 4];            // high 2 bits
+    int8_t scales[k_qk_k / 16];        // 8-bit sub-block scales
+    uint16_t d;                        // fp16 super-block scale (last)
+};
+static_assert(sizeof(block_q8_0) == 34 && sizeof(block_q4_0) == 18);
+static_assert(sizeof(block_q4_k) == 144 && sizeof(block_q5_k) == 176 && sizeof(block_q6_k) == 210);
+
+// --- traits ------------------------------------------------------------------------------
+struct dtype_traits {
+    std::string_view name;
+    int64_t block_size;   // elements per block (1 for plain types)
+    int64_t block_bytes;  // bytes per block
+    bool quantized;
+};
+
+constexpr std::optional<dtype> dtype_from_ggml(uint32_t id) noexcept {
+    switch (id) {
+    case 0: case 1: case 2: case 8: case 12: case 13: case 14: case 30: return dtype(id);
+    default: return std::nullopt;
+    }
+}
+
+constexpr dtype_traits traits(dtype t) noexcept {
+    switch (t) {
+    case dtype::f32: return {"f32", 1, 4, false};
+    case dtype::f16: return {"f16", 1, 2, false};
+    case dtype::bf16: return {"bf16", 1, 2, false};
+    case dtype::q8_0: return {"q8_0", k_qk, sizeof(block_q8_0), true};
+    case dtype::q4_0: return {"q4_0", k_qk, sizeof(block_q4_0), true};
+    case dtype::q4_k: return {"q4_k", k_qk_k, sizeof(block_q4_k), true};
+    case dtype::q5_k: return {"q5_k", k_qk_k, sizeof(block_q5_k), true};
+    case dtype::q6_k: return {"q6_k", k_qk_k, sizeof(block_q6_k), true};
+    }
+    return {"?", 1, 0, false};
+}
+
+constexpr std::string_view dtype_name(dtype t) noexcept { return traits(t).name; }
+
+// Bytes taken by one row of n elements; n must be a multiple of the block size.
+constexpr int64_t row_bytes(dtype t, int64_t n) noexcept {
+    const auto tr = traits(t);
+    return n / tr.block_size * tr.block_bytes;
+}
+
+// Unpacks the j-th (scale, min) 6-bit pair of a Q4_K/Q5_K super-block (ggml's get_scale_min_k4).
+constexpr void k_scale_min(int j, const uint8_t * s, uint8_t & sc, uint8_t & mn) noexcept {
+    if (j < 4) {
+        sc = s[j] & 63;
+        mn = s[j + 4] & 63;
+    } else {
+        sc = uint8_t((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4));
+        mn = uint8_t((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+    }
+}
+
+} // namespace frugal

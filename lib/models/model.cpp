@@ -1,0 +1,50 @@
+#include "models/model.hpp"
+
+#include <omp.h>
+
+#include <thread>
+
+#include "models/llama.hpp"
+#include "util/error.hpp"
+#include "util/log.hpp"
+
+namespace frugal {
+
+void model::forward(model_state & state, std::span<const int32_t> tokens, bool all_logits, float * logits,
+                    const std::atomic<bool> * cancel) const {
+    if (tokens.empty()) throw_error(status::invalid_argument, "forward: no tokens to evaluate");
+    if (int64_t(tokens.size()) > state.n_ctx() - state.n_past())
+        throw_error(status::context_full, "context full: {} tokens do not fit, {} of {} positions used",
+                    tokens.size(), state.n_past(), state.n_ctx());
+    for (size_t i = 0; i < tokens.size(); ++i)
+        if (tokens[i] < 0 || tokens[i] >= config_.n_vocab)
+            throw_error(status::invalid_argument, "forward: token id {} at index {} is outside [0, {})", tokens[i], i,
+                        config_.n_vocab);
+    // Long prompts go through in batches of k_max_batch; a cancel mid-way rewinds to the start.
+    const int64_t start = state.n_past_;
+    try {
+        for (size_t off = 0; off < tokens.size(); off += size_t(k_max_batch)) {
+            const size_t n = std::min(tokens.size() - off, size_t(k_max_batch));
+            const bool last = off + n == tokens.size();
+            float * out = all_logits ? logits + off * size_t(config_.n_vocab) : (last ? logits : nullptr);
+            forward_batch(state, tokens.subspan(off, n), all_logits, out, cancel);
+            state.n_past_ += int64_t(n);
+        }
+    } catch (...) {
+        state.n_past_ = start;
+        throw;
+    }
+}
+
+std::shared_ptr<const model> load_model(const std::string & path, const load_options & opts) {
+    auto f = gguf::file::open(path, opts.use_mmap);
+    const std::string arch_name = f->get_string("general.architecture");
+    int n_threads = opts.n_threads > 0 ? opts.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    // Explicit registry: one line per family (no static self-registration).
+    if (arch_name == "llama") return load_llama(std::move(f), arch::llama, n_threads, opts);
+    if (arch_name == "qwen2") return load_llama(std::move(f), arch::qwen2, n_threads, opts);
+    throw_error(status::unsupported_model, "loader: {}: architecture '{}' is not supported (supported: llama, qwen2)",
+                path, arch_name);
+}
+
+} // namespace frugal

@@ -1,0 +1,94 @@
+// model.hpp - what every architecture provides to the runtime: a config, a tokenizer, and a
+// forward pass over a per-session state (KV cache + scratch).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "runtime/gguf.hpp"
+#include "runtime/tokenizer.hpp"
+
+namespace frugal {
+
+enum class arch { llama, qwen2 };
+
+struct model_config {
+    frugal::arch arch = arch::llama;
+    std::string arch_name;     // general.architecture
+    std::string name;          // general.name (may be empty)
+    int64_t n_vocab = 0;
+    int64_t n_ctx_train = 0;
+    int64_t n_embd = 0;
+    int64_t n_layer = 0;
+    int64_t n_head = 0;
+    int64_t n_head_kv = 0;
+    int64_t head_dim = 0;
+    int64_t n_ff = 0;
+    float rms_eps = 1e-5f;
+    int64_t n_params = 0;      // elements in all weight tensors
+    uint64_t weight_bytes = 0; // bytes of all weight tensors as stored
+};
+
+struct load_options {
+    int n_threads = 0;         // 0 = all cores
+    bool use_mmap = true;
+    // Called with the fraction loaded; returning false cancels the load (status::cancelled).
+    std::function<bool(float)> progress;
+};
+
+// Per-session mutable state: owned by one session, used by one thread at a time.
+class model_state {
+public:
+    virtual ~model_state() = default;
+    int64_t n_ctx() const { return n_ctx_; }
+    int64_t n_past() const { return n_past_; }
+    virtual uint64_t kv_bytes() const = 0;
+    virtual void set_n_threads(int n) = 0;
+    void reset() { n_past_ = 0; }
+
+protected:
+    explicit model_state(int64_t n_ctx) : n_ctx_(n_ctx) {}
+    int64_t n_ctx_;
+    int64_t n_past_ = 0;
+    friend class model;
+};
+
+class model {
+public:
+    virtual ~model() = default;
+    const model_config & config() const { return config_; }
+    const frugal::tokenizer & tokenizer() const { return *tokenizer_; }
+    const gguf::file & file() const { return *file_; }
+    int n_threads() const { return n_threads_; }
+
+    virtual std::unique_ptr<model_state> create_state(int64_t n_ctx) const = 0;
+
+    // Evaluates `tokens` at positions state.n_past().. and advances n_past. Writes logits of the
+    // last token ([n_vocab]) or of every token ([tokens.size(), n_vocab]) into `logits`.
+    // Throws status::context_full (nothing evaluated) if the tokens do not fit,
+    // status::invalid_argument for an out-of-range id, status::cancelled when `cancel` is set
+    // (checked between layers; the state is left as before the call).
+    void forward(model_state & state, std::span<const int32_t> tokens, bool all_logits, float * logits,
+                 const std::atomic<bool> * cancel) const;
+
+protected:
+    virtual void forward_batch(model_state & state, std::span<const int32_t> tokens, bool all_logits, float * logits,
+                               const std::atomic<bool> * cancel) const = 0;
+    // Largest number of tokens a single forward_batch processes (bounds scratch memory).
+    static constexpr int64_t k_max_batch = 512;
+
+    model_config config_;
+    std::shared_ptr<const gguf::file> file_;
+    std::unique_ptr<frugal::tokenizer> tokenizer_;
+    int n_threads_ = 1;
+};
+
+// Opens a GGUF file and builds the model its general.architecture names.
+std::shared_ptr<const model> load_model(const std::string & path, const load_options & opts);
+
+} // namespace frugal

@@ -1,0 +1,25 @@
+// attention.hpp - causal scaled-dot-product attention with grouped-query heads over a KV cache.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace frugal::ops {
+
+struct attention_params {
+    int64_t n_head = 0;     // query heads
+    int64_t n_head_kv = 0;  // key/value heads; n_head % n_head_kv == 0, query head h reads kv head h / (n_head / n_head_kv)
+    int64_t head_dim = 0;   // of K (and Q)
+    int64_t v_dim = 0;      // of V (= head_dim for llama/qwen2)
+    float scale = 1.f;      // softmax scale, 1/sqrt(head_dim) for llama/qwen2
+};
+
+// q:   [n_tokens, n_head, head_dim], token t at position pos0 + t
+// k:   [>= pos0 + n_tokens, n_head_kv, head_dim] (the cache, positions 0.. filled)
+// v:   [>= pos0 + n_tokens, n_head_kv, v_dim]
+// out: [n_tokens, n_head, v_dim]
+// Token t attends to positions 0..pos0 + t. `scratch` holds one score row per thread.
+void attention(const attention_params & p, const float * q, int64_t n_tokens, int64_t pos0, const float * k,
+               const float * v, float * out, std::vector<float> & scratch, int n_threads);
+
+} // namespace frugal::ops

@@ -1,0 +1,121 @@
+#include "ops/matmul.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+
+#include "ops/dnnl_compat.hpp"
+#include "ops/quant.hpp"
+#include "util/error.hpp"
+
+namespace frugal::ops {
+namespace {
+
+using dims = dnnl::memory::dims;
+using dt = dnnl::memory::data_type;
+
+// Rows of weight dequantized per slab on the prefill path: big enough to keep the GEMM
+// efficient, small enough (with K = 8960, 1.1 MiB per 32 rows) to stay in L2/L3.
+constexpr int64_t k_slab_bytes = 4 << 20;
+
+// Runs with `n` OpenMP threads in this thread's parallel regions (oneDNN's OMP runtime reads
+// the same setting), restoring the caller's value afterwards.
+class omp_threads_scope {
+public:
+    explicit omp_threads_scope(int n) : saved_(omp_get_max_threads()) {
+        if (n > 0) omp_set_num_threads(n);
+    }
+    ~omp_threads_scope() { omp_set_num_threads(saved_); }
+
+private:
+    int saved_;
+};
+
+} // namespace
+
+struct matmul_context::impl {
+    dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+    dnnl::stream stream{engine};
+    using key = std::tuple<int64_t, int64_t, int64_t, int>; // K, N, ldy, weight dtype
+    std::map<key, dnnl::matmul> primitives;
+    std::vector<std::byte> quant_scratch;
+    std::vector<float> slab;              // dequantized weight rows
+    std::vector<uint16_t> x_bf16;         // activations converted for the BF16 path
+
+    dnnl::matmul & primitive(int64_t k, int64_t n, int64_t ldy, dtype wtype) {
+        const key kk{k, n, ldy, int(wtype)};
+        auto it = primitives.find(kk);
+        if (it != primitives.end()) return it->second;
+        const dt t = wtype == dtype::bf16 ? dt::bf16 : dt::f32;
+        const auto M = DNNL_RUNTIME_DIM_VAL;
+        // src [M, K] row-major; weights [K, N] stored as W [N, K] row-major (strides {1, K});
+        // dst [M, N] with row stride ldy so a slab can write into a wider output.
+        const dnnl::memory::desc src_md(dims{M, k}, t, dims{k, 1});
+        const dnnl::memory::desc w_md(dims{k, n}, t, dims{1, k});
+        const dnnl::memory::desc dst_md(dims{M, n}, dt::f32, dims{ldy, 1});
+        auto pd = dnnl_compat::matmul_pd(engine, src_md, w_md, dst_md);
+        return primitives.emplace(kk, dnnl::matmul(pd)).first->second;
+    }
+};
+
+matmul_context::matmul_context(int n_threads) : impl_(std::make_unique<impl>()), n_threads_(n_threads) {}
+matmul_context::~matmul_context() = default;
+
+void matmul_context::gemm(dtype wtype, const void * w, int64_t n, int64_t k, const float * x, int64_t m, float * y,
+                          int64_t ldy) {
+    if (wtype != dtype::f32 && wtype != dtype::bf16)
+        throw_error(status::invalid_argument, "matmul: gemm takes f32 or bf16 weights, not {}", dtype_name(wtype));
+    if (m <= 0 || n <= 0 || k <= 0 || ldy < n)
+        throw_error(status::invalid_argument, "matmul: bad gemm shape m={} n={} k={} ldy={}", m, n, k, ldy);
+    omp_threads_scope threads(n_threads_);
+    auto & prim = impl_->primitive(k, n, ldy, wtype);
+    const dt t = wtype == dtype::bf16 ? dt::bf16 : dt::f32;
+    const void * src = x;
+    if (wtype == dtype::bf16) {
+        impl_->x_bf16.resize(size_t(m * k));
+        for (int64_t i = 0; i < m * k; ++i) impl_->x_bf16[size_t(i)] = fp32_to_bf16(x[i]);
+        src = impl_->x_bf16.data();
+    }
+    // Memory objects wrap caller pointers; oneDNN never writes src or weights.
+    dnnl::memory src_mem({dims{m, k}, t, dims{k, 1}}, impl_->engine, const_cast<void *>(src));
+    dnnl::memory w_mem({dims{k, n}, t, dims{1, k}}, impl_->engine, const_cast<void *>(w));
+    dnnl::memory dst_mem({dims{m, n}, dt::f32, dims{ldy, 1}}, impl_->engine, y);
+    prim.execute(impl_->stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, dst_mem}});
+    impl_->stream.wait();
+}
+
+void matmul_context::linear(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
+    const int64_t n = w.shape.rows();
+    const int64_t k = w.shape.innermost();
+    if (m <= 0) return;
+    if (ldy < n) throw_error(status::invalid_argument, "matmul: output stride {} < {} output features", ldy, n);
+
+    if (w.type == dtype::f32 || (w.type == dtype::bf16 && dnnl_compat::has_native_bf16())) {
+        gemm(w.type, w.data, n, k, x, m, y, ldy);
+        return;
+    }
+    if (m < small_batch) {
+        omp_threads_scope threads(n_threads_);
+        if (ldy == n) {
+            matmul_rows(w, x, m, y, impl_->quant_scratch, n_threads_);
+        } else {
+            for (int64_t i = 0; i < m; ++i) matvec(w, x + i * k, y + i * ldy, impl_->quant_scratch, n_threads_);
+        }
+        return;
+    }
+    // Prefill on a quantized or half weight: dequantize slabs of rows, GEMM each into its columns.
+    const int64_t slab_rows = std::clamp<int64_t>(k_slab_bytes / (k * int64_t(sizeof(float))), 16, n);
+    impl_->slab.resize(size_t(slab_rows * k));
+    for (int64_t r0 = 0; r0 < n; r0 += slab_rows) {
+        const int64_t rows = std::min(slab_rows, n - r0);
+        float * slab = impl_->slab.data();
+        {
+            omp_threads_scope threads(n_threads_);
+#pragma omp parallel for schedule(static)
+            for (int64_t r = 0; r < rows; ++r) dequantize_row(w.type, w.row(r0 + r), slab + r * k, k);
+        }
+        gemm(dtype::f32, slab, rows, k, x, m, y + r0, ldy);
+    }
+}
+
+} // namespace frugal::ops

@@ -1,0 +1,49 @@
+// matmul.hpp - Y = X · Wᵀ for a weight stored in any supported dtype.
+//
+// Paths, chosen per call:
+//   - F32 weights: oneDNN matmul straight on the (memory-mapped) weight, no copy.
+//   - BF16 weights on a CPU with native BF16: oneDNN BF16 matmul on the weight as stored.
+//   - few rows (decode): ops::matmul_rows, which reads quantized/half weights in place.
+//   - otherwise (prefill of a quantized/half weight): dequantize a slab of weight rows to F32
+//     in scratch and run the oneDNN F32 matmul on it, slab by slab.
+// oneDNN primitives are created once per (K, N, ldy, dtype) with the row count M left open
+// (DNNL_RUNTIME_DIM_VAL) and cached in the context.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include "frugal/tensor_view.hpp"
+
+namespace frugal::ops {
+
+class matmul_context {
+public:
+    explicit matmul_context(int n_threads);
+    ~matmul_context();
+    matmul_context(const matmul_context &) = delete;
+    matmul_context & operator=(const matmul_context &) = delete;
+
+    int n_threads() const { return n_threads_; }
+    void set_n_threads(int n) { n_threads_ = n; }
+    // Row count below which quantized weights go through matmul_rows instead of dequant + GEMM.
+    int64_t small_batch = 8;
+
+    // y[m, ldy] (first N columns written) = x[m, K] · wᵀ, w = [N, K].
+    void linear(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
+    void linear(const raw_view & w, const float * x, int64_t m, float * y) { linear(w, x, m, y, w.shape.rows()); }
+
+    // The oneDNN GEMM alone: y[m, ldy] = x[m, k] · wᵀ with w an [n, k] row-major matrix of
+    // F32 (or BF16, with x converted to BF16). Exposed for tests.
+    void gemm(dtype wtype, const void * w, int64_t n, int64_t k, const float * x, int64_t m, float * y, int64_t ldy);
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+    int n_threads_;
+};
+
+} // namespace frugal::ops

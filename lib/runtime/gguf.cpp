@@ -1,0 +1,389 @@
+#include "runtime/gguf.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "util/error.hpp"
+#include "util/log.hpp"
+
+namespace frugal::gguf {
+namespace {
+
+constexpr uint32_t k_magic = 0x46554747; // "GGUF" little-endian
+constexpr uint64_t k_max_string = 1ull << 30;   // no key, name or token is a gigabyte
+constexpr uint64_t k_max_name = 64 * 1024;
+constexpr int k_max_array_depth = 4;
+
+// Bounds-checked little-endian reader over the file's bytes.
+class cursor {
+public:
+    cursor(const std::byte * base, uint64_t size) : base_(base), size_(size) {}
+    uint64_t pos() const { return pos_; }
+    uint64_t remaining() const { return size_ - pos_; }
+
+    void need(uint64_t n, std::string_view what) const {
+        if (n > remaining())
+            throw_error(status::invalid_model, "gguf: truncated file: {} needs {} bytes at offset {}, {} left",
+                        what, n, pos_, remaining());
+    }
+    template <class T>
+    T read(std::string_view what) {
+        need(sizeof(T), what);
+        T v;
+        std::memcpy(&v, base_ + pos_, sizeof(T));
+        pos_ += sizeof(T);
+        return v;
+    }
+    std::string read_string(std::string_view what, uint64_t max_len = k_max_string) {
+        const auto len = read<uint64_t>(what);
+        if (len > max_len)
+            throw_error(status::invalid_model, "gguf: {} has length {} at offset {}, limit {}", what, len,
+                        pos_ - 8, max_len);
+        need(len, what);
+        std::string s(reinterpret_cast<const char *>(base_ + pos_), size_t(len));
+        pos_ += len;
+        return s;
+    }
+
+private:
+    const std::byte * base_;
+    uint64_t size_;
+    uint64_t pos_ = 0;
+};
+
+// Minimum bytes one element of a type occupies in the file; lets a count be checked against
+// the remaining bytes before anything is allocated for it.
+uint64_t min_encoded_size(value_type t) {
+    switch (t) {
+    case value_type::u8: case value_type::i8: case value_type::boolean: return 1;
+    case value_type::u16: case value_type::i16: return 2;
+    case value_type::u32: case value_type::i32: case value_type::f32: return 4;
+    case value_type::u64: case value_type::i64: case value_type::f64: case value_type::string: return 8;
+    case value_type::array: return 12;
+    }
+    return 1;
+}
+
+value_type checked_type(uint32_t raw, std::string_view key) {
+    if (raw > uint32_t(value_type::f64))
+        throw_error(status::invalid_model, "gguf: {}: unknown value type {}", key, raw);
+    return value_type(raw);
+}
+
+value read_value(cursor & c, value_type t, std::string_view key, int depth) {
+    value out;
+    out.type = t;
+    switch (t) {
+    case value_type::u8: out.v = uint64_t(c.read<uint8_t>(key)); break;
+    case value_type::u16: out.v = uint64_t(c.read<uint16_t>(key)); break;
+    case value_type::u32: out.v = uint64_t(c.read<uint32_t>(key)); break;
+    case value_type::u64: out.v = c.read<uint64_t>(key); break;
+    case value_type::i8: out.v = int64_t(c.read<int8_t>(key)); break;
+    case value_type::i16: out.v = int64_t(c.read<int16_t>(key)); break;
+    case value_type::i32: out.v = int64_t(c.read<int32_t>(key)); break;
+    case value_type::i64: out.v = c.read<int64_t>(key); break;
+    case value_type::f32: out.v = double(c.read<float>(key)); break;
+    case value_type::f64: out.v = c.read<double>(key); break;
+    case value_type::boolean: {
+        const auto b = c.read<uint8_t>(key);
+        if (b > 1) throw_error(status::invalid_model, "gguf: {}: bool value {} is not 0 or 1", key, b);
+        out.v = b == 1;
+        break;
+    }
+    case value_type::string: out.v = c.read_string(key); break;
+    case value_type::array: {
+        if (depth >= k_max_array_depth)
+            throw_error(status::invalid_model, "gguf: {}: arrays nested deeper than {}", key, k_max_array_depth);
+        array a;
+        a.elem_type = checked_type(c.read<uint32_t>(key), key);
+        const auto n = c.read<uint64_t>(key);
+        // Each element needs at least min_encoded_size bytes: this bounds n by the file size.
+        if (n > c.remaining() / min_encoded_size(a.elem_type))
+            throw_error(status::invalid_model, "gguf: {}: array count {} exceeds the {} bytes left in the file",
+                        key, n, c.remaining());
+        a.items.reserve(size_t(n));
+        for (uint64_t i = 0; i < n; ++i) a.items.push_back(read_value(c, a.elem_type, key, depth + 1));
+        out.v = std::move(a);
+        break;
+    }
+    }
+    return out;
+}
+
+[[noreturn]] void wrong_type(std::string_view key, value_type have, std::string_view want) {
+    throw_error(status::invalid_model, "gguf: {}: has type {}, want {}", key, value_type_name(have), want);
+}
+
+} // namespace
+
+std::string_view value_type_name(value_type t) {
+    static constexpr std::string_view names[] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32",
+                                                 "bool", "string", "array", "u64", "i64", "f64"};
+    const auto i = size_t(t);
+    return i < std::size(names) ? names[i] : "?";
+}
+
+bool value::is_integer() const {
+    return std::holds_alternative<uint64_t>(v) || std::holds_alternative<int64_t>(v);
+}
+
+int64_t value::as_int(std::string_view key) const {
+    if (const auto * u = std::get_if<uint64_t>(&v)) {
+        if (*u > uint64_t(INT64_MAX)) throw_error(status::invalid_model, "gguf: {}: value {} out of range", key, *u);
+        return int64_t(*u);
+    }
+    if (const auto * i = std::get_if<int64_t>(&v)) return *i;
+    wrong_type(key, type, "an integer");
+}
+
+double value::as_float(std::string_view key) const {
+    if (const auto * d = std::get_if<double>(&v)) return *d;
+    if (is_integer()) return double(as_int(key));
+    wrong_type(key, type, "a number");
+}
+
+bool value::as_bool(std::string_view key) const {
+    if (const auto * b = std::get_if<bool>(&v)) return *b;
+    if (is_integer()) return as_int(key) != 0;
+    wrong_type(key, type, "bool");
+}
+
+const std::string & value::as_string(std::string_view key) const {
+    if (const auto * s = std::get_if<std::string>(&v)) return *s;
+    wrong_type(key, type, "string");
+}
+
+const array & value::as_array(std::string_view key) const {
+    if (const auto * a = std::get_if<array>(&v)) return *a;
+    wrong_type(key, type, "array");
+}
+
+std::string value::to_display(size_t max_items) const {
+    return std::visit(
+        [&](const auto & x) -> std::string {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, std::string>) {
+                std::string s = x.size() > 80 ? x.substr(0, 77) + "..." : x;
+                for (auto & ch : s)
+                    if (ch == '\n') ch = ' ';
+                return fmt::format("\"{}\"", s);
+            } else if constexpr (std::is_same_v<T, array>) {
+                std::string s = fmt::format("{}[{}] [", value_type_name(x.elem_type), x.items.size());
+                for (size_t i = 0; i < x.items.size() && i < max_items; ++i)
+                    s += (i ? ", " : "") + x.items[i].to_display(max_items);
+                return s + (x.items.size() > max_items ? ", ...]" : "]");
+            } else if constexpr (std::is_same_v<T, bool>) {
+                return x ? "true" : "false";
+            } else {
+                return fmt::format("{}", x);
+            }
+        },
+        v);
+}
+
+file::~file() {
+    if (mapped_ && base_) munmap(const_cast<std::byte *>(base_), size_t(size_));
+}
+
+std::shared_ptr<const file> file::open(const std::string & path, bool use_mmap) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw_error(status::io, "gguf: cannot open {}: {}", path, std::strerror(errno));
+    struct fd_guard {
+        int fd;
+        ~fd_guard() { ::close(fd); }
+    } guard{fd};
+    struct stat st {};
+    if (fstat(fd, &st) != 0) throw_error(status::io, "gguf: cannot stat {}: {}", path, std::strerror(errno));
+    if (!S_ISREG(st.st_mode)) throw_error(status::io, "gguf: {} is not a regular file", path);
+
+    std::shared_ptr<file> f(new file());
+    f->path_ = path;
+    f->size_ = uint64_t(st.st_size);
+    if (f->size_ == 0) throw_error(status::invalid_model, "gguf: {} is empty", path);
+    if (use_mmap) {
+        void * p = mmap(nullptr, size_t(f->size_), PROT_READ, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) throw_error(status::io, "gguf: cannot map {}: {}", path, std::strerror(errno));
+        f->base_ = static_cast<const std::byte *>(p);
+        f->mapped_ = true;
+    } else {
+        f->owned_.reset(new std::byte[size_t(f->size_)]);
+        uint64_t done = 0;
+        while (done < f->size_) {
+            const ssize_t r = ::pread(fd, f->owned_.get() + done, size_t(f->size_ - done), off_t(done));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) throw_error(status::io, "gguf: cannot read {}: {}", path, r < 0 ? std::strerror(errno) : "short read");
+            done += uint64_t(r);
+        }
+        f->base_ = f->owned_.get();
+    }
+    f->parse();
+    return f;
+}
+
+void file::parse() {
+    cursor c(base_, size_);
+    const auto magic = c.read<uint32_t>("magic");
+    if (magic != k_magic) throw_error(status::invalid_model, "gguf: {}: bad magic 0x{:08x}, not a GGUF file", path_, magic);
+    version_ = c.read<uint32_t>("version");
+    if (version_ != 2 && version_ != 3)
+        throw_error(status::invalid_model, "gguf: {}: unsupported version {} (want 2 or 3)", path_, version_);
+    const auto n_tensors = c.read<uint64_t>("tensor_count");
+    const auto n_kv = c.read<uint64_t>("metadata_kv_count");
+    // A key-value pair takes at least 8 (key length) + 4 (type) + 1 bytes, a tensor info at least 8 + 4 + 4 + 8.
+    if (n_kv > c.remaining() / 13)
+        throw_error(status::invalid_model, "gguf: {}: metadata count {} exceeds the file size", path_, n_kv);
+    if (n_tensors > c.remaining() / 24)
+        throw_error(status::invalid_model, "gguf: {}: tensor count {} exceeds the file size", path_, n_tensors);
+
+    kv_.reserve(size_t(n_kv));
+    for (uint64_t i = 0; i < n_kv; ++i) {
+        std::string key = c.read_string("metadata key", k_max_name);
+        const auto t = checked_type(c.read<uint32_t>(key), key);
+        value v = read_value(c, t, key, 0);
+        if (kv_index_.contains(key)) throw_error(status::invalid_model, "gguf: {}: duplicate metadata key {}", path_, key);
+        kv_index_.emplace(key, kv_.size());
+        kv_.emplace_back(std::move(key), std::move(v));
+    }
+
+    if (const auto * a = find("general.alignment")) {
+        const int64_t al = a->as_int("general.alignment");
+        if (al <= 0 || al % 8 != 0 || al > (1 << 20))
+            throw_error(status::invalid_model, "gguf: {}: general.alignment {} is not a positive multiple of 8", path_, al);
+        alignment_ = uint64_t(al);
+    }
+
+    tensors_.reserve(size_t(n_tensors));
+    for (uint64_t i = 0; i < n_tensors; ++i) {
+        tensor_info t;
+        t.name = c.read_string("tensor name", k_max_name);
+        const auto n_dims = c.read<uint32_t>(t.name);
+        if (n_dims == 0 || n_dims > uint32_t(k_max_rank))
+            throw_error(status::invalid_model, "gguf: {}: tensor {} has {} dimensions (1..{} allowed)", path_, t.name,
+                        n_dims, k_max_rank);
+        uint64_t numel = 1;
+        for (uint32_t d = 0; d < n_dims; ++d) {
+            const auto ne = c.read<uint64_t>(t.name);
+            // Cap every extent and the product at 2^62 so later int64 arithmetic cannot overflow.
+            if (ne == 0 || ne > (1ull << 62) || numel > (1ull << 62) / ne)
+                throw_error(status::invalid_model, "gguf: {}: tensor {} dimension {} is {} (empty or too large)", path_,
+                            t.name, d, ne);
+            numel *= ne;
+            t.ne.push_back(int64_t(ne));
+        }
+        t.ggml_type = c.read<uint32_t>(t.name);
+        t.offset = c.read<uint64_t>(t.name);
+        t.type = dtype_from_ggml(t.ggml_type);
+        if (t.type) {
+            const auto tr = traits(*t.type);
+            if (t.ne[0] % tr.block_size != 0)
+                throw_error(status::invalid_model, "gguf: {}: tensor {} row of {} elements is not a multiple of the {} block size {}",
+                            path_, t.name, t.ne[0], tr.name, tr.block_size);
+            t.n_bytes = numel / uint64_t(tr.block_size) * uint64_t(tr.block_bytes);
+        }
+        if (t.offset % alignment_ != 0)
+            throw_error(status::invalid_model, "gguf: {}: tensor {} offset {} is not aligned to {}", path_, t.name,
+                        t.offset, alignment_);
+        if (tensor_index_.contains(t.name)) throw_error(status::invalid_model, "gguf: {}: duplicate tensor {}", path_, t.name);
+        tensor_index_.emplace(t.name, tensors_.size());
+        tensors_.push_back(std::move(t));
+    }
+
+    data_offset_ = (c.pos() + alignment_ - 1) / alignment_ * alignment_;
+    if (data_offset_ > size_ && !tensors_.empty())
+        throw_error(status::invalid_model, "gguf: {}: data section at {} is past the end of the file ({} bytes)", path_,
+                    data_offset_, size_);
+    const uint64_t data_size = size_ > data_offset_ ? size_ - data_offset_ : 0;
+
+    // Bounds and overlap: sort (offset, size) spans and check each lies inside the data section
+    // and after the previous one. Tensors of unknown types are kept (info lists them) but have
+    // no known size, so they are excluded from this check and can never be read.
+    std::vector<std::pair<uint64_t, const tensor_info *>> spans;
+    for (const auto & t : tensors_) {
+        if (!t.type) continue;
+        if (t.offset > data_size || t.n_bytes > data_size - t.offset)
+            throw_error(status::invalid_model, "gguf: {}: tensor {} [{} bytes at offset {}] runs past the end of the data section ({} bytes)",
+                        path_, t.name, t.n_bytes, t.offset, data_size);
+        spans.emplace_back(t.offset, &t);
+    }
+    std::sort(spans.begin(), spans.end(), [](auto & a, auto & b) { return a.first < b.first; });
+    for (size_t i = 1; i < spans.size(); ++i) {
+        const auto & prev = *spans[i - 1].second;
+        if (prev.offset + prev.n_bytes > spans[i].first)
+            throw_error(status::invalid_model, "gguf: {}: tensors {} and {} overlap", path_, prev.name, spans[i].second->name);
+    }
+    FRUGAL_LOG_DEBUG("gguf: {}: v{}, {} metadata keys, {} tensors, data at {}", path_, version_, kv_.size(),
+                     tensors_.size(), data_offset_);
+}
+
+const value * file::find(std::string_view key) const {
+    const auto it = kv_index_.find(key);
+    return it == kv_index_.end() ? nullptr : &kv_[it->second].second;
+}
+
+int64_t file::get_int(std::string_view key) const {
+    const auto v = opt_int(key);
+    if (!v) throw_error(status::invalid_model, "gguf: {}: missing required key {}", path_, key);
+    return *v;
+}
+
+std::optional<int64_t> file::opt_int(std::string_view key) const {
+    const value * v = find(key);
+    if (!v) return std::nullopt;
+    return v->as_int(key);
+}
+
+std::optional<double> file::opt_float(std::string_view key) const {
+    const value * v = find(key);
+    if (!v) return std::nullopt;
+    return v->as_float(key);
+}
+
+std::optional<bool> file::opt_bool(std::string_view key) const {
+    const value * v = find(key);
+    if (!v) return std::nullopt;
+    return v->as_bool(key);
+}
+
+std::string file::get_string(std::string_view key) const {
+    const auto v = opt_string(key);
+    if (!v) throw_error(status::invalid_model, "gguf: {}: missing required key {}", path_, key);
+    return *v;
+}
+
+std::optional<std::string> file::opt_string(std::string_view key) const {
+    const value * v = find(key);
+    if (!v) return std::nullopt;
+    return v->as_string(key);
+}
+
+const array * file::opt_array(std::string_view key) const {
+    const value * v = find(key);
+    return v ? &v->as_array(key) : nullptr;
+}
+
+const tensor_info * file::find_tensor(std::string_view name) const {
+    const auto it = tensor_index_.find(name);
+    return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
+}
+
+std::span<const std::byte> file::tensor_bytes(const tensor_info & t) const {
+    if (!t.type)
+        throw_error(status::unsupported_model, "gguf: {}: tensor {} has ggml type {}, which frugal does not support",
+                    path_, t.name, t.ggml_type);
+    return {base_ + data_offset_ + t.offset, size_t(t.n_bytes)};
+}
+
+raw_view file::tensor(std::string_view name) const {
+    const tensor_info * t = find_tensor(name);
+    if (!t) throw_error(status::invalid_model, "gguf: {}: missing tensor {}", path_, name);
+    const auto bytes = tensor_bytes(*t);
+    return raw_view{*t->type, bytes.data(), t->shape()};
+}
+
+} // namespace frugal::gguf

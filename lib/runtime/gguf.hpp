@@ -1,0 +1,112 @@
+// gguf.hpp - memory-mapped GGUF v2/v3 reader (MODEL-SPEC.md §3.1).
+// Every count, length and offset read from the file is checked against the bytes that remain
+// before it is used; a malformed file throws frugal::error(status::invalid_model) naming the
+// problem and the offending value. Tensor data is used in place from the mapping.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "frugal/tensor_view.hpp"
+
+namespace frugal::gguf {
+
+enum class value_type : uint32_t {
+    u8 = 0, i8 = 1, u16 = 2, i16 = 3, u32 = 4, i32 = 5, f32 = 6, boolean = 7,
+    string = 8, array = 9, u64 = 10, i64 = 11, f64 = 12,
+};
+std::string_view value_type_name(value_type t);
+
+struct value;
+// An array keeps its element type (an empty array still has one) and its elements.
+struct array {
+    value_type elem_type = value_type::u8;
+    std::vector<value> items;
+};
+
+struct value {
+    value_type type = value_type::u8;
+    std::variant<uint64_t, int64_t, double, bool, std::string, array> v;
+
+    bool is_integer() const;
+    bool is_float() const { return type == value_type::f32 || type == value_type::f64; }
+    // Numeric reads accept any integer width (writers disagree on widths); throw on other types.
+    int64_t as_int(std::string_view key) const;
+    double as_float(std::string_view key) const; // integers accepted too
+    bool as_bool(std::string_view key) const;
+    const std::string & as_string(std::string_view key) const;
+    const array & as_array(std::string_view key) const;
+    // Short human rendering for `frugal info` (arrays summarised: type, count, first items).
+    std::string to_display(size_t max_items = 8) const;
+};
+
+struct tensor_info {
+    std::string name;
+    std::vector<int64_t> ne;   // GGUF order: ne[0] innermost
+    uint32_t ggml_type = 0;    // as stored (may be a type frugal cannot compute with)
+    std::optional<dtype> type; // set when frugal knows the type
+    uint64_t offset = 0;       // relative to the data section
+    uint64_t n_bytes = 0;
+    frugal::shape shape() const { return frugal::shape::from_ne(ne); }
+};
+
+class file {
+public:
+    // Opens and validates. use_mmap=false reads the whole file into memory instead.
+    static std::shared_ptr<const file> open(const std::string & path, bool use_mmap = true);
+    ~file();
+    file(const file &) = delete;
+    file & operator=(const file &) = delete;
+
+    uint32_t version() const { return version_; }
+    uint64_t alignment() const { return alignment_; }
+    const std::string & path() const { return path_; }
+    uint64_t file_size() const { return size_; }
+    uint64_t data_offset() const { return data_offset_; }
+
+    // Metadata, in file order.
+    const std::vector<std::pair<std::string, value>> & metadata() const { return kv_; }
+    const value * find(std::string_view key) const;
+    // Typed getters: `get_*` throw status::invalid_model when the key is missing or has the
+    // wrong type; `opt_*` return nullopt when missing (still throw on a wrong type).
+    int64_t get_int(std::string_view key) const;
+    std::optional<int64_t> opt_int(std::string_view key) const;
+    std::optional<double> opt_float(std::string_view key) const;
+    std::optional<bool> opt_bool(std::string_view key) const;
+    std::string get_string(std::string_view key) const;
+    std::optional<std::string> opt_string(std::string_view key) const;
+    const array * opt_array(std::string_view key) const;
+
+    const std::vector<tensor_info> & tensors() const { return tensors_; }
+    const tensor_info * find_tensor(std::string_view name) const;
+    // The tensor's bytes in place; throws status::unsupported_model when frugal cannot compute
+    // with its type, status::invalid_model when it is missing.
+    raw_view tensor(std::string_view name) const;
+    std::span<const std::byte> tensor_bytes(const tensor_info & t) const;
+
+private:
+    file() = default;
+    void parse();
+
+    std::string path_;
+    const std::byte * base_ = nullptr;
+    uint64_t size_ = 0;
+    bool mapped_ = false;
+    std::unique_ptr<std::byte[]> owned_;
+    uint32_t version_ = 0;
+    uint64_t alignment_ = 32;
+    uint64_t data_offset_ = 0;
+    std::vector<std::pair<std::string, value>> kv_;
+    std::map<std::string, size_t, std::less<>> kv_index_;
+    std::vector<tensor_info> tensors_;
+    std::map<std::string, size_t, std::less<>> tensor_index_;
+};
+
+} // namespace frugal::gguf

@@ -1,0 +1,112 @@
+#include "runtime/session.hpp"
+
+#include <chrono>
+
+#include "util/error.hpp"
+#include "util/log.hpp"
+
+namespace frugal {
+
+session::session(std::shared_ptr<const frugal::model> m, int64_t n_ctx)
+    : model_(std::move(m)), sampler_(params_) {
+    const auto & c = model_->config();
+    if (n_ctx <= 0) n_ctx = std::min<int64_t>(c.n_ctx_train, 4096);
+    if (n_ctx > c.n_ctx_train)
+        FRUGAL_LOG_WARN("session: context {} exceeds the model's training context {}", n_ctx, c.n_ctx_train);
+    if (n_ctx > (int64_t(1) << 24))
+        throw_error(status::invalid_argument, "session: context size {} is larger than {}", n_ctx, int64_t(1) << 24);
+    state_ = model_->create_state(n_ctx);
+    logits_.resize(size_t(c.n_vocab));
+}
+
+void session::eval(std::span<const int32_t> tokens) {
+    // A cancel() that arrived while idle must not abort the next call.
+    cancel_.store(false, std::memory_order_relaxed);
+    const auto t0 = std::chrono::steady_clock::now();
+    model_->forward(*state_, tokens, false, logits_.data(), &cancel_);
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    (tokens.size() > 1 ? stats_.prompt_seconds : stats_.decode_seconds) += dt;
+    (tokens.size() > 1 ? stats_.n_prompt : stats_.n_decode) += int64_t(tokens.size());
+    have_logits_ = true;
+}
+
+void session::flush_pending() {
+    if (!pending_) return;
+    const int32_t t = *pending_;
+    eval(std::span(&t, 1));
+    pending_.reset();
+}
+
+void session::prompt_text(std::string_view text) {
+    const auto & tok = model_->tokenizer();
+    const bool at_start = history_.empty() && !pending_;
+    const auto ids = tok.encode(text, at_start, true);
+    if (ids.empty()) throw_error(status::invalid_argument, "session: the prompt is empty");
+    prompt_tokens(ids);
+}
+
+void session::prompt_tokens(std::span<const int32_t> tokens) {
+    if (tokens.empty()) throw_error(status::invalid_argument, "session: no prompt tokens");
+    flush_pending();
+    eval(tokens);
+    history_.insert(history_.end(), tokens.begin(), tokens.end());
+}
+
+next_result session::next() {
+    flush_pending();
+    if (!have_logits_) throw_error(status::invalid_argument, "session: next() needs a prompt first");
+    // A token is only produced when it can also be evaluated.
+    if (state_->n_past() >= state_->n_ctx())
+        throw_error(status::context_full, "context full: all {} positions are used", state_->n_ctx());
+    next_result r;
+    r.token = sampler_.sample(logits_, history_);
+    const auto & tok = model_->tokenizer();
+    if (tok.is_eog(r.token)) {
+        r.done = true;
+        r.piece = utf8_.flush();
+        return r;
+    }
+    std::string piece = tok.token_to_piece(r.token);
+    // SentencePiece marks word starts with a leading space; the first word after BOS shows
+    // none (as llama.cpp's detokenizer and llama2.c do).
+    const auto & v = tok.get_vocab();
+    if (v.model == "llama" && v.add_space_prefix && !history_.empty() && history_.back() == v.bos &&
+        piece.starts_with(' '))
+        piece.erase(0, 1);
+    history_.push_back(r.token);
+    pending_ = r.token;
+    r.piece = utf8_.push(piece);
+    return r;
+}
+
+std::span<const float> session::logits() const {
+    if (!have_logits_) return {};
+    return logits_;
+}
+
+std::vector<float> session::evaluate_all(std::span<const int32_t> tokens) {
+    reset();
+    std::vector<float> all(tokens.size() * size_t(model_->config().n_vocab));
+    cancel_.store(false, std::memory_order_relaxed);
+    model_->forward(*state_, tokens, true, all.data(), &cancel_);
+    history_.assign(tokens.begin(), tokens.end());
+    std::copy(all.end() - model_->config().n_vocab, all.end(), logits_.begin());
+    have_logits_ = true;
+    return all;
+}
+
+void session::reset() {
+    state_->reset();
+    history_.clear();
+    pending_.reset();
+    have_logits_ = false;
+    utf8_ = utf8_stream();
+    sampler_.reset(params_.seed);
+}
+
+void session::set_sampling(const sampling_params & p) {
+    sampler_.set_params(p);
+    params_ = p;
+}
+
+} // namespace frugal

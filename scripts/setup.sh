@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages frugal needs to build and test, if any are missing.
+# Idempotent; uses sudo when not root. FRUGAL_SKIP_APT=1 skips it (e.g. on another distro).
+set -euo pipefail
+
+packages=(
+    build-essential cmake ninja-build ccache pkg-config git
+    libeigen3-dev libdnnl-dev libfmt-dev doctest-dev   # the design's four
+    libcli11-dev                                         # CLI argument parsing
+    libcurl4-openssl-dev libssl-dev                      # frugal pull: HTTPS download, SHA-256
+    nlohmann-json3-dev                                   # tests: reading reference JSON
+    python3 python3-numpy                                # tests: local HTTP server, model generator
+)
+
+if [[ "${FRUGAL_SKIP_APT:-0}" == 1 ]]; then exit 0; fi
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then exit 0; fi
+
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+echo "setup: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,57 @@
+// test_support.hpp - helpers shared by the tests: locating ../shared, skipping cleanly, seeded data.
+#pragma once
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace frugal::test {
+
+// The shared data/tools folder (FRUGAL_SHARED_DIR env var, else the configured default), or
+// nullopt when it does not exist (a user's fresh clone).
+inline std::optional<std::filesystem::path> shared_dir() {
+    const char * env = std::getenv("FRUGAL_SHARED_DIR");
+    std::filesystem::path p = env && *env ? env : FRUGAL_TEST_SHARED_DIR;
+    std::error_code ec;
+    if (!std::filesystem::is_directory(p / "data", ec)) return std::nullopt;
+    return p;
+}
+
+// Path of a file under ../shared/data, or nullopt if absent.
+inline std::optional<std::filesystem::path> shared_data(const std::string & rel) {
+    auto dir = shared_dir();
+    if (!dir) return std::nullopt;
+    auto p = *dir / "data" / rel;
+    std::error_code ec;
+    if (!std::filesystem::exists(p, ec)) return std::nullopt;
+    return p;
+}
+
+// Build-tree scratch folder for generated fixtures.
+inline std::filesystem::path scratch_dir(const std::string & name) {
+    auto p = std::filesystem::path(FRUGAL_TEST_BINARY_DIR) / "scratch" / name;
+    std::filesystem::create_directories(p);
+    return p;
+}
+
+inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> dist(lo, hi);
+    std::vector<float> v(n);
+    for (auto & x : v) x = dist(rng);
+    return v;
+}
+
+} // namespace frugal::test
+
+// Ends the current test case as skipped (ctest matches "SKIP: ").
+#define FRUGAL_SKIP(msg)                                                 \
+    do {                                                                 \
+        std::printf("SKIP: %s\n", std::string(msg).c_str());             \
+        std::fflush(stdout);                                             \
+        return;                                                          \
+    } while (0)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Generates the llama.cpp parity fixtures into OUT_DIR (a build folder, never the source tree):
+# seeded random-weight GGUF models from ../shared/tools/make_models.py (plus K-quant files made by
+# llama.cpp's own quantizer), and for each model llama.cpp's raw logits of every position of a
+# fixed token sequence and its 64-token greedy continuation. Exits 77 (ctest: skipped) when
+# ../shared/tools or its llama.cpp peer is missing.
+set -euo pipefail
+out=${1:?usage: make_parity_fixtures.sh OUT_DIR [SHARED_DIR]}
+shared=${2:-${FRUGAL_SHARED_DIR:-$(cd "$(dirname "$0")/../../.." && pwd)/shared}}
+tools=$shared/tools
+if ! "$tools/llamacpp-logits" --version >/dev/null 2>&1; then
+    echo "SKIP: $tools or its llama.cpp peer is not available (run $tools/setup-peer.sh)"
+    exit 77
+fi
+export PYTHONDONTWRITEBYTECODE=1
+mkdir -p "$out"
+stamp=$out/.complete-v1
+[[ -f $stamp ]] && { echo "parity fixtures up to date in $out"; exit 0; }
+
+models=()
+for arch in llama qwen2; do
+    for t in f32 f16 bf16 q8_0 q4_0; do models+=("tiny-$arch-$t"); done
+done
+"$tools/make_models.py" --out "$out" "${models[@]}" tiny256-qwen2-f32 tiny256-llama-f32 >/dev/null
+# K-quants need rows that are multiples of 256: quantize the tiny256 models with llama.cpp.
+"$tools/llamacpp-quantize" "$out/tiny256-qwen2-f32.gguf" "$out/tiny256-qwen2-q4_k_m.gguf" Q4_K_M >/dev/null
+"$tools/llamacpp-quantize" "$out/tiny256-llama-f32.gguf" "$out/tiny256-llama-q5_k_m.gguf" Q5_K_M >/dev/null
+models+=(tiny256-qwen2-q4_k_m tiny256-llama-q5_k_m)
+
+# A fixed 24-token prompt (ids valid in every tiny vocabulary of 8192).
+tokens=1925,346,5193,264,882,13,576,1052,572,264,3974,2885,6941,429,6364,13,1084,2948,311,1486,4889,304,279,6118
+echo "$tokens" > "$out/prompt.txt"
+for m in "${models[@]}"; do
+    "$tools/llamacpp-logits" "$out/$m.gguf" --tokens "$tokens" --format bin --out "$out/$m.logits.bin" >/dev/null
+    "$tools/llamacpp-logits" "$out/$m.gguf" --tokens "$tokens" --greedy 64 > "$out/$m.greedy.json"
+done
+printf '%s\n' "${models[@]}" > "$out/models.txt"
+touch "$stamp"
+echo "parity fixtures: ${#models[@]} models in $out"

@@ -1,0 +1,140 @@
+// The strongest end-to-end check: Karpathy's trained stories260K model (../shared/data) must
+// reproduce llama2.c's published greedy sample token for token, and numpy's float32 logits.
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+
+#include "common/test_support.hpp"
+#include "models/model.hpp"
+#include "runtime/session.hpp"
+
+using json = nlohmann::json;
+
+namespace {
+
+struct fixture {
+    json ref;
+    std::shared_ptr<const frugal::model> model;
+};
+
+std::optional<fixture> load_stories(bool use_mmap = true) {
+    const auto gguf = frugal::test::shared_data("stories260K/stories260K.gguf");
+    const auto refp = frugal::test::shared_data("stories260K/reference.json");
+    if (!gguf || !refp) return std::nullopt;
+    fixture f;
+    std::ifstream(*refp) >> f.ref;
+    frugal::load_options lo;
+    lo.use_mmap = use_mmap;
+    f.model = frugal::load_model(gguf->string(), lo);
+    return f;
+}
+
+frugal::sampling_params greedy() {
+    frugal::sampling_params p;
+    p.temperature = 0;
+    return p;
+}
+
+} // namespace
+
+TEST_CASE("stories260K: config matches reference.json" * doctest::timeout(30)) {
+    auto f = load_stories();
+    if (!f) FRUGAL_SKIP("../shared/data/stories260K is not available");
+    const auto & c = f->model->config();
+    const auto & rc = f->ref["config"];
+    CHECK(c.n_embd == rc["dim"].get<int64_t>());
+    CHECK(c.n_ff == rc["hidden_dim"].get<int64_t>());
+    CHECK(c.n_layer == rc["n_layers"].get<int64_t>());
+    CHECK(c.n_head == rc["n_heads"].get<int64_t>());
+    CHECK(c.n_head_kv == rc["n_kv_heads"].get<int64_t>());
+    CHECK(c.n_vocab == rc["vocab_size"].get<int64_t>());
+    CHECK(c.n_ctx_train == rc["seq_len"].get<int64_t>());
+    CHECK(c.head_dim == rc["head_size"].get<int64_t>());
+}
+
+TEST_CASE("stories260K: greedy 256 tokens from BOS reproduce llama2.c's sample" * doctest::timeout(60)) {
+    for (const bool use_mmap : {true, false}) {
+        CAPTURE(use_mmap);
+        auto f = load_stories(use_mmap);
+        if (!f) FRUGAL_SKIP("../shared/data/stories260K is not available");
+        const auto & g = f->ref["greedy_from_bos"];
+        frugal::session s(f->model, 0);
+        s.set_sampling(greedy());
+        const auto prompt = g["prompt_ids"].get<std::vector<int32_t>>();
+        s.prompt_tokens(prompt);
+        const auto want = g["generated_ids"].get<std::vector<int32_t>>();
+        std::vector<int32_t> got;
+        std::string text;
+        for (size_t i = 0; i < want.size(); ++i) {
+            auto r = s.next();
+            REQUIRE_FALSE(r.done);
+            got.push_back(r.token);
+            text += r.piece;
+        }
+        size_t agree = 0;
+        while (agree < want.size() && got[agree] == want[agree]) ++agree;
+        MESSAGE("greedy token agreement: " << agree << "/" << want.size() << " (first divergence at " << agree << ")");
+        CHECK(got == want);
+        CHECK(text == g["text"].get<std::string>());
+    }
+}
+
+TEST_CASE("stories260K: logits of the first 8 positions agree within 1e-4" * doctest::timeout(30)) {
+    auto f = load_stories();
+    if (!f) FRUGAL_SKIP("../shared/data/stories260K is not available");
+    const auto & g = f->ref["greedy_from_bos"];
+    const auto & want = g["logits_first_8_pos"];
+    // The sequence BOS + the first 7 generated ids gives positions 0..7 in one prefill pass.
+    std::vector<int32_t> seq = g["prompt_ids"].get<std::vector<int32_t>>();
+    const auto gen = g["generated_ids"].get<std::vector<int32_t>>();
+    seq.insert(seq.end(), gen.begin(), gen.begin() + 7);
+    frugal::session s(f->model, 0);
+    const auto all = s.evaluate_all(seq);
+    const int64_t V = f->model->config().n_vocab;
+    double max_diff = 0;
+    for (size_t p = 0; p < 8; ++p) {
+        const auto row = want[p].get<std::vector<float>>();
+        REQUIRE(int64_t(row.size()) == V);
+        for (int64_t v = 0; v < V; ++v) max_diff = std::max(max_diff, double(std::fabs(all[p * V + v] - row[v])));
+    }
+    MESSAGE("max |logit - numpy float32| over 8 x " << V << " = " << max_diff);
+    CHECK(max_diff < 1e-4);
+
+    // The same positions decoded one token at a time (the decode path) agree with the prefill pass.
+    frugal::session d(f->model, 0);
+    double max_step_diff = 0;
+    for (size_t p = 0; p < 8; ++p) {
+        d.prompt_tokens(std::span(&seq[p], 1));
+        const auto l = d.logits();
+        for (int64_t v = 0; v < V; ++v) max_step_diff = std::max(max_step_diff, double(std::fabs(l[v] - all[p * V + v])));
+    }
+    MESSAGE("max |decode - prefill| = " << max_step_diff);
+    CHECK(max_step_diff < 1e-4);
+}
+
+TEST_CASE("stories260K: prompted continuations match" * doctest::timeout(60)) {
+    auto f = load_stories();
+    if (!f) FRUGAL_SKIP("../shared/data/stories260K is not available");
+    for (const auto & p : f->ref["prompts"]) {
+        const auto prompt = p["prompt"].get<std::string>();
+        CAPTURE(prompt);
+        // Tokenizing the text (BOS added) gives the reference ids.
+        CHECK(f->model->tokenizer().encode(prompt, true, false) == p["prompt_ids"].get<std::vector<int32_t>>());
+        frugal::session s(f->model, 0);
+        s.set_sampling(greedy());
+        s.prompt_text(prompt);
+        const auto want = p["generated_ids"].get<std::vector<int32_t>>();
+        std::vector<int32_t> got;
+        std::string streamed;
+        for (size_t i = 0; i < want.size(); ++i) {
+            auto r = s.next();
+            got.push_back(r.token);
+            streamed += r.piece;
+        }
+        CHECK(got == want);
+        // The streamed pieces keep the continuation's leading space (it follows the prompt, not BOS).
+        CHECK(streamed == p["generated_text"].get<std::string>());
+    }
+}
