@@ -18,6 +18,12 @@ using dt = dnnl::memory::data_type;
 // efficient, small enough (with K = 8960, 1.1 MiB per 32 rows) to stay in L2/L3.
 constexpr int64_t k_slab_bytes = 4 << 20;
 
+template <class T>
+T * grow(std::vector<T> & v, int64_t n) {
+    if (v.size() < size_t(n)) v.resize(size_t(n));
+    return v.data();
+}
+
 // Runs with `n` OpenMP threads in this thread's parallel regions (oneDNN's OMP runtime reads
 // the same setting), restoring the caller's value afterwards.
 class omp_threads_scope {
@@ -31,6 +37,25 @@ private:
     int saved_;
 };
 
+// x[n] rounded through the activation format of weight type t (see quant.hpp): the values the
+// small-batch kernels and llama.cpp actually multiply with. Running the wide-batch GEMM on
+// these keeps prefill and decode, and frugal and llama.cpp, numerically in step.
+void round_activation(dtype t, const float * x, float * out, int64_t n, std::vector<std::byte> & buf) {
+    buf.resize(activation_bytes(t, n));
+    quantize_activation(t, x, buf.data(), n);
+    switch (t) {
+    case dtype::f32: std::copy(x, x + n, out); break;
+    case dtype::f16: case dtype::bf16: dequantize_row(t, buf.data(), out, n); break;
+    case dtype::q8_0: case dtype::q4_0: dequantize_row(dtype::q8_0, buf.data(), out, n); break;
+    case dtype::q4_k: case dtype::q5_k: case dtype::q6_k: {
+        const auto * blocks = reinterpret_cast<const block_q8_k *>(buf.data());
+        for (int64_t b = 0; b < n / k_qk_k; ++b)
+            for (int64_t i = 0; i < k_qk_k; ++i) out[b * k_qk_k + i] = blocks[b].d * float(blocks[b].qs[i]);
+        break;
+    }
+    }
+}
+
 } // namespace
 
 struct matmul_context::impl {
@@ -40,6 +65,7 @@ struct matmul_context::impl {
     std::map<key, dnnl::matmul> primitives;
     std::vector<std::byte> quant_scratch;
     std::vector<float> slab;              // dequantized weight rows
+    std::vector<float> x_rounded;         // activations rounded as the weight type's kernels see them
     std::vector<uint16_t> x_bf16;         // activations converted for the BF16 path
 
     dnnl::matmul & primitive(int64_t k, int64_t n, int64_t ldy, dtype wtype) {
@@ -103,7 +129,18 @@ void matmul_context::linear(const raw_view & w, const float * x, int64_t m, floa
         }
         return;
     }
-    // Prefill on a quantized or half weight: dequantize slabs of rows, GEMM each into its columns.
+    // Prefill on a quantized or half weight: round the activations as the small-batch kernels
+    // do, then dequantize slabs of weight rows and GEMM each into its columns of y.
+    float * xr = grow(impl_->x_rounded, m * k);
+    {
+        omp_threads_scope threads(n_threads_);
+#pragma omp parallel
+        {
+            std::vector<std::byte> buf;
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < m; ++i) round_activation(w.type, x + i * k, xr + i * k, k, buf);
+        }
+    }
     const int64_t slab_rows = std::clamp<int64_t>(k_slab_bytes / (k * int64_t(sizeof(float))), 16, n);
     impl_->slab.resize(size_t(slab_rows * k));
     for (int64_t r0 = 0; r0 < n; r0 += slab_rows) {
@@ -114,7 +151,7 @@ void matmul_context::linear(const raw_view & w, const float * x, int64_t m, floa
 #pragma omp parallel for schedule(static)
             for (int64_t r = 0; r < rows; ++r) dequantize_row(w.type, w.row(r0 + r), slab + r * k, k);
         }
-        gemm(dtype::f32, slab, rows, k, x, m, y + r0, ldy);
+        gemm(dtype::f32, slab, rows, k, xr, m, y + r0, ldy);
     }
 }
 

@@ -68,7 +68,7 @@ next_result session::next() {
     }
     std::string piece = tok.token_to_piece(r.token);
     // SentencePiece marks word starts with a leading space; the first word after BOS shows
-    // none (as llama.cpp's detokenizer and llama2.c do).
+    // none (as SentencePiece and llama2.c print it).
     const auto & v = tok.get_vocab();
     if (v.model == "llama" && v.add_space_prefix && !history_.empty() && history_.back() == v.bos &&
         piece.starts_with(' '))

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs every test: the README's test command, and what CI runs.
+#   1. apt packages (scripts/setup.sh)
+#   2. the llama.cpp peer from ../shared/tools when that folder exists (parity tests skip without it)
+#   3. release build with warnings as errors (preset ci) and the whole ctest suite
+#   4. the loader fuzz test and the C ABI tests again under ASan + UBSan (preset asan)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+jobs=${FRUGAL_JOBS:-2}
+"$root/scripts/setup.sh"
+
+shared=${FRUGAL_SHARED_DIR:-$root/../shared}
+if [[ -x $shared/tools/setup-peer.sh ]]; then
+    "$shared/tools/setup-peer.sh" || echo "test.sh: llama.cpp peer setup failed; parity tests will be skipped" >&2
+else
+    echo "test.sh: $shared/tools not found; tests that need ../shared will be skipped" >&2
+fi
+
+# ccache keys on paths relative to the checkout, so fresh clones elsewhere reuse the cache.
+export CCACHE_BASEDIR=$root CCACHE_NOHASHDIR=1
+cd "$root"
+cmake --preset ci -DFRUGAL_SHARED_DIR="$shared" >/dev/null
+cmake --build --preset ci -j "$jobs"
+ctest --preset ci -j "$jobs"
+
+cmake --preset asan -DFRUGAL_SHARED_DIR="$shared" >/dev/null
+cmake --build --preset asan -j "$jobs" --target gguf_fuzz_test capi_test
+for t in gguf_fuzz_test capi_test; do
+    echo "== $t (ASan + UBSan)"
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 FRUGAL_SHARED_DIR="$shared" "build/asan/tests/$t"
+done
