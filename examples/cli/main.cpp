@@ -175,6 +175,29 @@ int cmd_run(const run_args & a) {
     return 0;
 }
 
+// Raw logits of every position of a token sequence, in the "frugal-logits-v1" binary format that
+// ../shared/tools/llamacpp-logits writes (one JSON header line padded to 64 bytes, then f32 rows),
+// so compare-logits.py can put the two engines side by side.
+int cmd_logits(const std::string & model_path, const std::string & ids_text, const std::string & out, int threads) {
+    frugal::load_options lo;
+    lo.n_threads = threads;
+    auto model = frugal::load_model(resolve_model(model_path), lo);
+    const auto ids = parse_ids(ids_text);
+    frugal::session s(model, int64_t(ids.size()));
+    const auto logits = s.evaluate_all(ids);
+    const int64_t V = model->config().n_vocab;
+    std::string header = fmt::format(R"({{"model": "{}", "engine": "frugal {}", "format": "frugal-logits-v1", "dtype": "<f4", "shape": [{}, {}]}})",
+                                     model_path, FRUGAL_VERSION_TEXT, ids.size(), V);
+    header.resize((header.size() + 1 + 63) / 64 * 64 - 1, ' ');
+    header += '\n';
+    std::ofstream f(out, std::ios::binary);
+    f.write(header.data(), std::streamsize(header.size()));
+    f.write(reinterpret_cast<const char *>(logits.data()), std::streamsize(logits.size() * sizeof(float)));
+    if (!f) frugal::throw_error(frugal::status::io, "logits: cannot write {}", out);
+    std::fprintf(stderr, "wrote %s: %zu x %lld logits\n", out.c_str(), ids.size(), (long long)V);
+    return 0;
+}
+
 int cmd_info(const std::string & path, bool all_tensors) {
     const auto f = frugal::gguf::file::open(path);
     std::printf("file: %s\nformat: GGUF v%u, %llu bytes, alignment %llu, data at offset %llu\n", path.c_str(),
@@ -245,6 +268,14 @@ int main(int argc, char ** argv) {
     info->add_option("model", info_path, "GGUF file")->required();
     info->add_flag("--tensors", info_all, "list every tensor");
 
+    std::string logits_model, logits_ids, logits_out;
+    int logits_threads = 0;
+    auto * logits = app.add_subcommand("logits", "write the raw logits of every position of a token sequence");
+    logits->add_option("-m,--model", logits_model, "GGUF file")->required();
+    logits->add_option("--tokens", logits_ids, "token ids, e.g. 1,2,3")->required();
+    logits->add_option("-o,--out", logits_out, "output file (frugal-logits-v1 binary)")->required();
+    logits->add_option("-t,--threads", logits_threads, "threads (0 = all cores)")->check(CLI::Range(0, 1024));
+
     std::string pull_url, pull_out, pull_sha;
     auto * pull = app.add_subcommand("pull", "download a GGUF model into the cache (resumable)");
     pull->add_option("url", pull_url, "https:// URL or hf://OWNER/REPO/FILE.gguf[@REVISION]")->required();
@@ -255,6 +286,7 @@ int main(int argc, char ** argv) {
     try {
         if (*run) return cmd_run(ra);
         if (*info) return cmd_info(info_path, info_all);
+        if (*logits) return cmd_logits(logits_model, logits_ids, logits_out, logits_threads);
         if (*pull) {
 #ifdef FRUGAL_HAVE_DOWNLOAD
             const auto r = pull_model(pull_url, pull_out, pull_sha);

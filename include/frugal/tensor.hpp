@@ -21,6 +21,7 @@ public:
     // Reallocates only when growing; contents are unspecified after a resize.
     void resize(frugal::shape s) {
         const size_t n = size_t(s.numel());
+        if (!storage_) capacity_ = 0; // moved from: the capacity left behind is not ours
         if (n > capacity_) {
             const size_t bytes = (n * sizeof(T) + k_tensor_alignment - 1) / k_tensor_alignment * k_tensor_alignment;
             void * p = std::aligned_alloc(k_tensor_alignment, bytes);
@@ -30,7 +31,9 @@ public:
         }
         shape_ = s;
     }
-    void fill(T v) { std::fill_n(storage_.get(), shape_.numel(), v); }
+    void fill(T v) {
+        if (storage_) std::fill_n(storage_.get(), shape_.numel(), v); // a default tensor owns nothing
+    }
 
     T * data() { return storage_.get(); }
     const T * data() const { return storage_.get(); }

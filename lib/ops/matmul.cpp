@@ -79,8 +79,14 @@ struct matmul_context::impl {
         const dnnl::memory::desc src_md(dims{M, k}, t, dims{k, 1});
         const dnnl::memory::desc w_md(dims{k, n}, t, dims{1, k});
         const dnnl::memory::desc dst_md(dims{M, n}, dt::f32, dims{ldy, 1});
-        auto pd = dnnl_compat::matmul_pd(engine, src_md, w_md, dst_md);
-        return primitives.emplace(kk, dnnl::matmul(pd)).first->second;
+        try {
+            auto pd = dnnl_compat::matmul_pd(engine, src_md, w_md, dst_md);
+            return primitives.emplace(kk, dnnl::matmul(pd)).first->second;
+        } catch (const dnnl::error & e) {
+            // e.g. BF16 on a CPU without AVX-512: oneDNN 2.6 has no implementation there.
+            throw_error(status::unsupported_model, "matmul: oneDNN has no {} matmul for k={} n={} on this CPU: {}",
+                        dtype_name(wtype), k, n, e.what());
+        }
     }
 };
 

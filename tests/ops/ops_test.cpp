@@ -1,0 +1,576 @@
+// ops_test.cpp - lib/ops kernels (rmsnorm, rope, softmax, swiglu, attention, matmul) against the
+// double-precision references of tests/reference/ops_ref on random shapes, seeds and 1 or 2 threads.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "common/test_support.hpp"
+#include "frugal/dtype.hpp"
+#include "frugal/tensor_view.hpp"
+#include "ops/attention.hpp"
+#include "ops/matmul.hpp"
+#include "ops/quant.hpp"
+#include "ops/rmsnorm.hpp"
+#include "ops/rope.hpp"
+#include "ops/softmax.hpp"
+#include "ops/swiglu.hpp"
+#include "reference/ops_ref.hpp"
+#include "util/error.hpp"
+
+using namespace frugal;
+
+namespace {
+
+constexpr uint32_t k_seeds[] = {1, 42, 2024};
+constexpr int k_thread_counts[] = {1, 2};
+// Float kernels against double references: a handful of float roundings per output.
+constexpr double k_rtol = 1e-5;
+
+// Passes when |got[i] - want[i]| <= bound[i] for every i (NaN fails); otherwise reports the first
+// offender and how many there are.
+void check_within(const float * got, const std::vector<double> & want, const std::vector<double> & bound) {
+    size_t n_bad = 0, first = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+        if (std::abs(double(got[i]) - want[i]) <= bound[i]) continue;
+        if (n_bad++ == 0) first = i;
+    }
+    std::string report;
+    if (n_bad)
+        report = fmt::format("{} of {} outside tolerance; first at [{}]: got {} want {} (bound {})", n_bad, want.size(),
+                             first, got[first], want[first], bound[first]);
+    CHECK_MESSAGE(n_bad == 0, report);
+}
+
+// Elementwise |got - want| <= rtol * |want| + atol.
+void check_close(const float * got, const std::vector<double> & want, double rtol, double atol) {
+    std::vector<double> bound(want.size());
+    for (size_t i = 0; i < want.size(); ++i) bound[i] = rtol * std::abs(want[i]) + atol;
+    check_within(got, want, bound);
+}
+
+} // namespace
+
+TEST_CASE("rmsnorm matches the reference, with and without weight, in place" * doctest::timeout(60)) {
+    struct shape_case {
+        int64_t rows, n;
+    };
+    const shape_case shapes[] = {{1, 1}, {1, 7}, {3, 17}, {7, 33}, {2, 100}, {5, 4096}};
+    // At 1e-3 mean(x²) is comparable to eps, so a misplaced eps shows.
+    const float amplitudes[] = {1e-3f, 1.f, 1e3f};
+    const float eps = 1e-6f;
+    for (const auto & s : shapes)
+        for (uint32_t seed : k_seeds)
+            for (float amp : amplitudes)
+                for (int threads : k_thread_counts)
+                    for (bool weighted : {false, true})
+                        for (bool in_place : {false, true}) {
+                            CAPTURE(s.rows);
+                            CAPTURE(s.n);
+                            CAPTURE(seed);
+                            CAPTURE(amp);
+                            CAPTURE(threads);
+                            CAPTURE(weighted);
+                            CAPTURE(in_place);
+                            auto x = test::random_floats(size_t(s.rows * s.n), seed, -amp, amp);
+                            const auto w = test::random_floats(size_t(s.n), seed + 1, 0.5f, 1.5f);
+                            const float * wp = weighted ? w.data() : nullptr;
+                            const auto want = ref::rmsnorm(x.data(), wp, s.rows, s.n, eps);
+                            std::vector<float> y(x.size());
+                            float * out = in_place ? x.data() : y.data();
+                            ops::rmsnorm(x.data(), wp, out, s.rows, s.n, eps, threads);
+                            // Each output is x_i * scale * w_i: a relative error of a few roundings.
+                            check_close(out, want, k_rtol, 0);
+                        }
+}
+
+TEST_CASE("rope normal and neox match the reference" * doctest::timeout(60)) {
+    struct rope_case {
+        int64_t n_pos, n_heads, head_dim, n_rot;
+        float freq_base, freq_scale;
+        bool factors; // llama3-style rope_freqs divisors
+        int32_t pos0, pos_step;
+    };
+    const rope_case cases[] = {
+        {1, 1, 2, 2, 10000.f, 1.f, false, 0, 1},
+        {3, 4, 64, 64, 10000.f, 1.f, false, 0, 1},
+        {7, 3, 64, 32, 10000.f, 1.f, false, 5, 1},     // n_rot < head_dim, positions from 5
+        {5, 2, 128, 128, 500000.f, 1.f, true, 17, 3},  // freq factors, positions with gaps
+        {17, 5, 96, 64, 1e6f, 0.25f, true, 1000, 1},   // freq_scale != 1 with factors and a tail
+        {33, 2, 128, 128, 10000.f, 1.f, false, 100000, 1}, // a float angle would be ~1e-2 rad off here
+        {4, 3, 80, 48, 10000.f, 0.125f, true, 99990, 7777},
+    };
+    for (const auto & c : cases)
+        for (auto mode : {ops::rope_mode::normal, ops::rope_mode::neox})
+            for (uint32_t seed : k_seeds)
+                for (int threads : k_thread_counts) {
+                    INFO("n_pos ", c.n_pos, " n_heads ", c.n_heads, " head_dim ", c.head_dim, " n_rot ", c.n_rot,
+                         " base ", c.freq_base, " scale ", c.freq_scale, " factors ", c.factors, " pos0 ", c.pos0,
+                         " step ", c.pos_step, " neox ", mode == ops::rope_mode::neox);
+                    CAPTURE(seed);
+                    CAPTURE(threads);
+                    std::vector<int32_t> positions(size_t(c.n_pos));
+                    for (int64_t t = 0; t < c.n_pos; ++t) positions[size_t(t)] = c.pos0 + int32_t(t) * c.pos_step;
+                    const auto factors = test::random_floats(size_t(c.n_rot / 2), seed + 1, 1.f, 8.f);
+                    const float * fp = c.factors ? factors.data() : nullptr;
+                    const auto x = test::random_floats(size_t(c.n_pos * c.n_heads * c.head_dim), seed);
+
+                    const ops::rope_params p{.n_rot = c.n_rot, .freq_base = c.freq_base, .freq_scale = c.freq_scale,
+                                             .mode = mode, .freq_factors = fp};
+                    ops::rope_table table;
+                    table.build(p, positions.data(), c.n_pos);
+                    auto got = x;
+                    ops::rope_apply(p, table, got.data(), c.n_pos, c.n_heads, c.head_dim, threads);
+
+                    const ref::rope_config rc{.n_rot = c.n_rot, .freq_base = c.freq_base, .freq_scale = c.freq_scale,
+                                              .neox = mode == ops::rope_mode::neox, .freq_factors = fp};
+                    const auto want = ref::rope(rc, x.data(), positions.data(), c.n_pos, c.n_heads, c.head_dim);
+                    // Outputs are a·cos - b·sin with |a|, |b| <= 1: the error scales with the pair, not
+                    // with the (possibly cancelling) output, hence the absolute term.
+                    check_close(got.data(), want, k_rtol, k_rtol);
+                    // Dims past n_rot pass through bit for bit.
+                    int64_t tail_changed = 0;
+                    for (int64_t r = 0; r < c.n_pos * c.n_heads; ++r)
+                        for (int64_t d = c.n_rot; d < c.head_dim; ++d)
+                            tail_changed += got[size_t(r * c.head_dim + d)] != x[size_t(r * c.head_dim + d)];
+                    CHECK(tail_changed == 0);
+                }
+}
+
+TEST_CASE("softmax matches the reference, including large magnitudes and masked entries" * doctest::timeout(60)) {
+    const int64_t sizes[] = {1, 2, 3, 7, 17, 33, 100, 1000};
+    const float amplitudes[] = {1.f, 30.f, 1000.f};
+    for (int64_t n : sizes)
+        for (uint32_t seed : k_seeds)
+            for (float amp : amplitudes)
+                for (bool masked : {false, true}) {
+                    if (masked && n == 1) continue; // a row of only -inf has no softmax
+                    CAPTURE(n);
+                    CAPTURE(seed);
+                    CAPTURE(amp);
+                    CAPTURE(masked);
+                    auto x = test::random_floats(size_t(n), seed, -amp, amp);
+                    if (masked) x[size_t(n / 2)] = -std::numeric_limits<float>::infinity();
+                    const float x_max = *std::max_element(x.begin(), x.end());
+                    const auto want = ref::softmax(x.data(), n);
+                    CHECK(ops::softmax(x.data(), n) == x_max);
+                    // x - max is exact or off by <= 4e-6 while |x - max| < 87 (beyond, e^(x - max)
+                    // underflows float): a relative error of a few ulps. The atol only admits
+                    // results below float's normal range, where the op returns subnormals or 0.
+                    check_close(x.data(), want, k_rtol, 1e-37);
+                    if (n == 1) CHECK(x[0] == 1.f);
+                }
+}
+
+TEST_CASE("swiglu matches the reference, including large |x|" * doctest::timeout(60)) {
+    // 20000 > the op's parallel threshold (16384), so the 2-thread run really splits.
+    const int64_t sizes[] = {1, 3, 7, 17, 33, 100, 20000};
+    const float amplitudes[] = {1.f, 100.f, 1000.f};
+    for (int64_t n : sizes)
+        for (uint32_t seed : k_seeds)
+            for (float amp : amplitudes)
+                for (int threads : k_thread_counts)
+                    for (bool in_place : {false, true}) {
+                        CAPTURE(n);
+                        CAPTURE(seed);
+                        CAPTURE(amp);
+                        CAPTURE(threads);
+                        CAPTURE(in_place);
+                        auto gate = test::random_floats(size_t(n), seed, -amp, amp);
+                        const auto up = test::random_floats(size_t(n), seed + 1, -2.f, 2.f);
+                        const auto want = ref::swiglu(gate.data(), up.data(), n);
+                        std::vector<float> y(size_t(n), 0.f);
+                        float * out = in_place ? gate.data() : y.data();
+                        ops::swiglu(gate.data(), up.data(), out, n, threads);
+                        // Relative a few ulps; below about g = -87 e^-g overflows float and the op
+                        // returns 0 for a true value under 1e-36, which the atol admits.
+                        check_close(out, want, k_rtol, 1e-30);
+                    }
+}
+
+namespace {
+
+struct attention_case {
+    int64_t n_head, n_head_kv, head_dim, v_dim, n_tokens, pos0;
+};
+
+struct attention_inputs {
+    std::vector<float> q, k, v;
+};
+
+// The cache holds a few positions past pos0 + n_tokens - 1, set to NaN: reading them would
+// poison the outputs.
+attention_inputs make_attention_inputs(const attention_case & c, uint32_t seed) {
+    constexpr int64_t k_spare = 3;
+    const int64_t n_kv = c.pos0 + c.n_tokens;
+    // |q| up to 3 makes some score rows peaked, not just near uniform.
+    attention_inputs in{test::random_floats(size_t(c.n_tokens * c.n_head * c.head_dim), seed, -3.f, 3.f),
+                        test::random_floats(size_t((n_kv + k_spare) * c.n_head_kv * c.head_dim), seed + 1),
+                        test::random_floats(size_t((n_kv + k_spare) * c.n_head_kv * c.v_dim), seed + 2)};
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::fill(in.k.begin() + n_kv * c.n_head_kv * c.head_dim, in.k.end(), nan);
+    std::fill(in.v.begin() + n_kv * c.n_head_kv * c.v_dim, in.v.end(), nan);
+    return in;
+}
+
+float attention_scale(const attention_case & c) { return 1.f / std::sqrt(float(c.head_dim)); }
+
+std::vector<float> run_attention(const attention_case & c, const attention_inputs & in, int threads) {
+    const ops::attention_params p{.n_head = c.n_head, .n_head_kv = c.n_head_kv, .head_dim = c.head_dim,
+                                  .v_dim = c.v_dim, .scale = attention_scale(c)};
+    std::vector<float> out(size_t(c.n_tokens * c.n_head * c.v_dim));
+    std::vector<float> scratch;
+    ops::attention(p, in.q.data(), c.n_tokens, c.pos0, in.k.data(), in.v.data(), out.data(), scratch, threads);
+    return out;
+}
+
+std::string describe(const attention_case & c) {
+    return fmt::format("n_head {} n_head_kv {} head_dim {} v_dim {} n_tokens {} pos0 {}", c.n_head, c.n_head_kv,
+                       c.head_dim, c.v_dim, c.n_tokens, c.pos0);
+}
+
+} // namespace
+
+TEST_CASE("attention matches the reference: decode, prefill, grouped heads" * doctest::timeout(60)) {
+    const attention_case cases[] = {
+        {1, 1, 1, 1, 1, 0},
+        {4, 4, 64, 64, 1, 0},    // decode, first token
+        {4, 4, 64, 64, 1, 37},   // decode
+        {8, 2, 64, 64, 1, 100},  // grouped decode
+        {8, 2, 32, 32, 7, 0},    // grouped prefill into an empty cache
+        {6, 3, 17, 33, 5, 9},    // prefill after earlier tokens, odd dims, v_dim != head_dim
+        {6, 3, 128, 96, 33, 3},
+        {2, 1, 7, 3, 17, 16},
+    };
+    for (const auto & c : cases)
+        for (uint32_t seed : k_seeds)
+            for (int threads : k_thread_counts) {
+                INFO(describe(c));
+                CAPTURE(seed);
+                CAPTURE(threads);
+                const auto in = make_attention_inputs(c, seed);
+                const auto got = run_attention(c, in, threads);
+                const ref::attention_config rc{.n_head = c.n_head, .n_head_kv = c.n_head_kv, .head_dim = c.head_dim,
+                                               .v_dim = c.v_dim, .scale = attention_scale(c)};
+                const auto want = ref::attention(rc, in.q.data(), c.n_tokens, c.pos0, in.k.data(), in.v.data());
+                // Outputs are convex combinations of v (|v| <= 1), so the error is absolute.
+                check_close(got.data(), want, k_rtol, k_rtol);
+            }
+}
+
+TEST_CASE("attention is causal: changing a later cache position leaves earlier tokens unchanged" *
+          doctest::timeout(60)) {
+    const attention_case c{8, 2, 32, 24, 6, 4};
+    const int64_t token_floats = c.n_head * c.v_dim;
+    for (uint32_t seed : k_seeds)
+        for (int threads : k_thread_counts) {
+            INFO(describe(c));
+            CAPTURE(seed);
+            CAPTURE(threads);
+            const auto in = make_attention_inputs(c, seed);
+            const auto before = run_attention(c, in, threads);
+            for (int64_t t_changed = 0; t_changed < c.n_tokens; ++t_changed) {
+                CAPTURE(t_changed);
+                // Key and value of the position token t_changed sits at, for every kv head.
+                auto changed = in;
+                const int64_t pos = c.pos0 + t_changed;
+                const int64_t k_row = c.n_head_kv * c.head_dim, v_row = c.n_head_kv * c.v_dim;
+                for (int64_t i = 0; i < k_row; ++i) changed.k[size_t(pos * k_row + i)] += 1.f;
+                for (int64_t i = 0; i < v_row; ++i) changed.v[size_t(pos * v_row + i)] += 1.f;
+                const auto after = run_attention(c, changed, threads);
+                for (int64_t t = 0; t < c.n_tokens; ++t) {
+                    CAPTURE(t);
+                    const auto first = t * token_floats;
+                    const bool same = std::equal(before.begin() + first, before.begin() + first + token_floats,
+                                                 after.begin() + first);
+                    CHECK(same == (t < t_changed));
+                }
+            }
+        }
+}
+
+namespace {
+
+// An [n, k] weight stored as `type`, made from random floats, with the values it holds once
+// converted (what the reference multiplies).
+struct test_weight {
+    dtype type;
+    int64_t n, k;
+    std::vector<std::byte> bytes;
+    std::vector<float> values;
+    raw_view view() const { return {type, bytes.data(), shape{n, k}}; }
+};
+
+// K-quants have no quantizer here: random bytes (every quant and sub-scale pattern) with the fp16
+// super-block scales set to finite values.
+void random_k_quant_row(dtype t, std::byte * row, int64_t k, std::mt19937 & rng) {
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::uniform_real_distribution<float> scale(1e-4f, 1e-3f);
+    for (int64_t i = 0; i < row_bytes(t, k); ++i) row[i] = std::byte(byte(rng));
+    const auto offsets = t == dtype::q6_k ? std::vector<size_t>{offsetof(block_q6_k, d)}
+                                          : std::vector<size_t>{offsetof(block_q4_k, d), offsetof(block_q4_k, dmin)};
+    static_assert(offsetof(block_q5_k, d) == offsetof(block_q4_k, d));
+    static_assert(offsetof(block_q5_k, dmin) == offsetof(block_q4_k, dmin));
+    for (int64_t b = 0; b < k / k_qk_k; ++b)
+        for (size_t off : offsets) {
+            const uint16_t h = fp32_to_fp16(scale(rng));
+            std::memcpy(row + b * traits(t).block_bytes + int64_t(off), &h, sizeof h);
+        }
+}
+
+test_weight make_weight(dtype t, int64_t n, int64_t k, uint32_t seed) {
+    const int64_t rb = row_bytes(t, k);
+    test_weight w{t, n, k, std::vector<std::byte>(size_t(n * rb)), std::vector<float>(size_t(n * k))};
+    const auto src = test::random_floats(size_t(n * k), seed);
+    std::mt19937 rng(seed);
+    for (int64_t r = 0; r < n; ++r) {
+        const float * s = src.data() + r * k;
+        std::byte * row = w.bytes.data() + r * rb;
+        float * val = w.values.data() + r * k;
+        const auto store_half = [&](auto to_half, auto to_float) {
+            for (int64_t i = 0; i < k; ++i) {
+                const uint16_t h = to_half(s[i]);
+                std::memcpy(row + 2 * i, &h, sizeof h);
+                val[i] = to_float(h);
+            }
+        };
+        switch (t) {
+        case dtype::f32:
+            std::memcpy(row, s, size_t(rb));
+            std::copy(s, s + k, val);
+            break;
+        case dtype::f16: store_half(fp32_to_fp16, fp16_to_fp32); break;
+        case dtype::bf16: store_half(fp32_to_bf16, bf16_to_fp32); break;
+        case dtype::q8_0:
+        case dtype::q4_0:
+            ops::quantize_row_weights(t, s, row, k);
+            ops::dequantize_row(t, row, val, k);
+            break;
+        default:
+            random_k_quant_row(t, row, k, rng);
+            ops::dequantize_row(t, row, val, k);
+        }
+    }
+    return w;
+}
+
+// Largest change to each activation x[m, k] from its conversion to the dot type of weight type w
+// (llama.cpp's vec_dot_type). linear converts on every path (the wide-batch one too, to stay in
+// step with the small-batch kernels and llama.cpp), gemm for BF16; F32 weights use x as given.
+std::vector<double> activation_error(dtype w, const float * x, int64_t m, int64_t k) {
+    std::vector<double> e(size_t(m * k), 0.0);
+    // Integer blocks: each element may move by `rel` times its block's largest |x|.
+    const auto per_block = [&](int64_t size, double rel) {
+        for (int64_t b = 0; b < m * k; b += size) {
+            double amax = 0;
+            for (int64_t i = b; i < b + size; ++i) amax = std::max(amax, double(std::abs(x[i])));
+            std::fill(e.begin() + b, e.begin() + b + size, amax * rel);
+        }
+    };
+    switch (w) {
+    case dtype::f16: // round to nearest: 2^-11 relative, 2^-25 absolute in fp16's subnormal range
+        for (size_t i = 0; i < e.size(); ++i) e[i] = std::abs(x[i]) * 0x1p-11 + 0x1p-25;
+        break;
+    case dtype::bf16:
+        for (size_t i = 0; i < e.size(); ++i) e[i] = std::abs(x[i]) * 0x1p-8;
+        break;
+    case dtype::q8_0: // Q8_0 blocks of 32: q = round(x / d), d = amax/127 -> d/2; d stored as fp16 -> amax·2^-11
+    case dtype::q4_0:
+        per_block(k_qk, 1.0 / 254 + 0x1p-11);
+        break;
+    case dtype::q4_k: // Q8_K blocks of 256 (the K-quants' activation type), fp32 d: rounding only
+    case dtype::q5_k:
+    case dtype::q6_k:
+        per_block(k_qk_k, 1.0 / 254);
+        break;
+    case dtype::f32: break;
+    }
+    return e;
+}
+
+// Allowed error of y = x · wᵀ: Σ|w|·e from the activation rounding (1% over for the float
+// arithmetic of the conversion itself), plus k_rtol·Σ|x·w| for float accumulation (the standard
+// dot-product bound, unaffected by cancellation in the result).
+std::vector<double> product_bound(const float * x, const std::vector<double> & e, const float * w, int64_t m,
+                                  int64_t n, int64_t k) {
+    std::vector<double> bound(size_t(m * n));
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+            double rounding = 0, magnitude = 0;
+            for (int64_t l = 0; l < k; ++l) {
+                const double aw = std::abs(double(w[j * k + l]));
+                rounding += aw * e[size_t(i * k + l)];
+                magnitude += aw * std::abs(double(x[i * k + l]));
+            }
+            bound[size_t(i * n + j)] = 1.01 * rounding + k_rtol * magnitude;
+        }
+    return bound;
+}
+
+constexpr float k_sentinel = -777.f;
+
+// Runs `product` (x[m, k] -> y[m, ldy]) on seeded x, checks the first n columns against the
+// reference and that columns past n keep their contents.
+void check_product(const test_weight & w, int64_t m, int64_t ldy, uint32_t seed,
+                   const std::function<void(const float *, float *)> & product) {
+    INFO("weight ", std::string(dtype_name(w.type)), " [", w.n, ", ", w.k, "], x [", m, ", ", w.k, "], ldy ", ldy,
+         ", seed ", seed);
+    const auto x = test::random_floats(size_t(m * w.k), seed);
+    std::vector<float> y(size_t(m * ldy), k_sentinel);
+    product(x.data(), y.data());
+    std::vector<float> got(size_t(m * w.n));
+    int64_t past_n_written = 0;
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < ldy; ++j) {
+            const float v = y[size_t(i * ldy + j)];
+            if (j < w.n) got[size_t(i * w.n + j)] = v;
+            else past_n_written += v != k_sentinel;
+        }
+    CHECK(past_n_written == 0);
+    const auto e = activation_error(w.type, x.data(), m, w.k);
+    check_within(got.data(), ref::matmul(x.data(), w.values.data(), m, w.n, w.k),
+                 product_bound(x.data(), e, w.values.data(), m, w.n, w.k));
+}
+
+void check_linear(ops::matmul_context & ctx, const test_weight & w, int64_t m, int64_t ldy, uint32_t seed) {
+    CAPTURE(ctx.n_threads());
+    check_product(w, m, ldy, seed, [&](const float * x, float * y) { ctx.linear(w.view(), x, m, y, ldy); });
+}
+
+// Every path of one weight type: m = 1, 3, 7 run the small-batch kernels, m >= 8 the GEMM on the
+// weight (F32) or on dequantized slabs; ldy = n + 5 writes into a wider output.
+void check_linear_paths(dtype t) {
+    struct nk {
+        int64_t n, k;
+    };
+    const int64_t kb = traits(t).block_size == k_qk_k ? k_qk_k : k_qk; // K in whole blocks
+    const nk shapes[] = {{1, kb}, {7, 2 * kb}, {33, 3 * kb}, {101, 4 * kb}};
+    const int64_t ms[] = {1, 3, 7, 8, 33, 100};
+    for (int threads : k_thread_counts) {
+        ops::matmul_context ctx(threads); // one context for all shapes: its primitive cache sees many keys
+        ctx.small_batch = 8;
+        for (const auto & s : shapes)
+            for (uint32_t seed : k_seeds) {
+                const auto w = make_weight(t, s.n, s.k, seed);
+                for (int64_t m : ms)
+                    for (int64_t extra : {0, 5}) check_linear(ctx, w, m, s.n + extra, seed + 1);
+            }
+    }
+}
+
+} // namespace
+
+TEST_CASE("linear with f32 weights matches the reference" * doctest::timeout(60)) {
+    check_linear_paths(dtype::f32);
+}
+
+TEST_CASE("linear with f16 and bf16 weights matches the reference" * doctest::timeout(60)) {
+    for (dtype t : {dtype::f16, dtype::bf16}) check_linear_paths(t);
+}
+
+TEST_CASE("linear with q8_0 and q4_0 weights matches the reference on both paths" * doctest::timeout(60)) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0}) check_linear_paths(t);
+}
+
+TEST_CASE("linear with q4_k, q5_k and q6_k weights matches the reference on both paths" * doctest::timeout(60)) {
+    for (dtype t : {dtype::q4_k, dtype::q5_k, dtype::q6_k}) check_linear_paths(t);
+}
+
+TEST_CASE("linear dequantizes a large weight slab by slab" * doctest::timeout(60)) {
+    // K = 8192 gives 128-row slabs (4 MiB of f32), so N = 300 takes three, the last partial.
+    const int64_t n = 300, k = 8192;
+    for (dtype t : {dtype::f16, dtype::q4_0}) {
+        const auto w = make_weight(t, n, k, 7);
+        for (int threads : k_thread_counts) {
+            ops::matmul_context ctx(threads);
+            for (int64_t m : {8, 20})
+                for (int64_t ldy : {n, n + 3}) check_linear(ctx, w, m, ldy, uint32_t(m));
+        }
+    }
+}
+
+TEST_CASE("linear reuses cached primitives across calls with other m and shapes" * doctest::timeout(60)) {
+    struct call {
+        int which; // weight index
+        int64_t m;
+    };
+    const call calls[] = {{0, 33}, {0, 1}, {1, 100}, {0, 100}, {1, 3}, {1, 8}, {0, 33}};
+    for (dtype t : {dtype::f32, dtype::q8_0}) {
+        const test_weight weights[] = {make_weight(t, 33, 64, 5), make_weight(t, 17, 128, 6)};
+        ops::matmul_context ctx(2);
+        for (const auto & c : calls) check_linear(ctx, weights[c.which], c.m, weights[c.which].n, uint32_t(c.m));
+    }
+}
+
+namespace {
+
+void check_gemm(dtype t) {
+    struct mnk {
+        int64_t m, n, k, ldy;
+    };
+    // Small: without AVX512-BF16 oneDNN emulates the BF16 GEMM.
+    const mnk shapes[] = {{1, 7, 32, 7}, {3, 17, 64, 20}, {8, 33, 96, 33}};
+    for (int threads : k_thread_counts) {
+        ops::matmul_context ctx(threads);
+        CAPTURE(threads);
+        for (const auto & s : shapes)
+            for (uint32_t seed : k_seeds) {
+                const auto w = make_weight(t, s.n, s.k, seed);
+                check_product(w, s.m, s.ldy, seed + 1, [&](const float * x, float * y) {
+                    ctx.gemm(t, w.bytes.data(), s.n, s.k, x, s.m, y, s.ldy);
+                });
+            }
+    }
+}
+
+} // namespace
+
+TEST_CASE("gemm with f32 weights matches the reference" * doctest::timeout(60)) { check_gemm(dtype::f32); }
+
+TEST_CASE("gemm with bf16 weights matches the reference" * doctest::timeout(60)) {
+    // oneDNN 2.x implements BF16 matmul only from AVX512 on (emulated without AVX512-BF16).
+    ops::matmul_context probe(1);
+    const auto w = make_weight(dtype::bf16, 1, 32, 1);
+    std::vector<float> x(32, 1.f), y(1);
+    try {
+        probe.gemm(dtype::bf16, w.bytes.data(), 1, 32, x.data(), 1, y.data(), 1);
+    } catch (const frugal::error & e) {
+        // Only "no implementation on this CPU" skips; any other failure is a failure.
+        if (e.code() != frugal::status::unsupported_model) throw;
+        FRUGAL_SKIP(fmt::format("oneDNN has no BF16 matmul on this CPU: {}", e.what()));
+    }
+    check_gemm(dtype::bf16);
+}
+
+TEST_CASE("matmul rejects invalid arguments with frugal::error" * doctest::timeout(60)) {
+    ops::matmul_context ctx(1);
+    const auto w = make_weight(dtype::f32, 7, 32, 1);
+    const auto h = make_weight(dtype::f16, 7, 32, 1);
+    std::vector<float> x(2 * 32, 0.5f), y(2 * 7);
+    const std::function<void()> calls[] = {
+        [&] { ctx.linear(w.view(), x.data(), 2, y.data(), 6); },                         // ldy < N, GEMM path
+        [&] { ctx.linear(h.view(), x.data(), 2, y.data(), 6); },                         // ldy < N, small batch
+        [&] { ctx.gemm(dtype::f16, h.bytes.data(), 7, 32, x.data(), 2, y.data(), 7); },  // gemm: f32/bf16 only
+        [&] { ctx.gemm(dtype::q8_0, h.bytes.data(), 7, 32, x.data(), 2, y.data(), 7); },
+        [&] { ctx.gemm(dtype::f32, w.bytes.data(), 7, 32, x.data(), 2, y.data(), 6); },  // gemm: ldy < n
+        [&] { ctx.gemm(dtype::f32, w.bytes.data(), 7, 32, x.data(), 0, y.data(), 7); },  // gemm: m = 0
+    };
+    for (size_t i = 0; i < std::size(calls); ++i) {
+        CAPTURE(i);
+        try {
+            calls[i]();
+            FAIL_CHECK("no exception");
+        } catch (const error & e) {
+            CHECK(e.code() == status::invalid_argument);
+        }
+    }
+}
