@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""End-to-end checks of the `frugal` CLI (run, info, logits, errors) on the trained stories260K model.
+
+usage: cli_check.py FRUGAL_EXE SHARED_DIR SCRATCH_DIR. Exits 77 (ctest: skipped) without ../shared.
+"""
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+exe, shared, scratch = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+model = shared / "data/stories260K/stories260K.gguf"
+ref_path = shared / "data/stories260K/reference.json"
+if not model.exists() or not ref_path.exists():
+    print(f"SKIP: {model} is not available")
+    sys.exit(77)
+ref = json.loads(ref_path.read_text())
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def run(*args):
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=120)
+
+
+# Greedy from BOS: stdout is the published llama2.c sample, the stats go to stderr.
+g = ref["greedy_from_bos"]
+r = run("run", "-m", str(model), "-n", str(g["steps"]), "--temp", "0", "-t", "2")
+check(r.returncode == 0, f"run exits 0 (got {r.returncode}: {r.stderr[-300:]})")
+check(r.stdout.rstrip("\n") == g["text"], "run: greedy 256 tokens from BOS print the reference story")
+for word in ("prompt:", "decode:", "tokens/s", "peak RSS", "KV cache"):
+    check(word in r.stderr, f"run: stats on stderr mention '{word}'")
+
+# A prompted continuation: the prompt is echoed with --show-prompt, then the reference text.
+p = ref["prompts"][0]
+r = run("run", "-m", str(model), "-p", p["prompt"], "-n", str(len(p["generated_ids"])), "--temp", "0", "--show-prompt")
+check(r.returncode == 0 and r.stdout.rstrip("\n") == p["prompt"] + p["generated_text"],
+      f"run -p '{p['prompt']}': prompt + reference continuation")
+
+# Seeded sampling is reproducible and seed-dependent.
+runs = [run("run", "-m", str(model), "-n", "48", "--temp", "1.0", "--seed", s).stdout for s in ("7", "7", "8")]
+check(runs[0] == runs[1], "run: the same seed gives the same text")
+check(runs[0] != runs[2], "run: another seed gives other text")
+
+# info: metadata and the tensor summary.
+r = run("info", str(model))
+check(r.returncode == 0 and "general.architecture" in r.stdout and "llama" in r.stdout, "info: prints metadata")
+check("tensors: 48" in r.stdout, "info: counts the 48 tensors")
+
+# logits: the binary dump's first row equals reference logits of position 0 within 1e-4.
+out = scratch / "stories_logits.bin"
+r = run("logits", "-m", str(model), "--tokens", "1", "-o", str(out))
+data = out.read_bytes() if out.exists() else b""
+header_end = data.find(b"\n") + 1
+header = json.loads(data[:header_end]) if header_end > 0 else {}
+check(r.returncode == 0 and header.get("shape") == [1, 512] and header_end % 64 == 0, "logits: header and shape")
+if header_end > 0 and len(data) >= header_end + 512 * 4:
+    row = struct.unpack("<512f", data[header_end:header_end + 512 * 4])
+    diff = max(abs(a - b) for a, b in zip(row, g["logits_first_8_pos"][0]))
+    check(diff < 1e-4, f"logits: position 0 within 1e-4 of numpy (max diff {diff:.2e})")
+
+# Errors: non-zero exit, a message on stderr naming the problem, nothing on stdout.
+r = run("run", "-m", str(scratch / "missing.gguf"), "-n", "4")
+check(r.returncode != 0 and "missing.gguf" in r.stderr and r.stdout == "", "run: a missing file is an error naming it")
+bad = scratch / "not_a_model.gguf"
+bad.write_bytes(b"NOPE" + bytes(60))
+r = run("info", str(bad))
+check(r.returncode != 0 and "bad magic" in r.stderr, "info: a non-GGUF file is an error ('bad magic')")
+r = run("run", "-m", str(model), "--prompt-ids", "1,99999", "-n", "4")
+check(r.returncode != 0 and "99999" in r.stderr, "run: an out-of-range prompt id is an error naming it")
+r = run("run", "-m", str(model), "-n", "600", "--temp", "0", "-c", "32")
+check(r.returncode == 0 and "context full" in r.stderr, "run: generation stops cleanly at a full context")
+
+print(f"{len(failures)} failed" if failures else "all CLI checks passed")
+sys.exit(1 if failures else 0)
