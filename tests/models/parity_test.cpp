@@ -48,13 +48,16 @@ std::vector<int32_t> read_prompt() {
 }
 
 struct parity_result {
-    double max_abs_diff = 0;
+    double max_abs_diff = 0;              // prefill logits, every position
     int argmax_agree = 0, rows = 0;
-    int greedy_agree = 0, greedy_n = 0;     // leading tokens equal to llama.cpp's
-    double min_margin_at_divergence = 0;    // llama.cpp's top1 - top2 where we first differ
+    // Greedy continuation, teacher-forced on llama.cpp's tokens so one near-tie does not derail
+    // the rest: positions where our argmax equals llama.cpp's, and disagreements where
+    // llama.cpp's own top-1/top-2 margin was at least `decisive_margin` (must never happen).
+    int greedy_agree = 0, greedy_n = 0, decisive_disagree = 0;
+    double smallest_margin_disagree = 1e30;
 };
 
-parity_result run_parity(const std::string & name) {
+parity_result run_parity(const std::string & name, double decisive_margin) {
     const auto dir = fixture_dir();
     const auto model = frugal::load_model((dir / (name + ".gguf")).string(), {});
     const auto prompt = read_prompt();
@@ -79,27 +82,25 @@ parity_result run_parity(const std::string & name) {
     const auto want = greedy["generated"].get<std::vector<int32_t>>();
     const auto margin = greedy["margin"].get<std::vector<double>>();
     frugal::session g(model, 256);
-    frugal::sampling_params p;
-    p.temperature = 0;
-    g.set_sampling(p);
     g.prompt_tokens(prompt);
     r.greedy_n = int(want.size());
-    bool diverged = false;
     for (size_t i = 0; i < want.size(); ++i) {
-        // End-of-generation tokens do not stop llama.cpp's --greedy: feed every token back.
         const auto l = g.logits();
         const int32_t t = int32_t(std::max_element(l.begin(), l.end()) - l.begin());
-        if (!diverged && t == want[i]) {
+        if (t == want[i]) {
             ++r.greedy_agree;
-        } else if (!diverged) {
-            diverged = true;
-            r.min_margin_at_divergence = margin[i];
+        } else {
+            r.smallest_margin_disagree = std::min(r.smallest_margin_disagree, margin[i]);
+            if (margin[i] >= decisive_margin) ++r.decisive_disagree;
         }
-        g.prompt_tokens(std::span(&want[i], 1)); // stay on llama.cpp's path
+        // End-of-generation tokens do not stop llama.cpp's --greedy: feed every token back.
+        g.prompt_tokens(std::span(&want[i], 1));
     }
     MESSAGE(name << ": max|logit diff| " << r.max_abs_diff << ", argmax " << r.argmax_agree << "/" << r.rows
                  << ", greedy " << r.greedy_agree << "/" << r.greedy_n
-                 << (diverged ? " (llama.cpp margin at divergence " + std::to_string(r.min_margin_at_divergence) + ")" : ""));
+                 << (r.greedy_agree < r.greedy_n
+                         ? " (smallest llama.cpp margin at a disagreement " + std::to_string(r.smallest_margin_disagree) + ")"
+                         : ""));
     return r;
 }
 
@@ -111,7 +112,7 @@ TEST_CASE("parity with llama.cpp: F32 logits within 1e-3, greedy identical" * do
     if (!fixtures_present()) FRUGAL_SKIP("parity fixtures were not generated (no ../shared/tools or llama.cpp peer)");
     for (const char * name : {"tiny-llama-f32", "tiny-qwen2-f32"}) {
         CAPTURE(name);
-        const auto r = run_parity(name);
+        const auto r = run_parity(name, 0);
         CHECK(r.max_abs_diff <= 1e-3);
         CHECK(r.argmax_agree == r.rows);
         CHECK(r.greedy_agree == r.greedy_n);
@@ -120,19 +121,24 @@ TEST_CASE("parity with llama.cpp: F32 logits within 1e-3, greedy identical" * do
 
 TEST_CASE("parity with llama.cpp: half and quantized weights" * doctest::timeout(180)) {
     if (!fixtures_present()) FRUGAL_SKIP("parity fixtures were not generated (no ../shared/tools or llama.cpp peer)");
-    // Both engines quantize activations the same way (ggml's vec_dot types) on the decode path;
-    // the prefill pass differs in summation order and, for wide batches, dequantizes weights to
-    // F32, so logits are compared with a tolerance and greedy decoding token by token.
+    // Both engines multiply in the weight type's vec_dot format (Q8_0 / Q8_K / F16 / BF16
+    // activations), so most logits agree to ~1e-6; only the float summation order differs, and
+    // on these random-weight models that occasionally flips an activation's rounding, which moves
+    // later logits by up to ~2e-2 (one flip at position p shifts every later position through the
+    // KV cache). The greedy check therefore asserts that every position where llama.cpp's margin
+    // exceeds twice that tolerance (0.04) agrees; near-ties may go either way and are reported.
+    // (A broken kernel disagrees at margins of 0.1 and more.)
     const std::pair<const char *, double> cases[] = {
         {"tiny-llama-f16", 2e-3},  {"tiny-qwen2-f16", 2e-3},  {"tiny-llama-bf16", 5e-3},
         {"tiny-qwen2-bf16", 5e-3}, {"tiny-llama-q8_0", 2e-2}, {"tiny-qwen2-q8_0", 2e-2},
-        {"tiny-llama-q4_0", 5e-2}, {"tiny-qwen2-q4_0", 5e-2}, {"tiny256-qwen2-q4_k_m", 5e-2},
-        {"tiny256-llama-q5_k_m", 5e-2},
+        {"tiny-llama-q4_0", 2e-2}, {"tiny-qwen2-q4_0", 2e-2}, {"tiny256-qwen2-q4_k_m", 2e-2},
+        {"tiny256-llama-q5_k_m", 2e-2},
     };
     for (const auto & [name, tol] : cases) {
         CAPTURE(name);
-        const auto r = run_parity(name);
+        const auto r = run_parity(name, 2 * tol);
         CHECK(r.max_abs_diff <= tol);
-        CHECK(r.greedy_agree == r.greedy_n);
+        CHECK(r.argmax_agree == r.rows);
+        CHECK(r.decisive_disagree == 0);
     }
 }

@@ -1,0 +1,168 @@
+// quant.cpp - validation, run-time kernel selection and the threaded row loops.
+#include "ops/quant.hpp"
+
+#include <omp.h>
+#if defined(__x86_64__) || defined(__i386__)
+#  include <cpuid.h>
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+
+#include "ops/quant_kernels.hpp"
+#include "util/error.hpp"
+
+namespace frugal::ops {
+namespace {
+
+std::atomic<bool> g_force_scalar{false};
+
+bool cpu_has_avx2() {
+    // Asked once; the answer cannot change. The builtin also checks that the OS saves YMM state.
+    // F16C comes from cpuid directly: not every compiler's __builtin_cpu_supports knows it.
+    static const bool has = [] {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_cpu_init();
+        unsigned eax, ebx, ecx, edx;
+        const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+#else
+        return false;
+#endif
+    }();
+    return has;
+}
+
+bool use_avx2() { return cpu_has_avx2() && !g_force_scalar.load(std::memory_order_relaxed); }
+
+// Validates (t, n) and returns the kernels to use, SIMD entries over scalar ones where present.
+detail::kernels select(dtype t, int64_t n) {
+    const detail::kernels * scalar = detail::scalar_kernels(t);
+    if (!scalar) throw_error(status::invalid_argument, "quant: unsupported weight type (ggml id {})", uint32_t(t));
+    const int64_t bs = traits(t).block_size;
+    if (n < 0 || n % bs != 0)
+        throw_error(status::invalid_argument,
+                    "quant: row length {} is not a non-negative multiple of the {} block size {}", n, dtype_name(t),
+                    bs);
+    detail::kernels k = *scalar;
+    if (use_avx2()) {
+        if (const detail::kernels * v = detail::avx2_kernels(t)) {
+            k.dot = v->dot;
+            k.dot_batch = v->dot_batch;
+            if (v->dequantize) k.dequantize = v->dequantize;
+            if (v->quantize_act) k.quantize_act = v->quantize_act;
+        }
+    }
+    return k;
+}
+
+// ggml's quantize_row_q8_0_ref: d = amax/127, q = round-half-away(x / d).
+void quantize_q8_0_weights(const float * x, block_q8_0 * y, int64_t nb) {
+    for (int64_t ib = 0; ib < nb; ++ib) {
+        const float * xb = x + ib * k_qk;
+        float amax = 0.f;
+        for (int j = 0; j < k_qk; ++j) amax = std::max(amax, std::fabs(xb[j]));
+        const float d = amax / 127.f;
+        const float id = d != 0.f ? 1.f / d : 0.f;
+        y[ib].d = fp32_to_fp16(d);
+        for (int j = 0; j < k_qk; ++j) y[ib].qs[j] = int8_t(std::round(xb[j] * id));
+    }
+}
+
+// ggml's quantize_row_q4_0_ref: the signed extreme maps to -8, q = trunc(x / d + 8.5) capped at 15.
+void quantize_q4_0_weights(const float * x, block_q4_0 * y, int64_t nb) {
+    for (int64_t ib = 0; ib < nb; ++ib) {
+        const float * xb = x + ib * k_qk;
+        float amax = 0.f, max = 0.f;
+        for (int j = 0; j < k_qk; ++j) {
+            if (std::fabs(xb[j]) > amax) {
+                amax = std::fabs(xb[j]);
+                max = xb[j];
+            }
+        }
+        const float d = max / -8.f;
+        const float id = d != 0.f ? 1.f / d : 0.f;
+        y[ib].d = fp32_to_fp16(d);
+        auto q = [&](int j) { return std::min(15, int(xb[j] * id + 8.5f)); };
+        for (int j = 0; j < k_qk / 2; ++j) y[ib].qs[j] = uint8_t(q(j) | q(j + k_qk / 2) << 4);
+    }
+}
+
+} // namespace
+
+void dequantize_row(dtype t, const void * src, float * dst, int64_t n) { select(t, n).dequantize(src, dst, n); }
+
+size_t activation_bytes(dtype t, int64_t n) {
+    select(t, n);
+    switch (t) {
+    case dtype::f32: return size_t(n) * sizeof(float);
+    case dtype::f16:
+    case dtype::bf16: return size_t(n) * sizeof(uint16_t);
+    case dtype::q8_0:
+    case dtype::q4_0: return size_t(n / k_qk) * sizeof(block_q8_0);
+    case dtype::q4_k:
+    case dtype::q5_k:
+    case dtype::q6_k: return size_t(n / k_qk_k) * sizeof(block_q8_k);
+    }
+    return 0; // unreachable: select() rejected t
+}
+
+void quantize_activation(dtype t, const float * x, void * dst, int64_t n) { select(t, n).quantize_act(x, dst, n); }
+
+float dot_row(dtype t, const void * w_row, const void * act, int64_t n) { return select(t, n).dot(w_row, act, n); }
+
+void matvec(const raw_view & w, const float * x, float * y, std::vector<std::byte> & scratch, int n_threads) {
+    matmul_rows(w, x, 1, y, scratch, n_threads);
+}
+
+void matmul_rows(const raw_view & w, const float * x, int64_t m, float * y, std::vector<std::byte> & scratch,
+                 int n_threads) {
+    const int64_t n = w.row_size(), rows = w.n_rows();
+    const detail::kernels k = select(w.type, n);
+    if (m < 0) throw_error(status::invalid_argument, "quant: matmul_rows: m = {} is negative", m);
+    const size_t act_bytes = activation_bytes(w.type, n);
+    if (scratch.size() < act_bytes * size_t(m)) scratch.resize(act_bytes * size_t(m));
+    std::byte * act = scratch.data();
+    const int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
+    // A single activation row is converted on this thread: every extra barrier costs a time slice
+    // when another process holds a core. A batch is worth splitting.
+#pragma omp parallel for num_threads(nt) schedule(static) if (m > 1)
+    for (int64_t i = 0; i < m; ++i) k.quantize_act(x + i * n, act + size_t(i) * act_bytes, n);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+        // The row stays in L1 while it meets all m activations: read from memory once.
+        const std::byte * wr = w.row(r);
+        int64_t i = 0;
+        if (k.dot_batch) {
+            for (; i + detail::k_batch <= m; i += detail::k_batch) {
+                float out[detail::k_batch];
+                k.dot_batch(wr, act + size_t(i) * act_bytes, act_bytes, n, out);
+                for (int j = 0; j < detail::k_batch; ++j) y[(i + j) * rows + r] = out[j];
+            }
+        }
+        for (; i < m; ++i) y[i * rows + r] = k.dot(wr, act + size_t(i) * act_bytes, n);
+    }
+}
+
+void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n) {
+    const detail::kernels k = select(t, n);
+    switch (t) {
+    case dtype::f32:
+    case dtype::f16:
+    case dtype::bf16: k.quantize_act(x, dst, n); return; // plain rounding: same as the activation
+    case dtype::q8_0: quantize_q8_0_weights(x, static_cast<block_q8_0 *>(dst), n / k_qk); return;
+    case dtype::q4_0: quantize_q4_0_weights(x, static_cast<block_q4_0 *>(dst), n / k_qk); return;
+    case dtype::q4_k:
+    case dtype::q5_k:
+    case dtype::q6_k: break;
+    }
+    throw_error(status::invalid_argument, "quant: no weight quantizer for {}", dtype_name(t));
+}
+
+namespace detail {
+void force_scalar(bool on) { g_force_scalar.store(on, std::memory_order_relaxed); }
+bool avx2_active() { return use_avx2(); }
+} // namespace detail
+
+} // namespace frugal::ops

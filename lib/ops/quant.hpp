@@ -1,0 +1,67 @@
+// quant.hpp - kernels on weights stored as F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q5_K/Q6_K (MODEL-SPEC.md §3.6).
+//
+// Numerics follow llama.cpp's CPU backend so greedy decoding agrees token for token: a float
+// activation row is first converted to the weight type's "vec_dot_type" and the dot product is
+// taken in that domain:
+//   F32 -> F32, F16 -> F16, BF16 -> BF16 (round to nearest even),
+//   Q8_0, Q4_0 -> Q8_0 blocks (per 32: d = amax/127 stored as fp16, q = round(x * 127/amax)),
+//   Q4_K, Q5_K, Q6_K -> Q8_K blocks (per 256: fp32 d, int8 q, int16 sums of each 16 q).
+// Integer sums inside a block are exact; only the float accumulation order differs from ggml.
+//
+// AVX2+FMA+F16C kernels are chosen at run time when the CPU has them, else portable scalar ones.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "frugal/dtype.hpp"
+#include "frugal/tensor_view.hpp"
+
+namespace frugal::ops {
+
+// ggml's block_q8_K: the activation format for the K-quants. Not a GGUF storage type.
+struct block_q8_k {
+    float d;                   // fp32 scale (not fp16): y = d * qs
+    int8_t qs[k_qk_k];
+    int16_t bsums[k_qk_k / 16]; // sum of each 16 consecutive qs; lets the dots fold in mins/offsets
+};
+static_assert(sizeof(block_q8_k) == 292);
+
+// Every entry point throws frugal::error(status::invalid_argument) when t is not one of the eight
+// supported types or n is not a multiple of t's block size.
+
+// Dequantizes one row of n elements stored as type t.
+void dequantize_row(dtype t, const void * src, float * dst, int64_t n);
+
+// Bytes of the activation row (vec_dot_type) that goes with weight type t for n elements.
+size_t activation_bytes(dtype t, int64_t n);
+
+// Converts x[n] into the vec_dot_type of weight type t; dst holds activation_bytes(t, n).
+void quantize_activation(dtype t, const float * x, void * dst, int64_t n);
+
+// Dot product of one weight row (type t, n elements) with an activation row from quantize_activation.
+float dot_row(dtype t, const void * w_row, const void * act, int64_t n);
+
+// y[r] = dot(W row r, x) for every row of w (w viewed as [rows, n]). x is converted once into
+// scratch (grown as needed, so no allocation once warm); rows are split over n_threads OpenMP
+// threads (n_threads <= 0: all).
+void matvec(const raw_view & w, const float * x, float * y, std::vector<std::byte> & scratch, int n_threads);
+
+// Y[m, rows] = X[m, n] · W^T for a small batch (m up to ~16): each weight row is read from memory
+// once and dotted with all m activations while it is hot in L1.
+void matmul_rows(const raw_view & w, const float * x, int64_t m, float * y, std::vector<std::byte> & scratch,
+                 int n_threads);
+
+// Weight quantizers with ggml's reference rounding (quantize_row_*_ref), for tests and tools:
+// F32, F16, BF16, Q8_0, Q4_0. The K-quants' search-based quantizers are not provided.
+void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n);
+
+namespace detail {
+// Test hook: true forces the portable scalar kernels, false restores run-time dispatch.
+void force_scalar(bool on);
+// Whether calls are currently served by the AVX2 kernels.
+bool avx2_active();
+} // namespace detail
+
+} // namespace frugal::ops

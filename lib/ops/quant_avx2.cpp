@@ -1,0 +1,389 @@
+// quant_avx2.cpp - AVX2+FMA+F16C kernels. Every function that uses the instructions carries the
+// target attribute (the file is built for baseline x86-64), and quant.cpp only calls them after
+// checking the CPU. Integer sums are the same as the scalar path's; only float rounding differs.
+#if defined(__x86_64__) || defined(__i386__)
+
+#include <immintrin.h>
+
+#include <bit>
+#include <cstring>
+
+#include "ops/quant_kernels.hpp"
+
+#define FRUGAL_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace frugal::ops::detail {
+namespace {
+
+FRUGAL_AVX2 inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+FRUGAL_AVX2 inline float half(uint16_t h) { return _cvtsh_ss(h); }
+
+FRUGAL_AVX2 inline __m256i bytes(uint8_t v) { return _mm256_set1_epi8(char(v)); }
+
+// Fills the low 128-bit half with v's 16-bit lane lo and the high half with lane hi (lanes counted
+// within each half): one byte shuffle with a constant mask, cheaper than moving each scale
+// through a general register.
+FRUGAL_AVX2 inline __m256i pick16(__m256i v, int lo, int hi) {
+    return _mm256_shuffle_epi8(v, _mm256_set_m128i(_mm_set1_epi16(short(0x0100 + 0x0202 * hi)),
+                                                   _mm_set1_epi16(short(0x0100 + 0x0202 * lo))));
+}
+
+// --- F32 / F16 / BF16 ---------------------------------------------------------------------------
+struct f32_vec {
+    using storage = float;
+    FRUGAL_AVX2 static __m256 load8(const float * p) { return _mm256_loadu_ps(p); }
+    static float load(float v) { return v; }
+};
+struct f16_vec {
+    using storage = uint16_t;
+    FRUGAL_AVX2 static __m256 load8(const uint16_t * p) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+    }
+    static float load(uint16_t h) { return fp16_to_fp32(h); }
+};
+struct bf16_vec {
+    using storage = uint16_t;
+    FRUGAL_AVX2 static __m256 load8(const uint16_t * p) {
+        const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+    }
+    static float load(uint16_t h) { return bf16_to_fp32(h); }
+};
+
+template <class V>
+FRUGAL_AVX2 float dot_plain(const void * w, const void * act, int64_t n) {
+    const auto * ws = static_cast<const typename V::storage *>(w);
+    const auto * as = static_cast<const typename V::storage *>(act);
+    // Four accumulators hide the FMA latency.
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; ++k)
+            acc[k] = _mm256_fmadd_ps(V::load8(ws + i + 8 * k), V::load8(as + i + 8 * k), acc[k]);
+    for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(V::load8(ws + i), V::load8(as + i), acc[0]);
+    float sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; ++i) sum += V::load(ws[i]) * V::load(as[i]);
+    return sum;
+}
+
+FRUGAL_AVX2 void dequantize_f16(const void * src, float * dst, int64_t n) {
+    const auto * s = static_cast<const uint16_t *>(src);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, f16_vec::load8(s + i));
+    for (; i < n; ++i) dst[i] = fp16_to_fp32(s[i]);
+}
+
+FRUGAL_AVX2 void quantize_f16(const float * x, void * dst, int64_t n) {
+    auto * d = static_cast<uint16_t *>(dst);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(d + i), h);
+    }
+    for (; i < n; ++i) d[i] = fp32_to_fp16(x[i]);
+}
+
+FRUGAL_AVX2 void quantize_bf16(const float * x, void * dst, int64_t n) {
+    auto * d = static_cast<uint16_t *>(dst);
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7FFF);
+    const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF), inf = _mm256_set1_epi32(0x7F800000);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i r[2];
+        for (int k = 0; k < 2; ++k) {
+            const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x + i + 8 * k));
+            // Same rounding as fp32_to_bf16: add 0x7FFF plus the kept lsb, NaNs made quiet instead.
+            const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+            const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(bias, lsb)), 16);
+            const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(64));
+            const __m256i is_nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs_mask), inf);
+            r[k] = _mm256_blendv_epi8(rounded, quiet, is_nan);
+        }
+        // packus works within 128-bit lanes; the permute restores element order.
+        const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xD8);
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(d + i), packed);
+    }
+    for (; i < n; ++i) d[i] = fp32_to_bf16(x[i]);
+}
+
+// --- Q8_0 / Q4_0 weights with Q8_0 activations ---------------------------------------------------
+struct q8_0_vec {
+    using block = block_q8_0;
+    FRUGAL_AVX2 static __m256i load(const block & b) {
+        return _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b.qs));
+    }
+};
+struct q4_0_vec {
+    using block = block_q4_0;
+    FRUGAL_AVX2 static __m256i load(const block & b) {
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i *>(b.qs));
+        // Low nibbles are elements 0..15, high nibbles 16..31.
+        const __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+        return _mm256_sub_epi8(_mm256_and_si256(both, bytes(0xF)), bytes(8));
+    }
+};
+
+// The dots below take M activation rows at once (act_stride bytes apart): the weights are
+// unpacked once per block and reused M times, which matters once a few tokens share a row.
+// dot<..., 1> is the single-row dot; every M runs the same per-row float operations, so a row's
+// result does not depend on how it was batched.
+
+// Block i of activation row k.
+template <class B>
+inline const B & act_block(const std::byte * act, size_t act_stride, int k, int64_t i) {
+    return reinterpret_cast<const B *>(act + size_t(k) * act_stride)[i];
+}
+
+// acc[k] += d_w * d_x * <w, x_k> for block ib.
+template <class V, int M>
+FRUGAL_AVX2 inline void block_dot_0(const typename V::block & w, const std::byte * act, size_t act_stride, int64_t ib,
+                                    __m256 * acc) {
+    const __m256i q = V::load(w);
+    const __m256i q_abs = _mm256_sign_epi8(q, q);
+    const float dw = half(w.d);
+    for (int k = 0; k < M; ++k) {
+        const block_q8_0 & a = act_block<block_q8_0>(act, act_stride, k, ib);
+        // maddubs wants unsigned x signed: move w's sign onto x (|w| <= 128, |x| <= 127: no saturation).
+        const __m256i x = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(a.qs)), q);
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q_abs, x), _mm256_set1_epi16(1));
+        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * half(a.d)), _mm256_cvtepi32_ps(p), acc[k]);
+    }
+}
+
+template <class V, int M>
+FRUGAL_AVX2 void dot_0(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
+    const auto * wb = static_cast<const typename V::block *>(w);
+    const int64_t nb = n / k_qk;
+    // Two accumulators per row so consecutive blocks' FMAs do not wait on each other.
+    __m256 acc0[M], acc1[M];
+    for (int k = 0; k < M; ++k) acc0[k] = acc1[k] = _mm256_setzero_ps();
+    int64_t ib = 0;
+    for (; ib + 2 <= nb; ib += 2) {
+        block_dot_0<V, M>(wb[ib], act, act_stride, ib, acc0);
+        block_dot_0<V, M>(wb[ib + 1], act, act_stride, ib + 1, acc1);
+    }
+    if (ib < nb) block_dot_0<V, M>(wb[ib], act, act_stride, ib, acc0);
+    for (int k = 0; k < M; ++k) out[k] = hsum(_mm256_add_ps(acc0[k], acc1[k]));
+}
+
+// max |x_i| over n floats (n a multiple of 8).
+FRUGAL_AVX2 inline float abs_max(const float * x, int n) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 v = _mm256_setzero_ps();
+    for (int j = 0; j < n; j += 8) v = _mm256_max_ps(v, _mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask));
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+// dst[0..32) = min(127, round-half-even(x_i * scale)): the scalar path's nearest_int arithmetic.
+FRUGAL_AVX2 inline void round_to_i8x32(const float * x, __m256 scale, int8_t * dst) {
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k)
+        q[k] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), scale)),
+                                _mm256_set1_epi32(127));
+    // The packs interleave 128-bit lanes; the permute puts the 32 bytes back in order.
+    const __m256i q16a = _mm256_packs_epi32(q[0], q[1]), q16b = _mm256_packs_epi32(q[2], q[3]);
+    const __m256i q8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q16a, q16b),
+                                                   _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i *>(dst), q8);
+}
+
+FRUGAL_AVX2 void quantize_q8_0_act(const float * x, void * dst, int64_t n) {
+    auto * y = static_cast<block_q8_0 *>(dst);
+    for (int64_t ib = 0; ib < n / k_qk; ++ib) {
+        const float * xb = x + ib * k_qk;
+        const float amax = abs_max(xb, k_qk);
+        // As the scalar path: x * (127/amax); |x * 127/amax| < 127.5, so the cap never applies.
+        y[ib].d = fp32_to_fp16(amax / 127.f);
+        round_to_i8x32(xb, _mm256_set1_ps(amax != 0.f ? 127.f / amax : 0.f), y[ib].qs);
+    }
+}
+
+// --- K-quants with Q8_K activations ---------------------------------------------------------------
+FRUGAL_AVX2 void quantize_q8_k_act(const float * x, void * dst, int64_t n) {
+    auto * y = static_cast<block_q8_k *>(dst);
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    for (int64_t ib = 0; ib < n / k_qk_k; ++ib) {
+        const float * xb = x + ib * k_qk_k;
+        const float amax = abs_max(xb, k_qk_k);
+        block_q8_k & b = y[ib];
+        if (amax == 0.f) {
+            std::memset(&b, 0, sizeof b);
+            continue;
+        }
+        // The scale comes from the first element of largest magnitude, with its sign (as ggml).
+        float max = 0.f;
+        const __m256 target = _mm256_set1_ps(amax);
+        for (int j = 0; j < k_qk_k; j += 8) {
+            const __m256 a = _mm256_and_ps(_mm256_loadu_ps(xb + j), abs_mask);
+            const int hit = _mm256_movemask_ps(_mm256_cmp_ps(a, target, _CMP_EQ_OQ));
+            if (hit) {
+                max = xb[j + std::countr_zero(unsigned(hit))];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        for (int j = 0; j < k_qk_k; j += 32) round_to_i8x32(xb + j, _mm256_set1_ps(iscale), b.qs + j);
+        fill_bsums(b);
+        b.d = 1.f / iscale;
+    }
+}
+
+template <bool Q5, int M>
+FRUGAL_AVX2 void dot_q45(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
+    const auto * wb = static_cast<const q45_block<Q5> *>(w);
+    auto a_block = [&](int k, int64_t i) -> const block_q8_k & { return act_block<block_q8_k>(act, act_stride, k, i); };
+    __m256 acc[M];
+    for (int k = 0; k < M; ++k) acc[k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        const auto & b = wb[i];
+        const k_scales s = unpack_k_scales(b.scales);
+        const float d = half(b.d), dmin = half(b.dmin);
+
+        // Mins: sum_j mn_j * (bsums[2j] + bsums[2j+1]), each min repeated for its two bsums.
+        const __m128i mn = _mm_loadl_epi64(reinterpret_cast<const __m128i *>(s.mn));
+        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
+        // The eight sub-block scales as int16 in both 128-bit halves, for pick16.
+        const __m256i sc16 = _mm256_broadcastsi128_si256(
+            _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(s.sc))));
+
+        __m256i sumi[M];
+        for (int k = 0; k < M; ++k) sumi[k] = _mm256_setzero_si256();
+        __m256i qh;
+        if constexpr (Q5) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b.qh));
+        for (int c = 0; c < 4; ++c) {
+            const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b.qs + 32 * c));
+            __m256i lo = _mm256_and_si256(raw, bytes(0xF));
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), bytes(0xF));
+            if constexpr (Q5) {
+                // Bits 0 and 1 of qh (shifted by 2 per chunk) are bit 4 of the low and high halves.
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(qh, bytes(1)), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(qh, bytes(2)), 3));
+                qh = _mm256_srli_epi16(qh, 2);
+            }
+            const __m256i sc_lo = pick16(sc16, 2 * c, 2 * c), sc_hi = pick16(sc16, 2 * c + 1, 2 * c + 1);
+            for (int k = 0; k < M; ++k) {
+                // Quants are 0..31 and activations -127..127, so the unsigned x signed maddubs is exact.
+                const int8_t * x = a_block(k, i).qs + 64 * c;
+                const __m256i xl = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x));
+                const __m256i xh = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x + 32));
+                const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, xl), sc_lo);
+                const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xh), sc_hi);
+                sumi[k] = _mm256_add_epi32(sumi[k], _mm256_add_epi32(pl, ph));
+            }
+        }
+        for (int k = 0; k < M; ++k) {
+            const block_q8_k & a = a_block(k, i);
+            const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a.bsums));
+            const __m256 summ = _mm256_cvtepi32_ps(_mm256_madd_epi16(mn16, bsums));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(a.d * d), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
+            acc[k] = _mm256_fnmadd_ps(_mm256_set1_ps(a.d * dmin), summ, acc[k]);
+        }
+    }
+    for (int k = 0; k < M; ++k) out[k] = hsum(acc[k]);
+}
+
+template <int M>
+FRUGAL_AVX2 void dot_q6(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
+    const auto * wb = static_cast<const block_q6_k *>(w);
+    auto a_block = [&](int k, int64_t i) -> const block_q8_k & { return act_block<block_q8_k>(act, act_stride, k, i); };
+    __m256 acc[M];
+    for (int k = 0; k < M; ++k) acc[k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        const block_q6_k & b = wb[i];
+        // Quants are stored +32. Multiply the unsigned 0..63 values and take 32 * sum_g sc_g *
+        // bsums_g off at the end: scale group g covers exactly the 16 elements of bsums[g].
+        const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(b.scales)));
+        __m256i sumi[M];
+        for (int k = 0; k < M; ++k) {
+            const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a_block(k, i).bsums));
+            sumi[k] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc_all, bsums), 5));
+        }
+        for (int h = 0; h < 2; ++h) {
+            const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b.ql + 64 * h));
+            const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b.ql + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b.qh + 32 * h));
+            // This half's eight scales in both 128-bit halves; the 32 elements of chunk j span scale
+            // groups 2j (first 16, low half of the register) and 2j+1 (high half).
+            const __m256i sch = _mm256_broadcastsi128_si256(
+                _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(b.scales + 8 * h))));
+            for (int j = 0; j < 4; ++j) {
+                // Chunk j holds elements 32j..32j+31 of this half (see unpack_q6).
+                const __m256i ql = j % 2 ? ql1 : ql0;
+                const __m256i nib = j < 2 ? _mm256_and_si256(ql, bytes(0xF))
+                                          : _mm256_and_si256(_mm256_srli_epi16(ql, 4), bytes(0xF));
+                // Bits 2j, 2j+1 of qh become bits 4, 5.
+                const __m256i top = _mm256_and_si256(qh, bytes(uint8_t(3 << (2 * j))));
+                const __m256i high = j == 0 ? _mm256_slli_epi16(top, 4)
+                                     : j == 1 ? _mm256_slli_epi16(top, 2)
+                                     : j == 2 ? top
+                                              : _mm256_srli_epi16(top, 2);
+                const __m256i q = _mm256_or_si256(nib, high);
+                const __m256i scale = pick16(sch, 2 * j, 2 * j + 1);
+                for (int k = 0; k < M; ++k) {
+                    const int8_t * x = a_block(k, i).qs + 128 * h + 32 * j;
+                    const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x)));
+                    sumi[k] = _mm256_add_epi32(sumi[k], _mm256_madd_epi16(p, scale));
+                }
+            }
+        }
+        for (int k = 0; k < M; ++k)
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(a_block(k, i).d * half(b.d)), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
+    }
+    for (int k = 0; k < M; ++k) out[k] = hsum(acc[k]);
+}
+
+// The single-row entry of the kernel table.
+template <auto dot_m>
+FRUGAL_AVX2 float dot_one(const void * w, const void * act, int64_t n) {
+    float r;
+    dot_m(w, static_cast<const std::byte *>(act), 0, n, &r);
+    return r;
+}
+
+// nullptr entries fall back to the scalar kernels (dequantizing is not on the hot path; F32
+// activations are a plain copy).
+constexpr kernels f32_kernels{nullptr, nullptr, dot_plain<f32_vec>};
+template <class V>
+constexpr kernels q_0_kernels{nullptr, quantize_q8_0_act, dot_one<dot_0<V, 1>>, dot_0<V, k_batch>};
+template <bool Q5>
+constexpr kernels q45_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q45<Q5, 1>>, dot_q45<Q5, k_batch>};
+constexpr kernels q6_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q6<1>>, dot_q6<k_batch>};
+constexpr kernels f16_kernels{dequantize_f16, quantize_f16, dot_plain<f16_vec>};
+constexpr kernels bf16_kernels{nullptr, quantize_bf16, dot_plain<bf16_vec>};
+
+} // namespace
+
+const kernels * avx2_kernels(dtype t) {
+    switch (t) {
+    case dtype::f32: return &f32_kernels;
+    case dtype::f16: return &f16_kernels;
+    case dtype::bf16: return &bf16_kernels;
+    case dtype::q8_0: return &q_0_kernels<q8_0_vec>;
+    case dtype::q4_0: return &q_0_kernels<q4_0_vec>;
+    case dtype::q4_k: return &q45_kernels<false>;
+    case dtype::q5_k: return &q45_kernels<true>;
+    case dtype::q6_k: return &q6_kernels;
+    }
+    return nullptr;
+}
+
+} // namespace frugal::ops::detail
+
+#else
+
+#include "ops/quant_kernels.hpp"
+
+namespace frugal::ops::detail {
+const kernels * avx2_kernels(dtype) { return nullptr; }
+} // namespace frugal::ops::detail
+
+#endif

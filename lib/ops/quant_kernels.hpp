@@ -1,0 +1,73 @@
+// quant_kernels.hpp - private to lib/ops/quant*.cpp: the per-type kernel table each instruction-set
+// path fills in, and the bit-level helpers both paths share so they produce identical integers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "frugal/dtype.hpp"
+#include "ops/quant.hpp"
+
+namespace frugal::ops::detail {
+
+inline constexpr int k_batch = 4; // activation rows per dot_batch call
+
+// In the SIMD table, a nullptr dequantize/quantize_act means "use the scalar one".
+struct kernels {
+    void (*dequantize)(const void * src, float * dst, int64_t n);
+    void (*quantize_act)(const float * x, void * dst, int64_t n);
+    float (*dot)(const void * w, const void * act, int64_t n);
+    // out[k] = dot(w, act + k * act_stride) for k < k_batch, bit-identical to dot, with the weight
+    // row unpacked once; nullptr = call dot k_batch times.
+    void (*dot_batch)(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) = nullptr;
+};
+
+// nullptr when t is not supported.
+const kernels * scalar_kernels(dtype t);
+const kernels * avx2_kernels(dtype t);
+
+template <bool Q5>
+using q45_block = std::conditional_t<Q5, block_q5_k, block_q4_k>; // Q4_K and Q5_K share their code
+
+// Round to nearest, ties to even, as ggml's nearest_int and the AVX2 cvtps instructions do:
+// adding 1.5 * 2^23 leaves the rounded integer in the low mantissa bits. Valid for |v| < 2^22;
+// cheaper than std::nearbyint, which is a libm call on baseline x86-64.
+inline int nearest_int(float v) {
+    const float biased = v + 12582912.f;
+    int32_t bits;
+    std::memcpy(&bits, &biased, sizeof bits);
+    return (bits & 0x007FFFFF) - 0x00400000;
+}
+
+// The eight 6-bit (scale, min) pairs of a Q4_K/Q5_K super-block, unpacked four at a time
+// (same bits as k_scale_min in dtype.hpp: low 6 bits of bytes 0..7 hold pairs 0..3; pairs 4..7
+// take their low nibbles from bytes 8..11 and their top two bits from the tops of bytes 0..7).
+struct k_scales {
+    uint8_t sc[8];
+    uint8_t mn[8];
+};
+inline k_scales unpack_k_scales(const uint8_t * s) {
+    uint32_t a, b, c;
+    std::memcpy(&a, s, 4);
+    std::memcpy(&b, s + 4, 4);
+    std::memcpy(&c, s + 8, 4);
+    const uint32_t sc[2] = {a & 0x3F3F3F3Fu, (c & 0x0F0F0F0Fu) | ((a & 0xC0C0C0C0u) >> 2)};
+    const uint32_t mn[2] = {b & 0x3F3F3F3Fu, ((c >> 4) & 0x0F0F0F0Fu) | ((b & 0xC0C0C0C0u) >> 2)};
+    k_scales r;
+    std::memcpy(r.sc, sc, 8);
+    std::memcpy(r.mn, mn, 8);
+    return r;
+}
+
+// Q8_K's sums of each 16 quants (written after the quants, identically by both paths).
+inline void fill_bsums(block_q8_k & b) {
+    for (int g = 0; g < k_qk_k / 16; ++g) {
+        int s = 0;
+        for (int l = 0; l < 16; ++l) s += b.qs[16 * g + l];
+        b.bsums[g] = int16_t(s);
+    }
+}
+
+} // namespace frugal::ops::detail

@@ -1,0 +1,265 @@
+// quant_scalar.cpp - portable kernels for every weight type: the fallback on CPUs without AVX2,
+// and the only dequantizers for most types (dequantizing is not on the per-token hot path).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "ops/quant_kernels.hpp"
+
+namespace frugal::ops::detail {
+namespace {
+
+// --- F32 / F16 / BF16: the activation is stored in the weight's own type -----------------------
+struct f32_fmt {
+    using storage = float;
+    static float load(float v) { return v; }
+    static float store(float v) { return v; }
+};
+struct f16_fmt {
+    using storage = uint16_t;
+    static float load(uint16_t h) { return fp16_to_fp32(h); }
+    static uint16_t store(float v) { return fp32_to_fp16(v); }
+};
+struct bf16_fmt {
+    using storage = uint16_t;
+    static float load(uint16_t h) { return bf16_to_fp32(h); }
+    static uint16_t store(float v) { return fp32_to_bf16(v); }
+};
+
+template <class F>
+void dequantize_plain(const void * src, float * dst, int64_t n) {
+    const auto * s = static_cast<const typename F::storage *>(src);
+    for (int64_t i = 0; i < n; ++i) dst[i] = F::load(s[i]);
+}
+
+template <class F>
+void quantize_plain(const float * x, void * dst, int64_t n) {
+    auto * d = static_cast<typename F::storage *>(dst);
+    for (int64_t i = 0; i < n; ++i) d[i] = F::store(x[i]);
+}
+
+template <class F>
+float dot_plain(const void * w, const void * act, int64_t n) {
+    const auto * ws = static_cast<const typename F::storage *>(w);
+    const auto * as = static_cast<const typename F::storage *>(act);
+    // Eight independent partial sums (vectorizable without reassociation, and the same shape as
+    // the SIMD path's lanes, so both paths round alike).
+    float acc[8] = {};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; ++l) acc[l] += F::load(ws[i + l]) * F::load(as[i + l]);
+    float sum = 0.f;
+    for (float a : acc) sum += a;
+    for (; i < n; ++i) sum += F::load(ws[i]) * F::load(as[i]);
+    return sum;
+}
+
+// --- Q8_0 / Q4_0 weights with Q8_0 activations ---------------------------------------------------
+struct q8_0_fmt {
+    using block = block_q8_0;
+    static void unpack(const block & b, int8_t * q) { std::memcpy(q, b.qs, k_qk); }
+};
+struct q4_0_fmt {
+    using block = block_q4_0;
+    static void unpack(const block & b, int8_t * q) {
+        for (int j = 0; j < k_qk / 2; ++j) {
+            q[j] = int8_t((b.qs[j] & 0xF) - 8);
+            q[j + k_qk / 2] = int8_t((b.qs[j] >> 4) - 8);
+        }
+    }
+};
+
+template <class F>
+void dequantize_0(const void * src, float * dst, int64_t n) {
+    const auto * b = static_cast<const typename F::block *>(src);
+    for (int64_t ib = 0; ib < n / k_qk; ++ib) {
+        int8_t q[k_qk];
+        F::unpack(b[ib], q);
+        const float d = fp16_to_fp32(b[ib].d);
+        for (int j = 0; j < k_qk; ++j) dst[ib * k_qk + j] = d * float(q[j]);
+    }
+}
+
+template <class F>
+float dot_0(const void * w, const void * act, int64_t n) {
+    const auto * wb = static_cast<const typename F::block *>(w);
+    const auto * ab = static_cast<const block_q8_0 *>(act);
+    float sum = 0.f;
+    for (int64_t ib = 0; ib < n / k_qk; ++ib) {
+        int8_t q[k_qk];
+        F::unpack(wb[ib], q);
+        int s = 0;
+        for (int j = 0; j < k_qk; ++j) s += q[j] * ab[ib].qs[j];
+        sum += fp16_to_fp32(wb[ib].d) * fp16_to_fp32(ab[ib].d) * float(s);
+    }
+    return sum;
+}
+
+void quantize_q8_0_act(const float * x, void * dst, int64_t n) {
+    auto * y = static_cast<block_q8_0 *>(dst);
+    for (int64_t ib = 0; ib < n / k_qk; ++ib) {
+        const float * xb = x + ib * k_qk;
+        float amax = 0.f;
+        for (int j = 0; j < k_qk; ++j) amax = std::max(amax, std::fabs(xb[j]));
+        // ggml's x86 quantize_row_q8_0: multiply by 127/amax (not divide by d), ties to even.
+        y[ib].d = fp32_to_fp16(amax / 127.f);
+        const float id = amax != 0.f ? 127.f / amax : 0.f;
+        for (int j = 0; j < k_qk; ++j) y[ib].qs[j] = int8_t(nearest_int(xb[j] * id));
+    }
+}
+
+// --- K-quants with Q8_K activations ---------------------------------------------------------------
+void quantize_q8_k_act(const float * x, void * dst, int64_t n) {
+    auto * y = static_cast<block_q8_k *>(dst);
+    for (int64_t ib = 0; ib < n / k_qk_k; ++ib) {
+        const float * xb = x + ib * k_qk_k;
+        // The signed value of largest magnitude (first one on ties) sets the scale, as in ggml.
+        float amax = 0.f, max = 0.f;
+        for (int j = 0; j < k_qk_k; ++j) {
+            if (std::fabs(xb[j]) > amax) {
+                amax = std::fabs(xb[j]);
+                max = xb[j];
+            }
+        }
+        block_q8_k & b = y[ib];
+        if (amax == 0.f) {
+            std::memset(&b, 0, sizeof b);
+            continue;
+        }
+        const float iscale = -127.f / max;
+        for (int j = 0; j < k_qk_k; ++j) b.qs[j] = int8_t(std::min(127, nearest_int(iscale * xb[j])));
+        fill_bsums(b);
+        b.d = 1.f / iscale;
+    }
+}
+
+// The 256 quants of a Q4_K (0..15) or Q5_K (0..31) super-block in element order: chunk c of 64
+// takes low nibbles for its first 32 elements and high nibbles for the next 32; Q5_K adds qh bit
+// 2c (first half) or 2c+1 (second half) of byte l as bit 4.
+template <bool Q5>
+void unpack_q45(const q45_block<Q5> & b, uint8_t * q) {
+    for (int c = 0; c < 4; ++c) {
+        const uint8_t * qs = b.qs + 32 * c;
+        for (int l = 0; l < 32; ++l) {
+            uint8_t lo = qs[l] & 0xF, hi = qs[l] >> 4;
+            if constexpr (Q5) {
+                lo = uint8_t(lo | ((b.qh[l] >> (2 * c)) & 1) << 4);
+                hi = uint8_t(hi | ((b.qh[l] >> (2 * c + 1)) & 1) << 4);
+            }
+            q[64 * c + l] = lo;
+            q[64 * c + 32 + l] = hi;
+        }
+    }
+}
+
+template <bool Q5>
+void dequantize_q45(const void * src, float * dst, int64_t n) {
+    const auto * blocks = static_cast<const q45_block<Q5> *>(src);
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        const auto & b = blocks[i];
+        const k_scales s = unpack_k_scales(b.scales);
+        const float d = fp16_to_fp32(b.d), dmin = fp16_to_fp32(b.dmin);
+        uint8_t q[k_qk_k];
+        unpack_q45<Q5>(b, q);
+        for (int j = 0; j < 8; ++j) {
+            const float d1 = d * float(s.sc[j]), m1 = dmin * float(s.mn[j]);
+            for (int l = 0; l < 32; ++l) dst[i * k_qk_k + 32 * j + l] = d1 * float(q[32 * j + l]) - m1;
+        }
+    }
+}
+
+template <bool Q5>
+float dot_q45(const void * w, const void * act, int64_t n) {
+    const auto * wb = static_cast<const q45_block<Q5> *>(w);
+    const auto * ab = static_cast<const block_q8_k *>(act);
+    float sum_q = 0.f, sum_m = 0.f;
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        const k_scales s = unpack_k_scales(wb[i].scales);
+        uint8_t q[k_qk_k];
+        unpack_q45<Q5>(wb[i], q);
+        // sum_j sc_j * <q, x>_j and, through the activation's bsums, sum_j mn_j * sum(x)_j.
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 8; ++j) {
+            int sj = 0;
+            for (int l = 0; l < 32; ++l) sj += q[32 * j + l] * ab[i].qs[32 * j + l];
+            sumi += s.sc[j] * sj;
+            summ += s.mn[j] * (ab[i].bsums[2 * j] + ab[i].bsums[2 * j + 1]);
+        }
+        sum_q += ab[i].d * fp16_to_fp32(wb[i].d) * float(sumi);
+        sum_m += ab[i].d * fp16_to_fp32(wb[i].dmin) * float(summ);
+    }
+    return sum_q - sum_m;
+}
+
+// The 256 quants of a Q6_K super-block (-32..31) in element order: each half of 128 takes ql
+// bytes 0..63 (low nibbles, then high nibbles) and two bits per element from qh bytes 0..31.
+void unpack_q6(const block_q6_k & b, int8_t * q) {
+    for (int h = 0; h < 2; ++h) {
+        const uint8_t * ql = b.ql + 64 * h;
+        const uint8_t * qh = b.qh + 32 * h;
+        int8_t * out = q + 128 * h;
+        for (int l = 0; l < 32; ++l) {
+            out[l] = int8_t(((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32);
+            out[l + 32] = int8_t(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            out[l + 64] = int8_t(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            out[l + 96] = int8_t(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+    }
+}
+
+void dequantize_q6(const void * src, float * dst, int64_t n) {
+    const auto * blocks = static_cast<const block_q6_k *>(src);
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        int8_t q[k_qk_k];
+        unpack_q6(blocks[i], q);
+        const float d = fp16_to_fp32(blocks[i].d);
+        for (int g = 0; g < 16; ++g) {
+            const float ds = d * float(blocks[i].scales[g]);
+            for (int l = 0; l < 16; ++l) dst[i * k_qk_k + 16 * g + l] = ds * float(q[16 * g + l]);
+        }
+    }
+}
+
+float dot_q6(const void * w, const void * act, int64_t n) {
+    const auto * wb = static_cast<const block_q6_k *>(w);
+    const auto * ab = static_cast<const block_q8_k *>(act);
+    float sum = 0.f;
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        int8_t q[k_qk_k];
+        unpack_q6(wb[i], q);
+        int sumi = 0;
+        for (int g = 0; g < 16; ++g) {
+            int sg = 0;
+            for (int l = 0; l < 16; ++l) sg += q[16 * g + l] * ab[i].qs[16 * g + l];
+            sumi += wb[i].scales[g] * sg;
+        }
+        sum += ab[i].d * fp16_to_fp32(wb[i].d) * float(sumi);
+    }
+    return sum;
+}
+
+template <class F>
+constexpr kernels plain_kernels{dequantize_plain<F>, quantize_plain<F>, dot_plain<F>};
+template <class F>
+constexpr kernels q_0_kernels{dequantize_0<F>, quantize_q8_0_act, dot_0<F>};
+template <bool Q5>
+constexpr kernels q45_kernels{dequantize_q45<Q5>, quantize_q8_k_act, dot_q45<Q5>};
+constexpr kernels q6_kernels{dequantize_q6, quantize_q8_k_act, dot_q6};
+
+} // namespace
+
+const kernels * scalar_kernels(dtype t) {
+    switch (t) {
+    case dtype::f32: return &plain_kernels<f32_fmt>;
+    case dtype::f16: return &plain_kernels<f16_fmt>;
+    case dtype::bf16: return &plain_kernels<bf16_fmt>;
+    case dtype::q8_0: return &q_0_kernels<q8_0_fmt>;
+    case dtype::q4_0: return &q_0_kernels<q4_0_fmt>;
+    case dtype::q4_k: return &q45_kernels<false>;
+    case dtype::q5_k: return &q45_kernels<true>;
+    case dtype::q6_k: return &q6_kernels;
+    }
+    return nullptr;
+}
+
+} // namespace frugal::ops::detail

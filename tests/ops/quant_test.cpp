@@ -1,0 +1,599 @@
+// quant_test.cpp - lib/ops/quant kernels against tests/reference/quant_ref on random rows, both
+// instruction-set paths, plus the fp16/bf16 conversions of dtype.hpp on hand-checked values.
+#include <doctest/doctest.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <random>
+#include <string>
+
+#include "common/test_support.hpp"
+#include "ops/quant.hpp"
+#include "reference/quant_ref.hpp"
+#include "util/error.hpp"
+
+using namespace frugal;
+
+namespace {
+
+constexpr dtype k_types[] = {dtype::f32,  dtype::f16,  dtype::bf16, dtype::q8_0,
+                             dtype::q4_0, dtype::q4_k, dtype::q5_k, dtype::q6_k};
+constexpr uint32_t k_seeds[] = {1, 7, 2024};
+constexpr int64_t k_row_counts[] = {1, 3, 7, 33};
+
+// Row lengths per block size; plain types include lengths that leave SIMD tails.
+std::vector<int64_t> sizes_for(dtype t) {
+    switch (traits(t).block_size) {
+    case 1: return {1, 7, 32, 100, 768};
+    case k_qk: return {32, 96, 256, 768};
+    default: return {256, 512, 2304};
+    }
+}
+
+// Tolerance of the kernels against the double-precision reference on the same quantized inputs:
+// float rounding of the block scales and of the accumulation, far below any indexing/bit error.
+constexpr double k_tight_rtol = 1e-6; // observed worst ~1.5e-8
+
+// Restores run-time dispatch when a test leaves, even on failure.
+struct scalar_scope {
+    explicit scalar_scope(bool on) { ops::detail::force_scalar(on); }
+    ~scalar_scope() { ops::detail::force_scalar(false); }
+};
+
+// The paths to exercise: whatever the CPU selects, then the forced scalar one.
+std::vector<bool> paths() {
+    ops::detail::force_scalar(false);
+    if (ops::detail::avx2_active()) return {false, true};
+    return {true};
+}
+
+// Random rows of type t. Quantized types get random bytes (all quant and sub-scale bit patterns),
+// with the fp16 super-scales replaced by finite values of magnitude 1e-4..1 and random sign.
+std::vector<uint8_t> random_weights(dtype t, int64_t rows, int64_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::vector<uint8_t> w(size_t(rows * row_bytes(t, n)));
+    const auto values = test::random_floats(size_t(rows * n), seed ^ 0x9E3779B9u);
+    switch (t) {
+    case dtype::f32: std::memcpy(w.data(), values.data(), w.size()); return w;
+    case dtype::f16:
+    case dtype::bf16:
+        for (size_t i = 0; i < values.size(); ++i) {
+            const uint16_t h = t == dtype::f16 ? fp32_to_fp16(values[i]) : fp32_to_bf16(values[i]);
+            std::memcpy(w.data() + 2 * i, &h, 2);
+        }
+        return w;
+    default: break;
+    }
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (auto & b : w) b = uint8_t(byte(rng));
+    std::uniform_real_distribution<float> log_mag(std::log(1e-4f), 0.f);
+    std::vector<size_t> scale_offsets;
+    switch (t) {
+    case dtype::q8_0:
+    case dtype::q4_0: scale_offsets = {0}; break;
+    case dtype::q4_k:
+    case dtype::q5_k: scale_offsets = {0, 2}; break;
+    case dtype::q6_k: scale_offsets = {208}; break;
+    default: break;
+    }
+    const auto block_bytes = size_t(traits(t).block_bytes);
+    for (size_t b = 0; b < w.size(); b += block_bytes) {
+        for (size_t off : scale_offsets) {
+            const float v = std::exp(log_mag(rng)) * (byte(rng) & 1 ? 1.f : -1.f);
+            const uint16_t h = fp32_to_fp16(v);
+            std::memcpy(w.data() + b + off, &h, 2);
+        }
+    }
+    return w;
+}
+
+std::vector<std::byte> quantize_act(dtype t, const float * x, int64_t n) {
+    std::vector<std::byte> a(ops::activation_bytes(t, n));
+    ops::quantize_activation(t, x, a.data(), n);
+    return a;
+}
+
+// |a_i - x_i| bound for the activation conversion of weight type t (quantization is the only
+// difference between the quantized dot and the exact float dot of the same weights).
+double activation_error_bound(dtype t, const float * x, int64_t n, int64_t i) {
+    const double tiny = std::ldexp(1.0, -24); // fp16 subnormal spacing, absolute
+    switch (t) {
+    case dtype::f32: return 0.0;
+    case dtype::f16: return std::fabs(x[i]) * std::ldexp(1.0, -11) + tiny;
+    case dtype::bf16: return std::fabs(x[i]) * std::ldexp(1.0, -8) + std::ldexp(1.0, -133);
+    default: break;
+    }
+    // Q8_0/Q8_K: half a step (amax/254) plus the fp16 rounding of Q8_0's d (<= 127 * d * 2^-11):
+    // one full step amax/127 covers both.
+    const int64_t block = traits(t).block_size == k_qk ? k_qk : k_qk_k;
+    const int64_t b0 = i / block * block;
+    double amax = 0.0;
+    for (int64_t j = b0; j < std::min(n, b0 + block); ++j) amax = std::max(amax, double(std::fabs(x[j])));
+    return amax / 127.0;
+}
+
+void check_invalid(const std::function<void()> & fn, const std::string & needle) {
+    try {
+        fn();
+        FAIL("expected frugal::error mentioning " << needle);
+    } catch (const frugal::error & e) {
+        CHECK(e.code() == status::invalid_argument);
+        CHECK_MESSAGE(std::string(e.what()).find(needle) != std::string::npos, e.what());
+    }
+}
+
+} // namespace
+
+TEST_CASE("fp16 conversions: hand-checked values" * doctest::timeout(60)) {
+    CHECK(fp32_to_fp16(1.f) == 0x3C00);
+    CHECK(fp32_to_fp16(-2.f) == 0xC000);
+    CHECK(fp32_to_fp16(0.f) == 0x0000);
+    CHECK(fp32_to_fp16(-0.f) == 0x8000);
+    CHECK(fp16_to_fp32(0x3555) == 0.333251953125f);
+    // Largest finite: 65504; 65520 is the midpoint to 2^16 and ties to "even" = infinity.
+    CHECK(fp32_to_fp16(65504.f) == 0x7BFF);
+    CHECK(fp16_to_fp32(0x7BFF) == 65504.f);
+    CHECK(fp32_to_fp16(65519.996f) == 0x7BFF);
+    CHECK(fp32_to_fp16(65520.f) == 0x7C00);
+    CHECK(fp32_to_fp16(-1e6f) == 0xFC00);
+    // Subnormals: 0x0001 = 2^-24, 0x03FF = 1023 * 2^-24, 0x0400 = 2^-14 (smallest normal).
+    CHECK(fp16_to_fp32(0x0001) == std::ldexp(1.f, -24));
+    CHECK(fp16_to_fp32(0x8001) == -std::ldexp(1.f, -24));
+    CHECK(fp16_to_fp32(0x03FF) == std::ldexp(1023.f, -24));
+    CHECK(fp16_to_fp32(0x0400) == std::ldexp(1.f, -14));
+    CHECK(fp32_to_fp16(std::ldexp(1.f, -24)) == 0x0001);
+    CHECK(fp32_to_fp16(std::ldexp(1023.f, -24)) == 0x03FF);
+    CHECK(fp32_to_fp16(std::ldexp(1.f, -26)) == 0x0000);
+    // Ties to even: 2^-25 is half a unit (-> 0), 3 * 2^-25 is 1.5 units (-> 2), 1023.5 units -> 0x400.
+    CHECK(fp32_to_fp16(std::ldexp(1.f, -25)) == 0x0000);
+    CHECK(fp32_to_fp16(std::nextafter(std::ldexp(1.f, -25), 1.f)) == 0x0001);
+    CHECK(fp32_to_fp16(std::ldexp(3.f, -25)) == 0x0002);
+    CHECK(fp32_to_fp16(std::ldexp(2047.f, -25)) == 0x0400);
+    CHECK(fp32_to_fp16(1.f + std::ldexp(1.f, -11)) == 0x3C00);
+    CHECK(fp32_to_fp16(std::nextafter(1.f + std::ldexp(1.f, -11), 2.f)) == 0x3C01);
+    CHECK(fp32_to_fp16(1.f + std::ldexp(3.f, -11)) == 0x3C02);
+    // Inf and NaN.
+    CHECK(fp32_to_fp16(std::numeric_limits<float>::infinity()) == 0x7C00);
+    CHECK(fp32_to_fp16(-std::numeric_limits<float>::infinity()) == 0xFC00);
+    const uint16_t nan_h = fp32_to_fp16(std::numeric_limits<float>::quiet_NaN());
+    CHECK((nan_h & 0x7C00) == 0x7C00);
+    CHECK((nan_h & 0x03FF) != 0);
+    CHECK(std::isinf(fp16_to_fp32(0x7C00)));
+    CHECK(fp16_to_fp32(0xFC00) == -std::numeric_limits<float>::infinity());
+    CHECK(std::isnan(fp16_to_fp32(0x7E00)));
+    CHECK(std::isnan(fp16_to_fp32(0x7C01)));
+}
+
+TEST_CASE("fp16 conversions: exhaustive round trip and midpoints" * doctest::timeout(60)) {
+    int bad_round_trip = 0, bad_midpoint = 0;
+    for (uint32_t h = 0; h < 0x10000; ++h) {
+        const float f = fp16_to_fp32(uint16_t(h));
+        if (std::isnan(f)) continue;
+        bad_round_trip += fp32_to_fp16(f) != h;
+        // The midpoint to the next larger-magnitude half is exact in float and must tie to even.
+        if ((h & 0x7FFF) < 0x7BFF) {
+            const float next = fp16_to_fp32(uint16_t(h + 1));
+            const float mid = (f + next) / 2;
+            const uint32_t even = (h & 1) ? h + 1 : h;
+            bad_midpoint += fp32_to_fp16(mid) != even;
+            bad_midpoint += fp32_to_fp16(std::nextafter(mid, next)) != h + 1;
+            bad_midpoint += fp32_to_fp16(std::nextafter(mid, f)) != h;
+        }
+    }
+    CHECK(bad_round_trip == 0);
+    CHECK(bad_midpoint == 0);
+}
+
+TEST_CASE("bf16 conversions: hand-checked values" * doctest::timeout(60)) {
+    CHECK(fp32_to_bf16(1.f) == 0x3F80);
+    CHECK(bf16_to_fp32(0x4049) == 3.140625f);
+    CHECK(bf16_to_fp32(0xC000) == -2.f);
+    // Ties to even on the dropped 16 bits.
+    CHECK(fp32_to_bf16(std::bit_cast<float>(0x3F808000u)) == 0x3F80);
+    CHECK(fp32_to_bf16(std::bit_cast<float>(0x3F818000u)) == 0x3F82);
+    CHECK(fp32_to_bf16(std::bit_cast<float>(0x3F808001u)) == 0x3F81);
+    CHECK(fp32_to_bf16(std::bit_cast<float>(0x3F807FFFu)) == 0x3F80);
+    // Subnormals are kept (not flushed) and round the same way.
+    CHECK(fp32_to_bf16(std::bit_cast<float>(0x00018000u)) == 0x0002);
+    CHECK(fp32_to_bf16(std::bit_cast<float>(0x00008000u)) == 0x0000);
+    // Inf, the float maximum (rounds up to inf, as ggml), NaN (stays NaN, made quiet).
+    CHECK(fp32_to_bf16(std::numeric_limits<float>::infinity()) == 0x7F80);
+    CHECK(fp32_to_bf16(-std::numeric_limits<float>::infinity()) == 0xFF80);
+    CHECK(fp32_to_bf16(std::numeric_limits<float>::max()) == 0x7F80);
+    const uint16_t snan = fp32_to_bf16(std::bit_cast<float>(0x7F800001u));
+    CHECK(std::isnan(bf16_to_fp32(snan)));
+    CHECK((snan & 0x0040) != 0);
+    CHECK(std::isnan(bf16_to_fp32(fp32_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
+}
+
+TEST_CASE("F16/BF16 activations: special values convert as dtype.hpp on every path" * doctest::timeout(60)) {
+    constexpr float inf = std::numeric_limits<float>::infinity();
+    // 16 values so the SIMD loops (8 or 16 wide) see them all.
+    const std::vector<float> x = {0.f, -0.f, 65504.f, 65520.f, std::ldexp(1.f, -25), std::ldexp(3.f, -25),
+                                  1.f + std::ldexp(1.f, -11), inf, -inf, std::numeric_limits<float>::quiet_NaN(),
+                                  std::numeric_limits<float>::max(), std::numeric_limits<float>::denorm_min(),
+                                  std::bit_cast<float>(0x3F808000u), std::bit_cast<float>(0x3F818000u),
+                                  std::bit_cast<float>(0x7F800001u), -1e-30f};
+    for (bool scalar : paths()) {
+        scalar_scope scope(scalar);
+        for (dtype t : {dtype::f16, dtype::bf16}) {
+            INFO("type=" << dtype_name(t) << " scalar=" << scalar);
+            const auto act = quantize_act(t, x.data(), int64_t(x.size()));
+            for (size_t i = 0; i < x.size(); ++i) {
+                INFO("i=" << i);
+                uint16_t h;
+                std::memcpy(&h, act.data() + 2 * i, 2);
+                const float back = t == dtype::f16 ? fp16_to_fp32(h) : bf16_to_fp32(h);
+                if (std::isnan(x[i])) {
+                    CHECK(std::isnan(back)); // NaN payloads may differ between F16C and dtype.hpp
+                } else {
+                    CHECK(h == (t == dtype::f16 ? fp32_to_fp16(x[i]) : fp32_to_bf16(x[i])));
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("dequantize_row matches the reference" * doctest::timeout(60)) {
+    for (bool scalar : paths()) {
+        scalar_scope scope(scalar);
+        for (dtype t : k_types) {
+            for (int64_t n : sizes_for(t)) {
+                for (uint32_t seed : k_seeds) {
+                    INFO("type=" << dtype_name(t) << " n=" << n << " seed=" << seed << " scalar=" << scalar);
+                    const int64_t rows = 3;
+                    const auto w = random_weights(t, rows, n, seed);
+                    for (int64_t r = 0; r < rows; ++r) {
+                        const uint8_t * row = w.data() + r * row_bytes(t, n);
+                        const auto want = ref::dequantize(t, row, n);
+                        std::vector<float> got(static_cast<size_t>(n));
+                        ops::dequantize_row(t, row, got.data(), n);
+                        // Same float operations, so exact in practice; 1e-6 of the row's scale
+                        // leaves room for a compiler that contracts d1*q - m1 into an FMA.
+                        double max_abs = 0, max_err = 0;
+                        for (size_t i = 0; i < got.size(); ++i) {
+                            max_abs = std::max(max_abs, double(std::fabs(want[i])));
+                            max_err = std::max(max_err, double(std::fabs(got[i] - want[i])));
+                        }
+                        CHECK(max_err <= 1e-6 * max_abs);
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("quantize_activation matches the reference bit for bit" * doctest::timeout(60)) {
+    for (bool scalar : paths()) {
+        scalar_scope scope(scalar);
+        for (dtype t : k_types) {
+            for (int64_t n : sizes_for(t)) {
+                for (uint32_t seed : k_seeds) {
+                    INFO("type=" << dtype_name(t) << " n=" << n << " seed=" << seed << " scalar=" << scalar);
+                    auto x = test::random_floats(size_t(n), seed, -3.f, 3.f);
+                    if (n >= 64) std::fill(x.begin(), x.begin() + 32, 0.f); // an all-zero Q8_0 block
+                    const auto act = quantize_act(t, x.data(), n);
+                    switch (t) {
+                    case dtype::f32: CHECK(std::memcmp(act.data(), x.data(), act.size()) == 0); break;
+                    case dtype::f16:
+                    case dtype::bf16: {
+                        int bad = 0;
+                        for (int64_t i = 0; i < n; ++i) {
+                            uint16_t h;
+                            std::memcpy(&h, act.data() + 2 * i, 2);
+                            bad += h != (t == dtype::f16 ? fp32_to_fp16(x[size_t(i)]) : fp32_to_bf16(x[size_t(i)]));
+                        }
+                        CHECK(bad == 0);
+                        break;
+                    }
+                    case dtype::q8_0:
+                    case dtype::q4_0: {
+                        const auto want = ref::quantize_q8_0(x.data(), n);
+                        const auto * b = reinterpret_cast<const block_q8_0 *>(act.data());
+                        int bad = 0;
+                        for (int64_t ib = 0; ib < n / k_qk; ++ib) {
+                            bad += fp16_to_fp32(b[ib].d) != want.d[size_t(ib)];
+                            bad += std::memcmp(b[ib].qs, want.qs.data() + ib * k_qk, k_qk) != 0;
+                        }
+                        CHECK(bad == 0);
+                        break;
+                    }
+                    default: {
+                        const auto want = ref::quantize_q8_k(x.data(), n);
+                        const auto * b = reinterpret_cast<const ops::block_q8_k *>(act.data());
+                        int bad = 0;
+                        for (int64_t ib = 0; ib < n / k_qk_k; ++ib) {
+                            bad += b[ib].d != want.d[size_t(ib)];
+                            bad += std::memcmp(b[ib].qs, want.qs.data() + ib * k_qk_k, k_qk_k) != 0;
+                            for (int g = 0; g < 16; ++g) bad += b[ib].bsums[g] != want.bsums[size_t(ib * 16 + g)];
+                        }
+                        CHECK(bad == 0);
+                        break;
+                    }
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("activation quantization: ties round to even, signed extreme sets the Q8_K scale" * doctest::timeout(60)) {
+    for (bool scalar : paths()) {
+        scalar_scope scope(scalar);
+        INFO("scalar=" << scalar);
+        // amax = 127 makes the multiplier exactly 1, so 2.5 and -3.5 are exact ties.
+        std::vector<float> x(k_qk_k, 0.f);
+        x[0] = 127.f, x[1] = 2.5f, x[2] = -3.5f, x[3] = 0.5f;
+        const auto a0 = quantize_act(dtype::q8_0, x.data(), k_qk);
+        const auto & b0 = *reinterpret_cast<const block_q8_0 *>(a0.data());
+        CHECK(fp16_to_fp32(b0.d) == fp16_to_fp32(fp32_to_fp16(1.f)));
+        CHECK(b0.qs[0] == 127);
+        CHECK(b0.qs[1] == 2);
+        CHECK(b0.qs[2] == -4);
+        CHECK(b0.qs[3] == 0);
+
+        // Q8_K: -127 comes first, so the scale is -127/-127 = +1 and d = 1; the later +127 does not win.
+        x[0] = -127.f, x[4] = 127.f;
+        const auto ak = quantize_act(dtype::q4_k, x.data(), k_qk_k);
+        const auto & bk = *reinterpret_cast<const ops::block_q8_k *>(ak.data());
+        CHECK(bk.d == 1.f);
+        CHECK(bk.qs[0] == -127);
+        CHECK(bk.qs[1] == 2);
+        CHECK(bk.qs[2] == -4);
+        CHECK(bk.qs[4] == 127);
+        CHECK(bk.bsums[0] == -127 + 2 - 4 + 127);
+        // Swapped: +127 first gives scale -1 and d = -1.
+        x[0] = 127.f, x[4] = -127.f;
+        const auto ak2 = quantize_act(dtype::q4_k, x.data(), k_qk_k);
+        const auto & bk2 = *reinterpret_cast<const ops::block_q8_k *>(ak2.data());
+        CHECK(bk2.d == -1.f);
+        CHECK(bk2.qs[0] == -127);
+        CHECK(bk2.qs[1] == -2);
+        CHECK(bk2.qs[2] == 4);
+        CHECK(bk2.qs[4] == 127);
+        // All zeros: d = 0 and zero quants.
+        std::vector<float> zeros(k_qk_k, 0.f);
+        const auto az = quantize_act(dtype::q6_k, zeros.data(), k_qk_k);
+        const auto & bz = *reinterpret_cast<const ops::block_q8_k *>(az.data());
+        CHECK(bz.d == 0.f);
+        CHECK(std::all_of(std::begin(bz.qs), std::end(bz.qs), [](int8_t q) { return q == 0; }));
+    }
+}
+
+TEST_CASE("dot_row against the reference and the exact float dot" * doctest::timeout(60)) {
+    for (bool scalar : paths()) {
+        scalar_scope scope(scalar);
+        for (dtype t : k_types) {
+            for (int64_t n : sizes_for(t)) {
+                for (uint32_t seed : k_seeds) {
+                    INFO("type=" << dtype_name(t) << " n=" << n << " seed=" << seed << " scalar=" << scalar);
+                    const int64_t rows = 3;
+                    const auto w = random_weights(t, rows, n, seed);
+                    const auto x = test::random_floats(size_t(n), seed + 100);
+                    const auto act = quantize_act(t, x.data(), n);
+                    for (int64_t r = 0; r < rows; ++r) {
+                        const uint8_t * row = w.data() + r * row_bytes(t, n);
+                        const double got = ops::dot_row(t, row, act.data(), n);
+                        // Same quantized inputs: only float rounding separates the two.
+                        const ref::dot_result want = ref::dot(t, row, x.data(), n);
+                        CHECK(std::fabs(got - want.value) <= k_tight_rtol * want.abs_sum + 1e-30);
+                        // Against the unquantized activation: off by at most sum |w_i| * |a_i - x_i|,
+                        // bounded per element by activation_error_bound.
+                        const auto wf = ref::dequantize(t, row, n);
+                        double exact = 0, bound = k_tight_rtol * want.abs_sum + 1e-30;
+                        for (int64_t i = 0; i < n; ++i) {
+                            exact += double(wf[size_t(i)]) * x[size_t(i)];
+                            bound += std::fabs(wf[size_t(i)]) * activation_error_bound(t, x.data(), n, i);
+                        }
+                        CHECK(std::fabs(got - exact) <= bound);
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("matvec and matmul_rows equal per-row dot_row for 1, 2 and all threads" * doctest::timeout(60)) {
+    for (bool scalar : paths()) {
+        scalar_scope scope(scalar);
+        for (dtype t : k_types) {
+            const auto ns = sizes_for(t);
+            for (int64_t n : {ns[1], ns.back()}) {
+                for (int64_t rows : k_row_counts) {
+                    const uint32_t seed = uint32_t(n * 131 + rows);
+                    const auto w = random_weights(t, rows, n, seed);
+                    const raw_view view{t, reinterpret_cast<const std::byte *>(w.data()), shape{rows, n}};
+                    constexpr int64_t k_max_m = 9;
+                    const auto x = test::random_floats(size_t(k_max_m * n), seed + 1);
+                    // Expected values from the single-row API, per activation row.
+                    std::vector<float> want(size_t(k_max_m * rows));
+                    for (int64_t i = 0; i < k_max_m; ++i) {
+                        const auto act = quantize_act(t, x.data() + i * n, n);
+                        for (int64_t r = 0; r < rows; ++r)
+                            want[size_t(i * rows + r)] = ops::dot_row(t, view.row(r), act.data(), n);
+                    }
+                    for (int threads : {1, 2, 0}) {
+                        INFO("type=" << dtype_name(t) << " n=" << n << " rows=" << rows << " threads=" << threads
+                                      << " scalar=" << scalar);
+                        std::vector<std::byte> scratch;
+                        std::vector<float> y(size_t(rows), -1.f);
+                        ops::matvec(view, x.data(), y.data(), scratch, threads);
+                        // Each row is one dot_row call on the same activation: identical bits.
+                        CHECK(std::equal(y.begin(), y.end(), want.begin()));
+                        const std::byte * warm = scratch.data();
+                        ops::matvec(view, x.data(), y.data(), scratch, threads);
+                        CHECK(scratch.data() == warm); // no reallocation once warm
+                        for (int64_t m : {int64_t(1), int64_t(2), int64_t(4), k_max_m}) {
+                            INFO("m=" << m);
+                            std::vector<float> ym(size_t(m * rows), -1.f);
+                            ops::matmul_rows(view, x.data(), m, ym.data(), scratch, threads);
+                            CHECK(std::equal(ym.begin(), ym.end(), want.begin()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("scalar and AVX2 paths agree" * doctest::timeout(60)) {
+    ops::detail::force_scalar(false);
+    if (!ops::detail::avx2_active()) FRUGAL_SKIP("CPU without AVX2+FMA+F16C: only the scalar path exists");
+    for (dtype t : k_types) {
+        for (int64_t n : sizes_for(t)) {
+            for (uint32_t seed : k_seeds) {
+                INFO("type=" << dtype_name(t) << " n=" << n << " seed=" << seed);
+                const int64_t rows = 3;
+                const auto w = random_weights(t, rows, n, seed);
+                const auto x = test::random_floats(size_t(n), seed + 200, -2.f, 2.f);
+                std::vector<std::byte> act[2];
+                std::vector<float> deq[2], dots[2];
+                for (int s = 0; s < 2; ++s) {
+                    scalar_scope scope(s == 1);
+                    act[s] = quantize_act(t, x.data(), n);
+                    deq[s].resize(size_t(rows * n));
+                    for (int64_t r = 0; r < rows; ++r) {
+                        const uint8_t * row = w.data() + r * row_bytes(t, n);
+                        ops::dequantize_row(t, row, deq[s].data() + r * n, n);
+                        dots[s].push_back(ops::dot_row(t, row, act[s].data(), n));
+                    }
+                }
+                CHECK(act[0] == act[1]); // identical arithmetic, identical bytes
+                CHECK(deq[0] == deq[1]);
+                for (int64_t r = 0; r < rows; ++r) {
+                    const double scale = ref::dot(t, w.data() + r * row_bytes(t, n), x.data(), n).abs_sum;
+                    CHECK(std::fabs(dots[0][size_t(r)] - dots[1][size_t(r)]) <= k_tight_rtol * scale + 1e-30);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("quantize_row_weights follows ggml's reference quantizers" * doctest::timeout(60)) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0}) {
+        for (int64_t n : sizes_for(t)) {
+            for (uint32_t seed : k_seeds) {
+                INFO("type=" << dtype_name(t) << " n=" << n << " seed=" << seed);
+                const auto x = test::random_floats(size_t(n), seed, -2.f, 2.f);
+                std::vector<uint8_t> got(size_t(row_bytes(t, n)));
+                ops::quantize_row_weights(t, x.data(), got.data(), n);
+                const auto want = t == dtype::q8_0 ? ref::quantize_q8_0_weights(x.data(), n)
+                                                   : ref::quantize_q4_0_weights(x.data(), n);
+                CHECK(got == want);
+                // Round trip: within half a step for Q8_0 (plus the fp16 rounding of d: 127 * 2^-11
+                // steps), within one step for Q4_0 (its top code 8 is clamped to 7).
+                const auto y = ref::dequantize(t, got.data(), n);
+                const double steps = t == dtype::q8_0 ? 0.5 + 127.0 / 2048 : 1.0 + 8.0 / 2048;
+                int bad = 0;
+                for (int64_t i = 0; i < n; ++i) {
+                    const size_t off = size_t(i / k_qk * traits(t).block_bytes);
+                    const double d = std::fabs(fp16_to_fp32(uint16_t(got[off] | got[off + 1] << 8)));
+                    bad += std::fabs(y[size_t(i)] - x[size_t(i)]) > steps * d * (1 + 1e-6);
+                }
+                CHECK(bad == 0);
+            }
+        }
+    }
+    // Plain types round like the activations.
+    const auto x = test::random_floats(100, 5);
+    std::vector<uint16_t> h(100);
+    ops::quantize_row_weights(dtype::bf16, x.data(), h.data(), 100);
+    for (size_t i = 0; i < h.size(); ++i) CHECK(h[i] == fp32_to_bf16(x[i]));
+}
+
+namespace {
+
+// llama.cpp's own CPU kernels, from the peer that ../shared/tools/setup-peer.sh installs: the
+// ggml_type_traits_cpu table of its AVX2 ("haswell") variant (layout from ggml-cpu.h).
+struct ggml_cpu_traits {
+    void (*from_float)(const float * x, void * y, int64_t n);
+    void (*vec_dot)(int n, float * s, size_t bs, const void * x, size_t bx, const void * y, size_t by, int nrc);
+    int vec_dot_type; // enum ggml_type
+    int64_t nrows;
+};
+using ggml_traits_fn = const ggml_cpu_traits * (*)(int type);
+
+ggml_traits_fn load_ggml_haswell(std::string & why) {
+    const char * env = std::getenv("FRUGAL_PEER_DIR");
+    const char * home = std::getenv("HOME");
+    const std::filesystem::path peer = env && *env ? env : std::string(home ? home : "") + "/.cache/frugal-peer";
+    const auto bins = peer / "node_modules/@node-llama-cpp/linux-x64/bins/linux-x64";
+    void * base = dlopen((bins / "libggml-base.so").c_str(), RTLD_NOW | RTLD_GLOBAL);
+    void * cpu = base ? dlopen((bins / "libggml-cpu-haswell.so").c_str(), RTLD_NOW) : nullptr;
+    auto init = cpu ? reinterpret_cast<void (*)()>(dlsym(cpu, "ggml_cpu_init")) : nullptr;
+    auto traits_fn = cpu ? reinterpret_cast<ggml_traits_fn>(dlsym(cpu, "ggml_get_type_traits_cpu")) : nullptr;
+    if (!init || !traits_fn) {
+        why = "llama.cpp peer not found under " + bins.string() + " (run ../shared/tools/setup-peer.sh)";
+        return nullptr;
+    }
+    init();
+    return traits_fn;
+}
+
+} // namespace
+
+TEST_CASE("agrees with llama.cpp's ggml CPU kernels (peer library)" * doctest::timeout(60)) {
+    ops::detail::force_scalar(false);
+    if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2: ggml's haswell kernels cannot run here");
+    std::string why;
+    const ggml_traits_fn ggml = load_ggml_haswell(why);
+    if (!ggml) FRUGAL_SKIP(why);
+    for (dtype t : k_types) {
+        const ggml_cpu_traits * tr = ggml(int(t));
+        REQUIRE(bool(tr->vec_dot));
+        for (int64_t n : sizes_for(t)) {
+            for (uint32_t seed : k_seeds) {
+                INFO("type=" << dtype_name(t) << " n=" << n << " seed=" << seed);
+                const auto w = random_weights(t, 1, n, seed);
+                const auto x = test::random_floats(size_t(n), seed + 300, -4.f, 4.f);
+                const auto mine = quantize_act(t, x.data(), n);
+                std::vector<std::byte> theirs(mine.size());
+                if (t == dtype::f32) std::memcpy(theirs.data(), x.data(), theirs.size()); // F32 has no from_float
+                else ggml(tr->vec_dot_type)->from_float(x.data(), theirs.data(), n);
+                CHECK(mine == theirs); // same activation bytes
+                float s = 0;
+                tr->vec_dot(int(n), &s, 0, w.data(), 0, theirs.data(), 0, 1);
+                const double scale = ref::dot(t, w.data(), x.data(), n).abs_sum;
+                CHECK(std::fabs(double(ops::dot_row(t, w.data(), mine.data(), n)) - s) <= k_tight_rtol * scale + 1e-30);
+            }
+        }
+    }
+    // Weight quantizers against ggml_quantize_chunk (ggml's reference rounding).
+    auto quantize_chunk = reinterpret_cast<size_t (*)(int, const float *, void *, int64_t, int64_t, int64_t,
+                                                      const float *)>(dlsym(RTLD_DEFAULT, "ggml_quantize_chunk"));
+    REQUIRE(bool(quantize_chunk));
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::f16, dtype::bf16}) {
+        for (uint32_t seed : k_seeds) {
+            INFO("type=" << dtype_name(t) << " seed=" << seed);
+            const auto x = test::random_floats(768, seed, -3.f, 3.f);
+            std::vector<uint8_t> mine(size_t(row_bytes(t, 768))), theirs(mine.size());
+            ops::quantize_row_weights(t, x.data(), mine.data(), 768);
+            quantize_chunk(int(t), x.data(), theirs.data(), 0, 1, 768, nullptr);
+            CHECK(mine == theirs);
+        }
+    }
+}
+
+TEST_CASE("invalid n or dtype throws invalid_argument naming the value" * doctest::timeout(60)) {
+    std::vector<std::byte> buf(4096);
+    std::vector<float> f(4096);
+    check_invalid([&] { ops::dequantize_row(dtype::q4_k, buf.data(), f.data(), 100); }, "100");
+    check_invalid([&] { (void)ops::activation_bytes(dtype::q8_0, 33); }, "33");
+    check_invalid([&] { ops::quantize_activation(dtype::q6_k, f.data(), buf.data(), 255); }, "255");
+    check_invalid([&] { (void)ops::dot_row(dtype::q5_k, buf.data(), buf.data(), 300); }, "300");
+    check_invalid([&] { (void)ops::dot_row(dtype::q4_0, buf.data(), buf.data(), -32); }, "-32");
+    check_invalid([&] { (void)ops::activation_bytes(dtype(7), 32); }, "7"); // ggml Q5_1: not supported
+    check_invalid([&] { ops::quantize_row_weights(dtype::q4_k, f.data(), buf.data(), 256); }, "q4_k");
+    std::vector<std::byte> scratch;
+    const raw_view bad_n{dtype::q4_0, buf.data(), shape{3, 48}};
+    check_invalid([&] { ops::matvec(bad_n, f.data(), f.data(), scratch, 1); }, "48");
+    const raw_view bad_type{dtype(6), buf.data(), shape{3, 32}};
+    check_invalid([&] { ops::matmul_rows(bad_type, f.data(), 2, f.data(), scratch, 1); }, "6");
+}
