@@ -3,13 +3,16 @@
 #include <CLI/CLI.hpp>
 
 #include <atomic>
+#include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <chrono>
 #include <csignal>
 #include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <random>
 #include <string>
 
 #include "models/model.hpp"
@@ -198,6 +201,80 @@ int cmd_logits(const std::string & model_path, const std::string & ids_text, con
     return 0;
 }
 
+struct bench_args {
+    std::string model;
+    int n_prompt = 512, n_gen = 128, reps = 3, threads = 0;
+};
+
+// llama-bench-like speed test, JSON lines on stdout (same shape as ../shared/tools/llamacpp-bench):
+// ppN = one evaluation of N random tokens on an empty context; tgN = N single-token evaluations
+// on an empty context. One warm-up of each first.
+int cmd_bench(const bench_args & a) {
+    frugal::load_options lo;
+    lo.n_threads = a.threads;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto model = frugal::load_model(resolve_model(a.model), lo);
+    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const auto & c = model->config();
+    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "load_s": %.3f})"
+                "\n",
+                a.model.c_str(), FRUGAL_VERSION_TEXT, c.arch_name.c_str(), model->n_threads(), (long long)c.n_vocab,
+                (long long)c.n_params, (unsigned long long)c.weight_bytes, load_s);
+    std::fflush(stdout);
+    frugal::session s(model, std::max(a.n_prompt, a.n_gen) + 1);
+    std::mt19937 rng(42);
+    std::uniform_int_distribution<int32_t> pick(0, int32_t(c.n_vocab - 1));
+    auto timed = [&](auto && fn) {
+        const auto t = std::chrono::steady_clock::now();
+        fn();
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    };
+    auto report = [&](const std::string & test, int n, const std::vector<double> & secs) {
+        std::vector<double> tps;
+        for (double x : secs) tps.push_back(n / x);
+        double mean = 0, sd = 0;
+        for (double x : tps) mean += x / double(tps.size());
+        for (double x : tps) sd += (x - mean) * (x - mean) / double(std::max<size_t>(1, tps.size() - 1));
+        std::string list;
+        for (double x : tps) list += fmt::format("{}{:.3f}", list.empty() ? "" : ", ", x);
+        std::printf(R"({"test": "%s", "threads": %d, "tps_mean": %.3f, "tps_sd": %.3f, "tps_min": %.3f, "tps_max": %.3f, "reps": %zu, "tps": [%s]})"
+                    "\n",
+                    test.c_str(), model->n_threads(), mean, std::sqrt(sd), *std::min_element(tps.begin(), tps.end()),
+                    *std::max_element(tps.begin(), tps.end()), tps.size(), list.c_str());
+        std::fflush(stdout);
+    };
+    if (a.n_prompt > 0) {
+        std::vector<int32_t> prompt(size_t(a.n_prompt));
+        std::vector<double> secs;
+        for (int r = 0; r <= a.reps; ++r) {
+            for (auto & t : prompt) t = pick(rng);
+            s.reset();
+            const double dt = timed([&] { s.prompt_tokens(prompt); });
+            if (r > 0) secs.push_back(dt); // the first run warms up
+        }
+        report(fmt::format("pp{}", a.n_prompt), a.n_prompt, secs);
+    }
+    if (a.n_gen > 0) {
+        std::vector<double> secs;
+        for (int r = 0; r <= a.reps; ++r) {
+            s.reset();
+            const double dt = timed([&] {
+                for (int i = 0; i < a.n_gen; ++i) {
+                    const int32_t t = pick(rng);
+                    s.prompt_tokens(std::span(&t, 1));
+                }
+            });
+            if (r > 0) secs.push_back(dt);
+        }
+        report(fmt::format("tg{}", a.n_gen), a.n_gen, secs);
+    }
+    const auto [peak, rss] = memory_usage();
+    std::printf(R"({"peak_rss_kib": %llu, "rss_kib": %llu, "kv_bytes": %llu})"
+                "\n",
+                (unsigned long long)(peak / 1024), (unsigned long long)(rss / 1024), (unsigned long long)s.kv_bytes());
+    return 0;
+}
+
 int cmd_info(const std::string & path, bool all_tensors) {
     const auto f = frugal::gguf::file::open(path);
     std::printf("file: %s\nformat: GGUF v%u, %llu bytes, alignment %llu, data at offset %llu\n", path.c_str(),
@@ -276,6 +353,14 @@ int main(int argc, char ** argv) {
     logits->add_option("-o,--out", logits_out, "output file (frugal-logits-v1 binary)")->required();
     logits->add_option("-t,--threads", logits_threads, "threads (0 = all cores)")->check(CLI::Range(0, 1024));
 
+    bench_args ba;
+    auto * bench = app.add_subcommand("bench", "prefill and decode speed (JSON lines, like llama-bench)");
+    bench->add_option("-m,--model", ba.model, "GGUF file")->required();
+    bench->add_option("-p,--n-prompt", ba.n_prompt, "prompt tokens (0 = skip)")->check(CLI::Range(0, 1 << 16));
+    bench->add_option("-n,--n-gen", ba.n_gen, "generated tokens (0 = skip)")->check(CLI::Range(0, 1 << 16));
+    bench->add_option("-r,--reps", ba.reps, "repetitions")->check(CLI::Range(1, 1000));
+    bench->add_option("-t,--threads", ba.threads, "threads (0 = all cores)")->check(CLI::Range(0, 1024));
+
     std::string pull_url, pull_out, pull_sha;
     auto * pull = app.add_subcommand("pull", "download a GGUF model into the cache (resumable)");
     pull->add_option("url", pull_url, "https:// URL or hf://OWNER/REPO/FILE.gguf[@REVISION]")->required();
@@ -286,6 +371,7 @@ int main(int argc, char ** argv) {
     try {
         if (*run) return cmd_run(ra);
         if (*info) return cmd_info(info_path, info_all);
+        if (*bench) return cmd_bench(ba);
         if (*logits) return cmd_logits(logits_model, logits_ids, logits_out, logits_threads);
         if (*pull) {
 #ifdef FRUGAL_HAVE_DOWNLOAD

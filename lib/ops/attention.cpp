@@ -17,7 +17,9 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
     const int64_t k_row = p.n_head_kv * p.head_dim; // floats between consecutive positions in k
     const int64_t v_row = p.n_head_kv * p.v_dim;
 
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(dynamic, 1)
+    // Tiny problems (a decode step of a small model) run on the calling thread.
+    const bool parallel = n_tokens * p.n_head * n_kv_total * p.head_dim >= (int64_t(1) << 15);
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(dynamic, 1) if (parallel)
     for (int64_t t = 0; t < n_tokens; ++t) {
         for (int64_t h = 0; h < p.n_head; ++h) {
             float * scores = scratch.data() + size_t(omp_get_thread_num()) * size_t(n_kv_total);

@@ -122,7 +122,7 @@ void matmul_context::linear(const raw_view & w, const float * x, int64_t m, floa
     if (m <= 0) return;
     if (ldy < n) throw_error(status::invalid_argument, "matmul: output stride {} < {} output features", ldy, n);
 
-    if (w.type == dtype::f32 || (w.type == dtype::bf16 && dnnl_compat::has_native_bf16())) {
+    if (m >= small_batch && (w.type == dtype::f32 || (w.type == dtype::bf16 && dnnl_compat::has_native_bf16()))) {
         gemm(w.type, w.data, n, k, x, m, y, ldy);
         return;
     }

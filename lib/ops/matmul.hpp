@@ -1,9 +1,10 @@
 // matmul.hpp - Y = X · Wᵀ for a weight stored in any supported dtype.
 //
 // Paths, chosen per call:
+//   - few rows (decode, m < small_batch): ops::matmul_rows, which reads the weight in place in
+//     any dtype (a GEMM call costs more than the work here).
 //   - F32 weights: oneDNN matmul straight on the (memory-mapped) weight, no copy.
 //   - BF16 weights on a CPU with native BF16: oneDNN BF16 matmul on the weight as stored.
-//   - few rows (decode): ops::matmul_rows, which reads quantized/half weights in place.
 //   - otherwise (prefill of a quantized/half weight): dequantize a slab of weight rows to F32
 //     in scratch and run the oneDNN F32 matmul on it, slab by slab.
 // oneDNN primitives are created once per (K, N, ldy, dtype) with the row count M left open
@@ -29,7 +30,7 @@ public:
 
     int n_threads() const { return n_threads_; }
     void set_n_threads(int n) { n_threads_ = n; }
-    // Row count below which quantized weights go through matmul_rows instead of dequant + GEMM.
+    // Row count below which every weight goes through matmul_rows instead of a GEMM.
     int64_t small_batch = 8;
 
     // y[m, ldy] (first N columns written) = x[m, K] · wᵀ, w = [N, K].

@@ -129,7 +129,9 @@ void matmul_rows(const raw_view & w, const float * x, int64_t m, float * y, std:
     // when another process holds a core. A batch is worth splitting.
 #pragma omp parallel for num_threads(nt) schedule(static) if (m > 1)
     for (int64_t i = 0; i < m; ++i) k.quantize_act(x + i * n, act + size_t(i) * act_bytes, n);
-#pragma omp parallel for num_threads(nt) schedule(static)
+    // Below ~64K weights a fork/join costs more than the work (and far more when another
+    // process holds a core and a worker waits for a time slice).
+#pragma omp parallel for num_threads(nt) schedule(static) if (rows * n * std::max<int64_t>(m, 1) >= (int64_t(1) << 16))
     for (int64_t r = 0; r < rows; ++r) {
         // The row stays in L1 while it meets all m activations: read from memory once.
         const std::byte * wr = w.row(r);
