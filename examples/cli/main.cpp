@@ -376,7 +376,8 @@ int main(int argc, char ** argv) {
         if (*pull) {
 #ifdef FRUGAL_HAVE_DOWNLOAD
             const auto r = pull_model(pull_url, pull_out, pull_sha);
-            std::printf("%s\nsha256 %s  %llu bytes%s\n", r.path.c_str(), r.sha256.c_str(), (unsigned long long)r.bytes,
+            std::printf("%s\nsha256 %s  %llu bytes%s%s\n", r.path.c_str(), r.sha256.c_str(), (unsigned long long)r.bytes,
+                        r.verified ? ", verified" : ", not verified (no checksum known)",
                         r.already_present ? " (already present)" : (r.resumed ? " (resumed)" : ""));
             return 0;
 #else

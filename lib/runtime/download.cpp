@@ -250,6 +250,7 @@ struct transfer {
     uint64_t written = 0; // bytes in the .part
     uint64_t total = 0;   // final size, 0 while unknown
     std::string content_range; // of the latest response's header block
+    std::string linked_sha256; // X-Linked-ETag of any response on the way (the Hub's LFS hash)
     bool started = false;
     bool resumed = false;
     bool restart = false;  // the answer cannot continue the .part: retry from zero
@@ -324,12 +325,26 @@ bool begin_body(transfer & t) {
     return false;
 }
 
+// The Hugging Face Hub answers a resolve URL of an LFS file with a redirect carrying
+// X-Linked-ETag: "<sha256 of the file>"; any other value (a git blob id, a weak tag) is ignored.
+std::string linked_etag_sha256(std::string_view v) {
+    if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+    if (v.size() != 64) return {};
+    std::string out;
+    for (const char ch : v) {
+        if (!std::isxdigit(static_cast<unsigned char>(ch))) return {};
+        out += char(std::tolower(static_cast<unsigned char>(ch)));
+    }
+    return out;
+}
+
 size_t on_header(char * data, size_t size, size_t n, void * user) {
     auto & t = *static_cast<transfer *>(user);
     const std::string_view line(data, size * n);
     try {
         if (line.starts_with("HTTP/")) t.content_range.clear(); // a new response (after a redirect)
         else if (starts_with_ci(line, "content-range:")) t.content_range = trim(line.substr(14));
+        else if (starts_with_ci(line, "x-linked-etag:")) t.linked_sha256 = linked_etag_sha256(trim(line.substr(14)));
     } catch (...) {
         t.exception = std::current_exception();
         return 0;
@@ -516,16 +531,19 @@ result fetch(const options & opt) {
 
     part.sync();
     std::string got = hash.hex();
-    if (!want_sha.empty() && got != want_sha) {
+    // A checksum the caller gave wins; otherwise the one the server announced is checked.
+    const std::string & check_sha = want_sha.empty() ? t.linked_sha256 : want_sha;
+    if (!check_sha.empty() && got != check_sha) {
         part.remove();
-        throw_error(status::io, "download: sha256 mismatch for {}: expected {}, got {}", url, want_sha, got);
+        throw_error(status::io, "download: sha256 mismatch for {}: expected {}{}, got {}", url, check_sha,
+                    want_sha.empty() ? " (announced by the server)" : "", got);
     }
     fs::rename(part.path(), dest, ec);
     if (ec)
         throw_error(status::io, "download: cannot rename {} to {}: {}", part.path().string(), dest.string(),
                     ec.message());
     FRUGAL_LOG_INFO("download: {} -> {} ({} bytes, sha256 {})", url, dest.string(), t.written, got);
-    return {dest, t.written, std::move(got), t.resumed || t.complete, false};
+    return {dest, t.written, std::move(got), t.resumed || t.complete, false, !check_sha.empty()};
 }
 
 std::string format_progress(uint64_t done, uint64_t total, double seconds) {

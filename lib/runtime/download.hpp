@@ -38,6 +38,8 @@ struct result {
     std::string sha256;         // lowercase hex of the file at path
     bool resumed = false;       // continued from an existing .part
     bool already_present = false; // dest existed (and matched sha256 when given); no network used
+    bool verified = false;      // checked against a known sha256: the caller's, or the one the
+                                // server announced (Hugging Face's X-Linked-ETag for LFS files)
 };
 
 // $FRUGAL_CACHE_DIR, else $XDG_CACHE_HOME/frugal, else $HOME/.cache/frugal; created if missing.

@@ -9,6 +9,8 @@ Routes (NAME is a plain file name inside --dir):
   /norange/NAME         ignores Range: always 200 with the whole file
   /badrange/NAME        answers a Range request with 206 and the whole file ("bytes 0-...")
   /auth/NAME            like /files, but 401 unless "Authorization: Bearer <--token>"
+  /linked/SHA/NAME      302 to /files/NAME with the header X-Linked-ETag: "SHA", as the Hugging Face
+                        Hub's resolve URLs announce an LFS file's SHA-256
   anything else         404
 Query strings are ignored. The server exits after --timeout seconds, and on stdin EOF with
 --exit-on-stdin-eof (the test's end of a pipe closes when the test dies), so it never outlives a test.
@@ -35,6 +37,8 @@ def make_handler(root, token):
             route, name = parts[0], parts[-1]
             if route == "drop" and len(parts) == 3 and parts[1].isdigit():
                 return self.send_file(name, drop_after=int(parts[1]))
+            if route == "linked" and len(parts) == 3:
+                return self.send_status(302, [("Location", "/files/" + name), ("X-Linked-ETag", '"%s"' % parts[1])])
             if len(parts) != 2:
                 return self.send_status(404)
             if route == "files":

@@ -329,6 +329,37 @@ TEST_CASE("fetch rejects a sha256 mismatch and leaves no file" * doctest::timeou
     CHECK(contains(e->what(), "not-a-hash"));
 }
 
+TEST_CASE("a sha256 announced by the server (X-Linked-ETag) is checked" * doctest::timeout(60)) {
+    fixture f("linked");
+    START_SERVER(server, f.srv);
+    dl::options o;
+    o.dest = f.dest();
+    o.url = server.url("files/payload.bin");
+    CHECK_FALSE(dl::fetch(o).verified); // nothing known: downloaded, not verified
+    fs::remove(f.dest());
+
+    o.url = server.url("linked/" + f.sha + "/payload.bin");
+    const dl::result r = dl::fetch(o);
+    CHECK(r.verified);
+    CHECK(r.sha256 == f.sha);
+    fs::remove(f.dest());
+
+    const std::string wrong(64, 'a');
+    o.url = server.url("linked/" + wrong + "/payload.bin");
+    auto e = error_of([&] { dl::fetch(o); });
+    REQUIRE(e);
+    CHECK(e->code() == status::io);
+    CHECK(contains(e->what(), wrong));
+    CHECK(contains(e->what(), "announced by the server"));
+    CHECK_FALSE(fs::exists(f.dest()));
+
+    // A value that is not a sha256 (a git blob id) is ignored.
+    o.url = server.url("linked/0123abcd/payload.bin");
+    const dl::result g = dl::fetch(o);
+    CHECK_FALSE(g.verified);
+    CHECK(g.sha256 == f.sha);
+}
+
 TEST_CASE("fetch reports http 404 with the status and url" * doctest::timeout(60)) {
     fixture f("404");
     START_SERVER(server, f.srv);
