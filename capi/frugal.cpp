@@ -160,6 +160,7 @@ frugal_status frugal_model_load(const char * path_utf8, const frugal_model_optio
     FRUGAL_REQUIRE(o.n_threads >= 0 && o.n_threads <= 1024, "frugal_model_load: n_threads {} is out of range [0, 1024]",
                    o.n_threads);
     FRUGAL_REQUIRE(o.use_mmap == 0 || o.use_mmap == 1, "frugal_model_load: use_mmap {} is not 0 or 1", o.use_mmap);
+    FRUGAL_REQUIRE(o.reserved0 == 0, "frugal_model_load: reserved0 is {}, must be 0", o.reserved0);
     frugal::load_options lo;
     lo.n_threads = o.n_threads;
     lo.use_mmap = o.use_mmap != 0;

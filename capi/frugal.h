@@ -116,7 +116,7 @@ FRUGAL_API frugal_status frugal_model_load(const char * path_utf8, const frugal_
                                            frugal_model ** out, frugal_error ** err);
 FRUGAL_API void frugal_model_free(frugal_model * model); /* NULL-safe; sessions keep the model alive */
 
-/* Getters; 0 / "" for a NULL model. Strings are owned by the model. */
+/* Getters; 0 / "" for a NULL model (the token ids: -1, "none"). Strings are owned by the model. */
 FRUGAL_API int32_t frugal_model_n_vocab(const frugal_model * model);
 FRUGAL_API int32_t frugal_model_n_ctx_train(const frugal_model * model);
 FRUGAL_API int32_t frugal_model_n_embd(const frugal_model * model);
@@ -194,7 +194,8 @@ FRUGAL_API frugal_status frugal_session_prompt_tokens(frugal_session * session, 
    split across tokens is held back until it is whole, so buf always receives valid UTF-8 (and
    may receive nothing). Not NUL-terminated. If cap is too small, returns
    FRUGAL_ERR_BUFFER_TOO_SMALL with *out_len = the size needed; the same token is delivered by
-   the next call. Returns FRUGAL_DONE when an end-of-generation token is sampled (*out_token =
+   the next call (even if a prompt call comes in between: the token is already part of the
+   conversation). Returns FRUGAL_DONE when an end-of-generation token is sampled (*out_token =
    that token; buf gets any held-back text). */
 FRUGAL_API frugal_status frugal_session_next(frugal_session * session, int32_t * out_token, char * buf, size_t cap,
                                              size_t * out_len, frugal_error ** err);

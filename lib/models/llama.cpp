@@ -116,6 +116,8 @@ llama_model::llama_model(std::shared_ptr<const gguf::file> f, arch a, int n_thre
     positive("attention.head_count", c.n_head, 1 << 14);
     positive("attention.head_count_kv", c.n_head_kv, c.n_head);
     positive("feed_forward_length", c.n_ff, 1 << 22);
+    if (c.n_ctx_train <= 0) // sessions default to it, so it must be usable
+        throw_error(status::invalid_model, "loader: {}context_length = {} must be positive", p, c.n_ctx_train);
     if (c.n_embd % c.n_head != 0 || c.n_head % c.n_head_kv != 0)
         throw_error(status::invalid_model, "loader: {} heads / {} kv heads do not divide embedding {}", c.n_head,
                     c.n_head_kv, c.n_embd);
@@ -181,7 +183,8 @@ llama_model::llama_model(std::shared_ptr<const gguf::file> f, arch a, int n_thre
         c.n_params += t.shape().numel();
         c.weight_bytes += t.n_bytes;
     }
-    if (opts.progress) opts.progress(1.f);
+    if (opts.progress && !opts.progress(1.f))
+        throw_error(status::cancelled, "loader: cancelled by the progress callback at the end of the load");
     FRUGAL_LOG_INFO("loader: {} ({}): {} layers, embd {}, heads {}/{}, ff {}, vocab {}", file_->path(), c.arch_name,
                     c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.n_ff, c.n_vocab);
 }

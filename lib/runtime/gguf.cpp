@@ -254,7 +254,8 @@ void file::parse() {
     if (const auto * a = find("general.alignment")) {
         const int64_t al = a->as_int("general.alignment");
         if (al <= 0 || al % 8 != 0 || al > (1 << 20))
-            throw_error(status::invalid_model, "gguf: {}: general.alignment {} is not a positive multiple of 8", path_, al);
+            throw_error(status::invalid_model, "gguf: {}: general.alignment {} is not a multiple of 8 in [8, {}]", path_,
+                        al, 1 << 20);
         alignment_ = uint64_t(al);
     }
 
@@ -284,7 +285,12 @@ void file::parse() {
             if (t.ne[0] % tr.block_size != 0)
                 throw_error(status::invalid_model, "gguf: {}: tensor {} row of {} elements is not a multiple of the {} block size {}",
                             path_, t.name, t.ne[0], tr.name, tr.block_size);
-            t.n_bytes = numel / uint64_t(tr.block_size) * uint64_t(tr.block_bytes);
+            // numel may be up to 2^62, so the byte count could wrap: bound it by the file size first.
+            const uint64_t n_blocks = numel / uint64_t(tr.block_size);
+            if (n_blocks > size_ / uint64_t(tr.block_bytes))
+                throw_error(status::invalid_model, "gguf: {}: tensor {} of {} {} elements is larger than the file ({} bytes)",
+                            path_, t.name, numel, tr.name, size_);
+            t.n_bytes = n_blocks * uint64_t(tr.block_bytes);
         }
         if (t.offset % alignment_ != 0)
             throw_error(status::invalid_model, "gguf: {}: tensor {} offset {} is not aligned to {}", path_, t.name,

@@ -11,10 +11,10 @@ session::session(std::shared_ptr<const frugal::model> m, int64_t n_ctx)
     : model_(std::move(m)), sampler_(params_) {
     const auto & c = model_->config();
     if (n_ctx <= 0) n_ctx = std::min<int64_t>(c.n_ctx_train, 4096);
-    if (n_ctx > c.n_ctx_train)
-        FRUGAL_LOG_WARN("session: context {} exceeds the model's training context {}", n_ctx, c.n_ctx_train);
     if (n_ctx > (int64_t(1) << 24))
         throw_error(status::invalid_argument, "session: context size {} is larger than {}", n_ctx, int64_t(1) << 24);
+    if (n_ctx > c.n_ctx_train)
+        FRUGAL_LOG_WARN("session: context {} exceeds the model's training context {}", n_ctx, c.n_ctx_train);
     state_ = model_->create_state(n_ctx);
     logits_.resize(size_t(c.n_vocab));
 }

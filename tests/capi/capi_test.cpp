@@ -1,0 +1,1042 @@
+// The C ABI as a C/FFI caller sees it: only frugal.h (no lib/ headers). Argument checking on every
+// entry point, status strings, error objects, options, and end to end on the stories260K model
+// (../shared/data; those cases skip without it): getters, metadata, tokenizer, greedy and prompted
+// generation against reference.json, buffers too small, context limits, sampling knobs, seeds,
+// reset, handle lifetimes, cancellation from another thread and the log callback. Cases that only
+// need *a* model use the tiny llama built by tests/common/gguf_builder.hpp, so they always run.
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/gguf_builder.hpp"
+#include "common/test_support.hpp"
+#include "frugal.h"
+
+using json = nlohmann::json;
+
+namespace {
+
+using model_ptr = std::unique_ptr<frugal_model, decltype(&frugal_model_free)>;
+using session_ptr = std::unique_ptr<frugal_session, decltype(&frugal_session_free)>;
+
+// Owns the frugal_error of one call; `out()` frees the previous one.
+class err_box {
+public:
+    err_box() = default;
+    err_box(const err_box &) = delete;
+    err_box & operator=(const err_box &) = delete;
+    ~err_box() { frugal_error_free(e_); }
+    frugal_error ** out() {
+        frugal_error_free(e_);
+        e_ = nullptr;
+        return &e_;
+    }
+    frugal_error * get() const { return e_; }
+    frugal_status code() const { return frugal_error_code(e_); }
+    std::string message() const { return frugal_error_message(e_); }
+
+private:
+    frugal_error * e_ = nullptr;
+};
+
+bool contains(const std::string & hay, const std::string & needle) { return hay.find(needle) != std::string::npos; }
+
+model_ptr load(const std::string & path, int32_t use_mmap = 1) {
+    frugal_model_options o;
+    FRUGAL_MODEL_OPTIONS_INIT(&o);
+    o.use_mmap = use_mmap;
+    frugal_model * m = nullptr;
+    err_box err;
+    const frugal_status st = frugal_model_load(path.c_str(), &o, &m, err.out());
+    REQUIRE_MESSAGE(st == FRUGAL_OK, path << ": " << err.message());
+    return model_ptr(m, frugal_model_free);
+}
+
+session_ptr make_session(frugal_model * m, int32_t n_ctx = 0) {
+    frugal_session * s = nullptr;
+    err_box err;
+    REQUIRE_MESSAGE(frugal_session_create(m, n_ctx, &s, err.out()) == FRUGAL_OK, err.message());
+    return session_ptr(s, frugal_session_free);
+}
+
+// The tiny llama model of gguf_builder.hpp. Its bytes are deterministic, so concurrent test
+// processes may all write it: each writes a private file and renames it into place (atomic).
+const std::string & tiny_model_path() {
+    static const std::string path = [] {
+        const auto dir = frugal::test::scratch_dir("capi");
+        const auto tmp = dir / ("tiny.gguf." + std::to_string(::getpid()));
+        frugal::test::gguf::write_file(tmp, frugal::test::gguf::tiny_llama().build());
+        std::filesystem::rename(tmp, dir / "tiny.gguf");
+        return (dir / "tiny.gguf").string();
+    }();
+    return path;
+}
+
+struct stories {
+    std::string path;
+    json ref;
+};
+
+std::optional<stories> find_stories() {
+    const auto gguf = frugal::test::shared_data("stories260K/stories260K.gguf");
+    const auto refp = frugal::test::shared_data("stories260K/reference.json");
+    if (!gguf || !refp) return std::nullopt;
+    stories s{gguf->string(), {}};
+    std::ifstream(*refp) >> s.ref;
+    return s;
+}
+
+#define REQUIRE_STORIES(var)         \
+    const auto var = find_stories(); \
+    if (!var) FRUGAL_SKIP("../shared/data/stories260K is not available")
+
+std::vector<int32_t> ids_of(const json & j) { return j.get<std::vector<int32_t>>(); }
+
+struct generated {
+    std::vector<int32_t> ids;
+    std::string text;
+    frugal_status last = FRUGAL_OK;
+    std::string message;
+};
+
+// Pulls up to n tokens with a roomy buffer; stops at FRUGAL_DONE or an error.
+generated generate(frugal_session * s, size_t n) {
+    generated g;
+    char buf[256];
+    for (size_t i = 0; i < n; ++i) {
+        int32_t tok = -1;
+        size_t len = 0;
+        err_box err;
+        g.last = frugal_session_next(s, &tok, buf, sizeof buf, &len, err.out());
+        if (g.last < 0) {
+            g.message = err.message();
+            break;
+        }
+        g.ids.push_back(tok);
+        g.text.append(buf, len);
+        if (g.last == FRUGAL_DONE) break;
+    }
+    return g;
+}
+
+void set_greedy(frugal_session * s) {
+    err_box err;
+    REQUIRE_MESSAGE(frugal_session_set_param_f32(s, FRUGAL_PARAM_TEMPERATURE, 0.0f, err.out()) == FRUGAL_OK,
+                    err.message());
+}
+
+// Calls `call` with an error slot and with NULL: both must give FRUGAL_ERR_INVALID_ARGUMENT, the
+// first with a matching error object and a message.
+template <class F>
+void expect_invalid(const char * what, F && call) {
+    CAPTURE(what);
+    err_box err;
+    CHECK(call(err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+    CHECK(err.code() == FRUGAL_ERR_INVALID_ARGUMENT);
+    CHECK_FALSE(err.message().empty());
+    CHECK(call(nullptr) == FRUGAL_ERR_INVALID_ARGUMENT);
+}
+
+} // namespace
+
+TEST_CASE("capi: version functions agree with the header's macros" * doctest::timeout(10)) {
+    CHECK(frugal_version_number() == uint32_t(FRUGAL_VERSION_NUMBER));
+    CHECK(FRUGAL_VERSION_NUMBER == FRUGAL_VERSION_MAJOR * 10000 + FRUGAL_VERSION_MINOR * 100 + FRUGAL_VERSION_PATCH);
+    REQUIRE(frugal_version_string() != nullptr);
+    CHECK(std::string(frugal_version_string()) == FRUGAL_VERSION_STRING);
+    CHECK(std::string(frugal_version_string()) == std::to_string(FRUGAL_VERSION_MAJOR) + "." +
+                                                      std::to_string(FRUGAL_VERSION_MINOR) + "." +
+                                                      std::to_string(FRUGAL_VERSION_PATCH));
+    CHECK(frugal_version_string() == frugal_version_string()); // static storage
+}
+
+TEST_CASE("capi: frugal_status_string covers every code" * doctest::timeout(10)) {
+    const frugal_status codes[] = {FRUGAL_OK,
+                                   FRUGAL_DONE,
+                                   FRUGAL_ERR_INVALID_ARGUMENT,
+                                   FRUGAL_ERR_OUT_OF_MEMORY,
+                                   FRUGAL_ERR_IO,
+                                   FRUGAL_ERR_UNSUPPORTED_MODEL,
+                                   FRUGAL_ERR_CONTEXT_FULL,
+                                   FRUGAL_ERR_CANCELLED,
+                                   FRUGAL_ERR_BUFFER_TOO_SMALL,
+                                   FRUGAL_ERR_STRUCT_SIZE,
+                                   FRUGAL_ERR_INVALID_MODEL,
+                                   FRUGAL_ERR_INTERNAL};
+    const std::string unknown = frugal_status_string(12345);
+    CHECK_FALSE(unknown.empty());
+    std::set<std::string> seen;
+    for (const frugal_status c : codes) {
+        CAPTURE(c);
+        const char * s = frugal_status_string(c);
+        REQUIRE(s != nullptr);
+        CHECK(std::strlen(s) > 0);
+        CHECK(s == frugal_status_string(c)); // static text
+        CHECK(std::string(s) != unknown);
+        CHECK(seen.insert(s).second); // distinct
+    }
+    for (const frugal_status c : {-10, -99, -101, 2, INT32_MIN, INT32_MAX}) {
+        CAPTURE(c);
+        REQUIRE(frugal_status_string(c) != nullptr);
+        CHECK(std::string(frugal_status_string(c)) == unknown);
+    }
+}
+
+TEST_CASE("capi: error objects are NULL-safe" * doctest::timeout(10)) {
+    CHECK(frugal_error_code(nullptr) == FRUGAL_OK);
+    REQUIRE(frugal_error_message(nullptr) != nullptr);
+    CHECK(std::string(frugal_error_message(nullptr)).empty());
+    frugal_error_free(nullptr);
+    // A real error object: code and message, then freed (ASan checks the free).
+    frugal_error * err = nullptr;
+    CHECK(frugal_model_load(nullptr, nullptr, nullptr, &err) == FRUGAL_ERR_INVALID_ARGUMENT);
+    REQUIRE(err != nullptr);
+    CHECK(frugal_error_code(err) == FRUGAL_ERR_INVALID_ARGUMENT);
+    CHECK(std::strlen(frugal_error_message(err)) > 0);
+    frugal_error_free(err);
+}
+
+TEST_CASE("capi: frugal_model_options_init" * doctest::timeout(10)) {
+    CHECK(frugal_model_options_init(nullptr, sizeof(frugal_model_options)) == FRUGAL_ERR_INVALID_ARGUMENT);
+    frugal_model_options o;
+    std::memset(&o, 0xAB, sizeof o);
+    CHECK(frugal_model_options_init(&o, 0) == FRUGAL_ERR_INVALID_ARGUMENT);
+    REQUIRE(FRUGAL_MODEL_OPTIONS_INIT(&o) == FRUGAL_OK);
+    CHECK(o.struct_size == sizeof o);
+    CHECK(o.n_threads == 0);
+    CHECK(o.use_mmap == 1);
+    CHECK(o.reserved0 == 0);
+    CHECK((o.progress == nullptr));
+    CHECK(o.progress_user_data == nullptr);
+    // An older caller's smaller struct: nothing past its size is written.
+    unsigned char small[sizeof(frugal_model_options) + 8];
+    std::memset(small, 0xAB, sizeof small);
+    const auto old_size = uint32_t(offsetof(frugal_model_options, progress));
+    REQUIRE(frugal_model_options_init(reinterpret_cast<frugal_model_options *>(small), old_size) == FRUGAL_OK);
+    frugal_model_options head;
+    std::memcpy(&head, small, old_size);
+    CHECK(head.struct_size == old_size);
+    CHECK(head.use_mmap == 1);
+    for (size_t i = old_size; i < sizeof small; ++i) CHECK(small[i] == 0xAB);
+    // A newer caller's larger struct: known fields set, the unknown tail zeroed.
+    std::memset(small, 0xAB, sizeof small);
+    REQUIRE(frugal_model_options_init(reinterpret_cast<frugal_model_options *>(small), sizeof small) == FRUGAL_OK);
+    std::memcpy(&head, small, sizeof head);
+    CHECK(head.struct_size == sizeof small);
+    CHECK(head.use_mmap == 1);
+    CHECK((head.progress == nullptr));
+    for (size_t i = sizeof head; i < sizeof small; ++i) CHECK(small[i] == 0);
+}
+
+TEST_CASE("capi: every entry point rejects NULL handles and arguments" * doctest::timeout(30)) {
+    // Getters on NULL: 0, "" or NULL (the token ids: -1, "none").
+    CHECK(frugal_model_n_vocab(nullptr) == 0);
+    CHECK(frugal_model_n_ctx_train(nullptr) == 0);
+    CHECK(frugal_model_n_embd(nullptr) == 0);
+    CHECK(frugal_model_n_layers(nullptr) == 0);
+    CHECK(frugal_model_n_heads(nullptr) == 0);
+    CHECK(frugal_model_n_heads_kv(nullptr) == 0);
+    CHECK(frugal_model_n_params(nullptr) == 0);
+    CHECK(frugal_model_size_bytes(nullptr) == 0);
+    REQUIRE(frugal_model_architecture(nullptr) != nullptr);
+    CHECK(std::string(frugal_model_architecture(nullptr)).empty());
+    REQUIRE(frugal_model_name(nullptr) != nullptr);
+    CHECK(std::string(frugal_model_name(nullptr)).empty());
+    CHECK(frugal_model_token_bos(nullptr) == -1);
+    CHECK(frugal_model_token_eos(nullptr) == -1);
+    CHECK(frugal_model_token_is_eog(nullptr, 0) == 0);
+    CHECK(frugal_model_meta_count(nullptr) == 0);
+    CHECK(frugal_session_n_ctx(nullptr) == 0);
+    CHECK(frugal_session_n_past(nullptr) == 0);
+    CHECK(frugal_session_kv_bytes(nullptr) == 0);
+    int32_t n_vocab = 12345;
+    CHECK(frugal_session_logits(nullptr, &n_vocab) == nullptr);
+    CHECK(frugal_session_logits(nullptr, nullptr) == nullptr);
+    // Destructors and cancel accept NULL.
+    frugal_model_free(nullptr);
+    frugal_session_free(nullptr);
+    frugal_session_cancel(nullptr);
+
+    auto model = load(tiny_model_path());
+    frugal_model * m = model.get();
+    auto session = make_session(m, 32);
+    frugal_session * s = session.get();
+    char buf[64];
+    size_t len = 777;
+    int32_t ids[16];
+    size_t n = 777;
+    int32_t tok = 5;
+    const char * text = "ab";
+
+    // model
+    frugal_model * out_model = nullptr;
+    expect_invalid("load: NULL path",
+                   [&](frugal_error ** e) { return frugal_model_load(nullptr, nullptr, &out_model, e); });
+    expect_invalid("load: NULL out", [&](frugal_error ** e) {
+        return frugal_model_load(tiny_model_path().c_str(), nullptr, nullptr, e);
+    });
+    CHECK(out_model == nullptr);
+    expect_invalid("meta_key: NULL model",
+                   [&](frugal_error ** e) { return frugal_model_meta_key(nullptr, 0, buf, sizeof buf, &len, e); });
+    expect_invalid("meta_key: NULL buf",
+                   [&](frugal_error ** e) { return frugal_model_meta_key(m, 0, nullptr, 8, &len, e); });
+    expect_invalid("meta_key: NULL out_len",
+                   [&](frugal_error ** e) { return frugal_model_meta_key(m, 0, buf, sizeof buf, nullptr, e); });
+    expect_invalid("meta_key: index -1",
+                   [&](frugal_error ** e) { return frugal_model_meta_key(m, -1, buf, sizeof buf, &len, e); });
+    expect_invalid("meta_key: index count", [&](frugal_error ** e) {
+        return frugal_model_meta_key(m, frugal_model_meta_count(m), buf, sizeof buf, &len, e);
+    });
+    expect_invalid("meta_value: NULL model", [&](frugal_error ** e) {
+        return frugal_model_meta_value(nullptr, "general.name", buf, sizeof buf, &len, e);
+    });
+    expect_invalid("meta_value: NULL key",
+                   [&](frugal_error ** e) { return frugal_model_meta_value(m, nullptr, buf, sizeof buf, &len, e); });
+    expect_invalid("meta_value: NULL buf",
+                   [&](frugal_error ** e) { return frugal_model_meta_value(m, "general.name", nullptr, 8, &len, e); });
+    expect_invalid("meta_value: NULL out_len", [&](frugal_error ** e) {
+        return frugal_model_meta_value(m, "general.name", buf, sizeof buf, nullptr, e);
+    });
+    expect_invalid("meta_value: no such key", [&](frugal_error ** e) {
+        return frugal_model_meta_value(m, "no.such.key", buf, sizeof buf, &len, e);
+    });
+    CHECK(len == 777); // failed calls leave out-params alone
+    // tokenizer
+    expect_invalid("tokenize: NULL model",
+                   [&](frugal_error ** e) { return frugal_tokenize(nullptr, text, 2, 1, 0, ids, 16, &n, e); });
+    expect_invalid("tokenize: NULL text",
+                   [&](frugal_error ** e) { return frugal_tokenize(m, nullptr, 2, 1, 0, ids, 16, &n, e); });
+    expect_invalid("tokenize: NULL out",
+                   [&](frugal_error ** e) { return frugal_tokenize(m, text, 2, 1, 0, nullptr, 16, &n, e); });
+    expect_invalid("tokenize: NULL out_n",
+                   [&](frugal_error ** e) { return frugal_tokenize(m, text, 2, 1, 0, ids, 16, nullptr, e); });
+    expect_invalid("detokenize: NULL model",
+                   [&](frugal_error ** e) { return frugal_detokenize(nullptr, ids, 1, 0, buf, sizeof buf, &len, e); });
+    expect_invalid("detokenize: NULL tokens",
+                   [&](frugal_error ** e) { return frugal_detokenize(m, nullptr, 1, 0, buf, sizeof buf, &len, e); });
+    expect_invalid("detokenize: NULL buf",
+                   [&](frugal_error ** e) { return frugal_detokenize(m, &tok, 1, 0, nullptr, 8, &len, e); });
+    expect_invalid("detokenize: NULL out_len",
+                   [&](frugal_error ** e) { return frugal_detokenize(m, &tok, 1, 0, buf, sizeof buf, nullptr, e); });
+    const int32_t bad_ids[] = {-1, frugal_model_n_vocab(m)};
+    for (const int32_t id : bad_ids)
+        expect_invalid("detokenize: id out of range",
+                       [&](frugal_error ** e) { return frugal_detokenize(m, &id, 1, 0, buf, sizeof buf, &len, e); });
+    CHECK(n == 777);
+    CHECK(len == 777);
+    // NULL with a zero length/capacity is an empty input/output, not an error.
+    CHECK(frugal_tokenize(m, nullptr, 0, 0, 0, nullptr, 0, &n, nullptr) == FRUGAL_OK);
+    CHECK(n == 0);
+    CHECK(frugal_detokenize(m, nullptr, 0, 0, nullptr, 0, &len, nullptr) == FRUGAL_OK);
+    CHECK(len == 0);
+    // sessions
+    frugal_session * out_session = reinterpret_cast<frugal_session *>(&n);
+    expect_invalid("session_create: NULL model",
+                   [&](frugal_error ** e) { return frugal_session_create(nullptr, 8, &out_session, e); });
+    expect_invalid("session_create: NULL out",
+                   [&](frugal_error ** e) { return frugal_session_create(m, 8, nullptr, e); });
+    expect_invalid("session_create: n_ctx -1",
+                   [&](frugal_error ** e) { return frugal_session_create(m, -1, &out_session, e); });
+    expect_invalid("session_create: n_ctx huge",
+                   [&](frugal_error ** e) { return frugal_session_create(m, INT32_MAX, &out_session, e); });
+    CHECK(out_session == reinterpret_cast<frugal_session *>(&n));
+    expect_invalid("reset: NULL", [&](frugal_error ** e) { return frugal_session_reset(nullptr, e); });
+    expect_invalid("set_param_f32: NULL", [&](frugal_error ** e) {
+        return frugal_session_set_param_f32(nullptr, FRUGAL_PARAM_TEMPERATURE, 0.5f, e);
+    });
+    expect_invalid("set_param_i64: NULL",
+                   [&](frugal_error ** e) { return frugal_session_set_param_i64(nullptr, FRUGAL_PARAM_TOP_K, 5, e); });
+    expect_invalid("prompt: NULL session",
+                   [&](frugal_error ** e) { return frugal_session_prompt(nullptr, text, 2, e); });
+    expect_invalid("prompt: NULL text", [&](frugal_error ** e) { return frugal_session_prompt(s, nullptr, 2, e); });
+    expect_invalid("prompt_tokens: NULL session",
+                   [&](frugal_error ** e) { return frugal_session_prompt_tokens(nullptr, &tok, 1, e); });
+    expect_invalid("prompt_tokens: NULL tokens",
+                   [&](frugal_error ** e) { return frugal_session_prompt_tokens(s, nullptr, 1, e); });
+    expect_invalid("prompt_tokens: none",
+                   [&](frugal_error ** e) { return frugal_session_prompt_tokens(s, &tok, 0, e); });
+    expect_invalid("next: NULL session",
+                   [&](frugal_error ** e) { return frugal_session_next(nullptr, &tok, buf, sizeof buf, &len, e); });
+    expect_invalid("next: NULL buf",
+                   [&](frugal_error ** e) { return frugal_session_next(s, &tok, nullptr, 8, &len, e); });
+    expect_invalid("next: NULL out_len",
+                   [&](frugal_error ** e) { return frugal_session_next(s, &tok, buf, sizeof buf, nullptr, e); });
+    expect_invalid("next: before any prompt",
+                   [&](frugal_error ** e) { return frugal_session_next(s, &tok, buf, sizeof buf, &len, e); });
+    CHECK(tok == 5);
+    CHECK(frugal_session_n_past(s) == 0);
+    CHECK(frugal_session_logits(s, &n_vocab) == nullptr); // nothing evaluated yet
+
+    // The session still works after all that; out_token may be NULL.
+    const int32_t bos = frugal_model_token_bos(m);
+    REQUIRE(frugal_session_prompt_tokens(s, &bos, 1, nullptr) == FRUGAL_OK);
+    CHECK(frugal_session_next(s, nullptr, buf, sizeof buf, &len, nullptr) >= 0);
+    CHECK(frugal_session_n_past(s) == 1);
+}
+
+TEST_CASE("capi: log callback receives messages and can be unset" * doctest::timeout(30)) {
+    struct sink {
+        std::mutex mu;
+        std::vector<std::pair<int32_t, std::string>> messages;
+        size_t count(int32_t level) {
+            std::lock_guard lock(mu);
+            return size_t(std::count_if(messages.begin(), messages.end(), [&](auto & m) { return m.first == level; }));
+        }
+        size_t size() {
+            std::lock_guard lock(mu);
+            return messages.size();
+        }
+    };
+    struct restore {
+        ~restore() { frugal_set_log_callback(nullptr, nullptr, FRUGAL_LOG_LEVEL_WARN); }
+    } restore_default;
+    const frugal_log_fn on_log = [](int32_t level, const char * message, void * user_data) {
+        auto * s = static_cast<sink *>(user_data);
+        std::lock_guard lock(s->mu);
+        s->messages.emplace_back(level, message ? message : "");
+    };
+
+    sink all;
+    frugal_set_log_callback(on_log, &all, FRUGAL_LOG_LEVEL_DEBUG);
+    {
+        auto m = load(tiny_model_path());
+        auto s = make_session(m.get(), 2 * frugal_model_n_ctx_train(m.get())); // above training: a warning
+    }
+    CHECK(all.count(FRUGAL_LOG_LEVEL_DEBUG) > 0);
+    CHECK(all.count(FRUGAL_LOG_LEVEL_INFO) > 0);
+    CHECK(all.count(FRUGAL_LOG_LEVEL_WARN) > 0);
+    for (const auto & [level, text] : all.messages) {
+        CHECK(level >= FRUGAL_LOG_LEVEL_DEBUG);
+        CHECK(level <= FRUGAL_LOG_LEVEL_ERROR);
+        CHECK_FALSE(text.empty());
+    }
+    // min_level filters: at WARN only the warning arrives.
+    sink warn_only;
+    frugal_set_log_callback(on_log, &warn_only, FRUGAL_LOG_LEVEL_WARN);
+    {
+        auto m = load(tiny_model_path());
+        auto s = make_session(m.get(), 2 * frugal_model_n_ctx_train(m.get()));
+    }
+    CHECK(warn_only.size() > 0);
+    CHECK(warn_only.count(FRUGAL_LOG_LEVEL_DEBUG) == 0);
+    CHECK(warn_only.count(FRUGAL_LOG_LEVEL_INFO) == 0);
+    // Unset: nothing more reaches either sink.
+    const size_t before_all = all.size(), before_warn = warn_only.size();
+    frugal_set_log_callback(nullptr, nullptr, FRUGAL_LOG_LEVEL_DEBUG);
+    { auto m = load(tiny_model_path()); }
+    CHECK(all.size() == before_all);
+    CHECK(warn_only.size() == before_warn);
+}
+
+// ---- stories260K ------------------------------------------------------------------------------
+
+TEST_CASE("capi: stories260K model getters and metadata" * doctest::timeout(30)) {
+    REQUIRE_STORIES(st);
+    const auto & c = st->ref["config"];
+    auto model = load(st->path);
+    frugal_model * m = model.get();
+    const int64_t dim = c["dim"], hidden = c["hidden_dim"], layers = c["n_layers"], heads = c["n_heads"],
+                  kv_heads = c["n_kv_heads"], vocab = c["vocab_size"], seq = c["seq_len"], hs = c["head_size"];
+    CHECK(frugal_model_n_vocab(m) == vocab);
+    CHECK(frugal_model_n_layers(m) == layers);
+    CHECK(frugal_model_n_embd(m) == dim);
+    CHECK(frugal_model_n_heads(m) == heads);
+    CHECK(frugal_model_n_heads_kv(m) == kv_heads);
+    CHECK(frugal_model_n_ctx_train(m) == seq);
+    CHECK(std::string(frugal_model_architecture(m)) == "llama");
+    CHECK(frugal_model_token_bos(m) == st->ref["greedy_from_bos"]["prompt_ids"][0].get<int32_t>());
+    const int32_t eos = frugal_model_token_eos(m);
+    CHECK(eos >= 0);
+    CHECK(eos < vocab);
+    CHECK(frugal_model_token_is_eog(m, eos) == 1);
+    CHECK(frugal_model_token_is_eog(m, frugal_model_token_bos(m)) == 0);
+    CHECK(frugal_model_token_is_eog(m, -1) == 0);
+    CHECK(frugal_model_token_is_eog(m, int32_t(vocab)) == 0);
+    // Weights: embeddings + per layer (2 norms, q, k, v, o, 3 FFN) + final norm; the classifier
+    // is shared, but a file may still store it as output.weight. F32 throughout.
+    const int64_t base =
+        vocab * dim + dim + layers * (2 * dim + 2 * dim * dim + 2 * dim * kv_heads * hs + 3 * dim * hidden);
+    const uint64_t n_params = frugal_model_n_params(m);
+    CHECK((n_params == uint64_t(base) || n_params == uint64_t(base + vocab * dim)));
+    CHECK(frugal_model_size_bytes(m) == 4 * n_params);
+
+    // Metadata: every key readable, general.architecture among them.
+    const int32_t n_meta = frugal_model_meta_count(m);
+    REQUIRE(n_meta > 0);
+    bool found_arch = false;
+    for (int32_t i = 0; i < n_meta; ++i) {
+        CAPTURE(i);
+        size_t need = 0;
+        err_box err;
+        REQUIRE(frugal_model_meta_key(m, i, nullptr, 0, &need, err.out()) == FRUGAL_ERR_BUFFER_TOO_SMALL);
+        REQUIRE(need >= 2);
+        std::vector<char> key(need, '\x7f');
+        size_t got = 0;
+        // One byte short: still too small, same size reported, buffer untouched.
+        CHECK(frugal_model_meta_key(m, i, key.data(), need - 1, &got, nullptr) == FRUGAL_ERR_BUFFER_TOO_SMALL);
+        CHECK(got == need);
+        CHECK(key[0] == '\x7f');
+        REQUIRE(frugal_model_meta_key(m, i, key.data(), need, &got, err.out()) == FRUGAL_OK);
+        CHECK(got == need);
+        CHECK(key[need - 1] == '\0');
+        CHECK(std::strlen(key.data()) == need - 1);
+        size_t vneed = 0;
+        CHECK(frugal_model_meta_value(m, key.data(), nullptr, 0, &vneed, nullptr) == FRUGAL_ERR_BUFFER_TOO_SMALL);
+        std::vector<char> value(vneed);
+        CHECK(frugal_model_meta_value(m, key.data(), value.data(), vneed, &got, nullptr) == FRUGAL_OK);
+        CHECK(got == vneed);
+        CHECK(std::strlen(value.data()) == vneed - 1);
+        if (std::string(key.data()) == "general.architecture") {
+            found_arch = true;
+            CHECK(std::string(value.data()) == frugal_model_architecture(m));
+        }
+    }
+    CHECK(found_arch);
+    char buf[256];
+    size_t len = 0;
+    REQUIRE(frugal_model_meta_value(m, "llama.block_count", buf, sizeof buf, &len, nullptr) == FRUGAL_OK);
+    CHECK(std::string(buf) == std::to_string(layers));
+    REQUIRE(frugal_model_meta_value(m, "tokenizer.ggml.tokens", buf, sizeof buf, &len, nullptr) == FRUGAL_OK);
+    CHECK(contains(buf, std::to_string(vocab))); // arrays summarised with their count
+    err_box err;
+    CHECK(frugal_model_meta_value(m, "no.such.key", buf, sizeof buf, &len, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+    CHECK(contains(err.message(), "no.such.key"));
+    CHECK(frugal_model_meta_key(m, n_meta, buf, sizeof buf, &len, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+    CHECK(contains(err.message(), std::to_string(n_meta)));
+
+    // A session sized by default: min(training context, 4096).
+    auto s = make_session(m, 0);
+    CHECK(frugal_session_n_ctx(s.get()) == std::min<int64_t>(seq, 4096));
+    CHECK(frugal_session_n_past(s.get()) == 0);
+    CHECK(frugal_session_kv_bytes(s.get()) > 0);
+}
+
+TEST_CASE("capi: stories260K tokenize and detokenize" * doctest::timeout(30)) {
+    REQUIRE_STORIES(st);
+    auto model = load(st->path);
+    frugal_model * m = model.get();
+    for (const auto & p : st->ref["prompts"]) {
+        const auto prompt = p["prompt"].get<std::string>();
+        const auto want = ids_of(p["prompt_ids"]); // BOS included
+        CAPTURE(prompt);
+        size_t n = 0;
+        REQUIRE(frugal_tokenize(m, prompt.data(), prompt.size(), 1, 0, nullptr, 0, &n, nullptr) ==
+                FRUGAL_ERR_BUFFER_TOO_SMALL);
+        CHECK(n == want.size());
+        std::vector<int32_t> ids(want.size() + 4, -7);
+        CHECK(frugal_tokenize(m, prompt.data(), prompt.size(), 1, 0, ids.data(), want.size() - 1, &n, nullptr) ==
+              FRUGAL_ERR_BUFFER_TOO_SMALL);
+        CHECK(n == want.size());
+        CHECK(ids[want.size() - 1] == -7); // nothing written past cap
+        REQUIRE(frugal_tokenize(m, prompt.data(), prompt.size(), 1, 0, ids.data(), ids.size(), &n, nullptr) ==
+                FRUGAL_OK);
+        REQUIRE(n == want.size());
+        ids.resize(n);
+        CHECK(ids == want);
+        CHECK(ids[0] == frugal_model_token_bos(m));
+        // Without special tokens: no BOS.
+        REQUIRE(frugal_tokenize(m, prompt.data(), prompt.size(), 0, 0, ids.data(), ids.size(), &n, nullptr) ==
+                FRUGAL_OK);
+        CHECK(std::vector<int32_t>(ids.begin(), ids.begin() + std::ptrdiff_t(n)) ==
+              std::vector<int32_t>(want.begin() + 1, want.end()));
+
+        // Back to the text (a leading BOS renders as nothing).
+        size_t len = 0;
+        REQUIRE(frugal_detokenize(m, want.data(), want.size(), 0, nullptr, 0, &len, nullptr) ==
+                FRUGAL_ERR_BUFFER_TOO_SMALL);
+        CHECK(len == prompt.size());
+        std::string text(len, '\0');
+        CHECK(frugal_detokenize(m, want.data(), want.size(), 0, text.data(), len - 1, &len, nullptr) ==
+              FRUGAL_ERR_BUFFER_TOO_SMALL);
+        CHECK(len == prompt.size());
+        REQUIRE(frugal_detokenize(m, want.data(), want.size(), 0, text.data(), text.size(), &len, nullptr) ==
+                FRUGAL_OK);
+        CHECK(text.substr(0, len) == prompt);
+    }
+    // Control-token text becomes the token only with parse_special.
+    const std::string bos_text = "<s>";
+    int32_t ids[16];
+    size_t n = 0;
+    REQUIRE(frugal_tokenize(m, bos_text.data(), bos_text.size(), 0, 1, ids, 16, &n, nullptr) == FRUGAL_OK);
+    REQUIRE(n == 1);
+    CHECK(ids[0] == frugal_model_token_bos(m));
+    REQUIRE(frugal_tokenize(m, bos_text.data(), bos_text.size(), 0, 0, ids, 16, &n, nullptr) == FRUGAL_OK);
+    CHECK(n > 1);
+    // Invalid UTF-8 names the byte offset.
+    const std::string prefix = "Once upon a time, there was a little";
+    for (const std::string bad : {"\xff", "\xc0\xaf", "\xed\xa0\x80", "\xe2\x98"}) {
+        const std::string text = prefix + bad + "x";
+        err_box err;
+        CHECK(frugal_tokenize(m, text.data(), text.size(), 1, 0, ids, 16, &n, err.out()) ==
+              FRUGAL_ERR_INVALID_ARGUMENT);
+        CHECK_MESSAGE(contains(err.message(), std::to_string(prefix.size())), err.message());
+    }
+}
+
+TEST_CASE("capi: stories260K greedy 256 tokens from BOS reproduce reference.json" * doctest::timeout(60)) {
+    REQUIRE_STORIES(st);
+    const auto & g = st->ref["greedy_from_bos"];
+    const auto prompt = ids_of(g["prompt_ids"]);
+    const auto want = ids_of(g["generated_ids"]);
+    for (const int32_t mm : {1, 0}) {
+        CAPTURE(mm);
+        auto model = load(st->path, mm);
+        auto s = make_session(model.get(), 0);
+        set_greedy(s.get());
+        err_box err;
+        REQUIRE_MESSAGE(frugal_session_prompt_tokens(s.get(), prompt.data(), prompt.size(), err.out()) == FRUGAL_OK,
+                        err.message());
+        CHECK(frugal_session_n_past(s.get()) == int32_t(prompt.size()));
+        const auto got = generate(s.get(), want.size());
+        CAPTURE(got.message);
+        CHECK(got.last == FRUGAL_OK);
+        CHECK(got.ids == want);
+        CHECK(got.text == g["text"].get<std::string>());
+        // The last token is sampled but not yet evaluated.
+        CHECK(frugal_session_n_past(s.get()) == int32_t(prompt.size() + want.size() - 1));
+    }
+}
+
+TEST_CASE("capi: stories260K prompted continuations match reference.json" * doctest::timeout(60)) {
+    REQUIRE_STORIES(st);
+    auto model = load(st->path);
+    for (const auto & p : st->ref["prompts"]) {
+        const auto prompt = p["prompt"].get<std::string>();
+        CAPTURE(prompt);
+        const auto want = ids_of(p["generated_ids"]);
+        auto s = make_session(model.get(), 0);
+        set_greedy(s.get());
+        err_box err;
+        REQUIRE_MESSAGE(frugal_session_prompt(s.get(), prompt.data(), prompt.size(), err.out()) == FRUGAL_OK,
+                        err.message());
+        CHECK(frugal_session_n_past(s.get()) == int32_t(p["prompt_ids"].size()));
+        const auto got = generate(s.get(), want.size());
+        CAPTURE(got.message);
+        CHECK(got.ids == want);
+        CHECK(got.text == p["generated_text"].get<std::string>());
+    }
+}
+
+TEST_CASE("capi: stories260K next with a buffer too small keeps the token" * doctest::timeout(60)) {
+    REQUIRE_STORIES(st);
+    const auto & g = st->ref["greedy_from_bos"];
+    const auto prompt = ids_of(g["prompt_ids"]);
+    const auto want = ids_of(g["generated_ids"]);
+    auto model = load(st->path);
+    auto s = make_session(model.get(), 0);
+    set_greedy(s.get());
+    REQUIRE(frugal_session_prompt_tokens(s.get(), prompt.data(), prompt.size(), nullptr) == FRUGAL_OK);
+    std::vector<int32_t> ids;
+    std::string text;
+    size_t n_too_small = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+        CAPTURE(i);
+        int32_t tok = -5;
+        size_t need = 0;
+        err_box err;
+        // First with no buffer at all: an empty piece fits, anything else is too small.
+        frugal_status r = frugal_session_next(s.get(), &tok, nullptr, 0, &need, err.out());
+        if (r == FRUGAL_OK) {
+            CHECK(need == 0);
+            ids.push_back(tok);
+            continue;
+        }
+        REQUIRE(r == FRUGAL_ERR_BUFFER_TOO_SMALL);
+        CHECK(tok == -5); // not delivered yet
+        CHECK(need > 0);
+        ++n_too_small;
+        std::vector<char> buf(need + 1, '\x7f');
+        size_t len = 0;
+        r = frugal_session_next(s.get(), &tok, buf.data(), need - 1, &len, err.out());
+        CHECK(r == FRUGAL_ERR_BUFFER_TOO_SMALL);
+        CHECK(len == need);
+        r = frugal_session_next(s.get(), &tok, buf.data(), need, &len, err.out());
+        REQUIRE_MESSAGE(r == FRUGAL_OK, err.message());
+        CHECK(len == need);
+        CHECK(buf[need] == '\x7f'); // not NUL-terminated, nothing past the piece
+        ids.push_back(tok);
+        text.append(buf.data(), len);
+    }
+    CHECK(n_too_small > 0);
+    CHECK(ids == want);
+    CHECK(text == g["text"].get<std::string>());
+}
+
+TEST_CASE("capi: stories260K logits after a prompt" * doctest::timeout(30)) {
+    REQUIRE_STORIES(st);
+    const auto & g = st->ref["greedy_from_bos"];
+    const auto prompt = ids_of(g["prompt_ids"]);
+    auto model = load(st->path);
+    auto s = make_session(model.get(), 0);
+    int32_t n = -3;
+    CHECK(frugal_session_logits(s.get(), &n) == nullptr);
+    REQUIRE(frugal_session_prompt_tokens(s.get(), prompt.data(), prompt.size(), nullptr) == FRUGAL_OK);
+    const float * logits = frugal_session_logits(s.get(), &n);
+    REQUIRE(logits != nullptr);
+    REQUIRE(n == frugal_model_n_vocab(model.get()));
+    CHECK(frugal_session_logits(s.get(), nullptr) == logits);
+    const auto argmax = int32_t(std::max_element(logits, logits + n) - logits);
+    CHECK(argmax == g["generated_ids"][0].get<int32_t>());
+    // The values are numpy's float32 forward pass at position 0.
+    const auto want = g["logits_first_8_pos"][0].get<std::vector<float>>();
+    REQUIRE(want.size() == size_t(n));
+    double max_diff = 0;
+    for (int32_t i = 0; i < n; ++i) max_diff = std::max(max_diff, double(std::fabs(logits[i] - want[size_t(i)])));
+    CHECK(max_diff < 1e-4);
+    // After next() returned t, the logits are still those t was drawn from.
+    set_greedy(s.get());
+    const std::vector<float> before(logits, logits + n);
+    const auto got = generate(s.get(), 1);
+    REQUIRE(got.ids.size() == 1);
+    const float * after = frugal_session_logits(s.get(), &n);
+    REQUIRE(after != nullptr);
+    CHECK(std::equal(before.begin(), before.end(), after));
+}
+
+TEST_CASE("capi: stories260K out-of-range token ids and invalid UTF-8 prompts" * doctest::timeout(30)) {
+    REQUIRE_STORIES(st);
+    const auto & g = st->ref["greedy_from_bos"];
+    const auto prompt = ids_of(g["prompt_ids"]);
+    const auto want = ids_of(g["generated_ids"]);
+    auto model = load(st->path);
+    auto s = make_session(model.get(), 0);
+    set_greedy(s.get());
+    const int32_t n_vocab = frugal_model_n_vocab(model.get());
+    for (const int32_t bad : {n_vocab, -1, INT32_MAX, INT32_MIN}) {
+        CAPTURE(bad);
+        const std::vector<int32_t> ids = {prompt[0], 100, bad, 7};
+        err_box err;
+        CHECK(frugal_session_prompt_tokens(s.get(), ids.data(), ids.size(), err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+        CHECK(err.code() == FRUGAL_ERR_INVALID_ARGUMENT);
+        CHECK_MESSAGE(contains(err.message(), std::to_string(bad)), err.message());
+        CHECK(frugal_session_n_past(s.get()) == 0); // nothing evaluated
+    }
+    const std::string prefix = "Once upon a time, there was a little";
+    for (const std::string bad : {"\xff", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x98"}) {
+        const std::string text = prefix + bad + " girl";
+        err_box err;
+        CHECK(frugal_session_prompt(s.get(), text.data(), text.size(), err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+        CHECK_MESSAGE(contains(err.message(), std::to_string(prefix.size())), err.message());
+        CHECK(frugal_session_n_past(s.get()) == 0);
+    }
+    // The session is still usable: the reference continuation from BOS.
+    REQUIRE(frugal_session_prompt_tokens(s.get(), prompt.data(), prompt.size(), nullptr) == FRUGAL_OK);
+    const auto got = generate(s.get(), 16);
+    CHECK(got.ids == std::vector<int32_t>(want.begin(), want.begin() + 16));
+}
+
+TEST_CASE("capi: stories260K context full" * doctest::timeout(30)) {
+    REQUIRE_STORIES(st);
+    const auto & g = st->ref["greedy_from_bos"];
+    const auto want = ids_of(g["generated_ids"]);
+    // BOS + the first 9 reference tokens: the greedy continuation is the reference's from there.
+    std::vector<int32_t> prompt = ids_of(g["prompt_ids"]);
+    prompt.insert(prompt.end(), want.begin(), want.begin() + 9);
+    REQUIRE(prompt.size() == 10);
+    constexpr int32_t n_ctx = 16;
+    auto model = load(st->path);
+    {
+        auto s = make_session(model.get(), n_ctx);
+        set_greedy(s.get());
+        CHECK(frugal_session_n_ctx(s.get()) == n_ctx);
+        REQUIRE(frugal_session_prompt_tokens(s.get(), prompt.data(), prompt.size(), nullptr) == FRUGAL_OK);
+        // Each delivered token takes a position when the next call evaluates it: 6 more fit.
+        const auto got = generate(s.get(), 100);
+        CHECK(got.last == FRUGAL_ERR_CONTEXT_FULL);
+        CHECK_MESSAGE(contains(got.message, std::to_string(n_ctx)), got.message);
+        CHECK(got.ids.size() == size_t(n_ctx) - prompt.size());
+        CHECK(got.ids == std::vector<int32_t>(want.begin() + 9, want.begin() + 9 + std::ptrdiff_t(got.ids.size())));
+        CHECK(frugal_session_n_past(s.get()) == n_ctx);
+        // It stays full; a prompt does not fit either.
+        CHECK(generate(s.get(), 1).last == FRUGAL_ERR_CONTEXT_FULL);
+        CHECK(frugal_session_prompt_tokens(s.get(), prompt.data(), 1, nullptr) == FRUGAL_ERR_CONTEXT_FULL);
+        // reset frees the positions.
+        REQUIRE(frugal_session_reset(s.get(), nullptr) == FRUGAL_OK);
+        CHECK(frugal_session_n_past(s.get()) == 0);
+        REQUIRE(frugal_session_prompt_tokens(s.get(), prompt.data(), prompt.size(), nullptr) == FRUGAL_OK);
+        CHECK(generate(s.get(), 3).ids == std::vector<int32_t>(want.begin() + 9, want.begin() + 12));
+    }
+    {
+        // A prompt longer than the context: nothing evaluated.
+        auto s = make_session(model.get(), n_ctx);
+        set_greedy(s.get());
+        std::vector<int32_t> too_long = prompt;
+        too_long.insert(too_long.end(), want.begin() + 9, want.begin() + 16);
+        REQUIRE(too_long.size() == size_t(n_ctx) + 1);
+        err_box err;
+        CHECK(frugal_session_prompt_tokens(s.get(), too_long.data(), too_long.size(), err.out()) ==
+              FRUGAL_ERR_CONTEXT_FULL);
+        CHECK_MESSAGE(contains(err.message(), std::to_string(too_long.size())), err.message());
+        CHECK_MESSAGE(contains(err.message(), std::to_string(n_ctx)), err.message());
+        CHECK(frugal_session_n_past(s.get()) == 0);
+        CHECK(frugal_session_logits(s.get(), nullptr) == nullptr);
+        // Ten fit; seven more do not, and the ten stay evaluated with their logits.
+        REQUIRE(frugal_session_prompt_tokens(s.get(), prompt.data(), prompt.size(), nullptr) == FRUGAL_OK);
+        CHECK(frugal_session_prompt_tokens(s.get(), too_long.data() + 10, 7, err.out()) == FRUGAL_ERR_CONTEXT_FULL);
+        CHECK(frugal_session_n_past(s.get()) == 10);
+        // Text prompts too.
+        std::string long_text;
+        for (int i = 0; i < 8; ++i) long_text += " Once upon a time";
+        CHECK(frugal_session_prompt(s.get(), long_text.data(), long_text.size(), err.out()) == FRUGAL_ERR_CONTEXT_FULL);
+        CHECK(frugal_session_n_past(s.get()) == 10);
+        CHECK(generate(s.get(), 1).ids == std::vector<int32_t>{want[9]});
+    }
+}
+
+TEST_CASE("capi: stories260K sampling parameters are validated" * doctest::timeout(30)) {
+    REQUIRE_STORIES(st);
+    const auto & g = st->ref["greedy_from_bos"];
+    const auto prompt = ids_of(g["prompt_ids"]);
+    const auto want = ids_of(g["generated_ids"]);
+    auto model = load(st->path);
+    auto s = make_session(model.get(), 0);
+    frugal_session * sp = s.get();
+    set_greedy(sp);
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    struct f32_case {
+        frugal_param key;
+        float value;
+        const char * name; // the parameter the message names
+    };
+    for (const auto & c : {f32_case{FRUGAL_PARAM_TOP_P, 0.0f, "top_p"}, f32_case{FRUGAL_PARAM_TOP_P, 1.5f, "top_p"},
+                           f32_case{FRUGAL_PARAM_TOP_P, -0.5f, "top_p"}, f32_case{FRUGAL_PARAM_TOP_P, nan, "top_p"},
+                           f32_case{FRUGAL_PARAM_MIN_P, -1.0f, "min_p"}, f32_case{FRUGAL_PARAM_MIN_P, 1.5f, "min_p"},
+                           f32_case{FRUGAL_PARAM_TEMPERATURE, nan, "temperature"},
+                           f32_case{FRUGAL_PARAM_TEMPERATURE, inf, "temperature"},
+                           f32_case{FRUGAL_PARAM_REPEAT_PENALTY, 0.0f, "repeat_penalty"},
+                           f32_case{FRUGAL_PARAM_REPEAT_PENALTY, -1.0f, "repeat_penalty"}}) {
+        CAPTURE(c.name);
+        CAPTURE(c.value);
+        err_box err;
+        CHECK(frugal_session_set_param_f32(sp, c.key, c.value, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+        CHECK_MESSAGE(contains(err.message(), c.name), err.message());
+    }
+    struct i64_case {
+        frugal_param key;
+        int64_t value;
+        const char * name;
+    };
+    for (const auto & c :
+         {i64_case{FRUGAL_PARAM_TOP_K, -1, "top_k"}, i64_case{FRUGAL_PARAM_TOP_K, int64_t(1) << 40, "top_k"},
+          i64_case{FRUGAL_PARAM_REPEAT_LAST_N, -2, "repeat_last_n"}, i64_case{FRUGAL_PARAM_N_THREADS, 0, "n_threads"},
+          i64_case{FRUGAL_PARAM_N_THREADS, -3, "n_threads"}}) {
+        CAPTURE(c.name);
+        CAPTURE(c.value);
+        err_box err;
+        CHECK(frugal_session_set_param_i64(sp, c.key, c.value, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+        CHECK_MESSAGE(contains(err.message(), c.name), err.message());
+        CHECK_MESSAGE(contains(err.message(), std::to_string(c.value)), err.message());
+    }
+    // Unknown keys, and keys of the other type.
+    for (const frugal_param key : {0, 9, 999, -1}) {
+        CAPTURE(key);
+        err_box err;
+        CHECK(frugal_session_set_param_f32(sp, key, 0.5f, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+        CHECK(contains(err.message(), std::to_string(key)));
+        CHECK(frugal_session_set_param_i64(sp, key, 1, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+        CHECK(contains(err.message(), std::to_string(key)));
+    }
+    for (const frugal_param key :
+         {FRUGAL_PARAM_TEMPERATURE, FRUGAL_PARAM_TOP_P, FRUGAL_PARAM_MIN_P, FRUGAL_PARAM_REPEAT_PENALTY}) {
+        CAPTURE(key);
+        CHECK(frugal_session_set_param_i64(sp, key, 0, nullptr) == FRUGAL_ERR_INVALID_ARGUMENT);
+    }
+    for (const frugal_param key :
+         {FRUGAL_PARAM_TOP_K, FRUGAL_PARAM_SEED, FRUGAL_PARAM_REPEAT_LAST_N, FRUGAL_PARAM_N_THREADS}) {
+        CAPTURE(key);
+        CHECK(frugal_session_set_param_f32(sp, key, 1.0f, nullptr) == FRUGAL_ERR_INVALID_ARGUMENT);
+    }
+    // Values at the edges of their ranges are accepted.
+    CHECK(frugal_session_set_param_f32(sp, FRUGAL_PARAM_TOP_P, 1.0f, nullptr) == FRUGAL_OK);
+    CHECK(frugal_session_set_param_f32(sp, FRUGAL_PARAM_MIN_P, 0.0f, nullptr) == FRUGAL_OK);
+    CHECK(frugal_session_set_param_f32(sp, FRUGAL_PARAM_MIN_P, 1.0f, nullptr) == FRUGAL_OK);
+    CHECK(frugal_session_set_param_f32(sp, FRUGAL_PARAM_REPEAT_PENALTY, 1.0f, nullptr) == FRUGAL_OK);
+    CHECK(frugal_session_set_param_i64(sp, FRUGAL_PARAM_TOP_K, 0, nullptr) == FRUGAL_OK);
+    CHECK(frugal_session_set_param_i64(sp, FRUGAL_PARAM_REPEAT_LAST_N, 0, nullptr) == FRUGAL_OK);
+    CHECK(frugal_session_set_param_i64(sp, FRUGAL_PARAM_N_THREADS, 1, nullptr) == FRUGAL_OK);
+    CHECK(frugal_session_set_param_i64(sp, FRUGAL_PARAM_SEED, -1, nullptr) == FRUGAL_OK);
+    CHECK(frugal_session_set_param_f32(sp, FRUGAL_PARAM_TEMPERATURE, -1.0f, nullptr) == FRUGAL_OK); // <= 0: greedy
+    // None of the rejected values took effect: still greedy and the reference.
+    REQUIRE(frugal_session_prompt_tokens(sp, prompt.data(), prompt.size(), nullptr) == FRUGAL_OK);
+    CHECK(generate(sp, 32).ids == std::vector<int32_t>(want.begin(), want.begin() + 32));
+}
+
+TEST_CASE("capi: stories260K seeds, reset and sampled text" * doctest::timeout(60)) {
+    REQUIRE_STORIES(st);
+    const auto prompt = ids_of(st->ref["greedy_from_bos"]["prompt_ids"]);
+    auto model = load(st->path);
+    auto sampled = [&](frugal_session * s, int64_t seed) {
+        REQUIRE(frugal_session_set_param_f32(s, FRUGAL_PARAM_TEMPERATURE, 0.8f, nullptr) == FRUGAL_OK);
+        REQUIRE(frugal_session_set_param_i64(s, FRUGAL_PARAM_SEED, seed, nullptr) == FRUGAL_OK);
+        REQUIRE(frugal_session_prompt_tokens(s, prompt.data(), prompt.size(), nullptr) == FRUGAL_OK);
+        return generate(s, 96);
+    };
+    auto a = make_session(model.get(), 0);
+    const auto first = sampled(a.get(), 1234);
+    CHECK(first.last >= 0);
+    CHECK(first.ids.size() > 8);
+    // The same seed in another session: the same text.
+    auto b = make_session(model.get(), 0);
+    const auto same = sampled(b.get(), 1234);
+    CHECK(same.ids == first.ids);
+    CHECK(same.text == first.text);
+    // Another seed: (almost surely) another text.
+    auto c = make_session(model.get(), 0);
+    const auto other = sampled(c.get(), 4321);
+    CHECK(other.ids != first.ids);
+    // reset rewinds the conversation and the random stream.
+    REQUIRE(frugal_session_reset(a.get(), nullptr) == FRUGAL_OK);
+    CHECK(frugal_session_n_past(a.get()) == 0);
+    CHECK(frugal_session_logits(a.get(), nullptr) == nullptr);
+    REQUIRE(frugal_session_prompt_tokens(a.get(), prompt.data(), prompt.size(), nullptr) == FRUGAL_OK);
+    const auto again = generate(a.get(), 96);
+    CHECK(again.ids == first.ids);
+    CHECK(again.text == first.text);
+    // Greedy after a reset reproduces the reference.
+    const auto want = ids_of(st->ref["greedy_from_bos"]["generated_ids"]);
+    REQUIRE(frugal_session_reset(a.get(), nullptr) == FRUGAL_OK);
+    set_greedy(a.get());
+    REQUIRE(frugal_session_prompt_tokens(a.get(), prompt.data(), prompt.size(), nullptr) == FRUGAL_OK);
+    CHECK(generate(a.get(), want.size()).ids == want);
+}
+
+TEST_CASE("capi: stories260K model freed before its session" * doctest::timeout(30)) {
+    REQUIRE_STORIES(st);
+    const auto & g = st->ref["greedy_from_bos"];
+    const auto prompt = ids_of(g["prompt_ids"]);
+    const auto want = ids_of(g["generated_ids"]);
+    auto model = load(st->path);
+    auto s1 = make_session(model.get(), 0);
+    auto s2 = make_session(model.get(), 64);
+    model.reset(); // frugal_model_free: the sessions keep the weights alive
+    for (frugal_session * s : {s1.get(), s2.get()}) {
+        set_greedy(s);
+        REQUIRE(frugal_session_prompt_tokens(s, prompt.data(), prompt.size(), nullptr) == FRUGAL_OK);
+        CHECK(generate(s, 48).ids == std::vector<int32_t>(want.begin(), want.begin() + 48));
+    }
+    s1.reset();
+    REQUIRE(frugal_session_reset(s2.get(), nullptr) == FRUGAL_OK);
+    REQUIRE(frugal_session_prompt_tokens(s2.get(), prompt.data(), prompt.size(), nullptr) == FRUGAL_OK);
+    CHECK(generate(s2.get(), 8).ids == std::vector<int32_t>(want.begin(), want.begin() + 8));
+}
+
+TEST_CASE("capi: stories260K cancel from another thread" * doctest::timeout(120)) {
+    REQUIRE_STORIES(st);
+    const auto & g = st->ref["greedy_from_bos"];
+    const auto bos = ids_of(g["prompt_ids"]);
+    const auto want = ids_of(g["generated_ids"]);
+    auto model = load(st->path);
+    auto session = make_session(model.get(), 0);
+    frugal_session * s = session.get();
+    set_greedy(s);
+    // One thread: on a loaded machine spinning worker threads would only slow the rounds down.
+    REQUIRE(frugal_session_set_param_i64(s, FRUGAL_PARAM_N_THREADS, 1, nullptr) == FRUGAL_OK);
+    // A long prompt: BOS + the 256 reference tokens + their first 200 again.
+    std::vector<int32_t> long_prompt = bos;
+    long_prompt.insert(long_prompt.end(), want.begin(), want.end());
+    long_prompt.insert(long_prompt.end(), want.begin(), want.begin() + 200);
+    REQUIRE(long_prompt.size() < size_t(frugal_session_n_ctx(s)) - 16);
+
+    // Idle cancel is a no-op: the next call runs.
+    frugal_session_cancel(s);
+    REQUIRE(frugal_session_prompt_tokens(s, bos.data(), bos.size(), nullptr) == FRUGAL_OK);
+    REQUIRE(frugal_session_reset(s, nullptr) == FRUGAL_OK);
+
+    // The canceller fires at irregular intervals (0-1.5 ms), so some calls finish and some do not.
+    std::atomic<bool> stop{false};
+    std::atomic<long> n_cancel_calls{0};
+    std::thread canceller([&] {
+        std::mt19937 rng(7);
+        while (!stop.load()) {
+            frugal_session_cancel(s);
+            n_cancel_calls.fetch_add(1);
+            std::this_thread::sleep_for(std::chrono::microseconds(rng() % 1500));
+        }
+    });
+    int n_ok = 0, n_cancelled = 0;
+    std::vector<std::string> bad;
+    // Every call returns OK or CANCELLED; a cancelled call changes nothing, so retrying it until
+    // it completes still yields exactly the reference greedy tokens.
+    auto call = [&](const char * what, auto && fn) {
+        for (int attempt = 0; attempt < 10000; ++attempt) {
+            const int32_t before = frugal_session_n_past(s);
+            err_box err;
+            const frugal_status r = fn(err.out());
+            if (r == FRUGAL_OK) {
+                ++n_ok;
+                return true;
+            }
+            if (r != FRUGAL_ERR_CANCELLED) {
+                bad.push_back(std::string(what) + ": status " + std::to_string(r) + " " + err.message());
+                return false;
+            }
+            ++n_cancelled;
+            if (frugal_session_n_past(s) != before) bad.push_back(std::string(what) + ": cancelled but n_past moved");
+            if (err.message().empty()) bad.push_back(std::string(what) + ": cancelled without a message");
+        }
+        bad.push_back(std::string(what) + ": never completed");
+        return false;
+    };
+    constexpr size_t k_tokens = 16;
+    for (int round = 0; round < 8 && bad.empty(); ++round) {
+        REQUIRE(frugal_session_reset(s, nullptr) == FRUGAL_OK);
+        {
+            // Long enough to be cancelled mid-way most of the time; either outcome is fine.
+            err_box err;
+            const frugal_status r = frugal_session_prompt_tokens(s, long_prompt.data(), long_prompt.size(), err.out());
+            (r == FRUGAL_OK ? n_ok : n_cancelled)++;
+            if (r != FRUGAL_OK && r != FRUGAL_ERR_CANCELLED)
+                bad.push_back("long prompt: status " + std::to_string(r) + " " + err.message());
+            if (r == FRUGAL_ERR_CANCELLED && frugal_session_n_past(s) != 0)
+                bad.push_back("long prompt: cancelled but n_past moved");
+        }
+        REQUIRE(frugal_session_reset(s, nullptr) == FRUGAL_OK);
+        if (!call("prompt",
+                  [&](frugal_error ** e) { return frugal_session_prompt_tokens(s, bos.data(), bos.size(), e); }))
+            break;
+        std::vector<int32_t> ids;
+        while (ids.size() < k_tokens) {
+            int32_t tok = -1;
+            char buf[64];
+            size_t len = 0;
+            if (!call("next",
+                      [&](frugal_error ** e) { return frugal_session_next(s, &tok, buf, sizeof buf, &len, e); }))
+                break;
+            ids.push_back(tok);
+        }
+        if (ids != std::vector<int32_t>(want.begin(), want.begin() + k_tokens))
+            bad.push_back("round " + std::to_string(round) + ": tokens differ from the reference");
+    }
+    stop = true;
+    canceller.join();
+    MESSAGE(n_ok << " calls completed, " << n_cancelled << " cancelled, " << n_cancel_calls.load() << " cancel calls");
+    for (const auto & b : bad) MESSAGE(b);
+    CHECK(bad.empty());
+    CHECK(n_cancelled > 0);
+    CHECK(n_ok > 0);
+    // Afterwards the session is intact: the reference greedy continuation after a reset.
+    REQUIRE(frugal_session_reset(s, nullptr) == FRUGAL_OK);
+    REQUIRE(frugal_session_prompt_tokens(s, bos.data(), bos.size(), nullptr) == FRUGAL_OK);
+    const auto got = generate(s, want.size());
+    CAPTURE(got.message);
+    CHECK(got.ids == want);
+    CHECK(got.text == g["text"].get<std::string>());
+}

@@ -1,0 +1,79 @@
+/* layout_test.c - pins the C ABI (ONNX Runtime's trick): every enum value of frugal.h and, on
+   x86-64, the size and field offsets of frugal_model_options. A change that would break callers
+   compiled against an older header stops the build here. Built as C11 (_Static_assert);
+   check_header.cmake also compiles it as C99, where PIN falls back to a negative array size. */
+#include <stddef.h>
+#include <stdio.h>
+
+#include "frugal.h"
+
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#  define PIN(cond, msg) _Static_assert(cond, msg)
+#else
+#  define PIN_CAT2(a, b) a##b
+#  define PIN_CAT(a, b) PIN_CAT2(a, b)
+#  define PIN(cond, msg) typedef char PIN_CAT(pin_failed_line_, __LINE__)[(cond) ? 1 : -1]
+#endif
+
+/* status codes: append only, never renumber */
+PIN(FRUGAL_OK == 0, "FRUGAL_OK");
+PIN(FRUGAL_DONE == 1, "FRUGAL_DONE");
+PIN(FRUGAL_ERR_INVALID_ARGUMENT == -1, "FRUGAL_ERR_INVALID_ARGUMENT");
+PIN(FRUGAL_ERR_OUT_OF_MEMORY == -2, "FRUGAL_ERR_OUT_OF_MEMORY");
+PIN(FRUGAL_ERR_IO == -3, "FRUGAL_ERR_IO");
+PIN(FRUGAL_ERR_UNSUPPORTED_MODEL == -4, "FRUGAL_ERR_UNSUPPORTED_MODEL");
+PIN(FRUGAL_ERR_CONTEXT_FULL == -5, "FRUGAL_ERR_CONTEXT_FULL");
+PIN(FRUGAL_ERR_CANCELLED == -6, "FRUGAL_ERR_CANCELLED");
+PIN(FRUGAL_ERR_BUFFER_TOO_SMALL == -7, "FRUGAL_ERR_BUFFER_TOO_SMALL");
+PIN(FRUGAL_ERR_STRUCT_SIZE == -8, "FRUGAL_ERR_STRUCT_SIZE");
+PIN(FRUGAL_ERR_INVALID_MODEL == -9, "FRUGAL_ERR_INVALID_MODEL");
+PIN(FRUGAL_ERR_INTERNAL == -100, "FRUGAL_ERR_INTERNAL");
+
+/* log levels */
+PIN(FRUGAL_LOG_LEVEL_DEBUG == 0, "FRUGAL_LOG_LEVEL_DEBUG");
+PIN(FRUGAL_LOG_LEVEL_INFO == 1, "FRUGAL_LOG_LEVEL_INFO");
+PIN(FRUGAL_LOG_LEVEL_WARN == 2, "FRUGAL_LOG_LEVEL_WARN");
+PIN(FRUGAL_LOG_LEVEL_ERROR == 3, "FRUGAL_LOG_LEVEL_ERROR");
+
+/* session parameters */
+PIN(FRUGAL_PARAM_TEMPERATURE == 1, "FRUGAL_PARAM_TEMPERATURE");
+PIN(FRUGAL_PARAM_TOP_K == 2, "FRUGAL_PARAM_TOP_K");
+PIN(FRUGAL_PARAM_TOP_P == 3, "FRUGAL_PARAM_TOP_P");
+PIN(FRUGAL_PARAM_SEED == 4, "FRUGAL_PARAM_SEED");
+PIN(FRUGAL_PARAM_MIN_P == 5, "FRUGAL_PARAM_MIN_P");
+PIN(FRUGAL_PARAM_REPEAT_PENALTY == 6, "FRUGAL_PARAM_REPEAT_PENALTY");
+PIN(FRUGAL_PARAM_REPEAT_LAST_N == 7, "FRUGAL_PARAM_REPEAT_LAST_N");
+PIN(FRUGAL_PARAM_N_THREADS == 8, "FRUGAL_PARAM_N_THREADS");
+
+/* typedefs crossing the boundary are fixed-width */
+PIN(sizeof(frugal_status) == 4, "frugal_status is int32_t");
+PIN(sizeof(frugal_param) == 4, "frugal_param is int32_t");
+
+/* frugal_model_options on x86-64 (LP64): 4 x 32-bit fields, then 2 pointers */
+#if defined(__x86_64__) && defined(__LP64__)
+PIN(sizeof(frugal_model_options) == 32, "sizeof(frugal_model_options)");
+PIN(offsetof(frugal_model_options, struct_size) == 0, "offsetof struct_size");
+PIN(offsetof(frugal_model_options, n_threads) == 4, "offsetof n_threads");
+PIN(offsetof(frugal_model_options, use_mmap) == 8, "offsetof use_mmap");
+PIN(offsetof(frugal_model_options, reserved0) == 12, "offsetof reserved0");
+PIN(offsetof(frugal_model_options, progress) == 16, "offsetof progress");
+PIN(offsetof(frugal_model_options, progress_user_data) == 24, "offsetof progress_user_data");
+#endif
+/* on every platform: struct_size first, the pointers 8-byte aligned by reserved0 */
+PIN(offsetof(frugal_model_options, struct_size) == 0, "struct_size comes first");
+PIN(offsetof(frugal_model_options, progress) == 16, "reserved0 keeps the pointers at offset 16");
+
+int main(void) {
+    frugal_model_options o;
+    /* The same header at run time: a C program links libfrugal and agrees on the version and size. */
+    if (frugal_version_number() != FRUGAL_VERSION_NUMBER) {
+        fprintf(stderr, "layout: header %d, library %u\n", (int)FRUGAL_VERSION_NUMBER, (unsigned)frugal_version_number());
+        return 1;
+    }
+    if (FRUGAL_MODEL_OPTIONS_INIT(&o) != FRUGAL_OK || o.struct_size != sizeof o) {
+        fprintf(stderr, "layout: frugal_model_options_init did not record sizeof\n");
+        return 1;
+    }
+    printf("layout: frugal_model_options is %u bytes; enums pinned\n", (unsigned)sizeof o);
+    return 0;
+}
