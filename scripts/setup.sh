@@ -7,6 +7,7 @@ packages=(
     build-essential cmake ninja-build ccache pkg-config git
     libeigen3-dev libdnnl-dev libfmt-dev doctest-dev   # the design's four
     libcli11-dev                                         # CLI argument parsing
+    libpcre2-dev                                         # byte-level BPE pre-tokenizer regexes (Unicode)
     libcurl4-openssl-dev libssl-dev                      # frugal pull: HTTPS download, SHA-256
     nlohmann-json3-dev                                   # tests: reading reference JSON
     python3 python3-numpy                                # tests: local HTTP server, model generator

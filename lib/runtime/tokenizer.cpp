@@ -323,6 +323,7 @@ tokenizer::tokenizer(vocab v) : vocab_(std::move(v)) {
         if (id < 0) id = find(std::string(1, char(b)));
         byte_ids_[size_t(b)] = id < 0 ? vocab_.unk : id;
     }
+    if (!spm_) init_bpe();
 }
 
 int32_t tokenizer::find(std::string_view text) const {
@@ -366,10 +367,6 @@ std::vector<tokenizer::fragment> tokenizer::split_special(std::string_view text,
 }
 
 std::vector<int32_t> tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
-    if (!spm_)
-        throw_error(status::unsupported_model,
-                    "tokenizer: byte-level BPE encoding (pre-tokenizer '{}') is not implemented yet; pass token ids",
-                    vocab_.pre);
     size_t bad = 0;
     if (!is_valid_utf8(text, &bad))
         throw_error(status::invalid_argument, "tokenizer: invalid utf-8 at byte offset {} (0x{:02x})", bad,
@@ -377,24 +374,29 @@ std::vector<int32_t> tokenizer::encode(std::string_view text, bool add_special, 
 
     std::vector<int32_t> out;
     if (add_special && vocab_.add_bos) out.push_back(vocab_.bos);
-    bool after_special = true; // the first fragment gets the space prefix, like any after a special token
-    std::string escaped;
-    for (const fragment & fr : split_special(text, parse_special)) {
-        if (fr.id >= 0) {
-            out.push_back(fr.id);
-            after_special = true;
-            continue;
+    const std::vector<fragment> frags = split_special(text, parse_special);
+    if (!spm_) {
+        encode_bpe(text, frags, out);
+    } else {
+        bool after_special = true; // the first fragment gets the space prefix, like any after a special token
+        std::string escaped;
+        for (const fragment & fr : frags) {
+            if (fr.id >= 0) {
+                out.push_back(fr.id);
+                after_special = true;
+                continue;
+            }
+            escaped.clear();
+            if (vocab_.add_space_prefix && after_special) escaped += k_space_marker;
+            for (const char c : text.substr(fr.offset, fr.length)) {
+                if (c == ' ')
+                    escaped += k_space_marker;
+                else
+                    escaped += c;
+            }
+            encode_spm(escaped, out);
+            after_special = false;
         }
-        escaped.clear();
-        if (vocab_.add_space_prefix && after_special) escaped += k_space_marker;
-        for (const char c : text.substr(fr.offset, fr.length)) {
-            if (c == ' ')
-                escaped += k_space_marker;
-            else
-                escaped += c;
-        }
-        encode_spm(escaped, out);
-        after_special = false;
     }
     if (add_special && vocab_.add_eos) out.push_back(vocab_.eos);
     return out;

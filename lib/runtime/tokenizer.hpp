@@ -1,12 +1,13 @@
-// tokenizer.hpp - GGUF vocabularies (MODEL-SPEC.md §3.5) and the SentencePiece ("llama") encoder,
-// written to give exactly llama.cpp's ids (llm_tokenizer_spm); byte-level BPE ("gpt2") vocabularies
-// load and decode, their encoder comes later. UTF-8 helpers for streaming live here too.
+// tokenizer.hpp - GGUF vocabularies (MODEL-SPEC.md §3.5) and their encoders, written to give
+// exactly llama.cpp's ids: SentencePiece ("llama", llm_tokenizer_spm) and byte-level BPE ("gpt2",
+// llm_tokenizer_bpe, in tokenizer_bpe.cpp). UTF-8 helpers for streaming live here too.
 // A tokenizer is immutable after construction: any number of threads may use one at once.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -16,6 +17,8 @@
 #include "runtime/gguf.hpp"
 
 namespace frugal {
+
+struct bpe_model; // tokenizer_bpe.cpp
 
 // tokenizer.ggml.token_type 1..6, in that order (0, "undefined", loads as `unused`).
 enum class token_attr : uint8_t { normal, unknown, control, user_defined, unused, byte };
@@ -52,7 +55,8 @@ public:
     // Text -> ids. add_special: BOS first / EOS last as the vocab says. parse_special: control and
     // unknown token texts written in the text (e.g. "<s>") become those tokens; user-defined token
     // texts always do (as llama.cpp). Invalid UTF-8 -> status::invalid_argument naming the byte
-    // offset. A gpt2 vocab -> status::unsupported_model (its encoder is not implemented yet).
+    // offset. A gpt2 vocab whose tokenizer.ggml.pre has no pre-tokenizer here (see
+    // tokenizer_bpe.cpp) -> status::unsupported_model naming it.
     std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special) const;
 
     // One token's bytes as text shows them (SPM: "▁" -> " ", <0xAB> -> that raw byte; gpt2: the
@@ -84,6 +88,8 @@ private:
     void check_id(int32_t id) const;
     std::vector<fragment> split_special(std::string_view text, bool parse_special) const;
     void encode_spm(std::string_view text, std::vector<int32_t> & out) const;
+    void init_bpe();
+    void encode_bpe(std::string_view text, const std::vector<fragment> & frags, std::vector<int32_t> & out) const;
 
     vocab vocab_;
     bool spm_ = true; // else byte-level BPE
@@ -91,6 +97,7 @@ private:
     std::vector<int32_t> specials_; // control / user-defined / unknown ids, longest text first
     std::vector<int32_t> eog_;      // sorted
     std::array<int32_t, 256> byte_ids_{}; // SPM byte fallback; -1 = none
+    std::shared_ptr<const bpe_model> bpe_; // gpt2 vocabs: pre-tokenizer and merges
 };
 
 // Streaming UTF-8 assembly: push() returns only complete characters and holds back an incomplete

@@ -1,8 +1,12 @@
-// tokenizer_test.cpp - SentencePiece encoding against llama.cpp's ids (stories260K, llama-spm
-// vectors), gpt2 decoding, streaming UTF-8, error paths. Cases that need ../shared skip without it.
+// tokenizer_test.cpp - SentencePiece and byte-level BPE encoding against llama.cpp's ids
+// (stories260K, llama.cpp's test-tokenizer-0 vectors, llama.cpp itself on the tiny models' truncated
+// real vocabularies), gpt2 decoding, streaming UTF-8, error paths. Cases that need ../shared or the
+// llama.cpp peer skip without them.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -98,6 +102,89 @@ vocab tiny_spm(const std::vector<std::pair<std::string, float>> & pieces) {
     return v;
 }
 
+// GPT-2's byte-level character for a raw byte, UTF-8: printable bytes stand for themselves, the
+// other 68 become U+0100.. in byte order.
+std::string gpt2_char(uint8_t byte) {
+    auto printable = [](int b) { return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE; };
+    int cp = byte;
+    if (!printable(byte)) {
+        cp = 256;
+        for (int b = 0; b < byte; ++b) cp += !printable(b);
+    }
+    if (cp < 0x80) return std::string(1, char(cp));
+    return {char(0xC0 | (cp >> 6)), char(0x80 | (cp & 0x3F))};
+}
+
+// A small hand-made gpt2 vocab: <|endoftext|> (control), the 256 byte-level characters, `extra`
+// (normal), and the merges in rank order.
+vocab tiny_bpe(std::string pre, const std::vector<std::string> & extra, const std::vector<std::string> & merges) {
+    vocab v;
+    v.model = "gpt2";
+    v.pre = std::move(pre);
+    v.tokens = {"<|endoftext|>"};
+    v.attrs = {token_attr::control};
+    for (int b = 0; b < 256; ++b) {
+        v.tokens.push_back(gpt2_char(uint8_t(b)));
+        v.attrs.push_back(token_attr::normal);
+    }
+    for (const auto & t : extra) {
+        v.tokens.push_back(t);
+        v.attrs.push_back(token_attr::normal);
+    }
+    v.scores.assign(v.tokens.size(), 0.0f);
+    v.merges = merges;
+    v.bos = v.eos = 0;
+    v.add_bos = false;
+    v.add_space_prefix = false;
+    return v;
+}
+
+// Quotes a path for /bin/sh.
+std::string sh_quote(const std::filesystem::path & p) {
+    std::string out = "'";
+    for (const char c : p.string()) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+}
+
+// The "tokens" array of llamacpp-logits --tokenize output (the rest may hold text that is not UTF-8).
+std::vector<int32_t> read_oracle_tokens(const std::filesystem::path & p) {
+    const std::string json = read_text(p);
+    const std::string key = "\"tokens\":[";
+    const size_t at = json.find(key);
+    REQUIRE_MESSAGE(at != std::string::npos, p << " has no tokens array: " << json.substr(0, 200));
+    const size_t end = json.find(']', at);
+    REQUIRE(end != std::string::npos);
+    std::string list = json.substr(at + key.size(), end - at - key.size());
+    std::replace(list.begin(), list.end(), ',', ' ');
+    std::istringstream in(list);
+    std::vector<int32_t> ids;
+    for (int32_t id; in >> id;) ids.push_back(id);
+    return ids;
+}
+
+// Texts that probe the places where the pre-tokenizers differ: whitespace kinds and runs, digit runs,
+// contractions, punctuation next to newlines, marks, scripts named in DeepSeek's regexes, emoji.
+const std::vector<std::string> k_edge_texts = {
+    "a\u0085\u0085b", "a \u0085b", "x\u0085", "\u0085\u0085\u0085", "a\u00A0\u00A0b", "a\u00A0 b", "a \u00A0b",
+    "tab\t\tx", "a\u2028\u2028b", "a\u3000\u3000b", "\u3000x", "a \u3000 b", "x\u180Ey", "x\u200B\u200By",
+    "1", "12", "123", "1234", "12345678901", " 1234 ", "a1234b", "\u0661\u0662\u0663\u0664\u0665",
+    "\uFF11\uFF12\uFF13\uFF14", "x\u00B2\u00B3\u2074", "\u216B\u2167", "\u00BD\u00BC 3\u00BE",
+    "I'M YOU'LL HE'D THEY'RE WE'VE IT'S DON'T", "'s's'S", "x'sy", "''''", "' s", "l'\u00E9t\u00E9",
+    "a\r\n\r\n  b", "a \n\n\t b", "x!!\n\n\ny", "x !!\r\n", "  \n  ", "a\n \n b", "\n\n\n", "\r\r\nx",
+    "~~~x", "~abc", "$100", "a~b", "(a)", "\u00ABab\u00BB", "\u00BFqu\u00E9?", "a+b=c", "x^y", "`code`", "a|b",
+    "<=>", "--x", "_x_", "e\u0301", "\u0301abc", "a\u0301\u0301 b", "\u0928\u092E\u0938\u094D\u0924\u0947",
+    "\u0E01\u0E49\u0E33", "\u65E5\u672C\u8A9E\u306E\u30C6\u30AD\u30B9\u30C8", "\u4E2D\u6587abc\u4E2D\u6587",
+    "\uD55C\uAD6D\uC5B4 \uD14D\uC2A4\uD2B8", "\uFF71\uFF72\uFF73", "\u6F22\u5B57123\u304B\u306A", "\u9FA5\u9FA6",
+    "\u0800\u0801", "\u0395\u03BB\u03BB\u03B7\u03BD\u03B9\u03BA\u03AC",
+    "\u041A\u0438\u0440\u0438\u043B\u043B\u0438\u0446\u0430",
+    "\u0540\u0561\u0575", "\u10E5\u10D0\u10E0", "\u13E3\u13B3\u13A9", "\uFF21\uFF22\uFF23\uFF41\uFF42\uFF43",
+    "\u2102\u210D\u2115", "\u01C5\u01C8", "\U0001F44D\U0001F3FDx", "x\U0001F468\u200D\U0001F469\u200D\U0001F467y",
+    "\U0001F1EB\U0001F1F7\U0001F1E9\U0001F1EA", "a\u2705b", "<|endoftext|", "<\uFF5CUser\uFF5C", "< |im_start|>",
+    "\uE000x", "\uFFFF", "\U0010FFFF", "\uFEFFx", std::string(300, ' ') + "x", "x" + std::string(300, ' '),
+    std::string(50, '\n') + "x", "Hello, World! 123 ... ???", "\u3001\u3002\u3000\u300C", "\u2018a\u2019 \u201Cb\u201D",
+    "a\u3000\u3000\u3002b", "\u6F22\u3000\u5B57", "\u6F22\u2003\u5B57\u1680\u5B57\u2028\u5B57",
+};
+
 int32_t id_of(const tokenizer & t, std::string_view text) {
     const auto & toks = t.get_vocab().tokens;
     const auto it = std::find(toks.begin(), toks.end(), text);
@@ -166,8 +253,7 @@ TEST_CASE("tokenizer: llama-spm matches llama.cpp's test-tokenizer-0 vectors" * 
     }
 }
 
-TEST_CASE("tokenizer: gpt2 vocab decodes llama.cpp's ids back to the text, encode is unsupported" *
-          doctest::timeout(60)) {
+TEST_CASE("tokenizer: gpt2 vocab decodes llama.cpp's ids back to the text" * doctest::timeout(60)) {
     const auto gguf_path = frugal::test::shared_data("llamacpp-vocab-tests/ggml-vocab-gpt-2.gguf");
     if (!gguf_path) FRUGAL_SKIP("../shared/data/llamacpp-vocab-tests is absent");
     const tokenizer tok = load(*gguf_path);
@@ -195,8 +281,14 @@ TEST_CASE("tokenizer: gpt2 vocab decodes llama.cpp's ids back to the text, encod
 
     CHECK(tok.token_to_piece(50256) == "");
     CHECK(tok.token_to_piece(50256, true) == "<|endoftext|>");
-    check_throws([&] { (void)tok.encode("Hello", false, false); }, status::unsupported_model,
-                 "pre-tokenizer 'gpt-2') is not implemented yet");
+
+    // a pre-tokenizer without regexes here: decoding works, encoding says which one is missing
+    auto other = v;
+    other.pre = "tekken";
+    const tokenizer unknown_pre(other);
+    CHECK(unknown_pre.decode(cases[0].ids) == cases[0].text);
+    check_throws([&] { (void)unknown_pre.encode("Hello", false, false); }, status::unsupported_model,
+                 "pre-tokenizer 'tekken' is not supported");
 }
 
 TEST_CASE("tokenizer: merges take the best score (leftmost on ties), bytes fall back" * doctest::timeout(60)) {
@@ -292,4 +384,175 @@ TEST_CASE("tokenizer: invalid utf-8 and bad ids are errors" * doctest::timeout(6
     v = tiny_spm({});
     v.model = "bert";
     check_throws([&] { tokenizer t(v); }, status::unsupported_model, "'bert'");
+}
+
+TEST_CASE("tokenizer: byte-level BPE matches llama.cpp's test-tokenizer-0 vectors" * doctest::timeout(120)) {
+    if (!frugal::test::shared_data("llamacpp-vocab-tests"))
+        FRUGAL_SKIP("../shared/data/llamacpp-vocab-tests is absent");
+    for (const std::string name : {"gpt-2", "deepseek-llm", "deepseek-coder"}) {
+        const auto gguf_path = frugal::test::shared_data("llamacpp-vocab-tests/ggml-vocab-" + name + ".gguf");
+        REQUIRE_MESSAGE(gguf_path, "ggml-vocab-" << name << ".gguf is missing");
+        const tokenizer tok = load(*gguf_path);
+        CHECK(tok.get_vocab().pre == name);
+        for (const std::string dir : {"llamacpp-vocab-tests", "llamacpp-vocab-tests/v2025-05"}) {
+            const auto inp = frugal::test::shared_data(dir + "/ggml-vocab-" + name + ".gguf.inp");
+            const auto out = frugal::test::shared_data(dir + "/ggml-vocab-" + name + ".gguf.out");
+            REQUIRE((inp && out));
+            const auto cases = read_vocab_cases(*inp, *out);
+            CHECK(cases.size() == 46);
+            int matched = 0;
+            for (const auto & c : cases) {
+                // as test-tokenizer-0: no BOS/EOS, special texts not parsed
+                const auto got = tok.encode(c.text, false, false);
+                CHECK_MESSAGE(got == c.ids, name << " '" << c.text << "': got " << show(got) << "want " << show(c.ids));
+                matched += got == c.ids;
+                CHECK(tok.decode(got) == c.text);
+            }
+            MESSAGE(dir << " " << name << " " << matched << "/" << cases.size());
+        }
+        if (tok.get_vocab().add_bos) {
+            const auto with_bos = tok.encode("Hello", true, false);
+            REQUIRE(!with_bos.empty());
+            CHECK(with_bos[0] == tok.get_vocab().bos);
+        }
+    }
+}
+
+TEST_CASE("tokenizer: byte-level BPE matches llama.cpp on the tiny qwen2, llama and deepseek3 vocabularies" *
+          doctest::timeout(600)) {
+    const auto shared = frugal::test::shared_dir();
+    if (!shared) FRUGAL_SKIP("../shared is absent");
+    const auto tools = *shared / "tools";
+    const std::string oracle = sh_quote(tools / "llamacpp-logits");
+    if (std::system((oracle + " --version >/dev/null 2>&1").c_str()) != 0)
+        FRUGAL_SKIP("llamacpp-logits or its llama.cpp peer is not available (run ../shared/tools/setup-peer.sh)");
+
+    struct target {
+        std::string model, cases, vocab_test; // tiny model, tokenizers/<cases>, llamacpp-vocab-tests/<vocab_test>
+    };
+    const target targets[] = {{"tiny-qwen2-f32", "qwen2", "qwen2"},
+                              {"tiny-llama-f32", "llama3", "llama-bpe"},
+                              {"tiny-deepseek3-f32", "deepseek-v3", "deepseek-llm"}};
+    // Models made once per build tree: random weights around the real tokenizers cut to 8000 ids + specials.
+    const auto dir = frugal::test::scratch_dir("tokenizer_bpe");
+    bool have_all = true;
+    for (const auto & t : targets) have_all = have_all && std::filesystem::exists(dir / (t.model + ".gguf"));
+    if (!have_all) {
+        std::string cmd = "PYTHONDONTWRITEBYTECODE=1 " + sh_quote(tools / "make_models.py") + " --out " + sh_quote(dir);
+        for (const auto & t : targets) cmd += " " + t.model;
+        cmd += " >" + sh_quote(dir / "make_models.log") + " 2>&1";
+        REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, "make_models.py failed, see " << dir / "make_models.log");
+    }
+
+    for (const auto & t : targets) {
+        const auto model = dir / (t.model + ".gguf");
+        const tokenizer tok = load(model);
+        const auto & v = tok.get_vocab();
+
+        // texts: every cases.jsonl text, llama.cpp's test-tokenizer-0 strings, edge cases
+        std::vector<std::pair<std::string, std::string>> texts; // source, text
+        const auto cases_path = frugal::test::shared_data("tokenizers/" + t.cases + "/cases.jsonl");
+        REQUIRE(cases_path);
+        std::istringstream lines(read_text(*cases_path));
+        for (std::string line; std::getline(lines, line);)
+            if (!line.empty()) texts.emplace_back("cases.jsonl", nlohmann::json::parse(line).at("text"));
+        const std::string vt = "llamacpp-vocab-tests/ggml-vocab-" + t.vocab_test + ".gguf";
+        const auto inp = frugal::test::shared_data(vt + ".inp");
+        const auto out = frugal::test::shared_data(vt + ".out");
+        REQUIRE((inp && out));
+        for (const auto & c : read_vocab_cases(*inp, *out)) texts.emplace_back(t.vocab_test + ".inp", c.text);
+        for (const auto & x : k_edge_texts) texts.emplace_back("edge cases", x);
+        // llamacpp-logits reads the text file as a C string
+        std::erase_if(texts, [](const auto & x) { return x.second.find('\0') != std::string::npos; });
+
+        // One llama.cpp run for all texts: they are joined by a control token that none of them contains,
+        // which llama.cpp (like encode) cuts out before tokenizing the text between.
+        int32_t sep = -1;
+        for (int32_t id = 0; id < tok.n_vocab() && sep < 0; ++id) {
+            if (v.attrs[size_t(id)] != token_attr::control) continue;
+            const std::string & s = v.tokens[size_t(id)];
+            auto contains = [&](const auto & x) { return x.second.find(s) != std::string::npos; };
+            if (std::none_of(texts.begin(), texts.end(), contains)) sep = id;
+        }
+        REQUIRE_MESSAGE(sep >= 0, t.model << ": every control token occurs in some text");
+        std::string joined;
+        for (size_t i = 0; i < texts.size(); ++i) joined += (i ? v.tokens[size_t(sep)] : "") + texts[i].second;
+        const auto text_file = dir / (t.model + ".texts.txt");
+        const auto ids_file = dir / (t.model + ".llamacpp.json");
+        std::ofstream(text_file, std::ios::binary) << joined;
+        const std::string cmd = oracle + " " + sh_quote(model) + " --text-file " + sh_quote(text_file) +
+                                " --tokenize --no-special >" + sh_quote(ids_file) + " 2>" +
+                                sh_quote(dir / (t.model + ".llamacpp.log"));
+        REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, cmd);
+        std::vector<std::vector<int32_t>> want(1);
+        for (const int32_t id : read_oracle_tokens(ids_file)) {
+            if (id == sep)
+                want.emplace_back();
+            else
+                want.back().push_back(id);
+        }
+        REQUIRE_MESSAGE(want.size() == texts.size(), t.model << ": llama.cpp's output has " << want.size() - 1
+                                                            << " separators for " << texts.size() << " texts");
+
+        std::map<std::string, std::pair<int, int>> counts; // source -> matched, total
+        for (size_t i = 0; i < texts.size(); ++i) {
+            const auto & [source, text] = texts[i];
+            const auto got = tok.encode(text, false, true);
+            CHECK_MESSAGE(got == want[i], t.model << " " << source << " text "
+                                                  << nlohmann::json(text).dump(-1, ' ', true) << ": got " << show(got)
+                                                  << "want " << show(want[i]));
+            counts[source].first += got == want[i];
+            counts[source].second += 1;
+        }
+        for (const auto & [source, c] : counts)
+            MESSAGE(t.model << " (" << v.pre << ") " << source << " " << c.first << "/" << c.second);
+
+        // BOS as llama.cpp adds it by default
+        const auto bos_file = dir / (t.model + ".bos.json");
+        const std::string bos_cmd = oracle + " " + sh_quote(model) + " --text 'Hello world' --tokenize >" +
+                                    sh_quote(bos_file) + " 2>/dev/null";
+        REQUIRE(std::system(bos_cmd.c_str()) == 0);
+        CHECK(tok.encode("Hello world", true, true) == read_oracle_tokens(bos_file));
+    }
+}
+
+TEST_CASE("tokenizer: byte-level BPE merges lowest rank first, leftmost on ties, as llama.cpp" * doctest::timeout(60)) {
+    const std::string sp = gpt2_char(' '); // "Ġ"
+    auto ids = [](const tokenizer & t, std::initializer_list<std::string_view> texts) {
+        std::vector<int32_t> out;
+        for (const auto x : texts) out.push_back(id_of(t, x));
+        return out;
+    };
+
+    const tokenizer bc_first(tiny_bpe("qwen2", {"ab", "bc"}, {"b c", "a b"}));
+    CHECK(bc_first.encode("abc", false, false) == ids(bc_first, {"a", "bc"}));
+    const tokenizer ab_first(tiny_bpe("qwen2", {"ab", "bc"}, {"a b", "b c"}));
+    CHECK(ab_first.encode("abc", false, false) == ids(ab_first, {"ab", "c"}));
+    CHECK(ab_first.encode("abc abc", false, false) == ids(ab_first, {"ab", "c", sp, "ab", "c"})); // cached word
+
+    const tokenizer ties(tiny_bpe("qwen2", {"aa"}, {"a a"}));
+    CHECK(ties.encode("aaa", false, false) == ids(ties, {"aa", "a"}));
+
+    // llama3 emits a word that is a token whole, even when no merge leads to it
+    const tokenizer llama3(tiny_bpe("llama-bpe", {"ab", "abc"}, {"a b"}));
+    CHECK(llama3.encode("abc", false, false) == ids(llama3, {"abc"}));
+    const tokenizer qwen2(tiny_bpe("qwen2", {"ab", "abc"}, {"a b"}));
+    CHECK(qwen2.encode("abc", false, false) == ids(qwen2, {"ab", "c"}));
+
+    // a merge whose result is not a token: llama.cpp looks up each byte of the mapped text and keeps
+    // only the ones that are tokens ("xy" -> x, y; "é" = C3 A9 -> "Ã©" = C3 83 C2 A9 -> nothing)
+    const tokenizer orphan(tiny_bpe("qwen2", {}, {"x y", gpt2_char(0xC3) + " " + gpt2_char(0xA9)}));
+    CHECK(orphan.encode("xy", false, false) == ids(orphan, {"x", "y"}));
+    CHECK(orphan.encode("\xC3\xA9", false, false).empty());
+    const tokenizer plain(tiny_bpe("qwen2", {}, {}));
+    CHECK(plain.encode("\xC3\xA9", false, false) == ids(plain, {gpt2_char(0xC3), gpt2_char(0xA9)}));
+
+    // \s+(?!\S): a space run before a word leaves its last space to the word; at the end it stays whole
+    const tokenizer spaces(tiny_bpe("gpt-2", {sp + sp, sp + "b"}, {sp + " " + sp, sp + " b"}));
+    CHECK(spaces.encode("a  b", false, false) == ids(spaces, {"a", sp, sp + "b"}));
+    CHECK(spaces.encode("a  ", false, false) == ids(spaces, {"a", sp + sp}));
+
+    // special tokens are cut out first; control ones only with parse_special
+    CHECK(spaces.encode("a<|endoftext|>b", false, true) == ids(spaces, {"a", "<|endoftext|>", "b"}));
+    CHECK(spaces.encode("a<|endoftext|>b", false, false).size() == 15);
 }
