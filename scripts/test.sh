@@ -2,8 +2,9 @@
 # Sets up, builds and runs every test: the README's test command, and what CI runs.
 #   1. apt packages (scripts/setup.sh)
 #   2. the llama.cpp peer from ../shared/tools when that folder exists (parity tests skip without it)
-#   3. release build with warnings as errors (preset ci) and the whole ctest suite
-#   4. the loader fuzz test and the C ABI tests again under ASan + UBSan (preset asan)
+#   3. the loader fuzz test and the C ABI tests under ASan + UBSan (preset asan)
+#   4. release build with warnings as errors (preset ci) and the whole ctest suite (its summary
+#      is the last thing printed)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 jobs=${FRUGAL_JOBS:-2}
@@ -19,13 +20,13 @@ fi
 # ccache keys on paths relative to the checkout, so fresh clones elsewhere reuse the cache.
 export CCACHE_BASEDIR=$root CCACHE_NOHASHDIR=1
 cd "$root"
-cmake --preset ci -DFRUGAL_SHARED_DIR="$shared" >/dev/null
-cmake --build --preset ci -j "$jobs"
-ctest --preset ci -j "$jobs"
-
 cmake --preset asan -DFRUGAL_SHARED_DIR="$shared" >/dev/null
 cmake --build --preset asan -j "$jobs" --target gguf_fuzz_test capi_test
 for t in gguf_fuzz_test capi_test; do
     echo "== $t (ASan + UBSan)"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 FRUGAL_SHARED_DIR="$shared" "build/asan/tests/$t"
 done
+
+cmake --preset ci -DFRUGAL_SHARED_DIR="$shared" >/dev/null
+cmake --build --preset ci -j "$jobs"
+ctest --preset ci -j "$jobs"
