@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Side-by-side speed against llama.cpp on the same GGUF file: runs `frugal bench` and
+# ../shared/tools/llamacpp-bench alternately (A B A B ...), then prints the medians of each test
+# and their ratio. The machines are shared and noisy: only these same-run ratios mean anything.
+#   scripts/bench_vs_llamacpp.sh MODEL.gguf [rounds=2] [-- extra bench args, e.g. -p 512 -n 128 -r 2 -t 2]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+model=${1:?usage: bench_vs_llamacpp.sh MODEL.gguf [ROUNDS] [-- BENCH ARGS]}
+rounds=${2:-2}
+shift $(( $# >= 2 ? 2 : 1 ))
+[[ ${1:-} == -- ]] && shift
+args=("$@")
+((${#args[@]})) || args=(-p 512 -n 128 -r 2 -t 2)
+tools=${FRUGAL_SHARED_DIR:-$root/../shared}/tools
+frugal=${FRUGAL_BIN:-$root/build/release/bin/frugal}
+out=$(mktemp -d)
+for ((i = 0; i < rounds; ++i)); do
+    "$frugal" bench -m "$model" "${args[@]}" > "$out/frugal.$i.jsonl"
+    "$tools/llamacpp-bench" "$model" "${args[@]}" 2>/dev/null > "$out/llamacpp.$i.jsonl"
+done
+python3 - "$out" "$rounds" <<'PY'
+import json, statistics, sys, glob
+out, rounds = sys.argv[1], int(sys.argv[2])
+def load(engine):
+    tests, mem = {}, None
+    for i in range(rounds):
+        for line in open(f"{out}/{engine}.{i}.jsonl"):
+            line = line.strip()
+            if not line.startswith("{"): continue
+            j = json.loads(line)
+            if "test" in j: tests.setdefault(j["test"], []).extend(j["tps"])
+            if "peak_rss_kib" in j: mem = max(mem or 0, j["peak_rss_kib"])
+    return tests, mem
+f, fm = load("frugal"); l, lm = load("llamacpp")
+print(f"{'test':8} {'frugal t/s':>12} {'llama.cpp t/s':>14} {'ratio':>7}")
+for t in f:
+    if t in l:
+        a, b = statistics.median(f[t]), statistics.median(l[t])
+        print(f"{t:8} {a:12.2f} {b:14.2f} {a / b:7.2f}x")
+print(f"peak RSS: frugal {fm / 1024:.0f} MiB, llama.cpp {lm / 1024:.0f} MiB")
+PY
