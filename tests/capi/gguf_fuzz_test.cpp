@@ -166,6 +166,33 @@ outcome load_path(const std::filesystem::path & path, const frugal_model_options
     return r;
 }
 
+// Outcome counts of a mutation campaign. A mutant must either load (and then run cleanly) or be
+// rejected as an invalid or unsupported model with a message and an untouched out-param.
+struct mutation_tally {
+    int n_ok = 0, n_rejected = 0;
+    std::vector<std::string> failures;
+
+    void check(const test_file & file, int iteration, const std::string & what) {
+        for (const int32_t mm : {1, 0}) {
+            const auto o = options(mm);
+            std::string problem;
+            const auto r = load_path(file.path(), &o, &problem);
+            const bool clean =
+                r.status == FRUGAL_OK
+                    ? !r.err_set && problem.empty()
+                    : (r.status == FRUGAL_ERR_INVALID_MODEL || r.status == FRUGAL_ERR_UNSUPPORTED_MODEL) &&
+                          r.err_code == r.status && !r.message.empty() && r.out_untouched;
+            (r.status == FRUGAL_OK ? n_ok : n_rejected)++;
+            if (!clean) {
+                std::ostringstream s;
+                s << "iteration " << iteration << " use_mmap " << mm << ":" << what << " -> status " << r.status
+                  << " '" << r.message << "' " << problem;
+                failures.push_back(s.str());
+            }
+        }
+    }
+};
+
 bool contains(const std::string & hay, const std::string & needle) { return hay.find(needle) != std::string::npos; }
 
 // The file must be rejected with `want` and a message containing every word, for both mmap modes.
@@ -834,8 +861,7 @@ TEST_CASE("gguf fuzz: 2000 seeded random mutations never crash" * doctest::timeo
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
     auto pick = [&](size_t n) { return size_t(rng() % n); };
-    std::vector<std::string> failures;
-    int n_ok = 0, n_rejected = 0;
+    mutation_tally tally;
     for (int it = 0; it < k_iterations; ++it) {
         auto bytes = base;
         std::ostringstream what;
@@ -887,29 +913,13 @@ TEST_CASE("gguf fuzz: 2000 seeded random mutations never crash" * doctest::timeo
             what << " truncate " << n;
         }
         file.assign(bytes);
-        for (const int32_t mm : {1, 0}) {
-            const auto o = options(mm);
-            std::string problem;
-            const auto r = load_path(file.path(), &o, &problem);
-            const bool clean =
-                r.status == FRUGAL_OK
-                    ? !r.err_set && problem.empty()
-                    : (r.status == FRUGAL_ERR_INVALID_MODEL || r.status == FRUGAL_ERR_UNSUPPORTED_MODEL) &&
-                          r.err_code == r.status && !r.message.empty() && r.out_untouched;
-            (r.status == FRUGAL_OK ? n_ok : n_rejected)++;
-            if (!clean) {
-                std::ostringstream s;
-                s << "iteration " << it << " use_mmap " << mm << ":" << what.str() << " -> status " << r.status << " '"
-                  << r.message << "' " << problem;
-                failures.push_back(s.str());
-            }
-        }
+        tally.check(file, it, what.str());
     }
-    MESSAGE(k_iterations << " mutations (seed " << seed << ") x 2 mmap modes: " << n_ok << " loaded, " << n_rejected
+    MESSAGE(k_iterations << " mutations (seed " << seed << ") x 2 mmap modes: " << tally.n_ok << " loaded, " << tally.n_rejected
                          << " rejected");
-    for (size_t i = 0; i < failures.size() && i < 10; ++i) MESSAGE(failures[i]);
-    CHECK(failures.empty());
-    CHECK(n_rejected > 0);
+    for (size_t i = 0; i < tally.failures.size() && i < 10; ++i) MESSAGE(tally.failures[i]);
+    CHECK(tally.failures.empty());
+    CHECK(tally.n_rejected > 0);
     check_still_usable();
 }
 
@@ -1000,8 +1010,7 @@ TEST_CASE("gguf fuzz: 300 structured mutations (key values, tensor types and sha
     };
 
     test_file file("structured");
-    std::vector<std::string> failures;
-    int n_ok = 0, n_rejected = 0;
+    mutation_tally tally;
     for (int it = 0; it < k_iterations; ++it) {
         auto b = base;
         std::ostringstream what;
@@ -1036,29 +1045,13 @@ TEST_CASE("gguf fuzz: 300 structured mutations (key values, tensor types and sha
             }
         }
         file.assign(b.build());
-        for (const int32_t mm : {1, 0}) {
-            const auto o = options(mm);
-            std::string problem;
-            const auto r = load_path(file.path(), &o, &problem);
-            const bool clean =
-                r.status == FRUGAL_OK
-                    ? !r.err_set && problem.empty()
-                    : (r.status == FRUGAL_ERR_INVALID_MODEL || r.status == FRUGAL_ERR_UNSUPPORTED_MODEL) &&
-                          r.err_code == r.status && !r.message.empty() && r.out_untouched;
-            (r.status == FRUGAL_OK ? n_ok : n_rejected)++;
-            if (!clean) {
-                std::ostringstream s;
-                s << "iteration " << it << " use_mmap " << mm << ":" << what.str() << " -> status " << r.status << " '"
-                  << r.message << "' " << problem;
-                failures.push_back(s.str());
-            }
-        }
+        tally.check(file, it, what.str());
     }
-    MESSAGE(k_iterations << " structured mutations (seed " << seed << ") x 2 mmap modes: " << n_ok << " loaded, "
-                         << n_rejected << " rejected");
-    for (size_t i = 0; i < failures.size() && i < 10; ++i) MESSAGE(failures[i]);
-    CHECK(failures.empty());
-    CHECK(n_ok > 0);
-    CHECK(n_rejected > 0);
+    MESSAGE(k_iterations << " structured mutations (seed " << seed << ") x 2 mmap modes: " << tally.n_ok << " loaded, "
+                         << tally.n_rejected << " rejected");
+    for (size_t i = 0; i < tally.failures.size() && i < 10; ++i) MESSAGE(tally.failures[i]);
+    CHECK(tally.failures.empty());
+    CHECK(tally.n_ok > 0);
+    CHECK(tally.n_rejected > 0);
     check_still_usable();
 }
