@@ -1,5 +1,7 @@
 #include "models/llama.hpp"
 
+#include <unistd.h>
+
 #include <cmath>
 
 #include "frugal/tensor.hpp"
@@ -22,18 +24,32 @@ struct layer_weights {
     raw_view w_gate, w_up, w_down;              // [n_ff, n_embd] x2, [n_embd, n_ff]
 };
 
+// A KV cache larger than the machine's memory would only end in the OOM killer once filled.
+void check_kv_fits(uint64_t bytes, int64_t n_ctx) {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || page <= 0) return;
+    const uint64_t physical = uint64_t(pages) * uint64_t(page);
+    if (bytes > physical)
+        throw_error(status::out_of_memory,
+                    "session: a KV cache for {} positions needs {:.1f} GiB, more than this machine's {:.1f} GiB of memory",
+                    n_ctx, double(bytes) / double(1ull << 30), double(physical) / double(1ull << 30));
+}
+
 class llama_state final : public model_state {
 public:
     llama_state(const model_config & c, int64_t n_ctx, int threads)
         : model_state(n_ctx), mm(threads), n_threads(threads) {
-        const auto kv_row = size_t(c.n_head_kv * c.head_dim);
+        const int64_t kv_row = c.n_head_kv * c.head_dim;
+        kv_bytes_ = uint64_t(c.n_layer) * 2 * uint64_t(n_ctx) * uint64_t(kv_row) * sizeof(float);
+        check_kv_fits(kv_bytes_, n_ctx);
+        // Not zero-filled: pages are touched as positions are used, so a large context costs
+        // memory only as it fills, and positions past n_past are never read.
         k_cache.resize(size_t(c.n_layer));
         v_cache.resize(size_t(c.n_layer));
         for (int64_t l = 0; l < c.n_layer; ++l) {
-            k_cache[size_t(l)].resize(size_t(n_ctx) * kv_row);
-            v_cache[size_t(l)].resize(size_t(n_ctx) * kv_row);
+            k_cache[size_t(l)].resize(shape{n_ctx, kv_row});
+            v_cache[size_t(l)].resize(shape{n_ctx, kv_row});
         }
-        kv_bytes_ = uint64_t(c.n_layer) * 2 * n_ctx * kv_row * sizeof(float);
     }
     uint64_t kv_bytes() const override { return kv_bytes_; }
     void set_n_threads(int n) override {
@@ -43,7 +59,7 @@ public:
 
     ops::matmul_context mm;
     int n_threads;
-    std::vector<std::vector<float>> k_cache, v_cache; // per layer [n_ctx, n_head_kv, head_dim]
+    std::vector<tensor<float>> k_cache, v_cache; // per layer [n_ctx, n_head_kv * head_dim]
     // scratch, grown on demand and reused across calls
     std::vector<float> x, h, q, att, tmp, gate, up, logits_in, attn_scratch;
     std::vector<int32_t> positions;

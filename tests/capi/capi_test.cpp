@@ -1040,3 +1040,27 @@ TEST_CASE("capi: stories260K cancel from another thread" * doctest::timeout(120)
     CHECK(got.ids == want);
     CHECK(got.text == g["text"].get<std::string>());
 }
+
+TEST_CASE("capi: a KV cache larger than the machine's memory is a clear error" * doctest::timeout(60)) {
+    // 4 layers x 8 kv heads x 64 dims: 16 KiB of K and V per position, so 2^24 positions need
+    // 256 GiB. The model itself is 17 MiB.
+    frugal::test::gguf::tiny_llama_params p;
+    p.n_embd = 512;
+    p.n_layer = 4;
+    p.n_head = 8;
+    p.n_head_kv = 8;
+    p.n_ctx = 1 << 24;
+    const auto path = frugal::test::scratch_dir("capi") / ("wide.gguf." + std::to_string(::getpid()));
+    frugal::test::gguf::write_file(path, frugal::test::gguf::tiny_llama(p).build());
+    auto model = load(path.string());
+    std::filesystem::remove(path);
+    frugal_session * s = reinterpret_cast<frugal_session *>(&p); // must stay untouched
+    err_box err;
+    CHECK(frugal_session_create(model.get(), 1 << 24, &s, err.out()) == FRUGAL_ERR_OUT_OF_MEMORY);
+    CHECK(s == reinterpret_cast<frugal_session *>(&p));
+    CHECK(contains(err.message(), "16777216"));
+    CHECK(contains(err.message(), "GiB"));
+    // The library stays usable: a session of a sane size works on the same model.
+    auto ok = make_session(model.get(), 256);
+    CHECK(frugal_session_kv_bytes(ok.get()) == uint64_t(4) * 2 * 256 * 512 * sizeof(float));
+}

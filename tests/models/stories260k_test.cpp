@@ -138,3 +138,30 @@ TEST_CASE("stories260K: prompted continuations match" * doctest::timeout(60)) {
         CHECK(streamed == p["generated_text"].get<std::string>());
     }
 }
+
+namespace {
+// Resident set of this process in bytes (VmRSS).
+uint64_t resident_bytes() {
+    std::ifstream f("/proc/self/status");
+    std::string line;
+    while (std::getline(f, line))
+        if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+    return 0;
+}
+} // namespace
+
+TEST_CASE("stories260K: a large context costs memory only as it fills" * doctest::timeout(60)) {
+    auto f = load_stories();
+    if (!f) FRUGAL_SKIP("../shared/data/stories260K is not available");
+    const uint64_t before = resident_bytes();
+    frugal::session s(f->model, int64_t(1) << 20); // 1M positions: a 1.25 GiB KV cache
+    CHECK(s.kv_bytes() == uint64_t(5) * 2 * (1u << 20) * 32 * sizeof(float));
+    s.set_sampling(greedy());
+    const auto & g = f->ref["greedy_from_bos"];
+    s.prompt_tokens(g["prompt_ids"].get<std::vector<int32_t>>());
+    const auto want = g["generated_ids"].get<std::vector<int32_t>>();
+    for (size_t i = 0; i < 16; ++i) CHECK(s.next().token == want[i]);
+    const uint64_t grown = resident_bytes() - before;
+    MESSAGE("resident memory grew by " << grown / 1024 << " KiB for a " << s.kv_bytes() / (1 << 20) << " MiB KV cache");
+    CHECK(grown < (uint64_t(64) << 20));
+}
