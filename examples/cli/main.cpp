@@ -327,7 +327,7 @@ int main(int argc, char ** argv) {
     run->add_option("-p,--prompt", ra.prompt, "prompt text (empty: start from BOS)");
     run->add_option("--prompt-ids", ra.prompt_ids, "prompt as token ids, e.g. 1,2,3 (instead of -p)");
     run->add_option("-n,--n-predict", ra.n_predict, "tokens to generate")->check(CLI::Range(0, 1 << 30));
-    run->add_option("-t,--threads", ra.threads, "threads (0 = all cores)")->check(CLI::Range(0, 1024));
+    run->add_option("-t,--threads", ra.threads, "threads (0 = physical cores)")->check(CLI::Range(0, 1024));
     run->add_option("-c,--ctx", ra.ctx, "context size (0 = min(training context, 4096))")->check(CLI::NonNegativeNumber);
     run->add_option("--temp", ra.sampling.temperature, "temperature (0 = greedy)");
     run->add_option("--top-k", ra.sampling.top_k, "top-k (0 = off)");
@@ -351,7 +351,7 @@ int main(int argc, char ** argv) {
     logits->add_option("-m,--model", logits_model, "GGUF file")->required();
     logits->add_option("--tokens", logits_ids, "token ids, e.g. 1,2,3")->required();
     logits->add_option("-o,--out", logits_out, "output file (frugal-logits-v1 binary)")->required();
-    logits->add_option("-t,--threads", logits_threads, "threads (0 = all cores)")->check(CLI::Range(0, 1024));
+    logits->add_option("-t,--threads", logits_threads, "threads (0 = physical cores)")->check(CLI::Range(0, 1024));
 
     bench_args ba;
     auto * bench = app.add_subcommand("bench", "prefill and decode speed (JSON lines, like llama-bench)");
@@ -359,7 +359,7 @@ int main(int argc, char ** argv) {
     bench->add_option("-p,--n-prompt", ba.n_prompt, "prompt tokens (0 = skip)")->check(CLI::Range(0, 1 << 16));
     bench->add_option("-n,--n-gen", ba.n_gen, "generated tokens (0 = skip)")->check(CLI::Range(0, 1 << 16));
     bench->add_option("-r,--reps", ba.reps, "repetitions")->check(CLI::Range(1, 1000));
-    bench->add_option("-t,--threads", ba.threads, "threads (0 = all cores)")->check(CLI::Range(0, 1024));
+    bench->add_option("-t,--threads", ba.threads, "threads (0 = physical cores)")->check(CLI::Range(0, 1024));
 
     std::string pull_url, pull_out, pull_sha;
     auto * pull = app.add_subcommand("pull", "download a GGUF model into the cache (resumable)");

@@ -1,10 +1,7 @@
 #include "models/model.hpp"
 
-#include <omp.h>
-
-#include <thread>
-
 #include "models/llama.hpp"
+#include "util/cpu.hpp"
 #include "util/error.hpp"
 #include "util/log.hpp"
 
@@ -39,7 +36,7 @@ void model::forward(model_state & state, std::span<const int32_t> tokens, bool a
 std::shared_ptr<const model> load_model(const std::string & path, const load_options & opts) {
     auto f = gguf::file::open(path, opts.use_mmap);
     const std::string arch_name = f->get_string("general.architecture");
-    int n_threads = opts.n_threads > 0 ? opts.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    const int n_threads = opts.n_threads > 0 ? opts.n_threads : physical_cores();
     // Explicit registry: one line per family (no static self-registration).
     if (arch_name == "llama") return load_llama(std::move(f), arch::llama, n_threads, opts);
     if (arch_name == "qwen2") return load_llama(std::move(f), arch::qwen2, n_threads, opts);

@@ -35,7 +35,7 @@ struct model_config {
 };
 
 struct load_options {
-    int n_threads = 0;         // 0 = all cores
+    int n_threads = 0;         // 0 = physical cores in this process's affinity mask
     bool use_mmap = true;
     // Called with the fraction loaded; returning false cancels the load (status::cancelled).
     std::function<bool(float)> progress;
