@@ -19,21 +19,21 @@ session::session(std::shared_ptr<const frugal::model> m, int64_t n_ctx)
     logits_.resize(size_t(c.n_vocab));
 }
 
-void session::eval(std::span<const int32_t> tokens) {
+void session::eval(std::span<const int32_t> tokens, bool is_prompt) {
     // A cancel() that arrived while idle must not abort the next call.
     cancel_.store(false, std::memory_order_relaxed);
     const auto t0 = std::chrono::steady_clock::now();
     model_->forward(*state_, tokens, false, logits_.data(), &cancel_);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    (tokens.size() > 1 ? stats_.prompt_seconds : stats_.decode_seconds) += dt;
-    (tokens.size() > 1 ? stats_.n_prompt : stats_.n_decode) += int64_t(tokens.size());
+    (is_prompt ? stats_.prompt_seconds : stats_.decode_seconds) += dt;
+    (is_prompt ? stats_.n_prompt : stats_.n_decode) += int64_t(tokens.size());
     have_logits_ = true;
 }
 
 void session::flush_pending() {
     if (!pending_) return;
     const int32_t t = *pending_;
-    eval(std::span(&t, 1));
+    eval(std::span(&t, 1), false);
     pending_.reset();
 }
 
@@ -48,7 +48,7 @@ void session::prompt_text(std::string_view text) {
 void session::prompt_tokens(std::span<const int32_t> tokens) {
     if (tokens.empty()) throw_error(status::invalid_argument, "session: no prompt tokens");
     flush_pending();
-    eval(tokens);
+    eval(tokens, true);
     history_.insert(history_.end(), tokens.begin(), tokens.end());
 }
 

@@ -16,7 +16,7 @@
 
 namespace frugal {
 
-// Evaluation counters: calls of more than one token count as prompt, single tokens as decode.
+// Evaluation counters: tokens given as a prompt, and sampled tokens evaluated by next().
 struct eval_stats {
     int64_t n_prompt = 0, n_decode = 0;
     double prompt_seconds = 0, decode_seconds = 0;
@@ -62,7 +62,7 @@ public:
     void cancel() { cancel_.store(true, std::memory_order_relaxed); }
 
 private:
-    void eval(std::span<const int32_t> tokens);
+    void eval(std::span<const int32_t> tokens, bool is_prompt);
     void flush_pending();
 
     std::shared_ptr<const frugal::model> model_;
