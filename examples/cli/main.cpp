@@ -99,6 +99,19 @@ std::string resolve_model(const std::string & m) {
 #endif
 }
 
+// Loads a model given as a path, URL or hf:// reference; *load_seconds gets the load time.
+std::shared_ptr<const frugal::model> open_model(const std::string & model, int threads, bool use_mmap = true,
+                                               double * load_seconds = nullptr) {
+    frugal::load_options lo;
+    lo.n_threads = threads;
+    lo.use_mmap = use_mmap;
+    const std::string path = resolve_model(model);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto m = frugal::load_model(path, lo);
+    if (load_seconds) *load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return m;
+}
+
 struct run_args {
     std::string model, prompt, prompt_ids;
     int n_predict = 128, threads = 0, ctx = 0;
@@ -107,12 +120,8 @@ struct run_args {
 };
 
 int cmd_run(const run_args & a) {
-    frugal::load_options lo;
-    lo.n_threads = a.threads;
-    lo.use_mmap = !a.no_mmap;
-    const auto t_load0 = std::chrono::steady_clock::now();
-    auto model = frugal::load_model(resolve_model(a.model), lo);
-    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load0).count();
+    double load_s = 0;
+    const auto model = open_model(a.model, a.threads, !a.no_mmap, &load_s);
 
     frugal::session s(model, a.ctx);
     s.set_sampling(a.sampling);
@@ -138,7 +147,6 @@ int cmd_run(const run_args & a) {
     std::fflush(stdout);
 
     int n_gen = 0;
-    const auto t_gen0 = std::chrono::steady_clock::now();
     std::string stop_reason = "length";
     try {
         for (; n_gen < a.n_predict; ++n_gen) {
@@ -155,7 +163,6 @@ int cmd_run(const run_args & a) {
         stop_reason = e.code() == frugal::status::cancelled ? "interrupted" : "context full";
     }
     g_active_session.store(nullptr);
-    const double gen_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_gen0).count();
     std::fputc('\n', stdout);
     std::fflush(stdout);
 
@@ -174,7 +181,6 @@ int cmd_run(const run_args & a) {
                  st.decode_seconds > 0 ? double(st.n_decode) / st.decode_seconds : 0.0, stop_reason.c_str(),
                  mib(peak).c_str(), mib(rss).c_str(), mib(s.kv_bytes()).c_str(), (long long)s.n_ctx(),
                  mib(model->file().file_size()).c_str());
-    (void)gen_s;
     return 0;
 }
 
@@ -182,9 +188,7 @@ int cmd_run(const run_args & a) {
 // ../shared/tools/llamacpp-logits writes (one JSON header line padded to 64 bytes, then f32 rows),
 // so compare-logits.py can put the two engines side by side.
 int cmd_logits(const std::string & model_path, const std::string & ids_text, const std::string & out, int threads) {
-    frugal::load_options lo;
-    lo.n_threads = threads;
-    auto model = frugal::load_model(resolve_model(model_path), lo);
+    const auto model = open_model(model_path, threads);
     const auto ids = parse_ids(ids_text);
     frugal::session s(model, int64_t(ids.size()));
     const auto logits = s.evaluate_all(ids);
@@ -210,11 +214,8 @@ struct bench_args {
 // ppN = one evaluation of N random tokens on an empty context; tgN = N single-token evaluations
 // on an empty context. One warm-up of each first.
 int cmd_bench(const bench_args & a) {
-    frugal::load_options lo;
-    lo.n_threads = a.threads;
-    const auto t0 = std::chrono::steady_clock::now();
-    auto model = frugal::load_model(resolve_model(a.model), lo);
-    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double load_s = 0;
+    const auto model = open_model(a.model, a.threads, true, &load_s);
     const auto & c = model->config();
     std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "load_s": %.3f})"
                 "\n",

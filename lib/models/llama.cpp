@@ -11,6 +11,7 @@
 #include "ops/rmsnorm.hpp"
 #include "ops/rope.hpp"
 #include "ops/swiglu.hpp"
+#include "util/buffer.hpp"
 #include "util/error.hpp"
 #include "util/log.hpp"
 
@@ -38,7 +39,7 @@ void check_kv_fits(uint64_t bytes, int64_t n_ctx) {
 class llama_state final : public model_state {
 public:
     llama_state(const model_config & c, int64_t n_ctx, int threads)
-        : model_state(n_ctx), mm(threads), n_threads(threads) {
+        : model_state(n_ctx), mm(threads) {
         const int64_t kv_row = c.n_head_kv * c.head_dim;
         kv_bytes_ = uint64_t(c.n_layer) * 2 * uint64_t(n_ctx) * uint64_t(kv_row) * sizeof(float);
         check_kv_fits(kv_bytes_, n_ctx);
@@ -52,16 +53,12 @@ public:
         }
     }
     uint64_t kv_bytes() const override { return kv_bytes_; }
-    void set_n_threads(int n) override {
-        n_threads = n;
-        mm.set_n_threads(n);
-    }
+    void set_n_threads(int n) override { mm.set_n_threads(n); }
 
     ops::matmul_context mm;
-    int n_threads;
     std::vector<tensor<float>> k_cache, v_cache; // per layer [n_ctx, n_head_kv * head_dim]
     // scratch, grown on demand and reused across calls
-    std::vector<float> x, h, q, att, tmp, gate, up, logits_in, attn_scratch;
+    std::vector<float> x, h, q, att, tmp, gate, up, attn_scratch;
     std::vector<int32_t> positions;
     ops::rope_table rope;
 
@@ -216,12 +213,6 @@ void add_into(float * x, const float * y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
-template <class T>
-T * grow(std::vector<T> & v, int64_t n) {
-    if (v.size() < size_t(n)) v.resize(size_t(n));
-    return v.data();
-}
-
 void llama_model::forward_batch(model_state & base, std::span<const int32_t> tokens, bool all_logits, float * logits,
                                 const std::atomic<bool> * cancel) const {
     auto & st = static_cast<llama_state &>(base);
@@ -229,7 +220,7 @@ void llama_model::forward_batch(model_state & base, std::span<const int32_t> tok
     const int64_t T = int64_t(tokens.size());
     const int64_t D = c.n_embd, hd = c.head_dim, q_dim = c.n_head * hd, kv_dim = c.n_head_kv * hd;
     const int64_t pos0 = st.n_past();
-    const int nt = st.n_threads;
+    const int nt = st.mm.n_threads();
 
     float * x = grow(st.x, T * D);       // [T, D] residual stream
     float * h = grow(st.h, T * D);       // [T, D] normed input of a sub-block

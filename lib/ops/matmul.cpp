@@ -6,6 +6,7 @@
 
 #include "ops/dnnl_compat.hpp"
 #include "ops/quant.hpp"
+#include "util/buffer.hpp"
 #include "util/error.hpp"
 
 namespace frugal::ops {
@@ -17,12 +18,6 @@ using dt = dnnl::memory::data_type;
 // Rows of weight dequantized per slab on the prefill path: big enough to keep the GEMM
 // efficient, small enough (with K = 8960, 1.1 MiB per 32 rows) to stay in L2/L3.
 constexpr int64_t k_slab_bytes = 4 << 20;
-
-template <class T>
-T * grow(std::vector<T> & v, int64_t n) {
-    if (v.size() < size_t(n)) v.resize(size_t(n));
-    return v.data();
-}
 
 // Runs with `n` OpenMP threads in this thread's parallel regions (oneDNN's OMP runtime reads
 // the same setting), restoring the caller's value afterwards.
@@ -127,12 +122,7 @@ void matmul_context::linear(const raw_view & w, const float * x, int64_t m, floa
         return;
     }
     if (m < small_batch) {
-        omp_threads_scope threads(n_threads_);
-        if (ldy == n) {
-            matmul_rows(w, x, m, y, impl_->quant_scratch, n_threads_);
-        } else {
-            for (int64_t i = 0; i < m; ++i) matvec(w, x + i * k, y + i * ldy, impl_->quant_scratch, n_threads_);
-        }
+        matmul_rows(w, x, m, y, impl_->quant_scratch, n_threads_, ldy);
         return;
     }
     // Prefill on a quantized or half weight: round the activations as the small-batch kernels

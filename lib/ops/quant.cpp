@@ -117,8 +117,10 @@ void matvec(const raw_view & w, const float * x, float * y, std::vector<std::byt
 }
 
 void matmul_rows(const raw_view & w, const float * x, int64_t m, float * y, std::vector<std::byte> & scratch,
-                 int n_threads) {
+                 int n_threads, int64_t ldy) {
     const int64_t n = w.row_size(), rows = w.n_rows();
+    if (ldy == 0) ldy = rows;
+    if (ldy < rows) throw_error(status::invalid_argument, "quant: matmul_rows: output stride {} < {} rows", ldy, rows);
     const detail::kernels k = select(w.type, n);
     if (m < 0) throw_error(status::invalid_argument, "quant: matmul_rows: m = {} is negative", m);
     const size_t act_bytes = activation_bytes(w.type, n);
@@ -140,10 +142,10 @@ void matmul_rows(const raw_view & w, const float * x, int64_t m, float * y, std:
             for (; i + detail::k_batch <= m; i += detail::k_batch) {
                 float out[detail::k_batch];
                 k.dot_batch(wr, act + size_t(i) * act_bytes, act_bytes, n, out);
-                for (int j = 0; j < detail::k_batch; ++j) y[(i + j) * rows + r] = out[j];
+                for (int j = 0; j < detail::k_batch; ++j) y[(i + j) * ldy + r] = out[j];
             }
         }
-        for (; i < m; ++i) y[i * rows + r] = k.dot(wr, act + size_t(i) * act_bytes, n);
+        for (; i < m; ++i) y[i * ldy + r] = k.dot(wr, act + size_t(i) * act_bytes, n);
     }
 }
 

@@ -49,9 +49,10 @@ float dot_row(dtype t, const void * w_row, const void * act, int64_t n);
 void matvec(const raw_view & w, const float * x, float * y, std::vector<std::byte> & scratch, int n_threads);
 
 // Y[m, rows] = X[m, n] · W^T for a small batch (m up to ~16): each weight row is read from memory
-// once and dotted with all m activations while it is hot in L1.
+// once and dotted with all m activations while it is hot in L1. Row i of Y starts at y + i * ldy
+// (ldy = 0: rows, i.e. Y contiguous).
 void matmul_rows(const raw_view & w, const float * x, int64_t m, float * y, std::vector<std::byte> & scratch,
-                 int n_threads);
+                 int n_threads, int64_t ldy = 0);
 
 // Weight quantizers with ggml's reference rounding (quantize_row_*_ref), for tests and tools:
 // F32, F16, BF16, Q8_0, Q4_0. The K-quants' search-based quantizers are not provided.

@@ -39,8 +39,8 @@ void session::flush_pending() {
 
 void session::prompt_text(std::string_view text) {
     const auto & tok = model_->tokenizer();
-    const bool at_start = history_.empty() && !pending_;
-    const auto ids = tok.encode(text, at_start, true);
+    // BOS only at the start of the context (a pending token is already in the history).
+    const auto ids = tok.encode(text, history_.empty(), true);
     if (ids.empty()) throw_error(status::invalid_argument, "session: the prompt is empty");
     prompt_tokens(ids);
 }
@@ -66,16 +66,9 @@ next_result session::next() {
         r.piece = utf8_.flush();
         return r;
     }
-    std::string piece = tok.token_to_piece(r.token);
-    // SentencePiece marks word starts with a leading space; the first word after BOS shows
-    // none (as SentencePiece and llama2.c print it).
-    const auto & v = tok.get_vocab();
-    if (v.model == "llama" && v.add_space_prefix && !history_.empty() && history_.back() == v.bos &&
-        piece.starts_with(' '))
-        piece.erase(0, 1);
+    r.piece = utf8_.push(tok.stream_piece(history_.empty() ? -1 : history_.back(), r.token));
     history_.push_back(r.token);
     pending_ = r.token;
-    r.piece = utf8_.push(piece);
     return r;
 }
 

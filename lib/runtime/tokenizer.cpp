@@ -502,6 +502,12 @@ std::string tokenizer::decode(std::span<const int32_t> ids, bool special) const 
     return out;
 }
 
+std::string tokenizer::stream_piece(int32_t prev, int32_t id) const {
+    std::string piece = token_to_piece(id);
+    if (vocab_.add_space_prefix && prev >= 0 && prev == vocab_.bos && piece.starts_with(' ')) piece.erase(0, 1);
+    return piece;
+}
+
 std::string utf8_stream::push(std::string_view bytes) {
     pending_ += bytes;
     std::string out;

@@ -70,6 +70,11 @@ public:
     // (llama2.c / SentencePiece; llama.cpp's llama_detokenize keeps the space after a BOS).
     std::string decode(std::span<const int32_t> ids, bool special = false) const;
 
+    // The text `id` adds when it follows `prev` in a generated stream: token_to_piece, except
+    // that the space the encoder prefixed to the first word is dropped right after BOS (the
+    // streaming form of decode's rule).
+    std::string stream_piece(int32_t prev, int32_t id) const;
+
     // eos, eot, and tokens whose text llama.cpp treats as end of generation (<|eot_id|>, <|im_end|>,
     // <｜end▁of▁sentence｜>, FIM pad/repo/file-separator tokens, ...). False for ids out of range.
     bool is_eog(int32_t id) const;
