@@ -1,7 +1,8 @@
-// rope.hpp - rotary position embedding (ggml_rope_ext semantics, without YaRN for now).
-//   normal (llama GGUF): rotates adjacent pairs (x[2i], x[2i+1]).
-//   neox (qwen2):        rotates (x[i], x[i + n_rot/2]).
-// Pair i turns by pos * freq_scale * base^(-2i/n_rot) / freq_factor[i]; dims past n_rot are kept.
+// rope.hpp - rotary position embedding with ggml_rope_ext semantics, YaRN included.
+//   normal (llama GGUF, deepseek2): rotates adjacent pairs (x[2i], x[2i+1]).
+//   neox (qwen2):                   rotates (x[i], x[i + n_rot/2]).
+// Pair i turns by pos * base^(-2i/n_rot) / freq_factor[i] * (freq_scale, or with YaRN a blend of
+// freq_scale and 1); dims past n_rot are kept.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +18,14 @@ struct rope_params {
     float freq_scale = 1.f;                // 1 / linear scaling factor
     rope_mode mode = rope_mode::normal;
     const float * freq_factors = nullptr;  // [n_rot/2] angle divisors (llama3 rope_freqs.weight) or null
+    // YaRN, as ggml: pairs below corr_dim(beta_fast) keep the unscaled angle, pairs above
+    // corr_dim(beta_slow) get freq_scale, a linear ramp in between (mixed in by ext_factor), and
+    // cos/sin grow by 1 + 0.1 ln(1/freq_scale). corr_dim(r) = pair whose period is n_ctx_orig / r.
+    float ext_factor = 0.f;                // 0 = plain freq_scale (no YaRN), 1 = full YaRN ramp
+    float attn_factor = 1.f;               // multiplies cos/sin, with or without YaRN
+    float beta_fast = 32.f;
+    float beta_slow = 1.f;
+    int64_t n_ctx_orig = 0;                // training context the ramp is measured in (needed with YaRN)
 };
 
 // cos/sin for a run of positions: [n_pos, n_rot/2] each. Built once per forward, used by all layers.

@@ -146,6 +146,96 @@ TEST_CASE("rope normal and neox match the reference" * doctest::timeout(60)) {
                 }
 }
 
+TEST_CASE("rope with YaRN matches the reference" * doctest::timeout(60)) {
+    struct yarn_case {
+        int64_t n_pos, n_heads, head_dim, n_rot;
+        float freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow;
+        int64_t n_ctx_orig;
+        bool factors;
+        int32_t pos0, pos_step;
+    };
+    const float ds_attn = float(1 / (1 + 0.1 * std::log(40.0))); // llama.cpp's deepseek2 cancellation
+    const yarn_case cases[] = {
+        {5, 3, 64, 64, 1e4f, 1 / 40.f, 1.f, ds_attn, 32.f, 1.f, 4096, false, 0, 1},       // DeepSeek-V3 rope
+        {9, 2, 192, 64, 1e4f, 1 / 40.f, 1.f, 1.f, 32.f, 1.f, 4096, false, 99000, 123},    // near 100k, a tail
+        {7, 5, 80, 48, 5e5f, 0.25f, 0.5f, 1.3f, 24.f, 2.f, 8192, true, 17, 777},         // half ramp, factors
+        {1, 1, 2, 2, 1e4f, 0.5f, 1.f, 1.f, 32.f, 1.f, 2048, false, 100000, 1},            // one pair
+        {3, 2, 16, 16, 1e4f, 0.125f, 1.f, 1.f, 32.f, 1.f, 4, false, 50, 1000},            // low == high
+        {6, 4, 64, 32, 1e4f, 1.f, 0.f, 0.8f, 32.f, 1.f, 0, false, 0, 3},                  // attn_factor alone
+    };
+    for (const auto & c : cases)
+        for (auto mode : {ops::rope_mode::normal, ops::rope_mode::neox})
+            for (uint32_t seed : k_seeds)
+                for (int threads : k_thread_counts) {
+                    INFO("n_pos ", c.n_pos, " n_heads ", c.n_heads, " head_dim ", c.head_dim, " n_rot ", c.n_rot,
+                         " base ", c.freq_base, " scale ", c.freq_scale, " ext ", c.ext_factor, " attn ",
+                         c.attn_factor, " beta ", c.beta_fast, "/", c.beta_slow, " orig ", c.n_ctx_orig, " factors ",
+                         c.factors, " pos0 ", c.pos0, " step ", c.pos_step, " neox ", mode == ops::rope_mode::neox);
+                    CAPTURE(seed);
+                    CAPTURE(threads);
+                    std::vector<int32_t> positions(size_t(c.n_pos));
+                    for (int64_t t = 0; t < c.n_pos; ++t) positions[size_t(t)] = c.pos0 + int32_t(t) * c.pos_step;
+                    const auto factors = test::random_floats(size_t(c.n_rot / 2), seed + 1, 1.f, 8.f);
+                    const float * fp = c.factors ? factors.data() : nullptr;
+                    const auto x = test::random_floats(size_t(c.n_pos * c.n_heads * c.head_dim), seed);
+
+                    const ops::rope_params p{.n_rot = c.n_rot, .freq_base = c.freq_base, .freq_scale = c.freq_scale,
+                                             .mode = mode, .freq_factors = fp, .ext_factor = c.ext_factor,
+                                             .attn_factor = c.attn_factor, .beta_fast = c.beta_fast,
+                                             .beta_slow = c.beta_slow, .n_ctx_orig = c.n_ctx_orig};
+                    ops::rope_table table;
+                    table.build(p, positions.data(), c.n_pos);
+                    auto got = x;
+                    ops::rope_apply(p, table, got.data(), c.n_pos, c.n_heads, c.head_dim, threads);
+
+                    const ref::rope_config rc{.n_rot = c.n_rot, .freq_base = c.freq_base, .freq_scale = c.freq_scale,
+                                              .neox = mode == ops::rope_mode::neox, .freq_factors = fp,
+                                              .ext_factor = c.ext_factor, .attn_factor = c.attn_factor,
+                                              .beta_fast = c.beta_fast, .beta_slow = c.beta_slow,
+                                              .n_ctx_orig = double(c.n_ctx_orig)};
+                    const auto want = ref::rope(rc, x.data(), positions.data(), c.n_pos, c.n_heads, c.head_dim);
+                    // cos/sin are scaled by up to ~1.4 here, so the absolute term grows with them.
+                    check_close(got.data(), want, k_rtol, 2 * k_rtol);
+                }
+}
+
+TEST_CASE("rope YaRN ramp for DeepSeek (base 1e4, 64 dims, 4096 context, beta 32/1) spans pairs 10 to 23" *
+          doctest::timeout(60)) {
+    const double factor = 40;
+    ops::rope_params p{.n_rot = 64, .freq_base = 1e4f, .freq_scale = float(1 / factor)};
+    p.ext_factor = 1;
+    p.n_ctx_orig = 4096;
+    for (bool cancelled : {true, false}) {
+        CAPTURE(cancelled);
+        // llama.cpp's deepseek2 attn_factor undoes YaRN's cos/sin growth; ggml's default keeps it.
+        p.attn_factor = cancelled ? float(1 / (1 + 0.1 * std::log(factor))) : 1.f;
+        const double magnitude = cancelled ? 1 : 1 + 0.1 * std::log(factor);
+        // At position 1 every angle is below 1 rad, so atan2 gives it back unwrapped.
+        const int32_t pos = 1;
+        ops::rope_table table;
+        table.build(p, &pos, 1);
+        for (int64_t i = 0; i < 32; ++i) {
+            CAPTURE(i);
+            const double c = table.cos[size_t(i)], s = table.sin[size_t(i)];
+            CHECK(std::hypot(c, s) == doctest::Approx(magnitude).epsilon(1e-6));
+            const double angle = std::atan2(s, c);
+            const double unscaled = std::pow(1e4, -2.0 * double(i) / 64);
+            if (i <= 10)
+                CHECK(angle == doctest::Approx(unscaled).epsilon(1e-5)); // at and below low: trained frequency
+            else if (i >= 23)
+                CHECK(angle == doctest::Approx(unscaled / factor).epsilon(1e-5)); // at and above high: interpolated
+            else {
+                CHECK(angle < unscaled * (1 - 1e-3)); // strictly inside the ramp
+                CHECK(angle > unscaled / factor * (1 + 1e-3));
+            }
+        }
+    }
+    p.n_ctx_orig = 0;
+    ops::rope_table table;
+    const int32_t pos = 0;
+    CHECK_THROWS_WITH_AS(table.build(p, &pos, 1), doctest::Contains("n_ctx_orig = 0"), frugal::error);
+}
+
 TEST_CASE("softmax matches the reference, including large magnitudes and masked entries" * doctest::timeout(60)) {
     const int64_t sizes[] = {1, 2, 3, 7, 17, 33, 100, 1000};
     const float amplitudes[] = {1.f, 30.f, 1000.f};

@@ -37,18 +37,35 @@ std::vector<double> rope(const rope_config & c, const float * x, const int32_t *
                          int64_t n_heads, int64_t head_dim) {
     std::vector<double> y(x, x + n_pos * n_heads * head_dim);
     const int64_t half = c.n_rot / 2;
+    const double pi = std::acos(-1.0);
+    const double d = double(c.n_rot);
+    // The pair index at which a frequency completes `rotations` turns over the original context.
+    const auto pair_for = [&](double rotations) {
+        return d * std::log(c.n_ctx_orig / (rotations * 2 * pi)) / (2 * std::log(c.freq_base));
+    };
+    const double lo = std::max(std::floor(pair_for(c.beta_fast)), 0.0);
+    const double hi = std::min(std::ceil(pair_for(c.beta_slow)), d - 1);
+    const double magnitude = c.ext_factor != 0 ? c.attn_factor * (0.1 * std::log(1 / c.freq_scale) + 1) : c.attn_factor;
     for (int64_t t = 0; t < n_pos; ++t) {
         for (int64_t h = 0; h < n_heads; ++h) {
             double * v = y.data() + (t * n_heads + h) * head_dim;
             for (int64_t i = 0; i < half; ++i) {
-                const double inv_freq = std::pow(c.freq_base, -2.0 * double(i) / double(c.n_rot));
-                double theta = double(positions[t]) * c.freq_scale * inv_freq;
-                if (c.freq_factors) theta /= double(c.freq_factors[i]);
+                double inv_freq = std::pow(c.freq_base, -2.0 * double(i) / d);
+                if (c.freq_factors) inv_freq /= double(c.freq_factors[i]);
+                double f = inv_freq * c.freq_scale;
+                if (c.ext_factor != 0) {
+                    // 0 at and below lo, 1 at and above hi: the share of the scaled (interpolated) frequency
+                    const double interp_share = std::clamp((double(i) - lo) / std::max(hi - lo, 0.001), 0.0, 1.0);
+                    const double keep = (1 - interp_share) * c.ext_factor;
+                    f = inv_freq * keep + inv_freq * c.freq_scale * (1 - keep);
+                }
+                const double theta = double(positions[t]) * f;
                 const int64_t a = c.neox ? i : 2 * i;
                 const int64_t b = c.neox ? i + half : 2 * i + 1;
                 const double x0 = v[a], x1 = v[b];
-                v[a] = x0 * std::cos(theta) - x1 * std::sin(theta);
-                v[b] = x0 * std::sin(theta) + x1 * std::cos(theta);
+                const double cs = magnitude * std::cos(theta), sn = magnitude * std::sin(theta);
+                v[a] = x0 * cs - x1 * sn;
+                v[b] = x0 * sn + x1 * cs;
             }
         }
     }

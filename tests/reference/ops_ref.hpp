@@ -17,9 +17,15 @@ struct rope_config {
     double freq_scale = 1;
     bool neox = false;                    // pairs (i, i + n_rot/2) instead of (2i, 2i + 1)
     const float * freq_factors = nullptr; // [n_rot/2] divisors of each pair's angle, or null
+    // YaRN (MODEL-SPEC 1.4): 0 = off; otherwise the weight of the "keep the trained frequency" side
+    double ext_factor = 0;
+    double attn_factor = 1;               // cos/sin magnitude (times YaRN's own mscale when on)
+    double beta_fast = 32, beta_slow = 1; // rotations per original context bounding the ramp
+    double n_ctx_orig = 0;
 };
 // x: [n_pos, n_heads, head_dim], row t at positions[t]; pair i turns by
-// positions[t] * freq_scale * freq_base^(-2i/n_rot) / freq_factors[i].
+// positions[t] * f_i with f_i = freq_scale * freq_base^(-2i/n_rot) / freq_factors[i] without YaRN;
+// with YaRN f_i blends the unscaled and the scaled frequency by a ramp over pair indices.
 std::vector<double> rope(const rope_config & c, const float * x, const int32_t * positions, int64_t n_pos,
                          int64_t n_heads, int64_t head_dim);
 
