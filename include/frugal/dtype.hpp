@@ -16,14 +16,17 @@ enum class dtype : uint32_t {
     f32 = 0,
     f16 = 1,
     q4_0 = 2,
+    q5_0 = 6,
+    q5_1 = 7,
     q8_0 = 8,
     q4_k = 12,
     q5_k = 13,
     q6_k = 14,
+    iq4_nl = 20,
     bf16 = 30,
 };
 
-inline constexpr int64_t k_qk = 32;    // elements per block of the *_0 formats
+inline constexpr int64_t k_qk = 32;    // elements per block of Q8_0, Q4_0, Q5_0, Q5_1, IQ4_NL
 inline constexpr int64_t k_qk_k = 256; // elements per super-block of the K-quants
 inline constexpr int k_k_scale_bytes = 12;
 
@@ -87,6 +90,23 @@ struct block_q4_0 {
     uint16_t d;             // fp16 scale
     uint8_t qs[k_qk / 2];   // low nibbles: elements 0..15, high nibbles: 16..31; y = d * (q - 8)
 };
+struct block_q5_0 {
+    uint16_t d;             // fp16 scale
+    uint8_t qh[4];          // bit e (u32, little-endian) is bit 4 of element e
+    uint8_t qs[k_qk / 2];   // low 4 bits, nibbles as Q4_0; y = d * (q - 16)
+};
+struct block_q5_1 {
+    uint16_t d, m;          // fp16 scale and offset
+    uint8_t qh[4];          // as Q5_0
+    uint8_t qs[k_qk / 2];   // y = d * q + m
+};
+struct block_iq4_nl {
+    uint16_t d;             // fp16 scale
+    uint8_t qs[k_qk / 2];   // nibbles as Q4_0, each an index into k_iq4_nl_values; y = d * value
+};
+// IQ4_NL's 16 levels: a non-linear grid, denser near zero where weights cluster.
+inline constexpr int8_t k_iq4_nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                               1,    13,   25,  38,  53,  69,  89,  113};
 struct block_q4_k {
     uint16_t d, dmin;                  // fp16 super-block scales
     uint8_t scales[k_k_scale_bytes];   // 8 packed 6-bit (scale, min) pairs
@@ -105,6 +125,7 @@ struct block_q6_k {
     uint16_t d;                        // fp16 super-block scale (last)
 };
 static_assert(sizeof(block_q8_0) == 34 && sizeof(block_q4_0) == 18);
+static_assert(sizeof(block_q5_0) == 22 && sizeof(block_q5_1) == 24 && sizeof(block_iq4_nl) == 18);
 static_assert(sizeof(block_q4_k) == 144 && sizeof(block_q5_k) == 176 && sizeof(block_q6_k) == 210);
 
 // --- traits ------------------------------------------------------------------------------
@@ -117,7 +138,7 @@ struct dtype_traits {
 
 constexpr std::optional<dtype> dtype_from_ggml(uint32_t id) noexcept {
     switch (id) {
-    case 0: case 1: case 2: case 8: case 12: case 13: case 14: case 30: return dtype(id);
+    case 0: case 1: case 2: case 6: case 7: case 8: case 12: case 13: case 14: case 20: case 30: return dtype(id);
     default: return std::nullopt;
     }
 }
@@ -129,6 +150,9 @@ constexpr dtype_traits traits(dtype t) noexcept {
     case dtype::bf16: return {"bf16", 1, 2, false};
     case dtype::q8_0: return {"q8_0", k_qk, sizeof(block_q8_0), true};
     case dtype::q4_0: return {"q4_0", k_qk, sizeof(block_q4_0), true};
+    case dtype::q5_0: return {"q5_0", k_qk, sizeof(block_q5_0), true};
+    case dtype::q5_1: return {"q5_1", k_qk, sizeof(block_q5_1), true};
+    case dtype::iq4_nl: return {"iq4_nl", k_qk, sizeof(block_iq4_nl), true};
     case dtype::q4_k: return {"q4_k", k_qk_k, sizeof(block_q4_k), true};
     case dtype::q5_k: return {"q5_k", k_qk_k, sizeof(block_q5_k), true};
     case dtype::q6_k: return {"q6_k", k_qk_k, sizeof(block_q6_k), true};

@@ -32,16 +32,32 @@ private:
     int saved_;
 };
 
+// Inner length of the prefill GEMM for weight type t and rows of k. Q5_1's block offsets m meet
+// Q8_1's stored block sums s (m·s is the product the small-batch kernels and llama.cpp take),
+// not the rounded activations: those products ride along as one extra column per block.
+int64_t gemm_k(dtype t, int64_t k) { return t == dtype::q5_1 ? k + k / k_qk : k; }
+
 // x[n] rounded through the activation format of weight type t (see quant.hpp): the values the
-// small-batch kernels and llama.cpp actually multiply with. Running the wide-batch GEMM on
-// these keeps prefill and decode, and frugal and llama.cpp, numerically in step.
+// small-batch kernels and llama.cpp actually multiply with, gemm_k(t, n) of them. Running the
+// wide-batch GEMM on these keeps prefill and decode, and frugal and llama.cpp, numerically in step.
 void round_activation(dtype t, const float * x, float * out, int64_t n, std::vector<std::byte> & buf) {
     buf.resize(activation_bytes(t, n));
     quantize_activation(t, x, buf.data(), n);
     switch (t) {
     case dtype::f32: std::copy(x, x + n, out); break;
     case dtype::f16: case dtype::bf16: dequantize_row(t, buf.data(), out, n); break;
-    case dtype::q8_0: case dtype::q4_0: dequantize_row(dtype::q8_0, buf.data(), out, n); break;
+    case dtype::q8_0: case dtype::q4_0: case dtype::q5_0: case dtype::iq4_nl:
+        dequantize_row(dtype::q8_0, buf.data(), out, n);
+        break;
+    case dtype::q5_1: {
+        const auto * blocks = reinterpret_cast<const block_q8_1 *>(buf.data());
+        for (int64_t b = 0; b < n / k_qk; ++b) {
+            const float d = fp16_to_fp32(blocks[b].d);
+            for (int64_t i = 0; i < k_qk; ++i) out[b * k_qk + i] = d * float(blocks[b].qs[i]);
+            out[n + b] = fp16_to_fp32(blocks[b].s);
+        }
+        break;
+    }
     case dtype::q4_k: case dtype::q5_k: case dtype::q6_k: {
         const auto * blocks = reinterpret_cast<const block_q8_k *>(buf.data());
         for (int64_t b = 0; b < n / k_qk_k; ++b)
@@ -49,6 +65,23 @@ void round_activation(dtype t, const float * x, float * out, int64_t n, std::vec
         break;
     }
     }
+}
+
+// Row r of w as the prefill GEMM multiplies it (see gemm_k): for Q5_1, d·q alone (dequantized
+// from a copy with m zeroed) followed by each block's m.
+void dequantize_for_gemm(const raw_view & w, int64_t r, float * out, std::vector<std::byte> & buf) {
+    const int64_t k = w.row_size();
+    if (w.type != dtype::q5_1) {
+        dequantize_row(w.type, w.row(r), out, k);
+        return;
+    }
+    buf.assign(w.row(r), w.row(r) + w.row_stride());
+    auto * blocks = reinterpret_cast<block_q5_1 *>(buf.data());
+    for (int64_t b = 0; b < k / k_qk; ++b) {
+        out[k + b] = fp16_to_fp32(blocks[b].m);
+        blocks[b].m = 0;
+    }
+    dequantize_row(dtype::q5_1, buf.data(), out, k);
 }
 
 } // namespace
@@ -127,27 +160,32 @@ void matmul_context::linear(const raw_view & w, const float * x, int64_t m, floa
     }
     // Prefill on a quantized or half weight: round the activations as the small-batch kernels
     // do, then dequantize slabs of weight rows and GEMM each into its columns of y.
-    float * xr = grow(impl_->x_rounded, m * k);
+    const int64_t kg = gemm_k(w.type, k);
+    float * xr = grow(impl_->x_rounded, m * kg);
     {
         omp_threads_scope threads(n_threads_);
 #pragma omp parallel
         {
             std::vector<std::byte> buf;
 #pragma omp for schedule(static)
-            for (int64_t i = 0; i < m; ++i) round_activation(w.type, x + i * k, xr + i * k, k, buf);
+            for (int64_t i = 0; i < m; ++i) round_activation(w.type, x + i * k, xr + i * kg, k, buf);
         }
     }
-    const int64_t slab_rows = std::clamp<int64_t>(k_slab_bytes / (k * int64_t(sizeof(float))), 16, n);
-    impl_->slab.resize(size_t(slab_rows * k));
+    const int64_t slab_rows = std::clamp<int64_t>(k_slab_bytes / (kg * int64_t(sizeof(float))), 16, n);
+    impl_->slab.resize(size_t(slab_rows * kg));
     for (int64_t r0 = 0; r0 < n; r0 += slab_rows) {
         const int64_t rows = std::min(slab_rows, n - r0);
         float * slab = impl_->slab.data();
         {
             omp_threads_scope threads(n_threads_);
-#pragma omp parallel for schedule(static)
-            for (int64_t r = 0; r < rows; ++r) dequantize_row(w.type, w.row(r0 + r), slab + r * k, k);
+#pragma omp parallel
+            {
+                std::vector<std::byte> buf;
+#pragma omp for schedule(static)
+                for (int64_t r = 0; r < rows; ++r) dequantize_for_gemm(w, r0 + r, slab + r * kg, buf);
+            }
         }
-        gemm(dtype::f32, slab, rows, k, xr, m, y + r0, ldy);
+        gemm(dtype::f32, slab, rows, kg, xr, m, y + r0, ldy);
     }
 }
 

@@ -100,7 +100,10 @@ size_t activation_bytes(dtype t, int64_t n) {
     case dtype::f16:
     case dtype::bf16: return size_t(n) * sizeof(uint16_t);
     case dtype::q8_0:
-    case dtype::q4_0: return size_t(n / k_qk) * sizeof(block_q8_0);
+    case dtype::q4_0:
+    case dtype::q5_0:
+    case dtype::iq4_nl: return size_t(n / k_qk) * sizeof(block_q8_0);
+    case dtype::q5_1: return size_t(n / k_qk) * sizeof(block_q8_1);
     case dtype::q4_k:
     case dtype::q5_k:
     case dtype::q6_k: return size_t(n / k_qk_k) * sizeof(block_q8_k);
@@ -157,6 +160,9 @@ void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n) {
     case dtype::bf16: k.quantize_act(x, dst, n); return; // plain rounding: same as the activation
     case dtype::q8_0: quantize_q8_0_weights(x, static_cast<block_q8_0 *>(dst), n / k_qk); return;
     case dtype::q4_0: quantize_q4_0_weights(x, static_cast<block_q4_0 *>(dst), n / k_qk); return;
+    case dtype::q5_0:
+    case dtype::q5_1:
+    case dtype::iq4_nl:
     case dtype::q4_k:
     case dtype::q5_k:
     case dtype::q6_k: break;

@@ -1,10 +1,12 @@
-// quant.hpp - kernels on weights stored as F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q5_K/Q6_K (MODEL-SPEC.md §3.6).
+// quant.hpp - kernels on weights stored as F32/F16/BF16/Q8_0/Q4_0/Q5_0/Q5_1/IQ4_NL/Q4_K/Q5_K/Q6_K
+// (MODEL-SPEC.md §3.6).
 //
 // Numerics follow llama.cpp's CPU backend so greedy decoding agrees token for token: a float
 // activation row is first converted to the weight type's "vec_dot_type" and the dot product is
 // taken in that domain:
 //   F32 -> F32, F16 -> F16, BF16 -> BF16 (round to nearest even),
-//   Q8_0, Q4_0 -> Q8_0 blocks (per 32: d = amax/127 stored as fp16, q = round(x * 127/amax)),
+//   Q8_0, Q4_0, Q5_0, IQ4_NL -> Q8_0 blocks (per 32: d = amax/127 stored as fp16, q = round(x * 127/amax)),
+//   Q5_1 -> Q8_1 blocks (Q8_0's d and q, plus s = d * sum(q) as fp16 for Q5_1's offsets),
 //   Q4_K, Q5_K, Q6_K -> Q8_K blocks (per 256: fp32 d, int8 q, int16 sums of each 16 q).
 // Integer sums inside a block are exact; only the float accumulation order differs from ggml.
 //
@@ -28,7 +30,15 @@ struct block_q8_k {
 };
 static_assert(sizeof(block_q8_k) == 292);
 
-// Every entry point throws frugal::error(status::invalid_argument) when t is not one of the eight
+// ggml's block_q8_1: the activation format for Q5_1. Not a GGUF storage type.
+struct block_q8_1 {
+    uint16_t d;        // fp16 scale: y = d * qs
+    uint16_t s;        // fp16 of d * sum(qs), d before its rounding to fp16; meets Q5_1's m
+    int8_t qs[k_qk];
+};
+static_assert(sizeof(block_q8_1) == 36);
+
+// Every entry point throws frugal::error(status::invalid_argument) when t is not one of the eleven
 // supported types or n is not a multiple of t's block size.
 
 // Dequantizes one row of n elements stored as type t.
@@ -55,7 +65,8 @@ void matmul_rows(const raw_view & w, const float * x, int64_t m, float * y, std:
                  int n_threads, int64_t ldy = 0);
 
 // Weight quantizers with ggml's reference rounding (quantize_row_*_ref), for tests and tools:
-// F32, F16, BF16, Q8_0, Q4_0. The K-quants' search-based quantizers are not provided.
+// F32, F16, BF16, Q8_0, Q4_0. The K-quants' search-based quantizers, and those of the fallback
+// types Q5_0, Q5_1 and IQ4_NL, are not provided.
 void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n);
 
 namespace detail {

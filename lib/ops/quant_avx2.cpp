@@ -7,6 +7,7 @@
 
 #include <bit>
 #include <cstring>
+#include <type_traits>
 
 #include "ops/quant_kernels.hpp"
 
@@ -112,22 +113,65 @@ FRUGAL_AVX2 void quantize_bf16(const float * x, void * dst, int64_t n) {
     for (; i < n; ++i) d[i] = fp32_to_bf16(x[i]);
 }
 
-// --- Q8_0 / Q4_0 weights with Q8_0 activations ---------------------------------------------------
+// --- 32-element blocks: Q8_0 / Q4_0 / Q5_0 / IQ4_NL with Q8_0 activations, Q5_1 with Q8_1 ------
+// load() gives the block's 32 quants as bytes in element order, signed except Q5_1's 0..31.
+
+// Low nibbles of qs are elements 0..15, high nibbles 16..31.
+FRUGAL_AVX2 inline __m256i nibbles(const uint8_t * qs) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i *>(qs));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), bytes(0xF));
+}
+
+// Byte e = 0x10 when bit e of qh (a little-endian u32) is set, else 0: Q5_0/Q5_1's fifth bits.
+FRUGAL_AVX2 inline __m256i fifth_bits(const uint8_t * qh) {
+    uint32_t h;
+    std::memcpy(&h, qh, sizeof h);
+    // Byte e takes qh byte e/8, then keeps bit e%8.
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(int(h)),
+                                               _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                                                 0x0101010101010101, 0));
+    const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201));
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), bytes(0x10));
+}
+
 struct q8_0_vec {
     using block = block_q8_0;
+    using act = block_q8_0;
     FRUGAL_AVX2 static __m256i load(const block & b) {
         return _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b.qs));
     }
 };
 struct q4_0_vec {
     using block = block_q4_0;
+    using act = block_q8_0;
+    FRUGAL_AVX2 static __m256i load(const block & b) { return _mm256_sub_epi8(nibbles(b.qs), bytes(8)); }
+};
+struct q5_0_vec {
+    using block = block_q5_0;
+    using act = block_q8_0;
     FRUGAL_AVX2 static __m256i load(const block & b) {
-        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i *>(b.qs));
-        // Low nibbles are elements 0..15, high nibbles 16..31.
-        const __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-        return _mm256_sub_epi8(_mm256_and_si256(both, bytes(0xF)), bytes(8));
+        return _mm256_sub_epi8(_mm256_or_si256(nibbles(b.qs), fifth_bits(b.qh)), bytes(16));
     }
 };
+struct q5_1_vec {
+    using block = block_q5_1;
+    using act = block_q8_1;
+    FRUGAL_AVX2 static __m256i load(const block & b) { return _mm256_or_si256(nibbles(b.qs), fifth_bits(b.qh)); }
+};
+struct iq4_nl_vec {
+    using block = block_iq4_nl;
+    using act = block_q8_0;
+    FRUGAL_AVX2 static __m256i load(const block & b) {
+        // The 16 levels fit one register: each nibble indexes it with a byte shuffle.
+        const __m256i levels =
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(k_iq4_nl_values)));
+        return _mm256_shuffle_epi8(levels, nibbles(b.qs));
+    }
+};
+
+// Q5_1 (the one format with an offset m) pairs with Q8_1, whose s is what m multiplies.
+template <class V>
+constexpr bool has_min = std::is_same_v<typename V::act, block_q8_1>;
 
 // The dots below take M activation rows at once (act_stride bytes apart): the weights are
 // unpacked once per block and reused M times, which matters once a few tokens share a row.
@@ -140,36 +184,40 @@ inline const B & act_block(const std::byte * act, size_t act_stride, int k, int6
     return reinterpret_cast<const B *>(act + size_t(k) * act_stride)[i];
 }
 
-// acc[k] += d_w * d_x * <w, x_k> for block ib.
+// acc[k] += d_w * d_x * <w, x_k> for block ib, and offs[k] += m_w * s_x when the format has m.
 template <class V, int M>
-FRUGAL_AVX2 inline void block_dot_0(const typename V::block & w, const std::byte * act, size_t act_stride, int64_t ib,
-                                    __m256 * acc) {
+FRUGAL_AVX2 inline void block_dot_32(const typename V::block & w, const std::byte * act, size_t act_stride, int64_t ib,
+                                     __m256 * acc, float * offs) {
     const __m256i q = V::load(w);
-    const __m256i q_abs = _mm256_sign_epi8(q, q);
+    // maddubs wants unsigned x signed: signed quants move their sign onto x (|w| <= 128 and
+    // |x| <= 127, so a pair of products stays below the int16 limit).
+    const __m256i q_u = has_min<V> ? q : _mm256_sign_epi8(q, q);
     const float dw = half(w.d);
     for (int k = 0; k < M; ++k) {
-        const block_q8_0 & a = act_block<block_q8_0>(act, act_stride, k, ib);
-        // maddubs wants unsigned x signed: move w's sign onto x (|w| <= 128, |x| <= 127: no saturation).
-        const __m256i x = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(a.qs)), q);
-        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q_abs, x), _mm256_set1_epi16(1));
+        const auto & a = act_block<typename V::act>(act, act_stride, k, ib);
+        __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a.qs));
+        if constexpr (!has_min<V>) x = _mm256_sign_epi8(x, q);
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q_u, x), _mm256_set1_epi16(1));
         acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * half(a.d)), _mm256_cvtepi32_ps(p), acc[k]);
+        if constexpr (has_min<V>) offs[k] += half(w.m) * half(a.s);
     }
 }
 
 template <class V, int M>
-FRUGAL_AVX2 void dot_0(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
+FRUGAL_AVX2 void dot_32(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
     const auto * wb = static_cast<const typename V::block *>(w);
     const int64_t nb = n / k_qk;
     // Two accumulators per row so consecutive blocks' FMAs do not wait on each other.
     __m256 acc0[M], acc1[M];
+    float offs[M] = {};
     for (int k = 0; k < M; ++k) acc0[k] = acc1[k] = _mm256_setzero_ps();
     int64_t ib = 0;
     for (; ib + 2 <= nb; ib += 2) {
-        block_dot_0<V, M>(wb[ib], act, act_stride, ib, acc0);
-        block_dot_0<V, M>(wb[ib + 1], act, act_stride, ib + 1, acc1);
+        block_dot_32<V, M>(wb[ib], act, act_stride, ib, acc0, offs);
+        block_dot_32<V, M>(wb[ib + 1], act, act_stride, ib + 1, acc1, offs);
     }
-    if (ib < nb) block_dot_0<V, M>(wb[ib], act, act_stride, ib, acc0);
-    for (int k = 0; k < M; ++k) out[k] = hsum(_mm256_add_ps(acc0[k], acc1[k]));
+    if (ib < nb) block_dot_32<V, M>(wb[ib], act, act_stride, ib, acc0, offs);
+    for (int k = 0; k < M; ++k) out[k] = hsum(_mm256_add_ps(acc0[k], acc1[k])) + offs[k];
 }
 
 // max |x_i| over n floats (n a multiple of 8).
@@ -196,14 +244,18 @@ FRUGAL_AVX2 inline void round_to_i8x32(const float * x, __m256 scale, int8_t * d
     _mm256_storeu_si256(reinterpret_cast<__m256i *>(dst), q8);
 }
 
-FRUGAL_AVX2 void quantize_q8_0_act(const float * x, void * dst, int64_t n) {
-    auto * y = static_cast<block_q8_0 *>(dst);
+// Q8_0 or Q8_1 (B) activations.
+template <class B>
+FRUGAL_AVX2 void quantize_q8_act(const float * x, void * dst, int64_t n) {
+    auto * y = static_cast<B *>(dst);
     for (int64_t ib = 0; ib < n / k_qk; ++ib) {
         const float * xb = x + ib * k_qk;
         const float amax = abs_max(xb, k_qk);
         // As the scalar path: x * (127/amax); |x * 127/amax| < 127.5, so the cap never applies.
-        y[ib].d = fp32_to_fp16(amax / 127.f);
+        const float d = amax / 127.f;
+        y[ib].d = fp32_to_fp16(d);
         round_to_i8x32(xb, _mm256_set1_ps(amax != 0.f ? 127.f / amax : 0.f), y[ib].qs);
+        if constexpr (std::is_same_v<B, block_q8_1>) fill_q8_1_sum(y[ib], d);
     }
 }
 
@@ -353,7 +405,7 @@ FRUGAL_AVX2 float dot_one(const void * w, const void * act, int64_t n) {
 // activations are a plain copy).
 constexpr kernels f32_kernels{nullptr, nullptr, dot_plain<f32_vec>};
 template <class V>
-constexpr kernels q_0_kernels{nullptr, quantize_q8_0_act, dot_one<dot_0<V, 1>>, dot_0<V, k_batch>};
+constexpr kernels q32_kernels{nullptr, quantize_q8_act<typename V::act>, dot_one<dot_32<V, 1>>, dot_32<V, k_batch>};
 template <bool Q5>
 constexpr kernels q45_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q45<Q5, 1>>, dot_q45<Q5, k_batch>};
 constexpr kernels q6_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q6<1>>, dot_q6<k_batch>};
@@ -367,8 +419,11 @@ const kernels * avx2_kernels(dtype t) {
     case dtype::f32: return &f32_kernels;
     case dtype::f16: return &f16_kernels;
     case dtype::bf16: return &bf16_kernels;
-    case dtype::q8_0: return &q_0_kernels<q8_0_vec>;
-    case dtype::q4_0: return &q_0_kernels<q4_0_vec>;
+    case dtype::q8_0: return &q32_kernels<q8_0_vec>;
+    case dtype::q4_0: return &q32_kernels<q4_0_vec>;
+    case dtype::q5_0: return &q32_kernels<q5_0_vec>;
+    case dtype::q5_1: return &q32_kernels<q5_1_vec>;
+    case dtype::iq4_nl: return &q32_kernels<iq4_nl_vec>;
     case dtype::q4_k: return &q45_kernels<false>;
     case dtype::q5_k: return &q45_kernels<true>;
     case dtype::q6_k: return &q6_kernels;

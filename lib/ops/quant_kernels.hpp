@@ -61,6 +61,14 @@ inline k_scales unpack_k_scales(const uint8_t * s) {
     return r;
 }
 
+// Q8_1's s = d * sum(q) with d = amax/127 before its fp16 rounding, as ggml's x86
+// quantize_row_q8_1 (written after the quants, identically by both paths).
+inline void fill_q8_1_sum(block_q8_1 & b, float d) {
+    int sum = 0;
+    for (int8_t q : b.qs) sum += q;
+    b.s = fp32_to_fp16(d * float(sum));
+}
+
 // Q8_K's sums of each 16 quants (written after the quants, identically by both paths).
 inline void fill_bsums(block_q8_k & b) {
     for (int g = 0; g < k_qk_k / 16; ++g) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "ops/quant_kernels.hpp"
 
@@ -54,36 +55,85 @@ float dot_plain(const void * w, const void * act, int64_t n) {
     return sum;
 }
 
-// --- Q8_0 / Q4_0 weights with Q8_0 activations ---------------------------------------------------
+// --- 32-element blocks: Q8_0 / Q4_0 / Q5_0 / IQ4_NL with Q8_0 activations, Q5_1 with Q8_1 ------
+// Each format unpacks a block into its 32 integer quants in element order.
+
+// Low nibbles of qs are elements 0..15, high nibbles 16..31.
+void unpack_nibbles(const uint8_t * qs, int8_t * q) {
+    for (int j = 0; j < k_qk / 2; ++j) {
+        q[j] = int8_t(qs[j] & 0xF);
+        q[j + k_qk / 2] = int8_t(qs[j] >> 4);
+    }
+}
+
+// Q5_0/Q5_1: the nibbles, with bit e of qh (a little-endian u32) as bit 4 of element e.
+void unpack_5bit(const uint8_t * qh, const uint8_t * qs, int8_t * q) {
+    uint32_t h;
+    std::memcpy(&h, qh, sizeof h);
+    unpack_nibbles(qs, q);
+    for (int e = 0; e < k_qk; ++e) q[e] = int8_t(q[e] | ((h >> e) & 1) << 4);
+}
+
 struct q8_0_fmt {
     using block = block_q8_0;
+    using act = block_q8_0;
     static void unpack(const block & b, int8_t * q) { std::memcpy(q, b.qs, k_qk); }
 };
 struct q4_0_fmt {
     using block = block_q4_0;
+    using act = block_q8_0;
     static void unpack(const block & b, int8_t * q) {
-        for (int j = 0; j < k_qk / 2; ++j) {
-            q[j] = int8_t((b.qs[j] & 0xF) - 8);
-            q[j + k_qk / 2] = int8_t((b.qs[j] >> 4) - 8);
-        }
+        unpack_nibbles(b.qs, q);
+        for (int j = 0; j < k_qk; ++j) q[j] = int8_t(q[j] - 8);
+    }
+};
+struct q5_0_fmt {
+    using block = block_q5_0;
+    using act = block_q8_0;
+    static void unpack(const block & b, int8_t * q) {
+        unpack_5bit(b.qh, b.qs, q);
+        for (int j = 0; j < k_qk; ++j) q[j] = int8_t(q[j] - 16);
+    }
+};
+struct q5_1_fmt {
+    using block = block_q5_1;
+    using act = block_q8_1;
+    static void unpack(const block & b, int8_t * q) { unpack_5bit(b.qh, b.qs, q); }
+};
+struct iq4_nl_fmt {
+    using block = block_iq4_nl;
+    using act = block_q8_0;
+    static void unpack(const block & b, int8_t * q) {
+        unpack_nibbles(b.qs, q);
+        for (int j = 0; j < k_qk; ++j) q[j] = k_iq4_nl_values[q[j]];
     }
 };
 
+// Formats with a per-block offset m (Q5_1) pair with Q8_1, whose s carries the activation sum m meets.
 template <class F>
-void dequantize_0(const void * src, float * dst, int64_t n) {
+constexpr bool has_min = std::is_same_v<typename F::act, block_q8_1>;
+
+template <class F>
+void dequantize_32(const void * src, float * dst, int64_t n) {
     const auto * b = static_cast<const typename F::block *>(src);
     for (int64_t ib = 0; ib < n / k_qk; ++ib) {
         int8_t q[k_qk];
         F::unpack(b[ib], q);
         const float d = fp16_to_fp32(b[ib].d);
-        for (int j = 0; j < k_qk; ++j) dst[ib * k_qk + j] = d * float(q[j]);
+        float * y = dst + ib * k_qk;
+        if constexpr (has_min<F>) {
+            const float m = fp16_to_fp32(b[ib].m);
+            for (int j = 0; j < k_qk; ++j) y[j] = d * float(q[j]) + m;
+        } else {
+            for (int j = 0; j < k_qk; ++j) y[j] = d * float(q[j]);
+        }
     }
 }
 
 template <class F>
-float dot_0(const void * w, const void * act, int64_t n) {
+float dot_32(const void * w, const void * act, int64_t n) {
     const auto * wb = static_cast<const typename F::block *>(w);
-    const auto * ab = static_cast<const block_q8_0 *>(act);
+    const auto * ab = static_cast<const typename F::act *>(act);
     float sum = 0.f;
     for (int64_t ib = 0; ib < n / k_qk; ++ib) {
         int8_t q[k_qk];
@@ -91,20 +141,25 @@ float dot_0(const void * w, const void * act, int64_t n) {
         int s = 0;
         for (int j = 0; j < k_qk; ++j) s += q[j] * ab[ib].qs[j];
         sum += fp16_to_fp32(wb[ib].d) * fp16_to_fp32(ab[ib].d) * float(s);
+        if constexpr (has_min<F>) sum += fp16_to_fp32(wb[ib].m) * fp16_to_fp32(ab[ib].s);
     }
     return sum;
 }
 
-void quantize_q8_0_act(const float * x, void * dst, int64_t n) {
-    auto * y = static_cast<block_q8_0 *>(dst);
+// Q8_0 or Q8_1 (B) activations.
+template <class B>
+void quantize_q8_act(const float * x, void * dst, int64_t n) {
+    auto * y = static_cast<B *>(dst);
     for (int64_t ib = 0; ib < n / k_qk; ++ib) {
         const float * xb = x + ib * k_qk;
         float amax = 0.f;
         for (int j = 0; j < k_qk; ++j) amax = std::max(amax, std::fabs(xb[j]));
-        // ggml's x86 quantize_row_q8_0: multiply by 127/amax (not divide by d), ties to even.
-        y[ib].d = fp32_to_fp16(amax / 127.f);
+        // ggml's x86 quantize_row_q8_0/_1: multiply by 127/amax (not divide by d), ties to even.
+        const float d = amax / 127.f;
+        y[ib].d = fp32_to_fp16(d);
         const float id = amax != 0.f ? 127.f / amax : 0.f;
         for (int j = 0; j < k_qk; ++j) y[ib].qs[j] = int8_t(nearest_int(xb[j] * id));
+        if constexpr (std::is_same_v<B, block_q8_1>) fill_q8_1_sum(y[ib], d);
     }
 }
 
@@ -241,7 +296,7 @@ float dot_q6(const void * w, const void * act, int64_t n) {
 template <class F>
 constexpr kernels plain_kernels{dequantize_plain<F>, quantize_plain<F>, dot_plain<F>};
 template <class F>
-constexpr kernels q_0_kernels{dequantize_0<F>, quantize_q8_0_act, dot_0<F>};
+constexpr kernels q32_kernels{dequantize_32<F>, quantize_q8_act<typename F::act>, dot_32<F>};
 template <bool Q5>
 constexpr kernels q45_kernels{dequantize_q45<Q5>, quantize_q8_k_act, dot_q45<Q5>};
 constexpr kernels q6_kernels{dequantize_q6, quantize_q8_k_act, dot_q6};
@@ -253,8 +308,11 @@ const kernels * scalar_kernels(dtype t) {
     case dtype::f32: return &plain_kernels<f32_fmt>;
     case dtype::f16: return &plain_kernels<f16_fmt>;
     case dtype::bf16: return &plain_kernels<bf16_fmt>;
-    case dtype::q8_0: return &q_0_kernels<q8_0_fmt>;
-    case dtype::q4_0: return &q_0_kernels<q4_0_fmt>;
+    case dtype::q8_0: return &q32_kernels<q8_0_fmt>;
+    case dtype::q4_0: return &q32_kernels<q4_0_fmt>;
+    case dtype::q5_0: return &q32_kernels<q5_0_fmt>;
+    case dtype::q5_1: return &q32_kernels<q5_1_fmt>;
+    case dtype::iq4_nl: return &q32_kernels<iq4_nl_fmt>;
     case dtype::q4_k: return &q45_kernels<false>;
     case dtype::q5_k: return &q45_kernels<true>;
     case dtype::q6_k: return &q6_kernels;

@@ -400,17 +400,25 @@ struct test_weight {
     raw_view view() const { return {type, bytes.data(), shape{n, k}}; }
 };
 
-// K-quants have no quantizer here: random bytes (every quant and sub-scale pattern) with the fp16
-// super-block scales set to finite values.
-void random_k_quant_row(dtype t, std::byte * row, int64_t k, std::mt19937 & rng) {
+// Types without a quantizer here (K-quants, Q5_0, Q5_1, IQ4_NL): random bytes (every quant and
+// sub-scale pattern) with the fp16 block scales, and Q5_1's offset m, set to finite positive
+// values. With d, m > 0 a Q5_1 weight d·q + m has |w| = |d·q| + |m|, which product_bound needs:
+// m meets its own activation error (through Q8_1's s) apart from d·q.
+void random_quant_row(dtype t, std::byte * row, int64_t k, std::mt19937 & rng) {
     std::uniform_int_distribution<int> byte(0, 255);
     std::uniform_real_distribution<float> scale(1e-4f, 1e-3f);
     for (int64_t i = 0; i < row_bytes(t, k); ++i) row[i] = std::byte(byte(rng));
-    const auto offsets = t == dtype::q6_k ? std::vector<size_t>{offsetof(block_q6_k, d)}
-                                          : std::vector<size_t>{offsetof(block_q4_k, d), offsetof(block_q4_k, dmin)};
+    std::vector<size_t> offsets{0}; // Q5_0, IQ4_NL: d first
+    switch (t) {
+    case dtype::q6_k: offsets = {offsetof(block_q6_k, d)}; break;
+    case dtype::q5_1: offsets = {offsetof(block_q5_1, d), offsetof(block_q5_1, m)}; break;
+    case dtype::q4_k:
+    case dtype::q5_k: offsets = {offsetof(block_q4_k, d), offsetof(block_q4_k, dmin)}; break;
+    default: break;
+    }
     static_assert(offsetof(block_q5_k, d) == offsetof(block_q4_k, d));
     static_assert(offsetof(block_q5_k, dmin) == offsetof(block_q4_k, dmin));
-    for (int64_t b = 0; b < k / k_qk_k; ++b)
+    for (int64_t b = 0; b < k / traits(t).block_size; ++b)
         for (size_t off : offsets) {
             const uint16_t h = fp32_to_fp16(scale(rng));
             std::memcpy(row + b * traits(t).block_bytes + int64_t(off), &h, sizeof h);
@@ -446,7 +454,7 @@ test_weight make_weight(dtype t, int64_t n, int64_t k, uint32_t seed) {
             ops::dequantize_row(t, row, val, k);
             break;
         default:
-            random_k_quant_row(t, row, k, rng);
+            random_quant_row(t, row, k, rng);
             ops::dequantize_row(t, row, val, k);
         }
     }
@@ -475,6 +483,9 @@ std::vector<double> activation_error(dtype w, const float * x, int64_t m, int64_
         break;
     case dtype::q8_0: // Q8_0 blocks of 32: q = round(x / d), d = amax/127 -> d/2; d stored as fp16 -> amax·2^-11
     case dtype::q4_0:
+    case dtype::q5_0:
+    case dtype::iq4_nl:
+    case dtype::q5_1: // Q8_1: Q8_0's quants; its s (what m meets) is off by the block's sum of these
         per_block(k_qk, 1.0 / 254 + 0x1p-11);
         break;
     case dtype::q4_k: // Q8_K blocks of 256 (the K-quants' activation type), fp32 d: rounding only
@@ -571,20 +582,64 @@ TEST_CASE("linear with q8_0 and q4_0 weights matches the reference on both paths
     for (dtype t : {dtype::q8_0, dtype::q4_0}) check_linear_paths(t);
 }
 
+TEST_CASE("linear with q5_0, q5_1 and iq4_nl weights matches the reference on both paths" * doctest::timeout(60)) {
+    for (dtype t : {dtype::q5_0, dtype::q5_1, dtype::iq4_nl}) check_linear_paths(t);
+}
+
 TEST_CASE("linear with q4_k, q5_k and q6_k weights matches the reference on both paths" * doctest::timeout(60)) {
     for (dtype t : {dtype::q4_k, dtype::q5_k, dtype::q6_k}) check_linear_paths(t);
 }
 
 TEST_CASE("linear dequantizes a large weight slab by slab" * doctest::timeout(60)) {
-    // K = 8192 gives 128-row slabs (4 MiB of f32), so N = 300 takes three, the last partial.
+    // K = 8192 gives 128-row slabs (4 MiB of f32; 124 rows for Q5_1, whose GEMM rows carry one
+    // extra column per block), so N = 300 takes three, the last partial.
     const int64_t n = 300, k = 8192;
-    for (dtype t : {dtype::f16, dtype::q4_0}) {
+    for (dtype t : {dtype::f16, dtype::q4_0, dtype::q5_1}) {
         const auto w = make_weight(t, n, k, 7);
         for (int threads : k_thread_counts) {
             ops::matmul_context ctx(threads);
             for (int64_t m : {8, 20})
                 for (int64_t ldy : {n, n + 3}) check_linear(ctx, w, m, ldy, uint32_t(m));
         }
+    }
+}
+
+TEST_CASE("linear's wide-batch path multiplies the row kernels' products" * doctest::timeout(60)) {
+    // For these types both paths multiply the same rounded activations and weights, each product
+    // exact or rounded once (the K-quants' dequantized d·sc·q - dmin·mn rounds more), so only the
+    // order of the float sums differs. Positive activations keep Q8_1's block sums from
+    // cancelling and Q5_1's offsets are made to dominate: an m paired with anything but Q8_1's s
+    // would be off by s's fp16 rounding (~2^-12), far above the summation bound.
+    const int64_t n = 33, m = 9, k = 4 * k_qk;
+    for (dtype t : {dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q5_0, dtype::q5_1, dtype::iq4_nl}) {
+        CAPTURE(std::string(dtype_name(t)));
+        auto w = make_weight(t, n, k, 3);
+        if (t == dtype::q5_1) {
+            auto * blocks = reinterpret_cast<block_q5_1 *>(w.bytes.data());
+            for (int64_t b = 0; b < n * k / k_qk; ++b) blocks[b].m = fp32_to_fp16(0.25f);
+            ops::dequantize_row(t, w.bytes.data(), w.values.data(), n * k);
+        }
+        const auto x = test::random_floats(size_t(m * k), 4, 0.f, 1.f);
+        std::vector<float> rows(size_t(m * n)), wide(size_t(m * n));
+        std::vector<std::byte> scratch;
+        ops::matmul_rows(w.view(), x.data(), m, rows.data(), scratch, 1);
+        ops::matmul_context ctx(1);
+        ctx.small_batch = 8;
+        ctx.linear(w.view(), x.data(), m, wide.data(), n);
+        // Two float sums of k + k/32 terms (Q5_1's offsets add a column per block) and a rounding
+        // per product or block: (2 (k + k/32) + 8) ulps of sum |product|, itself at most
+        // sum |w| (|x| + e).
+        const auto e = activation_error(t, x.data(), m, k);
+        std::vector<double> want(rows.begin(), rows.end()), bound(size_t(m * n));
+        for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) {
+                double magnitude = 0;
+                for (int64_t l = 0; l < k; ++l)
+                    magnitude += std::abs(double(w.values[size_t(j * k + l)])) *
+                                 (double(x[size_t(i * k + l)]) + e[size_t(i * k + l)]);
+                bound[size_t(i * n + j)] = double(2 * (k + k / k_qk) + 8) * 0x1p-24 * 1.01 * magnitude;
+            }
+        check_within(wide.data(), want, bound);
     }
 }
 

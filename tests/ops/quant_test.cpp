@@ -13,6 +13,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <type_traits>
 
 #include "common/test_support.hpp"
 #include "ops/quant.hpp"
@@ -23,8 +24,8 @@ using namespace frugal;
 
 namespace {
 
-constexpr dtype k_types[] = {dtype::f32,  dtype::f16,  dtype::bf16, dtype::q8_0,
-                             dtype::q4_0, dtype::q4_k, dtype::q5_k, dtype::q6_k};
+constexpr dtype k_types[] = {dtype::f32,  dtype::f16,    dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q5_0,
+                             dtype::q5_1, dtype::iq4_nl, dtype::q4_k, dtype::q5_k, dtype::q6_k};
 constexpr uint32_t k_seeds[] = {1, 7, 2024};
 constexpr int64_t k_row_counts[] = {1, 3, 7, 33};
 
@@ -55,7 +56,8 @@ std::vector<bool> paths() {
 }
 
 // Random rows of type t. Quantized types get random bytes (all quant and sub-scale bit patterns),
-// with the fp16 super-scales replaced by finite values of magnitude 1e-4..1 and random sign.
+// with the fp16 (super-)scales and offsets replaced by finite values of magnitude 1e-4..1 and
+// random sign.
 std::vector<uint8_t> random_weights(dtype t, int64_t rows, int64_t n, uint32_t seed) {
     std::mt19937 rng(seed);
     std::vector<uint8_t> w(size_t(rows * row_bytes(t, n)));
@@ -77,7 +79,10 @@ std::vector<uint8_t> random_weights(dtype t, int64_t rows, int64_t n, uint32_t s
     std::vector<size_t> scale_offsets;
     switch (t) {
     case dtype::q8_0:
-    case dtype::q4_0: scale_offsets = {0}; break;
+    case dtype::q4_0:
+    case dtype::q5_0:
+    case dtype::iq4_nl: scale_offsets = {0}; break;
+    case dtype::q5_1:
     case dtype::q4_k:
     case dtype::q5_k: scale_offsets = {0, 2}; break;
     case dtype::q6_k: scale_offsets = {208}; break;
@@ -110,13 +115,38 @@ double activation_error_bound(dtype t, const float * x, int64_t n, int64_t i) {
     case dtype::bf16: return std::fabs(x[i]) * std::ldexp(1.0, -8) + std::ldexp(1.0, -133);
     default: break;
     }
-    // Q8_0/Q8_K: half a step (amax/254) plus the fp16 rounding of Q8_0's d (<= 127 * d * 2^-11):
-    // one full step amax/127 covers both.
+    // Q8_0/Q8_1/Q8_K: half a step (amax/254) plus the fp16 rounding of Q8_0's d (<= 127 * d * 2^-11):
+    // one full step amax/127 covers both. Q8_1's s (the activation sum Q5_1's m meets) is off by
+    // at most the sum of these over its block plus its own fp16 rounding (<= 32 * amax * 2^-11),
+    // so amax/127 per element covers it too.
     const int64_t block = traits(t).block_size == k_qk ? k_qk : k_qk_k;
     const int64_t b0 = i / block * block;
     double amax = 0.0;
     for (int64_t j = b0; j < std::min(n, b0 + block); ++j) amax = std::max(amax, double(std::fabs(x[j])));
     return amax / 127.0;
+}
+
+// |w_i| for the activation error bound. Q5_1's offset m meets its own error (through s) apart
+// from d·q, so |d·q| + |m| <= |w_i| + 2|m| counts instead.
+double weight_magnitude(dtype t, const uint8_t * row, const std::vector<float> & wf, int64_t i) {
+    double mag = std::fabs(wf[size_t(i)]);
+    if (t == dtype::q5_1) {
+        const uint8_t * b = row + i / k_qk * int64_t(sizeof(block_q5_1));
+        mag += 2 * std::fabs(fp16_to_fp32(uint16_t(b[2] | b[3] << 8)));
+    }
+    return mag;
+}
+
+// Blocks of a Q8_0 or Q8_1 activation row that differ from the reference (d, qs, and Q8_1's s).
+template <class B>
+int q8_mismatches(const B * b, const ref::q8_row & want, int64_t n) {
+    int bad = 0;
+    for (int64_t ib = 0; ib < n / k_qk; ++ib) {
+        bad += fp16_to_fp32(b[ib].d) != want.d[size_t(ib)];
+        bad += std::memcmp(b[ib].qs, want.qs.data() + ib * k_qk, k_qk) != 0;
+        if constexpr (std::is_same_v<B, ops::block_q8_1>) bad += fp16_to_fp32(b[ib].s) != want.s[size_t(ib)];
+    }
+    return bad;
 }
 
 void check_invalid(const std::function<void()> & fn, const std::string & needle) {
@@ -294,17 +324,16 @@ TEST_CASE("quantize_activation matches the reference bit for bit" * doctest::tim
                         break;
                     }
                     case dtype::q8_0:
-                    case dtype::q4_0: {
-                        const auto want = ref::quantize_q8_0(x.data(), n);
-                        const auto * b = reinterpret_cast<const block_q8_0 *>(act.data());
-                        int bad = 0;
-                        for (int64_t ib = 0; ib < n / k_qk; ++ib) {
-                            bad += fp16_to_fp32(b[ib].d) != want.d[size_t(ib)];
-                            bad += std::memcmp(b[ib].qs, want.qs.data() + ib * k_qk, k_qk) != 0;
-                        }
-                        CHECK(bad == 0);
+                    case dtype::q4_0:
+                    case dtype::q5_0:
+                    case dtype::iq4_nl:
+                        CHECK(q8_mismatches(reinterpret_cast<const block_q8_0 *>(act.data()),
+                                            ref::quantize_q8_0(x.data(), n), n) == 0);
                         break;
-                    }
+                    case dtype::q5_1:
+                        CHECK(q8_mismatches(reinterpret_cast<const ops::block_q8_1 *>(act.data()),
+                                            ref::quantize_q8_1(x.data(), n), n) == 0);
+                        break;
                     default: {
                         const auto want = ref::quantize_q8_k(x.data(), n);
                         const auto * b = reinterpret_cast<const ops::block_q8_k *>(act.data());
@@ -338,6 +367,12 @@ TEST_CASE("activation quantization: ties round to even, signed extreme sets the 
         CHECK(b0.qs[1] == 2);
         CHECK(b0.qs[2] == -4);
         CHECK(b0.qs[3] == 0);
+        // Q8_1: the same d and quants, and s = d * (127 + 2 - 4 + 0) with d = 1.
+        const auto a1 = quantize_act(dtype::q5_1, x.data(), k_qk);
+        const auto & b1 = *reinterpret_cast<const ops::block_q8_1 *>(a1.data());
+        CHECK(b1.d == b0.d);
+        CHECK(std::memcmp(b1.qs, b0.qs, k_qk) == 0);
+        CHECK(fp16_to_fp32(b1.s) == 125.f);
 
         // Q8_K: -127 comes first, so the scale is -127/-127 = +1 and d = 1; the later +127 does not win.
         x[0] = -127.f, x[4] = 127.f;
@@ -390,7 +425,7 @@ TEST_CASE("dot_row against the reference and the exact float dot" * doctest::tim
                         double exact = 0, bound = k_tight_rtol * want.abs_sum + 1e-30;
                         for (int64_t i = 0; i < n; ++i) {
                             exact += double(wf[size_t(i)]) * x[size_t(i)];
-                            bound += std::fabs(wf[size_t(i)]) * activation_error_bound(t, x.data(), n, i);
+                            bound += weight_magnitude(t, row, wf, i) * activation_error_bound(t, x.data(), n, i);
                         }
                         CHECK(std::fabs(got - exact) <= bound);
                     }
@@ -589,11 +624,11 @@ TEST_CASE("invalid n or dtype throws invalid_argument naming the value" * doctes
     check_invalid([&] { ops::quantize_activation(dtype::q6_k, f.data(), buf.data(), 255); }, "255");
     check_invalid([&] { (void)ops::dot_row(dtype::q5_k, buf.data(), buf.data(), 300); }, "300");
     check_invalid([&] { (void)ops::dot_row(dtype::q4_0, buf.data(), buf.data(), -32); }, "-32");
-    check_invalid([&] { (void)ops::activation_bytes(dtype(7), 32); }, "7"); // ggml Q5_1: not supported
+    check_invalid([&] { (void)ops::activation_bytes(dtype(3), 32); }, "ggml id 3"); // Q4_1: not supported
     check_invalid([&] { ops::quantize_row_weights(dtype::q4_k, f.data(), buf.data(), 256); }, "q4_k");
     std::vector<std::byte> scratch;
     const raw_view bad_n{dtype::q4_0, buf.data(), shape{3, 48}};
     check_invalid([&] { ops::matvec(bad_n, f.data(), f.data(), scratch, 1); }, "48");
-    const raw_view bad_type{dtype(6), buf.data(), shape{3, 32}};
-    check_invalid([&] { ops::matmul_rows(bad_type, f.data(), 2, f.data(), scratch, 1); }, "6");
+    const raw_view bad_type{dtype(23), buf.data(), shape{3, 256}}; // IQ4_XS
+    check_invalid([&] { ops::matmul_rows(bad_type, f.data(), 2, f.data(), scratch, 1); }, "ggml id 23");
 }

@@ -54,6 +54,21 @@ void dequant_q45k(const uint8_t * b, float * y, bool q5) {
     }
 }
 
+// The 32 5-bit quants of a Q5_0/Q5_1 block from its qh (u32 little-endian) and the 16 qs bytes
+// that follow it: x0 = (qs[j] & 0xF) | ((qh >> j) << 4 & 0x10), x1 = (qs[j] >> 4) | (qh >> (j + 12) & 0x10).
+void q5_quants(const uint8_t * qh_qs, int * x) {
+    const uint32_t qh = uint32_t(qh_qs[0]) | uint32_t(qh_qs[1]) << 8 | uint32_t(qh_qs[2]) << 16 |
+                        uint32_t(qh_qs[3]) << 24;
+    const uint8_t * qs = qh_qs + 4;
+    for (int j = 0; j < 16; ++j) {
+        x[j] = int((qs[j] & 0xF) | (((qh >> j) << 4) & 0x10));
+        x[j + 16] = int((qs[j] >> 4) | ((qh >> (j + 12)) & 0x10));
+    }
+}
+
+// IQ4_NL's levels, from the spec text.
+constexpr int k_iq4_nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
 // Q6_K (210 B: ql[128], qh[64], int8 scales[16], d last).
 void dequant_q6k(const uint8_t * b, float * y) {
     const float d = half_at(b + 208);
@@ -111,6 +126,34 @@ std::vector<float> dequantize(dtype t, const uint8_t * src, int64_t n) {
             }
         }
         break;
+    case dtype::q5_0:
+        for (int64_t ib = 0; ib < n / 32; ++ib) {
+            const uint8_t * b = src + 22 * ib;
+            const float d = half_at(b);
+            int x[32];
+            q5_quants(b + 2, x);
+            for (int j = 0; j < 32; ++j) y[size_t(32 * ib + j)] = d * float(x[j] - 16);
+        }
+        break;
+    case dtype::q5_1:
+        for (int64_t ib = 0; ib < n / 32; ++ib) {
+            const uint8_t * b = src + 24 * ib;
+            const float d = half_at(b), m = half_at(b + 2);
+            int x[32];
+            q5_quants(b + 4, x);
+            for (int j = 0; j < 32; ++j) y[size_t(32 * ib + j)] = float(x[j]) * d + m;
+        }
+        break;
+    case dtype::iq4_nl:
+        for (int64_t ib = 0; ib < n / 32; ++ib) {
+            const uint8_t * b = src + 18 * ib;
+            const float d = half_at(b);
+            for (int j = 0; j < 16; ++j) {
+                y[size_t(32 * ib + j)] = d * float(k_iq4_nl[b[2 + j] & 0xF]);
+                y[size_t(32 * ib + j + 16)] = d * float(k_iq4_nl[b[2 + j] >> 4]);
+            }
+        }
+        break;
     case dtype::q4_k:
         for (int64_t ib = 0; ib < n / 256; ++ib) dequant_q45k(src + 144 * ib, y.data() + 256 * ib, false);
         break;
@@ -134,6 +177,20 @@ q8_row quantize_q8_0(const float * x, int64_t n) {
         r.d.push_back(fp16_to_fp32(fp32_to_fp16(amax / 127.f)));
         const float id = amax != 0.f ? 127.f / amax : 0.f;
         for (int j = 0; j < 32; ++j) r.qs.push_back(int8_t(std::nearbyint(x[32 * ib + j] * id)));
+    }
+    return r;
+}
+
+q8_row quantize_q8_1(const float * x, int64_t n) {
+    q8_row r = quantize_q8_0(x, n);
+    for (int64_t ib = 0; ib < n / 32; ++ib) {
+        float amax = 0.f;
+        int sum = 0;
+        for (int j = 0; j < 32; ++j) {
+            amax = std::max(amax, std::fabs(x[32 * ib + j]));
+            sum += r.qs[size_t(32 * ib + j)];
+        }
+        r.s.push_back(fp16_to_fp32(fp32_to_fp16(amax / 127.f * float(sum))));
     }
     return r;
 }
@@ -182,7 +239,10 @@ std::vector<double> activation_values(dtype t, const float * x, int64_t n) {
         for (int64_t i = 0; i < n; ++i) a[size_t(i)] = bf16_to_fp32(fp32_to_bf16(x[i]));
         return a;
     case dtype::q8_0:
-    case dtype::q4_0: q = quantize_q8_0(x, n); break;
+    case dtype::q4_0:
+    case dtype::q5_0:
+    case dtype::iq4_nl: q = quantize_q8_0(x, n); break;
+    case dtype::q5_1: q = quantize_q8_1(x, n); break;
     case dtype::q4_k:
     case dtype::q5_k:
     case dtype::q6_k: q = quantize_q8_k(x, n); break;
@@ -193,13 +253,25 @@ std::vector<double> activation_values(dtype t, const float * x, int64_t n) {
 }
 
 dot_result dot(dtype t, const uint8_t * w, const float * x, int64_t n) {
-    const std::vector<float> wf = dequantize(t, w, n);
     const std::vector<double> a = activation_values(t, x, n);
     dot_result r{0.0, 0.0};
-    for (size_t i = 0; i < size_t(n); ++i) {
-        r.value += double(wf[i]) * a[i];
-        r.abs_sum += std::fabs(double(wf[i]) * a[i]);
+    const auto add = [&](double p) {
+        r.value += p;
+        r.abs_sum += std::fabs(p);
+    };
+    if (t == dtype::q5_1) {
+        const q8_row q = quantize_q8_1(x, n);
+        for (int64_t ib = 0; ib < n / 32; ++ib) {
+            const uint8_t * b = w + 24 * ib;
+            int xq[32];
+            q5_quants(b + 4, xq);
+            for (int j = 0; j < 32; ++j) add(double(half_at(b)) * xq[j] * a[size_t(32 * ib + j)]);
+            add(double(half_at(b + 2)) * q.s[size_t(ib)]);
+        }
+        return r;
     }
+    const std::vector<float> wf = dequantize(t, w, n);
+    for (size_t i = 0; i < size_t(n); ++i) add(double(wf[i]) * a[i]);
     return r;
 }
 
