@@ -91,6 +91,22 @@ struct raw_view {
     constexpr const std::byte * row(int64_t i) const { return data + i * row_stride(); }
     template <class T>
     tensor_view<const T> as() const { return {reinterpret_cast<const T *>(data), shape}; }
+
+    // Rows [first, first + count) as a 2-D [count, row_size] view (e.g. one head's block of a
+    // fused projection).
+    constexpr raw_view row_range(int64_t first, int64_t count) const {
+        FRUGAL_ASSERT(first >= 0 && count >= 0 && first + count <= n_rows());
+        return {type, row(first), frugal::shape{count, row_size()}};
+    }
+    // Sub-view of index i along the outermost dimension (e.g. one expert of a stacked [E, N, K]
+    // tensor), dropping that dimension.
+    constexpr raw_view slice(int64_t i) const {
+        FRUGAL_ASSERT(shape.rank >= 2 && i >= 0 && i < shape[0]);
+        frugal::shape s;
+        s.rank = shape.rank - 1;
+        for (int d = 1; d < shape.rank; ++d) s.dims[size_t(d - 1)] = shape.dims[size_t(d)];
+        return {type, data + i * (s.numel() / s.innermost()) * row_stride(), s};
+    }
 };
 
 } // namespace frugal

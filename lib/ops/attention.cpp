@@ -14,8 +14,8 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
     const int64_t group = p.n_head / p.n_head_kv;
     const int threads = n_threads > 0 ? n_threads : omp_get_max_threads();
     scratch.resize(size_t(threads) * size_t(n_kv_total));
-    const int64_t k_row = p.n_head_kv * p.head_dim; // floats between consecutive positions in k
-    const int64_t v_row = p.n_head_kv * p.v_dim;
+    const int64_t k_row = p.k_stride ? p.k_stride : p.n_head_kv * p.head_dim; // floats between positions
+    const int64_t v_row = p.v_stride ? p.v_stride : p.n_head_kv * p.v_dim;
 
     // Tiny problems (a decode step of a small model) run on the calling thread.
     const bool parallel = n_tokens * p.n_head * n_kv_total * p.head_dim >= (int64_t(1) << 15);

@@ -12,11 +12,15 @@ struct attention_params {
     int64_t head_dim = 0;   // of K (and Q)
     int64_t v_dim = 0;      // of V (= head_dim for llama/qwen2)
     float scale = 1.f;      // softmax scale, 1/sqrt(head_dim) for llama/qwen2
+    // Floats between consecutive positions of k and v; 0 = packed (n_head_kv * head_dim,
+    // n_head_kv * v_dim). Absorbed MLA reads V as the first v_dim floats of each K row.
+    int64_t k_stride = 0;
+    int64_t v_stride = 0;
 };
 
 // q:   [n_tokens, n_head, head_dim], token t at position pos0 + t
-// k:   [>= pos0 + n_tokens, n_head_kv, head_dim] (the cache, positions 0.. filled)
-// v:   [>= pos0 + n_tokens, n_head_kv, v_dim]
+// k:   [>= pos0 + n_tokens, n_head_kv, head_dim] (the cache, positions 0.. filled), rows k_stride apart
+// v:   [>= pos0 + n_tokens, n_head_kv, v_dim], rows v_stride apart
 // out: [n_tokens, n_head, v_dim]
 // Token t attends to positions 0..pos0 + t. `scratch` holds one score row per thread.
 void attention(const attention_params & p, const float * q, int64_t n_tokens, int64_t pos0, const float * k,

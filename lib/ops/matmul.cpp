@@ -84,28 +84,32 @@ void dequantize_for_gemm(const raw_view & w, int64_t r, float * out, std::vector
     dequantize_row(dtype::q5_1, buf.data(), out, k);
 }
 
+dims weight_strides(int64_t k, int64_t n, bool w_kn) { return w_kn ? dims{n, 1} : dims{1, k}; }
+
 } // namespace
 
 struct matmul_context::impl {
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
-    using key = std::tuple<int64_t, int64_t, int64_t, int>; // K, N, ldy, weight dtype
+    // K, N, ldy, weight dtype, weight stored [K, N] (linear_t) rather than [N, K] (linear)
+    using key = std::tuple<int64_t, int64_t, int64_t, int, bool>;
     std::map<key, dnnl::matmul> primitives;
     std::vector<std::byte> quant_scratch;
     std::vector<float> slab;              // dequantized weight rows
     std::vector<float> x_rounded;         // activations rounded as the weight type's kernels see them
     std::vector<uint16_t> x_bf16;         // activations converted for the BF16 path
 
-    dnnl::matmul & primitive(int64_t k, int64_t n, int64_t ldy, dtype wtype) {
-        const key kk{k, n, ldy, int(wtype)};
+    dnnl::matmul & primitive(int64_t k, int64_t n, int64_t ldy, dtype wtype, bool w_kn) {
+        const key kk{k, n, ldy, int(wtype), w_kn};
         auto it = primitives.find(kk);
         if (it != primitives.end()) return it->second;
         const dt t = wtype == dtype::bf16 ? dt::bf16 : dt::f32;
         const auto M = DNNL_RUNTIME_DIM_VAL;
-        // src [M, K] row-major; weights [K, N] stored as W [N, K] row-major (strides {1, K});
-        // dst [M, N] with row stride ldy so a slab can write into a wider output.
+        // src [M, K] row-major; weights [K, N] stored as W [N, K] row-major (strides {1, K}) or,
+        // for linear_t, as [K, N] row-major; dst [M, N] with row stride ldy so a slab can write
+        // into a wider output.
         const dnnl::memory::desc src_md(dims{M, k}, t, dims{k, 1});
-        const dnnl::memory::desc w_md(dims{k, n}, t, dims{1, k});
+        const dnnl::memory::desc w_md(dims{k, n}, t, weight_strides(k, n, w_kn));
         const dnnl::memory::desc dst_md(dims{M, n}, dt::f32, dims{ldy, 1});
         try {
             auto pd = dnnl_compat::matmul_pd(engine, src_md, w_md, dst_md);
@@ -123,12 +127,17 @@ matmul_context::~matmul_context() = default;
 
 void matmul_context::gemm(dtype wtype, const void * w, int64_t n, int64_t k, const float * x, int64_t m, float * y,
                           int64_t ldy) {
+    gemm(wtype, w, n, k, x, m, y, ldy, false);
+}
+
+void matmul_context::gemm(dtype wtype, const void * w, int64_t n, int64_t k, const float * x, int64_t m, float * y,
+                          int64_t ldy, bool w_kn) {
     if (wtype != dtype::f32 && wtype != dtype::bf16)
         throw_error(status::invalid_argument, "matmul: gemm takes f32 or bf16 weights, not {}", dtype_name(wtype));
     if (m <= 0 || n <= 0 || k <= 0 || ldy < n)
         throw_error(status::invalid_argument, "matmul: bad gemm shape m={} n={} k={} ldy={}", m, n, k, ldy);
     omp_threads_scope threads(n_threads_);
-    auto & prim = impl_->primitive(k, n, ldy, wtype);
+    auto & prim = impl_->primitive(k, n, ldy, wtype, w_kn);
     const dt t = wtype == dtype::bf16 ? dt::bf16 : dt::f32;
     const void * src = x;
     if (wtype == dtype::bf16) {
@@ -138,7 +147,7 @@ void matmul_context::gemm(dtype wtype, const void * w, int64_t n, int64_t k, con
     }
     // Memory objects wrap caller pointers; oneDNN never writes src or weights.
     dnnl::memory src_mem({dims{m, k}, t, dims{k, 1}}, impl_->engine, const_cast<void *>(src));
-    dnnl::memory w_mem({dims{k, n}, t, dims{1, k}}, impl_->engine, const_cast<void *>(w));
+    dnnl::memory w_mem({dims{k, n}, t, weight_strides(k, n, w_kn)}, impl_->engine, const_cast<void *>(w));
     dnnl::memory dst_mem({dims{m, n}, dt::f32, dims{ldy, 1}}, impl_->engine, y);
     prim.execute(impl_->stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, dst_mem}});
     impl_->stream.wait();
@@ -187,6 +196,23 @@ void matmul_context::linear(const raw_view & w, const float * x, int64_t m, floa
         }
         gemm(dtype::f32, slab, rows, kg, xr, m, y + r0, ldy);
     }
+}
+
+void matmul_context::linear_t(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
+    const int64_t k = w.shape.rows();
+    const int64_t n = w.shape.innermost();
+    if (m <= 0) return;
+    if (ldy < n) throw_error(status::invalid_argument, "matmul: output stride {} < {} output features", ldy, n);
+    const float * wf = reinterpret_cast<const float *>(w.data);
+    if (w.type != dtype::f32) {
+        // The whole weight at once: linear_t serves per-head blocks of a few hundred KiB.
+        float * deq = grow(impl_->slab, k * n);
+        omp_threads_scope threads(n_threads_);
+#pragma omp parallel for schedule(static) if (k * n >= (1 << 16))
+        for (int64_t r = 0; r < k; ++r) dequantize_row(w.type, w.row(r), deq + r * n, n);
+        wf = deq;
+    }
+    gemm(dtype::f32, wf, n, k, x, m, y, ldy, true);
 }
 
 } // namespace frugal::ops

@@ -40,11 +40,20 @@ public:
     void linear(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
     void linear(const raw_view & w, const float * x, int64_t m, float * y) { linear(w, x, m, y, w.shape.rows()); }
 
+    // y[m, ldy] (first N columns written) = x[m, K] · w for a weight stored the other way
+    // round, w = [K, N] (MLA multiplies some per-head blocks against their stored orientation).
+    // The weight is dequantized to F32 and the product taken in F32: there is no vec_dot
+    // pairing of activation and weight blocks in this orientation.
+    void linear_t(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
+
     // The oneDNN GEMM alone: y[m, ldy] = x[m, k] · wᵀ with w an [n, k] row-major matrix of
     // F32 (or BF16, with x converted to BF16). Exposed for tests.
     void gemm(dtype wtype, const void * w, int64_t n, int64_t k, const float * x, int64_t m, float * y, int64_t ldy);
 
 private:
+    // w_kn: w is [k, n] row-major instead of [n, k].
+    void gemm(dtype wtype, const void * w, int64_t n, int64_t k, const float * x, int64_t m, float * y, int64_t ldy,
+              bool w_kn);
     struct impl;
     std::unique_ptr<impl> impl_;
     int n_threads_;

@@ -388,6 +388,32 @@ TEST_CASE("attention is causal: changing a later cache position leaves earlier t
         }
 }
 
+TEST_CASE("attention reads strided rows: V as the head of each K row, as absorbed MLA does" * doctest::timeout(60)) {
+    // One shared KV head whose rows are [latent (v_dim) | rope part], padded to a wider stride.
+    const int64_t n_head = 5, head_dim = 23, v_dim = 16, stride = 29, n_tokens = 4, pos0 = 6;
+    const int64_t n_kv = pos0 + n_tokens;
+    for (uint32_t seed : k_seeds)
+        for (int threads : k_thread_counts) {
+            CAPTURE(seed);
+            CAPTURE(threads);
+            const auto q = test::random_floats(size_t(n_tokens * n_head * head_dim), seed, -3.f, 3.f);
+            const auto cache = test::random_floats(size_t(n_kv * stride), seed + 1);
+            std::vector<float> k(size_t(n_kv * head_dim)), v(size_t(n_kv * v_dim)); // packed copies
+            for (int64_t j = 0; j < n_kv; ++j) {
+                std::copy_n(cache.begin() + j * stride, head_dim, k.begin() + j * head_dim);
+                std::copy_n(cache.begin() + j * stride, v_dim, v.begin() + j * v_dim);
+            }
+            const float scale = 0.3f;
+            const ops::attention_params p{.n_head = n_head, .n_head_kv = 1, .head_dim = head_dim, .v_dim = v_dim,
+                                          .scale = scale, .k_stride = stride, .v_stride = stride};
+            std::vector<float> out(size_t(n_tokens * n_head * v_dim)), scratch;
+            ops::attention(p, q.data(), n_tokens, pos0, cache.data(), cache.data(), out.data(), scratch, threads);
+            const ref::attention_config rc{.n_head = n_head, .n_head_kv = 1, .head_dim = head_dim, .v_dim = v_dim,
+                                           .scale = scale};
+            check_close(out.data(), ref::attention(rc, q.data(), n_tokens, pos0, k.data(), v.data()), k_rtol, k_rtol);
+        }
+}
+
 namespace {
 
 // An [n, k] weight stored as `type`, made from random floats, with the values it holds once
@@ -654,6 +680,37 @@ TEST_CASE("linear reuses cached primitives across calls with other m and shapes"
         ops::matmul_context ctx(2);
         for (const auto & c : calls) check_linear(ctx, weights[c.which], c.m, weights[c.which].n, uint32_t(c.m));
     }
+}
+
+TEST_CASE("linear_t multiplies by a weight stored [K, N], in every dtype" * doctest::timeout(60)) {
+    struct mkn {
+        int64_t m, k, n, ldy;
+    };
+    const mkn shapes[] = {{1, 64, 32, 32}, {5, 96, 64, 70}, {40, 128, 96, 96}}; // N: whole quant blocks
+    for (dtype t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0})
+        for (int threads : k_thread_counts) {
+            ops::matmul_context ctx(threads);
+            for (const auto & s : shapes) {
+                // make_weight's [n, k] matrix is used as [K, N]: rows of N stored elements.
+                const auto stored = make_weight(t, s.k, s.n, uint32_t(s.m));
+                test_weight w{t, s.n, s.k, {}, std::vector<float>(size_t(s.n * s.k))}; // w.values = storedᵀ
+                for (int64_t r = 0; r < s.k; ++r)
+                    for (int64_t c = 0; c < s.n; ++c) w.values[size_t(c * s.k + r)] = stored.values[size_t(r * s.n + c)];
+                CAPTURE(threads);
+                const auto x = test::random_floats(size_t(s.m * s.k), uint32_t(s.n));
+                std::vector<float> y(size_t(s.m * s.ldy), k_sentinel);
+                ctx.linear_t(stored.view(), x.data(), s.m, y.data(), s.ldy);
+                std::vector<float> got(size_t(s.m * s.n));
+                for (int64_t i = 0; i < s.m; ++i) {
+                    std::copy_n(y.begin() + i * s.ldy, s.n, got.begin() + i * s.n);
+                    for (int64_t j = s.n; j < s.ldy; ++j) CHECK(y[size_t(i * s.ldy + j)] == k_sentinel);
+                }
+                // F32 arithmetic on the dequantized weight: no activation rounding.
+                const std::vector<double> exact_activations(size_t(s.m * s.k), 0.0);
+                check_within(got.data(), ref::matmul(x.data(), w.values.data(), s.m, s.n, s.k),
+                             product_bound(x.data(), exact_activations, w.values.data(), s.m, s.n, s.k));
+            }
+        }
 }
 
 namespace {
