@@ -33,6 +33,20 @@ void model::forward(model_state & state, std::span<const int32_t> tokens, bool a
     }
 }
 
+void model::report_progress(const load_options & opts, int64_t layer, int64_t n_layer) {
+    if (opts.progress && !opts.progress(float(layer) / float(n_layer)))
+        throw_error(status::cancelled, "loader: cancelled by the progress callback at layer {}", layer);
+}
+
+void model::finish_load(const load_options & opts) {
+    for (const auto & t : file_->tensors()) {
+        config_.n_params += t.shape().numel();
+        config_.weight_bytes += t.n_bytes;
+    }
+    if (opts.progress && !opts.progress(1.f))
+        throw_error(status::cancelled, "loader: cancelled by the progress callback at the end of the load");
+}
+
 std::shared_ptr<const model> load_model(const std::string & path, const load_options & opts) {
     auto f = gguf::file::open(path, opts.use_mmap);
     const std::string arch_name = f->get_string("general.architecture");

@@ -15,7 +15,7 @@
 
 namespace frugal {
 
-enum class arch { llama, qwen2 };
+enum class arch { llama, qwen2, deepseek2 };
 
 struct model_config {
     frugal::arch arch = arch::llama;
@@ -28,7 +28,10 @@ struct model_config {
     int64_t n_head = 0;
     int64_t n_head_kv = 0;
     int64_t head_dim = 0;
-    int64_t n_ff = 0;
+    int64_t n_ff = 0;              // dense feed-forward width
+    int64_t n_expert = 0;          // routed experts (0: dense model)
+    int64_t n_expert_used = 0;     // experts per token
+    uint64_t kv_bytes_per_token = 0; // KV cache bytes one position costs (all layers)
     float rms_eps = 1e-5f;
     int64_t n_params = 0;      // elements in all weight tensors
     uint64_t weight_bytes = 0; // bytes of all weight tensors as stored
@@ -81,6 +84,11 @@ protected:
                                const std::atomic<bool> * cancel) const = 0;
     // Largest number of tokens a single forward_batch processes (bounds scratch memory).
     static constexpr int64_t k_max_batch = 512;
+
+    // Loader steps shared by the architectures: the progress callback before layer `layer`
+    // (throws status::cancelled when it asks to stop), and the final totals of weights.
+    static void report_progress(const load_options & opts, int64_t layer, int64_t n_layer);
+    void finish_load(const load_options & opts);
 
     model_config config_;
     std::shared_ptr<const gguf::file> file_;

@@ -1,0 +1,111 @@
+#include "models/common.hpp"
+
+#include <unistd.h>
+
+#include "ops/quant.hpp"
+#include "ops/rmsnorm.hpp"
+#include "ops/swiglu.hpp"
+#include "util/buffer.hpp"
+#include "util/error.hpp"
+
+namespace frugal {
+
+int64_t weight_reader::get_int(std::string_view key, int64_t lo, int64_t hi) const {
+    const std::string full = prefix_ + std::string(key);
+    const int64_t v = f_.get_int(full);
+    if (v < lo || v > hi)
+        throw_error(status::invalid_model, "loader: {}: {} = {} is out of range [{}, {}]", f_.path(), full, v, lo, hi);
+    return v;
+}
+
+int64_t weight_reader::opt_int(std::string_view key, int64_t fallback, int64_t lo, int64_t hi) const {
+    if (!f_.find(prefix_ + std::string(key))) return fallback;
+    return get_int(key, lo, hi);
+}
+
+double weight_reader::opt_float(std::string_view key, double fallback) const {
+    return f_.opt_float(prefix_ + std::string(key)).value_or(fallback);
+}
+
+raw_view weight_reader::tensor(const std::string & name, frugal::shape want) const {
+    const raw_view v = f_.tensor(name);
+    if (!(v.shape == want))
+        throw_error(status::invalid_model, "loader: {}: {}: bad shape {}, want {}", f_.path(), name, v.shape.str(),
+                    want.str());
+    return v;
+}
+
+std::vector<float> weight_reader::vector(const std::string & name, int64_t n, bool required) const {
+    if (!required && !f_.find_tensor(name)) return {};
+    const raw_view v = f_.tensor(name);
+    if (v.shape.numel() != n || v.shape.rank != 1)
+        throw_error(status::invalid_model, "loader: {}: {}: bad shape {}, want [{}]", f_.path(), name, v.shape.str(), n);
+    std::vector<float> out(static_cast<size_t>(n));
+    ops::dequantize_row(v.type, v.data, out.data(), n);
+    return out;
+}
+
+void swiglu_ffn(ops::matmul_context & mm, const ffn_weights & w, const float * x, int64_t m, float * out,
+                ffn_scratch & s) {
+    const int64_t n_ff = w.n_ff();
+    float * gate = grow(s.gate, m * n_ff); // [m, n_ff]
+    float * up = grow(s.up, m * n_ff);     // [m, n_ff]
+    mm.linear(w.gate, x, m, gate);
+    mm.linear(w.up, x, m, up);
+    ops::swiglu(gate, up, gate, m * n_ff, mm.n_threads());
+    mm.linear(w.down, gate, m, out);       // [m, D]
+}
+
+ffn_weights load_ffn(const weight_reader & r, const std::string & block, const std::string & suffix, int64_t n_ff,
+                     int64_t n_embd) {
+    return {r.matrix(block + "ffn_gate" + suffix + ".weight", n_ff, n_embd),
+            r.matrix(block + "ffn_up" + suffix + ".weight", n_ff, n_embd),
+            r.matrix(block + "ffn_down" + suffix + ".weight", n_embd, n_ff)};
+}
+
+void embed_tokens(const raw_view & table, const int32_t * tokens, int64_t n, float * x) {
+    const int64_t D = table.row_size();
+    for (int64_t t = 0; t < n; ++t) ops::dequantize_row(table.type, table.row(tokens[t]), x + t * D, D);
+}
+
+lm_head lm_head::load(const weight_reader & r, model_config & c, int64_t tokenizer_vocab) {
+    lm_head head;
+    head.token_embd = r.file().tensor("token_embd.weight");
+    const auto & s = head.token_embd.shape;
+    if (s.rank != 2 || s[1] != c.n_embd)
+        throw_error(status::invalid_model, "loader: {}: token_embd.weight: bad shape {}, want [n_vocab, {}]",
+                    r.file().path(), s.str(), c.n_embd);
+    c.n_vocab = s[0];
+    if (c.n_vocab != tokenizer_vocab)
+        throw_error(status::invalid_model, "loader: {}: token_embd.weight has {} rows but the vocabulary has {} tokens",
+                    r.file().path(), c.n_vocab, tokenizer_vocab);
+    head.output_norm = r.vector("output_norm.weight", c.n_embd);
+    head.output = r.has_tensor("output.weight") ? r.matrix("output.weight", c.n_vocab, c.n_embd) : head.token_embd;
+    return head;
+}
+
+void lm_head::logits(ops::matmul_context & mm, const float * x, int64_t T, bool all_rows, float rms_eps, float * h,
+                     float * out) const {
+    // Only the rows whose logits are wanted go through the output layer.
+    const int64_t D = token_embd.row_size();
+    const int64_t first = all_rows ? 0 : T - 1;
+    const int64_t rows = T - first;
+    ops::rmsnorm(x + first * D, output_norm.data(), h, rows, D, rms_eps, mm.n_threads());
+    mm.linear(output, h, rows, out);
+}
+
+void add_into(float * x, const float * y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+void check_kv_fits(uint64_t bytes, int64_t n_ctx) {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || page <= 0) return;
+    const uint64_t physical = uint64_t(pages) * uint64_t(page);
+    if (bytes > physical)
+        throw_error(status::out_of_memory,
+                    "session: a KV cache for {} positions needs {:.1f} GiB, more than this machine's {:.1f} GiB of memory",
+                    n_ctx, double(bytes) / double(1ull << 30), double(physical) / double(1ull << 30));
+}
+
+} // namespace frugal

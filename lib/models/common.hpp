@@ -1,0 +1,85 @@
+// common.hpp - pieces every architecture's loader and forward pass share: checked reading of
+// hyper-parameters and weights from the GGUF file, the SwiGLU feed-forward block, token
+// embedding lookup, residual adds and the KV-cache memory check.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "frugal/tensor_view.hpp"
+#include "models/model.hpp"
+#include "ops/matmul.hpp"
+#include "runtime/gguf.hpp"
+
+namespace frugal {
+
+// Reads `<arch>.<key>` hyper-parameters and named tensors, throwing status::invalid_model with
+// the file, the key or tensor and the offending value when anything is missing or out of range.
+class weight_reader {
+public:
+    weight_reader(const gguf::file & f, std::string arch_prefix) : f_(f), prefix_(std::move(arch_prefix)) {}
+
+    const gguf::file & file() const { return f_; }
+    // Required integer in [lo, hi].
+    int64_t get_int(std::string_view key, int64_t lo, int64_t hi) const;
+    // Optional integer in [lo, hi]; `fallback` when the key is absent.
+    int64_t opt_int(std::string_view key, int64_t fallback, int64_t lo, int64_t hi) const;
+    double opt_float(std::string_view key, double fallback) const;
+    bool has_tensor(const std::string & name) const { return f_.find_tensor(name) != nullptr; }
+
+    // A tensor that must have exactly this shape (outermost first).
+    raw_view tensor(const std::string & name, frugal::shape want) const;
+    raw_view matrix(const std::string & name, int64_t rows, int64_t cols) const { return tensor(name, {rows, cols}); }
+    // A 1-D tensor dequantized to F32; empty when !required and absent.
+    std::vector<float> vector(const std::string & name, int64_t n, bool required = true) const;
+
+private:
+    const gguf::file & f_;
+    std::string prefix_; // "llama.", "deepseek2.", ...
+};
+
+// SwiGLU feed-forward weights: down(silu(gate·x) * up·x).
+struct ffn_weights {
+    raw_view gate, up, down; // [n_ff, D], [n_ff, D], [D, n_ff]
+    int64_t n_ff() const { return gate.shape.rows(); }
+};
+
+// blk.N.ffn_{gate,up,down}<suffix>.weight (suffix "" for a dense block, "_shexp" for shared experts).
+ffn_weights load_ffn(const weight_reader & r, const std::string & block, const std::string & suffix, int64_t n_ff,
+                     int64_t n_embd);
+
+// Scratch for one feed-forward evaluation, grown on demand.
+struct ffn_scratch {
+    std::vector<float> gate, up;
+};
+
+// out[m, D] = FFN(x[m, D]).
+void swiglu_ffn(ops::matmul_context & mm, const ffn_weights & w, const float * x, int64_t m, float * out,
+                ffn_scratch & s);
+
+// x[t, D] = row tokens[t] of the embedding table [n_vocab, D] (any dtype), as F32.
+void embed_tokens(const raw_view & table, const int32_t * tokens, int64_t n, float * x);
+
+// The token embedding table and the output layer (final norm + projection to the vocabulary).
+struct lm_head {
+    raw_view token_embd;            // [n_vocab, D]
+    raw_view output;                // [n_vocab, D]; token_embd itself when the file ties them
+    std::vector<float> output_norm; // [D]
+
+    // Sets c.n_vocab from token_embd.weight, which must match the tokenizer's vocabulary.
+    static lm_head load(const weight_reader & r, model_config & c, int64_t tokenizer_vocab);
+    // logits[rows, n_vocab] for the last row of x[T, D] (or all T rows); h: scratch >= rows * D.
+    void logits(ops::matmul_context & mm, const float * x, int64_t T, bool all_rows, float rms_eps, float * h,
+                float * out) const;
+};
+
+// x[i] += y[i]
+void add_into(float * x, const float * y, int64_t n);
+
+// Throws status::out_of_memory when a KV cache of `bytes` would not fit in this machine's
+// physical memory (it would only end in the OOM killer once filled).
+void check_kv_fits(uint64_t bytes, int64_t n_ctx);
+
+} // namespace frugal
