@@ -1,5 +1,6 @@
 #include "models/model.hpp"
 
+#include "models/deepseek2.hpp"
 #include "models/llama.hpp"
 #include "util/cpu.hpp"
 #include "util/error.hpp"
@@ -54,7 +55,9 @@ std::shared_ptr<const model> load_model(const std::string & path, const load_opt
     // Explicit registry: one line per family (no static self-registration).
     if (arch_name == "llama") return load_llama(std::move(f), arch::llama, n_threads, opts);
     if (arch_name == "qwen2") return load_llama(std::move(f), arch::qwen2, n_threads, opts);
-    throw_error(status::unsupported_model, "loader: {}: architecture '{}' is not supported (supported: llama, qwen2)",
+    if (arch_name == "deepseek2") return load_deepseek2(std::move(f), n_threads, opts);
+    throw_error(status::unsupported_model,
+                "loader: {}: architecture '{}' is not supported (supported: llama, qwen2, deepseek2)",
                 path, arch_name);
 }
 

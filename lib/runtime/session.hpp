@@ -58,6 +58,8 @@ public:
     void set_sampling(const sampling_params & p);
     const sampling_params & sampling() const { return params_; }
     void set_n_threads(int n) { state_->set_n_threads(n); }
+    // The model's per-session state (architecture-specific settings such as deepseek2's MLA form).
+    model_state & state() { return *state_; }
     void reseed() { sampler_.reset(params_.seed); }
     void cancel() { cancel_.store(true, std::memory_order_relaxed); }
 

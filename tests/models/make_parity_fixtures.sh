@@ -14,7 +14,7 @@ if ! "$tools/llamacpp-logits" --version >/dev/null 2>&1; then
 fi
 export PYTHONDONTWRITEBYTECODE=1
 mkdir -p "$out"
-stamp=$out/.complete-v1
+stamp=$out/.complete-v2
 [[ -f $stamp ]] && { echo "parity fixtures up to date in $out"; exit 0; }
 
 models=()
@@ -26,6 +26,19 @@ done
 "$tools/llamacpp-quantize" "$out/tiny256-qwen2-f32.gguf" "$out/tiny256-qwen2-q4_k_m.gguf" Q4_K_M >/dev/null
 "$tools/llamacpp-quantize" "$out/tiny256-llama-f32.gguf" "$out/tiny256-llama-q5_k_m.gguf" Q5_K_M >/dev/null
 models+=(tiny256-qwen2-q4_k_m tiny256-llama-q5_k_m)
+
+# deepseek2: V2-Lite-like (no q_lora, softmax gating, leading dense layer) and V3-like (q_lora,
+# sigmoid gating with selection bias, expert groups, normalised top-k, scale 2.5), each in both
+# MLA tensor styles: split attn_k_b/attn_v_b (current converter) and legacy attn_kv_b.
+ds_models=()
+for arch in deepseek2 deepseek3; do
+    for t in f32 q8_0; do ds_models+=("tiny-$arch-$t"); done
+done
+"$tools/make_models.py" --out "$out" "${ds_models[@]}" >/dev/null
+"$tools/make_models.py" --out "$out" --mla-style legacy "${ds_models[@]}" >/dev/null
+for m in "${ds_models[@]}"; do models+=("$m" "$m-legacy"); done
+# The V3-like model with an MTP block appended (frugal must skip it; not a llama.cpp fixture).
+/usr/bin/python3 "$(dirname "$0")/add_mtp_block.py" "$tools" "$out/tiny-deepseek3-f32.gguf" "$out/tiny-deepseek3-f32-mtp.gguf"
 
 # A fixed 24-token prompt (ids valid in every tiny vocabulary of 8192).
 tokens=1925,346,5193,264,882,13,576,1052,572,264,3974,2885,6941,429,6364,13,1084,2948,311,1486,4889,304,279,6118

@@ -1,0 +1,26 @@
+// deepseek2.hpp - GGUF architecture `deepseek2`: DeepSeek-V2, V2-Lite, V3 and R1.
+// Multi-head latent attention (MLA) over a latent KV cache, DeepSeekMoE feed-forward blocks,
+// YaRN RoPE. The design is in docs/DEEPSEEK2.md.
+#pragma once
+
+#include "models/model.hpp"
+
+namespace frugal {
+
+std::shared_ptr<const model> load_deepseek2(std::shared_ptr<const gguf::file> f, int n_threads,
+                                            const load_options & opts);
+
+// How a forward pass computes attention from the latent cache (both give the same results up to
+// float rounding):
+//   straightforward: decompress K and V of every cached position per head, then plain attention;
+//                    cheapest when many new tokens share the decompression (prefill).
+//   absorbed:        fold the K up-projection into the query and the V up-projection into the
+//                    output, attending over the 576-wide latent rows directly (decode).
+//   automatic:       per call, whichever costs fewer multiply-adds (and fits the scratch budget).
+enum class mla_form { automatic, straightforward, absorbed };
+
+// Forces a form on a deepseek2 session state (tests, benchmarks); throws invalid_argument for a
+// state of another architecture.
+void set_mla_form(model_state & state, mla_form form);
+
+} // namespace frugal
