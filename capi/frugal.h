@@ -125,7 +125,12 @@ FRUGAL_API int32_t frugal_model_n_heads(const frugal_model * model);
 FRUGAL_API int32_t frugal_model_n_heads_kv(const frugal_model * model);
 FRUGAL_API uint64_t frugal_model_n_params(const frugal_model * model);
 FRUGAL_API uint64_t frugal_model_size_bytes(const frugal_model * model);   /* weight bytes as stored */
-FRUGAL_API const char * frugal_model_architecture(const frugal_model * model); /* "llama", "qwen2" */
+/* Routed experts and experts used per token (0 for a dense model). */
+FRUGAL_API int32_t frugal_model_n_experts(const frugal_model * model);
+FRUGAL_API int32_t frugal_model_n_experts_used(const frugal_model * model);
+/* KV cache bytes one context position costs, all layers (deepseek2: the MLA latent cache). */
+FRUGAL_API uint64_t frugal_model_kv_bytes_per_token(const frugal_model * model);
+FRUGAL_API const char * frugal_model_architecture(const frugal_model * model); /* "llama", "qwen2", "deepseek2" */
 FRUGAL_API const char * frugal_model_name(const frugal_model * model);         /* general.name or "" */
 FRUGAL_API int32_t frugal_model_token_bos(const frugal_model * model);  /* -1 if none */
 FRUGAL_API int32_t frugal_model_token_eos(const frugal_model * model);  /* -1 if none */
@@ -159,7 +164,7 @@ FRUGAL_API frugal_status frugal_session_create(frugal_model * model, int32_t n_c
 FRUGAL_API void frugal_session_free(frugal_session * session); /* NULL-safe */
 FRUGAL_API int32_t frugal_session_n_ctx(const frugal_session * session);
 FRUGAL_API int32_t frugal_session_n_past(const frugal_session * session);   /* positions used */
-FRUGAL_API uint64_t frugal_session_kv_bytes(const frugal_session * session);
+FRUGAL_API uint64_t frugal_session_kv_bytes(const frugal_session * session); /* n_ctx x per-token bytes */
 /* Forgets the conversation (the KV cache is kept allocated) and reseeds the sampler. */
 FRUGAL_API frugal_status frugal_session_reset(frugal_session * session, frugal_error ** err);
 

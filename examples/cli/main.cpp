@@ -169,18 +169,20 @@ int cmd_run(const run_args & a) {
     const auto & st = s.stats();
     const auto [peak, rss] = memory_usage();
     const auto & c = model->config();
+    const std::string experts =
+        c.n_expert ? fmt::format(", {} experts ({} per token)", c.n_expert, c.n_expert_used) : std::string();
     std::fprintf(stderr,
-                 "\n[%s] %s, %lld layers, %s of weights; load %.2f s\n"
+                 "\n[%s] %s, %lld layers%s, %s of weights; load %.2f s\n"
                  "prompt: %lld tokens in %.2f s (%.1f tokens/s)\n"
                  "decode: %d tokens generated, %lld evaluated in %.2f s (%.1f tokens/s); stop: %s\n"
-                 "memory: peak RSS %s, RSS %s, KV cache %s (%lld positions), model file %s\n",
+                 "memory: peak RSS %s, RSS %s, KV cache %s (%lld positions x %.1f KiB), model file %s\n",
                  c.arch_name.c_str(), c.name.empty() ? "unnamed" : c.name.c_str(), (long long)c.n_layer,
-                 mib(c.weight_bytes).c_str(), load_s, (long long)st.n_prompt, st.prompt_seconds,
+                 experts.c_str(), mib(c.weight_bytes).c_str(), load_s, (long long)st.n_prompt, st.prompt_seconds,
                  st.prompt_seconds > 0 ? double(st.n_prompt) / st.prompt_seconds : 0.0, n_gen,
                  (long long)st.n_decode, st.decode_seconds,
                  st.decode_seconds > 0 ? double(st.n_decode) / st.decode_seconds : 0.0, stop_reason.c_str(),
                  mib(peak).c_str(), mib(rss).c_str(), mib(s.kv_bytes()).c_str(), (long long)s.n_ctx(),
-                 mib(model->file().file_size()).c_str());
+                 double(c.kv_bytes_per_token) / 1024.0, mib(model->file().file_size()).c_str());
     return 0;
 }
 
@@ -270,9 +272,10 @@ int cmd_bench(const bench_args & a) {
         report(fmt::format("tg{}", a.n_gen), a.n_gen, secs);
     }
     const auto [peak, rss] = memory_usage();
-    std::printf(R"({"peak_rss_kib": %llu, "rss_kib": %llu, "kv_bytes": %llu})"
+    std::printf(R"({"peak_rss_kib": %llu, "rss_kib": %llu, "kv_bytes": %llu, "kv_bytes_per_token": %llu})"
                 "\n",
-                (unsigned long long)(peak / 1024), (unsigned long long)(rss / 1024), (unsigned long long)s.kv_bytes());
+                (unsigned long long)(peak / 1024), (unsigned long long)(rss / 1024), (unsigned long long)s.kv_bytes(),
+                (unsigned long long)c.kv_bytes_per_token);
     return 0;
 }
 

@@ -256,6 +256,9 @@ TEST_CASE("capi: every entry point rejects NULL handles and arguments" * doctest
     CHECK(frugal_model_n_heads_kv(nullptr) == 0);
     CHECK(frugal_model_n_params(nullptr) == 0);
     CHECK(frugal_model_size_bytes(nullptr) == 0);
+    CHECK(frugal_model_n_experts(nullptr) == 0);
+    CHECK(frugal_model_n_experts_used(nullptr) == 0);
+    CHECK(frugal_model_kv_bytes_per_token(nullptr) == 0);
     REQUIRE(frugal_model_architecture(nullptr) != nullptr);
     CHECK(std::string(frugal_model_architecture(nullptr)).empty());
     REQUIRE(frugal_model_name(nullptr) != nullptr);
@@ -1063,4 +1066,23 @@ TEST_CASE("capi: a KV cache larger than the machine's memory is a clear error" *
     // The library stays usable: a session of a sane size works on the same model.
     auto ok = make_session(model.get(), 256);
     CHECK(frugal_session_kv_bytes(ok.get()) == uint64_t(4) * 2 * 256 * 512 * sizeof(float));
+    CHECK(frugal_model_kv_bytes_per_token(model.get()) == uint64_t(4) * 2 * 512 * sizeof(float));
+    CHECK(frugal_model_n_experts(model.get()) == 0);
+}
+
+TEST_CASE("capi: a deepseek2 model reports its experts and its latent KV cache" * doctest::timeout(60)) {
+    const auto path = std::filesystem::path(FRUGAL_TEST_BINARY_DIR) / "fixtures" / "parity" / "tiny-deepseek2-q8_0.gguf";
+    if (!std::filesystem::exists(path)) FRUGAL_SKIP("parity fixtures were not generated (no ../shared/tools)");
+    auto model = load(path.string());
+    CHECK(std::string(frugal_model_architecture(model.get())) == "deepseek2");
+    CHECK(frugal_model_n_experts(model.get()) == 8);
+    CHECK(frugal_model_n_experts_used(model.get()) == 2);
+    // kv_lora_rank 64 + rope 32 floats per layer, 3 layers (make_models.py's tiny-deepseek2).
+    CHECK(frugal_model_kv_bytes_per_token(model.get()) == uint64_t(64 + 32) * 3 * sizeof(float));
+    auto s = make_session(model.get(), 100);
+    CHECK(frugal_session_kv_bytes(s.get()) == 100 * frugal_model_kv_bytes_per_token(model.get()));
+    const int32_t prompt[] = {1925, 346, 5193, 264};
+    err_box err;
+    REQUIRE_MESSAGE(frugal_session_prompt_tokens(s.get(), prompt, 4, err.out()) == FRUGAL_OK, err.message());
+    CHECK(frugal_session_n_past(s.get()) == 4);
 }
