@@ -1071,8 +1071,8 @@ TEST_CASE("capi: a KV cache larger than the machine's memory is a clear error" *
 }
 
 TEST_CASE("capi: a deepseek2 model reports its experts and its latent KV cache" * doctest::timeout(60)) {
-    const auto path = std::filesystem::path(FRUGAL_TEST_BINARY_DIR) / "fixtures" / "parity" / "tiny-deepseek2-q8_0.gguf";
-    if (!std::filesystem::exists(path)) FRUGAL_SKIP("parity fixtures were not generated (no ../shared/tools)");
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
+    const auto path = frugal::test::parity_fixture("tiny-deepseek2-q8_0.gguf");
     auto model = load(path.string());
     CHECK(std::string(frugal_model_architecture(model.get())) == "deepseek2");
     CHECK(frugal_model_n_experts(model.get()) == 8);

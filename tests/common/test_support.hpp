@@ -38,6 +38,17 @@ inline std::filesystem::path scratch_dir(const std::string & name) {
     return p;
 }
 
+// The llama.cpp parity fixtures (tests/models/make_parity_fixtures.sh; ctest fixture
+// parity_models): seeded random-weight GGUF models with llama.cpp's logits. Absent when
+// ../shared/tools or its llama.cpp peer is missing.
+inline std::filesystem::path parity_fixture(const std::string & file) {
+    return std::filesystem::path(FRUGAL_TEST_BINARY_DIR) / "fixtures" / "parity" / file;
+}
+inline bool parity_fixtures_present() { return std::filesystem::exists(parity_fixture(".complete-v3")); }
+#define FRUGAL_REQUIRE_PARITY_FIXTURES()                                                                      \
+    if (!frugal::test::parity_fixtures_present())                                                            \
+    FRUGAL_SKIP("parity fixtures were not generated (no ../shared/tools or llama.cpp peer)")
+
 inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> dist(lo, hi);

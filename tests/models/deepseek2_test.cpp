@@ -17,10 +17,7 @@ using frugal::mla_form;
 
 namespace {
 
-fs::path fixture(const std::string & name) {
-    return fs::path(FRUGAL_TEST_BINARY_DIR) / "fixtures" / "parity" / (name + ".gguf");
-}
-bool fixtures_present() { return fs::exists(fs::path(FRUGAL_TEST_BINARY_DIR) / "fixtures" / "parity" / ".complete-v2"); }
+fs::path fixture(const std::string & name) { return frugal::test::parity_fixture(name + ".gguf"); }
 
 std::vector<int32_t> random_tokens(size_t n, int32_t n_vocab, uint32_t seed) {
     std::mt19937 rng(seed);
@@ -65,7 +62,7 @@ constexpr const char * k_models[] = {"tiny-deepseek2-f32", "tiny-deepseek2-f32-l
 } // namespace
 
 TEST_CASE("deepseek2: absorbed and straightforward MLA agree at every position of 100 tokens" * doctest::timeout(180)) {
-    if (!fixtures_present()) FRUGAL_SKIP("parity fixtures were not generated (no ../shared/tools or llama.cpp peer)");
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
     for (const char * name : k_models) {
         CAPTURE(name);
         const auto m = frugal::load_model(fixture(name).string(), {});
@@ -91,7 +88,7 @@ TEST_CASE("deepseek2: absorbed and straightforward MLA agree at every position o
 
 TEST_CASE("deepseek2: split attn_k_b/attn_v_b and legacy attn_kv_b files compute the same function" *
           doctest::timeout(120)) {
-    if (!fixtures_present()) FRUGAL_SKIP("parity fixtures were not generated (no ../shared/tools or llama.cpp peer)");
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
     for (const std::string name : {"tiny-deepseek2-f32", "tiny-deepseek3-f32"}) {
         CAPTURE(name);
         const auto split = frugal::load_model(fixture(name).string(), {});
@@ -106,7 +103,7 @@ TEST_CASE("deepseek2: split attn_k_b/attn_v_b and legacy attn_kv_b files compute
 
 TEST_CASE("deepseek2: the KV cache holds only the latent and the roped key: (kv_lora + rope) x layers floats" *
           doctest::timeout(60)) {
-    if (!fixtures_present()) FRUGAL_SKIP("parity fixtures were not generated (no ../shared/tools or llama.cpp peer)");
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
     for (const char * name : k_models) {
         CAPTURE(name);
         const auto m = frugal::load_model(fixture(name).string(), {});
@@ -120,7 +117,7 @@ TEST_CASE("deepseek2: the KV cache holds only the latent and the roped key: (kv_
 }
 
 TEST_CASE("deepseek2: an MTP (nextn) block is recognised and skipped" * doctest::timeout(60)) {
-    if (!fixtures_present()) FRUGAL_SKIP("parity fixtures were not generated (no ../shared/tools or llama.cpp peer)");
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
     const auto base = frugal::load_model(fixture("tiny-deepseek3-f32").string(), {});
     const auto with_mtp = frugal::load_model(fixture("tiny-deepseek3-f32-mtp").string(), {});
     CHECK(with_mtp->file().get_int("deepseek2.block_count") == base->config().n_layer + 1);

@@ -14,7 +14,7 @@ if ! "$tools/llamacpp-logits" --version >/dev/null 2>&1; then
 fi
 export PYTHONDONTWRITEBYTECODE=1
 mkdir -p "$out"
-stamp=$out/.complete-v2
+stamp=$out/.complete-v3
 [[ -f $stamp ]] && { echo "parity fixtures up to date in $out"; exit 0; }
 
 models=()
@@ -37,6 +37,12 @@ done
 "$tools/make_models.py" --out "$out" "${ds_models[@]}" >/dev/null
 "$tools/make_models.py" --out "$out" --mla-style legacy "${ds_models[@]}" >/dev/null
 for m in "${ds_models[@]}"; do models+=("$m" "$m-legacy"); done
+# llama.cpp's K-quant mixes of a V3-like model with 256-wide rows: attn_k_b (128-wide rows)
+# falls back to Q5_0 (Q4_K_M) and Q5_1 (Q5_K_M), as in real DeepSeek files.
+"$tools/make_models.py" --out "$out" tiny256-deepseek3-f32 >/dev/null
+"$tools/llamacpp-quantize" "$out/tiny256-deepseek3-f32.gguf" "$out/tiny256-deepseek3-q4_k_m.gguf" Q4_K_M >/dev/null
+"$tools/llamacpp-quantize" "$out/tiny256-deepseek3-f32.gguf" "$out/tiny256-deepseek3-q5_k_m.gguf" Q5_K_M >/dev/null
+models+=(tiny256-deepseek3-q4_k_m tiny256-deepseek3-q5_k_m)
 # The V3-like model with an MTP block appended (frugal must skip it; not a llama.cpp fixture).
 /usr/bin/python3 "$(dirname "$0")/add_mtp_block.py" "$tools" "$out/tiny-deepseek3-f32.gguf" "$out/tiny-deepseek3-f32-mtp.gguf"
 

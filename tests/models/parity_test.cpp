@@ -17,7 +17,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path fixture_dir() { return fs::path(FRUGAL_TEST_BINARY_DIR) / "fixtures" / "parity"; }
 
 struct logits_dump {
     int64_t rows = 0, n_vocab = 0;
@@ -41,7 +40,7 @@ logits_dump read_logits(const fs::path & p) {
 }
 
 std::vector<int32_t> read_prompt() {
-    std::ifstream f(fixture_dir() / "prompt.txt");
+    std::ifstream f(frugal::test::parity_fixture("prompt.txt"));
     std::vector<int32_t> ids;
     std::string item;
     while (std::getline(f, item, ',')) ids.push_back(std::stoi(item));
@@ -60,7 +59,7 @@ struct parity_result {
 
 parity_result run_parity(const std::string & name, double decisive_margin,
                          frugal::mla_form form = frugal::mla_form::automatic) {
-    const auto dir = fixture_dir();
+    const auto dir = frugal::test::parity_fixture("");
     const auto model = frugal::load_model((dir / (name + ".gguf")).string(), {});
     const auto prompt = read_prompt();
     const auto ref = read_logits(dir / (name + ".logits.bin"));
@@ -108,12 +107,10 @@ parity_result run_parity(const std::string & name, double decisive_margin,
     return r;
 }
 
-bool fixtures_present() { return fs::exists(fixture_dir() / ".complete-v2"); }
-
 } // namespace
 
 TEST_CASE("parity with llama.cpp: F32 logits within 1e-3, greedy identical" * doctest::timeout(120)) {
-    if (!fixtures_present()) FRUGAL_SKIP("parity fixtures were not generated (no ../shared/tools or llama.cpp peer)");
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
     for (const char * name : {"tiny-llama-f32", "tiny-qwen2-f32"}) {
         CAPTURE(name);
         const auto r = run_parity(name, 0);
@@ -124,7 +121,7 @@ TEST_CASE("parity with llama.cpp: F32 logits within 1e-3, greedy identical" * do
 }
 
 TEST_CASE("parity with llama.cpp: half and quantized weights" * doctest::timeout(180)) {
-    if (!fixtures_present()) FRUGAL_SKIP("parity fixtures were not generated (no ../shared/tools or llama.cpp peer)");
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
     // Both engines multiply in the weight type's vec_dot format (Q8_0 / Q8_K / F16 / BF16
     // activations), so most logits agree to ~1e-6; only the float summation order differs, and
     // on these random-weight models that occasionally flips an activation's rounding, which moves
@@ -148,7 +145,7 @@ TEST_CASE("parity with llama.cpp: half and quantized weights" * doctest::timeout
 }
 
 TEST_CASE("parity with llama.cpp: deepseek2 F32, both MLA tensor styles" * doctest::timeout(180)) {
-    if (!fixtures_present()) FRUGAL_SKIP("parity fixtures were not generated (no ../shared/tools or llama.cpp peer)");
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
     // llama.cpp runs split files as absorbed MLA and legacy files as plain MHA over decompressed
     // K/V; frugal picks its form per call (straightforward for this prefill, absorbed for the
     // greedy decode steps), so each comparison also crosses the two forms.
@@ -163,7 +160,7 @@ TEST_CASE("parity with llama.cpp: deepseek2 F32, both MLA tensor styles" * docte
 }
 
 TEST_CASE("parity with llama.cpp: deepseek2 Q8_0, both MLA tensor styles" * doctest::timeout(180)) {
-    if (!fixtures_present()) FRUGAL_SKIP("parity fixtures were not generated (no ../shared/tools or llama.cpp peer)");
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
     // As for the dense models (see above), Q8_0 activation rounding makes near-ties go either
     // way. With MoE a flipped rounding can also move a token to another expert, so the tolerance
     // is the dense models' one but the greedy check again asserts only decisive margins (0.04).
@@ -181,5 +178,18 @@ TEST_CASE("parity with llama.cpp: deepseek2 Q8_0, both MLA tensor styles" * doct
             CHECK(r.max_abs_diff <= 3e-2);
             CHECK(r.decisive_disagree == 0);
         }
+    }
+}
+
+TEST_CASE("parity with llama.cpp: deepseek2 K-quant mixes with Q5_0 and Q5_1 fallbacks" * doctest::timeout(180)) {
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
+    // Activation rounding in the K-quants moves logits by ~1e-2 (see above); through the router
+    // such a flip can swap an expert, which moves this random-weight model's logits by up to
+    // ~0.2. A wrong kernel gives differences of the size of the logits themselves (~1.5).
+    for (const char * name : {"tiny256-deepseek3-q4_k_m", "tiny256-deepseek3-q5_k_m"}) {
+        CAPTURE(name);
+        const auto r = run_parity(name, 0.1);
+        CHECK(r.max_abs_diff <= 0.25);
+        CHECK(r.decisive_disagree == 0);
     }
 }
