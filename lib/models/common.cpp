@@ -23,8 +23,12 @@ int64_t weight_reader::opt_int(std::string_view key, int64_t fallback, int64_t l
     return get_int(key, lo, hi);
 }
 
-double weight_reader::opt_float(std::string_view key, double fallback) const {
-    return f_.opt_float(prefix_ + std::string(key)).value_or(fallback);
+double weight_reader::opt_float(std::string_view key, double fallback, double lo, double hi) const {
+    const std::string full = prefix_ + std::string(key);
+    const double v = f_.opt_float(full).value_or(fallback);
+    if (!(v >= lo && v <= hi))
+        throw_error(status::invalid_model, "loader: {}: {} = {} is out of range [{}, {}]", f_.path(), full, v, lo, hi);
+    return v;
 }
 
 raw_view weight_reader::tensor(const std::string & name, frugal::shape want) const {

@@ -26,7 +26,8 @@ public:
     int64_t get_int(std::string_view key, int64_t lo, int64_t hi) const;
     // Optional integer in [lo, hi]; `fallback` when the key is absent.
     int64_t opt_int(std::string_view key, int64_t fallback, int64_t lo, int64_t hi) const;
-    double opt_float(std::string_view key, double fallback) const;
+    // Optional real in [lo, hi] (NaN and infinities are out of range); `fallback` when absent.
+    double opt_float(std::string_view key, double fallback, double lo, double hi) const;
     bool has_tensor(const std::string & name) const { return f_.find_tensor(name) != nullptr; }
 
     // A tensor that must have exactly this shape (outermost first).

@@ -173,7 +173,7 @@ deepseek2_model::deepseek2_model(std::shared_ptr<const gguf::file> f, int n_thre
     const int64_t n_nextn = r.opt_int("nextn_predict_layers", 0, 0, n_blocks - 1);
     c.n_layer = n_blocks - n_nextn;
     c.n_ctx_train = r.opt_int("context_length", 4096, 1, int64_t(1) << 32);
-    c.rms_eps = float(r.opt_float("attention.layer_norm_rms_epsilon", 1e-6));
+    c.rms_eps = float(r.opt_float("attention.layer_norm_rms_epsilon", 1e-6, 1e-12, 1.0));
     auto & d = dims_;
     d.n_head = r.get_int("attention.head_count", 1, 1 << 14);
     d.kv_lora = r.get_int("attention.kv_lora_rank", 1, 1 << 16);
@@ -220,7 +220,7 @@ deepseek2_model::deepseek2_model(std::shared_ptr<const gguf::file> f, int n_thre
         const bool has_bias = r.has_tensor(fmt::format("blk.{}.exp_probs_b.bias", n_dense_lead_));
         router_.gating = gating == 2 || (gating == 0 && has_bias) ? ops::gating_func::sigmoid : ops::gating_func::softmax;
         router_.norm_topk = file_->opt_bool("deepseek2.expert_weights_norm").value_or(false);
-        const double scale = r.opt_float("expert_weights_scale", 0.0);
+        const double scale = r.opt_float("expert_weights_scale", 0.0, 0.0, 1e6);
         router_.scale = scale == 0.0 ? 1.f : float(scale); // llama.cpp: 0 (absent) means unscaled
         try {
             ops::validate(router_);
@@ -293,21 +293,19 @@ void deepseek2_model::read_rope(const weight_reader & r) {
     const std::string & path = file_->path();
     rope_.n_rot = dims_.rope;
     rope_.mode = ops::rope_mode::normal;
-    rope_.freq_base = float(r.opt_float("rope.freq_base", 10000.0));
-    const float rope_attn_factor = float(r.opt_float("rope.scaling.attn_factor", 1.0));
+    rope_.freq_base = float(r.opt_float("rope.freq_base", 10000.0, 1.0, 1e12));
+    const float rope_attn_factor = float(r.opt_float("rope.scaling.attn_factor", 1.0, 1e-6, 1e6));
     // GGUF stores yarn_log_multiplier as 0.1 * mscale_all_dim; 0 when absent.
-    const float log_mul = float(r.opt_float("rope.scaling.yarn_log_multiplier", 0.0)) / 0.1f;
+    const float log_mul = float(r.opt_float("rope.scaling.yarn_log_multiplier", 0.0, -10.0, 10.0)) / 0.1f;
     const auto scaling = file_->opt_string("deepseek2.rope.scaling.type").value_or("none");
     rope_.attn_factor = rope_attn_factor;
     if (scaling == "yarn") {
-        const double factor = r.opt_float("rope.scaling.factor", 1.0);
-        if (!(factor >= 1.0))
-            throw_error(status::invalid_model, "loader: {}: deepseek2.rope.scaling.factor = {} must be >= 1", path, factor);
+        const double factor = r.opt_float("rope.scaling.factor", 1.0, 1.0, 1e6);
         rope_.freq_scale = float(1.0 / factor);
         rope_.ext_factor = 1.f;
         rope_.n_ctx_orig = r.opt_int("rope.scaling.original_context_length", config_.n_ctx_train, 1, int64_t(1) << 32);
-        rope_.beta_fast = float(r.opt_float("rope.scaling.yarn_beta_fast", 32.0));
-        rope_.beta_slow = float(r.opt_float("rope.scaling.yarn_beta_slow", 1.0));
+        rope_.beta_fast = float(r.opt_float("rope.scaling.yarn_beta_fast", 32.0, 1e-6, 1e6));
+        rope_.beta_slow = float(r.opt_float("rope.scaling.yarn_beta_slow", 1.0, 1e-6, 1e6));
         // cos/sin magnitude: DeepSeek's mscale / mscale_all_dim ratio is 1 (llama.cpp takes
         // mscale = mscale_all_dim for deepseek2); without a log multiplier it is YaRN's usual
         // 1 + 0.1 ln(factor). ggml multiplies by 1 + 0.1 ln(factor) itself, hence the division.

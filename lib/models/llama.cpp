@@ -87,7 +87,7 @@ llama_model::llama_model(std::shared_ptr<const gguf::file> f, arch a, int n_thre
     c.n_ff = r.get_int("feed_forward_length", 1, 1 << 22);
     // sessions default to the training context, so it must be usable
     c.n_ctx_train = r.opt_int("context_length", 2048, 1, int64_t(1) << 32);
-    c.rms_eps = float(r.opt_float("attention.layer_norm_rms_epsilon", 1e-5));
+    c.rms_eps = float(r.opt_float("attention.layer_norm_rms_epsilon", 1e-5, 1e-12, 1.0));
     if (c.n_embd % c.n_head != 0 || c.n_head % c.n_head_kv != 0)
         throw_error(status::invalid_model, "loader: {} heads / {} kv heads do not divide embedding {}", c.n_head,
                     c.n_head_kv, c.n_embd);
@@ -98,12 +98,10 @@ llama_model::llama_model(std::shared_ptr<const gguf::file> f, arch a, int n_thre
     rope_.n_rot = r.opt_int("rope.dimension_count", c.head_dim, 2, c.head_dim);
     if (rope_.n_rot % 2)
         throw_error(status::invalid_model, "loader: {}.rope.dimension_count = {} must be even", c.arch_name, rope_.n_rot);
-    rope_.freq_base = float(r.opt_float("rope.freq_base", 10000.0));
+    rope_.freq_base = float(r.opt_float("rope.freq_base", 10000.0, 1.0, 1e12));
     const auto scaling = file_->opt_string(c.arch_name + ".rope.scaling.type").value_or("none");
     if (scaling == "linear") {
-        const double factor = r.opt_float("rope.scaling.factor", 1.0);
-        if (!(factor > 0))
-            throw_error(status::invalid_model, "loader: {}.rope.scaling.factor = {} must be > 0", c.arch_name, factor);
+        const double factor = r.opt_float("rope.scaling.factor", 1.0, 1e-6, 1e6);
         rope_.freq_scale = float(1.0 / factor);
     } else if (scaling != "none") {
         throw_error(status::unsupported_model, "loader: {}.rope.scaling.type '{}' is not supported for {}", c.arch_name,

@@ -4,13 +4,21 @@
 // parity_test.)
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <fstream>
 #include <random>
 
 #include "common/test_support.hpp"
+#include <fmt/format.h>
+
 #include "models/deepseek2.hpp"
 #include "models/model.hpp"
 #include "runtime/session.hpp"
+#include "util/error.hpp"
 
 namespace fs = std::filesystem;
 using frugal::mla_form;
@@ -125,4 +133,90 @@ TEST_CASE("deepseek2: an MTP (nextn) block is recognised and skipped" * doctest:
     const auto tokens = random_tokens(20, int32_t(base->config().n_vocab), 3);
     CHECK(max_abs_diff(prefill_logits(base, tokens, mla_form::automatic),
                        prefill_logits(with_mtp, tokens, mla_form::automatic)) == 0);
+}
+
+namespace {
+
+// Where the value of metadata key `key` starts in a GGUF image (key strings are stored as
+// u64 length + bytes, then the u32 value type, then the value), and that type.
+std::pair<size_t, uint32_t> find_value(const std::vector<char> & bytes, const std::string & key) {
+    std::string needle(8, '\0');
+    const uint64_t len = key.size();
+    std::memcpy(needle.data(), &len, 8);
+    needle += key;
+    const auto it = std::search(bytes.begin(), bytes.end(), needle.begin(), needle.end());
+    REQUIRE_MESSAGE(it != bytes.end(), key);
+    const size_t type_at = size_t(it - bytes.begin()) + needle.size();
+    uint32_t type;
+    std::memcpy(&type, bytes.data() + type_at, 4);
+    return {type_at + 4, type};
+}
+
+} // namespace
+
+TEST_CASE("deepseek2: 400 mutated hyper-parameters load with a clear error or run, never crash" *
+          doctest::timeout(300)) {
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
+    const char * keys[] = {"deepseek2.block_count", "deepseek2.embedding_length", "deepseek2.feed_forward_length",
+                           "deepseek2.attention.head_count", "deepseek2.attention.kv_lora_rank",
+                           "deepseek2.attention.q_lora_rank", "deepseek2.attention.key_length",
+                           "deepseek2.attention.value_length", "deepseek2.attention.key_length_mla",
+                           "deepseek2.attention.value_length_mla", "deepseek2.rope.dimension_count",
+                           "deepseek2.expert_count", "deepseek2.expert_used_count", "deepseek2.expert_shared_count",
+                           "deepseek2.expert_feed_forward_length", "deepseek2.expert_group_count",
+                           "deepseek2.expert_group_used_count", "deepseek2.expert_gating_func",
+                           "deepseek2.leading_dense_block_count", "deepseek2.rope.scaling.factor",
+                           "deepseek2.rope.scaling.original_context_length", "deepseek2.rope.scaling.yarn_log_multiplier",
+                           "deepseek2.expert_weights_scale", "deepseek2.context_length"};
+    const uint32_t values[] = {0, 1, 2, 3, 4, 7, 8, 15, 16, 31, 32, 33, 63, 64, 65, 96, 128, 255, 256, 4096, 1u << 20,
+                               0x7FFFFFFF, 0xFFFFFFFF};
+    const float floats[] = {0.f, -1.f, 0.5f, 1.f, 40.f, 1e30f, std::nanf(""), HUGE_VALF, -HUGE_VALF};
+    std::vector<char> original;
+    {
+        std::ifstream f(fixture("tiny-deepseek3-q8_0"), std::ios::binary);
+        original.assign(std::istreambuf_iterator<char>(f), {});
+    }
+    const auto path = frugal::test::scratch_dir("deepseek2") / ("mutated.gguf." + std::to_string(::getpid()));
+    std::mt19937 rng(2026);
+    int loaded = 0, rejected = 0;
+    std::vector<std::string> failures;
+    for (int iter = 0; iter < 400; ++iter) {
+        auto bytes = original;
+        const int n_changes = 1 + int(rng() % 2);
+        std::string what;
+        for (int c = 0; c < n_changes; ++c) {
+            const std::string key = keys[rng() % std::size(keys)];
+            const auto [at, type] = find_value(bytes, key);
+            if (type == 6) { // f32
+                const float v = floats[rng() % std::size(floats)];
+                std::memcpy(bytes.data() + at, &v, 4);
+                what += fmt::format("{}={} ", key, v);
+            } else {
+                const uint32_t v = values[rng() % std::size(values)];
+                std::memcpy(bytes.data() + at, &v, 4); // u32 keys (the generator writes u32)
+                what += fmt::format("{}={} ", key, v);
+            }
+        }
+        std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+        try {
+            const auto m = frugal::load_model(path.string(), {});
+            frugal::session s(m, 16);
+            const std::vector<int32_t> tokens{1, 2, 3};
+            s.prompt_tokens(tokens);
+            const auto l = s.logits();
+            if (!std::all_of(l.begin(), l.end(), [](float v) { return std::isfinite(v); }))
+                failures.push_back(what + ": loaded but non-finite logits");
+            ++loaded;
+        } catch (const frugal::error & e) {
+            ++rejected;
+            if (std::string(e.what()).empty()) failures.push_back(what + ": error without a message");
+        } catch (const std::exception & e) {
+            failures.push_back(what + ": not a frugal::error: " + e.what());
+        }
+    }
+    std::filesystem::remove(path);
+    MESSAGE(loaded << " mutated files loaded and ran, " << rejected << " rejected with a frugal::error");
+    for (const auto & f : failures) MESSAGE(f);
+    CHECK(failures.empty());
+    CHECK(rejected > 0);
 }
