@@ -2,7 +2,8 @@
 # Sets up, builds and runs every test: the README's test command, and what CI runs.
 #   1. apt packages (scripts/setup.sh)
 #   2. the llama.cpp peer from ../shared/tools when that folder exists (parity tests skip without it)
-#   3. the loader fuzz test and the C ABI tests under ASan + UBSan (preset asan)
+#   3. the loader fuzz test, the C ABI tests and the deepseek2 tests (their llama.cpp fixtures
+#      when ../shared is there) under ASan + UBSan (preset asan)
 #   4. release build with warnings as errors (preset ci) and the whole ctest suite (its summary
 #      is the last thing printed)
 set -euo pipefail
@@ -21,8 +22,10 @@ fi
 export CCACHE_BASEDIR=$root CCACHE_NOHASHDIR=1
 cd "$root"
 cmake --preset asan -DFRUGAL_SHARED_DIR="$shared" >/dev/null
-cmake --build --preset asan -j "$jobs" --target gguf_fuzz_test capi_test
-for t in gguf_fuzz_test capi_test; do
+cmake --build --preset asan -j "$jobs" --target gguf_fuzz_test capi_test deepseek2_test
+# Exit 77: no ../shared/tools or peer, and the fixture-based cases skip themselves.
+tests/models/make_parity_fixtures.sh build/asan/tests/fixtures/parity "$shared" || [[ $? == 77 ]]
+for t in gguf_fuzz_test capi_test deepseek2_test; do
     echo "== $t (ASan + UBSan)"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 FRUGAL_SHARED_DIR="$shared" "build/asan/tests/$t"
 done
