@@ -49,9 +49,13 @@ models+=(tiny256-deepseek3-q4_k_m tiny256-deepseek3-q5_k_m)
 # A fixed 24-token prompt (ids valid in every tiny vocabulary of 8192).
 tokens=1925,346,5193,264,882,13,576,1052,572,264,3974,2885,6941,429,6364,13,1084,2948,311,1486,4889,304,279,6118
 echo "$tokens" > "$out/prompt.txt"
+# llama.cpp's informational stderr goes to a log, shown only when a call fails.
+oracle() {
+    "$tools/llamacpp-logits" "$@" 2>"$out/llamacpp-logits.log" || { cat "$out/llamacpp-logits.log" >&2; return 1; }
+}
 for m in "${models[@]}"; do
-    "$tools/llamacpp-logits" "$out/$m.gguf" --tokens "$tokens" --format bin --out "$out/$m.logits.bin" >/dev/null
-    "$tools/llamacpp-logits" "$out/$m.gguf" --tokens "$tokens" --greedy 64 > "$out/$m.greedy.json"
+    oracle "$out/$m.gguf" --tokens "$tokens" --format bin --out "$out/$m.logits.bin" >/dev/null
+    oracle "$out/$m.gguf" --tokens "$tokens" --greedy 64 > "$out/$m.greedy.json"
 done
 printf '%s\n' "${models[@]}" > "$out/models.txt"
 touch "$stamp"
