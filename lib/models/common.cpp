@@ -1,7 +1,5 @@
 #include "models/common.hpp"
 
-#include <unistd.h>
-
 #include "ops/quant.hpp"
 #include "ops/rmsnorm.hpp"
 #include "ops/swiglu.hpp"
@@ -100,16 +98,6 @@ void lm_head::logits(ops::matmul_context & mm, const float * x, int64_t T, bool 
 
 void add_into(float * x, const float * y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] += y[i];
-}
-
-void check_kv_fits(uint64_t bytes, int64_t n_ctx) {
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    if (pages <= 0 || page <= 0) return;
-    const uint64_t physical = uint64_t(pages) * uint64_t(page);
-    if (bytes > physical)
-        throw_error(status::out_of_memory,
-                    "session: a KV cache for {} positions needs {:.1f} GiB, more than this machine's {:.1f} GiB of memory",
-                    n_ctx, double(bytes) / double(1ull << 30), double(physical) / double(1ull << 30));
 }
 
 } // namespace frugal

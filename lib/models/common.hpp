@@ -1,6 +1,6 @@
 // common.hpp - pieces every architecture's loader and forward pass share: checked reading of
 // hyper-parameters and weights from the GGUF file, the SwiGLU feed-forward block, token
-// embedding lookup, residual adds and the KV-cache memory check.
+// embedding lookup and residual adds.
 #pragma once
 
 #include <cstdint>
@@ -78,9 +78,5 @@ struct lm_head {
 
 // x[i] += y[i]
 void add_into(float * x, const float * y, int64_t n);
-
-// Throws status::out_of_memory when a KV cache of `bytes` would not fit in this machine's
-// physical memory (it would only end in the OOM killer once filled).
-void check_kv_fits(uint64_t bytes, int64_t n_ctx);
 
 } // namespace frugal

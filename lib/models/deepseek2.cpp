@@ -75,14 +75,11 @@ struct layer_weights {
 
 class deepseek2_state final : public model_state {
 public:
-    deepseek2_state(const mla_dims & d, int64_t n_layer, int64_t n_ctx, int threads)
-        : model_state(n_ctx), mm(threads) {
-        kv_bytes_ = uint64_t(n_layer) * uint64_t(n_ctx) * uint64_t(d.latent()) * sizeof(float);
-        check_kv_fits(kv_bytes_, n_ctx);
-        latent.resize(size_t(n_layer));
+    deepseek2_state(const mla_dims & d, const model_config & config, int64_t n_ctx, int threads)
+        : model_state(n_ctx, config.kv_bytes_per_token), mm(threads) {
+        latent.resize(size_t(config.n_layer));
         for (auto & l : latent) l.resize(shape{n_ctx, d.latent()}); // not zero-filled, see llama.cpp
     }
-    uint64_t kv_bytes() const override { return kv_bytes_; }
     void set_n_threads(int n) override { mm.set_n_threads(n); }
 
     ops::matmul_context mm;
@@ -94,9 +91,6 @@ public:
     std::vector<int32_t> positions, expert_ids, by_expert, expert_start, expert_cursor;
     ffn_scratch ffn;
     ops::rope_table rope;
-
-private:
-    uint64_t kv_bytes_;
 };
 
 // Columns [col0, col0 + n) of x[rows, ld] as a contiguous [rows, n] block (x itself for one row).
@@ -111,7 +105,7 @@ class deepseek2_model final : public model {
 public:
     deepseek2_model(std::shared_ptr<const gguf::file> f, int n_threads, const load_options & opts);
     std::unique_ptr<model_state> create_state(int64_t n_ctx) const override {
-        return std::make_unique<deepseek2_state>(dims_, config_.n_layer, n_ctx, n_threads_);
+        return std::make_unique<deepseek2_state>(dims_, config_, n_ctx, n_threads_);
     }
 
 protected:

@@ -26,10 +26,8 @@ struct layer_weights {
 class llama_state final : public model_state {
 public:
     llama_state(const model_config & c, int64_t n_ctx, int threads)
-        : model_state(n_ctx), mm(threads) {
+        : model_state(n_ctx, c.kv_bytes_per_token), mm(threads) {
         const int64_t kv_row = c.n_head_kv * c.head_dim;
-        kv_bytes_ = uint64_t(c.n_layer) * 2 * uint64_t(n_ctx) * uint64_t(kv_row) * sizeof(float);
-        check_kv_fits(kv_bytes_, n_ctx);
         // Not zero-filled: pages are touched as positions are used, so a large context costs
         // memory only as it fills, and positions past n_past are never read.
         k_cache.resize(size_t(c.n_layer));
@@ -39,7 +37,6 @@ public:
             v_cache[size_t(l)].resize(shape{n_ctx, kv_row});
         }
     }
-    uint64_t kv_bytes() const override { return kv_bytes_; }
     void set_n_threads(int n) override { mm.set_n_threads(n); }
 
     ops::matmul_context mm;
@@ -49,9 +46,6 @@ public:
     ffn_scratch ffn;
     std::vector<int32_t> positions;
     ops::rope_table rope;
-
-private:
-    uint64_t kv_bytes_;
 };
 
 class llama_model final : public model {

@@ -1,5 +1,7 @@
 #include "models/model.hpp"
 
+#include <unistd.h>
+
 #include "models/deepseek2.hpp"
 #include "models/llama.hpp"
 #include "util/cpu.hpp"
@@ -7,6 +9,17 @@
 #include "util/log.hpp"
 
 namespace frugal {
+
+model_state::model_state(int64_t n_ctx, uint64_t kv_bytes_per_token)
+    : n_ctx_(n_ctx), kv_bytes_per_token_(kv_bytes_per_token) {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || page <= 0) return;
+    const uint64_t physical = uint64_t(pages) * uint64_t(page);
+    if (kv_bytes() > physical)
+        throw_error(status::out_of_memory,
+                    "session: a KV cache for {} positions needs {:.1f} GiB, more than this machine's {:.1f} GiB of memory",
+                    n_ctx, double(kv_bytes()) / double(1ull << 30), double(physical) / double(1ull << 30));
+}
 
 void model::forward(model_state & state, std::span<const int32_t> tokens, bool all_logits, float * logits,
                     const std::atomic<bool> * cancel) const {

@@ -50,13 +50,16 @@ public:
     virtual ~model_state() = default;
     int64_t n_ctx() const { return n_ctx_; }
     int64_t n_past() const { return n_past_; }
-    virtual uint64_t kv_bytes() const = 0;
+    uint64_t kv_bytes() const { return uint64_t(n_ctx_) * kv_bytes_per_token_; }
     virtual void set_n_threads(int n) = 0;
     void reset() { n_past_ = 0; }
 
 protected:
-    explicit model_state(int64_t n_ctx) : n_ctx_(n_ctx) {}
+    // Throws status::out_of_memory when the KV cache (n_ctx x kv_bytes_per_token) exceeds this
+    // machine's physical memory: it would only end in the OOM killer once filled.
+    model_state(int64_t n_ctx, uint64_t kv_bytes_per_token);
     int64_t n_ctx_;
+    uint64_t kv_bytes_per_token_;
     int64_t n_past_ = 0;
     friend class model;
 };
