@@ -9,6 +9,7 @@
 #include <functional>
 #include <limits>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -93,76 +94,22 @@ TEST_CASE("rmsnorm matches the reference, with and without weight, in place" * d
                         }
 }
 
-TEST_CASE("rope normal and neox match the reference" * doctest::timeout(60)) {
-    struct rope_case {
-        int64_t n_pos, n_heads, head_dim, n_rot;
-        float freq_base, freq_scale;
-        bool factors; // llama3-style rope_freqs divisors
-        int32_t pos0, pos_step;
-    };
-    const rope_case cases[] = {
-        {1, 1, 2, 2, 10000.f, 1.f, false, 0, 1},
-        {3, 4, 64, 64, 10000.f, 1.f, false, 0, 1},
-        {7, 3, 64, 32, 10000.f, 1.f, false, 5, 1},     // n_rot < head_dim, positions from 5
-        {5, 2, 128, 128, 500000.f, 1.f, true, 17, 3},  // freq factors, positions with gaps
-        {17, 5, 96, 64, 1e6f, 0.25f, true, 1000, 1},   // freq_scale != 1 with factors and a tail
-        {33, 2, 128, 128, 10000.f, 1.f, false, 100000, 1}, // a float angle would be ~1e-2 rad off here
-        {4, 3, 80, 48, 10000.f, 0.125f, true, 99990, 7777},
-    };
-    for (const auto & c : cases)
-        for (auto mode : {ops::rope_mode::normal, ops::rope_mode::neox})
-            for (uint32_t seed : k_seeds)
-                for (int threads : k_thread_counts) {
-                    INFO("n_pos ", c.n_pos, " n_heads ", c.n_heads, " head_dim ", c.head_dim, " n_rot ", c.n_rot,
-                         " base ", c.freq_base, " scale ", c.freq_scale, " factors ", c.factors, " pos0 ", c.pos0,
-                         " step ", c.pos_step, " neox ", mode == ops::rope_mode::neox);
-                    CAPTURE(seed);
-                    CAPTURE(threads);
-                    std::vector<int32_t> positions(size_t(c.n_pos));
-                    for (int64_t t = 0; t < c.n_pos; ++t) positions[size_t(t)] = c.pos0 + int32_t(t) * c.pos_step;
-                    const auto factors = test::random_floats(size_t(c.n_rot / 2), seed + 1, 1.f, 8.f);
-                    const float * fp = c.factors ? factors.data() : nullptr;
-                    const auto x = test::random_floats(size_t(c.n_pos * c.n_heads * c.head_dim), seed);
+namespace {
 
-                    const ops::rope_params p{.n_rot = c.n_rot, .freq_base = c.freq_base, .freq_scale = c.freq_scale,
-                                             .mode = mode, .freq_factors = fp};
-                    ops::rope_table table;
-                    table.build(p, positions.data(), c.n_pos);
-                    auto got = x;
-                    ops::rope_apply(p, table, got.data(), c.n_pos, c.n_heads, c.head_dim, threads);
+struct rope_case {
+    int64_t n_pos, n_heads, head_dim, n_rot;
+    float freq_base, freq_scale;
+    bool factors; // llama3-style rope_freqs divisors
+    int32_t pos0, pos_step;
+    // YaRN (off by default)
+    float ext_factor = 0.f, attn_factor = 1.f, beta_fast = 32.f, beta_slow = 1.f;
+    int64_t n_ctx_orig = 0;
+};
 
-                    const ref::rope_config rc{.n_rot = c.n_rot, .freq_base = c.freq_base, .freq_scale = c.freq_scale,
-                                              .neox = mode == ops::rope_mode::neox, .freq_factors = fp};
-                    const auto want = ref::rope(rc, x.data(), positions.data(), c.n_pos, c.n_heads, c.head_dim);
-                    // Outputs are a·cos - b·sin with |a|, |b| <= 1: the error scales with the pair, not
-                    // with the (possibly cancelling) output, hence the absolute term.
-                    check_close(got.data(), want, k_rtol, k_rtol);
-                    // Dims past n_rot pass through bit for bit.
-                    int64_t tail_changed = 0;
-                    for (int64_t r = 0; r < c.n_pos * c.n_heads; ++r)
-                        for (int64_t d = c.n_rot; d < c.head_dim; ++d)
-                            tail_changed += got[size_t(r * c.head_dim + d)] != x[size_t(r * c.head_dim + d)];
-                    CHECK(tail_changed == 0);
-                }
-}
-
-TEST_CASE("rope with YaRN matches the reference" * doctest::timeout(60)) {
-    struct yarn_case {
-        int64_t n_pos, n_heads, head_dim, n_rot;
-        float freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow;
-        int64_t n_ctx_orig;
-        bool factors;
-        int32_t pos0, pos_step;
-    };
-    const float ds_attn = float(1 / (1 + 0.1 * std::log(40.0))); // llama.cpp's deepseek2 cancellation
-    const yarn_case cases[] = {
-        {5, 3, 64, 64, 1e4f, 1 / 40.f, 1.f, ds_attn, 32.f, 1.f, 4096, false, 0, 1},       // DeepSeek-V3 rope
-        {9, 2, 192, 64, 1e4f, 1 / 40.f, 1.f, 1.f, 32.f, 1.f, 4096, false, 99000, 123},    // near 100k, a tail
-        {7, 5, 80, 48, 5e5f, 0.25f, 0.5f, 1.3f, 24.f, 2.f, 8192, true, 17, 777},         // half ramp, factors
-        {1, 1, 2, 2, 1e4f, 0.5f, 1.f, 1.f, 32.f, 1.f, 2048, false, 100000, 1},            // one pair
-        {3, 2, 16, 16, 1e4f, 0.125f, 1.f, 1.f, 32.f, 1.f, 4, false, 50, 1000},            // low == high
-        {6, 4, 64, 32, 1e4f, 1.f, 0.f, 0.8f, 32.f, 1.f, 0, false, 0, 3},                  // attn_factor alone
-    };
+// rope_apply against ref::rope for both pairings, every seed and thread count; the outputs are
+// a·cos - b·sin with |a|, |b| <= 1, so the error scales with the pair (absolute term `atol`).
+// check_tail: dims past n_rot must pass through bit for bit.
+void check_rope_cases(std::span<const rope_case> cases, double atol, bool check_tail) {
     for (const auto & c : cases)
         for (auto mode : {ops::rope_mode::normal, ops::rope_mode::neox})
             for (uint32_t seed : k_seeds)
@@ -194,9 +141,44 @@ TEST_CASE("rope with YaRN matches the reference" * doctest::timeout(60)) {
                                               .beta_fast = c.beta_fast, .beta_slow = c.beta_slow,
                                               .n_ctx_orig = double(c.n_ctx_orig)};
                     const auto want = ref::rope(rc, x.data(), positions.data(), c.n_pos, c.n_heads, c.head_dim);
-                    // cos/sin are scaled by up to ~1.4 here, so the absolute term grows with them.
-                    check_close(got.data(), want, k_rtol, 2 * k_rtol);
+                    check_close(got.data(), want, k_rtol, atol);
+                    if (!check_tail) continue;
+                    int64_t tail_changed = 0;
+                    for (int64_t r = 0; r < c.n_pos * c.n_heads; ++r)
+                        for (int64_t d = c.n_rot; d < c.head_dim; ++d)
+                            tail_changed += got[size_t(r * c.head_dim + d)] != x[size_t(r * c.head_dim + d)];
+                    CHECK(tail_changed == 0);
                 }
+}
+
+} // namespace
+
+TEST_CASE("rope normal and neox match the reference" * doctest::timeout(60)) {
+    const rope_case cases[] = {
+        {1, 1, 2, 2, 10000.f, 1.f, false, 0, 1},
+        {3, 4, 64, 64, 10000.f, 1.f, false, 0, 1},
+        {7, 3, 64, 32, 10000.f, 1.f, false, 5, 1},     // n_rot < head_dim, positions from 5
+        {5, 2, 128, 128, 500000.f, 1.f, true, 17, 3},  // freq factors, positions with gaps
+        {17, 5, 96, 64, 1e6f, 0.25f, true, 1000, 1},   // freq_scale != 1 with factors and a tail
+        {33, 2, 128, 128, 10000.f, 1.f, false, 100000, 1}, // a float angle would be ~1e-2 rad off here
+        {4, 3, 80, 48, 10000.f, 0.125f, true, 99990, 7777},
+    };
+    check_rope_cases(cases, k_rtol, true);
+}
+
+TEST_CASE("rope with YaRN matches the reference" * doctest::timeout(60)) {
+    const float ds_attn = float(1 / (1 + 0.1 * std::log(40.0))); // llama.cpp's deepseek2 cancellation
+    // n_pos, n_heads, head_dim, n_rot, base, scale, factors, pos0, step, ext, attn, beta fast/slow, orig
+    const rope_case cases[] = {
+        {5, 3, 64, 64, 1e4f, 1 / 40.f, false, 0, 1, 1.f, ds_attn, 32.f, 1.f, 4096},       // DeepSeek-V3 rope
+        {9, 2, 192, 64, 1e4f, 1 / 40.f, false, 99000, 123, 1.f, 1.f, 32.f, 1.f, 4096},    // near 100k, a tail
+        {7, 5, 80, 48, 5e5f, 0.25f, true, 17, 777, 0.5f, 1.3f, 24.f, 2.f, 8192},         // half ramp, factors
+        {1, 1, 2, 2, 1e4f, 0.5f, false, 100000, 1, 1.f, 1.f, 32.f, 1.f, 2048},            // one pair
+        {3, 2, 16, 16, 1e4f, 0.125f, false, 50, 1000, 1.f, 1.f, 32.f, 1.f, 4},            // low == high
+        {6, 4, 64, 32, 1e4f, 1.f, false, 0, 3, 0.f, 0.8f, 32.f, 1.f, 0},                  // attn_factor alone
+    };
+    // cos/sin are scaled by up to ~1.4 here, so the absolute term grows with them.
+    check_rope_cases(cases, 2 * k_rtol, false);
 }
 
 TEST_CASE("rope YaRN ramp for DeepSeek (base 1e4, 64 dims, 4096 context, beta 32/1) spans pairs 10 to 23" *
