@@ -271,86 +271,85 @@ TEST_CASE("F16/BF16 activations: special values convert as dtype.hpp on every pa
     }
 }
 
-TEST_CASE("dequantize_row matches the reference" * doctest::timeout(60)) {
+// Runs body(t, n, seed) on both kernel paths (scalar forced, then run-time dispatch) for every
+// type, row length and seed, with those values in the failure messages.
+template <class Body>
+void for_each_type_size_seed(Body && body) {
     for (bool scalar : paths()) {
         scalar_scope scope(scalar);
-        for (dtype t : k_types) {
-            for (int64_t n : sizes_for(t)) {
+        for (dtype t : k_types)
+            for (int64_t n : sizes_for(t))
                 for (uint32_t seed : k_seeds) {
                     INFO("type=" << dtype_name(t) << " n=" << n << " seed=" << seed << " scalar=" << scalar);
-                    const int64_t rows = 3;
-                    const auto w = random_weights(t, rows, n, seed);
-                    for (int64_t r = 0; r < rows; ++r) {
-                        const uint8_t * row = w.data() + r * row_bytes(t, n);
-                        const auto want = ref::dequantize(t, row, n);
-                        std::vector<float> got(static_cast<size_t>(n));
-                        ops::dequantize_row(t, row, got.data(), n);
-                        // Same float operations, so exact in practice; 1e-6 of the row's scale
-                        // leaves room for a compiler that contracts d1*q - m1 into an FMA.
-                        double max_abs = 0, max_err = 0;
-                        for (size_t i = 0; i < got.size(); ++i) {
-                            max_abs = std::max(max_abs, double(std::fabs(want[i])));
-                            max_err = std::max(max_err, double(std::fabs(got[i] - want[i])));
-                        }
-                        CHECK(max_err <= 1e-6 * max_abs);
-                    }
+                    body(t, n, seed);
                 }
-            }
-        }
     }
 }
 
-TEST_CASE("quantize_activation matches the reference bit for bit" * doctest::timeout(60)) {
-    for (bool scalar : paths()) {
-        scalar_scope scope(scalar);
-        for (dtype t : k_types) {
-            for (int64_t n : sizes_for(t)) {
-                for (uint32_t seed : k_seeds) {
-                    INFO("type=" << dtype_name(t) << " n=" << n << " seed=" << seed << " scalar=" << scalar);
-                    auto x = test::random_floats(size_t(n), seed, -3.f, 3.f);
-                    if (n >= 64) std::fill(x.begin(), x.begin() + 32, 0.f); // an all-zero Q8_0 block
-                    const auto act = quantize_act(t, x.data(), n);
-                    switch (t) {
-                    case dtype::f32: CHECK(std::memcmp(act.data(), x.data(), act.size()) == 0); break;
-                    case dtype::f16:
-                    case dtype::bf16: {
-                        int bad = 0;
-                        for (int64_t i = 0; i < n; ++i) {
-                            uint16_t h;
-                            std::memcpy(&h, act.data() + 2 * i, 2);
-                            bad += h != (t == dtype::f16 ? fp32_to_fp16(x[size_t(i)]) : fp32_to_bf16(x[size_t(i)]));
-                        }
-                        CHECK(bad == 0);
-                        break;
-                    }
-                    case dtype::q8_0:
-                    case dtype::q4_0:
-                    case dtype::q5_0:
-                    case dtype::iq4_nl:
-                        CHECK(q8_mismatches(reinterpret_cast<const block_q8_0 *>(act.data()),
-                                            ref::quantize_q8_0(x.data(), n), n) == 0);
-                        break;
-                    case dtype::q5_1:
-                        CHECK(q8_mismatches(reinterpret_cast<const ops::block_q8_1 *>(act.data()),
-                                            ref::quantize_q8_1(x.data(), n), n) == 0);
-                        break;
-                    default: {
-                        const auto want = ref::quantize_q8_k(x.data(), n);
-                        const auto * b = reinterpret_cast<const ops::block_q8_k *>(act.data());
-                        int bad = 0;
-                        for (int64_t ib = 0; ib < n / k_qk_k; ++ib) {
-                            bad += b[ib].d != want.d[size_t(ib)];
-                            bad += std::memcmp(b[ib].qs, want.qs.data() + ib * k_qk_k, k_qk_k) != 0;
-                            for (int g = 0; g < 16; ++g) bad += b[ib].bsums[g] != want.bsums[size_t(ib * 16 + g)];
-                        }
-                        CHECK(bad == 0);
-                        break;
-                    }
-                    }
-                }
+TEST_CASE("dequantize_row matches the reference" * doctest::timeout(60)) {
+    for_each_type_size_seed([](dtype t, int64_t n, uint32_t seed) {
+        const int64_t rows = 3;
+        const auto w = random_weights(t, rows, n, seed);
+        for (int64_t r = 0; r < rows; ++r) {
+            const uint8_t * row = w.data() + r * row_bytes(t, n);
+            const auto want = ref::dequantize(t, row, n);
+            std::vector<float> got(static_cast<size_t>(n));
+            ops::dequantize_row(t, row, got.data(), n);
+            // Same float operations, so exact in practice; 1e-6 of the row's scale
+            // leaves room for a compiler that contracts d1*q - m1 into an FMA.
+            double max_abs = 0, max_err = 0;
+            for (size_t i = 0; i < got.size(); ++i) {
+                max_abs = std::max(max_abs, double(std::fabs(want[i])));
+                max_err = std::max(max_err, double(std::fabs(got[i] - want[i])));
             }
+            CHECK(max_err <= 1e-6 * max_abs);
         }
-    }
+    });
+}
+
+TEST_CASE("quantize_activation matches the reference bit for bit" * doctest::timeout(60)) {
+    for_each_type_size_seed([](dtype t, int64_t n, uint32_t seed) {
+        auto x = test::random_floats(size_t(n), seed, -3.f, 3.f);
+        if (n >= 64) std::fill(x.begin(), x.begin() + 32, 0.f); // an all-zero Q8_0 block
+        const auto act = quantize_act(t, x.data(), n);
+        switch (t) {
+        case dtype::f32: CHECK(std::memcmp(act.data(), x.data(), act.size()) == 0); break;
+        case dtype::f16:
+        case dtype::bf16: {
+            int bad = 0;
+            for (int64_t i = 0; i < n; ++i) {
+                uint16_t h;
+                std::memcpy(&h, act.data() + 2 * i, 2);
+                bad += h != (t == dtype::f16 ? fp32_to_fp16(x[size_t(i)]) : fp32_to_bf16(x[size_t(i)]));
+            }
+            CHECK(bad == 0);
+            break;
+        }
+        case dtype::q8_0:
+        case dtype::q4_0:
+        case dtype::q5_0:
+        case dtype::iq4_nl:
+            CHECK(q8_mismatches(reinterpret_cast<const block_q8_0 *>(act.data()),
+                                ref::quantize_q8_0(x.data(), n), n) == 0);
+            break;
+        case dtype::q5_1:
+            CHECK(q8_mismatches(reinterpret_cast<const ops::block_q8_1 *>(act.data()),
+                                ref::quantize_q8_1(x.data(), n), n) == 0);
+            break;
+        default: {
+            const auto want = ref::quantize_q8_k(x.data(), n);
+            const auto * b = reinterpret_cast<const ops::block_q8_k *>(act.data());
+            int bad = 0;
+            for (int64_t ib = 0; ib < n / k_qk_k; ++ib) {
+                bad += b[ib].d != want.d[size_t(ib)];
+                bad += std::memcmp(b[ib].qs, want.qs.data() + ib * k_qk_k, k_qk_k) != 0;
+                for (int g = 0; g < 16; ++g) bad += b[ib].bsums[g] != want.bsums[size_t(ib * 16 + g)];
+            }
+            CHECK(bad == 0);
+            break;
+        }
+        }
+    });
 }
 
 TEST_CASE("activation quantization: ties round to even, signed extreme sets the Q8_K scale" * doctest::timeout(60)) {
@@ -403,36 +402,28 @@ TEST_CASE("activation quantization: ties round to even, signed extreme sets the 
 }
 
 TEST_CASE("dot_row against the reference and the exact float dot" * doctest::timeout(60)) {
-    for (bool scalar : paths()) {
-        scalar_scope scope(scalar);
-        for (dtype t : k_types) {
-            for (int64_t n : sizes_for(t)) {
-                for (uint32_t seed : k_seeds) {
-                    INFO("type=" << dtype_name(t) << " n=" << n << " seed=" << seed << " scalar=" << scalar);
-                    const int64_t rows = 3;
-                    const auto w = random_weights(t, rows, n, seed);
-                    const auto x = test::random_floats(size_t(n), seed + 100);
-                    const auto act = quantize_act(t, x.data(), n);
-                    for (int64_t r = 0; r < rows; ++r) {
-                        const uint8_t * row = w.data() + r * row_bytes(t, n);
-                        const double got = ops::dot_row(t, row, act.data(), n);
-                        // Same quantized inputs: only float rounding separates the two.
-                        const ref::dot_result want = ref::dot(t, row, x.data(), n);
-                        CHECK(std::fabs(got - want.value) <= k_tight_rtol * want.abs_sum + 1e-30);
-                        // Against the unquantized activation: off by at most sum |w_i| * |a_i - x_i|,
-                        // bounded per element by activation_error_bound.
-                        const auto wf = ref::dequantize(t, row, n);
-                        double exact = 0, bound = k_tight_rtol * want.abs_sum + 1e-30;
-                        for (int64_t i = 0; i < n; ++i) {
-                            exact += double(wf[size_t(i)]) * x[size_t(i)];
-                            bound += weight_magnitude(t, row, wf, i) * activation_error_bound(t, x.data(), n, i);
-                        }
-                        CHECK(std::fabs(got - exact) <= bound);
-                    }
-                }
+    for_each_type_size_seed([](dtype t, int64_t n, uint32_t seed) {
+        const int64_t rows = 3;
+        const auto w = random_weights(t, rows, n, seed);
+        const auto x = test::random_floats(size_t(n), seed + 100);
+        const auto act = quantize_act(t, x.data(), n);
+        for (int64_t r = 0; r < rows; ++r) {
+            const uint8_t * row = w.data() + r * row_bytes(t, n);
+            const double got = ops::dot_row(t, row, act.data(), n);
+            // Same quantized inputs: only float rounding separates the two.
+            const ref::dot_result want = ref::dot(t, row, x.data(), n);
+            CHECK(std::fabs(got - want.value) <= k_tight_rtol * want.abs_sum + 1e-30);
+            // Against the unquantized activation: off by at most sum |w_i| * |a_i - x_i|,
+            // bounded per element by activation_error_bound.
+            const auto wf = ref::dequantize(t, row, n);
+            double exact = 0, bound = k_tight_rtol * want.abs_sum + 1e-30;
+            for (int64_t i = 0; i < n; ++i) {
+                exact += double(wf[size_t(i)]) * x[size_t(i)];
+                bound += weight_magnitude(t, row, wf, i) * activation_error_bound(t, x.data(), n, i);
             }
+            CHECK(std::fabs(got - exact) <= bound);
         }
-    }
+    });
 }
 
 TEST_CASE("matvec and matmul_rows equal per-row dot_row for 1, 2 and all threads" * doctest::timeout(60)) {
