@@ -8,8 +8,9 @@ packages=(
     libeigen3-dev libdnnl-dev libfmt-dev doctest-dev   # the design's four
     libcli11-dev                                         # CLI argument parsing
     libpcre2-dev                                         # byte-level BPE pre-tokenizer regexes (Unicode)
+    libutf8proc-dev                                      # Unicode NFC for tokenizers that normalise (Qwen)
     libcurl4-openssl-dev libssl-dev                      # frugal pull: HTTPS download, SHA-256
-    nlohmann-json3-dev                                   # tests: reading reference JSON
+    nlohmann-json3-dev                                   # tokenizer.json / tokenizer_config.json; test vectors
     python3 python3-numpy                                # tests: local HTTP server, model generator
 )
 

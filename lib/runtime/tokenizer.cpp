@@ -1,9 +1,13 @@
 #include "runtime/tokenizer.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 #include <queue>
 
+#include <utf8proc.h>
+
+#include "runtime/tokenizer_internal.hpp"
 #include "util/error.hpp"
 
 namespace frugal {
@@ -264,13 +268,25 @@ vocab vocab::from_gguf(const gguf::file & f) {
     v.add_space_prefix = f.opt_bool("tokenizer.ggml.add_space_prefix").value_or(v.add_space_prefix);
     v.chat_template = f.opt_string("tokenizer.chat_template").value_or("");
 
-    for (size_t i = 0; i < n; ++i) {
+    v.normalize_nfc = v.model == "gpt2" && detail::bpe_pre_normalizes_nfc(v.pre);
+    detail::mark_special_texts(v);
+    return v;
+}
+
+void detail::mark_special_texts(vocab & v) {
+    for (size_t i = 0; i < v.tokens.size(); ++i) {
         const marker * m = find_marker(v.tokens[i]);
         if (!m) continue;
         v.attrs[i] = token_attr::control;
         if (m->eot && v.eot < 0) v.eot = int32_t(i);
     }
-    return v;
+}
+
+vocab vocab::load(const std::filesystem::path & path) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec) || path.extension() == ".json") return from_hf(path);
+    const auto f = gguf::file::open(path.string());
+    return from_gguf(*f);
 }
 
 tokenizer::tokenizer(vocab v) : vocab_(std::move(v)) {
@@ -374,7 +390,18 @@ std::vector<int32_t> tokenizer::encode(std::string_view text, bool add_special, 
 
     std::vector<int32_t> out;
     if (add_special && vocab_.add_bos) out.push_back(vocab_.bos);
-    const std::vector<fragment> frags = split_special(text, parse_special);
+    std::vector<fragment> frags = split_special(text, parse_special);
+    std::string normalized;
+    if (vocab_.normalize_nfc) {
+        // as Hugging Face: special tokens are found in the raw text, the rest is normalised
+        for (fragment & fr : frags) {
+            if (fr.id >= 0) continue;
+            const size_t offset = normalized.size();
+            normalized += to_nfc(text.substr(fr.offset, fr.length));
+            fr = {-1, offset, normalized.size() - offset};
+        }
+        text = normalized;
+    }
     if (!spm_) {
         encode_bpe(text, frags, out);
     } else {
@@ -529,6 +556,20 @@ std::string utf8_stream::flush() {
     // what is held is one truncated sequence: one U+FFFD, as a decoder at end of input gives
     std::string out = pending_.empty() ? std::string() : std::string(k_replacement);
     pending_.clear();
+    return out;
+}
+
+std::string to_nfc(std::string_view s) {
+    // ASCII is its own NFC
+    if (std::all_of(s.begin(), s.end(), [](char c) { return uint8_t(c) < 0x80; })) return std::string(s);
+    utf8proc_uint8_t * mapped = nullptr;
+    const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t *>(s.data()),
+                                            utf8proc_ssize_t(s.size()), &mapped, utf8proc_option_t(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+    if (n < 0)
+        throw_error(n == UTF8PROC_ERROR_NOMEM ? status::out_of_memory : status::internal,
+                    "tokenizer: NFC normalisation of {} bytes failed: {}", s.size(), utf8proc_errmsg(n));
+    std::string out(reinterpret_cast<const char *>(mapped), size_t(n));
+    std::free(mapped);
     return out;
 }
 

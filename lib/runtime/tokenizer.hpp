@@ -1,11 +1,13 @@
-// tokenizer.hpp - GGUF vocabularies (MODEL-SPEC.md §3.5) and their encoders, written to give
-// exactly llama.cpp's ids: SentencePiece ("llama", llm_tokenizer_spm) and byte-level BPE ("gpt2",
+// tokenizer.hpp - vocabularies from GGUF files (MODEL-SPEC.md §3.5) or Hugging Face tokenizer.json
+// directories (tokenizer_hf.cpp), and their encoders, written to give exactly llama.cpp's ids and
+// Hugging Face's: SentencePiece ("llama", llm_tokenizer_spm) and byte-level BPE ("gpt2",
 // llm_tokenizer_bpe, in tokenizer_bpe.cpp). UTF-8 helpers for streaming live here too.
 // A tokenizer is immutable after construction: any number of threads may use one at once.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <span>
@@ -32,6 +34,8 @@ struct vocab {
     std::vector<std::string> merges; // BPE only: "left right", rank = index
     int32_t bos = -1, eos = -1, eot = -1, unk = -1, pad = -1; // -1 = none
     bool add_bos = true, add_eos = false, add_space_prefix = true;
+    // Text between special tokens is put in Unicode NFC before splitting (Qwen's normalizer).
+    bool normalize_nfc = false;
     std::string chat_template;
 
     // Reads tokenizer.* with llama.cpp's defaults per model type (llama: bos 1, eos 2, unk 0, BOS added,
@@ -41,6 +45,20 @@ struct vocab {
     // and value when arrays disagree in length or an id is out of range, status::unsupported_model
     // for another tokenizer model.
     static vocab from_gguf(const gguf::file & f);
+
+    // Reads a Hugging Face byte-level BPE tokenizer: `path` is a directory holding tokenizer.json
+    // (and optionally tokenizer_config.json), or a tokenizer.json file. The result is what
+    // llama.cpp's converter would write into a GGUF file for the same tokenizer, so both sources
+    // encode identically: added tokens are typed control when special or special-looking
+    // ("<|...|>", "<｜...｜>"), else user-defined; the pre-tokenizer regexes are matched to a
+    // tokenizer.ggml.pre name; BOS / EOS and add_bos come from tokenizer_config.json, or from a
+    // TemplateProcessing post-processor that starts with a special token. Throws status::io when a
+    // file cannot be read, status::invalid_model naming the file and field for malformed content,
+    // status::unsupported_model for another model type or an unknown pre-tokenizer.
+    static vocab from_hf(const std::filesystem::path & path);
+
+    // A GGUF file (weights, if any, are not read) or a Hugging Face tokenizer as from_hf takes it.
+    static vocab load(const std::filesystem::path & path);
 };
 
 class tokenizer {
@@ -116,6 +134,9 @@ public:
 private:
     std::string pending_;
 };
+
+// Unicode NFC of valid UTF-8 (utf8proc's tables, Unicode 15).
+std::string to_nfc(std::string_view s);
 
 // Strict UTF-8 (no overlongs, surrogates or code points above U+10FFFF). On failure *bad_offset is
 // the offset of the first byte that does not start a valid sequence.

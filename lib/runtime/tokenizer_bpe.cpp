@@ -29,6 +29,7 @@
 #include <pcre2.h>
 
 #include "runtime/tokenizer.hpp"
+#include "runtime/tokenizer_internal.hpp"
 #include "util/error.hpp"
 
 namespace frugal {
@@ -39,8 +40,7 @@ constexpr std::string_view k_space_members =
     "\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
 
 // llama.cpp's regexes, with `\s` as in llama.cpp (see k_space_members).
-constexpr std::string_view k_re_gpt2 =
-    R"re('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)re";
+constexpr std::string_view k_re_gpt2 = detail::k_gpt2_regex;
 constexpr std::string_view k_re_llama3 =
     R"re((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3})re"
     R"re(| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re";
@@ -72,6 +72,7 @@ struct pre_tokenizer {
     std::initializer_list<std::string_view> names; // tokenizer.ggml.pre values
     std::initializer_list<std::string_view> regexes;
     bool ignore_merges; // a word that is itself a token is emitted whole (llama3)
+    bool nfc = false;   // the tokenizer normalises to NFC first (qwen2)
 };
 
 const pre_tokenizer k_pre_tokenizers[] = {
@@ -88,12 +89,42 @@ const pre_tokenizer k_pre_tokenizers[] = {
       "(?<!\\s)\\s+$", k_re_cjk, R"re(\p{N}+)re"},
      false},
     {{"deepseek-coder"}, {"[\\r\\n]", R"re(\s?\p{L}+)re", R"re(\s?\p{P}+)re", k_re_cjk, R"re(\p{N})re"}, false},
-    {{"qwen2", "deepseek-r1-qwen"}, {k_re_qwen2}, false},
+    {{"qwen2", "deepseek-r1-qwen"}, {k_re_qwen2}, false, true},
     {{"llama3", "llama-v3", "llama-bpe"}, {k_re_llama3}, true},
     {{"gpt-2"}, {k_re_gpt2}, false},
     // llama.cpp's choice for a missing or "default" pre-tokenizer
     {{"default", ""}, {R"re([\p{P}\$\+<=>\^~\|]+)re", k_re_gpt2, R"re(\p{N}+)re", "[0-9][0-9][0-9]"}, false},
 };
+
+// A tokenizer.json regex written as llama.cpp writes its own: CR and LF as escapes, other non-ASCII
+// characters as \x{HEX}, and the case-insensitive contractions spelled out.
+std::string llama_form(std::string_view hf) {
+    constexpr std::string_view k_icase = "(?i:'s|'t|'re|'ve|'m|'ll|'d)";
+    constexpr std::string_view k_spelled = "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])";
+    std::string out;
+    for (size_t i = 0; i < hf.size();) {
+        if (hf.substr(i, k_icase.size()) == k_icase) {
+            out += k_spelled;
+            i += k_icase.size();
+            continue;
+        }
+        const auto b = uint8_t(hf[i]);
+        if (b == '\r' || b == '\n') {
+            out += b == '\r' ? "\\r" : "\\n";
+            ++i;
+        } else if (b < 0x80) {
+            out += char(b);
+            ++i;
+        } else { // a lead byte: decode the sequence (the JSON parser gave valid UTF-8)
+            const size_t len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+            uint32_t cp = b & (0xFF >> (len + 1));
+            for (size_t k = 1; k < len && i + k < hf.size(); ++k) cp = (cp << 6) | (uint8_t(hf[i + k]) & 0x3F);
+            out += fmt::format("\\x{{{:X}}}", cp);
+            i += len;
+        }
+    }
+    return out;
+}
 
 // A llama.cpp regex in PCRE2 syntax: `\s` / `\S` become llama.cpp's whitespace class, `$` becomes `\z`.
 std::string to_pcre2(std::string_view re) {
@@ -155,6 +186,12 @@ regex_ptr compile(std::string_view llama_re) {
     return r;
 }
 
+const pre_tokenizer * find_pre_tokenizer(std::string_view pre) {
+    for (const pre_tokenizer & p : k_pre_tokenizers)
+        if (std::find(p.names.begin(), p.names.end(), pre) != p.names.end()) return &p;
+    return nullptr;
+}
+
 uint64_t pair_key(int32_t left, int32_t right) { return (uint64_t(uint32_t(left)) << 32) | uint32_t(right); }
 
 struct string_hash {
@@ -167,6 +204,21 @@ struct piece {
 };
 
 } // namespace
+
+std::optional<std::string> detail::bpe_pre_name(std::span<const std::string> hf_regexes, bool ignore_merges) {
+    for (const pre_tokenizer & p : k_pre_tokenizers) {
+        if (p.regexes.size() != hf_regexes.size() || p.ignore_merges != ignore_merges) continue;
+        if (std::equal(p.regexes.begin(), p.regexes.end(), hf_regexes.begin(),
+                       [](std::string_view ours, const std::string & hf) { return ours == llama_form(hf); }))
+            return std::string(*p.names.begin());
+    }
+    return std::nullopt;
+}
+
+bool detail::bpe_pre_normalizes_nfc(std::string_view pre) {
+    const pre_tokenizer * p = find_pre_tokenizer(pre);
+    return p && p->nfc;
+}
 
 // Everything encode needs that depends only on the vocab. The merges work on symbols: a token id
 // for a string that is a token, an id from n_vocab up for one that is not.
@@ -187,10 +239,9 @@ struct bpe_model {
 void tokenizer::init_bpe() {
     auto m = std::make_shared<bpe_model>();
     m->pre = vocab_.pre;
-    for (const pre_tokenizer & p : k_pre_tokenizers) {
-        if (std::find(p.names.begin(), p.names.end(), vocab_.pre) == p.names.end()) continue;
-        for (const std::string_view re : p.regexes) m->regexes.push_back(compile(re));
-        m->ignore_merges = p.ignore_merges;
+    if (const pre_tokenizer * p = find_pre_tokenizer(vocab_.pre)) {
+        for (const std::string_view re : p->regexes) m->regexes.push_back(compile(re));
+        m->ignore_merges = p->ignore_merges;
     }
 
     std::unordered_map<std::string, int32_t, string_hash, std::equal_to<>> not_tokens;

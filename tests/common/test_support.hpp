@@ -31,6 +31,21 @@ inline std::optional<std::filesystem::path> shared_data(const std::string & rel)
     return p;
 }
 
+// The peer cache ../shared/tools/setup-peer.sh fills (FRUGAL_PEER_DIR, else ~/.cache/frugal-peer):
+// llama.cpp's prebuilt libraries, and with --source its source tree under llama.cpp/source.
+inline std::filesystem::path peer_dir() {
+    const char * env = std::getenv("FRUGAL_PEER_DIR");
+    const char * home = std::getenv("HOME");
+    return env && *env ? env : std::string(home ? home : "") + "/.cache/frugal-peer";
+}
+
+// Quotes a path for /bin/sh.
+inline std::string sh_quote(const std::filesystem::path & p) {
+    std::string out = "'";
+    for (const char c : p.string()) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+}
+
 // Build-tree scratch folder for generated fixtures.
 inline std::filesystem::path scratch_dir(const std::string & name) {
     auto p = std::filesystem::path(FRUGAL_TEST_BINARY_DIR) / "scratch" / name;

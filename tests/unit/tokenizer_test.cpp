@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/test_support.hpp"
+#include "common/tokenizer_cases.hpp"
 #include "runtime/tokenizer.hpp"
 #include "util/error.hpp"
 
@@ -19,65 +20,17 @@ using frugal::status;
 using frugal::token_attr;
 using frugal::tokenizer;
 using frugal::vocab;
+using frugal::test::check_throws;
+using frugal::test::read_text;
+using frugal::test::read_vocab_cases;
+using frugal::test::sh_quote;
+using frugal::test::show;
 
 namespace {
-
-std::string read_text(const std::filesystem::path & p) {
-    std::ifstream in(p, std::ios::binary);
-    REQUIRE_MESSAGE(in, "cannot open " << p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 tokenizer load(const std::filesystem::path & gguf_path) {
     const auto f = frugal::gguf::file::open(gguf_path.string());
     return tokenizer(vocab::from_gguf(*f));
-}
-
-// Runs f, which must throw frugal::error with `code` and a message containing `needle`.
-template <class F>
-void check_throws(F && f, status code, std::string_view needle) {
-    bool thrown = false;
-    try {
-        f();
-    } catch (const frugal::error & e) {
-        thrown = true;
-        CHECK(int(e.code()) == int(code));
-        CHECK_MESSAGE(std::string_view(e.what()).find(needle) != std::string_view::npos, e.what());
-    }
-    CHECK_MESSAGE(thrown, "no frugal::error, wanted one mentioning '" << needle << "'");
-}
-
-// llama.cpp's test-tokenizer-0 files: X.inp holds strings each followed by "\n__ggml_vocab_test__\n",
-// X.out one line of space-separated ids per string.
-struct vocab_case {
-    std::string text;
-    std::vector<int32_t> ids;
-};
-std::vector<vocab_case> read_vocab_cases(const std::filesystem::path & inp, const std::filesystem::path & out) {
-    const std::string sep = "\n__ggml_vocab_test__\n";
-    const std::string in_text = read_text(inp);
-    std::vector<std::string> texts;
-    for (size_t pos = 0, hit; (hit = in_text.find(sep, pos)) != std::string::npos; pos = hit + sep.size())
-        texts.push_back(in_text.substr(pos, hit - pos));
-    std::istringstream lines(read_text(out));
-    std::vector<vocab_case> cases;
-    for (const auto & t : texts) {
-        std::string line;
-        REQUIRE_MESSAGE(std::getline(lines, line), out << " has fewer lines than " << inp << " has strings");
-        std::istringstream ids(line);
-        vocab_case c{t, {}};
-        for (int32_t id; ids >> id;) c.ids.push_back(id);
-        cases.push_back(std::move(c));
-    }
-    return cases;
-}
-
-std::string show(const std::vector<int32_t> & ids) {
-    std::string s;
-    for (auto id : ids) s += std::to_string(id) + " ";
-    return s;
 }
 
 // A small hand-made SPM vocab: <unk> <s> </s>, 256 byte tokens, then a few pieces.
@@ -139,13 +92,6 @@ vocab tiny_bpe(std::string pre, const std::vector<std::string> & extra, const st
     return v;
 }
 
-// Quotes a path for /bin/sh.
-std::string sh_quote(const std::filesystem::path & p) {
-    std::string out = "'";
-    for (const char c : p.string()) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return out + "'";
-}
-
 // The "tokens" array of llamacpp-logits --tokenize output (the rest may hold text that is not UTF-8).
 std::vector<int32_t> read_oracle_tokens(const std::filesystem::path & p) {
     const std::string json = read_text(p);
@@ -161,29 +107,6 @@ std::vector<int32_t> read_oracle_tokens(const std::filesystem::path & p) {
     for (int32_t id; in >> id;) ids.push_back(id);
     return ids;
 }
-
-// Texts that probe the places where the pre-tokenizers differ: whitespace kinds and runs, digit runs,
-// contractions, punctuation next to newlines, marks, scripts named in DeepSeek's regexes, emoji.
-const std::vector<std::string> k_edge_texts = {
-    "a\u0085\u0085b", "a \u0085b", "x\u0085", "\u0085\u0085\u0085", "a\u00A0\u00A0b", "a\u00A0 b", "a \u00A0b",
-    "tab\t\tx", "a\u2028\u2028b", "a\u3000\u3000b", "\u3000x", "a \u3000 b", "x\u180Ey", "x\u200B\u200By",
-    "1", "12", "123", "1234", "12345678901", " 1234 ", "a1234b", "\u0661\u0662\u0663\u0664\u0665",
-    "\uFF11\uFF12\uFF13\uFF14", "x\u00B2\u00B3\u2074", "\u216B\u2167", "\u00BD\u00BC 3\u00BE",
-    "I'M YOU'LL HE'D THEY'RE WE'VE IT'S DON'T", "'s's'S", "x'sy", "''''", "' s", "l'\u00E9t\u00E9",
-    "a\r\n\r\n  b", "a \n\n\t b", "x!!\n\n\ny", "x !!\r\n", "  \n  ", "a\n \n b", "\n\n\n", "\r\r\nx",
-    "~~~x", "~abc", "$100", "a~b", "(a)", "\u00ABab\u00BB", "\u00BFqu\u00E9?", "a+b=c", "x^y", "`code`", "a|b",
-    "<=>", "--x", "_x_", "e\u0301", "\u0301abc", "a\u0301\u0301 b", "\u0928\u092E\u0938\u094D\u0924\u0947",
-    "\u0E01\u0E49\u0E33", "\u65E5\u672C\u8A9E\u306E\u30C6\u30AD\u30B9\u30C8", "\u4E2D\u6587abc\u4E2D\u6587",
-    "\uD55C\uAD6D\uC5B4 \uD14D\uC2A4\uD2B8", "\uFF71\uFF72\uFF73", "\u6F22\u5B57123\u304B\u306A", "\u9FA5\u9FA6",
-    "\u0800\u0801", "\u0395\u03BB\u03BB\u03B7\u03BD\u03B9\u03BA\u03AC",
-    "\u041A\u0438\u0440\u0438\u043B\u043B\u0438\u0446\u0430",
-    "\u0540\u0561\u0575", "\u10E5\u10D0\u10E0", "\u13E3\u13B3\u13A9", "\uFF21\uFF22\uFF23\uFF41\uFF42\uFF43",
-    "\u2102\u210D\u2115", "\u01C5\u01C8", "\U0001F44D\U0001F3FDx", "x\U0001F468\u200D\U0001F469\u200D\U0001F467y",
-    "\U0001F1EB\U0001F1F7\U0001F1E9\U0001F1EA", "a\u2705b", "<|endoftext|", "<\uFF5CUser\uFF5C", "< |im_start|>",
-    "\uE000x", "\uFFFF", "\U0010FFFF", "\uFEFFx", std::string(300, ' ') + "x", "x" + std::string(300, ' '),
-    std::string(50, '\n') + "x", "Hello, World! 123 ... ???", "\u3001\u3002\u3000\u300C", "\u2018a\u2019 \u201Cb\u201D",
-    "a\u3000\u3000\u3002b", "\u6F22\u3000\u5B57", "\u6F22\u2003\u5B57\u1680\u5B57\u2028\u5B57",
-};
 
 int32_t id_of(const tokenizer & t, std::string_view text) {
     const auto & toks = t.get_vocab().tokens;
@@ -453,15 +376,13 @@ TEST_CASE("tokenizer: byte-level BPE matches llama.cpp on the tiny qwen2, llama 
         std::vector<std::pair<std::string, std::string>> texts; // source, text
         const auto cases_path = frugal::test::shared_data("tokenizers/" + t.cases + "/cases.jsonl");
         REQUIRE(cases_path);
-        std::istringstream lines(read_text(*cases_path));
-        for (std::string line; std::getline(lines, line);)
-            if (!line.empty()) texts.emplace_back("cases.jsonl", nlohmann::json::parse(line).at("text"));
+        for (const auto & c : frugal::test::read_hf_cases(*cases_path)) texts.emplace_back("cases.jsonl", c.text);
         const std::string vt = "llamacpp-vocab-tests/ggml-vocab-" + t.vocab_test + ".gguf";
         const auto inp = frugal::test::shared_data(vt + ".inp");
         const auto out = frugal::test::shared_data(vt + ".out");
         REQUIRE((inp && out));
         for (const auto & c : read_vocab_cases(*inp, *out)) texts.emplace_back(t.vocab_test + ".inp", c.text);
-        for (const auto & x : k_edge_texts) texts.emplace_back("edge cases", x);
+        for (const auto & x : frugal::test::k_edge_texts) texts.emplace_back("edge cases", x);
         // llamacpp-logits reads the text file as a C string
         std::erase_if(texts, [](const auto & x) { return x.second.find('\0') != std::string::npos; });
 
@@ -475,8 +396,10 @@ TEST_CASE("tokenizer: byte-level BPE matches llama.cpp on the tiny qwen2, llama 
             if (std::none_of(texts.begin(), texts.end(), contains)) sep = id;
         }
         REQUIRE_MESSAGE(sep >= 0, t.model << ": every control token occurs in some text");
+        // llama.cpp has no normaliser: it gets the NFC form of the text where the vocabulary asks for NFC
         std::string joined;
-        for (size_t i = 0; i < texts.size(); ++i) joined += (i ? v.tokens[size_t(sep)] : "") + texts[i].second;
+        for (size_t i = 0; i < texts.size(); ++i)
+            joined += (i ? v.tokens[size_t(sep)] : "") + (v.normalize_nfc ? frugal::to_nfc(texts[i].second) : texts[i].second);
         const auto text_file = dir / (t.model + ".texts.txt");
         const auto ids_file = dir / (t.model + ".llamacpp.json");
         std::ofstream(text_file, std::ios::binary) << joined;
