@@ -1,6 +1,7 @@
-// frugal - command-line tool: `run` (generate text), `info` (inspect a GGUF file), `pull`
-// (download a model into the cache). Errors go to stderr with a non-zero exit code.
+// frugal - command-line tool: `run` (generate text), `info` (inspect a GGUF file), `tokenize`
+// (text <-> ids), `bench`, `logits`, `pull` (download a model into the cache). Errors go to stderr with a non-zero exit code.
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <random>
 #include <string>
@@ -318,6 +320,58 @@ int cmd_info(const std::string & path, bool all_tensors) {
     return 0;
 }
 
+struct tokenize_args {
+    std::string tokenizer, text, file, decode_ids;
+    bool no_special = false, no_parse_special = false, pieces = false, special = false;
+    int bench_reps = 0;
+};
+
+// Text -> ids (stdout: a JSON list, or one "id<TAB>piece" line per token with --pieces), or ids ->
+// text with --decode. The tokenizer comes from a GGUF file (weights are not loaded) or a Hugging
+// Face tokenizer folder. --bench N times N encodings of the text and reports MB/s on stderr.
+int cmd_tokenize(const tokenize_args & a) {
+    const frugal::tokenizer tok(frugal::vocab::load(a.tokenizer));
+    if (!a.decode_ids.empty()) {
+        const std::string text = tok.decode(parse_ids(a.decode_ids), a.special);
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        return 0;
+    }
+    std::string text = a.text;
+    if (!a.file.empty()) {
+        std::ifstream in(a.file, std::ios::binary);
+        if (!in) frugal::throw_error(frugal::status::io, "tokenize: cannot open {}", a.file);
+        text.assign(std::istreambuf_iterator<char>(in), {});
+    } else if (a.text.empty()) {
+        text.assign(std::istreambuf_iterator<char>(std::cin), {});
+    }
+    const auto encode = [&] { return tok.encode(text, !a.no_special, !a.no_parse_special); };
+    const auto ids = encode();
+    if (a.pieces) {
+        for (const int32_t id : ids) {
+            const std::string piece = tok.token_to_piece(id, true);
+            std::printf("%d\t%s\n", id, nlohmann::json(piece).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+        }
+    } else {
+        std::string list;
+        for (const int32_t id : ids) list += fmt::format("{}{}", list.empty() ? "" : ", ", id);
+        std::printf("[%s]\n", list.c_str());
+    }
+    if (a.bench_reps > 0) {
+        std::vector<double> secs;
+        for (int r = 0; r < a.bench_reps; ++r) {
+            const auto t0 = std::chrono::steady_clock::now();
+            const auto again = encode();
+            secs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+            if (again != ids) frugal::throw_error(frugal::status::internal, "tokenize: run {} gave other ids", r);
+        }
+        std::sort(secs.begin(), secs.end());
+        const double median = secs[secs.size() / 2];
+        std::fprintf(stderr, "tokenize: %zu bytes -> %zu tokens; median of %d runs %.2f ms, %.2f MB/s\n", text.size(),
+                     ids.size(), a.bench_reps, median * 1e3, double(text.size()) / median / 1e6);
+    }
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char ** argv) {
@@ -365,6 +419,19 @@ int main(int argc, char ** argv) {
     bench->add_option("-r,--reps", ba.reps, "repetitions")->check(CLI::Range(1, 1000));
     bench->add_option("-t,--threads", ba.threads, "threads (0 = physical cores)")->check(CLI::Range(0, 1024));
 
+    tokenize_args ta;
+    auto * tokenize = app.add_subcommand("tokenize", "text to token ids (or --decode ids to text)");
+    tokenize->add_option("-m,--model", ta.tokenizer, "GGUF file, or a Hugging Face tokenizer folder / tokenizer.json")
+        ->required();
+    tokenize->add_option("-p,--prompt", ta.text, "text (default: read stdin)");
+    tokenize->add_option("-f,--file", ta.file, "read the text from a file");
+    tokenize->add_flag("--no-bos", ta.no_special, "do not add BOS/EOS even if the vocabulary asks for them");
+    tokenize->add_flag("--no-parse-special", ta.no_parse_special, "control-token texts stay text");
+    tokenize->add_flag("--pieces", ta.pieces, "one line per token: id and its text");
+    tokenize->add_option("--decode", ta.decode_ids, "token ids to turn back into text, e.g. 1,2,3");
+    tokenize->add_flag("--special", ta.special, "with --decode: render control tokens");
+    tokenize->add_option("--bench", ta.bench_reps, "time N encodings, print MB/s on stderr")->check(CLI::Range(0, 100000));
+
     std::string pull_url, pull_out, pull_sha;
     auto * pull = app.add_subcommand("pull", "download a GGUF model into the cache (resumable)");
     pull->add_option("url", pull_url, "https:// URL or hf://OWNER/REPO/FILE.gguf[@REVISION]")->required();
@@ -376,6 +443,7 @@ int main(int argc, char ** argv) {
         if (*run) return cmd_run(ra);
         if (*info) return cmd_info(info_path, info_all);
         if (*bench) return cmd_bench(ba);
+        if (*tokenize) return cmd_tokenize(ta);
         if (*logits) return cmd_logits(logits_model, logits_ids, logits_out, logits_threads);
         if (*pull) {
 #ifdef FRUGAL_HAVE_DOWNLOAD

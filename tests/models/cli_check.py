@@ -65,6 +65,20 @@ if header_end > 0 and len(data) >= header_end + 512 * 4:
     diff = max(abs(a - b) for a, b in zip(row, g["logits_first_8_pos"][0]))
     check(diff < 1e-4, f"logits: position 0 within 1e-4 of numpy (max diff {diff:.2e})")
 
+# tokenize: the prompts' llama2.c ids (BOS included), and back; a tokenizer.json folder when ../shared has one.
+for p in ref["prompts"]:
+    r = run("tokenize", "-m", str(model), "-p", p["prompt"])
+    check(r.returncode == 0 and json.loads(r.stdout) == p["prompt_ids"], f"tokenize '{p['prompt']}': reference ids")
+    ids = ",".join(str(i) for i in p["prompt_ids"])
+    r = run("tokenize", "-m", str(model), "--decode", ids)
+    check(r.returncode == 0 and r.stdout == p["prompt"], f"tokenize --decode {ids}: the prompt")
+r = subprocess.run([exe, "tokenize", "-m", str(model), "--pieces"], input="Once upon", capture_output=True, text=True)
+check(r.returncode == 0 and r.stdout.splitlines()[0].startswith("1\t"), "tokenize --pieces from stdin: BOS first")
+hf = shared / "data/tokenizers/deepseek-v3"
+if hf.exists():
+    r = run("tokenize", "-m", str(hf), "-p", "Hello world<\uff5cUser\uff5c>")
+    check(r.returncode == 0 and json.loads(r.stdout) == [0, 19923, 2058, 128803], "tokenize: a tokenizer.json folder")
+
 # Errors: non-zero exit, a message on stderr naming the problem, nothing on stdout.
 r = run("run", "-m", str(scratch / "missing.gguf"), "-n", "4")
 check(r.returncode != 0 and "missing.gguf" in r.stderr and r.stdout == "", "run: a missing file is an error naming it")
