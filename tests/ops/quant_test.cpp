@@ -547,10 +547,7 @@ struct ggml_cpu_traits {
 using ggml_traits_fn = const ggml_cpu_traits * (*)(int type);
 
 ggml_traits_fn load_ggml_haswell(std::string & why) {
-    const char * env = std::getenv("FRUGAL_PEER_DIR");
-    const char * home = std::getenv("HOME");
-    const std::filesystem::path peer = env && *env ? env : std::string(home ? home : "") + "/.cache/frugal-peer";
-    const auto bins = peer / "node_modules/@node-llama-cpp/linux-x64/bins/linux-x64";
+    const auto bins = frugal::test::peer_dir() / "node_modules/@node-llama-cpp/linux-x64/bins/linux-x64";
     void * base = dlopen((bins / "libggml-base.so").c_str(), RTLD_NOW | RTLD_GLOBAL);
     void * cpu = base ? dlopen((bins / "libggml-cpu-haswell.so").c_str(), RTLD_NOW) : nullptr;
     auto init = cpu ? reinterpret_cast<void (*)()>(dlsym(cpu, "ggml_cpu_init")) : nullptr;
