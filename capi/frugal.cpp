@@ -3,12 +3,15 @@
 #include "frugal.h"
 
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <new>
 #include <string>
 
 #include "models/model.hpp"
+#include "runtime/chat.hpp"
 #include "runtime/session.hpp"
+#include "runtime/tokenizer.hpp"
 #include "util/error.hpp"
 #include "util/log.hpp"
 
@@ -21,11 +24,29 @@ struct frugal_model {
     std::shared_ptr<const frugal::model> impl;
 };
 
+struct frugal_tokenizer {
+    std::shared_ptr<const frugal::tokenizer> impl; // may share ownership of a model
+};
+
 struct frugal_session {
+    frugal_session(std::shared_ptr<const frugal::model> model, int64_t n_ctx) : impl(std::move(model), n_ctx) {}
+
     frugal::session impl;
-    std::string held_piece;       // a piece the caller's buffer was too small for
+    // The token next / next_part sampled last and what of its text the caller has not received:
+    // the piece for next (its buffer was too small), the parts still to come for next_part.
     int32_t held_token = -1;
-    int32_t held_done = 0;
+    bool held_done = false;
+    std::string held_piece;
+    std::vector<frugal::text_part> held_parts;
+    size_t parts_given = 0;
+
+    void drop_held() {
+        held_token = -1;
+        held_done = false;
+        held_piece.clear();
+        held_parts.clear();
+        parts_given = 0;
+    }
 };
 
 namespace {
@@ -228,16 +249,36 @@ frugal_status frugal_model_meta_value(const frugal_model * model, const char * k
     FRUGAL_API_END
 }
 
-frugal_status frugal_tokenize(const frugal_model * model, const char * text, size_t text_len, int32_t add_special,
-                              int32_t parse_special, int32_t * out, size_t cap, size_t * out_n, frugal_error ** err) {
-    FRUGAL_API_BEGIN
-    FRUGAL_REQUIRE(model && out_n && (text || text_len == 0) && (out || cap == 0), "frugal_tokenize: NULL argument");
-    const auto ids = model->impl->tokenizer().encode(std::string_view(text ? text : "", text_len), add_special != 0,
-                                                     parse_special != 0);
+} // extern "C"
+
+namespace {
+
+frugal_status encode_into(const frugal::tokenizer & tok, const char * text, size_t text_len, int32_t add_special,
+                          int32_t parse_special, int32_t * out, size_t cap, size_t * out_n) {
+    const auto ids = tok.encode(std::string_view(text ? text : "", text_len), add_special != 0, parse_special != 0);
     *out_n = ids.size();
     if (ids.size() > cap) return FRUGAL_ERR_BUFFER_TOO_SMALL;
     std::copy(ids.begin(), ids.end(), out);
     return FRUGAL_OK;
+}
+
+frugal::chat_role chat_role_of(const char * role, size_t index) {
+    const std::string_view r = role ? role : "(null)";
+    if (r == "system") return frugal::chat_role::system;
+    if (r == "user") return frugal::chat_role::user;
+    if (r == "assistant") return frugal::chat_role::assistant;
+    invalid("frugal_chat_apply_template: messages[{}].role '{}' is not system, user or assistant", index, r);
+}
+
+} // namespace
+
+extern "C" {
+
+frugal_status frugal_tokenize(const frugal_model * model, const char * text, size_t text_len, int32_t add_special,
+                              int32_t parse_special, int32_t * out, size_t cap, size_t * out_n, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(model && out_n && (text || text_len == 0) && (out || cap == 0), "frugal_tokenize: NULL argument");
+    return encode_into(model->impl->tokenizer(), text, text_len, add_special, parse_special, out, cap, out_n);
     FRUGAL_API_END
 }
 
@@ -251,11 +292,92 @@ frugal_status frugal_detokenize(const frugal_model * model, const int32_t * toke
     FRUGAL_API_END
 }
 
+frugal_status frugal_tokenizer_load(const char * path, frugal_tokenizer ** out, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(path && out, "frugal_tokenizer_load: NULL path or out");
+    auto tok = std::make_shared<const frugal::tokenizer>(frugal::vocab::load(std::filesystem::u8path(path)));
+    *out = new frugal_tokenizer{std::move(tok)};
+    return FRUGAL_OK;
+    FRUGAL_API_END
+}
+
+frugal_status frugal_model_get_tokenizer(frugal_model * model, frugal_tokenizer ** out, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(model && out, "frugal_model_get_tokenizer: NULL model or out");
+    // shares the model's ownership: the tokenizer lives inside it
+    *out = new frugal_tokenizer{std::shared_ptr<const frugal::tokenizer>(model->impl, &model->impl->tokenizer())};
+    return FRUGAL_OK;
+    FRUGAL_API_END
+}
+
+void frugal_tokenizer_free(frugal_tokenizer * tokenizer) { delete tokenizer; }
+
+int32_t frugal_tokenizer_n_vocab(const frugal_tokenizer * t) { return t ? t->impl->n_vocab() : 0; }
+int32_t frugal_tokenizer_token_bos(const frugal_tokenizer * t) { return t ? t->impl->get_vocab().bos : -1; }
+int32_t frugal_tokenizer_token_eos(const frugal_tokenizer * t) { return t ? t->impl->get_vocab().eos : -1; }
+int32_t frugal_tokenizer_token_is_eog(const frugal_tokenizer * t, int32_t token) {
+    return t && t->impl->is_eog(token) ? 1 : 0;
+}
+
+frugal_status frugal_tokenizer_encode(const frugal_tokenizer * t, const char * text, size_t text_len,
+                                      int32_t add_special, int32_t parse_special, int32_t * out, size_t cap,
+                                      size_t * out_n, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(t && out_n && (text || text_len == 0) && (out || cap == 0), "frugal_tokenizer_encode: NULL argument");
+    return encode_into(*t->impl, text, text_len, add_special, parse_special, out, cap, out_n);
+    FRUGAL_API_END
+}
+
+frugal_status frugal_tokenizer_decode(const frugal_tokenizer * t, const int32_t * tokens, size_t n_tokens,
+                                      int32_t special, char * buf, size_t cap, size_t * out_len, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(t && out_len && (tokens || n_tokens == 0) && (buf || cap == 0),
+                   "frugal_tokenizer_decode: NULL argument");
+    return copy_out(t->impl->decode(std::span(tokens, n_tokens), special != 0), buf, cap, out_len, false);
+    FRUGAL_API_END
+}
+
+const char * frugal_tokenizer_chat_format(const frugal_tokenizer * t) {
+    // chat_format_name views string literals: NUL-terminated, static
+    return frugal::chat_format_name(t ? t->impl->chat_format() : frugal::chat_format::none).data();
+}
+
+frugal_status frugal_chat_apply_template(const frugal_tokenizer * t, const char * format,
+                                         const frugal_chat_message * messages, size_t n_messages,
+                                         int32_t add_generation_prompt, char * buf, size_t cap, size_t * out_len,
+                                         frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(t && out_len && (messages || n_messages == 0) && (buf || cap == 0),
+                   "frugal_chat_apply_template: NULL argument");
+    frugal::chat_format chosen = t->impl->chat_format();
+    if (format) {
+        const auto named = frugal::chat_format_from_name(format);
+        FRUGAL_REQUIRE(named, "frugal_chat_apply_template: unknown chat format '{}'", format);
+        chosen = *named;
+    }
+    std::vector<frugal::chat_message> turns;
+    turns.reserve(n_messages);
+    for (size_t i = 0; i < n_messages; ++i) {
+        const frugal_chat_message & m = messages[i];
+        FRUGAL_REQUIRE(m.content || m.content_len == 0, "frugal_chat_apply_template: messages[{}].content is NULL", i);
+        const std::string_view content(m.content ? m.content : "", m.content_len);
+        size_t bad = 0;
+        FRUGAL_REQUIRE(frugal::is_valid_utf8(content, &bad),
+                       "frugal_chat_apply_template: messages[{}].content has invalid utf-8 at byte offset {}", i, bad);
+        turns.push_back({chat_role_of(m.role, i), std::string(content)});
+    }
+    const auto & v = t->impl->get_vocab();
+    auto text_of = [&](int32_t id) { return id >= 0 ? v.tokens[size_t(id)] : std::string(); };
+    const std::string text = frugal::render_chat(chosen, turns, add_generation_prompt != 0, {text_of(v.bos), text_of(v.eos)});
+    return copy_out(text, buf, cap, out_len, false);
+    FRUGAL_API_END
+}
+
 frugal_status frugal_session_create(frugal_model * model, int32_t n_ctx, frugal_session ** out, frugal_error ** err) {
     FRUGAL_API_BEGIN
     FRUGAL_REQUIRE(model && out, "frugal_session_create: NULL model or out");
     FRUGAL_REQUIRE(n_ctx >= 0, "frugal_session_create: n_ctx {} is negative", n_ctx);
-    *out = new frugal_session{frugal::session(model->impl, n_ctx), {}, -1, 0};
+    *out = new frugal_session(model->impl, n_ctx);
     return FRUGAL_OK;
     FRUGAL_API_END
 }
@@ -270,8 +392,7 @@ frugal_status frugal_session_reset(frugal_session * s, frugal_error ** err) {
     FRUGAL_API_BEGIN
     FRUGAL_REQUIRE(s, "frugal_session_reset: session is NULL");
     s->impl.reset();
-    s->held_piece.clear();
-    s->held_token = -1;
+    s->drop_held();
     return FRUGAL_OK;
     FRUGAL_API_END
 }
@@ -343,14 +464,41 @@ frugal_status frugal_session_next(frugal_session * s, int32_t * out_token, char 
         auto r = s->impl.next();
         s->held_token = r.token;
         s->held_piece = std::move(r.piece);
-        s->held_done = r.done ? 1 : 0;
+        s->held_done = r.done;
     }
     const frugal_status st = copy_out(s->held_piece, buf, cap, out_len, false);
     if (st != FRUGAL_OK) return st; // keep the token for the next call
     if (out_token) *out_token = s->held_token;
     const frugal_status result = s->held_done ? FRUGAL_DONE : FRUGAL_OK;
-    s->held_token = -1;
-    s->held_piece.clear();
+    s->drop_held();
+    return result;
+    FRUGAL_API_END
+}
+
+frugal_status frugal_session_next_part(frugal_session * s, int32_t * out_token, int32_t * out_kind, char * buf,
+                                       size_t cap, size_t * out_len, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(s && out_len && (buf || cap == 0), "frugal_session_next_part: NULL session, buf or out_len");
+    if (s->held_token < 0) {
+        auto r = s->impl.next(); // its text may be all held back: then one empty part
+        s->held_token = r.token;
+        s->held_done = r.done;
+        s->held_parts = std::move(r.parts);
+        s->parts_given = 0;
+    }
+    const bool last = s->parts_given + 1 >= s->held_parts.size();
+    const frugal::text_part empty{s->impl.in_reasoning() ? frugal::text_kind::reasoning : frugal::text_kind::content, {}};
+    const frugal::text_part & part = s->held_parts.empty() ? empty : s->held_parts[s->parts_given];
+    const frugal_status st = copy_out(part.text, buf, cap, out_len, false);
+    if (st != FRUGAL_OK) return st; // the same part again on the next call
+    if (out_token) *out_token = s->held_token;
+    if (out_kind) *out_kind = part.kind == frugal::text_kind::reasoning ? FRUGAL_TEXT_REASONING : FRUGAL_TEXT_CONTENT;
+    if (!last) {
+        ++s->parts_given;
+        return FRUGAL_OK;
+    }
+    const frugal_status result = s->held_done ? FRUGAL_DONE : FRUGAL_OK;
+    s->drop_held();
     return result;
     FRUGAL_API_END
 }

@@ -148,7 +148,8 @@ FRUGAL_API frugal_status frugal_model_meta_value(const frugal_model * model, con
 /* ---- tokenizer ------------------------------------------------------------------------------ */
 /* Text -> token ids. add_special: BOS/EOS as the vocabulary asks; parse_special: control-token
    texts in the text become those tokens. Writes up to cap ids; FRUGAL_ERR_BUFFER_TOO_SMALL sets
-   *out_n to the count needed. Invalid UTF-8 is FRUGAL_ERR_INVALID_ARGUMENT with the byte offset. */
+   *out_n to the count needed. Invalid UTF-8 is FRUGAL_ERR_INVALID_ARGUMENT with the byte offset.
+   Same as frugal_tokenizer_encode on the model's tokenizer. */
 FRUGAL_API frugal_status frugal_tokenize(const frugal_model * model, const char * text, size_t text_len,
                                          int32_t add_special, int32_t parse_special, int32_t * out, size_t cap,
                                          size_t * out_n, frugal_error ** err);
@@ -156,6 +157,56 @@ FRUGAL_API frugal_status frugal_tokenize(const frugal_model * model, const char 
 FRUGAL_API frugal_status frugal_detokenize(const frugal_model * model, const int32_t * tokens, size_t n_tokens,
                                            int32_t special, char * buf, size_t cap, size_t * out_len,
                                            frugal_error ** err);
+
+/* A tokenizer on its own: immutable, shared by any number of threads, reference counted. */
+typedef struct frugal_tokenizer frugal_tokenizer;
+/* Loads a tokenizer without weights: a GGUF file (its tokenizer.* keys; tensors are not read), or
+   a Hugging Face byte-level BPE tokenizer: a folder with tokenizer.json (and tokenizer_config.json)
+   or a tokenizer.json file. Both sources of one vocabulary encode identically. An unsupported
+   tokenizer (another model type, an unknown pre-tokenizer) is FRUGAL_ERR_UNSUPPORTED_MODEL. */
+FRUGAL_API frugal_status frugal_tokenizer_load(const char * path_utf8, frugal_tokenizer ** out, frugal_error ** err);
+/* A new reference to a model's tokenizer; it keeps the model alive until freed. */
+FRUGAL_API frugal_status frugal_model_get_tokenizer(frugal_model * model, frugal_tokenizer ** out,
+                                                    frugal_error ** err);
+FRUGAL_API void frugal_tokenizer_free(frugal_tokenizer * tokenizer); /* NULL-safe */
+/* Getters; 0 / -1 / "none" for a NULL tokenizer. */
+FRUGAL_API int32_t frugal_tokenizer_n_vocab(const frugal_tokenizer * tokenizer);
+FRUGAL_API int32_t frugal_tokenizer_token_bos(const frugal_tokenizer * tokenizer); /* -1 if none */
+FRUGAL_API int32_t frugal_tokenizer_token_eos(const frugal_tokenizer * tokenizer); /* -1 if none */
+FRUGAL_API int32_t frugal_tokenizer_token_is_eog(const frugal_tokenizer * tokenizer, int32_t token);
+/* As frugal_tokenize / frugal_detokenize. */
+FRUGAL_API frugal_status frugal_tokenizer_encode(const frugal_tokenizer * tokenizer, const char * text,
+                                                 size_t text_len, int32_t add_special, int32_t parse_special,
+                                                 int32_t * out, size_t cap, size_t * out_n, frugal_error ** err);
+FRUGAL_API frugal_status frugal_tokenizer_decode(const frugal_tokenizer * tokenizer, const int32_t * tokens,
+                                                 size_t n_tokens, int32_t special, char * buf, size_t cap,
+                                                 size_t * out_len, frugal_error ** err);
+
+/* ---- chat templates -------------------------------------------------------------------------- */
+/* One conversation turn. role: "system", "user" or "assistant" (NUL-terminated); content: UTF-8,
+   content_len bytes. An assistant turn may hold earlier reasoning (<think>...</think>): the R1
+   format drops it, as DeepSeek's template does. */
+typedef struct frugal_chat_message {
+    const char * role;
+    const char * content;
+    size_t content_len;
+} frugal_chat_message;
+
+/* The built-in chat format the tokenizer's template (tokenizer.chat_template / tokenizer_config.json),
+   or without one its special tokens, call for: "deepseek-r1" (R1 and the R1 distills),
+   "deepseek-v3", "deepseek-v2", "chatml" (Qwen2), "llama3", "llama3.1", or "none". Static storage. */
+FRUGAL_API const char * frugal_tokenizer_chat_format(const frugal_tokenizer * tokenizer);
+/* Renders messages into prompt text, byte for byte what the publisher's template gives (without
+   tools); with add_generation_prompt it ends with the assistant's opening (R1: the Assistant
+   token, then "<think>" and a newline).
+   format: NULL for the tokenizer's own, or a name above to force one. The text starts with the BOS
+   text where the template writes it; frugal_session_prompt then adds no second BOS. Not
+   NUL-terminated; FRUGAL_ERR_BUFFER_TOO_SMALL sets *out_len to the size needed. An unknown role or
+   format, invalid UTF-8 in a content, or format "none" is FRUGAL_ERR_INVALID_ARGUMENT. */
+FRUGAL_API frugal_status frugal_chat_apply_template(const frugal_tokenizer * tokenizer, const char * format,
+                                                    const frugal_chat_message * messages, size_t n_messages,
+                                                    int32_t add_generation_prompt, char * buf, size_t cap,
+                                                    size_t * out_len, frugal_error ** err);
 
 /* ---- session -------------------------------------------------------------------------------- */
 /* A session with a KV cache for n_ctx positions (0 = min(training context, 4096)). */
@@ -172,7 +223,7 @@ FRUGAL_API frugal_status frugal_session_reset(frugal_session * session, frugal_e
    the other type too. Defaults in brackets. */
 typedef int32_t frugal_param;
 enum {
-    FRUGAL_PARAM_TEMPERATURE = 1,     /* f32 [0.8]; <= 0 = greedy */
+    FRUGAL_PARAM_TEMPERATURE = 1,     /* f32 [0.8; 0.6 for DeepSeek-R1-family models]; <= 0 = greedy */
     FRUGAL_PARAM_TOP_K = 2,           /* i64 [40]; 0 = off */
     FRUGAL_PARAM_TOP_P = 3,           /* f32 [0.95]; in (0, 1] */
     FRUGAL_PARAM_SEED = 4,            /* i64 [0xF00D]; resets the sampler's random stream */
@@ -204,6 +255,18 @@ FRUGAL_API frugal_status frugal_session_prompt_tokens(frugal_session * session, 
    that token; buf gets any held-back text). */
 FRUGAL_API frugal_status frugal_session_next(frugal_session * session, int32_t * out_token, char * buf, size_t cap,
                                              size_t * out_len, frugal_error ** err);
+
+/* What a part of generated text is (frugal_session_next_part). */
+enum { FRUGAL_TEXT_CONTENT = 0, FRUGAL_TEXT_REASONING = 1 };
+/* Like frugal_session_next, with the text split into reasoning (between <think> and </think>, tags
+   removed, also when the prompt opened the reasoning) and content; *out_kind = FRUGAL_TEXT_*.
+   A call returns text of one kind (possibly none, when a token's text is held back): when a token
+   completes text of both, the next call returns the rest without sampling (same *out_token). Whitespace right after either tag and right before
+   </think> is dropped; a partial tag is held until decided. When an end-of-generation token is
+   sampled, what was held comes out, the last part with FRUGAL_DONE (possibly empty). Use either
+   this or frugal_session_next for one generation, not both. */
+FRUGAL_API frugal_status frugal_session_next_part(frugal_session * session, int32_t * out_token, int32_t * out_kind,
+                                                  char * buf, size_t cap, size_t * out_len, frugal_error ** err);
 
 /* Logits of the most recent evaluation, [n_vocab] floats owned by the session, valid until the
    next call on it; NULL before any evaluation. After frugal_session_next returned token t they

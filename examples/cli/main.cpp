@@ -12,12 +12,17 @@
 #include <cstring>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
+#include <sstream>
 #include <random>
 #include <string>
 
+#include <unistd.h>
+
 #include "models/model.hpp"
+#include "runtime/chat.hpp"
 #include "runtime/gguf.hpp"
 #include "runtime/session.hpp"
 #include "util/error.hpp"
@@ -115,18 +120,51 @@ std::shared_ptr<const frugal::model> open_model(const std::string & model, int t
 }
 
 struct run_args {
-    std::string model, prompt, prompt_ids;
+    std::string model, prompt, prompt_ids, system, chat_format;
     int n_predict = 128, threads = 0, ctx = 0;
-    bool no_mmap = false, show_prompt = false;
+    bool no_mmap = false, show_prompt = false, chat = false, hide_reasoning = false;
     frugal::sampling_params sampling;
+    std::function<bool(const char *)> given; // whether an option was on the command line
 };
+
+// The sampling the session starts with (the model's recommendation, e.g. R1's), with the options
+// the user gave on top.
+frugal::sampling_params chosen_sampling(const run_args & a, frugal::sampling_params p) {
+    if (a.given("--temp")) p.temperature = a.sampling.temperature;
+    if (a.given("--top-k")) p.top_k = a.sampling.top_k;
+    if (a.given("--top-p")) p.top_p = a.sampling.top_p;
+    if (a.given("--min-p")) p.min_p = a.sampling.min_p;
+    if (a.given("--repeat-penalty")) p.repeat_penalty = a.sampling.repeat_penalty;
+    if (a.given("--repeat-last-n")) p.repeat_last_n = a.sampling.repeat_last_n;
+    if (a.given("--seed")) p.seed = a.sampling.seed;
+    return p;
+}
+
+// -p as one user turn (after --system) in the model's chat format, or the one --chat-format names.
+std::string chat_prompt(const run_args & a, const frugal::tokenizer & tok) {
+    frugal::chat_format format = tok.chat_format();
+    if (!a.chat_format.empty()) {
+        const auto named = frugal::chat_format_from_name(a.chat_format);
+        if (!named) frugal::throw_error(frugal::status::invalid_argument, "run: unknown chat format '{}'", a.chat_format);
+        format = *named;
+    }
+    if (format == frugal::chat_format::none)
+        frugal::throw_error(frugal::status::invalid_argument,
+                            "run: the model has no chat template frugal knows; pass --chat-format or drop --chat");
+    std::vector<frugal::chat_message> turns;
+    if (!a.system.empty()) turns.push_back({frugal::chat_role::system, a.system});
+    turns.push_back({frugal::chat_role::user, a.prompt});
+    const auto & v = tok.get_vocab();
+    auto text_of = [&](int32_t id) { return id >= 0 ? v.tokens[size_t(id)] : std::string(); };
+    return frugal::render_chat(format, turns, true, {text_of(v.bos), text_of(v.eos)});
+}
 
 int cmd_run(const run_args & a) {
     double load_s = 0;
     const auto model = open_model(a.model, a.threads, !a.no_mmap, &load_s);
 
     frugal::session s(model, a.ctx);
-    s.set_sampling(a.sampling);
+    s.set_sampling(chosen_sampling(a, s.sampling()));
     g_active_session.store(&s);
     std::signal(SIGINT, on_sigint);
 
@@ -135,6 +173,10 @@ int cmd_run(const run_args & a) {
         const auto ids = parse_ids(a.prompt_ids);
         if (a.show_prompt) std::fputs(tok.decode(ids).c_str(), stdout);
         s.prompt_tokens(ids);
+    } else if (a.chat) {
+        const std::string prompt = chat_prompt(a, tok);
+        if (a.show_prompt) std::fputs(prompt.c_str(), stdout);
+        s.prompt_text(prompt);
     } else {
         if (a.show_prompt) std::fputs(a.prompt.c_str(), stdout);
         if (a.prompt.empty()) {
@@ -148,12 +190,25 @@ int cmd_run(const run_args & a) {
     }
     std::fflush(stdout);
 
+    // Reasoning (<think>...</think>) is dimmed on a terminal, hidden with --hide-reasoning; a pipe
+    // gets the text as generated, tags included.
+    const bool split = a.hide_reasoning || isatty(fileno(stdout));
+    auto print = [](std::string_view text) { std::fwrite(text.data(), 1, text.size(), stdout); };
     int n_gen = 0;
     std::string stop_reason = "length";
     try {
         for (; n_gen < a.n_predict; ++n_gen) {
             auto r = s.next();
-            std::fwrite(r.piece.data(), 1, r.piece.size(), stdout);
+            if (!split) print(r.piece);
+            for (const auto & part : split ? r.parts : std::vector<frugal::text_part>{}) {
+                if (part.kind == frugal::text_kind::content) {
+                    print(part.text);
+                } else if (!a.hide_reasoning) {
+                    print("\x1b[2m");
+                    print(part.text);
+                    print("\x1b[0m");
+                }
+            }
             std::fflush(stdout);
             if (r.done) {
                 stop_reason = "end of generation";
@@ -337,12 +392,15 @@ int cmd_tokenize(const tokenize_args & a) {
         return 0;
     }
     std::string text = a.text;
-    if (!a.file.empty()) {
-        std::ifstream in(a.file, std::ios::binary);
-        if (!in) frugal::throw_error(frugal::status::io, "tokenize: cannot open {}", a.file);
-        text.assign(std::istreambuf_iterator<char>(in), {});
-    } else if (a.text.empty()) {
-        text.assign(std::istreambuf_iterator<char>(std::cin), {});
+    if (!a.file.empty() || a.text.empty()) {
+        std::ifstream file;
+        if (!a.file.empty()) {
+            file.open(a.file, std::ios::binary);
+            if (!file) frugal::throw_error(frugal::status::io, "tokenize: cannot open {}", a.file);
+        }
+        std::ostringstream all;
+        all << (a.file.empty() ? std::cin.rdbuf() : file.rdbuf());
+        text = all.str();
     }
     const auto encode = [&] { return tok.encode(text, !a.no_special, !a.no_parse_special); };
     const auto ids = encode();
@@ -387,7 +445,7 @@ int main(int argc, char ** argv) {
     run->add_option("-n,--n-predict", ra.n_predict, "tokens to generate")->check(CLI::Range(0, 1 << 30));
     run->add_option("-t,--threads", ra.threads, "threads (0 = physical cores)")->check(CLI::Range(0, 1024));
     run->add_option("-c,--ctx", ra.ctx, "context size (0 = min(training context, 4096))")->check(CLI::NonNegativeNumber);
-    run->add_option("--temp", ra.sampling.temperature, "temperature (0 = greedy)");
+    run->add_option("--temp", ra.sampling.temperature, "temperature (0 = greedy; default 0.8, R1 models 0.6)");
     run->add_option("--top-k", ra.sampling.top_k, "top-k (0 = off)");
     run->add_option("--top-p", ra.sampling.top_p, "top-p");
     run->add_option("--min-p", ra.sampling.min_p, "min-p");
@@ -396,6 +454,13 @@ int main(int argc, char ** argv) {
     run->add_option("-s,--seed", ra.sampling.seed, "random seed");
     run->add_flag("--no-mmap", ra.no_mmap, "read the model into memory instead of mapping it");
     run->add_flag("--show-prompt", ra.show_prompt, "echo the prompt before the generated text");
+    run->add_flag("--chat", ra.chat, "-p is a user message: render it with the model's chat template");
+    run->add_option("--system", ra.system, "with --chat: a system message first");
+    run->add_option("--chat-format", ra.chat_format,
+                    "with --chat: deepseek-r1, deepseek-v3, deepseek-v2, chatml, llama3 or llama3.1 "
+                    "(default: from the model)");
+    run->add_flag("--hide-reasoning", ra.hide_reasoning, "do not print the reasoning between <think> and </think>");
+    ra.given = [run](const char * option) { return run->count(option) > 0; };
 
     std::string info_path;
     bool info_all = false;

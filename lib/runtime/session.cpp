@@ -7,9 +7,24 @@
 
 namespace frugal {
 
+namespace {
+
+sampling_params default_sampling(const tokenizer & tok) {
+    sampling_params p;
+    if (tok.chat_format() == chat_format::deepseek_r1) {
+        p.temperature = 0.6f;
+        p.top_p = 0.95f;
+    }
+    return p;
+}
+
+} // namespace
+
 session::session(std::shared_ptr<const frugal::model> m, int64_t n_ctx)
-    : model_(std::move(m)), sampler_(params_) {
+    : model_(std::move(m)), params_(default_sampling(model_->tokenizer())), sampler_(params_) {
     const auto & c = model_->config();
+    think_open_ = model_->tokenizer().token_id("<think>");
+    think_close_ = model_->tokenizer().token_id("</think>");
     if (n_ctx <= 0) n_ctx = std::min<int64_t>(c.n_ctx_train, 4096);
     if (n_ctx > (int64_t(1) << 24))
         throw_error(status::invalid_argument, "session: context size {} is larger than {}", n_ctx, int64_t(1) << 24);
@@ -39,8 +54,13 @@ void session::flush_pending() {
 
 void session::prompt_text(std::string_view text) {
     const auto & tok = model_->tokenizer();
-    // BOS only at the start of the context (a pending token is already in the history).
-    const auto ids = tok.encode(text, history_.empty(), true);
+    const auto body = tok.encode(text, false, true);
+    // BOS only at the start of the context (a pending token is already in the history), and once
+    const auto & v = tok.get_vocab();
+    std::vector<int32_t> ids;
+    if (history_.empty() && v.add_bos && (body.empty() || body.front() != v.bos)) ids.push_back(v.bos);
+    ids.insert(ids.end(), body.begin(), body.end());
+    if (v.add_eos && !body.empty()) ids.push_back(v.eos);
     if (ids.empty()) throw_error(status::invalid_argument, "session: the prompt is empty");
     prompt_tokens(ids);
 }
@@ -50,6 +70,8 @@ void session::prompt_tokens(std::span<const int32_t> tokens) {
     flush_pending();
     eval(tokens, true);
     history_.insert(history_.end(), tokens.begin(), tokens.end());
+    reasoning_.flush();
+    for (const int32_t t : tokens) reasoning_.observe(model_->tokenizer().token_to_piece(t, true));
 }
 
 next_result session::next() {
@@ -64,9 +86,19 @@ next_result session::next() {
     if (tok.is_eog(r.token)) {
         r.done = true;
         r.piece = utf8_.flush();
+        r.parts = reasoning_.push(r.piece);
+        for (auto & p : reasoning_.flush()) {
+            if (!r.parts.empty() && r.parts.back().kind == p.kind)
+                r.parts.back().text += p.text;
+            else
+                r.parts.push_back(std::move(p));
+        }
         return r;
     }
-    r.piece = utf8_.push(tok.stream_piece(history_.empty() ? -1 : history_.back(), r.token));
+    const bool think_tag = r.token >= 0 && (r.token == think_open_ || r.token == think_close_);
+    r.piece = utf8_.push(think_tag ? tok.token_to_piece(r.token, true)
+                                   : tok.stream_piece(history_.empty() ? -1 : history_.back(), r.token));
+    r.parts = reasoning_.push(r.piece);
     history_.push_back(r.token);
     pending_ = r.token;
     return r;
@@ -94,6 +126,7 @@ void session::reset() {
     pending_.reset();
     have_logits_ = false;
     utf8_ = utf8_stream();
+    reasoning_.reset();
     sampler_.reset(params_.seed);
 }
 

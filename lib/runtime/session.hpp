@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "models/model.hpp"
+#include "runtime/reasoning.hpp"
 #include "runtime/sampler.hpp"
 #include "runtime/tokenizer.hpp"
 
@@ -25,7 +26,10 @@ struct eval_stats {
 struct next_result {
     bool done = false;       // end of generation (an end-of-generation token was sampled)
     int32_t token = -1;      // the sampled token (the EOG token when done)
-    std::string piece;       // complete UTF-8 text released by this token (may be empty)
+    std::string piece;       // complete UTF-8 text released by this token (may be empty); <think>
+                             // and </think> appear as text even where they are control tokens
+    std::vector<text_part> parts; // the same text split into reasoning and content, tags removed
+                                  // (reasoning_splitter's rules); when done, all that was held back
 };
 
 class session {
@@ -37,12 +41,17 @@ public:
     int64_t n_past() const { return state_->n_past(); }
     uint64_t kv_bytes() const { return state_->kv_bytes(); }
     const std::vector<int32_t> & history() const { return history_; }
+    // Whether generated text is reasoning now (inside <think>, from the prompt or the output).
+    bool in_reasoning() const { return reasoning_.in_reasoning(); }
     const eval_stats & stats() const { return stats_; }
 
-    // Tokenizes (BOS added when the context is empty and the vocabulary asks for it, special
-    // token texts recognised) and evaluates.
+    // Tokenizes (special token texts recognised; BOS added when the context is empty, the
+    // vocabulary asks for it and the text does not already start with it, as a rendered chat
+    // template does) and evaluates.
     void prompt_text(std::string_view text);
-    // Evaluates the tokens; afterwards logits() is the next-token distribution.
+    // Evaluates the tokens; afterwards logits() is the next-token distribution. Their text also
+    // tells the reasoning splitter whether generation starts inside <think> (text it still held
+    // back from an unfinished generation is dropped).
     void prompt_tokens(std::span<const int32_t> tokens);
     // Samples one token from the current logits and evaluates it lazily (on the next call that
     // needs logits), so a stop after N tokens costs N forward passes, not N + 1.
@@ -55,6 +64,8 @@ public:
     std::vector<float> evaluate_all(std::span<const int32_t> tokens);
 
     void reset();
+    // Starts from the library defaults, or for a DeepSeek-R1-family model (chat format
+    // deepseek_r1) from DeepSeek's recommendation: temperature 0.6, top-p 0.95 (MODEL-SPEC.md §5).
     void set_sampling(const sampling_params & p);
     const sampling_params & sampling() const { return params_; }
     void set_n_threads(int n) { state_->set_n_threads(n); }
@@ -76,6 +87,8 @@ private:
     bool have_logits_ = false;
     std::optional<int32_t> pending_; // sampled but not yet evaluated
     utf8_stream utf8_;
+    reasoning_splitter reasoning_;
+    int32_t think_open_ = -1, think_close_ = -1; // ids of <think> / </think> when they are tokens
     std::atomic<bool> cancel_{false};
     eval_stats stats_;
 };

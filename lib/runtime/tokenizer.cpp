@@ -340,6 +340,7 @@ tokenizer::tokenizer(vocab v) : vocab_(std::move(v)) {
         byte_ids_[size_t(b)] = id < 0 ? vocab_.unk : id;
     }
     if (!spm_) init_bpe();
+    chat_format_ = detect_chat_format(vocab_.chat_template, [&](std::string_view t) { return find(t) >= 0; });
 }
 
 int32_t tokenizer::find(std::string_view text) const {

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "runtime/chat.hpp"
 #include "runtime/gguf.hpp"
 
 namespace frugal {
@@ -69,6 +70,10 @@ public:
 
     const vocab & get_vocab() const { return vocab_; }
     int32_t n_vocab() const { return int32_t(vocab_.tokens.size()); }
+    // The id of the token whose text is exactly `text`, -1 if none.
+    int32_t token_id(std::string_view text) const { return find(text); }
+    // The chat renderer this vocabulary's template (or, without one, its special tokens) calls for.
+    frugal::chat_format chat_format() const { return chat_format_; }
 
     // Text -> ids. add_special: BOS first / EOS last as the vocab says. parse_special: control and
     // unknown token texts written in the text (e.g. "<s>") become those tokens; user-defined token
@@ -121,6 +126,7 @@ private:
     std::vector<int32_t> eog_;      // sorted
     std::array<int32_t, 256> byte_ids_{}; // SPM byte fallback; -1 = none
     std::shared_ptr<const bpe_model> bpe_; // gpt2 vocabs: pre-tokenizer and merges
+    frugal::chat_format chat_format_ = frugal::chat_format::none;
 };
 
 // Streaming UTF-8 assembly: push() returns only complete characters and holds back an incomplete

@@ -388,6 +388,38 @@ TEST_CASE("capi: every entry point rejects NULL handles and arguments" * doctest
     CHECK(frugal_session_n_past(s) == 0);
     CHECK(frugal_session_logits(s, &n_vocab) == nullptr); // nothing evaluated yet
 
+    // tokenizers and chat templates
+    frugal_tokenizer * out_tok = nullptr;
+    CHECK(frugal_tokenizer_n_vocab(nullptr) == 0);
+    CHECK(frugal_tokenizer_token_bos(nullptr) == -1);
+    CHECK(frugal_tokenizer_token_eos(nullptr) == -1);
+    CHECK(frugal_tokenizer_token_is_eog(nullptr, 0) == 0);
+    CHECK(std::string(frugal_tokenizer_chat_format(nullptr)) == "none");
+    frugal_tokenizer_free(nullptr);
+    expect_invalid("tokenizer_load: NULL path",
+                   [&](frugal_error ** e) { return frugal_tokenizer_load(nullptr, &out_tok, e); });
+    expect_invalid("tokenizer_load: NULL out",
+                   [&](frugal_error ** e) { return frugal_tokenizer_load(tiny_model_path().c_str(), nullptr, e); });
+    expect_invalid("get_tokenizer: NULL model",
+                   [&](frugal_error ** e) { return frugal_model_get_tokenizer(nullptr, &out_tok, e); });
+    CHECK(out_tok == nullptr);
+    expect_invalid("tokenizer_encode: NULL tokenizer", [&](frugal_error ** e) {
+        return frugal_tokenizer_encode(nullptr, text, 2, 1, 1, ids, 16, &n, e);
+    });
+    expect_invalid("tokenizer_decode: NULL tokenizer", [&](frugal_error ** e) {
+        return frugal_tokenizer_decode(nullptr, &tok, 1, 0, buf, sizeof buf, &len, e);
+    });
+    const frugal_chat_message hello{"user", "hi", 2};
+    expect_invalid("chat: NULL tokenizer", [&](frugal_error ** e) {
+        return frugal_chat_apply_template(nullptr, nullptr, &hello, 1, 1, buf, sizeof buf, &len, e);
+    });
+    expect_invalid("next_part: NULL session", [&](frugal_error ** e) {
+        return frugal_session_next_part(nullptr, &tok, nullptr, buf, sizeof buf, &len, e);
+    });
+    expect_invalid("next_part: before any prompt", [&](frugal_error ** e) {
+        return frugal_session_next_part(s, &tok, nullptr, buf, sizeof buf, &len, e);
+    });
+
     // The session still works after all that; out_token may be NULL.
     const int32_t bos = frugal_model_token_bos(m);
     REQUIRE(frugal_session_prompt_tokens(s, &bos, 1, nullptr) == FRUGAL_OK);
@@ -592,6 +624,225 @@ TEST_CASE("capi: stories260K tokenize and detokenize" * doctest::timeout(30)) {
               FRUGAL_ERR_INVALID_ARGUMENT);
         CHECK_MESSAGE(contains(err.message(), std::to_string(prefix.size())), err.message());
     }
+}
+
+TEST_CASE("capi: tokenizers load alone from GGUF and tokenizer.json, and outlive their model" *
+          doctest::timeout(60)) {
+    using tokenizer_ptr = std::unique_ptr<frugal_tokenizer, decltype(&frugal_tokenizer_free)>;
+    auto load_tokenizer = [](const std::string & path) {
+        frugal_tokenizer * t = nullptr;
+        err_box err;
+        REQUIRE_MESSAGE(frugal_tokenizer_load(path.c_str(), &t, err.out()) == FRUGAL_OK, err.message());
+        return tokenizer_ptr(t, frugal_tokenizer_free);
+    };
+    auto encode = [](const frugal_tokenizer * t, const std::string & text) {
+        std::vector<int32_t> ids(text.size() + 8);
+        size_t n = 0;
+        REQUIRE(frugal_tokenizer_encode(t, text.data(), text.size(), 1, 1, ids.data(), ids.size(), &n, nullptr) ==
+                FRUGAL_OK);
+        ids.resize(n);
+        return ids;
+    };
+
+    // the tiny model's vocabulary, from the model and from the file alone
+    const std::string text = "the cab<s>ha";
+    auto model = load(tiny_model_path());
+    frugal_tokenizer * from_model = nullptr;
+    REQUIRE(frugal_model_get_tokenizer(model.get(), &from_model, nullptr) == FRUGAL_OK);
+    tokenizer_ptr owned(from_model, frugal_tokenizer_free);
+    std::vector<int32_t> via_model(32);
+    size_t n = 0;
+    REQUIRE(frugal_tokenize(model.get(), text.data(), text.size(), 1, 1, via_model.data(), via_model.size(), &n,
+                            nullptr) == FRUGAL_OK);
+    via_model.resize(n);
+    CHECK(encode(from_model, text) == via_model);
+    CHECK(frugal_tokenizer_n_vocab(from_model) == frugal_model_n_vocab(model.get()));
+    CHECK(frugal_tokenizer_token_bos(from_model) == frugal_model_token_bos(model.get()));
+    CHECK(frugal_tokenizer_token_is_eog(from_model, frugal_model_token_eos(model.get())) == 1);
+    auto alone = load_tokenizer(tiny_model_path());
+    CHECK(encode(alone.get(), text) == via_model);
+    model.reset(); // the tokenizer keeps what it needs
+    CHECK(encode(from_model, text) == via_model);
+    char buf[64];
+    size_t len = 0;
+    REQUIRE(frugal_tokenizer_decode(from_model, via_model.data(), via_model.size(), 1, buf, sizeof buf, &len,
+                                    nullptr) == FRUGAL_OK);
+    // SentencePiece: the space the encoder puts before each text fragment shows after a rendered <s>
+    CHECK(std::string(buf, len) == "<s> the cab<s> ha");
+
+    // errors name the file
+    err_box err;
+    frugal_tokenizer * t = nullptr;
+    const auto missing = frugal::test::scratch_dir("capi") / "no-such-tokenizer";
+    CHECK(frugal_tokenizer_load(missing.c_str(), &t, err.out()) == FRUGAL_ERR_IO);
+    CHECK_MESSAGE(contains(err.message(), "no-such-tokenizer"), err.message());
+    CHECK(t == nullptr);
+
+    // a Hugging Face folder: DeepSeek-V3's tokenizer adds BOS and knows its chat format
+    const auto v3 = frugal::test::shared_data("tokenizers/deepseek-v3");
+    if (!v3) FRUGAL_SKIP("../shared/data/tokenizers is absent");
+    auto hf = load_tokenizer(v3->string());
+    CHECK(encode(hf.get(), "Hello world") == std::vector<int32_t>{0, 19923, 2058});
+    CHECK(std::string(frugal_tokenizer_chat_format(hf.get())) == "deepseek-v3");
+    CHECK(frugal_tokenizer_n_vocab(hf.get()) == 128815);
+}
+
+TEST_CASE("capi: chat templates render conversations and reject bad messages" * doctest::timeout(30)) {
+    auto model = load(tiny_model_path());
+    frugal_tokenizer * tok = nullptr;
+    REQUIRE(frugal_model_get_tokenizer(model.get(), &tok, nullptr) == FRUGAL_OK);
+    std::unique_ptr<frugal_tokenizer, decltype(&frugal_tokenizer_free)> owned(tok, frugal_tokenizer_free);
+    CHECK(std::string(frugal_tokenizer_chat_format(tok)) == "none"); // no template, no chat tokens
+
+    auto msg = [](const char * role, const std::string & content) {
+        return frugal_chat_message{role, content.data(), content.size()};
+    };
+    const std::string sys = "Be brief.", q1 = "2+2?", a1 = "<think>\nsimple\n</think>\n\n4", q2 = "And 3+3?";
+    const frugal_chat_message conv[] = {msg("system", sys), msg("user", q1), msg("assistant", a1), msg("user", q2)};
+    auto render = [&](const char * format, int32_t add_generation_prompt, frugal_status want = FRUGAL_OK) {
+        size_t len = 0;
+        CHECK(frugal_chat_apply_template(tok, format, conv, 4, add_generation_prompt, nullptr, 0, &len, nullptr) ==
+              FRUGAL_ERR_BUFFER_TOO_SMALL);
+        std::string out(len, '\0');
+        err_box err;
+        CHECK(frugal_chat_apply_template(tok, format, conv, 4, add_generation_prompt, out.data(), out.size(), &len,
+                                         err.out()) == want);
+        return out;
+    };
+    // R1 (MODEL-SPEC.md §4.4): BOS and the system prompt raw, earlier reasoning dropped, "<think>\n" opened
+    const std::string user = "<\uFF5CUser\uFF5C>", assistant = "<\uFF5CAssistant\uFF5C>",
+                      end = "<\uFF5Cend\u2581of\u2581sentence\uFF5C>";
+    CHECK(render("deepseek-r1", 1) ==
+          "<s>Be brief." + user + "2+2?" + assistant + "\n\n4" + end + user + "And 3+3?" + assistant + "<think>\n");
+    CHECK(render("deepseek-r1", 0) == "<s>Be brief." + user + "2+2?" + assistant + "\n\n4" + end + user + "And 3+3?");
+    CHECK(render("chatml", 1) == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n"
+                                 "<|im_start|>assistant\n" + a1 + "<|im_end|>\n<|im_start|>user\nAnd 3+3?<|im_end|>\n"
+                                 "<|im_start|>assistant\n");
+
+    // errors name the offending value; the tokenizer stays usable
+    char buf[256];
+    size_t len = 0;
+    auto expect = [&](const frugal_chat_message * m, size_t n, const char * format, const std::string & needle) {
+        err_box err;
+        CHECK(frugal_chat_apply_template(tok, format, m, n, 1, buf, sizeof buf, &len, err.out()) ==
+              FRUGAL_ERR_INVALID_ARGUMENT);
+        CHECK_MESSAGE(contains(err.message(), needle), err.message());
+    };
+    const frugal_chat_message tool = msg("tool", "x");
+    expect(&tool, 1, "chatml", "'tool'");
+    const std::string bad_utf8 = "ok\xC3(";
+    const frugal_chat_message bad = msg("user", bad_utf8);
+    expect(&bad, 1, "chatml", "offset 2");
+    expect(conv, 4, "vicuna", "'vicuna'");
+    expect(conv, 4, nullptr, "none"); // the tiny model has no chat format
+    CHECK(render("chatml", 1).size() > 0);
+}
+
+TEST_CASE("capi: next_part splits one token's text into reasoning and content, one part per call" *
+          doctest::timeout(60)) {
+    // A tiny model that always generates token 0, whose text closes the reasoning mid-token: with
+    // output_norm zero every logit is 0 and greedy takes the lowest id.
+    namespace g = frugal::test::gguf;
+    auto b = g::tiny_llama();
+    auto tokens = g::tiny_llama_tokens();
+    tokens[0] = "ab</think>cd";
+    b.set("tokenizer.ggml.tokens", g::arr_str(tokens));
+    auto & types = b.get("tokenizer.ggml.token_type").items;
+    types[0] = g::i32(1); // normal
+    b.set("tokenizer.ggml.unknown_token_id", g::u32(2));
+    auto & norm = b.get_tensor("output_norm.weight").data;
+    std::fill(norm.begin(), norm.end(), uint8_t(0));
+    const auto path = frugal::test::scratch_dir("capi") / ("closes-think.gguf." + std::to_string(::getpid()));
+    g::write_file(path, b.build());
+    auto model = load(path.string());
+    std::filesystem::remove(path);
+    auto session = make_session(model.get(), 32);
+    frugal_session * s = session.get();
+    set_greedy(s);
+    const std::string prompt = "<think>";
+    REQUIRE(frugal_session_prompt(s, prompt.data(), prompt.size(), nullptr) == FRUGAL_OK);
+    const int32_t n_prompt = frugal_session_n_past(s);
+
+    char buf[64];
+    size_t len = 0;
+    int32_t tok = -1, kind = -1;
+    // the first token: reasoning "ab", then (without sampling) content "cd"
+    REQUIRE(frugal_session_next_part(s, &tok, &kind, buf, sizeof buf, &len, nullptr) == FRUGAL_OK);
+    CHECK(tok == 0);
+    CHECK(kind == FRUGAL_TEXT_REASONING);
+    CHECK(std::string(buf, len) == "ab");
+    CHECK(frugal_session_next_part(s, &tok, &kind, buf, 1, &len, nullptr) == FRUGAL_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == 2);
+    tok = kind = -1;
+    REQUIRE(frugal_session_next_part(s, &tok, &kind, buf, sizeof buf, &len, nullptr) == FRUGAL_OK);
+    CHECK(tok == 0);
+    CHECK(kind == FRUGAL_TEXT_CONTENT);
+    CHECK(std::string(buf, len) == "cd");
+    CHECK(frugal_session_n_past(s) == n_prompt); // token 0 not evaluated yet: no second sample so far
+    // later tokens: the stray </think> is dropped, the rest is content in one part
+    REQUIRE(frugal_session_next_part(s, &tok, &kind, buf, sizeof buf, &len, nullptr) == FRUGAL_OK);
+    CHECK(kind == FRUGAL_TEXT_CONTENT);
+    CHECK(std::string(buf, len) == "abcd");
+    CHECK(frugal_session_n_past(s) == n_prompt + 1);
+    // frugal_session_next shows the same token's text as generated
+    REQUIRE(frugal_session_next(s, &tok, buf, sizeof buf, &len, nullptr) == FRUGAL_OK);
+    CHECK(std::string(buf, len) == "ab</think>cd");
+}
+
+TEST_CASE("capi: stories260K reasoning parts follow the prompt's <think>; BOS is not doubled" *
+          doctest::timeout(60)) {
+    REQUIRE_STORIES(st);
+    auto model = load(st->path);
+    // raw text of a greedy continuation, and the same continuation as parts
+    auto run = [&](const std::string & prompt, bool parts, size_t n_tokens) {
+        auto s = make_session(model.get());
+        set_greedy(s.get());
+        REQUIRE(frugal_session_prompt(s.get(), prompt.data(), prompt.size(), nullptr) == FRUGAL_OK);
+        std::vector<std::pair<int32_t, std::string>> out; // kind, text
+        char buf[256];
+        for (size_t i = 0; i < n_tokens; ++i) {
+            int32_t tok = -1, kind = -1;
+            size_t len = 0;
+            const frugal_status status =
+                parts ? frugal_session_next_part(s.get(), &tok, &kind, buf, sizeof buf, &len, nullptr)
+                      : frugal_session_next(s.get(), &tok, buf, sizeof buf, &len, nullptr);
+            REQUIRE(status >= 0);
+            out.emplace_back(kind, std::string(buf, len));
+            if (status == FRUGAL_DONE) break;
+        }
+        return out;
+    };
+    auto joined = [](const auto & parts, int32_t kind) {
+        std::string s;
+        for (const auto & [k, text] : parts)
+            if (k == kind) s += text;
+        return s;
+    };
+    auto rstrip = [](std::string s) {
+        while (!s.empty() && std::strchr(" \t\r\n", s.back())) s.pop_back();
+        return s;
+    };
+    const std::string story = "Once upon a time";
+    const auto raw = joined(run(story, false, 48), -1);
+    REQUIRE(!raw.empty());
+    // no tags: everything is content, byte for byte
+    const auto plain = run(story, true, 48);
+    CHECK(joined(plain, FRUGAL_TEXT_CONTENT) == raw);
+    CHECK(joined(plain, FRUGAL_TEXT_REASONING).empty());
+    // the prompt opened <think> (written as text here): the same continuation is all reasoning, less
+    // the whitespace held back at its end
+    const auto thinking = run("<think>\n" + story, true, 48);
+    CHECK(joined(thinking, FRUGAL_TEXT_CONTENT).empty());
+    CHECK(joined(thinking, FRUGAL_TEXT_REASONING) == rstrip(joined(run("<think>\n" + story, false, 48), -1)));
+
+    // a prompt that starts with the BOS text gets no second BOS
+    auto s = make_session(model.get());
+    const std::string with_bos = "<s>" + story;
+    REQUIRE(frugal_session_prompt(s.get(), with_bos.data(), with_bos.size(), nullptr) == FRUGAL_OK);
+    const int32_t n_with = frugal_session_n_past(s.get());
+    REQUIRE(frugal_session_reset(s.get(), nullptr) == FRUGAL_OK);
+    REQUIRE(frugal_session_prompt(s.get(), story.data(), story.size(), nullptr) == FRUGAL_OK);
+    CHECK(frugal_session_n_past(s.get()) == n_with);
 }
 
 TEST_CASE("capi: stories260K greedy 256 tokens from BOS reproduce reference.json" * doctest::timeout(60)) {

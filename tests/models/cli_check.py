@@ -79,6 +79,18 @@ if hf.exists():
     r = run("tokenize", "-m", str(hf), "-p", "Hello world<\uff5cUser\uff5c>")
     check(r.returncode == 0 and json.loads(r.stdout) == [0, 19923, 2058, 128803], "tokenize: a tokenizer.json folder")
 
+# run --chat: -p becomes a user turn in the chosen format; R1 opens the reasoning, which a pipe gets
+# as generated and --hide-reasoning drops (stories260K never closes it).
+r1_prompt = "<s><\uff5cUser\uff5c>Once<\uff5cAssistant\uff5c><think>\n"
+chat = ["run", "-m", str(model), "--chat", "--chat-format", "deepseek-r1", "-p", "Once", "-n", "16", "--temp", "0"]
+r = run(*chat, "--show-prompt")
+check(r.returncode == 0 and r.stdout.startswith(r1_prompt) and len(r.stdout.strip()) > len(r1_prompt),
+      "run --chat --show-prompt: the R1 prompt, then the generated text")
+r = run(*chat, "--hide-reasoning")
+check(r.returncode == 0 and r.stdout.strip() == "", "run --chat --hide-reasoning: reasoning is not printed")
+r = run("run", "-m", str(model), "--chat", "-p", "Once", "-n", "4")
+check(r.returncode != 0 and "chat template" in r.stderr, "run --chat: a model without a chat template is an error")
+
 # Errors: non-zero exit, a message on stderr naming the problem, nothing on stdout.
 r = run("run", "-m", str(scratch / "missing.gguf"), "-n", "4")
 check(r.returncode != 0 and "missing.gguf" in r.stderr and r.stdout == "", "run: a missing file is an error naming it")

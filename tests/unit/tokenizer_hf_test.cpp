@@ -209,8 +209,9 @@ TEST_CASE("tokenizer.json: cases.jsonl encode to Hugging Face's ids and decode b
             CHECK_MESSAGE(text == c.decoded, name << " case " << c.id << " decodes to " << quoted(text));
             decoded += text == c.decoded;
             // encode with the vocabulary's defaults: BOS exactly when meta.json says Hugging Face adds it
-            std::vector<int32_t> want = c.ids;
-            if (v.add_bos) want.insert(want.begin(), v.bos);
+            std::vector<int32_t> want;
+            if (v.add_bos) want.push_back(v.bos);
+            want.insert(want.end(), c.ids.begin(), c.ids.end());
             with_bos += tok.encode(c.text, true, true) == want;
         }
         CHECK(with_bos == int(cases.size()));
