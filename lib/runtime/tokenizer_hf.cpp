@@ -125,9 +125,21 @@ std::optional<std::string> leading_special(const json & post) {
     return id.is_string() ? std::optional(id.get<std::string>()) : std::nullopt;
 }
 
+vocab read_hf(const fs::path & path);
+
 } // namespace
 
 vocab vocab::from_hf(const fs::path & path) {
+    try {
+        return read_hf(path);
+    } catch (const json::exception & e) { // a field of an unexpected type the checks above do not name
+        throw_error(status::invalid_model, "tokenizer: {}: unexpected JSON structure: {}", path.string(), e.what());
+    }
+}
+
+namespace {
+
+vocab read_hf(const fs::path & path) {
     std::error_code ec;
     const bool is_dir = fs::is_directory(path, ec);
     const fs::path dir = is_dir ? path : path.parent_path();
@@ -260,4 +272,5 @@ vocab vocab::from_hf(const fs::path & path) {
     return v;
 }
 
+} // namespace
 } // namespace frugal

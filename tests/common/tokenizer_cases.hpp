@@ -81,8 +81,13 @@ inline std::vector<hf_case> read_hf_cases(const std::filesystem::path & jsonl) {
     for (std::string line; std::getline(lines, line);) {
         if (line.empty()) continue;
         const auto j = nlohmann::json::parse(line);
-        hf_case c{j.at("id").dump(), j.value("cat", ""), j.at("text"), "", j.at("ids").get<std::vector<int32_t>>()};
-        c.decoded = j.value("decoded", c.text);
+        hf_case c;
+        c.id = j.at("id").dump();
+        c.text = j.at("text").get<std::string>();
+        c.ids = j.at("ids").get<std::vector<int32_t>>();
+        const auto cat = j.find("cat"), decoded = j.find("decoded");
+        if (cat != j.end()) c.category = cat->get<std::string>();
+        c.decoded = decoded != j.end() ? decoded->get<std::string>() : c.text;
         cases.push_back(std::move(c));
     }
     return cases;

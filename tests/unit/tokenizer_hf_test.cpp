@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <map>
+#include <random>
 
 #include <nlohmann/json.hpp>
 
@@ -317,4 +318,61 @@ TEST_CASE("tokenizer.json: Hugging Face's tokenizers agree on edge texts and see
         CHECK(i == texts.size());
         MESSAGE(name << ": " << matched << "/" << texts.size() << " equal to Hugging Face tokenizers");
     }
+}
+
+TEST_CASE("tokenizer.json: 600 seeded mutations load or fail with frugal::error, never crash" * doctest::timeout(300)) {
+    const json base = tiny_tokenizer_json();
+    const json config = {{"bos_token", "<|bos|>"}, {"add_bos_token", true}};
+    std::mt19937 rng(4242);
+    // Every node of the document, by JSON pointer, so a mutation can replace any of them.
+    std::vector<json::json_pointer> nodes;
+    const json flat = base.flatten();
+    for (const auto & [path, value] : flat.items()) {
+        for (json::json_pointer p(path); !p.empty(); p = p.parent_pointer()) nodes.push_back(p);
+    }
+    const json replacements[] = {nullptr, -1, 0, 1e30, "x", "\\s+", json::array(), json::object(), true,
+                                 json::array({1, 2}), 4294967296LL};
+    int loaded = 0, rejected = 0;
+    for (int i = 0; i < 600; ++i) {
+        std::string text;
+        json mutated = base;
+        if (i % 2 == 0) { // structural: one node gets another type or value, or disappears
+            const auto & at = nodes[rng() % nodes.size()];
+            if (rng() % 4 == 0 && !at.empty())
+                mutated[at.parent_pointer()].is_object() ? void(mutated[at.parent_pointer()].erase(at.back()))
+                                                         : void(mutated[at] = nullptr);
+            else
+                mutated[at] = replacements[rng() % std::size(replacements)];
+            text = mutated.dump();
+        } else { // textual: bytes flipped, cut or repeated
+            text = base.dump();
+            for (int k = 0, n = 1 + int(rng() % 4); k < n; ++k) {
+                const size_t pos = rng() % text.size();
+                switch (rng() % 3) {
+                case 0: text[pos] = char(rng() % 256); break;
+                case 1: text.erase(pos, 1 + rng() % 16); break;
+                default: text.insert(pos, text.substr(pos, 1 + rng() % 16)); break;
+                }
+            }
+        }
+        const auto dir = frugal::test::scratch_dir("tokenizer_hf") / "fuzz";
+        std::filesystem::create_directories(dir);
+        std::ofstream(dir / "tokenizer.json", std::ios::trunc) << text;
+        std::ofstream(dir / "tokenizer_config.json", std::ios::trunc) << config.dump();
+        try {
+            const tokenizer tok(vocab::from_hf(dir));
+            (void)tok.encode("abc <think> x1234 <|bos|>", true, true);
+            ++loaded;
+        } catch (const frugal::error & e) {
+            CHECK_MESSAGE((e.code() == status::invalid_model || e.code() == status::unsupported_model ||
+                           e.code() == status::invalid_argument),
+                          "mutation " << i << ": " << e.what());
+            ++rejected;
+        } catch (const std::exception & e) {
+            FAIL("mutation " << i << " threw a non-frugal exception: " << std::string(e.what()));
+        }
+    }
+    MESSAGE("tokenizer.json mutations: " << loaded << " loaded, " << rejected << " rejected with a frugal::error");
+    CHECK(loaded > 0);
+    CHECK(rejected > 0);
 }
