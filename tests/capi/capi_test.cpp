@@ -694,7 +694,8 @@ TEST_CASE("capi: chat templates render conversations and reject bad messages" * 
     std::unique_ptr<frugal_tokenizer, decltype(&frugal_tokenizer_free)> owned(tok, frugal_tokenizer_free);
     CHECK(std::string(frugal_tokenizer_chat_format(tok)) == "none"); // no template, no chat tokens
 
-    auto msg = [](const char * role, const std::string & content) {
+    // content must outlive the message: literals, or strings declared before it
+    auto msg = [](const char * role, std::string_view content) {
         return frugal_chat_message{role, content.data(), content.size()};
     };
     const std::string sys = "Be brief.", q1 = "2+2?", a1 = "<think>\nsimple\n</think>\n\n4", q2 = "And 3+3?";
