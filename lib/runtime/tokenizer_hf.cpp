@@ -16,6 +16,10 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
+// Ids are dense in real vocabularies (the largest have ~260k); a bound keeps a corrupt id from
+// asking for gigabytes.
+constexpr int64_t k_max_vocab = int64_t(1) << 24;
+
 json read_json(const fs::path & path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw_error(status::io, "tokenizer: cannot open {}", path.string());
@@ -173,9 +177,9 @@ vocab read_hf(const fs::path & path) {
     // id -> text: the model's vocab, then added tokens (which win, as in tokenizer.get_vocab())
     std::vector<std::optional<std::string>> texts;
     auto place = [&](int64_t id, std::string text, std::string_view where) {
-        if (id < 0 || id >= (int64_t(1) << 31) - 1)
-            throw_error(status::invalid_model, "tokenizer: {}: {} id {} is out of range", tokenizer_json.string(),
-                        where, id);
+        if (id < 0 || id >= k_max_vocab)
+            throw_error(status::invalid_model, "tokenizer: {}: {} id {} is out of range [0, {})",
+                        tokenizer_json.string(), where, id, k_max_vocab);
         if (size_t(id) >= texts.size()) texts.resize(size_t(id) + 1);
         texts[size_t(id)] = std::move(text);
     };
@@ -195,7 +199,7 @@ vocab read_hf(const fs::path & path) {
         const json c = read_json(config);
         if (c.contains("vocab_size") && c["vocab_size"].is_number_integer()) {
             const int64_t n = c["vocab_size"].get<int64_t>();
-            if (n > int64_t(texts.size()) && n < (int64_t(1) << 31)) texts.resize(size_t(n));
+            if (n > int64_t(texts.size()) && n <= k_max_vocab) texts.resize(size_t(n));
         }
     }
 

@@ -176,6 +176,8 @@ TEST_CASE("tokenizer.json: malformed or unsupported files are errors naming the 
                  status::invalid_model, "merge 'abc'");
     check_throws([&] { vocab::from_hf(mutate([](json & j) { j["model"]["vocab"]["ab"] = -5; })); },
                  status::invalid_model, "id -5");
+    check_throws([&] { vocab::from_hf(mutate([](json & j) { j["added_tokens"][0]["id"] = 2000000000; })); },
+                 status::invalid_model, "id 2000000000 is out of range");
     check_throws([&] { vocab::from_hf(mutate([](json & j) { j["model"]["vocab"]["ab"] = "x"; })); },
                  status::invalid_model, "not an integer");
     check_throws([&] { vocab::from_hf(mutate([](json & j) { j["added_tokens"][0].erase("content"); })); },
