@@ -1,6 +1,7 @@
 // frugal.cpp - the C ABI: argument validation, then a thin call into lib/, with every C++
 // exception mapped to a status code and an frugal_error (FRUGAL_API_BEGIN / FRUGAL_API_END).
 #include "frugal.h"
+#include "frugal_experimental.h"
 
 #include <cstring>
 #include <filesystem>
@@ -8,6 +9,7 @@
 #include <new>
 #include <string>
 
+#include "models/deepseek2.hpp"
 #include "models/model.hpp"
 #include "runtime/chat.hpp"
 #include "runtime/session.hpp"
@@ -500,6 +502,19 @@ frugal_status frugal_session_next_part(frugal_session * s, int32_t * out_token, 
     const frugal_status result = s->held_done ? FRUGAL_DONE : FRUGAL_OK;
     s->drop_held();
     return result;
+    FRUGAL_API_END
+}
+
+frugal_status frugalx_session_set_mla_form(frugal_session * s, int32_t form, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(s, "frugalx_session_set_mla_form: session is NULL");
+    FRUGAL_REQUIRE(form >= FRUGALX_MLA_AUTO && form <= FRUGALX_MLA_ABSORBED,
+                   "frugalx_session_set_mla_form: form {} is not one of FRUGALX_MLA_* (0..2)", form);
+    static_assert(int(frugal::mla_form::automatic) == FRUGALX_MLA_AUTO &&
+                  int(frugal::mla_form::straightforward) == FRUGALX_MLA_STRAIGHTFORWARD &&
+                  int(frugal::mla_form::absorbed) == FRUGALX_MLA_ABSORBED);
+    frugal::set_mla_form(s->impl.state(), frugal::mla_form(form));
+    return FRUGAL_OK;
     FRUGAL_API_END
 }
 

@@ -29,6 +29,7 @@
 #include "common/gguf_builder.hpp"
 #include "common/test_support.hpp"
 #include "frugal.h"
+#include "frugal_experimental.h"
 
 using json = nlohmann::json;
 
@@ -1337,4 +1338,33 @@ TEST_CASE("capi: a deepseek2 model reports its experts and its latent KV cache" 
     err_box err;
     REQUIRE_MESSAGE(frugal_session_prompt_tokens(s.get(), prompt, 4, err.out()) == FRUGAL_OK, err.message());
     CHECK(frugal_session_n_past(s.get()) == 4);
+
+    // experimental: both MLA forms give the same logits within float rounding (F32 weights; with
+    // Q8_0 the forms round activations at different places)
+    auto f32 = load(frugal::test::parity_fixture("tiny-deepseek2-f32.gguf").string());
+    auto s32 = make_session(f32.get(), 100);
+    std::vector<std::vector<float>> logits;
+    for (const int32_t form : {FRUGALX_MLA_STRAIGHTFORWARD, FRUGALX_MLA_ABSORBED}) {
+        REQUIRE(frugal_session_reset(s32.get(), nullptr) == FRUGAL_OK);
+        REQUIRE(frugalx_session_set_mla_form(s32.get(), form, err.out()) == FRUGAL_OK);
+        REQUIRE(frugal_session_prompt_tokens(s32.get(), prompt, 4, nullptr) == FRUGAL_OK);
+        int32_t n = 0;
+        const float * l = frugal_session_logits(s32.get(), &n);
+        REQUIRE(l);
+        logits.emplace_back(l, l + n);
+    }
+    float diff = 0;
+    for (size_t i = 0; i < logits[0].size(); ++i) diff = std::max(diff, std::abs(logits[0][i] - logits[1][i]));
+    CHECK(diff < 1e-4f);
+    CHECK(frugalx_session_set_mla_form(s.get(), 3, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+    CHECK(contains(err.message(), "form 3"));
+}
+
+TEST_CASE("capi: experimental MLA form is refused for a model that is not deepseek2" * doctest::timeout(30)) {
+    auto model = load(tiny_model_path());
+    auto s = make_session(model.get(), 16);
+    err_box err;
+    CHECK(frugalx_session_set_mla_form(s.get(), FRUGALX_MLA_ABSORBED, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+    CHECK(contains(err.message(), "not deepseek2"));
+    CHECK(frugalx_session_set_mla_form(nullptr, FRUGALX_MLA_AUTO, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
 }

@@ -1,5 +1,6 @@
 /* layout_test.c - pins the C ABI (ONNX Runtime's trick): every enum value of frugal.h and, on
-   x86-64, the size and field offsets of frugal_model_options. A change that would break callers
+   x86-64, the size and field offsets of every public struct (frugal_model_options,
+   frugal_chat_message). A change that would break callers
    compiled against an older header stops the build here. Built as C11 (_Static_assert);
    check_header.cmake also compiles it as C99, where PIN falls back to a negative array size. */
 #include <stddef.h>
@@ -45,6 +46,10 @@ PIN(FRUGAL_PARAM_REPEAT_PENALTY == 6, "FRUGAL_PARAM_REPEAT_PENALTY");
 PIN(FRUGAL_PARAM_REPEAT_LAST_N == 7, "FRUGAL_PARAM_REPEAT_LAST_N");
 PIN(FRUGAL_PARAM_N_THREADS == 8, "FRUGAL_PARAM_N_THREADS");
 
+/* generated text kinds (frugal_session_next_part) */
+PIN(FRUGAL_TEXT_CONTENT == 0, "FRUGAL_TEXT_CONTENT");
+PIN(FRUGAL_TEXT_REASONING == 1, "FRUGAL_TEXT_REASONING");
+
 /* typedefs crossing the boundary are fixed-width */
 PIN(sizeof(frugal_status) == 4, "frugal_status is int32_t");
 PIN(sizeof(frugal_param) == 4, "frugal_param is int32_t");
@@ -62,6 +67,15 @@ PIN(offsetof(frugal_model_options, progress_user_data) == 24, "offsetof progress
 /* on every platform: struct_size first, the pointers 8-byte aligned by reserved0 */
 PIN(offsetof(frugal_model_options, struct_size) == 0, "struct_size comes first");
 PIN(offsetof(frugal_model_options, progress) == 16, "reserved0 keeps the pointers at offset 16");
+
+/* frugal_chat_message: role, content, content_len */
+#if defined(__x86_64__) && defined(__LP64__)
+PIN(sizeof(frugal_chat_message) == 24, "sizeof(frugal_chat_message)");
+PIN(offsetof(frugal_chat_message, role) == 0, "offsetof role");
+PIN(offsetof(frugal_chat_message, content) == 8, "offsetof content");
+PIN(offsetof(frugal_chat_message, content_len) == 16, "offsetof content_len");
+#endif
+PIN(offsetof(frugal_chat_message, role) == 0, "role comes first");
 
 int main(void) {
     frugal_model_options o;
