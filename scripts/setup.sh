@@ -11,6 +11,7 @@ packages=(
     libutf8proc-dev                                      # Unicode NFC for tokenizers that normalise (Qwen)
     libcurl4-openssl-dev libssl-dev                      # frugal pull: HTTPS download, SHA-256
     nlohmann-json3-dev                                   # tokenizer.json / tokenizer_config.json; test vectors
+    abigail-tools                                        # tests: abidiff against the committed ABI baseline
     python3 python3-numpy                                # tests: local HTTP server, model generator
 )
 
