@@ -1,7 +1,12 @@
 /* frugal.h - the stable C ABI of frugal, CPU inference of DeepSeek-family models.
  *
- * C89/C99 and C++11 clean: no C++ types, no exceptions, no FILE *, no bool, enum or union in
- * signatures or structs. Policy (details in docs/ABI.md):
+ * C89/C99/C11 and C++11/17/20 clean: no C++ types, no exceptions, no FILE *, no bool, enum or
+ * union in signatures or structs. Policy (details in docs/ABI.md, checked by CI):
+ *   - Stable: everything here (frugal_*, FRUGAL_*). Experimental and unpromised: frugalx_* in
+ *     frugal_experimental.h. SemVer on this ABI; the SONAME is libfrugal.so.MAJOR.MINOR while 0.x
+ *     (a minor release may break, and then changes the SONAME), libfrugal.so.MAJOR from 1.0.
+ *   - Signatures never change (a new frugal_foo_v2 instead; the old one is deprecated); status
+ *     codes and enum values are append-only; CHANGELOG.md lists every change.
  *   - Every fallible function returns frugal_status (0 ok, FRUGAL_DONE = 1 end of stream,
  *     negative = error) and takes `frugal_error ** err` last; pass NULL to ignore the detail.
  *     On failure, out-parameters are left untouched and nothing leaks.
@@ -9,13 +14,16 @@
  *   - Options structs start with struct_size, are append-only and initialised by *_init.
  *   - Sampling knobs are set by key (frugal_session_set_param_*), never by struct field.
  *   - Strings are UTF-8 with explicit lengths. Strings returned by getters are owned by the
- *     handle they came from and valid until it is freed.
+ *     handle they came from and valid until it is freed. Handles returned to the caller are freed
+ *     with their *_free; out-parameters are untouched on failure.
  * Threading:
  *   - frugal_model is immutable after load and may be shared by any number of threads and
  *     sessions. It is reference counted: frugal_model_free drops the caller's reference and
  *     live sessions keep the weights alive, so handles may be freed in any order.
+ *   - frugal_tokenizer is immutable and shared the same way.
  *   - frugal_session is used by one thread at a time; the library takes no lock on it.
- *     frugal_session_cancel is the exception: callable from any thread.
+ *     frugal_session_cancel is the exception: callable from any thread; the interrupted call
+ *     returns FRUGAL_ERR_CANCELLED and the session is as before it.
  *   - The log callback may be called from worker threads.
  */
 #ifndef FRUGAL_H
