@@ -13,6 +13,7 @@ packages=(
     nlohmann-json3-dev                                   # tokenizer.json / tokenizer_config.json; test vectors
     abigail-tools                                        # tests: abidiff against the committed ABI baseline
     python3 python3-numpy                                # tests: local HTTP server, model generator
+    golang-go                                            # bindings/go: the Go package's tests (cgo, Go 1.19)
 )
 
 if [[ "${FRUGAL_SKIP_APT:-0}" == 1 ]]; then exit 0; fi

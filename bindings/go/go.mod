@@ -1,0 +1,3 @@
+module frugal.dev/frugal
+
+go 1.19
