@@ -18,13 +18,17 @@ class FrugalConan(ConanFile):
     def export_sources(self):
         # The recipe lives in conan/; the sources are the repository around it.
         root = os.path.join(self.recipe_folder, "..")
-        for pattern in ("CMakeLists.txt", "include/*", "lib/*", "capi/*", "cmake/*", "examples/*", "tests/*"):
+        for pattern in ("CMakeLists.txt", "CMakePresets.json", "include/*", "lib/*", "capi/*", "cmake/*",
+                        "examples/*", "tests/*", "bindings/CMakeLists.txt"):
             copy(self, pattern, src=root, dst=self.export_sources_folder, excludes=["build/*"])
 
     def requirements(self):
         self.requires("eigen/3.4.0")
         self.requires("onednn/2.6.3")  # hypothetical pin: Debian 12's version; check ConanCenter's name
         self.requires("fmt/9.1.0")
+        self.requires("pcre2/[>=10.42]")          # byte-level BPE pre-tokenizer regexes
+        self.requires("utf8proc/[>=2.8]")         # NFC for tokenizers that normalise
+        self.requires("nlohmann_json/[>=3.11]")   # tokenizer.json (header-only)
         if self.options.download:
             self.requires("libcurl/[>=7.88]")
             self.requires("openssl/[>=3.0]")
