@@ -4,8 +4,9 @@
 #   2. the llama.cpp peer from ../shared/tools when that folder exists (parity tests skip without it)
 #   3. the loader fuzz test, the C ABI tests, the deepseek2 tests (their llama.cpp fixtures when
 #      ../shared is there) and the tokenizer.json tests under ASan + UBSan (preset asan)
-#   4. release build with warnings as errors (preset ci) and the whole ctest suite (its summary
-#      is the last thing printed)
+#   4. the concurrency test of the C ABI under ThreadSanitizer (preset tsan)
+#   5. release build with warnings as errors (preset ci) and the whole ctest suite, bindings and
+#      out-of-tree consumers included (its summary is the last thing printed)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 jobs=${FRUGAL_JOBS:-2}
@@ -34,6 +35,12 @@ for t in "${asan_tests[@]}"; do
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 FRUGAL_SHARED_DIR="$shared" "build/asan/tests/$t" \
         --test-case-exclude="*Hugging Face's tokenizers agree*"
 done
+
+# The C ABI's threading contract under ThreadSanitizer (docs/ABI.md).
+cmake --preset tsan -DFRUGAL_SHARED_DIR="$shared" >/dev/null
+cmake --build --preset tsan -j "$jobs" --target concurrency_test
+echo "== concurrency_test (TSan)"
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" FRUGAL_SHARED_DIR="$shared" build/tsan/tests/concurrency_test
 
 cmake --preset ci -DFRUGAL_SHARED_DIR="$shared" >/dev/null
 cmake --build --preset ci -j "$jobs"
