@@ -13,8 +13,11 @@ packages=(
     nlohmann-json3-dev                                   # tokenizer.json / tokenizer_config.json; test vectors
     abigail-tools                                        # tests: abidiff against the committed ABI baseline
     python3 python3-numpy                                # tests: local HTTP server, model generator
+    python3-setuptools python3-wheel python3-venv        # tests: offline pip install of bindings/python
     golang-go                                            # bindings/go: the Go package's tests (cgo, Go 1.19)
 )
+# bindings/rust: Debian's cargo (Rust 1.63) unless a Rust toolchain (e.g. rustup's) is already there
+command -v cargo >/dev/null 2>&1 || [[ -x $HOME/.cargo/bin/cargo ]] || packages+=(cargo)
 
 if [[ "${FRUGAL_SKIP_APT:-0}" == 1 ]]; then exit 0; fi
 
