@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # run_consumers.sh BUILD_DIR SOURCE_DIR SHARED_DIR - installs the build into a scratch prefix, then
 # builds tests/consumer three ways (find_package of the installed package, add_subdirectory of the
-# source tree, pkg-config with the plain compilers), each in C and C++, and checks that every
-# binary prints stories260K's reference greedy continuation. Exit 77 without ../shared.
+# source tree, pkg-config with the plain compilers), each in C and C++, the first and last also
+# against the installed static library, and checks that every binary prints stories260K's
+# reference greedy continuation. Exit 77 without ../shared.
 set -euo pipefail
-build=$1 src=$2 shared=$3
+build=$(cd "$1" && pwd) src=$(cd "$2" && pwd) shared=$3
 model=$shared/data/stories260K/stories260K.gguf
 ref=$shared/data/stories260K/reference.json
 [[ -f $model && -f $ref ]] || { echo "SKIP: $model is not available"; exit 77; }
@@ -21,6 +22,14 @@ check() { # check WHAT BINARY
     got=$("$2" "$model" "$prompt" "$n" 2>"$work/stderr") || { echo "FAIL $1: exit $? $(cat "$work/stderr")"; failures=$((failures + 1)); return; }
     if [[ $got == "$want" ]]; then echo "ok   $1"; else echo "FAIL $1: printed '$got'"; failures=$((failures + 1)); fi
 }
+check_static() { # as check, and the binary must not load libfrugal.so
+    if readelf -d "$2" | grep -q 'NEEDED.*libfrugal'; then
+        echo "FAIL $1: linked to libfrugal.so"
+        failures=$((failures + 1))
+    else
+        check "$@"
+    fi
+}
 gen=(-G Ninja -DCMAKE_BUILD_TYPE=Release)
 command -v ccache >/dev/null && gen+=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 
@@ -31,6 +40,13 @@ cmake -S "$src/tests/consumer" -B "$work/find_package" "${gen[@]}" -DFRUGAL_CONS
 cmake --build "$work/find_package" >/dev/null
 check "find_package, C" "$work/find_package/consumer_c"
 check "find_package, C++" "$work/find_package/consumer_cxx"
+
+# 1b. the static library from the same package: find_package(frugal CONFIG COMPONENTS static)
+cmake -S "$src/tests/consumer" -B "$work/find_package_static" "${gen[@]}" -DFRUGAL_CONSUME=find_package_static \
+    -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+cmake --build "$work/find_package_static" >/dev/null
+check_static "find_package COMPONENTS static, C" "$work/find_package_static/consumer_c"
+check_static "find_package COMPONENTS static, C++" "$work/find_package_static/consumer_cxx"
 
 # 2. add_subdirectory of the source tree (what FetchContent with SOURCE_DIR does). Built beside the
 # main build dirs (build/<name>) so ccache's relative paths match theirs and the compile is cached.
@@ -49,6 +65,10 @@ cc -std=c99 -o "$work/pc_c" "$src/tests/consumer/main.c" $(pkg-config --cflags -
 c++ -std=c++17 -o "$work/pc_cxx" "$src/tests/consumer/main.cpp" $(pkg-config --cflags --libs frugal) -Wl,-rpath,"$libdir"
 check "pkg-config, C" "$work/pc_c"
 check "pkg-config, C++" "$work/pc_cxx"
+cc -std=c99 -o "$work/pcs_c" "$src/tests/consumer/main.c" $(pkg-config --cflags --libs frugal-static)
+c++ -std=c++17 -o "$work/pcs_cxx" "$src/tests/consumer/main.cpp" $(pkg-config --cflags --libs frugal-static)
+check_static "pkg-config frugal-static, C" "$work/pcs_c"
+check_static "pkg-config frugal-static, C++" "$work/pcs_cxx"
 
-((failures == 0)) && echo "all 6 consumers print the reference continuation"
+((failures == 0)) && echo "all 10 consumers print the reference continuation"
 exit $((failures > 0))
