@@ -26,6 +26,7 @@
 #include "runtime/gguf.hpp"
 #include "runtime/session.hpp"
 #include "util/error.hpp"
+#include "util/profile.hpp"
 #ifdef FRUGAL_HAVE_DOWNLOAD
 #  include "runtime/download.hpp"
 #endif
@@ -266,12 +267,34 @@ int cmd_logits(const std::string & model_path, const std::string & ids_text, con
 
 struct bench_args {
     std::string model;
-    int n_prompt = 512, n_gen = 128, reps = 3, threads = 0;
+    int n_prompt = 512, n_gen = 128, reps = 3, threads = 0, depth = 0;
+    bool profile = false;
 };
 
+// One JSON line per kind of op: time, calls and share of the timed run (util/profile.hpp); what
+// no op claims (sampling, scratch, glue) is "other".
+void print_profile(const std::string & test, double total_seconds, const frugal::profile::totals & t) {
+    std::string ops;
+    double covered = 0;
+    for (size_t i = 0; i < t.seconds.size(); ++i) {
+        if (t.calls[i] == 0) continue;
+        covered += t.seconds[i];
+        ops += fmt::format(R"({}"{}": {{"ms": {:.3f}, "calls": {}, "share": {:.4f}}})", ops.empty() ? "" : ", ",
+                           frugal::profile::name(frugal::profile::op(i)), t.seconds[i] * 1e3, t.calls[i],
+                           t.seconds[i] / total_seconds);
+    }
+    ops += fmt::format(R"(, "other": {{"ms": {:.3f}, "share": {:.4f}}})", (total_seconds - covered) * 1e3,
+                       (total_seconds - covered) / total_seconds);
+    std::printf(R"({"profile": "%s", "total_ms": %.3f, "ops": {%s}})"
+                "\n",
+                test.c_str(), total_seconds * 1e3, ops.c_str());
+    std::fflush(stdout);
+}
+
 // llama-bench-like speed test, JSON lines on stdout (same shape as ../shared/tools/llamacpp-bench):
-// ppN = one evaluation of N random tokens on an empty context; tgN = N single-token evaluations
-// on an empty context. One warm-up of each first.
+// ppN = one evaluation of N random tokens; tgN = N single-token evaluations; each on an empty
+// context, or with -d D after D random tokens ("pp512@d4096"). One warm-up of each first.
+// --profile adds a per-op breakdown of one more run of each.
 int cmd_bench(const bench_args & a) {
     double load_s = 0;
     const auto model = open_model(a.model, a.threads, true, &load_s);
@@ -281,7 +304,7 @@ int cmd_bench(const bench_args & a) {
                 a.model.c_str(), FRUGAL_VERSION_TEXT, c.arch_name.c_str(), model->n_threads(), (long long)c.n_vocab,
                 (long long)c.n_params, (unsigned long long)c.weight_bytes, load_s);
     std::fflush(stdout);
-    frugal::session s(model, std::max(a.n_prompt, a.n_gen) + 1);
+    frugal::session s(model, a.depth + std::max(a.n_prompt, a.n_gen) + 1);
     std::mt19937 rng(42);
     std::uniform_int_distribution<int32_t> pick(0, int32_t(c.n_vocab - 1));
     auto timed = [&](auto && fn) {
@@ -289,6 +312,14 @@ int cmd_bench(const bench_args & a) {
         fn();
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
     };
+    // Each repetition starts from a context holding `depth` random tokens (not timed).
+    std::vector<int32_t> context(size_t(a.depth));
+    auto fill_context = [&] {
+        s.reset();
+        for (auto & t : context) t = pick(rng);
+        if (!context.empty()) s.prompt_tokens(context);
+    };
+    const std::string at_depth = a.depth > 0 ? fmt::format("@d{}", a.depth) : std::string();
     auto report = [&](const std::string & test, int n, const std::vector<double> & secs) {
         std::vector<double> tps;
         for (double x : secs) tps.push_back(n / x);
@@ -307,26 +338,44 @@ int cmd_bench(const bench_args & a) {
         std::vector<int32_t> prompt(size_t(a.n_prompt));
         std::vector<double> secs;
         for (int r = 0; r <= a.reps; ++r) {
+            fill_context();
             for (auto & t : prompt) t = pick(rng);
-            s.reset();
             const double dt = timed([&] { s.prompt_tokens(prompt); });
             if (r > 0) secs.push_back(dt); // the first run warms up
         }
-        report(fmt::format("pp{}", a.n_prompt), a.n_prompt, secs);
+        report(fmt::format("pp{}{}", a.n_prompt, at_depth), a.n_prompt, secs);
+        if (a.profile) { // one more prefill, timed per op
+            fill_context();
+            for (auto & t : prompt) t = pick(rng);
+            frugal::profile::take();
+            frugal::profile::enable(true);
+            const double dt = timed([&] { s.prompt_tokens(prompt); });
+            frugal::profile::enable(false);
+            print_profile(fmt::format("pp{}{}", a.n_prompt, at_depth), dt, frugal::profile::take());
+        }
     }
     if (a.n_gen > 0) {
         std::vector<double> secs;
+        auto decode = [&] {
+            for (int i = 0; i < a.n_gen; ++i) {
+                const int32_t t = pick(rng);
+                s.prompt_tokens(std::span(&t, 1));
+            }
+        };
         for (int r = 0; r <= a.reps; ++r) {
-            s.reset();
-            const double dt = timed([&] {
-                for (int i = 0; i < a.n_gen; ++i) {
-                    const int32_t t = pick(rng);
-                    s.prompt_tokens(std::span(&t, 1));
-                }
-            });
+            fill_context();
+            const double dt = timed(decode);
             if (r > 0) secs.push_back(dt);
         }
-        report(fmt::format("tg{}", a.n_gen), a.n_gen, secs);
+        report(fmt::format("tg{}{}", a.n_gen, at_depth), a.n_gen, secs);
+        if (a.profile) { // one more decode run, timed per op
+            fill_context();
+            frugal::profile::take();
+            frugal::profile::enable(true);
+            const double dt = timed(decode);
+            frugal::profile::enable(false);
+            print_profile(fmt::format("tg{}{}", a.n_gen, at_depth), dt, frugal::profile::take());
+        }
     }
     const auto [peak, rss] = memory_usage();
     std::printf(R"({"peak_rss_kib": %llu, "rss_kib": %llu, "kv_bytes": %llu, "kv_bytes_per_token": %llu})"
@@ -483,6 +532,9 @@ int main(int argc, char ** argv) {
     bench->add_option("-n,--n-gen", ba.n_gen, "generated tokens (0 = skip)")->check(CLI::Range(0, 1 << 16));
     bench->add_option("-r,--reps", ba.reps, "repetitions")->check(CLI::Range(1, 1000));
     bench->add_option("-t,--threads", ba.threads, "threads (0 = physical cores)")->check(CLI::Range(0, 1024));
+    bench->add_option("-d,--depth", ba.depth, "context tokens already in the cache before each run")
+        ->check(CLI::Range(0, 1 << 20));
+    bench->add_flag("--profile", ba.profile, "then one more run of each test, timed per kind of op");
 
     tokenize_args ta;
     auto * tokenize = app.add_subcommand("tokenize", "text to token ids (or --decode ids to text)");

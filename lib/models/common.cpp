@@ -5,6 +5,7 @@
 #include "ops/swiglu.hpp"
 #include "util/buffer.hpp"
 #include "util/error.hpp"
+#include "util/profile.hpp"
 
 namespace frugal {
 
@@ -66,6 +67,7 @@ ffn_weights load_ffn(const weight_reader & r, const std::string & block, const s
 }
 
 void embed_tokens(const raw_view & table, const int32_t * tokens, int64_t n, float * x) {
+    const profile::scope timed(profile::op::embed);
     const int64_t D = table.row_size();
     for (int64_t t = 0; t < n; ++t) ops::dequantize_row(table.type, table.row(tokens[t]), x + t * D, D);
 }
@@ -97,6 +99,7 @@ void lm_head::logits(ops::matmul_context & mm, const float * x, int64_t T, bool 
 }
 
 void add_into(float * x, const float * y, int64_t n) {
+    const profile::scope timed(profile::op::residual);
     for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 

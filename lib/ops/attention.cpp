@@ -4,12 +4,14 @@
 
 #include <algorithm>
 
+#include "util/profile.hpp"
 #include "ops/softmax.hpp"
 
 namespace frugal::ops {
 
 void attention(const attention_params & p, const float * q, int64_t n_tokens, int64_t pos0, const float * k,
                const float * v, float * out, std::vector<float> & scratch, int n_threads) {
+    const profile::scope timed(profile::op::attention);
     const int64_t n_kv_total = pos0 + n_tokens;
     const int64_t group = p.n_head / p.n_head_kv;
     const int threads = n_threads > 0 ? n_threads : omp_get_max_threads();

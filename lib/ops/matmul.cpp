@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "util/profile.hpp"
 #include "ops/dnnl_compat.hpp"
 #include "ops/quant.hpp"
 #include "util/buffer.hpp"
@@ -132,6 +133,7 @@ void matmul_context::gemm(dtype wtype, const void * w, int64_t n, int64_t k, con
 
 void matmul_context::gemm(dtype wtype, const void * w, int64_t n, int64_t k, const float * x, int64_t m, float * y,
                           int64_t ldy, bool w_kn) {
+    const profile::scope timed(profile::op::matmul);
     if (wtype != dtype::f32 && wtype != dtype::bf16)
         throw_error(status::invalid_argument, "matmul: gemm takes f32 or bf16 weights, not {}", dtype_name(wtype));
     if (m <= 0 || n <= 0 || k <= 0 || ldy < n)
@@ -154,6 +156,7 @@ void matmul_context::gemm(dtype wtype, const void * w, int64_t n, int64_t k, con
 }
 
 void matmul_context::linear(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
+    const profile::scope timed(profile::op::matmul);
     const int64_t n = w.shape.rows();
     const int64_t k = w.shape.innermost();
     if (m <= 0) return;
@@ -199,6 +202,7 @@ void matmul_context::linear(const raw_view & w, const float * x, int64_t m, floa
 }
 
 void matmul_context::linear_t(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
+    const profile::scope timed(profile::op::matmul);
     const int64_t k = w.shape.rows();
     const int64_t n = w.shape.innermost();
     if (m <= 0) return;

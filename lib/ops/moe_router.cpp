@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "util/profile.hpp"
 #include "ops/softmax.hpp"
 #include "util/error.hpp"
 
@@ -58,6 +59,7 @@ void validate(const router_config & c) {
 
 void route(const router_config & c, const float * logits, const float * bias, int64_t n_tokens, int32_t * ids,
            float * weights) {
+    const profile::scope timed(profile::op::moe_routing);
     validate(c);
     const int64_t n_expert = c.n_expert, group_size = n_expert / c.n_group;
     const auto n = static_cast<size_t>(n_expert);

@@ -1,10 +1,12 @@
 #include "ops/rmsnorm.hpp"
+#include "util/profile.hpp"
 
 #include <cmath>
 
 namespace frugal::ops {
 
 void rmsnorm(const float * x, const float * w, float * y, int64_t rows, int64_t n, float eps, int n_threads) {
+    const profile::scope timed(profile::op::norm);
 #pragma omp parallel for num_threads(n_threads) schedule(static) if (rows > 1)
     for (int64_t r = 0; r < rows; ++r) {
         const float * xr = x + r * n;

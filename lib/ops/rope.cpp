@@ -5,6 +5,7 @@
 #include <numbers>
 
 #include "util/error.hpp"
+#include "util/profile.hpp"
 
 namespace frugal::ops {
 
@@ -54,6 +55,7 @@ void rope_table::build(const rope_params & p, const int32_t * positions, int64_t
 
 void rope_apply(const rope_params & p, const rope_table & table, float * x, int64_t n_pos, int64_t n_heads,
                 int64_t head_dim, int n_threads) {
+    const profile::scope timed(profile::op::rope);
     const int64_t half = table.half;
     // neox pairs (i, i + half); normal pairs (2i, 2i + 1)
     const int64_t stride_pair = p.mode == rope_mode::neox ? 1 : 2;

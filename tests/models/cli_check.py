@@ -91,6 +91,16 @@ check(r.returncode == 0 and r.stdout.strip() == "", "run --chat --hide-reasoning
 r = run("run", "-m", str(model), "--chat", "-p", "Once", "-n", "4")
 check(r.returncode != 0 and "chat template" in r.stderr, "run --chat: a model without a chat template is an error")
 
+# bench: -d puts context in the cache first, --profile adds a per-op breakdown whose shares add up to 1.
+r = run("bench", "-m", str(model), "-p", "8", "-n", "4", "-r", "1", "-d", "16", "--profile")
+lines = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+tests = {l["test"] for l in lines if "test" in l}
+profiles = [l for l in lines if "profile" in l]
+check(r.returncode == 0 and tests == {"pp8@d16", "tg4@d16"}, f"bench -d 16: tests {sorted(tests)}")
+shares = [sum(op.get("share", 0) for op in p["ops"].values()) for p in profiles]
+check(len(profiles) == 2 and all(abs(x - 1) < 1e-3 for x in shares) and all("matmul" in p["ops"] for p in profiles),
+      f"bench --profile: two breakdowns whose shares add up to 1 ({shares})")
+
 # Errors: non-zero exit, a message on stderr naming the problem, nothing on stdout.
 r = run("run", "-m", str(scratch / "missing.gguf"), "-n", "4")
 check(r.returncode != 0 and "missing.gguf" in r.stderr and r.stdout == "", "run: a missing file is an error naming it")
