@@ -368,10 +368,7 @@ frugal_status frugal_chat_apply_template(const frugal_tokenizer * t, const char 
                        "frugal_chat_apply_template: messages[{}].content has invalid utf-8 at byte offset {}", i, bad);
         turns.push_back({chat_role_of(m.role, i), std::string(content)});
     }
-    const auto & v = t->impl->get_vocab();
-    auto text_of = [&](int32_t id) { return id >= 0 ? v.tokens[size_t(id)] : std::string(); };
-    const std::string text = frugal::render_chat(chosen, turns, add_generation_prompt != 0, {text_of(v.bos), text_of(v.eos)});
-    return copy_out(text, buf, cap, out_len, false);
+    return copy_out(t->impl->apply_chat_template(chosen, turns, add_generation_prompt != 0), buf, cap, out_len, false);
     FRUGAL_API_END
 }
 

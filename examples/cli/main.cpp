@@ -155,9 +155,7 @@ std::string chat_prompt(const run_args & a, const frugal::tokenizer & tok) {
     std::vector<frugal::chat_message> turns;
     if (!a.system.empty()) turns.push_back({frugal::chat_role::system, a.system});
     turns.push_back({frugal::chat_role::user, a.prompt});
-    const auto & v = tok.get_vocab();
-    auto text_of = [&](int32_t id) { return id >= 0 ? v.tokens[size_t(id)] : std::string(); };
-    return frugal::render_chat(format, turns, true, {text_of(v.bos), text_of(v.eos)});
+    return tok.apply_chat_template(format, turns, true);
 }
 
 int cmd_run(const run_args & a) {
@@ -201,14 +199,12 @@ int cmd_run(const run_args & a) {
         for (; n_gen < a.n_predict; ++n_gen) {
             auto r = s.next();
             if (!split) print(r.piece);
-            for (const auto & part : split ? r.parts : std::vector<frugal::text_part>{}) {
-                if (part.kind == frugal::text_kind::content) {
-                    print(part.text);
-                } else if (!a.hide_reasoning) {
-                    print("\x1b[2m");
-                    print(part.text);
-                    print("\x1b[0m");
-                }
+            for (size_t i = 0; split && i < r.parts.size(); ++i) {
+                const bool reasoning = r.parts[i].kind == frugal::text_kind::reasoning;
+                if (reasoning && a.hide_reasoning) continue;
+                if (reasoning) print("\x1b[2m");
+                print(r.parts[i].text);
+                if (reasoning) print("\x1b[0m");
             }
             std::fflush(stdout);
             if (r.done) {

@@ -343,6 +343,12 @@ tokenizer::tokenizer(vocab v) : vocab_(std::move(v)) {
     chat_format_ = detect_chat_format(vocab_.chat_template, [&](std::string_view t) { return find(t) >= 0; });
 }
 
+std::string tokenizer::apply_chat_template(frugal::chat_format format, std::span<const chat_message> messages,
+                                           bool add_generation_prompt) const {
+    auto text_of = [&](int32_t id) { return id >= 0 ? vocab_.tokens[size_t(id)] : std::string(); };
+    return render_chat(format, messages, add_generation_prompt, {text_of(vocab_.bos), text_of(vocab_.eos)});
+}
+
 int32_t tokenizer::find(std::string_view text) const {
     const auto it = ids_.find(text);
     return it == ids_.end() ? -1 : it->second;

@@ -74,6 +74,9 @@ public:
     int32_t token_id(std::string_view text) const { return find(text); }
     // The chat renderer this vocabulary's template (or, without one, its special tokens) calls for.
     frugal::chat_format chat_format() const { return chat_format_; }
+    // render_chat with this vocabulary's BOS and EOS texts.
+    std::string apply_chat_template(frugal::chat_format format, std::span<const chat_message> messages,
+                                    bool add_generation_prompt) const;
 
     // Text -> ids. add_special: BOS first / EOS last as the vocab says. parse_special: control and
     // unknown token texts written in the text (e.g. "<s>") become those tokens; user-defined token
