@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/gguf_builder.hpp"
+#include "common/stories.hpp"
 #include "common/test_support.hpp"
 #include "frugal.h"
 #include "frugal_experimental.h"
@@ -58,7 +59,7 @@ private:
     frugal_error * e_ = nullptr;
 };
 
-bool contains(const std::string & hay, const std::string & needle) { return hay.find(needle) != std::string::npos; }
+using frugal::test::contains;
 
 model_ptr load(const std::string & path, int32_t use_mmap = 1) {
     frugal_model_options o;
@@ -78,38 +79,14 @@ session_ptr make_session(frugal_model * m, int32_t n_ctx = 0) {
     return session_ptr(s, frugal_session_free);
 }
 
-// The tiny llama model of gguf_builder.hpp. Its bytes are deterministic, so concurrent test
-// processes may all write it: each writes a private file and renames it into place (atomic).
+// The tiny llama model of gguf_builder.hpp, written once per process.
 const std::string & tiny_model_path() {
-    static const std::string path = [] {
-        const auto dir = frugal::test::scratch_dir("capi");
-        const auto tmp = dir / ("tiny.gguf." + std::to_string(::getpid()));
-        frugal::test::gguf::write_file(tmp, frugal::test::gguf::tiny_llama().build());
-        std::filesystem::rename(tmp, dir / "tiny.gguf");
-        return (dir / "tiny.gguf").string();
-    }();
+    static const std::string path =
+        frugal::test::gguf::write_scratch_model("capi", "tiny.gguf", frugal::test::gguf::tiny_llama()).string();
     return path;
 }
 
-struct stories {
-    std::string path;
-    json ref;
-};
-
-std::optional<stories> find_stories() {
-    const auto gguf = frugal::test::shared_data("stories260K/stories260K.gguf");
-    const auto refp = frugal::test::shared_data("stories260K/reference.json");
-    if (!gguf || !refp) return std::nullopt;
-    stories s{gguf->string(), {}};
-    std::ifstream(*refp) >> s.ref;
-    return s;
-}
-
-#define REQUIRE_STORIES(var)         \
-    const auto var = find_stories(); \
-    if (!var) FRUGAL_SKIP("../shared/data/stories260K is not available")
-
-std::vector<int32_t> ids_of(const json & j) { return j.get<std::vector<int32_t>>(); }
+using frugal::test::ids_of;
 
 struct generated {
     std::vector<int32_t> ids;

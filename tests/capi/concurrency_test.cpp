@@ -28,11 +28,8 @@ constexpr int k_threads = 8;
 
 std::string model_path() {
     if (const auto stories = frugal::test::shared_data("stories260K/stories260K.gguf")) return stories->string();
-    const auto dir = frugal::test::scratch_dir("concurrency");
-    const auto tmp = dir / ("tiny.gguf." + std::to_string(::getpid()));
-    frugal::test::gguf::write_file(tmp, frugal::test::gguf::tiny_llama().build());
-    std::filesystem::rename(tmp, dir / "tiny.gguf");
-    return (dir / "tiny.gguf").string();
+    return frugal::test::gguf::write_scratch_model("concurrency", "tiny.gguf", frugal::test::gguf::tiny_llama())
+        .string();
 }
 
 // A session slot the canceller may reach: the owner publishes and retracts its session under the

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/gguf_builder.hpp"
+#include "common/stories.hpp"
 #include "common/test_support.hpp"
 #include "frugal.hpp"
 
@@ -52,27 +53,9 @@ using json = nlohmann::json;
 
 namespace {
 
-bool contains(const std::string & hay, const std::string & needle) { return hay.find(needle) != std::string::npos; }
+using frugal::test::contains;
 
-struct stories {
-    std::string path;
-    json ref;
-};
-
-std::optional<stories> find_stories() {
-    const auto gguf = frugal::test::shared_data("stories260K/stories260K.gguf");
-    const auto refp = frugal::test::shared_data("stories260K/reference.json");
-    if (!gguf || !refp) return std::nullopt;
-    stories s{gguf->string(), {}};
-    std::ifstream(*refp) >> s.ref;
-    return s;
-}
-
-#define REQUIRE_STORIES(var)         \
-    const auto var = find_stories(); \
-    if (!var) FRUGAL_SKIP("../shared/data/stories260K is not available")
-
-std::vector<int32_t> ids_of(const json & j) { return j.get<std::vector<int32_t>>(); }
+using frugal::test::ids_of;
 
 // Runs `body` and returns the frugal::api::error it throws (fails the case if it throws none).
 template <class F>

@@ -193,7 +193,7 @@ struct mutation_tally {
     }
 };
 
-bool contains(const std::string & hay, const std::string & needle) { return hay.find(needle) != std::string::npos; }
+using frugal::test::contains;
 
 // The file must be rejected with `want` and a message containing every word, for both mmap modes.
 void expect_rejected(const std::string & tag, const std::vector<uint8_t> & bytes, frugal_status want,

@@ -23,6 +23,10 @@
 #include <utility>
 #include <vector>
 
+#include <unistd.h>
+
+#include "common/test_support.hpp"
+
 namespace frugal::test::gguf {
 
 static_assert(std::endian::native == std::endian::little, "the GGUF builder writes host-order integers");
@@ -380,6 +384,17 @@ inline void write_file(const std::filesystem::path & path, const std::vector<uin
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
     f.write(reinterpret_cast<const char *>(bytes.data()), std::streamsize(bytes.size()));
     if (!f) throw std::runtime_error("cannot write " + path.string());
+}
+
+// Writes `b` as <build>/tests/scratch/<area>/<name> and returns the path. Concurrent test processes
+// may write the same deterministic model: each writes a private file and renames it into place.
+inline std::filesystem::path write_scratch_model(const std::string & area, const std::string & name,
+                                                 const builder & b) {
+    const auto dir = frugal::test::scratch_dir(area);
+    const auto tmp = dir / (name + "." + std::to_string(::getpid()));
+    write_file(tmp, b.build());
+    std::filesystem::rename(tmp, dir / name);
+    return dir / name;
 }
 
 // ---- a valid minimal llama model ---------------------------------------------------------

@@ -7,6 +7,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace frugal::test {
@@ -38,6 +39,9 @@ inline std::filesystem::path peer_dir() {
     const char * home = std::getenv("HOME");
     return env && *env ? env : std::string(home ? home : "") + "/.cache/frugal-peer";
 }
+
+// Whether `needle` occurs in `hay` (error messages in checks).
+inline bool contains(std::string_view hay, std::string_view needle) { return hay.find(needle) != std::string_view::npos; }
 
 // Quotes a path for /bin/sh.
 inline std::string sh_quote(const std::filesystem::path & p) {

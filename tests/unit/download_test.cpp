@@ -184,7 +184,7 @@ std::optional<frugal::error> error_of(F && f) {
     return std::nullopt;
 }
 
-bool contains(const std::string & s, std::string_view what) { return s.find(what) != std::string::npos; }
+using frugal::test::contains;
 
 } // namespace
 
