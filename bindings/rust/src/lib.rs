@@ -1075,19 +1075,29 @@ impl Session {
     /// calling again continues the conversation (the end token is evaluated).
     #[allow(clippy::should_implement_trait)] // a fallible pull, not an Iterator: see `tokens`
     pub fn next(&mut self) -> Result<Option<Token>> {
+        self.pull(Session::next_raw, |token| token.text.is_empty())
+    }
+
+    /// The end-of-generation rule `next` and `next_part` share: at FRUGAL_DONE, an item with
+    /// text is returned first and `Ok(None)` on the following call.
+    fn pull<T>(
+        &mut self,
+        raw: fn(&mut Session) -> Result<(bool, T)>,
+        is_empty: fn(&T) -> bool,
+    ) -> Result<Option<T>> {
         if self.ending == Ending::Pending {
             self.ending = Ending::No;
             return Ok(None);
         }
-        let (done, token) = self.next_raw()?;
+        let (done, item) = raw(self)?;
         if !done {
-            return Ok(Some(token));
+            return Ok(Some(item));
         }
-        if token.text.is_empty() {
+        if is_empty(&item) {
             Ok(None)
         } else {
             self.ending = Ending::Pending;
-            Ok(Some(token))
+            Ok(Some(item))
         }
     }
 
@@ -1108,20 +1118,7 @@ impl Session {
     /// a last part with text comes first, as with `next`. Use either `next` or `next_part` for
     /// one generation, not both.
     pub fn next_part(&mut self) -> Result<Option<Part>> {
-        if self.ending == Ending::Pending {
-            self.ending = Ending::No;
-            return Ok(None);
-        }
-        let (done, part) = self.next_part_raw()?;
-        if !done {
-            return Ok(Some(part));
-        }
-        if part.text.is_empty() {
-            Ok(None)
-        } else {
-            self.ending = Ending::Pending;
-            Ok(Some(part))
-        }
+        self.pull(Session::next_part_raw, |part| part.text.is_empty())
     }
 
     /// `frugal_session_next_part` as is: (true at FRUGAL_DONE, the part).
