@@ -1080,11 +1080,7 @@ impl Session {
 
     /// The end-of-generation rule `next` and `next_part` share: at FRUGAL_DONE, an item with
     /// text is returned first and `Ok(None)` on the following call.
-    fn pull<T>(
-        &mut self,
-        raw: fn(&mut Session) -> Result<(bool, T)>,
-        is_empty: fn(&T) -> bool,
-    ) -> Result<Option<T>> {
+    fn pull<T>(&mut self, raw: fn(&mut Session) -> Result<(bool, T)>, is_empty: fn(&T) -> bool) -> Result<Option<T>> {
         if self.ending == Ending::Pending {
             self.ending = Ending::No;
             return Ok(None);
