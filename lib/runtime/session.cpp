@@ -95,7 +95,7 @@ next_result session::next() {
         }
         return r;
     }
-    const bool think_tag = r.token >= 0 && (r.token == think_open_ || r.token == think_close_);
+    const bool think_tag = r.token == think_open_ || r.token == think_close_; // ids are -1 when absent
     r.piece = utf8_.push(think_tag ? tok.token_to_piece(r.token, true)
                                    : tok.stream_piece(history_.empty() ? -1 : history_.back(), r.token));
     r.parts = reasoning_.push(r.piece);

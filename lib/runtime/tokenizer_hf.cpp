@@ -36,9 +36,7 @@ json read_json(const fs::path & path) {
 // Reads the fields of one JSON file, naming the file and the field in every error.
 class json_reader {
 public:
-    json_reader(const fs::path & path, const json & root) : file_(path.filename().string()), root_(root) {}
-
-    const json & root() const { return root_; }
+    explicit json_reader(const fs::path & path) : file_(path.filename().string()) {}
 
     const json & at(const json & obj, std::string_view key, std::string_view where) const {
         if (!obj.is_object() || !obj.contains(key))
@@ -70,7 +68,6 @@ public:
 
 private:
     std::string file_;
-    const json & root_;
 };
 
 // llama.cpp's converter types an added token control when it is special or looks special.
@@ -149,7 +146,7 @@ vocab read_hf(const fs::path & path) {
     const fs::path dir = is_dir ? path : path.parent_path();
     const fs::path tokenizer_json = is_dir ? path / "tokenizer.json" : path;
     const json root = read_json(tokenizer_json);
-    const json_reader r(tokenizer_json, root);
+    const json_reader r(tokenizer_json);
 
     const json & model = r.at(root, "model", "the file");
     const std::string type = model.value("type", "");
@@ -255,7 +252,7 @@ vocab read_hf(const fs::path & path) {
     if (model.contains("unk_token") && model["unk_token"].is_string()) v.unk = id_of(model["unk_token"], "unk_token");
     if (const fs::path config = dir / "tokenizer_config.json"; fs::exists(config, ec)) {
         const json c = read_json(config);
-        const json_reader cr(config, c);
+        const json_reader cr(config);
         if (auto t = cr.token_text(c, "bos_token")) v.bos = id_of(*t, "bos_token");
         if (auto t = cr.token_text(c, "eos_token")) v.eos = id_of(*t, "eos_token");
         if (auto t = cr.token_text(c, "pad_token")) v.pad = id_of(*t, "pad_token");
