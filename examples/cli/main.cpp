@@ -18,7 +18,9 @@
 #include <sstream>
 #include <random>
 #include <string>
+#include <thread>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "models/model.hpp"
@@ -55,6 +57,50 @@ std::pair<uint64_t, uint64_t> memory_usage() {
     }
     return {peak, rss};
 }
+
+// Memory read bandwidth in GB/s with n_threads threads streaming through a buffer 16x the size of
+// a big L3 (best of a few passes): what a decode step, which reads every weight once, is bound by.
+// Measured in a forked child so its buffer never counts in this process's peak RSS, with
+// std::thread because an OpenMP runtime already started does not survive fork. 0 on failure.
+double read_bandwidth_gbs(int n_threads) {
+    int fds[2];
+    if (pipe(fds) != 0) return 0;
+    const pid_t child = fork();
+    if (child < 0) return 0;
+    if (child == 0) {
+        constexpr size_t bytes = size_t(512) << 20;
+        const size_t words = bytes / sizeof(uint64_t), per_thread = words / size_t(n_threads);
+        std::vector<uint64_t> buf(words, 1);
+        std::vector<uint64_t> sums(size_t(n_threads) * 8);
+        double best = 0;
+        for (int pass = 0; pass < 4; ++pass) {
+            const auto t0 = std::chrono::steady_clock::now();
+            std::vector<std::thread> threads;
+            for (int i = 0; i < n_threads; ++i)
+                threads.emplace_back([&, i] {
+                    const uint64_t * p = buf.data() + size_t(i) * per_thread;
+                    uint64_t acc[4] = {0, 0, 0, 0}; // independent sums: the loads, not the adds, limit
+                    for (size_t j = 0; j + 4 <= per_thread; j += 4)
+                        for (int u = 0; u < 4; ++u) acc[u] += p[j + size_t(u)];
+                    sums[size_t(i) * 8] = acc[0] + acc[1] + acc[2] + acc[3];
+                });
+            for (auto & t : threads) t.join();
+            const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            if (pass > 0) best = std::max(best, double(per_thread * size_t(n_threads) * sizeof(uint64_t)) / s / 1e9);
+        }
+        const bool ok = sums[0] == per_thread && write(fds[1], &best, sizeof best) == sizeof best;
+        _exit(ok ? 0 : 1);
+    }
+    close(fds[1]);
+    double gbs = 0;
+    if (read(fds[0], &gbs, sizeof gbs) != sizeof gbs) gbs = 0;
+    close(fds[0]);
+    waitpid(child, nullptr, 0);
+    return gbs;
+}
+
+constexpr const char * k_int8_prefill_help =
+    "prefill of 4- to 6-bit weights through an int8 GEMM (faster, ~2% higher KL divergence)";
 
 std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", double(bytes) / (1024.0 * 1024.0)); }
 
@@ -243,10 +289,12 @@ int cmd_run(const run_args & a) {
 // Raw logits of every position of a token sequence, in the "frugal-logits-v1" binary format that
 // ../shared/tools/llamacpp-logits writes (one JSON header line padded to 64 bytes, then f32 rows),
 // so compare-logits.py can put the two engines side by side.
-int cmd_logits(const std::string & model_path, const std::string & ids_text, const std::string & out, int threads) {
+int cmd_logits(const std::string & model_path, const std::string & ids_text, const std::string & out, int threads,
+               bool int8_prefill) {
     const auto model = open_model(model_path, threads);
     const auto ids = parse_ids(ids_text);
     frugal::session s(model, int64_t(ids.size()));
+    s.set_int8_prefill(int8_prefill);
     const auto logits = s.evaluate_all(ids);
     const int64_t V = model->config().n_vocab;
     std::string header = fmt::format(R"({{"model": "{}", "engine": "frugal {}", "format": "frugal-logits-v1", "dtype": "<f4", "shape": [{}, {}]}})",
@@ -265,6 +313,7 @@ struct bench_args {
     std::string model;
     int n_prompt = 512, n_gen = 128, reps = 3, threads = 0, depth = 0;
     bool profile = false;
+    bool int8_prefill = false;
 };
 
 // One JSON line per kind of op: time, calls and share of the timed run (util/profile.hpp); what
@@ -295,12 +344,14 @@ int cmd_bench(const bench_args & a) {
     double load_s = 0;
     const auto model = open_model(a.model, a.threads, true, &load_s);
     const auto & c = model->config();
-    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "load_s": %.3f})"
+    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "load_s": %.3f})"
                 "\n",
                 a.model.c_str(), FRUGAL_VERSION_TEXT, c.arch_name.c_str(), model->n_threads(), (long long)c.n_vocab,
-                (long long)c.n_params, (unsigned long long)c.weight_bytes, load_s);
+                (long long)c.n_params, (unsigned long long)c.weight_bytes, (unsigned long long)c.decode_bytes_per_token,
+                load_s);
     std::fflush(stdout);
     frugal::session s(model, a.depth + std::max(a.n_prompt, a.n_gen) + 1);
+    s.set_int8_prefill(a.int8_prefill);
     std::mt19937 rng(42);
     std::uniform_int_distribution<int32_t> pick(0, int32_t(c.n_vocab - 1));
     auto timed = [&](auto && fn) {
@@ -316,7 +367,8 @@ int cmd_bench(const bench_args & a) {
         if (!context.empty()) s.prompt_tokens(context);
     };
     const std::string at_depth = a.depth > 0 ? fmt::format("@d{}", a.depth) : std::string();
-    auto report = [&](const std::string & test, int n, const std::vector<double> & secs) {
+    // `extra`: more JSON fields, each starting with ", ".
+    auto report = [&](const std::string & test, int n, const std::vector<double> & secs, const std::string & extra = {}) {
         std::vector<double> tps;
         for (double x : secs) tps.push_back(n / x);
         double mean = 0, sd = 0;
@@ -324,10 +376,10 @@ int cmd_bench(const bench_args & a) {
         for (double x : tps) sd += (x - mean) * (x - mean) / double(std::max<size_t>(1, tps.size() - 1));
         std::string list;
         for (double x : tps) list += fmt::format("{}{:.3f}", list.empty() ? "" : ", ", x);
-        std::printf(R"({"test": "%s", "threads": %d, "tps_mean": %.3f, "tps_sd": %.3f, "tps_min": %.3f, "tps_max": %.3f, "reps": %zu, "tps": [%s]})"
+        std::printf(R"({"test": "%s", "threads": %d, "tps_mean": %.3f, "tps_sd": %.3f, "tps_min": %.3f, "tps_max": %.3f, "reps": %zu, "tps": [%s]%s})"
                     "\n",
                     test.c_str(), model->n_threads(), mean, std::sqrt(sd), *std::min_element(tps.begin(), tps.end()),
-                    *std::max_element(tps.begin(), tps.end()), tps.size(), list.c_str());
+                    *std::max_element(tps.begin(), tps.end()), tps.size(), list.c_str(), extra.c_str());
         std::fflush(stdout);
     };
     if (a.n_prompt > 0) {
@@ -363,7 +415,14 @@ int cmd_bench(const bench_args & a) {
             const double dt = timed(decode);
             if (r > 0) secs.push_back(dt);
         }
-        report(fmt::format("tg{}{}", a.n_gen, at_depth), a.n_gen, secs);
+        // The decode speed limit on this machine right now: bandwidth / weight bytes per token.
+        const double gbs = read_bandwidth_gbs(model->n_threads());
+        const double bound = c.decode_bytes_per_token ? gbs * 1e9 / double(c.decode_bytes_per_token) : 0;
+        double mean = 0;
+        for (double x : secs) mean += a.n_gen / x / double(secs.size());
+        report(fmt::format("tg{}{}", a.n_gen, at_depth), a.n_gen, secs,
+               fmt::format(R"(, "read_gbs": {:.2f}, "bound_tps": {:.3f}, "roofline": {:.3f})", gbs, bound,
+                           bound > 0 ? mean / bound : 0.0));
         if (a.profile) { // one more decode run, timed per op
             fill_context();
             frugal::profile::take();
@@ -515,11 +574,13 @@ int main(int argc, char ** argv) {
 
     std::string logits_model, logits_ids, logits_out;
     int logits_threads = 0;
+    bool logits_int8 = false;
     auto * logits = app.add_subcommand("logits", "write the raw logits of every position of a token sequence");
     logits->add_option("-m,--model", logits_model, "GGUF file")->required();
     logits->add_option("--tokens", logits_ids, "token ids, e.g. 1,2,3")->required();
     logits->add_option("-o,--out", logits_out, "output file (frugal-logits-v1 binary)")->required();
     logits->add_option("-t,--threads", logits_threads, "threads (0 = physical cores)")->check(CLI::Range(0, 1024));
+    logits->add_flag("--int8-prefill", logits_int8, k_int8_prefill_help);
 
     bench_args ba;
     auto * bench = app.add_subcommand("bench", "prefill and decode speed (JSON lines, like llama-bench)");
@@ -531,6 +592,7 @@ int main(int argc, char ** argv) {
     bench->add_option("-d,--depth", ba.depth, "context tokens already in the cache before each run")
         ->check(CLI::Range(0, 1 << 20));
     bench->add_flag("--profile", ba.profile, "then one more run of each test, timed per kind of op");
+    bench->add_flag("--int8-prefill", ba.int8_prefill, k_int8_prefill_help);
 
     tokenize_args ta;
     auto * tokenize = app.add_subcommand("tokenize", "text to token ids (or --decode ids to text)");
@@ -557,7 +619,7 @@ int main(int argc, char ** argv) {
         if (*info) return cmd_info(info_path, info_all);
         if (*bench) return cmd_bench(ba);
         if (*tokenize) return cmd_tokenize(ta);
-        if (*logits) return cmd_logits(logits_model, logits_ids, logits_out, logits_threads);
+        if (*logits) return cmd_logits(logits_model, logits_ids, logits_out, logits_threads, logits_int8);
         if (*pull) {
 #ifdef FRUGAL_HAVE_DOWNLOAD
             const auto r = pull_model(pull_url, pull_out, pull_sha);

@@ -80,7 +80,7 @@ public:
         latent.resize(size_t(config.n_layer));
         for (auto & l : latent) l.resize(shape{n_ctx, d.latent()}); // not zero-filled, see llama.cpp
     }
-    void set_n_threads(int n) override { mm.set_n_threads(n); }
+    ops::matmul_context & matmul() override { return mm; }
 
     ops::matmul_context mm;
     std::vector<tensor<float>> latent; // per layer [n_ctx, kv_lora + rope]: RMS-normed c_kv | roped k_pe

@@ -37,7 +37,7 @@ public:
             v_cache[size_t(l)].resize(shape{n_ctx, kv_row});
         }
     }
-    void set_n_threads(int n) override { mm.set_n_threads(n); }
+    ops::matmul_context & matmul() override { return mm; }
 
     ops::matmul_context mm;
     std::vector<tensor<float>> k_cache, v_cache; // per layer [n_ctx, n_head_kv * head_dim]

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "models/deepseek2.hpp"
 #include "models/llama.hpp"
 #include "util/cpu.hpp"
@@ -53,9 +55,18 @@ void model::report_progress(const load_options & opts, int64_t layer, int64_t n_
 }
 
 void model::finish_load(const load_options & opts) {
+    bool tied_output = true;
     for (const auto & t : file_->tensors()) {
         config_.n_params += t.shape().numel();
         config_.weight_bytes += t.n_bytes;
+        if (t.name == "output.weight") tied_output = false;
+    }
+    for (const auto & t : file_->tensors()) {
+        uint64_t bytes = t.n_bytes;
+        if (t.name == "token_embd.weight" && !tied_output) bytes /= uint64_t(std::max<int64_t>(1, t.shape().rows()));
+        else if (t.name.find("_exps.") != std::string::npos && config_.n_expert > 0)
+            bytes = bytes * uint64_t(config_.n_expert_used) / uint64_t(config_.n_expert);
+        config_.decode_bytes_per_token += bytes;
     }
     if (opts.progress && !opts.progress(1.f))
         throw_error(status::cancelled, "loader: cancelled by the progress callback at the end of the load");

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/matmul.hpp"
 #include "runtime/gguf.hpp"
 #include "runtime/tokenizer.hpp"
 
@@ -35,6 +36,10 @@ struct model_config {
     float rms_eps = 1e-5f;
     int64_t n_params = 0;      // elements in all weight tensors
     uint64_t weight_bytes = 0; // bytes of all weight tensors as stored
+    // Weight bytes one decode step reads: every tensor except the token embedding (one row of it;
+    // all of it when the output layer is tied to it), routed experts at n_expert_used/n_expert.
+    // Memory read bandwidth / this = the decode speed limit.
+    uint64_t decode_bytes_per_token = 0;
 };
 
 struct load_options {
@@ -51,7 +56,9 @@ public:
     int64_t n_ctx() const { return n_ctx_; }
     int64_t n_past() const { return n_past_; }
     uint64_t kv_bytes() const { return uint64_t(n_ctx_) * kv_bytes_per_token_; }
-    virtual void set_n_threads(int n) = 0;
+    // The session's matmul context (threads, prefill GEMM choice).
+    virtual ops::matmul_context & matmul() = 0;
+    void set_n_threads(int n) { matmul().set_n_threads(n); }
     void reset() { n_past_ = 0; }
 
 protected:

@@ -22,4 +22,12 @@ inline bool has_native_bf16() {
     return (isa & bf16) == bf16;
 }
 
+// True when oneDNN's int8 GEMM sums pairs of u8·s8 products in int16 (vpmaddubsw: AVX2 or
+// AVX-512 without VNNI), so a pair above 32767 saturates; false with VNNI or AMX.
+inline bool int8_pairs_saturate() {
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    auto has = [&](dnnl::cpu_isa want) { return (isa & unsigned(want)) == unsigned(want); };
+    return !(has(dnnl::cpu_isa::avx512_core_vnni) || has(dnnl::cpu_isa::avx2_vnni));
+}
+
 } // namespace frugal::ops::dnnl_compat

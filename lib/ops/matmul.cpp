@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "util/profile.hpp"
 #include "ops/dnnl_compat.hpp"
@@ -87,6 +88,78 @@ void dequantize_for_gemm(const raw_view & w, int64_t r, float * out, std::vector
 
 dims weight_strides(int64_t k, int64_t n, bool w_kn) { return w_kn ? dims{n, 1} : dims{1, k}; }
 
+// --- int8 prefill -----------------------------------------------------------------------------
+// Y = X · Wᵀ as one u8 × s8 → s32 GEMM per slab of weight rows:
+//   weights: each row dequantized and requantized to s8 with its own scale sw[n] (|q| <= level);
+//   activations: each token quantized to s8 with its own scale sx[m], stored as u8 = q + 128;
+//   Y[m, n] = sx[m] · sw[n] · (acc[m, n] − 128 · Σ_k qw[n, k]).
+// Without VNNI, oneDNN multiplies with vpmaddubsw, whose int16 sum of two u8·s8 products
+// saturates above 32767: 2 · 255 · 64 = 32640 fits, so weights keep 64 levels a side there and
+// 127 with VNNI (vpdpbusd sums in int32).
+
+constexpr int k_act_zero_point = 128;
+
+int int8_weight_level() { return dnnl_compat::int8_pairs_saturate() ? 64 : 127; }
+
+// The conversions around the int8 GEMM touch every weight of a slab once per call: built for
+// AVX2+FMA as well as baseline x86-64, the CPU picking the clone at load time.
+#if defined(__x86_64__)
+#  define FRUGAL_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#  define FRUGAL_CLONES
+#endif
+
+// q[i] = round(x[i] · level / amax) with |q| <= level; returns the scale amax / level (0 for a zero row).
+FRUGAL_CLONES float quantize_row_s8(const float * x, int8_t * q, int64_t n, int level) {
+    float amax = 0;
+#pragma omp simd reduction(max : amax)
+    for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float inv = amax > 0 ? float(level) / amax : 0.f;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) q[i] = int8_t(std::rint(x[i] * inv)); // ties to even (SSE4.1 roundps)
+    return amax / float(level);
+}
+
+// Activation row: u[i] = round(x[i] · 127 / amax) + 128; returns the scale amax / 127.
+FRUGAL_CLONES float quantize_row_u8(const float * x, uint8_t * u, int64_t n) {
+    auto * q = reinterpret_cast<int8_t *>(u);
+    const float scale = quantize_row_s8(x, q, n, 127);
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) u[i] = uint8_t(q[i] + k_act_zero_point);
+    return scale;
+}
+
+// Weight row in any type → s8 q[n] (|q| <= level); returns the scale, and Σ q in *sum.
+FRUGAL_CLONES float requantize_row_s8(dtype t, const std::byte * row, float * tmp, int8_t * q, int64_t n, int level,
+                                      int32_t * sum) {
+    dequantize_row(t, row, tmp, n);
+    const float scale = quantize_row_s8(tmp, q, n, level);
+    int32_t s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; ++i) s += q[i];
+    *sum = s;
+    return scale;
+}
+
+// y[r] = sx · sw[r] · (acc[r] − 128 · wsum[r]) for one token's n outputs.
+FRUGAL_CLONES void dequantize_acc(const int32_t * acc, float sx, const float * sw, const int32_t * wsum, float * y,
+                                  int64_t n) {
+#pragma omp simd
+    for (int64_t r = 0; r < n; ++r) y[r] = sx * sw[r] * float(acc[r] - k_act_zero_point * wsum[r]);
+}
+
+} // namespace
+
+bool int8_prefill_type(dtype t) {
+    switch (t) {
+    case dtype::q4_0: case dtype::q5_0: case dtype::iq4_nl: case dtype::q4_k: case dtype::q5_k: case dtype::q6_k:
+        return true;
+    default: return false;
+    }
+}
+
+namespace {
+
 } // namespace
 
 struct matmul_context::impl {
@@ -99,6 +172,25 @@ struct matmul_context::impl {
     std::vector<float> slab;              // dequantized weight rows
     std::vector<float> x_rounded;         // activations rounded as the weight type's kernels see them
     std::vector<uint16_t> x_bf16;         // activations converted for the BF16 path
+    // int8 path: activations [m, K] as u8 with per-token scales; weight slab [rows, K] as s8 with
+    // per-row scales and quant sums; the GEMM's s32 output [m, rows].
+    std::vector<uint8_t> x_u8;
+    std::vector<float> x_scale, w_scale;
+    std::vector<int8_t> slab_s8;
+    std::vector<int32_t> w_sum, acc_s32;
+    std::map<std::pair<int64_t, int64_t>, dnnl::matmul> int8_primitives; // (K, rows)
+
+    // [M, K] u8 × [K, N] s8 (stored [N, K]) → [M, N] s32, M left open.
+    dnnl::matmul & int8_primitive(int64_t k, int64_t n) {
+        auto it = int8_primitives.find({k, n});
+        if (it != int8_primitives.end()) return it->second;
+        const auto M = DNNL_RUNTIME_DIM_VAL;
+        const dnnl::memory::desc src_md(dims{M, k}, dt::u8, dims{k, 1});
+        const dnnl::memory::desc w_md(dims{k, n}, dt::s8, dims{1, k});
+        const dnnl::memory::desc dst_md(dims{M, n}, dt::s32, dims{n, 1});
+        return int8_primitives.emplace(std::pair{k, n}, dnnl::matmul(dnnl_compat::matmul_pd(engine, src_md, w_md, dst_md)))
+            .first->second;
+    }
 
     dnnl::matmul & primitive(int64_t k, int64_t n, int64_t ldy, dtype wtype, bool w_kn) {
         const key kk{k, n, ldy, int(wtype), w_kn};
@@ -170,6 +262,10 @@ void matmul_context::linear(const raw_view & w, const float * x, int64_t m, floa
         matmul_rows(w, x, m, y, impl_->quant_scratch, n_threads_, ldy);
         return;
     }
+    if (int8_prefill && int8_prefill_type(w.type)) {
+        linear_int8(w, x, m, y, ldy);
+        return;
+    }
     // Prefill on a quantized or half weight: round the activations as the small-batch kernels
     // do, then dequantize slabs of weight rows and GEMM each into its columns of y.
     const int64_t kg = gemm_k(w.type, k);
@@ -198,6 +294,46 @@ void matmul_context::linear(const raw_view & w, const float * x, int64_t m, floa
             }
         }
         gemm(dtype::f32, slab, rows, kg, xr, m, y + r0, ldy);
+    }
+}
+
+void matmul_context::linear_int8(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
+    const int64_t n = w.shape.rows();
+    const int64_t k = w.shape.innermost();
+    const int level = int8_weight_level();
+    auto & im = *impl_;
+    omp_threads_scope threads(n_threads_);
+    // x [m, K] f32 → u8 [m, K] (zero point 128) and sx [m]
+    uint8_t * xq = grow(im.x_u8, m * k);
+    float * sx = grow(im.x_scale, m);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < m; ++i) sx[i] = quantize_row_u8(x + i * k, xq + i * k, k);
+    const int64_t slab_rows = std::clamp<int64_t>(k_slab_bytes / k, 16, n);
+    int8_t * wq = grow(im.slab_s8, slab_rows * k);
+    float * sw = grow(im.w_scale, slab_rows);
+    int32_t * wsum = grow(im.w_sum, slab_rows);
+    int32_t * acc = grow(im.acc_s32, m * slab_rows);
+    for (int64_t r0 = 0; r0 < n; r0 += slab_rows) {
+        const int64_t rows = std::min(slab_rows, n - r0);
+        // W rows [r0, r0 + rows) → s8 [rows, K], sw [rows], wsum [rows]
+#pragma omp parallel
+        {
+            std::vector<float> deq(static_cast<size_t>(k)); // one row; a few KiB per thread per slab
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < rows; ++r)
+                sw[r] = requantize_row_s8(w.type, w.row(r0 + r), deq.data(), wq + r * k, k, level, wsum + r);
+        }
+        {
+            dnnl::memory src_mem({dims{m, k}, dt::u8, dims{k, 1}}, im.engine, xq);
+            dnnl::memory w_mem({dims{k, rows}, dt::s8, dims{1, k}}, im.engine, wq);
+            dnnl::memory dst_mem({dims{m, rows}, dt::s32, dims{rows, 1}}, im.engine, acc);
+            im.int8_primitive(k, rows).execute(
+                im.stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, dst_mem}});
+            im.stream.wait();
+        }
+        // y[i, r0 + r] = sx[i] · sw[r] · (acc[i, r] − 128 · wsum[r])
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < m; ++i) dequantize_acc(acc + i * rows, sx[i], sw, wsum, y + i * ldy + r0, rows);
     }
 }
 

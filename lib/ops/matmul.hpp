@@ -21,6 +21,10 @@
 
 namespace frugal::ops {
 
+// Weight types whose prefill may go through the int8 GEMM: 4- to 6-bit formats, whose own
+// rounding dwarfs a requantization to int8 rows. Q8_0 (and F16/BF16) would lose precision to it.
+bool int8_prefill_type(dtype t);
+
 class matmul_context {
 public:
     explicit matmul_context(int n_threads);
@@ -35,6 +39,12 @@ public:
     // with the 1.5B Qwen2 Q8_0 model the row kernels win up to ~24 rows (16 rows: 27 vs 23
     // tokens/s; 32 rows: 29 vs 33).
     int64_t small_batch = 24;
+    // Opt-in: prefill (m >= small_batch) of the weight types int8_prefill_type() accepts through
+    // a u8 × s8 GEMM with per-row weight and per-token activation scales (matmul.cpp) instead of
+    // dequantizing to F32. oneDNN's int8 GEMM runs at about twice its F32 rate, but per-token
+    // activations are coarser than llama.cpp's per-32 blocks: the next-token KL divergence grows
+    // by ~2% (docs/PERF.md), so the default stays exact.
+    bool int8_prefill = false;
 
     // y[m, ldy] (first N columns written) = x[m, K] · wᵀ, w = [N, K].
     void linear(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
@@ -51,6 +61,7 @@ public:
     void gemm(dtype wtype, const void * w, int64_t n, int64_t k, const float * x, int64_t m, float * y, int64_t ldy);
 
 private:
+    void linear_int8(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
     // w_kn: w is [k, n] row-major instead of [n, k].
     void gemm(dtype wtype, const void * w, int64_t n, int64_t k, const float * x, int64_t m, float * y, int64_t ldy,
               bool w_kn);
