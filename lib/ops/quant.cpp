@@ -136,7 +136,18 @@ void matmul_rows(const raw_view & w, const float * x, int64_t m, float * y, std:
     for (int64_t i = 0; i < m; ++i) k.quantize_act(x + i * n, act + size_t(i) * act_bytes, n);
     // Below ~64K weights a fork/join costs more than the work (and far more when another
     // process holds a core and a worker waits for a time slice).
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * n * std::max<int64_t>(m, 1) >= (int64_t(1) << 16))
+    const bool parallel = rows * n * std::max<int64_t>(m, 1) >= (int64_t(1) << 16);
+    if (m == 1 && k.dot_rows) {
+        // Decode: each thread takes one contiguous run of rows and the kernel loops over it.
+#pragma omp parallel num_threads(nt) if (parallel)
+        {
+            const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+            const int64_t r0 = rows * part / parts, r1 = rows * (part + 1) / parts;
+            k.dot_rows(w.row(r0), size_t(w.row_stride()), r1 - r0, act, n, y + r0);
+        }
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static) if (parallel)
     for (int64_t r = 0; r < rows; ++r) {
         // The row stays in L1 while it meets all m activations: read from memory once.
         const std::byte * wr = w.row(r);

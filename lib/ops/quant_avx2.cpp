@@ -220,6 +220,54 @@ FRUGAL_AVX2 void dot_32(const void * w, const std::byte * act, size_t act_stride
     for (int k = 0; k < M; ++k) out[k] = hsum(_mm256_add_ps(acc0[k], acc1[k])) + offs[k];
 }
 
+// dot_32<V, 1> for `rows` weight rows against one activation row, two rows per pass: each
+// activation block is loaded once for both, and its fp16 scale converted once per call rather
+// than once per row. The per-row float operations (two accumulators alternating by block, the
+// scale product dw·dx, the final sum) are dot_32's, so the results are bit-identical.
+template <class V>
+FRUGAL_AVX2 void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
+                             float * out) {
+    static_assert(!has_min<V>);
+    using block = typename V::block;
+    const auto * a = static_cast<const typename V::act *>(act);
+    const int64_t nb = n / k_qk;
+    constexpr int64_t k_max_blocks = 1024; // K <= 32768 (the widest model matrix is ~19K)
+    if (nb > k_max_blocks) {
+        for (int64_t r = 0; r < rows; ++r) dot_32<V, 1>(w + size_t(r) * w_stride, static_cast<const std::byte *>(act), 0, n, out + r);
+        return;
+    }
+    float dx[k_max_blocks];
+    for (int64_t ib = 0; ib < nb; ++ib) dx[ib] = half(a[ib].d);
+    const __m256i ones = _mm256_set1_epi16(1);
+    // acc[row][block parity] += dw·dx · <w, x> for one block
+    auto step = [&](const block & wb, __m256i x, float d, __m256 & acc) FRUGAL_AVX2 {
+        const __m256i q = V::load(wb);
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q)), ones);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(wb.d) * d), _mm256_cvtepi32_ps(p), acc);
+    };
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) {
+        const auto * w0 = reinterpret_cast<const block *>(w + size_t(r) * w_stride);
+        const auto * w1 = reinterpret_cast<const block *>(w + size_t(r + 1) * w_stride);
+        __m256 acc[2][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()}, {_mm256_setzero_ps(), _mm256_setzero_ps()}};
+        int64_t ib = 0;
+        for (; ib + 2 <= nb; ib += 2)
+            for (int odd = 0; odd < 2; ++odd) {
+                const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a[ib + odd].qs));
+                step(w0[ib + odd], x, dx[ib + odd], acc[0][odd]);
+                step(w1[ib + odd], x, dx[ib + odd], acc[1][odd]);
+            }
+        if (ib < nb) {
+            const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a[ib].qs));
+            step(w0[ib], x, dx[ib], acc[0][0]);
+            step(w1[ib], x, dx[ib], acc[1][0]);
+        }
+        out[r] = hsum(_mm256_add_ps(acc[0][0], acc[0][1]));
+        out[r + 1] = hsum(_mm256_add_ps(acc[1][0], acc[1][1]));
+    }
+    if (r < rows) dot_32<V, 1>(w + size_t(r) * w_stride, static_cast<const std::byte *>(act), 0, n, out + r);
+}
+
 // max |x_i| over n floats (n a multiple of 8).
 FRUGAL_AVX2 inline float abs_max(const float * x, int n) {
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
@@ -405,7 +453,13 @@ FRUGAL_AVX2 float dot_one(const void * w, const void * act, int64_t n) {
 // activations are a plain copy).
 constexpr kernels f32_kernels{nullptr, nullptr, dot_plain<f32_vec>};
 template <class V>
-constexpr kernels q32_kernels{nullptr, quantize_q8_act<typename V::act>, dot_one<dot_32<V, 1>>, dot_32<V, k_batch>};
+constexpr auto dot_rows_of() {
+    if constexpr (has_min<V>) return static_cast<decltype(kernels::dot_rows)>(nullptr); // Q5_1: dot per row
+    else return &dot_rows_32<V>;
+}
+template <class V>
+constexpr kernels q32_kernels{nullptr, quantize_q8_act<typename V::act>, dot_one<dot_32<V, 1>>, dot_32<V, k_batch>,
+                              dot_rows_of<V>()};
 template <bool Q5>
 constexpr kernels q45_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q45<Q5, 1>>, dot_q45<Q5, k_batch>};
 constexpr kernels q6_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q6<1>>, dot_q6<k_batch>};
