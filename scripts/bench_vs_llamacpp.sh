@@ -19,23 +19,31 @@ for ((i = 0; i < rounds; ++i)); do
     "$tools/llamacpp-bench" "$model" "${args[@]}" 2>/dev/null > "$out/llamacpp.$i.jsonl"
 done
 python3 - "$out" "$rounds" <<'PY'
-import json, statistics, sys, glob
+import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 def load(engine):
-    tests, mem = {}, None
+    tests, mem, load_s, extra = {}, None, [], {}
     for i in range(rounds):
         for line in open(f"{out}/{engine}.{i}.jsonl"):
             line = line.strip()
             if not line.startswith("{"): continue
             j = json.loads(line)
-            if "test" in j: tests.setdefault(j["test"], []).extend(j["tps"])
+            if "test" in j:
+                tests.setdefault(j["test"], []).extend(j["tps"])
+                if "bound_tps" in j: extra.setdefault(j["test"], []).append(j["bound_tps"])
             if "peak_rss_kib" in j: mem = max(mem or 0, j["peak_rss_kib"])
-    return tests, mem
-f, fm = load("frugal"); l, lm = load("llamacpp")
-print(f"{'test':8} {'frugal t/s':>12} {'llama.cpp t/s':>14} {'ratio':>7}")
+            if "load_s" in j: load_s.append(j["load_s"])
+    return tests, mem, load_s, extra
+f, fm, fl, bounds = load("frugal"); l, lm, ll, _ = load("llamacpp")
+print(f"{'test':12} {'frugal t/s':>12} {'llama.cpp t/s':>14} {'ratio':>7}  decode bound t/s (frugal / llama.cpp share)")
 for t in f:
     if t in l:
         a, b = statistics.median(f[t]), statistics.median(l[t])
-        print(f"{t:8} {a:12.2f} {b:14.2f} {a / b:7.2f}x")
-print(f"peak RSS: frugal {fm / 1024:.0f} MiB, llama.cpp {lm / 1024:.0f} MiB")
+        roof = ""
+        if t in bounds:  # frugal measured the read bandwidth right after its decode runs
+            bound = statistics.median(bounds[t])
+            roof = f"  {bound:.2f} ({a / bound:.0%} / {b / bound:.0%})"
+        print(f"{t:12} {a:12.2f} {b:14.2f} {a / b:7.2f}x{roof}")
+print(f"peak RSS: frugal {fm / 1024:.0f} MiB, llama.cpp {lm / 1024:.0f} MiB ({fm / lm:.2f}x)")
+print(f"load time (median): frugal {statistics.median(fl):.2f} s, llama.cpp {statistics.median(ll):.2f} s")
 PY
