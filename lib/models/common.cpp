@@ -53,8 +53,8 @@ void swiglu_ffn(ops::matmul_context & mm, const ffn_weights & w, const float * x
     const int64_t n_ff = w.n_ff();
     float * gate = grow(s.gate, m * n_ff); // [m, n_ff]
     float * up = grow(s.up, m * n_ff);     // [m, n_ff]
-    mm.linear(w.gate, x, m, gate);
-    mm.linear(w.up, x, m, up);
+    const ops::row_product gate_up[] = {{w.gate, gate}, {w.up, up}};
+    mm.linear_many(gate_up, x, m);
     ops::swiglu(gate, up, gate, m * n_ff, mm.n_threads());
     mm.linear(w.down, gate, m, out);       // [m, D]
 }

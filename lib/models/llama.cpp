@@ -171,9 +171,8 @@ void llama_model::forward_batch(model_state & base, std::span<const int32_t> tok
 
         // attention block
         ops::rmsnorm(x, L.attn_norm.data(), h, T, D, c.rms_eps, nt);
-        st.mm.linear(L.wq, h, T, q);
-        st.mm.linear(L.wk, h, T, k_new);
-        st.mm.linear(L.wv, h, T, v_new);
+        const ops::row_product qkv[] = {{L.wq, q}, {L.wk, k_new}, {L.wv, v_new}};
+        st.mm.linear_many(qkv, h, T);
         add_bias(q, L.bq, T);
         add_bias(k_new, L.bk, T);
         add_bias(v_new, L.bv, T);

@@ -297,6 +297,15 @@ void matmul_context::linear(const raw_view & w, const float * x, int64_t m, floa
     }
 }
 
+void matmul_context::linear_many(std::span<const row_product> products, const float * x, int64_t m) {
+    const profile::scope timed(profile::op::matmul);
+    if (m > 0 && m < small_batch) {
+        matmul_rows_many(products, x, m, impl_->quant_scratch, n_threads_);
+        return;
+    }
+    for (const auto & p : products) linear(p.w, x, m, p.y, p.ldy ? p.ldy : p.w.n_rows());
+}
+
 void matmul_context::linear_int8(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
     const int64_t n = w.shape.rows();
     const int64_t k = w.shape.innermost();

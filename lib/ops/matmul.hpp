@@ -14,10 +14,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <tuple>
 #include <vector>
 
 #include "frugal/tensor_view.hpp"
+#include "ops/quant.hpp"
 
 namespace frugal::ops {
 
@@ -49,6 +51,10 @@ public:
     // y[m, ldy] (first N columns written) = x[m, K] · wᵀ, w = [N, K].
     void linear(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
     void linear(const raw_view & w, const float * x, int64_t m, float * y) { linear(w, x, m, y, w.shape.rows()); }
+
+    // linear() for several weights that multiply the same x[m, K]: below small_batch in one
+    // conversion of x and one parallel region (ops::matmul_rows_many), else one GEMM each.
+    void linear_many(std::span<const row_product> products, const float * x, int64_t m);
 
     // y[m, ldy] (first N columns written) = x[m, K] · w for a weight stored the other way
     // round, w = [K, N] (MLA multiplies some per-head blocks against their stored orientation).

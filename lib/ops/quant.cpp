@@ -7,6 +7,7 @@
 #endif
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 
@@ -121,45 +122,102 @@ void matvec(const raw_view & w, const float * x, float * y, std::vector<std::byt
 
 void matmul_rows(const raw_view & w, const float * x, int64_t m, float * y, std::vector<std::byte> & scratch,
                  int n_threads, int64_t ldy) {
-    const int64_t n = w.row_size(), rows = w.n_rows();
-    if (ldy == 0) ldy = rows;
-    if (ldy < rows) throw_error(status::invalid_argument, "quant: matmul_rows: output stride {} < {} rows", ldy, rows);
-    const detail::kernels k = select(w.type, n);
-    if (m < 0) throw_error(status::invalid_argument, "quant: matmul_rows: m = {} is negative", m);
-    const size_t act_bytes = activation_bytes(w.type, n);
-    if (scratch.size() < act_bytes * size_t(m)) scratch.resize(act_bytes * size_t(m));
-    std::byte * act = scratch.data();
-    const int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
-    // A single activation row is converted on this thread: every extra barrier costs a time slice
-    // when another process holds a core. A batch is worth splitting.
-#pragma omp parallel for num_threads(nt) schedule(static) if (m > 1)
-    for (int64_t i = 0; i < m; ++i) k.quantize_act(x + i * n, act + size_t(i) * act_bytes, n);
-    // Below ~64K weights a fork/join costs more than the work (and far more when another
-    // process holds a core and a worker waits for a time slice).
-    const bool parallel = rows * n * std::max<int64_t>(m, 1) >= (int64_t(1) << 16);
-    if (m == 1 && k.dot_rows) {
-        // Decode: each thread takes one contiguous run of rows and the kernel loops over it.
-#pragma omp parallel num_threads(nt) if (parallel)
-        {
-            const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
-            const int64_t r0 = rows * part / parts, r1 = rows * (part + 1) / parts;
-            k.dot_rows(w.row(r0), size_t(w.row_stride()), r1 - r0, act, n, y + r0);
-        }
+    const row_product p{w, y, ldy};
+    matmul_rows_many(std::span(&p, 1), x, m, scratch, n_threads);
+}
+
+namespace {
+
+// Weight types whose kernels multiply the same activation format (quant.hpp's vec_dot_type).
+int activation_format(dtype t) {
+    switch (t) {
+    case dtype::q8_0: case dtype::q4_0: case dtype::q5_0: case dtype::iq4_nl: return -1; // Q8_0
+    case dtype::q4_k: case dtype::q5_k: case dtype::q6_k: return -2;                     // Q8_K
+    default: return int(t);
+    }
+}
+
+// Rows [r0, r1) of one product against m converted activation rows act_bytes apart.
+void product_rows(const row_product & p, const std::byte * act, size_t act_bytes, int64_t m, int64_t r0, int64_t r1) {
+    const int64_t n = p.w.row_size();
+    const detail::kernels k = select(p.w.type, n);
+    if (m == 1 && k.dot_rows) { // decode: the kernel loops over the rows itself
+        k.dot_rows(p.w.row(r0), size_t(p.w.row_stride()), r1 - r0, act, n, p.y + r0);
         return;
     }
-#pragma omp parallel for num_threads(nt) schedule(static) if (parallel)
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = r0; r < r1; ++r) {
         // The row stays in L1 while it meets all m activations: read from memory once.
-        const std::byte * wr = w.row(r);
+        const std::byte * wr = p.w.row(r);
         int64_t i = 0;
         if (k.dot_batch) {
             for (; i + detail::k_batch <= m; i += detail::k_batch) {
                 float out[detail::k_batch];
                 k.dot_batch(wr, act + size_t(i) * act_bytes, act_bytes, n, out);
-                for (int j = 0; j < detail::k_batch; ++j) y[(i + j) * ldy + r] = out[j];
+                for (int j = 0; j < detail::k_batch; ++j) p.y[(i + j) * p.ldy + r] = out[j];
             }
         }
-        for (; i < m; ++i) y[i * ldy + r] = k.dot(wr, act + size_t(i) * act_bytes, n);
+        for (; i < m; ++i) p.y[i * p.ldy + r] = k.dot(wr, act + size_t(i) * act_bytes, n);
+    }
+}
+
+// Products sharing one activation format: x converted once, rows split evenly over the threads
+// across all the products.
+void run_group(std::span<const row_product> group, const float * x, int64_t m, std::vector<std::byte> & scratch,
+               int nt) {
+    const int64_t n = group[0].w.row_size();
+    const detail::kernels k = select(group[0].w.type, n);
+    const size_t act_bytes = activation_bytes(group[0].w.type, n);
+    if (scratch.size() < act_bytes * size_t(m)) scratch.resize(act_bytes * size_t(m));
+    std::byte * act = scratch.data();
+    // A single activation row is converted on this thread: every extra barrier costs a time slice
+    // when another process holds a core. A batch is worth splitting.
+#pragma omp parallel for num_threads(nt) schedule(static) if (m > 1)
+    for (int64_t i = 0; i < m; ++i) k.quantize_act(x + i * n, act + size_t(i) * act_bytes, n);
+    int64_t total = 0;
+    for (const auto & p : group) total += p.w.n_rows();
+    // Below ~64K weights a fork/join costs more than the work.
+#pragma omp parallel num_threads(nt) if (total * n * std::max<int64_t>(m, 1) >= (int64_t(1) << 16))
+    {
+        const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+        const int64_t lo = total * part / parts, hi = total * (part + 1) / parts; // of the concatenated rows
+        int64_t base = 0;
+        for (const auto & p : group) {
+            const int64_t r0 = std::max(lo, base) - base, r1 = std::min(hi, base + p.w.n_rows()) - base;
+            if (r0 < r1) product_rows(p, act, act_bytes, m, r0, r1);
+            base += p.w.n_rows();
+        }
+    }
+}
+
+} // namespace
+
+void matmul_rows_many(std::span<const row_product> products, const float * x, int64_t m,
+                      std::vector<std::byte> & scratch, int n_threads) {
+    if (m < 0) throw_error(status::invalid_argument, "quant: matmul_rows: m = {} is negative", m);
+    if (products.empty() || m == 0) return;
+    const int64_t n = products[0].w.row_size();
+    std::array<row_product, 8> checked;
+    if (products.size() > checked.size())
+        throw_error(status::invalid_argument, "quant: matmul_rows_many: {} products, at most {}", products.size(),
+                    checked.size());
+    for (size_t i = 0; i < products.size(); ++i) {
+        auto p = products[i];
+        select(p.w.type, p.w.row_size()); // validates the type and the row length
+        if (p.w.row_size() != n)
+            throw_error(status::invalid_argument, "quant: matmul_rows_many: rows of {} and {} elements", n,
+                        p.w.row_size());
+        if (p.ldy == 0) p.ldy = p.w.n_rows();
+        if (p.ldy < p.w.n_rows())
+            throw_error(status::invalid_argument, "quant: matmul_rows: output stride {} < {} rows", p.ldy, p.w.n_rows());
+        checked[i] = p;
+    }
+    const int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
+    for (size_t g0 = 0; g0 < products.size();) {
+        size_t g1 = g0 + 1;
+        while (g1 < products.size() && activation_format(checked[g1].w.type) == activation_format(checked[g0].w.type))
+            ++g1;
+        run_group(std::span(checked.data() + g0, g1 - g0), x, m, scratch, nt);
+        g0 = g1;
     }
 }
 

@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "frugal/dtype.hpp"
@@ -63,6 +64,20 @@ void matvec(const raw_view & w, const float * x, float * y, std::vector<std::byt
 // (ldy = 0: rows, i.e. Y contiguous).
 void matmul_rows(const raw_view & w, const float * x, int64_t m, float * y, std::vector<std::byte> & scratch,
                  int n_threads, int64_t ldy = 0);
+
+// One product of matmul_rows_many: y[i * ldy + r] = dot(w row r, x row i) (ldy = 0: w's rows).
+struct row_product {
+    raw_view w;
+    float * y;
+    int64_t ldy = 0;
+};
+
+// matmul_rows for several weights that multiply the same x (all with x's row length): Q, K and
+// V, or gate and up. Weights whose kernels share an activation format (e.g. Q8_0 and Q4_0) take
+// one conversion of x and one parallel region between them, split by rows over the threads:
+// fewer fork/joins per token, each of which costs a time slice when another process holds a core.
+void matmul_rows_many(std::span<const row_product> products, const float * x, int64_t m,
+                      std::vector<std::byte> & scratch, int n_threads);
 
 // Weight quantizers with ggml's reference rounding (quantize_row_*_ref), for tests and tools:
 // F32, F16, BF16, Q8_0, Q4_0. The K-quants' search-based quantizers, and those of the fallback

@@ -469,6 +469,49 @@ TEST_CASE("matvec and matmul_rows equal per-row dot_row for 1, 2 and all threads
     }
 }
 
+TEST_CASE("matmul_rows_many equals one matmul_rows per weight, across activation formats" * doctest::timeout(60)) {
+    // Q8_0 and Q4_0 share Q8_0 activations (one group, one region), Q4_K starts a second group,
+    // F16 a third; row counts make the thread split cross product boundaries.
+    const int64_t n = 512;
+    const dtype types[] = {dtype::q8_0, dtype::q4_0, dtype::q4_k, dtype::f16};
+    const int64_t rows[] = {37, 5, 64, 3};
+    for (bool scalar : paths()) {
+        scalar_scope scope(scalar);
+        std::vector<std::vector<uint8_t>> w;
+        std::vector<raw_view> views;
+        for (size_t i = 0; i < 4; ++i) {
+            w.push_back(random_weights(types[i], rows[i], n, uint32_t(i + 1)));
+            views.push_back({types[i], reinterpret_cast<const std::byte *>(w.back().data()), shape{rows[i], n}});
+        }
+        const auto x = test::random_floats(size_t(5 * n), 99);
+        for (int64_t m : {1, 2, 5})
+            for (int threads : {1, 2}) {
+                INFO("m=" << m << " threads=" << threads << " scalar=" << scalar);
+                std::vector<std::byte> scratch;
+                std::vector<std::vector<float>> want, got;
+                std::vector<ops::row_product> products;
+                for (size_t i = 0; i < 4; ++i) {
+                    const int64_t ldy = rows[i] + 2; // a wider output: the last 2 columns stay untouched
+                    want.emplace_back(size_t(m * ldy), -1.f);
+                    got.emplace_back(size_t(m * ldy), -1.f);
+                    ops::matmul_rows(views[i], x.data(), m, want.back().data(), scratch, threads, ldy);
+                }
+                for (size_t i = 0; i < 4; ++i) products.push_back({views[i], got[i].data(), rows[i] + 2});
+                ops::matmul_rows_many(products, x.data(), m, scratch, threads);
+                for (size_t i = 0; i < 4; ++i) CHECK(got[i] == want[i]);
+            }
+    }
+    const auto w = random_weights(dtype::q8_0, 2, 64, 1);
+    const raw_view narrow{dtype::q8_0, reinterpret_cast<const std::byte *>(w.data()), shape{2, 64}};
+    const auto w2 = random_weights(dtype::q8_0, 2, 128, 1);
+    const raw_view wide{dtype::q8_0, reinterpret_cast<const std::byte *>(w2.data()), shape{2, 128}};
+    std::vector<float> x(128), y(4);
+    std::vector<std::byte> scratch;
+    const ops::row_product mixed[] = {{narrow, y.data()}, {wide, y.data() + 2}};
+    CHECK_THROWS_WITH_AS(ops::matmul_rows_many(mixed, x.data(), 1, scratch, 1),
+                         doctest::Contains("rows of 64 and 128 elements"), frugal::error);
+}
+
 TEST_CASE("scalar and AVX2 paths agree" * doctest::timeout(60)) {
     ops::detail::force_scalar(false);
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("CPU without AVX2+FMA+F16C: only the scalar path exists");
