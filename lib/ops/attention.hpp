@@ -22,7 +22,8 @@ struct attention_params {
 // k:   [>= pos0 + n_tokens, n_head_kv, head_dim] (the cache, positions 0.. filled), rows k_stride apart
 // v:   [>= pos0 + n_tokens, n_head_kv, v_dim], rows v_stride apart
 // out: [n_tokens, n_head, v_dim]
-// Token t attends to positions 0..pos0 + t. `scratch` holds one score row per thread.
+// Token t attends to positions 0..pos0 + t. `scratch` is working space, resized as needed; its
+// size does not depend on the context length, so a reused vector stops allocating once warm.
 void attention(const attention_params & p, const float * q, int64_t n_tokens, int64_t pos0, const float * k,
                const float * v, float * out, std::vector<float> & scratch, int n_threads);
 

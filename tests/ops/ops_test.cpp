@@ -398,6 +398,189 @@ TEST_CASE("attention reads strided rows: V as the head of each K row, as absorbe
 
 namespace {
 
+// Restores the kernels' run-time dispatch when a test leaves, even on failure.
+struct portable_scope {
+    explicit portable_scope(bool on) { ops::detail::force_scalar(on); }
+    ~portable_scope() { ops::detail::force_scalar(false); }
+};
+
+// The attention kernels to exercise: the CPU's (AVX2 where present), then the forced portable ones.
+std::vector<bool> attention_paths() {
+    ops::detail::force_scalar(false);
+    if (ops::detail::avx2_active()) return {false, true};
+    return {true};
+}
+
+// max |got − want| / max |want|; infinite when got holds a NaN.
+double relative_error(const std::vector<float> & got, const std::vector<double> & want) {
+    double err = 0, top = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+        const double e = std::abs(double(got[i]) - want[i]);
+        err = std::isnan(e) ? std::numeric_limits<double>::infinity() : std::max(err, e);
+        top = std::max(top, std::abs(want[i]));
+    }
+    return err / top;
+}
+
+// Runs ops::attention on every kernel path with 1 and 2 threads and checks each output against
+// want to within tol relative to max |want|.
+void check_attention_runs(const ops::attention_params & p, const float * q, int64_t n_tokens, int64_t pos0,
+                          const float * k, const float * v, const std::vector<double> & want, double tol) {
+    for (bool portable : attention_paths())
+        for (int threads : k_thread_counts) {
+            CAPTURE(portable);
+            CAPTURE(threads);
+            const portable_scope path(portable);
+            std::vector<float> out(want.size()), scratch;
+            ops::attention(p, q, n_tokens, pos0, k, v, out.data(), scratch, threads);
+            const double err = relative_error(out, want);
+            CHECK_MESSAGE(err < tol, fmt::format("max error {:.3g} of max |ref|, tolerance {:.3g}", err, tol));
+        }
+}
+
+ops::attention_params attention_params_of(const attention_case & c, float scale) {
+    return {.n_head = c.n_head, .n_head_kv = c.n_head_kv, .head_dim = c.head_dim, .v_dim = c.v_dim, .scale = scale};
+}
+
+std::vector<double> attention_reference(const attention_case & c, float scale, const float * q, const float * k,
+                                        const float * v) {
+    const ref::attention_config rc{.n_head = c.n_head, .n_head_kv = c.n_head_kv, .head_dim = c.head_dim,
+                                   .v_dim = c.v_dim, .scale = scale};
+    return ref::attention(rc, q, c.n_tokens, c.pos0, k, v);
+}
+
+} // namespace
+
+TEST_CASE("blocked attention matches the reference across key blocks, GQA groups and depths, on every path" *
+          doctest::timeout(120)) {
+    // The kernels take keys in blocks of 64: depths 513 and 1000 and prefills of 7, 64 and 300
+    // tokens put block edges and ragged last blocks inside query blocks. Dims are multiples of 8,
+    // so the AVX2 path serves them where present.
+    const attention_case cases[] = {
+        // group 1
+        {2, 2, 64, 64, 1, 0},
+        {2, 2, 64, 64, 1, 1},
+        {2, 2, 64, 64, 1, 1000},
+        {2, 2, 64, 64, 64, 0},
+        {3, 3, 128, 128, 7, 513},
+        // group 2
+        {4, 2, 64, 64, 1, 1000},
+        {4, 2, 64, 64, 7, 513},
+        {4, 2, 128, 128, 300, 0},
+        // group 6 (Qwen2-1.5B: 12 heads on 2 kv heads of 128)
+        {12, 2, 128, 128, 1, 0},
+        {12, 2, 128, 128, 1, 1},
+        {12, 2, 128, 128, 1, 1000},
+        {12, 2, 128, 128, 7, 0},
+        {12, 2, 128, 128, 64, 513},
+        {12, 2, 128, 128, 300, 513},
+        // one kv head: with 2 threads the keys are split into ranges and merged
+        {6, 1, 128, 128, 1, 1000},
+        {1, 1, 64, 64, 48, 40}, // the second range lies past the causal limit of the first 24 tokens
+        // DeepSeek-V2 without absorption: head_dim 192, v_dim 128
+        {4, 4, 192, 128, 1, 1000},
+        {4, 4, 192, 128, 7, 0},
+        {4, 4, 192, 128, 64, 513},
+    };
+    for (size_t i = 0; i < std::size(cases); ++i) {
+        const auto & c = cases[i];
+        const uint32_t seed = k_seeds[i % std::size(k_seeds)];
+        INFO(describe(c));
+        CAPTURE(seed);
+        const auto in = make_attention_inputs(c, seed);
+        const float scale = attention_scale(c);
+        const auto want = attention_reference(c, scale, in.q.data(), in.k.data(), in.v.data());
+        check_attention_runs(attention_params_of(c, scale), in.q.data(), c.n_tokens, c.pos0, in.k.data(),
+                             in.v.data(), want, k_rtol);
+    }
+}
+
+TEST_CASE("attention over one latent cache: K rows [576] and V their first 512 floats, as absorbed MLA" *
+          doctest::timeout(120)) {
+    const int64_t n_head = 8, head_dim = 576, v_dim = 512;
+    const attention_case cases[] = {
+        {n_head, 1, head_dim, v_dim, 1, 0},   {n_head, 1, head_dim, v_dim, 1, 1},
+        {n_head, 1, head_dim, v_dim, 1, 1000}, // with 2 threads: keys split into two ranges
+        {n_head, 1, head_dim, v_dim, 7, 0},   {n_head, 1, head_dim, v_dim, 7, 513},
+        {n_head, 1, head_dim, v_dim, 64, 513}, {n_head, 1, head_dim, v_dim, 300, 0},
+    };
+    for (size_t i = 0; i < std::size(cases); ++i) {
+        const auto & c = cases[i];
+        const uint32_t seed = k_seeds[i % std::size(k_seeds)];
+        INFO(describe(c));
+        CAPTURE(seed);
+        // The cache [n_kv + spare, 576] (spare rows NaN) is K; the reference reads a packed copy of V.
+        const auto in = make_attention_inputs(c, seed);
+        const int64_t n_kv = c.pos0 + c.n_tokens;
+        std::vector<float> v(size_t(n_kv * v_dim));
+        for (int64_t j = 0; j < n_kv; ++j) std::copy_n(in.k.begin() + j * head_dim, v_dim, v.begin() + j * v_dim);
+        const float scale = attention_scale(c);
+        const auto want = attention_reference(c, scale, in.q.data(), in.k.data(), v.data());
+        auto p = attention_params_of(c, scale);
+        p.k_stride = p.v_stride = head_dim;
+        check_attention_runs(p, in.q.data(), c.n_tokens, c.pos0, in.k.data(), in.k.data(), want, k_rtol);
+    }
+}
+
+TEST_CASE("attention with scores up to ±100 rescales its running sums without overflow" * doctest::timeout(120)) {
+    // Keys grow with their position, so a row's maximum score rises block after block and the
+    // running sum and output are rescaled by 2^(m_old − m_new) each time; e^100 is past float's
+    // range, so a softmax without its running maximum overflows.
+    const attention_case cases[] = {{12, 2, 128, 128, 1, 1000}, {12, 2, 128, 128, 64, 513}, {6, 1, 64, 64, 300, 0}};
+    const double k_max_score = 100;
+    for (const auto & c : cases) {
+        INFO(describe(c));
+        auto in = make_attention_inputs(c, 7);
+        const int64_t n_kv = c.pos0 + c.n_tokens, k_row = c.n_head_kv * c.head_dim;
+        for (int64_t j = 0; j < n_kv; ++j)
+            for (int64_t i = 0; i < k_row; ++i) in.k[size_t(j * k_row + i)] *= float(j + 1) / float(n_kv);
+        double top = 0; // max |q · k| over the pairs that meet
+        for (int64_t t = 0; t < c.n_tokens; ++t)
+            for (int64_t h = 0; h < c.n_head; ++h)
+                for (int64_t j = 0; j <= c.pos0 + t; ++j) {
+                    const float * qh = in.q.data() + (t * c.n_head + h) * c.head_dim;
+                    const float * kj = in.k.data() + j * k_row + h / (c.n_head / c.n_head_kv) * c.head_dim;
+                    double dot = 0;
+                    for (int64_t d = 0; d < c.head_dim; ++d) dot += double(qh[d]) * kj[d];
+                    top = std::max(top, std::abs(dot));
+                }
+        const float scale = float(k_max_score / top);
+        const auto want = attention_reference(c, scale, in.q.data(), in.k.data(), in.v.data());
+        // A score of magnitude S carries a few float roundings (q · scale, the products and sums):
+        // about 4 · 2^-24 · S, which moves its weight, and the output, by that much relatively.
+        const double tol = k_rtol + 4 * std::ldexp(k_max_score, -24);
+        check_attention_runs(attention_params_of(c, scale), in.q.data(), c.n_tokens, c.pos0, in.k.data(),
+                             in.v.data(), want, tol);
+    }
+}
+
+TEST_CASE("attention scratch does not grow with the context depth" * doctest::timeout(60)) {
+    // The last case runs on one thread at depth 10 (too small to fork) and splits its keys over
+    // two threads at depth 2000.
+    const attention_case shallow_cases[] = {{12, 2, 128, 128, 1, 10}, {8, 1, 64, 32, 9, 10}, {6, 1, 128, 128, 1, 10}};
+    for (const auto & shallow : shallow_cases)
+        for (int threads : k_thread_counts) {
+            INFO(describe(shallow));
+            CAPTURE(threads);
+            attention_case deep = shallow;
+            deep.pos0 = 2000;
+            const auto p = attention_params_of(shallow, 0.1f);
+            std::vector<float> scratch, out(size_t(shallow.n_tokens * shallow.n_head * shallow.v_dim));
+            const auto in_shallow = make_attention_inputs(shallow, 1);
+            ops::attention(p, in_shallow.q.data(), shallow.n_tokens, shallow.pos0, in_shallow.k.data(),
+                           in_shallow.v.data(), out.data(), scratch, threads);
+            const float * data = scratch.data();
+            const size_t capacity = scratch.capacity();
+            const auto in_deep = make_attention_inputs(deep, 2);
+            ops::attention(p, in_deep.q.data(), deep.n_tokens, deep.pos0, in_deep.k.data(), in_deep.v.data(),
+                           out.data(), scratch, threads);
+            CHECK(scratch.data() == data);
+            CHECK(scratch.capacity() == capacity);
+        }
+}
+
+namespace {
+
 // An [n, k] weight stored as `type`, made from random floats, with the values it holds once
 // converted (what the reference multiplies).
 struct test_weight {
