@@ -101,16 +101,19 @@ constexpr int k_act_zero_point = 128;
 
 int int8_weight_level() { return dnnl_compat::int8_pairs_saturate() ? 64 : 127; }
 
-// The conversions around the int8 GEMM touch every weight of a slab once per call: built for
-// AVX2+FMA as well as baseline x86-64, the CPU picking the clone at load time.
+// The conversions around the int8 GEMM touch every weight of a slab once per call. Their loops
+// are written once (always inlined) and compiled twice: into AVX2+FMA entry points, chosen when
+// the quant kernels run AVX2 (CPUID), and into baseline x86-64 ones. Not target_clones: its ifunc
+// resolvers run before ThreadSanitizer's runtime starts (a crash), and musl has no ifunc.
 #if defined(__x86_64__)
-#  define FRUGAL_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#  define FRUGAL_AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 #else
-#  define FRUGAL_CLONES
+#  define FRUGAL_AVX2_TARGET
 #endif
+#define FRUGAL_INLINE [[gnu::always_inline]] inline
 
 // q[i] = round(x[i] · level / amax) with |q| <= level; returns the scale amax / level (0 for a zero row).
-FRUGAL_CLONES float quantize_row_s8(const float * x, int8_t * q, int64_t n, int level) {
+FRUGAL_INLINE float quantize_row_s8(const float * x, int8_t * q, int64_t n, int level) {
     float amax = 0;
 #pragma omp simd reduction(max : amax)
     for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
@@ -121,7 +124,7 @@ FRUGAL_CLONES float quantize_row_s8(const float * x, int8_t * q, int64_t n, int 
 }
 
 // Activation row: u[i] = round(x[i] · 127 / amax) + 128; returns the scale amax / 127.
-FRUGAL_CLONES float quantize_row_u8(const float * x, uint8_t * u, int64_t n) {
+FRUGAL_INLINE float quantize_row_u8(const float * x, uint8_t * u, int64_t n) {
     auto * q = reinterpret_cast<int8_t *>(u);
     const float scale = quantize_row_s8(x, q, n, 127);
 #pragma omp simd
@@ -130,7 +133,7 @@ FRUGAL_CLONES float quantize_row_u8(const float * x, uint8_t * u, int64_t n) {
 }
 
 // Weight row in any type → s8 q[n] (|q| <= level); returns the scale, and Σ q in *sum.
-FRUGAL_CLONES float requantize_row_s8(dtype t, const std::byte * row, float * tmp, int8_t * q, int64_t n, int level,
+FRUGAL_INLINE float requantize_row_s8(dtype t, const std::byte * row, float * tmp, int8_t * q, int64_t n, int level,
                                       int32_t * sum) {
     dequantize_row(t, row, tmp, n);
     const float scale = quantize_row_s8(tmp, q, n, level);
@@ -142,10 +145,36 @@ FRUGAL_CLONES float requantize_row_s8(dtype t, const std::byte * row, float * tm
 }
 
 // y[r] = sx · sw[r] · (acc[r] − 128 · wsum[r]) for one token's n outputs.
-FRUGAL_CLONES void dequantize_acc(const int32_t * acc, float sx, const float * sw, const int32_t * wsum, float * y,
+FRUGAL_INLINE void dequantize_acc(const int32_t * acc, float sx, const float * sw, const int32_t * wsum, float * y,
                                   int64_t n) {
 #pragma omp simd
     for (int64_t r = 0; r < n; ++r) y[r] = sx * sw[r] * float(acc[r] - k_act_zero_point * wsum[r]);
+}
+
+struct int8_conversions {
+    float (*quantize_u8)(const float * x, uint8_t * u, int64_t n);
+    float (*requantize_s8)(dtype t, const std::byte * row, float * tmp, int8_t * q, int64_t n, int level, int32_t * sum);
+    void (*dequantize_acc)(const int32_t * acc, float sx, const float * sw, const int32_t * wsum, float * y, int64_t n);
+};
+
+// The entry points of each instruction set: thin wrappers the bodies are inlined into.
+#define FRUGAL_INT8_ENTRIES(suffix, target)                                                                    \
+    target float quantize_u8_##suffix(const float * x, uint8_t * u, int64_t n) { return quantize_row_u8(x, u, n); } \
+    target float requantize_s8_##suffix(dtype t, const std::byte * row, float * tmp, int8_t * q, int64_t n,       \
+                                        int level, int32_t * sum) {                                              \
+        return requantize_row_s8(t, row, tmp, q, n, level, sum);                                                 \
+    }                                                                                                            \
+    target void dequantize_acc_##suffix(const int32_t * acc, float sx, const float * sw, const int32_t * wsum,    \
+                                        float * y, int64_t n) {                                                  \
+        dequantize_acc(acc, sx, sw, wsum, y, n);                                                                 \
+    }                                                                                                            \
+    constexpr int8_conversions k_int8_##suffix{quantize_u8_##suffix, requantize_s8_##suffix, dequantize_acc_##suffix};
+FRUGAL_INT8_ENTRIES(baseline, )
+FRUGAL_INT8_ENTRIES(avx2, FRUGAL_AVX2_TARGET)
+#undef FRUGAL_INT8_ENTRIES
+
+const int8_conversions & int8_conversions_here() {
+    return detail::avx2_active() ? k_int8_avx2 : k_int8_baseline;
 }
 
 } // namespace
@@ -310,13 +339,14 @@ void matmul_context::linear_int8(const raw_view & w, const float * x, int64_t m,
     const int64_t n = w.shape.rows();
     const int64_t k = w.shape.innermost();
     const int level = int8_weight_level();
+    const int8_conversions & conv = int8_conversions_here();
     auto & im = *impl_;
     omp_threads_scope threads(n_threads_);
     // x [m, K] f32 → u8 [m, K] (zero point 128) and sx [m]
     uint8_t * xq = grow(im.x_u8, m * k);
     float * sx = grow(im.x_scale, m);
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < m; ++i) sx[i] = quantize_row_u8(x + i * k, xq + i * k, k);
+    for (int64_t i = 0; i < m; ++i) sx[i] = conv.quantize_u8(x + i * k, xq + i * k, k);
     const int64_t slab_rows = std::clamp<int64_t>(k_slab_bytes / k, 16, n);
     int8_t * wq = grow(im.slab_s8, slab_rows * k);
     float * sw = grow(im.w_scale, slab_rows);
@@ -330,7 +360,7 @@ void matmul_context::linear_int8(const raw_view & w, const float * x, int64_t m,
             std::vector<float> deq(static_cast<size_t>(k)); // one row; a few KiB per thread per slab
 #pragma omp for schedule(static)
             for (int64_t r = 0; r < rows; ++r)
-                sw[r] = requantize_row_s8(w.type, w.row(r0 + r), deq.data(), wq + r * k, k, level, wsum + r);
+                sw[r] = conv.requantize_s8(w.type, w.row(r0 + r), deq.data(), wq + r * k, k, level, wsum + r);
         }
         {
             dnnl::memory src_mem({dims{m, k}, dt::u8, dims{k, 1}}, im.engine, xq);
@@ -342,7 +372,7 @@ void matmul_context::linear_int8(const raw_view & w, const float * x, int64_t m,
         }
         // y[i, r0 + r] = sx[i] · sw[r] · (acc[i, r] − 128 · wsum[r])
 #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < m; ++i) dequantize_acc(acc + i * rows, sx[i], sw, wsum, y + i * ldy + r0, rows);
+        for (int64_t i = 0; i < m; ++i) conv.dequantize_acc(acc + i * rows, sx[i], sw, wsum, y + i * ldy + r0, rows);
     }
 }
 

@@ -118,11 +118,16 @@ TEST_CASE("int8 prefill GEMM equals its integer simulation and bounds the exact 
     CHECK(ops::int8_prefill_type(dtype::q4_0));
     CHECK(ops::int8_prefill_type(dtype::q4_k));
     CHECK_FALSE(ops::int8_prefill_type(dtype::q8_0)); // would lose precision: stays on the F32 path
-    for (dtype t : {dtype::q4_0, dtype::q4_k, dtype::q6_k})
-        for (int threads : {1, 2}) {
-            const auto w = make_weight(t, 37, 512, 11);
-            for (int64_t m : {8, 45}) check_int8_linear(w, m, threads);
-        }
+    for (bool scalar : {false, true}) { // the AVX2 build of the conversions, then the baseline one
+        ops::detail::force_scalar(scalar);
+        CAPTURE(scalar);
+        for (dtype t : {dtype::q4_0, dtype::q4_k, dtype::q6_k})
+            for (int threads : {1, 2}) {
+                const auto w = make_weight(t, 37, 512, 11);
+                for (int64_t m : {8, 45}) check_int8_linear(w, m, threads);
+            }
+    }
+    ops::detail::force_scalar(false);
 }
 
 TEST_CASE("int8 prefill GEMM over several weight slabs" * doctest::timeout(120)) {
