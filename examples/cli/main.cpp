@@ -100,7 +100,7 @@ double read_bandwidth_gbs(int n_threads) {
 }
 
 constexpr const char * k_int8_prefill_help =
-    "prefill of 4- to 6-bit weights through an int8 GEMM (faster, ~2% higher KL divergence)";
+    "prefill of 4- and 5-bit weights through an int8 GEMM (~1.9x faster here, 2-3% higher KL divergence)";
 
 std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", double(bytes) / (1024.0 * 1024.0)); }
 

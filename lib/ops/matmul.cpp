@@ -181,8 +181,7 @@ const int8_conversions & int8_conversions_here() {
 
 bool int8_prefill_type(dtype t) {
     switch (t) {
-    case dtype::q4_0: case dtype::q5_0: case dtype::iq4_nl: case dtype::q4_k: case dtype::q5_k: case dtype::q6_k:
-        return true;
+    case dtype::q4_0: case dtype::q5_0: case dtype::iq4_nl: case dtype::q4_k: case dtype::q5_k: return true;
     default: return false;
     }
 }

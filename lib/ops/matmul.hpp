@@ -23,8 +23,9 @@
 
 namespace frugal::ops {
 
-// Weight types whose prefill may go through the int8 GEMM: 4- to 6-bit formats, whose own
-// rounding dwarfs a requantization to int8 rows. Q8_0 (and F16/BF16) would lose precision to it.
+// Weight types whose prefill may go through the int8 GEMM: 4- and 5-bit formats, whose own
+// rounding dwarfs a requantization to int8 rows. Q6_K, Q8_0 and F16/BF16 would lose precision to
+// it (Q6_K measured: +5.8 % KL on a Q4_K_M file with it, +3.2 % without; docs/PERF.md).
 bool int8_prefill_type(dtype t);
 
 class matmul_context {
@@ -45,7 +46,7 @@ public:
     // a u8 × s8 GEMM with per-row weight and per-token activation scales (matmul.cpp) instead of
     // dequantizing to F32. oneDNN's int8 GEMM runs at about twice its F32 rate, but per-token
     // activations are coarser than llama.cpp's per-32 blocks: the next-token KL divergence grows
-    // by ~2% (docs/PERF.md), so the default stays exact.
+    // by 2-3 % (docs/PERF.md), so the default stays exact.
     bool int8_prefill = false;
 
     // y[m, ldy] (first N columns written) = x[m, K] · wᵀ, w = [N, K].
