@@ -515,6 +515,15 @@ frugal_status frugalx_session_set_mla_form(frugal_session * s, int32_t form, fru
     FRUGAL_API_END
 }
 
+frugal_status frugalx_session_set_int8_prefill(frugal_session * s, int32_t on, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(s, "frugalx_session_set_int8_prefill: session is NULL");
+    FRUGAL_REQUIRE(on == 0 || on == 1, "frugalx_session_set_int8_prefill: on = {} is not 0 or 1", on);
+    s->impl.set_int8_prefill(on == 1);
+    return FRUGAL_OK;
+    FRUGAL_API_END
+}
+
 const float * frugal_session_logits(const frugal_session * s, int32_t * out_n_vocab) {
     if (!s) return nullptr;
     const auto l = s->impl.logits();

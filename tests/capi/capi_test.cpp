@@ -1337,6 +1337,38 @@ TEST_CASE("capi: a deepseek2 model reports its experts and its latent KV cache" 
     CHECK(contains(err.message(), "form 3"));
 }
 
+TEST_CASE("capi: experimental int8 prefill changes a Q4_0 prompt's logits by quantization noise only" *
+          doctest::timeout(60)) {
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
+    auto model = load(frugal::test::parity_fixture("tiny-qwen2-q4_0.gguf").string());
+    auto s = make_session(model.get(), 64);
+    err_box err;
+    std::vector<int32_t> prompt(40); // above the row kernels' small-batch limit: the GEMM path
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t(3 + 7 * i);
+    std::vector<std::vector<float>> logits;
+    for (const int32_t on : {0, 1}) {
+        REQUIRE(frugal_session_reset(s.get(), nullptr) == FRUGAL_OK);
+        REQUIRE(frugalx_session_set_int8_prefill(s.get(), on, err.out()) == FRUGAL_OK);
+        REQUIRE(frugal_session_prompt_tokens(s.get(), prompt.data(), int32_t(prompt.size()), nullptr) == FRUGAL_OK);
+        int32_t n = 0;
+        const float * l = frugal_session_logits(s.get(), &n);
+        REQUIRE(l);
+        logits.emplace_back(l, l + n);
+    }
+    float diff = 0, lo = logits[0][0], hi = logits[0][0];
+    for (size_t i = 0; i < logits[0].size(); ++i) {
+        diff = std::max(diff, std::abs(logits[0][i] - logits[1][i]));
+        lo = std::min(lo, logits[0][i]);
+        hi = std::max(hi, logits[0][i]);
+    }
+    MESSAGE("int8 vs exact prefill: max |logit diff| ", diff, ", logit spread ", hi - lo);
+    CHECK(diff > 0);                 // the switch took effect
+    CHECK(diff < 0.05f * (hi - lo)); // and only requantization noise separates the two
+    CHECK(frugalx_session_set_int8_prefill(s.get(), 2, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+    CHECK(contains(err.message(), "on = 2"));
+    CHECK(frugalx_session_set_int8_prefill(nullptr, 0, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+}
+
 TEST_CASE("capi: experimental MLA form is refused for a model that is not deepseek2" * doctest::timeout(30)) {
     auto model = load(tiny_model_path());
     auto s = make_session(model.get(), 16);
