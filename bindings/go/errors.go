@@ -94,6 +94,14 @@ func takeError(st C.frugal_status, cerr *C.frugal_error) error {
 	return &Error{Status: Status(st), Message: msg}
 }
 
+// errorOf is nil for FRUGAL_OK, else takeError's error.
+func errorOf(st C.frugal_status, cerr *C.frugal_error) error {
+	if st == C.FRUGAL_OK {
+		return nil
+	}
+	return takeError(st, cerr)
+}
+
 // invalid builds an ErrInvalidArgument raised on the Go side (before any C call).
 func invalid(format string, args ...interface{}) error {
 	return &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf(format, args...)}

@@ -133,10 +133,7 @@ func (s *Session) Reset() error {
 	var cerr *C.frugal_error
 	st := C.frugal_session_reset(s.h, &cerr)
 	runtime.KeepAlive(s)
-	if st != C.FRUGAL_OK {
-		return takeError(st, cerr)
-	}
-	return nil
+	return errorOf(st, cerr)
 }
 
 // SetParamFloat sets a float knob (ParamTemperature, ParamTopP, ParamMinP, ParamRepeatPenalty).
@@ -148,10 +145,7 @@ func (s *Session) SetParamFloat(key Param, value float32) error {
 	var cerr *C.frugal_error
 	st := C.frugal_session_set_param_f32(s.h, C.frugal_param(key), C.float(value), &cerr)
 	runtime.KeepAlive(s)
-	if st != C.FRUGAL_OK {
-		return takeError(st, cerr)
-	}
-	return nil
+	return errorOf(st, cerr)
 }
 
 // SetParamInt sets an integer knob (ParamTopK, ParamSeed, ParamRepeatLastN, ParamThreads).
@@ -162,10 +156,7 @@ func (s *Session) SetParamInt(key Param, value int64) error {
 	var cerr *C.frugal_error
 	st := C.frugal_session_set_param_i64(s.h, C.frugal_param(key), C.int64_t(value), &cerr)
 	runtime.KeepAlive(s)
-	if st != C.FRUGAL_OK {
-		return takeError(st, cerr)
-	}
-	return nil
+	return errorOf(st, cerr)
 }
 
 // SetTemperature sets the sampling temperature; <= 0 is greedy.
@@ -206,10 +197,7 @@ func (s *Session) Prompt(text string) error {
 	var cerr *C.frugal_error
 	st := C.frugal_session_prompt(s.h, ctext, C.size_t(len(text)), &cerr)
 	runtime.KeepAlive(s)
-	if st != C.FRUGAL_OK {
-		return takeError(st, cerr)
-	}
-	return nil
+	return errorOf(st, cerr)
 }
 
 // PromptTokens evaluates token ids, as Prompt. An id outside the vocabulary is an error matching
@@ -222,10 +210,7 @@ func (s *Session) PromptTokens(tokens []int32) error {
 	st := C.frugal_session_prompt_tokens(s.h, tokenPtr(tokens), C.size_t(len(tokens)), &cerr)
 	runtime.KeepAlive(s)
 	runtime.KeepAlive(tokens)
-	if st != C.FRUGAL_OK {
-		return takeError(st, cerr)
-	}
-	return nil
+	return errorOf(st, cerr)
 }
 
 // Next samples one token and returns its id and the UTF-8 text it completes (possibly "": a

@@ -69,6 +69,17 @@ fr::error thrown_by(F && body) {
     return fr::error(FRUGAL_OK, "");
 }
 
+// The next n tokens of s: their ids and their text.
+std::pair<std::vector<int32_t>, std::string> generate(fr::session & s, size_t n) {
+    std::vector<int32_t> ids;
+    std::string text;
+    for (const auto & t : s.tokens(n)) {
+        ids.push_back(t.id);
+        text += t.text;
+    }
+    return {ids, text};
+}
+
 // A tiny llama written to the scratch folder (each process its own file), loaded, then removed.
 fr::model load_tiny(frugal::test::gguf::builder b, const std::string & name) {
     const auto path = frugal::test::scratch_dir("cxx_wrapper") / (name + "." + std::to_string(::getpid()) + ".gguf");
@@ -119,12 +130,7 @@ TEST_CASE("cxx wrapper: stories260K prompted greedy continuations by range-for m
         s.set_temperature(0);
         s.prompt(prompt);
         CHECK(s.n_past() == int32_t(p["prompt_ids"].size()));
-        std::vector<int32_t> ids;
-        std::string text;
-        for (const auto & t : s.tokens(want.size())) {
-            ids.push_back(t.id);
-            text += t.text;
-        }
+        const auto [ids, text] = generate(s, want.size());
         CHECK(ids == want);
         CHECK(text == p["generated_text"].get<std::string>());
         CHECK_FALSE(s.done()); // stopped by the budget, not by the model
@@ -149,12 +155,7 @@ TEST_CASE("cxx wrapper: stories260K 256 greedy tokens from BOS, mapped and read"
 #else
         s.prompt_tokens(prompt);
 #endif
-        std::vector<int32_t> ids;
-        std::string text;
-        for (const auto & t : s.tokens(want.size())) {
-            ids.push_back(t.id);
-            text += t.text;
-        }
+        const auto [ids, text] = generate(s, want.size());
         CHECK(ids == want);
         CHECK(text == g["text"].get<std::string>());
         // the last token is sampled but not evaluated yet

@@ -188,6 +188,15 @@ unsafe fn string_from_static(p: *const c_char) -> String {
     }
 }
 
+/// A special token id from the C API, which says "none" with a negative id.
+fn special_id(id: i32) -> Option<i32> {
+    if id < 0 {
+        None
+    } else {
+        Some(id)
+    }
+}
+
 fn string_from_bytes(bytes: Vec<u8>) -> String {
     match String::from_utf8(bytes) {
         Ok(s) => s,
@@ -615,20 +624,10 @@ impl Model {
         unsafe { string_from_static(sys::frugal_model_name(self.raw())) }
     }
     pub fn token_bos(&self) -> Option<i32> {
-        let t = unsafe { sys::frugal_model_token_bos(self.raw()) };
-        if t < 0 {
-            None
-        } else {
-            Some(t)
-        }
+        special_id(unsafe { sys::frugal_model_token_bos(self.raw()) })
     }
     pub fn token_eos(&self) -> Option<i32> {
-        let t = unsafe { sys::frugal_model_token_eos(self.raw()) };
-        if t < 0 {
-            None
-        } else {
-            Some(t)
-        }
+        special_id(unsafe { sys::frugal_model_token_eos(self.raw()) })
     }
     /// Whether the token ends generation (EOS, EOT and similar).
     pub fn token_is_eog(&self, token: i32) -> bool {
@@ -765,20 +764,10 @@ impl Tokenizer {
         unsafe { sys::frugal_tokenizer_n_vocab(self.raw()) }
     }
     pub fn token_bos(&self) -> Option<i32> {
-        let t = unsafe { sys::frugal_tokenizer_token_bos(self.raw()) };
-        if t < 0 {
-            None
-        } else {
-            Some(t)
-        }
+        special_id(unsafe { sys::frugal_tokenizer_token_bos(self.raw()) })
     }
     pub fn token_eos(&self) -> Option<i32> {
-        let t = unsafe { sys::frugal_tokenizer_token_eos(self.raw()) };
-        if t < 0 {
-            None
-        } else {
-            Some(t)
-        }
+        special_id(unsafe { sys::frugal_tokenizer_token_eos(self.raw()) })
     }
     pub fn token_is_eog(&self, token: i32) -> bool {
         unsafe { sys::frugal_tokenizer_token_is_eog(self.raw(), token) != 0 }
