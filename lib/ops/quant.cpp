@@ -46,15 +46,14 @@ detail::kernels select(dtype t, int64_t n) {
         throw_error(status::invalid_argument,
                     "quant: row length {} is not a non-negative multiple of the {} block size {}", n, dtype_name(t),
                     bs);
-    detail::kernels k = *scalar;
-    if (use_avx2()) {
-        if (const detail::kernels * v = detail::avx2_kernels(t)) {
-            k.dot = v->dot;
-            k.dot_batch = v->dot_batch;
-            if (v->dequantize) k.dequantize = v->dequantize;
-            if (v->quantize_act) k.quantize_act = v->quantize_act;
-        }
-    }
+    if (!use_avx2()) return *scalar;
+    const detail::kernels * v = detail::avx2_kernels(t);
+    if (!v) return *scalar;
+    // The dots come as one set (a null dot_batch/dot_rows means "loop over the SIMD dot", never
+    // "use the scalar one"); a null conversion means the scalar one serves.
+    detail::kernels k = *v;
+    if (!k.dequantize) k.dequantize = scalar->dequantize;
+    if (!k.quantize_act) k.quantize_act = scalar->quantize_act;
     return k;
 }
 
@@ -242,6 +241,7 @@ void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n) {
 namespace detail {
 void force_scalar(bool on) { g_force_scalar.store(on, std::memory_order_relaxed); }
 bool avx2_active() { return use_avx2(); }
+bool decode_row_loop(dtype t) { return select(t, 0).dot_rows != nullptr; }
 } // namespace detail
 
 } // namespace frugal::ops

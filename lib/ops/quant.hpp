@@ -89,6 +89,8 @@ namespace detail {
 void force_scalar(bool on);
 // Whether calls are currently served by the AVX2 kernels.
 bool avx2_active();
+// Whether single-row products of weight type t run the kernel's own row loop (dot_rows).
+bool decode_row_loop(dtype t);
 } // namespace detail
 
 } // namespace frugal::ops

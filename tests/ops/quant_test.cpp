@@ -469,6 +469,19 @@ TEST_CASE("matvec and matmul_rows equal per-row dot_row for 1, 2 and all threads
     }
 }
 
+TEST_CASE("decode runs the AVX2 row loop for the 32-element block types" * doctest::timeout(60)) {
+    // The row loop is bit-identical to dot per row, so only this can tell that it is in use.
+    ops::detail::force_scalar(false);
+    if (!ops::detail::avx2_active()) FRUGAL_SKIP("CPU without AVX2+FMA+F16C: only the scalar path exists");
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q5_0, dtype::iq4_nl}) {
+        INFO("type=" << dtype_name(t));
+        CHECK(ops::detail::decode_row_loop(t));
+    }
+    CHECK_FALSE(ops::detail::decode_row_loop(dtype::q5_1)); // Q8_1 activations: dot per row
+    scalar_scope scope(true);
+    CHECK_FALSE(ops::detail::decode_row_loop(dtype::q8_0));
+}
+
 TEST_CASE("matmul_rows_many equals one matmul_rows per weight, across activation formats" * doctest::timeout(60)) {
     // Q8_0 and Q4_0 share Q8_0 activations (one group, one region), Q4_K starts a second group,
     // F16 a third; row counts make the thread split cross product boundaries.
