@@ -153,12 +153,22 @@ std::string resolve_model(const std::string & m) {
 #endif
 }
 
+// What the commands that load a model let the user choose.
+struct load_choice {
+    int threads = 0;
+    bool use_mmap = true;
+    bool repack = true;
+};
+
+constexpr const char * k_no_repack_help = "use Q4_0 weights in place as stored (default: repacked at load for faster decode)";
+
 // Loads a model given as a path, URL or hf:// reference; *load_seconds gets the load time.
-std::shared_ptr<const frugal::model> open_model(const std::string & model, int threads, bool use_mmap = true,
+std::shared_ptr<const frugal::model> open_model(const std::string & model, const load_choice & choice,
                                                double * load_seconds = nullptr) {
     frugal::load_options lo;
-    lo.n_threads = threads;
-    lo.use_mmap = use_mmap;
+    lo.n_threads = choice.threads;
+    lo.use_mmap = choice.use_mmap;
+    lo.repack_weights = choice.repack;
     const std::string path = resolve_model(model);
     const auto t0 = std::chrono::steady_clock::now();
     auto m = frugal::load_model(path, lo);
@@ -206,7 +216,7 @@ std::string chat_prompt(const run_args & a, const frugal::tokenizer & tok) {
 
 int cmd_run(const run_args & a) {
     double load_s = 0;
-    const auto model = open_model(a.model, a.threads, !a.no_mmap, &load_s);
+    const auto model = open_model(a.model, {a.threads, !a.no_mmap, true}, &load_s);
 
     frugal::session s(model, a.ctx);
     s.set_sampling(chosen_sampling(a, s.sampling()));
@@ -290,8 +300,8 @@ int cmd_run(const run_args & a) {
 // ../shared/tools/llamacpp-logits writes (one JSON header line padded to 64 bytes, then f32 rows),
 // so compare-logits.py can put the two engines side by side.
 int cmd_logits(const std::string & model_path, const std::string & ids_text, const std::string & out, int threads,
-               bool int8_prefill) {
-    const auto model = open_model(model_path, threads);
+               bool int8_prefill, bool no_repack) {
+    const auto model = open_model(model_path, {threads, true, !no_repack});
     const auto ids = parse_ids(ids_text);
     frugal::session s(model, int64_t(ids.size()));
     s.set_int8_prefill(int8_prefill);
@@ -314,6 +324,7 @@ struct bench_args {
     int n_prompt = 512, n_gen = 128, reps = 3, threads = 0, depth = 0;
     bool profile = false;
     bool int8_prefill = false;
+    bool no_repack = false;
 };
 
 // One JSON line per kind of op: time, calls and share of the timed run (util/profile.hpp); what
@@ -342,13 +353,13 @@ void print_profile(const std::string & test, double total_seconds, const frugal:
 // --profile adds a per-op breakdown of one more run of each.
 int cmd_bench(const bench_args & a) {
     double load_s = 0;
-    const auto model = open_model(a.model, a.threads, true, &load_s);
+    const auto model = open_model(a.model, {a.threads, true, !a.no_repack}, &load_s);
     const auto & c = model->config();
-    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "load_s": %.3f})"
+    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "load_s": %.3f})"
                 "\n",
                 a.model.c_str(), FRUGAL_VERSION_TEXT, c.arch_name.c_str(), model->n_threads(), (long long)c.n_vocab,
                 (long long)c.n_params, (unsigned long long)c.weight_bytes, (unsigned long long)c.decode_bytes_per_token,
-                load_s);
+                (unsigned long long)c.repacked_bytes, load_s);
     std::fflush(stdout);
     frugal::session s(model, a.depth + std::max(a.n_prompt, a.n_gen) + 1);
     s.set_int8_prefill(a.int8_prefill);
@@ -574,13 +585,14 @@ int main(int argc, char ** argv) {
 
     std::string logits_model, logits_ids, logits_out;
     int logits_threads = 0;
-    bool logits_int8 = false;
+    bool logits_int8 = false, logits_no_repack = false;
     auto * logits = app.add_subcommand("logits", "write the raw logits of every position of a token sequence");
     logits->add_option("-m,--model", logits_model, "GGUF file")->required();
     logits->add_option("--tokens", logits_ids, "token ids, e.g. 1,2,3")->required();
     logits->add_option("-o,--out", logits_out, "output file (frugal-logits-v1 binary)")->required();
     logits->add_option("-t,--threads", logits_threads, "threads (0 = physical cores)")->check(CLI::Range(0, 1024));
     logits->add_flag("--int8-prefill", logits_int8, k_int8_prefill_help);
+    logits->add_flag("--no-repack", logits_no_repack, k_no_repack_help);
 
     bench_args ba;
     auto * bench = app.add_subcommand("bench", "prefill and decode speed (JSON lines, like llama-bench)");
@@ -593,6 +605,7 @@ int main(int argc, char ** argv) {
         ->check(CLI::Range(0, 1 << 20));
     bench->add_flag("--profile", ba.profile, "then one more run of each test, timed per kind of op");
     bench->add_flag("--int8-prefill", ba.int8_prefill, k_int8_prefill_help);
+    bench->add_flag("--no-repack", ba.no_repack, k_no_repack_help);
 
     tokenize_args ta;
     auto * tokenize = app.add_subcommand("tokenize", "text to token ids (or --decode ids to text)");
@@ -619,7 +632,7 @@ int main(int argc, char ** argv) {
         if (*info) return cmd_info(info_path, info_all);
         if (*bench) return cmd_bench(ba);
         if (*tokenize) return cmd_tokenize(ta);
-        if (*logits) return cmd_logits(logits_model, logits_ids, logits_out, logits_threads, logits_int8);
+        if (*logits) return cmd_logits(logits_model, logits_ids, logits_out, logits_threads, logits_int8, logits_no_repack);
         if (*pull) {
 #ifdef FRUGAL_HAVE_DOWNLOAD
             const auto r = pull_model(pull_url, pull_out, pull_sha);

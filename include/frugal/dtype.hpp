@@ -24,6 +24,11 @@ enum class dtype : uint32_t {
     q6_k = 14,
     iq4_nl = 20,
     bf16 = 30,
+    // Not GGUF types (dtype_from_ggml never returns them): layouts the loader rewrites weights
+    // into for faster kernels, with the same bytes per row as the original.
+    // Q4_0 with each row's fp16 scales gathered ahead of its blocks' 16 nibble bytes:
+    // row = d[nb] | qs[nb][16], nb = n / 32. Element values are Q4_0's.
+    q4_0_repacked = 0x10002,
 };
 
 inline constexpr int64_t k_qk = 32;    // elements per block of Q8_0, Q4_0, Q5_0, Q5_1, IQ4_NL
@@ -156,6 +161,7 @@ constexpr dtype_traits traits(dtype t) noexcept {
     case dtype::q4_k: return {"q4_k", k_qk_k, sizeof(block_q4_k), true};
     case dtype::q5_k: return {"q5_k", k_qk_k, sizeof(block_q5_k), true};
     case dtype::q6_k: return {"q6_k", k_qk_k, sizeof(block_q6_k), true};
+    case dtype::q4_0_repacked: return {"q4_0_repacked", k_qk, sizeof(block_q4_0), true};
     }
     return {"?", 1, 0, false};
 }

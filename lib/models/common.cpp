@@ -35,7 +35,7 @@ raw_view weight_reader::tensor(const std::string & name, frugal::shape want) con
     if (!(v.shape == want))
         throw_error(status::invalid_model, "loader: {}: {}: bad shape {}, want {}", f_.path(), name, v.shape.str(),
                     want.str());
-    return v;
+    return repacked_ && v.shape.rank >= 2 ? repacked_->adopt(f_, v, n_threads_) : v;
 }
 
 std::vector<float> weight_reader::vector(const std::string & name, int64_t n, bool required) const {
@@ -84,7 +84,10 @@ lm_head lm_head::load(const weight_reader & r, model_config & c, int64_t tokeniz
         throw_error(status::invalid_model, "loader: {}: token_embd.weight has {} rows but the vocabulary has {} tokens",
                     r.file().path(), c.n_vocab, tokenizer_vocab);
     head.output_norm = r.vector("output_norm.weight", c.n_embd);
-    head.output = r.has_tensor("output.weight") ? r.matrix("output.weight", c.n_vocab, c.n_embd) : head.token_embd;
+    if (r.has_tensor("output.weight"))
+        head.output = r.matrix("output.weight", c.n_vocab, c.n_embd);
+    else // tied: read in full every token like any matrix, so taken as one (and maybe repacked)
+        head.output = head.token_embd = r.matrix("token_embd.weight", c.n_vocab, c.n_embd);
     return head;
 }
 

@@ -19,7 +19,11 @@ namespace frugal {
 // the file, the key or tensor and the offending value when anything is missing or out of range.
 class weight_reader {
 public:
-    weight_reader(const gguf::file & f, std::string arch_prefix) : f_(f), prefix_(std::move(arch_prefix)) {}
+    // Matrices (rank >= 2) go through `repacked` when given (its own rules decide), with
+    // n_threads doing the copying.
+    weight_reader(const gguf::file & f, std::string arch_prefix, repacked_weights * repacked = nullptr,
+                  int n_threads = 1)
+        : f_(f), prefix_(std::move(arch_prefix)), repacked_(repacked), n_threads_(n_threads) {}
 
     const gguf::file & file() const { return f_; }
     // Required integer in [lo, hi].
@@ -30,7 +34,8 @@ public:
     double opt_float(std::string_view key, double fallback, double lo, double hi) const;
     bool has_tensor(const std::string & name) const { return f_.find_tensor(name) != nullptr; }
 
-    // A tensor that must have exactly this shape (outermost first).
+    // A tensor that must have exactly this shape (outermost first); a matrix may come back
+    // repacked (ops::repacked_type of its stored type).
     raw_view tensor(const std::string & name, frugal::shape want) const;
     raw_view matrix(const std::string & name, int64_t rows, int64_t cols) const { return tensor(name, {rows, cols}); }
     // A 1-D tensor dequantized to F32; empty when !required and absent.
@@ -39,6 +44,8 @@ public:
 private:
     const gguf::file & f_;
     std::string prefix_; // "llama.", "deepseek2.", ...
+    repacked_weights * repacked_;
+    int n_threads_;
 };
 
 // SwiGLU feed-forward weights: down(silu(gate·x) * up·x).

@@ -1,7 +1,5 @@
 #include "models/model.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 
 #include "models/deepseek2.hpp"
@@ -14,10 +12,8 @@ namespace frugal {
 
 model_state::model_state(int64_t n_ctx, uint64_t kv_bytes_per_token)
     : n_ctx_(n_ctx), kv_bytes_per_token_(kv_bytes_per_token) {
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    if (pages <= 0 || page <= 0) return;
-    const uint64_t physical = uint64_t(pages) * uint64_t(page);
-    if (kv_bytes() > physical)
+    const uint64_t physical = physical_memory_bytes();
+    if (physical > 0 && kv_bytes() > physical)
         throw_error(status::out_of_memory,
                     "session: a KV cache for {} positions needs {:.1f} GiB, more than this machine's {:.1f} GiB of memory",
                     n_ctx, double(kv_bytes()) / double(1ull << 30), double(physical) / double(1ull << 30));
@@ -68,6 +64,11 @@ void model::finish_load(const load_options & opts) {
             bytes = bytes * uint64_t(config_.n_expert_used) / uint64_t(config_.n_expert);
         config_.decode_bytes_per_token += bytes;
     }
+    config_.repacked_bytes = repacked_.bytes();
+    config_.repack_skipped_bytes = repacked_.skipped_bytes();
+    if (config_.repack_skipped_bytes > 0)
+        FRUGAL_LOG_INFO("loader: {:.0f} MiB of weights left as mapped, past the repacking budget",
+                        double(config_.repack_skipped_bytes) / double(1 << 20));
     if (opts.progress && !opts.progress(1.f))
         throw_error(status::cancelled, "loader: cancelled by the progress callback at the end of the load");
 }

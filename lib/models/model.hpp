@@ -10,9 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "models/repacked_weights.hpp"
 #include "ops/matmul.hpp"
 #include "runtime/gguf.hpp"
 #include "runtime/tokenizer.hpp"
+#include "util/cpu.hpp"
 
 namespace frugal {
 
@@ -40,11 +42,18 @@ struct model_config {
     // all of it when the output layer is tied to it), routed experts at n_expert_used/n_expert.
     // Memory read bandwidth / this = the decode speed limit.
     uint64_t decode_bytes_per_token = 0;
+    // Weight bytes the loader rewrote into a faster layout (repacked_weights.hpp), and those it
+    // could have but left mapped (memory budget).
+    uint64_t repacked_bytes = 0;
+    uint64_t repack_skipped_bytes = 0;
 };
 
 struct load_options {
     int n_threads = 0;         // 0 = physical cores in this process's affinity mask
     bool use_mmap = true;
+    // Rewrite Q4_0 matrices into the faster decode layout (repacked_weights.hpp). Off: every
+    // weight is used in place from the file, as stored.
+    bool repack_weights = true;
     // Called with the fraction loaded; returning false cancels the load (status::cancelled).
     std::function<bool(float)> progress;
 };
@@ -102,6 +111,8 @@ protected:
 
     model_config config_;
     std::shared_ptr<const gguf::file> file_;
+    // Repacked copies of some of file_'s matrices; the layers' weight views point into both.
+    repacked_weights repacked_{physical_memory_bytes() / 2};
     std::unique_ptr<frugal::tokenizer> tokenizer_;
     int n_threads_ = 1;
 };

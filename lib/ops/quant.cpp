@@ -10,6 +10,7 @@
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 
 #include "ops/quant_kernels.hpp"
 #include "util/error.hpp"
@@ -101,6 +102,7 @@ size_t activation_bytes(dtype t, int64_t n) {
     case dtype::bf16: return size_t(n) * sizeof(uint16_t);
     case dtype::q8_0:
     case dtype::q4_0:
+    case dtype::q4_0_repacked:
     case dtype::q5_0:
     case dtype::iq4_nl: return size_t(n / k_qk) * sizeof(block_q8_0);
     case dtype::q5_1: return size_t(n / k_qk) * sizeof(block_q8_1);
@@ -130,7 +132,8 @@ namespace {
 // Weight types whose kernels multiply the same activation format (quant.hpp's vec_dot_type).
 int activation_format(dtype t) {
     switch (t) {
-    case dtype::q8_0: case dtype::q4_0: case dtype::q5_0: case dtype::iq4_nl: return -1; // Q8_0
+    case dtype::q8_0: case dtype::q4_0: case dtype::q4_0_repacked: case dtype::q5_0: case dtype::iq4_nl:
+        return -1; // Q8_0
     case dtype::q4_k: case dtype::q5_k: case dtype::q6_k: return -2;                     // Q8_K
     default: return int(t);
     }
@@ -233,9 +236,29 @@ void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n) {
     case dtype::iq4_nl:
     case dtype::q4_k:
     case dtype::q5_k:
-    case dtype::q6_k: break;
+    case dtype::q6_k:
+    case dtype::q4_0_repacked: break;
     }
     throw_error(status::invalid_argument, "quant: no weight quantizer for {}", dtype_name(t));
+}
+
+dtype repacked_type(dtype t) { return t == dtype::q4_0 ? dtype::q4_0_repacked : t; }
+
+void repack_rows(dtype t, const void * src, void * dst, int64_t rows, int64_t n) {
+    select(t, n);
+    if (repacked_type(t) == t) throw_error(status::invalid_argument, "quant: {} has no repacked layout", dtype_name(t));
+    const int64_t nb = n / k_qk;
+    const size_t stride = size_t(row_bytes(t, n));
+    for (int64_t r = 0; r < rows; ++r) {
+        const auto * in = reinterpret_cast<const block_q4_0 *>(static_cast<const std::byte *>(src) + size_t(r) * stride);
+        std::byte * out = static_cast<std::byte *>(dst) + size_t(r) * stride;
+        auto * scales = out;
+        auto * nibbles = out + nb * int64_t(sizeof(uint16_t));
+        for (int64_t ib = 0; ib < nb; ++ib) {
+            std::memcpy(scales + ib * int64_t(sizeof in[ib].d), &in[ib].d, sizeof in[ib].d);
+            std::memcpy(nibbles + ib * int64_t(sizeof in[ib].qs), in[ib].qs, sizeof in[ib].qs);
+        }
+    }
 }
 
 namespace detail {

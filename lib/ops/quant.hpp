@@ -1,11 +1,11 @@
 // quant.hpp - kernels on weights stored as F32/F16/BF16/Q8_0/Q4_0/Q5_0/Q5_1/IQ4_NL/Q4_K/Q5_K/Q6_K
-// (MODEL-SPEC.md §3.6).
+// (MODEL-SPEC.md §3.6), and on Q4_0 repacked at load (repack_rows).
 //
 // Numerics follow llama.cpp's CPU backend so greedy decoding agrees token for token: a float
 // activation row is first converted to the weight type's "vec_dot_type" and the dot product is
 // taken in that domain:
 //   F32 -> F32, F16 -> F16, BF16 -> BF16 (round to nearest even),
-//   Q8_0, Q4_0, Q5_0, IQ4_NL -> Q8_0 blocks (per 32: d = amax/127 stored as fp16, q = round(x * 127/amax)),
+//   Q8_0, Q4_0 (and repacked), Q5_0, IQ4_NL -> Q8_0 blocks (per 32: d = amax/127 stored as fp16, q = round(x * 127/amax)),
 //   Q5_1 -> Q8_1 blocks (Q8_0's d and q, plus s = d * sum(q) as fp16 for Q5_1's offsets),
 //   Q4_K, Q5_K, Q6_K -> Q8_K blocks (per 256: fp32 d, int8 q, int16 sums of each 16 q).
 // Integer sums inside a block are exact; only the float accumulation order differs from ggml.
@@ -39,7 +39,7 @@ struct block_q8_1 {
 };
 static_assert(sizeof(block_q8_1) == 36);
 
-// Every entry point throws frugal::error(status::invalid_argument) when t is not one of the eleven
+// Every entry point throws frugal::error(status::invalid_argument) when t is not one of the twelve
 // supported types or n is not a multiple of t's block size.
 
 // Dequantizes one row of n elements stored as type t.
@@ -83,6 +83,14 @@ void matmul_rows_many(std::span<const row_product> products, const float * x, in
 // F32, F16, BF16, Q8_0, Q4_0. The K-quants' search-based quantizers, and those of the fallback
 // types Q5_0, Q5_1 and IQ4_NL, are not provided.
 void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n);
+
+// Weight layouts the loader rewrites into for faster decode kernels, with the same bytes per
+// row (so a repacked copy costs exactly what the original did): Q4_0 -> q4_0_repacked
+// (dtype.hpp). Returns t itself when t has none.
+dtype repacked_type(dtype t);
+// Rewrites `rows` rows of n elements from type t into repacked_type(t)'s layout; src and dst
+// must not overlap. Throws status::invalid_argument when t has no repacked layout.
+void repack_rows(dtype t, const void * src, void * dst, int64_t rows, int64_t n);
 
 namespace detail {
 // Test hook: true forces the portable scalar kernels, false restores run-time dispatch.

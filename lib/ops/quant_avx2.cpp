@@ -5,6 +5,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <type_traits>
@@ -274,6 +275,154 @@ FRUGAL_AVX2 void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows,
     }
 }
 
+// --- Q4_0 repacked (dtype.hpp) with Q8_0 activations -------------------------------------------
+// One 256-bit load holds two blocks' nibbles: block b in the low 128 bits, b + 1 in the high ones.
+// Low nibbles are elements 0..15 of each block and high nibbles 16..31, so they meet the two
+// activation blocks' halves regrouped the same way (one lane permute per activation pair, done
+// once per call in dot_rows): no cross-lane unpack per weight block. One vcvtph2ps converts eight
+// blocks' scales. A pair's products land in int32 lanes 0..3 (block b) and 4..7 (block b + 1),
+// each lane scaled by its block's dw·dx.
+
+constexpr int64_t k_scale_group = 8; // blocks whose fp16 scales one conversion covers
+
+// Activation blocks a[0], a[1] (a[1] absent: zeros) regrouped as a nibble pair's lanes meet them.
+struct x_pair {
+    __m256i lo, hi; // elements 0..15 of both blocks, elements 16..31 of both blocks
+};
+FRUGAL_AVX2 inline x_pair regroup(const block_q8_0 * a, bool both) {
+    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a[0].qs));
+    const __m256i x1 = both ? _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a[1].qs)) : _mm256_setzero_si256();
+    return {_mm256_permute2x128_si256(x0, x1, 0x20), _mm256_permute2x128_si256(x0, x1, 0x31)};
+}
+
+// Nibbles of blocks b and b + 1 (b + 1 absent: zeros).
+FRUGAL_AVX2 inline __m256i nibble_pair(const uint8_t * qs, bool both) {
+    return both ? _mm256_loadu_si256(reinterpret_cast<const __m256i *>(qs))
+                : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(qs)));
+}
+
+// count (<= 8) fp16 values as floats, zeros after them.
+FRUGAL_AVX2 inline __m256 load_halves(const uint16_t * h, int64_t count) {
+    if (count >= k_scale_group) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(h)));
+    uint16_t padded[k_scale_group] = {};
+    std::memcpy(padded, h, size_t(count) * sizeof(uint16_t));
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(padded)));
+}
+
+// Pair j's lane scales out of a group's eight block scales: s[2j] in lanes 0..3, s[2j + 1] in 4..7.
+FRUGAL_AVX2 inline __m256 pair_scales(__m256 s8, int j) {
+    return _mm256_permutevar8x32_ps(s8, _mm256_add_epi32(_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_set1_epi32(2 * j)));
+}
+
+// acc[k] += pair b's products with activation row k, scaled per lane by s8[k]'s pair j (dot_32's
+// sign trick: weights are q − 8, their signs moved onto x for maddubs).
+template <int M>
+FRUGAL_AVX2 inline void q4_0r_pair(const uint8_t * qs, int64_t b, bool both, int j, const std::byte * act,
+                                   size_t act_stride, const __m256 * s8, __m256 * acc) {
+    prefetch_ahead(qs + 16 * b);
+    const __m256i v = nibble_pair(qs + 16 * b, both);
+    const __m256i q_lo = _mm256_sub_epi8(_mm256_and_si256(v, bytes(0xF)), bytes(8));
+    const __m256i q_hi = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(v, 4), bytes(0xF)), bytes(8));
+    const __m256i u_lo = _mm256_sign_epi8(q_lo, q_lo), u_hi = _mm256_sign_epi8(q_hi, q_hi);
+    for (int k = 0; k < M; ++k) {
+        const x_pair x = regroup(&act_block<block_q8_0>(act, act_stride, k, b), both);
+        const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(u_lo, _mm256_sign_epi8(x.lo, q_lo)),
+                                             _mm256_maddubs_epi16(u_hi, _mm256_sign_epi8(x.hi, q_hi)));
+        const __m256i p = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+        acc[k] = _mm256_fmadd_ps(pair_scales(s8[k], j), _mm256_cvtepi32_ps(p), acc[k]);
+    }
+}
+
+// M activation rows. Pairs alternate between two accumulators per row (even pairs, odd pairs).
+template <int M>
+FRUGAL_AVX2 void dot_q4_0r(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
+    const int64_t nb = n / k_qk;
+    const uint16_t * dw = repacked_scales(w);
+    const uint8_t * qs = repacked_nibbles(w, nb);
+    __m256 even[M], odd[M];
+    for (int k = 0; k < M; ++k) even[k] = odd[k] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < nb; g += k_scale_group) {
+        const int64_t count = std::min(k_scale_group, nb - g);
+        const __m256 dw8 = load_halves(dw + g, count);
+        __m256 s8[M];
+        for (int k = 0; k < M; ++k) {
+            uint16_t dx[k_scale_group];
+            for (int64_t i = 0; i < count; ++i) dx[i] = act_block<block_q8_0>(act, act_stride, k, g + i).d;
+            s8[k] = _mm256_mul_ps(dw8, load_halves(dx, count));
+        }
+        if (count == k_scale_group) {
+            q4_0r_pair<M>(qs, g, true, 0, act, act_stride, s8, even);
+            q4_0r_pair<M>(qs, g + 2, true, 1, act, act_stride, s8, odd);
+            q4_0r_pair<M>(qs, g + 4, true, 2, act, act_stride, s8, even);
+            q4_0r_pair<M>(qs, g + 6, true, 3, act, act_stride, s8, odd);
+        } else {
+            for (int j = 0; 2 * j < count; ++j)
+                q4_0r_pair<M>(qs, g + 2 * j, 2 * j + 1 < count, j, act, act_stride, s8, j & 1 ? odd : even);
+        }
+    }
+    for (int k = 0; k < M; ++k) out[k] = hsum(_mm256_add_ps(even[k], odd[k]));
+}
+
+// Row loop's pair: nibbles left unsigned, Σ (q − 8)·x per lane taken as Σ q·x − 8·Σ x.
+FRUGAL_AVX2 inline __m256 q4_0r_rows_pair(const uint8_t * qs, int64_t b, bool both, const x_pair & x, __m256i x_sums8,
+                                          __m256 scale, __m256 acc) {
+    prefetch_ahead(qs + 16 * b);
+    const __m256i v = nibble_pair(qs + 16 * b, both);
+    const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, bytes(0xF)), x.lo),
+                                         _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), bytes(0xF)), x.hi));
+    const __m256i p = _mm256_sub_epi32(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)), x_sums8);
+    return _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc);
+}
+
+// dot_q4_0r<1> for `rows` rows against one activation row, with the activation regrouped once per
+// call and 8·Σ x precomputed per lane. Integer lanes and float operations are dot_q4_0r's:
+// identical bits.
+FRUGAL_AVX2 void dot_rows_q4_0r(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
+                                float * out) {
+    const auto * a = static_cast<const block_q8_0 *>(act);
+    const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
+    constexpr int64_t k_max_pairs = 320; // K <= 20480 (~30 KiB of stack below)
+    if (n_pairs > k_max_pairs) {
+        for (int64_t r = 0; r < rows; ++r) dot_q4_0r<1>(w + size_t(r) * w_stride, static_cast<const std::byte *>(act), 0, n, out + r);
+        return;
+    }
+    x_pair xs[k_max_pairs];
+    __m256i x_sums8[k_max_pairs]; // per lane: 8 · Σ x over the lane's elements
+    float dx[2 * k_max_pairs + k_scale_group] = {};
+    for (int64_t p = 0; p < n_pairs; ++p) {
+        xs[p] = regroup(a + 2 * p, 2 * p + 1 < nb);
+        x_sums8[p] = _mm256_madd_epi16(
+            _mm256_add_epi16(_mm256_maddubs_epi16(bytes(8), xs[p].lo), _mm256_maddubs_epi16(bytes(8), xs[p].hi)),
+            _mm256_set1_epi16(1));
+    }
+    for (int64_t i = 0; i < nb; ++i) dx[i] = half(a[i].d);
+    for (int64_t r = 0; r < rows; ++r) {
+        const std::byte * row = w + size_t(r) * w_stride;
+        const uint16_t * dw = repacked_scales(row);
+        const uint8_t * qs = repacked_nibbles(row, nb);
+        __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
+        int64_t g = 0;
+        for (; g + k_scale_group <= nb; g += k_scale_group) {
+            const __m256 s8 = _mm256_mul_ps(load_halves(dw + g, k_scale_group), _mm256_loadu_ps(dx + g));
+            const int64_t p = g / 2;
+            even = q4_0r_rows_pair(qs, g, true, xs[p], x_sums8[p], pair_scales(s8, 0), even);
+            odd = q4_0r_rows_pair(qs, g + 2, true, xs[p + 1], x_sums8[p + 1], pair_scales(s8, 1), odd);
+            even = q4_0r_rows_pair(qs, g + 4, true, xs[p + 2], x_sums8[p + 2], pair_scales(s8, 2), even);
+            odd = q4_0r_rows_pair(qs, g + 6, true, xs[p + 3], x_sums8[p + 3], pair_scales(s8, 3), odd);
+        }
+        if (g < nb) { // a partial group of scales
+            const int64_t count = nb - g;
+            const __m256 s8 = _mm256_mul_ps(load_halves(dw + g, count), _mm256_loadu_ps(dx + g));
+            for (int j = 0; 2 * j < count; ++j) {
+                const int64_t b = g + 2 * j;
+                __m256 & acc = j & 1 ? odd : even;
+                acc = q4_0r_rows_pair(qs, b, 2 * j + 1 < count, xs[b / 2], x_sums8[b / 2], pair_scales(s8, j), acc);
+            }
+        }
+        out[r] = hsum(_mm256_add_ps(even, odd));
+    }
+}
+
 // max |x_i| over n floats (n a multiple of 8).
 FRUGAL_AVX2 inline float abs_max(const float * x, int n) {
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
@@ -473,6 +622,8 @@ constexpr kernels q45_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q45<Q5, 1>
 constexpr kernels q6_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q6<1>>, dot_q6<k_batch>};
 constexpr kernels f16_kernels{dequantize_f16, quantize_f16, dot_plain<f16_vec>};
 constexpr kernels bf16_kernels{nullptr, quantize_bf16, dot_plain<bf16_vec>};
+constexpr kernels q4_0r_kernels{nullptr, quantize_q8_act<block_q8_0>, dot_one<dot_q4_0r<1>>, dot_q4_0r<k_batch>,
+                                dot_rows_q4_0r};
 
 } // namespace
 
@@ -489,6 +640,7 @@ const kernels * avx2_kernels(dtype t) {
     case dtype::q4_k: return &q45_kernels<false>;
     case dtype::q5_k: return &q45_kernels<true>;
     case dtype::q6_k: return &q6_kernels;
+    case dtype::q4_0_repacked: return &q4_0r_kernels;
     }
     return nullptr;
 }

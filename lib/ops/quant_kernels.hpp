@@ -33,6 +33,12 @@ struct kernels {
 const kernels * scalar_kernels(dtype t);
 const kernels * avx2_kernels(dtype t);
 
+// A q4_0_repacked row of nb blocks (dtype.hpp): the scales, then 16 nibble bytes per block.
+inline const uint16_t * repacked_scales(const void * row) { return static_cast<const uint16_t *>(row); }
+inline const uint8_t * repacked_nibbles(const void * row, int64_t nb) {
+    return static_cast<const uint8_t *>(row) + nb * int64_t(sizeof(uint16_t));
+}
+
 template <bool Q5>
 using q45_block = std::conditional_t<Q5, block_q5_k, block_q4_k>; // Q4_K and Q5_K share their code
 

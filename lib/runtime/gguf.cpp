@@ -191,6 +191,16 @@ file::~file() {
     if (mapped_ && base_) munmap(const_cast<std::byte *>(base_), size_t(size_));
 }
 
+void file::release(std::span<const std::byte> bytes) const {
+    if (!mapped_ || bytes.empty()) return;
+    // Only whole pages: a partial page at either end may hold a neighbour still in use.
+    const auto page = uintptr_t(sysconf(_SC_PAGE_SIZE));
+    const uintptr_t first = (uintptr_t(bytes.data()) + page - 1) / page * page;
+    const uintptr_t last = (uintptr_t(bytes.data()) + bytes.size()) / page * page;
+    // Advisory: on failure the pages simply stay resident.
+    if (first < last) madvise(reinterpret_cast<void *>(first), last - first, MADV_DONTNEED);
+}
+
 std::shared_ptr<const file> file::open(const std::string & path, bool use_mmap) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw_error(status::io, "gguf: cannot open {}: {}", path, std::strerror(errno));

@@ -70,6 +70,12 @@ public:
     const std::string & path() const { return path_; }
     uint64_t file_size() const { return size_; }
     uint64_t data_offset() const { return data_offset_; }
+    // Whether tensor data is mapped from the file (else read into memory).
+    bool mapped() const { return mapped_; }
+    // The caller no longer needs these mapped bytes (a tensor copied elsewhere): the whole pages
+    // among them leave this process's resident set and are read again from the file if touched.
+    // Contents never change. No effect when the file is not mapped.
+    void release(std::span<const std::byte> bytes) const;
 
     // Metadata, in file order.
     const std::vector<std::pair<std::string, value>> & metadata() const { return kv_; }

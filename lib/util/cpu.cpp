@@ -1,6 +1,7 @@
 #include "util/cpu.hpp"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <set>
@@ -33,6 +34,11 @@ int physical_cores() {
         cores.emplace(package, core);
     }
     return cores.empty() ? 1 : int(cores.size());
+}
+
+uint64_t physical_memory_bytes() {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0;
 }
 
 } // namespace frugal

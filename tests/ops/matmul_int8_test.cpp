@@ -30,7 +30,7 @@ struct weight {
     }
 };
 
-// Q4_0 from ggml's reference quantizer; Q4_K from random bits with sane fp16 scales.
+// Q4_0 (and repacked) from ggml's reference quantizer; Q4_K from random bits with sane fp16 scales.
 weight make_weight(dtype t, int64_t n, int64_t k, uint32_t seed) {
     const int64_t rb = row_bytes(t, k);
     weight w{t, n, k, std::vector<std::byte>(size_t(n * rb)), std::vector<float>(size_t(n * k))};
@@ -41,6 +41,12 @@ weight make_weight(dtype t, int64_t n, int64_t k, uint32_t seed) {
         std::byte * row = w.bytes.data() + r * rb;
         if (t == dtype::q4_0) {
             ops::quantize_row_weights(t, src.data() + r * k, row, k);
+        } else if (t == dtype::q4_0_repacked) { // values from Q4_0's own dequantizer
+            std::vector<std::byte> q4(static_cast<size_t>(rb));
+            ops::quantize_row_weights(dtype::q4_0, src.data() + r * k, q4.data(), k);
+            ops::dequantize_row(dtype::q4_0, q4.data(), w.values.data() + r * k, k);
+            ops::repack_rows(dtype::q4_0, q4.data(), row, 1, k);
+            continue;
         } else {
             for (int64_t i = 0; i < rb; ++i) row[i] = std::byte(rng() & 0xFF);
             for (int64_t b = 0; b < k / k_qk_k; ++b) {
@@ -112,13 +118,14 @@ void check_int8_linear(const weight & w, int64_t m, int threads) {
 
 TEST_CASE("int8 prefill GEMM equals its integer simulation and bounds the exact product" * doctest::timeout(120)) {
     CHECK(ops::int8_prefill_type(dtype::q4_0));
+    CHECK(ops::int8_prefill_type(dtype::q4_0_repacked));
     CHECK(ops::int8_prefill_type(dtype::q4_k));
     CHECK_FALSE(ops::int8_prefill_type(dtype::q8_0)); // would lose precision: stays on the F32 path
     CHECK_FALSE(ops::int8_prefill_type(dtype::q6_k));
     for (bool scalar : {false, true}) { // the AVX2 build of the conversions, then the baseline one
         ops::detail::force_scalar(scalar);
         CAPTURE(scalar);
-        for (dtype t : {dtype::q4_0, dtype::q4_k})
+        for (dtype t : {dtype::q4_0, dtype::q4_0_repacked, dtype::q4_k})
             for (int threads : {1, 2}) {
                 const auto w = make_weight(t, 37, 512, 11);
                 for (int64_t m : {8, 45}) check_int8_linear(w, m, threads);

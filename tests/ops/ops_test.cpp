@@ -644,6 +644,13 @@ test_weight make_weight(dtype t, int64_t n, int64_t k, uint32_t seed) {
             ops::quantize_row_weights(t, s, row, k);
             ops::dequantize_row(t, row, val, k);
             break;
+        case dtype::q4_0_repacked: { // values from Q4_0's own dequantizer, not the repacked one
+            std::vector<std::byte> q4(static_cast<size_t>(rb));
+            ops::quantize_row_weights(dtype::q4_0, s, q4.data(), k);
+            ops::dequantize_row(dtype::q4_0, q4.data(), val, k);
+            ops::repack_rows(dtype::q4_0, q4.data(), row, 1, k);
+            break;
+        }
         default:
             random_quant_row(t, row, k, rng);
             ops::dequantize_row(t, row, val, k);
@@ -674,6 +681,7 @@ std::vector<double> activation_error(dtype w, const float * x, int64_t m, int64_
         break;
     case dtype::q8_0: // Q8_0 blocks of 32: q = round(x / d), d = amax/127 -> d/2; d stored as fp16 -> amax·2^-11
     case dtype::q4_0:
+    case dtype::q4_0_repacked:
     case dtype::q5_0:
     case dtype::iq4_nl:
     case dtype::q5_1: // Q8_1: Q8_0's quants; its s (what m meets) is off by the block's sum of these
@@ -769,8 +777,8 @@ TEST_CASE("linear with f16 and bf16 weights matches the reference" * doctest::ti
     for (dtype t : {dtype::f16, dtype::bf16}) check_linear_paths(t);
 }
 
-TEST_CASE("linear with q8_0 and q4_0 weights matches the reference on both paths" * doctest::timeout(60)) {
-    for (dtype t : {dtype::q8_0, dtype::q4_0}) check_linear_paths(t);
+TEST_CASE("linear with q8_0, q4_0 and repacked q4_0 weights matches the reference on both paths" * doctest::timeout(60)) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked}) check_linear_paths(t);
 }
 
 TEST_CASE("linear with q5_0, q5_1 and iq4_nl weights matches the reference on both paths" * doctest::timeout(60)) {
@@ -785,7 +793,7 @@ TEST_CASE("linear dequantizes a large weight slab by slab" * doctest::timeout(60
     // K = 8192 gives 128-row slabs (4 MiB of f32; 124 rows for Q5_1, whose GEMM rows carry one
     // extra column per block), so N = 300 takes three, the last partial.
     const int64_t n = 300, k = 8192;
-    for (dtype t : {dtype::f16, dtype::q4_0, dtype::q5_1}) {
+    for (dtype t : {dtype::f16, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_1}) {
         const auto w = make_weight(t, n, k, 7);
         for (int threads : k_thread_counts) {
             ops::matmul_context ctx(threads);
@@ -802,7 +810,8 @@ TEST_CASE("linear's wide-batch path multiplies the row kernels' products" * doct
     // cancelling and Q5_1's offsets are made to dominate: an m paired with anything but Q8_1's s
     // would be off by s's fp16 rounding (~2^-12), far above the summation bound.
     const int64_t n = 33, m = 9, k = 4 * k_qk;
-    for (dtype t : {dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q5_0, dtype::q5_1, dtype::iq4_nl}) {
+    for (dtype t : {dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_0, dtype::q5_1,
+                    dtype::iq4_nl}) {
         CAPTURE(std::string(dtype_name(t)));
         auto w = make_weight(t, n, k, 3);
         if (t == dtype::q5_1) {
@@ -852,7 +861,7 @@ TEST_CASE("linear_t multiplies by a weight stored [K, N], in every dtype" * doct
         int64_t m, k, n, ldy;
     };
     const mkn shapes[] = {{1, 64, 32, 32}, {5, 96, 64, 70}, {40, 128, 96, 96}}; // N: whole quant blocks
-    for (dtype t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0})
+    for (dtype t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked})
         for (int threads : k_thread_counts) {
             ops::matmul_context ctx(threads);
             for (const auto & s : shapes) {

@@ -558,6 +558,58 @@ TEST_CASE("scalar and AVX2 paths agree" * doctest::timeout(60)) {
     }
 }
 
+TEST_CASE("repacked Q4_0 holds the same values and products as the Q4_0 rows it came from" * doctest::timeout(60)) {
+    // Block counts 1..9 cover a lone block, odd counts (a half pair) and partial groups of eight
+    // scales; 48 and 280 are the 1.5B model's; 720 passes the row loop's stack limit (K 20480).
+    const int64_t block_counts[] = {1, 2, 3, 8, 9, 48, 280, 721};
+    for (bool scalar : paths()) {
+        scalar_scope scope(scalar);
+        for (int64_t nb : block_counts) {
+            const int64_t n = nb * k_qk, rows = 5;
+            const auto w = random_weights(dtype::q4_0, rows, n, uint32_t(nb));
+            std::vector<uint8_t> packed(w.size());
+            ops::repack_rows(dtype::q4_0, w.data(), packed.data(), rows, n);
+            const raw_view view{dtype::q4_0_repacked, reinterpret_cast<const std::byte *>(packed.data()), shape{rows, n}};
+            CHECK(view.n_bytes() == int64_t(w.size())); // same size: a repacked copy costs what the original did
+            constexpr int64_t k_max_m = 9;
+            const auto x = test::random_floats(size_t(k_max_m * n), uint32_t(nb) + 5);
+            std::vector<float> want(size_t(k_max_m * rows));
+            for (int64_t r = 0; r < rows; ++r) {
+                INFO("blocks=" << nb << " row=" << r << " scalar=" << scalar);
+                const uint8_t * orig = w.data() + r * row_bytes(dtype::q4_0, n);
+                std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
+                ops::dequantize_row(dtype::q4_0, orig, a.data(), n);
+                ops::dequantize_row(dtype::q4_0_repacked, view.row(r), b.data(), n);
+                CHECK(a == b);
+                for (int64_t i = 0; i < k_max_m; ++i) {
+                    const auto act = quantize_act(dtype::q4_0_repacked, x.data() + i * n, n);
+                    CHECK(act == quantize_act(dtype::q4_0, x.data() + i * n, n));
+                    const float got = ops::dot_row(dtype::q4_0_repacked, view.row(r), act.data(), n);
+                    const ref::dot_result ref_dot = ref::dot(dtype::q4_0, orig, x.data() + i * n, n);
+                    CHECK(std::fabs(got - ref_dot.value) <= k_tight_rtol * ref_dot.abs_sum + 1e-30);
+                    if (scalar) CHECK(got == ops::dot_row(dtype::q4_0, orig, act.data(), n)); // same order, same bits
+                    want[size_t(i * rows + r)] = got;
+                }
+            }
+            // The row loop (m = 1) and the batched dots give dot_row's bits.
+            for (int threads : {1, 2})
+                for (int64_t m : {int64_t(1), int64_t(2), int64_t(5), k_max_m}) {
+                    INFO("blocks=" << nb << " threads=" << threads << " m=" << m << " scalar=" << scalar);
+                    std::vector<std::byte> scratch;
+                    std::vector<float> y(size_t(m * rows), -1.f);
+                    ops::matmul_rows(view, x.data(), m, y.data(), scratch, threads);
+                    CHECK(std::equal(y.begin(), y.end(), want.begin()));
+                }
+        }
+    }
+    if (ops::detail::avx2_active()) CHECK(ops::detail::decode_row_loop(dtype::q4_0_repacked));
+    CHECK(ops::repacked_type(dtype::q4_0) == dtype::q4_0_repacked);
+    CHECK(ops::repacked_type(dtype::q8_0) == dtype::q8_0);
+    std::vector<std::byte> buf(64);
+    check_invalid([&] { ops::repack_rows(dtype::q8_0, buf.data(), buf.data(), 1, 32); }, "q8_0 has no repacked layout");
+    CHECK_FALSE(dtype_from_ggml(uint32_t(dtype::q4_0_repacked))); // never read from a file
+}
+
 TEST_CASE("quantize_row_weights follows ggml's reference quantizers" * doctest::timeout(60)) {
     for (dtype t : {dtype::q8_0, dtype::q4_0}) {
         for (int64_t n : sizes_for(t)) {

@@ -1,0 +1,44 @@
+// repacked_weights.hpp - weights the loader rewrites into a layout the decode kernels read faster
+// (ops::repacked_type: Q4_0 today), owned by the model that uses them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "frugal/tensor_view.hpp"
+#include "runtime/gguf.hpp"
+
+namespace frugal {
+
+// Each copy takes the place of its mapped original, whose pages are released right after, so
+// the process keeps one resident copy of every weight, as without repacking. Copies stop at a
+// budget (half the physical memory by default): past it, weights stay mapped and are paged in
+// from the file on demand, which is what lets a model larger than memory run at all.
+class repacked_weights {
+public:
+    explicit repacked_weights(uint64_t budget);
+    repacked_weights(const repacked_weights &) = delete;
+    repacked_weights & operator=(const repacked_weights &) = delete;
+
+    // A repacked copy of src (a tensor of f, any rank, rows repacked independently), or src
+    // itself when its type has no repacked layout, the file is not mapped (releasing would not
+    // free the original), the budget is spent or memory for the copy cannot be had.
+    raw_view adopt(const gguf::file & f, const raw_view & src, int n_threads);
+
+    uint64_t bytes() const { return bytes_; }           // held in repacked copies
+    uint64_t skipped_bytes() const { return skipped_; } // repackable but left mapped (budget, memory)
+
+private:
+    struct unmap {
+        size_t size;
+        void operator()(std::byte * p) const;
+    };
+    std::vector<std::unique_ptr<std::byte, unmap>> regions_;
+    uint64_t budget_;
+    uint64_t bytes_ = 0;
+    uint64_t skipped_ = 0;
+};
+
+} // namespace frugal
