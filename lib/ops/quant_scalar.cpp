@@ -1,5 +1,5 @@
 // quant_scalar.cpp - portable kernels for every weight type: the fallback on CPUs without AVX2,
-// and the only dequantizers for most types (dequantizing is not on the per-token hot path).
+// and the only dequantizers for Q5_1 and the K-quants.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
