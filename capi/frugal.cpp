@@ -155,6 +155,7 @@ frugal_status frugal_model_options_init(frugal_model_options * opts, uint32_t st
     d.struct_size = struct_size < sizeof d ? struct_size : uint32_t(sizeof d);
     d.n_threads = 0;
     d.use_mmap = 1;
+    d.repack_weights = 1;
     std::memset(static_cast<void *>(opts), 0, struct_size);
     std::memcpy(static_cast<void *>(opts), &d, d.struct_size);
     opts->struct_size = struct_size;
@@ -184,9 +185,13 @@ frugal_status frugal_model_load(const char * path_utf8, const frugal_model_optio
                    o.n_threads);
     FRUGAL_REQUIRE(o.use_mmap == 0 || o.use_mmap == 1, "frugal_model_load: use_mmap {} is not 0 or 1", o.use_mmap);
     FRUGAL_REQUIRE(o.reserved0 == 0, "frugal_model_load: reserved0 is {}, must be 0", o.reserved0);
+    FRUGAL_REQUIRE(o.repack_weights == 0 || o.repack_weights == 1, "frugal_model_load: repack_weights {} is not 0 or 1",
+                   o.repack_weights);
+    FRUGAL_REQUIRE(o.reserved1 == 0, "frugal_model_load: reserved1 is {}, must be 0", o.reserved1);
     frugal::load_options lo;
     lo.n_threads = o.n_threads;
     lo.use_mmap = o.use_mmap != 0;
+    lo.repack_weights = o.repack_weights != 0;
     if (o.progress) {
         lo.progress = [fn = o.progress, ud = o.progress_user_data](float f) { return fn(f, ud) == 0; };
     }

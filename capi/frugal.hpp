@@ -216,6 +216,7 @@ inline void set_log_callback(log_fn fn, int32_t min_level = FRUGAL_LOG_LEVEL_INF
 struct model_options {
     int32_t n_threads = 0; // 0 = the physical cores this process may use
     bool use_mmap = true;  // false: read the file into memory
+    bool repack_weights = true; // false: use Q4_0 weights in place (see frugal_model_options)
     // Called during the load with the fraction done; return false to stop it (load then throws
     // error with FRUGAL_ERR_CANCELLED). An exception it throws stops the load and propagates out of
     // model::load unchanged. (true = continue, as the runtime's C++ callbacks; the C callback's
@@ -313,6 +314,7 @@ inline model model::load(const std::string & path, const model_options & options
     frugal_model_options_init(&o, static_cast<uint32_t>(sizeof o)); // FRUGAL_MODEL_OPTIONS_INIT without its C cast
     o.n_threads = options.n_threads;
     o.use_mmap = options.use_mmap ? 1 : 0;
+    o.repack_weights = options.repack_weights ? 1 : 0;
     if (options.progress) {
         o.progress = [](float fraction, void * user_data) -> int32_t {
             auto * p = static_cast<progress_state *>(user_data);

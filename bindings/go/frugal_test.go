@@ -154,7 +154,7 @@ func TestErrors(t *testing.T) {
 
 	st := needStories(t)
 	g := st.ref.GreedyFromBOS
-	m = mustLoad(t, st.path, WithMmap(false), WithThreads(1))
+	m = mustLoad(t, st.path, WithMmap(false), WithThreads(1), WithRepack(false))
 	defer m.Close()
 	s := mustSession(t, m, 0)
 	defer s.Close()

@@ -18,6 +18,7 @@ import (
 type modelOptions struct {
 	threads int
 	mmap    bool
+	repack  bool
 }
 
 // ModelOption changes how LoadModel loads a model.
@@ -29,6 +30,11 @@ func WithThreads(n int) ModelOption { return func(o *modelOptions) { o.threads =
 
 // WithMmap maps the file into memory (true, the default) or reads it into memory (false).
 func WithMmap(on bool) ModelOption { return func(o *modelOptions) { o.mmap = on } }
+
+// WithRepack rewrites Q4_0 matrices at load into a faster decode layout (true, the default; no
+// extra memory) or uses every weight in place (false: processes mapping the same file then
+// share its pages).
+func WithRepack(on bool) ModelOption { return func(o *modelOptions) { o.repack = on } }
 
 // Model is a loaded GGUF model: immutable, safe to share among goroutines and sessions.
 // Close frees it (or the garbage collector does); sessions and tokenizers made from it keep
@@ -42,7 +48,7 @@ type Model struct {
 // malformed one ErrInvalidModel, one frugal cannot run ErrUnsupportedModel; the message names
 // the file and what is wrong.
 func LoadModel(path string, opts ...ModelOption) (*Model, error) {
-	o := modelOptions{threads: 0, mmap: true}
+	o := modelOptions{threads: 0, mmap: true, repack: true}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -55,6 +61,7 @@ func LoadModel(path string, opts ...ModelOption) (*Model, error) {
 	}
 	copts.n_threads = C.int32_t(o.threads)
 	copts.use_mmap = cBool(o.mmap)
+	copts.repack_weights = cBool(o.repack)
 	cpath, err := cPath("LoadModel: path", path)
 	if err != nil {
 		return nil, err

@@ -202,6 +202,8 @@ TEST_CASE("capi: frugal_model_options_init" * doctest::timeout(10)) {
     CHECK(o.n_threads == 0);
     CHECK(o.use_mmap == 1);
     CHECK(o.reserved0 == 0);
+    CHECK(o.repack_weights == 1);
+    CHECK(o.reserved1 == 0);
     CHECK((o.progress == nullptr));
     CHECK(o.progress_user_data == nullptr);
     // An older caller's smaller struct: nothing past its size is written.
@@ -1367,6 +1369,36 @@ TEST_CASE("capi: experimental int8 prefill changes a Q4_0 prompt's logits by qua
     CHECK(frugalx_session_set_int8_prefill(s.get(), 2, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
     CHECK(contains(err.message(), "on = 2"));
     CHECK(frugalx_session_set_int8_prefill(nullptr, 0, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+}
+
+TEST_CASE("capi: repack_weights = 0 loads Q4_0 weights in place, with the same prompt logits" * doctest::timeout(60)) {
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
+    // The prefill GEMM multiplies the same dequantized values either way; only the output layer,
+    // run for the last token alone by the row kernels, sums the same integer block products in
+    // another float order. (That repacking happens is checked in tests/models/parity_test.cpp.)
+    std::vector<std::vector<float>> logits;
+    for (const int32_t repack : {1, 0}) {
+        frugal_model_options o;
+        FRUGAL_MODEL_OPTIONS_INIT(&o);
+        o.repack_weights = repack;
+        frugal_model * m = nullptr;
+        err_box err;
+        REQUIRE(frugal_model_load(frugal::test::parity_fixture("tiny-qwen2-q4_0.gguf").string().c_str(), &o, &m,
+                                  err.out()) == FRUGAL_OK);
+        model_ptr model(m, frugal_model_free);
+        auto s = make_session(model.get(), 64);
+        std::vector<int32_t> prompt(40);
+        for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t(5 + 11 * i);
+        REQUIRE(frugal_session_prompt_tokens(s.get(), prompt.data(), int32_t(prompt.size()), nullptr) == FRUGAL_OK);
+        int32_t n = 0;
+        const float * l = frugal_session_logits(s.get(), &n);
+        REQUIRE(l);
+        logits.emplace_back(l, l + n);
+    }
+    float diff = 0;
+    for (size_t i = 0; i < logits[0].size(); ++i) diff = std::max(diff, std::abs(logits[0][i] - logits[1][i]));
+    MESSAGE("repacked vs in place: max |logit diff| ", diff);
+    CHECK(diff <= 1e-4f);
 }
 
 TEST_CASE("capi: experimental MLA form is refused for a model that is not deepseek2" * doctest::timeout(30)) {

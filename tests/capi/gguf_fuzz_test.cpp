@@ -796,12 +796,26 @@ TEST_CASE("gguf fuzz: load arguments and options" * doctest::timeout(30)) {
             CHECK(r.status == FRUGAL_ERR_INVALID_ARGUMENT);
             CHECK_MESSAGE(contains(r.message, "use_mmap " + std::to_string(u)), r.message);
         }
+        for (const int32_t u : {2, -1}) {
+            auto o = options(mm);
+            o.repack_weights = u;
+            r = load_path(path, &o);
+            CHECK(r.status == FRUGAL_ERR_INVALID_ARGUMENT);
+            CHECK_MESSAGE(contains(r.message, "repack_weights " + std::to_string(u)), r.message);
+        }
         {
             auto o = options(mm);
             o.reserved0 = 1;
             r = load_path(path, &o);
             CHECK(r.status == FRUGAL_ERR_INVALID_ARGUMENT);
             CHECK_MESSAGE(contains(r.message, "reserved0"), r.message);
+        }
+        {
+            auto o = options(mm);
+            o.reserved1 = 1;
+            r = load_path(path, &o);
+            CHECK(r.status == FRUGAL_ERR_INVALID_ARGUMENT);
+            CHECK_MESSAGE(contains(r.message, "reserved1"), r.message);
         }
 
         // Progress: fractions rise to 1; a non-zero return cancels, whenever it comes.

@@ -54,15 +54,17 @@ PIN(FRUGAL_TEXT_REASONING == 1, "FRUGAL_TEXT_REASONING");
 PIN(sizeof(frugal_status) == 4, "frugal_status is int32_t");
 PIN(sizeof(frugal_param) == 4, "frugal_param is int32_t");
 
-/* frugal_model_options on x86-64 (LP64): 4 x 32-bit fields, then 2 pointers */
+/* frugal_model_options on x86-64 (LP64): 4 x 32-bit fields, 2 pointers, 2 x 32-bit fields */
 #if defined(__x86_64__) && defined(__LP64__)
-PIN(sizeof(frugal_model_options) == 32, "sizeof(frugal_model_options)");
+PIN(sizeof(frugal_model_options) == 40, "sizeof(frugal_model_options)");
 PIN(offsetof(frugal_model_options, struct_size) == 0, "offsetof struct_size");
 PIN(offsetof(frugal_model_options, n_threads) == 4, "offsetof n_threads");
 PIN(offsetof(frugal_model_options, use_mmap) == 8, "offsetof use_mmap");
 PIN(offsetof(frugal_model_options, reserved0) == 12, "offsetof reserved0");
 PIN(offsetof(frugal_model_options, progress) == 16, "offsetof progress");
 PIN(offsetof(frugal_model_options, progress_user_data) == 24, "offsetof progress_user_data");
+PIN(offsetof(frugal_model_options, repack_weights) == 32, "offsetof repack_weights");
+PIN(offsetof(frugal_model_options, reserved1) == 36, "offsetof reserved1");
 #endif
 /* on every platform: struct_size first, the pointers 8-byte aligned by reserved0 */
 PIN(offsetof(frugal_model_options, struct_size) == 0, "struct_size comes first");

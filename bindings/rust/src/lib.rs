@@ -432,12 +432,13 @@ impl Drop for ModelInner {
 pub struct LoadOptions<'a> {
     n_threads: i32,
     use_mmap: bool,
+    repack_weights: bool,
     progress: Option<Box<dyn FnMut(f32) -> bool + Send + 'a>>,
 }
 
 impl<'a> Default for LoadOptions<'a> {
     fn default() -> Self {
-        LoadOptions { n_threads: 0, use_mmap: true, progress: None }
+        LoadOptions { n_threads: 0, use_mmap: true, repack_weights: true, progress: None }
     }
 }
 
@@ -455,6 +456,13 @@ impl<'a> LoadOptions<'a> {
     /// Map the file (default) or read it into memory.
     pub fn use_mmap(mut self, on: bool) -> Self {
         self.use_mmap = on;
+        self
+    }
+
+    /// Rewrite Q4_0 matrices at load into a faster decode layout (default; no extra memory), or
+    /// use every weight in place (`false`: processes mapping the same file then share its pages).
+    pub fn repack_weights(mut self, on: bool) -> Self {
+        self.repack_weights = on;
         self
     }
 
@@ -524,6 +532,8 @@ impl Model {
             reserved0: 0,
             progress: None,
             progress_user_data: ptr::null_mut(),
+            repack_weights: 1,
+            reserved1: 0,
         };
         unsafe {
             check(
@@ -533,6 +543,7 @@ impl Model {
         };
         opts.n_threads = options.n_threads;
         opts.use_mmap = if options.use_mmap { 1 } else { 0 };
+        opts.repack_weights = if options.repack_weights { 1 } else { 0 };
         let mut progress = options.progress;
         let mut state = progress.as_mut().map(|f| ProgressState { f: &mut **f, panic: None });
         if let Some(state) = state.as_mut() {
@@ -1277,7 +1288,7 @@ mod tests {
     fn struct_layouts_match_the_header() {
         // frugal.h on LP64: u32 + 3 x i32, then two pointers.
         if std::mem::size_of::<usize>() == 8 {
-            assert_eq!(std::mem::size_of::<sys::frugal_model_options>(), 32);
+            assert_eq!(std::mem::size_of::<sys::frugal_model_options>(), 40);
             assert_eq!(std::mem::align_of::<sys::frugal_model_options>(), 8);
             assert_eq!(std::mem::size_of::<sys::frugal_chat_message>(), 24);
         }
@@ -1290,6 +1301,8 @@ mod tests {
             assert_eq!(ptr::addr_of!((*p).use_mmap) as usize - base, 8);
             assert_eq!(ptr::addr_of!((*p).reserved0) as usize - base, 12);
             assert_eq!(ptr::addr_of!((*p).progress) as usize - base, 16);
+            assert_eq!(ptr::addr_of!((*p).repack_weights) as usize - base, 32);
+            assert_eq!(ptr::addr_of!((*p).reserved1) as usize - base, 36);
         }
     }
 

@@ -82,6 +82,8 @@ pub struct frugal_model_options {
     pub reserved0: i32,
     pub progress: frugal_progress_fn,
     pub progress_user_data: *mut c_void,
+    pub repack_weights: i32,
+    pub reserved1: i32,
 }
 
 #[repr(C)]

@@ -42,7 +42,7 @@ fn log_callback_then_progress_callback() {
     let mut fractions = Vec::new();
     let m = Model::load_with(
         &st.gguf,
-        LoadOptions::new().n_threads(1).use_mmap(false).progress(|f| {
+        LoadOptions::new().n_threads(1).use_mmap(false).repack_weights(false).progress(|f| {
             fractions.push(f);
             true
         }),

@@ -63,6 +63,8 @@ class ModelOptions(Structure):
         ("reserved0", c_int32),
         ("progress", PROGRESS_FN),
         ("progress_user_data", c_void_p),
+        ("repack_weights", c_int32),
+        ("reserved1", c_int32),
     ]
 
 

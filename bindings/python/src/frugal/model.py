@@ -22,6 +22,9 @@ class Model(Handle):
         path: the .gguf file.
         n_threads: threads for evaluations (0 = the physical cores this process may use).
         use_mmap: map the file (True, default) or read it into memory.
+        repack_weights: rewrite Q4_0 matrices at load into a faster decode layout (True, default;
+            no extra memory), or use every weight in place (False: processes mapping the same
+            file then share its pages).
         progress: optional callable(fraction: float) called while loading; returning False (or
             raising) stops the load, which then raises Cancelled (or re-raises the exception).
 
@@ -35,12 +38,13 @@ class Model(Handle):
     _kind = "frugal.Model"
 
     def __init__(self, path, n_threads: int = 0, use_mmap: bool = True,
-                 progress: Optional[Callable[[float], Optional[bool]]] = None):
+                 progress: Optional[Callable[[float], Optional[bool]]] = None, repack_weights: bool = True):
         self.path = path
         opts = N.ModelOptions()
         N.check(N.lib.frugal_model_options_init(byref(opts), ctypes.sizeof(opts)), c_void_p())
         opts.n_threads = int(n_threads)
         opts.use_mmap = 1 if use_mmap else 0
+        opts.repack_weights = 1 if repack_weights else 0
         raised = []
         if progress is not None:
             def on_progress(fraction, _user_data):
