@@ -197,8 +197,8 @@ FRUGAL_AVX2 inline void scale_bytes(__m256i q, float d, float * dst) {
 template <class V>
 constexpr bool has_min = std::is_same_v<typename V::act, block_q8_1>;
 
-// Dequantizing feeds the prefill GEMM a slab of F32 rows per call: ~10 % of a Q4_0 prefill when
-// scalar. Bit-identical to the scalar path (one product per element).
+// Dequantizing feeds the prefill GEMM a slab of F32 rows per call (2-3 % of a prefill here, 1.5-2x
+// faster than the scalar loops). Bit-identical to the scalar path (one product per element).
 template <class V>
 FRUGAL_AVX2 void dequantize_32(const void * src, float * dst, int64_t n) {
     static_assert(!has_min<V>);
