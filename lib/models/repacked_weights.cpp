@@ -15,8 +15,8 @@ void repacked_weights::unmap::operator()(std::byte * p) const { munmap(p, size);
 
 raw_view repacked_weights::adopt(const gguf::file & f, const raw_view & src, int n_threads) {
     const dtype to = ops::repacked_type(src.type);
-    if (to == src.type || !f.mapped()) return src;
     const auto n = size_t(src.n_bytes());
+    if (to == src.type || !f.mapped() || n == 0) return src;
     if (bytes_ + n > budget_) {
         skipped_ += n;
         return src;
