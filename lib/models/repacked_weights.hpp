@@ -14,11 +14,13 @@ namespace frugal {
 
 // Each copy takes the place of its mapped original, whose pages are released right after, so
 // the process keeps one resident copy of every weight, as without repacking. Copies stop at a
-// budget (half the physical memory by default): past it, weights stay mapped and are paged in
-// from the file on demand, which is what lets a model larger than memory run at all.
+// budget (half the physical memory for models) that counts every live copy in the process, of
+// every model: past it, weights stay mapped and are paged in from the file on demand, which is
+// what lets a model larger than memory run at all.
 class repacked_weights {
 public:
     explicit repacked_weights(uint64_t budget);
+    ~repacked_weights();
     repacked_weights(const repacked_weights &) = delete;
     repacked_weights & operator=(const repacked_weights &) = delete;
 
@@ -27,8 +29,9 @@ public:
     // free the original), the budget is spent or memory for the copy cannot be had.
     raw_view adopt(const gguf::file & f, const raw_view & src, int n_threads);
 
-    uint64_t bytes() const { return bytes_; }           // held in repacked copies
+    uint64_t bytes() const { return bytes_; }           // held in this store's copies
     uint64_t skipped_bytes() const { return skipped_; } // repackable but left mapped (budget, memory)
+    static uint64_t process_bytes();                    // held in the copies of every live store
 
 private:
     struct unmap {

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cstring>
+#include <memory>
 
 #include "common/gguf_builder.hpp"
 #include "common/test_support.hpp"
@@ -95,4 +96,22 @@ TEST_CASE("repacked weights: past the budget, or from a file read into memory, w
         CHECK(store.adopt(*f, src, 1).data == src.data);
         CHECK(store.bytes() == 0);
     }
+}
+
+TEST_CASE("repacked weights: the budget counts the copies of every live store in the process") {
+    const auto path = write_file();
+    const auto f = gguf::file::open(path.string(), true);
+    const raw_view src = f->tensor("matrix.weight");
+    const auto n = uint64_t(src.n_bytes());
+    const uint64_t before = repacked_weights::process_bytes(); // other tests' stores are gone
+    const uint64_t budget = before + n + n / 2;                 // room for one copy, not two
+    auto first = std::make_unique<repacked_weights>(budget);
+    CHECK(first->adopt(*f, src, 1).type == dtype::q4_0_repacked);
+    CHECK(repacked_weights::process_bytes() == before + n);
+    repacked_weights second(budget);
+    CHECK(second.adopt(*f, src, 1).type == dtype::q4_0); // the first store's copy counts
+    CHECK(second.skipped_bytes() == n);
+    first.reset(); // a model going away gives its share back
+    CHECK(repacked_weights::process_bytes() == before);
+    CHECK(second.adopt(*f, src, 1).type == dtype::q4_0_repacked);
 }
