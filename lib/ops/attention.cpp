@@ -24,6 +24,7 @@
 #include <limits>
 
 #include "ops/quant.hpp"
+#include "ops/simd_exp.hpp"
 #include "util/profile.hpp"
 
 namespace frugal::ops {
@@ -154,42 +155,19 @@ FRUGAL_AVX2 void scores_avx2(const float * q, int64_t rows, int64_t hd, const fl
     for (; j < n; ++j) scores_keys<1>(q, rows, hd, k + j * k_row, k_row, s + j, ld_s);
 }
 
-// 2^x for x <= 0: 2^round(x) from the exponent bits times a degree-7 Taylor polynomial of 2^f,
-// |f| <= 1/2 (truncation error < 6e-9, below float rounding). Below 2^-125 it returns 0.
-FRUGAL_AVX2 inline __m256 exp2_nonpositive(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-125.f);
-    const __m256 tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_max_ps(x, lo);
-    const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256 f = _mm256_sub_ps(x, n);
-    // ln2^i / i!
-    __m256 p = _mm256_set1_ps(1.525273380405984e-05f);
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.540353039338161e-04f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.333355814642844e-03f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618129107628477e-03f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550410866482158e-02f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402265069591007e-01f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931471805599453e-01f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.f));
-    // p in [0.70, 1.42] times 2^n, n >= -125: the exponent field stays normal.
-    const __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
-    const __m256 r = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
-    return _mm256_andnot_ps(tiny, r);
-}
-
 FRUGAL_AVX2 float exp2_sum_avx2(float * x, int64_t n, float m) {
     const __m256 mv = _mm256_set1_ps(m);
     __m256 sum = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 y = exp2_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+        const __m256 y = detail::exp2_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
         _mm256_storeu_ps(x + i, y);
         sum = _mm256_add_ps(sum, y);
     }
     if (i < n) {
         const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n - i)), lanes);
-        const __m256 y = _mm256_and_ps(exp2_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), mv)),
+        const __m256 y = _mm256_and_ps(detail::exp2_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), mv)),
                                        _mm256_castsi256_ps(mask));
         _mm256_maskstore_ps(x + i, mask, y);
         sum = _mm256_add_ps(sum, y);

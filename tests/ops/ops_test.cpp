@@ -53,6 +53,12 @@ void check_within(const float * got, const std::vector<double> & want, const std
 }
 
 // Elementwise |got - want| <= rtol * |want| + atol.
+// Restores the kernels' run-time dispatch when a test leaves, even on failure.
+struct portable_scope {
+    explicit portable_scope(bool on) { ops::detail::force_scalar(on); }
+    ~portable_scope() { ops::detail::force_scalar(false); }
+};
+
 void check_close(const float * got, const std::vector<double> & want, double rtol, double atol) {
     std::vector<double> bound(want.size());
     for (size_t i = 0; i < want.size(); ++i) bound[i] = rtol * std::abs(want[i]) + atol;
@@ -247,6 +253,7 @@ TEST_CASE("swiglu matches the reference, including large |x|" * doctest::timeout
     // 20000 > the op's parallel threshold (16384), so the 2-thread run really splits.
     const int64_t sizes[] = {1, 3, 7, 17, 33, 100, 20000};
     const float amplitudes[] = {1.f, 100.f, 1000.f};
+    for (bool portable : {false, true}) // the AVX2 kernel where the CPU has it, then libm's expf
     for (int64_t n : sizes)
         for (uint32_t seed : k_seeds)
             for (float amp : amplitudes)
@@ -257,6 +264,8 @@ TEST_CASE("swiglu matches the reference, including large |x|" * doctest::timeout
                         CAPTURE(amp);
                         CAPTURE(threads);
                         CAPTURE(in_place);
+                        CAPTURE(portable);
+                        portable_scope scope(portable);
                         auto gate = test::random_floats(size_t(n), seed, -amp, amp);
                         const auto up = test::random_floats(size_t(n), seed + 1, -2.f, 2.f);
                         const auto want = ref::swiglu(gate.data(), up.data(), n);
@@ -397,12 +406,6 @@ TEST_CASE("attention reads strided rows: V as the head of each K row, as absorbe
 }
 
 namespace {
-
-// Restores the kernels' run-time dispatch when a test leaves, even on failure.
-struct portable_scope {
-    explicit portable_scope(bool on) { ops::detail::force_scalar(on); }
-    ~portable_scope() { ops::detail::force_scalar(false); }
-};
 
 // The attention kernels to exercise: the CPU's (AVX2 where present), then the forced portable ones.
 std::vector<bool> attention_paths() {

@@ -1,0 +1,57 @@
+// simd_exp.hpp - private to lib/ops: exponentials on 8 floats for the AVX2 kernels (attention's
+// softmax, SwiGLU). Each function carries its target attribute; callers check the CPU first.
+#pragma once
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#define FRUGAL_SIMD_EXP_TARGET __attribute__((target("avx2,fma")))
+
+namespace frugal::ops::detail {
+
+// 2^n · 2^f for integral n in [-125, 0] and |f| <= 1/2: a degree-7 Taylor polynomial of 2^f
+// (truncation error < 6e-9, below float rounding) with n added to its exponent field.
+FRUGAL_SIMD_EXP_TARGET inline __m256 pow2_split(__m256 n, __m256 f) {
+    // ln2^i / i!
+    __m256 p = _mm256_set1_ps(1.525273380405984e-05f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.540353039338161e-04f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.333355814642844e-03f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618129107628477e-03f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550410866482158e-02f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402265069591007e-01f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931471805599453e-01f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.f));
+    // p in [0.70, 1.42] times 2^n, n >= -125: the exponent field stays normal.
+    const __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
+}
+
+// 2^x for x <= 0; below 2^-125 it returns 0.
+FRUGAL_SIMD_EXP_TARGET inline __m256 exp2_nonpositive(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-125.f);
+    const __m256 tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(x, lo);
+    const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm256_andnot_ps(tiny, pow2_split(n, _mm256_sub_ps(x, n)));
+}
+
+// e^x for x <= 0; below e^-86 (2^-124) it returns 0. The reduction x = n·ln2 + r keeps r exact
+// to float precision (ln2 split in a high part whose products with n are exact and a low part),
+// so the error is the polynomial's and one rounding of r·log2(e), about 1 ulp; scaling x by
+// log2(e) first would lose up to 8e-6 relative near the bottom of the range.
+FRUGAL_SIMD_EXP_TARGET inline __m256 exp_nonpositive(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-86.f);
+    const __m256 tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(x, lo);
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x); // n·ln2_hi exact: 9 significant bits
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    const __m256 f = _mm256_mul_ps(r, _mm256_set1_ps(1.44269504088896341f));
+    return _mm256_andnot_ps(tiny, pow2_split(n, f));
+}
+
+} // namespace frugal::ops::detail
+
+#undef FRUGAL_SIMD_EXP_TARGET
+#endif
