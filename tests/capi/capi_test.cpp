@@ -79,6 +79,22 @@ session_ptr make_session(frugal_model * m, int32_t n_ctx = 0) {
     return session_ptr(s, frugal_session_free);
 }
 
+// Evaluates prompt and copies out the logits of its last token.
+std::vector<float> prompt_logits(frugal_session * s, const int32_t * prompt, int32_t n_prompt) {
+    REQUIRE(frugal_session_prompt_tokens(s, prompt, n_prompt, nullptr) == FRUGAL_OK);
+    int32_t n = 0;
+    const float * l = frugal_session_logits(s, &n);
+    REQUIRE(l);
+    return {l, l + n};
+}
+
+float max_abs_diff(const std::vector<float> & a, const std::vector<float> & b) {
+    REQUIRE(a.size() == b.size());
+    float diff = 0;
+    for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::abs(a[i] - b[i]));
+    return diff;
+}
+
 // The tiny llama model of gguf_builder.hpp, written once per process.
 const std::string & tiny_model_path() {
     static const std::string path =
@@ -1326,15 +1342,9 @@ TEST_CASE("capi: a deepseek2 model reports its experts and its latent KV cache" 
     for (const int32_t form : {FRUGALX_MLA_STRAIGHTFORWARD, FRUGALX_MLA_ABSORBED}) {
         REQUIRE(frugal_session_reset(s32.get(), nullptr) == FRUGAL_OK);
         REQUIRE(frugalx_session_set_mla_form(s32.get(), form, err.out()) == FRUGAL_OK);
-        REQUIRE(frugal_session_prompt_tokens(s32.get(), prompt, 4, nullptr) == FRUGAL_OK);
-        int32_t n = 0;
-        const float * l = frugal_session_logits(s32.get(), &n);
-        REQUIRE(l);
-        logits.emplace_back(l, l + n);
+        logits.push_back(prompt_logits(s32.get(), prompt, 4));
     }
-    float diff = 0;
-    for (size_t i = 0; i < logits[0].size(); ++i) diff = std::max(diff, std::abs(logits[0][i] - logits[1][i]));
-    CHECK(diff < 1e-4f);
+    CHECK(max_abs_diff(logits[0], logits[1]) < 1e-4f);
     CHECK(frugalx_session_set_mla_form(s.get(), 3, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
     CHECK(contains(err.message(), "form 3"));
 }
@@ -1351,21 +1361,14 @@ TEST_CASE("capi: experimental int8 prefill changes a Q4_0 prompt's logits by qua
     for (const int32_t on : {0, 1}) {
         REQUIRE(frugal_session_reset(s.get(), nullptr) == FRUGAL_OK);
         REQUIRE(frugalx_session_set_int8_prefill(s.get(), on, err.out()) == FRUGAL_OK);
-        REQUIRE(frugal_session_prompt_tokens(s.get(), prompt.data(), int32_t(prompt.size()), nullptr) == FRUGAL_OK);
-        int32_t n = 0;
-        const float * l = frugal_session_logits(s.get(), &n);
-        REQUIRE(l);
-        logits.emplace_back(l, l + n);
+        logits.push_back(prompt_logits(s.get(), prompt.data(), int32_t(prompt.size())));
     }
-    float diff = 0, lo = logits[0][0], hi = logits[0][0];
-    for (size_t i = 0; i < logits[0].size(); ++i) {
-        diff = std::max(diff, std::abs(logits[0][i] - logits[1][i]));
-        lo = std::min(lo, logits[0][i]);
-        hi = std::max(hi, logits[0][i]);
-    }
-    MESSAGE("int8 vs exact prefill: max |logit diff| ", diff, ", logit spread ", hi - lo);
-    CHECK(diff > 0);                 // the switch took effect
-    CHECK(diff < 0.05f * (hi - lo)); // and only requantization noise separates the two
+    const float diff = max_abs_diff(logits[0], logits[1]);
+    const auto [lo, hi] = std::minmax_element(logits[0].begin(), logits[0].end());
+    const float spread = *hi - *lo;
+    MESSAGE("int8 vs exact prefill: max |logit diff| ", diff, ", logit spread ", spread);
+    CHECK(diff > 0);              // the switch took effect
+    CHECK(diff < 0.05f * spread); // and only requantization noise separates the two
     CHECK(frugalx_session_set_int8_prefill(s.get(), 2, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
     CHECK(contains(err.message(), "on = 2"));
     CHECK(frugalx_session_set_int8_prefill(nullptr, 0, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
@@ -1389,14 +1392,9 @@ TEST_CASE("capi: repack_weights = 0 loads Q4_0 weights in place, with the same p
         auto s = make_session(model.get(), 64);
         std::vector<int32_t> prompt(40);
         for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t(5 + 11 * i);
-        REQUIRE(frugal_session_prompt_tokens(s.get(), prompt.data(), int32_t(prompt.size()), nullptr) == FRUGAL_OK);
-        int32_t n = 0;
-        const float * l = frugal_session_logits(s.get(), &n);
-        REQUIRE(l);
-        logits.emplace_back(l, l + n);
+        logits.push_back(prompt_logits(s.get(), prompt.data(), int32_t(prompt.size())));
     }
-    float diff = 0;
-    for (size_t i = 0; i < logits[0].size(); ++i) diff = std::max(diff, std::abs(logits[0][i] - logits[1][i]));
+    const float diff = max_abs_diff(logits[0], logits[1]);
     MESSAGE("repacked vs in place: max |logit diff| ", diff);
     CHECK(diff <= 1e-4f);
 }

@@ -781,42 +781,24 @@ TEST_CASE("gguf fuzz: load arguments and options" * doctest::timeout(30)) {
         CHECK(r.out_untouched);
         CHECK_MESSAGE(contains(r.message, "struct_size " + std::to_string(sizeof big)), r.message);
 
-        // Field values out of range.
-        for (const int32_t n : {-1, 1025, INT32_MIN}) {
+        // Field values out of range: refused with the field (and the value) named.
+        using field = int32_t frugal_model_options::*;
+        const auto refused = [&](field f, int32_t value, const std::string & needle) {
+            CAPTURE(needle);
             auto o = options(mm);
-            o.n_threads = n;
-            r = load_path(path, &o);
-            CHECK(r.status == FRUGAL_ERR_INVALID_ARGUMENT);
-            CHECK_MESSAGE(contains(r.message, "n_threads " + std::to_string(n)), r.message);
-        }
+            o.*f = value;
+            const auto res = load_path(path, &o);
+            CHECK(res.status == FRUGAL_ERR_INVALID_ARGUMENT);
+            CHECK_MESSAGE(contains(res.message, needle), res.message);
+        };
+        for (const int32_t n : {-1, 1025, INT32_MIN})
+            refused(&frugal_model_options::n_threads, n, "n_threads " + std::to_string(n));
         for (const int32_t u : {2, -1}) {
-            auto o = options(mm);
-            o.use_mmap = u;
-            r = load_path(path, &o);
-            CHECK(r.status == FRUGAL_ERR_INVALID_ARGUMENT);
-            CHECK_MESSAGE(contains(r.message, "use_mmap " + std::to_string(u)), r.message);
+            refused(&frugal_model_options::use_mmap, u, "use_mmap " + std::to_string(u));
+            refused(&frugal_model_options::repack_weights, u, "repack_weights " + std::to_string(u));
         }
-        for (const int32_t u : {2, -1}) {
-            auto o = options(mm);
-            o.repack_weights = u;
-            r = load_path(path, &o);
-            CHECK(r.status == FRUGAL_ERR_INVALID_ARGUMENT);
-            CHECK_MESSAGE(contains(r.message, "repack_weights " + std::to_string(u)), r.message);
-        }
-        {
-            auto o = options(mm);
-            o.reserved0 = 1;
-            r = load_path(path, &o);
-            CHECK(r.status == FRUGAL_ERR_INVALID_ARGUMENT);
-            CHECK_MESSAGE(contains(r.message, "reserved0"), r.message);
-        }
-        {
-            auto o = options(mm);
-            o.reserved1 = 1;
-            r = load_path(path, &o);
-            CHECK(r.status == FRUGAL_ERR_INVALID_ARGUMENT);
-            CHECK_MESSAGE(contains(r.message, "reserved1"), r.message);
-        }
+        refused(&frugal_model_options::reserved0, 1, "reserved0");
+        refused(&frugal_model_options::reserved1, 1, "reserved1");
 
         // Progress: fractions rise to 1; a non-zero return cancels, whenever it comes.
         {
