@@ -14,7 +14,6 @@
 #include "ops/matmul.hpp"
 #include "runtime/gguf.hpp"
 #include "runtime/tokenizer.hpp"
-#include "util/cpu.hpp"
 
 namespace frugal {
 
@@ -112,7 +111,7 @@ protected:
     model_config config_;
     std::shared_ptr<const gguf::file> file_;
     // Repacked copies of some of file_'s matrices; the layers' weight views point into both.
-    repacked_weights repacked_{physical_memory_bytes() / 2};
+    repacked_weights repacked_;
     std::unique_ptr<frugal::tokenizer> tokenizer_;
     int n_threads_ = 1;
 };

@@ -6,12 +6,15 @@
 #include <atomic>
 
 #include "ops/quant.hpp"
+#include "util/cpu.hpp"
 #include "util/log.hpp"
 
 namespace frugal {
 namespace {
 std::atomic<uint64_t> g_process_bytes{0};
 } // namespace
+
+repacked_weights::repacked_weights() : repacked_weights(physical_memory_bytes() / 2) {}
 
 repacked_weights::repacked_weights(uint64_t budget) : budget_(budget) {}
 

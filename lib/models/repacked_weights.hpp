@@ -19,6 +19,7 @@ namespace frugal {
 // what lets a model larger than memory run at all.
 class repacked_weights {
 public:
+    repacked_weights(); // budget: half the physical memory
     explicit repacked_weights(uint64_t budget);
     ~repacked_weights();
     repacked_weights(const repacked_weights &) = delete;

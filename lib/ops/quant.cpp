@@ -252,8 +252,8 @@ void repack_rows(dtype t, const void * src, void * dst, int64_t rows, int64_t n)
     for (int64_t r = 0; r < rows; ++r) {
         const auto * in = reinterpret_cast<const block_q4_0 *>(static_cast<const std::byte *>(src) + size_t(r) * stride);
         std::byte * out = static_cast<std::byte *>(dst) + size_t(r) * stride;
-        auto * scales = out;
-        auto * nibbles = out + nb * int64_t(sizeof(uint16_t));
+        std::byte * scales = out;
+        std::byte * nibbles = out + detail::repacked_nibbles_offset(nb);
         for (int64_t ib = 0; ib < nb; ++ib) {
             std::memcpy(scales + ib * int64_t(sizeof in[ib].d), &in[ib].d, sizeof in[ib].d);
             std::memcpy(nibbles + ib * int64_t(sizeof in[ib].qs), in[ib].qs, sizeof in[ib].qs);

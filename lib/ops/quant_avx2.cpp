@@ -419,7 +419,7 @@ FRUGAL_AVX2 void dot_rows_q4_0r(const std::byte * w, size_t w_stride, int64_t ro
     }
     x_pair xs[k_max_pairs];
     __m256i x_sums8[k_max_pairs]; // per lane: 8 · Σ x over the lane's elements
-    float dx[2 * k_max_pairs + k_scale_group] = {};
+    float dx[2 * k_max_pairs + k_scale_group]; // zeros after the nb scales: a partial group loads 8
     for (int64_t p = 0; p < n_pairs; ++p) {
         xs[p] = regroup(a + 2 * p, 2 * p + 1 < nb);
         x_sums8[p] = _mm256_madd_epi16(
@@ -427,6 +427,7 @@ FRUGAL_AVX2 void dot_rows_q4_0r(const std::byte * w, size_t w_stride, int64_t ro
             _mm256_set1_epi16(1));
     }
     for (int64_t i = 0; i < nb; ++i) dx[i] = half(a[i].d);
+    std::fill_n(dx + nb, k_scale_group, 0.f);
     for (int64_t r = 0; r < rows; ++r) {
         const std::byte * row = w + size_t(r) * w_stride;
         const uint16_t * dw = repacked_scales(row);

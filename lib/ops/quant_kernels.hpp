@@ -34,9 +34,10 @@ const kernels * scalar_kernels(dtype t);
 const kernels * avx2_kernels(dtype t);
 
 // A q4_0_repacked row of nb blocks (dtype.hpp): the scales, then 16 nibble bytes per block.
+inline constexpr int64_t repacked_nibbles_offset(int64_t nb) { return nb * int64_t(sizeof(uint16_t)); }
 inline const uint16_t * repacked_scales(const void * row) { return static_cast<const uint16_t *>(row); }
 inline const uint8_t * repacked_nibbles(const void * row, int64_t nb) {
-    return static_cast<const uint8_t *>(row) + nb * int64_t(sizeof(uint16_t));
+    return static_cast<const uint8_t *>(row) + repacked_nibbles_offset(nb);
 }
 
 template <bool Q5>
