@@ -520,11 +520,15 @@ frugal_status frugalx_session_set_mla_form(frugal_session * s, int32_t form, fru
     FRUGAL_API_END
 }
 
-frugal_status frugalx_session_set_int8_prefill(frugal_session * s, int32_t on, frugal_error ** err) {
+frugal_status frugalx_session_set_prefill_gemm(frugal_session * s, int32_t gemm, frugal_error ** err) {
     FRUGAL_API_BEGIN
-    FRUGAL_REQUIRE(s, "frugalx_session_set_int8_prefill: session is NULL");
-    FRUGAL_REQUIRE(on == 0 || on == 1, "frugalx_session_set_int8_prefill: on = {} is not 0 or 1", on);
-    s->impl.set_int8_prefill(on == 1);
+    FRUGAL_REQUIRE(s, "frugalx_session_set_prefill_gemm: session is NULL");
+    FRUGAL_REQUIRE(gemm >= FRUGALX_PREFILL_AUTO && gemm <= FRUGALX_PREFILL_INT8,
+                   "frugalx_session_set_prefill_gemm: gemm {} is not one of FRUGALX_PREFILL_* (0..3)", gemm);
+    using frugal::ops::prefill_gemm;
+    constexpr prefill_gemm by_value[] = {prefill_gemm::f32 /* unused: AUTO */, prefill_gemm::f32, prefill_gemm::bf16,
+                                         prefill_gemm::int8};
+    s->impl.set_prefill_gemm(gemm == FRUGALX_PREFILL_AUTO ? frugal::ops::default_prefill_gemm() : by_value[gemm]);
     return FRUGAL_OK;
     FRUGAL_API_END
 }

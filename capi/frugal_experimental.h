@@ -19,11 +19,16 @@ enum { FRUGALX_MLA_AUTO = 0, FRUGALX_MLA_STRAIGHTFORWARD = 1, FRUGALX_MLA_ABSORB
 /* FRUGAL_ERR_INVALID_ARGUMENT for another value or a model that is not deepseek2. */
 FRUGAL_API frugal_status frugalx_session_set_mla_form(frugal_session * session, int32_t form, frugal_error ** err);
 
-/* on = 1: prompts on 4- and 5-bit weights (Q4_0, Q5_0, IQ4_NL, Q4_K, Q5_K) go through an int8
-   GEMM instead of F32 (docs/PERF.md): about 1.9x faster prefill on an AVX2 machine, at a
-   next-token KL divergence 2-3 % above the default's. on = 0 (the default) restores exact
-   prefill. Decode is unaffected. FRUGAL_ERR_INVALID_ARGUMENT for another value. */
-FRUGAL_API frugal_status frugalx_session_set_int8_prefill(frugal_session * session, int32_t on, frugal_error ** err);
+/* How prompts multiply weights that are not F32 (docs/PERF.md); decode is unaffected.
+   AUTO (the default): BF16 where the CPU runs BF16 matrix products natively (AVX512-BF16, AMX),
+   else F32. F32: weights dequantized to F32, activations rounded as decode rounds them.
+   BF16: weights and activations rounded to BF16, about twice F32's speed where native; on other
+   CPUs emulated in F32 (same numbers, slow). INT8: 4- and 5-bit weights (Q4_0, Q5_0, IQ4_NL,
+   Q4_K, Q5_K) requantized for an int8 GEMM, about 1.9x F32's speed on AVX2, next-token KL
+   divergence 2-3 % above F32's; other weights as AUTO. FRUGAL_ERR_INVALID_ARGUMENT for another
+   value. */
+enum { FRUGALX_PREFILL_AUTO = 0, FRUGALX_PREFILL_F32 = 1, FRUGALX_PREFILL_BF16 = 2, FRUGALX_PREFILL_INT8 = 3 };
+FRUGAL_API frugal_status frugalx_session_set_prefill_gemm(frugal_session * session, int32_t gemm, frugal_error ** err);
 
 #ifdef __cplusplus
 }

@@ -104,8 +104,16 @@ double read_bandwidth_gbs(int n_threads) {
     return gbs;
 }
 
-constexpr const char * k_int8_prefill_help =
-    "prefill of 4- and 5-bit weights through an int8 GEMM (~1.9x faster here, 2-3% higher KL divergence)";
+constexpr const char * k_prefill_gemm_help =
+    "how prompts multiply non-F32 weights: auto (bf16 where the CPU has native BF16, else f32), f32 (exact), "
+    "bf16, int8 (4- and 5-bit weights: ~1.9x f32's speed on AVX2, 2-3% higher KL divergence)";
+
+// --prefill-gemm's values; "auto" is the library's default.
+std::map<std::string, frugal::ops::prefill_gemm> prefill_gemm_names() {
+    using frugal::ops::prefill_gemm;
+    return {{"auto", frugal::ops::default_prefill_gemm()}, {"f32", prefill_gemm::f32}, {"bf16", prefill_gemm::bf16},
+            {"int8", prefill_gemm::int8}};
+}
 
 std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", double(bytes) / (1024.0 * 1024.0)); }
 
@@ -305,11 +313,11 @@ int cmd_run(const run_args & a) {
 // ../shared/tools/llamacpp-logits writes (one JSON header line padded to 64 bytes, then f32 rows),
 // so compare-logits.py can put the two engines side by side.
 int cmd_logits(const std::string & model_path, const std::string & ids_text, const std::string & out, int threads,
-               bool int8_prefill, bool no_repack) {
+               frugal::ops::prefill_gemm prefill, bool no_repack) {
     const auto model = open_model(model_path, {threads, true, !no_repack});
     const auto ids = parse_ids(ids_text);
     frugal::session s(model, int64_t(ids.size()));
-    s.set_int8_prefill(int8_prefill);
+    s.set_prefill_gemm(prefill);
     const auto logits = s.evaluate_all(ids);
     const int64_t V = model->config().n_vocab;
     std::string header = fmt::format(R"({{"model": "{}", "engine": "frugal {}", "format": "frugal-logits-v1", "dtype": "<f4", "shape": [{}, {}]}})",
@@ -328,7 +336,7 @@ struct bench_args {
     std::string model;
     int n_prompt = 512, n_gen = 128, reps = 3, threads = 0, depth = 0;
     bool profile = false;
-    bool int8_prefill = false;
+    frugal::ops::prefill_gemm prefill = frugal::ops::default_prefill_gemm();
     bool no_repack = false;
 };
 
@@ -360,14 +368,14 @@ int cmd_bench(const bench_args & a) {
     double load_s = 0;
     const auto model = open_model(a.model, {a.threads, true, !a.no_repack}, &load_s);
     const auto & c = model->config();
-    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "load_s": %.3f})"
+    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "prefill_gemm": "%s", "load_s": %.3f})"
                 "\n",
                 a.model.c_str(), FRUGAL_VERSION_TEXT, c.arch_name.c_str(), model->n_threads(), (long long)c.n_vocab,
                 (long long)c.n_params, (unsigned long long)c.weight_bytes, (unsigned long long)c.decode_bytes_per_token,
-                (unsigned long long)c.repacked_bytes, load_s);
+                (unsigned long long)c.repacked_bytes, frugal::ops::prefill_gemm_name(a.prefill), load_s);
     std::fflush(stdout);
     frugal::session s(model, a.depth + std::max(a.n_prompt, a.n_gen) + 1);
-    s.set_int8_prefill(a.int8_prefill);
+    s.set_prefill_gemm(a.prefill);
     std::mt19937 rng(42);
     std::uniform_int_distribution<int32_t> pick(0, int32_t(c.n_vocab - 1));
     auto timed = [&](auto && fn) {
@@ -590,13 +598,15 @@ int main(int argc, char ** argv) {
 
     std::string logits_model, logits_ids, logits_out;
     int logits_threads = 0;
-    bool logits_int8 = false, logits_no_repack = false;
+    bool logits_no_repack = false;
+    auto logits_prefill = frugal::ops::default_prefill_gemm();
     auto * logits = app.add_subcommand("logits", "write the raw logits of every position of a token sequence");
     logits->add_option("-m,--model", logits_model, "GGUF file")->required();
     logits->add_option("--tokens", logits_ids, "token ids, e.g. 1,2,3")->required();
     logits->add_option("-o,--out", logits_out, "output file (frugal-logits-v1 binary)")->required();
     logits->add_option("-t,--threads", logits_threads, "threads (0 = physical cores)")->check(CLI::Range(0, 1024));
-    logits->add_flag("--int8-prefill", logits_int8, k_int8_prefill_help);
+    logits->add_option("--prefill-gemm", logits_prefill, k_prefill_gemm_help)
+        ->transform(CLI::CheckedTransformer(prefill_gemm_names()));
     logits->add_flag("--no-repack", logits_no_repack, k_no_repack_help);
 
     bench_args ba;
@@ -609,7 +619,8 @@ int main(int argc, char ** argv) {
     bench->add_option("-d,--depth", ba.depth, "context tokens already in the cache before each run")
         ->check(CLI::Range(0, 1 << 20));
     bench->add_flag("--profile", ba.profile, "then one more run of each test, timed per kind of op");
-    bench->add_flag("--int8-prefill", ba.int8_prefill, k_int8_prefill_help);
+    bench->add_option("--prefill-gemm", ba.prefill, k_prefill_gemm_help)
+        ->transform(CLI::CheckedTransformer(prefill_gemm_names()));
     bench->add_flag("--no-repack", ba.no_repack, k_no_repack_help);
 
     tokenize_args ta;
@@ -637,7 +648,7 @@ int main(int argc, char ** argv) {
         if (*info) return cmd_info(info_path, info_all);
         if (*bench) return cmd_bench(ba);
         if (*tokenize) return cmd_tokenize(ta);
-        if (*logits) return cmd_logits(logits_model, logits_ids, logits_out, logits_threads, logits_int8, logits_no_repack);
+        if (*logits) return cmd_logits(logits_model, logits_ids, logits_out, logits_threads, logits_prefill, logits_no_repack);
         if (*pull) {
 #ifdef FRUGAL_HAVE_DOWNLOAD
             const auto r = pull_model(pull_url, pull_out, pull_sha);

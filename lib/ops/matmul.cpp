@@ -4,12 +4,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <optional>
+#include <string_view>
 
 #include "util/profile.hpp"
 #include "ops/dnnl_compat.hpp"
 #include "ops/quant.hpp"
 #include "util/buffer.hpp"
 #include "util/error.hpp"
+#include "util/log.hpp"
 
 namespace frugal::ops {
 namespace {
@@ -101,7 +105,7 @@ constexpr int k_act_zero_point = 128;
 
 int int8_weight_level() { return dnnl_compat::int8_pairs_saturate() ? 64 : 127; }
 
-// The conversions around the int8 GEMM touch every weight of a slab once per call. Their loops
+// The conversions around the BF16 and int8 GEMMs touch every weight of a slab once per call. Their loops
 // are written once (always inlined) and compiled twice: into AVX2+FMA entry points, chosen when
 // the quant kernels run AVX2 (CPUID), and into baseline x86-64 ones. Not target_clones: its ifunc
 // resolvers run before ThreadSanitizer's runtime starts (a crash), and musl has no ifunc.
@@ -151,14 +155,32 @@ FRUGAL_INLINE void dequantize_acc(const int32_t * acc, float sx, const float * s
     for (int64_t r = 0; r < n; ++r) y[r] = sx * sw[r] * float(acc[r] - k_act_zero_point * wsum[r]);
 }
 
-struct int8_conversions {
+// Weight row in any type → BF16 out[n] (round to nearest even), through tmp[n].
+FRUGAL_INLINE void dequantize_row_bf16(dtype t, const std::byte * row, float * tmp, uint16_t * out, int64_t n) {
+    dequantize_row(t, row, tmp, n);
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) out[i] = fp32_to_bf16(tmp[i]);
+}
+
+FRUGAL_INLINE void convert_bf16(const float * x, uint16_t * out, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) out[i] = fp32_to_bf16(x[i]);
+}
+
+struct slab_conversions {
+    void (*to_bf16)(dtype t, const std::byte * row, float * tmp, uint16_t * out, int64_t n);
+    void (*activations_to_bf16)(const float * x, uint16_t * out, int64_t n);
     float (*quantize_u8)(const float * x, uint8_t * u, int64_t n);
     float (*requantize_s8)(dtype t, const std::byte * row, float * tmp, int8_t * q, int64_t n, int level, int32_t * sum);
     void (*dequantize_acc)(const int32_t * acc, float sx, const float * sw, const int32_t * wsum, float * y, int64_t n);
 };
 
 // The entry points of each instruction set: thin wrappers the bodies are inlined into.
-#define FRUGAL_INT8_ENTRIES(suffix, target)                                                                    \
+#define FRUGAL_SLAB_ENTRIES(suffix, target)                                                                    \
+    target void to_bf16_##suffix(dtype t, const std::byte * row, float * tmp, uint16_t * out, int64_t n) {       \
+        dequantize_row_bf16(t, row, tmp, out, n);                                                                \
+    }                                                                                                            \
+    target void activations_to_bf16_##suffix(const float * x, uint16_t * out, int64_t n) { convert_bf16(x, out, n); } \
     target float quantize_u8_##suffix(const float * x, uint8_t * u, int64_t n) { return quantize_row_u8(x, u, n); } \
     target float requantize_s8_##suffix(dtype t, const std::byte * row, float * tmp, int8_t * q, int64_t n,       \
                                         int level, int32_t * sum) {                                              \
@@ -168,13 +190,14 @@ struct int8_conversions {
                                         float * y, int64_t n) {                                                  \
         dequantize_acc(acc, sx, sw, wsum, y, n);                                                                 \
     }                                                                                                            \
-    constexpr int8_conversions k_int8_##suffix{quantize_u8_##suffix, requantize_s8_##suffix, dequantize_acc_##suffix};
-FRUGAL_INT8_ENTRIES(baseline, )
-FRUGAL_INT8_ENTRIES(avx2, FRUGAL_AVX2_TARGET)
-#undef FRUGAL_INT8_ENTRIES
+    constexpr slab_conversions k_slab_##suffix{to_bf16_##suffix, activations_to_bf16_##suffix, quantize_u8_##suffix, \
+                                               requantize_s8_##suffix, dequantize_acc_##suffix};
+FRUGAL_SLAB_ENTRIES(baseline, )
+FRUGAL_SLAB_ENTRIES(avx2, FRUGAL_AVX2_TARGET)
+#undef FRUGAL_SLAB_ENTRIES
 
-const int8_conversions & int8_conversions_here() {
-    return detail::avx2_active() ? k_int8_avx2 : k_int8_baseline;
+const slab_conversions & slab_conversions_here() {
+    return detail::avx2_active() ? k_slab_avx2 : k_slab_baseline;
 }
 
 } // namespace
@@ -187,7 +210,39 @@ bool int8_prefill_type(dtype t) {
     }
 }
 
+prefill_gemm default_prefill_gemm() {
+    static const prefill_gemm g = [] {
+        const prefill_gemm by_cpu = dnnl_compat::has_native_bf16() ? prefill_gemm::bf16 : prefill_gemm::f32;
+        const char * env = std::getenv("FRUGAL_PREFILL_GEMM");
+        if (!env || !*env) return by_cpu;
+        for (prefill_gemm v : {prefill_gemm::f32, prefill_gemm::bf16, prefill_gemm::int8})
+            if (std::string_view(env) == prefill_gemm_name(v)) return v;
+        FRUGAL_LOG_WARN("FRUGAL_PREFILL_GEMM={} is not f32, bf16 or int8: using {}", env, prefill_gemm_name(by_cpu));
+        return by_cpu;
+    }();
+    return g;
+}
+
+const char * prefill_gemm_name(prefill_gemm g) {
+    switch (g) {
+    case prefill_gemm::f32: return "f32";
+    case prefill_gemm::bf16: return "bf16";
+    case prefill_gemm::int8: return "int8";
+    }
+    return "?";
+}
+
 namespace {
+
+// The GEMM that prefill of a weight of type t takes when `chosen` is asked for.
+prefill_gemm prefill_for(prefill_gemm chosen, dtype t) {
+    if (chosen == prefill_gemm::int8) {
+        if (int8_prefill_type(t)) return prefill_gemm::int8;
+        chosen = default_prefill_gemm();
+    }
+    if (chosen == prefill_gemm::bf16 && t != dtype::q5_1 && t != dtype::f16) return prefill_gemm::bf16;
+    return prefill_gemm::f32;
+}
 
 } // namespace
 
@@ -196,11 +251,15 @@ struct matmul_context::impl {
     dnnl::stream stream{engine};
     // K, N, ldy, weight dtype, weight stored [K, N] (linear_t) rather than [N, K] (linear)
     using key = std::tuple<int64_t, int64_t, int64_t, int, bool>;
-    std::map<key, dnnl::matmul> primitives;
+    // nullopt: BF16 with no fast oneDNN implementation on this CPU (run_gemm widens to F32).
+    std::map<key, std::optional<dnnl::matmul>> primitives;
     std::vector<std::byte> quant_scratch;
     std::vector<float> slab;              // dequantized weight rows
     std::vector<float> x_rounded;         // activations rounded as the weight type's kernels see them
-    std::vector<uint16_t> x_bf16;         // activations converted for the BF16 path
+    // BF16 path: activations [m, K] and a weight slab [rows, K] in BF16.
+    std::vector<uint16_t> x_bf16, slab_bf16;
+    // BF16 operands widened to F32 where oneDNN has no fast BF16 matmul.
+    std::vector<float> x_widened, w_widened;
     // int8 path: activations [m, K] as u8 with per-token scales; weight slab [rows, K] as s8 with
     // per-row scales and quant sums; the GEMM's s32 output [m, rows].
     std::vector<uint8_t> x_u8;
@@ -221,11 +280,18 @@ struct matmul_context::impl {
             .first->second;
     }
 
-    dnnl::matmul & primitive(int64_t k, int64_t n, int64_t ldy, dtype wtype, bool w_kn) {
+    // The F32 or BF16 matmul for this shape, or nullptr for BF16 that oneDNN runs only in its
+    // reference code or not at all (oneDNN 2.6 implements BF16 matmul from AVX-512 on).
+    dnnl::matmul * primitive(int64_t k, int64_t n, int64_t ldy, dtype wtype, bool w_kn) {
         const key kk{k, n, ldy, int(wtype), w_kn};
         auto it = primitives.find(kk);
-        if (it != primitives.end()) return it->second;
-        const dt t = wtype == dtype::bf16 ? dt::bf16 : dt::f32;
+        if (it == primitives.end()) it = primitives.emplace(kk, create(k, n, ldy, wtype, w_kn)).first;
+        return it->second ? &*it->second : nullptr;
+    }
+
+    std::optional<dnnl::matmul> create(int64_t k, int64_t n, int64_t ldy, dtype wtype, bool w_kn) const {
+        const bool bf16 = wtype == dtype::bf16;
+        const dt t = bf16 ? dt::bf16 : dt::f32;
         const auto M = DNNL_RUNTIME_DIM_VAL;
         // src [M, K] row-major; weights [K, N] stored as W [N, K] row-major (strides {1, K}) or,
         // for linear_t, as [K, N] row-major; dst [M, N] with row stride ldy so a slab can write
@@ -235,11 +301,15 @@ struct matmul_context::impl {
         const dnnl::memory::desc dst_md(dims{M, n}, dt::f32, dims{ldy, 1});
         try {
             auto pd = dnnl_compat::matmul_pd(engine, src_md, w_md, dst_md);
-            return primitives.emplace(kk, dnnl::matmul(pd)).first->second;
+            FRUGAL_LOG_DEBUG("matmul: {} k={} n={}: oneDNN {}", dtype_name(wtype), k, n, pd.impl_info_str());
+            if (bf16 && std::string_view(pd.impl_info_str()).starts_with("ref")) return std::nullopt;
+            return dnnl::matmul(pd);
         } catch (const dnnl::error & e) {
-            // e.g. BF16 on a CPU without AVX-512: oneDNN 2.6 has no implementation there.
-            throw_error(status::unsupported_model, "matmul: oneDNN has no {} matmul for k={} n={} on this CPU: {}",
-                        dtype_name(wtype), k, n, e.what());
+            if (bf16) {
+                FRUGAL_LOG_DEBUG("matmul: no oneDNN bf16 matmul for k={} n={} here: widened to f32", k, n);
+                return std::nullopt;
+            }
+            throw_error(status::internal, "matmul: oneDNN has no f32 matmul for k={} n={}: {}", k, n, e.what());
         }
     }
 };
@@ -249,30 +319,46 @@ matmul_context::~matmul_context() = default;
 
 void matmul_context::gemm(dtype wtype, const void * w, int64_t n, int64_t k, const float * x, int64_t m, float * y,
                           int64_t ldy) {
-    gemm(wtype, w, n, k, x, m, y, ldy, false);
-}
-
-void matmul_context::gemm(dtype wtype, const void * w, int64_t n, int64_t k, const float * x, int64_t m, float * y,
-                          int64_t ldy, bool w_kn) {
     const profile::scope timed(profile::op::matmul);
     if (wtype != dtype::f32 && wtype != dtype::bf16)
         throw_error(status::invalid_argument, "matmul: gemm takes f32 or bf16 weights, not {}", dtype_name(wtype));
     if (m <= 0 || n <= 0 || k <= 0 || ldy < n)
         throw_error(status::invalid_argument, "matmul: bad gemm shape m={} n={} k={} ldy={}", m, n, k, ldy);
-    omp_threads_scope threads(n_threads_);
-    auto & prim = impl_->primitive(k, n, ldy, wtype, w_kn);
-    const dt t = wtype == dtype::bf16 ? dt::bf16 : dt::f32;
     const void * src = x;
     if (wtype == dtype::bf16) {
-        impl_->x_bf16.resize(size_t(m * k));
-        for (int64_t i = 0; i < m * k; ++i) impl_->x_bf16[size_t(i)] = fp32_to_bf16(x[i]);
-        src = impl_->x_bf16.data();
+        uint16_t * xb = grow(impl_->x_bf16, m * k);
+        for (int64_t i = 0; i < m; ++i) slab_conversions_here().activations_to_bf16(x + i * k, xb + i * k, k);
+        src = xb;
     }
+    run_gemm(wtype, src, w, n, k, m, y, ldy, false);
+}
+
+void matmul_context::run_gemm(dtype wtype, const void * x, const void * w, int64_t n, int64_t k, int64_t m, float * y,
+                              int64_t ldy, bool w_kn) {
+    omp_threads_scope threads(n_threads_);
+    dnnl::matmul * prim = impl_->primitive(k, n, ldy, wtype, w_kn);
+    if (!prim) {
+        // BF16 without a fast oneDNN matmul: the same rounded operands, widened (exactly) to F32.
+        // The products of two BF16 values are exact in F32, so only the summation order differs
+        // from a native BF16 GEMM (f32 accumulation).
+        const auto widen = [](const void * from, std::vector<float> & to, int64_t count) {
+            const auto * h = static_cast<const uint16_t *>(from);
+            float * f = grow(to, count);
+#pragma omp parallel for schedule(static) if (count >= (1 << 16))
+            for (int64_t i = 0; i < count; ++i) f[i] = bf16_to_fp32(h[i]);
+            return f;
+        };
+        const float * xf = widen(x, impl_->x_widened, m * k);
+        const float * wf = widen(w, impl_->w_widened, n * k);
+        run_gemm(dtype::f32, xf, wf, n, k, m, y, ldy, w_kn);
+        return;
+    }
+    const dt t = wtype == dtype::bf16 ? dt::bf16 : dt::f32;
     // Memory objects wrap caller pointers; oneDNN never writes src or weights.
-    dnnl::memory src_mem({dims{m, k}, t, dims{k, 1}}, impl_->engine, const_cast<void *>(src));
+    dnnl::memory src_mem({dims{m, k}, t, dims{k, 1}}, impl_->engine, const_cast<void *>(x));
     dnnl::memory w_mem({dims{k, n}, t, weight_strides(k, n, w_kn)}, impl_->engine, const_cast<void *>(w));
     dnnl::memory dst_mem({dims{m, n}, dt::f32, dims{ldy, 1}}, impl_->engine, y);
-    prim.execute(impl_->stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, dst_mem}});
+    prim->execute(impl_->stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, dst_mem}});
     impl_->stream.wait();
 }
 
@@ -282,47 +368,74 @@ void matmul_context::linear(const raw_view & w, const float * x, int64_t m, floa
     const int64_t k = w.shape.innermost();
     if (m <= 0) return;
     if (ldy < n) throw_error(status::invalid_argument, "matmul: output stride {} < {} output features", ldy, n);
-
-    if (m >= small_batch && (w.type == dtype::f32 || (w.type == dtype::bf16 && dnnl_compat::has_native_bf16()))) {
-        gemm(w.type, w.data, n, k, x, m, y, ldy);
-        return;
-    }
     if (m < small_batch) {
         matmul_rows(w, x, m, y, impl_->quant_scratch, n_threads_, ldy);
         return;
     }
-    if (int8_prefill && int8_prefill_type(w.type)) {
-        linear_int8(w, x, m, y, ldy);
+    if (w.type == dtype::f32) {
+        run_gemm(dtype::f32, x, w.data, n, k, m, y, ldy, false);
         return;
     }
-    // Prefill on a quantized or half weight: round the activations as the small-batch kernels
-    // do, then dequantize slabs of weight rows and GEMM each into its columns of y.
+    switch (prefill_for(prefill, w.type)) {
+    case prefill_gemm::f32: linear_f32(w, x, m, y, ldy); break;
+    case prefill_gemm::bf16: linear_bf16(w, x, m, y, ldy); break;
+    case prefill_gemm::int8: linear_int8(w, x, m, y, ldy); break;
+    }
+}
+
+// Round the activations as the small-batch kernels do, then dequantize slabs of weight rows to
+// F32 and GEMM each into its columns of y.
+void matmul_context::linear_f32(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
+    const int64_t n = w.shape.rows();
+    const int64_t k = w.shape.innermost();
     const int64_t kg = gemm_k(w.type, k);
+    omp_threads_scope threads(n_threads_);
     float * xr = grow(impl_->x_rounded, m * kg);
+#pragma omp parallel
     {
-        omp_threads_scope threads(n_threads_);
+        std::vector<std::byte> buf;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < m; ++i) round_activation(w.type, x + i * k, xr + i * kg, k, buf);
+    }
+    const int64_t slab_rows = std::clamp<int64_t>(k_slab_bytes / (kg * int64_t(sizeof(float))), 16, n);
+    float * slab = grow(impl_->slab, slab_rows * kg);
+    for (int64_t r0 = 0; r0 < n; r0 += slab_rows) {
+        const int64_t rows = std::min(slab_rows, n - r0);
 #pragma omp parallel
         {
             std::vector<std::byte> buf;
 #pragma omp for schedule(static)
-            for (int64_t i = 0; i < m; ++i) round_activation(w.type, x + i * k, xr + i * kg, k, buf);
+            for (int64_t r = 0; r < rows; ++r) dequantize_for_gemm(w, r0 + r, slab + r * kg, buf);
         }
+        run_gemm(dtype::f32, xr, slab, rows, kg, m, y + r0, ldy, false);
     }
-    const int64_t slab_rows = std::clamp<int64_t>(k_slab_bytes / (kg * int64_t(sizeof(float))), 16, n);
-    impl_->slab.resize(size_t(slab_rows * kg));
+}
+
+// Activations to BF16 once, then slabs of weight rows dequantized to BF16 (BF16 weights as
+// stored), one BF16 GEMM each.
+void matmul_context::linear_bf16(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
+    const int64_t n = w.shape.rows();
+    const int64_t k = w.shape.innermost();
+    const slab_conversions & conv = slab_conversions_here();
+    omp_threads_scope threads(n_threads_);
+    uint16_t * xb = grow(impl_->x_bf16, m * k); // [m, K]
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < m; ++i) conv.activations_to_bf16(x + i * k, xb + i * k, k);
+    if (w.type == dtype::bf16) {
+        run_gemm(dtype::bf16, xb, w.data, n, k, m, y, ldy, false);
+        return;
+    }
+    const int64_t slab_rows = std::clamp<int64_t>(k_slab_bytes / (k * int64_t(sizeof(uint16_t))), 16, n);
+    uint16_t * slab = grow(impl_->slab_bf16, slab_rows * k); // [rows, K]
     for (int64_t r0 = 0; r0 < n; r0 += slab_rows) {
         const int64_t rows = std::min(slab_rows, n - r0);
-        float * slab = impl_->slab.data();
-        {
-            omp_threads_scope threads(n_threads_);
 #pragma omp parallel
-            {
-                std::vector<std::byte> buf;
+        {
+            std::vector<float> row(static_cast<size_t>(k)); // a few KiB per thread per slab
 #pragma omp for schedule(static)
-                for (int64_t r = 0; r < rows; ++r) dequantize_for_gemm(w, r0 + r, slab + r * kg, buf);
-            }
+            for (int64_t r = 0; r < rows; ++r) conv.to_bf16(w.type, w.row(r0 + r), row.data(), slab + r * k, k);
         }
-        gemm(dtype::f32, slab, rows, kg, xr, m, y + r0, ldy);
+        run_gemm(dtype::bf16, xb, slab, rows, k, m, y + r0, ldy, false);
     }
 }
 
@@ -339,7 +452,7 @@ void matmul_context::linear_int8(const raw_view & w, const float * x, int64_t m,
     const int64_t n = w.shape.rows();
     const int64_t k = w.shape.innermost();
     const int level = int8_weight_level();
-    const int8_conversions & conv = int8_conversions_here();
+    const slab_conversions & conv = slab_conversions_here();
     auto & im = *impl_;
     omp_threads_scope threads(n_threads_);
     // x [m, K] f32 → u8 [m, K] (zero point 128) and sx [m]
@@ -391,7 +504,7 @@ void matmul_context::linear_t(const raw_view & w, const float * x, int64_t m, fl
         for (int64_t r = 0; r < k; ++r) dequantize_row(w.type, w.row(r), deq + r * n, n);
         wf = deq;
     }
-    gemm(dtype::f32, wf, n, k, x, m, y, ldy, true);
+    run_gemm(dtype::f32, x, wf, n, k, m, y, ldy, true);
 }
 
 } // namespace frugal::ops

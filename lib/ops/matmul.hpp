@@ -4,9 +4,9 @@
 //   - few rows (decode, m < small_batch): ops::matmul_rows, which reads the weight in place in
 //     any dtype (a GEMM call costs more than the work here).
 //   - F32 weights: oneDNN matmul straight on the (memory-mapped) weight, no copy.
-//   - BF16 weights on a CPU with native BF16: oneDNN BF16 matmul on the weight as stored.
-//   - otherwise (prefill of a quantized/half weight): dequantize a slab of weight rows to F32
-//     in scratch and run the oneDNN F32 matmul on it, slab by slab.
+//   - otherwise (prefill of a quantized/half weight) as matmul_context::prefill says: slabs of
+//     weight rows dequantized to F32 (exact) or BF16, or requantized to int8, in scratch, and a
+//     oneDNN matmul on each; BF16 weights go to the BF16 matmul as stored.
 // oneDNN primitives are created once per (K, N, ldy, dtype) with the row count M left open
 // (DNNL_RUNTIME_DIM_VAL) and cached in the context.
 #pragma once
@@ -28,6 +28,29 @@ namespace frugal::ops {
 // it (Q6_K measured: +5.8 % KL on a Q4_K_M file with it, +3.2 % without; docs/PERF.md).
 bool int8_prefill_type(dtype t);
 
+// How prefill (m >= small_batch) multiplies a weight that is not F32.
+enum class prefill_gemm {
+    // Slabs dequantized to F32; activations rounded as the row kernels (and llama.cpp) round
+    // them: the same products as decode, summed in another order.
+    f32,
+    // Slabs dequantized to BF16, activations converted to BF16, oneDNN's BF16 GEMM (f32
+    // accumulation): twice the F32 rate where the CPU has AVX512-BF16 or AMX. Rounding the
+    // weights costs less than the finer activations gain over llama.cpp's Q8_0/Q8_K blocks: KL
+    // divergence from the F32 model 30 % lower on Q8_0, 0.3-1 % lower on Q4_0 and Q4_K_M
+    // (docs/PERF.md). F16 stays on f32 (BF16 drops 3 of its mantissa bits: 60x the KL), and so
+    // does Q5_1 (its block offsets ride along as extra F32 columns). Without a native BF16
+    // matmul the operands are widened to F32 after rounding: same values, slow (tests).
+    bf16,
+    // 4- and 5-bit weights (int8_prefill_type) through a u8 × s8 GEMM; other types as the
+    // default does them.
+    int8,
+};
+// The default: bf16 where oneDNN runs BF16 matmuls natively, else f32; the environment variable
+// FRUGAL_PREFILL_GEMM=f32|bf16|int8, read once, overrides it (e.g. to run the test suite on the
+// path another CPU would take).
+prefill_gemm default_prefill_gemm();
+const char * prefill_gemm_name(prefill_gemm g);
+
 class matmul_context {
 public:
     explicit matmul_context(int n_threads);
@@ -42,12 +65,10 @@ public:
     // with the 1.5B Qwen2 Q8_0 model the row kernels win up to ~24 rows (16 rows: 27 vs 23
     // tokens/s; 32 rows: 29 vs 33).
     int64_t small_batch = 24;
-    // Opt-in: prefill (m >= small_batch) of the weight types int8_prefill_type() accepts through
-    // a u8 × s8 GEMM with per-row weight and per-token activation scales (matmul.cpp) instead of
-    // dequantizing to F32. oneDNN's int8 GEMM runs at about twice its F32 rate, but per-token
-    // activations are coarser than llama.cpp's per-32 blocks: the next-token KL divergence grows
-    // by 2-3 % (docs/PERF.md), so the default stays exact.
-    bool int8_prefill = false;
+    // int8 is opt-in: oneDNN's int8 GEMM runs at about twice its F32 rate, but its per-token
+    // activation scales are coarser than llama.cpp's per-32 blocks (next-token KL divergence
+    // +2-3 %, docs/PERF.md).
+    prefill_gemm prefill = default_prefill_gemm();
 
     // y[m, ldy] (first N columns written) = x[m, K] · wᵀ, w = [N, K].
     void linear(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
@@ -68,10 +89,13 @@ public:
     void gemm(dtype wtype, const void * w, int64_t n, int64_t k, const float * x, int64_t m, float * y, int64_t ldy);
 
 private:
+    void linear_f32(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
+    void linear_bf16(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
     void linear_int8(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
-    // w_kn: w is [k, n] row-major instead of [n, k].
-    void gemm(dtype wtype, const void * w, int64_t n, int64_t k, const float * x, int64_t m, float * y, int64_t ldy,
-              bool w_kn);
+    // y = x · wᵀ with x and w already in wtype (F32 or BF16); w_kn: w is [k, n] row-major
+    // instead of [n, k].
+    void run_gemm(dtype wtype, const void * x, const void * w, int64_t n, int64_t k, int64_t m, float * y, int64_t ldy,
+                  bool w_kn);
     struct impl;
     std::unique_ptr<impl> impl_;
     int n_threads_;

@@ -69,8 +69,8 @@ public:
     void set_sampling(const sampling_params & p);
     const sampling_params & sampling() const { return params_; }
     void set_n_threads(int n) { state_->set_n_threads(n); }
-    // true: prefill of 4- and 5-bit weights through the int8 GEMM, not dequantized to F32 (ops/matmul.hpp).
-    void set_int8_prefill(bool on) { state_->matmul().int8_prefill = on; }
+    // How prompts multiply weights that are not F32 (ops/matmul.hpp); decode is unaffected.
+    void set_prefill_gemm(ops::prefill_gemm g) { state_->matmul().prefill = g; }
     // The model's per-session state (architecture-specific settings such as deepseek2's MLA form).
     model_state & state() { return *state_; }
     void reseed() { sampler_.reset(params_.seed); }

@@ -1349,7 +1349,7 @@ TEST_CASE("capi: a deepseek2 model reports its experts and its latent KV cache" 
     CHECK(contains(err.message(), "form 3"));
 }
 
-TEST_CASE("capi: experimental int8 prefill changes a Q4_0 prompt's logits by quantization noise only" *
+TEST_CASE("capi: experimental prefill GEMMs change a Q4_0 prompt's logits by rounding noise only" *
           doctest::timeout(60)) {
     FRUGAL_REQUIRE_PARITY_FIXTURES();
     auto model = load(frugal::test::parity_fixture("tiny-qwen2-q4_0.gguf").string());
@@ -1357,21 +1357,31 @@ TEST_CASE("capi: experimental int8 prefill changes a Q4_0 prompt's logits by qua
     err_box err;
     std::vector<int32_t> prompt(40); // above the row kernels' small-batch limit: the GEMM path
     for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t(3 + 7 * i);
-    std::vector<std::vector<float>> logits;
-    for (const int32_t on : {0, 1}) {
+    const auto logits_with = [&](int32_t gemm) {
         REQUIRE(frugal_session_reset(s.get(), nullptr) == FRUGAL_OK);
-        REQUIRE(frugalx_session_set_int8_prefill(s.get(), on, err.out()) == FRUGAL_OK);
-        logits.push_back(prompt_logits(s.get(), prompt.data(), int32_t(prompt.size())));
-    }
-    const float diff = max_abs_diff(logits[0], logits[1]);
-    const auto [lo, hi] = std::minmax_element(logits[0].begin(), logits[0].end());
+        REQUIRE(frugalx_session_set_prefill_gemm(s.get(), gemm, err.out()) == FRUGAL_OK);
+        return prompt_logits(s.get(), prompt.data(), int32_t(prompt.size()));
+    };
+    const auto exact = logits_with(FRUGALX_PREFILL_F32);
+    const auto [lo, hi] = std::minmax_element(exact.begin(), exact.end());
     const float spread = *hi - *lo;
-    MESSAGE("int8 vs exact prefill: max |logit diff| ", diff, ", logit spread ", spread);
-    CHECK(diff > 0);              // the switch took effect
-    CHECK(diff < 0.05f * spread); // and only requantization noise separates the two
-    CHECK(frugalx_session_set_int8_prefill(s.get(), 2, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
-    CHECK(contains(err.message(), "on = 2"));
-    CHECK(frugalx_session_set_int8_prefill(nullptr, 0, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+    for (const int32_t gemm : {FRUGALX_PREFILL_BF16, FRUGALX_PREFILL_INT8}) {
+        const float diff = max_abs_diff(exact, logits_with(gemm));
+        MESSAGE("prefill gemm ", gemm, " vs f32: max |logit diff| ", diff, ", logit spread ", spread);
+        CHECK(diff > 0);              // the switch took effect
+        CHECK(diff < 0.05f * spread); // and only rounding noise separates the two
+    }
+    // AUTO is F32 or BF16, whichever this CPU runs best (or what FRUGAL_PREFILL_GEMM names).
+    const auto automatic = logits_with(FRUGALX_PREFILL_AUTO);
+    float auto_diff = max_abs_diff(exact, automatic);
+    for (const int32_t gemm : {FRUGALX_PREFILL_BF16, FRUGALX_PREFILL_INT8})
+        auto_diff = std::min(auto_diff, max_abs_diff(logits_with(gemm), automatic));
+    CHECK(auto_diff == 0);
+    for (const int32_t bad : {-1, 4}) {
+        CHECK(frugalx_session_set_prefill_gemm(s.get(), bad, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+        CHECK(contains(err.message(), "gemm " + std::to_string(bad)));
+    }
+    CHECK(frugalx_session_set_prefill_gemm(nullptr, 0, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
 }
 
 TEST_CASE("capi: repack_weights = 0 loads Q4_0 weights in place, with the same prompt logits" * doctest::timeout(60)) {

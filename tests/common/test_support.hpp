@@ -63,7 +63,7 @@ inline std::filesystem::path scratch_dir(const std::string & name) {
 inline std::filesystem::path parity_fixture(const std::string & file) {
     return std::filesystem::path(FRUGAL_TEST_BINARY_DIR) / "fixtures" / "parity" / file;
 }
-inline bool parity_fixtures_present() { return std::filesystem::exists(parity_fixture(".complete-v3")); }
+inline bool parity_fixtures_present() { return std::filesystem::exists(parity_fixture(".complete-v5")); }
 #define FRUGAL_REQUIRE_PARITY_FIXTURES()                                                                      \
     if (!frugal::test::parity_fixtures_present())                                                            \
     FRUGAL_SKIP("parity fixtures were not generated (no ../shared/tools or llama.cpp peer)")

@@ -14,7 +14,7 @@ if ! "$tools/llamacpp-logits" --version >/dev/null 2>&1; then
 fi
 export PYTHONDONTWRITEBYTECODE=1
 mkdir -p "$out"
-stamp=$out/.complete-v3
+stamp=$out/.complete-v5
 [[ -f $stamp ]] && { echo "parity fixtures up to date in $out"; exit 0; }
 
 models=()
@@ -58,5 +58,16 @@ for m in "${models[@]}"; do
     oracle "$out/$m.gguf" --tokens "$tokens" --greedy 64 > "$out/$m.greedy.json"
 done
 printf '%s\n' "${models[@]}" > "$out/models.txt"
+
+# Fidelity (parity_test.cpp): llama.cpp's logits of 256 seeded random tokens for quantized files
+# and for the F32 models they were made from (the reference); 24 positions are too few to tell
+# KL divergences apart on MoE models, where one flipped expert choice dominates.
+/usr/bin/python3 -c 'import random; random.seed(11); print(",".join(str(random.randrange(8000)) for _ in range(256)))' \
+    > "$out/fidelity.txt"
+for m in tiny-qwen2-f32 tiny-qwen2-q8_0 tiny-llama-f32 tiny-llama-q4_0 tiny256-qwen2-f32 tiny256-qwen2-q4_k_m \
+         tiny256-llama-f32 tiny256-llama-q5_k_m tiny-deepseek2-f32 tiny-deepseek2-q8_0 tiny-deepseek3-f32 \
+         tiny-deepseek3-q8_0 tiny256-deepseek3-f32 tiny256-deepseek3-q4_k_m tiny-qwen2-bf16; do
+    oracle "$out/$m.gguf" --tokens-file "$out/fidelity.txt" --format bin --out "$out/$m.fidelity.logits.bin" >/dev/null
+done
 touch "$stamp"
 echo "parity fixtures: ${#models[@]} models in $out"

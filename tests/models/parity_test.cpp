@@ -2,8 +2,10 @@
 // GGUF files (fixtures made by make_parity_fixtures.sh into the build tree; the test skips when
 // they could not be made because ../shared/tools or the llama.cpp peer is missing).
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -68,6 +70,9 @@ parity_result run_parity(const std::string & name, double decisive_margin,
 
     parity_result r;
     frugal::session s(model, 256);
+    // llama.cpp's arithmetic: activations rounded to the weight type's vec_dot format. (The BF16
+    // prefill, the default on CPUs with native BF16, rounds otherwise: see the fidelity test.)
+    s.set_prefill_gemm(frugal::ops::prefill_gemm::f32);
     if (model->config().arch == frugal::arch::deepseek2) frugal::set_mla_form(s.state(), form);
     const auto mine = s.evaluate_all(prompt);
     const int64_t V = ref.n_vocab;
@@ -84,6 +89,7 @@ parity_result run_parity(const std::string & name, double decisive_margin,
     const auto want = greedy["generated"].get<std::vector<int32_t>>();
     const auto margin = greedy["margin"].get<std::vector<double>>();
     frugal::session g(model, 256);
+    g.set_prefill_gemm(frugal::ops::prefill_gemm::f32);
     if (model->config().arch == frugal::arch::deepseek2) frugal::set_mla_form(g.state(), form);
     g.prompt_tokens(prompt);
     r.greedy_n = int(want.size());
@@ -223,5 +229,80 @@ TEST_CASE("parity with llama.cpp: deepseek2 K-quant mixes with Q5_0 and Q5_1 fal
         const auto r = run_parity(name, 0.1);
         CHECK(r.max_abs_diff <= 0.25);
         CHECK(r.decisive_disagree == 0);
+    }
+}
+
+namespace {
+
+// Mean over positions of KL(P_ref ‖ P_cand) in nats, both [rows, V] raw logits.
+double mean_kl(const std::vector<float> & ref, const std::vector<float> & cand, int64_t rows, int64_t V) {
+    const auto log_softmax = [V](const float * x, std::vector<double> & out) {
+        const double mx = *std::max_element(x, x + V);
+        double sum = 0;
+        for (int64_t v = 0; v < V; ++v) sum += std::exp(double(x[v]) - mx);
+        const double lse = mx + std::log(sum);
+        for (int64_t v = 0; v < V; ++v) out[size_t(v)] = double(x[v]) - lse;
+    };
+    std::vector<double> lp(static_cast<size_t>(V)), lq(static_cast<size_t>(V));
+    double total = 0;
+    for (int64_t row = 0; row < rows; ++row) {
+        log_softmax(ref.data() + row * V, lp);
+        log_softmax(cand.data() + row * V, lq);
+        for (int64_t v = 0; v < V; ++v) total += std::exp(lp[size_t(v)]) * (lp[size_t(v)] - lq[size_t(v)]);
+    }
+    return total / double(rows);
+}
+
+} // namespace
+
+TEST_CASE("fidelity: each prefill GEMM against the F32 model, beside llama.cpp" * doctest::timeout(300)) {
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
+    // The issue's fidelity rule: the next-token distribution of any transformation of the weights
+    // is no further (KL divergence) from the F32 model's than llama.cpp's is, on the same file.
+    // Reference: llama.cpp's logits of the F32 model the file was made from, over 256 seeded
+    // random tokens. BF16 rounds the weights (2^-9 relative) but keeps activations finer than the
+    // Q8_0/Q8_K blocks llama.cpp's kernels round them to, which weighs more: 20-40 % lower KL on
+    // Q8_0, level on the K-quants (measured: within 0.1 %, hence the 1 % allowance for float
+    // order). Without native BF16 the path is emulated in F32 with the same rounding, so this
+    // holds on every CPU. F16 files stay on the F32 GEMM (ops/matmul.hpp).
+    constexpr double k_allowance = 1.01;
+    const std::pair<const char *, const char *> cases[] = {
+        {"tiny-qwen2-q8_0", "tiny-qwen2-f32"},
+        {"tiny-llama-q4_0", "tiny-llama-f32"},
+        {"tiny256-qwen2-q4_k_m", "tiny256-qwen2-f32"},
+        {"tiny256-llama-q5_k_m", "tiny256-llama-f32"},
+        {"tiny-deepseek2-q8_0", "tiny-deepseek2-f32"},
+        {"tiny-deepseek3-q8_0", "tiny-deepseek3-f32"},
+        {"tiny256-deepseek3-q4_k_m", "tiny256-deepseek3-f32"},
+        {"tiny-qwen2-bf16", "tiny-qwen2-f32"},
+    };
+    const auto dir = frugal::test::parity_fixture("");
+    std::vector<int32_t> tokens;
+    {
+        std::ifstream f(dir / "fidelity.txt");
+        std::string item;
+        while (std::getline(f, item, ',')) tokens.push_back(std::stoi(item));
+    }
+    REQUIRE(tokens.size() == 256);
+    for (const auto & [file, reference] : cases) {
+        CAPTURE(file);
+        const auto model = frugal::load_model((dir / (std::string(file) + ".gguf")).string(), {});
+        const int64_t V = model->config().n_vocab, rows = int64_t(tokens.size());
+        const auto ref = read_logits(dir / (std::string(reference) + ".fidelity.logits.bin"));
+        const auto peer = read_logits(dir / (std::string(file) + ".fidelity.logits.bin"));
+        REQUIRE(ref.rows == rows);
+        REQUIRE(peer.rows == rows);
+        const double kl_peer = mean_kl(ref.data, peer.data, rows, V);
+        std::string line = fmt::format("{}: mean KL vs F32: llama.cpp {:.3e}", file, kl_peer);
+        double kl_bf16 = 0;
+        for (auto g : {frugal::ops::prefill_gemm::f32, frugal::ops::prefill_gemm::bf16}) {
+            frugal::session s(model, 512);
+            s.set_prefill_gemm(g);
+            const double kl = mean_kl(ref.data, s.evaluate_all(tokens), rows, V);
+            line += fmt::format(", frugal {} {:.3e}", frugal::ops::prefill_gemm_name(g), kl);
+            if (g == frugal::ops::prefill_gemm::bf16) kl_bf16 = kl;
+        }
+        MESSAGE(line);
+        CHECK(kl_bf16 <= k_allowance * kl_peer);
     }
 }

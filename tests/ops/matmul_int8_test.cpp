@@ -1,10 +1,11 @@
-// matmul_int8_test.cpp - the opt-in int8 prefill GEMM (ops/matmul.hpp, int8_prefill) against
+// matmul_int8_test.cpp - the opt-in int8 prefill GEMM (ops/matmul.hpp, prefill_gemm::int8) against
 // (1) a plain simulation of its integer arithmetic, which catches a saturating or skipped path,
 // and (2) the exact product x · dequant(w)ᵀ within the quantization error bound.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -77,7 +78,7 @@ void check_int8_linear(const weight & w, int64_t m, int threads) {
     std::vector<float> y(size_t(m * ldy), -777.f);
     ops::matmul_context ctx(threads);
     ctx.small_batch = 8;
-    ctx.int8_prefill = true;
+    ctx.prefill = ops::prefill_gemm::int8;
     ctx.linear(w.view(), x.data(), m, y.data(), ldy);
 
     const int level = ops::dnnl_compat::int8_pairs_saturate() ? 64 : 127;
@@ -141,17 +142,19 @@ TEST_CASE("int8 prefill GEMM over several weight slabs" * doctest::timeout(120))
 }
 
 TEST_CASE("int8 prefill stays off unless asked for" * doctest::timeout(60)) {
-    // Default: the exact path, which multiplies dequantized weights with Q8_0-rounded activations;
-    // on these inputs its result differs from the int8 one.
+    // The default (F32 or BF16) multiplies dequantized weights with Q8_0- or BF16-rounded
+    // activations; on these inputs its result differs from the int8 one.
     const auto w = make_weight(dtype::q4_0, 16, 256, 3);
     const int64_t m = 8;
     const auto x = test::random_floats(size_t(m * w.k), 9);
     std::vector<float> exact(size_t(m * w.n)), int8(size_t(m * w.n));
     ops::matmul_context ctx(1);
     ctx.small_batch = 8;
-    CHECK_FALSE(ctx.int8_prefill);
+    CHECK(ctx.prefill == ops::default_prefill_gemm());
+    if (std::getenv("FRUGAL_PREFILL_GEMM")) FRUGAL_SKIP("FRUGAL_PREFILL_GEMM sets the default");
+    CHECK(ctx.prefill != ops::prefill_gemm::int8);
     ctx.linear(w.view(), x.data(), m, exact.data());
-    ctx.int8_prefill = true;
+    ctx.prefill = ops::prefill_gemm::int8;
     ctx.linear(w.view(), x.data(), m, int8.data());
     CHECK(exact != int8);
 }

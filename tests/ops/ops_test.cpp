@@ -760,6 +760,7 @@ void check_linear_paths(dtype t) {
     const int64_t ms[] = {1, 3, 7, 8, 33, 100};
     for (int threads : k_thread_counts) {
         ops::matmul_context ctx(threads); // one context for all shapes: its primitive cache sees many keys
+        ctx.prefill = ops::prefill_gemm::f32; // the exact path (the BF16 one has its own test)
         ctx.small_batch = 8;
         for (const auto & s : shapes)
             for (uint32_t seed : k_seeds) {
@@ -800,9 +801,74 @@ TEST_CASE("linear dequantizes a large weight slab by slab" * doctest::timeout(60
         const auto w = make_weight(t, n, k, 7);
         for (int threads : k_thread_counts) {
             ops::matmul_context ctx(threads);
+            ctx.prefill = ops::prefill_gemm::f32; // the exact path (the BF16 one has its own test)
             for (int64_t m : {8, 20})
                 for (int64_t ldy : {n, n + 3}) check_linear(ctx, w, m, ldy, uint32_t(m));
         }
+    }
+}
+
+namespace {
+
+float round_bf16(float v) { return bf16_to_fp32(fp32_to_bf16(v)); }
+
+// linear with prefill = bf16 against the reference on BF16-rounded operands: every product is of
+// bf16(x) and bf16(w) (w dequantized first; exact in F32), summed in F32, so only the summation
+// bound separates the two. A mistake in either rounding (none, or twice through another format)
+// is far above it.
+void check_bf16_prefill(dtype t, int64_t n, int64_t k, int64_t m, int threads) {
+    INFO(std::string(dtype_name(t)), " [", n, ", ", k, "], m ", m, ", threads ", threads);
+    auto w = make_weight(t, n, k, uint32_t(n + k));
+    const auto x = test::random_floats(size_t(m * k), uint32_t(m));
+    ops::matmul_context ctx(threads);
+    ctx.prefill = ops::prefill_gemm::bf16;
+    ctx.small_batch = 8;
+    const int64_t ldy = n + 3;
+    std::vector<float> y(size_t(m * ldy), k_sentinel), got(size_t(m * n));
+    ctx.linear(w.view(), x.data(), m, y.data(), ldy);
+    for (int64_t i = 0; i < m; ++i) {
+        std::copy_n(y.begin() + i * ldy, n, got.begin() + i * n);
+        for (int64_t j = n; j < ldy; ++j) CHECK(y[size_t(i * ldy + j)] == k_sentinel);
+    }
+    std::vector<float> xr(x.size());
+    std::transform(x.begin(), x.end(), xr.begin(), round_bf16);
+    std::transform(w.values.begin(), w.values.end(), w.values.begin(), round_bf16);
+    const std::vector<double> exact(xr.size(), 0.0);
+    check_within(got.data(), ref::matmul(xr.data(), w.values.data(), m, n, k),
+                 product_bound(xr.data(), exact, w.values.data(), m, n, k));
+}
+
+} // namespace
+
+TEST_CASE("bf16 prefill multiplies BF16-rounded weights and activations, in every type" * doctest::timeout(120)) {
+    // Without a native BF16 matmul (AVX512-BF16, AMX) the BF16 operands are widened to F32: the
+    // same products, so this test holds on either.
+    for (dtype t : {dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_0, dtype::iq4_nl,
+                    dtype::q4_k, dtype::q5_k, dtype::q6_k}) {
+        const int64_t kb = traits(t).block_size == k_qk_k ? k_qk_k : k_qk;
+        for (int threads : k_thread_counts)
+            for (int64_t m : {8, 37}) check_bf16_prefill(t, 33, 4 * kb, m, threads);
+    }
+    // K = 8192: 256-row BF16 slabs, so N = 300 takes two, the last partial.
+    for (dtype t : {dtype::q8_0, dtype::q4_0_repacked}) check_bf16_prefill(t, 300, 8192, 9, 2);
+}
+
+TEST_CASE("bf16 prefill leaves q5_1 and f16 on the exact path" * doctest::timeout(60)) {
+    // Q5_1's block offsets meet Q8_1's block sums as extra F32 columns, which BF16 would round;
+    // F16 would lose 3 mantissa bits per weight.
+    for (dtype t : {dtype::q5_1, dtype::f16}) {
+        CAPTURE(std::string(dtype_name(t)));
+        const auto w = make_weight(t, 17, 4 * k_qk, 2);
+        const int64_t m = 9;
+        const auto x = test::random_floats(size_t(m * w.k), 3);
+        std::vector<float> y_f32(size_t(m * w.n)), y_bf16(size_t(m * w.n));
+        for (auto [g, y] : {std::pair{ops::prefill_gemm::f32, &y_f32}, std::pair{ops::prefill_gemm::bf16, &y_bf16}}) {
+            ops::matmul_context ctx(1);
+            ctx.prefill = g;
+            ctx.small_batch = 8;
+            ctx.linear(w.view(), x.data(), m, y->data());
+        }
+        CHECK(y_f32 == y_bf16);
     }
 }
 
@@ -827,6 +893,7 @@ TEST_CASE("linear's wide-batch path multiplies the row kernels' products" * doct
         std::vector<std::byte> scratch;
         ops::matmul_rows(w.view(), x.data(), m, rows.data(), scratch, 1);
         ops::matmul_context ctx(1);
+        ctx.prefill = ops::prefill_gemm::f32; // the exact path (the BF16 one has its own test)
         ctx.small_batch = 8;
         ctx.linear(w.view(), x.data(), m, wide.data(), n);
         // Two float sums of k + k/32 terms (Q5_1's offsets add a column per block) and a rounding
@@ -855,6 +922,7 @@ TEST_CASE("linear reuses cached primitives across calls with other m and shapes"
     for (dtype t : {dtype::f32, dtype::q8_0}) {
         const test_weight weights[] = {make_weight(t, 33, 64, 5), make_weight(t, 17, 128, 6)};
         ops::matmul_context ctx(2);
+        ctx.prefill = ops::prefill_gemm::f32; // the exact path (the BF16 one has its own test)
         for (const auto & c : calls) check_linear(ctx, weights[c.which], c.m, weights[c.which].n, uint32_t(c.m));
     }
 }
@@ -916,17 +984,7 @@ void check_gemm(dtype t) {
 TEST_CASE("gemm with f32 weights matches the reference" * doctest::timeout(60)) { check_gemm(dtype::f32); }
 
 TEST_CASE("gemm with bf16 weights matches the reference" * doctest::timeout(60)) {
-    // oneDNN 2.x implements BF16 matmul only from AVX512 on (emulated without AVX512-BF16).
-    ops::matmul_context probe(1);
-    const auto w = make_weight(dtype::bf16, 1, 32, 1);
-    std::vector<float> x(32, 1.f), y(1);
-    try {
-        probe.gemm(dtype::bf16, w.bytes.data(), 1, 32, x.data(), 1, y.data(), 1);
-    } catch (const frugal::error & e) {
-        // Only "no implementation on this CPU" skips; any other failure is a failure.
-        if (e.code() != frugal::status::unsupported_model) throw;
-        FRUGAL_SKIP(fmt::format("oneDNN has no BF16 matmul on this CPU: {}", e.what()));
-    }
+    // oneDNN 2.x implements BF16 matmul only from AVX512 on; elsewhere gemm widens to F32.
     check_gemm(dtype::bf16);
 }
 
