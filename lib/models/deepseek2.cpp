@@ -115,7 +115,7 @@ protected:
 private:
     void read_rope(const weight_reader & r);
     void attention(const layer_weights & L, deepseek2_state & st, int64_t layer, const float * h, int64_t T,
-                   float * out) const;
+                   int64_t n_out, float * out) const;
     void moe(const moe_weights & M, deepseek2_state & st, const float * h, int64_t T, float * out) const;
     bool use_absorbed(const deepseek2_state & st, int64_t T, int64_t n_kv) const;
 
@@ -332,12 +332,14 @@ bool deepseek2_model::use_absorbed(const deepseek2_state & st, int64_t T, int64_
     return absorbed <= straightforward;
 }
 
-// out[T, H*v] = attention output of every head, before attn_output.
+// Writes the T new latent cache rows, and out[n_out, H*v] = the attention output of every head
+// (before attn_output) for the last n_out of the T rows (model::output_rows).
 void deepseek2_model::attention(const layer_weights & L, deepseek2_state & st, int64_t layer, const float * h,
-                                int64_t T, float * out) const {
+                                int64_t T, int64_t n_out, float * out) const {
     const auto & d = dims_;
     const int64_t H = d.n_head, qk = d.qk(), R = d.kv_lora, lat = d.latent();
     const int64_t pos0 = st.n_past(), n_kv = pos0 + T;
+    const int64_t o = T - n_out; // first query row attended
     const int nt = st.mm.n_threads();
     auto & mm = st.mm;
 
@@ -359,8 +361,10 @@ void deepseek2_model::attention(const layer_weights & L, deepseek2_state & st, i
     mm.linear(L.wkv_a, h, T, fresh);
     for (int64_t t = 0; t < T; ++t) ops::rmsnorm(fresh + t * lat, L.kv_a_norm.data(), fresh + t * lat, 1, R, config_.rms_eps, 1);
     ops::rope_apply(rope_, st.rope, fresh + R, T, 1, lat, nt);
+    if (n_out == 0) return;
+    const float * qo = q + o * H * qk; // [n_out, H, qk]
 
-    if (!use_absorbed(st, T, n_kv)) {
+    if (!use_absorbed(st, n_out, n_kv)) {
         // Straightforward: K [n_kv, H, qk] = [W_UK^h c_kv | k_pe], V [n_kv, H, v] = W_UV^h c_kv.
         const float * c = columns(cache, n_kv, lat, 0, R, st.c); // [n_kv, R]
         float * K = grow(st.k_full, n_kv * H * qk);
@@ -372,25 +376,26 @@ void deepseek2_model::attention(const layer_weights & L, deepseek2_state & st, i
         for (int64_t j = 0; j < n_kv; ++j)
             for (int64_t hd = 0; hd < H; ++hd) std::copy_n(cache + j * lat + R, d.rope, K + (j * H + hd) * qk + d.nope);
         const ops::attention_params p{.n_head = H, .n_head_kv = H, .head_dim = qk, .v_dim = d.v, .scale = kq_scale_};
-        ops::attention(p, q, T, pos0, K, V, out, st.attn_scratch, nt);
+        ops::attention(p, qo, n_out, pos0 + o, K, V, out, st.attn_scratch, nt);
         return;
     }
     // Absorbed: per head the query becomes [(W_UK^h)ᵀ q_nope | q_pe] [R + rope] and attends
     // over the cache rows as one shared KV head whose value is the latent part; the latent
     // output [R] then goes through W_UV^h.
-    float * qa = grow(st.q_abs, T * H * lat); // [T, H, R + rope]
+    float * qa = grow(st.q_abs, n_out * H * lat); // [n_out, H, R + rope]
     for (int64_t hd = 0; hd < H; ++hd) {
-        const float * q_nope = columns(q, T, H * qk, hd * qk, d.nope, st.gather); // [T, nope]
-        k_up_t(L, hd).apply(mm, q_nope, T, qa + hd * lat, H * lat);
-        for (int64_t t = 0; t < T; ++t) std::copy_n(q + (t * H + hd) * qk + d.nope, d.rope, qa + (t * H + hd) * lat + R);
+        const float * q_nope = columns(qo, n_out, H * qk, hd * qk, d.nope, st.gather); // [n_out, nope]
+        k_up_t(L, hd).apply(mm, q_nope, n_out, qa + hd * lat, H * lat);
+        for (int64_t t = 0; t < n_out; ++t)
+            std::copy_n(qo + (t * H + hd) * qk + d.nope, d.rope, qa + (t * H + hd) * lat + R);
     }
-    float * o_lat = grow(st.o_lat, T * H * R); // [T, H, R]
+    float * o_lat = grow(st.o_lat, n_out * H * R); // [n_out, H, R]
     const ops::attention_params p{.n_head = H, .n_head_kv = 1, .head_dim = lat, .v_dim = R, .scale = kq_scale_,
                                   .k_stride = lat, .v_stride = lat};
-    ops::attention(p, qa, T, pos0, cache, cache, o_lat, st.attn_scratch, nt);
+    ops::attention(p, qa, n_out, pos0 + o, cache, cache, o_lat, st.attn_scratch, nt);
     for (int64_t hd = 0; hd < H; ++hd) {
-        const float * o_h = columns(o_lat, T, H * R, hd * R, R, st.gather); // [T, R]
-        v_up(L, hd).apply(mm, o_h, T, out + hd * d.v, H * d.v);
+        const float * o_h = columns(o_lat, n_out, H * R, hd * R, R, st.gather); // [n_out, R]
+        v_up(L, hd).apply(mm, o_h, n_out, out + hd * d.v, H * d.v);
     }
 }
 
@@ -466,17 +471,25 @@ void deepseek2_model::forward_batch(model_state & base, std::span<const int32_t>
         if (cancel && cancel->load(std::memory_order_relaxed))
             throw_error(status::cancelled, "forward: cancelled at layer {}", l);
         const auto & L = layers_[size_t(l)];
+        // Rows [o, T) go on; all T before the last layer (model::output_rows).
+        const int64_t o = l + 1 == c.n_layer ? T - output_rows(T, all_logits, logits) : 0, To = T - o;
         ops::rmsnorm(x, L.attn_norm.data(), h, T, D, c.rms_eps, nt);
-        attention(L, st, l, h, T, att);
-        st.mm.linear(L.wo, att, T, tmp);
-        add_into(x, tmp, T * D);
+        attention(L, st, l, h, T, To, att); // att [To, H*v]
+        if (To == 0) break; // the cache rows are written: nothing reads this layer's output
+        float * xo = x + o * D;  // [To, D]
+        st.mm.linear(L.wo, att, To, tmp);
+        add_into(xo, tmp, To * D);
 
-        ops::rmsnorm(x, L.ffn_norm.data(), h, T, D, c.rms_eps, nt);
-        if (L.is_moe) moe(L.moe, st, h, T, tmp);
-        else swiglu_ffn(st.mm, L.dense, h, T, tmp, st.ffn);
-        add_into(x, tmp, T * D);
+        ops::rmsnorm(xo, L.ffn_norm.data(), h, To, D, c.rms_eps, nt);
+        if (L.is_moe) moe(L.moe, st, h, To, tmp);
+        else swiglu_ffn(st.mm, L.dense, h, To, tmp, st.ffn);
+        add_into(xo, tmp, To * D);
     }
-    if (logits) head_.logits(st.mm, x, T, all_logits, c.rms_eps, h, logits);
+    // After the last layer x holds its output rows at the end: T of them, or the last one.
+    if (logits) {
+        const int64_t rows = output_rows(T, all_logits, logits);
+        head_.logits(st.mm, x + (T - rows) * D, rows, all_logits, c.rms_eps, h, logits);
+    }
 }
 
 } // namespace

@@ -178,18 +178,26 @@ void llama_model::forward_batch(model_state & base, std::span<const int32_t> tok
         add_bias(v_new, L.bv, T);
         ops::rope_apply(rope_, st.rope, q, T, c.n_head, hd, nt);
         ops::rope_apply(rope_, st.rope, k_new, T, c.n_head_kv, hd, nt);
-        ops::attention(ap, q, T, pos0, st.k_cache[size_t(l)].data(), st.v_cache[size_t(l)].data(), att,
-                       st.attn_scratch, nt);
-        st.mm.linear(L.wo, att, T, tmp);  // [T, D]
-        add_into(x, tmp, T * D);
+        // Rows [o, T) go on; all T before the last layer (model::output_rows).
+        const int64_t o = l + 1 == c.n_layer ? T - output_rows(T, all_logits, logits) : 0, To = T - o;
+        if (To == 0) break; // the cache rows are written: nothing reads this layer's output
+        float * xo = x + o * D;   // [To, D]
+        ops::attention(ap, q + o * q_dim, To, pos0 + o, st.k_cache[size_t(l)].data(), st.v_cache[size_t(l)].data(),
+                       att, st.attn_scratch, nt);
+        st.mm.linear(L.wo, att, To, tmp);  // [To, D]
+        add_into(xo, tmp, To * D);
 
         // feed-forward block
-        ops::rmsnorm(x, L.ffn_norm.data(), h, T, D, c.rms_eps, nt);
-        swiglu_ffn(st.mm, L.ffn, h, T, tmp, st.ffn);
-        add_into(x, tmp, T * D);
+        ops::rmsnorm(xo, L.ffn_norm.data(), h, To, D, c.rms_eps, nt);
+        swiglu_ffn(st.mm, L.ffn, h, To, tmp, st.ffn);
+        add_into(xo, tmp, To * D);
     }
 
-    if (logits) head_.logits(st.mm, x, T, all_logits, c.rms_eps, h, logits);
+    // After the last layer x holds its output rows at the end: T of them, or the last one.
+    if (logits) {
+        const int64_t rows = output_rows(T, all_logits, logits);
+        head_.logits(st.mm, x + (T - rows) * D, rows, all_logits, c.rms_eps, h, logits);
+    }
 }
 
 } // namespace

@@ -102,6 +102,13 @@ protected:
                                const std::atomic<bool> * cancel) const = 0;
     // Largest number of tokens a single forward_batch processes (bounds scratch memory).
     static constexpr int64_t k_max_batch = 512;
+    // Trailing rows of a batch of T whose last-layer output anything reads: all T for
+    // all_logits, the last one for a prompt's logits, none when no logits are asked (an earlier
+    // batch of a long prompt). The last layer still writes every row's KV cache entry, but runs
+    // its attention output and feed-forward on these rows only (as llama.cpp does).
+    static int64_t output_rows(int64_t T, bool all_logits, const float * logits) {
+        return all_logits ? T : (logits ? 1 : 0);
+    }
 
     // Loader steps shared by the architectures: the progress callback before layer `layer`
     // (throws status::cancelled when it asks to stop), and the final totals of weights.
