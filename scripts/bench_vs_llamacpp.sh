@@ -22,7 +22,7 @@ python3 - "$out" "$rounds" <<'PY'
 import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 def load(engine):
-    tests, mem, load_s, extra = {}, None, [], {}
+    tests, mem, load_s, extra, gemm = {}, None, [], {}, "?"
     for i in range(rounds):
         for line in open(f"{out}/{engine}.{i}.jsonl"):
             line = line.strip()
@@ -33,8 +33,10 @@ def load(engine):
                 if "bound_tps" in j: extra.setdefault(j["test"], []).append(j["bound_tps"])
             if "peak_rss_kib" in j: mem = max(mem or 0, j["peak_rss_kib"])
             if "load_s" in j: load_s.append(j["load_s"])
-    return tests, mem, load_s, extra
-f, fm, fl, bounds = load("frugal"); l, lm, ll, _ = load("llamacpp")
+            if "prefill_gemm" in j: gemm = j["prefill_gemm"]
+    return tests, mem, load_s, extra, gemm
+f, fm, fl, bounds, gemm = load("frugal"); l, lm, ll, _, _ = load("llamacpp")
+print(f"frugal's prefill GEMM: {gemm}")
 print(f"{'test':12} {'frugal t/s':>12} {'llama.cpp t/s':>14} {'ratio':>7}  decode bound t/s (frugal / llama.cpp share)")
 for t in f:
     if t in l:
