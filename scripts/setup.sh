@@ -12,6 +12,7 @@ packages=(
     libcurl4-openssl-dev libssl-dev                      # frugal pull: HTTPS download, SHA-256
     nlohmann-json3-dev                                   # tokenizer.json / tokenizer_config.json; test vectors
     abigail-tools                                        # tests: abidiff against the committed ABI baseline
+    libsimde-dev                                         # tests: the AVX-512 kernels, emulated on any x86-64
     python3 python3-numpy                                # tests: local HTTP server, model generator
     python3-setuptools python3-wheel python3-venv        # tests: offline pip install of bindings/python
     golang-go                                            # bindings/go: the Go package's tests (cgo, Go 1.19)

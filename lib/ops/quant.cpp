@@ -38,6 +38,21 @@ bool cpu_has_avx2() {
 
 bool use_avx2() { return cpu_has_avx2() && !g_force_scalar.load(std::memory_order_relaxed); }
 
+// AVX-512 F + BW + VNNI, on top of AVX2. __builtin_cpu_supports reports AVX-512 features only
+// when the OS saves ZMM state (XCR0).
+bool cpu_has_avx512_vnni() {
+    static const bool has = [] {
+#if defined(__x86_64__)
+        __builtin_cpu_init();
+        return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vnni");
+#else
+        return false;
+#endif
+    }();
+    return has;
+}
+
 // Validates (t, n) and returns the kernels to use, SIMD entries over scalar ones where present.
 detail::kernels select(dtype t, int64_t n) {
     const detail::kernels * scalar = detail::scalar_kernels(t);
@@ -48,7 +63,8 @@ detail::kernels select(dtype t, int64_t n) {
                     "quant: row length {} is not a non-negative multiple of the {} block size {}", n, dtype_name(t),
                     bs);
     if (!use_avx2()) return *scalar;
-    const detail::kernels * v = detail::avx2_kernels(t);
+    const detail::kernels * v = cpu_has_avx512_vnni() ? detail::avx512_kernels(t) : nullptr;
+    if (!v) v = detail::avx2_kernels(t);
     if (!v) return *scalar;
     // The dots come as one set (a null dot_batch/dot_rows means "loop over the SIMD dot", never
     // "use the scalar one"); a null conversion means the scalar one serves.
@@ -264,6 +280,7 @@ void repack_rows(dtype t, const void * src, void * dst, int64_t rows, int64_t n)
 namespace detail {
 void force_scalar(bool on) { g_force_scalar.store(on, std::memory_order_relaxed); }
 bool avx2_active() { return use_avx2(); }
+bool avx512_vnni_supported() { return cpu_has_avx512_vnni(); }
 bool decode_row_loop(dtype t) { return select(t, 0).dot_rows != nullptr; }
 } // namespace detail
 

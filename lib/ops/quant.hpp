@@ -95,8 +95,10 @@ void repack_rows(dtype t, const void * src, void * dst, int64_t rows, int64_t n)
 namespace detail {
 // Test hook: true forces the portable scalar kernels, false restores run-time dispatch.
 void force_scalar(bool on);
-// Whether calls are currently served by the AVX2 kernels.
+// Whether calls are currently served by the AVX2 kernels (or, where the CPU has them and the type
+// has one, the AVX-512 VNNI ones: avx512_vnni_supported()).
 bool avx2_active();
+bool avx512_vnni_supported();
 // Whether single-row products of weight type t run the kernel's own row loop (dot_rows).
 bool decode_row_loop(dtype t);
 } // namespace detail

@@ -29,9 +29,10 @@ struct kernels {
                      float * out) = nullptr;
 };
 
-// nullptr when t is not supported.
+// nullptr when t is not supported (AVX-512: when t has no AVX-512 kernel; the AVX2 ones serve).
 const kernels * scalar_kernels(dtype t);
 const kernels * avx2_kernels(dtype t);
+const kernels * avx512_kernels(dtype t);
 
 // A q4_0_repacked row of nb blocks (dtype.hpp): the scales, then 16 nibble bytes per block.
 inline constexpr int64_t repacked_nibbles_offset(int64_t nb) { return nb * int64_t(sizeof(uint16_t)); }

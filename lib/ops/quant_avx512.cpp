@@ -1,0 +1,47 @@
+// quant_avx512.cpp - the AVX-512 (F, BW, VNNI) kernels of quant_avx512_kernels.hpp, built with
+// native instructions under a target attribute (the file is built for baseline x86-64); quant.cpp
+// only calls them after checking the CPU and the OS's ZMM state support. Types without an
+// AVX-512 kernel keep the AVX2 table.
+#include "ops/quant_kernels.hpp"
+
+#if defined(__x86_64__)
+
+// GCC 12's AVX-512 headers build "undefined" pass-through operands (insert, extract, convert)
+// as `__m512 __Y = __Y;`, which -W(maybe-)uninitialized reports once inlined here: a false
+// positive in the compiler's own header, silenced for this file only.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#define FRUGAL_AVX512 __attribute__((target("avx512f,avx512bw,avx512vnni,avx2,fma,f16c")))
+#define FRUGAL_AVX512_NS frugal::ops::detail::avx512
+#include "ops/quant_avx512_kernels.hpp"
+
+namespace frugal::ops::detail {
+namespace {
+
+// The AVX2 set with the AVX-512 dots in place: their results are bit-identical to the AVX2
+// ones, so the batched AVX2 dots (dot_batch) stay consistent with them.
+kernels with_avx512_dots(dtype t, decltype(kernels::dot) dot, decltype(kernels::dot_rows) dot_rows) {
+    kernels k = *avx2_kernels(t);
+    k.dot = dot;
+    k.dot_rows = dot_rows;
+    return k;
+}
+
+} // namespace
+
+const kernels * avx512_kernels(dtype t) {
+    static const kernels q8_0 = with_avx512_dots(dtype::q8_0, avx512::dot_q8_0, avx512::dot_rows_q8_0);
+    return t == dtype::q8_0 ? &q8_0 : nullptr;
+}
+
+} // namespace frugal::ops::detail
+
+#else
+
+namespace frugal::ops::detail {
+const kernels * avx512_kernels(dtype) { return nullptr; }
+} // namespace frugal::ops::detail
+
+#endif
