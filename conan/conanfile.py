@@ -35,6 +35,7 @@ class FrugalConan(ConanFile):
 
     def build_requirements(self):
         self.test_requires("doctest/2.4.9")
+        self.test_requires("simde/[>=0.7.4]")  # tests/ops/quant_avx512_test: AVX-512 kernels, emulated
 
     def config_options(self):
         if self.settings.os == "Windows":

@@ -29,11 +29,30 @@ kernels with_avx512_dots(dtype t, decltype(kernels::dot) dot, decltype(kernels::
     return k;
 }
 
+// Rows longer than the AVX-512 kernel's stack holds go to the AVX2 one.
+FRUGAL_AVX512 void dot_rows_q4_0r(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
+                                  float * out) {
+    if ((n / k_qk + 1) / 2 > avx512::k_q4_0r_max_pairs)
+        return avx2_kernels(dtype::q4_0_repacked)->dot_rows(w, w_stride, rows, act, n, out);
+    avx512::dot_rows_q4_0r(w, w_stride, rows, act, n, out);
+}
+
+FRUGAL_AVX512 float dot_q4_0r(const void * w, const void * act, int64_t n) {
+    float r;
+    dot_rows_q4_0r(static_cast<const std::byte *>(w), 0, 1, act, n, &r);
+    return r;
+}
+
 } // namespace
 
 const kernels * avx512_kernels(dtype t) {
     static const kernels q8_0 = with_avx512_dots(dtype::q8_0, avx512::dot_q8_0, avx512::dot_rows_q8_0);
-    return t == dtype::q8_0 ? &q8_0 : nullptr;
+    static const kernels q4_0r = with_avx512_dots(dtype::q4_0_repacked, dot_q4_0r, dot_rows_q4_0r);
+    switch (t) {
+    case dtype::q8_0: return &q8_0;
+    case dtype::q4_0_repacked: return &q4_0r;
+    default: return nullptr;
+    }
 }
 
 } // namespace frugal::ops::detail

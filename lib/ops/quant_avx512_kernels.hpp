@@ -11,8 +11,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "frugal/dtype.hpp"
+#include "ops/quant_kernels.hpp"
 
 namespace FRUGAL_AVX512_NS {
 
@@ -70,6 +72,102 @@ FRUGAL_AVX512 inline void dot_rows_q8_0(const std::byte * w, size_t w_stride, in
             const __m512 sum = _mm512_fmadd_ps(_mm512_set1_ps(half(wb[ib].d) * half(a[ib].d)),
                                                _mm512_cvtepi32_ps(dot_lanes(q, x)), acc);
             acc = _mm512_mask_mov_ps(acc, 0x00FF, sum);
+        }
+        const __m256 even = _mm512_castps512_ps256(acc);
+        const __m256 odd = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
+        out[r] = hsum256(_mm256_add_ps(even, odd));
+    }
+}
+
+// --- Q4_0 repacked (dtype.hpp: a row's fp16 scales, then 16 nibble bytes per block) ---------------
+// The AVX2 kernel's pairs of blocks (even pairs and odd pairs in two accumulators, int32 lanes
+// 0..3 block b and 4..7 block b + 1) become the two halves of one zmm: a step covers four blocks,
+// one 64-byte load of nibbles. Same integer lanes (Σ q·x − 8·Σ x), same scale products, same
+// final sum: bit-identical to the AVX2 row loop.
+
+// Rows of at most this many pairs of blocks (K <= 20480): the regrouped activation lives on the
+// stack (~31 KiB). Longer rows take the AVX2 kernel (quant_avx512.cpp).
+inline constexpr int64_t k_q4_0r_max_pairs = 320;
+
+// Low and high nibbles of four blocks' 64 bytes, each meeting its regrouped activations.
+FRUGAL_AVX512 inline __m512i q4_0r_step(const uint8_t * nibbles, __m512i x_lo, __m512i x_hi, __m512i x_sums8) {
+    const __m512i v = _mm512_loadu_si512(nibbles);
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    const __m512i lo = _mm512_and_si512(v, mask), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+    const __m512i sums = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x_lo), hi, x_hi);
+    return _mm512_sub_epi32(sums, x_sums8);
+}
+
+FRUGAL_AVX512 inline __m512i join(__m256i lo, __m256i hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+FRUGAL_AVX512 inline void dot_rows_q4_0r(const std::byte * w, size_t w_stride, int64_t rows, const void * act,
+                                         int64_t n, float * out) {
+    using frugal::ops::detail::repacked_nibbles;
+    using frugal::ops::detail::repacked_scales;
+    constexpr int64_t k_group = 8; // blocks per fp16 scale conversion, as the AVX2 kernel
+    const auto * a = static_cast<const block_q8_0 *>(act);
+    const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
+    // Activation pairs regrouped as in the AVX2 kernel (elements 0..15 of both blocks, then
+    // 16..31), two pairs per zmm, with 8·Σ x per lane; zeros past the last pair.
+    constexpr int64_t k_quads = k_q4_0r_max_pairs / 2 + 2;
+    __m512i x_lo[k_quads], x_hi[k_quads], x_sums8[k_quads];
+    alignas(32) float dx[2 * k_q4_0r_max_pairs + 2 * k_group] = {}; // zeros after the nb scales
+    const __m256i eights = _mm256_set1_epi8(8), ones16 = _mm256_set1_epi16(1);
+    for (int64_t q = 0; q < (nb + 3) / 4 + 1; ++q) {
+        __m256i lo[2], hi[2], sums[2];
+        for (int h = 0; h < 2; ++h) {
+            const int64_t p = 2 * q + h;
+            if (p >= n_pairs) {
+                lo[h] = hi[h] = sums[h] = _mm256_setzero_si256();
+                continue;
+            }
+            const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a[2 * p].qs));
+            const __m256i x1 = 2 * p + 1 < nb ? _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a[2 * p + 1].qs))
+                                              : _mm256_setzero_si256();
+            lo[h] = _mm256_permute2x128_si256(x0, x1, 0x20);
+            hi[h] = _mm256_permute2x128_si256(x0, x1, 0x31);
+            sums[h] = _mm256_madd_epi16(
+                _mm256_add_epi16(_mm256_maddubs_epi16(eights, lo[h]), _mm256_maddubs_epi16(eights, hi[h])), ones16);
+        }
+        x_lo[q] = join(lo[0], lo[1]);
+        x_hi[q] = join(hi[0], hi[1]);
+        x_sums8[q] = join(sums[0], sums[1]);
+    }
+    for (int64_t i = 0; i < nb; ++i) dx[i] = half(a[i].d);
+    // Pair j of a group takes its two blocks' scales s[2j], s[2j + 1] four lanes each.
+    const __m512i first_pairs = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i last_pairs = _mm512_add_epi32(first_pairs, _mm512_set1_epi32(4));
+    for (int64_t r = 0; r < rows; ++r) {
+        const std::byte * row = w + size_t(r) * w_stride;
+        const uint16_t * dw = repacked_scales(row);
+        const uint8_t * qs = repacked_nibbles(row, nb);
+        __m512 acc = _mm512_setzero_ps(); // lanes 0-7: even pairs, 8-15: odd pairs
+        // One group of eight blocks: scales s8 = dw·dx, then two steps of four blocks.
+        const auto group = [&](const uint16_t * scales, const uint8_t * nibbles, int64_t g) FRUGAL_AVX512 {
+            const __m256 s8 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(scales))),
+                                            _mm256_load_ps(dx + g));
+            const __m512 s16 = _mm512_castps256_ps512(s8);
+            for (int h = 0; h < 2; ++h) {
+                const int64_t q = g / 4 + h;
+                const __m512i p = q4_0r_step(nibbles + 64 * h, x_lo[q], x_hi[q], x_sums8[q]);
+                const __m512 scale = _mm512_permutexvar_ps(h ? last_pairs : first_pairs, s16);
+                acc = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(p), acc);
+            }
+        };
+        int64_t g = 0;
+        for (; g + k_group <= nb; g += k_group) {
+            for (int line = 0; line < 2; ++line) // the group's 128 nibble bytes, 2 KiB ahead
+                _mm_prefetch(reinterpret_cast<const char *>(qs + 16 * g + 64 * line) + 2048, _MM_HINT_T0);
+            group(dw + g, qs + 16 * g, g);
+        }
+        if (g < nb) { // a partial group: zeros after the row's last scale and nibbles
+            alignas(64) uint8_t nibbles[16 * k_group] = {};
+            uint16_t scales[k_group] = {};
+            std::memcpy(nibbles, qs + 16 * g, size_t(16 * (nb - g)));
+            std::memcpy(scales, dw + g, size_t(nb - g) * sizeof(uint16_t));
+            group(scales, nibbles, g);
         }
         const __m256 even = _mm512_castps512_ps256(acc);
         const __m256 odd = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));

@@ -1,4 +1,5 @@
-// quant_avx512_test.cpp - the AVX-512 VNNI decode kernels (lib/ops/quant_avx512_kernels.hpp) must
+// quant_avx512_test.cpp - the AVX-512 VNNI decode kernels (lib/ops/quant_avx512_kernels.hpp: Q8_0,
+// Q4_0 repacked) must
 // give the AVX2 kernels' results to the bit. Two builds of the same source are checked:
 //   - the library's, on CPUs with AVX-512 F/BW/VNNI (skipped elsewhere);
 //   - one compiled here against SIMD Everywhere's portable AVX-512 (Debian libsimde-dev), which
@@ -36,53 +37,64 @@ using namespace frugal;
 
 namespace {
 
-// rows x n Q8_0 weights and one Q8_0 activation row, from seeded random floats (through the
-// library's quantizers, so the scales are ordinary fp16 values); every other row is made of
-// extreme quants (-128, 127, 0) to reach the edges of the integer ranges.
-struct q8_case {
+// rows x n weights of type t (Q8_0, or Q4_0 repacked) and one Q8_0 activation row, from seeded
+// random floats through the library's quantizers (ordinary fp16 scales); every other row gets
+// extreme quants (Q8_0: -128, 127, 0, -1; Q4_0: 0 and 15, i.e. -8 and 7) to reach the edges of
+// the integer ranges.
+struct weights_case {
     std::vector<std::byte> w, act;
-    int64_t rows, n;
 };
 
-q8_case make_case(int64_t rows, int64_t n, uint32_t seed) {
+weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
     std::mt19937 rng(seed);
     std::normal_distribution<float> normal(0.f, 1.f);
-    q8_case c;
-    c.rows = rows;
-    c.n = n;
-    c.w.resize(size_t(rows * frugal::row_bytes(dtype::q8_0, n)));
-    c.act.resize(ops::activation_bytes(dtype::q8_0, n));
+    const dtype stored = t == dtype::q4_0_repacked ? dtype::q4_0 : t;
+    const int64_t row_bytes = frugal::row_bytes(t, n);
+    weights_case c;
+    std::vector<std::byte> plain(static_cast<size_t>(rows * row_bytes));
     std::vector<float> x(static_cast<size_t>(n));
     for (int64_t r = 0; r < rows; ++r) {
         for (auto & v : x) v = normal(rng);
-        auto * row = c.w.data() + r * frugal::row_bytes(dtype::q8_0, n);
-        ops::quantize_row_weights(dtype::q8_0, x.data(), row, n);
-        if (r % 2) {
-            auto * blocks = reinterpret_cast<block_q8_0 *>(row);
-            const int8_t extremes[] = {-128, 127, 0, -1};
-            for (int64_t b = 0; b < n / k_qk; ++b)
-                for (int i = 0; i < k_qk; ++i) blocks[b].qs[i] = extremes[(i + b + r) % 4];
+        std::byte * row = plain.data() + r * row_bytes;
+        ops::quantize_row_weights(stored, x.data(), row, n);
+        if (r % 2 == 0) continue;
+        for (int64_t b = 0; b < n / k_qk; ++b) {
+            if (stored == dtype::q8_0) {
+                const int8_t extremes[] = {-128, 127, 0, -1};
+                for (int i = 0; i < k_qk; ++i) reinterpret_cast<block_q8_0 *>(row)[b].qs[i] = extremes[(i + b + r) % 4];
+            } else {
+                for (int i = 0; i < k_qk / 2; ++i) reinterpret_cast<block_q4_0 *>(row)[b].qs[i] = (i + b) % 3 ? 0xF0 : 0x0F;
+            }
         }
+    }
+    if (t == dtype::q4_0_repacked) {
+        c.w.resize(plain.size());
+        ops::repack_rows(dtype::q4_0, plain.data(), c.w.data(), rows, n);
+    } else {
+        c.w = std::move(plain);
     }
     for (auto & v : x) v = normal(rng);
     x[0] = 0.f; // a zero element meets a nonzero weight
-    ops::quantize_activation(dtype::q8_0, x.data(), c.act.data(), n);
+    c.act.resize(ops::activation_bytes(t, n));
+    ops::quantize_activation(t, x.data(), c.act.data(), n);
     return c;
 }
 
-// The block counts of the AVX2 tests: odd halves, partial steps, long rows.
-constexpr int64_t k_block_counts[] = {1, 2, 3, 8, 9, 48, 280, 721};
+// The block counts of the AVX2 tests: odd halves, partial groups and steps, long rows (721
+// blocks: past the Q4_0 kernel's stack limit, where it hands over to AVX2).
+constexpr int64_t k_block_counts[] = {1, 2, 3, 5, 8, 9, 13, 48, 280, 640, 721};
 
-// Checks kernel table `k` (dot and dot_rows) against the AVX2 table, bit for bit.
-void check_against_avx2(decltype(ops::detail::kernels::dot) dot, decltype(ops::detail::kernels::dot_rows) dot_rows) {
-    const ops::detail::kernels * avx2 = ops::detail::avx2_kernels(dtype::q8_0);
+// dot and dot_rows of type t against the AVX2 table's dot_rows, bit for bit.
+void check_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
+                        decltype(ops::detail::kernels::dot_rows) dot_rows) {
+    const ops::detail::kernels * avx2 = ops::detail::avx2_kernels(t);
     REQUIRE(avx2);
     REQUIRE(bool(avx2->dot_rows));
     for (int64_t nb : k_block_counts) {
         CAPTURE(nb);
         const int64_t rows = 5, n = nb * k_qk;
-        const auto c = make_case(rows, n, uint32_t(nb));
-        const size_t stride = size_t(frugal::row_bytes(dtype::q8_0, n));
+        const auto c = make_case(t, rows, n, uint32_t(nb));
+        const size_t stride = size_t(frugal::row_bytes(t, n));
         std::vector<float> want(static_cast<size_t>(rows)), got(static_cast<size_t>(rows));
         avx2->dot_rows(c.w.data(), stride, rows, c.act.data(), n, want.data());
         dot_rows(c.w.data(), stride, rows, c.act.data(), n, got.data());
@@ -98,18 +110,33 @@ void check_against_avx2(decltype(ops::detail::kernels::dot) dot, decltype(ops::d
     }
 }
 
-} // namespace
-
-TEST_CASE("AVX-512 Q8_0 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" * doctest::timeout(60)) {
-    if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: nothing to compare the kernels with");
-    check_against_avx2(frugal_test_simde::dot_q8_0, frugal_test_simde::dot_rows_q8_0);
+// The emulated build's Q4_0 entry points, with the library's hand-over for long rows.
+void simde_dot_rows_q4_0r(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n, float * out) {
+    if ((n / k_qk + 1) / 2 > frugal_test_simde::k_q4_0r_max_pairs)
+        return ops::detail::avx2_kernels(dtype::q4_0_repacked)->dot_rows(w, w_stride, rows, act, n, out);
+    frugal_test_simde::dot_rows_q4_0r(w, w_stride, rows, act, n, out);
+}
+float simde_dot_q4_0r(const void * w, const void * act, int64_t n) {
+    float r;
+    simde_dot_rows_q4_0r(static_cast<const std::byte *>(w), 0, 1, act, n, &r);
+    return r;
 }
 
-TEST_CASE("AVX-512 Q8_0 kernels of the library equal the AVX2 ones to the bit" * doctest::timeout(60)) {
+} // namespace
+
+TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" * doctest::timeout(120)) {
+    if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: nothing to compare the kernels with");
+    SUBCASE("q8_0") { check_against_avx2(dtype::q8_0, frugal_test_simde::dot_q8_0, frugal_test_simde::dot_rows_q8_0); }
+    SUBCASE("q4_0 repacked") { check_against_avx2(dtype::q4_0_repacked, simde_dot_q4_0r, simde_dot_rows_q4_0r); }
+}
+
+TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doctest::timeout(60)) {
     if (!ops::detail::avx512_vnni_supported()) FRUGAL_SKIP("this CPU has no AVX-512 VNNI");
-    const ops::detail::kernels * k = ops::detail::avx512_kernels(dtype::q8_0);
-    REQUIRE(k);
-    check_against_avx2(k->dot, k->dot_rows);
-    // and decode selects them
-    CHECK(ops::detail::decode_row_loop(dtype::q8_0));
+    for (dtype t : {dtype::q8_0, dtype::q4_0_repacked}) {
+        CAPTURE(std::string(dtype_name(t)));
+        const ops::detail::kernels * k = ops::detail::avx512_kernels(t);
+        REQUIRE(k);
+        check_against_avx2(t, k->dot, k->dot_rows);
+        CHECK(ops::detail::decode_row_loop(t)); // and decode selects them
+    }
 }
