@@ -98,6 +98,8 @@ FRUGAL_AVX512 inline __m512i q4_0r_step(const uint8_t * nibbles, __m512i x_lo, _
     return _mm512_sub_epi32(sums, x_sums8);
 }
 
+FRUGAL_AVX512 inline __m256i load256(const void * p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
+
 FRUGAL_AVX512 inline __m512i join(__m256i lo, __m256i hi) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
@@ -173,6 +175,48 @@ FRUGAL_AVX512 inline void dot_rows_q4_0r(const std::byte * w, size_t w_stride, i
         const __m256 odd = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
         out[r] = hsum256(_mm256_add_ps(even, odd));
     }
+}
+
+// --- Q4_K with Q8_K activations -----------------------------------------------------------------
+// The AVX2 kernel's four 64-element chunks per super-block, two per zmm (chunk c in lanes 0-7,
+// c + 1 in 8-15); vpdpwssd folds its vpmaddwd-by-scale and add. The integer sums per lane are
+// exact, and the two halves are added before the AVX2 kernel's float steps (scale products, mins,
+// final sum), which stay 256-bit: bit-identical.
+FRUGAL_AVX512 inline float dot_q4_k(const void * w, const void * act, int64_t n) {
+    using frugal::block_q4_k;
+    using frugal::ops::block_q8_k;
+    const auto * wb = static_cast<const block_q4_k *>(w);
+    const auto * ab = static_cast<const block_q8_k *>(act);
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / frugal::k_qk_k; ++i) {
+        const block_q4_k & b = wb[i];
+        const block_q8_k & a = ab[i];
+        for (size_t off = 0; off < sizeof b; off += 64)
+            _mm_prefetch(reinterpret_cast<const char *>(&b) + off + 2048, _MM_HINT_T0);
+        const frugal::ops::detail::k_scales s = frugal::ops::detail::unpack_k_scales(b.scales);
+        const float d = half(b.d), dmin = half(b.dmin);
+        const __m128i mn = _mm_loadl_epi64(reinterpret_cast<const __m128i *>(s.mn));
+        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn)); // each min for its two bsums
+        __m512i sumi = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c += 2) {
+            const __m512i raw = _mm512_loadu_si512(b.qs + 32 * c);
+            const __m512i lo = _mm512_and_si512(raw, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble);
+            const int8_t * x = a.qs + 64 * c; // chunk c: x[0..32) meets lo, x[32..64) meets hi
+            const __m512i x_lo = join(load256(x), load256(x + 64)), x_hi = join(load256(x + 32), load256(x + 96));
+            const __m512i sc_lo = _mm512_mask_blend_epi16(0xFFFF0000, _mm512_set1_epi16(s.sc[2 * c]),
+                                                          _mm512_set1_epi16(s.sc[2 * c + 2]));
+            const __m512i sc_hi = _mm512_mask_blend_epi16(0xFFFF0000, _mm512_set1_epi16(s.sc[2 * c + 1]),
+                                                          _mm512_set1_epi16(s.sc[2 * c + 3]));
+            sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, x_lo), sc_lo);
+            sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, x_hi), sc_hi);
+        }
+        const __m256i sumi8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi), _mm512_extracti64x4_epi64(sumi, 1));
+        const __m256 summ = _mm256_cvtepi32_ps(_mm256_madd_epi16(mn16, load256(a.bsums)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(a.d * d), _mm256_cvtepi32_ps(sumi8), acc);
+        acc = _mm256_fnmadd_ps(_mm256_set1_ps(a.d * dmin), summ, acc);
+    }
+    return hsum256(acc);
 }
 
 FRUGAL_AVX512 inline float dot_q8_0(const void * w, const void * act, int64_t n) {
