@@ -49,10 +49,12 @@ const kernels * avx512_kernels(dtype t) {
     static const kernels q8_0 = with_avx512_dots(dtype::q8_0, avx512::dot_q8_0, avx512::dot_rows_q8_0);
     static const kernels q4_0r = with_avx512_dots(dtype::q4_0_repacked, dot_q4_0r, dot_rows_q4_0r);
     static const kernels q4_k = with_avx512_dots(dtype::q4_k, avx512::dot_q4_k, nullptr); // dot per row
+    static const kernels q6_k = with_avx512_dots(dtype::q6_k, avx512::dot_q6_k, nullptr);
     switch (t) {
     case dtype::q8_0: return &q8_0;
     case dtype::q4_0_repacked: return &q4_0r;
     case dtype::q4_k: return &q4_k;
+    case dtype::q6_k: return &q6_k;
     default: return nullptr;
     }
 }

@@ -219,6 +219,62 @@ FRUGAL_AVX512 inline float dot_q4_k(const void * w, const void * act, int64_t n)
     return hsum256(acc);
 }
 
+// --- Q6_K with Q8_K activations -----------------------------------------------------------------
+// The AVX2 kernel's 32-element chunks j of each 128-element half, two per zmm (j in lanes 0-7,
+// j + 1 in 8-15): one 64-byte load covers both chunks' low bits, and per-lane shifts place both
+// chunks' high bits. Exact integer lane sums, added across the halves before the same 256-bit
+// float step: bit-identical.
+FRUGAL_AVX512 inline float dot_q6_k(const void * w, const void * act, int64_t n) {
+    using frugal::block_q6_k;
+    using frugal::ops::block_q8_k;
+    const auto * wb = static_cast<const block_q6_k *>(w);
+    const auto * ab = static_cast<const block_q8_k *>(act);
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    // Chunk j's high bits are bits 2j, 2j+1 of qh; they go to bits 4, 5 (shifts per 16-bit lane,
+    // which never carry across bytes: only those two bits of each byte are kept).
+    const __m512i top_01 = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, _mm512_set1_epi8(0x03), _mm512_set1_epi8(0x0C));
+    const __m512i top_23 = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, _mm512_set1_epi8(0x30), _mm512_set1_epi8(char(0xC0)));
+    const __m512i shl_01 = _mm512_mask_blend_epi16(0xFFFF0000, _mm512_set1_epi16(4), _mm512_set1_epi16(2));
+    const __m512i shr_23 = _mm512_mask_blend_epi16(0xFFFF0000, _mm512_set1_epi16(0), _mm512_set1_epi16(2));
+    // Each int16 lane's 128-bit quarter: 0, 1, 2, 3.
+    const __m512i quarter =
+        _mm512_mask_blend_epi16(0xFFFF0000, _mm512_mask_blend_epi16(0xFF00FF00, _mm512_set1_epi16(0), _mm512_set1_epi16(1)),
+                                _mm512_mask_blend_epi16(0xFF00FF00, _mm512_set1_epi16(2), _mm512_set1_epi16(3)));
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / frugal::k_qk_k; ++i) {
+        const block_q6_k & b = wb[i];
+        const block_q8_k & a = ab[i];
+        for (size_t off = 0; off < sizeof b; off += 64)
+            _mm_prefetch(reinterpret_cast<const char *>(&b) + off + 2048, _MM_HINT_T0);
+        // Quants are stored +32: 32 · Σ_g sc_g · bsums_g comes off (scale group g = bsums[g]).
+        const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(b.scales)));
+        __m512i sumi = _mm512_setzero_si512();
+        for (int h = 0; h < 2; ++h) {
+            const __m512i ql = _mm512_loadu_si512(b.ql + 64 * h); // chunks 0, 1 (low nibbles); 2, 3 (high)
+            const __m512i qh = _mm512_broadcast_i64x4(load256(b.qh + 32 * h));
+            // This half's eight scales as int16 lanes 0..7; chunk j takes 2j (first 16 elements) and 2j+1.
+            const __m512i sc8 = _mm512_castsi128_si512(
+                _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(b.scales + 8 * h))));
+            for (int j = 0; j < 4; j += 2) {
+                const __m512i low = j == 0 ? _mm512_and_si512(ql, nibble)
+                                           : _mm512_and_si512(_mm512_srli_epi16(ql, 4), nibble);
+                const __m512i high = j == 0 ? _mm512_sllv_epi16(_mm512_and_si512(qh, top_01), shl_01)
+                                            : _mm512_srlv_epi16(_mm512_and_si512(qh, top_23), shr_23);
+                const __m512i q = _mm512_or_si512(low, high);
+                // 128-bit quarters: scales 2j, 2j+1, 2j+2, 2j+3, each over eight int16 lanes.
+                const __m512i scale = _mm512_permutexvar_epi16(_mm512_add_epi16(quarter, _mm512_set1_epi16(short(2 * j))), sc8);
+                const __m512i x = _mm512_loadu_si512(a.qs + 128 * h + 32 * j);
+                sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(_mm512_maddubs_epi16(q, x), scale));
+            }
+        }
+        const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc_all, load256(a.bsums)), 5);
+        const __m256i sumi8 = _mm256_sub_epi32(
+            _mm256_add_epi32(_mm512_castsi512_si256(sumi), _mm512_extracti64x4_epi64(sumi, 1)), offset);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(a.d * half(b.d)), _mm256_cvtepi32_ps(sumi8), acc);
+    }
+    return hsum256(acc);
+}
+
 FRUGAL_AVX512 inline float dot_q8_0(const void * w, const void * act, int64_t n) {
     float r;
     dot_rows_q8_0(static_cast<const std::byte *>(w), 0, 1, act, n, &r);

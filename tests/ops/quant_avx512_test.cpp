@@ -1,5 +1,5 @@
 // quant_avx512_test.cpp - the AVX-512 VNNI decode kernels (lib/ops/quant_avx512_kernels.hpp: Q8_0,
-// Q4_0 repacked, Q4_K) must
+// Q4_0 repacked, Q4_K, Q6_K) must
 // give the AVX2 kernels' results to the bit. Two builds of the same source are checked:
 //   - the library's, on CPUs with AVX-512 F/BW/VNNI (skipped elsewhere);
 //   - one compiled here against SIMD Everywhere's portable AVX-512 (Debian libsimde-dev), which
@@ -9,6 +9,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 // SIMDe's AVX-512 under the Intel names, emulated with whatever this translation unit targets.
@@ -19,6 +20,10 @@
 #include "common/test_support.hpp"
 #include "ops/quant.hpp"
 #include "ops/quant_kernels.hpp"
+
+// SIMDe 0.7.4 declares this alias with the mask variant's four parameters.
+#undef _mm512_madd_epi16
+#define _mm512_madd_epi16(a, b) simde_mm512_madd_epi16(a, b)
 
 // SIMDe 0.7.4 lacks this one: lane by lane, rounding to nearest as the instruction does.
 inline simde__m512 frugal_test_cvtepi32_ps(simde__m512i a) {
@@ -110,10 +115,12 @@ void check_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
     }
 }
 
-// Q4_K rows of random bytes (every quant and 6-bit scale/min pattern) with ordinary positive
-// fp16 d and dmin, against one Q8_K activation row; the single-row dot of both builds, bit for bit.
-void check_q4_k_against_avx2(decltype(ops::detail::kernels::dot) dot) {
-    const ops::detail::kernels * avx2 = ops::detail::avx2_kernels(dtype::q4_k);
+// K-quant (Q4_K, Q6_K) rows of random bytes (every quant and sub-block scale pattern) with
+// ordinary positive fp16 super-block scales, against one Q8_K activation row; the single-row dot
+// of both builds, bit for bit.
+template <class Block>
+void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot) {
+    const ops::detail::kernels * avx2 = ops::detail::avx2_kernels(t);
     REQUIRE(avx2);
     std::mt19937 rng(7);
     std::uniform_int_distribution<int> byte(0, 255);
@@ -122,17 +129,17 @@ void check_q4_k_against_avx2(decltype(ops::detail::kernels::dot) dot) {
     for (int64_t nb : {1, 2, 3, 7, 35}) {
         CAPTURE(nb);
         const int64_t n = nb * k_qk_k;
-        std::vector<block_q4_k> w(static_cast<size_t>(nb));
+        std::vector<Block> w(static_cast<size_t>(nb));
         for (auto & b : w) {
             auto * bytes = reinterpret_cast<uint8_t *>(&b);
             for (size_t i = 0; i < sizeof b; ++i) bytes[i] = uint8_t(byte(rng));
             b.d = fp32_to_fp16(scale(rng));
-            b.dmin = fp32_to_fp16(scale(rng));
+            if constexpr (std::is_same_v<Block, block_q4_k>) b.dmin = fp32_to_fp16(scale(rng));
         }
         std::vector<float> x(static_cast<size_t>(n));
         for (auto & v : x) v = normal(rng);
-        std::vector<std::byte> act(ops::activation_bytes(dtype::q4_k, n));
-        ops::quantize_activation(dtype::q4_k, x.data(), act.data(), n);
+        std::vector<std::byte> act(ops::activation_bytes(t, n));
+        ops::quantize_activation(t, x.data(), act.data(), n);
         const float want = avx2->dot(w.data(), act.data(), n), got = dot(w.data(), act.data(), n);
         CHECK(std::memcmp(&got, &want, sizeof want) == 0);
     }
@@ -156,7 +163,8 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: nothing to compare the kernels with");
     SUBCASE("q8_0") { check_against_avx2(dtype::q8_0, frugal_test_simde::dot_q8_0, frugal_test_simde::dot_rows_q8_0); }
     SUBCASE("q4_0 repacked") { check_against_avx2(dtype::q4_0_repacked, simde_dot_q4_0r, simde_dot_rows_q4_0r); }
-    SUBCASE("q4_k") { check_q4_k_against_avx2(frugal_test_simde::dot_q4_k); }
+    SUBCASE("q4_k") { check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, frugal_test_simde::dot_q4_k); }
+    SUBCASE("q6_k") { check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, frugal_test_simde::dot_q6_k); }
 }
 
 TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doctest::timeout(60)) {
@@ -168,7 +176,10 @@ TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doct
         check_against_avx2(t, k->dot, k->dot_rows);
         CHECK(ops::detail::decode_row_loop(t)); // and decode selects them
     }
-    const ops::detail::kernels * k = ops::detail::avx512_kernels(dtype::q4_k);
-    REQUIRE(k);
-    check_q4_k_against_avx2(k->dot);
+    const ops::detail::kernels * q4_k = ops::detail::avx512_kernels(dtype::q4_k);
+    const ops::detail::kernels * q6_k = ops::detail::avx512_kernels(dtype::q6_k);
+    REQUIRE(q4_k);
+    REQUIRE(q6_k);
+    check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, q4_k->dot);
+    check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, q6_k->dot);
 }
