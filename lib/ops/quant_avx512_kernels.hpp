@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 
 #include "frugal/dtype.hpp"
@@ -30,6 +31,14 @@ FRUGAL_AVX512 inline float hsum256(__m256 v) {
 }
 
 FRUGAL_AVX512 inline float half(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); }
+
+// Weight loops ask for the line this far ahead of their reads (the AVX2 kernels' distance, see
+// quant_avx2.cpp: the hardware prefetcher alone leaves bandwidth unused on decode's short rows).
+inline constexpr int k_prefetch_ahead = 2048;
+FRUGAL_AVX512 inline void prefetch_ahead(const void * p, size_t bytes = 64) {
+    for (size_t off = 0; off < bytes; off += 64)
+        _mm_prefetch(static_cast<const char *>(p) + off + k_prefetch_ahead, _MM_HINT_T0);
+}
 
 // 32 quants of block b and of block b + 1 in one register (b in the low 256 bits).
 FRUGAL_AVX512 inline __m512i quant_pair(const block_q8_0 * b) {
@@ -60,7 +69,7 @@ FRUGAL_AVX512 inline void dot_rows_q8_0(const std::byte * w, size_t w_stride, in
         __m512 acc = _mm512_setzero_ps(); // lanes 0-7: even blocks, 8-15: odd blocks
         int64_t ib = 0;
         for (; ib + 2 <= nb; ib += 2) {
-            _mm_prefetch(reinterpret_cast<const char *>(wb + ib) + 2048, _MM_HINT_T0);
+            prefetch_ahead(wb + ib);
             const __m512i p = dot_lanes(quant_pair(wb + ib), quant_pair(a + ib));
             const __m512 scale = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(half(wb[ib].d) * half(a[ib].d)),
                                                       _mm512_set1_ps(half(wb[ib + 1].d) * half(a[ib + 1].d)));
@@ -115,7 +124,7 @@ FRUGAL_AVX512 inline void dot_rows_q4_0r(const std::byte * w, size_t w_stride, i
     // 16..31), two pairs per zmm, with 8·Σ x per lane; zeros past the last pair.
     constexpr int64_t k_quads = k_q4_0r_max_pairs / 2 + 2;
     __m512i x_lo[k_quads], x_hi[k_quads], x_sums8[k_quads];
-    alignas(32) float dx[2 * k_q4_0r_max_pairs + 2 * k_group] = {}; // zeros after the nb scales
+    alignas(32) float dx[2 * k_q4_0r_max_pairs + 2 * k_group]; // the nb scales, then zeros
     const __m256i eights = _mm256_set1_epi8(8), ones16 = _mm256_set1_epi16(1);
     for (int64_t q = 0; q < (nb + 3) / 4 + 1; ++q) {
         __m256i lo[2], hi[2], sums[2];
@@ -138,6 +147,7 @@ FRUGAL_AVX512 inline void dot_rows_q4_0r(const std::byte * w, size_t w_stride, i
         x_sums8[q] = join(sums[0], sums[1]);
     }
     for (int64_t i = 0; i < nb; ++i) dx[i] = half(a[i].d);
+    std::fill_n(dx + nb, k_group, 0.f); // a partial group reads up to 8 past its first block
     // Pair j of a group takes its two blocks' scales s[2j], s[2j + 1] four lanes each.
     const __m512i first_pairs = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     const __m512i last_pairs = _mm512_add_epi32(first_pairs, _mm512_set1_epi32(4));
@@ -160,8 +170,7 @@ FRUGAL_AVX512 inline void dot_rows_q4_0r(const std::byte * w, size_t w_stride, i
         };
         int64_t g = 0;
         for (; g + k_group <= nb; g += k_group) {
-            for (int line = 0; line < 2; ++line) // the group's 128 nibble bytes, 2 KiB ahead
-                _mm_prefetch(reinterpret_cast<const char *>(qs + 16 * g + 64 * line) + 2048, _MM_HINT_T0);
+            prefetch_ahead(qs + 16 * g, 16 * k_group); // the group's nibbles
             group(dw + g, qs + 16 * g, g);
         }
         if (g < nb) { // a partial group: zeros after the row's last scale and nibbles
@@ -192,8 +201,7 @@ FRUGAL_AVX512 inline float dot_q4_k(const void * w, const void * act, int64_t n)
     for (int64_t i = 0; i < n / frugal::k_qk_k; ++i) {
         const block_q4_k & b = wb[i];
         const block_q8_k & a = ab[i];
-        for (size_t off = 0; off < sizeof b; off += 64)
-            _mm_prefetch(reinterpret_cast<const char *>(&b) + off + 2048, _MM_HINT_T0);
+        prefetch_ahead(&b, sizeof b);
         const frugal::ops::detail::k_scales s = frugal::ops::detail::unpack_k_scales(b.scales);
         const float d = half(b.d), dmin = half(b.dmin);
         const __m128i mn = _mm_loadl_epi64(reinterpret_cast<const __m128i *>(s.mn));
@@ -244,8 +252,7 @@ FRUGAL_AVX512 inline float dot_q6_k(const void * w, const void * act, int64_t n)
     for (int64_t i = 0; i < n / frugal::k_qk_k; ++i) {
         const block_q6_k & b = wb[i];
         const block_q8_k & a = ab[i];
-        for (size_t off = 0; off < sizeof b; off += 64)
-            _mm_prefetch(reinterpret_cast<const char *>(&b) + off + 2048, _MM_HINT_T0);
+        prefetch_ahead(&b, sizeof b);
         // Quants are stored +32: 32 · Σ_g sc_g · bsums_g comes off (scale group g = bsums[g]).
         const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(b.scales)));
         __m512i sumi = _mm512_setzero_si512();

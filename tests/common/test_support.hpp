@@ -1,6 +1,7 @@
 // test_support.hpp - helpers shared by the tests: locating ../shared, skipping cleanly, seeded data.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -74,6 +75,15 @@ inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f
     std::vector<float> v(n);
     for (auto & x : v) x = dist(rng);
     return v;
+}
+
+// n seeded random token ids in [0, n_vocab).
+inline std::vector<int32_t> random_tokens(size_t n, int64_t n_vocab, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int32_t> id(0, int32_t(n_vocab - 1));
+    std::vector<int32_t> t(n);
+    for (auto & v : t) v = id(rng);
+    return t;
 }
 
 } // namespace frugal::test

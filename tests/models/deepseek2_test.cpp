@@ -27,14 +27,6 @@ namespace {
 
 fs::path fixture(const std::string & name) { return frugal::test::parity_fixture(name + ".gguf"); }
 
-std::vector<int32_t> random_tokens(size_t n, int32_t n_vocab, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::uniform_int_distribution<int32_t> id(0, n_vocab - 1);
-    std::vector<int32_t> t(n);
-    for (auto & v : t) v = id(rng);
-    return t;
-}
-
 double max_abs_diff(const std::vector<float> & a, const std::vector<float> & b) {
     REQUIRE(a.size() == b.size());
     double m = 0;
@@ -74,7 +66,7 @@ TEST_CASE("deepseek2: absorbed and straightforward MLA agree at every position o
     for (const char * name : k_models) {
         CAPTURE(name);
         const auto m = frugal::load_model(fixture(name).string(), {});
-        const auto tokens = random_tokens(100, int32_t(m->config().n_vocab), 11);
+        const auto tokens = frugal::test::random_tokens(100, int32_t(m->config().n_vocab), 11);
         const auto straightforward = prefill_logits(m, tokens, mla_form::straightforward);
         const auto absorbed = prefill_logits(m, tokens, mla_form::absorbed);
         const auto decoded = decode_logits(m, tokens, mla_form::absorbed);
@@ -101,7 +93,7 @@ TEST_CASE("deepseek2: split attn_k_b/attn_v_b and legacy attn_kv_b files compute
         CAPTURE(name);
         const auto split = frugal::load_model(fixture(name).string(), {});
         const auto legacy = frugal::load_model(fixture(name + "-legacy").string(), {});
-        const auto tokens = random_tokens(40, int32_t(split->config().n_vocab), 5);
+        const auto tokens = frugal::test::random_tokens(40, int32_t(split->config().n_vocab), 5);
         for (const auto form : {mla_form::straightforward, mla_form::absorbed}) {
             CAPTURE(int(form));
             CHECK(max_abs_diff(prefill_logits(split, tokens, form), prefill_logits(legacy, tokens, form)) <= 1e-4);
@@ -130,7 +122,7 @@ TEST_CASE("deepseek2: an MTP (nextn) block is recognised and skipped" * doctest:
     const auto with_mtp = frugal::load_model(fixture("tiny-deepseek3-f32-mtp").string(), {});
     CHECK(with_mtp->file().get_int("deepseek2.block_count") == base->config().n_layer + 1);
     CHECK(with_mtp->config().n_layer == base->config().n_layer);
-    const auto tokens = random_tokens(20, int32_t(base->config().n_vocab), 3);
+    const auto tokens = frugal::test::random_tokens(20, int32_t(base->config().n_vocab), 3);
     CHECK(max_abs_diff(prefill_logits(base, tokens, mla_form::automatic),
                        prefill_logits(with_mtp, tokens, mla_form::automatic)) == 0);
 }

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 #include <string>
 
 #include "common/test_support.hpp"
@@ -15,14 +14,6 @@
 #include "util/profile.hpp"
 
 namespace {
-
-std::vector<int32_t> random_tokens(size_t n, int64_t n_vocab, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::uniform_int_distribution<int32_t> id(0, int32_t(n_vocab - 1));
-    std::vector<int32_t> t(n);
-    for (auto & v : t) v = id(rng);
-    return t;
-}
 
 double max_abs_diff(std::span<const float> a, const float * b) {
     double m = 0;
@@ -41,7 +32,7 @@ TEST_CASE("a prompt's logits and the next token's equal evaluate_all's rows, acr
         CAPTURE(name);
         const auto model = frugal::load_model(frugal::test::parity_fixture(std::string(name) + ".gguf").string(), {});
         const int64_t V = model->config().n_vocab;
-        const auto tokens = random_tokens(601, V, 5);
+        const auto tokens = frugal::test::random_tokens(601, V, 5);
         for (const size_t n_prompt : {40, 600}) { // 600: a batch of 512 without logits, then 88
             CAPTURE(n_prompt);
             frugal::session all(model, 1024), step(model, 1024);
@@ -62,7 +53,7 @@ TEST_CASE("the last layer's feed-forward runs only for rows whose logits are rea
     FRUGAL_REQUIRE_PARITY_FIXTURES();
     const auto model = frugal::load_model(frugal::test::parity_fixture("tiny-qwen2-f32.gguf").string(), {});
     const int64_t n_layer = model->config().n_layer;
-    const auto tokens = random_tokens(600, model->config().n_vocab, 6);
+    const auto tokens = frugal::test::random_tokens(600, model->config().n_vocab, 6);
     const auto swiglu_calls = [&](auto && run) {
         frugal::profile::enable(true);
         frugal::profile::take();

@@ -41,13 +41,16 @@ logits_dump read_logits(const fs::path & p) {
     return d;
 }
 
-std::vector<int32_t> read_prompt() {
-    std::ifstream f(frugal::test::parity_fixture("prompt.txt"));
+// Token ids written comma-separated into a fixture file by make_parity_fixtures.sh.
+std::vector<int32_t> read_ids(const std::string & file) {
+    std::ifstream f(frugal::test::parity_fixture(file));
     std::vector<int32_t> ids;
     std::string item;
     while (std::getline(f, item, ',')) ids.push_back(std::stoi(item));
     return ids;
 }
+
+std::vector<int32_t> read_prompt() { return read_ids("prompt.txt"); }
 
 struct parity_result {
     double max_abs_diff = 0;              // prefill logits, every position
@@ -277,12 +280,7 @@ TEST_CASE("fidelity: each prefill GEMM against the F32 model, beside llama.cpp" 
         {"tiny-qwen2-bf16", "tiny-qwen2-f32"},
     };
     const auto dir = frugal::test::parity_fixture("");
-    std::vector<int32_t> tokens;
-    {
-        std::ifstream f(dir / "fidelity.txt");
-        std::string item;
-        while (std::getline(f, item, ',')) tokens.push_back(std::stoi(item));
-    }
+    const auto tokens = read_ids("fidelity.txt");
     REQUIRE(tokens.size() == 256);
     for (const auto & [file, reference] : cases) {
         CAPTURE(file);
