@@ -14,6 +14,9 @@ args=("$@")
 tools=${FRUGAL_SHARED_DIR:-$root/../shared}/tools
 frugal=${FRUGAL_BIN:-$root/build/release/bin/frugal}
 out=$(mktemp -d)
+# Read the file once first: whichever engine ran first would otherwise pay for reading it from
+# disk (an earlier model's runs may have evicted it), which skewed the load times in its disfavour.
+cat "$model" > /dev/null
 for ((i = 0; i < rounds; ++i)); do
     "$frugal" bench -m "$model" "${args[@]}" > "$out/frugal.$i.jsonl"
     "$tools/llamacpp-bench" "$model" "${args[@]}" 2>/dev/null > "$out/llamacpp.$i.jsonl"
