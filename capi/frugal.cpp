@@ -523,11 +523,11 @@ frugal_status frugalx_session_set_mla_form(frugal_session * s, int32_t form, fru
 frugal_status frugalx_session_set_prefill_gemm(frugal_session * s, int32_t gemm, frugal_error ** err) {
     FRUGAL_API_BEGIN
     FRUGAL_REQUIRE(s, "frugalx_session_set_prefill_gemm: session is NULL");
-    FRUGAL_REQUIRE(gemm >= FRUGALX_PREFILL_AUTO && gemm <= FRUGALX_PREFILL_INT8,
-                   "frugalx_session_set_prefill_gemm: gemm {} is not one of FRUGALX_PREFILL_* (0..3)", gemm);
+    FRUGAL_REQUIRE(gemm >= FRUGALX_PREFILL_AUTO && gemm <= FRUGALX_PREFILL_Q8,
+                   "frugalx_session_set_prefill_gemm: gemm {} is not one of FRUGALX_PREFILL_* (0..4)", gemm);
     using frugal::ops::prefill_gemm;
     constexpr prefill_gemm by_value[] = {prefill_gemm::f32 /* unused: AUTO */, prefill_gemm::f32, prefill_gemm::bf16,
-                                         prefill_gemm::int8};
+                                         prefill_gemm::int8, prefill_gemm::q8};
     s->impl.set_prefill_gemm(gemm == FRUGALX_PREFILL_AUTO ? frugal::ops::default_prefill_gemm() : by_value[gemm]);
     return FRUGAL_OK;
     FRUGAL_API_END

@@ -105,14 +105,15 @@ double read_bandwidth_gbs(int n_threads) {
 }
 
 constexpr const char * k_prefill_gemm_help =
-    "how prompts multiply non-F32 weights: auto (bf16 where the CPU has native BF16, else f32), f32 (exact), "
-    "bf16, int8 (4- and 5-bit weights: ~1.9x f32's speed on AVX2, 2-3% higher KL divergence)";
+    "how prompts multiply non-F32 weights: auto (q8 with AVX-512 VNNI, else bf16 where the CPU has native BF16, "
+    "else f32), f32 (exact), bf16, int8 (4- and 5-bit weights: ~1.9x f32's speed on AVX2, 2-3% higher KL "
+    "divergence), q8 (Q8_0 and Q4_0: f32's arithmetic with integer block sums on AVX-512 VNNI)";
 
 // --prefill-gemm's values; "auto" is the library's default.
 std::map<std::string, frugal::ops::prefill_gemm> prefill_gemm_names() {
     using frugal::ops::prefill_gemm;
     return {{"auto", frugal::ops::default_prefill_gemm()}, {"f32", prefill_gemm::f32}, {"bf16", prefill_gemm::bf16},
-            {"int8", prefill_gemm::int8}};
+            {"int8", prefill_gemm::int8}, {"q8", prefill_gemm::q8}};
 }
 
 std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", double(bytes) / (1024.0 * 1024.0)); }

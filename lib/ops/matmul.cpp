@@ -10,6 +10,7 @@
 
 #include "util/profile.hpp"
 #include "ops/dnnl_compat.hpp"
+#include "ops/q8_gemm.hpp"
 #include "ops/quant.hpp"
 #include "util/buffer.hpp"
 #include "util/error.hpp"
@@ -212,12 +213,14 @@ bool int8_prefill_type(dtype t) {
 
 prefill_gemm default_prefill_gemm() {
     static const prefill_gemm g = [] {
-        const prefill_gemm by_cpu = dnnl_compat::has_native_bf16() ? prefill_gemm::bf16 : prefill_gemm::f32;
+        const prefill_gemm by_cpu = q8::chunk_kernel()             ? prefill_gemm::q8
+                                    : dnnl_compat::has_native_bf16() ? prefill_gemm::bf16
+                                                                     : prefill_gemm::f32;
         const char * env = std::getenv("FRUGAL_PREFILL_GEMM");
         if (!env || !*env) return by_cpu;
-        for (prefill_gemm v : {prefill_gemm::f32, prefill_gemm::bf16, prefill_gemm::int8})
+        for (prefill_gemm v : {prefill_gemm::f32, prefill_gemm::bf16, prefill_gemm::int8, prefill_gemm::q8})
             if (std::string_view(env) == prefill_gemm_name(v)) return v;
-        FRUGAL_LOG_WARN("FRUGAL_PREFILL_GEMM={} is not f32, bf16 or int8: using {}", env, prefill_gemm_name(by_cpu));
+        FRUGAL_LOG_WARN("FRUGAL_PREFILL_GEMM={} is not f32, bf16, int8 or q8: using {}", env, prefill_gemm_name(by_cpu));
         return by_cpu;
     }();
     return g;
@@ -228,6 +231,7 @@ const char * prefill_gemm_name(prefill_gemm g) {
     case prefill_gemm::f32: return "f32";
     case prefill_gemm::bf16: return "bf16";
     case prefill_gemm::int8: return "int8";
+    case prefill_gemm::q8: return "q8";
     }
     return "?";
 }
@@ -239,6 +243,10 @@ prefill_gemm prefill_for(prefill_gemm chosen, dtype t) {
     if (chosen == prefill_gemm::int8) {
         if (int8_prefill_type(t)) return prefill_gemm::int8;
         chosen = default_prefill_gemm();
+    }
+    if (chosen == prefill_gemm::q8) {
+        if (q8::supports(t)) return q8::chunk_kernel() ? prefill_gemm::q8 : prefill_gemm::f32;
+        chosen = dnnl_compat::has_native_bf16() ? prefill_gemm::bf16 : prefill_gemm::f32;
     }
     if (chosen == prefill_gemm::bf16 && t != dtype::q5_1 && t != dtype::f16) return prefill_gemm::bf16;
     return prefill_gemm::f32;
@@ -267,6 +275,11 @@ struct matmul_context::impl {
     std::vector<int8_t> slab_s8;
     std::vector<int32_t> w_sum, acc_s32;
     std::map<std::pair<int64_t, int64_t>, dnnl::matmul> int8_primitives; // (K, rows)
+    // q8 path: activations [m, K] as u8 (qx + 128) with block scales [m, K/32]; each thread's
+    // packed chunk of weight rows.
+    std::vector<uint8_t> x_q8;
+    std::vector<float> x_q8_scale;
+    std::vector<std::byte> q8_chunks;
 
     // [M, K] u8 × [K, N] s8 (stored [N, K]) → [M, N] s32, M left open.
     dnnl::matmul & int8_primitive(int64_t k, int64_t n) {
@@ -380,6 +393,7 @@ void matmul_context::linear(const raw_view & w, const float * x, int64_t m, floa
     case prefill_gemm::f32: linear_f32(w, x, m, y, ldy); break;
     case prefill_gemm::bf16: linear_bf16(w, x, m, y, ldy); break;
     case prefill_gemm::int8: linear_int8(w, x, m, y, ldy); break;
+    case prefill_gemm::q8: linear_q8(w, x, m, y, ldy); break;
     }
 }
 
@@ -486,6 +500,30 @@ void matmul_context::linear_int8(const raw_view & w, const float * x, int64_t m,
         // y[i, r0 + r] = sx[i] · sw[r] · (acc[i, r] − 128 · wsum[r])
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < m; ++i) conv.dequantize_acc(acc + i * rows, sx[i], sw, wsum, y + i * ldy + r0, rows);
+    }
+}
+
+// Activations into Q8_0 blocks once; then each thread packs chunks of 32 weight rows (L2-sized)
+// and runs every activation row against them (ops/q8_gemm.hpp).
+void matmul_context::linear_q8(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
+    const int64_t n = w.shape.rows();
+    const int64_t k = w.shape.innermost();
+    const q8::chunk_fn chunk = q8::chunk_kernel(); // prefill_for checked it
+    auto & im = *impl_;
+    omp_threads_scope threads(n_threads_);
+    uint8_t * xq = grow(im.x_q8, m * k);             // [m, K]
+    float * xd = grow(im.x_q8_scale, m * (k / k_qk)); // [m, K/32]
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < m; ++i) q8::quantize_activations(x + i * k, 1, k, xq + i * k, xd + i * (k / k_qk));
+    const q8::activations act{xq, xd, k};
+    const size_t chunk_bytes = q8::chunk_scratch_bytes(k);
+    std::byte * scratch = grow(im.q8_chunks, int64_t(chunk_bytes) * omp_get_max_threads());
+#pragma omp parallel
+    {
+        std::byte * mine = scratch + chunk_bytes * size_t(omp_get_thread_num());
+#pragma omp for schedule(static)
+        for (int64_t c0 = 0; c0 < n; c0 += q8::k_chunk_cols)
+            chunk(w.type, w.row(c0), w.row_stride(), std::min(q8::k_chunk_cols, n - c0), act, m, y + c0, ldy, mine);
     }
 }
 

@@ -6,7 +6,8 @@
 //   - F32 weights: oneDNN matmul straight on the (memory-mapped) weight, no copy.
 //   - otherwise (prefill of a quantized/half weight) as matmul_context::prefill says: slabs of
 //     weight rows dequantized to F32 (exact) or BF16, or requantized to int8, in scratch, and a
-//     oneDNN matmul on each; BF16 weights go to the BF16 matmul as stored.
+//     oneDNN matmul on each; BF16 weights go to the BF16 matmul as stored; or (q8) chunks of
+//     32 weight rows packed for frugal's own VNNI kernel.
 // oneDNN primitives are created once per (K, N, ldy, dtype) with the row count M left open
 // (DNNL_RUNTIME_DIM_VAL) and cached in the context.
 #pragma once
@@ -44,10 +45,16 @@ enum class prefill_gemm {
     // 4- and 5-bit weights (int8_prefill_type) through a u8 × s8 GEMM; other types as the
     // default does them.
     int8,
+    // Q8_0 and Q4_0 weights (q8::supports) in llama.cpp's block arithmetic with integer block
+    // sums on AVX-512 VNNI (ops/q8_gemm.hpp): the f32 path's products in another order, at the
+    // int8 rate. Without VNNI those weights take the f32 path (the same arithmetic); other
+    // types as the default does them.
+    q8,
 };
-// The default: bf16 where oneDNN runs BF16 matmuls natively, else f32; the environment variable
-// FRUGAL_PREFILL_GEMM=f32|bf16|int8, read once, overrides it (e.g. to run the test suite on the
-// path another CPU would take).
+// The default: q8 where the CPU has AVX-512 VNNI (other types then as below), bf16 where
+// oneDNN runs BF16 matmuls natively, else f32; the environment variable
+// FRUGAL_PREFILL_GEMM=f32|bf16|int8|q8, read once, overrides it (e.g. to run the test suite on
+// the path another CPU would take).
 prefill_gemm default_prefill_gemm();
 const char * prefill_gemm_name(prefill_gemm g);
 
@@ -92,6 +99,7 @@ private:
     void linear_f32(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
     void linear_bf16(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
     void linear_int8(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
+    void linear_q8(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
     // y = x · wᵀ with x and w already in wtype (F32 or BF16); w_kn: w is [k, n] row-major
     // instead of [n, k].
     void run_gemm(dtype wtype, const void * x, const void * w, int64_t n, int64_t k, int64_t m, float * y, int64_t ldy,

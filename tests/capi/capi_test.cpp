@@ -1371,13 +1371,18 @@ TEST_CASE("capi: experimental prefill GEMMs change a Q4_0 prompt's logits by rou
         CHECK(diff > 0);              // the switch took effect
         CHECK(diff < 0.05f * spread); // and only rounding noise separates the two
     }
-    // AUTO is F32 or BF16, whichever this CPU runs best (or what FRUGAL_PREFILL_GEMM names).
+    // Q8 takes F32's products (integer block sums on AVX-512 VNNI, F32 itself elsewhere): only
+    // the summation order may differ.
+    const auto q8 = logits_with(FRUGALX_PREFILL_Q8);
+    MESSAGE("prefill gemm q8 vs f32: max |logit diff| ", max_abs_diff(exact, q8));
+    CHECK(max_abs_diff(exact, q8) < 1e-3f * spread);
+    // AUTO is the path this CPU runs best (or what FRUGAL_PREFILL_GEMM names).
     const auto automatic = logits_with(FRUGALX_PREFILL_AUTO);
     float auto_diff = max_abs_diff(exact, automatic);
-    for (const int32_t gemm : {FRUGALX_PREFILL_BF16, FRUGALX_PREFILL_INT8})
+    for (const int32_t gemm : {FRUGALX_PREFILL_BF16, FRUGALX_PREFILL_INT8, FRUGALX_PREFILL_Q8})
         auto_diff = std::min(auto_diff, max_abs_diff(logits_with(gemm), automatic));
     CHECK(auto_diff == 0);
-    for (const int32_t bad : {-1, 4}) {
+    for (const int32_t bad : {-1, 5}) {
         CHECK(frugalx_session_set_prefill_gemm(s.get(), bad, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
         CHECK(contains(err.message(), "gemm " + std::to_string(bad)));
     }

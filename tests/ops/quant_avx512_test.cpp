@@ -12,27 +12,11 @@
 #include <type_traits>
 #include <vector>
 
-// SIMDe's AVX-512 under the Intel names, emulated with whatever this translation unit targets.
-#define SIMDE_ENABLE_NATIVE_ALIASES
-#include <simde/x86/avx512.h>
-#include <simde/x86/f16c.h>
+#include "ops/simde_avx512.hpp"
 
 #include "common/test_support.hpp"
 #include "ops/quant.hpp"
 #include "ops/quant_kernels.hpp"
-
-// SIMDe 0.7.4 declares this alias with the mask variant's four parameters.
-#undef _mm512_madd_epi16
-#define _mm512_madd_epi16(a, b) simde_mm512_madd_epi16(a, b)
-
-// SIMDe 0.7.4 lacks this one: lane by lane, rounding to nearest as the instruction does.
-inline simde__m512 frugal_test_cvtepi32_ps(simde__m512i a) {
-    const simde__m512i_private in = simde__m512i_to_private(a);
-    simde__m512_private out;
-    for (int i = 0; i < 16; ++i) out.f32[i] = float(in.i32[i]);
-    return simde__m512_from_private(out);
-}
-#define _mm512_cvtepi32_ps frugal_test_cvtepi32_ps
 
 #define FRUGAL_AVX512
 #define FRUGAL_AVX512_NS frugal_test_simde

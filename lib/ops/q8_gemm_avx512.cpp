@@ -1,0 +1,27 @@
+// q8_gemm_avx512.cpp - the q8 prefill kernel (q8_gemm_avx512.hpp) built with native AVX-512
+// instructions under a target attribute (the file is built for baseline x86-64); q8_gemm.cpp
+// hands it out only where CPUID and the OS report AVX-512 F/BW/VNNI.
+#include "ops/q8_gemm.hpp"
+
+#if defined(__x86_64__)
+
+// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized once inlined (see quant_avx512.cpp).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#define FRUGAL_AVX512 __attribute__((target("avx512f,avx512bw,avx512vnni,avx2,fma,f16c")))
+#define FRUGAL_AVX512_NS frugal::ops::q8::avx512
+#include "ops/q8_gemm_avx512.hpp"
+
+namespace frugal::ops::q8::detail {
+chunk_fn avx512_chunk() { return avx512::q8_chunk; }
+} // namespace frugal::ops::q8::detail
+
+#else
+
+namespace frugal::ops::q8::detail {
+chunk_fn avx512_chunk() { return nullptr; }
+} // namespace frugal::ops::q8::detail
+
+#endif
