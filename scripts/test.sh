@@ -7,7 +7,7 @@
 #   4. the concurrency test of the C ABI under ThreadSanitizer (preset tsan)
 #   5. release build with warnings as errors (preset ci); the model and C ABI tests on the prefill
 #      GEMM this CPU does not take by default (BF16 or F32, ops/matmul.hpp; AVX-512 VNNI CPUs take
-#      q8 for Q8_0 and Q4_0 by default, ops/q8_gemm.hpp, and F32 here); then the whole ctest
+#      q8 for Q8_0, Q4_0, Q4_K and Q5_K by default, ops/q8_gemm.hpp, and F32 here); then the whole ctest
 #      suite, bindings and out-of-tree consumers included (its summary is the last thing printed)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

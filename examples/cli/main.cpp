@@ -107,7 +107,7 @@ double read_bandwidth_gbs(int n_threads) {
 constexpr const char * k_prefill_gemm_help =
     "how prompts multiply non-F32 weights: auto (q8 with AVX-512 VNNI, else bf16 where the CPU has native BF16, "
     "else f32), f32 (exact), bf16, int8 (4- and 5-bit weights: ~1.9x f32's speed on AVX2, 2-3% higher KL "
-    "divergence), q8 (Q8_0 and Q4_0: f32's arithmetic with integer block sums on AVX-512 VNNI)";
+    "divergence), q8 (Q8_0, Q4_0, Q4_K, Q5_K: f32's arithmetic with integer block sums on AVX-512 VNNI)";
 
 // --prefill-gemm's values; "auto" is the library's default.
 std::map<std::string, frugal::ops::prefill_gemm> prefill_gemm_names() {

@@ -275,10 +275,10 @@ struct matmul_context::impl {
     std::vector<int8_t> slab_s8;
     std::vector<int32_t> w_sum, acc_s32;
     std::map<std::pair<int64_t, int64_t>, dnnl::matmul> int8_primitives; // (K, rows)
-    // q8 path: activations [m, K] as u8 (qx + 128) with block scales [m, K/32]; each thread's
-    // packed chunk of weight rows.
+    // q8 path: activations [m, K] as u8 (qx + 128) with block scales and (K-quants) scaled
+    // block sums [m, K/32]; each thread's packed chunk of weight rows.
     std::vector<uint8_t> x_q8;
-    std::vector<float> x_q8_scale;
+    std::vector<float> x_q8_scale, x_q8_sum;
     std::vector<std::byte> q8_chunks;
 
     // [M, K] u8 × [K, N] s8 (stored [N, K]) → [M, N] s32, M left open.
@@ -511,11 +511,14 @@ void matmul_context::linear_q8(const raw_view & w, const float * x, int64_t m, f
     const q8::chunk_fn chunk = q8::chunk_kernel(); // prefill_for checked it
     auto & im = *impl_;
     omp_threads_scope threads(n_threads_);
-    uint8_t * xq = grow(im.x_q8, m * k);             // [m, K]
-    float * xd = grow(im.x_q8_scale, m * (k / k_qk)); // [m, K/32]
+    const int64_t nb = k / k_qk;
+    uint8_t * xq = grow(im.x_q8, m * k);          // [m, K]
+    float * xd = grow(im.x_q8_scale, m * nb);     // [m, K/32]
+    float * xs = q8::has_offsets(w.type) ? grow(im.x_q8_sum, m * nb) : nullptr; // [m, K/32]
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < m; ++i) q8::quantize_activations(x + i * k, 1, k, xq + i * k, xd + i * (k / k_qk));
-    const q8::activations act{xq, xd, k};
+    for (int64_t i = 0; i < m; ++i)
+        q8::quantize_activations(w.type, x + i * k, 1, k, xq + i * k, xd + i * nb, xs ? xs + i * nb : nullptr);
+    const q8::activations act{xq, xd, xs, k};
     const size_t chunk_bytes = q8::chunk_scratch_bytes(k);
     std::byte * scratch = grow(im.q8_chunks, int64_t(chunk_bytes) * omp_get_max_threads());
 #pragma omp parallel

@@ -45,10 +45,10 @@ enum class prefill_gemm {
     // 4- and 5-bit weights (int8_prefill_type) through a u8 × s8 GEMM; other types as the
     // default does them.
     int8,
-    // Q8_0 and Q4_0 weights (q8::supports) in llama.cpp's block arithmetic with integer block
-    // sums on AVX-512 VNNI (ops/q8_gemm.hpp): the f32 path's products in another order, at the
-    // int8 rate. Without VNNI those weights take the f32 path (the same arithmetic); other
-    // types as the default does them.
+    // Q8_0, Q4_0, Q4_K and Q5_K weights (q8::supports) in llama.cpp's block arithmetic with
+    // integer block sums on AVX-512 VNNI (ops/q8_gemm.hpp): the f32 path's products in another
+    // order, at the int8 rate. Without VNNI those weights take the f32 path (the same
+    // arithmetic); other types as the default does them.
     q8,
 };
 // The default: q8 where the CPU has AVX-512 VNNI (other types then as below), bf16 where

@@ -15,14 +15,25 @@ namespace {
 std::atomic<chunk_fn> g_test_kernel{nullptr};
 }
 
-void quantize_activations(const float * x, int64_t m, int64_t k, uint8_t * q, float * d) {
+void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s) {
     const int64_t nb = k / k_qk;
-    std::vector<block_q8_0> blocks(static_cast<size_t>(nb)); // a few KiB per call of a thread
+    std::vector<std::byte> buf(activation_bytes(t, k)); // a few KiB per call of a thread
     for (int64_t i = 0; i < m; ++i) {
-        quantize_activation(dtype::q8_0, x + i * k, blocks.data(), k);
+        quantize_activation(t, x + i * k, buf.data(), k);
+        const int8_t * qs = nullptr;
         for (int64_t b = 0; b < nb; ++b) {
-            d[i * nb + b] = fp16_to_fp32(blocks[size_t(b)].d);
-            for (int64_t j = 0; j < k_qk; ++j) q[i * k + b * k_qk + j] = uint8_t(blocks[size_t(b)].qs[j] + k_act_offset);
+            if (has_offsets(t)) { // Q8_K: 256 quants, one d, sums per 16
+                const auto & blk = reinterpret_cast<const block_q8_k *>(buf.data())[b / 8];
+                const int64_t j = b % 8;
+                qs = blk.qs + j * k_qk;
+                d[i * nb + b] = blk.d;
+                s[i * nb + b] = blk.d * float(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
+            } else {
+                const auto & blk = reinterpret_cast<const block_q8_0 *>(buf.data())[b];
+                qs = blk.qs;
+                d[i * nb + b] = fp16_to_fp32(blk.d);
+            }
+            for (int64_t e = 0; e < k_qk; ++e) q[i * k + b * k_qk + e] = uint8_t(qs[e] + k_act_offset);
         }
     }
 }

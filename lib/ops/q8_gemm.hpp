@@ -1,11 +1,14 @@
 // q8_gemm.hpp - the q8 prefill path (ops::prefill_gemm::q8): llama.cpp's block arithmetic with the
 // block sums taken in integers,
 //   Y[m, n] = Σ_b dw[n, b] · dx[m, b] · Σ_{k ∈ block b} qw[n, k] · qx[m, k]
-// qx, dx: the activations' Q8_0 blocks, exactly as quantize_activation makes them for these
-// weight types (the values llama.cpp and frugal's decode kernels multiply); qw, dw: the weight's
-// own quants and block scales (Q8_0 as stored, Q4_0 as q − 8). Each block sum is exact in an
-// int32 lane of vpdpbusd, so this path takes the f32 path's products and only sums them in
-// another order: no fidelity is traded for speed, unlike bf16 and int8.
+//                + Σ_b mw[n, b] · dx[m, b] · Σ_{k ∈ block b} qx[m, k]      (K-quants only)
+// qx, dx: the activations' Q8_0 blocks (Q8_K for K-quants: one dx per 256), exactly as
+// quantize_activation makes them for the weight type (the values llama.cpp and frugal's decode
+// kernels multiply); qw, dw, mw: the weight's own quants, block scales and offsets (Q8_0 as
+// stored, Q4_0 as q − 8 with mw = 0; Q4_K and Q5_K per 32-element sub-block: dw = d · sc,
+// mw = −dmin · m, qw = 0..15 or 0..31). Each block sum is exact in an int32 lane of vpdpbusd, so
+// this path takes the f32 path's products and only sums them in another order: no fidelity is
+// traded for speed, unlike bf16 and int8.
 //
 // The formats here are portable; the kernel that multiplies them is AVX-512 VNNI
 // (q8_gemm_avx512.hpp). Private to lib/ops and its tests.
@@ -20,8 +23,13 @@
 
 namespace frugal::ops::q8 {
 
-// Weight types the path multiplies: those whose blocks are 32 integer quants with one scale.
-constexpr bool supports(dtype t) { return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked; }
+// Weight types the path multiplies: those made of 32 integer quants with one scale (and, for
+// the K-quants, one offset) per block. (Q6_K has a scale per 16: it stays on the other paths.)
+constexpr bool supports(dtype t) {
+    return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q4_k || t == dtype::q5_k;
+}
+// K-quants: Q8_K activations, and an offset mw per block.
+constexpr bool has_offsets(dtype t) { return t == dtype::q4_k || t == dtype::q5_k; }
 
 // Output columns per tile: one zmm of int32 (and then f32) lanes, one column per lane.
 inline constexpr int64_t k_tile_cols = 16;
@@ -29,26 +37,32 @@ inline constexpr int64_t k_tile_cols = 16;
 // tile + b · k_block_bytes.
 inline constexpr int64_t k_chunk_cols = 2 * k_tile_cols;
 // Bytes per (tile, block): the quants in vpdpbusd's order, [group g < 8][column c < 16][4 quants]
-// (lane c of one instruction sums the 4 products of group g), then the 16 columns' scales dw (f32)
-// and corrections −128 · Σ qw (int32: activations are stored as qx + 128, the unsigned operand
-// vpdpbusd takes, so each block sum carries 128 · Σ qw too much).
+// (lane c of one instruction sums the 4 products of group g), then the 16 columns' scales dw
+// (f32), corrections −128 · Σ qw (int32: activations are stored as qx + 128, the unsigned operand
+// vpdpbusd takes, so each block sum carries 128 · Σ qw too much) and offsets mw (f32, K-quants).
 inline constexpr int64_t k_groups = k_qk / 4;
-inline constexpr int64_t k_block_quant_bytes = k_qk * k_tile_cols;                      // 512
-inline constexpr int64_t k_block_bytes = k_block_quant_bytes + 2 * 4 * k_tile_cols;     // 640
+inline constexpr int64_t k_block_quant_bytes = k_qk * k_tile_cols;                 // 512
+inline constexpr int64_t k_block_scales = k_block_quant_bytes;                     // f32 [16]
+inline constexpr int64_t k_block_corrections = k_block_scales + 4 * k_tile_cols;   // int32 [16]
+inline constexpr int64_t k_block_offsets = k_block_corrections + 4 * k_tile_cols;  // f32 [16]
+inline constexpr int64_t k_block_bytes = k_block_offsets + 4 * k_tile_cols;        // 704
 inline constexpr int k_act_offset = 128;
 
 // Scratch one chunk call needs for rows of k elements (its two packed tiles).
 constexpr size_t chunk_scratch_bytes(int64_t k) { return size_t(2 * (k / k_qk) * k_block_bytes); }
 
-// Activations [m, k]: q[i·k + j] = qx + 128 (u8), d[i·(k/32) + b] = dx of row i's block b.
+// Activations [m, k]: q[i·k + j] = qx + 128 (u8), d[i·(k/32) + b] = dx of row i's block b and,
+// for weight types with offsets, s[i·(k/32) + b] = dx · Σ qx over that block (else nullptr).
 struct activations {
     const uint8_t * q;
     const float * d;
+    const float * s;
     int64_t k;
 };
 
-// Rows x[m, k] into q [m, k] and d [m, k/32] through quantize_activation's Q8_0 blocks.
-void quantize_activations(const float * x, int64_t m, int64_t k, uint8_t * q, float * d);
+// Rows x[m, k] into q [m, k], d [m, k/32] and (has_offsets(t)) s [m, k/32] through
+// quantize_activation's blocks for weight type t (Q8_0, or Q8_K: its d repeats over 8 blocks).
+void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s);
 
 // Packs weight rows 0..cols-1 (cols <= k_chunk_cols; row r at w + r · w_stride, k elements of
 // type t) and writes y[i · ldy + c] for i < a's m rows, c < cols. scratch: chunk_scratch_bytes(k).
@@ -60,9 +74,10 @@ using chunk_fn = void (*)(dtype t, const std::byte * w, size_t w_stride, int64_t
 chunk_fn chunk_kernel();
 void set_chunk_kernel_for_tests(chunk_fn f);
 
-// Where block b's scale (fp16) and quants sit in a weight row of nb blocks: at d_offset +
-// b · d_step and q_offset + b · q_step bytes; 4-bit quants are nibbles (q − 8), low nibbles
-// first, as Q4_0 stores them.
+// Where block b's scale (fp16) and quants sit in a weight row of nb 32-element blocks (Q8_0,
+// Q4_0, repacked Q4_0; the K-quants have their own packing): at d_offset + b · d_step and
+// q_offset + b · q_step bytes; 4-bit quants are nibbles (q − 8), low nibbles first, as Q4_0
+// stores them.
 struct block_layout {
     int64_t d_offset, d_step, q_offset, q_step;
     bool nibbles;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <algorithm>
+#include <type_traits>
 
 #include "ops/q8_gemm.hpp"
 
@@ -21,12 +22,16 @@ namespace q8 = frugal::ops::q8;
 // Per block b of 32 inputs: the int32 lanes start at the tile's corrections (−128 · Σ qw, see
 // q8_gemm.hpp), take 8 vpdpbusd (4 activation bytes broadcast × 4 quants of 16 columns each),
 // and then hold the exact block sums Σ qw · qx; one fused multiply-add scales them by dw · dx
-// into the f32 accumulators. Registers: MR·NT int32 + MR·NT f32 accumulators (16 at 4 × 2).
+// into the f32 accumulators (and, with Offsets, a second adds mw · dx · Σ qx). Registers:
+// MR·NT int32 + MR·NT f32 accumulators (16 at 4 × 2).
 //   tiles: NT tiles of nb blocks, tile t at tiles + t · nb · k_block_bytes
-//   xq: [MR, ldx] u8 (qx + 128), xd: [MR, nb] f32, y: [MR, ldy]
-template <int MR, int NT>
-FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t nb, const uint8_t * xq, int64_t ldx,
-                                  const float * xd, float * y, int64_t ldy, const int64_t * cols) {
+//   a: the activations, first row at row i0; y: [MR, ldy]
+template <int MR, int NT, bool Offsets>
+FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t nb, const q8::activations & a, int64_t i0,
+                                  float * y, int64_t ldy, const int64_t * cols) {
+    const uint8_t * xq = a.q + i0 * a.k;
+    const float * xd = a.d + i0 * nb;
+    const float * xs = Offsets ? a.s + i0 * nb : nullptr;
     __m512 acc[MR][NT];
     for (int r = 0; r < MR; ++r)
         for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
@@ -36,7 +41,7 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t nb, const uin
         __m512i sums[MR][NT];
         for (int t = 0; t < NT; ++t) {
             blk[t] = tiles + t * tile_stride + b * q8::k_block_bytes;
-            const __m512i correction = _mm512_loadu_si512(blk[t] + q8::k_block_quant_bytes + 4 * q8::k_tile_cols);
+            const __m512i correction = _mm512_loadu_si512(blk[t] + q8::k_block_corrections);
             for (int r = 0; r < MR; ++r) sums[r][t] = correction;
         }
 #pragma GCC unroll 8
@@ -45,16 +50,20 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t nb, const uin
             for (int t = 0; t < NT; ++t) w[t] = _mm512_loadu_si512(blk[t] + g * 4 * q8::k_tile_cols);
             for (int r = 0; r < MR; ++r) {
                 int32_t four;
-                std::memcpy(&four, xq + r * ldx + b * frugal::k_qk + g * 4, 4);
+                std::memcpy(&four, xq + r * a.k + b * frugal::k_qk + g * 4, 4);
                 const __m512i x = _mm512_set1_epi32(four);
                 for (int t = 0; t < NT; ++t) sums[r][t] = _mm512_dpbusd_epi32(sums[r][t], x, w[t]);
             }
         }
         for (int t = 0; t < NT; ++t) {
-            const __m512 dw = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q8::k_block_quant_bytes));
+            const __m512 dw = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q8::k_block_scales));
             for (int r = 0; r < MR; ++r) {
                 const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xd[r * nb + b]));
                 acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r][t]), scale, acc[r][t]);
+            }
+            if constexpr (Offsets) {
+                const __m512 mw = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q8::k_block_offsets));
+                for (int r = 0; r < MR; ++r) acc[r][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xs[r * nb + b]), acc[r][t]);
             }
         }
     }
@@ -71,83 +80,151 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t nb, const uin
         }
 }
 
-// Rows 0..cols-1 (cols <= 16) of w (type laid out as l) into one tile at out (q8_gemm.hpp):
-// each block's 8 groups gathered across the 16 rows (vpgatherdd: column c's dword g), their
-// sums taken with vpdpbusd against ones for the corrections, the scales converted per column.
-// Columns past cols repeat the last row's addresses (always valid) and are zeroed.
+FRUGAL_AVX512 inline float half_to_float(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); }
+
+// What packing a tile shares between block types: the 16 rows' byte offsets for vpgatherdd
+// (columns past cols repeat the last row's, always valid, and are zeroed through `live`).
+struct tile_rows {
+    __m512i offsets;
+    __mmask16 live;
+};
+FRUGAL_AVX512 inline tile_rows rows_of(size_t w_stride, int64_t cols) {
+    alignas(64) int32_t offsets[q8::k_tile_cols];
+    for (int64_t c = 0; c < q8::k_tile_cols; ++c) offsets[c] = int32_t(std::min(c, cols - 1) * int64_t(w_stride));
+    return {_mm512_load_si512(offsets), __mmask16(cols >= q8::k_tile_cols ? 0xFFFF : (1u << cols) - 1)};
+}
+
+// Lane c of each byte: (dword >> shift) & 0x0F (or & 0x01 << 4 for a fifth bit).
+FRUGAL_AVX512 inline __m512i nibbles(__m512i v, int shift) {
+    return _mm512_and_si512(_mm512_srli_epi32(v, shift), _mm512_set1_epi8(0x0F));
+}
+
+// A block's 8 quant groups into its slot, with the corrections −128 · Σ q per column
+// (vpdpbusd against ones sums each lane's four quants).
+FRUGAL_AVX512 inline void store_quants(std::byte * blk, const __m512i * q) {
+    __m512i sum = _mm512_setzero_si512();
+    for (int g = 0; g < q8::k_groups; ++g) {
+        _mm512_storeu_si512(blk + g * 4 * q8::k_tile_cols, q[g]);
+        sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), q[g]);
+    }
+    _mm512_storeu_si512(blk + q8::k_block_corrections, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)));
+}
+
+// Rows 0..cols-1 (cols <= 16) of 32-element blocks (Q8_0, Q4_0, repacked Q4_0, laid out as l)
+// into one tile at out (q8_gemm.hpp): each block's 8 groups gathered across the 16 rows
+// (vpgatherdd: column c's dword g), the scales converted per column.
 FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte * w, size_t w_stride, int64_t cols,
                                     int64_t nb, std::byte * out) {
-    alignas(64) int32_t row_offsets[q8::k_tile_cols];
-    for (int64_t c = 0; c < q8::k_tile_cols; ++c) row_offsets[c] = int32_t(std::min(c, cols - 1) * int64_t(w_stride));
-    const __m512i rows = _mm512_load_si512(row_offsets);
-    const __mmask16 live = __mmask16(cols >= q8::k_tile_cols ? 0xFFFF : (1u << cols) - 1);
-    const __m512i ones = _mm512_set1_epi8(1), low_nibbles = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
+    const tile_rows rows = rows_of(w_stride, cols);
+    const __m512i eight = _mm512_set1_epi8(8);
     for (int64_t b = 0; b < nb; ++b) {
         std::byte * blk = out + b * q8::k_block_bytes;
         const std::byte * quants = w + l.q_offset + b * l.q_step;
         __m512i q[q8::k_groups];
         if (l.nibbles) { // group g < 4: low nibbles of bytes 4g..4g+3 (elements 4g..), g >= 4: their high ones
             for (int g = 0; g < q8::k_groups / 2; ++g) {
-                const __m512i v = _mm512_i32gather_epi32(rows, quants + 4 * g, 1);
-                q[g] = _mm512_maskz_mov_epi32(live, _mm512_sub_epi8(_mm512_and_si512(v, low_nibbles), eight));
-                q[g + q8::k_groups / 2] = _mm512_maskz_mov_epi32(
-                    live, _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi32(v, 4), low_nibbles), eight));
+                const __m512i v = _mm512_i32gather_epi32(rows.offsets, quants + 4 * g, 1);
+                q[g] = _mm512_maskz_mov_epi32(rows.live, _mm512_sub_epi8(nibbles(v, 0), eight));
+                q[g + q8::k_groups / 2] = _mm512_maskz_mov_epi32(rows.live, _mm512_sub_epi8(nibbles(v, 4), eight));
             }
         } else {
             for (int g = 0; g < q8::k_groups; ++g)
-                q[g] = _mm512_maskz_mov_epi32(live, _mm512_i32gather_epi32(rows, quants + 4 * g, 1));
+                q[g] = _mm512_maskz_mov_epi32(rows.live, _mm512_i32gather_epi32(rows.offsets, quants + 4 * g, 1));
         }
-        __m512i sum = _mm512_setzero_si512();
-        for (int g = 0; g < q8::k_groups; ++g) {
-            _mm512_storeu_si512(blk + g * 4 * q8::k_tile_cols, q[g]);
-            sum = _mm512_dpbusd_epi32(sum, ones, q[g]);
-        }
-        _mm512_storeu_si512(blk + q8::k_block_quant_bytes + 4 * q8::k_tile_cols,
-                            _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7))); // −128 · Σ q
-        float * scales = reinterpret_cast<float *>(blk + q8::k_block_quant_bytes);
+        store_quants(blk, q);
+        auto * scales = reinterpret_cast<float *>(blk + q8::k_block_scales);
+        auto * offsets = reinterpret_cast<float *>(blk + q8::k_block_offsets);
         for (int64_t c = 0; c < q8::k_tile_cols; ++c) {
             uint16_t d = 0;
             if (c < cols) std::memcpy(&d, w + c * int64_t(w_stride) + l.d_offset + b * l.d_step, sizeof d);
-            scales[c] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(d))); // vcvtph2ps
+            scales[c] = half_to_float(d);
+            offsets[c] = 0.f;
         }
     }
 }
 
-// Rows of 1 to 3 activations (the last ones of m).
-template <int NT>
-FRUGAL_AVX512 inline void q8_rows_tail(int64_t rows, const std::byte * tiles, int64_t nb, const uint8_t * xq,
-                                       int64_t ldx, const float * xd, float * y, int64_t ldy, const int64_t * cols) {
-    switch (rows) {
-    case 1: q8_rows<1, NT>(tiles, nb, xq, ldx, xd, y, ldy, cols); break;
-    case 2: q8_rows<2, NT>(tiles, nb, xq, ldx, xd, y, ldy, cols); break;
-    case 3: q8_rows<3, NT>(tiles, nb, xq, ldx, xd, y, ldy, cols); break;
+// The same for Q4_K / Q5_K (Block): super-block sb's sub-block j = 2h + p holds nibble p of
+// qs[32h + e] (plus, Q5_K, bit j of qh[e] as the fifth bit) for its elements e < 32, with
+// scale d · sc_j and offset −dmin · m_j (the 6-bit pairs of unpack_k_scales).
+template <class Block>
+FRUGAL_AVX512 inline void pack_tile_k(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb, std::byte * out) {
+    constexpr bool q5 = std::is_same_v<Block, frugal::block_q5_k>;
+    const tile_rows rows = rows_of(w_stride, cols);
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+        const std::byte * base = w + sb * int64_t(sizeof(Block));
+        std::byte * blk = out + sb * 8 * q8::k_block_bytes; // its 8 sub-blocks' slots
+        __m512i high_bits[q8::k_groups];
+        if constexpr (q5)
+            for (int g = 0; g < q8::k_groups; ++g)
+                high_bits[g] = _mm512_i32gather_epi32(rows.offsets, base + offsetof(Block, qh) + 4 * g, 1);
+        for (int h = 0; h < 4; ++h) {
+            __m512i q[2][q8::k_groups];
+            for (int g = 0; g < q8::k_groups; ++g) {
+                const __m512i v = _mm512_i32gather_epi32(rows.offsets, base + offsetof(Block, qs) + 32 * h + 4 * g, 1);
+                for (int p = 0; p < 2; ++p) {
+                    __m512i quant = nibbles(v, 4 * p);
+                    if constexpr (q5) {
+                        const __m512i bit = _mm512_and_si512(_mm512_srli_epi32(high_bits[g], 2 * h + p), _mm512_set1_epi8(1));
+                        quant = _mm512_or_si512(quant, _mm512_slli_epi32(bit, 4));
+                    }
+                    q[p][g] = _mm512_maskz_mov_epi32(rows.live, quant);
+                }
+            }
+            for (int p = 0; p < 2; ++p) store_quants(blk + (2 * h + p) * q8::k_block_bytes, q[p]);
+        }
+        for (int64_t c = 0; c < q8::k_tile_cols; ++c) {
+            Block head{}; // the scales are all that is read here
+            if (c < cols) std::memcpy(&head, base + c * int64_t(w_stride), offsetof(Block, scales) + sizeof head.scales);
+            const frugal::ops::detail::k_scales s = frugal::ops::detail::unpack_k_scales(head.scales);
+            const float d = half_to_float(head.d), dmin = half_to_float(head.dmin);
+            for (int j = 0; j < 8; ++j) {
+                std::byte * sub = blk + j * q8::k_block_bytes;
+                reinterpret_cast<float *>(sub + q8::k_block_scales)[c] = d * float(s.sc[j]);
+                reinterpret_cast<float *>(sub + q8::k_block_offsets)[c] = -(dmin * float(s.mn[j]));
+            }
+        }
+    }
+}
+
+// The activation rows of a chunk, four at a time, then the 1 to 3 left.
+template <int NT, bool Offsets>
+FRUGAL_AVX512 inline void q8_all_rows(const std::byte * tiles, int64_t nb, const q8::activations & a, int64_t m,
+                                      float * y, int64_t ldy, const int64_t * cols) {
+    int64_t i = 0;
+    for (; i + 4 <= m; i += 4) q8_rows<4, NT, Offsets>(tiles, nb, a, i, y + i * ldy, ldy, cols);
+    switch (m - i) {
+    case 1: q8_rows<1, NT, Offsets>(tiles, nb, a, i, y + i * ldy, ldy, cols); break;
+    case 2: q8_rows<2, NT, Offsets>(tiles, nb, a, i, y + i * ldy, ldy, cols); break;
+    case 3: q8_rows<3, NT, Offsets>(tiles, nb, a, i, y + i * ldy, ldy, cols); break;
     default: break;
     }
 }
 
 // q8::chunk_fn: packs up to 32 weight rows into two tiles (one when cols <= 16), then runs every
-// activation row against them, four at a time. The packed tiles (640 bytes per block each: 360
-// KiB for k = 8960) stay in L2 while the activations stream past.
+// activation row against them. The packed tiles (704 bytes per block each: 385 KiB for
+// k = 8960) stay in L2 while the activations stream past.
 FRUGAL_AVX512 inline void q8_chunk(frugal::dtype t, const std::byte * w, size_t w_stride, int64_t cols,
                                    const q8::activations & a, int64_t m, float * y, int64_t ldy, std::byte * scratch) {
-    constexpr int64_t k_rows = 4;
     const int64_t nb = a.k / frugal::k_qk;
     const int64_t tiles = cols > q8::k_tile_cols ? 2 : 1;
     const int64_t tile_cols[2] = {std::min(cols, q8::k_tile_cols), cols - q8::k_tile_cols};
-    const q8::block_layout l = q8::layout_of(t, nb);
-    for (int64_t tile = 0; tile < tiles; ++tile)
-        pack_tile(l, w + tile * q8::k_tile_cols * int64_t(w_stride), w_stride, tile_cols[tile], nb,
-                  scratch + tile * nb * q8::k_block_bytes);
-    int64_t i = 0;
-    if (tiles == 2) {
-        for (; i + k_rows <= m; i += k_rows)
-            q8_rows<k_rows, 2>(scratch, nb, a.q + i * a.k, a.k, a.d + i * nb, y + i * ldy, ldy, tile_cols);
-        q8_rows_tail<2>(m - i, scratch, nb, a.q + i * a.k, a.k, a.d + i * nb, y + i * ldy, ldy, tile_cols);
-    } else {
-        for (; i + k_rows <= m; i += k_rows)
-            q8_rows<k_rows, 1>(scratch, nb, a.q + i * a.k, a.k, a.d + i * nb, y + i * ldy, ldy, tile_cols);
-        q8_rows_tail<1>(m - i, scratch, nb, a.q + i * a.k, a.k, a.d + i * nb, y + i * ldy, ldy, tile_cols);
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+        const std::byte * rows = w + tile * q8::k_tile_cols * int64_t(w_stride);
+        std::byte * out = scratch + tile * nb * q8::k_block_bytes;
+        if (t == frugal::dtype::q4_k)
+            pack_tile_k<frugal::block_q4_k>(rows, w_stride, tile_cols[tile], nb / 8, out);
+        else if (t == frugal::dtype::q5_k)
+            pack_tile_k<frugal::block_q5_k>(rows, w_stride, tile_cols[tile], nb / 8, out);
+        else
+            pack_tile(q8::layout_of(t, nb), rows, w_stride, tile_cols[tile], nb, out);
     }
+    const bool offsets = q8::has_offsets(t);
+    if (tiles == 2)
+        offsets ? q8_all_rows<2, true>(scratch, nb, a, m, y, ldy, tile_cols)
+                : q8_all_rows<2, false>(scratch, nb, a, m, y, ldy, tile_cols);
+    else
+        offsets ? q8_all_rows<1, true>(scratch, nb, a, m, y, ldy, tile_cols)
+                : q8_all_rows<1, false>(scratch, nb, a, m, y, ldy, tile_cols);
 }
 
 } // namespace FRUGAL_AVX512_NS

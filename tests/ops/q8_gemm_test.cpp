@@ -2,12 +2,15 @@
 // with integer block sums on AVX-512 VNNI. Its kernel (q8_gemm_avx512.hpp) is compiled here
 // against SIMD Everywhere's portable AVX-512, so it runs on any x86-64 CPU with AVX2, and held to
 // a plain double-precision reference built from the library's dequantizers (not from the packing
-// under test); then put in place of the library's kernel to drive matmul_context end to end. On
-// CPUs with AVX-512 VNNI the library's own build is held to the same reference.
+// under test); then put in place of the library's kernel to drive matmul_context and the quantized
+// parity models end to end. On CPUs with AVX-512 VNNI the library's own build is held to the same
+// reference.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -15,8 +18,10 @@
 #include "ops/simde_avx512.hpp"
 
 #include "common/test_support.hpp"
+#include "models/model.hpp"
 #include "ops/matmul.hpp"
 #include "ops/quant.hpp"
+#include "runtime/session.hpp"
 
 #define FRUGAL_AVX512
 #define FRUGAL_AVX512_NS frugal_test_simde
@@ -27,10 +32,31 @@ namespace q8 = frugal::ops::q8;
 
 namespace {
 
-// rows x k weights of type t from seeded normal floats through the library's quantizers; for
-// Q8_0 every third row holds extreme quants (-128, 127, 0, -1) to reach the ends of the ranges.
+// K-quant rows of random bytes (every quant, fifth bit and 6-bit scale pattern) with ordinary
+// positive fp16 super-block scales (the library has no K-quant weight quantizer).
+template <class Block>
+std::vector<std::byte> random_k_quant_weights(int64_t rows, int64_t k, std::mt19937 & rng) {
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::uniform_real_distribution<float> scale(1e-3f, 1e-2f);
+    std::vector<Block> blocks(static_cast<size_t>(rows * (k / k_qk_k)));
+    for (auto & b : blocks) {
+        auto * bytes = reinterpret_cast<uint8_t *>(&b);
+        for (size_t i = 0; i < sizeof b; ++i) bytes[i] = uint8_t(byte(rng));
+        b.d = fp32_to_fp16(scale(rng));
+        b.dmin = fp32_to_fp16(scale(rng));
+    }
+    std::vector<std::byte> out(blocks.size() * sizeof(Block));
+    std::memcpy(out.data(), blocks.data(), out.size());
+    return out;
+}
+
+// rows x k weights of type t from seeded normal floats through the library's quantizers (random
+// bytes for K-quants); for Q8_0 every third row holds extreme quants (-128, 127, 0, -1) to reach
+// the ends of the ranges.
 std::vector<std::byte> make_weights(dtype t, int64_t rows, int64_t k, uint32_t seed) {
     std::mt19937 rng(seed);
+    if (t == dtype::q4_k) return random_k_quant_weights<block_q4_k>(rows, k, rng);
+    if (t == dtype::q5_k) return random_k_quant_weights<block_q5_k>(rows, k, rng);
     std::normal_distribution<float> normal(0.f, 1.f);
     const dtype stored = t == dtype::q4_0_repacked ? dtype::q4_0 : t;
     const int64_t stride = row_bytes(t, k);
@@ -60,22 +86,33 @@ std::vector<float> random_activations(int64_t m, int64_t k, uint32_t seed) {
     return x;
 }
 
+// The activation row x[k] as weight type t's kernels multiply it: its Q8_0 (Q8_K) blocks dequantized.
+void activation_values(dtype t, const float * x, int64_t k, float * out) {
+    std::vector<std::byte> buf(ops::activation_bytes(t, k));
+    ops::quantize_activation(t, x, buf.data(), k);
+    if (!q8::has_offsets(t)) return ops::dequantize_row(dtype::q8_0, buf.data(), out, k);
+    const auto * blocks = reinterpret_cast<const ops::block_q8_k *>(buf.data());
+    for (int64_t i = 0; i < k; ++i) out[i] = blocks[i / k_qk_k].d * float(blocks[i / k_qk_k].qs[i % k_qk_k]);
+}
+
 // The reference: each weight row and each activation row as the values the arithmetic multiplies
-// (dequantize_row of the weight; the activation's Q8_0 blocks dequantized), their products summed
-// in double. bound[i, c] = the f32 rounding allowance: (blocks + 4) · 2^-23 · Σ |w · x|.
+// (dequantize_row of the weight; the activation's blocks dequantized), their products summed in
+// double. bound[i, c] = the f32 rounding allowance: (blocks + 4) · 2^-23 · Σ |w · x| (2 · blocks
+// with offsets, which add a second product per block).
 struct reference {
     std::vector<double> y, bound;
 };
 
-reference reference_product(dtype t, const std::byte * w, int64_t cols, const float * x, int64_t m, int64_t k) {
-    const int64_t stride = row_bytes(t, k), nb = k / k_qk;
-    std::vector<float> wf(static_cast<size_t>(cols * k)), xf(static_cast<size_t>(m * k));
+// wf: [cols, k] weights (w rows, stride bytes apart, dequantized); xf: [m, k] activation values.
+std::vector<float> weight_values(dtype t, const std::byte * w, size_t stride, int64_t cols, int64_t k) {
+    std::vector<float> wf(static_cast<size_t>(cols * k));
     for (int64_t c = 0; c < cols; ++c) ops::dequantize_row(t, w + c * stride, wf.data() + c * k, k);
-    std::vector<block_q8_0> blocks(static_cast<size_t>(nb));
-    for (int64_t i = 0; i < m; ++i) {
-        ops::quantize_activation(dtype::q8_0, x + i * k, blocks.data(), k);
-        ops::dequantize_row(dtype::q8_0, blocks.data(), xf.data() + i * k, k);
-    }
+    return wf;
+}
+
+reference reference_of_values(dtype t, const std::vector<float> & wf, const std::vector<float> & xf, int64_t cols,
+                              int64_t m, int64_t k) {
+    const int64_t terms = q8::has_offsets(t) ? 2 * (k / k_qk) : k / k_qk;
     reference ref{std::vector<double>(size_t(m * cols)), std::vector<double>(size_t(m * cols))};
     for (int64_t i = 0; i < m; ++i)
         for (int64_t c = 0; c < cols; ++c) {
@@ -86,9 +123,15 @@ reference reference_product(dtype t, const std::byte * w, int64_t cols, const fl
                 magnitude += std::fabs(p);
             }
             ref.y[size_t(i * cols + c)] = sum;
-            ref.bound[size_t(i * cols + c)] = double(nb + 4) * std::ldexp(magnitude, -23) + 1e-30;
+            ref.bound[size_t(i * cols + c)] = double(terms + 4) * std::ldexp(magnitude, -23) + 1e-30;
         }
     return ref;
+}
+
+reference reference_product(dtype t, const std::byte * w, int64_t cols, const float * x, int64_t m, int64_t k) {
+    std::vector<float> xf(static_cast<size_t>(m * k));
+    for (int64_t i = 0; i < m; ++i) activation_values(t, x + i * k, k, xf.data() + i * k);
+    return reference_of_values(t, weight_values(t, w, size_t(row_bytes(t, k)), cols, k), xf, cols, m, k);
 }
 
 // One chunk call of `chunk` against the reference: every written value within its bound, and
@@ -102,13 +145,13 @@ void check_chunk(q8::chunk_fn chunk, dtype t, int64_t m, int64_t cols, int64_t k
     const auto x = random_activations(m, k, seed + 1);
     const int64_t nb = k / k_qk, ldy = q8::k_chunk_cols + 3;
     std::vector<uint8_t> xq(static_cast<size_t>(m * k));
-    std::vector<float> xd(static_cast<size_t>(m * nb));
-    q8::quantize_activations(x.data(), m, k, xq.data(), xd.data());
+    std::vector<float> xd(static_cast<size_t>(m * nb)), xs(static_cast<size_t>(m * nb));
+    q8::quantize_activations(t, x.data(), m, k, xq.data(), xd.data(), xs.data());
     std::vector<std::byte> scratch(q8::chunk_scratch_bytes(k));
     constexpr float sentinel = -12345.f;
     std::vector<float> y(static_cast<size_t>(m * ldy), sentinel);
-    chunk(t, w.data(), size_t(row_bytes(t, k)), cols, q8::activations{xq.data(), xd.data(), k}, m, y.data(), ldy,
-          scratch.data());
+    const q8::activations act{xq.data(), xd.data(), q8::has_offsets(t) ? xs.data() : nullptr, k};
+    chunk(t, w.data(), size_t(row_bytes(t, k)), cols, act, m, y.data(), ldy, scratch.data());
     const reference ref = reference_product(t, w.data(), cols, x.data(), m, k);
     int64_t bad = 0, untouched_wrong = 0;
     double worst = 0;
@@ -129,20 +172,32 @@ void check_chunk(q8::chunk_fn chunk, dtype t, int64_t m, int64_t cols, int64_t k
     CHECK(worst <= 1.0);
 }
 
+constexpr dtype k_types[] = {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q4_k, dtype::q5_k};
+
 void check_chunks(q8::chunk_fn chunk) {
     uint32_t seed = 1;
-    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked}) {
+    for (dtype t : k_types) {
+        const int64_t k = q8::has_offsets(t) ? 2 * k_qk_k : 3 * k_qk;
         for (int64_t m : {1, 2, 3, 4, 5, 7, 9})
-            for (int64_t cols : {1, 5, 16, 17, 31, 32}) check_chunk(chunk, t, m, cols, 96, seed++);
+            for (int64_t cols : {1, 5, 16, 17, 31, 32}) check_chunk(chunk, t, m, cols, k, seed++);
         check_chunk(chunk, t, 13, 32, 1536, seed++); // a model's row length
     }
 }
 
-std::atomic<int> g_simde_calls{0}; // the library calls the kernel from its OpenMP threads
-void counted_simde_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t cols, const q8::activations & a,
+// The emulated kernel as the library calls it (from its OpenMP threads), each call counted and
+// held to the reference on the very operands it was given: inside a model, the f32 path and q8
+// see different inputs after the first layer, so only a per-call check is exact.
+std::atomic<int> g_simde_calls{0}, g_simde_wrong{0};
+void checked_simde_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t cols, const q8::activations & a,
                          int64_t m, float * y, int64_t ldy, std::byte * scratch) {
     ++g_simde_calls;
     frugal_test_simde::q8_chunk(t, w, w_stride, cols, a, m, y, ldy, scratch);
+    std::vector<float> xf(static_cast<size_t>(m * a.k)); // (q − 128) · d, as the kernel reads them
+    for (int64_t j = 0; j < m * a.k; ++j) xf[size_t(j)] = float(int(a.q[j]) - q8::k_act_offset) * a.d[j / k_qk];
+    const reference ref = reference_of_values(t, weight_values(t, w, w_stride, cols, a.k), xf, cols, m, a.k);
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t c = 0; c < cols; ++c)
+            g_simde_wrong += !(std::fabs(y[i * ldy + c] - ref.y[size_t(i * cols + c)]) <= ref.bound[size_t(i * cols + c)]);
 }
 
 // Restores the library's own kernel choice when a test case ends, however it ends.
@@ -171,7 +226,7 @@ TEST_CASE("prefill_gemm::q8 runs the q8 kernel through matmul_context, with f32'
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: SIMDe's emulation here is built for AVX2");
     const bool native = q8::chunk_kernel() != nullptr;
     const int64_t k = 256, m = 30;
-    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked}) {
+    for (dtype t : k_types) {
         for (int64_t n : {50, 96}) { // a partial last chunk, and whole ones
             CAPTURE(std::string(dtype_name(t)));
             CAPTURE(n);
@@ -191,7 +246,7 @@ TEST_CASE("prefill_gemm::q8 runs the q8 kernel through matmul_context, with f32'
                     CHECK(y_q8 == y_f32);
                 }
                 {
-                    const kernel_override emulated(counted_simde_chunk);
+                    const kernel_override emulated(checked_simde_chunk);
                     g_simde_calls = 0;
                     ctx.linear(w, x.data(), m, y_q8.data(), ldy);
                     CHECK(g_simde_calls == (n + q8::k_chunk_cols - 1) / q8::k_chunk_cols);
@@ -206,5 +261,49 @@ TEST_CASE("prefill_gemm::q8 runs the q8 kernel through matmul_context, with f32'
                 CHECK(bad == 0);
             }
         }
+    }
+}
+
+TEST_CASE("prefill_gemm::q8 on the quantized parity models: every product exact, the f32 path's predictions" *
+          doctest::timeout(300)) {
+    if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: SIMDe's emulation here is built for AVX2");
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
+    // Every q8-capable weight type of the fixtures: Q8_0 (dense, and MoE + MLA), Q4_0 (repacked),
+    // and the Q4_K / Q5_K matrices of the K-quant mixes (whose Q6_K ones take another path).
+    // Each kernel call is checked exactly (checked_simde_chunk). The logits then follow the f32
+    // path's (which parity_test holds to llama.cpp) up to float summation order, which can flip a
+    // later activation's rounding (and, with MoE, a token's experts): as parity_test does for
+    // these files, argmax must agree wherever the f32 path's margin exceeds 0.04.
+    const kernel_override emulated(checked_simde_chunk);
+    for (const char * name : {"tiny-qwen2-q8_0", "tiny-llama-q4_0", "tiny-deepseek2-q8_0", "tiny256-qwen2-q4_k_m",
+                              "tiny256-llama-q5_k_m", "tiny256-deepseek3-q4_k_m"}) {
+        CAPTURE(name);
+        const auto model = frugal::load_model(frugal::test::parity_fixture(std::string(name) + ".gguf").string(), {});
+        const int64_t V = model->config().n_vocab;
+        const auto tokens = frugal::test::random_tokens(40, V, 9); // > small_batch rows: the GEMM paths
+        std::vector<float> f32, q8;                                // [40, V]
+        for (const auto & [g, out] : {std::pair{ops::prefill_gemm::f32, &f32}, std::pair{ops::prefill_gemm::q8, &q8}}) {
+            frugal::session s(model, 64);
+            s.set_prefill_gemm(g);
+            g_simde_calls = 0;
+            g_simde_wrong = 0;
+            *out = s.evaluate_all(tokens);
+            CHECK((g_simde_calls > 0) == (g == ops::prefill_gemm::q8));
+            CHECK(g_simde_wrong == 0);
+        }
+        double diff = 0;
+        int64_t decisive_disagree = 0;
+        for (size_t row = 0; row < tokens.size(); ++row) {
+            const float * a = f32.data() + row * size_t(V);
+            const float * b = q8.data() + row * size_t(V);
+            for (int64_t v = 0; v < V; ++v) diff = std::max(diff, double(std::fabs(a[v] - b[v])));
+            const int64_t top = std::max_element(a, a + V) - a;
+            float runner_up = -INFINITY;
+            for (int64_t v = 0; v < V; ++v)
+                if (v != top) runner_up = std::max(runner_up, a[v]);
+            decisive_disagree += a[top] - runner_up > 0.04f && std::max_element(b, b + V) - b != top;
+        }
+        MESSAGE(std::string(name), ": q8 vs f32 over ", tokens.size(), " positions, max |logit diff| ", diff);
+        CHECK(decisive_disagree == 0);
     }
 }
