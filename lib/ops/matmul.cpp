@@ -515,9 +515,12 @@ void matmul_context::linear_q8(const raw_view & w, const float * x, int64_t m, f
     uint8_t * xq = grow(im.x_q8, m * k);          // [m, K]
     float * xd = grow(im.x_q8_scale, m * nb);     // [m, K/32]
     float * xs = q8::has_offsets(w.type) ? grow(im.x_q8_sum, m * nb) : nullptr; // [m, K/32]
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < m; ++i)
-        q8::quantize_activations(w.type, x + i * k, 1, k, xq + i * k, xd + i * nb, xs ? xs + i * nb : nullptr);
+#pragma omp parallel
+    { // one contiguous share of the rows per thread (one conversion buffer each)
+        const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+        const int64_t i0 = m * part / parts, i1 = m * (part + 1) / parts;
+        q8::quantize_activations(w.type, x + i0 * k, i1 - i0, k, xq + i0 * k, xd + i0 * nb, xs ? xs + i0 * nb : nullptr);
+    }
     const q8::activations act{xq, xd, xs, k};
     const size_t chunk_bytes = q8::chunk_scratch_bytes(k);
     std::byte * scratch = grow(im.q8_chunks, int64_t(chunk_bytes) * omp_get_max_threads());

@@ -17,7 +17,7 @@ std::atomic<chunk_fn> g_test_kernel{nullptr};
 
 void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s) {
     const int64_t nb = k / k_qk;
-    std::vector<std::byte> buf(activation_bytes(t, k)); // a few KiB per call of a thread
+    std::vector<std::byte> buf(activation_bytes(t, k)); // one row's blocks, a few KiB
     for (int64_t i = 0; i < m; ++i) {
         quantize_activation(t, x + i * k, buf.data(), k);
         const int8_t * qs = nullptr;
