@@ -36,7 +36,8 @@ def load(engine):
                 if "bound_tps" in j: extra.setdefault(j["test"], []).append(j["bound_tps"])
             if "peak_rss_kib" in j: mem = max(mem or 0, j["peak_rss_kib"])
             if "load_s" in j: load_s.append(j["load_s"])
-            if "prefill_gemm" in j: gemm = j["prefill_gemm"]
+            if "prefill_gemm" in j:
+                gemm = j["prefill_gemm"] + ("" if j.get("prefill_gemm_native", True) else " (through F32 here: this CPU lacks its instructions)")
     return tests, mem, load_s, extra, gemm
 f, fm, fl, bounds, gemm = load("frugal"); l, lm, ll, _, _ = load("llamacpp")
 print(f"frugal's prefill GEMM: {gemm}")

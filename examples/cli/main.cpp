@@ -369,11 +369,12 @@ int cmd_bench(const bench_args & a) {
     double load_s = 0;
     const auto model = open_model(a.model, {a.threads, true, !a.no_repack}, &load_s);
     const auto & c = model->config();
-    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "prefill_gemm": "%s", "load_s": %.3f})"
+    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "prefill_gemm": "%s", "prefill_gemm_native": %s, "load_s": %.3f})"
                 "\n",
                 a.model.c_str(), FRUGAL_VERSION_TEXT, c.arch_name.c_str(), model->n_threads(), (long long)c.n_vocab,
                 (long long)c.n_params, (unsigned long long)c.weight_bytes, (unsigned long long)c.decode_bytes_per_token,
-                (unsigned long long)c.repacked_bytes, frugal::ops::prefill_gemm_name(a.prefill), load_s);
+                (unsigned long long)c.repacked_bytes, frugal::ops::prefill_gemm_name(a.prefill),
+                frugal::ops::prefill_gemm_native(a.prefill) ? "true" : "false", load_s);
     std::fflush(stdout);
     frugal::session s(model, a.depth + std::max(a.n_prompt, a.n_gen) + 1);
     s.set_prefill_gemm(a.prefill);

@@ -226,6 +226,14 @@ prefill_gemm default_prefill_gemm() {
     return g;
 }
 
+bool prefill_gemm_native(prefill_gemm g) {
+    switch (g) {
+    case prefill_gemm::q8: return q8::chunk_kernel() != nullptr;
+    case prefill_gemm::bf16: return dnnl_compat::has_native_bf16();
+    default: return true;
+    }
+}
+
 const char * prefill_gemm_name(prefill_gemm g) {
     switch (g) {
     case prefill_gemm::f32: return "f32";

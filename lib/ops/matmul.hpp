@@ -57,6 +57,10 @@ enum class prefill_gemm {
 // the path another CPU would take).
 prefill_gemm default_prefill_gemm();
 const char * prefill_gemm_name(prefill_gemm g);
+// Whether g runs as itself on this CPU: q8 needs AVX-512 VNNI (without it, its weight types take
+// f32, the same arithmetic) and bf16 a native oneDNN BF16 matmul (without it, the same rounded
+// operands go through F32); f32 and int8 always do.
+bool prefill_gemm_native(prefill_gemm g);
 
 class matmul_context {
 public:

@@ -225,6 +225,9 @@ TEST_CASE("q8 kernel of the library equals llama.cpp's block arithmetic" * docte
 TEST_CASE("prefill_gemm::q8 runs the q8 kernel through matmul_context, with f32's results" * doctest::timeout(120)) {
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: SIMDe's emulation here is built for AVX2");
     const bool native = q8::chunk_kernel() != nullptr;
+    CHECK(native == ops::detail::avx512_vnni_supported()); // CPUID decides, and bench reports it:
+    CHECK(ops::prefill_gemm_native(ops::prefill_gemm::q8) == native);
+    CHECK(ops::prefill_gemm_native(ops::prefill_gemm::f32));
     const int64_t k = 256, m = 30;
     for (dtype t : k_types) {
         for (int64_t n : {50, 96}) { // a partial last chunk, and whole ones
