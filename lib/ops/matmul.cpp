@@ -527,7 +527,8 @@ void matmul_context::linear_q8(const raw_view & w, const float * x, int64_t m, f
     { // one contiguous share of the rows per thread (one conversion buffer each)
         const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
         const int64_t i0 = m * part / parts, i1 = m * (part + 1) / parts;
-        q8::quantize_activations(w.type, x + i0 * k, i1 - i0, k, xq + i0 * k, xd + i0 * nb, xs ? xs + i0 * nb : nullptr);
+        q8::quantize_activations(w.type, x + i0 * k, i1 - i0, k, xq + i0 * k, xd + i0 * nb,
+                                 xs ? xs + i0 * nb : nullptr);
     }
     const q8::activations act{xq, xd, xs, k};
     const size_t chunk_bytes = q8::chunk_scratch_bytes(k);

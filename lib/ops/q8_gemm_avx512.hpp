@@ -94,7 +94,7 @@ FRUGAL_AVX512 inline tile_rows rows_of(size_t w_stride, int64_t cols) {
     return {_mm512_load_si512(offsets), __mmask16(cols >= q8::k_tile_cols ? 0xFFFF : (1u << cols) - 1)};
 }
 
-// Lane c of each byte: (dword >> shift) & 0x0F (or & 0x01 << 4 for a fifth bit).
+// Each byte's nibble at bit `shift` (0: low, 4: high) of its dword: (dword >> shift) & 0x0F per byte.
 FRUGAL_AVX512 inline __m512i nibbles(__m512i v, int shift) {
     return _mm512_and_si512(_mm512_srli_epi32(v, shift), _mm512_set1_epi8(0x0F));
 }
@@ -107,7 +107,8 @@ FRUGAL_AVX512 inline void store_quants(std::byte * blk, const __m512i * q) {
         _mm512_storeu_si512(blk + g * 4 * q8::k_tile_cols, q[g]);
         sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), q[g]);
     }
-    _mm512_storeu_si512(blk + q8::k_block_corrections, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)));
+    const __m512i correction = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)); // −128 · Σ q
+    _mm512_storeu_si512(blk + q8::k_block_corrections, correction);
 }
 
 // Rows 0..cols-1 (cols <= 16) of 32-element blocks (Q8_0, Q4_0, repacked Q4_0, laid out as l)
@@ -147,7 +148,8 @@ FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte 
 // qs[32h + e] (plus, Q5_K, bit j of qh[e] as the fifth bit) for its elements e < 32, with
 // scale d · sc_j and offset −dmin · m_j (the 6-bit pairs of unpack_k_scales).
 template <class Block>
-FRUGAL_AVX512 inline void pack_tile_k(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb, std::byte * out) {
+FRUGAL_AVX512 inline void pack_tile_k(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb,
+                                      std::byte * out) {
     constexpr bool q5 = std::is_same_v<Block, frugal::block_q5_k>;
     const tile_rows rows = rows_of(w_stride, cols);
     for (int64_t sb = 0; sb < nsb; ++sb) {
@@ -164,7 +166,8 @@ FRUGAL_AVX512 inline void pack_tile_k(const std::byte * w, size_t w_stride, int6
                 for (int p = 0; p < 2; ++p) {
                     __m512i quant = nibbles(v, 4 * p);
                     if constexpr (q5) {
-                        const __m512i bit = _mm512_and_si512(_mm512_srli_epi32(high_bits[g], 2 * h + p), _mm512_set1_epi8(1));
+                        const __m512i bit =
+                            _mm512_and_si512(_mm512_srli_epi32(high_bits[g], 2 * h + p), _mm512_set1_epi8(1));
                         quant = _mm512_or_si512(quant, _mm512_slli_epi32(bit, 4));
                     }
                     q[p][g] = _mm512_maskz_mov_epi32(rows.live, quant);
@@ -174,7 +177,8 @@ FRUGAL_AVX512 inline void pack_tile_k(const std::byte * w, size_t w_stride, int6
         }
         for (int64_t c = 0; c < q8::k_tile_cols; ++c) {
             Block head{}; // the scales are all that is read here
-            if (c < cols) std::memcpy(&head, base + c * int64_t(w_stride), offsetof(Block, scales) + sizeof head.scales);
+            if (c < cols)
+                std::memcpy(&head, base + c * int64_t(w_stride), offsetof(Block, scales) + sizeof head.scales);
             const frugal::ops::detail::k_scales s = frugal::ops::detail::unpack_k_scales(head.scales);
             const float d = half_to_float(head.d), dmin = half_to_float(head.dmin);
             for (int j = 0; j < 8; ++j) {

@@ -196,8 +196,10 @@ void checked_simde_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t 
     for (int64_t j = 0; j < m * a.k; ++j) xf[size_t(j)] = float(int(a.q[j]) - q8::k_act_offset) * a.d[j / k_qk];
     const reference ref = reference_of_values(t, weight_values(t, w, w_stride, cols, a.k), xf, cols, m, a.k);
     for (int64_t i = 0; i < m; ++i)
-        for (int64_t c = 0; c < cols; ++c)
-            g_simde_wrong += !(std::fabs(y[i * ldy + c] - ref.y[size_t(i * cols + c)]) <= ref.bound[size_t(i * cols + c)]);
+        for (int64_t c = 0; c < cols; ++c) {
+            const size_t at = size_t(i * cols + c);
+            g_simde_wrong += !(std::fabs(y[i * ldy + c] - ref.y[at]) <= ref.bound[at]);
+        }
 }
 
 // Restores the library's own kernel choice when a test case ends, however it ends.
