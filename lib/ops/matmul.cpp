@@ -211,11 +211,14 @@ bool int8_prefill_type(dtype t) {
     }
 }
 
+namespace {
+// The float path this CPU runs best: the default for weight types q8 does not take.
+prefill_gemm float_prefill_here() { return dnnl_compat::has_native_bf16() ? prefill_gemm::bf16 : prefill_gemm::f32; }
+} // namespace
+
 prefill_gemm default_prefill_gemm() {
     static const prefill_gemm g = [] {
-        const prefill_gemm by_cpu = q8::chunk_kernel()             ? prefill_gemm::q8
-                                    : dnnl_compat::has_native_bf16() ? prefill_gemm::bf16
-                                                                     : prefill_gemm::f32;
+        const prefill_gemm by_cpu = q8::chunk_kernel() ? prefill_gemm::q8 : float_prefill_here();
         const char * env = std::getenv("FRUGAL_PREFILL_GEMM");
         if (!env || !*env) return by_cpu;
         for (prefill_gemm v : {prefill_gemm::f32, prefill_gemm::bf16, prefill_gemm::int8, prefill_gemm::q8})
@@ -254,7 +257,7 @@ prefill_gemm prefill_for(prefill_gemm chosen, dtype t) {
     }
     if (chosen == prefill_gemm::q8) {
         if (q8::supports(t)) return q8::chunk_kernel() ? prefill_gemm::q8 : prefill_gemm::f32;
-        chosen = dnnl_compat::has_native_bf16() ? prefill_gemm::bf16 : prefill_gemm::f32;
+        chosen = float_prefill_here();
     }
     if (chosen == prefill_gemm::bf16 && t != dtype::q5_1 && t != dtype::f16) return prefill_gemm::bf16;
     return prefill_gemm::f32;

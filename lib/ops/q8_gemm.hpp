@@ -16,7 +16,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 #include "frugal/dtype.hpp"
 #include "ops/quant_kernels.hpp"
@@ -39,7 +38,8 @@ inline constexpr int64_t k_chunk_cols = 2 * k_tile_cols;
 // Bytes per (tile, block): the quants in vpdpbusd's order, [group g < 8][column c < 16][4 quants]
 // (lane c of one instruction sums the 4 products of group g), then the 16 columns' scales dw
 // (f32), corrections −128 · Σ qw (int32: activations are stored as qx + 128, the unsigned operand
-// vpdpbusd takes, so each block sum carries 128 · Σ qw too much) and offsets mw (f32, K-quants).
+// vpdpbusd takes, so each block sum carries 128 · Σ qw too much) and offsets mw (f32; written and
+// read for the K-quants only).
 inline constexpr int64_t k_groups = k_qk / 4;
 inline constexpr int64_t k_block_quant_bytes = k_qk * k_tile_cols;                 // 512
 inline constexpr int64_t k_block_scales = k_block_quant_bytes;                     // f32 [16]

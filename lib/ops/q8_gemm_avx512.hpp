@@ -134,12 +134,10 @@ FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte 
         }
         store_quants(blk, q);
         auto * scales = reinterpret_cast<float *>(blk + q8::k_block_scales);
-        auto * offsets = reinterpret_cast<float *>(blk + q8::k_block_offsets);
         for (int64_t c = 0; c < q8::k_tile_cols; ++c) {
             uint16_t d = 0;
             if (c < cols) std::memcpy(&d, w + c * int64_t(w_stride) + l.d_offset + b * l.d_step, sizeof d);
             scales[c] = half_to_float(d);
-            offsets[c] = 0.f;
         }
     }
 }
