@@ -20,15 +20,17 @@ enum { FRUGALX_MLA_AUTO = 0, FRUGALX_MLA_STRAIGHTFORWARD = 1, FRUGALX_MLA_ABSORB
 FRUGAL_API frugal_status frugalx_session_set_mla_form(frugal_session * session, int32_t form, frugal_error ** err);
 
 /* How prompts multiply weights that are not F32 (docs/PERF.md); decode is unaffected.
-   AUTO (the default): Q8 where the CPU has AVX-512 VNNI (for the other weight types as below),
-   BF16 where the CPU runs BF16 matrix products natively (AVX512-BF16, AMX), else F32.
+   AUTO (the default): Q8 where the CPU has AVX-512 VNNI or AVX2 (for the weight types it takes
+   there; the others as below), BF16 where the CPU runs BF16 matrix products natively
+   (AVX512-BF16, AMX), else F32.
    F32: weights dequantized to F32, activations rounded as decode rounds them.
    BF16: weights and activations rounded to BF16, about twice F32's speed where native; on other
    CPUs emulated in F32 (same numbers, slow). INT8: 4- and 5-bit weights (Q4_0, Q5_0, IQ4_NL,
    Q4_K, Q5_K) requantized for an int8 GEMM, about 1.9x F32's speed on AVX2, next-token KL
-   divergence 2-3 % above F32's; other weights as AUTO. Q8: Q8_0, Q4_0, Q4_K and Q5_K weights
-   in F32's arithmetic (llama.cpp's) with the integer block sums on AVX-512 VNNI (F32 itself on
-   other CPUs); other weights as AUTO. FRUGAL_ERR_INVALID_ARGUMENT for another value. */
+   divergence 2-3 % above F32's; other weights as AUTO. Q8: Q4_0, Q4_K and Q5_K weights (and
+   Q8_0 on AVX-512 VNNI) in F32's arithmetic (llama.cpp's) with integer block sums, on AVX-512
+   VNNI or AVX2 (F32 itself elsewhere, and for Q8_0 on AVX2); other weights as AUTO.
+   FRUGAL_ERR_INVALID_ARGUMENT for another value. */
 enum {
     FRUGALX_PREFILL_AUTO = 0,
     FRUGALX_PREFILL_F32 = 1,

@@ -37,7 +37,9 @@ def load(engine):
             if "peak_rss_kib" in j: mem = max(mem or 0, j["peak_rss_kib"])
             if "load_s" in j: load_s.append(j["load_s"])
             if "prefill_gemm" in j:
-                gemm = j["prefill_gemm"] + ("" if j.get("prefill_gemm_native", True) else " (through F32 here: this CPU lacks its instructions)")
+                shares = sorted(j.get("prefill_paths", {}).items(), key=lambda x: -x[1])
+                paths = ", ".join(f"{p} {share:.0%}" for p, share in shares)
+                gemm = j["prefill_gemm"] + (f" (a prompt token's multiply-adds here: {paths})" if paths else "")
     return tests, mem, load_s, extra, gemm
 f, fm, fl, bounds, gemm = load("frugal"); l, lm, ll, _, _ = load("llamacpp")
 print(f"frugal's prefill GEMM: {gemm}")

@@ -5,10 +5,11 @@
 #   3. the loader fuzz test, the C ABI tests, the deepseek2 tests (their llama.cpp fixtures when
 #      ../shared is there) and the tokenizer.json tests under ASan + UBSan (preset asan)
 #   4. the concurrency test of the C ABI under ThreadSanitizer (preset tsan)
-#   5. release build with warnings as errors (preset ci); the model and C ABI tests on the prefill
-#      GEMM this CPU does not take by default (BF16 or F32, ops/matmul.hpp; AVX-512 VNNI CPUs take
-#      q8 for Q8_0, Q4_0, Q4_K and Q5_K by default, ops/q8_gemm.hpp, and F32 here); then the whole ctest
-#      suite, bindings and out-of-tree consumers included (its summary is the last thing printed)
+#   5. release build with warnings as errors (preset ci); the model and C ABI tests on the float
+#      prefill GEMM this CPU does not take by default (BF16 or F32, ops/matmul.hpp; the types q8
+#      takes go through q8 by default on AVX2 and AVX-512 VNNI CPUs, ops/q8_gemm.hpp); then the
+#      whole ctest suite, bindings and out-of-tree consumers included (its summary is the last
+#      thing printed)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 jobs=${FRUGAL_JOBS:-2}
@@ -54,8 +55,9 @@ TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" FRUGAL_SHARED_DIR="$share
 
 cmake --preset ci -DFRUGAL_SHARED_DIR="$shared" >/dev/null
 cmake --build --preset ci -j "$jobs"
-# CPUs with native BF16 (AVX512-BF16, AMX) prefill through BF16 by default, others through F32;
-# the other path runs too (emulated in F32 where the CPU has no BF16), so both are tested here.
+# CPUs with native BF16 (AVX512-BF16, AMX) prefill the types q8 does not take through BF16 by
+# default, others through F32; the other path runs too (emulated in F32 where the CPU has no
+# BF16), so both are tested here.
 other_prefill=bf16
 grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo && other_prefill=f32
 echo "== model and C ABI tests with FRUGAL_PREFILL_GEMM=$other_prefill"

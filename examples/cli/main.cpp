@@ -105,9 +105,10 @@ double read_bandwidth_gbs(int n_threads) {
 }
 
 constexpr const char * k_prefill_gemm_help =
-    "how prompts multiply non-F32 weights: auto (q8 with AVX-512 VNNI, else bf16 where the CPU has native BF16, "
-    "else f32), f32 (exact), bf16, int8 (4- and 5-bit weights: ~1.9x f32's speed on AVX2, 2-3% higher KL "
-    "divergence), q8 (Q8_0, Q4_0, Q4_K, Q5_K: f32's arithmetic with integer block sums on AVX-512 VNNI)";
+    "how prompts multiply non-F32 weights: auto (q8 on CPUs with AVX-512 VNNI or AVX2 for the types it takes; "
+    "others bf16 where the CPU has native BF16, else f32), f32 (exact), bf16, int8 (4- and 5-bit weights: ~1.9x "
+    "f32's speed on AVX2, 2-3% higher KL divergence), q8 (f32's arithmetic with integer block sums: Q4_0, Q4_K, "
+    "Q5_K, and Q8_0 on AVX-512 VNNI; f32 where the CPU's kernel does not take the type)";
 
 // --prefill-gemm's values; "auto" is the library's default.
 std::map<std::string, frugal::ops::prefill_gemm> prefill_gemm_names() {
@@ -369,12 +370,22 @@ int cmd_bench(const bench_args & a) {
     double load_s = 0;
     const auto model = open_model(a.model, {a.threads, true, !a.no_repack}, &load_s);
     const auto & c = model->config();
-    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "prefill_gemm": "%s", "prefill_gemm_native": %s, "load_s": %.3f})"
+    // The share of a prompt token's multiply-adds each GEMM takes on this CPU (prefill_gemm_for).
+    std::map<std::string, double> paths;
+    int64_t macs = 0;
+    for (const auto & [type, n] : c.prefill_macs_by_type) macs += n;
+    for (const auto & [type, n] : c.prefill_macs_by_type)
+        paths[frugal::ops::prefill_gemm_name(frugal::ops::prefill_gemm_for(a.prefill, type))] +=
+            double(n) / double(std::max<int64_t>(macs, 1));
+    std::string shares;
+    for (const auto & [path, share] : paths)
+        shares += fmt::format(R"({}"{}": {:.3f})", shares.empty() ? "" : ", ", path, share);
+    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "prefill_gemm": "%s", "prefill_gemm_native": %s, "prefill_paths": {%s}, "load_s": %.3f})"
                 "\n",
                 a.model.c_str(), FRUGAL_VERSION_TEXT, c.arch_name.c_str(), model->n_threads(), (long long)c.n_vocab,
                 (long long)c.n_params, (unsigned long long)c.weight_bytes, (unsigned long long)c.decode_bytes_per_token,
                 (unsigned long long)c.repacked_bytes, frugal::ops::prefill_gemm_name(a.prefill),
-                frugal::ops::prefill_gemm_native(a.prefill) ? "true" : "false", load_s);
+                frugal::ops::prefill_gemm_native(a.prefill) ? "true" : "false", shares.c_str(), load_s);
     std::fflush(stdout);
     frugal::session s(model, a.depth + std::max(a.n_prompt, a.n_gen) + 1);
     s.set_prefill_gemm(a.prefill);

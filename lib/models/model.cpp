@@ -58,11 +58,14 @@ void model::finish_load(const load_options & opts) {
         if (t.name == "output.weight") tied_output = false;
     }
     for (const auto & t : file_->tensors()) {
+        const bool expert = t.name.find("_exps.") != std::string::npos && config_.n_expert > 0;
         uint64_t bytes = t.n_bytes;
         if (t.name == "token_embd.weight" && !tied_output) bytes /= uint64_t(std::max<int64_t>(1, t.shape().rows()));
-        else if (t.name.find("_exps.") != std::string::npos && config_.n_expert > 0)
-            bytes = bytes * uint64_t(config_.n_expert_used) / uint64_t(config_.n_expert);
+        else if (expert) bytes = bytes * uint64_t(config_.n_expert_used) / uint64_t(config_.n_expert);
         config_.decode_bytes_per_token += bytes;
+        if (t.type && t.shape().rank >= 2 && t.name != "token_embd.weight" && t.name != "output.weight")
+            config_.prefill_macs_by_type[*t.type] +=
+                expert ? t.shape().numel() / config_.n_expert * config_.n_expert_used : t.shape().numel();
     }
     config_.repacked_bytes = repacked_.bytes();
     config_.repack_skipped_bytes = repacked_.skipped_bytes();

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -41,6 +42,9 @@ struct model_config {
     // all of it when the output layer is tied to it), routed experts at n_expert_used/n_expert.
     // Memory read bandwidth / this = the decode speed limit.
     uint64_t decode_bytes_per_token = 0;
+    // Multiply-adds one prompt token costs, by stored weight type: every matrix but the token
+    // embedding and the output layer (one row per prompt), experts at n_expert_used / n_expert.
+    std::map<dtype, int64_t> prefill_macs_by_type;
     // Weight bytes the loader rewrote into a faster layout (repacked_weights.hpp), and those it
     // could have but left mapped (memory budget).
     uint64_t repacked_bytes = 0;

@@ -247,23 +247,19 @@ const char * prefill_gemm_name(prefill_gemm g) {
     return "?";
 }
 
-namespace {
-
-// The GEMM that prefill of a weight of type t takes when `chosen` is asked for.
-prefill_gemm prefill_for(prefill_gemm chosen, dtype t) {
+prefill_gemm prefill_gemm_for(prefill_gemm chosen, dtype t) {
+    if (t == dtype::f32) return prefill_gemm::f32; // multiplied as stored
     if (chosen == prefill_gemm::int8) {
         if (int8_prefill_type(t)) return prefill_gemm::int8;
         chosen = default_prefill_gemm();
     }
     if (chosen == prefill_gemm::q8) {
-        if (q8::supports(t)) return q8::chunk_kernel() ? prefill_gemm::q8 : prefill_gemm::f32;
+        if (q8::supports(t)) return q8::kernel_for(t) ? prefill_gemm::q8 : prefill_gemm::f32;
         chosen = float_prefill_here();
     }
     if (chosen == prefill_gemm::bf16 && t != dtype::q5_1 && t != dtype::f16) return prefill_gemm::bf16;
     return prefill_gemm::f32;
 }
-
-} // namespace
 
 struct matmul_context::impl {
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
@@ -400,7 +396,7 @@ void matmul_context::linear(const raw_view & w, const float * x, int64_t m, floa
         run_gemm(dtype::f32, x, w.data, n, k, m, y, ldy, false);
         return;
     }
-    switch (prefill_for(prefill, w.type)) {
+    switch (prefill_gemm_for(prefill, w.type)) {
     case prefill_gemm::f32: linear_f32(w, x, m, y, ldy); break;
     case prefill_gemm::bf16: linear_bf16(w, x, m, y, ldy); break;
     case prefill_gemm::int8: linear_int8(w, x, m, y, ldy); break;
@@ -514,12 +510,12 @@ void matmul_context::linear_int8(const raw_view & w, const float * x, int64_t m,
     }
 }
 
-// Activations into Q8_0 blocks once; then each thread packs chunks of 32 weight rows (L2-sized)
-// and runs every activation row against them (ops/q8_gemm.hpp).
+// Activations into Q8_0 blocks once; then each thread packs chunks of the kernel's weight rows
+// (L2-sized) and runs every activation row against them (ops/q8_gemm.hpp).
 void matmul_context::linear_q8(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
     const int64_t n = w.shape.rows();
     const int64_t k = w.shape.innermost();
-    const q8::chunk_fn chunk = q8::chunk_kernel(); // prefill_for checked it
+    const q8::kernel & kernel = *q8::kernel_for(w.type); // prefill_gemm_for checked it
     auto & im = *impl_;
     omp_threads_scope threads(n_threads_);
     const int64_t nb = k / k_qk;
@@ -534,14 +530,15 @@ void matmul_context::linear_q8(const raw_view & w, const float * x, int64_t m, f
                                  xs ? xs + i0 * nb : nullptr);
     }
     const q8::activations act{xq, xd, xs, k};
-    const size_t chunk_bytes = q8::chunk_scratch_bytes(k);
+    const size_t chunk_bytes = kernel.scratch_bytes(k);
+    const int64_t chunk_cols = kernel.chunk_cols;
     std::byte * scratch = grow(im.q8_chunks, int64_t(chunk_bytes) * omp_get_max_threads());
 #pragma omp parallel
     {
         std::byte * mine = scratch + chunk_bytes * size_t(omp_get_thread_num());
 #pragma omp for schedule(static)
-        for (int64_t c0 = 0; c0 < n; c0 += q8::k_chunk_cols)
-            chunk(w.type, w.row(c0), w.row_stride(), std::min(q8::k_chunk_cols, n - c0), act, m, y + c0, ldy, mine);
+        for (int64_t c0 = 0; c0 < n; c0 += chunk_cols)
+            kernel.run(w.type, w.row(c0), w.row_stride(), std::min(chunk_cols, n - c0), act, m, y + c0, ldy, mine);
     }
 }
 

@@ -45,22 +45,26 @@ enum class prefill_gemm {
     // 4- and 5-bit weights (int8_prefill_type) through a u8 × s8 GEMM; other types as the
     // default does them.
     int8,
-    // Q8_0, Q4_0, Q4_K and Q5_K weights (q8::supports) in llama.cpp's block arithmetic with
-    // integer block sums on AVX-512 VNNI (ops/q8_gemm.hpp): the f32 path's products in another
-    // order, at the int8 rate. Without VNNI those weights take the f32 path (the same
-    // arithmetic); other types as the default does them.
+    // Weights in llama.cpp's block arithmetic with integer block sums (ops/q8_gemm.hpp): the f32
+    // path's products in another order, at an integer rate. Q8_0, Q4_0, Q4_K and Q5_K on
+    // AVX-512 VNNI; Q4_0, Q4_K and Q5_K on AVX2 (1.4-1.8x the f32 path there; Q8_0 would be
+    // slower). Where the CPU's kernel does not take a type it takes the f32 path (the same
+    // arithmetic); types q8 never takes go as the default does them.
     q8,
 };
-// The default: q8 where the CPU has AVX-512 VNNI (other types then as below), bf16 where
-// oneDNN runs BF16 matmuls natively, else f32; the environment variable
+// The default: q8 where the CPU has AVX-512 VNNI or AVX2 (other types then as below), bf16
+// where oneDNN runs BF16 matmuls natively, else f32; the environment variable
 // FRUGAL_PREFILL_GEMM=f32|bf16|int8|q8, read once, overrides it (e.g. to run the test suite on
 // the path another CPU would take).
 prefill_gemm default_prefill_gemm();
 const char * prefill_gemm_name(prefill_gemm g);
-// Whether g runs as itself on this CPU: q8 needs AVX-512 VNNI (without it, its weight types take
-// f32, the same arithmetic) and bf16 a native oneDNN BF16 matmul (without it, the same rounded
-// operands go through F32); f32 and int8 always do.
+// Whether g runs as itself on this CPU for some weight type: q8 needs a q8 kernel (AVX-512 VNNI
+// or AVX2; without one, its weight types take f32, the same arithmetic) and bf16 a native
+// oneDNN BF16 matmul (without it, the same rounded operands go through F32); f32 and int8
+// always do.
 bool prefill_gemm_native(prefill_gemm g);
+// The GEMM that prefill of a weight of type t takes on this CPU when g is asked for.
+prefill_gemm prefill_gemm_for(prefill_gemm g, dtype t);
 
 class matmul_context {
 public:

@@ -8,11 +8,12 @@
 
 namespace frugal::ops::q8 {
 namespace detail {
-chunk_fn avx512_chunk(); // q8_gemm_avx512.cpp
-}
+const kernel * avx512_chunk(); // q8_gemm_avx512.cpp
+const kernel * avx2_chunk();   // q8_gemm_avx2.cpp
+} // namespace detail
 
 namespace {
-std::atomic<chunk_fn> g_test_kernel{nullptr};
+std::atomic<const kernel *> g_test_kernel{nullptr};
 }
 
 void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s) {
@@ -38,12 +39,20 @@ void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_
     }
 }
 
-chunk_fn chunk_kernel() {
-    if (const chunk_fn f = g_test_kernel.load(std::memory_order_relaxed)) return f;
-    static const chunk_fn native = ops::detail::avx512_vnni_supported() ? detail::avx512_chunk() : nullptr;
-    return native;
+const kernel * avx512_kernel() { return ops::detail::avx512_vnni_supported() ? detail::avx512_chunk() : nullptr; }
+const kernel * avx2_kernel() { return ops::detail::avx2_active() ? detail::avx2_chunk() : nullptr; }
+
+const kernel * chunk_kernel() {
+    if (const kernel * k = g_test_kernel.load(std::memory_order_relaxed)) return k;
+    if (const kernel * k = avx512_kernel()) return k;
+    return avx2_kernel();
 }
 
-void set_chunk_kernel_for_tests(chunk_fn f) { g_test_kernel.store(f, std::memory_order_relaxed); }
+const kernel * kernel_for(dtype t) {
+    const kernel * k = chunk_kernel();
+    return k && k->takes(t) ? k : nullptr;
+}
+
+void set_chunk_kernel_for_tests(const kernel * k) { g_test_kernel.store(k, std::memory_order_relaxed); }
 
 } // namespace frugal::ops::q8

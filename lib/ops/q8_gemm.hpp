@@ -6,16 +6,18 @@
 // quantize_activation makes them for the weight type (the values llama.cpp and frugal's decode
 // kernels multiply); qw, dw, mw: the weight's own quants, block scales and offsets (Q8_0 as
 // stored, Q4_0 as q − 8 with mw = 0; Q4_K and Q5_K per 32-element sub-block: dw = d · sc,
-// mw = −dmin · m, qw = 0..15 or 0..31). Each block sum is exact in an int32 lane of vpdpbusd, so
-// this path takes the f32 path's products and only sums them in another order: no fidelity is
-// traded for speed, unlike bf16 and int8.
+// mw = −dmin · m, qw = 0..15 or 0..31). Each block sum is exact in int32 lanes, so this path takes
+// the f32 path's products and only sums them in another order: no fidelity is traded for speed,
+// unlike bf16 and int8.
 //
-// The formats here are portable; the kernel that multiplies them is AVX-512 VNNI
-// (q8_gemm_avx512.hpp). Private to lib/ops and its tests.
+// The activation format here is portable. Two kernels multiply it, each packing weight rows in
+// its own layout: AVX-512 VNNI (q8_gemm_avx512.hpp, whose layout follows) and AVX2
+// (q8_gemm_avx2.cpp). Private to lib/ops and its tests.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "frugal/dtype.hpp"
 #include "ops/quant_kernels.hpp"
@@ -30,7 +32,7 @@ constexpr bool supports(dtype t) {
 // K-quants: Q8_K activations, and an offset mw per block.
 constexpr bool has_offsets(dtype t) { return t == dtype::q4_k || t == dtype::q5_k; }
 
-// Output columns per tile: one zmm of int32 (and then f32) lanes, one column per lane.
+// The AVX-512 kernel's layout. Output columns per tile: one zmm of int32 (and then f32) lanes, one column per lane.
 inline constexpr int64_t k_tile_cols = 16;
 // Columns one chunk call packs and multiplies: two tiles side by side. A tile's block b sits at
 // tile + b · k_block_bytes.
@@ -48,9 +50,6 @@ inline constexpr int64_t k_block_offsets = k_block_corrections + 4 * k_tile_cols
 inline constexpr int64_t k_block_bytes = k_block_offsets + 4 * k_tile_cols;        // 704
 inline constexpr int k_act_offset = 128;
 
-// Scratch one chunk call needs for rows of k elements (its two packed tiles).
-constexpr size_t chunk_scratch_bytes(int64_t k) { return size_t(2 * (k / k_qk) * k_block_bytes); }
-
 // Activations [m, k]: q[i·k + j] = qx + 128 (u8), d[i·(k/32) + b] = dx of row i's block b and,
 // for weight types with offsets, s[i·(k/32) + b] = dx · Σ qx over that block (else nullptr).
 struct activations {
@@ -64,15 +63,35 @@ struct activations {
 // quantize_activation's blocks for weight type t (Q8_0, or Q8_K: its d repeats over 8 blocks).
 void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s);
 
-// Packs weight rows 0..cols-1 (cols <= k_chunk_cols; row r at w + r · w_stride, k elements of
-// type t) and writes y[i · ldy + c] for i < a's m rows, c < cols. scratch: chunk_scratch_bytes(k).
+// Packs weight rows 0..cols-1 (cols <= the kernel's chunk_cols; row r at w + r · w_stride, k
+// elements of type t) and writes y[i · ldy + c] for i < a's m rows, c < cols. scratch: the
+// kernel's scratch_bytes(k).
 using chunk_fn = void (*)(dtype t, const std::byte * w, size_t w_stride, int64_t cols, const activations & a,
                           int64_t m, float * y, int64_t ldy, std::byte * scratch);
 
-// The kernel of this CPU: AVX-512 VNNI, or nullptr where there is none (the f32 path then does
-// the same arithmetic). Tests may put another build of the kernel in its place (nullptr restores).
-chunk_fn chunk_kernel();
-void set_chunk_kernel_for_tests(chunk_fn f);
+// A kernel: its chunk function, the weight types it takes (of supports()), the weight rows one
+// call packs (sized so the packed chunk stays in L2 while every activation row streams past it),
+// and the scratch that takes per 32-element block of k.
+struct kernel {
+    const char * isa;
+    chunk_fn run;
+    bool (*takes)(dtype t);
+    int64_t chunk_cols;
+    size_t scratch_per_block;
+    size_t scratch_bytes(int64_t k) const { return size_t(k / k_qk) * scratch_per_block; }
+};
+
+// The kernel of this CPU: AVX-512 VNNI, else AVX2, else nullptr. Weight types it does not take go
+// through the f32 path, which is the same arithmetic. Tests may put another kernel in its place
+// (nullptr restores the CPU's).
+const kernel * chunk_kernel();
+// chunk_kernel() if it takes weight type t, else nullptr.
+const kernel * kernel_for(dtype t);
+void set_chunk_kernel_for_tests(const kernel * k);
+// The builds for each instruction set, nullptr where this CPU lacks it (tests hold both to the
+// reference wherever they run).
+const kernel * avx512_kernel();
+const kernel * avx2_kernel();
 
 // Where block b's scale (fp16) and quants sit in a weight row of nb 32-element blocks (Q8_0,
 // Q4_0, repacked Q4_0; the K-quants have their own packing): at d_offset + b · d_step and
@@ -89,6 +108,20 @@ constexpr block_layout layout_of(dtype t, int64_t nb) {
     case dtype::q4_0_repacked:
         return {0, sizeof(uint16_t), detail::repacked_nibbles_offset(nb), k_qk / 2, true};
     default: return {0, 0, 0, 0, false}; // not reached: callers check supports(t)
+    }
+}
+
+// A Q4_K / Q5_K super-block's 8 sub-blocks as the path multiplies them: scale dw[j] = d · sc_j and
+// offset mw[j] = −dmin · m_j. head: the super-block's first bytes (d, dmin and the scales).
+template <class Block>
+inline void k_quant_sub_scales(const std::byte * head, float * dw, float * mw) {
+    Block b{}; // the scales are all that is read
+    std::memcpy(&b, head, offsetof(Block, scales) + sizeof b.scales);
+    const frugal::ops::detail::k_scales s = frugal::ops::detail::unpack_k_scales(b.scales);
+    const float d = fp16_to_fp32(b.d), dmin = fp16_to_fp32(b.dmin);
+    for (int j = 0; j < 8; ++j) {
+        dw[j] = d * float(s.sc[j]);
+        mw[j] = -(dmin * float(s.mn[j]));
     }
 }
 

@@ -15,13 +15,16 @@
 #include "ops/q8_gemm_avx512.hpp"
 
 namespace frugal::ops::q8::detail {
-chunk_fn avx512_chunk() { return avx512::q8_chunk; }
+namespace {
+constexpr kernel k_avx512_kernel{"avx512-vnni", avx512::q8_chunk, supports, k_chunk_cols, size_t(2 * k_block_bytes)};
+}
+const kernel * avx512_chunk() { return &k_avx512_kernel; }
 } // namespace frugal::ops::q8::detail
 
 #else
 
 namespace frugal::ops::q8::detail {
-chunk_fn avx512_chunk() { return nullptr; }
+const kernel * avx512_chunk() { return nullptr; }
 } // namespace frugal::ops::q8::detail
 
 #endif

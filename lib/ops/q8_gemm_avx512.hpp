@@ -174,15 +174,12 @@ FRUGAL_AVX512 inline void pack_tile_k(const std::byte * w, size_t w_stride, int6
             for (int p = 0; p < 2; ++p) store_quants(blk + (2 * h + p) * q8::k_block_bytes, q[p]);
         }
         for (int64_t c = 0; c < q8::k_tile_cols; ++c) {
-            Block head{}; // the scales are all that is read here
-            if (c < cols)
-                std::memcpy(&head, base + c * int64_t(w_stride), offsetof(Block, scales) + sizeof head.scales);
-            const frugal::ops::detail::k_scales s = frugal::ops::detail::unpack_k_scales(head.scales);
-            const float d = half_to_float(head.d), dmin = half_to_float(head.dmin);
+            float dw[8] = {}, mw[8] = {};
+            if (c < cols) q8::k_quant_sub_scales<Block>(base + c * int64_t(w_stride), dw, mw);
             for (int j = 0; j < 8; ++j) {
                 std::byte * sub = blk + j * q8::k_block_bytes;
-                reinterpret_cast<float *>(sub + q8::k_block_scales)[c] = d * float(s.sc[j]);
-                reinterpret_cast<float *>(sub + q8::k_block_offsets)[c] = -(dmin * float(s.mn[j]));
+                reinterpret_cast<float *>(sub + q8::k_block_scales)[c] = dw[j];
+                reinterpret_cast<float *>(sub + q8::k_block_offsets)[c] = mw[j];
             }
         }
     }

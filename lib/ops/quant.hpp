@@ -95,6 +95,13 @@ void repack_rows(dtype t, const void * src, void * dst, int64_t rows, int64_t n)
 namespace detail {
 // Test hook: true forces the portable scalar kernels, false restores run-time dispatch.
 void force_scalar(bool on);
+// force_scalar(on) for a scope; run-time dispatch comes back when it ends, however it ends.
+struct force_scalar_scope {
+    explicit force_scalar_scope(bool on) { force_scalar(on); }
+    ~force_scalar_scope() { force_scalar(false); }
+    force_scalar_scope(const force_scalar_scope &) = delete;
+    force_scalar_scope & operator=(const force_scalar_scope &) = delete;
+};
 // Whether calls are currently served by the AVX2 kernels (or, where the CPU has them and the type
 // has one, the AVX-512 VNNI ones: avx512_vnni_supported()).
 bool avx2_active();

@@ -1371,8 +1371,8 @@ TEST_CASE("capi: experimental prefill GEMMs change a Q4_0 prompt's logits by rou
         CHECK(diff > 0);              // the switch took effect
         CHECK(diff < 0.05f * spread); // and only rounding noise separates the two
     }
-    // Q8 takes F32's products (integer block sums on AVX-512 VNNI, F32 itself elsewhere): only
-    // the summation order may differ.
+    // Q8 takes F32's products (integer block sums on AVX-512 VNNI and AVX2, F32 itself
+    // elsewhere): only the summation order may differ.
     const auto q8 = logits_with(FRUGALX_PREFILL_Q8);
     MESSAGE("prefill gemm q8 vs f32: max |logit diff| ", max_abs_diff(exact, q8));
     CHECK(max_abs_diff(exact, q8) < 1e-3f * spread);

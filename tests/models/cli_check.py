@@ -100,6 +100,14 @@ check(r.returncode == 0 and tests == {"pp8@d16", "tg4@d16"}, f"bench -d 16: test
 shares = [sum(op.get("share", 0) for op in p["ops"].values()) for p in profiles]
 check(len(profiles) == 2 and all(abs(x - 1) < 1e-3 for x in shares) and all("matmul" in p["ops"] for p in profiles),
       f"bench --profile: two breakdowns whose shares add up to 1 ({shares})")
+# The header says which GEMM takes what share of a prompt token's multiply-adds.
+header = next((l for l in lines if "prefill_gemm" in l), {})
+paths = header.get("prefill_paths", {})
+check(paths and set(paths) <= {"f32", "bf16", "int8", "q8"} and abs(sum(paths.values()) - 1) < 2e-3,
+      f"bench: prefill_paths shares add up to 1 ({paths})")
+r = run("bench", "-m", str(model), "-p", "8", "-n", "0", "-r", "1", "--prefill-gemm", "f32")
+header = next((json.loads(l) for l in r.stdout.splitlines() if '"prefill_gemm"' in l), {})
+check(header.get("prefill_paths") == {"f32": 1.0}, f"bench --prefill-gemm f32: all on f32 ({header})")
 
 # Errors: non-zero exit, a message on stderr naming the problem, nothing on stdout.
 r = run("run", "-m", str(scratch / "missing.gguf"), "-n", "4")

@@ -124,7 +124,7 @@ TEST_CASE("int8 prefill GEMM equals its integer simulation and bounds the exact 
     CHECK_FALSE(ops::int8_prefill_type(dtype::q8_0)); // would lose precision: stays on the F32 path
     CHECK_FALSE(ops::int8_prefill_type(dtype::q6_k));
     for (bool scalar : {false, true}) { // the AVX2 build of the conversions, then the baseline one
-        ops::detail::force_scalar(scalar);
+        const ops::detail::force_scalar_scope scope(scalar);
         CAPTURE(scalar);
         for (dtype t : {dtype::q4_0, dtype::q4_0_repacked, dtype::q4_k})
             for (int threads : {1, 2}) {
@@ -132,7 +132,6 @@ TEST_CASE("int8 prefill GEMM equals its integer simulation and bounds the exact 
                 for (int64_t m : {8, 45}) check_int8_linear(w, m, threads);
             }
     }
-    ops::detail::force_scalar(false);
 }
 
 TEST_CASE("int8 prefill GEMM over several weight slabs" * doctest::timeout(120)) {

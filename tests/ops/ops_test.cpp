@@ -53,12 +53,6 @@ void check_within(const float * got, const std::vector<double> & want, const std
 }
 
 // Elementwise |got - want| <= rtol * |want| + atol.
-// Restores the kernels' run-time dispatch when a test leaves, even on failure.
-struct portable_scope {
-    explicit portable_scope(bool on) { ops::detail::force_scalar(on); }
-    ~portable_scope() { ops::detail::force_scalar(false); }
-};
-
 void check_close(const float * got, const std::vector<double> & want, double rtol, double atol) {
     std::vector<double> bound(want.size());
     for (size_t i = 0; i < want.size(); ++i) bound[i] = rtol * std::abs(want[i]) + atol;
@@ -265,7 +259,7 @@ TEST_CASE("swiglu matches the reference, including large |x|" * doctest::timeout
                         CAPTURE(threads);
                         CAPTURE(in_place);
                         CAPTURE(portable);
-                        portable_scope scope(portable);
+                        const ops::detail::force_scalar_scope scope(portable);
                         auto gate = test::random_floats(size_t(n), seed, -amp, amp);
                         const auto up = test::random_floats(size_t(n), seed + 1, -2.f, 2.f);
                         const auto want = ref::swiglu(gate.data(), up.data(), n);
@@ -433,7 +427,7 @@ void check_attention_runs(const ops::attention_params & p, const float * q, int6
         for (int threads : k_thread_counts) {
             CAPTURE(portable);
             CAPTURE(threads);
-            const portable_scope path(portable);
+            const ops::detail::force_scalar_scope path(portable);
             std::vector<float> out(want.size()), scratch;
             ops::attention(p, q, n_tokens, pos0, k, v, out.data(), scratch, threads);
             const double err = relative_error(out, want);

@@ -1,10 +1,10 @@
 // q8_gemm_test.cpp - the q8 prefill path (lib/ops/q8_gemm.hpp): llama.cpp's block arithmetic
-// with integer block sums on AVX-512 VNNI. Its kernel (q8_gemm_avx512.hpp) is compiled here
-// against SIMD Everywhere's portable AVX-512, so it runs on any x86-64 CPU with AVX2, and held to
-// a plain double-precision reference built from the library's dequantizers (not from the packing
-// under test); then put in place of the library's kernel to drive matmul_context and the quantized
-// parity models end to end. On CPUs with AVX-512 VNNI the library's own build is held to the same
-// reference.
+// with integer block sums, on AVX-512 VNNI or AVX2. The AVX-512 kernel (q8_gemm_avx512.hpp) is
+// compiled here against SIMD Everywhere's portable AVX-512, so it runs on any x86-64 CPU with
+// AVX2. Each kernel is held to a plain double-precision reference built from the library's
+// dequantizers (not from the packing under test), then drives matmul_context and the quantized
+// parity models end to end with every call checked. The library's own builds are held to the same
+// reference wherever the CPU has their instructions (AVX2: on any CI machine).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -13,6 +13,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "ops/simde_avx512.hpp"
@@ -33,9 +34,10 @@ namespace q8 = frugal::ops::q8;
 namespace {
 
 // K-quant rows of random bytes (every quant, fifth bit and 6-bit scale pattern) with ordinary
-// positive fp16 super-block scales (the library has no K-quant weight quantizer).
+// positive fp16 super-block scales (the library has no K-quant weight quantizer); `extreme`: every
+// quant at its largest (15, or 31 for Q5_K).
 template <class Block>
-std::vector<std::byte> random_k_quant_weights(int64_t rows, int64_t k, std::mt19937 & rng) {
+std::vector<std::byte> random_k_quant_weights(int64_t rows, int64_t k, std::mt19937 & rng, bool extreme) {
     std::uniform_int_distribution<int> byte(0, 255);
     std::uniform_real_distribution<float> scale(1e-3f, 1e-2f);
     std::vector<Block> blocks(static_cast<size_t>(rows * (k / k_qk_k)));
@@ -44,6 +46,9 @@ std::vector<std::byte> random_k_quant_weights(int64_t rows, int64_t k, std::mt19
         for (size_t i = 0; i < sizeof b; ++i) bytes[i] = uint8_t(byte(rng));
         b.d = fp32_to_fp16(scale(rng));
         b.dmin = fp32_to_fp16(scale(rng));
+        if (!extreme) continue;
+        std::memset(b.qs, 0xFF, sizeof b.qs);
+        if constexpr (std::is_same_v<Block, block_q5_k>) std::memset(b.qh, 0xFF, sizeof b.qh);
     }
     std::vector<std::byte> out(blocks.size() * sizeof(Block));
     std::memcpy(out.data(), blocks.data(), out.size());
@@ -52,11 +57,12 @@ std::vector<std::byte> random_k_quant_weights(int64_t rows, int64_t k, std::mt19
 
 // rows x k weights of type t from seeded normal floats through the library's quantizers (random
 // bytes for K-quants); for Q8_0 every third row holds extreme quants (-128, 127, 0, -1) to reach
-// the ends of the ranges.
-std::vector<std::byte> make_weights(dtype t, int64_t rows, int64_t k, uint32_t seed) {
+// the ends of the ranges. `extreme`: every quant at the end of its range that makes the largest
+// sums against the largest activations (Q8_0 and Q4_0: -128 and -8; K-quants: 15 and 31).
+std::vector<std::byte> make_weights(dtype t, int64_t rows, int64_t k, uint32_t seed, bool extreme = false) {
     std::mt19937 rng(seed);
-    if (t == dtype::q4_k) return random_k_quant_weights<block_q4_k>(rows, k, rng);
-    if (t == dtype::q5_k) return random_k_quant_weights<block_q5_k>(rows, k, rng);
+    if (t == dtype::q4_k) return random_k_quant_weights<block_q4_k>(rows, k, rng, extreme);
+    if (t == dtype::q5_k) return random_k_quant_weights<block_q5_k>(rows, k, rng, extreme);
     std::normal_distribution<float> normal(0.f, 1.f);
     const dtype stored = t == dtype::q4_0_repacked ? dtype::q4_0 : t;
     const int64_t stride = row_bytes(t, k);
@@ -65,6 +71,15 @@ std::vector<std::byte> make_weights(dtype t, int64_t rows, int64_t k, uint32_t s
     for (int64_t r = 0; r < rows; ++r) {
         for (auto & v : x) v = normal(rng);
         ops::quantize_row_weights(stored, x.data(), plain.data() + r * stride, k);
+        if (extreme) {
+            for (int64_t b = 0; b < k / k_qk; ++b) {
+                if (stored == dtype::q8_0)
+                    std::memset(reinterpret_cast<block_q8_0 *>(plain.data() + r * stride)[b].qs, 0x80, k_qk);
+                else // nibbles 0: q = -8
+                    std::memset(reinterpret_cast<block_q4_0 *>(plain.data() + r * stride)[b].qs, 0, k_qk / 2);
+            }
+            continue;
+        }
         if (stored != dtype::q8_0 || r % 3 != 1) continue;
         auto * blocks = reinterpret_cast<block_q8_0 *>(plain.data() + r * stride);
         const int8_t extremes[] = {-128, 127, 0, -1};
@@ -136,22 +151,31 @@ reference reference_product(dtype t, const std::byte * w, int64_t cols, const fl
 
 // One chunk call of `chunk` against the reference: every written value within its bound, and
 // nothing written outside [0, cols) of each row (ldy leaves a gap that must keep its sentinel).
-void check_chunk(q8::chunk_fn chunk, dtype t, int64_t m, int64_t cols, int64_t k, uint32_t seed) {
+// extreme: make_weights' extreme quants against activations that quantize to 127 (stored as 255),
+// the largest sums the int16 and int32 lanes must hold. (Q8_K maps each super-block's largest
+// magnitude to -128: one -1 per 256 puts the 127/128 elsewhere at 127.)
+void check_chunk(const q8::kernel & kernel, dtype t, int64_t m, int64_t cols, int64_t k, uint32_t seed,
+                 bool extreme = false) {
+    CAPTURE(std::string(kernel.isa));
     CAPTURE(std::string(dtype_name(t)));
     CAPTURE(m);
     CAPTURE(cols);
     CAPTURE(k);
-    const auto w = make_weights(t, cols, k, seed);
-    const auto x = random_activations(m, k, seed + 1);
-    const int64_t nb = k / k_qk, ldy = q8::k_chunk_cols + 3;
+    CAPTURE(extreme);
+    const auto w = make_weights(t, cols, k, seed, extreme);
+    std::vector<float> x = random_activations(m, k, seed + 1);
+    if (extreme)
+        for (int64_t j = 0; j < m * k; ++j)
+            x[size_t(j)] = !q8::has_offsets(t) ? 1.f : j % k_qk_k == 0 ? -1.f : 127.f / 128.f;
+    const int64_t nb = k / k_qk, ldy = kernel.chunk_cols + 3;
     std::vector<uint8_t> xq(static_cast<size_t>(m * k));
     std::vector<float> xd(static_cast<size_t>(m * nb)), xs(static_cast<size_t>(m * nb));
     q8::quantize_activations(t, x.data(), m, k, xq.data(), xd.data(), xs.data());
-    std::vector<std::byte> scratch(q8::chunk_scratch_bytes(k));
+    std::vector<std::byte> scratch(kernel.scratch_bytes(k));
     constexpr float sentinel = -12345.f;
     std::vector<float> y(static_cast<size_t>(m * ldy), sentinel);
     const q8::activations act{xq.data(), xd.data(), q8::has_offsets(t) ? xs.data() : nullptr, k};
-    chunk(t, w.data(), size_t(row_bytes(t, k)), cols, act, m, y.data(), ldy, scratch.data());
+    kernel.run(t, w.data(), size_t(row_bytes(t, k)), cols, act, m, y.data(), ldy, scratch.data());
     const reference ref = reference_product(t, w.data(), cols, x.data(), m, k);
     int64_t bad = 0, untouched_wrong = 0;
     double worst = 0;
@@ -174,99 +198,187 @@ void check_chunk(q8::chunk_fn chunk, dtype t, int64_t m, int64_t cols, int64_t k
 
 constexpr dtype k_types[] = {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q4_k, dtype::q5_k};
 
-void check_chunks(q8::chunk_fn chunk) {
+// Every type; row counts around the kernels' row tiles; one column, a partial and a whole tile
+// (tiles are half a chunk), and a whole chunk.
+void check_chunks(const q8::kernel & kernel) {
     uint32_t seed = 1;
+    const int64_t cc = kernel.chunk_cols;
     for (dtype t : k_types) {
+        if (!kernel.takes(t)) continue;
         const int64_t k = q8::has_offsets(t) ? 2 * k_qk_k : 3 * k_qk;
         for (int64_t m : {1, 2, 3, 4, 5, 7, 9})
-            for (int64_t cols : {1, 5, 16, 17, 31, 32}) check_chunk(chunk, t, m, cols, k, seed++);
-        check_chunk(chunk, t, 13, 32, 1536, seed++); // a model's row length
+            for (int64_t cols : {int64_t(1), int64_t(5), cc / 2, cc / 2 + 1, cc - 1, cc})
+                check_chunk(kernel, t, m, cols, k, seed++);
+        check_chunk(kernel, t, 13, cc, 1536, seed++); // a model's row length
+        check_chunk(kernel, t, 5, cc, 512, seed++, true);
     }
 }
 
-// The emulated kernel as the library calls it (from its OpenMP threads), each call counted and
+// The AVX-512 kernel built against SIMDe.
+const q8::kernel k_simde{"avx512-vnni (SIMDe)", frugal_test_simde::q8_chunk, q8::supports, q8::k_chunk_cols,
+                         size_t(2 * q8::k_block_bytes)};
+
+// A kernel under test as the library calls it (from its OpenMP threads), each call counted and
 // held to the reference on the very operands it was given: inside a model, the f32 path and q8
 // see different inputs after the first layer, so only a per-call check is exact.
-std::atomic<int> g_simde_calls{0}, g_simde_wrong{0};
-void checked_simde_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t cols, const q8::activations & a,
-                         int64_t m, float * y, int64_t ldy, std::byte * scratch) {
-    ++g_simde_calls;
-    frugal_test_simde::q8_chunk(t, w, w_stride, cols, a, m, y, ldy, scratch);
+std::atomic<const q8::kernel *> g_checked{nullptr};
+std::atomic<int> g_calls{0}, g_wrong{0};
+void checked_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t cols, const q8::activations & a, int64_t m,
+                   float * y, int64_t ldy, std::byte * scratch) {
+    ++g_calls;
+    g_checked.load()->run(t, w, w_stride, cols, a, m, y, ldy, scratch);
     std::vector<float> xf(static_cast<size_t>(m * a.k)); // (q − 128) · d, as the kernel reads them
     for (int64_t j = 0; j < m * a.k; ++j) xf[size_t(j)] = float(int(a.q[j]) - q8::k_act_offset) * a.d[j / k_qk];
     const reference ref = reference_of_values(t, weight_values(t, w, w_stride, cols, a.k), xf, cols, m, a.k);
     for (int64_t i = 0; i < m; ++i)
         for (int64_t c = 0; c < cols; ++c) {
             const size_t at = size_t(i * cols + c);
-            g_simde_wrong += !(std::fabs(y[i * ldy + c] - ref.y[at]) <= ref.bound[at]);
+            g_wrong += !(std::fabs(y[i * ldy + c] - ref.y[at]) <= ref.bound[at]);
         }
 }
 
-// Restores the library's own kernel choice when a test case ends, however it ends.
-struct kernel_override {
-    explicit kernel_override(q8::chunk_fn f) { q8::set_chunk_kernel_for_tests(f); }
-    ~kernel_override() { q8::set_chunk_kernel_for_tests(nullptr); }
-    kernel_override(const kernel_override &) = delete;
-    kernel_override & operator=(const kernel_override &) = delete;
+// Puts `kernel`, each call checked, in place of the library's own choice, and restores that
+// when a test case ends, however it ends.
+class checked_kernel {
+public:
+    explicit checked_kernel(const q8::kernel & kernel)
+        : checked_{kernel.isa, checked_chunk, kernel.takes, kernel.chunk_cols, kernel.scratch_per_block} {
+        g_checked = &kernel;
+        g_calls = 0;
+        g_wrong = 0;
+        q8::set_chunk_kernel_for_tests(&checked_);
+    }
+    ~checked_kernel() { q8::set_chunk_kernel_for_tests(nullptr); }
+    checked_kernel(const checked_kernel &) = delete;
+    checked_kernel & operator=(const checked_kernel &) = delete;
+
+private:
+    q8::kernel checked_;
 };
+
+// The kernels this CPU can run: the emulated AVX-512 one, and the library's native builds.
+std::vector<const q8::kernel *> kernels_here() {
+    std::vector<const q8::kernel *> out{&k_simde};
+    for (const q8::kernel * k : {q8::avx512_kernel(), q8::avx2_kernel()})
+        if (k) out.push_back(k);
+    return out;
+}
 
 } // namespace
 
 TEST_CASE("q8 kernel, emulated by SIMDe, equals llama.cpp's block arithmetic" * doctest::timeout(120)) {
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: SIMDe's emulation here is built for AVX2");
-    check_chunks(frugal_test_simde::q8_chunk);
+    check_chunks(k_simde);
 }
 
-TEST_CASE("q8 kernel of the library equals llama.cpp's block arithmetic" * doctest::timeout(60)) {
-    const q8::chunk_fn native = q8::chunk_kernel();
-    if (!native) FRUGAL_SKIP("this CPU has no AVX-512 VNNI: the library has no q8 kernel here");
-    check_chunks(native);
+TEST_CASE("q8 kernels of the library equal llama.cpp's block arithmetic" * doctest::timeout(60)) {
+    const q8::kernel * avx512 = q8::avx512_kernel();
+    const q8::kernel * avx2 = q8::avx2_kernel();
+    // CPUID decides, AVX-512 VNNI first, and bench reports whether it runs natively.
+    CHECK((avx512 != nullptr) == ops::detail::avx512_vnni_supported());
+    CHECK((avx2 != nullptr) == ops::detail::avx2_active());
+    CHECK(q8::chunk_kernel() == (avx512 ? avx512 : avx2));
+    CHECK(ops::prefill_gemm_native(ops::prefill_gemm::q8) == (q8::chunk_kernel() != nullptr));
+    if (!avx512 && !avx2) FRUGAL_SKIP("this CPU has neither AVX-512 VNNI nor AVX2: the library has no q8 kernel here");
+    if (avx512) check_chunks(*avx512);
+    if (avx2) check_chunks(*avx2);
     CHECK(ops::default_prefill_gemm() == ops::prefill_gemm::q8);
 }
 
-TEST_CASE("prefill_gemm::q8 runs the q8 kernel through matmul_context, with f32's results" * doctest::timeout(120)) {
+TEST_CASE("prefill_gemm::q8 runs the q8 kernels through matmul_context, with f32's results" * doctest::timeout(120)) {
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: SIMDe's emulation here is built for AVX2");
-    const bool native = q8::chunk_kernel() != nullptr;
-    CHECK(native == ops::detail::avx512_vnni_supported()); // CPUID decides, and bench reports it:
-    CHECK(ops::prefill_gemm_native(ops::prefill_gemm::q8) == native);
-    CHECK(ops::prefill_gemm_native(ops::prefill_gemm::f32));
     const int64_t k = 256, m = 30;
-    for (dtype t : k_types) {
-        for (int64_t n : {50, 96}) { // a partial last chunk, and whole ones
-            CAPTURE(std::string(dtype_name(t)));
-            CAPTURE(n);
-            const auto wbytes = make_weights(t, n, k, uint32_t(n));
-            const raw_view w{t, wbytes.data(), frugal::shape{n, k}};
-            const auto x = random_activations(m, k, 5);
-            const int64_t ldy = n + 4;
-            for (int threads : {1, 2}) {
-                CAPTURE(threads);
-                ops::matmul_context ctx(threads);
-                std::vector<float> y_f32(static_cast<size_t>(m * ldy), 0.f), y_q8(static_cast<size_t>(m * ldy), 0.f);
-                ctx.prefill = ops::prefill_gemm::f32;
-                ctx.linear(w, x.data(), m, y_f32.data(), ldy);
-                ctx.prefill = ops::prefill_gemm::q8;
-                if (!native) { // the same arithmetic without VNNI: the f32 path itself
-                    ctx.linear(w, x.data(), m, y_q8.data(), ldy);
-                    CHECK(y_q8 == y_f32);
-                }
-                {
-                    const kernel_override emulated(checked_simde_chunk);
-                    g_simde_calls = 0;
-                    ctx.linear(w, x.data(), m, y_q8.data(), ldy);
-                    CHECK(g_simde_calls == (n + q8::k_chunk_cols - 1) / q8::k_chunk_cols);
-                }
+    for (const q8::kernel * kernel : kernels_here())
+        for (dtype t : k_types)
+            for (int64_t n : {50, 96}) { // a partial last chunk, and whole ones
+                CAPTURE(std::string(kernel->isa));
+                CAPTURE(std::string(dtype_name(t)));
+                CAPTURE(n);
+                const auto wbytes = make_weights(t, n, k, uint32_t(n));
+                const raw_view w{t, wbytes.data(), frugal::shape{n, k}};
+                const auto x = random_activations(m, k, 5);
                 const reference ref = reference_product(t, wbytes.data(), n, x.data(), m, k);
-                int64_t bad = 0;
-                for (int64_t i = 0; i < m; ++i)
-                    for (int64_t c = 0; c < n; ++c) {
-                        const double want = ref.y[size_t(i * n + c)], bound = ref.bound[size_t(i * n + c)];
-                        bad += !(std::fabs(y_q8[size_t(i * ldy + c)] - want) <= bound);
+                const int64_t ldy = n + 4;
+                for (int threads : {1, 2}) {
+                    CAPTURE(threads);
+                    ops::matmul_context ctx(threads);
+                    ctx.prefill = ops::prefill_gemm::q8;
+                    std::vector<float> y(static_cast<size_t>(m * ldy), 0.f);
+                    {
+                        const checked_kernel checked(*kernel);
+                        ctx.linear(w, x.data(), m, y.data(), ldy);
+                        const int64_t chunks = (n + kernel->chunk_cols - 1) / kernel->chunk_cols;
+                        CHECK(g_calls == (kernel->takes(t) ? chunks : 0));
+                        CHECK(g_wrong == 0);
                     }
-                CHECK(bad == 0);
+                    if (!kernel->takes(t)) { // the f32 path, which is the same arithmetic
+                        std::vector<float> y_f32(y.size(), 0.f);
+                        ctx.prefill = ops::prefill_gemm::f32;
+                        ctx.linear(w, x.data(), m, y_f32.data(), ldy);
+                        CHECK(y == y_f32);
+                    }
+                    int64_t bad = 0;
+                    for (int64_t i = 0; i < m; ++i)
+                        for (int64_t c = 0; c < n; ++c) {
+                            const double want = ref.y[size_t(i * n + c)], bound = ref.bound[size_t(i * n + c)];
+                            bad += !(std::fabs(y[size_t(i * ldy + c)] - want) <= bound);
+                        }
+                    CHECK(bad == 0);
+                }
             }
-        }
+}
+
+TEST_CASE("prefill_gemm::q8 without a q8 kernel is the f32 path" * doctest::timeout(60)) {
+    // The CPU's kernels set aside as on a CPU without AVX2 (AVX-512 VNNI's cannot be: skip there).
+    if (q8::avx512_kernel()) FRUGAL_SKIP("AVX-512 VNNI: its q8 kernel cannot be set aside here");
+    const ops::detail::force_scalar_scope no_simd(true);
+    CHECK(q8::chunk_kernel() == nullptr);
+    CHECK_FALSE(ops::prefill_gemm_native(ops::prefill_gemm::q8));
+    const int64_t k = 256, m = 30, n = 40;
+    for (dtype t : k_types) {
+        CAPTURE(std::string(dtype_name(t)));
+        const auto wbytes = make_weights(t, n, k, 3);
+        const raw_view w{t, wbytes.data(), frugal::shape{n, k}};
+        const auto x = random_activations(m, k, 4);
+        ops::matmul_context ctx(2);
+        std::vector<float> y_f32(static_cast<size_t>(m * n)), y_q8(static_cast<size_t>(m * n));
+        ctx.prefill = ops::prefill_gemm::f32;
+        ctx.linear(w, x.data(), m, y_f32.data(), n);
+        ctx.prefill = ops::prefill_gemm::q8;
+        ctx.linear(w, x.data(), m, y_q8.data(), n);
+        CHECK(y_q8 == y_f32);
     }
+}
+
+// One parity model through `kernel` (each call checked) and through the f32 path: see below.
+void check_parity_model(const q8::kernel & kernel, const std::string & name) {
+    const auto model = frugal::load_model(frugal::test::parity_fixture(name + ".gguf").string(), {});
+    const int64_t V = model->config().n_vocab;
+    const auto tokens = frugal::test::random_tokens(40, V, 9); // > small_batch rows: the GEMM paths
+    std::vector<float> f32, q8;                                // [40, V]
+    for (const auto & [g, out] : {std::pair{ops::prefill_gemm::f32, &f32}, std::pair{ops::prefill_gemm::q8, &q8}}) {
+        frugal::session s(model, 64);
+        s.set_prefill_gemm(g);
+        const checked_kernel checked(kernel);
+        *out = s.evaluate_all(tokens);
+        CHECK((g_calls > 0) == (g == ops::prefill_gemm::q8));
+        CHECK(g_wrong == 0);
+    }
+    double diff = 0;
+    int64_t decisive_disagree = 0;
+    for (size_t row = 0; row < tokens.size(); ++row) {
+        const float * a = f32.data() + row * size_t(V);
+        const float * b = q8.data() + row * size_t(V);
+        for (int64_t v = 0; v < V; ++v) diff = std::max(diff, double(std::fabs(a[v] - b[v])));
+        const int64_t top = std::max_element(a, a + V) - a;
+        float runner_up = -INFINITY;
+        for (int64_t v = 0; v < V; ++v)
+            if (v != top) runner_up = std::max(runner_up, a[v]);
+        decisive_disagree += a[top] - runner_up > 0.04f && std::max_element(b, b + V) - b != top;
+    }
+    MESSAGE(std::string(kernel.isa), " ", name, ": q8 vs f32 over ", tokens.size(),
+            " positions, max |logit diff| ", diff);
+    CHECK(decisive_disagree == 0);
 }
 
 TEST_CASE("prefill_gemm::q8 on the quantized parity models: every product exact, the f32 path's predictions" *
@@ -275,40 +387,18 @@ TEST_CASE("prefill_gemm::q8 on the quantized parity models: every product exact,
     FRUGAL_REQUIRE_PARITY_FIXTURES();
     // Every q8-capable weight type of the fixtures: Q8_0 (dense, and MoE + MLA), Q4_0 (repacked),
     // and the Q4_K / Q5_K matrices of the K-quant mixes (whose Q6_K ones take another path).
-    // Each kernel call is checked exactly (checked_simde_chunk). The logits then follow the f32
+    // Each kernel call is checked exactly (checked_chunk). The logits then follow the f32
     // path's (which parity_test holds to llama.cpp) up to float summation order, which can flip a
     // later activation's rounding (and, with MoE, a token's experts): as parity_test does for
     // these files, argmax must agree wherever the f32 path's margin exceeds 0.04.
-    const kernel_override emulated(checked_simde_chunk);
-    for (const char * name : {"tiny-qwen2-q8_0", "tiny-llama-q4_0", "tiny-deepseek2-q8_0", "tiny256-qwen2-q4_k_m",
-                              "tiny256-llama-q5_k_m", "tiny256-deepseek3-q4_k_m"}) {
-        CAPTURE(name);
-        const auto model = frugal::load_model(frugal::test::parity_fixture(std::string(name) + ".gguf").string(), {});
-        const int64_t V = model->config().n_vocab;
-        const auto tokens = frugal::test::random_tokens(40, V, 9); // > small_batch rows: the GEMM paths
-        std::vector<float> f32, q8;                                // [40, V]
-        for (const auto & [g, out] : {std::pair{ops::prefill_gemm::f32, &f32}, std::pair{ops::prefill_gemm::q8, &q8}}) {
-            frugal::session s(model, 64);
-            s.set_prefill_gemm(g);
-            g_simde_calls = 0;
-            g_simde_wrong = 0;
-            *out = s.evaluate_all(tokens);
-            CHECK((g_simde_calls > 0) == (g == ops::prefill_gemm::q8));
-            CHECK(g_simde_wrong == 0);
+    const std::pair<const char *, dtype> fixtures[] = { // each file and its main weight type
+        {"tiny-qwen2-q8_0", dtype::q8_0},          {"tiny-llama-q4_0", dtype::q4_0},
+        {"tiny-deepseek2-q8_0", dtype::q8_0},      {"tiny256-qwen2-q4_k_m", dtype::q4_k},
+        {"tiny256-llama-q5_k_m", dtype::q5_k},     {"tiny256-deepseek3-q4_k_m", dtype::q4_k}};
+    for (const q8::kernel * kernel : kernels_here())
+        for (const auto & [name, main_type] : fixtures) {
+            CAPTURE(std::string(kernel->isa));
+            CAPTURE(name);
+            if (kernel->takes(main_type)) check_parity_model(*kernel, name); // else f32: see the matmul case
         }
-        double diff = 0;
-        int64_t decisive_disagree = 0;
-        for (size_t row = 0; row < tokens.size(); ++row) {
-            const float * a = f32.data() + row * size_t(V);
-            const float * b = q8.data() + row * size_t(V);
-            for (int64_t v = 0; v < V; ++v) diff = std::max(diff, double(std::fabs(a[v] - b[v])));
-            const int64_t top = std::max_element(a, a + V) - a;
-            float runner_up = -INFINITY;
-            for (int64_t v = 0; v < V; ++v)
-                if (v != top) runner_up = std::max(runner_up, a[v]);
-            decisive_disagree += a[top] - runner_up > 0.04f && std::max_element(b, b + V) - b != top;
-        }
-        MESSAGE(std::string(name), ": q8 vs f32 over ", tokens.size(), " positions, max |logit diff| ", diff);
-        CHECK(decisive_disagree == 0);
-    }
 }

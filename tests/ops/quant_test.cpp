@@ -42,12 +42,6 @@ std::vector<int64_t> sizes_for(dtype t) {
 // float rounding of the block scales and of the accumulation, far below any indexing/bit error.
 constexpr double k_tight_rtol = 1e-6; // observed worst ~1.5e-8
 
-// Restores run-time dispatch when a test leaves, even on failure.
-struct scalar_scope {
-    explicit scalar_scope(bool on) { ops::detail::force_scalar(on); }
-    ~scalar_scope() { ops::detail::force_scalar(false); }
-};
-
 // The paths to exercise: whatever the CPU selects, then the forced scalar one.
 std::vector<bool> paths() {
     ops::detail::force_scalar(false);
@@ -252,7 +246,7 @@ TEST_CASE("F16/BF16 activations: special values convert as dtype.hpp on every pa
                                   std::bit_cast<float>(0x3F808000u), std::bit_cast<float>(0x3F818000u),
                                   std::bit_cast<float>(0x7F800001u), -1e-30f};
     for (bool scalar : paths()) {
-        scalar_scope scope(scalar);
+        const ops::detail::force_scalar_scope scope(scalar);
         for (dtype t : {dtype::f16, dtype::bf16}) {
             INFO("type=" << dtype_name(t) << " scalar=" << scalar);
             const auto act = quantize_act(t, x.data(), int64_t(x.size()));
@@ -276,7 +270,7 @@ TEST_CASE("F16/BF16 activations: special values convert as dtype.hpp on every pa
 template <class Body>
 void for_each_type_size_seed(Body && body) {
     for (bool scalar : paths()) {
-        scalar_scope scope(scalar);
+        const ops::detail::force_scalar_scope scope(scalar);
         for (dtype t : k_types)
             for (int64_t n : sizes_for(t))
                 for (uint32_t seed : k_seeds) {
@@ -354,7 +348,7 @@ TEST_CASE("quantize_activation matches the reference bit for bit" * doctest::tim
 
 TEST_CASE("activation quantization: ties round to even, signed extreme sets the Q8_K scale" * doctest::timeout(60)) {
     for (bool scalar : paths()) {
-        scalar_scope scope(scalar);
+        const ops::detail::force_scalar_scope scope(scalar);
         INFO("scalar=" << scalar);
         // amax = 127 makes the multiplier exactly 1, so 2.5 and -3.5 are exact ties.
         std::vector<float> x(k_qk_k, 0.f);
@@ -428,7 +422,7 @@ TEST_CASE("dot_row against the reference and the exact float dot" * doctest::tim
 
 TEST_CASE("matvec and matmul_rows equal per-row dot_row for 1, 2 and all threads" * doctest::timeout(60)) {
     for (bool scalar : paths()) {
-        scalar_scope scope(scalar);
+        const ops::detail::force_scalar_scope scope(scalar);
         for (dtype t : k_types) {
             const auto ns = sizes_for(t);
             for (int64_t n : {ns[1], ns.back()}) {
@@ -478,7 +472,7 @@ TEST_CASE("decode runs the AVX2 row loop for the 32-element block types" * docte
         CHECK(ops::detail::decode_row_loop(t));
     }
     CHECK_FALSE(ops::detail::decode_row_loop(dtype::q5_1)); // Q8_1 activations: dot per row
-    scalar_scope scope(true);
+    const ops::detail::force_scalar_scope scope(true);
     CHECK_FALSE(ops::detail::decode_row_loop(dtype::q8_0));
 }
 
@@ -489,7 +483,7 @@ TEST_CASE("matmul_rows_many equals one matmul_rows per weight, across activation
     const dtype types[] = {dtype::q8_0, dtype::q4_0, dtype::q4_k, dtype::f16};
     const int64_t rows[] = {37, 5, 64, 3};
     for (bool scalar : paths()) {
-        scalar_scope scope(scalar);
+        const ops::detail::force_scalar_scope scope(scalar);
         std::vector<std::vector<uint8_t>> w;
         std::vector<raw_view> views;
         for (size_t i = 0; i < 4; ++i) {
@@ -538,7 +532,7 @@ TEST_CASE("scalar and AVX2 paths agree" * doctest::timeout(60)) {
                 std::vector<std::byte> act[2];
                 std::vector<float> deq[2], dots[2];
                 for (int s = 0; s < 2; ++s) {
-                    scalar_scope scope(s == 1);
+                    const ops::detail::force_scalar_scope scope(s == 1);
                     act[s] = quantize_act(t, x.data(), n);
                     deq[s].resize(size_t(rows * n));
                     for (int64_t r = 0; r < rows; ++r) {
@@ -563,7 +557,7 @@ TEST_CASE("repacked Q4_0 holds the same values and products as the Q4_0 rows it 
     // scales; 48 and 280 are the 1.5B model's; 720 passes the row loop's stack limit (K 20480).
     const int64_t block_counts[] = {1, 2, 3, 8, 9, 48, 280, 721};
     for (bool scalar : paths()) {
-        scalar_scope scope(scalar);
+        const ops::detail::force_scalar_scope scope(scalar);
         for (int64_t nb : block_counts) {
             const int64_t n = nb * k_qk, rows = 5;
             const auto w = random_weights(dtype::q4_0, rows, n, uint32_t(nb));
