@@ -23,12 +23,12 @@ void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_
         quantize_activation(t, x + i * k, buf.data(), k);
         const int8_t * qs = nullptr;
         for (int64_t b = 0; b < nb; ++b) {
-            if (has_offsets(t)) { // Q8_K: 256 quants, one d, sums per 16
+            if (super_blocks(t)) { // Q8_K: 256 quants, one d, sums per 16
                 const auto & blk = reinterpret_cast<const block_q8_k *>(buf.data())[b / 8];
                 const int64_t j = b % 8;
                 qs = blk.qs + j * k_qk;
                 d[i * nb + b] = blk.d;
-                s[i * nb + b] = blk.d * float(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
+                if (has_offsets(t)) s[i * nb + b] = blk.d * float(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
             } else {
                 const auto & blk = reinterpret_cast<const block_q8_0 *>(buf.data())[b];
                 qs = blk.qs;

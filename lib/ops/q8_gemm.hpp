@@ -6,9 +6,10 @@
 // quantize_activation makes them for the weight type (the values llama.cpp and frugal's decode
 // kernels multiply); qw, dw, mw: the weight's own quants, block scales and offsets (Q8_0 as
 // stored, Q4_0 as q − 8 with mw = 0; Q4_K and Q5_K per 32-element sub-block: dw = d · sc,
-// mw = −dmin · m, qw = 0..15 or 0..31). Each block sum is exact in int32 lanes, so this path takes
-// the f32 path's products and only sums them in another order: no fidelity is traded for speed,
-// unlike bf16 and int8.
+// mw = −dmin · m, qw = 0..15 or 0..31; Q6_K as q − 32 with dw = d, each 16-element half's sum
+// multiplied by its int8 scale sc in int32, as llama.cpp does). Each block sum is exact in int32
+// lanes, so this path takes the f32 path's products and only sums them in another order: no
+// fidelity is traded for speed, unlike bf16 and int8.
 //
 // The activation format here is portable. Two kernels multiply it, each packing weight rows in
 // its own layout: AVX-512 VNNI (q8_gemm_avx512.hpp, whose layout follows) and AVX2
@@ -24,15 +25,19 @@
 
 namespace frugal::ops::q8 {
 
-// Weight types the path multiplies: those made of 32 integer quants with one scale (and, for
-// the K-quants, one offset) per block. (Q6_K has a scale per 16: it stays on the other paths.)
+// Weight types the path multiplies: integer quants with one scale (and, for Q4_K and Q5_K, one
+// offset) per 32-element block, or (Q6_K) one int8 scale per 16 under a float one per 256.
 constexpr bool supports(dtype t) {
-    return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q4_k || t == dtype::q5_k;
+    return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q4_k ||
+           t == dtype::q5_k || t == dtype::q6_k;
 }
-// K-quants: Q8_K activations, and an offset mw per block.
+// K-quants: Q8_K activations (one dx per 256).
+constexpr bool super_blocks(dtype t) { return t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k; }
+// Q4_K and Q5_K: an offset mw per block.
 constexpr bool has_offsets(dtype t) { return t == dtype::q4_k || t == dtype::q5_k; }
 
-// The AVX-512 kernel's layout. Output columns per tile: one zmm of int32 (and then f32) lanes, one column per lane.
+// The AVX-512 kernel's layout. Output columns per tile: one zmm of int32 (and then f32) lanes,
+// one column per lane.
 inline constexpr int64_t k_tile_cols = 16;
 // Columns one chunk call packs and multiplies: two tiles side by side. A tile's block b sits at
 // tile + b · k_block_bytes.
@@ -40,13 +45,14 @@ inline constexpr int64_t k_chunk_cols = 2 * k_tile_cols;
 // Bytes per (tile, block): the quants in vpdpbusd's order, [group g < 8][column c < 16][4 quants]
 // (lane c of one instruction sums the 4 products of group g), then the 16 columns' scales dw
 // (f32), corrections −128 · Σ qw (int32: activations are stored as qx + 128, the unsigned operand
-// vpdpbusd takes, so each block sum carries 128 · Σ qw too much) and offsets mw (f32; written and
-// read for the K-quants only).
+// vpdpbusd takes, so each block sum carries 128 · Σ qw too much; Q6_K: −128 · Σ sc · Σ qw over
+// the halves) and 64 bytes for offsets mw (f32, Q4_K and Q5_K) or the halves' scales sc (int8
+// [2][16], Q6_K).
 inline constexpr int64_t k_groups = k_qk / 4;
 inline constexpr int64_t k_block_quant_bytes = k_qk * k_tile_cols;                 // 512
 inline constexpr int64_t k_block_scales = k_block_quant_bytes;                     // f32 [16]
 inline constexpr int64_t k_block_corrections = k_block_scales + 4 * k_tile_cols;   // int32 [16]
-inline constexpr int64_t k_block_offsets = k_block_corrections + 4 * k_tile_cols;  // f32 [16]
+inline constexpr int64_t k_block_offsets = k_block_corrections + 4 * k_tile_cols;  // f32 [16] or int8 [2][16]
 inline constexpr int64_t k_block_bytes = k_block_offsets + 4 * k_tile_cols;        // 704
 inline constexpr int k_act_offset = 128;
 
@@ -60,7 +66,8 @@ struct activations {
 };
 
 // Rows x[m, k] into q [m, k], d [m, k/32] and (has_offsets(t)) s [m, k/32] through
-// quantize_activation's blocks for weight type t (Q8_0, or Q8_K: its d repeats over 8 blocks).
+// quantize_activation's blocks for weight type t (Q8_0, or super_blocks(t): Q8_K, its d repeated
+// over 8 blocks).
 void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s);
 
 // Packs weight rows 0..cols-1 (cols <= the kernel's chunk_cols; row r at w + r · w_stride, k
@@ -109,6 +116,18 @@ constexpr block_layout layout_of(dtype t, int64_t nb) {
         return {0, sizeof(uint16_t), detail::repacked_nibbles_offset(nb), k_qk / 2, true};
     default: return {0, 0, 0, 0, false}; // not reached: callers check supports(t)
     }
+}
+
+// Where the quants of 32-element block j < 8 of a Q6_K super-block come from: element l < 32 is
+// nibble (ql[ql + l] >> ql_shift) & 15 with bits (qh[qh + l] >> qh_shift) & 3 above it, minus 32;
+// its halves (l < 16, l >= 16) take scales[scale] and scales[scale + 1] (ggml's layout: each
+// 128-element half of the super-block has 64 ql and 32 qh bytes and 8 scales).
+struct q6_k_block {
+    int64_t ql, ql_shift, qh, qh_shift, scale;
+};
+constexpr q6_k_block q6_k_block_of(int j) {
+    const int h = j / 4, jb = j % 4;
+    return {64 * h + 32 * (jb & 1), 4 * (jb >> 1), 32 * h, 2 * jb, 8 * h + 2 * jb};
 }
 
 // A Q4_K / Q5_K super-block's 8 sub-blocks as the path multiplies them: scale dw[j] = d · sc_j and

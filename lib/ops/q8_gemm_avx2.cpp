@@ -8,13 +8,15 @@
 // pair each) stays within 2 · 255 · max|q| · span <= 32767, so every block sum is still exact in
 // int32, as on AVX-512:
 //   Q4_0: q − 8 in [−8, 7], span 8 (one run per block); Q4_K: q in [0, 15], span 4;
-//   Q5_K: q in [0, 31], span 2.
+//   Q5_K: q in [0, 31], span 2; Q6_K: q − 32 in [−32, 31], span 2, each run widened by
+//   vpmaddwd against its half-block's int8 scale sc instead of 1 (llama.cpp's Σ sc · Σ q · x).
 // Q8_0 is not taken: its 8-bit quants would have to be split in two to stay clear of saturation,
 // twice the vpmaddubsw (measured at 0.7× the f32 path on a Zen 3 EPYC), so it stays on the f32
 // path, which is the same arithmetic.
 // Layout per (tile of 8 columns, block of 32): the quants [group g < 8][column c < 8][4 quants]
-// (256 bytes), then the 8 columns' scales dw (f32), corrections −128 · Σ q (int32) and offsets
-// mw (f32, K-quants): 352 bytes.
+// (256 bytes), then the 8 columns' scales dw (f32), corrections −128 · Σ q (int32; Q6_K:
+// −128 · Σ sc · Σ q over the halves) and 32 bytes for offsets mw (f32, Q4_K and Q5_K) or the
+// halves' scales sc (int8 [2][8], Q6_K): 352 bytes.
 #include "ops/q8_gemm.hpp"
 
 #if defined(__x86_64__)
@@ -33,14 +35,12 @@ constexpr int64_t k_cols = 8;                              // columns per tile: 
 constexpr int64_t k_tiles = 2;                             // tiles per chunk call
 constexpr int64_t k_scales = k_qk * k_cols;               // f32 [8], after the 256 quant bytes
 constexpr int64_t k_corrections = k_scales + 4 * k_cols;   // int32 [8]
-constexpr int64_t k_offsets = k_corrections + 4 * k_cols;  // f32 [8]
+constexpr int64_t k_offsets = k_corrections + 4 * k_cols;  // f32 [8] or int8 [2][8]
 constexpr int64_t k_block = k_offsets + 4 * k_cols;        // 352
 
-constexpr bool takes(dtype t) {
-    return t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q4_k || t == dtype::q5_k;
-}
+constexpr bool takes(dtype t) { return supports(t) && t != dtype::q8_0; }
 // Groups of weight type t summed in int16 before vpmaddwd widens them (see above).
-constexpr int span_of(dtype t) { return t == dtype::q5_k ? 2 : t == dtype::q4_k ? 4 : 8; }
+constexpr int span_of(dtype t) { return t == dtype::q5_k || t == dtype::q6_k ? 2 : t == dtype::q4_k ? 4 : 8; }
 
 // All ones in the int32 lanes c < cols.
 FRUGAL_AVX2 inline __m256i live_columns(int64_t cols) {
@@ -50,7 +50,7 @@ FRUGAL_AVX2 inline __m256i live_columns(int64_t cols) {
 // y[i, 8t + c] for i < MR activation rows, t < NT tiles, c < cols[t] (<= 8). Per block b: the
 // int32 sums start at the tile's corrections; the 8 groups add vpmaddubsw products (4 activation
 // bytes broadcast × 4 quants of 8 columns) into int16 runs, widened by vpmaddwd every span_of(T)
-// groups; then one fused multiply-add scales the exact block sums by dw · dx into the f32
+// groups (against 1, or Q6_K's half-block scales); then one fused multiply-add scales the exact block sums by dw · dx into the f32
 // accumulators (and, with offsets, a second adds mw · dx · Σ qx).
 //   tiles: NT tiles of nb blocks, tile t at tiles + t · nb · k_block
 //   a: the activations, first row at row i0; y: [MR, ldy]
@@ -75,6 +75,16 @@ FRUGAL_AVX2 inline void q8_rows(const std::byte * tiles, int64_t nb, const activ
             const __m256i correction = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(blk[t] + k_corrections));
             for (int r = 0; r < MR; ++r) sums[r][t] = correction;
         }
+        // Q6_K widens each run against the scale of its half of the block: int8 sc per column
+        // into both int16 halves of the column's lane.
+        __m256i half_scales[NT][2];
+        if constexpr (T == dtype::q6_k)
+            for (int t = 0; t < NT; ++t)
+                for (int h = 0; h < 2; ++h) {
+                    const __m256i sc = _mm256_cvtepi8_epi32(
+                        _mm_loadl_epi64(reinterpret_cast<const __m128i *>(blk[t] + k_offsets + h * k_cols)));
+                    half_scales[t][h] = _mm256_blend_epi16(sc, _mm256_slli_epi32(sc, 16), 0xAA);
+                }
         const uint8_t * xb = xq + b * k_qk;
         for (int g0 = 0; g0 < k_groups; g0 += span) {
             __m256i run[MR][NT];
@@ -94,8 +104,10 @@ FRUGAL_AVX2 inline void q8_rows(const std::byte * tiles, int64_t nb, const activ
                 }
             }
             for (int r = 0; r < MR; ++r)
-                for (int t = 0; t < NT; ++t)
-                    sums[r][t] = _mm256_add_epi32(sums[r][t], _mm256_madd_epi16(run[r][t], ones));
+                for (int t = 0; t < NT; ++t) {
+                    const __m256i by = T == dtype::q6_k ? half_scales[t][g0 / 4] : ones;
+                    sums[r][t] = _mm256_add_epi32(sums[r][t], _mm256_madd_epi16(run[r][t], by));
+                }
         }
         for (int t = 0; t < NT; ++t) {
             const __m256 dw = _mm256_loadu_ps(reinterpret_cast<const float *>(blk[t] + k_scales));
@@ -218,6 +230,48 @@ FRUGAL_AVX2 inline void pack_tile_k(const std::byte * w, size_t w_stride, int64_
     }
 }
 
+// Rows 0..cols-1 (cols <= 8) of Q6_K super-blocks into one tile at out: block j of super-block
+// sb (q6_k_block_of) into slot 8 · sb + j, its quants as q − 32, its halves' scales sc as int8
+// and the super-block's d as the block scale.
+FRUGAL_AVX2 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb,
+                                       std::byte * out) {
+    const tile_rows rows = rows_of(w_stride, cols);
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+        const std::byte * base = w + sb * int64_t(sizeof(block_q6_k));
+        for (int j = 0; j < 8; ++j) {
+            const q6_k_block l = q6_k_block_of(j);
+            std::byte * blk = out + (sb * 8 + j) * k_block;
+            int8_t sc[2][k_cols] = {};
+            auto * scales = reinterpret_cast<float *>(blk + k_scales);
+            for (int64_t c = 0; c < k_cols; ++c) {
+                uint16_t d = 0;
+                if (c < cols) {
+                    const std::byte * row = base + c * int64_t(w_stride);
+                    std::memcpy(&d, row + offsetof(block_q6_k, d), sizeof d);
+                    for (int h = 0; h < 2; ++h)
+                        std::memcpy(&sc[h][c], row + offsetof(block_q6_k, scales) + l.scale + h, 1);
+                }
+                scales[c] = _cvtsh_ss(d);
+            }
+            std::memcpy(blk + k_offsets, sc, sizeof sc);
+            __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int g = 0; g < k_groups; ++g) {
+                const __m256i lo = gather(base + offsetof(block_q6_k, ql) + l.ql + 4 * g, rows);
+                const __m256i hi = gather(base + offsetof(block_q6_k, qh) + l.qh + 4 * g, rows);
+                const __m256i two_bits =
+                    _mm256_and_si256(_mm256_srli_epi32(hi, int(l.qh_shift)), _mm256_set1_epi8(3));
+                const __m256i q6 = _mm256_or_si256(nibbles(lo, int(l.ql_shift)), _mm256_slli_epi32(two_bits, 4));
+                const __m256i quant = _mm256_and_si256(_mm256_sub_epi8(q6, _mm256_set1_epi8(32)), rows.live);
+                store(blk + g * 4 * k_cols, quant);
+                sum[g / 4] = _mm256_add_epi32(sum[g / 4], column_sums(quant));
+            }
+            const __m256i sc0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(sc[0])));
+            const __m256i sc1 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(sc[1])));
+            store_correction(blk, _mm256_add_epi32(_mm256_mullo_epi32(sum[0], sc0), _mm256_mullo_epi32(sum[1], sc1)));
+        }
+    }
+}
+
 // The activation rows of a chunk, MR at a time, then the rest one by one.
 template <int NT, dtype T>
 FRUGAL_AVX2 inline void q8_all_rows(const std::byte * tiles, int64_t nb, const activations & a, int64_t m, float * y,
@@ -247,7 +301,9 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
     for (int64_t tile = 0; tile < tiles; ++tile) {
         const std::byte * rows = w + tile * k_cols * int64_t(w_stride);
         std::byte * out = scratch + tile * nb * k_block;
-        if (t == dtype::q4_k)
+        if (t == dtype::q6_k)
+            pack_tile_q6_k(rows, w_stride, tile_cols[tile], nb / 8, out);
+        else if (t == dtype::q4_k)
             pack_tile_k<block_q4_k>(rows, w_stride, tile_cols[tile], nb / 8, out);
         else if (t == dtype::q5_k)
             pack_tile_k<block_q5_k>(rows, w_stride, tile_cols[tile], nb / 8, out);
@@ -257,6 +313,7 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
     switch (t) {
     case dtype::q4_k: q8_multiply<dtype::q4_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
     case dtype::q5_k: q8_multiply<dtype::q5_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
+    case dtype::q6_k: q8_multiply<dtype::q6_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
     default: q8_multiply<dtype::q4_0>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
     }
 }

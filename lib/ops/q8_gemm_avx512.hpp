@@ -21,12 +21,14 @@ namespace q8 = frugal::ops::q8;
 // y[i, 16t + c] for i < MR activation rows, t < NT tiles, c < cols[t] (<= 16).
 // Per block b of 32 inputs: the int32 lanes start at the tile's corrections (−128 · Σ qw, see
 // q8_gemm.hpp), take 8 vpdpbusd (4 activation bytes broadcast × 4 quants of 16 columns each),
-// and then hold the exact block sums Σ qw · qx; one fused multiply-add scales them by dw · dx
-// into the f32 accumulators (and, with Offsets, a second adds mw · dx · Σ qx). Registers:
-// MR·NT int32 + MR·NT f32 accumulators (16 at 4 × 2).
+// and then hold the exact block sums Σ qw · qx (with Halves, Q6_K's: each half's 4 vpdpbusd
+// sum into a lane of their own, multiplied by the half's int8 scale sc); one fused multiply-add
+// scales them by dw · dx into the f32 accumulators (and, with Offsets, a second adds
+// mw · dx · Σ qx). Registers: MR·NT int32 + MR·NT f32 accumulators (16 at 4 × 2), and MR·NT
+// more with Halves.
 //   tiles: NT tiles of nb blocks, tile t at tiles + t · nb · k_block_bytes
 //   a: the activations, first row at row i0; y: [MR, ldy]
-template <int MR, int NT, bool Offsets>
+template <int MR, int NT, bool Offsets, bool Halves>
 FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t nb, const q8::activations & a, int64_t i0,
                                   float * y, int64_t ldy, const int64_t * cols) {
     const uint8_t * xq = a.q + i0 * a.k;
@@ -44,16 +46,31 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t nb, const q8:
             const __m512i correction = _mm512_loadu_si512(blk[t] + q8::k_block_corrections);
             for (int r = 0; r < MR; ++r) sums[r][t] = correction;
         }
+        // The lanes the products go into: the block sums, or each half's own.
+        __m512i half[MR][NT];
 #pragma GCC unroll 8
         for (int64_t g = 0; g < q8::k_groups; ++g) {
+            if (Halves && g % 4 == 0)
+                for (int r = 0; r < MR; ++r)
+                    for (int t = 0; t < NT; ++t) half[r][t] = _mm512_setzero_si512();
             __m512i w[NT];
             for (int t = 0; t < NT; ++t) w[t] = _mm512_loadu_si512(blk[t] + g * 4 * q8::k_tile_cols);
             for (int r = 0; r < MR; ++r) {
                 int32_t four;
                 std::memcpy(&four, xq + r * a.k + b * frugal::k_qk + g * 4, 4);
                 const __m512i x = _mm512_set1_epi32(four);
-                for (int t = 0; t < NT; ++t) sums[r][t] = _mm512_dpbusd_epi32(sums[r][t], x, w[t]);
+                for (int t = 0; t < NT; ++t) {
+                    __m512i & into = Halves ? half[r][t] : sums[r][t];
+                    into = _mm512_dpbusd_epi32(into, x, w[t]);
+                }
             }
+            if (Halves && g % 4 == 3)
+                for (int t = 0; t < NT; ++t) {
+                    const __m512i sc = _mm512_cvtepi8_epi32(
+                        _mm_loadu_si128(reinterpret_cast<const __m128i *>(blk[t] + q8::k_block_offsets + q8::k_tile_cols * (g / 4))));
+                    for (int r = 0; r < MR; ++r)
+                        sums[r][t] = _mm512_add_epi32(sums[r][t], _mm512_mullo_epi32(half[r][t], sc));
+                }
         }
         for (int t = 0; t < NT; ++t) {
             const __m512 dw = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q8::k_block_scales));
@@ -185,18 +202,75 @@ FRUGAL_AVX512 inline void pack_tile_k(const std::byte * w, size_t w_stride, int6
     }
 }
 
+// Rows 0..cols-1 (cols <= 16) of Q6_K super-blocks into one tile at out: block j of super-block
+// sb (q6_k_block_of) into slot 8 · sb + j, its quants as q − 32, its halves' scales sc as int8
+// and the super-block's d as the block scale; corrections −128 · Σ sc · Σ q over the halves.
+FRUGAL_AVX512 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb,
+                                         std::byte * out) {
+    using frugal::block_q6_k;
+    const tile_rows rows = rows_of(w_stride, cols);
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+        const std::byte * base = w + sb * int64_t(sizeof(block_q6_k));
+        for (int j = 0; j < 8; ++j) {
+            const q8::q6_k_block l = q8::q6_k_block_of(j);
+            std::byte * blk = out + (sb * 8 + j) * q8::k_block_bytes;
+            alignas(16) int8_t sc[2][q8::k_tile_cols] = {};
+            auto * scales = reinterpret_cast<float *>(blk + q8::k_block_scales);
+            for (int64_t c = 0; c < q8::k_tile_cols; ++c) {
+                uint16_t d = 0;
+                if (c < cols) {
+                    const std::byte * row = base + c * int64_t(w_stride);
+                    std::memcpy(&d, row + offsetof(block_q6_k, d), sizeof d);
+                    for (int h = 0; h < 2; ++h)
+                        std::memcpy(&sc[h][c], row + offsetof(block_q6_k, scales) + l.scale + h, 1);
+                }
+                scales[c] = half_to_float(d);
+            }
+            std::memcpy(blk + q8::k_block_offsets, sc, sizeof sc);
+            __m512i sum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+            for (int g = 0; g < q8::k_groups; ++g) {
+                const __m512i lo = _mm512_i32gather_epi32(rows.offsets, base + offsetof(block_q6_k, ql) + l.ql + 4 * g, 1);
+                const __m512i hi = _mm512_i32gather_epi32(rows.offsets, base + offsetof(block_q6_k, qh) + l.qh + 4 * g, 1);
+                const __m512i two_bits =
+                    _mm512_and_si512(_mm512_srli_epi32(hi, unsigned(l.qh_shift)), _mm512_set1_epi8(3));
+                const __m512i q6 = _mm512_or_si512(nibbles(lo, int(l.ql_shift)), _mm512_slli_epi32(two_bits, 4));
+                const __m512i quant = _mm512_maskz_mov_epi32(rows.live, _mm512_sub_epi8(q6, _mm512_set1_epi8(32)));
+                _mm512_storeu_si512(blk + g * 4 * q8::k_tile_cols, quant);
+                sum[g / 4] = _mm512_dpbusd_epi32(sum[g / 4], _mm512_set1_epi8(1), quant);
+            }
+            const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i *>(sc[0])));
+            const __m512i sc1 = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i *>(sc[1])));
+            const __m512i weighted = _mm512_add_epi32(_mm512_mullo_epi32(sum[0], sc0), _mm512_mullo_epi32(sum[1], sc1));
+            const __m512i correction = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(weighted, 7));
+            _mm512_storeu_si512(blk + q8::k_block_corrections, correction);
+        }
+    }
+}
+
 // The activation rows of a chunk, four at a time, then the 1 to 3 left.
-template <int NT, bool Offsets>
+template <int NT, bool Offsets, bool Halves>
 FRUGAL_AVX512 inline void q8_all_rows(const std::byte * tiles, int64_t nb, const q8::activations & a, int64_t m,
                                       float * y, int64_t ldy, const int64_t * cols) {
     int64_t i = 0;
-    for (; i + 4 <= m; i += 4) q8_rows<4, NT, Offsets>(tiles, nb, a, i, y + i * ldy, ldy, cols);
+    for (; i + 4 <= m; i += 4) q8_rows<4, NT, Offsets, Halves>(tiles, nb, a, i, y + i * ldy, ldy, cols);
     switch (m - i) {
-    case 1: q8_rows<1, NT, Offsets>(tiles, nb, a, i, y + i * ldy, ldy, cols); break;
-    case 2: q8_rows<2, NT, Offsets>(tiles, nb, a, i, y + i * ldy, ldy, cols); break;
-    case 3: q8_rows<3, NT, Offsets>(tiles, nb, a, i, y + i * ldy, ldy, cols); break;
+    case 1: q8_rows<1, NT, Offsets, Halves>(tiles, nb, a, i, y + i * ldy, ldy, cols); break;
+    case 2: q8_rows<2, NT, Offsets, Halves>(tiles, nb, a, i, y + i * ldy, ldy, cols); break;
+    case 3: q8_rows<3, NT, Offsets, Halves>(tiles, nb, a, i, y + i * ldy, ldy, cols); break;
     default: break;
     }
+}
+
+// The kind of block weight type t has: plain, with offsets (Q4_K, Q5_K) or with halves (Q6_K).
+template <int NT>
+FRUGAL_AVX512 inline void q8_multiply(frugal::dtype t, const std::byte * tiles, int64_t nb, const q8::activations & a,
+                                      int64_t m, float * y, int64_t ldy, const int64_t * cols) {
+    if (q8::has_offsets(t))
+        q8_all_rows<NT, true, false>(tiles, nb, a, m, y, ldy, cols);
+    else if (t == frugal::dtype::q6_k)
+        q8_all_rows<NT, false, true>(tiles, nb, a, m, y, ldy, cols);
+    else
+        q8_all_rows<NT, false, false>(tiles, nb, a, m, y, ldy, cols);
 }
 
 // q8::chunk_fn: packs up to 32 weight rows into two tiles (one when cols <= 16), then runs every
@@ -210,20 +284,19 @@ FRUGAL_AVX512 inline void q8_chunk(frugal::dtype t, const std::byte * w, size_t 
     for (int64_t tile = 0; tile < tiles; ++tile) {
         const std::byte * rows = w + tile * q8::k_tile_cols * int64_t(w_stride);
         std::byte * out = scratch + tile * nb * q8::k_block_bytes;
-        if (t == frugal::dtype::q4_k)
+        if (t == frugal::dtype::q6_k)
+            pack_tile_q6_k(rows, w_stride, tile_cols[tile], nb / 8, out);
+        else if (t == frugal::dtype::q4_k)
             pack_tile_k<frugal::block_q4_k>(rows, w_stride, tile_cols[tile], nb / 8, out);
         else if (t == frugal::dtype::q5_k)
             pack_tile_k<frugal::block_q5_k>(rows, w_stride, tile_cols[tile], nb / 8, out);
         else
             pack_tile(q8::layout_of(t, nb), rows, w_stride, tile_cols[tile], nb, out);
     }
-    const bool offsets = q8::has_offsets(t);
     if (tiles == 2)
-        offsets ? q8_all_rows<2, true>(scratch, nb, a, m, y, ldy, tile_cols)
-                : q8_all_rows<2, false>(scratch, nb, a, m, y, ldy, tile_cols);
+        q8_multiply<2>(t, scratch, nb, a, m, y, ldy, tile_cols);
     else
-        offsets ? q8_all_rows<1, true>(scratch, nb, a, m, y, ldy, tile_cols)
-                : q8_all_rows<1, false>(scratch, nb, a, m, y, ldy, tile_cols);
+        q8_multiply<1>(t, scratch, nb, a, m, y, ldy, tile_cols);
 }
 
 } // namespace FRUGAL_AVX512_NS

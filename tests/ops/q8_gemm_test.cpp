@@ -35,7 +35,7 @@ namespace {
 
 // K-quant rows of random bytes (every quant, fifth bit and 6-bit scale pattern) with ordinary
 // positive fp16 super-block scales (the library has no K-quant weight quantizer); `extreme`: every
-// quant at its largest (15, or 31 for Q5_K).
+// quant at its largest (15, or 31 for Q5_K; Q6_K: -32).
 template <class Block>
 std::vector<std::byte> random_k_quant_weights(int64_t rows, int64_t k, std::mt19937 & rng, bool extreme) {
     std::uniform_int_distribution<int> byte(0, 255);
@@ -45,10 +45,16 @@ std::vector<std::byte> random_k_quant_weights(int64_t rows, int64_t k, std::mt19
         auto * bytes = reinterpret_cast<uint8_t *>(&b);
         for (size_t i = 0; i < sizeof b; ++i) bytes[i] = uint8_t(byte(rng));
         b.d = fp32_to_fp16(scale(rng));
-        b.dmin = fp32_to_fp16(scale(rng));
-        if (!extreme) continue;
-        std::memset(b.qs, 0xFF, sizeof b.qs);
-        if constexpr (std::is_same_v<Block, block_q5_k>) std::memset(b.qh, 0xFF, sizeof b.qh);
+        if constexpr (std::is_same_v<Block, block_q6_k>) {
+            if (!extreme) continue; // q = 0 - 32
+            std::memset(b.ql, 0, sizeof b.ql);
+            std::memset(b.qh, 0, sizeof b.qh);
+        } else {
+            b.dmin = fp32_to_fp16(scale(rng));
+            if (!extreme) continue;
+            std::memset(b.qs, 0xFF, sizeof b.qs);
+            if constexpr (std::is_same_v<Block, block_q5_k>) std::memset(b.qh, 0xFF, sizeof b.qh);
+        }
     }
     std::vector<std::byte> out(blocks.size() * sizeof(Block));
     std::memcpy(out.data(), blocks.data(), out.size());
@@ -58,11 +64,12 @@ std::vector<std::byte> random_k_quant_weights(int64_t rows, int64_t k, std::mt19
 // rows x k weights of type t from seeded normal floats through the library's quantizers (random
 // bytes for K-quants); for Q8_0 every third row holds extreme quants (-128, 127, 0, -1) to reach
 // the ends of the ranges. `extreme`: every quant at the end of its range that makes the largest
-// sums against the largest activations (Q8_0 and Q4_0: -128 and -8; K-quants: 15 and 31).
+// sums against the largest activations (Q8_0 and Q4_0: -128 and -8; K-quants: 15, 31 and -32).
 std::vector<std::byte> make_weights(dtype t, int64_t rows, int64_t k, uint32_t seed, bool extreme = false) {
     std::mt19937 rng(seed);
     if (t == dtype::q4_k) return random_k_quant_weights<block_q4_k>(rows, k, rng, extreme);
     if (t == dtype::q5_k) return random_k_quant_weights<block_q5_k>(rows, k, rng, extreme);
+    if (t == dtype::q6_k) return random_k_quant_weights<block_q6_k>(rows, k, rng, extreme);
     std::normal_distribution<float> normal(0.f, 1.f);
     const dtype stored = t == dtype::q4_0_repacked ? dtype::q4_0 : t;
     const int64_t stride = row_bytes(t, k);
@@ -105,7 +112,7 @@ std::vector<float> random_activations(int64_t m, int64_t k, uint32_t seed) {
 void activation_values(dtype t, const float * x, int64_t k, float * out) {
     std::vector<std::byte> buf(ops::activation_bytes(t, k));
     ops::quantize_activation(t, x, buf.data(), k);
-    if (!q8::has_offsets(t)) return ops::dequantize_row(dtype::q8_0, buf.data(), out, k);
+    if (!q8::super_blocks(t)) return ops::dequantize_row(dtype::q8_0, buf.data(), out, k);
     const auto * blocks = reinterpret_cast<const ops::block_q8_k *>(buf.data());
     for (int64_t i = 0; i < k; ++i) out[i] = blocks[i / k_qk_k].d * float(blocks[i / k_qk_k].qs[i % k_qk_k]);
 }
@@ -166,7 +173,7 @@ void check_chunk(const q8::kernel & kernel, dtype t, int64_t m, int64_t cols, in
     std::vector<float> x = random_activations(m, k, seed + 1);
     if (extreme)
         for (int64_t j = 0; j < m * k; ++j)
-            x[size_t(j)] = !q8::has_offsets(t) ? 1.f : j % k_qk_k == 0 ? -1.f : 127.f / 128.f;
+            x[size_t(j)] = !q8::super_blocks(t) ? 1.f : j % k_qk_k == 0 ? -1.f : 127.f / 128.f;
     const int64_t nb = k / k_qk, ldy = kernel.chunk_cols + 3;
     std::vector<uint8_t> xq(static_cast<size_t>(m * k));
     std::vector<float> xd(static_cast<size_t>(m * nb)), xs(static_cast<size_t>(m * nb));
@@ -196,7 +203,7 @@ void check_chunk(const q8::kernel & kernel, dtype t, int64_t m, int64_t cols, in
     CHECK(worst <= 1.0);
 }
 
-constexpr dtype k_types[] = {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q4_k, dtype::q5_k};
+constexpr dtype k_types[] = {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q4_k, dtype::q5_k, dtype::q6_k};
 
 // Every type; row counts around the kernels' row tiles; one column, a partial and a whole tile
 // (tiles are half a chunk), and a whole chunk.
@@ -205,7 +212,7 @@ void check_chunks(const q8::kernel & kernel) {
     const int64_t cc = kernel.chunk_cols;
     for (dtype t : k_types) {
         if (!kernel.takes(t)) continue;
-        const int64_t k = q8::has_offsets(t) ? 2 * k_qk_k : 3 * k_qk;
+        const int64_t k = q8::super_blocks(t) ? 2 * k_qk_k : 3 * k_qk;
         for (int64_t m : {1, 2, 3, 4, 5, 7, 9})
             for (int64_t cols : {int64_t(1), int64_t(5), cc / 2, cc / 2 + 1, cc - 1, cc})
                 check_chunk(kernel, t, m, cols, k, seed++);
@@ -386,7 +393,7 @@ TEST_CASE("prefill_gemm::q8 on the quantized parity models: every product exact,
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: SIMDe's emulation here is built for AVX2");
     FRUGAL_REQUIRE_PARITY_FIXTURES();
     // Every q8-capable weight type of the fixtures: Q8_0 (dense, and MoE + MLA), Q4_0 (repacked),
-    // and the Q4_K / Q5_K matrices of the K-quant mixes (whose Q6_K ones take another path).
+    // and the Q4_K / Q5_K / Q6_K matrices of the K-quant mixes.
     // Each kernel call is checked exactly (checked_chunk). The logits then follow the f32
     // path's (which parity_test holds to llama.cpp) up to float summation order, which can flip a
     // later activation's rounding (and, with MoE, a token's experts): as parity_test does for

@@ -32,3 +32,13 @@ inline simde__m512i frugal_test_i32gather_epi32(simde__m512i index, const void *
     return simde__m512i_from_private(out);
 }
 #define _mm512_i32gather_epi32 frugal_test_i32gather_epi32
+
+// Nor this one (vpmovsxbd): the 16 int8 of a into int32 lanes.
+inline simde__m512i frugal_test_cvtepi8_epi32(simde__m128i a) {
+    int8_t in[16];
+    std::memcpy(in, &a, sizeof in);
+    simde__m512i_private out;
+    for (int i = 0; i < 16; ++i) out.i32[i] = in[i];
+    return simde__m512i_from_private(out);
+}
+#define _mm512_cvtepi8_epi32 frugal_test_cvtepi8_epi32
