@@ -50,8 +50,9 @@ FRUGAL_AVX2 inline __m256i live_columns(int64_t cols) {
 // y[i, 8t + c] for i < MR activation rows, t < NT tiles, c < cols[t] (<= 8). Per block b: the
 // int32 sums start at the tile's corrections; the 8 groups add vpmaddubsw products (4 activation
 // bytes broadcast × 4 quants of 8 columns) into int16 runs, widened by vpmaddwd every span_of(T)
-// groups (against 1, or Q6_K's half-block scales); then one fused multiply-add scales the exact block sums by dw · dx into the f32
-// accumulators (and, with offsets, a second adds mw · dx · Σ qx).
+// groups (against 1, or Q6_K's half-block scales); then one fused multiply-add scales the exact
+// block sums by dw · dx into the f32 accumulators (and, with offsets, a second adds
+// mw · dx · Σ qx).
 //   tiles: NT tiles of nb blocks, tile t at tiles + t · nb · k_block
 //   a: the activations, first row at row i0; y: [MR, ldy]
 template <int MR, int NT, dtype T>

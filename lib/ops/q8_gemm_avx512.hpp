@@ -66,8 +66,8 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t nb, const q8:
             }
             if (Halves && g % 4 == 3)
                 for (int t = 0; t < NT; ++t) {
-                    const __m512i sc = _mm512_cvtepi8_epi32(
-                        _mm_loadu_si128(reinterpret_cast<const __m128i *>(blk[t] + q8::k_block_offsets + q8::k_tile_cols * (g / 4))));
+                    const std::byte * scales = blk[t] + q8::k_block_offsets + q8::k_tile_cols * (g / 4);
+                    const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(scales)));
                     for (int r = 0; r < MR; ++r)
                         sums[r][t] = _mm512_add_epi32(sums[r][t], _mm512_mullo_epi32(half[r][t], sc));
                 }
@@ -229,8 +229,10 @@ FRUGAL_AVX512 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, i
             std::memcpy(blk + q8::k_block_offsets, sc, sizeof sc);
             __m512i sum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
             for (int g = 0; g < q8::k_groups; ++g) {
-                const __m512i lo = _mm512_i32gather_epi32(rows.offsets, base + offsetof(block_q6_k, ql) + l.ql + 4 * g, 1);
-                const __m512i hi = _mm512_i32gather_epi32(rows.offsets, base + offsetof(block_q6_k, qh) + l.qh + 4 * g, 1);
+                const std::byte * ql = base + offsetof(block_q6_k, ql) + l.ql + 4 * g;
+                const std::byte * qh = base + offsetof(block_q6_k, qh) + l.qh + 4 * g;
+                const __m512i lo = _mm512_i32gather_epi32(rows.offsets, ql, 1);
+                const __m512i hi = _mm512_i32gather_epi32(rows.offsets, qh, 1);
                 const __m512i two_bits =
                     _mm512_and_si512(_mm512_srli_epi32(hi, unsigned(l.qh_shift)), _mm512_set1_epi8(3));
                 const __m512i q6 = _mm512_or_si512(nibbles(lo, int(l.ql_shift)), _mm512_slli_epi32(two_bits, 4));
