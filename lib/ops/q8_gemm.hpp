@@ -130,6 +130,24 @@ constexpr q6_k_block q6_k_block_of(int j) {
     return {64 * h + 32 * (jb & 1), 4 * (jb >> 1), 32 * h, 2 * jb, 8 * h + 2 * jb};
 }
 
+// Block l of the Q6_K super-blocks at `base` (tile rows w_stride apart) for the first `cols` of
+// a tile's `tile_cols` columns: scales dw[c] = d and the halves' int8 scales sc[h · tile_cols + c]
+// (0 past cols).
+inline void q6_k_block_scales(const std::byte * base, size_t w_stride, int64_t cols, int64_t tile_cols,
+                              const q6_k_block & l, float * dw, int8_t * sc) {
+    for (int64_t c = 0; c < tile_cols; ++c) {
+        uint16_t d = 0;
+        sc[c] = sc[tile_cols + c] = 0;
+        if (c < cols) {
+            const std::byte * row = base + c * int64_t(w_stride);
+            std::memcpy(&d, row + offsetof(block_q6_k, d), sizeof d);
+            for (int h = 0; h < 2; ++h)
+                std::memcpy(&sc[h * tile_cols + c], row + offsetof(block_q6_k, scales) + l.scale + h, 1);
+        }
+        dw[c] = fp16_to_fp32(d);
+    }
+}
+
 // A Q4_K / Q5_K super-block's 8 sub-blocks as the path multiplies them: scale dw[j] = d · sc_j and
 // offset mw[j] = −dmin · m_j. head: the super-block's first bytes (d, dmin and the scales).
 template <class Block>

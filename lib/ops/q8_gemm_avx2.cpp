@@ -242,18 +242,8 @@ FRUGAL_AVX2 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, int
         for (int j = 0; j < 8; ++j) {
             const q6_k_block l = q6_k_block_of(j);
             std::byte * blk = out + (sb * 8 + j) * k_block;
-            int8_t sc[2][k_cols] = {};
-            auto * scales = reinterpret_cast<float *>(blk + k_scales);
-            for (int64_t c = 0; c < k_cols; ++c) {
-                uint16_t d = 0;
-                if (c < cols) {
-                    const std::byte * row = base + c * int64_t(w_stride);
-                    std::memcpy(&d, row + offsetof(block_q6_k, d), sizeof d);
-                    for (int h = 0; h < 2; ++h)
-                        std::memcpy(&sc[h][c], row + offsetof(block_q6_k, scales) + l.scale + h, 1);
-                }
-                scales[c] = _cvtsh_ss(d);
-            }
+            int8_t sc[2][k_cols];
+            q6_k_block_scales(base, w_stride, cols, k_cols, l, reinterpret_cast<float *>(blk + k_scales), sc[0]);
             std::memcpy(blk + k_offsets, sc, sizeof sc);
             __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
             for (int g = 0; g < k_groups; ++g) {

@@ -214,18 +214,9 @@ FRUGAL_AVX512 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, i
         for (int j = 0; j < 8; ++j) {
             const q8::q6_k_block l = q8::q6_k_block_of(j);
             std::byte * blk = out + (sb * 8 + j) * q8::k_block_bytes;
-            alignas(16) int8_t sc[2][q8::k_tile_cols] = {};
-            auto * scales = reinterpret_cast<float *>(blk + q8::k_block_scales);
-            for (int64_t c = 0; c < q8::k_tile_cols; ++c) {
-                uint16_t d = 0;
-                if (c < cols) {
-                    const std::byte * row = base + c * int64_t(w_stride);
-                    std::memcpy(&d, row + offsetof(block_q6_k, d), sizeof d);
-                    for (int h = 0; h < 2; ++h)
-                        std::memcpy(&sc[h][c], row + offsetof(block_q6_k, scales) + l.scale + h, 1);
-                }
-                scales[c] = half_to_float(d);
-            }
+            alignas(16) int8_t sc[2][q8::k_tile_cols];
+            q8::q6_k_block_scales(base, w_stride, cols, q8::k_tile_cols, l,
+                                  reinterpret_cast<float *>(blk + q8::k_block_scales), sc[0]);
             std::memcpy(blk + q8::k_block_offsets, sc, sizeof sc);
             __m512i sum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
             for (int g = 0; g < q8::k_groups; ++g) {
