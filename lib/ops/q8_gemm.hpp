@@ -118,6 +118,17 @@ constexpr block_layout layout_of(dtype t, int64_t nb) {
     }
 }
 
+// Block b's scales (laid out as l) of the first `cols` of a tile's `tile_cols` rows, w_stride
+// apart, as dw[c] (0 past cols).
+inline void block_scales(const block_layout & l, const std::byte * w, size_t w_stride, int64_t cols,
+                         int64_t tile_cols, int64_t b, float * dw) {
+    for (int64_t c = 0; c < tile_cols; ++c) {
+        uint16_t d = 0;
+        if (c < cols) std::memcpy(&d, w + c * int64_t(w_stride) + l.d_offset + b * l.d_step, sizeof d);
+        dw[c] = fp16_to_fp32(d);
+    }
+}
+
 // Where the quants of 32-element block j < 8 of a Q6_K super-block come from: element l < 32 is
 // nibble (ql[ql + l] >> ql_shift) & 15 with bits (qh[qh + l] >> qh_shift) & 3 above it, minus 32;
 // its halves (l < 16, l >= 16) take scales[scale] and scales[scale + 1] (ggml's layout: each

@@ -182,12 +182,7 @@ FRUGAL_AVX2 inline void pack_tile(const block_layout & l, const std::byte * w, s
             sum = _mm256_add_epi32(sum, _mm256_add_epi32(column_sums(lo), column_sums(hi)));
         }
         store_correction(blk, sum);
-        auto * scales = reinterpret_cast<float *>(blk + k_scales);
-        for (int64_t c = 0; c < k_cols; ++c) {
-            uint16_t d = 0;
-            if (c < cols) std::memcpy(&d, w + c * int64_t(w_stride) + l.d_offset + b * l.d_step, sizeof d);
-            scales[c] = _cvtsh_ss(d);
-        }
+        block_scales(l, w, w_stride, cols, k_cols, b, reinterpret_cast<float *>(blk + k_scales));
     }
 }
 

@@ -97,8 +97,6 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t nb, const q8:
         }
 }
 
-FRUGAL_AVX512 inline float half_to_float(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); }
-
 // What packing a tile shares between block types: the 16 rows' byte offsets for vpgatherdd
 // (columns past cols repeat the last row's, always valid, and are zeroed through `live`).
 struct tile_rows {
@@ -150,12 +148,7 @@ FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte 
                 q[g] = _mm512_maskz_mov_epi32(rows.live, _mm512_i32gather_epi32(rows.offsets, quants + 4 * g, 1));
         }
         store_quants(blk, q);
-        auto * scales = reinterpret_cast<float *>(blk + q8::k_block_scales);
-        for (int64_t c = 0; c < q8::k_tile_cols; ++c) {
-            uint16_t d = 0;
-            if (c < cols) std::memcpy(&d, w + c * int64_t(w_stride) + l.d_offset + b * l.d_step, sizeof d);
-            scales[c] = half_to_float(d);
-        }
+        q8::block_scales(l, w, w_stride, cols, q8::k_tile_cols, b, reinterpret_cast<float *>(blk + q8::k_block_scales));
     }
 }
 
