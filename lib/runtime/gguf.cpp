@@ -50,6 +50,11 @@ public:
         pos_ += len;
         return s;
     }
+    const std::byte * here() const { return base_ + pos_; }
+    void skip(uint64_t n, std::string_view what) {
+        need(n, what);
+        pos_ += n;
+    }
 
 private:
     const std::byte * base_;
@@ -107,8 +112,31 @@ value read_value(cursor & c, value_type t, std::string_view key, int depth) {
         if (n > c.remaining() / min_encoded_size(a.elem_type))
             throw_error(status::invalid_model, "gguf: {}: array count {} exceeds the {} bytes left in the file",
                         key, n, c.remaining());
-        a.items.reserve(size_t(n));
-        for (uint64_t i = 0; i < n; ++i) a.items.push_back(read_value(c, a.elem_type, key, depth + 1));
+        a.count = n;
+        a.data = c.here();
+        const uint64_t start = c.pos();
+        switch (a.elem_type) {
+        case value_type::array:
+            a.arrays.reserve(size_t(n));
+            for (uint64_t i = 0; i < n; ++i) a.arrays.push_back(read_value(c, a.elem_type, key, depth + 1));
+            break;
+        case value_type::string:
+            a.string_offsets.reserve(size_t(n));
+            for (uint64_t i = 0; i < n; ++i) {
+                a.string_offsets.push_back(c.pos() - start);
+                const auto len = c.read<uint64_t>(key);
+                if (len > k_max_string)
+                    throw_error(status::invalid_model, "gguf: {}[{}] has length {} at offset {}, limit {}", key, i,
+                                len, c.pos() - 8, k_max_string);
+                c.skip(len, key);
+            }
+            break;
+        case value_type::boolean:
+            for (uint64_t i = 0; i < n; ++i) read_value(c, a.elem_type, key, depth + 1); // each checked
+            break;
+        default: c.skip(n * min_encoded_size(a.elem_type), key); // n was bounded by the bytes left
+        }
+        a.byte_size = c.pos() - start;
         out.v = std::move(a);
         break;
     }
@@ -174,10 +202,10 @@ std::string value::to_display(size_t max_items) const {
                     if (ch == '\n') ch = ' ';
                 return fmt::format("\"{}\"", s);
             } else if constexpr (std::is_same_v<T, array>) {
-                std::string s = fmt::format("{}[{}] [", value_type_name(x.elem_type), x.items.size());
-                for (size_t i = 0; i < x.items.size() && i < max_items; ++i)
-                    s += (i ? ", " : "") + x.items[i].to_display(max_items);
-                return s + (x.items.size() > max_items ? ", ...]" : "]");
+                std::string s = fmt::format("{}[{}] [", value_type_name(x.elem_type), x.size());
+                for (size_t i = 0; i < x.size() && i < max_items; ++i)
+                    s += (i ? ", " : "") + x.at(i).to_display(max_items);
+                return s + (x.size() > max_items ? ", ...]" : "]");
             } else if constexpr (std::is_same_v<T, bool>) {
                 return x ? "true" : "false";
             } else {
@@ -335,6 +363,22 @@ void file::parse() {
     }
     FRUGAL_LOG_DEBUG("gguf: {}: v{}, {} metadata keys, {} tensors, data at {}", path_, version_, kv_.size(),
                      tensors_.size(), data_offset_);
+}
+
+value array::at(size_t i) const {
+    if (i >= count) throw_error(status::invalid_argument, "gguf: array index {} out of range [0, {})", i, count);
+    if (elem_type == value_type::array) return arrays[i];
+    const uint64_t offset = elem_type == value_type::string ? string_offsets[i] : i * min_encoded_size(elem_type);
+    cursor c(data + offset, byte_size - offset); // checked at parse: reads cannot fail
+    return read_value(c, elem_type, "array element", 0);
+}
+
+std::string_view array::string_at(size_t i, std::string_view key) const {
+    if (elem_type != value_type::string) wrong_type(key, elem_type, "string");
+    if (i >= count) throw_error(status::invalid_argument, "gguf: {}: index {} out of range [0, {})", key, i, count);
+    uint64_t len;
+    std::memcpy(&len, data + string_offsets[i], sizeof len);
+    return {reinterpret_cast<const char *>(data + string_offsets[i] + sizeof len), size_t(len)};
 }
 
 const value * file::find(std::string_view key) const {

@@ -4,6 +4,7 @@
 // problem and the offending value. Tensor data is used in place from the mapping.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -25,10 +26,23 @@ enum class value_type : uint32_t {
 std::string_view value_type_name(value_type t);
 
 struct value;
-// An array keeps its element type (an empty array still has one) and its elements.
+// An array keeps its element type (an empty array still has one) and its elements. Scalar and
+// string elements stay encoded in the file's bytes and are read on access: a vocabulary holds
+// hundreds of thousands of them, which as parsed values cost tens of MiB. Nested arrays are
+// parsed. Points into its file: valid while the file is.
 struct array {
     value_type elem_type = value_type::u8;
-    std::vector<value> items;
+    uint64_t count = 0;
+    const std::byte * data = nullptr;     // the first element's bytes (scalars: count of them, packed)
+    uint64_t byte_size = 0;               // all the elements' encoded bytes from data
+    std::vector<uint64_t> string_offsets; // string elements: where each one's length prefix is, from data
+    std::vector<value> arrays;            // array elements
+
+    size_t size() const { return size_t(count); }
+    bool empty() const { return count == 0; }
+    value at(size_t i) const; // any element (a string one copied); i < size()
+    // A string element in place; throws status::invalid_model naming key for other element types.
+    std::string_view string_at(size_t i, std::string_view key) const;
 };
 
 struct value {

@@ -194,32 +194,32 @@ vocab vocab::from_gguf(const gguf::file & f) {
     v.pre = f.opt_string("tokenizer.ggml.pre").value_or("");
 
     const gguf::array * tokens = f.opt_array("tokenizer.ggml.tokens");
-    if (!tokens || tokens->items.empty())
+    if (!tokens || tokens->empty())
         throw_error(status::invalid_model, "tokenizer: tokenizer.ggml.tokens is missing or empty");
-    const size_t n = tokens->items.size();
+    const size_t n = tokens->size();
     if (n > size_t(std::numeric_limits<int32_t>::max()))
         throw_error(status::invalid_model, "tokenizer: tokenizer.ggml.tokens has {} entries, too many", n);
     v.tokens.reserve(n);
     for (size_t i = 0; i < n; ++i) {
-        const std::string & t = tokens->items[i].as_string("tokenizer.ggml.tokens");
+        const std::string_view t = tokens->string_at(i, "tokenizer.ggml.tokens");
         // llama.cpp renames empty tokens so every text maps back to one id
-        v.tokens.push_back(t.empty() ? fmt::format("[EMPTY_{}]", i) : t);
+        v.tokens.push_back(t.empty() ? fmt::format("[EMPTY_{}]", i) : std::string(t));
     }
 
     auto sized_array = [&](const char * key) {
         const gguf::array * a = f.opt_array(key);
-        if (a && a->items.size() != n)
+        if (a && a->size() != n)
             throw_error(status::invalid_model, "tokenizer: {} has {} entries, tokenizer.ggml.tokens has {}", key,
-                        a->items.size(), n);
+                        a->size(), n);
         return a;
     };
     v.scores.assign(n, 0.0f);
     if (const auto * a = sized_array("tokenizer.ggml.scores"))
-        for (size_t i = 0; i < n; ++i) v.scores[i] = float(a->items[i].as_float("tokenizer.ggml.scores"));
+        for (size_t i = 0; i < n; ++i) v.scores[i] = float(a->at(i).as_float("tokenizer.ggml.scores"));
     v.attrs.assign(n, token_attr::normal);
     if (const auto * a = sized_array("tokenizer.ggml.token_type")) {
         for (size_t i = 0; i < n; ++i) {
-            const int64_t t = a->items[i].as_int("tokenizer.ggml.token_type");
+            const int64_t t = a->at(i).as_int("tokenizer.ggml.token_type");
             if (t < 0 || t > 6)
                 throw_error(status::invalid_model,
                             "tokenizer: tokenizer.ggml.token_type[{}] = {} is not a token type (1..6)", i, t);
@@ -231,13 +231,13 @@ vocab vocab::from_gguf(const gguf::file & f) {
     if (v.model == "gpt2") {
         const gguf::array * merges = f.opt_array("tokenizer.ggml.merges");
         if (!merges) throw_error(status::invalid_model, "tokenizer: tokenizer.ggml.merges is missing (gpt2 vocab)");
-        v.merges.reserve(merges->items.size());
-        for (size_t i = 0; i < merges->items.size(); ++i) {
-            const std::string & m = merges->items[i].as_string("tokenizer.ggml.merges");
+        v.merges.reserve(merges->size());
+        for (size_t i = 0; i < merges->size(); ++i) {
+            const std::string_view m = merges->string_at(i, "tokenizer.ggml.merges");
             if (m.find(' ', 1) == std::string::npos)
                 throw_error(status::invalid_model, "tokenizer: tokenizer.ggml.merges[{}] = '{}' is not 'left right'",
                             i, m);
-            v.merges.push_back(m);
+            v.merges.emplace_back(m);
         }
     }
 

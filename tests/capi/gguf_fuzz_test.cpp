@@ -317,8 +317,23 @@ TEST_CASE("gguf builder: the tiny llama model loads and runs through the C ABI" 
                     REQUIRE(frugal_model_meta_value(m, key, buf, sizeof buf, &len, nullptr) == FRUGAL_OK);
                     CHECK(std::string(buf) == text);
                 }
-                REQUIRE(frugal_model_meta_value(m, "test.array.nested", buf, sizeof buf, &len, nullptr) == FRUGAL_OK);
-                CHECK(contains(buf, "\"yz\""));
+                // Arrays as display text, element by element (they are read in place from the file).
+                const std::pair<const char *, const char *> arrays[] = {
+                    {"test.array.empty", "u8[0] []"},
+                    {"test.array.nested", "array[2] [i32[2] [1, 2], array[1] [string[2] [\"x\", \"yz\"]]]"},
+                    {"test.array.i16", "i16[3] [-3, 7, 300]"},
+                    {"test.array.u64", "u64[2] [1099511627776, 5]"},
+                    {"test.array.f64", "f64[2] [0.5, -1.25]"},
+                    {"test.array.bool", "bool[2] [true, false]"}};
+                for (const auto & [key, text] : arrays) {
+                    CAPTURE(key);
+                    REQUIRE(frugal_model_meta_value(m, key, buf, sizeof buf, &len, nullptr) == FRUGAL_OK);
+                    CHECK(std::string(buf) == text);
+                }
+                REQUIRE(frugal_model_meta_value(m, "tokenizer.ggml.tokens", buf, sizeof buf, &len, nullptr) == FRUGAL_OK);
+                CHECK(std::string(buf) == "string[" + std::to_string(n_tiny_vocab()) +
+                                              "] [\"<unk>\", \"<s>\", \"</s>\", \"<0x00>\", \"<0x01>\", \"<0x02>\", "
+                                              "\"<0x03>\", \"<0x04>\", ...]");
                 // Tokenizer: pieces and byte fallback round-trip.
                 const std::string text = "the hat \xE2\x98\x83!";
                 int32_t ids[64];
@@ -453,6 +468,10 @@ TEST_CASE("gguf fuzz: bad value types and values" * doctest::timeout(30)) {
         expect_rejected("bool", edited([&](g::builder & b) { b.set("test.bool", g::raw_bool(byte)); }),
                         FRUGAL_ERR_INVALID_MODEL, {"test.bool", "bool value " + std::to_string(byte)});
     }
+    expect_rejected("bool-in-array", edited([](g::builder & b) {
+                        b.set("test.bools", g::arr(g::vtype::boolean, {g::boolean(true), g::raw_bool(2)}));
+                    }),
+                    FRUGAL_ERR_INVALID_MODEL, {"test.bools", "bool value 2"});
     // Arrays nest 4 deep at most (an array inside an array inside ...): 4 loads, 5 does not.
     auto nest = [](int depth) {
         g::value v = g::arr_i32({7});

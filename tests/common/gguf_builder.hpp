@@ -473,6 +473,10 @@ inline builder tiny_llama(const tiny_llama_params & p = {}) {
         b.set("test.f64", f64(-2.25));
         b.set("test.array.empty", arr(vtype::u8, {}));
         b.set("test.array.nested", arr(vtype::array, {arr_i32({1, 2}), arr(vtype::array, {arr_str({"x", "yz"})})}));
+        b.set("test.array.i16", arr(vtype::i16, {i16(-3), i16(7), i16(300)}));
+        b.set("test.array.u64", arr(vtype::u64, {u64(uint64_t(1) << 40), u64(5)}));
+        b.set("test.array.f64", arr(vtype::f64, {f64(0.5), f64(-1.25)}));
+        b.set("test.array.bool", arr(vtype::boolean, {boolean(true), boolean(false)}));
     }
 
     // Deterministic small weights (an LCG, the same on every platform); norms are 1.
