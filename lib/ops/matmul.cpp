@@ -26,6 +26,14 @@ using dt = dnnl::memory::data_type;
 // efficient, small enough (with K = 8960, 1.1 MiB per 32 rows) to stay in L2/L3.
 constexpr int64_t k_slab_bytes = 4 << 20;
 
+// Rows per slab for n weight rows of row_bytes each: at most k_slab_bytes (at least 16 rows),
+// split evenly, so no slab is a sliver (a GEMM of a handful of rows runs far below rate).
+int64_t balanced_slab_rows(int64_t n, int64_t row_bytes) {
+    const int64_t most = std::clamp<int64_t>(k_slab_bytes / row_bytes, 16, n);
+    const int64_t slabs = (n + most - 1) / most;
+    return (n + slabs - 1) / slabs;
+}
+
 // Runs with `n` OpenMP threads in this thread's parallel regions (oneDNN's OMP runtime reads
 // the same setting), restoring the caller's value afterwards.
 class omp_threads_scope {
@@ -418,7 +426,7 @@ void matmul_context::linear_f32(const raw_view & w, const float * x, int64_t m, 
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < m; ++i) round_activation(w.type, x + i * k, xr + i * kg, k, buf);
     }
-    const int64_t slab_rows = std::clamp<int64_t>(k_slab_bytes / (kg * int64_t(sizeof(float))), 16, n);
+    const int64_t slab_rows = balanced_slab_rows(n, kg * int64_t(sizeof(float)));
     float * slab = grow(impl_->slab, slab_rows * kg);
     for (int64_t r0 = 0; r0 < n; r0 += slab_rows) {
         const int64_t rows = std::min(slab_rows, n - r0);
@@ -446,7 +454,7 @@ void matmul_context::linear_bf16(const raw_view & w, const float * x, int64_t m,
         run_gemm(dtype::bf16, xb, w.data, n, k, m, y, ldy, false);
         return;
     }
-    const int64_t slab_rows = std::clamp<int64_t>(k_slab_bytes / (k * int64_t(sizeof(uint16_t))), 16, n);
+    const int64_t slab_rows = balanced_slab_rows(n, k * int64_t(sizeof(uint16_t)));
     uint16_t * slab = grow(impl_->slab_bf16, slab_rows * k); // [rows, K]
     for (int64_t r0 = 0; r0 < n; r0 += slab_rows) {
         const int64_t rows = std::min(slab_rows, n - r0);
@@ -481,7 +489,7 @@ void matmul_context::linear_int8(const raw_view & w, const float * x, int64_t m,
     float * sx = grow(im.x_scale, m);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < m; ++i) sx[i] = conv.quantize_u8(x + i * k, xq + i * k, k);
-    const int64_t slab_rows = std::clamp<int64_t>(k_slab_bytes / k, 16, n);
+    const int64_t slab_rows = balanced_slab_rows(n, k);
     int8_t * wq = grow(im.slab_s8, slab_rows * k);
     float * sw = grow(im.w_scale, slab_rows);
     int32_t * wsum = grow(im.w_sum, slab_rows);

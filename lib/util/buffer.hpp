@@ -7,10 +7,15 @@
 
 namespace frugal {
 
-// At least n elements in v (never shrinks); returns its data.
+// At least n elements in v (never shrinks); returns its data. Scratch: when v grows its contents
+// are not kept, and the old buffer is freed before the new one is allocated, so a growing buffer
+// never holds both at once (the prompt's peak memory).
 template <class T>
 T * grow(std::vector<T> & v, int64_t n) {
-    if (v.size() < size_t(n)) v.resize(size_t(n));
+    if (v.size() < size_t(n)) {
+        std::vector<T>().swap(v);
+        v.resize(size_t(n));
+    }
     return v.data();
 }
 
