@@ -1,5 +1,7 @@
 #include "models/common.hpp"
 
+#include <algorithm>
+
 #include "ops/quant.hpp"
 #include "ops/rmsnorm.hpp"
 #include "ops/swiglu.hpp"
@@ -51,12 +53,25 @@ std::vector<float> weight_reader::vector(const std::string & name, int64_t n, bo
 void swiglu_ffn(ops::matmul_context & mm, const ffn_weights & w, const float * x, int64_t m, float * out,
                 ffn_scratch & s) {
     const int64_t n_ff = w.n_ff();
-    float * gate = grow(s.gate, m * n_ff); // [m, n_ff]
-    float * up = grow(s.up, m * n_ff);     // [m, n_ff]
-    const ops::row_product gate_up[] = {{w.gate, gate}, {w.up, up}};
-    mm.linear_many(gate_up, x, m);
-    ops::swiglu(gate, up, gate, m * n_ff, mm.n_threads());
-    mm.linear(w.down, gate, m, out);       // [m, D]
+    float * gate = grow(s.gate, m * n_ff); // [m, n_ff], then the hidden state silu(gate) · up
+    if (m < mm.small_batch) { // decode: gate and up in one pass over the weights' rows
+        float * up = grow(s.up, m * n_ff); // [m, n_ff]
+        const ops::row_product gate_up[] = {{w.gate, gate}, {w.up, up}};
+        mm.linear_many(gate_up, x, m);
+        ops::swiglu(gate, up, gate, m * n_ff, mm.n_threads());
+    } else { // prefill: up a block of columns at a time, so [m, n_ff] of it never exists
+        mm.linear(w.gate, x, m, gate);
+        const int64_t bytes = m * n_ff * int64_t(sizeof(float)), most = std::max<int64_t>(s.up_block_bytes, 1);
+        const int64_t blocks = (bytes + most - 1) / most;
+        const int64_t cols = (n_ff / blocks + 15) / 16 * 16; // even blocks, whole q8 chunks
+        float * up = grow(s.up, m * cols); // [m, cols]
+        for (int64_t j0 = 0; j0 < n_ff; j0 += cols) {
+            const int64_t nc = std::min(cols, n_ff - j0);
+            mm.linear(w.up.row_range(j0, nc), x, m, up, nc);
+            ops::swiglu_rows(gate + j0, n_ff, up, nc, gate + j0, n_ff, m, nc, mm.n_threads());
+        }
+    }
+    mm.linear(w.down, gate, m, out); // [m, D]
 }
 
 ffn_weights load_ffn(const weight_reader & r, const std::string & block, const std::string & suffix, int64_t n_ff,

@@ -32,19 +32,35 @@ __attribute__((target("avx2,fma"))) void swiglu_avx2(const float * gate, const f
 }
 #endif
 
+using kernel_fn = void (*)(const float *, const float *, float *, int64_t);
+
+// The CPU check and its test switch (detail::force_scalar) are the quant kernels'.
+kernel_fn kernel_here() {
+#if defined(__x86_64__) || defined(__i386__)
+    return detail::avx2_active() ? swiglu_avx2 : swiglu_portable;
+#else
+    return swiglu_portable;
+#endif
+}
+
+constexpr int64_t k_parallel_from = 16384; // elements; fewer run on the calling thread
+
 } // namespace
 
 void swiglu(const float * gate, const float * up, float * out, int64_t n, int n_threads) {
     const profile::scope timed(profile::op::activation);
-    // The CPU check and its test switch (detail::force_scalar) are the quant kernels'.
-#if defined(__x86_64__) || defined(__i386__)
-    auto * kernel = detail::avx2_active() ? swiglu_avx2 : swiglu_portable;
-#else
-    auto * kernel = swiglu_portable;
-#endif
+    const kernel_fn kernel = kernel_here();
     constexpr int64_t k_chunk = 4096; // elements per task
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n > 16384)
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n > k_parallel_from)
     for (int64_t i = 0; i < n; i += k_chunk) kernel(gate + i, up + i, out + i, std::min(k_chunk, n - i));
+}
+
+void swiglu_rows(const float * gate, int64_t ld_gate, const float * up, int64_t ld_up, float * out, int64_t ld_out,
+                 int64_t m, int64_t n, int n_threads) {
+    const profile::scope timed(profile::op::activation);
+    const kernel_fn kernel = kernel_here();
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (m * n > k_parallel_from)
+    for (int64_t i = 0; i < m; ++i) kernel(gate + i * ld_gate, up + i * ld_up, out + i * ld_out, n);
 }
 
 } // namespace frugal::ops

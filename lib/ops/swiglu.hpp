@@ -5,4 +5,8 @@
 namespace frugal::ops {
 // gate, up, out: [n] (out may alias gate).
 void swiglu(const float * gate, const float * up, float * out, int64_t n, int n_threads);
+// Rows i < m of n elements, each operand with its own row stride: gate [m, ld_gate], up
+// [m, ld_up], out [m, ld_out] (out may alias gate with ld_out == ld_gate).
+void swiglu_rows(const float * gate, int64_t ld_gate, const float * up, int64_t ld_up, float * out, int64_t ld_out,
+                 int64_t m, int64_t n, int n_threads);
 } // namespace frugal::ops

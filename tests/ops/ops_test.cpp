@@ -272,6 +272,34 @@ TEST_CASE("swiglu matches the reference, including large |x|" * doctest::timeout
                     }
 }
 
+TEST_CASE("swiglu_rows matches the reference row by row, with strides and in place" * doctest::timeout(60)) {
+    // m · n = 20400 > the op's parallel threshold, so the 2-thread run really splits.
+    const int64_t m = 120, n = 170, ld_gate = 181, ld_up = 173;
+    for (bool portable : {false, true})
+        for (int threads : k_thread_counts)
+            for (bool in_place : {false, true}) {
+                CAPTURE(portable);
+                CAPTURE(threads);
+                CAPTURE(in_place);
+                const ops::detail::force_scalar_scope scope(portable);
+                auto gate = test::random_floats(size_t(m * ld_gate), 7, -20.f, 20.f);
+                const auto up = test::random_floats(size_t(m * ld_up), 8, -2.f, 2.f);
+                const int64_t ld_out = in_place ? ld_gate : n + 5;
+                std::vector<float> y(size_t(m * ld_out), -7.f);
+                const std::vector<float> gate_before = gate;
+                float * out = in_place ? gate.data() : y.data();
+                ops::swiglu_rows(gate.data(), ld_gate, up.data(), ld_up, out, ld_out, m, n, threads);
+                for (int64_t i = 0; i < m; ++i) {
+                    CAPTURE(i);
+                    const auto want = ref::swiglu(gate_before.data() + i * ld_gate, up.data() + i * ld_up, n);
+                    check_close(out + i * ld_out, want, k_rtol, 1e-30);
+                    // the padding between rows is left alone
+                    for (int64_t j = n; j < ld_out; ++j)
+                        CHECK(out[i * ld_out + j] == (in_place ? gate_before[size_t(i * ld_gate + j)] : -7.f));
+                }
+            }
+}
+
 namespace {
 
 struct attention_case {
