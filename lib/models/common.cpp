@@ -71,7 +71,7 @@ void swiglu_ffn(ops::matmul_context & mm, const ffn_weights & w, const float * x
             ops::swiglu_rows(gate + j0, n_ff, up, nc, gate + j0, n_ff, m, nc, mm.n_threads());
         }
     }
-    mm.linear(w.down, gate, m, out); // [m, D]
+    mm.linear_consuming(w.down, gate, m, out); // [m, D]
 }
 
 ffn_weights load_ffn(const weight_reader & r, const std::string & block, const std::string & suffix, int64_t n_ff,

@@ -391,6 +391,15 @@ void matmul_context::run_gemm(dtype wtype, const void * x, const void * w, int64
 }
 
 void matmul_context::linear(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
+    linear_any(w, x, nullptr, m, y, ldy);
+}
+
+void matmul_context::linear_consuming(const raw_view & w, float * x, int64_t m, float * y) {
+    linear_any(w, x, x, m, y, w.shape.rows());
+}
+
+void matmul_context::linear_any(const raw_view & w, const float * x, float * x_scratch, int64_t m, float * y,
+                                int64_t ldy) {
     const profile::scope timed(profile::op::matmul);
     const int64_t n = w.shape.rows();
     const int64_t k = w.shape.innermost();
@@ -405,21 +414,23 @@ void matmul_context::linear(const raw_view & w, const float * x, int64_t m, floa
         return;
     }
     switch (prefill_gemm_for(prefill, w.type)) {
-    case prefill_gemm::f32: linear_f32(w, x, m, y, ldy); break;
+    case prefill_gemm::f32: linear_f32(w, x, x_scratch, m, y, ldy); break;
     case prefill_gemm::bf16: linear_bf16(w, x, m, y, ldy); break;
     case prefill_gemm::int8: linear_int8(w, x, m, y, ldy); break;
     case prefill_gemm::q8: linear_q8(w, x, m, y, ldy); break;
     }
 }
 
-// Round the activations as the small-batch kernels do, then dequantize slabs of weight rows to
-// F32 and GEMM each into its columns of y.
-void matmul_context::linear_f32(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
+// Round the activations as the small-batch kernels do (in x_scratch when there is one and the
+// rounded row is no longer than x's), then dequantize slabs of weight rows to F32 and GEMM each
+// into its columns of y.
+void matmul_context::linear_f32(const raw_view & w, const float * x, float * x_scratch, int64_t m, float * y,
+                                int64_t ldy) {
     const int64_t n = w.shape.rows();
     const int64_t k = w.shape.innermost();
     const int64_t kg = gemm_k(w.type, k);
     omp_threads_scope threads(n_threads_);
-    float * xr = grow(impl_->x_rounded, m * kg);
+    float * xr = x_scratch && kg == k ? x_scratch : grow(impl_->x_rounded, m * kg); // round_activation works in place
 #pragma omp parallel
     {
         std::vector<std::byte> buf;

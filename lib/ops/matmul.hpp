@@ -87,6 +87,9 @@ public:
     // y[m, ldy] (first N columns written) = x[m, K] · wᵀ, w = [N, K].
     void linear(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
     void linear(const raw_view & w, const float * x, int64_t m, float * y) { linear(w, x, m, y, w.shape.rows()); }
+    // linear() on an input the caller no longer needs: x may be overwritten (with the
+    // activations as w's type rounds them), which spares the f32 path its own [m, K] copy.
+    void linear_consuming(const raw_view & w, float * x, int64_t m, float * y);
 
     // linear() for several weights that multiply the same x[m, K]: below small_batch in one
     // conversion of x and one parallel region (ops::matmul_rows_many), else one GEMM each.
@@ -103,7 +106,9 @@ public:
     void gemm(dtype wtype, const void * w, int64_t n, int64_t k, const float * x, int64_t m, float * y, int64_t ldy);
 
 private:
-    void linear_f32(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
+    // x_scratch: x itself when the caller gave it up (linear_consuming), else null.
+    void linear_any(const raw_view & w, const float * x, float * x_scratch, int64_t m, float * y, int64_t ldy);
+    void linear_f32(const raw_view & w, const float * x, float * x_scratch, int64_t m, float * y, int64_t ldy);
     void linear_bf16(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
     void linear_int8(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
     void linear_q8(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);

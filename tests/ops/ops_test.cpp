@@ -894,6 +894,36 @@ TEST_CASE("bf16 prefill leaves q5_1 and f16 on the exact path" * doctest::timeou
     }
 }
 
+TEST_CASE("linear_consuming gives linear's results on every path, x in place where it can" * doctest::timeout(60)) {
+    // m = 3 runs the row kernels, m = 20 the GEMM; Q5_1's rounded rows are longer than x's, so
+    // only its f32 path cannot round in place.
+    const int64_t n = 33, k = 4 * k_qk_k;
+    for (dtype t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q5_1, dtype::q4_k,
+                    dtype::q6_k}) {
+        const auto w = make_weight(t, n, k, 5);
+        for (ops::prefill_gemm path : {ops::prefill_gemm::f32, ops::prefill_gemm::bf16, ops::prefill_gemm::int8,
+                                       ops::prefill_gemm::q8})
+            for (int64_t m : {3, 20}) {
+                CAPTURE(std::string(dtype_name(t)));
+                CAPTURE(std::string(ops::prefill_gemm_name(path)));
+                CAPTURE(m);
+                ops::matmul_context ctx(2);
+                ctx.prefill = path;
+                ctx.small_batch = 8;
+                const auto x = test::random_floats(size_t(m * k), 6);
+                auto x_given = x;
+                std::vector<float> want(size_t(m * n)), got(size_t(m * n));
+                ctx.linear(w.view(), x.data(), m, want.data(), n);
+                ctx.linear_consuming(w.view(), x_given.data(), m, got.data());
+                CHECK(got == want);
+                // The f32 path rounds a quantized type's activations in x itself.
+                const bool in_place = m >= ctx.small_batch && t != dtype::f32 && t != dtype::q5_1 &&
+                                      ops::prefill_gemm_for(path, t) == ops::prefill_gemm::f32;
+                CHECK((x_given != x) == in_place);
+            }
+    }
+}
+
 TEST_CASE("linear's wide-batch path multiplies the row kernels' products" * doctest::timeout(60)) {
     // For these types both paths multiply the same rounded activations and weights, each product
     // exact or rounded once (the K-quants' dequantized d·sc·q - dmin·mn rounds more), so only the
