@@ -297,43 +297,38 @@ TEST_CASE("gguf builder: the tiny llama model loads and runs through the C ABI" 
                 }
                 CHECK(frugal_model_n_params(m) == n_params);
                 CHECK(frugal_model_size_bytes(m) == n_params * 4);
-                // Every value type round-trips through the metadata API.
+                // Every value type round-trips through the metadata API; arrays as display text,
+                // element by element (they are read in place from the file).
                 char buf[256];
                 size_t len = 0;
-                const std::pair<const char *, const char *> want[] = {{"test.u8", "200"},
-                                                                      {"test.i8", "-100"},
-                                                                      {"test.u16", "60000"},
-                                                                      {"test.i16", "-30000"},
-                                                                      {"test.u32", "4000000000"},
-                                                                      {"test.i32", "-2000000000"},
-                                                                      {"test.f32", "1.5"},
-                                                                      {"test.bool", "true"},
-                                                                      {"test.string", "hello"},
-                                                                      {"test.u64", "1099511627776"},
-                                                                      {"test.i64", "-1099511627776"},
-                                                                      {"test.f64", "-2.25"}};
-                for (const auto & [key, text] : want) {
-                    CAPTURE(key);
-                    REQUIRE(frugal_model_meta_value(m, key, buf, sizeof buf, &len, nullptr) == FRUGAL_OK);
-                    CHECK(std::string(buf) == text);
-                }
-                // Arrays as display text, element by element (they are read in place from the file).
-                const std::pair<const char *, const char *> arrays[] = {
+                const std::string tokens = "string[" + std::to_string(n_tiny_vocab()) +
+                                           "] [\"<unk>\", \"<s>\", \"</s>\", \"<0x00>\", \"<0x01>\", \"<0x02>\", "
+                                           "\"<0x03>\", \"<0x04>\", ...]";
+                const std::pair<const char *, std::string> want[] = {
+                    {"test.u8", "200"},
+                    {"test.i8", "-100"},
+                    {"test.u16", "60000"},
+                    {"test.i16", "-30000"},
+                    {"test.u32", "4000000000"},
+                    {"test.i32", "-2000000000"},
+                    {"test.f32", "1.5"},
+                    {"test.bool", "true"},
+                    {"test.string", "hello"},
+                    {"test.u64", "1099511627776"},
+                    {"test.i64", "-1099511627776"},
+                    {"test.f64", "-2.25"},
                     {"test.array.empty", "u8[0] []"},
                     {"test.array.nested", "array[2] [i32[2] [1, 2], array[1] [string[2] [\"x\", \"yz\"]]]"},
                     {"test.array.i16", "i16[3] [-3, 7, 300]"},
                     {"test.array.u64", "u64[2] [1099511627776, 5]"},
                     {"test.array.f64", "f64[2] [0.5, -1.25]"},
-                    {"test.array.bool", "bool[2] [true, false]"}};
-                for (const auto & [key, text] : arrays) {
+                    {"test.array.bool", "bool[2] [true, false]"},
+                    {"tokenizer.ggml.tokens", tokens}};
+                for (const auto & [key, text] : want) {
                     CAPTURE(key);
                     REQUIRE(frugal_model_meta_value(m, key, buf, sizeof buf, &len, nullptr) == FRUGAL_OK);
                     CHECK(std::string(buf) == text);
                 }
-                REQUIRE(frugal_model_meta_value(m, "tokenizer.ggml.tokens", buf, sizeof buf, &len, nullptr) == FRUGAL_OK);
-                CHECK(std::string(buf) == "string[" + std::to_string(n_tiny_vocab()) +
-                                              "] [\"<unk>\", \"<s>\", \"</s>\", \"<0x00>\", \"<0x01>\", \"<0x02>\", "
-                                              "\"<0x03>\", \"<0x04>\", ...]");
                 // Tokenizer: pieces and byte fallback round-trip.
                 const std::string text = "the hat \xE2\x98\x83!";
                 int32_t ids[64];
