@@ -7,36 +7,13 @@
 #include <cmath>
 
 #include "common/test_support.hpp"
+#include "common/test_weights.hpp"
 #include "models/common.hpp"
-#include "ops/quant.hpp"
 #include "reference/ops_ref.hpp"
 
-namespace {
-
 using frugal::dtype;
-
-// A weight [rows, cols] of random values stored as type t, and its values as dequantized.
-struct test_weight {
-    std::vector<std::byte> bytes;
-    std::vector<float> values; // [rows, cols]
-    frugal::raw_view view;
-};
-
-test_weight make_weight(dtype t, int64_t rows, int64_t cols, uint32_t seed) {
-    test_weight w;
-    const auto x = frugal::test::random_floats(size_t(rows * cols), seed, -0.5f, 0.5f);
-    const int64_t stride = frugal::row_bytes(t, cols);
-    w.bytes.resize(size_t(rows * stride));
-    w.values.resize(x.size());
-    for (int64_t r = 0; r < rows; ++r) {
-        frugal::ops::quantize_row_weights(t, x.data() + r * cols, w.bytes.data() + r * stride, cols);
-        frugal::ops::dequantize_row(t, w.bytes.data() + r * stride, w.values.data() + r * cols, cols);
-    }
-    w.view = {t, w.bytes.data(), frugal::shape{rows, cols}};
-    return w;
-}
-
-} // namespace
+using frugal::test::make_weight;
+using frugal::test::test_weight;
 
 TEST_CASE("prefill's feed-forward: the up projection in column blocks equals one block and the reference" *
           doctest::timeout(60)) {
@@ -48,7 +25,7 @@ TEST_CASE("prefill's feed-forward: the up projection in column blocks equals one
         CAPTURE(frugal::dtype_name(t));
         const test_weight gate = make_weight(t, n_ff, D, 10), up = make_weight(t, n_ff, D, 11),
                           down = make_weight(t, D, n_ff, 12);
-        const frugal::ffn_weights w{gate.view, up.view, down.view};
+        const frugal::ffn_weights w{gate.view(), up.view(), down.view()};
         frugal::ops::matmul_context mm(2);
         REQUIRE(m >= mm.small_batch);
 
