@@ -46,9 +46,10 @@ enum class prefill_gemm {
     // default does them.
     int8,
     // Weights in llama.cpp's block arithmetic with integer block sums (ops/q8_gemm.hpp): the f32
-    // path's products in another order, at an integer rate. Q8_0, Q4_0, Q4_K, Q5_K and Q6_K
-    // on AVX-512 VNNI; all but Q8_0 on AVX2 (1.3-1.8x the f32 path there; Q8_0 would not gain). Where the CPU's kernel does not take a type it takes the f32 path (the same
-    // arithmetic); types q8 never takes go as the default does them.
+    // path's products in another order, at an integer rate. Q8_0, Q4_0, Q4_K, Q5_K and Q6_K on
+    // AVX-512 VNNI; all but Q8_0 on AVX2 (1.3-1.8x the f32 path there; Q8_0 would not gain).
+    // Where the CPU's kernel does not take a type it takes the f32 path (the same arithmetic);
+    // types q8 never takes go as the default does them.
     q8,
 };
 // The default: q8 where the CPU has AVX-512 VNNI or AVX2 (other types then as below), bf16
