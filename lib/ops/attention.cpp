@@ -8,7 +8,8 @@
 //   O += P · V                      [rows, v_dim]
 // and at the end out = O / l. Nothing of size n_kv is ever stored. When there are fewer tasks
 // than threads (decode with few kv heads), each task's keys are also split into ranges whose
-// (m, l, O) are merged at the end.
+// (m, l, O) are merged at the end. An F16 cache is widened a block at a time into a per-thread
+// F32 tile, [bk, head_dim] for K and [bk, v_dim] for V, which the block's rows then share.
 // The products use AVX2+FMA register tiles where the CPU has them (~80 GFLOP/s per core measured
 // on a Zen 3 for these shapes; Eigen, which this baseline-x86-64 file could only build for SSE2,
 // reached ~25), else plain loops.
@@ -25,6 +26,7 @@
 
 #include "ops/quant.hpp"
 #include "ops/simd_exp.hpp"
+#include "util/error.hpp"
 #include "util/profile.hpp"
 
 namespace frugal::ops {
@@ -48,6 +50,8 @@ struct kernels {
     // floats apart; o: [rows, vd] packed.
     void (*accumulate)(const float * p, int64_t ld_p, int64_t rows, const float * v, int64_t v_row, int64_t n,
                        float * o, int64_t vd);
+    // dst[j, c] = src[j · src_row + c] as F32, for j < n, c < cols: F16 cache rows as a packed tile.
+    void (*widen)(const uint16_t * src, int64_t src_row, int64_t n, int64_t cols, float * dst);
 };
 
 // --- portable kernels (any CPU, any dims) -------------------------------------------------------
@@ -87,13 +91,18 @@ void accumulate_portable(const float * p, int64_t ld_p, int64_t rows, const floa
     }
 }
 
-constexpr kernels k_portable{scores_portable, exp2_sum_portable, accumulate_portable};
+void widen_portable(const uint16_t * src, int64_t src_row, int64_t n, int64_t cols, float * dst) {
+    for (int64_t j = 0; j < n; ++j)
+        for (int64_t c = 0; c < cols; ++c) dst[j * cols + c] = fp16_to_fp32(src[j * src_row + c]);
+}
+
+constexpr kernels k_portable{scores_portable, exp2_sum_portable, accumulate_portable, widen_portable};
 
 // --- AVX2+FMA kernels (head_dim and v_dim multiples of 8) ----------------------------------------
 // Every function carries the target attribute (the file is built for baseline x86-64) and is
 // only called after the CPU check in pick_kernels().
 #if defined(__x86_64__) || defined(__i386__)
-#  define FRUGAL_AVX2 __attribute__((target("avx2,fma")))
+#  define FRUGAL_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 FRUGAL_AVX2 inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -218,7 +227,15 @@ FRUGAL_AVX2 void accumulate_avx2(const float * p, int64_t ld_p, int64_t rows, co
     for (; e < vd; e += 8) accumulate_cols<1>(p, ld_p, rows, v + e, v_row, n, o + e, vd);
 }
 
-constexpr kernels k_avx2{scores_avx2, exp2_sum_avx2, accumulate_avx2};
+// cols is a multiple of 8, as for every AVX2 kernel here.
+FRUGAL_AVX2 void widen_avx2(const uint16_t * src, int64_t src_row, int64_t n, int64_t cols, float * dst) {
+    for (int64_t j = 0; j < n; ++j)
+        for (int64_t c = 0; c < cols; c += 8)
+            _mm256_storeu_ps(dst + j * cols + c,
+                             _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(src + j * src_row + c))));
+}
+
+constexpr kernels k_avx2{scores_avx2, exp2_sum_avx2, accumulate_avx2, widen_avx2};
 #  undef FRUGAL_AVX2
 #endif
 
@@ -235,11 +252,41 @@ const kernels & pick_kernels(const attention_params & p) {
 struct problem {
     const attention_params & p;
     const kernels & kern;
-    const float *q, *k, *v;
+    const float * q;
+    const void *k, *v;    // of p.kv_type
     int64_t pos0;
     int64_t group;        // query heads per kv head
-    int64_t k_row, v_row; // floats between positions of k and v
+    int64_t k_row, v_row; // elements between positions of k and v
     float q_scale;        // scale · log2 e
+    // F16 only: V is the head of each K row (absorbed MLA), so the K tile serves as V's too.
+    bool v_in_k_tile;
+
+    bool f16() const { return p.kv_type == dtype::f16; }
+    // Keys [j0, j0 + n) of kv head hk as F32 rows: the cache itself, or widened into tile.
+    // Returns the rows and sets row to the floats between them.
+    const float * keys(int64_t j0, int64_t n, int64_t hk, float * tile, int64_t & row) const {
+        return rows_of(k, k_row, p.head_dim, j0, n, hk, tile, row);
+    }
+    const float * values(int64_t j0, int64_t n, int64_t hk, float * tile, const float * k_tile, int64_t & row) const {
+        if (v_in_k_tile) {
+            row = p.head_dim;
+            return k_tile;
+        }
+        return rows_of(v, v_row, p.v_dim, j0, n, hk, tile, row);
+    }
+
+private:
+    const float * rows_of(const void * base, int64_t stride, int64_t dim, int64_t j0, int64_t n, int64_t hk,
+                          float * tile, int64_t & row) const {
+        const int64_t first = j0 * stride + hk * dim;
+        if (!f16()) {
+            row = stride;
+            return static_cast<const float *>(base) + first;
+        }
+        kern.widen(static_cast<const uint16_t *>(base) + first, stride, n, dim, tile);
+        row = dim;
+        return tile;
+    }
 };
 
 // Running state of up to rows_max query rows: o [rows_max, vd] unnormalised output, m [rows_max]
@@ -252,10 +299,17 @@ state state_at(float * base, int64_t rows_max, int64_t vd) {
     return {base, base + rows_max * vd, base + rows_max * (vd + 1)};
 }
 
+// Per-thread working space: qt [rows, head_dim], s [rows, k_block_keys]; for an F16 cache the
+// widened tiles k [k_block_keys, head_dim] and v [k_block_keys, v_dim].
+struct workspace {
+    float *qt, *s, *k, *v;
+};
+
 // Rows (t, g), t in [t0, t1), g < group, of kv head hk, over key blocks [kb0, kb1); row r = (t − t0) · group + g.
-// qt [rows, head_dim] and s [rows, k_block_keys] are working space.
-void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0, int64_t kb1, state st, float * qt,
-            float * s) {
+void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0, int64_t kb1, state st,
+            const workspace & ws) {
+    float * qt = ws.qt;
+    float * s = ws.s;
     const attention_params & p = pr.p;
     const int64_t hd = p.head_dim, vd = p.v_dim;
     const int64_t rows = (t1 - t0) * pr.group;
@@ -274,7 +328,9 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
     for (int64_t kb = kb0; kb < kb1; ++kb) {
         const int64_t j0 = kb * k_block_keys, n = std::min(k_block_keys, limit - j0);
         // s = qt · K[j0 .. j0 + n)ᵀ   [rows, n]
-        pr.kern.scores(qt, rows, hd, pr.k + j0 * pr.k_row + hk * hd, pr.k_row, n, s, k_block_keys);
+        int64_t k_row = 0;
+        const float * keys = pr.keys(j0, n, hk, ws.k, k_row);
+        pr.kern.scores(qt, rows, hd, keys, k_row, n, s, k_block_keys);
         // online softmax: s becomes P = 2^(s − m_new), 0 where masked   [rows, n]
         for (int64_t r = 0; r < rows; ++r) {
             float * sr = s + r * k_block_keys;
@@ -294,7 +350,9 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
             }
         }
         // o += P · V[j0 .. j0 + n)   [rows, vd]
-        pr.kern.accumulate(s, k_block_keys, rows, pr.v + j0 * pr.v_row + hk * vd, pr.v_row, n, st.o, vd);
+        int64_t v_row = 0;
+        const float * values = pr.values(j0, n, hk, ws.v, keys, v_row);
+        pr.kern.accumulate(s, k_block_keys, rows, values, v_row, n, st.o, vd);
     }
 }
 
@@ -342,12 +400,16 @@ int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 } // namespace
 
-void attention(const attention_params & p, const float * q, int64_t n_tokens, int64_t pos0, const float * k,
-               const float * v, float * out, std::vector<float> & scratch, int n_threads) {
+void attention(const attention_params & p, const float * q, int64_t n_tokens, int64_t pos0, const void * k,
+               const void * v, float * out, std::vector<float> & scratch, int n_threads) {
     const profile::scope timed(profile::op::attention);
+    if (p.kv_type != dtype::f32 && p.kv_type != dtype::f16)
+        throw_error(status::invalid_argument, "attention: KV cache type {} is not f32 or f16", dtype_name(p.kv_type));
     if (n_tokens <= 0) return;
     const int64_t n_kv_total = pos0 + n_tokens;
     const int threads = n_threads > 0 ? n_threads : omp_get_max_threads();
+    const int64_t k_row = p.k_stride ? p.k_stride : p.n_head_kv * p.head_dim;
+    const int64_t v_row = p.v_stride ? p.v_stride : p.n_head_kv * p.v_dim;
     const problem pr{.p = p,
                      .kern = pick_kernels(p),
                      .q = q,
@@ -355,9 +417,11 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
                      .v = v,
                      .pos0 = pos0,
                      .group = p.n_head / p.n_head_kv,
-                     .k_row = p.k_stride ? p.k_stride : p.n_head_kv * p.head_dim,
-                     .v_row = p.v_stride ? p.v_stride : p.n_head_kv * p.v_dim,
-                     .q_scale = float(double(p.scale) * 1.4426950408889634)}; // log2 e
+                     .k_row = k_row,
+                     .v_row = v_row,
+                     .q_scale = float(double(p.scale) * 1.4426950408889634), // log2 e
+                     .v_in_k_tile = p.kv_type == dtype::f16 && v == k && v_row == k_row && p.n_head_kv == 1 &&
+                                    p.v_dim <= p.head_dim};
 
     // Tasks: (query block, kv head), later query blocks (more keys) first for the dynamic schedule.
     const int64_t q_block = std::min(n_tokens, std::max<int64_t>(1, k_block_rows / pr.group)); // tokens per task
@@ -370,11 +434,14 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
     const int64_t max_split = n_tasks < threads ? ceil_div(threads, n_tasks) : 1;
     const int64_t n_split = parallel ? std::min(max_split, ceil_div(n_kv_total, k_block_keys)) : 1;
 
-    // Scratch: per thread qt [rows_max, head_dim], s [rows_max, k_block_keys] and a state; for key
-    // splits, a state per (task, split). Sized for max_split whatever the depth, so a reused
-    // scratch stops allocating after the first call.
+    // Scratch: per thread a workspace and a state; for key splits, a state per (task, split).
+    // Sized for max_split whatever the depth, so a reused scratch stops allocating after the
+    // first call.
     const int64_t state_floats = round_up(rows_max * (p.v_dim + 2), k_line);
-    const int64_t thread_floats = round_up(rows_max * (p.head_dim + k_block_keys), k_line) + state_floats;
+    const int64_t k_tile_floats = pr.f16() ? k_block_keys * p.head_dim : 0;
+    const int64_t v_tile_floats = pr.f16() && !pr.v_in_k_tile ? k_block_keys * p.v_dim : 0;
+    const int64_t thread_floats =
+        round_up(rows_max * (p.head_dim + k_block_keys) + k_tile_floats + v_tile_floats, k_line) + state_floats;
     const int64_t split_floats = max_split > 1 ? n_tasks * max_split * state_floats : 0;
     scratch.resize(size_t(threads * thread_floats + split_floats));
     struct task {
@@ -388,8 +455,9 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
 #pragma omp parallel num_threads(threads) if (parallel)
     {
         float * mine = scratch.data() + omp_get_thread_num() * thread_floats;
-        float * qt = mine;
-        float * s = mine + rows_max * p.head_dim;
+        workspace ws{.qt = mine, .s = mine + rows_max * p.head_dim, .k = nullptr, .v = nullptr};
+        ws.k = ws.s + rows_max * k_block_keys;
+        ws.v = ws.k + k_tile_floats;
         float * own_state = mine + thread_floats - state_floats;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t i = 0; i < n_tasks * n_split; ++i) {
@@ -397,12 +465,12 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
             const int64_t n_kb = ceil_div(pos0 + t1, k_block_keys), split = i % n_split;
             if (n_split == 1) {
                 const state st = state_at(own_state, rows_max, p.v_dim);
-                attend(pr, hk, t0, t1, 0, n_kb, st, qt, s);
+                attend(pr, hk, t0, t1, 0, n_kb, st, ws);
                 write_rows(pr, hk, t0, t1, st, out);
             } else {
                 float * slot = scratch.data() + threads * thread_floats + i * state_floats;
                 attend(pr, hk, t0, t1, split * n_kb / n_split, (split + 1) * n_kb / n_split,
-                       state_at(slot, rows_max, p.v_dim), qt, s);
+                       state_at(slot, rows_max, p.v_dim), ws);
             }
         }
         if (n_split > 1) {

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "frugal/dtype.hpp"
+
 namespace frugal::ops {
 
 struct attention_params {
@@ -12,19 +14,24 @@ struct attention_params {
     int64_t head_dim = 0;   // of K (and Q)
     int64_t v_dim = 0;      // of V (= head_dim for llama/qwen2)
     float scale = 1.f;      // softmax scale, 1/sqrt(head_dim) for llama/qwen2
-    // Floats between consecutive positions of k and v; 0 = packed (n_head_kv * head_dim,
-    // n_head_kv * v_dim). Absorbed MLA reads V as the first v_dim floats of each K row.
+    // Elements between consecutive positions of k and v; 0 = packed (n_head_kv * head_dim,
+    // n_head_kv * v_dim). Absorbed MLA reads V as the first v_dim elements of each K row.
     int64_t k_stride = 0;
     int64_t v_stride = 0;
+    // Element type of k and v: f32, or f16 (a half-size cache; each block of keys is widened to
+    // F32 as it is read, so the arithmetic is the F32 path's on the rounded values).
+    dtype kv_type = dtype::f32;
 };
 
 // q:   [n_tokens, n_head, head_dim], token t at position pos0 + t
-// k:   [>= pos0 + n_tokens, n_head_kv, head_dim] (the cache, positions 0.. filled), rows k_stride apart
-// v:   [>= pos0 + n_tokens, n_head_kv, v_dim], rows v_stride apart
+// k:   [>= pos0 + n_tokens, n_head_kv, head_dim] of kv_type (the cache, positions 0.. filled), rows
+//      k_stride elements apart
+// v:   [>= pos0 + n_tokens, n_head_kv, v_dim] of kv_type, rows v_stride elements apart
 // out: [n_tokens, n_head, v_dim]
 // Token t attends to positions 0..pos0 + t. `scratch` is working space, resized as needed; its
 // size does not depend on the context length, so a reused vector stops allocating once warm.
-void attention(const attention_params & p, const float * q, int64_t n_tokens, int64_t pos0, const float * k,
-               const float * v, float * out, std::vector<float> & scratch, int n_threads);
+// Throws status::invalid_argument for a kv_type other than f32 and f16.
+void attention(const attention_params & p, const float * q, int64_t n_tokens, int64_t pos0, const void * k,
+               const void * v, float * out, std::vector<float> & scratch, int n_threads);
 
 } // namespace frugal::ops

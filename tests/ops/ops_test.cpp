@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
@@ -453,7 +454,7 @@ double relative_error(const std::vector<float> & got, const std::vector<double> 
 // Runs ops::attention on every kernel path with 1 and 2 threads and checks each output against
 // want to within tol relative to max |want|.
 void check_attention_runs(const ops::attention_params & p, const float * q, int64_t n_tokens, int64_t pos0,
-                          const float * k, const float * v, const std::vector<double> & want, double tol) {
+                          const void * k, const void * v, const std::vector<double> & want, double tol) {
     for (bool portable : attention_paths())
         for (int threads : k_thread_counts) {
             CAPTURE(portable);
@@ -547,6 +548,88 @@ TEST_CASE("attention over one latent cache: K rows [576] and V their first 512 f
         auto p = attention_params_of(c, scale);
         p.k_stride = p.v_stride = head_dim;
         check_attention_runs(p, in.q.data(), c.n_tokens, c.pos0, in.k.data(), in.k.data(), want, k_rtol);
+    }
+}
+
+namespace {
+
+// x rounded to IEEE binary16 by the compiler's _Float16 (round to nearest even; independent of the
+// library's conversions): the bits an F16 cache holds, and their values as floats.
+struct half_rows {
+    std::vector<uint16_t> bits;
+    std::vector<float> values;
+};
+
+half_rows to_half(const std::vector<float> & x) {
+    half_rows h;
+    for (float f : x) {
+        const auto r = static_cast<_Float16>(f);
+        h.bits.push_back(std::bit_cast<uint16_t>(r));
+        h.values.push_back(static_cast<float>(r));
+    }
+    return h;
+}
+
+} // namespace
+
+TEST_CASE("attention over an F16 cache equals the reference on the rounded keys and values, on every path" *
+          doctest::timeout(120)) {
+    // Block edges, GQA groups, key splits (one kv head, 2 threads) and head_dim != v_dim.
+    const attention_case cases[] = {
+        {2, 2, 64, 64, 1, 0},     {2, 2, 64, 64, 64, 0},     {3, 3, 128, 128, 7, 513}, {4, 2, 64, 64, 1, 1000},
+        {12, 2, 128, 128, 1, 1000}, {12, 2, 128, 128, 300, 513}, {6, 1, 128, 128, 1, 1000}, {4, 4, 192, 128, 7, 0},
+        {6, 3, 17, 33, 5, 9}, // odd dims: the portable kernels on every CPU
+    };
+    for (size_t i = 0; i < std::size(cases); ++i) {
+        const auto & c = cases[i];
+        const uint32_t seed = k_seeds[i % std::size(k_seeds)];
+        INFO(describe(c));
+        CAPTURE(seed);
+        const auto in = make_attention_inputs(c, seed);
+        const auto k = to_half(in.k), v = to_half(in.v);
+        const float scale = attention_scale(c);
+        const auto want = attention_reference(c, scale, in.q.data(), k.values.data(), v.values.data());
+        auto p = attention_params_of(c, scale);
+        p.kv_type = dtype::f16;
+        check_attention_runs(p, in.q.data(), c.n_tokens, c.pos0, k.bits.data(), v.bits.data(), want, k_rtol);
+    }
+}
+
+TEST_CASE("attention over an F16 latent cache: V is the head of each K row, read from the widened K block" *
+          doctest::timeout(120)) {
+    const int64_t n_head = 8, head_dim = 576, v_dim = 512;
+    const attention_case cases[] = {{n_head, 1, head_dim, v_dim, 1, 1000}, {n_head, 1, head_dim, v_dim, 64, 513},
+                                    {n_head, 1, head_dim, v_dim, 7, 0}};
+    for (size_t i = 0; i < std::size(cases); ++i) {
+        const auto & c = cases[i];
+        INFO(describe(c));
+        const auto in = make_attention_inputs(c, k_seeds[i % std::size(k_seeds)]);
+        const auto cache = to_half(in.k); // [n_kv + spare, 576]
+        const int64_t n_kv = c.pos0 + c.n_tokens;
+        std::vector<float> v(size_t(n_kv * v_dim));
+        for (int64_t j = 0; j < n_kv; ++j)
+            std::copy_n(cache.values.begin() + j * head_dim, v_dim, v.begin() + j * v_dim);
+        const float scale = attention_scale(c);
+        const auto want = attention_reference(c, scale, in.q.data(), cache.values.data(), v.data());
+        auto p = attention_params_of(c, scale);
+        p.k_stride = p.v_stride = head_dim;
+        p.kv_type = dtype::f16;
+        check_attention_runs(p, in.q.data(), c.n_tokens, c.pos0, cache.bits.data(), cache.bits.data(), want, k_rtol);
+    }
+}
+
+TEST_CASE("attention refuses a cache type it cannot read, naming it") {
+    const attention_case c{2, 2, 8, 8, 1, 0};
+    const auto in = make_attention_inputs(c, 1);
+    auto p = attention_params_of(c, 1.f);
+    p.kv_type = dtype::q8_0;
+    std::vector<float> out(16), scratch;
+    try {
+        ops::attention(p, in.q.data(), 1, 0, in.k.data(), in.v.data(), out.data(), scratch, 1);
+        FAIL("no error");
+    } catch (const frugal::error & e) {
+        CHECK(e.code() == status::invalid_argument);
+        CHECK(std::string(e.what()).find("q8_0") != std::string::npos);
     }
 }
 
