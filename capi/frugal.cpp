@@ -31,7 +31,8 @@ struct frugal_tokenizer {
 };
 
 struct frugal_session {
-    frugal_session(std::shared_ptr<const frugal::model> model, int64_t n_ctx) : impl(std::move(model), n_ctx) {}
+    frugal_session(std::shared_ptr<const frugal::model> model, int64_t n_ctx, frugal::dtype kv_type)
+        : impl(std::move(model), n_ctx, kv_type) {}
 
     frugal::session impl;
     // The token next / next_part sampled last and what of its text the caller has not received:
@@ -117,6 +118,40 @@ frugal_status copy_out(const std::string & s, char * buf, size_t cap, size_t * o
         if (!(cond)) invalid(__VA_ARGS__); \
     } while (0)
 
+namespace {
+
+// The *_options_init rule for an options struct of type T whose defaults are `d`: an older
+// caller's smaller struct gets the fields it knows, a newer caller's larger one zeros past ours.
+template <class T>
+frugal_status init_options(T * opts, uint32_t struct_size, T d) {
+    if (!opts || struct_size < sizeof(uint32_t)) return FRUGAL_ERR_INVALID_ARGUMENT;
+    d.struct_size = struct_size < sizeof d ? struct_size : uint32_t(sizeof d);
+    std::memset(static_cast<void *>(opts), 0, struct_size);
+    std::memcpy(static_cast<void *>(opts), &d, d.struct_size);
+    opts->struct_size = struct_size;
+    return FRUGAL_OK;
+}
+
+// The options a call runs with: the defaults, overwritten by the fields *opts covers (opts may be
+// NULL). Its struct_size must reach past `min_size`; a larger struct from a newer header is
+// accepted only if the fields this library does not know are zero (FRUGAL_ERR_STRUCT_SIZE).
+template <class T>
+T read_options(const T * opts, size_t min_size, const char * fn, frugal_status (*init)(T *, uint32_t)) {
+    T o{};
+    init(&o, sizeof o);
+    if (!opts) return o;
+    FRUGAL_REQUIRE(opts->struct_size >= min_size, "{}: options struct_size {} is too small", fn, opts->struct_size);
+    const auto * bytes = reinterpret_cast<const unsigned char *>(opts);
+    for (size_t i = sizeof o; i < opts->struct_size; ++i)
+        if (bytes[i] != 0)
+            frugal::throw_error(frugal::status::struct_size, "{}: options struct_size {} has non-zero fields past byte {}",
+                                fn, opts->struct_size, sizeof o);
+    std::memcpy(&o, opts, std::min<size_t>(opts->struct_size, sizeof o));
+    return o;
+}
+
+} // namespace
+
 extern "C" {
 
 uint32_t frugal_version_number(void) { return FRUGAL_VERSION_NUMBER; }
@@ -149,17 +184,11 @@ void frugal_set_log_callback(frugal_log_fn fn, void * user_data, int32_t min_lev
 }
 
 frugal_status frugal_model_options_init(frugal_model_options * opts, uint32_t struct_size) {
-    if (!opts || struct_size < sizeof(uint32_t)) return FRUGAL_ERR_INVALID_ARGUMENT;
-    // An older caller's smaller struct gets the fields it knows; the rest of ours is not touched.
     frugal_model_options d{};
-    d.struct_size = struct_size < sizeof d ? struct_size : uint32_t(sizeof d);
     d.n_threads = 0;
     d.use_mmap = 1;
     d.repack_weights = 1;
-    std::memset(static_cast<void *>(opts), 0, struct_size);
-    std::memcpy(static_cast<void *>(opts), &d, d.struct_size);
-    opts->struct_size = struct_size;
-    return FRUGAL_OK;
+    return init_options(opts, struct_size, d);
 }
 
 frugal_status frugal_model_load(const char * path_utf8, const frugal_model_options * opts, frugal_model ** out,
@@ -167,20 +196,8 @@ frugal_status frugal_model_load(const char * path_utf8, const frugal_model_optio
     FRUGAL_API_BEGIN
     FRUGAL_REQUIRE(path_utf8, "frugal_model_load: path is NULL");
     FRUGAL_REQUIRE(out, "frugal_model_load: out is NULL");
-    frugal_model_options o{};
-    frugal_model_options_init(&o, sizeof o);
-    if (opts) {
-        FRUGAL_REQUIRE(opts->struct_size >= offsetof(frugal_model_options, progress),
-                       "frugal_model_load: options struct_size {} is too small", opts->struct_size);
-        // Accept larger structs from newer headers only if the fields we do not know are zero.
-        const auto * bytes = reinterpret_cast<const unsigned char *>(opts);
-        for (size_t i = sizeof o; i < opts->struct_size; ++i)
-            if (bytes[i] != 0)
-                frugal::throw_error(frugal::status::struct_size,
-                                    "frugal_model_load: options struct_size {} has non-zero fields past byte {}",
-                                    opts->struct_size, sizeof o);
-        std::memcpy(&o, opts, std::min<size_t>(opts->struct_size, sizeof o));
-    }
+    const frugal_model_options o = read_options(opts, offsetof(frugal_model_options, progress), "frugal_model_load",
+                                                &frugal_model_options_init);
     FRUGAL_REQUIRE(o.n_threads >= 0 && o.n_threads <= 1024, "frugal_model_load: n_threads {} is out of range [0, 1024]",
                    o.n_threads);
     FRUGAL_REQUIRE(o.use_mmap == 0 || o.use_mmap == 1, "frugal_model_load: use_mmap {} is not 0 or 1", o.use_mmap);
@@ -221,7 +238,7 @@ FRUGAL_MODEL_GETTER(uint64_t, n_params, uint64_t(c.n_params), 0)
 FRUGAL_MODEL_GETTER(uint64_t, size_bytes, c.weight_bytes, 0)
 FRUGAL_MODEL_GETTER(int32_t, n_experts, int32_t(c.n_expert), 0)
 FRUGAL_MODEL_GETTER(int32_t, n_experts_used, int32_t(c.n_expert_used), 0)
-FRUGAL_MODEL_GETTER(uint64_t, kv_bytes_per_token, c.kv_bytes_per_token, 0)
+FRUGAL_MODEL_GETTER(uint64_t, kv_bytes_per_token, c.kv_bytes_per_token(), 0)
 FRUGAL_MODEL_GETTER(const char *, architecture, c.arch_name.c_str(), "")
 FRUGAL_MODEL_GETTER(const char *, name, c.name.c_str(), "")
 FRUGAL_MODEL_GETTER(int32_t, token_bos, model->impl->tokenizer().get_vocab().bos, -1)
@@ -377,11 +394,35 @@ frugal_status frugal_chat_apply_template(const frugal_tokenizer * t, const char 
     FRUGAL_API_END
 }
 
+static_assert(FRUGAL_KV_F32 == int32_t(frugal::dtype::f32) && FRUGAL_KV_F16 == int32_t(frugal::dtype::f16));
+
+frugal_status frugal_session_options_init(frugal_session_options * opts, uint32_t struct_size) {
+    frugal_session_options d{};
+    d.n_ctx = 0;
+    d.kv_type = int32_t(frugal::k_default_kv_type);
+    return init_options(opts, struct_size, d);
+}
+
+frugal_status frugal_session_create_v2(frugal_model * model, const frugal_session_options * opts,
+                                       frugal_session ** out, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(model && out, "frugal_session_create_v2: NULL model or out");
+    const frugal_session_options o = read_options(opts, offsetof(frugal_session_options, reserved0),
+                                                  "frugal_session_create_v2", &frugal_session_options_init);
+    FRUGAL_REQUIRE(o.n_ctx >= 0, "frugal_session_create_v2: n_ctx {} is negative", o.n_ctx);
+    FRUGAL_REQUIRE(o.kv_type == FRUGAL_KV_F32 || o.kv_type == FRUGAL_KV_F16,
+                   "frugal_session_create_v2: kv_type {} is not FRUGAL_KV_F32 (0) or FRUGAL_KV_F16 (1)", o.kv_type);
+    FRUGAL_REQUIRE(o.reserved0 == 0, "frugal_session_create_v2: reserved0 is {}, must be 0", o.reserved0);
+    *out = new frugal_session(model->impl, o.n_ctx, frugal::dtype(o.kv_type));
+    return FRUGAL_OK;
+    FRUGAL_API_END
+}
+
 frugal_status frugal_session_create(frugal_model * model, int32_t n_ctx, frugal_session ** out, frugal_error ** err) {
     FRUGAL_API_BEGIN
     FRUGAL_REQUIRE(model && out, "frugal_session_create: NULL model or out");
     FRUGAL_REQUIRE(n_ctx >= 0, "frugal_session_create: n_ctx {} is negative", n_ctx);
-    *out = new frugal_session(model->impl, n_ctx);
+    *out = new frugal_session(model->impl, n_ctx, frugal::k_default_kv_type);
     return FRUGAL_OK;
     FRUGAL_API_END
 }
@@ -391,6 +432,7 @@ void frugal_session_free(frugal_session * session) { delete session; }
 int32_t frugal_session_n_ctx(const frugal_session * s) { return s ? int32_t(s->impl.n_ctx()) : 0; }
 int32_t frugal_session_n_past(const frugal_session * s) { return s ? int32_t(s->impl.n_past()) : 0; }
 uint64_t frugal_session_kv_bytes(const frugal_session * s) { return s ? s->impl.kv_bytes() : 0; }
+int32_t frugal_session_kv_type(const frugal_session * s) { return s ? int32_t(s->impl.kv_type()) : -1; }
 
 frugal_status frugal_session_reset(frugal_session * s, frugal_error ** err) {
     FRUGAL_API_BEGIN

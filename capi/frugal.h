@@ -141,7 +141,8 @@ FRUGAL_API uint64_t frugal_model_size_bytes(const frugal_model * model);   /* we
 /* Routed experts and experts used per token (0 for a dense model). */
 FRUGAL_API int32_t frugal_model_n_experts(const frugal_model * model);
 FRUGAL_API int32_t frugal_model_n_experts_used(const frugal_model * model);
-/* KV cache bytes one context position costs, all layers (deepseek2: the MLA latent cache). */
+/* KV cache bytes one context position costs, all layers (deepseek2: the MLA latent cache), in the
+   default cache type (FRUGAL_KV_F16); an F32 cache costs twice that. */
 FRUGAL_API uint64_t frugal_model_kv_bytes_per_token(const frugal_model * model);
 FRUGAL_API const char * frugal_model_architecture(const frugal_model * model); /* "llama", "qwen2", "deepseek2" */
 FRUGAL_API const char * frugal_model_name(const frugal_model * model);         /* general.name or "" */
@@ -222,13 +223,36 @@ FRUGAL_API frugal_status frugal_chat_apply_template(const frugal_tokenizer * tok
                                                     size_t * out_len, frugal_error ** err);
 
 /* ---- session -------------------------------------------------------------------------------- */
-/* A session with a KV cache for n_ctx positions (0 = min(training context, 4096)). */
+/* Element types of a session's KV cache (frugal_session_options.kv_type); the numbers are GGUF's
+   tensor type ids. F16 halves the cache's memory and the bytes each token reads from it, as
+   llama.cpp's default cache does; F32 keeps keys and values exactly as computed. */
+enum { FRUGAL_KV_F32 = 0, FRUGAL_KV_F16 = 1 };
+
+typedef struct frugal_session_options {
+    uint32_t struct_size;  /* set by frugal_session_options_init; never by hand */
+    int32_t n_ctx;         /* positions the KV cache holds; 0 = min(training context, 4096) */
+    int32_t kv_type;       /* FRUGAL_KV_F16 (default) or FRUGAL_KV_F32 */
+    int32_t reserved0;     /* keeps the struct a multiple of 8 bytes; must be 0 */
+    /* new fields are appended here, nowhere else */
+} frugal_session_options;
+
+/* Fills *opts with defaults for a struct of struct_size bytes (use FRUGAL_SESSION_OPTIONS_INIT). */
+FRUGAL_API frugal_status frugal_session_options_init(frugal_session_options * opts, uint32_t struct_size);
+#define FRUGAL_SESSION_OPTIONS_INIT(p) frugal_session_options_init((p), (uint32_t)sizeof(*(p)))
+
+/* A session with the given options (NULL = defaults). An unknown kv_type is
+   FRUGAL_ERR_INVALID_ARGUMENT; a cache larger than the machine's memory FRUGAL_ERR_OUT_OF_MEMORY. */
+FRUGAL_API frugal_status frugal_session_create_v2(frugal_model * model, const frugal_session_options * opts,
+                                                  frugal_session ** out, frugal_error ** err);
+/* A session with default options and a KV cache for n_ctx positions (0 = min(training context,
+   4096)): frugal_session_create_v2 with only n_ctx set. */
 FRUGAL_API frugal_status frugal_session_create(frugal_model * model, int32_t n_ctx, frugal_session ** out,
                                                frugal_error ** err);
 FRUGAL_API void frugal_session_free(frugal_session * session); /* NULL-safe */
 FRUGAL_API int32_t frugal_session_n_ctx(const frugal_session * session);
 FRUGAL_API int32_t frugal_session_n_past(const frugal_session * session);   /* positions used */
 FRUGAL_API uint64_t frugal_session_kv_bytes(const frugal_session * session); /* n_ctx x per-token bytes */
+FRUGAL_API int32_t frugal_session_kv_type(const frugal_session * session);   /* FRUGAL_KV_*; -1 for NULL */
 /* Forgets the conversation (the KV cache is kept allocated) and reseeds the sampler. */
 FRUGAL_API frugal_status frugal_session_reset(frugal_session * session, frugal_error ** err);
 

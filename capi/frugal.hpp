@@ -549,14 +549,27 @@ private:
 using token_range = generation_range<token>;
 using part_range = generation_range<part>;
 
+// The KV cache's element type (frugal_session_options.kv_type).
+enum class kv_cache_type : int32_t { f32 = FRUGAL_KV_F32, f16 = FRUGAL_KV_F16 };
+
+struct session_options {
+    int32_t n_ctx = 0;                 // positions; 0 = min(training context, 4096)
+    kv_cache_type kv_type = kv_cache_type::f16; // f16: half the memory (default); f32: values as computed
+};
+
 // A conversation: KV cache + sampler over a model. Move-only; used by one thread at a time
 // (cancel() excepted). It keeps its model's weights alive.
 class session {
 public:
     session() noexcept = default;
     // A session with a KV cache for n_ctx positions (0 = min(training context, 4096)).
-    explicit session(const model & m, int32_t n_ctx = 0) {
-        detail::check([&](frugal_error ** err) { return frugal_session_create(m.handle(), n_ctx, &handle_, err); });
+    explicit session(const model & m, int32_t n_ctx = 0) : session(m, session_options{n_ctx, kv_cache_type::f16}) {}
+    session(const model & m, const session_options & options) {
+        frugal_session_options o;
+        frugal_session_options_init(&o, static_cast<uint32_t>(sizeof o)); // FRUGAL_SESSION_OPTIONS_INIT without its C cast
+        o.n_ctx = options.n_ctx;
+        o.kv_type = static_cast<int32_t>(options.kv_type);
+        detail::check([&](frugal_error ** err) { return frugal_session_create_v2(m.handle(), &o, &handle_, err); });
     }
     explicit session(frugal_session * owned) noexcept : handle_(owned) {} // adopts the handle
     session(session && other) noexcept
@@ -580,6 +593,7 @@ public:
     int32_t n_ctx() const noexcept { return frugal_session_n_ctx(handle_); }
     int32_t n_past() const noexcept { return frugal_session_n_past(handle_); } // positions used
     uint64_t kv_bytes() const noexcept { return frugal_session_kv_bytes(handle_); }
+    kv_cache_type kv_type() const noexcept { return static_cast<kv_cache_type>(frugal_session_kv_type(handle_)); }
 
     // Sampling and run knobs, by key (FRUGAL_PARAM_*); out-of-range values throw
     // FRUGAL_ERR_INVALID_ARGUMENT naming the knob and the value. Chainable.

@@ -181,9 +181,20 @@ func TestErrors(t *testing.T) {
 	const nCtx = 16
 	small := mustSession(t, m, nCtx)
 	defer small.Close()
-	if small.NCtx() != nCtx || small.KVBytes() != nCtx*m.KVBytesPerToken() {
-		t.Errorf("NCtx %d KVBytes %d", small.NCtx(), small.KVBytes())
+	// KVBytesPerToken is the default (F16) cache's cost; this session's cache is F32.
+	if small.NCtx() != nCtx || small.KVType() != KVF32 || small.KVBytes() != 2*nCtx*m.KVBytesPerToken() {
+		t.Errorf("NCtx %d KVType %d KVBytes %d", small.NCtx(), small.KVType(), small.KVBytes())
 	}
+	if d, err := m.NewSession(nCtx); err != nil {
+		t.Errorf("NewSession(%d): %v", nCtx, err)
+	} else {
+		if d.KVType() != KVF16 || d.KVBytes() != nCtx*m.KVBytesPerToken() {
+			t.Errorf("default session: KVType %d KVBytes %d", d.KVType(), d.KVBytes())
+		}
+		d.Close()
+	}
+	_, err = m.NewSessionWithOptions(SessionOptions{NCtx: nCtx, KVType: 8})
+	expectError(t, "NewSessionWithOptions(kv_type 8)", err, ErrInvalidArgument, "8")
 	prompt := append(append([]int32{}, g.PromptIDs...), g.GeneratedIDs[:9]...)
 	tooLong := append(append([]int32{}, prompt...), g.GeneratedIDs[9:16]...)
 	expectError(t, "PromptTokens(17 tokens)", small.PromptTokens(tooLong), ErrContextFull, "17", "16")

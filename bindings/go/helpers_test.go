@@ -72,9 +72,11 @@ func mustLoad(t *testing.T, path string, opts ...ModelOption) *Model {
 	return m
 }
 
+// mustSession is a greedy session whose KV cache keeps F32 values, as the reference's forward
+// pass did.
 func mustSession(t *testing.T, m *Model, nCtx int) *Session {
 	t.Helper()
-	s, err := m.NewSession(nCtx)
+	s, err := m.NewSessionWithOptions(SessionOptions{NCtx: nCtx, KVType: KVF32})
 	if err != nil {
 		t.Fatalf("NewSession(%d): %v", nCtx, err)
 	}

@@ -328,20 +328,52 @@ func (m *Model) Tokenizer() (*Tokenizer, error) {
 	return newTokenizer(h), nil
 }
 
+// KVType is the element type of a session's KV cache.
+type KVType int32
+
+const (
+	// KVF32 keeps keys and values exactly as computed.
+	KVF32 KVType = C.FRUGAL_KV_F32
+	// KVF16 halves the cache's memory and the bytes a decode step reads from it (the default,
+	// as llama.cpp's default cache).
+	KVF16 KVType = C.FRUGAL_KV_F16
+)
+
+// SessionOptions are the options of NewSessionWithOptions.
+type SessionOptions struct {
+	NCtx   int    // context positions (0 = min(training context, 4096))
+	KVType KVType // KVF16 (the zero value is KVF32: start from DefaultSessionOptions)
+}
+
+// DefaultSessionOptions returns the library's defaults: NCtx 0 and an F16 KV cache.
+func DefaultSessionOptions() SessionOptions { return SessionOptions{NCtx: 0, KVType: KVF16} }
+
 // NewSession creates a session with a KV cache for nCtx positions (0 = min(training context,
-// 4096)). The session keeps the model's weights alive: the Model may be closed or dropped first.
+// 4096)) and the default options otherwise. The session keeps the model's weights alive: the
+// Model may be closed or dropped first.
 func (m *Model) NewSession(nCtx int) (*Session, error) {
+	o := DefaultSessionOptions()
+	o.NCtx = nCtx
+	return m.NewSessionWithOptions(o)
+}
+
+// NewSessionWithOptions creates a session with the given options.
+func (m *Model) NewSessionWithOptions(o SessionOptions) (*Session, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if m.h == nil {
 		return nil, ErrClosed
 	}
-	if nCtx < 0 || nCtx > math.MaxInt32 {
-		return nil, invalid("NewSession: n_ctx %d is out of range [0, %d]", nCtx, math.MaxInt32)
+	if o.NCtx < 0 || o.NCtx > math.MaxInt32 {
+		return nil, invalid("NewSession: n_ctx %d is out of range [0, %d]", o.NCtx, math.MaxInt32)
 	}
+	var co C.frugal_session_options
+	C.frugal_session_options_init(&co, C.uint32_t(C.sizeof_frugal_session_options))
+	co.n_ctx = C.int32_t(o.NCtx)
+	co.kv_type = C.int32_t(o.KVType)
 	var h *C.frugal_session
 	var cerr *C.frugal_error
-	if st := C.frugal_session_create(m.h, C.int32_t(nCtx), &h, &cerr); st != C.FRUGAL_OK {
+	if st := C.frugal_session_create_v2(m.h, &co, &h, &cerr); st != C.FRUGAL_OK {
 		return nil, takeError(st, cerr)
 	}
 	return newSession(h), nil

@@ -118,11 +118,18 @@ func (s *Session) NPast() int {
 	return n
 }
 
-// KVBytes is the size of the KV cache (NCtx x the model's KVBytesPerToken).
+// KVBytes is the size of the KV cache (NCtx x the per-token bytes of its type).
 func (s *Session) KVBytes() uint64 {
 	n := uint64(C.frugal_session_kv_bytes(s.h))
 	runtime.KeepAlive(s)
 	return n
+}
+
+// KVType is the element type of the KV cache.
+func (s *Session) KVType() KVType {
+	t := KVType(C.frugal_session_kv_type(s.h))
+	runtime.KeepAlive(s)
+	return t
 }
 
 // Reset forgets the conversation (the KV cache stays allocated) and reseeds the sampler.

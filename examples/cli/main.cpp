@@ -175,6 +175,9 @@ struct load_choice {
     bool repack = true;
 };
 
+std::map<std::string, frugal::dtype> kv_type_names() { return {{"f16", frugal::dtype::f16}, {"f32", frugal::dtype::f32}}; }
+constexpr const char * k_kv_type_help = "KV cache type: f16 (default; half the memory) or f32 (values as computed)";
+
 constexpr const char * k_no_repack_help = "use Q4_0 weights in place as stored (default: repacked at load for faster decode)";
 
 // Loads a model given as a path, URL or hf:// reference; *load_seconds gets the load time.
@@ -194,6 +197,7 @@ std::shared_ptr<const frugal::model> open_model(const std::string & model, const
 struct run_args {
     std::string model, prompt, prompt_ids, system, chat_format;
     int n_predict = 128, threads = 0, ctx = 0;
+    frugal::dtype kv_type = frugal::k_default_kv_type;
     bool no_mmap = false, show_prompt = false, chat = false, hide_reasoning = false;
     frugal::sampling_params sampling;
     std::function<bool(const char *)> given; // whether an option was on the command line
@@ -233,7 +237,7 @@ int cmd_run(const run_args & a) {
     double load_s = 0;
     const auto model = open_model(a.model, {a.threads, !a.no_mmap, true}, &load_s);
 
-    frugal::session s(model, a.ctx);
+    frugal::session s(model, a.ctx, a.kv_type);
     s.set_sampling(chosen_sampling(a, s.sampling()));
     g_active_session.store(&s);
     std::signal(SIGINT, on_sigint);
@@ -307,7 +311,7 @@ int cmd_run(const run_args & a) {
                  (long long)st.n_decode, st.decode_seconds,
                  st.decode_seconds > 0 ? double(st.n_decode) / st.decode_seconds : 0.0, stop_reason.c_str(),
                  mib(peak).c_str(), mib(rss).c_str(), mib(s.kv_bytes()).c_str(), (long long)s.n_ctx(),
-                 double(c.kv_bytes_per_token) / 1024.0, mib(model->file().file_size()).c_str());
+                 double(c.kv_bytes_per_token(s.kv_type())) / 1024.0, mib(model->file().file_size()).c_str());
     return 0;
 }
 
@@ -315,10 +319,10 @@ int cmd_run(const run_args & a) {
 // ../shared/tools/llamacpp-logits writes (one JSON header line padded to 64 bytes, then f32 rows),
 // so compare-logits.py can put the two engines side by side.
 int cmd_logits(const std::string & model_path, const std::string & ids_text, const std::string & out, int threads,
-               frugal::ops::prefill_gemm prefill, bool no_repack) {
+               frugal::ops::prefill_gemm prefill, bool no_repack, frugal::dtype kv_type) {
     const auto model = open_model(model_path, {threads, true, !no_repack});
     const auto ids = parse_ids(ids_text);
-    frugal::session s(model, int64_t(ids.size()));
+    frugal::session s(model, int64_t(ids.size()), kv_type);
     s.set_prefill_gemm(prefill);
     const auto logits = s.evaluate_all(ids);
     const int64_t V = model->config().n_vocab;
@@ -337,6 +341,7 @@ int cmd_logits(const std::string & model_path, const std::string & ids_text, con
 struct bench_args {
     std::string model;
     int n_prompt = 512, n_gen = 128, reps = 3, threads = 0, depth = 0;
+    frugal::dtype kv_type = frugal::k_default_kv_type;
     bool profile = false;
     frugal::ops::prefill_gemm prefill = frugal::ops::default_prefill_gemm();
     bool no_repack = false;
@@ -387,7 +392,7 @@ int cmd_bench(const bench_args & a) {
                 (unsigned long long)c.repacked_bytes, frugal::ops::prefill_gemm_name(a.prefill),
                 frugal::ops::prefill_gemm_native(a.prefill) ? "true" : "false", shares.c_str(), load_s);
     std::fflush(stdout);
-    frugal::session s(model, a.depth + std::max(a.n_prompt, a.n_gen) + 1);
+    frugal::session s(model, a.depth + std::max(a.n_prompt, a.n_gen) + 1, a.kv_type);
     s.set_prefill_gemm(a.prefill);
     std::mt19937 rng(42);
     std::uniform_int_distribution<int32_t> pick(0, int32_t(c.n_vocab - 1));
@@ -470,10 +475,11 @@ int cmd_bench(const bench_args & a) {
         }
     }
     const auto [peak, rss] = memory_usage();
-    std::printf(R"({"peak_rss_kib": %llu, "rss_kib": %llu, "kv_bytes": %llu, "kv_bytes_per_token": %llu})"
+    std::printf(R"({"peak_rss_kib": %llu, "rss_kib": %llu, "kv_type": "%s", "kv_bytes": %llu, "kv_bytes_per_token": %llu})"
                 "\n",
-                (unsigned long long)(peak / 1024), (unsigned long long)(rss / 1024), (unsigned long long)s.kv_bytes(),
-                (unsigned long long)c.kv_bytes_per_token);
+                (unsigned long long)(peak / 1024), (unsigned long long)(rss / 1024),
+                std::string(frugal::dtype_name(s.kv_type())).c_str(), (unsigned long long)s.kv_bytes(),
+                (unsigned long long)c.kv_bytes_per_token(s.kv_type()));
     return 0;
 }
 
@@ -586,6 +592,7 @@ int main(int argc, char ** argv) {
     run->add_option("-n,--n-predict", ra.n_predict, "tokens to generate")->check(CLI::Range(0, 1 << 30));
     run->add_option("-t,--threads", ra.threads, "threads (0 = physical cores)")->check(CLI::Range(0, 1024));
     run->add_option("-c,--ctx", ra.ctx, "context size (0 = min(training context, 4096))")->check(CLI::NonNegativeNumber);
+    run->add_option("--kv-type", ra.kv_type, k_kv_type_help)->transform(CLI::CheckedTransformer(kv_type_names()));
     run->add_option("--temp", ra.sampling.temperature, "temperature (0 = greedy; default 0.8, R1 models 0.6)");
     run->add_option("--top-k", ra.sampling.top_k, "top-k (0 = off)");
     run->add_option("--top-p", ra.sampling.top_p, "top-p");
@@ -621,6 +628,8 @@ int main(int argc, char ** argv) {
     logits->add_option("--prefill-gemm", logits_prefill, k_prefill_gemm_help)
         ->transform(CLI::CheckedTransformer(prefill_gemm_names()));
     logits->add_flag("--no-repack", logits_no_repack, k_no_repack_help);
+    auto logits_kv_type = frugal::k_default_kv_type;
+    logits->add_option("--kv-type", logits_kv_type, k_kv_type_help)->transform(CLI::CheckedTransformer(kv_type_names()));
 
     bench_args ba;
     auto * bench = app.add_subcommand("bench", "prefill and decode speed (JSON lines, like llama-bench)");
@@ -635,6 +644,7 @@ int main(int argc, char ** argv) {
     bench->add_option("--prefill-gemm", ba.prefill, k_prefill_gemm_help)
         ->transform(CLI::CheckedTransformer(prefill_gemm_names()));
     bench->add_flag("--no-repack", ba.no_repack, k_no_repack_help);
+    bench->add_option("--kv-type", ba.kv_type, k_kv_type_help)->transform(CLI::CheckedTransformer(kv_type_names()));
 
     tokenize_args ta;
     auto * tokenize = app.add_subcommand("tokenize", "text to token ids (or --decode ids to text)");
@@ -661,7 +671,8 @@ int main(int argc, char ** argv) {
         if (*info) return cmd_info(info_path, info_all);
         if (*bench) return cmd_bench(ba);
         if (*tokenize) return cmd_tokenize(ta);
-        if (*logits) return cmd_logits(logits_model, logits_ids, logits_out, logits_threads, logits_prefill, logits_no_repack);
+        if (*logits) return cmd_logits(logits_model, logits_ids, logits_out, logits_threads, logits_prefill, logits_no_repack,
+                                         logits_kv_type);
         if (*pull) {
 #ifdef FRUGAL_HAVE_DOWNLOAD
             const auto r = pull_model(pull_url, pull_out, pull_sha);

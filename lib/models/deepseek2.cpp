@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "frugal/tensor.hpp"
 #include "models/common.hpp"
 #include "ops/attention.hpp"
 #include "ops/matmul.hpp"
@@ -75,18 +74,17 @@ struct layer_weights {
 
 class deepseek2_state final : public model_state {
 public:
-    deepseek2_state(const mla_dims & d, const model_config & config, int64_t n_ctx, int threads)
-        : model_state(n_ctx, config.kv_bytes_per_token), mm(threads) {
-        latent.resize(size_t(config.n_layer));
-        for (auto & l : latent) l.resize(shape{n_ctx, d.latent()}); // not zero-filled, see llama.cpp
+    deepseek2_state(const mla_dims & d, const model_config & config, int64_t n_ctx, dtype kv_type, int threads)
+        : model_state(n_ctx, config, kv_type), mm(threads) {
+        for (int64_t l = 0; l < config.n_layer; ++l) latent.emplace_back(kv_type, n_ctx, d.latent());
     }
     ops::matmul_context & matmul() override { return mm; }
 
     ops::matmul_context mm;
-    std::vector<tensor<float>> latent; // per layer [n_ctx, kv_lora + rope]: RMS-normed c_kv | roped k_pe
+    std::vector<kv_rows> latent; // per layer [n_ctx, kv_lora + rope]: RMS-normed c_kv | roped k_pe
     mla_form form = mla_form::automatic;
     // scratch, grown on demand and reused across calls
-    std::vector<float> x, h, q, q_a, att, tmp, gather, c, k_full, v_full, q_abs, o_lat, attn_scratch;
+    std::vector<float> x, h, q, q_a, att, tmp, gather, c, k_pe, fresh, k_full, v_full, q_abs, o_lat, attn_scratch;
     std::vector<float> router_logits, expert_weights, expert_x, expert_y, slot_out;
     std::vector<int32_t> positions, expert_ids, by_expert, expert_start, expert_cursor;
     ffn_scratch ffn;
@@ -104,8 +102,8 @@ const float * columns(const float * x, int64_t rows, int64_t ld, int64_t col0, i
 class deepseek2_model final : public model {
 public:
     deepseek2_model(std::shared_ptr<const gguf::file> f, int n_threads, const load_options & opts);
-    std::unique_ptr<model_state> create_state(int64_t n_ctx) const override {
-        return std::make_unique<deepseek2_state>(dims_, config_, n_ctx, n_threads_);
+    std::unique_ptr<model_state> create_state(int64_t n_ctx, dtype kv_type) const override {
+        return std::make_unique<deepseek2_state>(dims_, config_, n_ctx, kv_type, n_threads_);
     }
 
 protected:
@@ -272,7 +270,7 @@ deepseek2_model::deepseek2_model(std::shared_ptr<const gguf::file> f, int n_thre
         M.down_exps = r.tensor(b + "ffn_down_exps.weight", {E, D, ff});
         if (n_shared > 0) M.shared = load_ffn(r, b, "_shexp", ff * n_shared, D);
     }
-    c.kv_bytes_per_token = uint64_t(c.n_layer) * uint64_t(d.latent()) * sizeof(float);
+    c.kv_values_per_token = c.n_layer * d.latent();
     finish_load(opts);
     FRUGAL_LOG_INFO("loader: {} (deepseek2, {} MLA tensors): {} layers ({} dense), embd {}, heads {}, q_lora {}, "
                     "kv_lora {}, head k {} + {} / v {}, experts {} (used {}, shared {}, ff {}), vocab {}{}",
@@ -356,17 +354,21 @@ void deepseek2_model::attention(const layer_weights & L, deepseek2_state & st, i
     ops::rope_apply(rope_, st.rope, q + d.nope, T, H, qk, nt);
 
     // The new cache rows [T, R + rope]: RMS-normed latent c_kv, then the roped key part k_pe.
-    float * cache = st.latent[size_t(layer)].data();
-    float * fresh = cache + pos0 * lat;
+    auto & cache = st.latent[size_t(layer)];
+    float * fresh = grow(st.fresh, T * lat);
     mm.linear(L.wkv_a, h, T, fresh);
     for (int64_t t = 0; t < T; ++t) ops::rmsnorm(fresh + t * lat, L.kv_a_norm.data(), fresh + t * lat, 1, R, config_.rms_eps, 1);
     ops::rope_apply(rope_, st.rope, fresh + R, T, 1, lat, nt);
+    cache.write(pos0, fresh, T);
     if (n_out == 0) return;
     const float * qo = q + o * H * qk; // [n_out, H, qk]
 
     if (!use_absorbed(st, n_out, n_kv)) {
         // Straightforward: K [n_kv, H, qk] = [W_UK^h c_kv | k_pe], V [n_kv, H, v] = W_UV^h c_kv.
-        const float * c = columns(cache, n_kv, lat, 0, R, st.c); // [n_kv, R]
+        float * c = grow(st.c, n_kv * R); // [n_kv, R]
+        cache.read(0, n_kv, 0, R, c);
+        float * k_pe = grow(st.k_pe, n_kv * d.rope); // [n_kv, rope]
+        cache.read(0, n_kv, R, d.rope, k_pe);
         float * K = grow(st.k_full, n_kv * H * qk);
         float * V = grow(st.v_full, n_kv * H * d.v);
         for (int64_t hd = 0; hd < H; ++hd) {
@@ -374,7 +376,7 @@ void deepseek2_model::attention(const layer_weights & L, deepseek2_state & st, i
             v_up(L, hd).apply(mm, c, n_kv, V + hd * d.v, H * d.v);
         }
         for (int64_t j = 0; j < n_kv; ++j)
-            for (int64_t hd = 0; hd < H; ++hd) std::copy_n(cache + j * lat + R, d.rope, K + (j * H + hd) * qk + d.nope);
+            for (int64_t hd = 0; hd < H; ++hd) std::copy_n(k_pe + j * d.rope, d.rope, K + (j * H + hd) * qk + d.nope);
         const ops::attention_params p{.n_head = H, .n_head_kv = H, .head_dim = qk, .v_dim = d.v, .scale = kq_scale_};
         ops::attention(p, qo, n_out, pos0 + o, K, V, out, st.attn_scratch, nt);
         return;
@@ -391,8 +393,8 @@ void deepseek2_model::attention(const layer_weights & L, deepseek2_state & st, i
     }
     float * o_lat = grow(st.o_lat, n_out * H * R); // [n_out, H, R]
     const ops::attention_params p{.n_head = H, .n_head_kv = 1, .head_dim = lat, .v_dim = R, .scale = kq_scale_,
-                                  .k_stride = lat, .v_stride = lat};
-    ops::attention(p, qa, n_out, pos0 + o, cache, cache, o_lat, st.attn_scratch, nt);
+                                  .k_stride = lat, .v_stride = lat, .kv_type = cache.type()};
+    ops::attention(p, qa, n_out, pos0 + o, cache.data(), cache.data(), o_lat, st.attn_scratch, nt);
     for (int64_t hd = 0; hd < H; ++hd) {
         const float * o_h = columns(o_lat, n_out, H * R, hd * R, R, st.gather); // [n_out, R]
         v_up(L, hd).apply(mm, o_h, n_out, out + hd * d.v, H * d.v);

@@ -2,7 +2,6 @@
 
 #include <cmath>
 
-#include "frugal/tensor.hpp"
 #include "models/common.hpp"
 #include "ops/attention.hpp"
 #include "ops/matmul.hpp"
@@ -25,24 +24,20 @@ struct layer_weights {
 
 class llama_state final : public model_state {
 public:
-    llama_state(const model_config & c, int64_t n_ctx, int threads)
-        : model_state(n_ctx, c.kv_bytes_per_token), mm(threads) {
+    llama_state(const model_config & c, int64_t n_ctx, dtype kv_type, int threads)
+        : model_state(n_ctx, c, kv_type), mm(threads) {
         const int64_t kv_row = c.n_head_kv * c.head_dim;
-        // Not zero-filled: pages are touched as positions are used, so a large context costs
-        // memory only as it fills, and positions past n_past are never read.
-        k_cache.resize(size_t(c.n_layer));
-        v_cache.resize(size_t(c.n_layer));
         for (int64_t l = 0; l < c.n_layer; ++l) {
-            k_cache[size_t(l)].resize(shape{n_ctx, kv_row});
-            v_cache[size_t(l)].resize(shape{n_ctx, kv_row});
+            k_cache.emplace_back(kv_type, n_ctx, kv_row);
+            v_cache.emplace_back(kv_type, n_ctx, kv_row);
         }
     }
     ops::matmul_context & matmul() override { return mm; }
 
     ops::matmul_context mm;
-    std::vector<tensor<float>> k_cache, v_cache; // per layer [n_ctx, n_head_kv * head_dim]
+    std::vector<kv_rows> k_cache, v_cache; // per layer [n_ctx, n_head_kv * head_dim]
     // scratch, grown on demand and reused across calls
-    std::vector<float> x, h, q, att, tmp, attn_scratch;
+    std::vector<float> x, h, q, k, v, att, tmp, attn_scratch;
     ffn_scratch ffn;
     std::vector<int32_t> positions;
     ops::rope_table rope;
@@ -51,8 +46,8 @@ public:
 class llama_model final : public model {
 public:
     llama_model(std::shared_ptr<const gguf::file> f, arch a, int n_threads, const load_options & opts);
-    std::unique_ptr<model_state> create_state(int64_t n_ctx) const override {
-        return std::make_unique<llama_state>(config_, n_ctx, n_threads_);
+    std::unique_ptr<model_state> create_state(int64_t n_ctx, dtype kv_type) const override {
+        return std::make_unique<llama_state>(config_, n_ctx, kv_type, n_threads_);
     }
 
 protected:
@@ -127,7 +122,7 @@ llama_model::llama_model(std::shared_ptr<const gguf::file> f, arch a, int n_thre
         L.bv = r.vector(b + "attn_v.bias", kv_dim, bias_required);
         L.ffn = load_ffn(r, b, "", c.n_ff, c.n_embd);
     }
-    c.kv_bytes_per_token = uint64_t(c.n_layer) * 2 * uint64_t(kv_dim) * sizeof(float);
+    c.kv_values_per_token = c.n_layer * 2 * kv_dim;
     finish_load(opts);
     FRUGAL_LOG_INFO("loader: {} ({}): {} layers, embd {}, heads {}/{}, ff {}, vocab {}", file_->path(), c.arch_name,
                     c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.n_ff, c.n_vocab);
@@ -152,6 +147,8 @@ void llama_model::forward_batch(model_state & base, std::span<const int32_t> tok
     float * x = grow(st.x, T * D);       // [T, D] residual stream
     float * h = grow(st.h, T * D);       // [T, D] normed input of a sub-block
     float * q = grow(st.q, T * q_dim);   // [T, n_head, hd]
+    float * k = grow(st.k, T * kv_dim);  // [T, n_head_kv, hd], the new cache rows before rounding
+    float * v = grow(st.v, T * kv_dim);
     float * att = grow(st.att, T * q_dim);
     float * tmp = grow(st.tmp, T * D);
 
@@ -161,29 +158,31 @@ void llama_model::forward_batch(model_state & base, std::span<const int32_t> tok
     for (int64_t t = 0; t < T; ++t) pos[t] = int32_t(pos0 + t);
     st.rope.build(rope_, pos, T);
 
-    const ops::attention_params ap{c.n_head, c.n_head_kv, hd, hd, float(1.0 / std::sqrt(double(hd)))};
+    const ops::attention_params ap{.n_head = c.n_head, .n_head_kv = c.n_head_kv, .head_dim = hd, .v_dim = hd,
+                                   .scale = float(1.0 / std::sqrt(double(hd))), .kv_type = st.kv_type()};
     for (int64_t l = 0; l < c.n_layer; ++l) {
         if (cancel && cancel->load(std::memory_order_relaxed))
             throw_error(status::cancelled, "forward: cancelled at layer {}", l);
         const auto & L = layers_[size_t(l)];
-        float * k_new = st.k_cache[size_t(l)].data() + pos0 * kv_dim; // [T, n_head_kv, hd] cache rows
-        float * v_new = st.v_cache[size_t(l)].data() + pos0 * kv_dim;
+        auto & k_cache = st.k_cache[size_t(l)];
+        auto & v_cache = st.v_cache[size_t(l)];
 
         // attention block
         ops::rmsnorm(x, L.attn_norm.data(), h, T, D, c.rms_eps, nt);
-        const ops::row_product qkv[] = {{L.wq, q}, {L.wk, k_new}, {L.wv, v_new}};
+        const ops::row_product qkv[] = {{L.wq, q}, {L.wk, k}, {L.wv, v}};
         st.mm.linear_many(qkv, h, T);
         add_bias(q, L.bq, T);
-        add_bias(k_new, L.bk, T);
-        add_bias(v_new, L.bv, T);
+        add_bias(k, L.bk, T);
+        add_bias(v, L.bv, T);
         ops::rope_apply(rope_, st.rope, q, T, c.n_head, hd, nt);
-        ops::rope_apply(rope_, st.rope, k_new, T, c.n_head_kv, hd, nt);
+        ops::rope_apply(rope_, st.rope, k, T, c.n_head_kv, hd, nt);
+        k_cache.write(pos0, k, T);
+        v_cache.write(pos0, v, T);
         // Rows [o, T) go on; all T before the last layer (model::output_rows).
         const int64_t o = l + 1 == c.n_layer ? T - output_rows(T, all_logits, logits) : 0, To = T - o;
         if (To == 0) break; // the cache rows are written: nothing reads this layer's output
         float * xo = x + o * D;   // [To, D]
-        ops::attention(ap, q + o * q_dim, To, pos0 + o, st.k_cache[size_t(l)].data(), st.v_cache[size_t(l)].data(),
-                       att, st.attn_scratch, nt);
+        ops::attention(ap, q + o * q_dim, To, pos0 + o, k_cache.data(), v_cache.data(), att, st.attn_scratch, nt);
         st.mm.linear(L.wo, att, To, tmp);  // [To, D]
         add_into(xo, tmp, To * D);
 

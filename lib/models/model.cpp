@@ -10,13 +10,14 @@
 
 namespace frugal {
 
-model_state::model_state(int64_t n_ctx, uint64_t kv_bytes_per_token)
-    : n_ctx_(n_ctx), kv_bytes_per_token_(kv_bytes_per_token) {
+model_state::model_state(int64_t n_ctx, const model_config & c, dtype kv_type)
+    : n_ctx_(n_ctx), kv_type_(kv_type), kv_bytes_per_token_(c.kv_bytes_per_token(kv_type)) {
+    require_kv_type(kv_type);
     const uint64_t physical = physical_memory_bytes();
     if (physical > 0 && kv_bytes() > physical)
         throw_error(status::out_of_memory,
-                    "session: a KV cache for {} positions needs {:.1f} GiB, more than this machine's {:.1f} GiB of memory",
-                    n_ctx, double(kv_bytes()) / double(1ull << 30), double(physical) / double(1ull << 30));
+                    "session: a {} KV cache for {} positions needs {:.1f} GiB, more than this machine's {:.1f} GiB of memory",
+                    dtype_name(kv_type), n_ctx, double(kv_bytes()) / double(1ull << 30), double(physical) / double(1ull << 30));
 }
 
 void model::forward(model_state & state, std::span<const int32_t> tokens, bool all_logits, float * logits,

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "models/kv_cache.hpp"
 #include "models/repacked_weights.hpp"
 #include "ops/matmul.hpp"
 #include "runtime/gguf.hpp"
@@ -34,7 +35,7 @@ struct model_config {
     int64_t n_ff = 0;              // dense feed-forward width
     int64_t n_expert = 0;          // routed experts (0: dense model)
     int64_t n_expert_used = 0;     // experts per token
-    uint64_t kv_bytes_per_token = 0; // KV cache bytes one position costs (all layers)
+    int64_t kv_values_per_token = 0; // KV cache values one position holds (all layers)
     float rms_eps = 1e-5f;
     int64_t n_params = 0;      // elements in all weight tensors
     uint64_t weight_bytes = 0; // bytes of all weight tensors as stored
@@ -45,6 +46,10 @@ struct model_config {
     // Multiply-adds one prompt token costs, by stored weight type: every matrix but the token
     // embedding and the output layer (one row per prompt), experts at n_expert_used / n_expert.
     std::map<dtype, int64_t> prefill_macs_by_type;
+    // KV cache bytes one position costs (all layers) in a cache of type t.
+    uint64_t kv_bytes_per_token(dtype t = k_default_kv_type) const {
+        return uint64_t(row_bytes(t, kv_values_per_token));
+    }
     // Weight bytes the loader rewrote into a faster layout (repacked_weights.hpp), and those it
     // could have but left mapped (memory budget).
     uint64_t repacked_bytes = 0;
@@ -68,16 +73,19 @@ public:
     int64_t n_ctx() const { return n_ctx_; }
     int64_t n_past() const { return n_past_; }
     uint64_t kv_bytes() const { return uint64_t(n_ctx_) * kv_bytes_per_token_; }
+    dtype kv_type() const { return kv_type_; }
     // The session's matmul context (threads, prefill GEMM choice).
     virtual ops::matmul_context & matmul() = 0;
     void set_n_threads(int n) { matmul().set_n_threads(n); }
     void reset() { n_past_ = 0; }
 
 protected:
-    // Throws status::out_of_memory when the KV cache (n_ctx x kv_bytes_per_token) exceeds this
-    // machine's physical memory: it would only end in the OOM killer once filled.
-    model_state(int64_t n_ctx, uint64_t kv_bytes_per_token);
+    // Throws status::invalid_argument for a kv_type other than f32 and f16 (require_kv_type), and
+    // status::out_of_memory when the KV cache (n_ctx positions) exceeds this machine's physical
+    // memory: it would only end in the OOM killer once filled.
+    model_state(int64_t n_ctx, const model_config & c, dtype kv_type);
     int64_t n_ctx_;
+    dtype kv_type_;
     uint64_t kv_bytes_per_token_;
     int64_t n_past_ = 0;
     friend class model;
@@ -91,7 +99,8 @@ public:
     const gguf::file & file() const { return *file_; }
     int n_threads() const { return n_threads_; }
 
-    virtual std::unique_ptr<model_state> create_state(int64_t n_ctx) const = 0;
+    // A state for n_ctx positions with a KV cache of kv_type (f32 or f16).
+    virtual std::unique_ptr<model_state> create_state(int64_t n_ctx, dtype kv_type) const = 0;
 
     // Evaluates `tokens` at positions state.n_past().. and advances n_past. Writes logits of the
     // last token ([n_vocab]) or of every token ([tokens.size(), n_vocab]) into `logits`.

@@ -20,7 +20,7 @@ sampling_params default_sampling(const tokenizer & tok) {
 
 } // namespace
 
-session::session(std::shared_ptr<const frugal::model> m, int64_t n_ctx)
+session::session(std::shared_ptr<const frugal::model> m, int64_t n_ctx, dtype kv_type)
     : model_(std::move(m)), params_(default_sampling(model_->tokenizer())), sampler_(params_) {
     const auto & c = model_->config();
     think_open_ = model_->tokenizer().token_id("<think>");
@@ -30,7 +30,7 @@ session::session(std::shared_ptr<const frugal::model> m, int64_t n_ctx)
         throw_error(status::invalid_argument, "session: context size {} is larger than {}", n_ctx, int64_t(1) << 24);
     if (n_ctx > c.n_ctx_train)
         FRUGAL_LOG_WARN("session: context {} exceeds the model's training context {}", n_ctx, c.n_ctx_train);
-    state_ = model_->create_state(n_ctx);
+    state_ = model_->create_state(n_ctx, kv_type);
     logits_.resize(size_t(c.n_vocab));
 }
 

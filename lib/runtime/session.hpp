@@ -34,12 +34,14 @@ struct next_result {
 
 class session {
 public:
-    session(std::shared_ptr<const frugal::model> m, int64_t n_ctx);
+    // n_ctx <= 0: min(training context, 4096). kv_type: f16 or f32 (status::invalid_argument else).
+    session(std::shared_ptr<const frugal::model> m, int64_t n_ctx, dtype kv_type = k_default_kv_type);
 
     const frugal::model & model() const { return *model_; }
     int64_t n_ctx() const { return state_->n_ctx(); }
     int64_t n_past() const { return state_->n_past(); }
     uint64_t kv_bytes() const { return state_->kv_bytes(); }
+    dtype kv_type() const { return state_->kv_type(); }
     const std::vector<int32_t> & history() const { return history_; }
     // Whether generated text is reasoning now (inside <think>, from the prompt or the output).
     bool in_reasoning() const { return reasoning_.in_reasoning(); }

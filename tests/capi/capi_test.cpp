@@ -79,6 +79,20 @@ session_ptr make_session(frugal_model * m, int32_t n_ctx = 0) {
     return session_ptr(s, frugal_session_free);
 }
 
+// A session whose KV cache keeps F32 values: what the references of float32 forward passes
+// (stories260K's reference.json, llama.cpp's default) are compared with.
+session_ptr make_f32_session(frugal_model * m, int32_t n_ctx = 0) {
+    frugal_session_options o;
+    FRUGAL_SESSION_OPTIONS_INIT(&o);
+    o.n_ctx = n_ctx;
+    o.kv_type = FRUGAL_KV_F32;
+    frugal_session * s = nullptr;
+    err_box err;
+    REQUIRE_MESSAGE(frugal_session_create_v2(m, &o, &s, err.out()) == FRUGAL_OK, err.message());
+    REQUIRE(frugal_session_kv_type(s) == FRUGAL_KV_F32);
+    return session_ptr(s, frugal_session_free);
+}
+
 // Evaluates prompt and copies out the logits of its last token.
 std::vector<float> prompt_logits(frugal_session * s, const int32_t * prompt, int32_t n_prompt) {
     REQUIRE(frugal_session_prompt_tokens(s, prompt, n_prompt, nullptr) == FRUGAL_OK);
@@ -206,6 +220,87 @@ TEST_CASE("capi: error objects are NULL-safe" * doctest::timeout(10)) {
     CHECK(frugal_error_code(err) == FRUGAL_ERR_INVALID_ARGUMENT);
     CHECK(std::strlen(frugal_error_message(err)) > 0);
     frugal_error_free(err);
+}
+
+TEST_CASE("capi: frugal_session_options and frugal_session_create_v2" * doctest::timeout(30)) {
+    frugal_session_options o;
+    std::memset(&o, 0xAB, sizeof o);
+    CHECK(frugal_session_options_init(nullptr, sizeof o) == FRUGAL_ERR_INVALID_ARGUMENT);
+    CHECK(frugal_session_options_init(&o, 2) == FRUGAL_ERR_INVALID_ARGUMENT);
+    REQUIRE(FRUGAL_SESSION_OPTIONS_INIT(&o) == FRUGAL_OK);
+    CHECK(o.struct_size == sizeof o);
+    CHECK(o.n_ctx == 0);
+    CHECK(o.kv_type == FRUGAL_KV_F16);
+    CHECK(o.reserved0 == 0);
+
+    auto model = load(tiny_model_path());
+    const auto create = [&](const frugal_session_options * opts, err_box & err) {
+        frugal_session * s = nullptr;
+        const frugal_status st = frugal_session_create_v2(model.get(), opts, &s, err.out());
+        const session_ptr owned(s, frugal_session_free);
+        CHECK((st == FRUGAL_OK) == (s != nullptr));
+        return std::make_pair(st, st == FRUGAL_OK ? std::optional<uint64_t>(frugal_session_kv_bytes(s)) : std::nullopt);
+    };
+    // NULL options are the defaults: an F16 cache of min(training context, 4096) positions.
+    err_box err;
+    const auto [st_default, bytes_default] = create(nullptr, err);
+    REQUIRE(st_default == FRUGAL_OK);
+    const uint64_t n_ctx_default = uint64_t(std::min(frugal_model_n_ctx_train(model.get()), 4096));
+    CHECK(*bytes_default == n_ctx_default * frugal_model_kv_bytes_per_token(model.get()));
+    // F32 costs twice F16.
+    o.n_ctx = 64;
+    o.kv_type = FRUGAL_KV_F32;
+    const auto [st_f32, bytes_f32] = create(&o, err);
+    REQUIRE(st_f32 == FRUGAL_OK);
+    CHECK(*bytes_f32 == 2 * 64 * frugal_model_kv_bytes_per_token(model.get()));
+    // Bad values name themselves; nothing is created.
+    for (const int32_t bad : {2, 8, -1}) {
+        CAPTURE(bad);
+        o.kv_type = bad;
+        err_box e;
+        CHECK(create(&o, e).first == FRUGAL_ERR_INVALID_ARGUMENT);
+        CHECK(contains(e.message(), "kv_type " + std::to_string(bad)));
+    }
+    o.kv_type = FRUGAL_KV_F16;
+    o.n_ctx = -3;
+    {
+        err_box e;
+        CHECK(create(&o, e).first == FRUGAL_ERR_INVALID_ARGUMENT);
+        CHECK(contains(e.message(), "-3"));
+    }
+    o.n_ctx = 0;
+    o.reserved0 = 1;
+    {
+        err_box e;
+        CHECK(create(&o, e).first == FRUGAL_ERR_INVALID_ARGUMENT);
+        CHECK(contains(e.message(), "reserved0"));
+    }
+    o.reserved0 = 0;
+    // An older caller's struct that ends before kv_type is too small; a newer caller's larger
+    // struct is accepted while the fields this library does not know are zero.
+    {
+        frugal_session_options old = o;
+        old.struct_size = uint32_t(offsetof(frugal_session_options, kv_type));
+        err_box e;
+        CHECK(create(&old, e).first == FRUGAL_ERR_INVALID_ARGUMENT);
+        CHECK(contains(e.message(), "struct_size"));
+    }
+    struct newer {
+        frugal_session_options known;
+        int32_t future_field, future_padding;
+    } big{};
+    REQUIRE(frugal_session_options_init(&big.known, sizeof big) == FRUGAL_OK);
+    CHECK(big.known.kv_type == FRUGAL_KV_F16);
+    {
+        err_box e;
+        CHECK(create(&big.known, e).first == FRUGAL_OK);
+    }
+    big.future_field = 1;
+    {
+        err_box e;
+        CHECK(create(&big.known, e).first == FRUGAL_ERR_STRUCT_SIZE);
+    }
+    CHECK(frugal_session_kv_type(nullptr) == -1);
 }
 
 TEST_CASE("capi: frugal_model_options_init" * doctest::timeout(10)) {
@@ -873,7 +968,7 @@ TEST_CASE("capi: stories260K prompted continuations match reference.json" * doct
         const auto prompt = p["prompt"].get<std::string>();
         CAPTURE(prompt);
         const auto want = ids_of(p["generated_ids"]);
-        auto s = make_session(model.get(), 0);
+        auto s = make_f32_session(model.get(), 0);
         set_greedy(s.get());
         err_box err;
         REQUIRE_MESSAGE(frugal_session_prompt(s.get(), prompt.data(), prompt.size(), err.out()) == FRUGAL_OK,
@@ -936,7 +1031,7 @@ TEST_CASE("capi: stories260K logits after a prompt" * doctest::timeout(30)) {
     const auto & g = st->ref["greedy_from_bos"];
     const auto prompt = ids_of(g["prompt_ids"]);
     auto model = load(st->path);
-    auto s = make_session(model.get(), 0);
+    auto s = make_f32_session(model.get(), 0);
     int32_t n = -3;
     CHECK(frugal_session_logits(s.get(), &n) == nullptr);
     REQUIRE(frugal_session_prompt_tokens(s.get(), prompt.data(), prompt.size(), nullptr) == FRUGAL_OK);
@@ -1313,8 +1408,9 @@ TEST_CASE("capi: a KV cache larger than the machine's memory is a clear error" *
     CHECK(contains(err.message(), "GiB"));
     // The library stays usable: a session of a sane size works on the same model.
     auto ok = make_session(model.get(), 256);
-    CHECK(frugal_session_kv_bytes(ok.get()) == uint64_t(4) * 2 * 256 * 512 * sizeof(float));
-    CHECK(frugal_model_kv_bytes_per_token(model.get()) == uint64_t(4) * 2 * 512 * sizeof(float));
+    CHECK(frugal_session_kv_type(ok.get()) == FRUGAL_KV_F16);
+    CHECK(frugal_session_kv_bytes(ok.get()) == uint64_t(4) * 2 * 256 * 512 * 2); // F16
+    CHECK(frugal_model_kv_bytes_per_token(model.get()) == uint64_t(4) * 2 * 512 * 2);
     CHECK(frugal_model_n_experts(model.get()) == 0);
 }
 
@@ -1325,8 +1421,8 @@ TEST_CASE("capi: a deepseek2 model reports its experts and its latent KV cache" 
     CHECK(std::string(frugal_model_architecture(model.get())) == "deepseek2");
     CHECK(frugal_model_n_experts(model.get()) == 8);
     CHECK(frugal_model_n_experts_used(model.get()) == 2);
-    // kv_lora_rank 64 + rope 32 floats per layer, 3 layers (make_models.py's tiny-deepseek2).
-    CHECK(frugal_model_kv_bytes_per_token(model.get()) == uint64_t(64 + 32) * 3 * sizeof(float));
+    // kv_lora_rank 64 + rope 32 F16 values per layer, 3 layers (make_models.py's tiny-deepseek2).
+    CHECK(frugal_model_kv_bytes_per_token(model.get()) == uint64_t(64 + 32) * 3 * 2);
     auto s = make_session(model.get(), 100);
     CHECK(frugal_session_kv_bytes(s.get()) == 100 * frugal_model_kv_bytes_per_token(model.get()));
     const int32_t prompt[] = {1925, 346, 5193, 264};

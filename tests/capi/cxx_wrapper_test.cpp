@@ -126,7 +126,7 @@ TEST_CASE("cxx wrapper: stories260K prompted greedy continuations by range-for m
         const auto prompt = p["prompt"].get<std::string>();
         CAPTURE(prompt);
         const auto want = ids_of(p["generated_ids"]);
-        fr::session s(model);
+        fr::session s(model, fr::session_options{0, fr::kv_cache_type::f32}); // reference.json: float32 throughout
         s.set_temperature(0);
         s.prompt(prompt);
         CHECK(s.n_past() == int32_t(p["prompt_ids"].size()));

@@ -1,6 +1,6 @@
 /* layout_test.c - pins the C ABI (ONNX Runtime's trick): every enum value of frugal.h and, on
    x86-64, the size and field offsets of every public struct (frugal_model_options,
-   frugal_chat_message). A change that would break callers
+   frugal_session_options, frugal_chat_message). A change that would break callers
    compiled against an older header stops the build here. Built as C11 (_Static_assert);
    check_header.cmake also compiles it as C99, where PIN falls back to a negative array size. */
 #include <stddef.h>
@@ -46,6 +46,10 @@ PIN(FRUGAL_PARAM_REPEAT_PENALTY == 6, "FRUGAL_PARAM_REPEAT_PENALTY");
 PIN(FRUGAL_PARAM_REPEAT_LAST_N == 7, "FRUGAL_PARAM_REPEAT_LAST_N");
 PIN(FRUGAL_PARAM_N_THREADS == 8, "FRUGAL_PARAM_N_THREADS");
 
+/* KV cache types (frugal_session_options.kv_type): GGUF's tensor type ids */
+PIN(FRUGAL_KV_F32 == 0, "FRUGAL_KV_F32");
+PIN(FRUGAL_KV_F16 == 1, "FRUGAL_KV_F16");
+
 /* generated text kinds (frugal_session_next_part) */
 PIN(FRUGAL_TEXT_CONTENT == 0, "FRUGAL_TEXT_CONTENT");
 PIN(FRUGAL_TEXT_REASONING == 1, "FRUGAL_TEXT_REASONING");
@@ -69,6 +73,13 @@ PIN(offsetof(frugal_model_options, reserved1) == 36, "offsetof reserved1");
 /* on every platform: struct_size first, the pointers 8-byte aligned by reserved0 */
 PIN(offsetof(frugal_model_options, struct_size) == 0, "struct_size comes first");
 PIN(offsetof(frugal_model_options, progress) == 16, "reserved0 keeps the pointers at offset 16");
+
+/* frugal_session_options: 4 x 32-bit fields on every platform */
+PIN(sizeof(frugal_session_options) == 16, "sizeof(frugal_session_options)");
+PIN(offsetof(frugal_session_options, struct_size) == 0, "struct_size comes first");
+PIN(offsetof(frugal_session_options, n_ctx) == 4, "offsetof n_ctx");
+PIN(offsetof(frugal_session_options, kv_type) == 8, "offsetof kv_type");
+PIN(offsetof(frugal_session_options, reserved0) == 12, "offsetof reserved0");
 
 /* frugal_chat_message: role, content, content_len */
 #if defined(__x86_64__) && defined(__LP64__)

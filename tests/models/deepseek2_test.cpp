@@ -101,18 +101,21 @@ TEST_CASE("deepseek2: split attn_k_b/attn_v_b and legacy attn_kv_b files compute
     }
 }
 
-TEST_CASE("deepseek2: the KV cache holds only the latent and the roped key: (kv_lora + rope) x layers floats" *
+TEST_CASE("deepseek2: the KV cache holds only the latent and the roped key: (kv_lora + rope) x layers values" *
           doctest::timeout(60)) {
     FRUGAL_REQUIRE_PARITY_FIXTURES();
     for (const char * name : k_models) {
         CAPTURE(name);
         const auto m = frugal::load_model(fixture(name).string(), {});
         const auto & f = m->file();
-        const int64_t per_token = (f.get_int("deepseek2.attention.kv_lora_rank") + f.get_int("deepseek2.rope.dimension_count")) *
-                                  f.get_int("deepseek2.block_count") * int64_t(sizeof(float));
-        CHECK(m->config().kv_bytes_per_token == uint64_t(per_token));
-        frugal::session s(m, 77);
-        CHECK(s.kv_bytes() == uint64_t(77 * per_token));
+        const int64_t values = (f.get_int("deepseek2.attention.kv_lora_rank") + f.get_int("deepseek2.rope.dimension_count")) *
+                               f.get_int("deepseek2.block_count");
+        CHECK(m->config().kv_bytes_per_token(frugal::dtype::f32) == uint64_t(values * 4));
+        CHECK(m->config().kv_bytes_per_token() == uint64_t(values * 2)); // F16 by default
+        frugal::session f16(m, 77);
+        CHECK(f16.kv_bytes() == uint64_t(77 * values * 2));
+        frugal::session f32(m, 77, frugal::dtype::f32);
+        CHECK(f32.kv_bytes() == uint64_t(77 * values * 4));
     }
 }
 

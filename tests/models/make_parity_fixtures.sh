@@ -14,7 +14,7 @@ if ! "$tools/llamacpp-logits" --version >/dev/null 2>&1; then
 fi
 export PYTHONDONTWRITEBYTECODE=1
 mkdir -p "$out"
-stamp=$out/.complete-v5
+stamp=$out/.complete-v6
 [[ -f $stamp ]] && { echo "parity fixtures up to date in $out"; exit 0; }
 
 models=()
@@ -58,6 +58,14 @@ for m in "${models[@]}"; do
     oracle "$out/$m.gguf" --tokens "$tokens" --greedy 64 > "$out/$m.greedy.json"
 done
 printf '%s\n' "${models[@]}" > "$out/models.txt"
+
+# F16 KV cache (parity_test.cpp): llama.cpp's logits with its cache in F16 (flash attention off,
+# the path that rounds only the cache and the query) for the F32-weight models, so that the only
+# rounding either engine adds is the cache's.
+for m in tiny-qwen2-f32 tiny-llama-f32 tiny-deepseek2-f32 tiny-deepseek2-f32-legacy tiny-deepseek3-f32 \
+         tiny-deepseek3-f32-legacy; do
+    oracle "$out/$m.gguf" --tokens "$tokens" --kv-type f16 --fa off --format bin --out "$out/$m.kv16.logits.bin" >/dev/null
+done
 
 # Fidelity (parity_test.cpp): llama.cpp's logits of 256 seeded random tokens for quantized files
 # and for the F32 models they were made from (the reference); 24 positions are too few to tell

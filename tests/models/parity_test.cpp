@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <functional>
 
 #include "common/test_support.hpp"
 #include "models/deepseek2.hpp"
@@ -72,7 +73,7 @@ parity_result run_parity(const std::string & name, double decisive_margin,
     REQUIRE(ref.n_vocab == model->config().n_vocab);
 
     parity_result r;
-    frugal::session s(model, 256);
+    frugal::session s(model, 256, frugal::dtype::f32);
     // llama.cpp's arithmetic: activations rounded to the weight type's vec_dot format. (The BF16
     // prefill, the default on CPUs with native BF16, rounds otherwise: see the fidelity test.)
     s.set_prefill_gemm(frugal::ops::prefill_gemm::f32);
@@ -91,7 +92,7 @@ parity_result run_parity(const std::string & name, double decisive_margin,
     std::ifstream(dir / (name + ".greedy.json")) >> greedy;
     const auto want = greedy["generated"].get<std::vector<int32_t>>();
     const auto margin = greedy["margin"].get<std::vector<double>>();
-    frugal::session g(model, 256);
+    frugal::session g(model, 256, frugal::dtype::f32);
     g.set_prefill_gemm(frugal::ops::prefill_gemm::f32);
     if (model->config().arch == frugal::arch::deepseek2) frugal::set_mla_form(g.state(), form);
     g.prompt_tokens(prompt);
@@ -117,6 +118,74 @@ parity_result run_parity(const std::string & name, double decisive_margin,
 }
 
 } // namespace
+
+TEST_CASE("parity with llama.cpp: an F16 KV cache moves the logits no more than llama.cpp's F16 cache does" *
+          doctest::timeout(120)) {
+    // F32 weights, so the cache is the only rounding: llama.cpp with an F32 cache is the
+    // reference, and the error of frugal's F16 cache is held to that of llama.cpp's F16 cache (which
+    // also rounds the query to F16). Both are about 3e-4 here; 1.5x leaves room for which values
+    // happen to round which way.
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
+    const auto dir = frugal::test::parity_fixture("");
+    const auto prompt = read_prompt();
+    // deepseek2 reads its F16 latent cache two ways: widened block by block inside attention
+    // (absorbed) and widened whole before the up-projections (straightforward).
+    const std::pair<const char *, frugal::mla_form> runs[] = {
+        {"tiny-qwen2-f32", frugal::mla_form::automatic},
+        {"tiny-llama-f32", frugal::mla_form::automatic},
+        {"tiny-deepseek2-f32", frugal::mla_form::absorbed},
+        {"tiny-deepseek2-f32", frugal::mla_form::straightforward},
+        {"tiny-deepseek2-f32-legacy", frugal::mla_form::straightforward},
+        {"tiny-deepseek3-f32", frugal::mla_form::absorbed},
+        {"tiny-deepseek3-f32-legacy", frugal::mla_form::straightforward},
+    };
+    for (const auto & [name_c, form] : runs) {
+        const std::string name = name_c;
+        const bool absorbed = form == frugal::mla_form::absorbed;
+        CAPTURE(name);
+        CAPTURE(absorbed);
+        const auto model = frugal::load_model((dir / (name + ".gguf")).string(), {});
+        const auto exact = read_logits(dir / (name + ".logits.bin"));
+        const auto theirs = read_logits(dir / (name + ".kv16.logits.bin"));
+        frugal::session s(model, 256); // F16: the default
+        REQUIRE(s.kv_type() == frugal::dtype::f16);
+        if (model->config().arch == frugal::arch::deepseek2) frugal::set_mla_form(s.state(), form);
+        const auto mine = s.evaluate_all(prompt);
+        REQUIRE(mine.size() == exact.data.size());
+        double my_err = 0, their_err = 0, between = 0;
+        const int64_t V = exact.n_vocab;
+        for (int64_t row = 0; row < exact.rows; ++row) {
+            const float * a = mine.data() + row * V;
+            const float * b = theirs.data.data() + row * V;
+            const float * e = exact.data.data() + row * V;
+            for (int64_t v = 0; v < V; ++v) {
+                my_err = std::max(my_err, double(std::fabs(a[v] - e[v])));
+                their_err = std::max(their_err, double(std::fabs(b[v] - e[v])));
+                between = std::max(between, double(std::fabs(a[v] - b[v])));
+            }
+        }
+        // The top token agrees with the F32 cache's wherever the reference's margin over the
+        // runner-up is beyond twice the error (random weights make near-ties).
+        int decisive = 0, argmax_agree = 0;
+        for (int64_t row = 0; row < exact.rows; ++row) {
+            const float * a = mine.data() + row * V;
+            std::vector<float> e(exact.data.begin() + row * V, exact.data.begin() + (row + 1) * V);
+            const auto top = std::max_element(e.begin(), e.end()) - e.begin();
+            std::vector<float> sorted = e;
+            std::nth_element(sorted.begin(), sorted.begin() + 1, sorted.end(), std::greater<>());
+            if (double(sorted[0] - sorted[1]) <= 2 * my_err) continue;
+            ++decisive;
+            argmax_agree += std::max_element(a, a + V) - a == top;
+        }
+        const std::string label = name + (absorbed ? " (absorbed)" : "");
+        MESSAGE(label << ": max|logit - F32 cache| frugal F16 " << my_err << ", llama.cpp F16 " << their_err
+                     << "; frugal F16 vs llama.cpp F16 " << between << "; argmax " << argmax_agree << "/" << decisive
+                     << " decisive positions");
+        CHECK(my_err > 0); // the cache really is F16
+        CHECK(my_err <= 1.5 * their_err);
+        CHECK(argmax_agree == decisive);
+    }
+}
 
 TEST_CASE("parity with llama.cpp: F32 logits within 1e-3, greedy identical" * doctest::timeout(120)) {
     FRUGAL_REQUIRE_PARITY_FIXTURES();
@@ -294,7 +363,7 @@ TEST_CASE("fidelity: each prefill GEMM against the F32 model, beside llama.cpp" 
         std::string line = fmt::format("{}: mean KL vs F32: llama.cpp {:.3e}", file, kl_peer);
         double kl_bf16 = 0;
         for (auto g : {frugal::ops::prefill_gemm::f32, frugal::ops::prefill_gemm::bf16}) {
-            frugal::session s(model, 512);
+            frugal::session s(model, 512, frugal::dtype::f32);
             s.set_prefill_gemm(g);
             const double kl = mean_kl(ref.data, s.evaluate_all(tokens), rows, V);
             line += fmt::format(", frugal {} {:.3e}", frugal::ops::prefill_gemm_name(g), kl);

@@ -60,7 +60,7 @@ TEST_CASE("stories260K: greedy 256 tokens from BOS reproduce llama2.c's sample" 
         auto f = load_stories(use_mmap);
         if (!f) FRUGAL_SKIP("../shared/data/stories260K is not available");
         const auto & g = f->ref["greedy_from_bos"];
-        frugal::session s(f->model, 0);
+        frugal::session s(f->model, 0, frugal::dtype::f32);
         s.set_sampling(greedy());
         const auto prompt = g["prompt_ids"].get<std::vector<int32_t>>();
         s.prompt_tokens(prompt);
@@ -90,7 +90,7 @@ TEST_CASE("stories260K: logits of the first 8 positions agree within 1e-4" * doc
     std::vector<int32_t> seq = g["prompt_ids"].get<std::vector<int32_t>>();
     const auto gen = g["generated_ids"].get<std::vector<int32_t>>();
     seq.insert(seq.end(), gen.begin(), gen.begin() + 7);
-    frugal::session s(f->model, 0);
+    frugal::session s(f->model, 0, frugal::dtype::f32);
     const auto all = s.evaluate_all(seq);
     const int64_t V = f->model->config().n_vocab;
     double max_diff = 0;
@@ -103,7 +103,7 @@ TEST_CASE("stories260K: logits of the first 8 positions agree within 1e-4" * doc
     CHECK(max_diff < 1e-4);
 
     // The same positions decoded one token at a time (the decode path) agree with the prefill pass.
-    frugal::session d(f->model, 0);
+    frugal::session d(f->model, 0, frugal::dtype::f32);
     double max_step_diff = 0;
     for (size_t p = 0; p < 8; ++p) {
         d.prompt_tokens(std::span(&seq[p], 1));
@@ -114,6 +114,55 @@ TEST_CASE("stories260K: logits of the first 8 positions agree within 1e-4" * doc
     CHECK(max_step_diff < 1e-4);
 }
 
+TEST_CASE("stories260K: an F16 KV cache halves the cache, keeps the greedy sample and moves logits by < 0.02" *
+          doctest::timeout(60)) {
+    auto f = load_stories();
+    if (!f) FRUGAL_SKIP("../shared/data/stories260K is not available");
+    const auto & g = f->ref["greedy_from_bos"];
+    frugal::session s(f->model, 0); // the default cache
+    frugal::session exact(f->model, 0, frugal::dtype::f32);
+    REQUIRE(s.kv_type() == frugal::dtype::f16);
+    CHECK(2 * s.kv_bytes() == exact.kv_bytes());
+
+    // Logits of positions 0..7 in one prefill against numpy's float32 forward pass: K and V are
+    // rounded to 11 significant bits, so they move, but by far less than the logits' spread.
+    std::vector<int32_t> seq = g["prompt_ids"].get<std::vector<int32_t>>();
+    const auto gen = g["generated_ids"].get<std::vector<int32_t>>();
+    seq.insert(seq.end(), gen.begin(), gen.begin() + 7);
+    const auto all = s.evaluate_all(seq);
+    const int64_t V = f->model->config().n_vocab;
+    double max_diff = 0;
+    for (size_t p = 0; p < 8; ++p) {
+        const auto row = g["logits_first_8_pos"][p].get<std::vector<float>>();
+        for (int64_t v = 0; v < V; ++v) max_diff = std::max(max_diff, double(std::fabs(all[p * V + v] - row[v])));
+    }
+    MESSAGE("F16 cache: max |logit - numpy float32| over 8 x " << V << " = " << max_diff);
+    CHECK(max_diff > 0); // the cache really is F16
+    CHECK(max_diff < 0.02);
+
+    // Decoding one token at a time: its K and V differ from the prefill's in the last float bits
+    // (other matmul paths), and rounding to F16 turns a few of those into whole F16 steps, so the
+    // two agree to the F16 cache's own error, not the F32 cache's 1e-4.
+    frugal::session d(f->model, 0);
+    double max_step_diff = 0;
+    for (size_t p = 0; p < 8; ++p) {
+        d.prompt_tokens(std::span(&seq[p], 1));
+        const auto l = d.logits();
+        for (int64_t v = 0; v < V; ++v) max_step_diff = std::max(max_step_diff, double(std::fabs(l[v] - all[p * V + v])));
+    }
+    MESSAGE("F16 cache: max |decode - prefill| = " << max_step_diff);
+    CHECK(max_step_diff < 0.02);
+
+    // llama2.c's 256-token greedy sample from BOS survives the rounding token for token.
+    s.reset();
+    s.set_sampling(greedy());
+    s.prompt_tokens(g["prompt_ids"].get<std::vector<int32_t>>());
+    size_t agree = 0;
+    while (agree < gen.size() && s.next().token == gen[agree]) ++agree;
+    MESSAGE("F16 cache: greedy token agreement " << agree << "/" << gen.size());
+    CHECK(agree == gen.size());
+}
+
 TEST_CASE("stories260K: prompted continuations match" * doctest::timeout(60)) {
     auto f = load_stories();
     if (!f) FRUGAL_SKIP("../shared/data/stories260K is not available");
@@ -122,7 +171,7 @@ TEST_CASE("stories260K: prompted continuations match" * doctest::timeout(60)) {
         CAPTURE(prompt);
         // Tokenizing the text (BOS added) gives the reference ids.
         CHECK(f->model->tokenizer().encode(prompt, true, false) == p["prompt_ids"].get<std::vector<int32_t>>());
-        frugal::session s(f->model, 0);
+        frugal::session s(f->model, 0, frugal::dtype::f32);
         s.set_sampling(greedy());
         s.prompt_text(prompt);
         const auto want = p["generated_ids"].get<std::vector<int32_t>>();
@@ -154,7 +203,7 @@ TEST_CASE("stories260K: a large context costs memory only as it fills" * doctest
     auto f = load_stories();
     if (!f) FRUGAL_SKIP("../shared/data/stories260K is not available");
     const uint64_t before = resident_bytes();
-    frugal::session s(f->model, int64_t(1) << 20); // 1M positions: a 1.25 GiB KV cache
+    frugal::session s(f->model, int64_t(1) << 20, frugal::dtype::f32); // 1M positions: a 1.25 GiB KV cache
     CHECK(s.kv_bytes() == uint64_t(5) * 2 * (1u << 20) * 32 * sizeof(float));
     s.set_sampling(greedy());
     const auto & g = f->ref["greedy_from_bos"];

@@ -26,6 +26,10 @@ class GreedyReference(unittest.TestCase):
         if cls.model is not None:
             cls.model.close()
 
+    def exact_session(self):
+        """A greedy session whose KV cache keeps F32 values, as reference.json's forward pass did."""
+        return self.model.session(temperature=0, kv_type="f32")
+
     def check_run(self, session, gen, want_ids, want_text):
         pieces = list(gen)
         self.assertEqual(gen.tokens, want_ids)
@@ -36,7 +40,7 @@ class GreedyReference(unittest.TestCase):
 
     def test_first_prompt(self):
         p = self.ref["prompts"][0]
-        with frugal.Model(STORIES) as m, m.session(temperature=0) as s:  # default threads
+        with frugal.Model(STORIES) as m, m.session(temperature=0, kv_type="f32") as s:  # default threads
             gen = s.generate(p["prompt"], max_tokens=len(p["generated_ids"]))
             # the prompt is evaluated by generate() itself, before any iteration
             self.assertEqual(s.n_past, len(p["prompt_ids"]))
@@ -45,7 +49,7 @@ class GreedyReference(unittest.TestCase):
             self.assertEqual(s.n_past, len(p["prompt_ids"]) + len(p["generated_ids"]) - 1)
 
     def test_all_prompts(self):
-        s = self.model.session(temperature=0)
+        s = self.exact_session()
         for p in self.ref["prompts"]:
             with self.subTest(prompt=p["prompt"]):
                 s.reset()
@@ -56,13 +60,13 @@ class GreedyReference(unittest.TestCase):
 
     def test_prompt_tokens(self):
         p = self.ref["prompts"][1]
-        s = self.model.session(temperature=0)
+        s = self.exact_session()
         gen = s.generate(p["prompt_ids"], max_tokens=len(p["generated_ids"]))
         self.check_run(s, gen, p["generated_ids"], p["generated_text"])
 
     def test_greedy_from_bos(self):
         r = self.ref["greedy_from_bos"]
-        s = self.model.session(temperature=0)
+        s = self.exact_session()
         s.prompt_tokens(r["prompt_ids"])
         gen = s.generate(max_tokens=r["steps"])
         text = gen.read()
@@ -106,7 +110,7 @@ class GreedyReference(unittest.TestCase):
 
     def test_generation_resumes_and_max_tokens(self):
         p = self.ref["prompts"][0]
-        s = self.model.session(temperature=0)
+        s = self.exact_session()
         first = s.generate(p["prompt"], max_tokens=10)
         a = first.read()
         second = s.generate(max_tokens=len(p["generated_ids"]) - 10)
@@ -132,7 +136,7 @@ class GreedyReference(unittest.TestCase):
 
     def test_logits(self):
         r = self.ref
-        s = self.model.session(temperature=0)
+        s = self.exact_session()
         self.assertIsNone(s.logits())
         s.prompt_tokens([self.model.bos])
         logits = s.logits()
@@ -245,6 +249,12 @@ class TinyModel(unittest.TestCase):
             self.assertEqual(s.n_ctx, 32)
             self.assertEqual(s.n_past, 0)
             self.assertEqual(s.kv_bytes, 32 * m.kv_bytes_per_token)
+            self.assertEqual(s.kv_type, "f16")  # the default; kv_bytes_per_token is its cost
+            s32 = m.session(n_ctx=32, kv_type="f32")
+            self.assertEqual(s32.kv_type, "f32")
+            self.assertEqual(s32.kv_bytes, 2 * s.kv_bytes)
+            with self.assertRaises(ValueError):
+                m.session(kv_type="q8_0")
             self.assertIn("n_ctx=32", repr(s))
 
     def test_generate_is_deterministic(self):

@@ -429,6 +429,31 @@ impl Drop for ModelInner {
 }
 
 /// How to load a model: see [`Model::load_with`].
+/// The element type of a session's KV cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum KvType {
+    /// Keys and values exactly as computed.
+    F32 = sys::FRUGAL_KV_F32,
+    /// Half the memory and half the bytes a decode step reads from the cache (the default, as
+    /// llama.cpp's default cache).
+    F16 = sys::FRUGAL_KV_F16,
+}
+
+/// Options for [`Model::session_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// Context positions (0 = min(training context, 4096)).
+    pub n_ctx: i32,
+    pub kv_type: KvType,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions { n_ctx: 0, kv_type: KvType::F16 }
+    }
+}
+
 pub struct LoadOptions<'a> {
     n_threads: i32,
     use_mmap: bool,
@@ -574,11 +599,25 @@ impl Model {
         self.inner.ptr
     }
 
-    /// A new session with a KV cache of `n_ctx` positions (0 = min(training context, 4096)).
+    /// A new session with a KV cache of `n_ctx` positions (0 = min(training context, 4096)) and
+    /// the default options otherwise.
     pub fn session(&self, n_ctx: i32) -> Result<Session> {
+        self.session_with(&SessionOptions { n_ctx, ..SessionOptions::default() })
+    }
+
+    /// A new session with the given options.
+    pub fn session_with(&self, options: &SessionOptions) -> Result<Session> {
+        let mut o = std::mem::MaybeUninit::<sys::frugal_session_options>::zeroed();
+        let size = std::mem::size_of::<sys::frugal_session_options>() as u32;
+        let mut o = unsafe {
+            sys::frugal_session_options_init(o.as_mut_ptr(), size);
+            o.assume_init()
+        };
+        o.n_ctx = options.n_ctx;
+        o.kv_type = options.kv_type as i32;
         let mut out: *mut sys::frugal_session = ptr::null_mut();
         let mut err: *mut sys::frugal_error = ptr::null_mut();
-        unsafe { check(sys::frugal_session_create(self.inner.ptr, n_ctx, &mut out, &mut err), err)? };
+        unsafe { check(sys::frugal_session_create_v2(self.inner.ptr, &o, &mut out, &mut err), err)? };
         Ok(Session::from_raw(out))
     }
 
@@ -984,9 +1023,13 @@ impl Session {
     pub fn n_past(&self) -> i32 {
         unsafe { sys::frugal_session_n_past(self.raw()) }
     }
-    /// Bytes of the KV cache (n_ctx x per-token bytes).
+    /// Bytes of the KV cache (n_ctx x per-token bytes of its type).
     pub fn kv_bytes(&self) -> u64 {
         unsafe { sys::frugal_session_kv_bytes(self.raw()) }
+    }
+    /// The KV cache's element type.
+    pub fn kv_type(&self) -> KvType {
+        if unsafe { sys::frugal_session_kv_type(self.raw()) } == sys::FRUGAL_KV_F32 { KvType::F32 } else { KvType::F16 }
     }
 
     /// A handle that cancels this session's running call from any thread.
@@ -1291,6 +1334,15 @@ mod tests {
             assert_eq!(std::mem::size_of::<sys::frugal_model_options>(), 40);
             assert_eq!(std::mem::align_of::<sys::frugal_model_options>(), 8);
             assert_eq!(std::mem::size_of::<sys::frugal_chat_message>(), 24);
+        }
+        // frugal_session_options: u32 + 3 x i32 on every platform.
+        assert_eq!(std::mem::size_of::<sys::frugal_session_options>(), 16);
+        let s = std::mem::MaybeUninit::<sys::frugal_session_options>::uninit();
+        let (sb, sp) = (s.as_ptr() as usize, s.as_ptr());
+        unsafe {
+            assert_eq!(ptr::addr_of!((*sp).n_ctx) as usize - sb, 4);
+            assert_eq!(ptr::addr_of!((*sp).kv_type) as usize - sb, 8);
+            assert_eq!(ptr::addr_of!((*sp).reserved0) as usize - sb, 12);
         }
         let o = std::mem::MaybeUninit::<sys::frugal_model_options>::uninit();
         let base = o.as_ptr() as usize;

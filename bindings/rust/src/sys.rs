@@ -50,6 +50,9 @@ pub const FRUGAL_PARAM_N_THREADS: frugal_param = 8;
 pub const FRUGAL_TEXT_CONTENT: i32 = 0;
 pub const FRUGAL_TEXT_REASONING: i32 = 1;
 
+pub const FRUGAL_KV_F32: i32 = 0;
+pub const FRUGAL_KV_F16: i32 = 1;
+
 /// Opaque handles (zero-sized, never constructed in Rust; only pointers to them exist).
 #[repr(C)]
 pub struct frugal_error {
@@ -84,6 +87,16 @@ pub struct frugal_model_options {
     pub progress_user_data: *mut c_void,
     pub repack_weights: i32,
     pub reserved1: i32,
+}
+
+/// Always initialise with `frugal_session_options_init(&mut o, size_of::<frugal_session_options>())`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct frugal_session_options {
+    pub struct_size: u32,
+    pub n_ctx: i32,
+    pub kv_type: i32,
+    pub reserved0: i32,
 }
 
 #[repr(C)]
@@ -227,6 +240,13 @@ extern "C" {
     ) -> frugal_status;
 
     // ---- session
+    pub fn frugal_session_options_init(opts: *mut frugal_session_options, struct_size: u32) -> frugal_status;
+    pub fn frugal_session_create_v2(
+        model: *mut frugal_model,
+        opts: *const frugal_session_options,
+        out: *mut *mut frugal_session,
+        err: *mut *mut frugal_error,
+    ) -> frugal_status;
     pub fn frugal_session_create(
         model: *mut frugal_model,
         n_ctx: i32,
@@ -237,6 +257,7 @@ extern "C" {
     pub fn frugal_session_n_ctx(session: *const frugal_session) -> i32;
     pub fn frugal_session_n_past(session: *const frugal_session) -> i32;
     pub fn frugal_session_kv_bytes(session: *const frugal_session) -> u64;
+    pub fn frugal_session_kv_type(session: *const frugal_session) -> i32;
     pub fn frugal_session_reset(session: *mut frugal_session, err: *mut *mut frugal_error) -> frugal_status;
     pub fn frugal_session_set_param_f32(
         session: *mut frugal_session,

@@ -5,10 +5,11 @@
 mod common;
 
 use common::Json;
-use frugal::{Kind, Model, Session, Token};
+use frugal::{Kind, KvType, Model, Session, SessionOptions, Token};
 
+// A greedy session whose KV cache keeps F32 values, as the reference's forward pass did.
 fn greedy(model: &Model, n_ctx: i32) -> Session {
-    let mut s = model.session(n_ctx).expect("session");
+    let mut s = model.session_with(&SessionOptions { n_ctx, kv_type: KvType::F32 }).expect("session");
     s.set_temperature(0.0).expect("temperature 0");
     s
 }
@@ -200,7 +201,11 @@ fn model_metadata_and_getters() {
     assert_eq!(arch.1, "llama");
     let s = model.session(32).unwrap();
     assert_eq!(s.n_ctx(), 32);
+    assert_eq!(s.kv_type(), KvType::F16); // the default, whose cost kv_bytes_per_token gives
     assert_eq!(s.kv_bytes(), 32 * model.kv_bytes_per_token());
+    let exact = model.session_with(&SessionOptions { n_ctx: 32, kv_type: KvType::F32 }).unwrap();
+    assert_eq!(exact.kv_type(), KvType::F32);
+    assert_eq!(exact.kv_bytes(), 2 * s.kv_bytes());
     let dbg = format!("{:?} {:?}", model, s);
     assert!(dbg.contains("llama"), "{}", dbg);
 }

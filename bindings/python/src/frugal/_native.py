@@ -49,6 +49,9 @@ PARAM_N_THREADS = 8       # i64
 TEXT_CONTENT = 0
 TEXT_REASONING = 1
 
+KV_F32 = 0                # frugal_session_options.kv_type
+KV_F16 = 1
+
 # ---- types ------------------------------------------------------------------------------------
 PROGRESS_FN = CFUNCTYPE(c_int32, c_float, c_void_p)
 LOG_FN = CFUNCTYPE(None, c_int32, c_char_p, c_void_p)
@@ -65,6 +68,16 @@ class ModelOptions(Structure):
         ("progress_user_data", c_void_p),
         ("repack_weights", c_int32),
         ("reserved1", c_int32),
+    ]
+
+
+class SessionOptions(Structure):
+    """frugal_session_options; always initialised by frugal_session_options_init."""
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_ctx", c_int32),
+        ("kv_type", c_int32),
+        ("reserved0", c_int32),
     ]
 
 
@@ -131,11 +144,14 @@ _SIGNATURES = {
     "frugal_tokenizer_chat_format": (c_char_p, [c_void_p]),
     "frugal_chat_apply_template": (c_int32, [c_void_p, c_char_p, POINTER(ChatMessage), c_size_t, c_int32, _BUF,
                                              c_size_t, _P_SIZE, _P_ERR]),
+    "frugal_session_options_init": (c_int32, [POINTER(SessionOptions), c_uint32]),
+    "frugal_session_create_v2": (c_int32, [c_void_p, POINTER(SessionOptions), _P_HANDLE, _P_ERR]),
     "frugal_session_create": (c_int32, [c_void_p, c_int32, _P_HANDLE, _P_ERR]),
     "frugal_session_free": (None, [c_void_p]),
     "frugal_session_n_ctx": (c_int32, [c_void_p]),
     "frugal_session_n_past": (c_int32, [c_void_p]),
     "frugal_session_kv_bytes": (c_uint64, [c_void_p]),
+    "frugal_session_kv_type": (c_int32, [c_void_p]),
     "frugal_session_reset": (c_int32, [c_void_p, _P_ERR]),
     "frugal_session_set_param_f32": (c_int32, [c_void_p, c_int32, c_float, _P_ERR]),
     "frugal_session_set_param_i64": (c_int32, [c_void_p, c_int32, ctypes.c_int64, _P_ERR]),

@@ -27,6 +27,8 @@ PARAMS = tuple(_F32_PARAMS) + tuple(_I64_PARAMS)
 REASONING = "reasoning"
 CONTENT = "content"
 
+_KV_TYPES = {"f16": N.KV_F16, "f32": N.KV_F32}
+
 
 class Piece(NamedTuple):
     """A piece of generated text from ``generate(..., split_reasoning=True)``.
@@ -49,6 +51,8 @@ class Session(Handle):
     Args:
         model: the Model.
         n_ctx: context positions (0 = min(training context, 4096)).
+        kv_type: the KV cache's element type: "f16" (default; half the memory, as llama.cpp's
+            default cache) or "f32" (keys and values exactly as computed).
         temperature, top_k, top_p, min_p, seed, repeat_penalty, repeat_last_n, n_threads:
             sampling and run parameters (see set_params); None keeps the library's default
             (for DeepSeek-R1-family models: temperature 0.6, top-p 0.95).
@@ -56,14 +60,20 @@ class Session(Handle):
 
     _kind = "frugal.Session"
 
-    def __init__(self, model, n_ctx: int = 0, *, temperature: Optional[float] = None,
+    def __init__(self, model, n_ctx: int = 0, *, kv_type: str = "f16", temperature: Optional[float] = None,
                  top_k: Optional[int] = None, top_p: Optional[float] = None, min_p: Optional[float] = None,
                  seed: Optional[int] = None, repeat_penalty: Optional[float] = None,
                  repeat_last_n: Optional[int] = None, n_threads: Optional[int] = None):
+        if kv_type not in _KV_TYPES:
+            raise ValueError(f"kv_type {kv_type!r} is not one of {sorted(_KV_TYPES)}")
         mh = model._handle()
+        opts = N.SessionOptions()
+        N.lib.frugal_session_options_init(byref(opts), ctypes.sizeof(opts))
+        opts.n_ctx = int(n_ctx)
+        opts.kv_type = _KV_TYPES[kv_type]
         out = c_void_p()
         err = c_void_p()
-        N.check(N.lib.frugal_session_create(mh, int(n_ctx), byref(out), byref(err)), err)
+        N.check(N.lib.frugal_session_create_v2(mh, byref(opts), byref(out), byref(err)), err)
         sh = out.value
         # Two references to the model's tokenizer: a private one, freed with the session (for
         # chat() and end-of-generation checks), and the one the tokenizer property hands out.
@@ -102,8 +112,14 @@ class Session(Handle):
 
     @property
     def kv_bytes(self) -> int:
-        """Bytes of the KV cache (n_ctx x the model's per-token cost)."""
+        """Bytes of the KV cache (n_ctx x the per-token cost of its type)."""
         return int(N.lib.frugal_session_kv_bytes(self._handle()))
+
+    @property
+    def kv_type(self) -> str:
+        """The KV cache's element type: "f16" or "f32"."""
+        code = int(N.lib.frugal_session_kv_type(self._handle()))
+        return next(name for name, c in _KV_TYPES.items() if c == code)
 
     @property
     def tokenizer(self) -> Tokenizer:

@@ -1,0 +1,65 @@
+// kv_cache_test.cpp - a layer's cache rows (models/kv_cache.hpp): what is written comes back as
+// written (F32) or rounded to nearest even (F16, checked against the compiler's _Float16), rows
+// land at their positions, and column reads take the right slice.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "common/test_support.hpp"
+#include "models/kv_cache.hpp"
+#include "util/error.hpp"
+
+using frugal::dtype;
+
+TEST_CASE("kv cache rows: written rows read back exactly (f32) or rounded as _Float16 rounds (f16)") {
+    const int64_t n_ctx = 40, width = 37, pos = 5, n = 9; // odd width: the conversions' scalar tails too
+    auto x = frugal::test::random_floats(size_t(n * width), 4, -70000.f, 70000.f);
+    // values that round in interesting ways: ties to even, subnormals, overflow, signed zero
+    x[0] = 1.f + 0x1p-11f;       // a tie between 1 and 1 + 2^-10: even is 1
+    x[1] = 1.f + 3 * 0x1p-11f;   // a tie: even is 1 + 2^-9
+    x[2] = 0x1p-20f;             // subnormal in F16
+    x[3] = 70000.f;              // past F16's largest finite (65504): infinity
+    x[4] = -0.f;
+    for (const dtype t : {dtype::f32, dtype::f16}) {
+        CAPTURE(frugal::dtype_name(t));
+        frugal::kv_rows rows(t, n_ctx, width);
+        CHECK(rows.type() == t);
+        CHECK(rows.width() == width);
+        rows.write(pos, x.data(), n);
+        std::vector<float> back(size_t(n * width));
+        rows.read(pos, n, 0, width, back.data());
+        for (size_t i = 0; i < back.size(); ++i) {
+            CAPTURE(i);
+            const float want = t == dtype::f32 ? x[i] : static_cast<float>(static_cast<_Float16>(x[i]));
+            CHECK(std::signbit(back[i]) == std::signbit(want));
+            CHECK(back[i] == want);
+        }
+        // A column slice of some rows.
+        const int64_t col0 = 30, cols = 7, first = 2, count = 3;
+        std::vector<float> slice(size_t(count * cols));
+        rows.read(pos + first, count, col0, cols, slice.data());
+        for (int64_t j = 0; j < count; ++j)
+            for (int64_t c = 0; c < cols; ++c) CHECK(slice[size_t(j * cols + c)] == back[size_t((first + j) * width + col0 + c)]);
+        // Another write at a later position leaves the earlier rows alone.
+        const std::vector<float> later(size_t(width), 0.5f);
+        rows.write(pos + n, later.data(), 1);
+        std::vector<float> again(size_t(n * width));
+        rows.read(pos, n, 0, width, again.data());
+        CHECK(again == back);
+    }
+}
+
+TEST_CASE("kv cache rows: a type a cache cannot hold is refused, naming it") {
+    for (const dtype t : {dtype::bf16, dtype::q8_0}) {
+        try {
+            frugal::kv_rows rows(t, 4, 32);
+            FAIL("no error");
+        } catch (const frugal::error & e) {
+            CHECK(e.code() == frugal::status::invalid_argument);
+            CHECK(std::string(e.what()).find(frugal::dtype_name(t)) != std::string::npos);
+        }
+    }
+}
