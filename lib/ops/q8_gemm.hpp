@@ -5,7 +5,7 @@
 // qx, dx: the activations' Q8_0 blocks (Q8_K for K-quants: one dx per 256), exactly as
 // quantize_activation makes them for the weight type (the values llama.cpp and frugal's decode
 // kernels multiply); qw, dw, mw: the weight's own quants, block scales and offsets (Q8_0 as
-// stored, Q4_0 as q − 8 with mw = 0; Q4_K and Q5_K per 32-element sub-block: dw = d · sc,
+// stored, Q4_0 as q − 8 and Q5_0 as q − 16 with mw = 0; Q4_K and Q5_K per 32-element sub-block: dw = d · sc,
 // mw = −dmin · m, qw = 0..15 or 0..31; Q6_K as q − 32 with dw = d, each 16-element half's sum
 // multiplied by its int8 scale sc in int32, as llama.cpp does). Each block sum is exact in int32
 // lanes, so this path takes the f32 path's products and only sums them in another order: no
@@ -27,9 +27,11 @@ namespace frugal::ops::q8 {
 
 // Weight types the path multiplies: integer quants with one scale (and, for Q4_K and Q5_K, one
 // offset) per 32-element block, or (Q6_K) one int8 scale per 16 under a float one per 256.
+// Q5_0 is what llama.cpp's quantizer writes for a Q4_K tensor whose rows are not a multiple of
+// 256 (DeepSeek-V2-Lite's 1408-wide expert down projections in a Q4_K_M file).
 constexpr bool supports(dtype t) {
-    return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q4_k ||
-           t == dtype::q5_k || t == dtype::q6_k;
+    return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q5_0 ||
+           t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k;
 }
 // K-quants: Q8_K activations (one dx per 256).
 constexpr bool super_blocks(dtype t) { return t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k; }
@@ -101,20 +103,25 @@ const kernel * avx512_kernel();
 const kernel * avx2_kernel();
 
 // Where block b's scale (fp16) and quants sit in a weight row of nb 32-element blocks (Q8_0,
-// Q4_0, repacked Q4_0; the K-quants have their own packing): at d_offset + b · d_step and
-// q_offset + b · q_step bytes; 4-bit quants are nibbles (q − 8), low nibbles first, as Q4_0
-// stores them.
+// Q4_0, repacked Q4_0, Q5_0; the K-quants have their own packing): at d_offset + b · d_step and
+// q_offset + b · q_step bytes. Nibble quants (4-bit, low nibbles first as Q4_0 stores them) are
+// q − zero; Q5_0's fifth bits are the 32 bits (element e: bit e) at fifth_bits_offset +
+// b · q_step (< 0: none).
 struct block_layout {
     int64_t d_offset, d_step, q_offset, q_step;
     bool nibbles;
+    int zero;
+    int64_t fifth_bits_offset;
 };
 constexpr block_layout layout_of(dtype t, int64_t nb) {
     switch (t) {
-    case dtype::q8_0: return {0, sizeof(block_q8_0), 2, sizeof(block_q8_0), false};
-    case dtype::q4_0: return {0, sizeof(block_q4_0), 2, sizeof(block_q4_0), true};
+    case dtype::q8_0: return {0, sizeof(block_q8_0), 2, sizeof(block_q8_0), false, 0, -1};
+    case dtype::q4_0: return {0, sizeof(block_q4_0), 2, sizeof(block_q4_0), true, 8, -1};
     case dtype::q4_0_repacked:
-        return {0, sizeof(uint16_t), detail::repacked_nibbles_offset(nb), k_qk / 2, true};
-    default: return {0, 0, 0, 0, false}; // not reached: callers check supports(t)
+        return {0, sizeof(uint16_t), detail::repacked_nibbles_offset(nb), k_qk / 2, true, 8, -1};
+    case dtype::q5_0:
+        return {0, sizeof(block_q5_0), offsetof(block_q5_0, qs), sizeof(block_q5_0), true, 16, offsetof(block_q5_0, qh)};
+    default: return {0, 0, 0, 0, false, 0, -1}; // not reached: callers check supports(t)
     }
 }
 

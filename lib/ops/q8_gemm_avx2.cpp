@@ -7,8 +7,8 @@
 // 4- and 5-bit quants no int16 sum reaches that: a run of `span` groups (4 products per lane
 // pair each) stays within 2 · 255 · max|q| · span <= 32767, so every block sum is still exact in
 // int32, as on AVX-512:
-//   Q4_0: q − 8 in [−8, 7], span 8 (one run per block); Q4_K: q in [0, 15], span 4;
-//   Q5_K: q in [0, 31], span 2; Q6_K: q − 32 in [−32, 31], span 2, each run widened by
+//   Q4_0: q − 8 in [−8, 7], span 8 (one run per block); Q5_0: q − 16 in [−16, 15], span 4;
+//   Q4_K: q in [0, 15], span 4; Q5_K: q in [0, 31], span 2; Q6_K: q − 32 in [−32, 31], span 2, each run widened by
 //   vpmaddwd against its half-block's int8 scale sc instead of 1 (llama.cpp's Σ sc · Σ q · x).
 // Q8_0 is not taken: its 8-bit quants would have to be split in two to stay clear of saturation,
 // twice the vpmaddubsw (measured at 0.7× the f32 path on a Zen 3 EPYC), so it stays on the f32
@@ -40,7 +40,9 @@ constexpr int64_t k_block = k_offsets + 4 * k_cols;        // 352
 
 constexpr bool takes(dtype t) { return supports(t) && t != dtype::q8_0; }
 // Groups of weight type t summed in int16 before vpmaddwd widens them (see above).
-constexpr int span_of(dtype t) { return t == dtype::q5_k || t == dtype::q6_k ? 2 : t == dtype::q4_k ? 4 : 8; }
+constexpr int span_of(dtype t) {
+    return t == dtype::q5_k || t == dtype::q6_k ? 2 : t == dtype::q4_k || t == dtype::q5_0 ? 4 : 8;
+}
 
 // All ones in the int32 lanes c < cols.
 FRUGAL_AVX2 inline __m256i live_columns(int64_t cols) {
@@ -150,6 +152,15 @@ FRUGAL_AVX2 inline __m256i nibbles(__m256i v, int shift) {
     return _mm256_and_si256(_mm256_srli_epi32(v, shift), _mm256_set1_epi8(0x0F));
 }
 
+// Bits [shift, shift + 4) of each lane's dword, bit i moved to bit 4 of byte i: Q5_0's fifth bits
+// of 4 consecutive elements, over their nibbles. (x · 0x00204081 puts bit i of a 4-bit x at bit
+// 8i; its four shifted copies never overlap, so nothing carries.)
+FRUGAL_AVX2 inline __m256i fifth_bits(__m256i bits, int shift) {
+    const __m256i four = _mm256_and_si256(_mm256_srli_epi32(bits, shift), _mm256_set1_epi32(0xF));
+    const __m256i spread = _mm256_mullo_epi32(four, _mm256_set1_epi32(0x00204081));
+    return _mm256_slli_epi32(_mm256_and_si256(spread, _mm256_set1_epi32(0x01010101)), 4);
+}
+
 // Each column's Σ of its 4 quants (s8) in a group, as int32.
 FRUGAL_AVX2 inline __m256i column_sums(__m256i q) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
@@ -162,21 +173,29 @@ FRUGAL_AVX2 inline void store_correction(std::byte * blk, __m256i sum) {
     store(blk + k_corrections, _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum, 7)));
 }
 
-// Rows 0..cols-1 (cols <= 8) of Q4_0 blocks (either layout, l) into one tile at out: each
-// block's groups gathered across the rows.
+// Rows 0..cols-1 (cols <= 8) of Q4_0 blocks (either layout) or Q5_0 blocks (laid out as l) into
+// one tile at out: each block's groups gathered across the rows.
 FRUGAL_AVX2 inline void pack_tile(const block_layout & l, const std::byte * w, size_t w_stride, int64_t cols,
                                   int64_t nb, std::byte * out) {
     const tile_rows rows = rows_of(w_stride, cols);
-    const __m256i eight = _mm256_set1_epi8(8);
+    const __m256i zero = _mm256_set1_epi8(int8_t(l.zero));
+    const bool five = l.fifth_bits_offset >= 0;
     for (int64_t b = 0; b < nb; ++b) {
         std::byte * blk = out + b * k_block;
         const std::byte * quants = w + l.q_offset + b * l.q_step;
+        const __m256i high = five ? gather(w + l.fifth_bits_offset + b * l.q_step, rows) : _mm256_setzero_si256();
         __m256i sum = _mm256_setzero_si256();
         // group g < 4: low nibbles of bytes 4g..4g+3 (elements 4g..), g >= 4: their high ones
+        // (elements 16 + 4g..)
         for (int g = 0; g < k_groups / 2; ++g) {
             const __m256i v = gather(quants + 4 * g, rows);
-            const __m256i lo = _mm256_and_si256(_mm256_sub_epi8(nibbles(v, 0), eight), rows.live);
-            const __m256i hi = _mm256_and_si256(_mm256_sub_epi8(nibbles(v, 4), eight), rows.live);
+            __m256i q_lo = nibbles(v, 0), q_hi = nibbles(v, 4);
+            if (five) {
+                q_lo = _mm256_or_si256(q_lo, fifth_bits(high, 4 * g));
+                q_hi = _mm256_or_si256(q_hi, fifth_bits(high, 16 + 4 * g));
+            }
+            const __m256i lo = _mm256_and_si256(_mm256_sub_epi8(q_lo, zero), rows.live);
+            const __m256i hi = _mm256_and_si256(_mm256_sub_epi8(q_hi, zero), rows.live);
             store(blk + g * 4 * k_cols, lo);
             store(blk + (g + k_groups / 2) * 4 * k_cols, hi);
             sum = _mm256_add_epi32(sum, _mm256_add_epi32(column_sums(lo), column_sums(hi)));
@@ -300,6 +319,7 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
     case dtype::q4_k: q8_multiply<dtype::q4_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
     case dtype::q5_k: q8_multiply<dtype::q5_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
     case dtype::q6_k: q8_multiply<dtype::q6_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
+    case dtype::q5_0: q8_multiply<dtype::q5_0>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
     default: q8_multiply<dtype::q4_0>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
     }
 }

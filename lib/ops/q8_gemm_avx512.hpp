@@ -126,22 +126,40 @@ FRUGAL_AVX512 inline void store_quants(std::byte * blk, const __m512i * q) {
     _mm512_storeu_si512(blk + q8::k_block_corrections, correction);
 }
 
-// Rows 0..cols-1 (cols <= 16) of 32-element blocks (Q8_0, Q4_0, repacked Q4_0, laid out as l)
-// into one tile at out (q8_gemm.hpp): each block's 8 groups gathered across the 16 rows
+// Bits [shift, shift + 4) of each lane's dword, bit i moved to bit 4 of byte i: Q5_0's fifth bits
+// of 4 consecutive elements, over their nibbles. (x · 0x00204081 puts bit i of a 4-bit x at bit
+// 8i; its four shifted copies never overlap, so nothing carries.)
+FRUGAL_AVX512 inline __m512i fifth_bits(__m512i bits, int shift) {
+    const __m512i four = _mm512_and_si512(_mm512_srli_epi32(bits, shift), _mm512_set1_epi32(0xF));
+    const __m512i spread = _mm512_mullo_epi32(four, _mm512_set1_epi32(0x00204081));
+    return _mm512_slli_epi32(_mm512_and_si512(spread, _mm512_set1_epi32(0x01010101)), 4);
+}
+
+// Rows 0..cols-1 (cols <= 16) of 32-element blocks (Q8_0, Q4_0, repacked Q4_0, Q5_0, laid out as
+// l) into one tile at out (q8_gemm.hpp): each block's 8 groups gathered across the 16 rows
 // (vpgatherdd: column c's dword g), the scales converted per column.
 FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte * w, size_t w_stride, int64_t cols,
                                     int64_t nb, std::byte * out) {
     const tile_rows rows = rows_of(w_stride, cols);
-    const __m512i eight = _mm512_set1_epi8(8);
+    const __m512i zero = _mm512_set1_epi8(char(l.zero));
+    const bool five = l.fifth_bits_offset >= 0;
     for (int64_t b = 0; b < nb; ++b) {
         std::byte * blk = out + b * q8::k_block_bytes;
         const std::byte * quants = w + l.q_offset + b * l.q_step;
         __m512i q[q8::k_groups];
-        if (l.nibbles) { // group g < 4: low nibbles of bytes 4g..4g+3 (elements 4g..), g >= 4: their high ones
+        if (l.nibbles) { // group g < 4: low nibbles of bytes 4g..4g+3 (elements 4g..), g >= 4: their
+                         // high ones (elements 16 + 4g..)
+            const __m512i high = five ? _mm512_i32gather_epi32(rows.offsets, w + l.fifth_bits_offset + b * l.q_step, 1)
+                                      : _mm512_setzero_si512();
             for (int g = 0; g < q8::k_groups / 2; ++g) {
                 const __m512i v = _mm512_i32gather_epi32(rows.offsets, quants + 4 * g, 1);
-                q[g] = _mm512_maskz_mov_epi32(rows.live, _mm512_sub_epi8(nibbles(v, 0), eight));
-                q[g + q8::k_groups / 2] = _mm512_maskz_mov_epi32(rows.live, _mm512_sub_epi8(nibbles(v, 4), eight));
+                __m512i q_lo = nibbles(v, 0), q_hi = nibbles(v, 4);
+                if (five) {
+                    q_lo = _mm512_or_si512(q_lo, fifth_bits(high, 4 * g));
+                    q_hi = _mm512_or_si512(q_hi, fifth_bits(high, 16 + 4 * g));
+                }
+                q[g] = _mm512_maskz_mov_epi32(rows.live, _mm512_sub_epi8(q_lo, zero));
+                q[g + q8::k_groups / 2] = _mm512_maskz_mov_epi32(rows.live, _mm512_sub_epi8(q_hi, zero));
             }
         } else {
             for (int g = 0; g < q8::k_groups; ++g)

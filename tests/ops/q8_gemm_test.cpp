@@ -33,19 +33,24 @@ namespace q8 = frugal::ops::q8;
 
 namespace {
 
-// K-quant rows of random bytes (every quant, fifth bit and 6-bit scale pattern) with ordinary
-// positive fp16 super-block scales (the library has no K-quant weight quantizer); `extreme`: every
-// quant at its largest (15, or 31 for Q5_K; Q6_K: -32).
+// Q5_0 and K-quant rows of random bytes (every quant, fifth bit and 6-bit scale pattern) with
+// ordinary positive fp16 (super-)block scales (the library has no weight quantizer for these);
+// `extreme`: every quant at its largest magnitude (Q5_0: -16; 15, or 31 for Q5_K; Q6_K: -32).
 template <class Block>
-std::vector<std::byte> random_k_quant_weights(int64_t rows, int64_t k, std::mt19937 & rng, bool extreme) {
+std::vector<std::byte> random_block_weights(int64_t rows, int64_t k, std::mt19937 & rng, bool extreme) {
     std::uniform_int_distribution<int> byte(0, 255);
     std::uniform_real_distribution<float> scale(1e-3f, 1e-2f);
-    std::vector<Block> blocks(static_cast<size_t>(rows * (k / k_qk_k)));
+    constexpr int64_t elements = std::is_same_v<Block, block_q5_0> ? k_qk : k_qk_k;
+    std::vector<Block> blocks(static_cast<size_t>(rows * (k / elements)));
     for (auto & b : blocks) {
         auto * bytes = reinterpret_cast<uint8_t *>(&b);
         for (size_t i = 0; i < sizeof b; ++i) bytes[i] = uint8_t(byte(rng));
         b.d = fp32_to_fp16(scale(rng));
-        if constexpr (std::is_same_v<Block, block_q6_k>) {
+        if constexpr (std::is_same_v<Block, block_q5_0>) {
+            if (!extreme) continue; // q = 0 - 16
+            std::memset(b.qs, 0, sizeof b.qs);
+            std::memset(b.qh, 0, sizeof b.qh);
+        } else if constexpr (std::is_same_v<Block, block_q6_k>) {
             if (!extreme) continue; // q = 0 - 32
             std::memset(b.ql, 0, sizeof b.ql);
             std::memset(b.qh, 0, sizeof b.qh);
@@ -64,12 +69,14 @@ std::vector<std::byte> random_k_quant_weights(int64_t rows, int64_t k, std::mt19
 // rows x k weights of type t from seeded normal floats through the library's quantizers (random
 // bytes for K-quants); for Q8_0 every third row holds extreme quants (-128, 127, 0, -1) to reach
 // the ends of the ranges. `extreme`: every quant at the end of its range that makes the largest
-// sums against the largest activations (Q8_0 and Q4_0: -128 and -8; K-quants: 15, 31 and -32).
+// sums against the largest activations (Q8_0, Q4_0 and Q5_0: -128, -8 and -16; K-quants: 15, 31
+// and -32).
 std::vector<std::byte> make_weights(dtype t, int64_t rows, int64_t k, uint32_t seed, bool extreme = false) {
     std::mt19937 rng(seed);
-    if (t == dtype::q4_k) return random_k_quant_weights<block_q4_k>(rows, k, rng, extreme);
-    if (t == dtype::q5_k) return random_k_quant_weights<block_q5_k>(rows, k, rng, extreme);
-    if (t == dtype::q6_k) return random_k_quant_weights<block_q6_k>(rows, k, rng, extreme);
+    if (t == dtype::q5_0) return random_block_weights<block_q5_0>(rows, k, rng, extreme);
+    if (t == dtype::q4_k) return random_block_weights<block_q4_k>(rows, k, rng, extreme);
+    if (t == dtype::q5_k) return random_block_weights<block_q5_k>(rows, k, rng, extreme);
+    if (t == dtype::q6_k) return random_block_weights<block_q6_k>(rows, k, rng, extreme);
     std::normal_distribution<float> normal(0.f, 1.f);
     const dtype stored = t == dtype::q4_0_repacked ? dtype::q4_0 : t;
     const int64_t stride = row_bytes(t, k);
@@ -203,7 +210,8 @@ void check_chunk(const q8::kernel & kernel, dtype t, int64_t m, int64_t cols, in
     CHECK(worst <= 1.0);
 }
 
-constexpr dtype k_types[] = {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q4_k, dtype::q5_k, dtype::q6_k};
+constexpr dtype k_types[] = {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_0,
+                             dtype::q4_k, dtype::q5_k, dtype::q6_k};
 
 // Every type; row counts around the kernels' row tiles; one column, a partial and a whole tile
 // (tiles are half a chunk), and a whole chunk.
