@@ -144,8 +144,9 @@ T read_options(const T * opts, size_t min_size, const char * fn, frugal_status (
     const auto * bytes = reinterpret_cast<const unsigned char *>(opts);
     for (size_t i = sizeof o; i < opts->struct_size; ++i)
         if (bytes[i] != 0)
-            frugal::throw_error(frugal::status::struct_size, "{}: options struct_size {} has non-zero fields past byte {}",
-                                fn, opts->struct_size, sizeof o);
+            frugal::throw_error(frugal::status::struct_size,
+                                "{}: options struct_size {} has non-zero fields past byte {}", fn, opts->struct_size,
+                                sizeof o);
     std::memcpy(&o, opts, std::min<size_t>(opts->struct_size, sizeof o));
     return o;
 }

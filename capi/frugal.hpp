@@ -566,7 +566,8 @@ public:
     explicit session(const model & m, int32_t n_ctx = 0) : session(m, session_options{n_ctx, kv_cache_type::f16}) {}
     session(const model & m, const session_options & options) {
         frugal_session_options o;
-        frugal_session_options_init(&o, static_cast<uint32_t>(sizeof o)); // FRUGAL_SESSION_OPTIONS_INIT without its C cast
+        // FRUGAL_SESSION_OPTIONS_INIT without its C cast
+        frugal_session_options_init(&o, static_cast<uint32_t>(sizeof o));
         o.n_ctx = options.n_ctx;
         o.kv_type = static_cast<int32_t>(options.kv_type);
         detail::check([&](frugal_error ** err) { return frugal_session_create_v2(m.handle(), &o, &handle_, err); });

@@ -16,8 +16,9 @@ model_state::model_state(int64_t n_ctx, const model_config & c, dtype kv_type)
     const uint64_t physical = physical_memory_bytes();
     if (physical > 0 && kv_bytes() > physical)
         throw_error(status::out_of_memory,
-                    "session: a {} KV cache for {} positions needs {:.1f} GiB, more than this machine's {:.1f} GiB of memory",
-                    dtype_name(kv_type), n_ctx, double(kv_bytes()) / double(1ull << 30), double(physical) / double(1ull << 30));
+                    "session: a KV cache ({}) for {} positions needs {:.1f} GiB, more than this machine's {:.1f} GiB of memory",
+                    dtype_name(kv_type), n_ctx, double(kv_bytes()) / double(1ull << 30),
+                    double(physical) / double(1ull << 30));
 }
 
 void model::forward(model_state & state, std::span<const int32_t> tokens, bool all_logits, float * logits,

@@ -230,9 +230,10 @@ FRUGAL_AVX2 void accumulate_avx2(const float * p, int64_t ld_p, int64_t rows, co
 // cols is a multiple of 8, as for every AVX2 kernel here.
 FRUGAL_AVX2 void widen_avx2(const uint16_t * src, int64_t src_row, int64_t n, int64_t cols, float * dst) {
     for (int64_t j = 0; j < n; ++j)
-        for (int64_t c = 0; c < cols; c += 8)
-            _mm256_storeu_ps(dst + j * cols + c,
-                             _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(src + j * src_row + c))));
+        for (int64_t c = 0; c < cols; c += 8) {
+            const __m128i halves = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src + j * src_row + c));
+            _mm256_storeu_ps(dst + j * cols + c, _mm256_cvtph_ps(halves));
+        }
 }
 
 constexpr kernels k_avx2{scores_avx2, exp2_sum_avx2, accumulate_avx2, widen_avx2};
