@@ -37,6 +37,39 @@ frugal::sampling_params greedy() {
     return p;
 }
 
+// Positions 0..7 (BOS + the first 7 generated ids) with a KV cache of kv_type: the largest logit
+// difference from numpy's float32 forward pass (one prefill pass), and from decoding the same
+// positions one token at a time.
+struct first_positions {
+    double vs_numpy = 0, decode_vs_prefill = 0;
+};
+
+first_positions first_8_positions(const fixture & f, frugal::dtype kv_type) {
+    const auto & g = f.ref["greedy_from_bos"];
+    std::vector<int32_t> seq = g["prompt_ids"].get<std::vector<int32_t>>();
+    const auto gen = g["generated_ids"].get<std::vector<int32_t>>();
+    seq.insert(seq.end(), gen.begin(), gen.begin() + 7);
+    frugal::session s(f.model, 0, kv_type);
+    const auto all = s.evaluate_all(seq);
+    const int64_t V = f.model->config().n_vocab;
+    first_positions r;
+    for (size_t p = 0; p < 8; ++p) {
+        const auto row = g["logits_first_8_pos"][p].get<std::vector<float>>();
+        REQUIRE(int64_t(row.size()) == V);
+        for (int64_t v = 0; v < V; ++v) r.vs_numpy = std::max(r.vs_numpy, double(std::fabs(all[p * V + v] - row[v])));
+    }
+    frugal::session d(f.model, 0, kv_type);
+    for (size_t p = 0; p < 8; ++p) {
+        d.prompt_tokens(std::span(&seq[p], 1));
+        const auto l = d.logits();
+        for (int64_t v = 0; v < V; ++v)
+            r.decode_vs_prefill = std::max(r.decode_vs_prefill, double(std::fabs(l[v] - all[p * V + v])));
+    }
+    MESSAGE(frugal::dtype_name(kv_type) << " cache: max |logit - numpy float32| over 8 x " << V << " = " << r.vs_numpy
+                                        << ", max |decode - prefill| = " << r.decode_vs_prefill);
+    return r;
+}
+
 } // namespace
 
 TEST_CASE("stories260K: config matches reference.json" * doctest::timeout(30)) {
@@ -84,34 +117,10 @@ TEST_CASE("stories260K: greedy 256 tokens from BOS reproduce llama2.c's sample" 
 TEST_CASE("stories260K: logits of the first 8 positions agree within 1e-4" * doctest::timeout(30)) {
     auto f = load_stories();
     if (!f) FRUGAL_SKIP("../shared/data/stories260K is not available");
-    const auto & g = f->ref["greedy_from_bos"];
-    const auto & want = g["logits_first_8_pos"];
-    // The sequence BOS + the first 7 generated ids gives positions 0..7 in one prefill pass.
-    std::vector<int32_t> seq = g["prompt_ids"].get<std::vector<int32_t>>();
-    const auto gen = g["generated_ids"].get<std::vector<int32_t>>();
-    seq.insert(seq.end(), gen.begin(), gen.begin() + 7);
-    frugal::session s(f->model, 0, frugal::dtype::f32);
-    const auto all = s.evaluate_all(seq);
-    const int64_t V = f->model->config().n_vocab;
-    double max_diff = 0;
-    for (size_t p = 0; p < 8; ++p) {
-        const auto row = want[p].get<std::vector<float>>();
-        REQUIRE(int64_t(row.size()) == V);
-        for (int64_t v = 0; v < V; ++v) max_diff = std::max(max_diff, double(std::fabs(all[p * V + v] - row[v])));
-    }
-    MESSAGE("max |logit - numpy float32| over 8 x " << V << " = " << max_diff);
-    CHECK(max_diff < 1e-4);
-
-    // The same positions decoded one token at a time (the decode path) agree with the prefill pass.
-    frugal::session d(f->model, 0, frugal::dtype::f32);
-    double max_step_diff = 0;
-    for (size_t p = 0; p < 8; ++p) {
-        d.prompt_tokens(std::span(&seq[p], 1));
-        const auto l = d.logits();
-        for (int64_t v = 0; v < V; ++v) max_step_diff = std::max(max_step_diff, double(std::fabs(l[v] - all[p * V + v])));
-    }
-    MESSAGE("max |decode - prefill| = " << max_step_diff);
-    CHECK(max_step_diff < 1e-4);
+    const auto r = first_8_positions(*f, frugal::dtype::f32);
+    CHECK(r.vs_numpy < 1e-4);
+    // The decode path (one token at a time) agrees with the prefill pass.
+    CHECK(r.decode_vs_prefill < 1e-4);
 }
 
 TEST_CASE("stories260K: an F16 KV cache halves the cache, keeps the greedy sample and moves logits by < 0.02" *
@@ -126,35 +135,16 @@ TEST_CASE("stories260K: an F16 KV cache halves the cache, keeps the greedy sampl
 
     // Logits of positions 0..7 in one prefill against numpy's float32 forward pass: K and V are
     // rounded to 11 significant bits, so they move, but by far less than the logits' spread.
-    std::vector<int32_t> seq = g["prompt_ids"].get<std::vector<int32_t>>();
-    const auto gen = g["generated_ids"].get<std::vector<int32_t>>();
-    seq.insert(seq.end(), gen.begin(), gen.begin() + 7);
-    const auto all = s.evaluate_all(seq);
-    const int64_t V = f->model->config().n_vocab;
-    double max_diff = 0;
-    for (size_t p = 0; p < 8; ++p) {
-        const auto row = g["logits_first_8_pos"][p].get<std::vector<float>>();
-        for (int64_t v = 0; v < V; ++v) max_diff = std::max(max_diff, double(std::fabs(all[p * V + v] - row[v])));
-    }
-    MESSAGE("F16 cache: max |logit - numpy float32| over 8 x " << V << " = " << max_diff);
-    CHECK(max_diff > 0); // the cache really is F16
-    CHECK(max_diff < 0.02);
-
     // Decoding one token at a time: its K and V differ from the prefill's in the last float bits
     // (other matmul paths), and rounding to F16 turns a few of those into whole F16 steps, so the
     // two agree to the F16 cache's own error, not the F32 cache's 1e-4.
-    frugal::session d(f->model, 0);
-    double max_step_diff = 0;
-    for (size_t p = 0; p < 8; ++p) {
-        d.prompt_tokens(std::span(&seq[p], 1));
-        const auto l = d.logits();
-        for (int64_t v = 0; v < V; ++v) max_step_diff = std::max(max_step_diff, double(std::fabs(l[v] - all[p * V + v])));
-    }
-    MESSAGE("F16 cache: max |decode - prefill| = " << max_step_diff);
-    CHECK(max_step_diff < 0.02);
+    const auto r = first_8_positions(*f, frugal::dtype::f16);
+    CHECK(r.vs_numpy > 0); // the cache really is F16
+    CHECK(r.vs_numpy < 0.02);
+    CHECK(r.decode_vs_prefill < 0.02);
 
     // llama2.c's 256-token greedy sample from BOS survives the rounding token for token.
-    s.reset();
+    const auto gen = g["generated_ids"].get<std::vector<int32_t>>();
     s.set_sampling(greedy());
     s.prompt_tokens(g["prompt_ids"].get<std::vector<int32_t>>());
     size_t agree = 0;

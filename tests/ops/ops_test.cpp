@@ -478,13 +478,63 @@ std::vector<double> attention_reference(const attention_case & c, float scale, c
     return ref::attention(rc, q, c.n_tokens, c.pos0, k, v);
 }
 
+// x rounded to IEEE binary16 by the compiler's _Float16 (round to nearest even; independent of the
+// library's conversions): the bits an F16 cache holds, and their values as floats.
+struct half_rows {
+    std::vector<uint16_t> bits;
+    std::vector<float> values;
+};
+
+half_rows to_half(const std::vector<float> & x) {
+    half_rows h;
+    for (float f : x) {
+        const auto r = static_cast<_Float16>(f);
+        h.bits.push_back(std::bit_cast<uint16_t>(r));
+        h.values.push_back(static_cast<float>(r));
+    }
+    return h;
+}
+
+constexpr dtype k_kv_types[] = {dtype::f32, dtype::f16};
+
+// Case c over a cache of kv_type on every path, against the reference on the values the cache
+// holds (F16: rounded by _Float16). v_in_k: the cache is K alone and V the first v_dim elements
+// of each K row, as absorbed MLA reads it.
+void check_attention_case(const attention_case & c, uint32_t seed, dtype kv_type, bool v_in_k = false) {
+    INFO(describe(c));
+    CAPTURE(seed);
+    CAPTURE(std::string(dtype_name(kv_type)));
+    const auto in = make_attention_inputs(c, seed);
+    const auto k = to_half(in.k), v = to_half(in.v);
+    const bool f16 = kv_type == dtype::f16;
+    const std::vector<float> & k_values = f16 ? k.values : in.k;
+    std::vector<float> v_values = f16 ? v.values : in.v;
+    if (v_in_k) { // the reference reads a packed copy of V
+        const int64_t n_kv = c.pos0 + c.n_tokens;
+        v_values.resize(size_t(n_kv * c.v_dim));
+        for (int64_t j = 0; j < n_kv; ++j)
+            std::copy_n(k_values.begin() + j * c.head_dim, c.v_dim, v_values.begin() + j * c.v_dim);
+    }
+    const float scale = attention_scale(c);
+    const auto want = attention_reference(c, scale, in.q.data(), k_values.data(), v_values.data());
+    auto p = attention_params_of(c, scale);
+    p.kv_type = kv_type;
+    if (v_in_k) p.k_stride = p.v_stride = c.head_dim;
+    const void * k_cache = f16 ? static_cast<const void *>(k.bits.data()) : in.k.data();
+    const void * v_cache = v_in_k ? k_cache : f16 ? static_cast<const void *>(v.bits.data()) : in.v.data();
+    check_attention_runs(p, in.q.data(), c.n_tokens, c.pos0, k_cache, v_cache, want, k_rtol);
+}
+
 } // namespace
 
-TEST_CASE("blocked attention matches the reference across key blocks, GQA groups and depths, on every path" *
+TEST_CASE("blocked attention matches the reference across key blocks, GQA groups and depths, on every path, "
+          "over F32 and F16 caches" *
           doctest::timeout(120)) {
     // The kernels take keys in blocks of 64: depths 513 and 1000 and prefills of 7, 64 and 300
     // tokens put block edges and ragged last blocks inside query blocks. Dims are multiples of 8,
-    // so the AVX2 path serves them where present.
+    // so the AVX2 path serves them where present, except the last case's (portable kernels).
+    // An F16 cache is widened a block at a time: the same cases hold it to the reference on the
+    // rounded values.
     const attention_case cases[] = {
         // group 1
         {2, 2, 64, 64, 1, 0},
@@ -510,21 +560,15 @@ TEST_CASE("blocked attention matches the reference across key blocks, GQA groups
         {4, 4, 192, 128, 1, 1000},
         {4, 4, 192, 128, 7, 0},
         {4, 4, 192, 128, 64, 513},
+        // odd dims
+        {6, 3, 17, 33, 5, 9},
     };
-    for (size_t i = 0; i < std::size(cases); ++i) {
-        const auto & c = cases[i];
-        const uint32_t seed = k_seeds[i % std::size(k_seeds)];
-        INFO(describe(c));
-        CAPTURE(seed);
-        const auto in = make_attention_inputs(c, seed);
-        const float scale = attention_scale(c);
-        const auto want = attention_reference(c, scale, in.q.data(), in.k.data(), in.v.data());
-        check_attention_runs(attention_params_of(c, scale), in.q.data(), c.n_tokens, c.pos0, in.k.data(),
-                             in.v.data(), want, k_rtol);
-    }
+    for (size_t i = 0; i < std::size(cases); ++i)
+        for (dtype kv_type : k_kv_types) check_attention_case(cases[i], k_seeds[i % std::size(k_seeds)], kv_type);
 }
 
-TEST_CASE("attention over one latent cache: K rows [576] and V their first 512 floats, as absorbed MLA" *
+TEST_CASE("attention over one latent cache: K rows [576] and V their first 512 values, as absorbed MLA "
+          "(F32, and F16 whose V is read from the widened K block)" *
           doctest::timeout(120)) {
     const int64_t n_head = 8, head_dim = 576, v_dim = 512;
     const attention_case cases[] = {
@@ -533,89 +577,9 @@ TEST_CASE("attention over one latent cache: K rows [576] and V their first 512 f
         {n_head, 1, head_dim, v_dim, 7, 0},   {n_head, 1, head_dim, v_dim, 7, 513},
         {n_head, 1, head_dim, v_dim, 64, 513}, {n_head, 1, head_dim, v_dim, 300, 0},
     };
-    for (size_t i = 0; i < std::size(cases); ++i) {
-        const auto & c = cases[i];
-        const uint32_t seed = k_seeds[i % std::size(k_seeds)];
-        INFO(describe(c));
-        CAPTURE(seed);
-        // The cache [n_kv + spare, 576] (spare rows NaN) is K; the reference reads a packed copy of V.
-        const auto in = make_attention_inputs(c, seed);
-        const int64_t n_kv = c.pos0 + c.n_tokens;
-        std::vector<float> v(size_t(n_kv * v_dim));
-        for (int64_t j = 0; j < n_kv; ++j) std::copy_n(in.k.begin() + j * head_dim, v_dim, v.begin() + j * v_dim);
-        const float scale = attention_scale(c);
-        const auto want = attention_reference(c, scale, in.q.data(), in.k.data(), v.data());
-        auto p = attention_params_of(c, scale);
-        p.k_stride = p.v_stride = head_dim;
-        check_attention_runs(p, in.q.data(), c.n_tokens, c.pos0, in.k.data(), in.k.data(), want, k_rtol);
-    }
-}
-
-namespace {
-
-// x rounded to IEEE binary16 by the compiler's _Float16 (round to nearest even; independent of the
-// library's conversions): the bits an F16 cache holds, and their values as floats.
-struct half_rows {
-    std::vector<uint16_t> bits;
-    std::vector<float> values;
-};
-
-half_rows to_half(const std::vector<float> & x) {
-    half_rows h;
-    for (float f : x) {
-        const auto r = static_cast<_Float16>(f);
-        h.bits.push_back(std::bit_cast<uint16_t>(r));
-        h.values.push_back(static_cast<float>(r));
-    }
-    return h;
-}
-
-} // namespace
-
-TEST_CASE("attention over an F16 cache equals the reference on the rounded keys and values, on every path" *
-          doctest::timeout(120)) {
-    // Block edges, GQA groups, key splits (one kv head, 2 threads) and head_dim != v_dim.
-    const attention_case cases[] = {
-        {2, 2, 64, 64, 1, 0},     {2, 2, 64, 64, 64, 0},     {3, 3, 128, 128, 7, 513}, {4, 2, 64, 64, 1, 1000},
-        {12, 2, 128, 128, 1, 1000}, {12, 2, 128, 128, 300, 513}, {6, 1, 128, 128, 1, 1000}, {4, 4, 192, 128, 7, 0},
-        {6, 3, 17, 33, 5, 9}, // odd dims: the portable kernels on every CPU
-    };
-    for (size_t i = 0; i < std::size(cases); ++i) {
-        const auto & c = cases[i];
-        const uint32_t seed = k_seeds[i % std::size(k_seeds)];
-        INFO(describe(c));
-        CAPTURE(seed);
-        const auto in = make_attention_inputs(c, seed);
-        const auto k = to_half(in.k), v = to_half(in.v);
-        const float scale = attention_scale(c);
-        const auto want = attention_reference(c, scale, in.q.data(), k.values.data(), v.values.data());
-        auto p = attention_params_of(c, scale);
-        p.kv_type = dtype::f16;
-        check_attention_runs(p, in.q.data(), c.n_tokens, c.pos0, k.bits.data(), v.bits.data(), want, k_rtol);
-    }
-}
-
-TEST_CASE("attention over an F16 latent cache: V is the head of each K row, read from the widened K block" *
-          doctest::timeout(120)) {
-    const int64_t n_head = 8, head_dim = 576, v_dim = 512;
-    const attention_case cases[] = {{n_head, 1, head_dim, v_dim, 1, 1000}, {n_head, 1, head_dim, v_dim, 64, 513},
-                                    {n_head, 1, head_dim, v_dim, 7, 0}};
-    for (size_t i = 0; i < std::size(cases); ++i) {
-        const auto & c = cases[i];
-        INFO(describe(c));
-        const auto in = make_attention_inputs(c, k_seeds[i % std::size(k_seeds)]);
-        const auto cache = to_half(in.k); // [n_kv + spare, 576]
-        const int64_t n_kv = c.pos0 + c.n_tokens;
-        std::vector<float> v(size_t(n_kv * v_dim));
-        for (int64_t j = 0; j < n_kv; ++j)
-            std::copy_n(cache.values.begin() + j * head_dim, v_dim, v.begin() + j * v_dim);
-        const float scale = attention_scale(c);
-        const auto want = attention_reference(c, scale, in.q.data(), cache.values.data(), v.data());
-        auto p = attention_params_of(c, scale);
-        p.k_stride = p.v_stride = head_dim;
-        p.kv_type = dtype::f16;
-        check_attention_runs(p, in.q.data(), c.n_tokens, c.pos0, cache.bits.data(), cache.bits.data(), want, k_rtol);
-    }
+    for (size_t i = 0; i < std::size(cases); ++i)
+        for (dtype kv_type : k_kv_types)
+            check_attention_case(cases[i], k_seeds[i % std::size(k_seeds)], kv_type, /*v_in_k=*/true);
 }
 
 TEST_CASE("attention refuses a cache type it cannot read, naming it") {
