@@ -107,9 +107,16 @@ header = next((l for l in lines if "prefill_gemm" in l), {})
 paths = header.get("prefill_paths", {})
 check(paths and set(paths) <= {"f32", "bf16", "int8", "q8"} and abs(sum(paths.values()) - 1) < 2e-3,
       f"bench: prefill_paths shares add up to 1 ({paths})")
-r = run("bench", "-m", str(model), "-p", "8", "-n", "0", "-r", "1", "--prefill-gemm", "f32")
-header = next((json.loads(l) for l in r.stdout.splitlines() if '"prefill_gemm"' in l), {})
+# The cache type: F16 by default, in the header and the memory line, whose kv_bytes it sets.
+memory = next((l for l in lines if "kv_bytes" in l), {})
+check(header.get("kv_type") == "f16" and memory.get("kv_type") == "f16", f"bench: an F16 cache by default ({header})")
+r = run("bench", "-m", str(model), "-p", "8", "-n", "0", "-r", "1", "--prefill-gemm", "f32", "--kv-type", "f32")
+lines32 = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+header = next((l for l in lines32 if "prefill_gemm" in l), {})
+memory32 = next((l for l in lines32 if "kv_bytes" in l), {})
 check(header.get("prefill_paths") == {"f32": 1.0}, f"bench --prefill-gemm f32: all on f32 ({header})")
+check(header.get("kv_type") == "f32" and memory32.get("kv_bytes_per_token") == 2 * memory.get("kv_bytes_per_token", -1),
+      f"bench --kv-type f32: twice the bytes per position ({memory32})")
 
 # Errors: non-zero exit, a message on stderr naming the problem, nothing on stdout.
 r = run("run", "-m", str(scratch / "missing.gguf"), "-n", "4")
