@@ -162,9 +162,9 @@ struct q4_0_vec {
 struct q5_0_vec {
     using block = block_q5_0;
     using act = block_q8_0;
-    FRUGAL_AVX2 static __m256i load(const block & b) {
-        return _mm256_sub_epi8(_mm256_or_si256(nibbles(b.qs), fifth_bits(b.qh)), bytes(16));
-    }
+    // The stored quants, 0..31 (the values are these − 16).
+    FRUGAL_AVX2 static __m256i load_unsigned(const block & b) { return _mm256_or_si256(nibbles(b.qs), fifth_bits(b.qh)); }
+    FRUGAL_AVX2 static __m256i load(const block & b) { return _mm256_sub_epi8(load_unsigned(b), bytes(16)); }
 };
 struct q5_1_vec {
     using block = block_q5_1;
@@ -275,11 +275,30 @@ FRUGAL_AVX2 void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows,
     float dx[k_max_blocks];
     for (int64_t ib = 0; ib < nb; ++ib) dx[ib] = half(a[ib].d);
     const __m256i ones = _mm256_set1_epi16(1);
-    // acc[row][block parity] += dw·dx · <w, x> for one block
-    auto step = [&](const block & wb, __m256i x, float d, __m256 & acc) FRUGAL_AVX2 {
-        const __m256i q = V::load(wb);
-        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q)), ones);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(wb.d) * d), _mm256_cvtepi32_ps(p), acc);
+    // Q5_0 multiplies its quants as stored (0..31, unsigned as vpmaddubsw wants them: no sign
+    // trick, whose two vpsignb made it compute-bound) and adds each block's −16 · Σx back, per
+    // int32 lane as the products land, from a table made once per call: the same exact integer
+    // sums as the signed quants give.
+    constexpr bool unsigned_quants = std::is_same_v<V, q5_0_vec>;
+    alignas(32) int32_t minus_16x[unsigned_quants ? k_max_blocks * 8 : 8];
+    if constexpr (unsigned_quants)
+        for (int64_t ib = 0; ib < nb; ++ib) {
+            const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a[ib].qs));
+            _mm256_store_si256(reinterpret_cast<__m256i *>(minus_16x + 8 * ib),
+                               _mm256_madd_epi16(_mm256_maddubs_epi16(bytes(16), x), _mm256_set1_epi16(-1)));
+        }
+    // acc[row][block parity] += dw·dx · <w, x> for block ib
+    auto step = [&](const block & wb, int64_t ib, __m256 & acc) FRUGAL_AVX2 {
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a[ib].qs));
+        __m256i p;
+        if constexpr (unsigned_quants) {
+            p = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(V::load_unsigned(wb), x), ones),
+                                 _mm256_load_si256(reinterpret_cast<const __m256i *>(minus_16x + 8 * ib)));
+        } else {
+            const __m256i q = V::load(wb);
+            p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q)), ones);
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(wb.d) * dx[ib]), _mm256_cvtepi32_ps(p), acc);
     };
     for (int64_t r = 0; r < rows; ++r) {
         const auto * w0 = reinterpret_cast<const block *>(w + size_t(r) * w_stride);
@@ -287,10 +306,9 @@ FRUGAL_AVX2 void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows,
         int64_t ib = 0;
         for (; ib + 2 <= nb; ib += 2) {
             prefetch_ahead(w0 + ib);
-            for (int odd = 0; odd < 2; ++odd)
-                step(w0[ib + odd], _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a[ib + odd].qs)), dx[ib + odd], acc[odd]);
+            for (int odd = 0; odd < 2; ++odd) step(w0[ib + odd], ib + odd, acc[odd]);
         }
-        if (ib < nb) step(w0[ib], _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a[ib].qs)), dx[ib], acc[0]);
+        if (ib < nb) step(w0[ib], ib, acc[0]);
         out[r] = hsum(_mm256_add_ps(acc[0], acc[1]));
     }
 }
