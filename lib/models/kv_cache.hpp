@@ -33,9 +33,10 @@ public:
     void read(int64_t pos, int64_t n, int64_t col0, int64_t cols, float * out) const;
 
 private:
+    size_t elem_bytes() const { return size_t(row_bytes(type_, 1)); }
+
     dtype type_;
     int64_t width_;
-    size_t elem_bytes_;
     std::unique_ptr<std::byte, decltype(&std::free)> bytes_{nullptr, &std::free};
 };
 
