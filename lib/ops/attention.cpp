@@ -44,8 +44,10 @@ struct kernels {
     // floats apart; s rows ld_s apart.
     void (*scores)(const float * q, int64_t rows, int64_t hd, const float * k, int64_t k_row, int64_t n, float * s,
                    int64_t ld_s);
-    // x[i] = 2^(x[i] − m) for i < n (every x[i] <= m); returns Σ x[i].
-    float (*exp2_sum)(float * x, int64_t n, float m);
+    // One row's online-softmax step over its block of scores s[0, n), of which the first
+    // `visible` (>= 1) are not masked: with m' = max(m, max s[0, visible)) and α = 2^(m − m'),
+    // s[j] = 2^(s[j] − m') for j < visible and 0 after, l = l · α + Σ s, o[0, vd) *= α, m = m'.
+    void (*softmax_row)(float * s, int64_t visible, int64_t n, float & m, float & l, float * o, int64_t vd);
     // o[r, e] += Σ_j p[r, j] · v[j, e] for r < rows, j < n, e < vd. p rows ld_p apart; v rows v_row
     // floats apart; o: [rows, vd] packed.
     void (*accumulate)(const float * p, int64_t ld_p, int64_t rows, const float * v, int64_t v_row, int64_t n,
@@ -69,13 +71,20 @@ void scores_portable(const float * q, int64_t rows, int64_t hd, const float * k,
     }
 }
 
-float exp2_sum_portable(float * x, int64_t n, float m) {
+void softmax_row_portable(float * s, int64_t visible, int64_t n, float & m, float & l, float * o, int64_t vd) {
+    std::fill(s + visible, s + n, 0.f);
+    float mx = m;
+    for (int64_t j = 0; j < visible; ++j) mx = std::max(mx, s[j]);
     float sum = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        x[i] = std::exp2(x[i] - m);
-        sum += x[i];
+    for (int64_t j = 0; j < visible; ++j) {
+        s[j] = std::exp2(s[j] - mx);
+        sum += s[j];
     }
-    return sum;
+    const float alpha = std::exp2(m - mx); // 0 on the row's first block (m = -inf)
+    l = l * alpha + sum;
+    m = mx;
+    if (alpha != 1.f)
+        for (int64_t e = 0; e < vd; ++e) o[e] *= alpha;
 }
 
 void accumulate_portable(const float * p, int64_t ld_p, int64_t rows, const float * v, int64_t v_row, int64_t n,
@@ -96,7 +105,7 @@ void widen_portable(const uint16_t * src, int64_t src_row, int64_t n, int64_t co
         for (int64_t c = 0; c < cols; ++c) dst[j * cols + c] = fp16_to_fp32(src[j * src_row + c]);
 }
 
-constexpr kernels k_portable{scores_portable, exp2_sum_portable, accumulate_portable, widen_portable};
+constexpr kernels k_portable{scores_portable, softmax_row_portable, accumulate_portable, widen_portable};
 
 // --- AVX2+FMA kernels (head_dim and v_dim multiples of 8) ----------------------------------------
 // Every function carries the target attribute (the file is built for baseline x86-64) and is
@@ -164,24 +173,48 @@ FRUGAL_AVX2 void scores_avx2(const float * q, int64_t rows, int64_t hd, const fl
     for (; j < n; ++j) scores_keys<1>(q, rows, hd, k + j * k_row, k_row, s + j, ld_s);
 }
 
-FRUGAL_AVX2 float exp2_sum_avx2(float * x, int64_t n, float m) {
-    const __m256 mv = _mm256_set1_ps(m);
+FRUGAL_AVX2 inline float hmax(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// Every step in 8-lane vectors (the scalar libm exp2 and the 4-lane loops of this baseline file
+// were a fifth of a prefill's attention at depth). The last partial vector of s is masked: its
+// masked lanes count as −inf for the max and come out as 0.
+FRUGAL_AVX2 void softmax_row_avx2(float * s, int64_t visible, int64_t n, float & m, float & l, float * o,
+                                  int64_t vd) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int64_t full = visible & ~int64_t(7);
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(visible - full)), lanes);
+    const __m256 minus_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+    __m256 mv = _mm256_set1_ps(m);
+    for (int64_t j = 0; j < full; j += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(s + j));
+    if (full < visible) mv = _mm256_max_ps(mv, _mm256_blendv_ps(minus_inf, _mm256_maskload_ps(s + full, tail),
+                                                                 _mm256_castsi256_ps(tail)));
+    const float mx = hmax(mv);
+    mv = _mm256_set1_ps(mx);
     __m256 sum = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 y = detail::exp2_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
-        _mm256_storeu_ps(x + i, y);
+    for (int64_t j = 0; j < full; j += 8) {
+        const __m256 y = detail::exp2_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
+        _mm256_storeu_ps(s + j, y);
         sum = _mm256_add_ps(sum, y);
     }
-    if (i < n) {
-        const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n - i)), lanes);
-        const __m256 y = _mm256_and_ps(detail::exp2_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), mv)),
-                                       _mm256_castsi256_ps(mask));
-        _mm256_maskstore_ps(x + i, mask, y);
+    if (full < visible) {
+        const __m256 y = _mm256_and_ps(detail::exp2_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(s + full, tail), mv)),
+                                       _mm256_castsi256_ps(tail));
+        _mm256_maskstore_ps(s + full, tail, y);
         sum = _mm256_add_ps(sum, y);
     }
-    return hsum(sum);
+    std::fill(s + visible, s + n, 0.f);
+    // α = 2^(m − m'): exactly 1 when the max did not move, 0 on the row's first block (m = −inf).
+    const __m256 alpha = detail::exp2_nonpositive(_mm256_set1_ps(m - mx));
+    const float a = _mm256_cvtss_f32(alpha);
+    l = l * a + hsum(sum);
+    m = mx;
+    if (a != 1.f)
+        for (int64_t e = 0; e < vd; e += 8) _mm256_storeu_ps(o + e, _mm256_mul_ps(alpha, _mm256_loadu_ps(o + e)));
 }
 
 // o[r, 8·NV columns] += p · v for an R-row tile: the accumulators stay in registers over all n keys.
@@ -236,7 +269,7 @@ FRUGAL_AVX2 void widen_avx2(const uint16_t * src, int64_t src_row, int64_t n, in
         }
 }
 
-constexpr kernels k_avx2{scores_avx2, exp2_sum_avx2, accumulate_avx2, widen_avx2};
+constexpr kernels k_avx2{scores_avx2, softmax_row_avx2, accumulate_avx2, widen_avx2};
 #  undef FRUGAL_AVX2
 #endif
 
@@ -336,19 +369,10 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
         for (int64_t r = 0; r < rows; ++r) {
             float * sr = s + r * k_block_keys;
             const int64_t visible = std::clamp(pr.pos0 + t0 + r / pr.group + 1 - j0, int64_t(0), n);
-            std::fill(sr + visible, sr + n, 0.f);
-            if (visible == 0) continue;
-            float mx = st.m[r];
-#pragma omp simd reduction(max : mx)
-            for (int64_t j = 0; j < visible; ++j) mx = std::max(mx, sr[j]);
-            const float alpha = std::exp2(st.m[r] - mx); // 0 on the row's first block (m = -inf)
-            st.l[r] = st.l[r] * alpha + pr.kern.exp2_sum(sr, visible, mx);
-            st.m[r] = mx;
-            if (alpha != 1.f) {
-                float * orow = st.o + r * vd;
-#pragma omp simd
-                for (int64_t e = 0; e < vd; ++e) orow[e] *= alpha;
-            }
+            if (visible == 0)
+                std::fill(sr, sr + n, 0.f);
+            else
+                pr.kern.softmax_row(sr, visible, n, st.m[r], st.l[r], st.o + r * vd, vd);
         }
         // o += P · V[j0 .. j0 + n)   [rows, vd]
         int64_t v_row = 0;
