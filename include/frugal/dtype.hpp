@@ -29,6 +29,13 @@ enum class dtype : uint32_t {
     // Q4_0 with each row's fp16 scales gathered ahead of its blocks' 16 nibble bytes:
     // row = d[nb] | qs[nb][16], nb = n / 32. Element values are Q4_0's.
     q4_0_repacked = 0x10002,
+    // Q5_0 the same way, with the fifth bits between scales and nibbles:
+    // row = d[nb] | fifth bits (4 · nb bytes) | qs[nb][16]. Each full group of 8 blocks keeps
+    // its 256 fifth bits as 32 bytes h: with the blocks taken in pairs (2p, 2p + 1), bit 2p of
+    // h[16 · i + e] is that of element e of block 2p + i, and bit 2p + 1 that of element 16 + e
+    // (e < 16, i < 2), so one shift and one mask turn h into a nibble pair's fifth bits. The
+    // blocks after the last full group keep Q5_0's qh words. Element values are Q5_0's.
+    q5_0_repacked = 0x10006,
 };
 
 inline constexpr int64_t k_qk = 32;    // elements per block of Q8_0, Q4_0, Q5_0, Q5_1, IQ4_NL
@@ -162,6 +169,7 @@ constexpr dtype_traits traits(dtype t) noexcept {
     case dtype::q5_k: return {"q5_k", k_qk_k, sizeof(block_q5_k), true};
     case dtype::q6_k: return {"q6_k", k_qk_k, sizeof(block_q6_k), true};
     case dtype::q4_0_repacked: return {"q4_0_repacked", k_qk, sizeof(block_q4_0), true};
+    case dtype::q5_0_repacked: return {"q5_0_repacked", k_qk, sizeof(block_q5_0), true};
     }
     return {"?", 1, 0, false};
 }

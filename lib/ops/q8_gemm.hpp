@@ -31,7 +31,7 @@ namespace frugal::ops::q8 {
 // 256 (DeepSeek-V2-Lite's 1408-wide expert down projections in a Q4_K_M file).
 constexpr bool supports(dtype t) {
     return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q5_0 ||
-           t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k;
+           t == dtype::q5_0_repacked || t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k;
 }
 // K-quants: Q8_K activations (one dx per 256).
 constexpr bool super_blocks(dtype t) { return t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k; }
@@ -103,26 +103,40 @@ const kernel * avx512_kernel();
 const kernel * avx2_kernel();
 
 // Where block b's scale (fp16) and quants sit in a weight row of nb 32-element blocks (Q8_0,
-// Q4_0, repacked Q4_0, Q5_0; the K-quants have their own packing): at d_offset + b · d_step and
-// q_offset + b · q_step bytes. Nibble quants (4-bit, low nibbles first as Q4_0 stores them) are
-// q − zero; Q5_0's fifth bits are the 32 bits (element e: bit e) at fifth_bits_offset +
-// b · q_step (< 0: none).
+// Q4_0 and Q5_0, either layout; the K-quants have their own packing): at d_offset + b · d_step
+// and q_offset + b · q_step bytes. Nibble quants (4-bit, low nibbles first as Q4_0 stores them)
+// are q − zero; Q5_0's fifth bits are the 32 bits (element e: bit e) at fifth_bits_offset +
+// b · q_step, or, repacked, spread as detail::repacked_fifth_bits_word reads them.
+enum class fifth_bits { none, words, repacked };
 struct block_layout {
     int64_t d_offset, d_step, q_offset, q_step;
     bool nibbles;
     int zero;
+    fifth_bits fifth;
     int64_t fifth_bits_offset;
 };
 constexpr block_layout layout_of(dtype t, int64_t nb) {
+    constexpr int64_t half = sizeof(uint16_t), nibble_bytes = k_qk / 2;
     switch (t) {
-    case dtype::q8_0: return {0, sizeof(block_q8_0), 2, sizeof(block_q8_0), false, 0, -1};
-    case dtype::q4_0: return {0, sizeof(block_q4_0), 2, sizeof(block_q4_0), true, 8, -1};
+    case dtype::q8_0: return {0, sizeof(block_q8_0), 2, sizeof(block_q8_0), false, 0, fifth_bits::none, 0};
+    case dtype::q4_0: return {0, sizeof(block_q4_0), 2, sizeof(block_q4_0), true, 8, fifth_bits::none, 0};
     case dtype::q4_0_repacked:
-        return {0, sizeof(uint16_t), detail::repacked_nibbles_offset(nb), k_qk / 2, true, 8, -1};
+        return {0, half, detail::repacked_nibbles_offset(t, nb), nibble_bytes, true, 8, fifth_bits::none, 0};
     case dtype::q5_0:
-        return {0, sizeof(block_q5_0), offsetof(block_q5_0, qs), sizeof(block_q5_0), true, 16, offsetof(block_q5_0, qh)};
-    default: return {0, 0, 0, 0, false, 0, -1}; // not reached: callers check supports(t)
+        return {0,    sizeof(block_q5_0), offsetof(block_q5_0, qs), sizeof(block_q5_0),
+                true, 16,                 fifth_bits::words,        offsetof(block_q5_0, qh)};
+    case dtype::q5_0_repacked:
+        return {0, half, detail::repacked_nibbles_offset(t, nb), nibble_bytes, true, 16, fifth_bits::repacked, 0};
+    default: return {0, 0, 0, 0, false, 0, fifth_bits::none, 0}; // not reached: callers check supports(t)
     }
+}
+
+// Block b's fifth bits, as qh words, of the first `cols` of a tile's tile_cols q5_0_repacked
+// rows (w_stride apart) into words[c] (0 past cols): what a gather reads from Q5_0's blocks.
+inline void repacked_fifth_bits_words(const std::byte * w, size_t w_stride, int64_t cols, int64_t tile_cols,
+                                      int64_t nb, int64_t b, uint32_t * words) {
+    for (int64_t c = 0; c < tile_cols; ++c)
+        words[c] = c < cols ? detail::repacked_fifth_bits_word(w + c * int64_t(w_stride), nb, b) : 0;
 }
 
 // Block b's scales (laid out as l) of the first `cols` of a tile's `tile_cols` rows, w_stride

@@ -179,11 +179,18 @@ FRUGAL_AVX2 inline void pack_tile(const block_layout & l, const std::byte * w, s
                                   int64_t nb, std::byte * out) {
     const tile_rows rows = rows_of(w_stride, cols);
     const __m256i zero = _mm256_set1_epi8(int8_t(l.zero));
-    const bool five = l.fifth_bits_offset >= 0;
+    const bool five = l.fifth != fifth_bits::none;
     for (int64_t b = 0; b < nb; ++b) {
         std::byte * blk = out + b * k_block;
         const std::byte * quants = w + l.q_offset + b * l.q_step;
-        const __m256i high = five ? gather(w + l.fifth_bits_offset + b * l.q_step, rows) : _mm256_setzero_si256();
+        __m256i high = _mm256_setzero_si256();
+        if (l.fifth == fifth_bits::words) {
+            high = gather(w + l.fifth_bits_offset + b * l.q_step, rows);
+        } else if (l.fifth == fifth_bits::repacked) {
+            alignas(32) uint32_t words[k_cols];
+            repacked_fifth_bits_words(w, w_stride, cols, k_cols, nb, b, words);
+            high = _mm256_load_si256(reinterpret_cast<const __m256i *>(words));
+        }
         __m256i sum = _mm256_setzero_si256();
         // group g < 4: low nibbles of bytes 4g..4g+3 (elements 4g..), g >= 4: their high ones
         // (elements 16 + 4g..)
@@ -319,7 +326,8 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
     case dtype::q4_k: q8_multiply<dtype::q4_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
     case dtype::q5_k: q8_multiply<dtype::q5_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
     case dtype::q6_k: q8_multiply<dtype::q6_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
-    case dtype::q5_0: q8_multiply<dtype::q5_0>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
+    case dtype::q5_0:
+    case dtype::q5_0_repacked: q8_multiply<dtype::q5_0>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
     default: q8_multiply<dtype::q4_0>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
     }
 }

@@ -135,22 +135,28 @@ FRUGAL_AVX512 inline __m512i fifth_bits(__m512i bits, int shift) {
     return _mm512_slli_epi32(_mm512_and_si512(spread, _mm512_set1_epi32(0x01010101)), 4);
 }
 
-// Rows 0..cols-1 (cols <= 16) of 32-element blocks (Q8_0, Q4_0, repacked Q4_0, Q5_0, laid out as
+// Rows 0..cols-1 (cols <= 16) of 32-element blocks (Q8_0, Q4_0 and Q5_0 in either layout, laid out as
 // l) into one tile at out (q8_gemm.hpp): each block's 8 groups gathered across the 16 rows
 // (vpgatherdd: column c's dword g), the scales converted per column.
 FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte * w, size_t w_stride, int64_t cols,
                                     int64_t nb, std::byte * out) {
     const tile_rows rows = rows_of(w_stride, cols);
     const __m512i zero = _mm512_set1_epi8(char(l.zero));
-    const bool five = l.fifth_bits_offset >= 0;
+    const bool five = l.fifth != q8::fifth_bits::none;
     for (int64_t b = 0; b < nb; ++b) {
         std::byte * blk = out + b * q8::k_block_bytes;
         const std::byte * quants = w + l.q_offset + b * l.q_step;
         __m512i q[q8::k_groups];
         if (l.nibbles) { // group g < 4: low nibbles of bytes 4g..4g+3 (elements 4g..), g >= 4: their
                          // high ones (elements 16 + 4g..)
-            const __m512i high = five ? _mm512_i32gather_epi32(rows.offsets, w + l.fifth_bits_offset + b * l.q_step, 1)
-                                      : _mm512_setzero_si512();
+            __m512i high = _mm512_setzero_si512();
+            if (l.fifth == q8::fifth_bits::words) {
+                high = _mm512_i32gather_epi32(rows.offsets, w + l.fifth_bits_offset + b * l.q_step, 1);
+            } else if (l.fifth == q8::fifth_bits::repacked) {
+                alignas(64) uint32_t words[q8::k_tile_cols];
+                q8::repacked_fifth_bits_words(w, w_stride, cols, q8::k_tile_cols, nb, b, words);
+                high = _mm512_load_si512(words);
+            }
             for (int g = 0; g < q8::k_groups / 2; ++g) {
                 const __m512i v = _mm512_i32gather_epi32(rows.offsets, quants + 4 * g, 1);
                 __m512i q_lo = nibbles(v, 0), q_hi = nibbles(v, 4);

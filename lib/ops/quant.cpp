@@ -120,6 +120,7 @@ size_t activation_bytes(dtype t, int64_t n) {
     case dtype::q4_0:
     case dtype::q4_0_repacked:
     case dtype::q5_0:
+    case dtype::q5_0_repacked:
     case dtype::iq4_nl: return size_t(n / k_qk) * sizeof(block_q8_0);
     case dtype::q5_1: return size_t(n / k_qk) * sizeof(block_q8_1);
     case dtype::q4_k:
@@ -148,7 +149,8 @@ namespace {
 // Weight types whose kernels multiply the same activation format (quant.hpp's vec_dot_type).
 int activation_format(dtype t) {
     switch (t) {
-    case dtype::q8_0: case dtype::q4_0: case dtype::q4_0_repacked: case dtype::q5_0: case dtype::iq4_nl:
+    case dtype::q8_0: case dtype::q4_0: case dtype::q4_0_repacked: case dtype::q5_0: case dtype::q5_0_repacked:
+    case dtype::iq4_nl:
         return -1; // Q8_0
     case dtype::q4_k: case dtype::q5_k: case dtype::q6_k: return -2;                     // Q8_K
     default: return int(t);
@@ -253,26 +255,58 @@ void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n) {
     case dtype::q4_k:
     case dtype::q5_k:
     case dtype::q6_k:
-    case dtype::q4_0_repacked: break;
+    case dtype::q4_0_repacked:
+    case dtype::q5_0_repacked: break;
     }
     throw_error(status::invalid_argument, "quant: no weight quantizer for {}", dtype_name(t));
 }
 
-dtype repacked_type(dtype t) { return t == dtype::q4_0 ? dtype::q4_0_repacked : t; }
+dtype repacked_type(dtype t) {
+    switch (t) {
+    case dtype::q4_0: return dtype::q4_0_repacked;
+    case dtype::q5_0: return dtype::q5_0_repacked;
+    default: return t;
+    }
+}
+
+namespace {
+// Block b's qh word into a q5_0_repacked row's fifth bits (zeroed beforehand): the inverse of
+// detail::repacked_fifth_bits_word.
+void put_fifth_bits(std::byte * fifth, int64_t nb, int64_t b, uint32_t qh) {
+    const detail::fifth_bits_place at = detail::fifth_bits_of(nb, b);
+    auto * h = reinterpret_cast<uint8_t *>(fifth + at.bytes);
+    if (at.bit < 0) {
+        std::memcpy(h, &qh, sizeof qh);
+        return;
+    }
+    for (int e = 0; e < k_qk; ++e)
+        if (qh >> e & 1) h[e % 16] |= uint8_t(1u << (at.bit + e / 16));
+}
+} // namespace
 
 void repack_rows(dtype t, const void * src, void * dst, int64_t rows, int64_t n) {
     select(t, n);
-    if (repacked_type(t) == t) throw_error(status::invalid_argument, "quant: {} has no repacked layout", dtype_name(t));
+    const dtype to = repacked_type(t);
+    if (to == t) throw_error(status::invalid_argument, "quant: {} has no repacked layout", dtype_name(t));
     const int64_t nb = n / k_qk;
     const size_t stride = size_t(row_bytes(t, n));
+    const size_t block = size_t(traits(t).block_bytes);
     for (int64_t r = 0; r < rows; ++r) {
-        const auto * in = reinterpret_cast<const block_q4_0 *>(static_cast<const std::byte *>(src) + size_t(r) * stride);
+        const auto * in = static_cast<const std::byte *>(src) + size_t(r) * stride;
         std::byte * out = static_cast<std::byte *>(dst) + size_t(r) * stride;
-        std::byte * scales = out;
-        std::byte * nibbles = out + detail::repacked_nibbles_offset(nb);
+        std::byte * fifth = out + detail::repacked_fifth_bits_offset(nb);
+        std::byte * nibbles = out + detail::repacked_nibbles_offset(to, nb);
+        std::fill(fifth, nibbles, std::byte{0});
         for (int64_t ib = 0; ib < nb; ++ib) {
-            std::memcpy(scales + ib * int64_t(sizeof in[ib].d), &in[ib].d, sizeof in[ib].d);
-            std::memcpy(nibbles + ib * int64_t(sizeof in[ib].qs), in[ib].qs, sizeof in[ib].qs);
+            // Q4_0 and Q5_0 blocks both start with d and end with the 16 nibble bytes.
+            const std::byte * b = in + size_t(ib) * block;
+            std::memcpy(out + ib * int64_t(sizeof(uint16_t)), b, sizeof(uint16_t));
+            std::memcpy(nibbles + ib * 16, b + block - 16, 16);
+            if (t == dtype::q5_0) {
+                uint32_t qh;
+                std::memcpy(&qh, b + offsetof(block_q5_0, qh), sizeof qh);
+                put_fifth_bits(fifth, nb, ib, qh);
+            }
         }
     }
 }

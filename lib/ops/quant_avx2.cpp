@@ -355,7 +355,7 @@ FRUGAL_AVX2 inline __m256 pair_scales(__m256 s8, int j) {
 FRUGAL_AVX2 void dequantize_q4_0r(const void * src, float * dst, int64_t n) {
     const int64_t nb = n / k_qk;
     const uint16_t * d = repacked_scales(src);
-    const uint8_t * qs = repacked_nibbles(src, nb);
+    const uint8_t * qs = repacked_nibbles(dtype::q4_0_repacked, src, nb);
     for (int64_t ib = 0; ib < nb; ++ib) {
         uint16_t h;
         std::memcpy(&h, d + ib, sizeof h);
@@ -387,7 +387,7 @@ template <int M>
 FRUGAL_AVX2 void dot_q4_0r(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
     const int64_t nb = n / k_qk;
     const uint16_t * dw = repacked_scales(w);
-    const uint8_t * qs = repacked_nibbles(w, nb);
+    const uint8_t * qs = repacked_nibbles(dtype::q4_0_repacked, w, nb);
     __m256 even[M], odd[M];
     for (int k = 0; k < M; ++k) even[k] = odd[k] = _mm256_setzero_ps();
     for (int64_t g = 0; g < nb; g += k_scale_group) {
@@ -410,6 +410,13 @@ FRUGAL_AVX2 void dot_q4_0r(const void * w, const std::byte * act, size_t act_str
         }
     }
     for (int k = 0; k < M; ++k) out[k] = hsum(_mm256_add_ps(even[k], odd[k]));
+}
+
+// times · Σ x per int32 lane of a regrouped activation pair (the lanes its products land in).
+FRUGAL_AVX2 inline __m256i lane_sums(const x_pair & x, uint8_t times) {
+    return _mm256_madd_epi16(
+        _mm256_add_epi16(_mm256_maddubs_epi16(bytes(times), x.lo), _mm256_maddubs_epi16(bytes(times), x.hi)),
+        _mm256_set1_epi16(1));
 }
 
 // Row loop's pair: nibbles left unsigned, Σ (q − 8)·x per lane taken as Σ q·x − 8·Σ x.
@@ -440,16 +447,14 @@ FRUGAL_AVX2 void dot_rows_q4_0r(const std::byte * w, size_t w_stride, int64_t ro
     float dx[2 * k_max_pairs + k_scale_group]; // zeros after the nb scales: a partial group loads 8
     for (int64_t p = 0; p < n_pairs; ++p) {
         xs[p] = regroup(a + 2 * p, 2 * p + 1 < nb);
-        x_sums8[p] = _mm256_madd_epi16(
-            _mm256_add_epi16(_mm256_maddubs_epi16(bytes(8), xs[p].lo), _mm256_maddubs_epi16(bytes(8), xs[p].hi)),
-            _mm256_set1_epi16(1));
+        x_sums8[p] = lane_sums(xs[p], 8);
     }
     for (int64_t i = 0; i < nb; ++i) dx[i] = half(a[i].d);
     std::fill_n(dx + nb, k_scale_group, 0.f);
     for (int64_t r = 0; r < rows; ++r) {
         const std::byte * row = w + size_t(r) * w_stride;
         const uint16_t * dw = repacked_scales(row);
-        const uint8_t * qs = repacked_nibbles(row, nb);
+        const uint8_t * qs = repacked_nibbles(dtype::q4_0_repacked, row, nb);
         __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
         int64_t g = 0;
         for (; g + k_scale_group <= nb; g += k_scale_group) {
@@ -468,6 +473,158 @@ FRUGAL_AVX2 void dot_rows_q4_0r(const std::byte * w, size_t w_stride, int64_t ro
                 __m256 & acc = j & 1 ? odd : even;
                 acc = q4_0r_rows_pair(qs, b, 2 * j + 1 < count, xs[b / 2], x_sums8[b / 2], pair_scales(s8, j), acc);
             }
+        }
+        out[r] = hsum(_mm256_add_ps(even, odd));
+    }
+}
+
+// --- Q5_0 repacked (dtype.hpp) with Q8_0 activations ---------------------------------------------
+// Q4_0 repacked's pairs of blocks, each nibble with its fifth bit ORed in. In a full group of 8
+// blocks, nibble register k (pair k / 2's low nibbles for even k, its high nibbles for odd k)
+// takes bit k of each of the group's 32 fifth-bit bytes to bit 4 with one 16-bit shift and one
+// mask (a shift of at most 4 brings only bits of the same byte to bit 4): two instructions where
+// Q5_0's per-block expansion takes five. A tail pair expands its blocks' qh words as Q5_0 does.
+// The quants go in unsigned (0..31) against signed x, and 16 · Σ x comes off each int32 lane, as
+// in Q5_0's row loop: exact, so the integer sums are every path's.
+
+// Bit K of each byte of h, at bit 4.
+template <int K>
+FRUGAL_AVX2 inline __m256i fifth_plane(__m256i h) {
+    if constexpr (K < 4) return _mm256_and_si256(_mm256_slli_epi16(h, 4 - K), bytes(0x10));
+    else if constexpr (K == 4) return _mm256_and_si256(h, bytes(0x10));
+    else return _mm256_and_si256(_mm256_srli_epi16(h, K - 4), bytes(0x10));
+}
+
+// A pair's quants, 0..31: its low-nibble and high-nibble registers (as x_pair's lo and hi).
+struct q_pair {
+    __m256i lo, hi;
+};
+FRUGAL_AVX2 inline q_pair q5_pair(__m256i nibbles, __m256i fifth_lo, __m256i fifth_hi) {
+    return {_mm256_or_si256(_mm256_and_si256(nibbles, bytes(0xF)), fifth_lo),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(nibbles, 4), bytes(0xF)), fifth_hi)};
+}
+// Pair j (< 4) of a full group: blocks g + 2j, g + 2j + 1.
+template <int J>
+FRUGAL_AVX2 inline q_pair q5_group_pair(const uint8_t * qs, int64_t g, __m256i h) {
+    prefetch_ahead(qs + 16 * (g + 2 * J));
+    return q5_pair(nibble_pair(qs + 16 * (g + 2 * J), true), fifth_plane<2 * J>(h), fifth_plane<2 * J + 1>(h));
+}
+// A tail pair from its blocks' qh words (the second absent: zeros).
+FRUGAL_AVX2 inline q_pair q5_tail_pair(const uint8_t * qs, const uint8_t * words, int64_t b, bool both) {
+    const __m256i f0 = fifth_bits(words + 4 * b), f1 = both ? fifth_bits(words + 4 * b + 4) : _mm256_setzero_si256();
+    return q5_pair(nibble_pair(qs + 16 * b, both), _mm256_permute2x128_si256(f0, f1, 0x20),
+                   _mm256_permute2x128_si256(f0, f1, 0x31));
+}
+
+// An activation pair as the products need it: regrouped, and 16 · Σ x per lane.
+struct x_pair16 {
+    x_pair x;
+    __m256i sums16;
+};
+FRUGAL_AVX2 inline x_pair16 x_pair16_of(const block_q8_0 * a, bool both) {
+    const x_pair x = regroup(a, both);
+    return {x, lane_sums(x, 16)};
+}
+
+// acc += scale · Σ (q − 16) · x per lane (a pair of products is at most 2 · 31 · 127, two sum to
+// less than 2^15).
+FRUGAL_AVX2 inline __m256 q5_pair_fma(const q_pair & q, const x_pair16 & x, __m256 scale, __m256 acc) {
+    const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(q.lo, x.x.lo), _mm256_maddubs_epi16(q.hi, x.x.hi));
+    const __m256i p = _mm256_sub_epi32(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)), x.sums16);
+    return _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc);
+}
+
+// One scale group of a row (blocks g .. g + count, count <= 8) against M activation rows:
+// x_of(k, b) gives row k's x_pair16 for the pair at block b; s8[k] the group's dw·dx. Pairs
+// alternate between even[k] and odd[k]. Every caller runs these float operations in this order,
+// so a row's result does not depend on how it was batched.
+template <int M, class XOf>
+FRUGAL_AVX2 inline void q5_0r_group(const uint8_t * fifth, const uint8_t * qs, int64_t g, int64_t count, XOf x_of,
+                                    const __m256 * s8, __m256 * even, __m256 * odd) {
+    auto products = [&](const q_pair & q, int64_t b, int j) FRUGAL_AVX2 {
+        for (int k = 0; k < M; ++k) {
+            __m256 & acc = j & 1 ? odd[k] : even[k];
+            acc = q5_pair_fma(q, x_of(k, b), pair_scales(s8[k], j), acc);
+        }
+    };
+    if (count == k_fifth_bits_group) {
+        prefetch_ahead(fifth + 4 * g);
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(fifth + 4 * g));
+        products(q5_group_pair<0>(qs, g, h), g, 0);
+        products(q5_group_pair<1>(qs, g, h), g + 2, 1);
+        products(q5_group_pair<2>(qs, g, h), g + 4, 2);
+        products(q5_group_pair<3>(qs, g, h), g + 6, 3);
+    } else {
+        for (int j = 0; 2 * j < count; ++j)
+            products(q5_tail_pair(qs, fifth, g + 2 * j, 2 * j + 1 < count), g + 2 * j, j);
+    }
+}
+
+FRUGAL_AVX2 void dequantize_q5_0r(const void * src, float * dst, int64_t n) {
+    const int64_t nb = n / k_qk;
+    const uint16_t * d = repacked_scales(src);
+    const uint8_t * qs = repacked_nibbles(dtype::q5_0_repacked, src, nb);
+    for (int64_t ib = 0; ib < nb; ++ib) {
+        uint16_t h;
+        std::memcpy(&h, d + ib, sizeof h);
+        const uint32_t qh = repacked_fifth_bits_word(src, nb, ib);
+        const __m256i q = _mm256_or_si256(nibbles(qs + 16 * ib), fifth_bits(reinterpret_cast<const uint8_t *>(&qh)));
+        scale_bytes(_mm256_sub_epi8(q, bytes(16)), half(h), dst + ib * k_qk);
+    }
+}
+
+// M activation rows, each pair regrouped as it is used.
+template <int M>
+FRUGAL_AVX2 void dot_q5_0r(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
+    const int64_t nb = n / k_qk;
+    const uint16_t * dw = repacked_scales(w);
+    const uint8_t * fifth = repacked_fifth_bits(w, nb);
+    const uint8_t * qs = repacked_nibbles(dtype::q5_0_repacked, w, nb);
+    auto x_of = [&](int k, int64_t b) FRUGAL_AVX2 {
+        return x_pair16_of(&act_block<block_q8_0>(act, act_stride, k, b), b + 1 < nb);
+    };
+    __m256 even[M], odd[M];
+    for (int k = 0; k < M; ++k) even[k] = odd[k] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < nb; g += k_scale_group) {
+        const int64_t count = std::min(k_scale_group, nb - g);
+        const __m256 dw8 = load_halves(dw + g, count);
+        __m256 s8[M];
+        for (int k = 0; k < M; ++k) {
+            uint16_t dx[k_scale_group];
+            for (int64_t i = 0; i < count; ++i) dx[i] = act_block<block_q8_0>(act, act_stride, k, g + i).d;
+            s8[k] = _mm256_mul_ps(dw8, load_halves(dx, count));
+        }
+        q5_0r_group<M>(fifth, qs, g, count, x_of, s8, even, odd);
+    }
+    for (int k = 0; k < M; ++k) out[k] = hsum(_mm256_add_ps(even[k], odd[k]));
+}
+
+// dot_q5_0r<1> for `rows` rows against one activation row, regrouped once per call: identical bits.
+FRUGAL_AVX2 void dot_rows_q5_0r(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
+                                float * out) {
+    const auto * a = static_cast<const block_q8_0 *>(act);
+    const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
+    constexpr int64_t k_max_pairs = 320; // K <= 20480 (~30 KiB of stack below)
+    if (n_pairs > k_max_pairs) {
+        for (int64_t r = 0; r < rows; ++r) dot_q5_0r<1>(w + size_t(r) * w_stride, static_cast<const std::byte *>(act), 0, n, out + r);
+        return;
+    }
+    x_pair16 xs[k_max_pairs];
+    float dx[2 * k_max_pairs + k_scale_group]; // zeros after the nb scales: a partial group loads 8
+    for (int64_t p = 0; p < n_pairs; ++p) xs[p] = x_pair16_of(a + 2 * p, 2 * p + 1 < nb);
+    for (int64_t i = 0; i < nb; ++i) dx[i] = half(a[i].d);
+    std::fill_n(dx + nb, k_scale_group, 0.f);
+    auto x_of = [&](int, int64_t b) -> const x_pair16 & { return xs[b / 2]; };
+    for (int64_t r = 0; r < rows; ++r) {
+        const std::byte * row = w + size_t(r) * w_stride;
+        const uint16_t * dw = repacked_scales(row);
+        const uint8_t * fifth = repacked_fifth_bits(row, nb);
+        const uint8_t * qs = repacked_nibbles(dtype::q5_0_repacked, row, nb);
+        __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
+        for (int64_t g = 0; g < nb; g += k_scale_group) {
+            const int64_t count = std::min(k_scale_group, nb - g);
+            const __m256 s8 = _mm256_mul_ps(load_halves(dw + g, count), _mm256_loadu_ps(dx + g));
+            q5_0r_group<1>(fifth, qs, g, count, x_of, &s8, &even, &odd);
         }
         out[r] = hsum(_mm256_add_ps(even, odd));
     }
@@ -679,6 +836,8 @@ constexpr kernels f16_kernels{dequantize_f16, quantize_f16, dot_plain<f16_vec>};
 constexpr kernels bf16_kernels{nullptr, quantize_bf16, dot_plain<bf16_vec>};
 constexpr kernels q4_0r_kernels{dequantize_q4_0r, quantize_q8_act<block_q8_0>, dot_one<dot_q4_0r<1>>, dot_q4_0r<k_batch>,
                                 dot_rows_q4_0r};
+constexpr kernels q5_0r_kernels{dequantize_q5_0r, quantize_q8_act<block_q8_0>, dot_one<dot_q5_0r<1>>, dot_q5_0r<k_batch>,
+                                dot_rows_q5_0r};
 
 } // namespace
 
@@ -696,6 +855,7 @@ const kernels * avx2_kernels(dtype t) {
     case dtype::q5_k: return &q45_kernels<true>;
     case dtype::q6_k: return &q6_kernels;
     case dtype::q4_0_repacked: return &q4_0r_kernels;
+    case dtype::q5_0_repacked: return &q5_0r_kernels;
     }
     return nullptr;
 }

@@ -154,7 +154,7 @@ FRUGAL_AVX512 inline void dot_rows_q4_0r(const std::byte * w, size_t w_stride, i
     for (int64_t r = 0; r < rows; ++r) {
         const std::byte * row = w + size_t(r) * w_stride;
         const uint16_t * dw = repacked_scales(row);
-        const uint8_t * qs = repacked_nibbles(row, nb);
+        const uint8_t * qs = repacked_nibbles(frugal::dtype::q4_0_repacked, row, nb);
         __m512 acc = _mm512_setzero_ps(); // lanes 0-7: even pairs, 8-15: odd pairs
         // One group of eight blocks: scales s8 = dw·dx, then two steps of four blocks.
         const auto group = [&](const uint16_t * scales, const uint8_t * nibbles, int64_t g) FRUGAL_AVX512 {

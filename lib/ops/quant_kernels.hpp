@@ -34,11 +34,55 @@ const kernels * scalar_kernels(dtype t);
 const kernels * avx2_kernels(dtype t);
 const kernels * avx512_kernels(dtype t);
 
-// A q4_0_repacked row of nb blocks (dtype.hpp): the scales, then 16 nibble bytes per block.
-inline constexpr int64_t repacked_nibbles_offset(int64_t nb) { return nb * int64_t(sizeof(uint16_t)); }
+// A repacked row of nb blocks (dtype.hpp: q4_0_repacked, q5_0_repacked): the fp16 scales, then
+// (Q5_0) 4 bytes of fifth bits per block, then 16 nibble bytes per block.
+inline constexpr int64_t k_fifth_bits_group = 8; // blocks whose fifth bits share 32 bytes
+inline constexpr int64_t repacked_fifth_bits_offset(int64_t nb) { return nb * int64_t(sizeof(uint16_t)); }
+inline constexpr int64_t repacked_nibbles_offset(dtype t, int64_t nb) {
+    return repacked_fifth_bits_offset(nb) + (t == dtype::q5_0_repacked ? nb * int64_t(sizeof(uint32_t)) : 0);
+}
 inline const uint16_t * repacked_scales(const void * row) { return static_cast<const uint16_t *>(row); }
-inline const uint8_t * repacked_nibbles(const void * row, int64_t nb) {
-    return static_cast<const uint8_t *>(row) + repacked_nibbles_offset(nb);
+inline const uint8_t * repacked_fifth_bits(const void * row, int64_t nb) {
+    return static_cast<const uint8_t *>(row) + repacked_fifth_bits_offset(nb);
+}
+inline const uint8_t * repacked_nibbles(dtype t, const void * row, int64_t nb) {
+    return static_cast<const uint8_t *>(row) + repacked_nibbles_offset(t, nb);
+}
+
+// Where block b's fifth bits sit among a q5_0_repacked row's (either form takes 4 bytes a block,
+// so a group's 32 bytes, and a tail block's word, start at 4 · its first block): in a full group,
+// bits `bit` (elements 0..15) and bit + 1 (16..31) of the 16 bytes at `bytes`; else the qh word
+// there.
+struct fifth_bits_place {
+    int64_t bytes;
+    int bit;         // < 0: a Q5_0 qh word
+};
+inline constexpr fifth_bits_place fifth_bits_of(int64_t nb, int64_t b) {
+    const int64_t g = b / k_fifth_bits_group, j = b % k_fifth_bits_group;
+    if ((g + 1) * k_fifth_bits_group > nb) return {4 * b, -1};
+    return {4 * g * k_fifth_bits_group + 16 * (j % 2), int(j / 2 * 2)};
+}
+
+// Bit `bit` of each of 8 bytes (x little-endian) as an 8-bit mask, byte i at bit i. The
+// multiplier moves byte i's bit 0 to bit 56 + i and every other product below bit 56.
+inline uint32_t byte_bits(uint64_t x, int bit) {
+    return uint32_t((((x >> bit) & 0x0101010101010101u) * 0x0102040810204080u) >> 56);
+}
+
+// Block b of a q5_0_repacked row as Q5_0's qh word (element e: bit e).
+inline uint32_t repacked_fifth_bits_word(const void * row, int64_t nb, int64_t b) {
+    const fifth_bits_place at = fifth_bits_of(nb, b);
+    const uint8_t * h = repacked_fifth_bits(row, nb) + at.bytes;
+    uint32_t word;
+    if (at.bit < 0) {
+        std::memcpy(&word, h, sizeof word);
+        return word;
+    }
+    uint64_t lo, hi; // elements 0..7, 8..15 (and 16..23, 24..31 one bit up)
+    std::memcpy(&lo, h, sizeof lo);
+    std::memcpy(&hi, h + 8, sizeof hi);
+    return byte_bits(lo, at.bit) | byte_bits(hi, at.bit) << 8 | byte_bits(lo, at.bit + 1) << 16 |
+           byte_bits(hi, at.bit + 1) << 24;
 }
 
 template <bool Q5>

@@ -146,28 +146,49 @@ float dot_32(const void * w, const void * act, int64_t n) {
     return sum;
 }
 
-// q4_0_repacked: each block rebuilt as a block_q4_0 and taken through Q4_0's arithmetic, in
-// the same order, so both layouts give the same bits on this path.
-block_q4_0 repacked_block(const void * row, int64_t nb, int64_t ib) {
-    block_q4_0 b;
-    std::memcpy(&b.d, repacked_scales(row) + ib, sizeof b.d);
-    std::memcpy(b.qs, repacked_nibbles(row, nb) + ib * int64_t(sizeof b.qs), sizeof b.qs);
-    return b;
-}
+// Repacked rows (R: q4_0_repacked, q5_0_repacked): each block rebuilt as the original type's
+// block and taken through its arithmetic, in the same order, so both layouts give the same bits
+// on this path.
+template <dtype R>
+struct repacked_fmt;
+template <>
+struct repacked_fmt<dtype::q4_0_repacked> {
+    using original = q4_0_fmt;
+    static block_q4_0 block(const void * row, int64_t nb, int64_t ib) {
+        block_q4_0 b;
+        std::memcpy(&b.d, repacked_scales(row) + ib, sizeof b.d);
+        std::memcpy(b.qs, repacked_nibbles(dtype::q4_0_repacked, row, nb) + ib * int64_t(sizeof b.qs), sizeof b.qs);
+        return b;
+    }
+};
+template <>
+struct repacked_fmt<dtype::q5_0_repacked> {
+    using original = q5_0_fmt;
+    static block_q5_0 block(const void * row, int64_t nb, int64_t ib) {
+        block_q5_0 b;
+        std::memcpy(&b.d, repacked_scales(row) + ib, sizeof b.d);
+        const uint32_t qh = repacked_fifth_bits_word(row, nb, ib);
+        std::memcpy(b.qh, &qh, sizeof b.qh);
+        std::memcpy(b.qs, repacked_nibbles(dtype::q5_0_repacked, row, nb) + ib * int64_t(sizeof b.qs), sizeof b.qs);
+        return b;
+    }
+};
 
-void dequantize_q4_0_repacked(const void * src, float * dst, int64_t n) {
+template <dtype R>
+void dequantize_repacked(const void * src, float * dst, int64_t n) {
     for (int64_t ib = 0; ib < n / k_qk; ++ib) {
-        const block_q4_0 b = repacked_block(src, n / k_qk, ib);
-        dequantize_32<q4_0_fmt>(&b, dst + ib * k_qk, k_qk);
+        const auto b = repacked_fmt<R>::block(src, n / k_qk, ib);
+        dequantize_32<typename repacked_fmt<R>::original>(&b, dst + ib * k_qk, k_qk);
     }
 }
 
-float dot_q4_0_repacked(const void * w, const void * act, int64_t n) {
+template <dtype R>
+float dot_repacked(const void * w, const void * act, int64_t n) {
     const auto * ab = static_cast<const block_q8_0 *>(act);
     float sum = 0.f;
     for (int64_t ib = 0; ib < n / k_qk; ++ib) {
-        const block_q4_0 b = repacked_block(w, n / k_qk, ib);
-        sum += dot_32<q4_0_fmt>(&b, ab + ib, k_qk);
+        const auto b = repacked_fmt<R>::block(w, n / k_qk, ib);
+        sum += dot_32<typename repacked_fmt<R>::original>(&b, ab + ib, k_qk);
     }
     return sum;
 }
@@ -326,7 +347,8 @@ constexpr kernels q32_kernels{dequantize_32<F>, quantize_q8_act<typename F::act>
 template <bool Q5>
 constexpr kernels q45_kernels{dequantize_q45<Q5>, quantize_q8_k_act, dot_q45<Q5>};
 constexpr kernels q6_kernels{dequantize_q6, quantize_q8_k_act, dot_q6};
-constexpr kernels q4_0_repacked_kernels{dequantize_q4_0_repacked, quantize_q8_act<block_q8_0>, dot_q4_0_repacked};
+template <dtype R>
+constexpr kernels repacked_kernels{dequantize_repacked<R>, quantize_q8_act<block_q8_0>, dot_repacked<R>};
 
 } // namespace
 
@@ -343,7 +365,8 @@ const kernels * scalar_kernels(dtype t) {
     case dtype::q4_k: return &q45_kernels<false>;
     case dtype::q5_k: return &q45_kernels<true>;
     case dtype::q6_k: return &q6_kernels;
-    case dtype::q4_0_repacked: return &q4_0_repacked_kernels;
+    case dtype::q4_0_repacked: return &repacked_kernels<dtype::q4_0_repacked>;
+    case dtype::q5_0_repacked: return &repacked_kernels<dtype::q5_0_repacked>;
     }
     return nullptr;
 }

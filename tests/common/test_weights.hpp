@@ -87,6 +87,13 @@ inline test_weight make_weight(dtype t, int64_t n, int64_t k, uint32_t seed) {
             ops::repack_rows(dtype::q4_0, q4.data(), row, 1, k);
             break;
         }
+        case dtype::q5_0_repacked: { // values from Q5_0's own dequantizer, not the repacked one
+            std::vector<std::byte> q5(static_cast<size_t>(rb));
+            random_quant_row(dtype::q5_0, q5.data(), k, rng);
+            ops::dequantize_row(dtype::q5_0, q5.data(), val, k);
+            ops::repack_rows(dtype::q5_0, q5.data(), row, 1, k);
+            break;
+        }
         default:
             random_quant_row(t, row, k, rng);
             ops::dequantize_row(t, row, val, k);

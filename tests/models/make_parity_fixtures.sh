@@ -14,7 +14,7 @@ if ! "$tools/llamacpp-logits" --version >/dev/null 2>&1; then
 fi
 export PYTHONDONTWRITEBYTECODE=1
 mkdir -p "$out"
-stamp=$out/.complete-v6
+stamp=$out/.complete-v7
 [[ -f $stamp ]] && { echo "parity fixtures up to date in $out"; exit 0; }
 
 models=()
@@ -26,6 +26,11 @@ done
 "$tools/llamacpp-quantize" "$out/tiny256-qwen2-f32.gguf" "$out/tiny256-qwen2-q4_k_m.gguf" Q4_K_M >/dev/null
 "$tools/llamacpp-quantize" "$out/tiny256-llama-f32.gguf" "$out/tiny256-llama-q5_k_m.gguf" Q5_K_M >/dev/null
 models+=(tiny256-qwen2-q4_k_m tiny256-llama-q5_k_m)
+# Q5_0 (llama.cpp's fallback for K-quant rows that are not a multiple of 256; frugal repacks it at
+# load): rows of 2 blocks (tiny) and of 8 and 24 (tiny256), so both forms of the fifth bits.
+"$tools/llamacpp-quantize" "$out/tiny-qwen2-f32.gguf" "$out/tiny-qwen2-q5_0.gguf" Q5_0 >/dev/null
+"$tools/llamacpp-quantize" "$out/tiny256-qwen2-f32.gguf" "$out/tiny256-qwen2-q5_0.gguf" Q5_0 >/dev/null
+models+=(tiny-qwen2-q5_0 tiny256-qwen2-q5_0)
 
 # deepseek2: V2-Lite-like (no q_lora, softmax gating, leading dense layer) and V3-like (q_lora,
 # sigmoid gating with selection bias, expert groups, normalised top-k, scale 2.5), each in both

@@ -680,6 +680,7 @@ std::vector<double> activation_error(dtype w, const float * x, int64_t m, int64_
     case dtype::q4_0:
     case dtype::q4_0_repacked:
     case dtype::q5_0:
+    case dtype::q5_0_repacked:
     case dtype::iq4_nl:
     case dtype::q5_1: // Q8_1: Q8_0's quants; its s (what m meets) is off by the block's sum of these
         per_block(k_qk, 1.0 / 254 + 0x1p-11);
@@ -749,8 +750,9 @@ void check_linear_paths(dtype t) {
     struct nk {
         int64_t n, k;
     };
-    const int64_t kb = traits(t).block_size == k_qk_k ? k_qk_k : k_qk; // K in whole blocks
-    const nk shapes[] = {{1, kb}, {7, 2 * kb}, {33, 3 * kb}, {101, 4 * kb}};
+    // K in whole blocks; 11 blocks: a repacked Q5_0 row's full group of 8 and its qh-word tail.
+    const int64_t kb = traits(t).block_size == k_qk_k ? k_qk_k : k_qk;
+    const nk shapes[] = {{1, kb}, {7, 2 * kb}, {33, 3 * kb}, {101, 4 * kb}, {17, 11 * kb}};
     const int64_t ms[] = {1, 3, 7, 8, 33, 100};
     for (int threads : k_thread_counts) {
         ops::matmul_context ctx(threads); // one context for all shapes: its primitive cache sees many keys
@@ -779,8 +781,9 @@ TEST_CASE("linear with q8_0, q4_0 and repacked q4_0 weights matches the referenc
     for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked}) check_linear_paths(t);
 }
 
-TEST_CASE("linear with q5_0, q5_1 and iq4_nl weights matches the reference on both paths" * doctest::timeout(60)) {
-    for (dtype t : {dtype::q5_0, dtype::q5_1, dtype::iq4_nl}) check_linear_paths(t);
+TEST_CASE("linear with q5_0, repacked q5_0, q5_1 and iq4_nl weights matches the reference on both paths" *
+          doctest::timeout(60)) {
+    for (dtype t : {dtype::q5_0, dtype::q5_0_repacked, dtype::q5_1, dtype::iq4_nl}) check_linear_paths(t);
 }
 
 TEST_CASE("linear with q4_k, q5_k and q6_k weights matches the reference on both paths" * doctest::timeout(60)) {
@@ -837,8 +840,8 @@ void check_bf16_prefill(dtype t, int64_t n, int64_t k, int64_t m, int threads) {
 TEST_CASE("bf16 prefill multiplies BF16-rounded weights and activations, in every type" * doctest::timeout(120)) {
     // Without a native BF16 matmul (AVX512-BF16, AMX) the BF16 operands are widened to F32: the
     // same products, so this test holds on either.
-    for (dtype t : {dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_0, dtype::iq4_nl,
-                    dtype::q4_k, dtype::q5_k, dtype::q6_k}) {
+    for (dtype t : {dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_0, dtype::q5_0_repacked,
+                    dtype::iq4_nl, dtype::q4_k, dtype::q5_k, dtype::q6_k}) {
         const int64_t kb = traits(t).block_size == k_qk_k ? k_qk_k : k_qk;
         for (int threads : k_thread_counts)
             for (int64_t m : {8, 37}) check_bf16_prefill(t, 33, 4 * kb, m, threads);
@@ -903,8 +906,8 @@ TEST_CASE("linear's wide-batch path multiplies the row kernels' products" * doct
     // cancelling and Q5_1's offsets are made to dominate: an m paired with anything but Q8_1's s
     // would be off by s's fp16 rounding (~2^-12), far above the summation bound.
     const int64_t n = 33, m = 9, k = 4 * k_qk;
-    for (dtype t : {dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_0, dtype::q5_1,
-                    dtype::iq4_nl}) {
+    for (dtype t : {dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_0,
+                    dtype::q5_0_repacked, dtype::q5_1, dtype::iq4_nl}) {
         CAPTURE(std::string(dtype_name(t)));
         auto w = make_weight(t, n, k, 3);
         if (t == dtype::q5_1) {

@@ -72,38 +72,41 @@ std::vector<std::byte> random_block_weights(int64_t rows, int64_t k, std::mt1993
 // sums against the largest activations (Q8_0, Q4_0 and Q5_0: -128, -8 and -16; K-quants: 15, 31
 // and -32).
 std::vector<std::byte> make_weights(dtype t, int64_t rows, int64_t k, uint32_t seed, bool extreme = false) {
+    if (t == dtype::q4_0_repacked || t == dtype::q5_0_repacked) { // the original type's weights, repacked
+        const dtype stored = t == dtype::q4_0_repacked ? dtype::q4_0 : dtype::q5_0;
+        const auto plain = make_weights(stored, rows, k, seed, extreme);
+        std::vector<std::byte> repacked(plain.size());
+        ops::repack_rows(stored, plain.data(), repacked.data(), rows, k);
+        return repacked;
+    }
     std::mt19937 rng(seed);
     if (t == dtype::q5_0) return random_block_weights<block_q5_0>(rows, k, rng, extreme);
     if (t == dtype::q4_k) return random_block_weights<block_q4_k>(rows, k, rng, extreme);
     if (t == dtype::q5_k) return random_block_weights<block_q5_k>(rows, k, rng, extreme);
     if (t == dtype::q6_k) return random_block_weights<block_q6_k>(rows, k, rng, extreme);
     std::normal_distribution<float> normal(0.f, 1.f);
-    const dtype stored = t == dtype::q4_0_repacked ? dtype::q4_0 : t;
     const int64_t stride = row_bytes(t, k);
     std::vector<std::byte> plain(static_cast<size_t>(rows * stride));
     std::vector<float> x(static_cast<size_t>(k));
     for (int64_t r = 0; r < rows; ++r) {
         for (auto & v : x) v = normal(rng);
-        ops::quantize_row_weights(stored, x.data(), plain.data() + r * stride, k);
+        ops::quantize_row_weights(t, x.data(), plain.data() + r * stride, k);
         if (extreme) {
             for (int64_t b = 0; b < k / k_qk; ++b) {
-                if (stored == dtype::q8_0)
+                if (t == dtype::q8_0)
                     std::memset(reinterpret_cast<block_q8_0 *>(plain.data() + r * stride)[b].qs, 0x80, k_qk);
                 else // nibbles 0: q = -8
                     std::memset(reinterpret_cast<block_q4_0 *>(plain.data() + r * stride)[b].qs, 0, k_qk / 2);
             }
             continue;
         }
-        if (stored != dtype::q8_0 || r % 3 != 1) continue;
+        if (t != dtype::q8_0 || r % 3 != 1) continue;
         auto * blocks = reinterpret_cast<block_q8_0 *>(plain.data() + r * stride);
         const int8_t extremes[] = {-128, 127, 0, -1};
         for (int64_t b = 0; b < k / k_qk; ++b)
             for (int i = 0; i < k_qk; ++i) blocks[b].qs[i] = extremes[(i + b + r) % 4];
     }
-    if (t != dtype::q4_0_repacked) return plain;
-    std::vector<std::byte> repacked(plain.size());
-    ops::repack_rows(dtype::q4_0, plain.data(), repacked.data(), rows, k);
-    return repacked;
+    return plain;
 }
 
 std::vector<float> random_activations(int64_t m, int64_t k, uint32_t seed) {
@@ -210,7 +213,7 @@ void check_chunk(const q8::kernel & kernel, dtype t, int64_t m, int64_t cols, in
     CHECK(worst <= 1.0);
 }
 
-constexpr dtype k_types[] = {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_0,
+constexpr dtype k_types[] = {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_0, dtype::q5_0_repacked,
                              dtype::q4_k, dtype::q5_k, dtype::q6_k};
 
 // Every type; row counts around the kernels' row tiles; one column, a partial and a whole tile

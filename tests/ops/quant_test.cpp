@@ -552,56 +552,104 @@ TEST_CASE("scalar and AVX2 paths agree" * doctest::timeout(60)) {
     }
 }
 
-TEST_CASE("repacked Q4_0 holds the same values and products as the Q4_0 rows it came from" * doctest::timeout(60)) {
+TEST_CASE("repacked Q4_0 and Q5_0 hold the same values and products as the rows they came from" *
+          doctest::timeout(120)) {
     // Block counts 1..9 cover a lone block, odd counts (a half pair) and partial groups of eight
-    // scales; 48 and 280 are the 1.5B model's; 720 passes the row loop's stack limit (K 20480).
-    const int64_t block_counts[] = {1, 2, 3, 8, 9, 48, 280, 721};
-    for (bool scalar : paths()) {
-        const ops::detail::force_scalar_scope scope(scalar);
-        for (int64_t nb : block_counts) {
-            const int64_t n = nb * k_qk, rows = 5;
-            const auto w = random_weights(dtype::q4_0, rows, n, uint32_t(nb));
-            std::vector<uint8_t> packed(w.size());
-            ops::repack_rows(dtype::q4_0, w.data(), packed.data(), rows, n);
-            const raw_view view{dtype::q4_0_repacked, reinterpret_cast<const std::byte *>(packed.data()), shape{rows, n}};
-            CHECK(view.n_bytes() == int64_t(w.size())); // same size: a repacked copy costs what the original did
-            constexpr int64_t k_max_m = 9;
-            const auto x = test::random_floats(size_t(k_max_m * n), uint32_t(nb) + 5);
-            std::vector<float> want(size_t(k_max_m * rows));
-            for (int64_t r = 0; r < rows; ++r) {
-                INFO("blocks=" << nb << " row=" << r << " scalar=" << scalar);
-                const uint8_t * orig = w.data() + r * row_bytes(dtype::q4_0, n);
-                std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
-                ops::dequantize_row(dtype::q4_0, orig, a.data(), n);
-                ops::dequantize_row(dtype::q4_0_repacked, view.row(r), b.data(), n);
-                CHECK(a == b);
-                for (int64_t i = 0; i < k_max_m; ++i) {
-                    const auto act = quantize_act(dtype::q4_0_repacked, x.data() + i * n, n);
-                    CHECK(act == quantize_act(dtype::q4_0, x.data() + i * n, n));
-                    const float got = ops::dot_row(dtype::q4_0_repacked, view.row(r), act.data(), n);
-                    const ref::dot_result ref_dot = ref::dot(dtype::q4_0, orig, x.data() + i * n, n);
-                    CHECK(std::fabs(got - ref_dot.value) <= k_tight_rtol * ref_dot.abs_sum + 1e-30);
-                    if (scalar) CHECK(got == ops::dot_row(dtype::q4_0, orig, act.data(), n)); // same order, same bits
-                    want[size_t(i * rows + r)] = got;
+    // (scales, and Q5_0's fifth bits kept as qh words after the last full group); 44, 48, 280 and
+    // 342 are real rows (K 1408 and 10944 of DeepSeek-V2-Lite, 1536 and 8960 of the 1.5B Qwen2);
+    // 721 passes the row loops' stack limit (K 20480).
+    const int64_t block_counts[] = {1, 2, 3, 7, 8, 9, 15, 44, 48, 280, 342, 721};
+    for (dtype original : {dtype::q4_0, dtype::q5_0}) {
+        const dtype t = ops::repacked_type(original);
+        for (bool scalar : paths()) {
+            const ops::detail::force_scalar_scope scope(scalar);
+            for (int64_t nb : block_counts) {
+                const int64_t n = nb * k_qk, rows = 5;
+                const auto w = random_weights(original, rows, n, uint32_t(nb));
+                std::vector<uint8_t> packed(w.size());
+                ops::repack_rows(original, w.data(), packed.data(), rows, n);
+                const raw_view view{t, reinterpret_cast<const std::byte *>(packed.data()), shape{rows, n}};
+                CHECK(view.n_bytes() == int64_t(w.size())); // same size: a repacked copy costs what the original did
+                constexpr int64_t k_max_m = 9;
+                const auto x = test::random_floats(size_t(k_max_m * n), uint32_t(nb) + 5);
+                std::vector<float> want(size_t(k_max_m * rows));
+                for (int64_t r = 0; r < rows; ++r) {
+                    INFO(dtype_name(t) << " blocks=" << nb << " row=" << r << " scalar=" << scalar);
+                    const uint8_t * orig = w.data() + r * row_bytes(original, n);
+                    std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
+                    ops::dequantize_row(original, orig, a.data(), n);
+                    ops::dequantize_row(t, view.row(r), b.data(), n);
+                    CHECK(a == b);
+                    for (int64_t i = 0; i < k_max_m; ++i) {
+                        const auto act = quantize_act(t, x.data() + i * n, n);
+                        CHECK(act == quantize_act(original, x.data() + i * n, n));
+                        const float got = ops::dot_row(t, view.row(r), act.data(), n);
+                        const ref::dot_result ref_dot = ref::dot(original, orig, x.data() + i * n, n);
+                        CHECK(std::fabs(got - ref_dot.value) <= k_tight_rtol * ref_dot.abs_sum + 1e-30);
+                        if (scalar) CHECK(got == ops::dot_row(original, orig, act.data(), n)); // same order, same bits
+                        want[size_t(i * rows + r)] = got;
+                    }
                 }
+                // The row loop (m = 1) and the batched dots give dot_row's bits.
+                for (int threads : {1, 2})
+                    for (int64_t m : {int64_t(1), int64_t(2), int64_t(5), k_max_m}) {
+                        INFO(dtype_name(t) << " blocks=" << nb << " threads=" << threads << " m=" << m
+                                           << " scalar=" << scalar);
+                        std::vector<std::byte> scratch;
+                        std::vector<float> y(size_t(m * rows), -1.f);
+                        ops::matmul_rows(view, x.data(), m, y.data(), scratch, threads);
+                        CHECK(std::equal(y.begin(), y.end(), want.begin()));
+                    }
             }
-            // The row loop (m = 1) and the batched dots give dot_row's bits.
-            for (int threads : {1, 2})
-                for (int64_t m : {int64_t(1), int64_t(2), int64_t(5), k_max_m}) {
-                    INFO("blocks=" << nb << " threads=" << threads << " m=" << m << " scalar=" << scalar);
-                    std::vector<std::byte> scratch;
-                    std::vector<float> y(size_t(m * rows), -1.f);
-                    ops::matmul_rows(view, x.data(), m, y.data(), scratch, threads);
-                    CHECK(std::equal(y.begin(), y.end(), want.begin()));
-                }
         }
+        if (ops::detail::avx2_active()) CHECK(ops::detail::decode_row_loop(t));
+        CHECK_FALSE(dtype_from_ggml(uint32_t(t))); // never read from a file
     }
-    if (ops::detail::avx2_active()) CHECK(ops::detail::decode_row_loop(dtype::q4_0_repacked));
     CHECK(ops::repacked_type(dtype::q4_0) == dtype::q4_0_repacked);
+    CHECK(ops::repacked_type(dtype::q5_0) == dtype::q5_0_repacked);
     CHECK(ops::repacked_type(dtype::q8_0) == dtype::q8_0);
     std::vector<std::byte> buf(64);
     check_invalid([&] { ops::repack_rows(dtype::q8_0, buf.data(), buf.data(), 1, 32); }, "q8_0 has no repacked layout");
-    CHECK_FALSE(dtype_from_ggml(uint32_t(dtype::q4_0_repacked))); // never read from a file
+}
+
+TEST_CASE("a repacked Q5_0 row puts each fifth bit where dtype.hpp says" * doctest::timeout(60)) {
+    // One set fifth bit at a time (element e of block b) in a row of 13 blocks: one full group of
+    // 8, then 5 tail blocks. Its place follows the layout's description, written out here apart
+    // from the library's own reader: row = d[nb] | fifth bits | qs[nb][16]; in the group, bit
+    // 2p + (e >= 16) of byte 16 · (b % 2) + e % 16, p = b / 2; in the tail, bit e of block b's
+    // little-endian word at 4 · b.
+    constexpr int64_t nb = 13, n = nb * k_qk;
+    const int64_t fifth_offset = 2 * nb, fifth_bytes = 4 * nb;
+    for (int64_t b : {int64_t(0), int64_t(1), int64_t(6), int64_t(7), int64_t(8), int64_t(12)})
+        for (int e : {0, 5, 15, 16, 21, 31}) {
+            INFO("block " << b << " element " << e);
+            std::vector<block_q5_0> row(nb);
+            for (int64_t i = 0; i < nb; ++i) {
+                row[size_t(i)].d = uint16_t(0x3C00 + i); // distinct scales, so misplaced ones show
+                for (int j = 0; j < k_qk / 2; ++j) row[size_t(i)].qs[j] = uint8_t(i * 16 + j);
+            }
+            const uint32_t qh = 1u << e;
+            std::memcpy(row[size_t(b)].qh, &qh, sizeof qh);
+            std::vector<uint8_t> packed(sizeof(block_q5_0) * nb);
+            ops::repack_rows(dtype::q5_0, row.data(), packed.data(), 1, n);
+            int64_t byte = 4 * b;
+            int bit = e;
+            if (b < 8) {
+                byte = 16 * (b % 2) + e % 16;
+                bit = 2 * int(b / 2) + (e >= 16 ? 1 : 0);
+            } else {
+                byte += bit / 8;
+                bit %= 8;
+            }
+            for (int64_t i = 0; i < fifth_bytes; ++i)
+                CHECK(packed[size_t(fifth_offset + i)] == (i == byte ? 1u << bit : 0u));
+            for (int64_t i = 0; i < nb; ++i) {
+                uint16_t d;
+                std::memcpy(&d, packed.data() + 2 * i, sizeof d);
+                CHECK(d == row[size_t(i)].d);
+                CHECK(std::memcmp(packed.data() + fifth_offset + fifth_bytes + 16 * i, row[size_t(i)].qs, 16) == 0);
+            }
+        }
 }
 
 TEST_CASE("quantize_row_weights follows ggml's reference quantizers" * doctest::timeout(60)) {
