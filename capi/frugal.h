@@ -111,8 +111,9 @@ typedef struct frugal_model_options {
     int32_t reserved0;               /* keeps the pointers 8-byte aligned; must be 0 */
     frugal_progress_fn progress;     /* may be NULL */
     void * progress_user_data;
-    int32_t repack_weights;          /* 1 = rewrite Q4_0 matrices at load into a faster decode layout
-                                        (default; no extra memory: each mapped original is released),
+    int32_t repack_weights;          /* 1 = rewrite Q4_0 and Q5_0 matrices at load into a faster
+                                        decode layout (default; no extra memory: each mapped
+                                        original is released),
                                         0 = use every weight in place as stored (e.g. so that processes
                                         mapping the same file share its pages) */
     int32_t reserved1;               /* keeps the struct a multiple of 8 bytes; must be 0 */

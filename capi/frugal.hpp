@@ -216,7 +216,7 @@ inline void set_log_callback(log_fn fn, int32_t min_level = FRUGAL_LOG_LEVEL_INF
 struct model_options {
     int32_t n_threads = 0; // 0 = the physical cores this process may use
     bool use_mmap = true;  // false: read the file into memory
-    bool repack_weights = true; // false: use Q4_0 weights in place (see frugal_model_options)
+    bool repack_weights = true; // false: use Q4_0/Q5_0 weights in place (see frugal_model_options)
     // Called during the load with the fraction done; return false to stop it (load then throws
     // error with FRUGAL_ERR_CANCELLED). An exception it throws stops the load and propagates out of
     // model::load unchanged. (true = continue, as the runtime's C++ callbacks; the C callback's

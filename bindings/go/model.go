@@ -31,7 +31,7 @@ func WithThreads(n int) ModelOption { return func(o *modelOptions) { o.threads =
 // WithMmap maps the file into memory (true, the default) or reads it into memory (false).
 func WithMmap(on bool) ModelOption { return func(o *modelOptions) { o.mmap = on } }
 
-// WithRepack rewrites Q4_0 matrices at load into a faster decode layout (true, the default; no
+// WithRepack rewrites Q4_0 and Q5_0 matrices at load into a faster decode layout (true, the default; no
 // extra memory) or uses every weight in place (false: processes mapping the same file then
 // share its pages).
 func WithRepack(on bool) ModelOption { return func(o *modelOptions) { o.repack = on } }

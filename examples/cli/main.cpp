@@ -178,7 +178,7 @@ struct load_choice {
 std::map<std::string, frugal::dtype> kv_type_names() { return {{"f16", frugal::dtype::f16}, {"f32", frugal::dtype::f32}}; }
 constexpr const char * k_kv_type_help = "KV cache type: f16 (default; half the memory) or f32 (values as computed)";
 
-constexpr const char * k_no_repack_help = "use Q4_0 weights in place as stored (default: repacked at load for faster decode)";
+constexpr const char * k_no_repack_help = "use Q4_0 and Q5_0 weights in place as stored (default: repacked at load for faster decode)";
 
 // Loads a model given as a path, URL or hf:// reference; *load_seconds gets the load time.
 std::shared_ptr<const frugal::model> open_model(const std::string & model, const load_choice & choice,

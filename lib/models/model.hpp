@@ -59,7 +59,7 @@ struct model_config {
 struct load_options {
     int n_threads = 0;         // 0 = physical cores in this process's affinity mask
     bool use_mmap = true;
-    // Rewrite Q4_0 matrices into the faster decode layout (repacked_weights.hpp). Off: every
+    // Rewrite Q4_0 and Q5_0 matrices into the faster decode layout (repacked_weights.hpp). Off: every
     // weight is used in place from the file, as stored.
     bool repack_weights = true;
     // Called with the fraction loaded; returning false cancels the load (status::cancelled).

@@ -1,5 +1,5 @@
 // repacked_weights.hpp - weights the loader rewrites into a layout the decode kernels read faster
-// (ops::repacked_type: Q4_0 today), owned by the model that uses them.
+// (ops::repacked_type: Q4_0 and Q5_0), owned by the model that uses them.
 #pragma once
 
 #include <cstddef>
