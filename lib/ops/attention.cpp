@@ -10,9 +10,12 @@
 // than threads (decode with few kv heads), each task's keys are also split into ranges whose
 // (m, l, O) are merged at the end. An F16 cache is widened a block at a time into a per-thread
 // F32 tile, [bk, head_dim] for K and [bk, v_dim] for V, which the block's rows then share.
-// The products use AVX2+FMA register tiles where the CPU has them (~80 GFLOP/s per core measured
-// on a Zen 3 for these shapes; Eigen, which this baseline-x86-64 file could only build for SSE2,
-// reached ~25), else plain loops.
+// The products use register tiles: AVX-512 F where the CPU has it and the dims are multiples of
+// 16 (attention_avx512_kernels.hpp; unmeasured for speed: no machine here has AVX-512), else
+// AVX2+FMA (~80 GFLOP/s per core measured on a Zen 3 for these shapes; Eigen, which this
+// baseline-x86-64 file could only build for SSE2, reached ~25), else plain loops. In a prefill at
+// depth 3584 on the 1.5B Qwen2's shapes (2 threads, Zen 3) the scores take about 40 % of the
+// time, the products with V 45 % and the softmax steps the rest.
 #include "ops/attention.hpp"
 
 #include <omp.h>
@@ -21,9 +24,11 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 
+#include "ops/attention_kernels.hpp"
 #include "ops/quant.hpp"
 #include "ops/simd_exp.hpp"
 #include "util/error.hpp"
@@ -38,23 +43,7 @@ constexpr int64_t k_block_keys = 64;  // keys per block
 constexpr int64_t k_block_rows = 48;  // target query rows (tokens × group heads) per task
 constexpr int64_t k_line = 16;        // floats per cache line; per-thread scratch areas are padded to it
 
-// The two small matrix products and the exponential, per instruction set.
-struct kernels {
-    // s[r, j] = Σ_d q[r, d] · k[j, d] for r < rows, j < n. q: [rows, hd] packed; k rows k_row
-    // floats apart; s rows ld_s apart.
-    void (*scores)(const float * q, int64_t rows, int64_t hd, const float * k, int64_t k_row, int64_t n, float * s,
-                   int64_t ld_s);
-    // One row's online-softmax step over its block of scores s[0, n), of which the first
-    // `visible` (>= 1) are not masked: with m' = max(m, max s[0, visible)) and α = 2^(m − m'),
-    // s[j] = 2^(s[j] − m') for j < visible and 0 after, l = l · α + Σ s, o[0, vd) *= α, m = m'.
-    void (*softmax_row)(float * s, int64_t visible, int64_t n, float & m, float & l, float * o, int64_t vd);
-    // o[r, e] += Σ_j p[r, j] · v[j, e] for r < rows, j < n, e < vd. p rows ld_p apart; v rows v_row
-    // floats apart; o: [rows, vd] packed.
-    void (*accumulate)(const float * p, int64_t ld_p, int64_t rows, const float * v, int64_t v_row, int64_t n,
-                       float * o, int64_t vd);
-    // dst[j, c] = src[j · src_row + c] as F32, for j < n, c < cols: F16 cache rows as a packed tile.
-    void (*widen)(const uint16_t * src, int64_t src_row, int64_t n, int64_t cols, float * dst);
-};
+using detail::attention_kernels;
 
 // --- portable kernels (any CPU, any dims) -------------------------------------------------------
 void scores_portable(const float * q, int64_t rows, int64_t hd, const float * k, int64_t k_row, int64_t n, float * s,
@@ -105,7 +94,7 @@ void widen_portable(const uint16_t * src, int64_t src_row, int64_t n, int64_t co
         for (int64_t c = 0; c < cols; ++c) dst[j * cols + c] = fp16_to_fp32(src[j * src_row + c]);
 }
 
-constexpr kernels k_portable{scores_portable, softmax_row_portable, accumulate_portable, widen_portable};
+constexpr attention_kernels k_portable{1, scores_portable, softmax_row_portable, accumulate_portable, widen_portable};
 
 // --- AVX2+FMA kernels (head_dim and v_dim multiples of 8) ----------------------------------------
 // Every function carries the target attribute (the file is built for baseline x86-64) and is
@@ -269,23 +258,32 @@ FRUGAL_AVX2 void widen_avx2(const uint16_t * src, int64_t src_row, int64_t n, in
         }
 }
 
-constexpr kernels k_avx2{scores_avx2, softmax_row_avx2, accumulate_avx2, widen_avx2};
+constexpr attention_kernels k_avx2{8, scores_avx2, softmax_row_avx2, accumulate_avx2, widen_avx2};
 #  undef FRUGAL_AVX2
 #endif
 
-// The CPU check and its test switch (detail::force_scalar) are the quant kernels' (ops/quant.hpp).
-const kernels & pick_kernels(const attention_params & p) {
+std::atomic<const attention_kernels *> g_test_kernels{nullptr};
+
+// The widest set whose dim_multiple divides both dims. The CPU checks and their test switch
+// (detail::force_scalar: portable kernels) are the quant kernels' (ops/quant.hpp).
+const attention_kernels & pick_kernels(const attention_params & p) {
+    const auto fits = [&](const attention_kernels * k) {
+        return k && p.head_dim % k->dim_multiple == 0 && p.v_dim % k->dim_multiple == 0;
+    };
+    if (const attention_kernels * k = g_test_kernels.load(std::memory_order_relaxed); fits(k)) return *k;
 #if defined(__x86_64__) || defined(__i386__)
-    if (p.head_dim % 8 == 0 && p.v_dim % 8 == 0 && detail::avx2_active()) return k_avx2;
+    if (detail::avx2_active()) {
+        if (const attention_kernels * k = detail::avx512_attention_kernels(); fits(k)) return *k;
+        if (fits(&k_avx2)) return k_avx2;
+    }
 #endif
-    (void)p;
     return k_portable;
 }
 
 // --- the blocked loop ---------------------------------------------------------------------------
 struct problem {
     const attention_params & p;
-    const kernels & kern;
+    const attention_kernels & kern;
     const float * q;
     const void *k, *v;    // of p.kv_type
     int64_t pos0;
@@ -509,5 +507,9 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
         }
     }
 }
+
+namespace detail {
+void set_attention_kernels_for_tests(const attention_kernels * k) { g_test_kernels.store(k, std::memory_order_relaxed); }
+} // namespace detail
 
 } // namespace frugal::ops

@@ -53,6 +53,18 @@ bool cpu_has_avx512_vnni() {
     return has;
 }
 
+bool cpu_has_avx512f() {
+    static const bool has = [] {
+#if defined(__x86_64__)
+        __builtin_cpu_init();
+        return cpu_has_avx2() && __builtin_cpu_supports("avx512f");
+#else
+        return false;
+#endif
+    }();
+    return has;
+}
+
 // Validates (t, n) and returns the kernels to use, SIMD entries over scalar ones where present.
 detail::kernels select(dtype t, int64_t n) {
     const detail::kernels * scalar = detail::scalar_kernels(t);
@@ -315,6 +327,7 @@ namespace detail {
 void force_scalar(bool on) { g_force_scalar.store(on, std::memory_order_relaxed); }
 bool avx2_active() { return use_avx2(); }
 bool avx512_vnni_supported() { return cpu_has_avx512_vnni(); }
+bool avx512f_supported() { return cpu_has_avx512f(); }
 bool decode_row_loop(dtype t) { return select(t, 0).dot_rows != nullptr; }
 } // namespace detail
 

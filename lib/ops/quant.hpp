@@ -106,6 +106,8 @@ struct force_scalar_scope {
 // has one, the AVX-512 VNNI ones: avx512_vnni_supported()).
 bool avx2_active();
 bool avx512_vnni_supported();
+// AVX-512 F (with AVX2, FMA, F16C) on this CPU, its ZMM state saved by the OS: attention's kernels.
+bool avx512f_supported();
 // Whether single-row products of weight type t run the kernel's own row loop (dot_rows).
 bool decode_row_loop(dtype t);
 } // namespace detail

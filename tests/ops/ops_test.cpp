@@ -17,10 +17,12 @@
 #include <fmt/format.h>
 
 #include "common/test_support.hpp"
+#include "common/simde_kernels.hpp"
 #include "common/test_weights.hpp"
 #include "frugal/dtype.hpp"
 #include "frugal/tensor_view.hpp"
 #include "ops/attention.hpp"
+#include "ops/attention_kernels.hpp"
 #include "ops/matmul.hpp"
 #include "ops/quant.hpp"
 #include "ops/rmsnorm.hpp"
@@ -433,12 +435,33 @@ TEST_CASE("attention reads strided rows: V as the head of each K row, as absorbe
 
 namespace {
 
-// The attention kernels to exercise: the CPU's (AVX2 where present), then the forced portable ones.
-std::vector<bool> attention_paths() {
+// The attention kernels to exercise: the CPU's (AVX-512 or AVX2 where present), the forced
+// portable ones, and the AVX-512 ones on SIMDe (any CPU; cases whose dims are not multiples of
+// 16 fall back to the CPU's choice there).
+struct attention_path {
+    const char * name;
+    bool portable;
+    const ops::detail::attention_kernels * kernels; // installed for the run; nullptr: the CPU's choice
+};
+std::vector<attention_path> attention_paths() {
     ops::detail::force_scalar(false);
-    if (ops::detail::avx2_active()) return {false, true};
-    return {true};
+    std::vector<attention_path> paths;
+    if (ops::detail::avx2_active()) paths.push_back({"cpu", false, nullptr});
+    paths.push_back({"portable", true, nullptr});
+    if (const auto * simde = test::simde_avx512_attention_kernels()) paths.push_back({"avx512 (SIMDe)", false, simde});
+    return paths;
 }
+
+// Installs a path's kernels for a scope.
+struct attention_path_scope {
+    ops::detail::force_scalar_scope scalar;
+    explicit attention_path_scope(const attention_path & p) : scalar(p.portable) {
+        ops::detail::set_attention_kernels_for_tests(p.kernels);
+    }
+    ~attention_path_scope() { ops::detail::set_attention_kernels_for_tests(nullptr); }
+    attention_path_scope(const attention_path_scope &) = delete;
+    attention_path_scope & operator=(const attention_path_scope &) = delete;
+};
 
 // max |got − want| / max |want|; infinite when got holds a NaN.
 double relative_error(const std::vector<float> & got, const std::vector<double> & want) {
@@ -455,11 +478,11 @@ double relative_error(const std::vector<float> & got, const std::vector<double> 
 // want to within tol relative to max |want|.
 void check_attention_runs(const ops::attention_params & p, const float * q, int64_t n_tokens, int64_t pos0,
                           const void * k, const void * v, const std::vector<double> & want, double tol) {
-    for (bool portable : attention_paths())
+    for (const attention_path & path : attention_paths())
         for (int threads : k_thread_counts) {
-            CAPTURE(portable);
+            CAPTURE(std::string(path.name));
             CAPTURE(threads);
-            const ops::detail::force_scalar_scope path(portable);
+            const attention_path_scope scope(path);
             std::vector<float> out(want.size()), scratch;
             ops::attention(p, q, n_tokens, pos0, k, v, out.data(), scratch, threads);
             const double err = relative_error(out, want);

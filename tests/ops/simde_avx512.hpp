@@ -1,10 +1,16 @@
 // simde_avx512.hpp - SIMD Everywhere's portable AVX-512 under the Intel names, for the tests that
 // compile frugal's AVX-512 kernel headers on CPUs without AVX-512 (quant_avx512_test,
-// q8_gemm_test), with the fixes SIMDe 0.7.4 (Debian 12) needs. Include before the kernel header.
+// q8_gemm_test, and the attention kernels in tests/common/simde_kernels.cpp), with the fixes
+// SIMDe 0.7.4 (Debian 12) needs. Include before the kernel header.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+
+// The compiler's own header first, for the names SIMDe leaves to it (__mmask16, _MM_FROUND_*)
+// when the file is built without -mavx2 (SIMDe then includes no native header itself).
+#include <immintrin.h>
 
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
@@ -42,3 +48,40 @@ inline simde__m512i frugal_test_cvtepi8_epi32(simde__m128i a) {
     return simde__m512i_from_private(out);
 }
 #define _mm512_cvtepi8_epi32 frugal_test_cvtepi8_epi32
+
+// Nor these, used by the attention kernels: conversions, and masked loads and stores.
+inline simde__m512i frugal_test_cvtps_epi32(simde__m512 a) { // rounding to nearest even, as MXCSR's default
+    const simde__m512_private in = simde__m512_to_private(a);
+    simde__m512i_private out;
+    for (int i = 0; i < 16; ++i) out.i32[i] = int32_t(std::nearbyint(in.f32[i]));
+    return simde__m512i_from_private(out);
+}
+#define _mm512_cvtps_epi32 frugal_test_cvtps_epi32
+
+inline float frugal_test_cvtss_f32(simde__m512 a) { return simde__m512_to_private(a).f32[0]; }
+#define _mm512_cvtss_f32 frugal_test_cvtss_f32
+
+inline simde__m512 frugal_test_cvtph_ps(simde__m256i a) {
+    uint16_t in[16];
+    std::memcpy(in, &a, sizeof in);
+    simde__m512_private out;
+    for (int i = 0; i < 16; ++i) out.f32[i] = simde_mm_cvtss_f32(simde_mm_cvtph_ps(simde_mm_cvtsi32_si128(in[i])));
+    return simde__m512_from_private(out);
+}
+#define _mm512_cvtph_ps frugal_test_cvtph_ps
+
+inline simde__m512 frugal_test_mask_loadu_ps(simde__m512 src, simde__mmask16 k, const void * p) {
+    simde__m512_private out = simde__m512_to_private(src);
+    for (int i = 0; i < 16; ++i)
+        if (k >> i & 1) std::memcpy(&out.f32[i], static_cast<const float *>(p) + i, sizeof(float));
+    return simde__m512_from_private(out);
+}
+#define _mm512_mask_loadu_ps frugal_test_mask_loadu_ps
+#define _mm512_maskz_loadu_ps(k, p) frugal_test_mask_loadu_ps(simde_mm512_setzero_ps(), k, p)
+
+inline void frugal_test_mask_storeu_ps(void * p, simde__mmask16 k, simde__m512 a) {
+    const simde__m512_private in = simde__m512_to_private(a);
+    for (int i = 0; i < 16; ++i)
+        if (k >> i & 1) std::memcpy(static_cast<float *>(p) + i, &in.f32[i], sizeof(float));
+}
+#define _mm512_mask_storeu_ps frugal_test_mask_storeu_ps

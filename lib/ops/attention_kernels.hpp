@@ -1,0 +1,36 @@
+// attention_kernels.hpp - private to lib/ops/attention*.cpp and their tests: the small matrix
+// products, the softmax step and the F16 widening that attention.cpp's blocked loop calls, one
+// set per instruction set (portable, AVX2 in attention.cpp; AVX-512 in attention_avx512_kernels.hpp).
+#pragma once
+
+#include <cstdint>
+
+namespace frugal::ops::detail {
+
+struct attention_kernels {
+    // Dims (head_dim and v_dim) must be multiples of this (1: any).
+    int64_t dim_multiple;
+    // s[r, j] = Σ_d q[r, d] · k[j, d] for r < rows, j < n. q: [rows, hd] packed; k rows k_row
+    // floats apart; s rows ld_s apart.
+    void (*scores)(const float * q, int64_t rows, int64_t hd, const float * k, int64_t k_row, int64_t n, float * s,
+                   int64_t ld_s);
+    // One row's online-softmax step over its block of scores s[0, n), of which the first
+    // `visible` (>= 1) are not masked: with m' = max(m, max s[0, visible)) and α = 2^(m − m'),
+    // s[j] = 2^(s[j] − m') for j < visible and 0 after, l = l · α + Σ s, o[0, vd) *= α, m = m'.
+    void (*softmax_row)(float * s, int64_t visible, int64_t n, float & m, float & l, float * o, int64_t vd);
+    // o[r, e] += Σ_j p[r, j] · v[j, e] for r < rows, j < n, e < vd. p rows ld_p apart; v rows v_row
+    // floats apart; o: [rows, vd] packed.
+    void (*accumulate)(const float * p, int64_t ld_p, int64_t rows, const float * v, int64_t v_row, int64_t n,
+                       float * o, int64_t vd);
+    // dst[j, c] = src[j · src_row + c] as F32, for j < n, c < cols: F16 cache rows as a packed tile.
+    void (*widen)(const uint16_t * src, int64_t src_row, int64_t n, int64_t cols, float * dst);
+};
+
+// The library's AVX-512 F set (attention_avx512.cpp), or nullptr where the CPU (or the OS) lacks it.
+const attention_kernels * avx512_attention_kernels();
+
+// Test hook: a set every attention call uses (for its dims) in place of the CPU's choice;
+// nullptr restores the choice.
+void set_attention_kernels_for_tests(const attention_kernels * k);
+
+} // namespace frugal::ops::detail
