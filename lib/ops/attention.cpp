@@ -34,6 +34,64 @@
 #include "util/error.hpp"
 #include "util/profile.hpp"
 
+// --- AVX2+FMA kernels (attention_tiles.hpp on 8 lanes) --------------------------------------------
+// Every function carries the target attribute (the file is built for baseline x86-64) and is only
+// called after the CPU check in pick_kernels(). Tiles of 3 rows: 12 accumulators with 3 q and 1 k
+// (or 4 v and a broadcast) fill the 16 registers; 2-row score tiles and 4 × 16 output tiles
+// measured ~30 % slower.
+#if defined(__x86_64__) || defined(__i386__)
+#  define FRUGAL_AVX2 __attribute__((target("avx2,fma,f16c")))
+namespace frugal::ops::detail::attention_avx2 {
+struct vec {
+    using reg = __m256;
+    static constexpr int lanes = 8;
+    static constexpr int tile_rows = 3;
+    FRUGAL_AVX2 static reg zero() { return _mm256_setzero_ps(); }
+    FRUGAL_AVX2 static reg load(const float * p) { return _mm256_loadu_ps(p); }
+    FRUGAL_AVX2 static void store(float * p, reg v) { _mm256_storeu_ps(p, v); }
+    FRUGAL_AVX2 static reg set1(float x) { return _mm256_set1_ps(x); }
+    FRUGAL_AVX2 static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+    FRUGAL_AVX2 static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+    FRUGAL_AVX2 static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
+    FRUGAL_AVX2 static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+    FRUGAL_AVX2 static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+    FRUGAL_AVX2 static float first(reg v) { return _mm256_cvtss_f32(v); }
+    FRUGAL_AVX2 static float hsum(reg v) {
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+    }
+    FRUGAL_AVX2 static float hmax(reg v) {
+        __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+        return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
+    }
+    FRUGAL_AVX2 static __m128 hsum4(const reg * a) {
+        const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3])); // per 128-bit half
+        return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    }
+    FRUGAL_AVX2 static reg exp2_nonpositive(reg x) { return detail::exp2_nonpositive(x); }
+    FRUGAL_AVX2 static __m256i first_lanes(int64_t count) {
+        return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    }
+    FRUGAL_AVX2 static reg load_tail(const float * p, int64_t count, float fill) {
+        const __m256i mask = first_lanes(count);
+        return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, mask), _mm256_castsi256_ps(mask));
+    }
+    FRUGAL_AVX2 static void store_tail(float * p, int64_t count, reg v) { _mm256_maskstore_ps(p, first_lanes(count), v); }
+    FRUGAL_AVX2 static reg widen(const uint16_t * h) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(h)));
+    }
+};
+} // namespace frugal::ops::detail::attention_avx2
+#  define FRUGAL_TILES_TARGET FRUGAL_AVX2
+#  define FRUGAL_TILES_NS frugal::ops::detail::attention_avx2
+#  include "ops/attention_tiles.hpp"
+#  undef FRUGAL_TILES_TARGET
+#  undef FRUGAL_TILES_NS
+#  undef FRUGAL_AVX2
+#endif
+
 namespace frugal::ops {
 namespace {
 
@@ -96,171 +154,6 @@ void widen_portable(const uint16_t * src, int64_t src_row, int64_t n, int64_t co
 
 constexpr attention_kernels k_portable{1, scores_portable, softmax_row_portable, accumulate_portable, widen_portable};
 
-// --- AVX2+FMA kernels (head_dim and v_dim multiples of 8) ----------------------------------------
-// Every function carries the target attribute (the file is built for baseline x86-64) and is
-// only called after the CPU check in pick_kernels().
-#if defined(__x86_64__) || defined(__i386__)
-#  define FRUGAL_AVX2 __attribute__((target("avx2,fma,f16c")))
-
-FRUGAL_AVX2 inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-// The four totals {Σ a[0], Σ a[1], Σ a[2], Σ a[3]}.
-FRUGAL_AVX2 inline __m128 hsum4(const __m256 * a) {
-    const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3])); // per 128-bit half
-    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-}
-
-// s[r, j] for an R × J tile: dot products along head_dim, R·J vector accumulators.
-template <int R, int J>
-FRUGAL_AVX2 inline void scores_tile(const float * q, int64_t hd, const float * k, int64_t k_row, float * s,
-                                    int64_t ld_s) {
-    static_assert(J == 1 || J == 4);
-    __m256 acc[R][J];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-        for (int j = 0; j < J; ++j) acc[r][j] = _mm256_setzero_ps();
-    for (int64_t d = 0; d < hd; d += 8) {
-        __m256 qv[R];
-#pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) qv[r] = _mm256_loadu_ps(q + r * hd + d);
-#pragma GCC unroll 4
-        for (int j = 0; j < J; ++j) {
-            const __m256 kv = _mm256_loadu_ps(k + j * k_row + d);
-#pragma GCC unroll 4
-            for (int r = 0; r < R; ++r) acc[r][j] = _mm256_fmadd_ps(qv[r], kv, acc[r][j]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-        if constexpr (J == 4)
-            _mm_storeu_ps(s + r * ld_s, hsum4(acc[r]));
-        else
-            s[r * ld_s] = hsum(acc[r][0]);
-    }
-}
-
-// Tiles of 3 rows: 12 accumulators + 3 q + 1 k vectors fill the 16 registers (2 rows measured ~30% slower).
-template <int J>
-FRUGAL_AVX2 inline void scores_keys(const float * q, int64_t rows, int64_t hd, const float * k, int64_t k_row,
-                                    float * s, int64_t ld_s) {
-    int64_t r = 0;
-    for (; r + 3 <= rows; r += 3) scores_tile<3, J>(q + r * hd, hd, k, k_row, s + r * ld_s, ld_s);
-    if (rows - r == 2) scores_tile<2, J>(q + r * hd, hd, k, k_row, s + r * ld_s, ld_s);
-    if (rows - r == 1) scores_tile<1, J>(q + r * hd, hd, k, k_row, s + r * ld_s, ld_s);
-}
-
-FRUGAL_AVX2 void scores_avx2(const float * q, int64_t rows, int64_t hd, const float * k, int64_t k_row, int64_t n,
-                             float * s, int64_t ld_s) {
-    int64_t j = 0;
-    for (; j + 4 <= n; j += 4) scores_keys<4>(q, rows, hd, k + j * k_row, k_row, s + j, ld_s);
-    for (; j < n; ++j) scores_keys<1>(q, rows, hd, k + j * k_row, k_row, s + j, ld_s);
-}
-
-FRUGAL_AVX2 inline float hmax(__m256 v) {
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-// Every step in 8-lane vectors (the scalar libm exp2 and the 4-lane loops of this baseline file
-// were a fifth of a prefill's attention at depth). The last partial vector of s is masked: its
-// masked lanes count as −inf for the max and come out as 0.
-FRUGAL_AVX2 void softmax_row_avx2(float * s, int64_t visible, int64_t n, float & m, float & l, float * o,
-                                  int64_t vd) {
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const int64_t full = visible & ~int64_t(7);
-    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(visible - full)), lanes);
-    const __m256 minus_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-    __m256 mv = _mm256_set1_ps(m);
-    for (int64_t j = 0; j < full; j += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(s + j));
-    if (full < visible) mv = _mm256_max_ps(mv, _mm256_blendv_ps(minus_inf, _mm256_maskload_ps(s + full, tail),
-                                                                 _mm256_castsi256_ps(tail)));
-    const float mx = hmax(mv);
-    mv = _mm256_set1_ps(mx);
-    __m256 sum = _mm256_setzero_ps();
-    for (int64_t j = 0; j < full; j += 8) {
-        const __m256 y = detail::exp2_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
-        _mm256_storeu_ps(s + j, y);
-        sum = _mm256_add_ps(sum, y);
-    }
-    if (full < visible) {
-        const __m256 y = _mm256_and_ps(detail::exp2_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(s + full, tail), mv)),
-                                       _mm256_castsi256_ps(tail));
-        _mm256_maskstore_ps(s + full, tail, y);
-        sum = _mm256_add_ps(sum, y);
-    }
-    std::fill(s + visible, s + n, 0.f);
-    // α = 2^(m − m'): exactly 1 when the max did not move, 0 on the row's first block (m = −inf).
-    const __m256 alpha = detail::exp2_nonpositive(_mm256_set1_ps(m - mx));
-    const float a = _mm256_cvtss_f32(alpha);
-    l = l * a + hsum(sum);
-    m = mx;
-    if (a != 1.f)
-        for (int64_t e = 0; e < vd; e += 8) _mm256_storeu_ps(o + e, _mm256_mul_ps(alpha, _mm256_loadu_ps(o + e)));
-}
-
-// o[r, 8·NV columns] += p · v for an R-row tile: the accumulators stay in registers over all n keys.
-template <int R, int NV>
-FRUGAL_AVX2 inline void accumulate_tile(const float * p, int64_t ld_p, const float * v, int64_t v_row, int64_t n,
-                                        float * o, int64_t vd) {
-    __m256 acc[R][NV];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-        for (int i = 0; i < NV; ++i) acc[r][i] = _mm256_loadu_ps(o + r * vd + 8 * i);
-    for (int64_t j = 0; j < n; ++j) {
-        __m256 vv[NV];
-#pragma GCC unroll 4
-        for (int i = 0; i < NV; ++i) vv[i] = _mm256_loadu_ps(v + j * v_row + 8 * i);
-#pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) {
-            const __m256 w = _mm256_broadcast_ss(p + r * ld_p + j);
-#pragma GCC unroll 4
-            for (int i = 0; i < NV; ++i) acc[r][i] = _mm256_fmadd_ps(w, vv[i], acc[r][i]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-        for (int i = 0; i < NV; ++i) _mm256_storeu_ps(o + r * vd + 8 * i, acc[r][i]);
-}
-
-// Tiles of 3 rows × 32 columns: 12 accumulators (4 rows × 16 columns measured ~30% slower).
-template <int NV>
-FRUGAL_AVX2 inline void accumulate_cols(const float * p, int64_t ld_p, int64_t rows, const float * v, int64_t v_row,
-                                        int64_t n, float * o, int64_t vd) {
-    int64_t r = 0;
-    for (; r + 3 <= rows; r += 3) accumulate_tile<3, NV>(p + r * ld_p, ld_p, v, v_row, n, o + r * vd, vd);
-    if (rows - r == 2) accumulate_tile<2, NV>(p + r * ld_p, ld_p, v, v_row, n, o + r * vd, vd);
-    if (rows - r == 1) accumulate_tile<1, NV>(p + r * ld_p, ld_p, v, v_row, n, o + r * vd, vd);
-}
-
-FRUGAL_AVX2 void accumulate_avx2(const float * p, int64_t ld_p, int64_t rows, const float * v, int64_t v_row,
-                                 int64_t n, float * o, int64_t vd) {
-    int64_t e = 0;
-    for (; e + 32 <= vd; e += 32) accumulate_cols<4>(p, ld_p, rows, v + e, v_row, n, o + e, vd);
-    for (; e < vd; e += 8) accumulate_cols<1>(p, ld_p, rows, v + e, v_row, n, o + e, vd);
-}
-
-// cols is a multiple of 8, as for every AVX2 kernel here.
-FRUGAL_AVX2 void widen_avx2(const uint16_t * src, int64_t src_row, int64_t n, int64_t cols, float * dst) {
-    for (int64_t j = 0; j < n; ++j)
-        for (int64_t c = 0; c < cols; c += 8) {
-            const __m128i halves = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src + j * src_row + c));
-            _mm256_storeu_ps(dst + j * cols + c, _mm256_cvtph_ps(halves));
-        }
-}
-
-constexpr attention_kernels k_avx2{8, scores_avx2, softmax_row_avx2, accumulate_avx2, widen_avx2};
-#  undef FRUGAL_AVX2
-#endif
 
 std::atomic<const attention_kernels *> g_test_kernels{nullptr};
 
@@ -274,7 +167,7 @@ const attention_kernels & pick_kernels(const attention_params & p) {
 #if defined(__x86_64__) || defined(__i386__)
     if (detail::avx2_active()) {
         if (const attention_kernels * k = detail::avx512_attention_kernels(); fits(k)) return *k;
-        if (fits(&k_avx2)) return k_avx2;
+        if (fits(&detail::attention_avx2::kernels)) return detail::attention_avx2::kernels;
     }
 #endif
     return k_portable;

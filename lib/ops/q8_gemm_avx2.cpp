@@ -263,8 +263,8 @@ FRUGAL_AVX2 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, int
         for (int j = 0; j < 8; ++j) {
             const q6_k_block l = q6_k_block_of(j);
             std::byte * blk = out + (sb * 8 + j) * k_block;
-            int8_t sc[2][k_cols];
-            q6_k_block_scales(base, w_stride, cols, k_cols, l, reinterpret_cast<float *>(blk + k_scales), sc[0]);
+            int8_t sc[2 * k_cols]; // the halves' scales, [2][k_cols] (flat: the callee writes both rows)
+            q6_k_block_scales(base, w_stride, cols, k_cols, l, reinterpret_cast<float *>(blk + k_scales), sc);
             std::memcpy(blk + k_offsets, sc, sizeof sc);
             __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
             for (int g = 0; g < k_groups; ++g) {
@@ -277,8 +277,8 @@ FRUGAL_AVX2 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, int
                 store(blk + g * 4 * k_cols, quant);
                 sum[g / 4] = _mm256_add_epi32(sum[g / 4], column_sums(quant));
             }
-            const __m256i sc0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(sc[0])));
-            const __m256i sc1 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(sc[1])));
+            const __m256i sc0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(sc)));
+            const __m256i sc1 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(sc + k_cols)));
             store_correction(blk, _mm256_add_epi32(_mm256_mullo_epi32(sum[0], sc0), _mm256_mullo_epi32(sum[1], sc1)));
         }
     }

@@ -231,9 +231,9 @@ FRUGAL_AVX512 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, i
         for (int j = 0; j < 8; ++j) {
             const q8::q6_k_block l = q8::q6_k_block_of(j);
             std::byte * blk = out + (sb * 8 + j) * q8::k_block_bytes;
-            alignas(16) int8_t sc[2][q8::k_tile_cols];
+            alignas(16) int8_t sc[2 * q8::k_tile_cols]; // [2][k_tile_cols], flat: the callee writes both rows
             q8::q6_k_block_scales(base, w_stride, cols, q8::k_tile_cols, l,
-                                  reinterpret_cast<float *>(blk + q8::k_block_scales), sc[0]);
+                                  reinterpret_cast<float *>(blk + q8::k_block_scales), sc);
             std::memcpy(blk + q8::k_block_offsets, sc, sizeof sc);
             __m512i sum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
             for (int g = 0; g < q8::k_groups; ++g) {
@@ -248,8 +248,8 @@ FRUGAL_AVX512 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, i
                 _mm512_storeu_si512(blk + g * 4 * q8::k_tile_cols, quant);
                 sum[g / 4] = _mm512_dpbusd_epi32(sum[g / 4], _mm512_set1_epi8(1), quant);
             }
-            const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i *>(sc[0])));
-            const __m512i sc1 = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i *>(sc[1])));
+            const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i *>(sc)));
+            const __m512i sc1 = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i *>(sc + q8::k_tile_cols)));
             const __m512i weighted = _mm512_add_epi32(_mm512_mullo_epi32(sum[0], sc0), _mm512_mullo_epi32(sum[1], sc1));
             const __m512i correction = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(weighted, 7));
             _mm512_storeu_si512(blk + q8::k_block_corrections, correction);

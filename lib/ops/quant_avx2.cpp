@@ -363,6 +363,19 @@ FRUGAL_AVX2 void dequantize_q4_0r(const void * src, float * dst, int64_t n) {
     }
 }
 
+// s8[k] = dw·dx for the scale group's blocks g .. g + count of activation row k < M (zeros past
+// count): the lane scales of a repacked row's pairs.
+template <int M>
+FRUGAL_AVX2 inline void group_scales(const uint16_t * dw, int64_t g, int64_t count, const std::byte * act,
+                                     size_t act_stride, __m256 * s8) {
+    const __m256 dw8 = load_halves(dw + g, count);
+    for (int k = 0; k < M; ++k) {
+        uint16_t dx[k_scale_group];
+        for (int64_t i = 0; i < count; ++i) dx[i] = act_block<block_q8_0>(act, act_stride, k, g + i).d;
+        s8[k] = _mm256_mul_ps(dw8, load_halves(dx, count));
+    }
+}
+
 // acc[k] += pair b's products with activation row k, scaled per lane by s8[k]'s pair j (dot_32's
 // sign trick: weights are q − 8, their signs moved onto x for maddubs).
 template <int M>
@@ -392,13 +405,8 @@ FRUGAL_AVX2 void dot_q4_0r(const void * w, const std::byte * act, size_t act_str
     for (int k = 0; k < M; ++k) even[k] = odd[k] = _mm256_setzero_ps();
     for (int64_t g = 0; g < nb; g += k_scale_group) {
         const int64_t count = std::min(k_scale_group, nb - g);
-        const __m256 dw8 = load_halves(dw + g, count);
         __m256 s8[M];
-        for (int k = 0; k < M; ++k) {
-            uint16_t dx[k_scale_group];
-            for (int64_t i = 0; i < count; ++i) dx[i] = act_block<block_q8_0>(act, act_stride, k, g + i).d;
-            s8[k] = _mm256_mul_ps(dw8, load_halves(dx, count));
-        }
+        group_scales<M>(dw, g, count, act, act_stride, s8);
         if (count == k_scale_group) {
             q4_0r_pair<M>(qs, g, true, 0, act, act_stride, s8, even);
             q4_0r_pair<M>(qs, g + 2, true, 1, act, act_stride, s8, odd);
@@ -587,13 +595,8 @@ FRUGAL_AVX2 void dot_q5_0r(const void * w, const std::byte * act, size_t act_str
     for (int k = 0; k < M; ++k) even[k] = odd[k] = _mm256_setzero_ps();
     for (int64_t g = 0; g < nb; g += k_scale_group) {
         const int64_t count = std::min(k_scale_group, nb - g);
-        const __m256 dw8 = load_halves(dw + g, count);
         __m256 s8[M];
-        for (int k = 0; k < M; ++k) {
-            uint16_t dx[k_scale_group];
-            for (int64_t i = 0; i < count; ++i) dx[i] = act_block<block_q8_0>(act, act_stride, k, g + i).d;
-            s8[k] = _mm256_mul_ps(dw8, load_halves(dx, count));
-        }
+        group_scales<M>(dw, g, count, act, act_stride, s8);
         q5_0r_group<M>(fifth, qs, g, count, x_of, s8, even, odd);
     }
     for (int k = 0; k < M; ++k) out[k] = hsum(_mm256_add_ps(even[k], odd[k]));

@@ -2,6 +2,16 @@
 // softmax, SwiGLU). Each function carries its target attribute; callers check the CPU first.
 #pragma once
 
+#include <cstddef>
+
+namespace frugal::ops::detail {
+// 2^f = Σ (ln2)^i / i! · f^i, i = 7..0 (Horner order): degree 7, |f| <= 1/2, truncation error
+// < 6e-9, below float rounding. Every width's exp2_nonpositive uses these.
+inline constexpr float k_exp2_taylor[] = {1.525273380405984e-05f, 1.540353039338161e-04f, 1.333355814642844e-03f,
+                                          9.618129107628477e-03f, 5.550410866482158e-02f, 2.402265069591007e-01f,
+                                          6.931471805599453e-01f, 1.f};
+} // namespace frugal::ops::detail
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
@@ -9,18 +19,12 @@
 
 namespace frugal::ops::detail {
 
-// 2^n · 2^f for integral n in [-125, 0] and |f| <= 1/2: a degree-7 Taylor polynomial of 2^f
-// (truncation error < 6e-9, below float rounding) with n added to its exponent field.
+// 2^n · 2^f for integral n in [-125, 0] and |f| <= 1/2: k_exp2_taylor's polynomial of 2^f with n
+// added to its exponent field.
 FRUGAL_SIMD_EXP_TARGET inline __m256 pow2_split(__m256 n, __m256 f) {
-    // ln2^i / i!
-    __m256 p = _mm256_set1_ps(1.525273380405984e-05f);
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.540353039338161e-04f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.333355814642844e-03f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618129107628477e-03f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550410866482158e-02f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402265069591007e-01f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931471805599453e-01f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.f));
+    __m256 p = _mm256_set1_ps(k_exp2_taylor[0]);
+    for (size_t i = 1; i < sizeof k_exp2_taylor / sizeof k_exp2_taylor[0]; ++i)
+        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(k_exp2_taylor[i]));
     // p in [0.70, 1.42] times 2^n, n >= -125: the exponent field stays normal.
     const __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
     return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));

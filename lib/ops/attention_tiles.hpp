@@ -1,0 +1,161 @@
+// attention_tiles.hpp - attention's kernels (attention_kernels.hpp) written once for any vector
+// width: register tiles for the two small matrix products, the online-softmax step, the F16
+// widening. Each includer compiles them for its instruction set (attention.cpp: AVX2;
+// attention_avx512_kernels.hpp: AVX-512, natively and on SIMDe in the tests). It defines
+//   FRUGAL_TILES_TARGET  the function attribute (a target(...) list, or nothing);
+//   FRUGAL_TILES_NS      its own namespace, which must already hold `struct vec`:
+//     reg, lanes (floats per reg), tile_rows (rows per register tile, sized to the register file);
+//     zero, load, store, set1, fmadd, sub, add, mul, max; hsum, hmax (of the lanes), hsum4 (the
+//     four totals of four regs as an __m128); exp2_nonpositive (simd_exp.hpp's polynomial);
+//     load_tail(p, count, fill) (lanes past count = fill), store_tail(p, count, v), first(v);
+//     widen(const uint16_t *) (lanes F16 values as floats).
+// head_dim and v_dim must be multiples of vec::lanes (the kernels' dim_multiple). Private to
+// lib/ops and its tests.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "ops/attention_kernels.hpp"
+
+namespace FRUGAL_TILES_NS {
+
+// s[r, j] for an R × J tile: dot products along head_dim in R·J vector accumulators, each reduced
+// to its total at the end (J = 4: four at once).
+template <int R, int J>
+FRUGAL_TILES_TARGET inline void scores_tile(const float * q, int64_t hd, const float * k, int64_t k_row, float * s,
+                                            int64_t ld_s) {
+    static_assert(J == 1 || J == 4);
+    typename vec::reg acc[R][J];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int j = 0; j < J; ++j) acc[r][j] = vec::zero();
+    for (int64_t d = 0; d < hd; d += vec::lanes) {
+        typename vec::reg qv[R];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) qv[r] = vec::load(q + r * hd + d);
+#pragma GCC unroll 4
+        for (int j = 0; j < J; ++j) {
+            const typename vec::reg kv = vec::load(k + j * k_row + d);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; ++r) acc[r][j] = vec::fmadd(qv[r], kv, acc[r][j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+        if constexpr (J == 4)
+            _mm_storeu_ps(s + r * ld_s, vec::hsum4(acc[r]));
+        else
+            s[r * ld_s] = vec::hsum(acc[r][0]);
+    }
+}
+
+// tile(integral_constant<int, R'>, r) over rows in tiles of R rows, the rest in one smaller tile.
+template <int R, class Tile>
+FRUGAL_TILES_TARGET inline void by_row_tiles(int64_t rows, Tile tile) {
+    int64_t r = 0;
+    for (; r + R <= rows; r += R) tile(std::integral_constant<int, R>{}, r);
+    if constexpr (R > 1)
+        if (r < rows) by_row_tiles<R - 1>(rows - r, [&](auto rt, int64_t r2) FRUGAL_TILES_TARGET { tile(rt, r + r2); });
+}
+
+template <int J>
+FRUGAL_TILES_TARGET inline void scores_keys(const float * q, int64_t rows, int64_t hd, const float * k, int64_t k_row,
+                                            float * s, int64_t ld_s) {
+    by_row_tiles<vec::tile_rows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
+        scores_tile<decltype(rt)::value, J>(q + r * hd, hd, k, k_row, s + r * ld_s, ld_s);
+    });
+}
+
+FRUGAL_TILES_TARGET inline void scores(const float * q, int64_t rows, int64_t hd, const float * k, int64_t k_row,
+                                       int64_t n, float * s, int64_t ld_s) {
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) scores_keys<4>(q, rows, hd, k + j * k_row, k_row, s + j, ld_s);
+    for (; j < n; ++j) scores_keys<1>(q, rows, hd, k + j * k_row, k_row, s + j, ld_s);
+}
+
+// Every step in vectors (a libm exp2 and the 4-lane loops of a baseline build were a fifth of a
+// prefill's attention at depth). The last partial vector of s is read with −inf past `visible`:
+// those lanes count for nothing in the max, and exp2_nonpositive(−inf) = 0.
+FRUGAL_TILES_TARGET inline void softmax_row(float * s, int64_t visible, int64_t n, float & m, float & l, float * o,
+                                            int64_t vd) {
+    constexpr float minus_inf = -std::numeric_limits<float>::infinity();
+    const int64_t full = visible / vec::lanes * vec::lanes, tail = visible - full;
+    typename vec::reg mv = vec::set1(m);
+    for (int64_t j = 0; j < full; j += vec::lanes) mv = vec::max(mv, vec::load(s + j));
+    if (tail) mv = vec::max(mv, vec::load_tail(s + full, tail, minus_inf));
+    const float mx = vec::hmax(mv);
+    mv = vec::set1(mx);
+    typename vec::reg sum = vec::zero();
+    for (int64_t j = 0; j < full; j += vec::lanes) {
+        const typename vec::reg y = vec::exp2_nonpositive(vec::sub(vec::load(s + j), mv));
+        vec::store(s + j, y);
+        sum = vec::add(sum, y);
+    }
+    if (tail) {
+        const typename vec::reg y = vec::exp2_nonpositive(vec::sub(vec::load_tail(s + full, tail, minus_inf), mv));
+        vec::store_tail(s + full, tail, y);
+        sum = vec::add(sum, y);
+    }
+    std::fill(s + visible, s + n, 0.f);
+    // α = 2^(m − m'): exactly 1 when the max did not move, 0 on the row's first block (m = −inf).
+    const typename vec::reg alpha = vec::exp2_nonpositive(vec::set1(m - mx));
+    const float a = vec::first(alpha);
+    l = l * a + vec::hsum(sum);
+    m = mx;
+    if (a != 1.f)
+        for (int64_t e = 0; e < vd; e += vec::lanes) vec::store(o + e, vec::mul(alpha, vec::load(o + e)));
+}
+
+// o[r, NV·lanes columns] += p · v for an R-row tile: the accumulators stay in registers over all
+// n keys.
+template <int R, int NV>
+FRUGAL_TILES_TARGET inline void accumulate_tile(const float * p, int64_t ld_p, const float * v, int64_t v_row,
+                                                int64_t n, float * o, int64_t vd) {
+    typename vec::reg acc[R][NV];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int i = 0; i < NV; ++i) acc[r][i] = vec::load(o + r * vd + vec::lanes * i);
+    for (int64_t j = 0; j < n; ++j) {
+        typename vec::reg vv[NV];
+#pragma GCC unroll 4
+        for (int i = 0; i < NV; ++i) vv[i] = vec::load(v + j * v_row + vec::lanes * i);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) {
+            const typename vec::reg w = vec::set1(p[r * ld_p + j]);
+#pragma GCC unroll 4
+            for (int i = 0; i < NV; ++i) acc[r][i] = vec::fmadd(w, vv[i], acc[r][i]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int i = 0; i < NV; ++i) vec::store(o + r * vd + vec::lanes * i, acc[r][i]);
+}
+
+// Columns in 4 registers at a time (tile_rows × 4 accumulators), then one at a time.
+FRUGAL_TILES_TARGET inline void accumulate(const float * p, int64_t ld_p, int64_t rows, const float * v, int64_t v_row,
+                                           int64_t n, float * o, int64_t vd) {
+    const auto cols = [&](auto nv, int64_t e) FRUGAL_TILES_TARGET {
+        by_row_tiles<vec::tile_rows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
+            accumulate_tile<decltype(rt)::value, decltype(nv)::value>(p + r * ld_p, ld_p, v + e, v_row, n,
+                                                                      o + r * vd + e, vd);
+        });
+    };
+    int64_t e = 0;
+    for (; e + 4 * vec::lanes <= vd; e += 4 * vec::lanes) cols(std::integral_constant<int, 4>{}, e);
+    for (; e < vd; e += vec::lanes) cols(std::integral_constant<int, 1>{}, e);
+}
+
+FRUGAL_TILES_TARGET inline void widen(const uint16_t * src, int64_t src_row, int64_t n, int64_t cols, float * dst) {
+    for (int64_t j = 0; j < n; ++j)
+        for (int64_t c = 0; c < cols; c += vec::lanes) vec::store(dst + j * cols + c, vec::widen(src + j * src_row + c));
+}
+
+inline constexpr frugal::ops::detail::attention_kernels kernels{vec::lanes, scores, softmax_row, accumulate, widen};
+
+} // namespace FRUGAL_TILES_NS
