@@ -69,6 +69,13 @@ inline uint32_t byte_bits(uint64_t x, int bit) {
     return uint32_t((((x >> bit) & 0x0101010101010101u) * 0x0102040810204080u) >> 56);
 }
 
+// Bits 0..7 of x as 8 bytes of 0 or 1 (byte i: bit i), little-endian: byte_bits' inverse. Each
+// byte keeps its own bit after the mask; adding 0x7F carries it to the byte's top bit.
+inline uint64_t bits_to_bytes(uint32_t x) {
+    const uint64_t t = (uint64_t(x & 0xFF) * 0x0101010101010101u) & 0x8040201008040201u;
+    return ((t + 0x7F7F7F7F7F7F7F7Fu) & 0x8080808080808080u) >> 7;
+}
+
 // Block b of a q5_0_repacked row as Q5_0's qh word (element e: bit e).
 inline uint32_t repacked_fifth_bits_word(const void * row, int64_t nb, int64_t b) {
     const fifth_bits_place at = fifth_bits_of(nb, b);
