@@ -287,17 +287,10 @@ namespace {
 void put_fifth_bits(std::byte * fifth, int64_t nb, int64_t b, uint32_t qh) {
     const detail::fifth_bits_place at = detail::fifth_bits_of(nb, b);
     std::byte * h = fifth + at.bytes;
-    if (at.bit < 0) {
+    if (at.bit < 0)
         std::memcpy(h, &qh, sizeof qh);
-        return;
-    }
-    uint64_t lo, hi; // the 16 bytes of elements 0..7 and 8..15 (16..23 and 24..31 one bit up)
-    std::memcpy(&lo, h, sizeof lo);
-    std::memcpy(&hi, h + 8, sizeof hi);
-    lo |= detail::bits_to_bytes(qh) << at.bit | detail::bits_to_bytes(qh >> 16) << (at.bit + 1);
-    hi |= detail::bits_to_bytes(qh >> 8) << at.bit | detail::bits_to_bytes(qh >> 24) << (at.bit + 1);
-    std::memcpy(h, &lo, sizeof lo);
-    std::memcpy(h + 8, &hi, sizeof hi);
+    else
+        detail::put_fifth_bits_word(reinterpret_cast<uint8_t *>(h), at.bit, qh);
 }
 } // namespace
 

@@ -88,23 +88,29 @@ FRUGAL_AVX512 inline void dot_rows_q8_0(const std::byte * w, size_t w_stride, in
     }
 }
 
-// --- Q4_0 repacked (dtype.hpp: a row's fp16 scales, then 16 nibble bytes per block) ---------------
-// The AVX2 kernel's pairs of blocks (even pairs and odd pairs in two accumulators, int32 lanes
+// --- Q4_0 and Q5_0 repacked (dtype.hpp: a row's fp16 scales, (Q5_0) fifth bits, 16 nibble bytes
+// per block) --------------------------------------------------------------------------------------
+// The AVX2 kernels' pairs of blocks (even pairs and odd pairs in two accumulators, int32 lanes
 // 0..3 block b and 4..7 block b + 1) become the two halves of one zmm: a step covers four blocks,
-// one 64-byte load of nibbles. Same integer lanes (Σ q·x − 8·Σ x), same scale products, same
-// final sum: bit-identical to the AVX2 row loop.
+// one 64-byte load of nibbles. Q5_0's fifth bits come from the group's 32 bytes, broadcast to both
+// halves and shifted per half (vpsllvw / vpsrlvw) so that each register's bit lands at bit 4; a
+// partial last group builds those 32 bytes from its qh words. Same integer lanes (Σ q·x − 8·Σ x,
+// or 16·Σ x), same scale products, same final sum: bit-identical to the AVX2 row loops.
 
 // Rows of at most this many pairs of blocks (K <= 20480): the regrouped activation lives on the
 // stack (~31 KiB). Longer rows take the AVX2 kernel (quant_avx512.cpp).
 inline constexpr int64_t k_q4_0r_max_pairs = 320;
 
-// Low and high nibbles of four blocks' 64 bytes, each meeting its regrouped activations.
-FRUGAL_AVX512 inline __m512i q4_0r_step(const uint8_t * nibbles, __m512i x_lo, __m512i x_hi, __m512i x_sums8) {
+// Low and high nibbles of four blocks' 64 bytes (with fifth_lo / fifth_hi ORed in), each meeting
+// its regrouped activations, minus the offset's x_sums.
+FRUGAL_AVX512 inline __m512i repacked_step(const uint8_t * nibbles, __m512i fifth_lo, __m512i fifth_hi, __m512i x_lo,
+                                           __m512i x_hi, __m512i x_sums) {
     const __m512i v = _mm512_loadu_si512(nibbles);
     const __m512i mask = _mm512_set1_epi8(0x0F);
-    const __m512i lo = _mm512_and_si512(v, mask), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+    const __m512i lo = _mm512_or_si512(_mm512_and_si512(v, mask), fifth_lo);
+    const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), mask), fifth_hi);
     const __m512i sums = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x_lo), hi, x_hi);
-    return _mm512_sub_epi32(sums, x_sums8);
+    return _mm512_sub_epi32(sums, x_sums);
 }
 
 FRUGAL_AVX512 inline __m256i load256(const void * p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
@@ -113,19 +119,27 @@ FRUGAL_AVX512 inline __m512i join(__m256i lo, __m256i hi) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-FRUGAL_AVX512 inline void dot_rows_q4_0r(const std::byte * w, size_t w_stride, int64_t rows, const void * act,
-                                         int64_t n, float * out) {
+// 16-bit lanes of a zmm: a in the low half, b in the high half.
+FRUGAL_AVX512 inline __m512i halves16(short a, short b) {
+    return join(_mm256_set1_epi16(a), _mm256_set1_epi16(b));
+}
+
+template <frugal::dtype T>
+FRUGAL_AVX512 inline void dot_rows_repacked(const std::byte * w, size_t w_stride, int64_t rows, const void * act,
+                                            int64_t n, float * out) {
+    using frugal::ops::detail::repacked_fifth_bits;
     using frugal::ops::detail::repacked_nibbles;
     using frugal::ops::detail::repacked_scales;
-    constexpr int64_t k_group = 8; // blocks per fp16 scale conversion, as the AVX2 kernel
+    constexpr bool q5 = T == frugal::dtype::q5_0_repacked;
+    constexpr int64_t k_group = 8; // blocks per fp16 scale conversion (and Q5_0 fifth-bit group), as AVX2
     const auto * a = static_cast<const block_q8_0 *>(act);
     const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
     // Activation pairs regrouped as in the AVX2 kernel (elements 0..15 of both blocks, then
-    // 16..31), two pairs per zmm, with 8·Σ x per lane; zeros past the last pair.
+    // 16..31), two pairs per zmm, with the offset (8 or 16) · Σ x per lane; zeros past the last pair.
     constexpr int64_t k_quads = k_q4_0r_max_pairs / 2 + 2;
-    __m512i x_lo[k_quads], x_hi[k_quads], x_sums8[k_quads];
+    __m512i x_lo[k_quads], x_hi[k_quads], x_sums[k_quads];
     alignas(32) float dx[2 * k_q4_0r_max_pairs + 2 * k_group]; // the nb scales, then zeros
-    const __m256i eights = _mm256_set1_epi8(8), ones16 = _mm256_set1_epi16(1);
+    const __m256i offset = _mm256_set1_epi8(q5 ? 16 : 8), ones16 = _mm256_set1_epi16(1);
     for (int64_t q = 0; q < (nb + 3) / 4 + 1; ++q) {
         __m256i lo[2], hi[2], sums[2];
         for (int h = 0; h < 2; ++h) {
@@ -140,45 +154,65 @@ FRUGAL_AVX512 inline void dot_rows_q4_0r(const std::byte * w, size_t w_stride, i
             lo[h] = _mm256_permute2x128_si256(x0, x1, 0x20);
             hi[h] = _mm256_permute2x128_si256(x0, x1, 0x31);
             sums[h] = _mm256_madd_epi16(
-                _mm256_add_epi16(_mm256_maddubs_epi16(eights, lo[h]), _mm256_maddubs_epi16(eights, hi[h])), ones16);
+                _mm256_add_epi16(_mm256_maddubs_epi16(offset, lo[h]), _mm256_maddubs_epi16(offset, hi[h])), ones16);
         }
         x_lo[q] = join(lo[0], lo[1]);
         x_hi[q] = join(hi[0], hi[1]);
-        x_sums8[q] = join(sums[0], sums[1]);
+        x_sums[q] = join(sums[0], sums[1]);
     }
     for (int64_t i = 0; i < nb; ++i) dx[i] = half(a[i].d);
     std::fill_n(dx + nb, k_group, 0.f); // a partial group reads up to 8 past its first block
     // Pair j of a group takes its two blocks' scales s[2j], s[2j + 1] four lanes each.
     const __m512i first_pairs = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     const __m512i last_pairs = _mm512_add_epi32(first_pairs, _mm512_set1_epi32(4));
+    // Step h's registers take bits 4h (low nibbles, low half), 4h + 2 (low nibbles, high half),
+    // 4h + 1 and 4h + 3 (high nibbles) of the fifth-bit bytes, moved to bit 4.
+    const __m512i left_lo = halves16(4, 2), left_hi = halves16(3, 1), right_lo = halves16(0, 2),
+                  right_hi = halves16(1, 3);
+    const __m512i bit4 = _mm512_set1_epi8(0x10);
     for (int64_t r = 0; r < rows; ++r) {
         const std::byte * row = w + size_t(r) * w_stride;
         const uint16_t * dw = repacked_scales(row);
-        const uint8_t * qs = repacked_nibbles(frugal::dtype::q4_0_repacked, row, nb);
+        const uint8_t * qs = repacked_nibbles(T, row, nb);
         __m512 acc = _mm512_setzero_ps(); // lanes 0-7: even pairs, 8-15: odd pairs
         // One group of eight blocks: scales s8 = dw·dx, then two steps of four blocks.
-        const auto group = [&](const uint16_t * scales, const uint8_t * nibbles, int64_t g) FRUGAL_AVX512 {
+        const auto group = [&](const uint16_t * scales, const uint8_t * nibbles, const uint8_t * fifth,
+                               int64_t g) FRUGAL_AVX512 {
             const __m256 s8 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(scales))),
                                             _mm256_load_ps(dx + g));
             const __m512 s16 = _mm512_castps256_ps512(s8);
+            const __m512i h2 = q5 ? _mm512_broadcast_i64x4(load256(fifth)) : _mm512_setzero_si512();
             for (int h = 0; h < 2; ++h) {
                 const int64_t q = g / 4 + h;
-                const __m512i p = q4_0r_step(nibbles + 64 * h, x_lo[q], x_hi[q], x_sums8[q]);
+                __m512i f_lo = _mm512_setzero_si512(), f_hi = _mm512_setzero_si512();
+                if constexpr (q5) {
+                    f_lo = _mm512_and_si512(h ? _mm512_srlv_epi16(h2, right_lo) : _mm512_sllv_epi16(h2, left_lo), bit4);
+                    f_hi = _mm512_and_si512(h ? _mm512_srlv_epi16(h2, right_hi) : _mm512_sllv_epi16(h2, left_hi), bit4);
+                }
+                const __m512i p = repacked_step(nibbles + 64 * h, f_lo, f_hi, x_lo[q], x_hi[q], x_sums[q]);
                 const __m512 scale = _mm512_permutexvar_ps(h ? last_pairs : first_pairs, s16);
                 acc = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(p), acc);
             }
         };
+        const uint8_t * fifth = q5 ? repacked_fifth_bits(row, nb) : nullptr;
         int64_t g = 0;
         for (; g + k_group <= nb; g += k_group) {
             prefetch_ahead(qs + 16 * g, 16 * k_group); // the group's nibbles
-            group(dw + g, qs + 16 * g, g);
+            group(dw + g, qs + 16 * g, q5 ? fifth + 4 * g : nullptr, g);
         }
         if (g < nb) { // a partial group: zeros after the row's last scale and nibbles
             alignas(64) uint8_t nibbles[16 * k_group] = {};
+            alignas(32) uint8_t planes[4 * k_group] = {}; // its qh words as a full group's bytes
             uint16_t scales[k_group] = {};
             std::memcpy(nibbles, qs + 16 * g, size_t(16 * (nb - g)));
             std::memcpy(scales, dw + g, size_t(nb - g) * sizeof(uint16_t));
-            group(scales, nibbles, g);
+            if constexpr (q5)
+                for (int64_t i = 0; i < nb - g; ++i) {
+                    uint32_t qh;
+                    std::memcpy(&qh, fifth + 4 * (g + i), sizeof qh);
+                    frugal::ops::detail::put_fifth_bits_word(planes + 16 * (i % 2), int(i / 2 * 2), qh);
+                }
+            group(scales, nibbles, planes, g);
         }
         const __m256 even = _mm512_castps512_ps256(acc);
         const __m256 odd = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));

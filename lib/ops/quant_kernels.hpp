@@ -76,6 +76,18 @@ inline uint64_t bits_to_bytes(uint32_t x) {
     return ((t + 0x7F7F7F7F7F7F7F7Fu) & 0x8080808080808080u) >> 7;
 }
 
+// A Q5_0 qh word ORed into the 16 bytes where fifth_bits_of puts a full group's block (bit `bit`
+// for elements 0..15, bit + 1 for 16..31): repacked_fifth_bits_word's inverse.
+inline void put_fifth_bits_word(uint8_t * bytes16, int bit, uint32_t qh) {
+    uint64_t lo, hi; // the bytes of elements 0..7 and 8..15 (16..23 and 24..31 one bit up)
+    std::memcpy(&lo, bytes16, sizeof lo);
+    std::memcpy(&hi, bytes16 + 8, sizeof hi);
+    lo |= bits_to_bytes(qh) << bit | bits_to_bytes(qh >> 16) << (bit + 1);
+    hi |= bits_to_bytes(qh >> 8) << bit | bits_to_bytes(qh >> 24) << (bit + 1);
+    std::memcpy(bytes16, &lo, sizeof lo);
+    std::memcpy(bytes16 + 8, &hi, sizeof hi);
+}
+
 // Block b of a q5_0_repacked row as Q5_0's qh word (element e: bit e).
 inline uint32_t repacked_fifth_bits_word(const void * row, int64_t nb, int64_t b) {
     const fifth_bits_place at = fifth_bits_of(nb, b);

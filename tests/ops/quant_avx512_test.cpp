@@ -1,6 +1,5 @@
 // quant_avx512_test.cpp - the AVX-512 VNNI decode kernels (lib/ops/quant_avx512_kernels.hpp: Q8_0,
-// Q4_0 repacked, Q4_K, Q6_K) must
-// give the AVX2 kernels' results to the bit. Two builds of the same source are checked:
+// Q4_0 and Q5_0 repacked, Q4_K, Q6_K) must give the AVX2 kernels' results to the bit. Two builds of the same source are checked:
 //   - the library's, on CPUs with AVX-512 F/BW/VNNI (skipped elsewhere);
 //   - one compiled here against SIMD Everywhere's portable AVX-512 (Debian libsimde-dev), which
 //     runs on any x86-64 CPU: the kernels' logic is tested even where no AVX-512 machine is.
@@ -37,14 +36,26 @@ struct weights_case {
 weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
     std::mt19937 rng(seed);
     std::normal_distribution<float> normal(0.f, 1.f);
-    const dtype stored = t == dtype::q4_0_repacked ? dtype::q4_0 : t;
+    const dtype stored = t == dtype::q4_0_repacked ? dtype::q4_0 : t == dtype::q5_0_repacked ? dtype::q5_0 : t;
     const int64_t row_bytes = frugal::row_bytes(t, n);
     weights_case c;
     std::vector<std::byte> plain(static_cast<size_t>(rows * row_bytes));
     std::vector<float> x(static_cast<size_t>(n));
+    std::uniform_int_distribution<int> byte(0, 255);
     for (int64_t r = 0; r < rows; ++r) {
         for (auto & v : x) v = normal(rng);
         std::byte * row = plain.data() + r * row_bytes;
+        if (stored == dtype::q5_0) { // no Q5_0 quantizer: random quants, ordinary scales, and every
+                                     // other row all 0 or all 31 by block (the ends of the range)
+            for (int64_t b = 0; b < n / k_qk; ++b) {
+                auto & blk = reinterpret_cast<block_q5_0 *>(row)[b];
+                blk.d = fp32_to_fp16(0.01f * (1.f + std::abs(normal(rng))));
+                const bool extreme = r % 2 == 1, high = (b + r) % 2 == 0;
+                for (auto & q : blk.qs) q = extreme ? (high ? 0xFF : 0x00) : uint8_t(byte(rng));
+                for (auto & q : blk.qh) q = extreme ? (high ? 0xFF : 0x00) : uint8_t(byte(rng));
+            }
+            continue;
+        }
         ops::quantize_row_weights(stored, x.data(), row, n);
         if (r % 2 == 0) continue;
         for (int64_t b = 0; b < n / k_qk; ++b) {
@@ -56,9 +67,9 @@ weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
             }
         }
     }
-    if (t == dtype::q4_0_repacked) {
+    if (stored != t) {
         c.w.resize(plain.size());
-        ops::repack_rows(dtype::q4_0, plain.data(), c.w.data(), rows, n);
+        ops::repack_rows(stored, plain.data(), c.w.data(), rows, n);
     } else {
         c.w = std::move(plain);
     }
@@ -69,9 +80,10 @@ weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
     return c;
 }
 
-// The block counts of the AVX2 tests: odd halves, partial groups and steps, long rows (721
-// blocks: past the Q4_0 kernel's stack limit, where it hands over to AVX2).
-constexpr int64_t k_block_counts[] = {1, 2, 3, 5, 8, 9, 13, 48, 280, 640, 721};
+// The block counts of the AVX2 tests: odd halves, partial groups and steps, 44 (a 1408-wide row:
+// 5 groups and a tail of 4), long rows (721 blocks: past the kernels' stack limit, where they
+// hand over to AVX2).
+constexpr int64_t k_block_counts[] = {1, 2, 3, 5, 8, 9, 13, 44, 48, 280, 640, 721};
 
 // dot and dot_rows of type t against the AVX2 table's dot_rows, bit for bit.
 void check_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
@@ -129,15 +141,19 @@ void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot
     }
 }
 
-// The emulated build's Q4_0 entry points, with the library's hand-over for long rows.
-void simde_dot_rows_q4_0r(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n, float * out) {
+// The emulated build's repacked Q4_0 and Q5_0 entry points, with the library's hand-over for long
+// rows.
+template <dtype T>
+void simde_dot_rows_repacked(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
+                             float * out) {
     if ((n / k_qk + 1) / 2 > frugal_test_simde::k_q4_0r_max_pairs)
-        return ops::detail::avx2_kernels(dtype::q4_0_repacked)->dot_rows(w, w_stride, rows, act, n, out);
-    frugal_test_simde::dot_rows_q4_0r(w, w_stride, rows, act, n, out);
+        return ops::detail::avx2_kernels(T)->dot_rows(w, w_stride, rows, act, n, out);
+    frugal_test_simde::dot_rows_repacked<T>(w, w_stride, rows, act, n, out);
 }
-float simde_dot_q4_0r(const void * w, const void * act, int64_t n) {
+template <dtype T>
+float simde_dot_repacked(const void * w, const void * act, int64_t n) {
     float r;
-    simde_dot_rows_q4_0r(static_cast<const std::byte *>(w), 0, 1, act, n, &r);
+    simde_dot_rows_repacked<T>(static_cast<const std::byte *>(w), 0, 1, act, n, &r);
     return r;
 }
 
@@ -146,14 +162,21 @@ float simde_dot_q4_0r(const void * w, const void * act, int64_t n) {
 TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" * doctest::timeout(120)) {
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: nothing to compare the kernels with");
     SUBCASE("q8_0") { check_against_avx2(dtype::q8_0, frugal_test_simde::dot_q8_0, frugal_test_simde::dot_rows_q8_0); }
-    SUBCASE("q4_0 repacked") { check_against_avx2(dtype::q4_0_repacked, simde_dot_q4_0r, simde_dot_rows_q4_0r); }
+    SUBCASE("q4_0 repacked") {
+        check_against_avx2(dtype::q4_0_repacked, simde_dot_repacked<dtype::q4_0_repacked>,
+                           simde_dot_rows_repacked<dtype::q4_0_repacked>);
+    }
+    SUBCASE("q5_0 repacked") {
+        check_against_avx2(dtype::q5_0_repacked, simde_dot_repacked<dtype::q5_0_repacked>,
+                           simde_dot_rows_repacked<dtype::q5_0_repacked>);
+    }
     SUBCASE("q4_k") { check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, frugal_test_simde::dot_q4_k); }
     SUBCASE("q6_k") { check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, frugal_test_simde::dot_q6_k); }
 }
 
 TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doctest::timeout(60)) {
     if (!ops::detail::avx512_vnni_supported()) FRUGAL_SKIP("this CPU has no AVX-512 VNNI");
-    for (dtype t : {dtype::q8_0, dtype::q4_0_repacked}) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0_repacked, dtype::q5_0_repacked}) {
         CAPTURE(std::string(dtype_name(t)));
         const ops::detail::kernels * k = ops::detail::avx512_kernels(t);
         REQUIRE(k);
