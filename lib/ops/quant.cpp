@@ -38,14 +38,13 @@ bool cpu_has_avx2() {
 
 bool use_avx2() { return cpu_has_avx2() && !g_force_scalar.load(std::memory_order_relaxed); }
 
-// AVX-512 F + BW + VNNI, on top of AVX2. __builtin_cpu_supports reports AVX-512 features only
-// when the OS saves ZMM state (XCR0).
-bool cpu_has_avx512_vnni() {
+// AVX-512 F on top of AVX2 (attention's kernels). __builtin_cpu_supports reports AVX-512
+// features only when the OS saves ZMM state (XCR0).
+bool cpu_has_avx512f() {
     static const bool has = [] {
 #if defined(__x86_64__)
         __builtin_cpu_init();
-        return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vnni");
+        return cpu_has_avx2() && __builtin_cpu_supports("avx512f");
 #else
         return false;
 #endif
@@ -53,11 +52,11 @@ bool cpu_has_avx512_vnni() {
     return has;
 }
 
-bool cpu_has_avx512f() {
+// AVX-512 F + BW + VNNI (the decode and q8 prefill kernels).
+bool cpu_has_avx512_vnni() {
     static const bool has = [] {
 #if defined(__x86_64__)
-        __builtin_cpu_init();
-        return cpu_has_avx2() && __builtin_cpu_supports("avx512f");
+        return cpu_has_avx512f() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
 #else
         return false;
 #endif

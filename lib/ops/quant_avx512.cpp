@@ -33,7 +33,7 @@ kernels with_avx512_dots(dtype t, decltype(kernels::dot) dot, decltype(kernels::
 template <dtype T>
 FRUGAL_AVX512 void dot_rows_repacked(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
                                      float * out) {
-    if ((n / k_qk + 1) / 2 > avx512::k_q4_0r_max_pairs) return avx2_kernels(T)->dot_rows(w, w_stride, rows, act, n, out);
+    if ((n / k_qk + 1) / 2 > avx512::k_repacked_max_pairs) return avx2_kernels(T)->dot_rows(w, w_stride, rows, act, n, out);
     avx512::dot_rows_repacked<T>(w, w_stride, rows, act, n, out);
 }
 

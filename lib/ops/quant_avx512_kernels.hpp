@@ -99,7 +99,7 @@ FRUGAL_AVX512 inline void dot_rows_q8_0(const std::byte * w, size_t w_stride, in
 
 // Rows of at most this many pairs of blocks (K <= 20480): the regrouped activation lives on the
 // stack (~31 KiB). Longer rows take the AVX2 kernel (quant_avx512.cpp).
-inline constexpr int64_t k_q4_0r_max_pairs = 320;
+inline constexpr int64_t k_repacked_max_pairs = 320;
 
 // Low and high nibbles of four blocks' 64 bytes (with fifth_lo / fifth_hi ORed in), each meeting
 // its regrouped activations, minus the offset's x_sums.
@@ -136,9 +136,9 @@ FRUGAL_AVX512 inline void dot_rows_repacked(const std::byte * w, size_t w_stride
     const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
     // Activation pairs regrouped as in the AVX2 kernel (elements 0..15 of both blocks, then
     // 16..31), two pairs per zmm, with the offset (8 or 16) · Σ x per lane; zeros past the last pair.
-    constexpr int64_t k_quads = k_q4_0r_max_pairs / 2 + 2;
+    constexpr int64_t k_quads = k_repacked_max_pairs / 2 + 2;
     __m512i x_lo[k_quads], x_hi[k_quads], x_sums[k_quads];
-    alignas(32) float dx[2 * k_q4_0r_max_pairs + 2 * k_group]; // the nb scales, then zeros
+    alignas(32) float dx[2 * k_repacked_max_pairs + 2 * k_group]; // the nb scales, then zeros
     const __m256i offset = _mm256_set1_epi8(q5 ? 16 : 8), ones16 = _mm256_set1_epi16(1);
     for (int64_t q = 0; q < (nb + 3) / 4 + 1; ++q) {
         __m256i lo[2], hi[2], sums[2];

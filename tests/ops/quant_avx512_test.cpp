@@ -146,7 +146,7 @@ void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot
 template <dtype T>
 void simde_dot_rows_repacked(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
                              float * out) {
-    if ((n / k_qk + 1) / 2 > frugal_test_simde::k_q4_0r_max_pairs)
+    if ((n / k_qk + 1) / 2 > frugal_test_simde::k_repacked_max_pairs)
         return ops::detail::avx2_kernels(T)->dot_rows(w, w_stride, rows, act, n, out);
     frugal_test_simde::dot_rows_repacked<T>(w, w_stride, rows, act, n, out);
 }
