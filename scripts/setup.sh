@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
     build-essential cmake ninja-build ccache pkg-config git
     libeigen3-dev libdnnl-dev libfmt-dev doctest-dev   # the design's four
+    ocl-icd-opencl-dev                                   # oneDNN's CMake config requires OpenCL (only a Recommends of libdnnl-dev)
     libcli11-dev                                         # CLI argument parsing
     libpcre2-dev                                         # byte-level BPE pre-tokenizer regexes (Unicode)
     libutf8proc-dev                                      # Unicode NFC for tokenizers that normalise (Qwen)
