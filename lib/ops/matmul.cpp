@@ -221,6 +221,10 @@ bool int8_prefill_type(dtype t) {
 }
 
 namespace {
+void check_output_stride(int64_t ldy, int64_t n) {
+    if (ldy < n) throw_error(status::invalid_argument, "matmul: output stride {} < {} output features", ldy, n);
+}
+
 // The float path this CPU runs best: the default for weight types q8 does not take.
 prefill_gemm float_prefill_here() { return dnnl_compat::has_native_bf16() ? prefill_gemm::bf16 : prefill_gemm::f32; }
 } // namespace
@@ -405,7 +409,7 @@ void matmul_context::linear_any(const raw_view & w, const float * x, float * x_s
     const int64_t n = w.shape.rows();
     const int64_t k = w.shape.innermost();
     if (m <= 0) return;
-    if (ldy < n) throw_error(status::invalid_argument, "matmul: output stride {} < {} output features", ldy, n);
+    check_output_stride(ldy, n);
     if (m < small_batch) {
         matmul_rows(w, x, m, y, impl_->quant_scratch, n_threads_, ldy);
         return;
@@ -486,7 +490,30 @@ void matmul_context::linear_many(std::span<const row_product> products, const fl
         matmul_rows_many(products, x, m, impl_->quant_scratch, n_threads_);
         return;
     }
-    for (const auto & p : products) linear(p.w, x, m, p.y, p.ldy ? p.ldy : p.w.n_rows());
+    // Weights that all take the q8 path with one activation format (Q8_0 blocks, or Q8_K ones,
+    // with the block sums when any of them has offsets) share one quantization of x.
+    const auto q8_format = [&](const raw_view & w) -> std::optional<bool> {
+        if (prefill_gemm_for(prefill, w.type) != prefill_gemm::q8) return std::nullopt;
+        return q8::super_blocks(w.type);
+    };
+    const bool shared = m > 0 && !products.empty() && q8_format(products.front().w) &&
+                        std::all_of(products.begin(), products.end(), [&](const row_product & p) {
+                            return q8_format(p.w) == q8_format(products.front().w) &&
+                                   p.w.shape.innermost() == products.front().w.shape.innermost();
+                        });
+    if (!shared) {
+        for (const auto & p : products) linear(p.w, x, m, p.y, p.ldy ? p.ldy : p.w.n_rows());
+        return;
+    }
+    dtype format = products.front().w.type;
+    for (const auto & p : products)
+        if (q8::has_offsets(p.w.type)) format = p.w.type;
+    const q8::activations act = quantize_q8(format, x, m, products.front().w.shape.innermost());
+    for (const auto & p : products) {
+        const int64_t ldy = p.ldy ? p.ldy : p.w.n_rows();
+        check_output_stride(ldy, p.w.n_rows());
+        multiply_q8(p.w, act, m, p.y, ldy);
+    }
 }
 
 void matmul_context::linear_int8(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
@@ -533,24 +560,33 @@ void matmul_context::linear_int8(const raw_view & w, const float * x, int64_t m,
 // Activations into Q8_0 blocks once; then each thread packs chunks of the kernel's weight rows
 // (L2-sized) and runs every activation row against them (ops/q8_gemm.hpp).
 void matmul_context::linear_q8(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
+    multiply_q8(w, quantize_q8(w.type, x, m, w.shape.innermost()), m, y, ldy);
+}
+
+q8::activations matmul_context::quantize_q8(dtype t, const float * x, int64_t m, int64_t k) {
+    auto & im = *impl_;
+    const q8::quantize_fn own = q8::chunk_kernel()->quantize;
+    const q8::quantize_fn quantize = own ? own : q8::quantize_activations;
+    omp_threads_scope threads(n_threads_);
+    const int64_t nb = k / k_qk;
+    uint8_t * xq = grow(im.x_q8, m * k);                                  // [m, K]
+    float * xd = grow(im.x_q8_scale, m * nb);                             // [m, K/32]
+    float * xs = q8::has_offsets(t) ? grow(im.x_q8_sum, m * nb) : nullptr; // [m, K/32]
+#pragma omp parallel
+    { // one contiguous share of the rows per thread
+        const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+        const int64_t i0 = m * part / parts, i1 = m * (part + 1) / parts;
+        quantize(t, x + i0 * k, i1 - i0, k, xq + i0 * k, xd + i0 * nb, xs ? xs + i0 * nb : nullptr);
+    }
+    return {xq, xd, xs, k};
+}
+
+void matmul_context::multiply_q8(const raw_view & w, const q8::activations & act, int64_t m, float * y, int64_t ldy) {
     const int64_t n = w.shape.rows();
-    const int64_t k = w.shape.innermost();
     const q8::kernel & kernel = *q8::kernel_for(w.type); // prefill_gemm_for checked it
     auto & im = *impl_;
     omp_threads_scope threads(n_threads_);
-    const int64_t nb = k / k_qk;
-    uint8_t * xq = grow(im.x_q8, m * k);          // [m, K]
-    float * xd = grow(im.x_q8_scale, m * nb);     // [m, K/32]
-    float * xs = q8::has_offsets(w.type) ? grow(im.x_q8_sum, m * nb) : nullptr; // [m, K/32]
-#pragma omp parallel
-    { // one contiguous share of the rows per thread (one conversion buffer each)
-        const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
-        const int64_t i0 = m * part / parts, i1 = m * (part + 1) / parts;
-        q8::quantize_activations(w.type, x + i0 * k, i1 - i0, k, xq + i0 * k, xd + i0 * nb,
-                                 xs ? xs + i0 * nb : nullptr);
-    }
-    const q8::activations act{xq, xd, xs, k};
-    const size_t chunk_bytes = kernel.scratch_bytes(k);
+    const size_t chunk_bytes = kernel.scratch_bytes(act.k);
     const int64_t chunk_cols = kernel.chunk_cols;
     std::byte * scratch = grow(im.q8_chunks, int64_t(chunk_bytes) * omp_get_max_threads());
 #pragma omp parallel
@@ -567,7 +603,7 @@ void matmul_context::linear_t(const raw_view & w, const float * x, int64_t m, fl
     const int64_t k = w.shape.rows();
     const int64_t n = w.shape.innermost();
     if (m <= 0) return;
-    if (ldy < n) throw_error(status::invalid_argument, "matmul: output stride {} < {} output features", ldy, n);
+    check_output_stride(ldy, n);
     const float * wf = reinterpret_cast<const float *>(w.data);
     if (w.type != dtype::f32) {
         // The whole weight at once: linear_t serves per-head blocks of a few hundred KiB.

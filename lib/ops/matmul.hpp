@@ -23,6 +23,9 @@
 #include "ops/quant.hpp"
 
 namespace frugal::ops {
+namespace q8 {
+struct activations;
+}
 
 // Weight types whose prefill may go through the int8 GEMM: 4- and 5-bit formats, whose own
 // rounding dwarfs a requantization to int8 rows. Q6_K, Q8_0 and F16/BF16 would lose precision to
@@ -113,6 +116,10 @@ private:
     void linear_bf16(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
     void linear_int8(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
     void linear_q8(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
+    // linear_q8's two steps: x [m, K] in the q8 kernels' activation format for weight type t (in
+    // impl_'s buffers, valid until the next call), then one weight against them.
+    q8::activations quantize_q8(dtype t, const float * x, int64_t m, int64_t k);
+    void multiply_q8(const raw_view & w, const q8::activations & act, int64_t m, float * y, int64_t ldy);
     // y = x · wᵀ with x and w already in wtype (F32 or BF16); w_kn: w is [k, n] row-major
     // instead of [n, k].
     void run_gemm(dtype wtype, const void * x, const void * w, int64_t n, int64_t k, int64_t m, float * y, int64_t ldy,

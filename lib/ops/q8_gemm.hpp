@@ -78,15 +78,20 @@ void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_
 using chunk_fn = void (*)(dtype t, const std::byte * w, size_t w_stride, int64_t cols, const activations & a,
                           int64_t m, float * y, int64_t ldy, std::byte * scratch);
 
+// quantize_activations' signature: a kernel's own build of it, bit for bit the same.
+using quantize_fn = void (*)(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s);
+
 // A kernel: its chunk function, the weight types it takes (of supports()), the weight rows one
 // call packs (sized so the packed chunk stays in L2 while every activation row streams past it),
-// and the scratch that takes per 32-element block of k.
+// the scratch that takes per 32-element block of k, and its build of quantize_activations
+// (nullptr: the portable one).
 struct kernel {
     const char * isa;
     chunk_fn run;
     bool (*takes)(dtype t);
     int64_t chunk_cols;
     size_t scratch_per_block;
+    quantize_fn quantize = nullptr;
     size_t scratch_bytes(int64_t k) const { return size_t(k / k_qk) * scratch_per_block; }
 };
 

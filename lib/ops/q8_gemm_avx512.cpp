@@ -16,7 +16,8 @@
 
 namespace frugal::ops::q8::detail {
 namespace {
-constexpr kernel k_avx512_kernel{"avx512-vnni", avx512::q8_chunk, supports, k_chunk_cols, size_t(2 * k_block_bytes)};
+constexpr kernel k_avx512_kernel{"avx512-vnni", avx512::q8_chunk, supports, k_chunk_cols, size_t(2 * k_block_bytes),
+                                 avx512::quantize_activations};
 }
 const kernel * avx512_chunk() { return &k_avx512_kernel; }
 } // namespace frugal::ops::q8::detail

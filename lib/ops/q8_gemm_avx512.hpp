@@ -297,6 +297,68 @@ FRUGAL_AVX512 inline void q8_multiply(frugal::dtype t, const std::byte * tiles, 
         q8_all_rows<NT, false, false>(tiles, nb, a, m, y, ldy, cols, ahead, ahead_bytes);
 }
 
+// 16 activations times scale, rounded to nearest with ties to even (as nearest_int), at most 127,
+// stored as q + 128 at out; returns the quants.
+FRUGAL_AVX512 inline __m512i quantize16(const float * x, __m512 scale, uint8_t * out) {
+    const __m512i v = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x), scale)),
+                                       _mm512_set1_epi32(127));
+    const __m512i stored = _mm512_add_epi32(v, _mm512_set1_epi32(q8::k_act_offset));
+    _mm_storeu_si128(reinterpret_cast<__m128i *>(out), _mm512_cvtepi32_epi8(stored));
+    return v;
+}
+
+// q8::quantize_fn: q8::quantize_activations bit for bit, without its per-row block buffer. Rows
+// are contiguous, so x is a run of m · k/32 blocks.
+//   Q8_0 blocks: amax → d = fp16(amax / 127) (widened again), q = x · (127 / amax);
+//   Q8_K super-blocks (super_blocks(t)): the signed value of largest magnitude, the first on
+//   ties, sets iscale = −127 / max and d = 1 / iscale for its 8 blocks; s = d · Σ q per block
+//   where t has offsets. An all-zero super-block has d = 0, quants 0.
+FRUGAL_AVX512 inline void quantize_activations(frugal::dtype t, const float * x, int64_t m, int64_t k, uint8_t * q,
+                                               float * d, float * s) {
+    using frugal::k_qk;
+    const int64_t blocks = m * (k / k_qk);
+    if (!q8::super_blocks(t)) {
+        for (int64_t b = 0; b < blocks; ++b) {
+            const float * xb = x + b * k_qk;
+            const __m512 both = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xb)), _mm512_abs_ps(_mm512_loadu_ps(xb + 16)));
+            const float amax = _mm512_reduce_max_ps(both);
+            // Through fp16 and back with F16C, which rounds as fp32_to_fp16 does (to nearest even).
+            d[b] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph(_mm_set_ss(amax / 127.f), _MM_FROUND_TO_NEAREST_INT)));
+            const __m512 id = _mm512_set1_ps(amax != 0.f ? 127.f / amax : 0.f);
+            quantize16(xb, id, q + b * k_qk);
+            quantize16(xb + 16, id, q + b * k_qk + 16);
+        }
+        return;
+    }
+    constexpr int64_t per_super = frugal::k_qk_k / k_qk; // 8 blocks
+    const bool sums = q8::has_offsets(t);
+    for (int64_t sb = 0; sb < blocks / per_super; ++sb) {
+        const float * xs = x + sb * frugal::k_qk_k;
+        uint8_t * qs = q + sb * frugal::k_qk_k;
+        __m512 most = _mm512_setzero_ps();
+        for (int v = 0; v < 16; ++v) most = _mm512_max_ps(most, _mm512_abs_ps(_mm512_loadu_ps(xs + 16 * v)));
+        const float amax = _mm512_reduce_max_ps(most);
+        float max = 0.f;
+        for (int v = 0; v < 16 && amax != 0.f; ++v) {
+            const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(xs + 16 * v)), _mm512_set1_ps(amax),
+                                                     _CMP_EQ_OQ);
+            if (hit) {
+                max = xs[16 * v + __builtin_ctz(hit)];
+                break;
+            }
+        }
+        const float iscale = amax != 0.f ? -127.f / max : 0.f;
+        const float dv = amax != 0.f ? 1.f / iscale : 0.f;
+        for (int64_t j = 0; j < per_super; ++j) {
+            const __m512i lo = quantize16(xs + j * k_qk, _mm512_set1_ps(iscale), qs + j * k_qk);
+            const __m512i hi = quantize16(xs + j * k_qk + 16, _mm512_set1_ps(iscale), qs + j * k_qk + 16);
+            const int64_t b = sb * per_super + j;
+            d[b] = dv;
+            if (sums) s[b] = dv * float(_mm512_reduce_add_epi32(_mm512_add_epi32(lo, hi)));
+        }
+    }
+}
+
 // q8::chunk_fn: packs up to 32 weight rows into two tiles (one when cols <= 16), then runs every
 // activation row against them. The packed tiles (704 bytes per block each: 385 KiB for
 // k = 8960) stay in L2 while the activations stream past.

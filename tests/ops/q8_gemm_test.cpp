@@ -233,14 +233,15 @@ void check_chunks(const q8::kernel & kernel) {
 }
 
 // The AVX-512 kernel built against SIMDe.
-const q8::kernel k_simde{"avx512-vnni (SIMDe)", frugal_test_simde::q8_chunk, q8::supports, q8::k_chunk_cols,
-                         size_t(2 * q8::k_block_bytes)};
+const q8::kernel k_simde{"avx512-vnni (SIMDe)",        frugal_test_simde::q8_chunk,
+                         q8::supports,                 q8::k_chunk_cols,
+                         size_t(2 * q8::k_block_bytes), frugal_test_simde::quantize_activations};
 
 // A kernel under test as the library calls it (from its OpenMP threads), each call counted and
 // held to the reference on the very operands it was given: inside a model, the f32 path and q8
 // see different inputs after the first layer, so only a per-call check is exact.
 std::atomic<const q8::kernel *> g_checked{nullptr};
-std::atomic<int> g_calls{0}, g_wrong{0};
+std::atomic<int> g_calls{0}, g_wrong{0}, g_quantizations{0};
 void checked_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t cols, const q8::activations & a, int64_t m,
                    float * y, int64_t ldy, std::byte * scratch) {
     ++g_calls;
@@ -255,15 +256,23 @@ void checked_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t cols, 
         }
 }
 
+// The kernel under test's own quantizer (or the portable one), each call counted.
+void counted_quantize(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s) {
+    ++g_quantizations;
+    const q8::quantize_fn own = g_checked.load()->quantize;
+    (own ? own : q8::quantize_activations)(t, x, m, k, q, d, s);
+}
+
 // Puts `kernel`, each call checked, in place of the library's own choice, and restores that
 // when a test case ends, however it ends.
 class checked_kernel {
 public:
     explicit checked_kernel(const q8::kernel & kernel)
-        : checked_{kernel.isa, checked_chunk, kernel.takes, kernel.chunk_cols, kernel.scratch_per_block} {
+        : checked_{kernel.isa, checked_chunk, kernel.takes, kernel.chunk_cols, kernel.scratch_per_block, counted_quantize} {
         g_checked = &kernel;
         g_calls = 0;
         g_wrong = 0;
+        g_quantizations = 0;
         q8::set_chunk_kernel_for_tests(&checked_);
     }
     ~checked_kernel() { q8::set_chunk_kernel_for_tests(nullptr); }
@@ -301,6 +310,88 @@ TEST_CASE("q8 kernels of the library equal llama.cpp's block arithmetic" * docte
     if (avx512) check_chunks(*avx512);
     if (avx2) check_chunks(*avx2);
     CHECK(ops::default_prefill_gemm() == ops::prefill_gemm::q8);
+}
+
+TEST_CASE("the kernels' own activation quantizers equal quantize_activations bit for bit") {
+    if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: SIMDe's emulation here is built for AVX2");
+    std::vector<const q8::kernel *> kernels;
+    for (const q8::kernel * k : kernels_here())
+        if (k->quantize) kernels.push_back(k);
+    REQUIRE(!kernels.empty()); // SIMDe's build of the AVX-512 one at least
+    // Q8_0 blocks; Q8_K with block sums (Q4_K) and without (Q6_K).
+    for (dtype t : {dtype::q8_0, dtype::q4_k, dtype::q6_k})
+        for (int64_t k : {int64_t(256), int64_t(1536)})
+            for (int64_t m : {1, 3, 6}) {
+                std::vector<float> x = random_activations(m, k, uint32_t(m * k));
+                x[40] = -30.f, x[41] = 30.f; // equal magnitudes: the first, negative, sets Q8_K's scale
+                if (m >= 3) {
+                    std::fill(x.begin() + k, x.begin() + k + 256, 0.f); // an all-zero super-block
+                    for (int64_t j = 2 * k; j < 3 * k; ++j) x[size_t(j)] *= 1e-6f; // fp16 scales go subnormal
+                }
+                const int64_t nb = k / k_qk;
+                std::vector<uint8_t> want_q(size_t(m * k));
+                std::vector<float> want_d(size_t(m * nb)), want_s(size_t(m * nb), -1.f);
+                q8::quantize_activations(t, x.data(), m, k, want_q.data(), want_d.data(), want_s.data());
+                for (const q8::kernel * kernel : kernels) {
+                    CAPTURE(std::string(kernel->isa));
+                    CAPTURE(std::string(dtype_name(t)));
+                    CAPTURE(k);
+                    CAPTURE(m);
+                    std::vector<uint8_t> q(want_q.size());
+                    std::vector<float> d(want_d.size()), s(want_s.size(), -1.f);
+                    kernel->quantize(t, x.data(), m, k, q.data(), d.data(), s.data());
+                    CHECK(q == want_q);
+                    CHECK(std::memcmp(d.data(), want_d.data(), d.size() * sizeof(float)) == 0);
+                    CHECK(std::memcmp(s.data(), want_s.data(), s.size() * sizeof(float)) == 0);
+                }
+            }
+}
+
+// linear_many's products that share one q8 activation format take one quantization of x; mixed
+// formats go one linear() each. Either way each product is linear()'s own, bit for bit.
+TEST_CASE("linear_many equals linear per product, with and without a shared q8 quantization") {
+    if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: SIMDe's emulation here is built for AVX2");
+    const int64_t k = 512, m = 30; // m above small_batch: the GEMM paths
+    const std::vector<std::vector<std::pair<dtype, int64_t>>> groups = {
+        {{dtype::q4_k, 40}, {dtype::q6_k, 24}, {dtype::q5_k, 8}}, // Q8_K, with block sums for two of them
+        {{dtype::q4_0, 40}, {dtype::q8_0, 16}, {dtype::q5_0_repacked, 33}}, // Q8_0 blocks
+        {{dtype::q4_0, 16}, {dtype::q4_k, 16}, {dtype::f16, 8}},  // no common format
+    };
+    const auto x = random_activations(m, k, 11);
+    for (const q8::kernel * kernel : kernels_here())
+        for (const auto & group : groups) {
+            CAPTURE(std::string(kernel->isa));
+            CAPTURE(std::string(dtype_name(group.front().first)));
+            const checked_kernel checked(*kernel);
+            ops::matmul_context ctx(1); // one thread: one quantizer call per quantization
+            ctx.prefill = ops::prefill_gemm::q8;
+            std::vector<std::vector<std::byte>> weights;
+            std::vector<std::vector<float>> many, one;
+            std::vector<ops::row_product> products;
+            for (const auto & [t, n] : group) {
+                weights.push_back(make_weights(t, n, k, uint32_t(n)));
+                many.emplace_back(size_t(m * (n + 2)), 0.f);
+                one.emplace_back(size_t(m * (n + 2)), 0.f);
+                products.push_back({raw_view{t, weights.back().data(), frugal::shape{n, k}}, many.back().data(), n + 2});
+            }
+            ctx.linear_many(products, x.data(), m);
+            // The shared quantization: where every product takes q8 with one format, one call.
+            int q8_products = 0;
+            bool one_format = true;
+            for (const auto & [t, n] : group) {
+                const bool q8 = ops::prefill_gemm_for(ops::prefill_gemm::q8, t) == ops::prefill_gemm::q8;
+                q8_products += q8;
+                one_format = one_format && q8 && q8::super_blocks(t) == q8::super_blocks(group.front().first);
+            }
+            CHECK(g_quantizations == (one_format ? 1 : q8_products));
+            for (size_t i = 0; i < products.size(); ++i)
+                ctx.linear(products[i].w, x.data(), m, one[i].data(), products[i].ldy);
+            CHECK(g_wrong == 0);
+            for (size_t i = 0; i < products.size(); ++i) {
+                CAPTURE(i);
+                CHECK(many[i] == one[i]);
+            }
+        }
 }
 
 TEST_CASE("prefill_gemm::q8 runs the q8 kernels through matmul_context, with f32's results" * doctest::timeout(120)) {

@@ -29,6 +29,31 @@ inline simde__m512 frugal_test_cvtepi32_ps(simde__m512i a) {
 }
 #define _mm512_cvtepi32_ps frugal_test_cvtepi32_ps
 
+// Nor this one (vpmovdb): each int32 lane's low byte.
+inline simde__m128i frugal_test_cvtepi32_epi8(simde__m512i a) {
+    const simde__m512i_private in = simde__m512i_to_private(a);
+    simde__m128i_private out;
+    for (int i = 0; i < 16; ++i) out.i8[i] = int8_t(in.i32[i]);
+    return simde__m128i_from_private(out);
+}
+#define _mm512_cvtepi32_epi8 frugal_test_cvtepi32_epi8
+
+// Nor these reductions (sequences in the compiler's header): the largest lane, the lanes' sum.
+inline float frugal_test_reduce_max_ps(simde__m512 a) {
+    const simde__m512_private in = simde__m512_to_private(a);
+    float m = in.f32[0];
+    for (int i = 1; i < 16; ++i) m = std::fmax(m, in.f32[i]);
+    return m;
+}
+#define _mm512_reduce_max_ps frugal_test_reduce_max_ps
+inline int32_t frugal_test_reduce_add_epi32(simde__m512i a) {
+    const simde__m512i_private in = simde__m512i_to_private(a);
+    uint32_t sum = 0; // wraps as the instructions do
+    for (int i = 0; i < 16; ++i) sum += uint32_t(in.i32[i]);
+    return int32_t(sum);
+}
+#define _mm512_reduce_add_epi32 frugal_test_reduce_add_epi32
+
 // Nor this one (vpgatherdd): lane i = the int32 at base + index[i] · scale.
 inline simde__m512i frugal_test_i32gather_epi32(simde__m512i index, const void * base, int scale) {
     const simde__m512i_private idx = simde__m512i_to_private(index);
