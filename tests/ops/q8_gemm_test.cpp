@@ -268,7 +268,8 @@ void counted_quantize(dtype t, const float * x, int64_t m, int64_t k, uint8_t * 
 class checked_kernel {
 public:
     explicit checked_kernel(const q8::kernel & kernel)
-        : checked_{kernel.isa, checked_chunk, kernel.takes, kernel.chunk_cols, kernel.scratch_per_block, counted_quantize} {
+        : checked_{kernel.isa,        checked_chunk,           kernel.takes,
+                   kernel.chunk_cols, kernel.scratch_per_block, counted_quantize} {
         g_checked = &kernel;
         g_calls = 0;
         g_wrong = 0;
@@ -372,7 +373,8 @@ TEST_CASE("linear_many equals linear per product, with and without a shared q8 q
                 weights.push_back(make_weights(t, n, k, uint32_t(n)));
                 many.emplace_back(size_t(m * (n + 2)), 0.f);
                 one.emplace_back(size_t(m * (n + 2)), 0.f);
-                products.push_back({raw_view{t, weights.back().data(), frugal::shape{n, k}}, many.back().data(), n + 2});
+                const raw_view w{t, weights.back().data(), frugal::shape{n, k}};
+                products.push_back({w, many.back().data(), n + 2});
             }
             ctx.linear_many(products, x.data(), m);
             // The shared quantization: where every product takes q8 with one format, one call.

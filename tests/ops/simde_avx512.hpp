@@ -54,6 +54,15 @@ inline int32_t frugal_test_reduce_add_epi32(simde__m512i a) {
 }
 #define _mm512_reduce_add_epi32 frugal_test_reduce_add_epi32
 
+// Nor vpmovdw: each int32 lane's low half.
+inline simde__m256i frugal_test_cvtepi32_epi16(simde__m512i a) {
+    const simde__m512i_private in = simde__m512i_to_private(a);
+    simde__m256i_private out;
+    for (int i = 0; i < 16; ++i) out.i16[i] = int16_t(in.i32[i]);
+    return simde__m256i_from_private(out);
+}
+#define _mm512_cvtepi32_epi16 frugal_test_cvtepi32_epi16
+
 // Nor this one (vpgatherdd): lane i = the int32 at base + index[i] · scale.
 inline simde__m512i frugal_test_i32gather_epi32(simde__m512i index, const void * base, int scale) {
     const simde__m512i_private idx = simde__m512i_to_private(index);
@@ -74,7 +83,8 @@ inline simde__m512i frugal_test_cvtepi8_epi32(simde__m128i a) {
 }
 #define _mm512_cvtepi8_epi32 frugal_test_cvtepi8_epi32
 
-// Nor these, used by the attention kernels: conversions, and masked loads and stores.
+// Nor these, used by the attention kernels (vcvtph2ps also by q8's packing): conversions, and
+// masked loads and stores.
 inline simde__m512i frugal_test_cvtps_epi32(simde__m512 a) { // rounding to nearest even, as MXCSR's default
     const simde__m512_private in = simde__m512_to_private(a);
     simde__m512i_private out;
