@@ -59,15 +59,17 @@ void swiglu_ffn(ops::matmul_context & mm, const ffn_weights & w, const float * x
         const ops::row_product gate_up[] = {{w.gate, gate}, {w.up, up}};
         mm.linear_many(gate_up, x, m);
         ops::swiglu(gate, up, gate, m * n_ff, mm.n_threads());
-    } else { // prefill: up a block of columns at a time, so [m, n_ff] of it never exists
-        mm.linear(w.gate, x, m, gate);
+    } else { // prefill: gate and up a block of columns at a time, so [m, n_ff] of up never exists
+             // and each block of gate is still in cache when silu(gate) · up replaces it
         const int64_t bytes = m * n_ff * int64_t(sizeof(float)), most = std::max<int64_t>(s.up_block_bytes, 1);
         const int64_t blocks = (bytes + most - 1) / most;
         const int64_t cols = (n_ff / blocks + 15) / 16 * 16; // even blocks, whole q8 chunks
         float * up = grow(s.up, m * cols); // [m, cols]
         for (int64_t j0 = 0; j0 < n_ff; j0 += cols) {
             const int64_t nc = std::min(cols, n_ff - j0);
-            mm.linear(w.up.row_range(j0, nc), x, m, up, nc);
+            const ops::row_product gate_up[] = {{w.gate.row_range(j0, nc), gate + j0, n_ff},
+                                                {w.up.row_range(j0, nc), up, nc}}; // one conversion of x (q8)
+            mm.linear_many(gate_up, x, m);
             ops::swiglu_rows(gate + j0, n_ff, up, nc, gate + j0, n_ff, m, nc, mm.n_threads());
         }
     }
