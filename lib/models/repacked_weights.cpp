@@ -35,9 +35,10 @@ raw_view repacked_weights::adopt(const gguf::file & f, const raw_view & src, int
         return src;
     }
     bytes_ += n; // the destructor gives it back
-    // Anonymous pages of its own, so the kernel can back the copy with huge pages and hand it
-    // back whole when the model goes. Huge pages measured on the 1.5B Q4_0 model, 3 alternating
-    // pairs: decode +10 % (fewer TLB misses while it streams the weights), load +0.2-0.4 s.
+    // Anonymous pages of its own, handed back whole when the model goes. Not advised into huge
+    // pages (MADV_HUGEPAGE): on the 1.5B Q4_0 model they gave decode +10 % on a Zen 3 but +2.6 %
+    // on a Zen 5 (4 alternating pairs), and load 0.27 -> 0.6-0.87 s there, where llama.cpp's
+    // is 0.6-0.76 s: each first touch of a huge page costs the kernel far more than 512 small ones.
     void * p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         FRUGAL_LOG_WARN("loader: no memory for a {}-byte repacked copy; the weight stays as mapped", n);
@@ -47,7 +48,6 @@ raw_view repacked_weights::adopt(const gguf::file & f, const raw_view & src, int
         return src;
     }
     std::unique_ptr<std::byte, unmap> region(static_cast<std::byte *>(p), unmap{n});
-    madvise(p, n, MADV_HUGEPAGE); // advisory
     std::byte * dst = region.get();
     const int64_t rows = src.n_rows(), k = src.row_size(), stride = src.row_stride();
     constexpr int64_t k_chunk = 64; // rows per task
