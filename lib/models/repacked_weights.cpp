@@ -38,7 +38,7 @@ raw_view repacked_weights::adopt(const gguf::file & f, const raw_view & src, int
     // Anonymous pages of its own, handed back whole when the model goes. Not advised into huge
     // pages (MADV_HUGEPAGE): on the 1.5B Q4_0 model they gave decode +10 % on a Zen 3 but +2.6 %
     // on a Zen 5 (4 alternating pairs), and load 0.27 -> 0.6-0.87 s there, where llama.cpp's
-    // is 0.6-0.76 s: each first touch of a huge page costs the kernel far more than 512 small ones.
+    // is 0.6-0.76 s (the kernel spent the time clearing the new pages).
     void * p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         FRUGAL_LOG_WARN("loader: no memory for a {}-byte repacked copy; the weight stays as mapped", n);
