@@ -143,6 +143,12 @@ FRUGAL_AVX512 inline void transposed_dwords(const tile_rows & rows, int64_t at, 
     out[3] = _mm512_unpackhi_epi64(hi01, hi23);
 }
 
+// The same for 32 bytes: out[g] for the k_groups dwords of each row at offset `at`.
+FRUGAL_AVX512 inline void transposed_groups(const tile_rows & rows, int64_t at, __m512i * out) {
+    transposed_dwords(rows, at, out);
+    transposed_dwords(rows, at + 16, out + 4);
+}
+
 // Block b's fp16 scales (laid out as l) of a tile's rows as f32, 0 past cols: q8::block_scales
 // with one gather (each dword's low half is the scale; the bytes after a scale are always the
 // block's own).
@@ -212,8 +218,7 @@ FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte 
                 q[g + q8::k_groups / 2] = _mm512_maskz_mov_epi32(rows.live, _mm512_sub_epi8(q_hi, zero));
             }
         } else {
-            transposed_dwords(rows, quants, q);
-            transposed_dwords(rows, quants + 16, q + 4);
+            transposed_groups(rows, quants, q);
             for (int g = 0; g < q8::k_groups; ++g) q[g] = _mm512_maskz_mov_epi32(rows.live, q[g]);
         }
         store_quants(blk, q);
@@ -230,18 +235,17 @@ FRUGAL_AVX512 inline void pack_tile_k(const std::byte * w, size_t w_stride, int6
     constexpr bool q5 = std::is_same_v<Block, frugal::block_q5_k>;
     const tile_rows rows = rows_of(w, w_stride, cols);
     for (int64_t sb = 0; sb < nsb; ++sb) {
-        const std::byte * base = w + sb * int64_t(sizeof(Block));
+        const int64_t at = sb * int64_t(sizeof(Block)); // within each row
+        const std::byte * base = w + at;
         std::byte * blk = out + sb * 8 * q8::k_block_bytes; // its 8 sub-blocks' slots
         __m512i high_bits[q8::k_groups];
-        if constexpr (q5)
-            for (int g = 0; g < q8::k_groups; ++g)
-                high_bits[g] = _mm512_i32gather_epi32(rows.offsets, base + offsetof(Block, qh) + 4 * g, 1);
+        if constexpr (q5) transposed_groups(rows, at + int64_t(offsetof(Block, qh)), high_bits);
         for (int h = 0; h < 4; ++h) {
-            __m512i q[2][q8::k_groups];
+            __m512i q[2][q8::k_groups], v[q8::k_groups];
+            transposed_groups(rows, at + int64_t(offsetof(Block, qs)) + 32 * h, v);
             for (int g = 0; g < q8::k_groups; ++g) {
-                const __m512i v = _mm512_i32gather_epi32(rows.offsets, base + offsetof(Block, qs) + 32 * h + 4 * g, 1);
                 for (int p = 0; p < 2; ++p) {
-                    __m512i quant = nibbles(v, 4 * p);
+                    __m512i quant = nibbles(v[g], 4 * p);
                     if constexpr (q5) {
                         const __m512i bit =
                             _mm512_and_si512(_mm512_srli_epi32(high_bits[g], 2 * h + p), _mm512_set1_epi8(1));
@@ -272,23 +276,23 @@ FRUGAL_AVX512 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, i
     using frugal::block_q6_k;
     const tile_rows rows = rows_of(w, w_stride, cols);
     for (int64_t sb = 0; sb < nsb; ++sb) {
-        const std::byte * base = w + sb * int64_t(sizeof(block_q6_k));
+        const int64_t at = sb * int64_t(sizeof(block_q6_k)); // within each row
+        const std::byte * base = w + at;
         for (int j = 0; j < 8; ++j) {
             const q8::q6_k_block l = q8::q6_k_block_of(j);
             std::byte * blk = out + (sb * 8 + j) * q8::k_block_bytes;
+            __m512i low[q8::k_groups], high[q8::k_groups];
+            transposed_groups(rows, at + int64_t(offsetof(block_q6_k, ql)) + l.ql, low);
+            transposed_groups(rows, at + int64_t(offsetof(block_q6_k, qh)) + l.qh, high);
             alignas(16) int8_t sc[2 * q8::k_tile_cols]; // [2][k_tile_cols], flat: the callee writes both rows
             q8::q6_k_block_scales(base, w_stride, cols, q8::k_tile_cols, l,
                                   reinterpret_cast<float *>(blk + q8::k_block_scales), sc);
             std::memcpy(blk + q8::k_block_offsets, sc, sizeof sc);
             __m512i sum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
             for (int g = 0; g < q8::k_groups; ++g) {
-                const std::byte * ql = base + offsetof(block_q6_k, ql) + l.ql + 4 * g;
-                const std::byte * qh = base + offsetof(block_q6_k, qh) + l.qh + 4 * g;
-                const __m512i lo = _mm512_i32gather_epi32(rows.offsets, ql, 1);
-                const __m512i hi = _mm512_i32gather_epi32(rows.offsets, qh, 1);
                 const __m512i two_bits =
-                    _mm512_and_si512(_mm512_srli_epi32(hi, unsigned(l.qh_shift)), _mm512_set1_epi8(3));
-                const __m512i q6 = _mm512_or_si512(nibbles(lo, int(l.ql_shift)), _mm512_slli_epi32(two_bits, 4));
+                    _mm512_and_si512(_mm512_srli_epi32(high[g], unsigned(l.qh_shift)), _mm512_set1_epi8(3));
+                const __m512i q6 = _mm512_or_si512(nibbles(low[g], int(l.ql_shift)), _mm512_slli_epi32(two_bits, 4));
                 const __m512i quant = _mm512_maskz_mov_epi32(rows.live, _mm512_sub_epi8(q6, _mm512_set1_epi8(32)));
                 _mm512_storeu_si512(blk + g * 4 * q8::k_tile_cols, quant);
                 sum[g / 4] = _mm512_dpbusd_epi32(sum[g / 4], _mm512_set1_epi8(1), quant);
