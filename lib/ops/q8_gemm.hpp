@@ -16,6 +16,7 @@
 // (q8_gemm_avx2.cpp). Private to lib/ops and its tests.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -106,6 +107,24 @@ void set_chunk_kernel_for_tests(const kernel * k);
 // reference wherever they run).
 const kernel * avx512_kernel();
 const kernel * avx2_kernel();
+
+// While a chunk's activation rows run, the weight rows the next chunk will pack (the bytes
+// after this chunk's rows) are prefetched into L2, a share per step: packing reads 8 or 16
+// rows at once, more streams than the hardware prefetcher follows, and waited on memory
+// without it. (A prefetch never faults, so the last chunk's look past the weight's end is
+// harmless.)
+class next_chunk_prefetch {
+public:
+    next_chunk_prefetch(const std::byte * next, int64_t bytes, int64_t steps)
+        : at_(next), lines_per_step_((bytes / 64 + std::max<int64_t>(steps, 1) - 1) / std::max<int64_t>(steps, 1)) {}
+    void step() {
+        for (int64_t l = 0; l < lines_per_step_; ++l, at_ += 64) __builtin_prefetch(at_, 0, 2);
+    }
+
+private:
+    const std::byte * at_;
+    int64_t lines_per_step_;
+};
 
 // Where block b's scale (fp16) and quants sit in a weight row of nb 32-element blocks (Q8_0,
 // Q4_0 and Q5_0, either layout; the K-quants have their own packing): at d_offset + b · d_step

@@ -284,23 +284,28 @@ FRUGAL_AVX2 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, int
     }
 }
 
-// The activation rows of a chunk, MR at a time, then the rest one by one.
+// The activation rows of a chunk, MR at a time, then the rest one by one, prefetching the next
+// chunk's weight rows meanwhile.
 template <int NT, dtype T>
 FRUGAL_AVX2 inline void q8_all_rows(const std::byte * tiles, int64_t nb, const activations & a, int64_t m, float * y,
-                                    int64_t ldy, const int64_t * cols) {
+                                    int64_t ldy, const int64_t * cols, next_chunk_prefetch & prefetch) {
     constexpr int MR = 4;
     int64_t i = 0;
-    for (; i + MR <= m; i += MR) q8_rows<MR, NT, T>(tiles, nb, a, i, y + i * ldy, ldy, cols);
+    for (; i + MR <= m; i += MR) {
+        q8_rows<MR, NT, T>(tiles, nb, a, i, y + i * ldy, ldy, cols);
+        prefetch.step();
+    }
     for (; i < m; ++i) q8_rows<1, NT, T>(tiles, nb, a, i, y + i * ldy, ldy, cols);
 }
 
 template <dtype T>
 FRUGAL_AVX2 inline void q8_multiply(int64_t tiles, const std::byte * packed, int64_t nb, const activations & a,
-                                    int64_t m, float * y, int64_t ldy, const int64_t * cols) {
+                                    int64_t m, float * y, int64_t ldy, const int64_t * cols,
+                                    next_chunk_prefetch & prefetch) {
     if (tiles == 2)
-        q8_all_rows<2, T>(packed, nb, a, m, y, ldy, cols);
+        q8_all_rows<2, T>(packed, nb, a, m, y, ldy, cols, prefetch);
     else
-        q8_all_rows<1, T>(packed, nb, a, m, y, ldy, cols);
+        q8_all_rows<1, T>(packed, nb, a, m, y, ldy, cols, prefetch);
 }
 
 // chunk_fn: packs up to 16 weight rows into two tiles (one when cols <= 8), then runs every
@@ -322,13 +327,16 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
         else
             pack_tile(layout_of(t, nb), rows, w_stride, tile_cols[tile], nb, out);
     }
+    next_chunk_prefetch prefetch(w + cols * int64_t(w_stride), k_tiles * k_cols * int64_t(w_stride), m / 4);
     switch (t) {
-    case dtype::q4_k: q8_multiply<dtype::q4_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
-    case dtype::q5_k: q8_multiply<dtype::q5_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
-    case dtype::q6_k: q8_multiply<dtype::q6_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
+    case dtype::q4_k: q8_multiply<dtype::q4_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols, prefetch); break;
+    case dtype::q5_k: q8_multiply<dtype::q5_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols, prefetch); break;
+    case dtype::q6_k: q8_multiply<dtype::q6_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols, prefetch); break;
     case dtype::q5_0:
-    case dtype::q5_0_repacked: q8_multiply<dtype::q5_0>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
-    default: q8_multiply<dtype::q4_0>(tiles, scratch, nb, a, m, y, ldy, tile_cols); break;
+    case dtype::q5_0_repacked:
+        q8_multiply<dtype::q5_0>(tiles, scratch, nb, a, m, y, ldy, tile_cols, prefetch);
+        break;
+    default: q8_multiply<dtype::q4_0>(tiles, scratch, nb, a, m, y, ldy, tile_cols, prefetch); break;
     }
 }
 

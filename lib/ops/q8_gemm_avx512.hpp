@@ -306,22 +306,17 @@ FRUGAL_AVX512 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, i
     }
 }
 
-// The activation rows of a chunk, four at a time, then the 1 to 3 left. Meanwhile the weight rows
-// the next chunk will pack (`ahead`: the bytes after this chunk's rows) are prefetched into L2, a
-// share per step: packing gathers from 16 rows at once, far more streams than the hardware
-// prefetcher follows, and each gather waited on memory. (A prefetch never faults, so the last chunk's
-// look past the weight's end is harmless.)
+// The activation rows of a chunk, four at a time, then the 1 to 3 left, prefetching the next
+// chunk's weight rows meanwhile (q8::next_chunk_prefetch: `ahead`, `ahead_bytes`).
 template <int NT, bool Offsets, bool Halves>
 FRUGAL_AVX512 inline void q8_all_rows(const std::byte * tiles, int64_t nb, const q8::activations & a, int64_t m,
                                       float * y, int64_t ldy, const int64_t * cols, const std::byte * ahead,
                                       int64_t ahead_bytes) {
-    const int64_t steps = std::max<int64_t>(1, m / 4);
-    const int64_t lines_per_step = (ahead_bytes / 64 + steps - 1) / steps;
+    q8::next_chunk_prefetch prefetch(ahead, ahead_bytes, m / 4);
     int64_t i = 0;
     for (; i + 4 <= m; i += 4) {
         q8_rows<4, NT, Offsets, Halves>(tiles, nb, a, i, y + i * ldy, ldy, cols);
-        for (int64_t l = 0; l < lines_per_step; ++l, ahead += 64)
-            _mm_prefetch(reinterpret_cast<const char *>(ahead), _MM_HINT_T1);
+        prefetch.step();
     }
     switch (m - i) {
     case 1: q8_rows<1, NT, Offsets, Halves>(tiles, nb, a, i, y + i * ldy, ldy, cols); break;
