@@ -35,9 +35,11 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t nb, const q8:
     const uint8_t * xq = a.q + i0 * a.k;
     const float * xd = a.d + i0 * nb;
     const float * xs = Offsets ? a.s + i0 * nb : nullptr;
-    __m512 acc[MR][NT];
+    // With offsets (Q4_K, Q5_K) the activations are Q8_K, one dx per 8 blocks: part sums a
+    // super-block's Σ sum · dw, and dx multiplies it once at the super-block's end.
+    __m512 acc[MR][NT], part[MR][NT];
     for (int r = 0; r < MR; ++r)
-        for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+        for (int t = 0; t < NT; ++t) acc[r][t] = part[r][t] = _mm512_setzero_ps();
     const int64_t tile_stride = nb * q8::k_block_bytes;
     for (int64_t b = 0; b < nb; ++b) {
         const std::byte * blk[NT];
@@ -76,13 +78,22 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t nb, const q8:
             const __m512i correction = _mm512_loadu_si512(blk[t] + q8::k_block_corrections);
             const __m512 dw = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q8::k_block_scales));
             for (int r = 0; r < MR; ++r) {
-                const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xd[r * nb + b]));
                 const __m512i sum = _mm512_add_epi32(sums[r][t], correction);
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[r][t]);
+                if constexpr (Offsets) {
+                    part[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), dw, part[r][t]);
+                } else {
+                    const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xd[r * nb + b]));
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[r][t]);
+                }
             }
             if constexpr (Offsets) {
                 const __m512 mw = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q8::k_block_offsets));
                 for (int r = 0; r < MR; ++r) acc[r][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xs[r * nb + b]), acc[r][t]);
+                if (b % 8 == 7)
+                    for (int r = 0; r < MR; ++r) {
+                        acc[r][t] = _mm512_fmadd_ps(part[r][t], _mm512_set1_ps(xd[r * nb + b]), acc[r][t]);
+                        part[r][t] = _mm512_setzero_ps();
+                    }
             }
         }
     }
