@@ -23,10 +23,10 @@ namespace q8 = frugal::ops::q8;
 // for each measured a few percent slower on Zen 5), take 8 vpdpbusd (4 activation bytes
 // broadcast × 4 quants of 16 columns each) and, with the tile's corrections (−128 · Σ qw, see
 // q8_gemm.hpp) added, hold the exact block sums Σ qw · qx (with Halves, Q6_K's: each half's 4
-// vpdpbusd sum into a lane of their own, multiplied by the half's int8 scale sc); one fused multiply-add
-// scales them by dw · dx into the f32 accumulators (and, with Offsets, a second adds
-// mw · dx · Σ qx). Registers: MR·NT int32 + MR·NT f32 accumulators (16 at 4 × 2), and MR·NT
-// more with Halves.
+// vpdpbusd sum into a lane of their own, multiplied by the half's int8 scale sc); one fused
+// multiply-add scales them by dw · dx into the f32 accumulators (with Offsets: by dw into a
+// super-block's part, which dx scales at its end; a second adds mw · dx · Σ qx). Registers:
+// MR·NT int32 + MR·NT f32 accumulators (16 at 4 × 2), and MR·NT more with Halves or Offsets.
 //   tiles: NT tiles of nb blocks, tile t at tiles + t · nb · k_block_bytes
 //   a: the activations, first row at row i0; y: [MR, ldy]
 template <int MR, int NT, bool Offsets, bool Halves>
@@ -132,8 +132,8 @@ FRUGAL_AVX512 inline tile_rows rows_of(const std::byte * w, size_t w_stride, int
 
 // The 16 bytes at offset `at` of each of a tile's rows, transposed: lane c of out[g] = row c's
 // dword g. Four rows per register (row j + 4i in 128-bit lane i of z[j]), then a 4 × 4
-// transpose within each lane: 16 loads and 8 unpacks, where vpgatherdd's 4 gathers cost about
-// three times as much on Zen 5 (the packing went from about 6 to 2 % of a prefill).
+// transpose within each lane: 16 loads and 8 unpacks in place of 4 vpgatherdd (on Zen 5 the
+// packing, with the scales' conversion, went from 5.7 to 2.3 % of a Q4_0 prefill).
 FRUGAL_AVX512 inline void transposed_dwords(const tile_rows & rows, int64_t at, __m512i * out) {
     const auto bytes16 = [&](int64_t c) {
         return _mm_loadu_si128(reinterpret_cast<const __m128i *>(rows.row[c] + at));
