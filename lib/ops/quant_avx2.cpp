@@ -438,6 +438,17 @@ FRUGAL_AVX2 inline __m256 q4_0r_rows_pair(const uint8_t * qs, int64_t b, bool bo
     return _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc);
 }
 
+// The repacked row loops keep a regrouped activation row on the stack: up to this many block
+// pairs (K <= 20480, ~30 KiB); longer rows take the one-row kernel per row.
+constexpr int64_t k_repacked_max_pairs = 320;
+
+// dx[0, nb) = the activation blocks' scales, then k_scale_group zeros: a partial scale group
+// loads 8. dx holds at least 2 · k_repacked_max_pairs + k_scale_group floats.
+FRUGAL_AVX2 inline void activation_scales(const block_q8_0 * a, int64_t nb, float * dx) {
+    for (int64_t i = 0; i < nb; ++i) dx[i] = half(a[i].d);
+    std::fill_n(dx + nb, k_scale_group, 0.f);
+}
+
 // dot_q4_0r<1> for `rows` rows against one activation row, with the activation regrouped once per
 // call and 8·Σ x precomputed per lane. Integer lanes and float operations are dot_q4_0r's:
 // identical bits.
@@ -445,20 +456,18 @@ FRUGAL_AVX2 void dot_rows_q4_0r(const std::byte * w, size_t w_stride, int64_t ro
                                 float * out) {
     const auto * a = static_cast<const block_q8_0 *>(act);
     const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
-    constexpr int64_t k_max_pairs = 320; // K <= 20480 (~30 KiB of stack below)
-    if (n_pairs > k_max_pairs) {
+    if (n_pairs > k_repacked_max_pairs) {
         for (int64_t r = 0; r < rows; ++r) dot_q4_0r<1>(w + size_t(r) * w_stride, static_cast<const std::byte *>(act), 0, n, out + r);
         return;
     }
-    x_pair xs[k_max_pairs];
-    __m256i x_sums8[k_max_pairs]; // per lane: 8 · Σ x over the lane's elements
-    float dx[2 * k_max_pairs + k_scale_group]; // zeros after the nb scales: a partial group loads 8
+    x_pair xs[k_repacked_max_pairs];
+    __m256i x_sums8[k_repacked_max_pairs]; // per lane: 8 · Σ x over the lane's elements
+    float dx[2 * k_repacked_max_pairs + k_scale_group];
     for (int64_t p = 0; p < n_pairs; ++p) {
         xs[p] = regroup(a + 2 * p, 2 * p + 1 < nb);
         x_sums8[p] = lane_sums(xs[p], 8);
     }
-    for (int64_t i = 0; i < nb; ++i) dx[i] = half(a[i].d);
-    std::fill_n(dx + nb, k_scale_group, 0.f);
+    activation_scales(a, nb, dx);
     for (int64_t r = 0; r < rows; ++r) {
         const std::byte * row = w + size_t(r) * w_stride;
         const uint16_t * dw = repacked_scales(row);
@@ -607,16 +616,14 @@ FRUGAL_AVX2 void dot_rows_q5_0r(const std::byte * w, size_t w_stride, int64_t ro
                                 float * out) {
     const auto * a = static_cast<const block_q8_0 *>(act);
     const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
-    constexpr int64_t k_max_pairs = 320; // K <= 20480 (~30 KiB of stack below)
-    if (n_pairs > k_max_pairs) {
+    if (n_pairs > k_repacked_max_pairs) {
         for (int64_t r = 0; r < rows; ++r) dot_q5_0r<1>(w + size_t(r) * w_stride, static_cast<const std::byte *>(act), 0, n, out + r);
         return;
     }
-    x_pair16 xs[k_max_pairs];
-    float dx[2 * k_max_pairs + k_scale_group]; // zeros after the nb scales: a partial group loads 8
+    x_pair16 xs[k_repacked_max_pairs];
+    float dx[2 * k_repacked_max_pairs + k_scale_group];
     for (int64_t p = 0; p < n_pairs; ++p) xs[p] = x_pair16_of(a + 2 * p, 2 * p + 1 < nb);
-    for (int64_t i = 0; i < nb; ++i) dx[i] = half(a[i].d);
-    std::fill_n(dx + nb, k_scale_group, 0.f);
+    activation_scales(a, nb, dx);
     auto x_of = [&](int, int64_t b) -> const x_pair16 & { return xs[b / 2]; };
     for (int64_t r = 0; r < rows; ++r) {
         const std::byte * row = w + size_t(r) * w_stride;
