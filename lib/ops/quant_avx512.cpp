@@ -52,13 +52,15 @@ const kernels * avx512_kernels(dtype t) {
                                                   dot_rows_repacked<dtype::q4_0_repacked>);
     static const kernels q5_0r = with_avx512_dots(dtype::q5_0_repacked, dot_repacked<dtype::q5_0_repacked>,
                                                   dot_rows_repacked<dtype::q5_0_repacked>);
-    static const kernels q4_k = with_avx512_dots(dtype::q4_k, avx512::dot_q4_k, nullptr); // dot per row
+    static const kernels q4_k = with_avx512_dots(dtype::q4_k, avx512::dot_q45_k<false>, nullptr); // dot per row
+    static const kernels q5_k = with_avx512_dots(dtype::q5_k, avx512::dot_q45_k<true>, nullptr);
     static const kernels q6_k = with_avx512_dots(dtype::q6_k, avx512::dot_q6_k, nullptr);
     switch (t) {
     case dtype::q8_0: return &q8_0;
     case dtype::q4_0_repacked: return &q4_0r;
     case dtype::q5_0_repacked: return &q5_0r;
     case dtype::q4_k: return &q4_k;
+    case dtype::q5_k: return &q5_k;
     case dtype::q6_k: return &q6_k;
     default: return nullptr;
     }

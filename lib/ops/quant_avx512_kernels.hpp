@@ -220,36 +220,50 @@ FRUGAL_AVX512 inline void dot_rows_repacked(const std::byte * w, size_t w_stride
     }
 }
 
-// --- Q4_K with Q8_K activations -----------------------------------------------------------------
+// --- Q4_K and Q5_K with Q8_K activations --------------------------------------------------------
 // The AVX2 kernel's four 64-element chunks per super-block, two per zmm (chunk c in lanes 0-7,
 // c + 1 in 8-15); vpdpwssd folds its vpmaddwd-by-scale and add. The integer sums per lane are
 // exact, and the two halves are added before the AVX2 kernel's float steps (scale products, mins,
 // final sum), which stay 256-bit: bit-identical.
-FRUGAL_AVX512 inline float dot_q4_k(const void * w, const void * act, int64_t n) {
-    using frugal::block_q4_k;
+template <bool Q5>
+FRUGAL_AVX512 inline float dot_q45_k(const void * w, const void * act, int64_t n) {
+    using block = frugal::ops::detail::q45_block<Q5>;
     using frugal::ops::block_q8_k;
-    const auto * wb = static_cast<const block_q4_k *>(w);
+    const auto * wb = static_cast<const block *>(w);
     const auto * ab = static_cast<const block_q8_k *>(act);
-    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    const __m512i nibble = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / frugal::k_qk_k; ++i) {
-        const block_q4_k & b = wb[i];
+        const block & b = wb[i];
         const block_q8_k & a = ab[i];
         prefetch_ahead(&b, sizeof b);
         const frugal::ops::detail::k_scales s = frugal::ops::detail::unpack_k_scales(b.scales);
         const float d = half(b.d), dmin = half(b.dmin);
         const __m128i mn = _mm_loadl_epi64(reinterpret_cast<const __m128i *>(s.mn));
         const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn)); // each min for its two bsums
+        // Q5_K: chunk c's fifth bits are bits 2c (low nibbles) and 2c + 1 (high) of qh; the high
+        // half holds qh >> 2, so bits 0 and 1 serve both chunks of a pair, then shift on by 4.
+        __m512i qh;
+        if constexpr (Q5) {
+            const __m256i bits = load256(b.qh);
+            qh = join(bits, _mm256_srli_epi16(bits, 2));
+        }
         __m512i sumi = _mm512_setzero_si512();
         for (int c = 0; c < 4; c += 2) {
             const __m512i raw = _mm512_loadu_si512(b.qs + 32 * c);
-            const __m512i lo = _mm512_and_si512(raw, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble);
+            __m512i lo = _mm512_and_si512(raw, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble);
+            if constexpr (Q5) {
+                lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(qh, one), 4));
+                hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(qh, two), 3));
+                qh = _mm512_srli_epi16(qh, 4);
+            }
             const int8_t * x = a.qs + 64 * c; // chunk c: x[0..32) meets lo, x[32..64) meets hi
             const __m512i x_lo = join(load256(x), load256(x + 64)), x_hi = join(load256(x + 32), load256(x + 96));
             const __m512i sc_lo = _mm512_mask_blend_epi16(0xFFFF0000, _mm512_set1_epi16(s.sc[2 * c]),
                                                           _mm512_set1_epi16(s.sc[2 * c + 2]));
             const __m512i sc_hi = _mm512_mask_blend_epi16(0xFFFF0000, _mm512_set1_epi16(s.sc[2 * c + 1]),
                                                           _mm512_set1_epi16(s.sc[2 * c + 3]));
+            // Quants 0..31 (unsigned) by activations -127..127: vpmaddubsw's pair sums never saturate.
             sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, x_lo), sc_lo);
             sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, x_hi), sc_hi);
         }

@@ -1,5 +1,5 @@
 // quant_avx512_test.cpp - the AVX-512 VNNI decode kernels (lib/ops/quant_avx512_kernels.hpp: Q8_0,
-// Q4_0 and Q5_0 repacked, Q4_K, Q6_K) must give the AVX2 kernels' results to the bit. Two builds of the same source are checked:
+// Q4_0 and Q5_0 repacked, Q4_K, Q5_K, Q6_K) must give the AVX2 kernels' results to the bit. Two builds of the same source are checked:
 //   - the library's, on CPUs with AVX-512 F/BW/VNNI (skipped elsewhere);
 //   - one compiled here against SIMD Everywhere's portable AVX-512 (Debian libsimde-dev), which
 //     runs on any x86-64 CPU: the kernels' logic is tested even where no AVX-512 machine is.
@@ -130,7 +130,7 @@ void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot
             auto * bytes = reinterpret_cast<uint8_t *>(&b);
             for (size_t i = 0; i < sizeof b; ++i) bytes[i] = uint8_t(byte(rng));
             b.d = fp32_to_fp16(scale(rng));
-            if constexpr (std::is_same_v<Block, block_q4_k>) b.dmin = fp32_to_fp16(scale(rng));
+            if constexpr (!std::is_same_v<Block, block_q6_k>) b.dmin = fp32_to_fp16(scale(rng));
         }
         std::vector<float> x(static_cast<size_t>(n));
         for (auto & v : x) v = normal(rng);
@@ -170,7 +170,8 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
         check_against_avx2(dtype::q5_0_repacked, simde_dot_repacked<dtype::q5_0_repacked>,
                            simde_dot_rows_repacked<dtype::q5_0_repacked>);
     }
-    SUBCASE("q4_k") { check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, frugal_test_simde::dot_q4_k); }
+    SUBCASE("q4_k") { check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, frugal_test_simde::dot_q45_k<false>); }
+    SUBCASE("q5_k") { check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, frugal_test_simde::dot_q45_k<true>); }
     SUBCASE("q6_k") { check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, frugal_test_simde::dot_q6_k); }
 }
 
@@ -184,9 +185,12 @@ TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doct
         CHECK(ops::detail::decode_row_loop(t)); // and decode selects them
     }
     const ops::detail::kernels * q4_k = ops::detail::avx512_kernels(dtype::q4_k);
+    const ops::detail::kernels * q5_k = ops::detail::avx512_kernels(dtype::q5_k);
     const ops::detail::kernels * q6_k = ops::detail::avx512_kernels(dtype::q6_k);
     REQUIRE(q4_k);
+    REQUIRE(q5_k);
     REQUIRE(q6_k);
     check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, q4_k->dot);
+    check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, q5_k->dot);
     check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, q6_k->dot);
 }
