@@ -203,13 +203,14 @@ frugal_status frugal_model_load(const char * path_utf8, const frugal_model_optio
                    o.n_threads);
     FRUGAL_REQUIRE(o.use_mmap == 0 || o.use_mmap == 1, "frugal_model_load: use_mmap {} is not 0 or 1", o.use_mmap);
     FRUGAL_REQUIRE(o.reserved0 == 0, "frugal_model_load: reserved0 is {}, must be 0", o.reserved0);
-    FRUGAL_REQUIRE(o.repack_weights == 0 || o.repack_weights == 1, "frugal_model_load: repack_weights {} is not 0 or 1",
+    FRUGAL_REQUIRE(o.repack_weights >= 0 && o.repack_weights <= 2, "frugal_model_load: repack_weights {} is not 0, 1 or 2",
                    o.repack_weights);
     FRUGAL_REQUIRE(o.reserved1 == 0, "frugal_model_load: reserved1 is {}, must be 0", o.reserved1);
     frugal::load_options lo;
     lo.n_threads = o.n_threads;
     lo.use_mmap = o.use_mmap != 0;
-    lo.repack_weights = o.repack_weights != 0;
+    constexpr frugal::repack k_repack[] = {frugal::repack::never, frugal::repack::where_faster, frugal::repack::always};
+    lo.repack_weights = k_repack[o.repack_weights];
     if (o.progress) {
         lo.progress = [fn = o.progress, ud = o.progress_user_data](float f) { return fn(f, ud) == 0; };
     }

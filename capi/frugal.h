@@ -112,10 +112,12 @@ typedef struct frugal_model_options {
     frugal_progress_fn progress;     /* may be NULL */
     void * progress_user_data;
     int32_t repack_weights;          /* 1 = rewrite Q4_0 and Q5_0 matrices at load into a faster
-                                        decode layout (default; no extra memory: each mapped
+                                        decode layout where this CPU decodes that faster (default;
+                                        CPUs without AVX-512 VNNI; no extra memory: each mapped
                                         original is released),
                                         0 = use every weight in place as stored (e.g. so that processes
-                                        mapping the same file share its pages) */
+                                        mapping the same file share its pages),
+                                        2 = rewrite them on any CPU (for comparisons) */
     int32_t reserved1;               /* keeps the struct a multiple of 8 bytes; must be 0 */
     /* new fields are appended here, nowhere else */
 } frugal_model_options;

@@ -31,8 +31,9 @@ func WithThreads(n int) ModelOption { return func(o *modelOptions) { o.threads =
 // WithMmap maps the file into memory (true, the default) or reads it into memory (false).
 func WithMmap(on bool) ModelOption { return func(o *modelOptions) { o.mmap = on } }
 
-// WithRepack rewrites Q4_0 and Q5_0 matrices at load into a faster decode layout (true, the default; no
-// extra memory) or uses every weight in place (false: processes mapping the same file then
+// WithRepack rewrites Q4_0 and Q5_0 matrices at load into a faster decode layout where this CPU
+// decodes that faster (true, the default: CPUs without AVX-512 VNNI; no extra memory) or uses
+// every weight in place (false: processes mapping the same file then
 // share its pages).
 func WithRepack(on bool) ModelOption { return func(o *modelOptions) { o.repack = on } }
 

@@ -172,13 +172,24 @@ std::string resolve_model(const std::string & m) {
 struct load_choice {
     int threads = 0;
     bool use_mmap = true;
-    bool repack = true;
+    frugal::repack repack = frugal::repack::where_faster;
 };
 
 std::map<std::string, frugal::dtype> kv_type_names() { return {{"f16", frugal::dtype::f16}, {"f32", frugal::dtype::f32}}; }
 constexpr const char * k_kv_type_help = "KV cache type: f16 (default; half the memory) or f32 (values as computed)";
 
-constexpr const char * k_no_repack_help = "use Q4_0 and Q5_0 weights in place as stored (default: repacked at load for faster decode)";
+std::map<std::string, frugal::repack> repack_names() {
+    return {{"auto", frugal::repack::where_faster}, {"always", frugal::repack::always}, {"never", frugal::repack::never}};
+}
+constexpr const char * k_repack_help =
+    "Q4_0 and Q5_0 weights rewritten at load into the repacked decode layout: auto (default: where this CPU decodes "
+    "that faster, i.e. without AVX-512 VNNI), always, never (used in place as stored)";
+
+// --repack, and --no-repack for --repack never.
+void add_repack_options(CLI::App * cmd, frugal::repack & repack) {
+    cmd->add_option("--repack", repack, k_repack_help)->transform(CLI::CheckedTransformer(repack_names()));
+    cmd->add_flag_callback("--no-repack", [&repack] { repack = frugal::repack::never; }, "= --repack never");
+}
 
 // Loads a model given as a path, URL or hf:// reference; *load_seconds gets the load time.
 std::shared_ptr<const frugal::model> open_model(const std::string & model, const load_choice & choice,
@@ -235,7 +246,7 @@ std::string chat_prompt(const run_args & a, const frugal::tokenizer & tok) {
 
 int cmd_run(const run_args & a) {
     double load_s = 0;
-    const auto model = open_model(a.model, {a.threads, !a.no_mmap, true}, &load_s);
+    const auto model = open_model(a.model, {a.threads, !a.no_mmap}, &load_s);
 
     frugal::session s(model, a.ctx, a.kv_type);
     s.set_sampling(chosen_sampling(a, s.sampling()));
@@ -319,8 +330,8 @@ int cmd_run(const run_args & a) {
 // ../shared/tools/llamacpp-logits writes (one JSON header line padded to 64 bytes, then f32 rows),
 // so compare-logits.py can put the two engines side by side.
 int cmd_logits(const std::string & model_path, const std::string & ids_text, const std::string & out, int threads,
-               frugal::ops::prefill_gemm prefill, bool no_repack, frugal::dtype kv_type) {
-    const auto model = open_model(model_path, {threads, true, !no_repack});
+               frugal::ops::prefill_gemm prefill, frugal::repack repack, frugal::dtype kv_type) {
+    const auto model = open_model(model_path, {threads, true, repack});
     const auto ids = parse_ids(ids_text);
     frugal::session s(model, int64_t(ids.size()), kv_type);
     s.set_prefill_gemm(prefill);
@@ -344,7 +355,7 @@ struct bench_args {
     frugal::dtype kv_type = frugal::k_default_kv_type;
     bool profile = false;
     frugal::ops::prefill_gemm prefill = frugal::ops::default_prefill_gemm();
-    bool no_repack = false;
+    frugal::repack repack = frugal::repack::where_faster;
 };
 
 // One JSON line per kind of op: time, calls and share of the timed run (util/profile.hpp); what
@@ -373,7 +384,7 @@ void print_profile(const std::string & test, double total_seconds, const frugal:
 // --profile adds a per-op breakdown of one more run of each.
 int cmd_bench(const bench_args & a) {
     double load_s = 0;
-    const auto model = open_model(a.model, {a.threads, true, !a.no_repack}, &load_s);
+    const auto model = open_model(a.model, {a.threads, true, a.repack}, &load_s);
     const auto & c = model->config();
     // The share of a prompt token's multiply-adds each GEMM takes on this CPU (prefill_gemm_for).
     std::map<std::string, double> paths;
@@ -619,7 +630,7 @@ int main(int argc, char ** argv) {
 
     std::string logits_model, logits_ids, logits_out;
     int logits_threads = 0;
-    bool logits_no_repack = false;
+    auto logits_repack = frugal::repack::where_faster;
     auto logits_prefill = frugal::ops::default_prefill_gemm();
     auto * logits = app.add_subcommand("logits", "write the raw logits of every position of a token sequence");
     logits->add_option("-m,--model", logits_model, "GGUF file")->required();
@@ -628,7 +639,7 @@ int main(int argc, char ** argv) {
     logits->add_option("-t,--threads", logits_threads, "threads (0 = physical cores)")->check(CLI::Range(0, 1024));
     logits->add_option("--prefill-gemm", logits_prefill, k_prefill_gemm_help)
         ->transform(CLI::CheckedTransformer(prefill_gemm_names()));
-    logits->add_flag("--no-repack", logits_no_repack, k_no_repack_help);
+    add_repack_options(logits, logits_repack);
     auto logits_kv_type = frugal::k_default_kv_type;
     logits->add_option("--kv-type", logits_kv_type, k_kv_type_help)->transform(CLI::CheckedTransformer(kv_type_names()));
 
@@ -644,7 +655,7 @@ int main(int argc, char ** argv) {
     bench->add_flag("--profile", ba.profile, "then one more run of each test, timed per kind of op");
     bench->add_option("--prefill-gemm", ba.prefill, k_prefill_gemm_help)
         ->transform(CLI::CheckedTransformer(prefill_gemm_names()));
-    bench->add_flag("--no-repack", ba.no_repack, k_no_repack_help);
+    add_repack_options(bench, ba.repack);
     bench->add_option("--kv-type", ba.kv_type, k_kv_type_help)->transform(CLI::CheckedTransformer(kv_type_names()));
 
     tokenize_args ta;
@@ -672,7 +683,7 @@ int main(int argc, char ** argv) {
         if (*info) return cmd_info(info_path, info_all);
         if (*bench) return cmd_bench(ba);
         if (*tokenize) return cmd_tokenize(ta);
-        if (*logits) return cmd_logits(logits_model, logits_ids, logits_out, logits_threads, logits_prefill, logits_no_repack,
+        if (*logits) return cmd_logits(logits_model, logits_ids, logits_out, logits_threads, logits_prefill, logits_repack,
                                          logits_kv_type);
         if (*pull) {
 #ifdef FRUGAL_HAVE_DOWNLOAD

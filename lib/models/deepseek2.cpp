@@ -155,7 +155,7 @@ deepseek2_model::deepseek2_model(std::shared_ptr<const gguf::file> f, int n_thre
     c.arch = arch::deepseek2;
     c.arch_name = "deepseek2";
     c.name = file_->opt_string("general.name").value_or("");
-    const weight_reader r(*file_, "deepseek2.", opts.repack_weights ? &repacked_ : nullptr, n_threads);
+    const weight_reader r(*file_, "deepseek2.", repack_store(opts), n_threads);
     const std::string & path = file_->path();
 
     c.n_embd = r.get_int("embedding_length", 1, 1 << 20);

@@ -68,7 +68,7 @@ llama_model::llama_model(std::shared_ptr<const gguf::file> f, arch a, int n_thre
     c.arch = a;
     c.arch_name = file_->get_string("general.architecture");
     c.name = file_->opt_string("general.name").value_or("");
-    const weight_reader r(*file_, c.arch_name + ".", opts.repack_weights ? &repacked_ : nullptr, n_threads);
+    const weight_reader r(*file_, c.arch_name + ".", repack_store(opts), n_threads);
     c.n_embd = r.get_int("embedding_length", 1, 1 << 20);
     c.n_layer = r.get_int("block_count", 1, 4096);
     c.n_head = r.get_int("attention.head_count", 1, 1 << 14);

@@ -52,6 +52,11 @@ void model::report_progress(const load_options & opts, int64_t layer, int64_t n_
         throw_error(status::cancelled, "loader: cancelled by the progress callback at layer {}", layer);
 }
 
+repacked_weights * model::repack_store(const load_options & opts) {
+    repacked_.set_policy(opts.repack_weights);
+    return opts.repack_weights == repack::never ? nullptr : &repacked_;
+}
+
 void model::finish_load(const load_options & opts) {
     bool tied_output = true;
     for (const auto & t : file_->tensors()) {

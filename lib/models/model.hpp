@@ -59,9 +59,9 @@ struct model_config {
 struct load_options {
     int n_threads = 0;         // 0 = physical cores in this process's affinity mask
     bool use_mmap = true;
-    // Rewrite Q4_0 and Q5_0 matrices into the faster decode layout (repacked_weights.hpp). Off: every
-    // weight is used in place from the file, as stored.
-    bool repack_weights = true;
+    // Which Q4_0 and Q5_0 matrices to rewrite into the repacked decode layout
+    // (repacked_weights.hpp). repack::never: every weight is used in place from the file, as stored.
+    repack repack_weights = repack::where_faster;
     // Called with the fraction loaded; returning false cancels the load (status::cancelled).
     std::function<bool(float)> progress;
 };
@@ -127,6 +127,8 @@ protected:
     // (throws status::cancelled when it asks to stop), and the final totals of weights.
     static void report_progress(const load_options & opts, int64_t layer, int64_t n_layer);
     void finish_load(const load_options & opts);
+    // The store the weight reader repacks through under opts.repack_weights (null: none).
+    repacked_weights * repack_store(const load_options & opts);
 
     model_config config_;
     std::shared_ptr<const gguf::file> file_;

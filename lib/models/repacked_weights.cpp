@@ -27,7 +27,8 @@ void repacked_weights::unmap::operator()(std::byte * p) const { munmap(p, size);
 raw_view repacked_weights::adopt(const gguf::file & f, const raw_view & src, int n_threads) {
     const dtype to = ops::repacked_type(src.type);
     const auto n = size_t(src.n_bytes());
-    if (to == src.type || !f.mapped() || n == 0) return src;
+    if (to == src.type || policy_ == repack::never || !f.mapped() || n == 0) return src;
+    if (policy_ == repack::where_faster && !ops::repacking_speeds_decode(src.type)) return src;
     // Reserve the bytes first, so that models loading on several threads at once cannot all pass.
     if (g_process_bytes.fetch_add(n) + n > budget_) {
         g_process_bytes -= n;

@@ -12,6 +12,10 @@
 
 namespace frugal {
 
+// Which Q4_0 and Q5_0 matrices the loader repacks: none, those whose decode on this CPU is faster
+// repacked (ops::repacking_speeds_decode; the default), or all (for tests and comparisons).
+enum class repack { never, where_faster, always };
+
 // Each copy takes the place of its mapped original, whose pages are released right after, so
 // the process keeps one resident copy of every weight, as without repacking. Copies stop at a
 // budget (half the physical memory for models) that counts every live copy in the process, of
@@ -26,9 +30,11 @@ public:
     repacked_weights & operator=(const repacked_weights &) = delete;
 
     // A repacked copy of src (a tensor of f, any rank, rows repacked independently), or src
-    // itself when its type has no repacked layout, the file is not mapped (releasing would not
+    // itself when its type has no repacked layout, the policy leaves it (repack::where_faster
+    // and a CPU that decodes it as fast as stored), the file is not mapped (releasing would not
     // free the original), the budget is spent or memory for the copy cannot be had.
     raw_view adopt(const gguf::file & f, const raw_view & src, int n_threads);
+    void set_policy(repack p) { policy_ = p; }
 
     uint64_t bytes() const { return bytes_; }           // held in this store's copies
     uint64_t skipped_bytes() const { return skipped_; } // repackable but left mapped (budget, memory)
@@ -41,6 +47,7 @@ private:
     };
     std::vector<std::unique_ptr<std::byte, unmap>> regions_;
     uint64_t budget_;
+    repack policy_ = repack::where_faster;
     uint64_t bytes_ = 0;
     uint64_t skipped_ = 0;
 };

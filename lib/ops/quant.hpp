@@ -88,6 +88,9 @@ void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n);
 // row (so a repacked copy costs exactly what the original did): Q4_0 -> q4_0_repacked
 // (dtype.hpp). Returns t itself when t has none.
 dtype repacked_type(dtype t);
+// Whether decode on this CPU reads repacked_type(t) faster than t as stored: false where the
+// AVX-512 VNNI kernels take t as stored (measured faster there than the repacked layout).
+bool repacking_speeds_decode(dtype t);
 // Rewrites `rows` rows of n elements from type t into repacked_type(t)'s layout; src and dst
 // must not overlap. Throws status::invalid_argument when t has no repacked layout.
 void repack_rows(dtype t, const void * src, void * dst, int64_t rows, int64_t n);

@@ -29,36 +29,19 @@ kernels with_avx512_dots(dtype t, decltype(kernels::dot) dot, decltype(kernels::
     return k;
 }
 
-// Rows longer than the AVX-512 kernel's stack holds go to the AVX2 one.
-template <dtype T>
-FRUGAL_AVX512 void dot_rows_repacked(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
-                                     float * out) {
-    if ((n / k_qk + 1) / 2 > avx512::k_repacked_max_pairs) return avx2_kernels(T)->dot_rows(w, w_stride, rows, act, n, out);
-    avx512::dot_rows_repacked<T>(w, w_stride, rows, act, n, out);
-}
-
-template <dtype T>
-FRUGAL_AVX512 float dot_repacked(const void * w, const void * act, int64_t n) {
-    float r;
-    dot_rows_repacked<T>(static_cast<const std::byte *>(w), 0, 1, act, n, &r);
-    return r;
-}
-
 } // namespace
 
 const kernels * avx512_kernels(dtype t) {
     static const kernels q8_0 = with_avx512_dots(dtype::q8_0, avx512::dot_q8_0, avx512::dot_rows_q8_0);
-    static const kernels q4_0r = with_avx512_dots(dtype::q4_0_repacked, dot_repacked<dtype::q4_0_repacked>,
-                                                  dot_rows_repacked<dtype::q4_0_repacked>);
-    static const kernels q5_0r = with_avx512_dots(dtype::q5_0_repacked, dot_repacked<dtype::q5_0_repacked>,
-                                                  dot_rows_repacked<dtype::q5_0_repacked>);
+    static const kernels q4_0 = with_avx512_dots(dtype::q4_0, avx512::dot_32<dtype::q4_0>, avx512::dot_rows_32<dtype::q4_0>);
+    static const kernels q5_0 = with_avx512_dots(dtype::q5_0, avx512::dot_32<dtype::q5_0>, avx512::dot_rows_32<dtype::q5_0>);
     static const kernels q4_k = with_avx512_dots(dtype::q4_k, avx512::dot_q45_k<false>, nullptr); // dot per row
     static const kernels q5_k = with_avx512_dots(dtype::q5_k, avx512::dot_q45_k<true>, nullptr);
     static const kernels q6_k = with_avx512_dots(dtype::q6_k, avx512::dot_q6_k, nullptr);
     switch (t) {
     case dtype::q8_0: return &q8_0;
-    case dtype::q4_0_repacked: return &q4_0r;
-    case dtype::q5_0_repacked: return &q5_0r;
+    case dtype::q4_0: return &q4_0;
+    case dtype::q5_0: return &q5_0;
     case dtype::q4_k: return &q4_k;
     case dtype::q5_k: return &q5_k;
     case dtype::q6_k: return &q6_k;

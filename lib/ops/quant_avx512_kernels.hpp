@@ -88,131 +88,95 @@ FRUGAL_AVX512 inline void dot_rows_q8_0(const std::byte * w, size_t w_stride, in
     }
 }
 
-// --- Q4_0 and Q5_0 repacked (dtype.hpp: a row's fp16 scales, (Q5_0) fifth bits, 16 nibble bytes
-// per block) --------------------------------------------------------------------------------------
-// The AVX2 kernels' pairs of blocks (even pairs and odd pairs in two accumulators, int32 lanes
-// 0..3 block b and 4..7 block b + 1) become the two halves of one zmm: a step covers four blocks,
-// one 64-byte load of nibbles. Q5_0's fifth bits come from the group's 32 bytes, broadcast to both
-// halves and shifted per half (vpsllvw / vpsrlvw) so that each register's bit lands at bit 4; a
-// partial last group builds those 32 bytes from its qh words. Same integer lanes (Σ q·x − 8·Σ x,
-// or 16·Σ x), same scale products, same final sum: bit-identical to the AVX2 row loops.
-
-// Rows of at most this many pairs of blocks (K <= 20480): the regrouped activation lives on the
-// stack (~31 KiB). Longer rows take the AVX2 kernel (quant_avx512.cpp).
-inline constexpr int64_t k_repacked_max_pairs = 320;
-
-// Low and high nibbles of four blocks' 64 bytes (with fifth_lo / fifth_hi ORed in), each meeting
-// its regrouped activations, minus the offset's x_sums.
-FRUGAL_AVX512 inline __m512i repacked_step(const uint8_t * nibbles, __m512i fifth_lo, __m512i fifth_hi, __m512i x_lo,
-                                           __m512i x_hi, __m512i x_sums) {
-    const __m512i v = _mm512_loadu_si512(nibbles);
-    const __m512i mask = _mm512_set1_epi8(0x0F);
-    const __m512i lo = _mm512_or_si512(_mm512_and_si512(v, mask), fifth_lo);
-    const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), mask), fifth_hi);
-    const __m512i sums = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x_lo), hi, x_hi);
-    return _mm512_sub_epi32(sums, x_sums);
-}
-
 FRUGAL_AVX512 inline __m256i load256(const void * p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
 
 FRUGAL_AVX512 inline __m512i join(__m256i lo, __m256i hi) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-// 16-bit lanes of a zmm: a in the low half, b in the high half.
-FRUGAL_AVX512 inline __m512i halves16(short a, short b) {
-    return join(_mm256_set1_epi16(a), _mm256_set1_epi16(b));
+// --- Q4_0 and Q5_0 as stored (18- and 22-byte blocks) --------------------------------------------
+// The AVX2 row loop (dot_rows_32) two blocks per zmm, as dot_rows_q8_0 does Q8_0: block ib in
+// lanes 0-7 (its even accumulator), ib + 1 in lanes 8-15 (odd). Quants are taken as stored
+// (0..15, 0..31: unsigned, as vpdpbusd wants them) and each block's −8 · Σ x (Q4_0) or −16 · Σ x
+// (Q5_0) per lane, from a table made once per call, starts the products' lanes: the exact
+// integer sums of the signed quants, the AVX2 kernel's. Same scale products dw·dx (four blocks'
+// at once), same final sum: bit-identical. On AVX-512 VNNI CPUs Q4_0 and Q5_0 weights stay as stored
+// (ops::repacking_speeds_decode): this kernel read them faster than the repacked layout's did.
+
+// Rows of at most this many blocks (K <= 20480): the activation's quants and offset table live on
+// the stack (43 KiB). Longer rows take the AVX2 kernel.
+inline constexpr int64_t k_stored_max_blocks = 640;
+
+// Blocks b[0] and b[1]'s unsigned quants: element e of b[j] at byte 32j + e (the low nibbles are
+// elements 0..15, the high ones 16..31; Q5_0 ORs bit e of qh in at bit 4).
+template <class Block>
+FRUGAL_AVX512 inline __m512i stored_quant_pair(const Block * b) {
+    const auto load128 = [](const uint8_t * p) FRUGAL_AVX512 {
+        return _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+    };
+    const __m512i v = _mm512_mask_broadcast_i32x4(_mm512_broadcast_i32x4(load128(b[0].qs)), 0xFF00, load128(b[1].qs));
+    // 128-bit lanes 1 and 3 take the high nibbles.
+    const __m512i shift = _mm512_mask_blend_epi16(0xFF00FF00, _mm512_setzero_si512(), _mm512_set1_epi16(4));
+    __m512i q = _mm512_and_si512(_mm512_srlv_epi16(v, shift), _mm512_set1_epi8(0x0F));
+    if constexpr (std::is_same_v<Block, frugal::block_q5_0>) {
+        uint32_t h0, h1;
+        std::memcpy(&h0, b[0].qh, sizeof h0);
+        std::memcpy(&h1, b[1].qh, sizeof h1);
+        q = _mm512_or_si512(q, _mm512_maskz_mov_epi8(uint64_t(h0) | uint64_t(h1) << 32, _mm512_set1_epi8(0x10)));
+    }
+    return q;
 }
 
-template <frugal::dtype T>
-FRUGAL_AVX512 inline void dot_rows_repacked(const std::byte * w, size_t w_stride, int64_t rows, const void * act,
-                                            int64_t n, float * out) {
-    using frugal::ops::detail::repacked_fifth_bits;
-    using frugal::ops::detail::repacked_nibbles;
-    using frugal::ops::detail::repacked_scales;
-    constexpr bool q5 = T == frugal::dtype::q5_0_repacked;
-    constexpr int64_t k_group = 8; // blocks per fp16 scale conversion (and Q5_0 fifth-bit group), as AVX2
+template <class Block>
+FRUGAL_AVX512 inline void dot_rows_stored(const std::byte * w, size_t w_stride, int64_t rows, const void * act,
+                                          int64_t n, float * out) {
+    constexpr bool q5 = std::is_same_v<Block, frugal::block_q5_0>;
     const auto * a = static_cast<const block_q8_0 *>(act);
-    const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
-    // Activation pairs regrouped as in the AVX2 kernel (elements 0..15 of both blocks, then
-    // 16..31), two pairs per zmm, with the offset (8 or 16) · Σ x per lane; zeros past the last pair.
-    constexpr int64_t k_quads = k_repacked_max_pairs / 2 + 2;
-    __m512i x_lo[k_quads], x_hi[k_quads], x_sums[k_quads];
-    alignas(32) float dx[2 * k_repacked_max_pairs + 2 * k_group]; // the nb scales, then zeros
-    const __m256i offset = _mm256_set1_epi8(q5 ? 16 : 8), ones16 = _mm256_set1_epi16(1);
-    for (int64_t q = 0; q < (nb + 3) / 4 + 1; ++q) {
-        __m256i lo[2], hi[2], sums[2];
-        for (int h = 0; h < 2; ++h) {
-            const int64_t p = 2 * q + h;
-            if (p >= n_pairs) {
-                lo[h] = hi[h] = sums[h] = _mm256_setzero_si256();
-                continue;
-            }
-            const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a[2 * p].qs));
-            const __m256i x1 = 2 * p + 1 < nb ? _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a[2 * p + 1].qs))
-                                              : _mm256_setzero_si256();
-            lo[h] = _mm256_permute2x128_si256(x0, x1, 0x20);
-            hi[h] = _mm256_permute2x128_si256(x0, x1, 0x31);
-            sums[h] = _mm256_madd_epi16(
-                _mm256_add_epi16(_mm256_maddubs_epi16(offset, lo[h]), _mm256_maddubs_epi16(offset, hi[h])), ones16);
-        }
-        x_lo[q] = join(lo[0], lo[1]);
-        x_hi[q] = join(hi[0], hi[1]);
-        x_sums[q] = join(sums[0], sums[1]);
+    const int64_t nb = n / k_qk;
+    // Per block: dx, its 32 quants (contiguous: a pair is one load), and the weights' offset
+    // times Σ x in its 8 lanes; zeros for the blocks after the last.
+    alignas(64) float dx[k_stored_max_blocks + 4];
+    alignas(64) int8_t xq[k_qk * (k_stored_max_blocks + 1)];
+    alignas(64) int32_t minus_offset_x[8 * (k_stored_max_blocks + 1)];
+    const __m256i offset = _mm256_set1_epi8(q5 ? 16 : 8);
+    for (int64_t ib = 0; ib < nb; ++ib) {
+        dx[ib] = half(a[ib].d);
+        const __m256i x = load256(a[ib].qs);
+        _mm256_store_si256(reinterpret_cast<__m256i *>(xq + k_qk * ib), x);
+        _mm256_store_si256(reinterpret_cast<__m256i *>(minus_offset_x + 8 * ib),
+                           _mm256_madd_epi16(_mm256_maddubs_epi16(offset, x), _mm256_set1_epi16(-1)));
     }
-    for (int64_t i = 0; i < nb; ++i) dx[i] = half(a[i].d);
-    std::fill_n(dx + nb, k_group, 0.f); // a partial group reads up to 8 past its first block
-    // Pair j of a group takes its two blocks' scales s[2j], s[2j + 1] four lanes each.
-    const __m512i first_pairs = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    const __m512i last_pairs = _mm512_add_epi32(first_pairs, _mm512_set1_epi32(4));
-    // Step h's registers take bits 4h (low nibbles, low half), 4h + 2 (low nibbles, high half),
-    // 4h + 1 and 4h + 3 (high nibbles) of the fifth-bit bytes, moved to bit 4.
-    const __m512i left_lo = halves16(4, 2), left_hi = halves16(3, 1), right_lo = halves16(0, 2),
-                  right_hi = halves16(1, 3);
-    const __m512i bit4 = _mm512_set1_epi8(0x10);
+    std::fill_n(dx + nb, 4, 0.f);
+    std::fill_n(xq + k_qk * nb, k_qk, int8_t(0));
+    std::fill_n(minus_offset_x + 8 * nb, 8, 0);
+    // Four blocks' lane scales out of their four products: s[0] (lanes 0-7) and s[1], then s[2], s[3].
+    const __m512i first_pair = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i second_pair = _mm512_add_epi32(first_pair, _mm512_set1_epi32(2));
     for (int64_t r = 0; r < rows; ++r) {
-        const std::byte * row = w + size_t(r) * w_stride;
-        const uint16_t * dw = repacked_scales(row);
-        const uint8_t * qs = repacked_nibbles(T, row, nb);
-        __m512 acc = _mm512_setzero_ps(); // lanes 0-7: even pairs, 8-15: odd pairs
-        // One group of eight blocks: scales s8 = dw·dx, then two steps of four blocks.
-        const auto group = [&](const uint16_t * scales, const uint8_t * nibbles, const uint8_t * fifth,
-                               int64_t g) FRUGAL_AVX512 {
-            const __m256 s8 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(scales))),
-                                            _mm256_load_ps(dx + g));
-            const __m512 s16 = _mm512_castps256_ps512(s8);
-            const __m512i h2 = q5 ? _mm512_broadcast_i64x4(load256(fifth)) : _mm512_setzero_si512();
-            for (int h = 0; h < 2; ++h) {
-                const int64_t q = g / 4 + h;
-                __m512i f_lo = _mm512_setzero_si512(), f_hi = _mm512_setzero_si512();
-                if constexpr (q5) {
-                    f_lo = _mm512_and_si512(h ? _mm512_srlv_epi16(h2, right_lo) : _mm512_sllv_epi16(h2, left_lo), bit4);
-                    f_hi = _mm512_and_si512(h ? _mm512_srlv_epi16(h2, right_hi) : _mm512_sllv_epi16(h2, left_hi), bit4);
-                }
-                const __m512i p = repacked_step(nibbles + 64 * h, f_lo, f_hi, x_lo[q], x_hi[q], x_sums[q]);
-                const __m512 scale = _mm512_permutexvar_ps(h ? last_pairs : first_pairs, s16);
-                acc = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(p), acc);
-            }
+        const auto * wb = reinterpret_cast<const Block *>(w + size_t(r) * w_stride);
+        __m512 acc = _mm512_setzero_ps(); // lanes 0-7: even blocks, 8-15: odd blocks
+        // Blocks ib, ib + 1 (from `pair`) into acc, lanes 0-7 only when `lanes` says so.
+        const auto step = [&](const Block * pair, int64_t ib, __m512 scale, __mmask16 lanes) FRUGAL_AVX512 {
+            const __m512i p = _mm512_dpbusd_epi32(_mm512_load_si512(minus_offset_x + 8 * ib), stored_quant_pair(pair),
+                                                  _mm512_loadu_si512(xq + k_qk * ib));
+            acc = _mm512_mask_mov_ps(acc, lanes, _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(p), acc));
         };
-        const uint8_t * fifth = q5 ? repacked_fifth_bits(row, nb) : nullptr;
-        int64_t g = 0;
-        for (; g + k_group <= nb; g += k_group) {
-            prefetch_ahead(qs + 16 * g, 16 * k_group); // the group's nibbles
-            group(dw + g, qs + 16 * g, q5 ? fifth + 4 * g : nullptr, g);
+        int64_t ib = 0;
+        for (; ib + 4 <= nb; ib += 4) {
+            prefetch_ahead(wb + ib, 4 * sizeof(Block));
+            const uint64_t d4 = uint64_t(wb[ib].d) | uint64_t(wb[ib + 1].d) << 16 | uint64_t(wb[ib + 2].d) << 32 |
+                                uint64_t(wb[ib + 3].d) << 48;
+            const __m512 s4 = _mm512_castps128_ps512(
+                _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(int64_t(d4))), _mm_loadu_ps(dx + ib)));
+            step(wb + ib, ib, _mm512_permutexvar_ps(first_pair, s4), 0xFFFF);
+            step(wb + ib + 2, ib + 2, _mm512_permutexvar_ps(second_pair, s4), 0xFFFF);
         }
-        if (g < nb) { // a partial group: zeros after the row's last scale and nibbles
-            alignas(64) uint8_t nibbles[16 * k_group] = {};
-            alignas(32) uint8_t planes[4 * k_group] = {}; // its qh words as a full group's bytes
-            uint16_t scales[k_group] = {};
-            std::memcpy(nibbles, qs + 16 * g, size_t(16 * (nb - g)));
-            std::memcpy(scales, dw + g, size_t(nb - g) * sizeof(uint16_t));
-            if constexpr (q5)
-                for (int64_t i = 0; i < nb - g; ++i) {
-                    uint32_t qh;
-                    std::memcpy(&qh, fifth + 4 * (g + i), sizeof qh);
-                    frugal::ops::detail::put_fifth_bits_word(planes + 16 * (i % 2), int(i / 2 * 2), qh);
-                }
-            group(scales, nibbles, planes, g);
+        for (; ib < nb; ib += 2) { // the last one to three blocks; an odd last one joins lanes 0-7
+            const bool both = ib + 1 < nb;
+            const Block pair[2] = {wb[ib], both ? wb[ib + 1] : Block{}};
+            const __m512 scale = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(half(pair[0].d) * dx[ib]),
+                                                      _mm512_set1_ps(half(pair[1].d) * dx[ib + 1]));
+            step(pair, ib, scale, both ? 0xFFFF : 0x00FF);
         }
         const __m256 even = _mm512_castps512_ps256(acc);
         const __m256 odd = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
@@ -328,6 +292,24 @@ FRUGAL_AVX512 inline float dot_q6_k(const void * w, const void * act, int64_t n)
         acc = _mm256_fmadd_ps(_mm256_set1_ps(a.d * half(b.d)), _mm256_cvtepi32_ps(sumi8), acc);
     }
     return hsum256(acc);
+}
+
+// The row loops of Q4_0 and Q5_0 as the decode table takes them: rows longer than the kernel's
+// stack holds go to the AVX2 one.
+template <frugal::dtype T>
+FRUGAL_AVX512 inline void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
+                                      float * out) {
+    static_assert(T == frugal::dtype::q4_0 || T == frugal::dtype::q5_0);
+    using block = std::conditional_t<T == frugal::dtype::q4_0, frugal::block_q4_0, frugal::block_q5_0>;
+    if (n / k_qk > k_stored_max_blocks) return frugal::ops::detail::avx2_kernels(T)->dot_rows(w, w_stride, rows, act, n, out);
+    dot_rows_stored<block>(w, w_stride, rows, act, n, out);
+}
+
+template <frugal::dtype T>
+FRUGAL_AVX512 inline float dot_32(const void * w, const void * act, int64_t n) {
+    float r;
+    dot_rows_32<T>(static_cast<const std::byte *>(w), 0, 1, act, n, &r);
+    return r;
 }
 
 FRUGAL_AVX512 inline float dot_q8_0(const void * w, const void * act, int64_t n) {

@@ -1485,13 +1485,14 @@ TEST_CASE("capi: experimental prefill GEMMs change a Q4_0 prompt's logits by rou
     CHECK(frugalx_session_set_prefill_gemm(nullptr, 0, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
 }
 
-TEST_CASE("capi: repack_weights = 0 loads Q4_0 weights in place, with the same prompt logits" * doctest::timeout(60)) {
+TEST_CASE("capi: repack_weights = 0 loads Q4_0 weights in place, 2 repacked, with the same prompt logits" *
+          doctest::timeout(60)) {
     FRUGAL_REQUIRE_PARITY_FIXTURES();
     // The prefill GEMM multiplies the same dequantized values either way; only the output layer,
     // run for the last token alone by the row kernels, sums the same integer block products in
     // another float order. (That repacking happens is checked in tests/models/parity_test.cpp.)
     std::vector<std::vector<float>> logits;
-    for (const int32_t repack : {1, 0}) {
+    for (const int32_t repack : {2, 0}) {
         frugal_model_options o;
         FRUGAL_MODEL_OPTIONS_INIT(&o);
         o.repack_weights = repack;

@@ -1,6 +1,7 @@
 // repacked_weights_test.cpp - the loader's repacking of Q4_0 matrices (lib/models/repacked_weights):
-// which tensors it takes, that the copies hold the file's values, the memory budget, and that the
-// mapped originals stay readable after their pages are released.
+// which tensors it takes (by policy), that the copies hold the file's values, the memory budget,
+// and that the mapped originals stay readable after their pages are released. The mechanics are
+// tested under repack::always, on any CPU.
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -57,6 +58,7 @@ TEST_CASE("repacked weights: Q4_0 matrices are copied into the repacked layout w
     const auto f = gguf::file::open(path.string(), true);
     const auto reference = gguf::file::open(path.string(), false); // a second, unreleased copy
     repacked_weights store(uint64_t(1) << 30);
+    store.set_policy(repack::always);
     uint64_t expected = 0;
     for (const char * name : {"matrix.weight", "experts.weight"}) {
         CAPTURE(name);
@@ -82,6 +84,7 @@ TEST_CASE("repacked weights: past the budget, or from a file read into memory, w
         const auto f = gguf::file::open(path.string(), true);
         const raw_view src = f->tensor("matrix.weight");
         repacked_weights store(uint64_t(src.n_bytes()) - 1);
+        store.set_policy(repack::always);
         const raw_view got = store.adopt(*f, src, 1);
         CHECK(got.type == dtype::q4_0);
         CHECK(got.data == src.data);
@@ -93,6 +96,7 @@ TEST_CASE("repacked weights: past the budget, or from a file read into memory, w
         const auto f = gguf::file::open(path.string(), false);
         const raw_view src = f->tensor("matrix.weight");
         repacked_weights store(uint64_t(1) << 30);
+        store.set_policy(repack::always);
         CHECK(store.adopt(*f, src, 1).data == src.data);
         CHECK(store.bytes() == 0);
     }
@@ -106,12 +110,29 @@ TEST_CASE("repacked weights: the budget counts the copies of every live store in
     const uint64_t before = repacked_weights::process_bytes(); // other tests' stores are gone
     const uint64_t budget = before + n + n / 2;                 // room for one copy, not two
     auto first = std::make_unique<repacked_weights>(budget);
+    first->set_policy(repack::always);
     CHECK(first->adopt(*f, src, 1).type == dtype::q4_0_repacked);
     CHECK(repacked_weights::process_bytes() == before + n);
     repacked_weights second(budget);
+    second.set_policy(repack::always);
     CHECK(second.adopt(*f, src, 1).type == dtype::q4_0); // the first store's copy counts
     CHECK(second.skipped_bytes() == n);
     first.reset(); // a model going away gives its share back
     CHECK(repacked_weights::process_bytes() == before);
     CHECK(second.adopt(*f, src, 1).type == dtype::q4_0_repacked);
+}
+
+TEST_CASE("repacked weights: by default only where this CPU decodes the repacked layout faster; never: none") {
+    const auto path = write_file();
+    const auto f = gguf::file::open(path.string(), true);
+    const raw_view src = f->tensor("matrix.weight");
+    repacked_weights store(uint64_t(1) << 30); // repack::where_faster
+    const bool faster = ops::repacking_speeds_decode(dtype::q4_0);
+    MESSAGE("this CPU decodes Q4_0 faster repacked: " << faster);
+    CHECK(store.adopt(*f, src, 1).type == (faster ? dtype::q4_0_repacked : dtype::q4_0));
+    repacked_weights none(uint64_t(1) << 30);
+    none.set_policy(repack::never);
+    CHECK(none.adopt(*f, src, 1).data == src.data);
+    CHECK(none.bytes() == 0);
+    CHECK(none.skipped_bytes() == 0);
 }

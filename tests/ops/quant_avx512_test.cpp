@@ -1,5 +1,5 @@
 // quant_avx512_test.cpp - the AVX-512 VNNI decode kernels (lib/ops/quant_avx512_kernels.hpp: Q8_0,
-// Q4_0 and Q5_0 repacked, Q4_K, Q5_K, Q6_K) must give the AVX2 kernels' results to the bit. Two builds of the same source are checked:
+// Q4_0 and Q5_0, Q4_K, Q5_K, Q6_K) must give the AVX2 kernels' results to the bit. Two builds of the same source are checked:
 //   - the library's, on CPUs with AVX-512 F/BW/VNNI (skipped elsewhere);
 //   - one compiled here against SIMD Everywhere's portable AVX-512 (Debian libsimde-dev), which
 //     runs on any x86-64 CPU: the kernels' logic is tested even where no AVX-512 machine is.
@@ -25,7 +25,7 @@ using namespace frugal;
 
 namespace {
 
-// rows x n weights of type t (Q8_0, or Q4_0 repacked) and one Q8_0 activation row, from seeded
+// rows x n weights of type t (Q8_0, Q4_0 or Q5_0) and one Q8_0 activation row, from seeded
 // random floats through the library's quantizers (ordinary fp16 scales); every other row gets
 // extreme quants (Q8_0: -128, 127, 0, -1; Q4_0: 0 and 15, i.e. -8 and 7) to reach the edges of
 // the integer ranges.
@@ -36,17 +36,16 @@ struct weights_case {
 weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
     std::mt19937 rng(seed);
     std::normal_distribution<float> normal(0.f, 1.f);
-    const dtype stored = t == dtype::q4_0_repacked ? dtype::q4_0 : t == dtype::q5_0_repacked ? dtype::q5_0 : t;
     const int64_t row_bytes = frugal::row_bytes(t, n);
     weights_case c;
-    std::vector<std::byte> plain(static_cast<size_t>(rows * row_bytes));
+    c.w.resize(static_cast<size_t>(rows * row_bytes));
     std::vector<float> x(static_cast<size_t>(n));
     std::uniform_int_distribution<int> byte(0, 255);
     for (int64_t r = 0; r < rows; ++r) {
         for (auto & v : x) v = normal(rng);
-        std::byte * row = plain.data() + r * row_bytes;
-        if (stored == dtype::q5_0) { // no Q5_0 quantizer: random quants, ordinary scales, and every
-                                     // other row all 0 or all 31 by block (the ends of the range)
+        std::byte * row = c.w.data() + r * row_bytes;
+        if (t == dtype::q5_0) { // no Q5_0 quantizer: random quants, ordinary scales, and every
+                                // other row all 0 or all 31 by block (the ends of the range)
             for (int64_t b = 0; b < n / k_qk; ++b) {
                 auto & blk = reinterpret_cast<block_q5_0 *>(row)[b];
                 blk.d = fp32_to_fp16(0.01f * (1.f + std::abs(normal(rng))));
@@ -56,22 +55,16 @@ weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
             }
             continue;
         }
-        ops::quantize_row_weights(stored, x.data(), row, n);
+        ops::quantize_row_weights(t, x.data(), row, n);
         if (r % 2 == 0) continue;
         for (int64_t b = 0; b < n / k_qk; ++b) {
-            if (stored == dtype::q8_0) {
+            if (t == dtype::q8_0) {
                 const int8_t extremes[] = {-128, 127, 0, -1};
                 for (int i = 0; i < k_qk; ++i) reinterpret_cast<block_q8_0 *>(row)[b].qs[i] = extremes[(i + b + r) % 4];
             } else {
                 for (int i = 0; i < k_qk / 2; ++i) reinterpret_cast<block_q4_0 *>(row)[b].qs[i] = (i + b) % 3 ? 0xF0 : 0x0F;
             }
         }
-    }
-    if (stored != t) {
-        c.w.resize(plain.size());
-        ops::repack_rows(stored, plain.data(), c.w.data(), rows, n);
-    } else {
-        c.w = std::move(plain);
     }
     for (auto & v : x) v = normal(rng);
     x[0] = 0.f; // a zero element meets a nonzero weight
@@ -141,34 +134,16 @@ void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot
     }
 }
 
-// The emulated build's repacked Q4_0 and Q5_0 entry points, with the library's hand-over for long
-// rows.
-template <dtype T>
-void simde_dot_rows_repacked(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
-                             float * out) {
-    if ((n / k_qk + 1) / 2 > frugal_test_simde::k_repacked_max_pairs)
-        return ops::detail::avx2_kernels(T)->dot_rows(w, w_stride, rows, act, n, out);
-    frugal_test_simde::dot_rows_repacked<T>(w, w_stride, rows, act, n, out);
-}
-template <dtype T>
-float simde_dot_repacked(const void * w, const void * act, int64_t n) {
-    float r;
-    simde_dot_rows_repacked<T>(static_cast<const std::byte *>(w), 0, 1, act, n, &r);
-    return r;
-}
-
 } // namespace
 
 TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" * doctest::timeout(120)) {
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: nothing to compare the kernels with");
     SUBCASE("q8_0") { check_against_avx2(dtype::q8_0, frugal_test_simde::dot_q8_0, frugal_test_simde::dot_rows_q8_0); }
-    SUBCASE("q4_0 repacked") {
-        check_against_avx2(dtype::q4_0_repacked, simde_dot_repacked<dtype::q4_0_repacked>,
-                           simde_dot_rows_repacked<dtype::q4_0_repacked>);
+    SUBCASE("q4_0") {
+        check_against_avx2(dtype::q4_0, frugal_test_simde::dot_32<dtype::q4_0>, frugal_test_simde::dot_rows_32<dtype::q4_0>);
     }
-    SUBCASE("q5_0 repacked") {
-        check_against_avx2(dtype::q5_0_repacked, simde_dot_repacked<dtype::q5_0_repacked>,
-                           simde_dot_rows_repacked<dtype::q5_0_repacked>);
+    SUBCASE("q5_0") {
+        check_against_avx2(dtype::q5_0, frugal_test_simde::dot_32<dtype::q5_0>, frugal_test_simde::dot_rows_32<dtype::q5_0>);
     }
     SUBCASE("q4_k") { check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, frugal_test_simde::dot_q45_k<false>); }
     SUBCASE("q5_k") { check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, frugal_test_simde::dot_q45_k<true>); }
@@ -177,7 +152,7 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
 
 TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doctest::timeout(60)) {
     if (!ops::detail::avx512_vnni_supported()) FRUGAL_SKIP("this CPU has no AVX-512 VNNI");
-    for (dtype t : {dtype::q8_0, dtype::q4_0_repacked, dtype::q5_0_repacked}) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q5_0}) {
         CAPTURE(std::string(dtype_name(t)));
         const ops::detail::kernels * k = ops::detail::avx512_kernels(t);
         REQUIRE(k);

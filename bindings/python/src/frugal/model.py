@@ -22,8 +22,9 @@ class Model(Handle):
         path: the .gguf file.
         n_threads: threads for evaluations (0 = the physical cores this process may use).
         use_mmap: map the file (True, default) or read it into memory.
-        repack_weights: rewrite Q4_0 and Q5_0 matrices at load into a faster decode layout (True,
-            default; no extra memory), or use every weight in place (False: processes mapping the same
+        repack_weights: rewrite Q4_0 and Q5_0 matrices at load into a faster decode layout where this
+            CPU decodes that faster (True, default: CPUs without AVX-512 VNNI; no extra memory), or use
+            every weight in place (False: processes mapping the same
             file then share its pages).
         progress: optional callable(fraction: float) called while loading; returning False (or
             raising) stops the load, which then raises Cancelled (or re-raises the exception).
