@@ -103,9 +103,10 @@ FRUGAL_AVX512 inline __m512i join(__m256i lo, __m256i hi) {
 // at once), same final sum: bit-identical. On AVX-512 VNNI CPUs Q4_0 and Q5_0 weights stay as stored
 // (ops::repacking_speeds_decode): this kernel read them faster than the repacked layout's did.
 
-// Rows of at most this many blocks (K <= 20480): the activation's quants and offset table live on
-// the stack (43 KiB). Longer rows take the AVX2 kernel.
-inline constexpr int64_t k_stored_max_blocks = 640;
+// Rows of at most this many blocks (K <= 32768, as the AVX2 row loop: a 70B Llama's FFN is 28672
+// wide): the activation's quants and offset table live on the stack (68 KiB). Longer rows take
+// the AVX2 kernel.
+inline constexpr int64_t k_stored_max_blocks = 1024;
 
 // Blocks b[0] and b[1]'s unsigned quants: element e of b[j] at byte 32j + e (the low nibbles are
 // elements 0..15, the high ones 16..31; Q5_0 ORs bit e of qh in at bit 4).

@@ -74,9 +74,9 @@ weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
 }
 
 // The block counts of the AVX2 tests: odd halves, partial groups and steps, 44 (a 1408-wide row:
-// 5 groups and a tail of 4), long rows (721 blocks: past the kernels' stack limit, where they
-// hand over to AVX2).
-constexpr int64_t k_block_counts[] = {1, 2, 3, 5, 8, 9, 13, 44, 48, 280, 640, 721};
+// 5 groups and a tail of 4), long rows (721 blocks; 1025: past the kernels' stack limit, where
+// they hand over to AVX2).
+constexpr int64_t k_block_counts[] = {1, 2, 3, 5, 8, 9, 13, 44, 48, 280, 640, 721, 1025};
 
 // dot and dot_rows of type t against the AVX2 table's dot_rows, bit for bit.
 void check_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
