@@ -151,9 +151,17 @@ FRUGAL_TILES_TARGET inline void accumulate(const float * p, int64_t ld_p, int64_
     for (; e < vd; e += vec::lanes) cols(std::integral_constant<int, 1>{}, e);
 }
 
+// Each row converts while the row k_widen_ahead further on is asked for: a decode step reads the
+// whole cache once, from memory, in rows of one kv head strided by the others, which the hardware
+// prefetcher followed poorly (1.5B Qwen2 at depth 4096, Zen 5: 12 GB/s of cache read). Prefetches
+// past the cache's end are harmless (they never fault).
+inline constexpr int64_t k_widen_ahead = 16;
 FRUGAL_TILES_TARGET inline void widen(const uint16_t * src, int64_t src_row, int64_t n, int64_t cols, float * dst) {
-    for (int64_t j = 0; j < n; ++j)
+    for (int64_t j = 0; j < n; ++j) {
+        const uint16_t * ahead = src + (j + k_widen_ahead) * src_row;
+        for (int64_t c = 0; c < cols; c += 32) __builtin_prefetch(ahead + c); // a 64-byte line per 32 values
         for (int64_t c = 0; c < cols; c += vec::lanes) vec::store(dst + j * cols + c, vec::widen(src + j * src_row + c));
+    }
 }
 
 inline constexpr frugal::ops::detail::attention_kernels kernels{vec::lanes, scores, softmax_row, accumulate, widen};
