@@ -24,6 +24,13 @@ struct attention_kernels {
                        float * o, int64_t vd);
     // dst[j, c] = src[j · src_row + c] as F32, for j < n, c < cols: F16 cache rows as a packed tile.
     void (*widen)(const uint16_t * src, int64_t src_row, int64_t n, int64_t cols, float * dst);
+    // scores and accumulate on F16 keys and values read from the cache as they are multiplied
+    // (for few rows, where widening a tile first costs more than it saves), with the same
+    // arithmetic on the same widened values; nullptr: widen first.
+    void (*scores_f16)(const float * q, int64_t rows, int64_t hd, const uint16_t * k, int64_t k_row, int64_t n,
+                       float * s, int64_t ld_s);
+    void (*accumulate_f16)(const float * p, int64_t ld_p, int64_t rows, const uint16_t * v, int64_t v_row, int64_t n,
+                           float * o, int64_t vd);
 };
 
 // The library's AVX-512 F set (attention_avx512.cpp), or nullptr where the CPU (or the OS) lacks it.

@@ -22,10 +22,15 @@
 
 namespace FRUGAL_TILES_NS {
 
+// A vector of K or V as F32: from an F32 tile or cache, or widened from an F16 cache as it is read.
+FRUGAL_TILES_TARGET inline typename vec::reg load_kv(const float * p) { return vec::load(p); }
+FRUGAL_TILES_TARGET inline typename vec::reg load_kv(const uint16_t * p) { return vec::widen(p); }
+
 // s[r, j] for an R × J tile: dot products along head_dim in R·J vector accumulators, each reduced
-// to its total at the end (J = 4: four at once).
-template <int R, int J>
-FRUGAL_TILES_TARGET inline void scores_tile(const float * q, int64_t hd, const float * k, int64_t k_row, float * s,
+// to its total at the end (J = 4: four at once). KV: float, or uint16_t (F16) for keys read from
+// the cache directly.
+template <int R, int J, class KV>
+FRUGAL_TILES_TARGET inline void scores_tile(const float * q, int64_t hd, const KV * k, int64_t k_row, float * s,
                                             int64_t ld_s) {
     static_assert(J == 1 || J == 4);
     typename vec::reg acc[R][J];
@@ -39,7 +44,7 @@ FRUGAL_TILES_TARGET inline void scores_tile(const float * q, int64_t hd, const f
         for (int r = 0; r < R; ++r) qv[r] = vec::load(q + r * hd + d);
 #pragma GCC unroll 4
         for (int j = 0; j < J; ++j) {
-            const typename vec::reg kv = vec::load(k + j * k_row + d);
+            const typename vec::reg kv = load_kv(k + j * k_row + d);
 #pragma GCC unroll 4
             for (int r = 0; r < R; ++r) acc[r][j] = vec::fmadd(qv[r], kv, acc[r][j]);
         }
@@ -62,15 +67,16 @@ FRUGAL_TILES_TARGET inline void by_row_tiles(int64_t rows, Tile tile) {
         if (r < rows) by_row_tiles<R - 1>(rows - r, [&](auto rt, int64_t r2) FRUGAL_TILES_TARGET { tile(rt, r + r2); });
 }
 
-template <int J>
-FRUGAL_TILES_TARGET inline void scores_keys(const float * q, int64_t rows, int64_t hd, const float * k, int64_t k_row,
+template <int J, class KV>
+FRUGAL_TILES_TARGET inline void scores_keys(const float * q, int64_t rows, int64_t hd, const KV * k, int64_t k_row,
                                             float * s, int64_t ld_s) {
     by_row_tiles<vec::tile_rows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
         scores_tile<decltype(rt)::value, J>(q + r * hd, hd, k, k_row, s + r * ld_s, ld_s);
     });
 }
 
-FRUGAL_TILES_TARGET inline void scores(const float * q, int64_t rows, int64_t hd, const float * k, int64_t k_row,
+template <class KV>
+FRUGAL_TILES_TARGET inline void scores(const float * q, int64_t rows, int64_t hd, const KV * k, int64_t k_row,
                                        int64_t n, float * s, int64_t ld_s) {
     int64_t j = 0;
     for (; j + 4 <= n; j += 4) scores_keys<4>(q, rows, hd, k + j * k_row, k_row, s + j, ld_s);
@@ -112,8 +118,8 @@ FRUGAL_TILES_TARGET inline void softmax_row(float * s, int64_t visible, int64_t 
 
 // o[r, NV·lanes columns] += p · v for an R-row tile: the accumulators stay in registers over all
 // n keys.
-template <int R, int NV>
-FRUGAL_TILES_TARGET inline void accumulate_tile(const float * p, int64_t ld_p, const float * v, int64_t v_row,
+template <int R, int NV, class KV>
+FRUGAL_TILES_TARGET inline void accumulate_tile(const float * p, int64_t ld_p, const KV * v, int64_t v_row,
                                                 int64_t n, float * o, int64_t vd) {
     typename vec::reg acc[R][NV];
 #pragma GCC unroll 4
@@ -123,7 +129,7 @@ FRUGAL_TILES_TARGET inline void accumulate_tile(const float * p, int64_t ld_p, c
     for (int64_t j = 0; j < n; ++j) {
         typename vec::reg vv[NV];
 #pragma GCC unroll 4
-        for (int i = 0; i < NV; ++i) vv[i] = vec::load(v + j * v_row + vec::lanes * i);
+        for (int i = 0; i < NV; ++i) vv[i] = load_kv(v + j * v_row + vec::lanes * i);
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) {
             const typename vec::reg w = vec::set1(p[r * ld_p + j]);
@@ -138,7 +144,8 @@ FRUGAL_TILES_TARGET inline void accumulate_tile(const float * p, int64_t ld_p, c
 }
 
 // Columns in 4 registers at a time (tile_rows × 4 accumulators), then one at a time.
-FRUGAL_TILES_TARGET inline void accumulate(const float * p, int64_t ld_p, int64_t rows, const float * v, int64_t v_row,
+template <class KV>
+FRUGAL_TILES_TARGET inline void accumulate(const float * p, int64_t ld_p, int64_t rows, const KV * v, int64_t v_row,
                                            int64_t n, float * o, int64_t vd) {
     const auto cols = [&](auto nv, int64_t e) FRUGAL_TILES_TARGET {
         by_row_tiles<vec::tile_rows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
@@ -164,6 +171,7 @@ FRUGAL_TILES_TARGET inline void widen(const uint16_t * src, int64_t src_row, int
     }
 }
 
-inline constexpr frugal::ops::detail::attention_kernels kernels{vec::lanes, scores, softmax_row, accumulate, widen};
+inline constexpr frugal::ops::detail::attention_kernels kernels{
+    vec::lanes, scores<float>, softmax_row, accumulate<float>, widen, scores<uint16_t>, accumulate<uint16_t>};
 
 } // namespace FRUGAL_TILES_NS
