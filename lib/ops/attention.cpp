@@ -281,7 +281,8 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
         if (direct) {
             // This block's values and the next block's keys are asked for ahead of their use.
             prefetch_rows(pr.f16_values(j0, hk), pr.v_row, n, p.v_dim);
-            prefetch_rows(pr.f16_keys(j0 + k_block_keys, hk), pr.k_row, std::min(k_block_keys, limit - j0 - n), hd);
+            if (const int64_t next = std::min(k_block_keys, limit - j0 - n); next > 0)
+                prefetch_rows(pr.f16_keys(j0 + n, hk), pr.k_row, next, hd);
             pr.kern.scores_f16(qt, rows, hd, pr.f16_keys(j0, hk), pr.k_row, n, s, k_block_keys);
         } else {
             keys = pr.keys(j0, n, hk, ws.k, k_row);

@@ -158,9 +158,9 @@ FRUGAL_TILES_TARGET inline void accumulate(const float * p, int64_t ld_p, int64_
     for (; e < vd; e += vec::lanes) cols(std::integral_constant<int, 1>{}, e);
 }
 
-// Each row converts while the row k_widen_ahead further on is asked for: a decode step reads the
-// whole cache once, from memory, in rows of one kv head strided by the others, which the hardware
-// prefetcher followed poorly (1.5B Qwen2 at depth 4096, Zen 5: 12 GB/s of cache read). Prefetches
+// Each row converts while the row k_widen_ahead further on is asked for: a kv head's rows are
+// strided by the other heads', which the hardware prefetcher followed poorly (the 1.5B Qwen2's
+// decode at depth 4096, when it still widened, Zen 5: 12 → 16 GB/s of cache read). Prefetches
 // past the cache's end are harmless (they never fault).
 inline constexpr int64_t k_widen_ahead = 16;
 FRUGAL_TILES_TARGET inline void widen(const uint16_t * src, int64_t src_row, int64_t n, int64_t cols, float * dst) {

@@ -282,9 +282,9 @@ dtype repacked_type(dtype t) {
 
 bool repacking_speeds_decode(dtype t) {
     // On a Zen 5 (1.5B Qwen2, tg128, 5 alternating rounds) decode from the file's layout beat the
-    // repacked copy: Q4_0 48-49 vs 45 t/s, Q5_0 46-48 vs 44 (the file's pages sit in large
-    // page-cache folios; the copy is 4 KiB pages), and the load skips the copy (Q5_0: 0.07 vs
-    // 0.33 s). The AVX2 kernels still gain from the repacked layout.
+    // repacked copy: Q4_0 48-49 vs 45 t/s, Q5_0 46-48 vs 44 (perhaps because the file's pages
+    // sit in large page-cache folios, the copy's in 4 KiB pages), and the load skips the copy
+    // (Q5_0: 0.07 vs 0.33 s). The AVX2 kernels still gain from the repacked layout.
     return repacked_type(t) != t && !(use_avx2() && cpu_has_avx512_vnni() && detail::avx512_kernels(t));
 }
 
