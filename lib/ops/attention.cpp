@@ -159,8 +159,9 @@ void widen_portable(const uint16_t * src, int64_t src_row, int64_t n, int64_t co
         for (int64_t c = 0; c < cols; ++c) dst[j * cols + c] = fp16_to_fp32(src[j * src_row + c]);
 }
 
-constexpr attention_kernels k_portable{1,       scores_portable, softmax_row_portable, accumulate_portable, widen_portable,
-                                       nullptr, nullptr};
+// No direct F16 kernels (nullptr): an F16 cache is always widened first.
+constexpr attention_kernels k_portable{
+    1, scores_portable, softmax_row_portable, accumulate_portable, widen_portable, nullptr, nullptr};
 
 
 std::atomic<const attention_kernels *> g_test_kernels{nullptr};

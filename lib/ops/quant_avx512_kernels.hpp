@@ -100,8 +100,9 @@ FRUGAL_AVX512 inline __m512i join(__m256i lo, __m256i hi) {
 // (0..15, 0..31: unsigned, as vpdpbusd wants them) and each block's −8 · Σ x (Q4_0) or −16 · Σ x
 // (Q5_0) per lane, from a table made once per call, starts the products' lanes: the exact
 // integer sums of the signed quants, the AVX2 kernel's. Same scale products dw·dx (four blocks'
-// at once), same final sum: bit-identical. On AVX-512 VNNI CPUs Q4_0 and Q5_0 weights stay as stored
-// (ops::repacking_speeds_decode): this kernel read them faster than the repacked layout's did.
+// at once), same final sum: bit-identical. On AVX-512 VNNI CPUs Q4_0 and Q5_0 weights stay as
+// stored (ops::repacking_speeds_decode): this kernel read them faster than the repacked
+// layout's did.
 
 // Rows of at most this many blocks (K <= 32768, as the AVX2 row loop: a 70B Llama's FFN is 28672
 // wide): the activation's quants and offset table live on the stack (68 KiB). Longer rows take
