@@ -54,7 +54,7 @@ void model::report_progress(const load_options & opts, int64_t layer, int64_t n_
 
 repacked_weights * model::repack_store(const load_options & opts) {
     repacked_.set_policy(opts.repack_weights);
-    return opts.repack_weights == repack::never ? nullptr : &repacked_;
+    return &repacked_;
 }
 
 void model::finish_load(const load_options & opts) {

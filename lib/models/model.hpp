@@ -127,7 +127,7 @@ protected:
     // (throws status::cancelled when it asks to stop), and the final totals of weights.
     static void report_progress(const load_options & opts, int64_t layer, int64_t n_layer);
     void finish_load(const load_options & opts);
-    // The store the weight reader repacks through under opts.repack_weights (null: none).
+    // The store the weight reader repacks through, under opts.repack_weights's policy.
     repacked_weights * repack_store(const load_options & opts);
 
     model_config config_;

@@ -64,6 +64,12 @@ bool cpu_has_avx512_vnni() {
     return has;
 }
 
+// t's AVX-512 VNNI kernels where they run here (the CPU has them, the scalar test switch is off),
+// else nullptr.
+const detail::kernels * active_avx512_kernels(dtype t) {
+    return use_avx2() && cpu_has_avx512_vnni() ? detail::avx512_kernels(t) : nullptr;
+}
+
 // Validates (t, n) and returns the kernels to use, SIMD entries over scalar ones where present.
 detail::kernels select(dtype t, int64_t n) {
     const detail::kernels * scalar = detail::scalar_kernels(t);
@@ -74,7 +80,7 @@ detail::kernels select(dtype t, int64_t n) {
                     "quant: row length {} is not a non-negative multiple of the {} block size {}", n, dtype_name(t),
                     bs);
     if (!use_avx2()) return *scalar;
-    const detail::kernels * v = cpu_has_avx512_vnni() ? detail::avx512_kernels(t) : nullptr;
+    const detail::kernels * v = active_avx512_kernels(t);
     if (!v) v = detail::avx2_kernels(t);
     if (!v) return *scalar;
     // The dots come as one set (a null dot_batch/dot_rows means "loop over the SIMD dot", never
@@ -285,7 +291,7 @@ bool repacking_speeds_decode(dtype t) {
     // repacked copy: Q4_0 48-49 vs 45 t/s, Q5_0 46-48 vs 44 (perhaps because the file's pages
     // sit in large page-cache folios, the copy's in 4 KiB pages), and the load skips the copy
     // (Q5_0: 0.07 vs 0.33 s). The AVX2 kernels still gain from the repacked layout.
-    return repacked_type(t) != t && !(use_avx2() && cpu_has_avx512_vnni() && detail::avx512_kernels(t));
+    return repacked_type(t) != t && !active_avx512_kernels(t);
 }
 
 namespace {

@@ -30,6 +30,14 @@ FRUGAL_AVX512 inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+// The total of a row loop's accumulator whose lanes 0-7 are the AVX2 kernel's even-block
+// accumulator and 8-15 its odd one, summed as that kernel sums them.
+FRUGAL_AVX512 inline float even_odd_total(__m512 acc) {
+    const __m256 even = _mm512_castps512_ps256(acc);
+    const __m256 odd = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
+    return hsum256(_mm256_add_ps(even, odd));
+}
+
 FRUGAL_AVX512 inline float half(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); }
 
 // Weight loops ask for the line this far ahead of their reads (the AVX2 kernels' distance, see
@@ -82,9 +90,7 @@ FRUGAL_AVX512 inline void dot_rows_q8_0(const std::byte * w, size_t w_stride, in
                                                _mm512_cvtepi32_ps(dot_lanes(q, x)), acc);
             acc = _mm512_mask_mov_ps(acc, 0x00FF, sum);
         }
-        const __m256 even = _mm512_castps512_ps256(acc);
-        const __m256 odd = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
-        out[r] = hsum256(_mm256_add_ps(even, odd));
+        out[r] = even_odd_total(acc);
     }
 }
 
@@ -180,9 +186,7 @@ FRUGAL_AVX512 inline void dot_rows_stored(const std::byte * w, size_t w_stride, 
                                                       _mm512_set1_ps(half(pair[1].d) * dx[ib + 1]));
             step(pair, ib, scale, both ? 0xFFFF : 0x00FF);
         }
-        const __m256 even = _mm512_castps512_ps256(acc);
-        const __m256 odd = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
-        out[r] = hsum256(_mm256_add_ps(even, odd));
+        out[r] = even_odd_total(acc);
     }
 }
 

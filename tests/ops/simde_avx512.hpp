@@ -20,21 +20,29 @@
 #undef _mm512_madd_epi16
 #define _mm512_madd_epi16(a, b) simde_mm512_madd_epi16(a, b)
 
-// SIMDe 0.7.4 lacks this one: lane by lane, rounding to nearest as the instruction does.
+// The conversions below, lane by lane: lane i of the result (16 lanes of ToLane) is f(lane i of
+// a) (16 lanes of FromLane).
+template <class To, class ToLane, class FromLane, class From, class F>
+To frugal_test_lanes(From a, F f) {
+    static_assert(sizeof(From) == 16 * sizeof(FromLane) && sizeof(To) == 16 * sizeof(ToLane));
+    FromLane in[16];
+    std::memcpy(in, &a, sizeof in);
+    ToLane out[16];
+    for (int i = 0; i < 16; ++i) out[i] = f(in[i]);
+    To r;
+    std::memcpy(&r, out, sizeof out);
+    return r;
+}
+
+// SIMDe 0.7.4 lacks this one: rounding to nearest as the instruction does.
 inline simde__m512 frugal_test_cvtepi32_ps(simde__m512i a) {
-    const simde__m512i_private in = simde__m512i_to_private(a);
-    simde__m512_private out;
-    for (int i = 0; i < 16; ++i) out.f32[i] = float(in.i32[i]);
-    return simde__m512_from_private(out);
+    return frugal_test_lanes<simde__m512, float, int32_t>(a, [](int32_t v) { return float(v); });
 }
 #define _mm512_cvtepi32_ps frugal_test_cvtepi32_ps
 
 // Nor this one (vpmovdb): each int32 lane's low byte.
 inline simde__m128i frugal_test_cvtepi32_epi8(simde__m512i a) {
-    const simde__m512i_private in = simde__m512i_to_private(a);
-    simde__m128i_private out;
-    for (int i = 0; i < 16; ++i) out.i8[i] = int8_t(in.i32[i]);
-    return simde__m128i_from_private(out);
+    return frugal_test_lanes<simde__m128i, int8_t, int32_t>(a, [](int32_t v) { return int8_t(v); });
 }
 #define _mm512_cvtepi32_epi8 frugal_test_cvtepi32_epi8
 
@@ -56,10 +64,7 @@ inline int32_t frugal_test_reduce_add_epi32(simde__m512i a) {
 
 // Nor vpmovdw: each int32 lane's low half.
 inline simde__m256i frugal_test_cvtepi32_epi16(simde__m512i a) {
-    const simde__m512i_private in = simde__m512i_to_private(a);
-    simde__m256i_private out;
-    for (int i = 0; i < 16; ++i) out.i16[i] = int16_t(in.i32[i]);
-    return simde__m256i_from_private(out);
+    return frugal_test_lanes<simde__m256i, int16_t, int32_t>(a, [](int32_t v) { return int16_t(v); });
 }
 #define _mm512_cvtepi32_epi16 frugal_test_cvtepi32_epi16
 
@@ -75,21 +80,14 @@ inline simde__m512i frugal_test_i32gather_epi32(simde__m512i index, const void *
 
 // Nor this one (vpmovsxbd): the 16 int8 of a into int32 lanes.
 inline simde__m512i frugal_test_cvtepi8_epi32(simde__m128i a) {
-    int8_t in[16];
-    std::memcpy(in, &a, sizeof in);
-    simde__m512i_private out;
-    for (int i = 0; i < 16; ++i) out.i32[i] = in[i];
-    return simde__m512i_from_private(out);
+    return frugal_test_lanes<simde__m512i, int32_t, int8_t>(a, [](int8_t v) { return int32_t(v); });
 }
 #define _mm512_cvtepi8_epi32 frugal_test_cvtepi8_epi32
 
 // Nor these, used by the attention kernels (vcvtph2ps also by q8's packing): conversions, and
 // masked loads and stores.
 inline simde__m512i frugal_test_cvtps_epi32(simde__m512 a) { // rounding to nearest even, as MXCSR's default
-    const simde__m512_private in = simde__m512_to_private(a);
-    simde__m512i_private out;
-    for (int i = 0; i < 16; ++i) out.i32[i] = int32_t(std::nearbyint(in.f32[i]));
-    return simde__m512i_from_private(out);
+    return frugal_test_lanes<simde__m512i, int32_t, float>(a, [](float v) { return int32_t(std::nearbyint(v)); });
 }
 #define _mm512_cvtps_epi32 frugal_test_cvtps_epi32
 
@@ -97,11 +95,8 @@ inline float frugal_test_cvtss_f32(simde__m512 a) { return simde__m512_to_privat
 #define _mm512_cvtss_f32 frugal_test_cvtss_f32
 
 inline simde__m512 frugal_test_cvtph_ps(simde__m256i a) {
-    uint16_t in[16];
-    std::memcpy(in, &a, sizeof in);
-    simde__m512_private out;
-    for (int i = 0; i < 16; ++i) out.f32[i] = simde_mm_cvtss_f32(simde_mm_cvtph_ps(simde_mm_cvtsi32_si128(in[i])));
-    return simde__m512_from_private(out);
+    return frugal_test_lanes<simde__m512, float, uint16_t>(
+        a, [](uint16_t h) { return simde_mm_cvtss_f32(simde_mm_cvtph_ps(simde_mm_cvtsi32_si128(h))); });
 }
 #define _mm512_cvtph_ps frugal_test_cvtph_ps
 
