@@ -104,21 +104,24 @@ void check_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
     }
 }
 
-// K-quant (Q4_K, Q6_K) rows of random bytes (every quant and sub-block scale pattern) with
-// ordinary positive fp16 super-block scales, against one Q8_K activation row; the single-row dot
-// of both builds, bit for bit.
+// K-quant (Q4_K, Q5_K, Q6_K) rows of random bytes (every quant and sub-block scale pattern) with
+// ordinary positive fp16 super-block scales, against one Q8_K activation row: the single-row dot
+// and (where the type has one) the row loop of both builds against the AVX2 dot, bit for bit.
+// 129 super-blocks is past the row loop's stack limit, where it hands over to AVX2.
 template <class Block>
-void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot) {
+void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
+                                decltype(ops::detail::kernels::dot_rows) dot_rows) {
     const ops::detail::kernels * avx2 = ops::detail::avx2_kernels(t);
     REQUIRE(avx2);
     std::mt19937 rng(7);
     std::uniform_int_distribution<int> byte(0, 255);
     std::uniform_real_distribution<float> scale(1e-4f, 1e-3f);
     std::normal_distribution<float> normal(0.f, 1.f);
-    for (int64_t nb : {1, 2, 3, 7, 35}) {
+    constexpr int64_t rows = 3;
+    for (int64_t nb : {1, 2, 3, 7, 35, 129}) {
         CAPTURE(nb);
         const int64_t n = nb * k_qk_k;
-        std::vector<Block> w(static_cast<size_t>(nb));
+        std::vector<Block> w(static_cast<size_t>(rows * nb));
         for (auto & b : w) {
             auto * bytes = reinterpret_cast<uint8_t *>(&b);
             for (size_t i = 0; i < sizeof b; ++i) bytes[i] = uint8_t(byte(rng));
@@ -129,8 +132,17 @@ void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot
         for (auto & v : x) v = normal(rng);
         std::vector<std::byte> act(ops::activation_bytes(t, n));
         ops::quantize_activation(t, x.data(), act.data(), n);
-        const float want = avx2->dot(w.data(), act.data(), n), got = dot(w.data(), act.data(), n);
-        CHECK(std::memcmp(&got, &want, sizeof want) == 0);
+        std::vector<float> got_rows(static_cast<size_t>(rows));
+        if (dot_rows)
+            dot_rows(reinterpret_cast<const std::byte *>(w.data()), nb * sizeof(Block), rows, act.data(), n,
+                     got_rows.data());
+        for (int64_t r = 0; r < rows; ++r) {
+            CAPTURE(r);
+            const Block * row = w.data() + r * nb;
+            const float want = avx2->dot(row, act.data(), n), got = dot(row, act.data(), n);
+            CHECK(std::memcmp(&got, &want, sizeof want) == 0);
+            if (dot_rows) CHECK(std::memcmp(&got_rows[size_t(r)], &want, sizeof want) == 0);
+        }
     }
 }
 
@@ -145,9 +157,15 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
     SUBCASE("q5_0") {
         check_against_avx2(dtype::q5_0, frugal_test_simde::dot_32<dtype::q5_0>, frugal_test_simde::dot_rows_32<dtype::q5_0>);
     }
-    SUBCASE("q4_k") { check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, frugal_test_simde::dot_q45_k<false>); }
-    SUBCASE("q5_k") { check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, frugal_test_simde::dot_q45_k<true>); }
-    SUBCASE("q6_k") { check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, frugal_test_simde::dot_q6_k); }
+    SUBCASE("q4_k") {
+        check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, frugal_test_simde::dot_q45_k<false>,
+                                               frugal_test_simde::dot_rows_q45_k<false>);
+    }
+    SUBCASE("q5_k") {
+        check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, frugal_test_simde::dot_q45_k<true>,
+                                               frugal_test_simde::dot_rows_q45_k<true>);
+    }
+    SUBCASE("q6_k") { check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, frugal_test_simde::dot_q6_k, nullptr); }
 }
 
 TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doctest::timeout(60)) {
@@ -165,7 +183,9 @@ TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doct
     REQUIRE(q4_k);
     REQUIRE(q5_k);
     REQUIRE(q6_k);
-    check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, q4_k->dot);
-    check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, q5_k->dot);
-    check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, q6_k->dot);
+    check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, q4_k->dot, q4_k->dot_rows);
+    check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, q5_k->dot, q5_k->dot_rows);
+    check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, q6_k->dot, q6_k->dot_rows);
+    CHECK(ops::detail::decode_row_loop(dtype::q4_k)); // decode selects the row loops
+    CHECK(ops::detail::decode_row_loop(dtype::q5_k));
 }
