@@ -32,7 +32,7 @@ kernels with_avx512_dots(dtype t, decltype(kernels::dot) dot, decltype(kernels::
 } // namespace
 
 const kernels * avx512_kernels(dtype t) {
-    static const kernels q8_0 = with_avx512_dots(dtype::q8_0, avx512::dot_q8_0, avx512::dot_rows_q8_0);
+    static const kernels q8_0 = with_avx512_dots(dtype::q8_0, avx512::dot_32<dtype::q8_0>, avx512::dot_rows_32<dtype::q8_0>);
     static const kernels q4_0 = with_avx512_dots(dtype::q4_0, avx512::dot_32<dtype::q4_0>, avx512::dot_rows_32<dtype::q4_0>);
     static const kernels q5_0 = with_avx512_dots(dtype::q5_0, avx512::dot_32<dtype::q5_0>, avx512::dot_rows_32<dtype::q5_0>);
     static const kernels q4_k = with_avx512_dots(dtype::q4_k, avx512::dot_q45_k<false>, avx512::dot_rows_q45_k<false>);

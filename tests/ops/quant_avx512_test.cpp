@@ -150,7 +150,7 @@ void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot
 
 TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" * doctest::timeout(120)) {
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: nothing to compare the kernels with");
-    SUBCASE("q8_0") { check_against_avx2(dtype::q8_0, frugal_test_simde::dot_q8_0, frugal_test_simde::dot_rows_q8_0); }
+    SUBCASE("q8_0") { check_against_avx2(dtype::q8_0, frugal_test_simde::dot_32<dtype::q8_0>, frugal_test_simde::dot_rows_32<dtype::q8_0>); }
     SUBCASE("q4_0") {
         check_against_avx2(dtype::q4_0, frugal_test_simde::dot_32<dtype::q4_0>, frugal_test_simde::dot_rows_32<dtype::q4_0>);
     }
