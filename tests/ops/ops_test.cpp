@@ -278,6 +278,26 @@ TEST_CASE("swiglu matches the reference, including large |x|" * doctest::timeout
                     }
 }
 
+TEST_CASE("swiglu's vector kernels (AVX2, AVX-512) agree to the bit" * doctest::timeout(60)) {
+    const auto kernels = ops::detail::swiglu_kernels_for_tests();
+    if (kernels.size() < 2) FRUGAL_SKIP("this CPU runs one SwiGLU kernel at most: nothing to compare");
+    // Every length up to two 16-lane steps and a tail (the wide kernel hands its rest to the
+    // narrow one), then a long row; gates from −1000 to 1000 reach the exponential's flush to 0.
+    for (int64_t n : {1, 7, 8, 15, 16, 17, 24, 31, 33, 1000})
+        for (float amp : {1.f, 30.f, 1000.f}) {
+            CAPTURE(n);
+            CAPTURE(amp);
+            const auto gate = test::random_floats(size_t(n), uint32_t(n), -amp, amp);
+            const auto up = test::random_floats(size_t(n), uint32_t(n) + 1, -2.f, 2.f);
+            std::vector<float> want(static_cast<size_t>(n)), got(static_cast<size_t>(n));
+            kernels[0](gate.data(), up.data(), want.data(), n);
+            for (size_t k = 1; k < kernels.size(); ++k) {
+                kernels[k](gate.data(), up.data(), got.data(), n);
+                CHECK(std::memcmp(got.data(), want.data(), size_t(n) * sizeof(float)) == 0);
+            }
+        }
+}
+
 TEST_CASE("swiglu_rows matches the reference row by row, with strides and in place" * doctest::timeout(60)) {
     // m · n = 20400 > the op's parallel threshold, so the 2-thread run really splits.
     const int64_t m = 120, n = 170, ld_gate = 181, ld_up = 173;
