@@ -25,7 +25,7 @@ python3 - "$out" "$rounds" <<'PY'
 import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 def load(engine):
-    tests, mem, load_s, extra, gemm = {}, None, [], {}, "?"
+    tests, by_round, mem, load_s, extra, gemm = {}, {}, None, [], {}, "?"
     for i in range(rounds):
         for line in open(f"{out}/{engine}.{i}.jsonl"):
             line = line.strip()
@@ -33,6 +33,7 @@ def load(engine):
             j = json.loads(line)
             if "test" in j:
                 tests.setdefault(j["test"], []).extend(j["tps"])
+                by_round.setdefault(j["test"], {}).setdefault(i, []).extend(j["tps"])
                 if "bound_tps" in j: extra.setdefault(j["test"], []).append(j["bound_tps"])
             if "peak_rss_kib" in j: mem = max(mem or 0, j["peak_rss_kib"])
             if "load_s" in j: load_s.append(j["load_s"])
@@ -40,10 +41,12 @@ def load(engine):
                 shares = sorted(j.get("prefill_paths", {}).items(), key=lambda x: -x[1])
                 paths = ", ".join(f"{p} {share:.0%}" for p, share in shares)
                 gemm = j["prefill_gemm"] + (f" (a prompt token's multiply-adds here: {paths})" if paths else "")
-    return tests, mem, load_s, extra, gemm
-f, fm, fl, bounds, gemm = load("frugal"); l, lm, ll, _, _ = load("llamacpp")
+    return tests, by_round, mem, load_s, extra, gemm
+f, f_rounds, fm, fl, bounds, gemm = load("frugal"); l, l_rounds, lm, ll, _, _ = load("llamacpp")
 print(f"frugal's prefill GEMM: {gemm}")
-print(f"{'test':12} {'frugal t/s':>12} {'llama.cpp t/s':>14} {'ratio':>7}  decode bound t/s (frugal / llama.cpp share)")
+# Each round ran the two engines back to back, so its own ratio is the least disturbed by the
+# machine's drift: their range shows how far the noise moved the ratio of medians.
+print(f"{'test':12} {'frugal t/s':>12} {'llama.cpp t/s':>14} {'ratio':>7} {'rounds':>11}  decode bound t/s (frugal / llama.cpp share)")
 for t in f:
     if t in l:
         a, b = statistics.median(f[t]), statistics.median(l[t])
@@ -51,7 +54,10 @@ for t in f:
         if t in bounds:  # frugal measured the read bandwidth right after its decode runs
             bound = statistics.median(bounds[t])
             roof = f"  {bound:.2f} ({a / bound:.0%} / {b / bound:.0%})"
-        print(f"{t:12} {a:12.2f} {b:14.2f} {a / b:7.2f}x{roof}")
+        paired = [statistics.median(f_rounds[t][i]) / statistics.median(l_rounds[t][i])
+                  for i in f_rounds[t] if i in l_rounds.get(t, {})]
+        spread = f"{min(paired):.2f}-{max(paired):.2f}" if len(paired) > 1 else ""
+        print(f"{t:12} {a:12.2f} {b:14.2f} {a / b:7.2f}x {spread:>11}{roof}")
 print(f"peak RSS: frugal {fm / 1024:.0f} MiB, llama.cpp {lm / 1024:.0f} MiB ({fm / lm:.2f}x)")
 print(f"load time (median): frugal {statistics.median(fl):.2f} s, llama.cpp {statistics.median(ll):.2f} s")
 PY
