@@ -62,7 +62,10 @@ FRUGAL_SIMD_EXP_TARGET inline __m256 exp_nonpositive(__m256 x) {
 
 #define FRUGAL_SIMD_EXP_TARGET_512 __attribute__((target("avx512f,avx2,fma")))
 
-// pow2_split and exp_nonpositive on 16 lanes, operation for operation.
+// pow2_split and exp_nonpositive on 16 lanes, operation for operation (the constants above are
+// shared; the steps are written per width because each function needs its own target attribute:
+// a template over the register type would carry AVX-512's into the AVX2 instantiation, where the
+// compiler could then emit EVEX code that an AVX2-only CPU cannot run).
 FRUGAL_SIMD_EXP_TARGET_512 inline __m512 pow2_split(__m512 n, __m512 f) {
     __m512 p = _mm512_set1_ps(k_exp2_taylor[0]);
     for (size_t i = 1; i < sizeof k_exp2_taylor / sizeof k_exp2_taylor[0]; ++i)
