@@ -37,7 +37,7 @@ const kernels * avx512_kernels(dtype t) {
     static const kernels q5_0 = with_avx512_dots(dtype::q5_0, avx512::dot_32<dtype::q5_0>, avx512::dot_rows_32<dtype::q5_0>);
     static const kernels q4_k = with_avx512_dots(dtype::q4_k, avx512::dot_q45_k<false>, avx512::dot_rows_q45_k<false>);
     static const kernels q5_k = with_avx512_dots(dtype::q5_k, avx512::dot_q45_k<true>, avx512::dot_rows_q45_k<true>);
-    static const kernels q6_k = with_avx512_dots(dtype::q6_k, avx512::dot_q6_k, nullptr); // dot per row
+    static const kernels q6_k = with_avx512_dots(dtype::q6_k, avx512::dot_q6_k, avx512::dot_rows_q6_k);
     switch (t) {
     case dtype::q8_0: return &q8_0;
     case dtype::q4_0: return &q4_0;

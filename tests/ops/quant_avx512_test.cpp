@@ -106,8 +106,8 @@ void check_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
 
 // K-quant (Q4_K, Q5_K, Q6_K) rows of random bytes (every quant and sub-block scale pattern) with
 // ordinary positive fp16 super-block scales, against one Q8_K activation row: the single-row dot
-// and (where the type has one) the row loop of both builds against the AVX2 dot, bit for bit.
-// 129 super-blocks is past the row loop's stack limit, where it hands over to AVX2.
+// and the row loop of both builds against the AVX2 dot, bit for bit. 129 super-blocks is past the
+// Q4_K/Q5_K row loop's stack limit, where it hands over to AVX2.
 template <class Block>
 void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
                                 decltype(ops::detail::kernels::dot_rows) dot_rows) {
@@ -133,15 +133,13 @@ void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot
         std::vector<std::byte> act(ops::activation_bytes(t, n));
         ops::quantize_activation(t, x.data(), act.data(), n);
         std::vector<float> got_rows(static_cast<size_t>(rows));
-        if (dot_rows)
-            dot_rows(reinterpret_cast<const std::byte *>(w.data()), nb * sizeof(Block), rows, act.data(), n,
-                     got_rows.data());
+        dot_rows(reinterpret_cast<const std::byte *>(w.data()), nb * sizeof(Block), rows, act.data(), n, got_rows.data());
         for (int64_t r = 0; r < rows; ++r) {
             CAPTURE(r);
             const Block * row = w.data() + r * nb;
             const float want = avx2->dot(row, act.data(), n), got = dot(row, act.data(), n);
             CHECK(std::memcmp(&got, &want, sizeof want) == 0);
-            if (dot_rows) CHECK(std::memcmp(&got_rows[size_t(r)], &want, sizeof want) == 0);
+            CHECK(std::memcmp(&got_rows[size_t(r)], &want, sizeof want) == 0);
         }
     }
 }
@@ -150,7 +148,9 @@ void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot
 
 TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" * doctest::timeout(120)) {
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: nothing to compare the kernels with");
-    SUBCASE("q8_0") { check_against_avx2(dtype::q8_0, frugal_test_simde::dot_32<dtype::q8_0>, frugal_test_simde::dot_rows_32<dtype::q8_0>); }
+    SUBCASE("q8_0") {
+        check_against_avx2(dtype::q8_0, frugal_test_simde::dot_32<dtype::q8_0>, frugal_test_simde::dot_rows_32<dtype::q8_0>);
+    }
     SUBCASE("q4_0") {
         check_against_avx2(dtype::q4_0, frugal_test_simde::dot_32<dtype::q4_0>, frugal_test_simde::dot_rows_32<dtype::q4_0>);
     }
@@ -165,7 +165,9 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
         check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, frugal_test_simde::dot_q45_k<true>,
                                                frugal_test_simde::dot_rows_q45_k<true>);
     }
-    SUBCASE("q6_k") { check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, frugal_test_simde::dot_q6_k, nullptr); }
+    SUBCASE("q6_k") {
+        check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, frugal_test_simde::dot_q6_k, frugal_test_simde::dot_rows_q6_k);
+    }
 }
 
 TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doctest::timeout(60)) {
@@ -186,6 +188,6 @@ TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doct
     check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, q4_k->dot, q4_k->dot_rows);
     check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, q5_k->dot, q5_k->dot_rows);
     check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, q6_k->dot, q6_k->dot_rows);
-    CHECK(ops::detail::decode_row_loop(dtype::q4_k)); // decode selects the row loops
-    CHECK(ops::detail::decode_row_loop(dtype::q5_k));
+    for (dtype t : {dtype::q4_k, dtype::q5_k, dtype::q6_k})
+        CHECK(ops::detail::decode_row_loop(t)); // and decode selects their row loops
 }
