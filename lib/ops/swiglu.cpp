@@ -48,7 +48,8 @@ __attribute__((target("avx512f,avx2,fma"))) void swiglu_avx512(const float * gat
     for (; i + 16 <= n; i += 16) {
         const __m512 g = _mm512_loadu_ps(gate + i);
         const __m512 t = detail::exp_nonpositive(_mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(g), sign)));
-        const __m512 num = _mm512_mask_mov_ps(one, _mm512_cmplt_epi32_mask(_mm512_castps_si512(g), _mm512_setzero_si512()), t);
+        const __mmask16 negative = _mm512_cmplt_epi32_mask(_mm512_castps_si512(g), _mm512_setzero_si512()); // sign bit
+        const __m512 num = _mm512_mask_mov_ps(one, negative, t);
         const __m512 s = _mm512_div_ps(num, _mm512_add_ps(one, t));
         _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(g, s), _mm512_loadu_ps(up + i)));
     }
