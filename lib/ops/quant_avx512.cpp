@@ -20,11 +20,13 @@
 namespace frugal::ops::detail {
 namespace {
 
-// The AVX2 set with the AVX-512 dots in place: their results are bit-identical to the AVX2
-// ones, so the batched AVX2 dots (dot_batch) stay consistent with them.
-kernels with_avx512_dots(dtype t, decltype(kernels::dot) dot, decltype(kernels::dot_rows) dot_rows) {
+// The AVX2 set with an AVX-512 row loop (and its one-row case as the single dot) in place: their
+// results are bit-identical to the AVX2 ones, so the batched AVX2 dots (dot_batch) stay
+// consistent with them.
+template <auto dot_rows>
+kernels with_avx512_row_loop(dtype t) {
     kernels k = *avx2_kernels(t);
-    k.dot = dot;
+    k.dot = avx512::one_row<dot_rows>;
     k.dot_rows = dot_rows;
     return k;
 }
@@ -32,12 +34,12 @@ kernels with_avx512_dots(dtype t, decltype(kernels::dot) dot, decltype(kernels::
 } // namespace
 
 const kernels * avx512_kernels(dtype t) {
-    static const kernels q8_0 = with_avx512_dots(dtype::q8_0, avx512::dot_32<dtype::q8_0>, avx512::dot_rows_32<dtype::q8_0>);
-    static const kernels q4_0 = with_avx512_dots(dtype::q4_0, avx512::dot_32<dtype::q4_0>, avx512::dot_rows_32<dtype::q4_0>);
-    static const kernels q5_0 = with_avx512_dots(dtype::q5_0, avx512::dot_32<dtype::q5_0>, avx512::dot_rows_32<dtype::q5_0>);
-    static const kernels q4_k = with_avx512_dots(dtype::q4_k, avx512::dot_q45_k<false>, avx512::dot_rows_q45_k<false>);
-    static const kernels q5_k = with_avx512_dots(dtype::q5_k, avx512::dot_q45_k<true>, avx512::dot_rows_q45_k<true>);
-    static const kernels q6_k = with_avx512_dots(dtype::q6_k, avx512::dot_q6_k, avx512::dot_rows_q6_k);
+    static const kernels q8_0 = with_avx512_row_loop<avx512::dot_rows_32<dtype::q8_0>>(dtype::q8_0);
+    static const kernels q4_0 = with_avx512_row_loop<avx512::dot_rows_32<dtype::q4_0>>(dtype::q4_0);
+    static const kernels q5_0 = with_avx512_row_loop<avx512::dot_rows_32<dtype::q5_0>>(dtype::q5_0);
+    static const kernels q4_k = with_avx512_row_loop<avx512::dot_rows_q45_k<false>>(dtype::q4_k);
+    static const kernels q5_k = with_avx512_row_loop<avx512::dot_rows_q45_k<true>>(dtype::q5_k);
+    static const kernels q6_k = with_avx512_row_loop<avx512::dot_rows_q6_k>(dtype::q6_k);
     switch (t) {
     case dtype::q8_0: return &q8_0;
     case dtype::q4_0: return &q4_0;

@@ -187,7 +187,7 @@ FRUGAL_AVX512 inline __m512i chunk_pair_scales(__m256i scales_mins, int c, int h
     return _mm512_permutexvar_epi16(pick, _mm512_castsi256_si512(scales_mins));
 }
 
-// The row loop (dot_q45_k is its one-row case) re-lays the activation once per call, and the
+// The row loop re-lays the activation once per call, and the
 // scales are unpacked in vector registers. With both, in cache on Zen 5, 1 thread: 27-30 -> 37
 // GB/s; Q4_K_M tg32, 8 alternating pairs, 2 threads: +1-2 % (slow memory phases) to +7-10 %
 // (fast ones); 1 thread +9 %.
@@ -276,13 +276,6 @@ FRUGAL_AVX512 inline void dot_rows_q45_k(const std::byte * w, size_t w_stride, i
     }
 }
 
-template <bool Q5>
-FRUGAL_AVX512 inline float dot_q45_k(const void * w, const void * act, int64_t n) {
-    float r;
-    dot_rows_q45_k<Q5>(static_cast<const std::byte *>(w), 0, 1, act, n, &r);
-    return r;
-}
-
 // --- Q6_K with Q8_K activations -----------------------------------------------------------------
 // The AVX2 kernel's 32-element chunks j of each 128-element half, two per zmm (j in lanes 0-7,
 // j + 1 in 8-15): one 64-byte load covers both chunks' low bits, and per-lane shifts place both
@@ -344,11 +337,6 @@ FRUGAL_AVX512 inline void dot_rows_q6_k(const std::byte * w, size_t w_stride, in
     }
 }
 
-FRUGAL_AVX512 inline float dot_q6_k(const void * w, const void * act, int64_t n) {
-    float r;
-    dot_rows_q6_k(static_cast<const std::byte *>(w), 0, 1, act, n, &r);
-    return r;
-}
 
 // The row loops of Q8_0, Q4_0 and Q5_0 as the decode table takes them: rows longer than the
 // kernel's stack holds go to the AVX2 one.
@@ -362,10 +350,12 @@ FRUGAL_AVX512 inline void dot_rows_32(const std::byte * w, size_t w_stride, int6
     dot_rows_stored<block>(w, w_stride, rows, act, n, out);
 }
 
-template <frugal::dtype T>
-FRUGAL_AVX512 inline float dot_32(const void * w, const void * act, int64_t n) {
+// A row loop's one-row case: every kernel here is a row loop, and the decode table's single-row
+// dot is it with rows = 1.
+template <auto dot_rows>
+FRUGAL_AVX512 inline float one_row(const void * w, const void * act, int64_t n) {
     float r;
-    dot_rows_32<T>(static_cast<const std::byte *>(w), 0, 1, act, n, &r);
+    dot_rows(static_cast<const std::byte *>(w), 0, 1, act, n, &r);
     return r;
 }
 

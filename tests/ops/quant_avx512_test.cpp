@@ -148,25 +148,30 @@ void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot
 
 TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" * doctest::timeout(120)) {
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: nothing to compare the kernels with");
+    namespace emu = frugal_test_simde; // each kernel is a row loop; its one-row case is the single dot
     SUBCASE("q8_0") {
-        check_against_avx2(dtype::q8_0, frugal_test_simde::dot_32<dtype::q8_0>, frugal_test_simde::dot_rows_32<dtype::q8_0>);
+        constexpr auto rows = emu::dot_rows_32<dtype::q8_0>;
+        check_against_avx2(dtype::q8_0, emu::one_row<rows>, rows);
     }
     SUBCASE("q4_0") {
-        check_against_avx2(dtype::q4_0, frugal_test_simde::dot_32<dtype::q4_0>, frugal_test_simde::dot_rows_32<dtype::q4_0>);
+        constexpr auto rows = emu::dot_rows_32<dtype::q4_0>;
+        check_against_avx2(dtype::q4_0, emu::one_row<rows>, rows);
     }
     SUBCASE("q5_0") {
-        check_against_avx2(dtype::q5_0, frugal_test_simde::dot_32<dtype::q5_0>, frugal_test_simde::dot_rows_32<dtype::q5_0>);
+        constexpr auto rows = emu::dot_rows_32<dtype::q5_0>;
+        check_against_avx2(dtype::q5_0, emu::one_row<rows>, rows);
     }
     SUBCASE("q4_k") {
-        check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, frugal_test_simde::dot_q45_k<false>,
-                                               frugal_test_simde::dot_rows_q45_k<false>);
+        constexpr auto rows = emu::dot_rows_q45_k<false>;
+        check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, emu::one_row<rows>, rows);
     }
     SUBCASE("q5_k") {
-        check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, frugal_test_simde::dot_q45_k<true>,
-                                               frugal_test_simde::dot_rows_q45_k<true>);
+        constexpr auto rows = emu::dot_rows_q45_k<true>;
+        check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, emu::one_row<rows>, rows);
     }
     SUBCASE("q6_k") {
-        check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, frugal_test_simde::dot_q6_k, frugal_test_simde::dot_rows_q6_k);
+        constexpr auto rows = emu::dot_rows_q6_k;
+        check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, emu::one_row<rows>, rows);
     }
 }
 
