@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <optional>
 #include <string_view>
 
 #include "util/profile.hpp"
 #include "ops/dnnl_compat.hpp"
+#include "ops/gemm_pack.hpp"
 #include "ops/q8_gemm.hpp"
 #include "ops/quant.hpp"
 #include "util/buffer.hpp"
@@ -17,6 +19,15 @@
 #include "util/log.hpp"
 
 namespace frugal::ops {
+
+// A oneDNN matmul and the weight memory it reads.
+struct gemm_plan {
+    dnnl::matmul prim;
+    dnnl::memory::desc weights;
+    int64_t k_padded = 0;           // panels: K padded to the layout's blocks
+    dnnl::memory::desc scratchpad{}; // panels: the caller's scratchpad (one per running thread)
+};
+
 namespace {
 
 using dims = dnnl::memory::dims;
@@ -102,7 +113,23 @@ void dequantize_for_gemm(const raw_view & w, int64_t r, float * out, std::vector
     dequantize_row(dtype::q5_1, buf.data(), out, k);
 }
 
-dims weight_strides(int64_t k, int64_t n, bool w_kn) { return w_kn ? dims{n, 1} : dims{1, k}; }
+// How a GEMM's [K, N] weight sits in memory.
+enum class weight_layout : uint8_t {
+    rows,    // [N, K] row-major, as a file stores a linear weight
+    columns, // [K, N] row-major (linear_t)
+    panels,  // ops/gemm_pack.hpp's panels, where oneDNN takes them (its AVX-512 brgemm): M fixed,
+             // run by one thread on its own chunk (matmul_context::linear_panels)
+};
+
+dims weight_strides(int64_t k, int64_t n, weight_layout layout) {
+    return layout == weight_layout::columns ? dims{n, 1} : dims{1, k};
+}
+
+// Scratch each thread keeps while it writes weight rows into panels.
+struct pack_scratch {
+    std::vector<std::byte> buf; // dequantize_for_gemm's (Q5_1)
+    std::vector<float> row;     // a row in F32 on its way to BF16
+};
 
 // --- int8 prefill -----------------------------------------------------------------------------
 // Y = X · Wᵀ as one u8 × s8 → s32 GEMM per slab of weight rows:
@@ -279,12 +306,20 @@ prefill_gemm prefill_gemm_for(prefill_gemm chosen, dtype t) {
 struct matmul_context::impl {
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
-    // K, N, ldy, weight dtype, weight stored [K, N] (linear_t) rather than [N, K] (linear)
-    using key = std::tuple<int64_t, int64_t, int64_t, int, bool>;
-    // nullopt: BF16 with no fast oneDNN implementation on this CPU (run_gemm widens to F32).
-    std::map<key, std::optional<dnnl::matmul>> primitives;
+    // M (0 where left open: rows, columns), K, N, ldy, weight dtype, weight layout
+    using key = std::tuple<int64_t, int64_t, int64_t, int64_t, int, weight_layout>;
+    // nullopt: BF16 with no fast oneDNN implementation on this CPU (run_gemm widens to F32), or
+    // panels that oneDNN does not take here.
+    std::map<key, std::optional<gemm_plan>> primitives;
+    // Above this many, the cache starts over: panels' primitives are per M, and a long-running
+    // session sees prompts of many lengths.
+    static constexpr size_t k_max_primitives = 256;
     std::vector<std::byte> quant_scratch;
-    std::vector<float> slab;              // dequantized weight rows
+    std::vector<float> slab;              // dequantized weight rows [rows, K]
+    // Panels: per thread, a chunk's panel, 16 rows on their way into it, the chunk's output
+    // [m, 64] and the matmul's scratchpad; and a oneDNN stream.
+    std::vector<std::byte> panel_scratch;
+    std::vector<dnnl::stream> thread_streams;
     std::vector<float> x_rounded;         // activations rounded as the weight type's kernels see them
     // BF16 path: activations [m, K] and a weight slab [rows, K] in BF16.
     std::vector<uint16_t> x_bf16, slab_bf16;
@@ -315,31 +350,48 @@ struct matmul_context::impl {
             .first->second;
     }
 
-    // The F32 or BF16 matmul for this shape, or nullptr for BF16 that oneDNN runs only in its
-    // reference code or not at all (oneDNN 2.6 implements BF16 matmul from AVX-512 on).
-    dnnl::matmul * primitive(int64_t k, int64_t n, int64_t ldy, dtype wtype, bool w_kn) {
-        const key kk{k, n, ldy, int(wtype), w_kn};
+    // The F32 or BF16 matmul for this shape and weight layout (panels: for m rows; the others
+    // leave M open), or nullptr for BF16 that oneDNN runs only in its reference code or not at
+    // all (oneDNN 2.6 implements BF16 matmul from AVX-512 on) and for panels oneDNN does not
+    // take on this CPU. make_room first, for as many plans as the caller holds at once.
+    const gemm_plan * plan(int64_t m, int64_t k, int64_t n, int64_t ldy, dtype wtype, weight_layout layout) {
+        const key kk{layout == weight_layout::panels ? m : 0, k, n, ldy, int(wtype), layout};
         auto it = primitives.find(kk);
-        if (it == primitives.end()) it = primitives.emplace(kk, create(k, n, ldy, wtype, w_kn)).first;
+        if (it == primitives.end()) it = primitives.emplace(kk, create(kk)).first;
         return it->second ? &*it->second : nullptr;
     }
+    void make_room(size_t plans) {
+        if (primitives.size() + plans > k_max_primitives) primitives.clear();
+    }
 
-    std::optional<dnnl::matmul> create(int64_t k, int64_t n, int64_t ldy, dtype wtype, bool w_kn) const {
+    std::optional<gemm_plan> create(const key & kk) const {
+        const auto [m, k, n, ldy, type, layout] = kk;
+        const dtype wtype = dtype(type);
         const bool bf16 = wtype == dtype::bf16;
         const dt t = bf16 ? dt::bf16 : dt::f32;
-        const auto M = DNNL_RUNTIME_DIM_VAL;
-        // src [M, K] row-major; weights [K, N] stored as W [N, K] row-major (strides {1, K}) or,
-        // for linear_t, as [K, N] row-major; dst [M, N] with row stride ldy so a slab can write
-        // into a wider output.
+        const bool panels = layout == weight_layout::panels;
+        const auto M = panels ? m : DNNL_RUNTIME_DIM_VAL;
+        // src [M, K] row-major; weights [K, N] in `layout` (panels: the format oneDNN picks, taken
+        // only if it is gemm_pack's); dst [M, N] with row stride ldy so a slab can write into a
+        // wider output.
         const dnnl::memory::desc src_md(dims{M, k}, t, dims{k, 1});
-        const dnnl::memory::desc w_md(dims{k, n}, t, weight_strides(k, n, w_kn));
+        const dnnl::memory::desc w_md = panels ? dnnl::memory::desc(dims{k, n}, t, dnnl::memory::format_tag::any)
+                                               : dnnl::memory::desc(dims{k, n}, t, weight_strides(k, n, layout));
         const dnnl::memory::desc dst_md(dims{M, n}, dt::f32, dims{ldy, 1});
         try {
-            auto pd = dnnl_compat::matmul_pd(engine, src_md, w_md, dst_md);
-            FRUGAL_LOG_DEBUG("matmul: {} k={} n={}: oneDNN {}", dtype_name(wtype), k, n, pd.impl_info_str());
+            // Panels run one matmul per thread, each on one thread, with its own scratchpad.
+            omp_threads_scope threads(panels ? 1 : 0);
+            dnnl::primitive_attr attr;
+            if (panels) attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+            auto pd = dnnl_compat::matmul_pd(engine, src_md, w_md, dst_md, attr);
+            FRUGAL_LOG_DEBUG("matmul: {} m={} k={} n={}: oneDNN {}", dtype_name(wtype), M, k, n, pd.impl_info_str());
             if (bf16 && std::string_view(pd.impl_info_str()).starts_with("ref")) return std::nullopt;
-            return dnnl::matmul(pd);
+            gemm_plan p{dnnl::matmul(pd), pd.weights_desc()};
+            if (panels && !(p.k_padded = dnnl_compat::gemm_panels_padded_k(p.weights))) return std::nullopt;
+            if (panels) p.scratchpad = pd.scratchpad_desc();
+            return p;
         } catch (const dnnl::error & e) {
+            if (panels) return std::nullopt;
             if (bf16) {
                 FRUGAL_LOG_DEBUG("matmul: no oneDNN bf16 matmul for k={} n={} here: widened to f32", k, n);
                 return std::nullopt;
@@ -371,8 +423,9 @@ void matmul_context::gemm(dtype wtype, const void * w, int64_t n, int64_t k, con
 void matmul_context::run_gemm(dtype wtype, const void * x, const void * w, int64_t n, int64_t k, int64_t m, float * y,
                               int64_t ldy, bool w_kn) {
     omp_threads_scope threads(n_threads_);
-    dnnl::matmul * prim = impl_->primitive(k, n, ldy, wtype, w_kn);
-    if (!prim) {
+    impl_->make_room(1);
+    const gemm_plan * plan = impl_->plan(m, k, n, ldy, wtype, w_kn ? weight_layout::columns : weight_layout::rows);
+    if (!plan) {
         // BF16 without a fast oneDNN matmul: the same rounded operands, widened (exactly) to F32.
         // The products of two BF16 values are exact in F32, so only the summation order differs
         // from a native BF16 GEMM (f32 accumulation).
@@ -391,10 +444,97 @@ void matmul_context::run_gemm(dtype wtype, const void * x, const void * w, int64
     const dt t = wtype == dtype::bf16 ? dt::bf16 : dt::f32;
     // Memory objects wrap caller pointers; oneDNN never writes src or weights.
     dnnl::memory src_mem({dims{m, k}, t, dims{k, 1}}, impl_->engine, const_cast<void *>(x));
-    dnnl::memory w_mem({dims{k, n}, t, weight_strides(k, n, w_kn)}, impl_->engine, const_cast<void *>(w));
+    dnnl::memory w_mem(plan->weights, impl_->engine, const_cast<void *>(w));
     dnnl::memory dst_mem({dims{m, n}, dt::f32, dims{ldy, 1}}, impl_->engine, y);
-    prim->execute(impl_->stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, dst_mem}});
+    plan->prim.execute(impl_->stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, dst_mem}});
     impl_->stream.wait();
+}
+
+bool matmul_context::panels_available(dtype t) {
+    constexpr int64_t side = gemm_pack::panel_cols;
+    impl_->make_room(1);
+    return impl_->plan(side, side, side, side, t, weight_layout::panels) != nullptr;
+}
+
+struct matmul_context::panel_rows {
+    // Writes weight row r's first K elements (F32 or BF16) at dst.
+    std::function<void(int64_t r, void * dst, pack_scratch & scratch)> row;
+    // Where set: writes the 16 rows from r at `at` in the panel in one step, or returns false.
+    std::function<bool(int64_t r, void * at)> group;
+};
+
+// Each thread takes chunks of 64 weight rows: writes a chunk into one panel of its own
+// (gemm_pack.hpp; 384 KiB at K = 1536, in L2), runs the panel's matmul on one thread into its
+// own [m, 64] output, and copies that into y's columns (oneDNN 2.6's brgemm writes only a dense
+// output). One 2-thread GEMM per 8 MiB slab of panels was slower: the threads waited for each
+// other's packing, and the slab's stores went past L2. Zen 5, 2 threads, GFLOP/s of `linear`
+// on an F16 weight at M = 512 / 128: [8960, 1536] 393 / 273 on slabs of rows, 402 / 365 on
+// slabs of panels, 462 / 410 on per-thread panels ([1536, 8960]: 374 / 317 → 435 / 421; the
+// GEMM alone on ready panels: 470-500).
+bool matmul_context::linear_panels(const raw_view & w, dtype t, const void * x, int64_t m, int64_t k, float * y,
+                                   int64_t ldy, const panel_rows & rows) {
+    constexpr int64_t chunk = gemm_pack::panel_cols, group = gemm_pack::group_rows;
+    const int64_t n = w.shape.rows();
+    auto & im = *impl_;
+    if (!prefill_panels) return false;
+    im.make_room(2);
+    const gemm_plan * full = n >= chunk ? im.plan(m, k, chunk, chunk, t, weight_layout::panels) : nullptr;
+    const gemm_plan * tail = n % chunk ? im.plan(m, k, n % chunk, n % chunk, t, weight_layout::panels) : nullptr;
+    if ((n >= chunk && !full) || (n % chunk && !tail)) return false;
+    const gemm_plan & any = full ? *full : *tail;
+    const int64_t element = t == dtype::bf16 ? 2 : 4, kp = any.k_padded;
+    const dt type = t == dtype::bf16 ? dt::bf16 : dt::f32;
+    // Per thread, each part 64-byte aligned: the panel [kp words / 64 columns], 16 rows [16, kp],
+    // the output [m, 64] and the larger scratchpad.
+    const auto aligned = [](size_t bytes) { return (bytes + 63) / 64 * 64; };
+    const size_t panel_bytes = aligned(any.weights.get_size()), rows_bytes = aligned(size_t(group * kp * element));
+    const size_t out_bytes = aligned(size_t(m * chunk) * sizeof(float));
+    const size_t pad_bytes =
+        aligned(std::max(full ? full->scratchpad.get_size() : 0, tail ? tail->scratchpad.get_size() : 0));
+    const size_t per_thread = panel_bytes + rows_bytes + out_bytes + pad_bytes;
+    omp_threads_scope threads(n_threads_);
+    const int n_thr = omp_get_max_threads();
+    std::byte * scratch = grow(im.panel_scratch, int64_t(per_thread) * n_thr + 64);
+    scratch += (64 - reinterpret_cast<uintptr_t>(scratch) % 64) % 64;
+    while (im.thread_streams.size() < size_t(n_thr)) im.thread_streams.emplace_back(im.engine);
+#pragma omp parallel
+    {
+        const int me = omp_get_thread_num();
+        std::byte * panel = scratch + per_thread * size_t(me);
+        std::byte * group_rows = panel + panel_bytes;
+        auto * out = reinterpret_cast<float *>(group_rows + rows_bytes);
+        std::byte * pad = group_rows + rows_bytes + out_bytes;
+        dnnl::stream & stream = im.thread_streams[size_t(me)];
+        dnnl::memory src_mem({dims{m, k}, type, dims{k, 1}}, im.engine, const_cast<void *>(x));
+        pack_scratch ps;
+#pragma omp for schedule(static)
+        for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+            const int64_t cols = std::min(chunk, n - c0);
+            const gemm_plan & plan = cols == chunk ? *full : *tail;
+            // The chunk's rows, 16 at a time, into the panel's columns; past `cols` zeros.
+            for (int64_t g0 = 0; g0 < chunk; g0 += group) {
+                std::byte * at = panel + g0 * 4;
+                if (g0 + group <= cols && rows.group && rows.group(c0 + g0, at)) continue;
+                for (int64_t i = 0; i < group; ++i) {
+                    std::byte * dst = group_rows + i * kp * element;
+                    const bool real = g0 + i < cols;
+                    if (real) rows.row(c0 + g0 + i, dst, ps);
+                    std::fill(dst + (real ? k * element : 0), dst + kp * element, std::byte{0});
+                }
+                gemm_pack::transpose_group(group_rows, kp * element, kp * element / 4, at);
+            }
+            dnnl::memory w_mem(plan.weights, im.engine, panel);
+            dnnl::memory dst_mem({dims{m, cols}, dt::f32, dims{cols, 1}}, im.engine, out);
+            dnnl::memory pad_mem(plan.scratchpad, im.engine, pad);
+            plan.prim.execute(stream, {{DNNL_ARG_SRC, src_mem},
+                                       {DNNL_ARG_WEIGHTS, w_mem},
+                                       {DNNL_ARG_DST, dst_mem},
+                                       {DNNL_ARG_SCRATCHPAD, pad_mem}});
+            stream.wait();
+            for (int64_t i = 0; i < m; ++i) std::copy_n(out + i * cols, cols, y + i * ldy + c0);
+        }
+    }
+    return true;
 }
 
 void matmul_context::linear(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
@@ -409,7 +549,6 @@ void matmul_context::linear_any(const raw_view & w, const float * x, float * x_s
                                 int64_t ldy) {
     const profile::scope timed(profile::op::matmul);
     const int64_t n = w.shape.rows();
-    const int64_t k = w.shape.innermost();
     if (m <= 0) return;
     check_output_stride(ldy, n);
     if (m < small_batch) {
@@ -417,7 +556,7 @@ void matmul_context::linear_any(const raw_view & w, const float * x, float * x_s
         return;
     }
     if (w.type == dtype::f32) {
-        run_gemm(dtype::f32, x, w.data, n, k, m, y, ldy, false);
+        linear_f32(w, x, x_scratch, m, y, ldy);
         return;
     }
     switch (prefill_gemm_for(prefill, w.type)) {
@@ -429,23 +568,47 @@ void matmul_context::linear_any(const raw_view & w, const float * x, float * x_s
 }
 
 // Round the activations as the small-batch kernels do (in x_scratch when there is one and the
-// rounded row is no longer than x's), then dequantize slabs of weight rows to F32 and GEMM each
-// into its columns of y.
+// rounded row is no longer than x's; F32 weights take x as it is), then dequantize slabs of
+// weight rows to F32, into panels where oneDNN takes them (else as rows; F32 weights then as
+// mapped), and GEMM each into its columns of y.
 void matmul_context::linear_f32(const raw_view & w, const float * x, float * x_scratch, int64_t m, float * y,
                                 int64_t ldy) {
     const int64_t n = w.shape.rows();
     const int64_t k = w.shape.innermost();
     const int64_t kg = gemm_k(w.type, k);
+    auto & im = *impl_;
     omp_threads_scope threads(n_threads_);
-    float * xr = x_scratch && kg == k ? x_scratch : grow(impl_->x_rounded, m * kg); // round_activation works in place
+    const float * xr = x;
+    if (w.type != dtype::f32) {
+        float * rounded = x_scratch && kg == k ? x_scratch : grow(im.x_rounded, m * kg); // works in place
 #pragma omp parallel
-    {
-        std::vector<std::byte> buf;
+        {
+            std::vector<std::byte> buf;
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i < m; ++i) round_activation(w.type, x + i * k, xr + i * kg, k, buf);
+            for (int64_t i = 0; i < m; ++i) round_activation(w.type, x + i * k, rounded + i * kg, k, buf);
+        }
+        xr = rounded;
+    }
+    // F32 and F16 rows go from the file into the panels in one step (K in whole blocks, as in
+    // every model).
+    const bool whole_blocks = kg % gemm_pack::block_words == 0;
+    const panel_rows to_panels{
+        [&](int64_t r, void * dst, pack_scratch & s) { dequantize_for_gemm(w, r, static_cast<float *>(dst), s.buf); },
+        [&](int64_t r, void * at) {
+            if (!whole_blocks) return false;
+            if (w.type == dtype::f16)
+                return gemm_pack::transpose_group_f16(w.row(r), w.row_stride(), kg, static_cast<float *>(at));
+            if (w.type != dtype::f32) return false;
+            gemm_pack::transpose_group(w.row(r), w.row_stride(), kg, at);
+            return true;
+        }};
+    if (linear_panels(w, dtype::f32, xr, m, kg, y, ldy, to_panels)) return;
+    if (w.type == dtype::f32) {
+        run_gemm(dtype::f32, xr, w.data, n, kg, m, y, ldy, false);
+        return;
     }
     const int64_t slab_rows = balanced_slab_rows(n, kg * int64_t(sizeof(float)));
-    float * slab = grow(impl_->slab, slab_rows * kg);
+    float * slab = grow(im.slab, slab_rows * kg);
     for (int64_t r0 = 0; r0 < n; r0 += slab_rows) {
         const int64_t rows = std::min(slab_rows, n - r0);
 #pragma omp parallel
@@ -458,8 +621,8 @@ void matmul_context::linear_f32(const raw_view & w, const float * x, float * x_s
     }
 }
 
-// Activations to BF16 once, then slabs of weight rows dequantized to BF16 (BF16 weights as
-// stored), one BF16 GEMM each.
+// Activations to BF16 once, then weight rows into panels (BF16 rows as stored) or, where oneDNN
+// takes no panels, slabs of rows dequantized to BF16 (BF16 weights as mapped), one BF16 GEMM each.
 void matmul_context::linear_bf16(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
     const int64_t n = w.shape.rows();
     const int64_t k = w.shape.innermost();
@@ -468,6 +631,17 @@ void matmul_context::linear_bf16(const raw_view & w, const float * x, int64_t m,
     uint16_t * xb = grow(impl_->x_bf16, m * k); // [m, K]
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < m; ++i) conv.activations_to_bf16(x + i * k, xb + i * k, k);
+    // BF16 rows go from the file into the panels as they are (K in whole blocks of 32).
+    const bool direct = w.type == dtype::bf16 && k % (2 * gemm_pack::block_words) == 0;
+    const panel_rows to_panels{[&](int64_t r, void * dst, pack_scratch & s) {
+                                   s.row.resize(size_t(k));
+                                   conv.to_bf16(w.type, w.row(r), s.row.data(), static_cast<uint16_t *>(dst), k);
+                               },
+                               [&](int64_t r, void * at) {
+                                   if (direct) gemm_pack::transpose_group(w.row(r), w.row_stride(), k / 2, at);
+                                   return direct;
+                               }};
+    if (linear_panels(w, dtype::bf16, xb, m, k, y, ldy, to_panels)) return;
     if (w.type == dtype::bf16) {
         run_gemm(dtype::bf16, xb, w.data, n, k, m, y, ldy, false);
         return;

@@ -3,13 +3,15 @@
 // Paths, chosen per call:
 //   - few rows (decode, m < small_batch): ops::matmul_rows, which reads the weight in place in
 //     any dtype (a GEMM call costs more than the work here).
-//   - F32 weights: oneDNN matmul straight on the (memory-mapped) weight, no copy.
-//   - otherwise (prefill of a quantized/half weight) as matmul_context::prefill says: slabs of
-//     weight rows dequantized to F32 (exact) or BF16, or requantized to int8, in scratch, and a
-//     oneDNN matmul on each; BF16 weights go to the BF16 matmul as stored; or (q8) chunks of
-//     32 weight rows packed for frugal's own VNNI kernel.
-// oneDNN primitives are created once per (K, N, ldy, dtype) with the row count M left open
-// (DNNL_RUNTIME_DIM_VAL) and cached in the context.
+//   - otherwise (prefill) as matmul_context::prefill says: slabs of weight rows dequantized to
+//     F32 (exact; F32 weights too) or BF16, or requantized to int8, in scratch, and a oneDNN
+//     matmul on each; or (q8) chunks of 32 weight rows packed for frugal's own VNNI kernel.
+//     F32 and BF16 slabs go straight into the panels oneDNN's AVX-512 matmul reads
+//     (ops/gemm_pack.hpp) where it takes them; elsewhere as rows (F32 and BF16 weights then as
+//     mapped, no copy).
+// oneDNN primitives are created once per (K, N, ldy, dtype, weight layout) and cached in the
+// context, with the row count M left open (DNNL_RUNTIME_DIM_VAL) except for panels, whose
+// matmul (brgemm) needs it fixed: one primitive per M there (0.15-0.5 ms to create on Zen 5).
 #pragma once
 
 #include <cstdint>
@@ -26,6 +28,7 @@ namespace frugal::ops {
 namespace q8 {
 struct activations;
 }
+struct gemm_plan;
 
 // Weight types whose prefill may go through the int8 GEMM: 4- and 5-bit formats, whose own
 // rounding dwarfs a requantization to int8 rows. Q6_K, Q8_0 and F16/BF16 would lose precision to
@@ -87,6 +90,12 @@ public:
     // activation scales are coarser than llama.cpp's per-32 blocks (next-token KL divergence
     // +2-3 %, docs/PERF.md).
     prefill_gemm prefill = default_prefill_gemm();
+    // F32 and BF16 prefill GEMMs through oneDNN's panels (ops/gemm_pack.hpp) where it takes them;
+    // false: slabs of rows, as on CPUs where it does not (tests run both).
+    bool prefill_panels = true;
+    // Whether oneDNN takes panels for F32 (or BF16) GEMMs on this CPU: where it does not, F32
+    // and BF16 prefill goes through slabs of rows.
+    bool panels_available(dtype t);
 
     // y[m, ldy] (first N columns written) = x[m, K] · wᵀ, w = [N, K].
     void linear(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
@@ -124,6 +133,11 @@ private:
     // instead of [n, k].
     void run_gemm(dtype wtype, const void * x, const void * w, int64_t n, int64_t k, int64_t m, float * y, int64_t ldy,
                   bool w_kn);
+    // y = x · wᵀ for x[m, k] in t (F32 or BF16) through panels (ops/gemm_pack.hpp), w's rows
+    // written there as `rows` says; false (nothing done) where oneDNN takes no panels here.
+    struct panel_rows;
+    bool linear_panels(const raw_view & w, dtype t, const void * x, int64_t m, int64_t k, float * y, int64_t ldy,
+                       const panel_rows & rows);
     struct impl;
     std::unique_ptr<impl> impl_;
     int n_threads_;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <oneapi/dnnl/dnnl.hpp>
 
 #include "common/test_support.hpp"
 #include "common/simde_kernels.hpp"
@@ -23,6 +24,7 @@
 #include "frugal/tensor_view.hpp"
 #include "ops/attention.hpp"
 #include "ops/attention_kernels.hpp"
+#include "ops/gemm_pack.hpp"
 #include "ops/matmul.hpp"
 #include "ops/quant.hpp"
 #include "ops/rmsnorm.hpp"
@@ -787,8 +789,9 @@ void check_linear(ops::matmul_context & ctx, const test_weight & w, int64_t m, i
     check_product(w, m, ldy, seed, [&](const float * x, float * y) { ctx.linear(w.view(), x, m, y, ldy); });
 }
 
-// Every path of one weight type: m = 1, 3, 7 run the small-batch kernels, m >= 8 the GEMM on the
-// weight (F32) or on dequantized slabs; ldy = n + 5 writes into a wider output.
+// Every path of one weight type: m = 1, 3, 7 run the small-batch kernels, m >= 8 the GEMM on
+// panels (where oneDNN takes them; tails of N under 64 and 16 columns here) or on the weight
+// (F32) or dequantized slabs; ldy = n + 5 writes into a wider output.
 void check_linear_paths(dtype t) {
     struct nk {
         int64_t n, k;
@@ -797,17 +800,20 @@ void check_linear_paths(dtype t) {
     const int64_t kb = traits(t).block_size == k_qk_k ? k_qk_k : k_qk;
     const nk shapes[] = {{1, kb}, {7, 2 * kb}, {33, 3 * kb}, {101, 4 * kb}, {17, 11 * kb}};
     const int64_t ms[] = {1, 3, 7, 8, 33, 100};
-    for (int threads : k_thread_counts) {
-        ops::matmul_context ctx(threads); // one context for all shapes: its primitive cache sees many keys
-        ctx.prefill = ops::prefill_gemm::f32; // the exact path (the BF16 one has its own test)
-        ctx.small_batch = 8;
-        for (const auto & s : shapes)
-            for (uint32_t seed : k_seeds) {
-                const auto w = make_weight(t, s.n, s.k, seed);
-                for (int64_t m : ms)
-                    for (int64_t extra : {0, 5}) check_linear(ctx, w, m, s.n + extra, seed + 1);
-            }
-    }
+    for (int threads : k_thread_counts)
+        for (bool panels : {true, false}) {
+            CAPTURE(panels);
+            ops::matmul_context ctx(threads); // one context for all shapes: its primitive cache sees many keys
+            ctx.prefill = ops::prefill_gemm::f32; // the exact path (the BF16 one has its own test)
+            ctx.prefill_panels = panels;
+            ctx.small_batch = 8;
+            for (const auto & s : shapes)
+                for (uint32_t seed : k_seeds) {
+                    const auto w = make_weight(t, s.n, s.k, seed);
+                    for (int64_t m : ms)
+                        for (int64_t extra : {0, 5}) check_linear(ctx, w, m, s.n + extra, seed + 1);
+                }
+        }
 }
 
 } // namespace
@@ -834,18 +840,71 @@ TEST_CASE("linear with q4_k, q5_k and q6_k weights matches the reference on both
 }
 
 TEST_CASE("linear dequantizes a large weight slab by slab" * doctest::timeout(60)) {
-    // K = 8192 gives 128-row slabs (4 MiB of f32; 124 rows for Q5_1, whose GEMM rows carry one
-    // extra column per block), so N = 300 takes three, the last partial.
+    // K = 8192 gives slabs of 256 rows (8 MiB of f32; 248 for Q5_1, whose GEMM rows carry one
+    // extra column per block), so N = 300 takes two, split evenly; in panels, four chunks of 64
+    // rows and one of 44.
     const int64_t n = 300, k = 8192;
     for (dtype t : {dtype::f16, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_1}) {
         const auto w = make_weight(t, n, k, 7);
-        for (int threads : k_thread_counts) {
-            ops::matmul_context ctx(threads);
-            ctx.prefill = ops::prefill_gemm::f32; // the exact path (the BF16 one has its own test)
-            for (int64_t m : {8, 20})
-                for (int64_t ldy : {n, n + 3}) check_linear(ctx, w, m, ldy, uint32_t(m));
-        }
+        for (int threads : k_thread_counts)
+            for (bool panels : {true, false}) {
+                CAPTURE(panels);
+                ops::matmul_context ctx(threads);
+                ctx.prefill = ops::prefill_gemm::f32; // the exact path (the BF16 one has its own test)
+                ctx.prefill_panels = panels;
+                for (int64_t m : {8, 20})
+                    for (int64_t ldy : {n, n + 3}) check_linear(ctx, w, m, ldy, uint32_t(m));
+            }
     }
+}
+
+TEST_CASE("gemm_pack transposes 16 weight rows into a panel's columns, on every path" * doctest::timeout(60)) {
+    namespace gp = ops::gemm_pack;
+    constexpr int64_t panel = gp::panel_cols, group = gp::group_rows;
+    for (int64_t k_words : {16, 48, 160})
+        for (int64_t gap : {0, 3}) { // row stride: k_words words, or more (rows read where the file has them)
+            CAPTURE(k_words);
+            CAPTURE(gap);
+            const int64_t stride = (k_words + gap) * 4;
+            std::vector<uint32_t> rows(size_t(group * (k_words + gap)));
+            std::mt19937 rng(uint32_t(k_words + gap));
+            for (auto & v : rows) v = rng();
+            const auto * bytes = reinterpret_cast<const std::byte *>(rows.data());
+            // The group lands at columns 16..31 of the panel; the rest keeps its sentinel.
+            const uint32_t sentinel = 0xdeadbeef;
+            std::vector<uint32_t> want(size_t(k_words * panel), sentinel);
+            for (int64_t kw = 0; kw < k_words; ++kw)
+                for (int64_t r = 0; r < group; ++r)
+                    want[size_t(kw * panel + 16 + r)] = rows[size_t(r * (k_words + gap) + kw)];
+            std::vector<uint32_t> portable(want.size(), sentinel), dispatched(want.size(), sentinel);
+            gp::detail::transpose_group_portable(bytes, stride, k_words, portable.data() + 16);
+            gp::transpose_group(bytes, stride, k_words, dispatched.data() + 16);
+            CHECK(portable == want);
+            CHECK(dispatched == want);
+            // F16 rows of k = k_words values, widened: the transpose of their F32 values.
+            std::vector<uint16_t> halves(size_t(group * (k_words + gap)));
+            for (auto & h : halves) h = fp32_to_fp16(std::uniform_real_distribution<float>(-4.f, 4.f)(rng));
+            std::vector<float> f16_want(size_t(k_words * panel), -1.f), f16_got(f16_want.size(), -1.f);
+            for (int64_t kw = 0; kw < k_words; ++kw)
+                for (int64_t r = 0; r < group; ++r)
+                    f16_want[size_t(kw * panel + 16 + r)] = fp16_to_fp32(halves[size_t(r * (k_words + gap) + kw)]);
+            const bool direct = gp::transpose_group_f16(reinterpret_cast<const std::byte *>(halves.data()),
+                                                        (k_words + gap) * 2, k_words, f16_got.data() + 16);
+            CHECK(direct == ops::detail::avx512f_supported());
+            if (direct) CHECK(f16_got == f16_want);
+        }
+}
+
+TEST_CASE("prefill takes oneDNN's panels where it multiplies on AVX-512" * doctest::timeout(60)) {
+    // oneDNN 2.6.3 runs its brgemm matmul, whose panels gemm_pack writes, from AVX-512 (F32)
+    // and AVX512-BF16 (BF16) on. If a oneDNN release changes that layout, the recognizer in
+    // dnnl_compat.hpp refuses it and prefill falls back to slabs of rows: correct, but this fails.
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const auto has = [&](dnnl::cpu_isa want) { return (isa & unsigned(want)) == unsigned(want); };
+    ops::matmul_context ctx(2);
+    if (has(dnnl::cpu_isa::avx512_core)) CHECK(ctx.panels_available(dtype::f32));
+    else MESSAGE("oneDNN runs below AVX-512 here: prefill takes slabs of rows");
+    if (has(dnnl::cpu_isa::avx512_core_bf16)) CHECK(ctx.panels_available(dtype::bf16));
 }
 
 namespace {
@@ -856,12 +915,13 @@ float round_bf16(float v) { return bf16_to_fp32(fp32_to_bf16(v)); }
 // bf16(x) and bf16(w) (w dequantized first; exact in F32), summed in F32, so only the summation
 // bound separates the two. A mistake in either rounding (none, or twice through another format)
 // is far above it.
-void check_bf16_prefill(dtype t, int64_t n, int64_t k, int64_t m, int threads) {
-    INFO(std::string(dtype_name(t)), " [", n, ", ", k, "], m ", m, ", threads ", threads);
+void check_bf16_prefill(dtype t, int64_t n, int64_t k, int64_t m, int threads, bool panels) {
+    INFO(std::string(dtype_name(t)), " [", n, ", ", k, "], m ", m, ", threads ", threads, ", panels ", panels);
     auto w = make_weight(t, n, k, uint32_t(n + k));
     const auto x = test::random_floats(size_t(m * k), uint32_t(m));
     ops::matmul_context ctx(threads);
     ctx.prefill = ops::prefill_gemm::bf16;
+    ctx.prefill_panels = panels;
     ctx.small_batch = 8;
     const int64_t ldy = n + 3;
     std::vector<float> y(size_t(m * ldy), k_sentinel), got(size_t(m * n));
@@ -887,10 +947,12 @@ TEST_CASE("bf16 prefill multiplies BF16-rounded weights and activations, in ever
                     dtype::iq4_nl, dtype::q4_k, dtype::q5_k, dtype::q6_k}) {
         const int64_t kb = traits(t).block_size == k_qk_k ? k_qk_k : k_qk;
         for (int threads : k_thread_counts)
-            for (int64_t m : {8, 37}) check_bf16_prefill(t, 33, 4 * kb, m, threads);
+            for (int64_t m : {8, 37})
+                for (bool panels : {true, false}) check_bf16_prefill(t, 33, 4 * kb, m, threads, panels);
     }
-    // K = 8192: 256-row BF16 slabs, so N = 300 takes two, the last partial.
-    for (dtype t : {dtype::q8_0, dtype::q4_0_repacked}) check_bf16_prefill(t, 300, 8192, 9, 2);
+    // K = 8192: 512-row BF16 slabs, so N = 600 takes two; in panels, nine chunks of 64 and one of 24.
+    for (dtype t : {dtype::bf16, dtype::q8_0, dtype::q4_0_repacked})
+        for (bool panels : {true, false}) check_bf16_prefill(t, 600, 8192, 9, 2, panels);
 }
 
 TEST_CASE("bf16 prefill leaves q5_1 and f16 on the exact path" * doctest::timeout(60)) {

@@ -1,0 +1,118 @@
+// gemm_pack.cpp - see gemm_pack.hpp. The file is built for baseline x86-64; the AVX-512
+// transposes carry their own target attribute and run only where the CPU has AVX-512 F.
+#include "ops/gemm_pack.hpp"
+
+#include <cstring>
+
+#include "ops/quant.hpp"
+
+#if defined(__x86_64__)
+// GCC 12's AVX-512 headers build "undefined" pass-through operands as `__m512 __Y = __Y;`, which
+// -W(maybe-)uninitialized reports once inlined (see quant_avx512.cpp).
+#  pragma GCC diagnostic ignored "-Wuninitialized"
+#  pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#  include <immintrin.h>
+#endif
+
+namespace frugal::ops::gemm_pack {
+
+namespace detail {
+void transpose_group_portable(const std::byte * rows, int64_t row_bytes, int64_t k_words, void * out) {
+    auto * to = static_cast<std::byte *>(out);
+    for (int64_t kw = 0; kw < k_words; ++kw)
+        for (int64_t r = 0; r < group_rows; ++r) std::memcpy(to + (kw * panel_cols + r) * 4, rows + r * row_bytes + kw * 4, 4);
+}
+} // namespace detail
+
+namespace {
+
+#if defined(__x86_64__)
+#  define FRUGAL_PACK_AVX512 __attribute__((target("avx512f,f16c")))
+
+// r[i] holds 16 words of row i; stores word j of every row, rows 0..15 in order, at panel row j
+// (out + j · 64 words).
+FRUGAL_PACK_AVX512 void transpose_block(const __m512i (&r)[16], std::byte * out) {
+    constexpr int64_t row_bytes = panel_cols * 4;
+    __m512i t[16], u[16];
+    // t[2i], t[2i+1]: rows 2i and 2i+1 interleaved word by word within each 128-bit lane.
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4i + j], 128-bit lane L: rows 4i .. 4i+3 of word 4L + j.
+    for (int i = 0; i < 4; ++i) {
+        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    // Word 4L + j: lane L of u[j], u[4 + j], u[8 + j], u[12 + j], gathered in two lane shuffles.
+    for (int j = 0; j < 4; ++j) {
+        const __m512i even_lo = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88); // lanes 0, 2 of each
+        const __m512i odd_lo = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xdd);  // lanes 1, 3
+        const __m512i even_hi = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88);
+        const __m512i odd_hi = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xdd);
+        _mm512_storeu_si512(out + (0 + j) * row_bytes, _mm512_shuffle_i32x4(even_lo, even_hi, 0x88));
+        _mm512_storeu_si512(out + (4 + j) * row_bytes, _mm512_shuffle_i32x4(odd_lo, odd_hi, 0x88));
+        _mm512_storeu_si512(out + (8 + j) * row_bytes, _mm512_shuffle_i32x4(even_lo, even_hi, 0xdd));
+        _mm512_storeu_si512(out + (12 + j) * row_bytes, _mm512_shuffle_i32x4(odd_lo, odd_hi, 0xdd));
+    }
+}
+
+// Rows read from the mapped file usually come from memory: each row's line 1 KiB ahead is
+// prefetched as a block starts a new line.
+FRUGAL_PACK_AVX512 inline void prefetch_ahead(const std::byte * at) {
+    _mm_prefetch(reinterpret_cast<const char *>(at + 1024), _MM_HINT_T0);
+}
+
+FRUGAL_PACK_AVX512 void transpose_group_avx512(const std::byte * rows, int64_t row_bytes, int64_t k_words, void * out) {
+    auto * to = static_cast<std::byte *>(out);
+    for (int64_t k0 = 0; k0 < k_words; k0 += block_words) {
+        __m512i r[16];
+        for (int i = 0; i < 16; ++i) {
+            const std::byte * at = rows + i * row_bytes + k0 * 4;
+            prefetch_ahead(at);
+            r[i] = _mm512_loadu_si512(at);
+        }
+        transpose_block(r, to + k0 * panel_cols * 4);
+    }
+}
+
+FRUGAL_PACK_AVX512 void transpose_group_f16_avx512(const std::byte * rows, int64_t row_bytes, int64_t k, float * out) {
+    auto * to = reinterpret_cast<std::byte *>(out);
+    for (int64_t k0 = 0; k0 < k; k0 += block_words) {
+        __m512i r[16];
+        for (int i = 0; i < 16; ++i) {
+            const std::byte * at = rows + i * row_bytes + k0 * 2;
+            if (k0 % 32 == 0) prefetch_ahead(at);
+            r[i] = _mm512_castps_si512(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(at))));
+        }
+        transpose_block(r, to + k0 * panel_cols * 4);
+    }
+}
+#endif
+
+} // namespace
+
+void transpose_group(const std::byte * rows, int64_t row_bytes, int64_t k_words, void * out) {
+#if defined(__x86_64__)
+    if (ops::detail::avx512f_supported()) {
+        transpose_group_avx512(rows, row_bytes, k_words, out);
+        return;
+    }
+#endif
+    detail::transpose_group_portable(rows, row_bytes, k_words, out);
+}
+
+bool transpose_group_f16(const std::byte * rows, int64_t row_bytes, int64_t k, float * out) {
+#if defined(__x86_64__)
+    if (ops::detail::avx512f_supported()) {
+        transpose_group_f16_avx512(rows, row_bytes, k, out);
+        return true;
+    }
+#endif
+    (void)rows, (void)row_bytes, (void)k, (void)out;
+    return false;
+}
+
+} // namespace frugal::ops::gemm_pack

@@ -1,0 +1,43 @@
+// gemm_pack.hpp - weight rows written straight into the panels oneDNN's AVX-512 matmul (brgemm)
+// takes its weights in, so the GEMM does not copy them again.
+//
+// The layout (oneDNN's BA16a64b for F32, BA16a64b2a for BF16) of a [K, N] weight, in 32-bit
+// words (one F32 value, or two BF16 values adjacent along K): N in panels of 64 columns, each
+// panel a [K words][64] row-major matrix, panels one after another; K padded to whole blocks of
+// 16 words and N to whole panels, with zeros:
+//   word (kw, n) at (n / 64) · k_words_padded · 64 + kw · 64 + n % 64.
+// Weight rows (columns here) go in 16 at a time, transposed in 16 × 16 word blocks.
+//
+// Why, measured on Zen 5 (2 threads, oneDNN 2.6.3, GFLOP/s of the GEMM alone, weights as a file
+// holds them ([N, K], M left open: gemm:jit, which copies them itself) → in panels (brgemm)):
+// F32, M = 512, K = 1536, N = 1408: 436 → 508; K = 8960, N = 256: 439 → 497; M = 48: 184 → 520
+// and 291 → 516. BF16, the same shapes: 889 → 1031, 904 → 1037; M = 48: 853 → 1039.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace frugal::ops::gemm_pack {
+
+inline constexpr int64_t panel_cols = 64;  // N per panel
+inline constexpr int64_t group_rows = 16;  // weight rows transposed at once
+inline constexpr int64_t block_words = 16; // K words per transposed block
+
+// Word kw of row r (at rows + r · row_bytes) to out[kw · 64 + r], for the 16 rows r and every
+// kw < k_words (a multiple of 16): 16 weight rows become 16 adjacent columns of a panel, out
+// pointing at the first one's word 0. Words of any type (F32 values, BF16 pairs), read from a
+// scratch copy or straight from the mapped file. AVX-512 F where the CPU has it, plain loops
+// otherwise.
+void transpose_group(const std::byte * rows, int64_t row_bytes, int64_t k_words, void * out);
+
+// transpose_group for 16 F16 rows of k values (k % 16 == 0), widened to F32 on the way: F16
+// weights go from the file into F32 panels in one step. False (nothing written) where the CPU
+// lacks AVX-512 F.
+bool transpose_group_f16(const std::byte * rows, int64_t row_bytes, int64_t k, float * out);
+
+namespace detail {
+// The plain-loop transpose_group, for tests.
+void transpose_group_portable(const std::byte * rows, int64_t row_bytes, int64_t k_words, void * out);
+} // namespace detail
+
+} // namespace frugal::ops::gemm_pack
