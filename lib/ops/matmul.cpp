@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <string_view>
@@ -318,7 +319,7 @@ struct matmul_context::impl {
     std::vector<float> slab;              // dequantized weight rows [rows, K]
     // Panels: per thread, a chunk's panel, 16 rows on their way into it, the chunk's output
     // [m, 64] and the matmul's scratchpad; and a oneDNN stream.
-    std::vector<std::byte> panel_scratch;
+    std::vector<std::byte> panel_scratch, x_piece;
     std::vector<dnnl::stream> thread_streams;
     std::vector<float> x_rounded;         // activations rounded as the weight type's kernels see them
     // BF16 path: activations [m, K] and a weight slab [rows, K] in BF16.
@@ -457,11 +458,22 @@ bool matmul_context::panels_available(dtype t) {
 }
 
 struct matmul_context::panel_rows {
-    // Writes weight row r's first K elements (F32 or BF16) at dst.
-    std::function<void(int64_t r, void * dst, pack_scratch & scratch)> row;
-    // Where set: writes the 16 rows from r at `at` in the panel in one step, or returns false.
-    std::function<bool(int64_t r, void * at)> group;
+    // Writes elements [k0, k0 + kc) of weight row r (as F32 or BF16) at dst.
+    std::function<void(int64_t r, int64_t k0, int64_t kc, void * dst, pack_scratch & scratch)> row;
+    // Writes elements [k0, k0 + kc) of the 16 rows from r at `at` in the panel in one step, or
+    // returns false (then `row` does).
+    std::function<bool(int64_t r, int64_t k0, int64_t kc, void * at)> group;
+    // Whether the rows can be written in pieces along K (F32, F16, BF16 weights); otherwise
+    // k0 = 0 and kc = K always.
+    bool pieces;
 };
+
+// Bytes of a weight row per piece of K at most, where panels may be written in pieces: 1 MiB
+// panels, and with 512 rows 8 MiB of activations per piece (copied out dense: brgemm takes no
+// other row stride), which stay in L3 while every chunk reads them. Zen 5, 1 thread, a panel of
+// K = 18944 F32 already in cache: 232 GFLOP/s against 258 at K = 4736; the activations,
+// [512, 18944] in F32, were 38 MiB.
+constexpr int64_t k_piece_bytes = 16 << 10;
 
 // Each thread takes chunks of 64 weight rows: writes a chunk into one panel of its own
 // (gemm_pack.hpp; 384 KiB at K = 1536, in L2), runs the panel's matmul on one thread into its
@@ -475,27 +487,45 @@ bool matmul_context::linear_panels(const raw_view & w, dtype t, const void * x, 
                                    int64_t ldy, const panel_rows & rows) {
     constexpr int64_t chunk = gemm_pack::panel_cols, group = gemm_pack::group_rows;
     const int64_t n = w.shape.rows();
+    const int64_t element = t == dtype::bf16 ? 2 : 4;
     auto & im = *impl_;
     if (!prefill_panels) return false;
-    im.make_room(2);
-    const gemm_plan * full = n >= chunk ? im.plan(m, k, chunk, chunk, t, weight_layout::panels) : nullptr;
-    const gemm_plan * tail = n % chunk ? im.plan(m, k, n % chunk, n % chunk, t, weight_layout::panels) : nullptr;
-    if ((n >= chunk && !full) || (n % chunk && !tail)) return false;
-    const gemm_plan & any = full ? *full : *tail;
-    const int64_t element = t == dtype::bf16 ? 2 : 4, kp = any.k_padded;
+    // K in pieces of equal size (whole 256s but the last), each with its plans for a whole chunk
+    // and for the last, narrower one.
+    const int64_t n_pieces = rows.pieces ? (k * element + k_piece_bytes - 1) / k_piece_bytes : 1;
+    const int64_t piece = n_pieces == 1 ? k : ((k + n_pieces - 1) / n_pieces + 255) / 256 * 256;
+    struct piece_plans {
+        int64_t kc;
+        const gemm_plan *full, *tail;
+    };
+    piece_plans sizes[2]{}; // [0]: kc = piece; [1]: the last piece's, if shorter
+    im.make_room(4);
+    for (auto & sz : sizes) {
+        sz.kc = &sz == sizes ? piece : k - piece * ((k - 1) / piece);
+        if (&sz != sizes && sz.kc == piece) break;
+        sz.full = n >= chunk ? im.plan(m, sz.kc, chunk, chunk, t, weight_layout::panels) : nullptr;
+        sz.tail = n % chunk ? im.plan(m, sz.kc, n % chunk, n % chunk, t, weight_layout::panels) : nullptr;
+        if ((n >= chunk && !sz.full) || (n % chunk && !sz.tail)) return false;
+    }
+    const gemm_plan & any = sizes[0].full ? *sizes[0].full : *sizes[0].tail;
+    const int64_t kp = any.k_padded; // the first piece is the longest
     const dt type = t == dtype::bf16 ? dt::bf16 : dt::f32;
     // Per thread, each part 64-byte aligned: the panel [kp words / 64 columns], 16 rows [16, kp],
-    // the output [m, 64] and the larger scratchpad.
+    // the output [m, 64] and the largest scratchpad.
     const auto aligned = [](size_t bytes) { return (bytes + 63) / 64 * 64; };
     const size_t panel_bytes = aligned(any.weights.get_size()), rows_bytes = aligned(size_t(group * kp * element));
     const size_t out_bytes = aligned(size_t(m * chunk) * sizeof(float));
-    const size_t pad_bytes =
-        aligned(std::max(full ? full->scratchpad.get_size() : 0, tail ? tail->scratchpad.get_size() : 0));
+    size_t pad_bytes = 0;
+    for (const auto & sz : sizes)
+        for (const gemm_plan * p : {sz.full, sz.tail})
+            if (p) pad_bytes = std::max(pad_bytes, aligned(p->scratchpad.get_size()));
     const size_t per_thread = panel_bytes + rows_bytes + out_bytes + pad_bytes;
     omp_threads_scope threads(n_threads_);
     const int n_thr = omp_get_max_threads();
     std::byte * scratch = grow(im.panel_scratch, int64_t(per_thread) * n_thr + 64);
     scratch += (64 - reinterpret_cast<uintptr_t>(scratch) % 64) % 64;
+    // A piece's activations [m, kc], dense: oneDNN 2.6's brgemm takes no row stride but K.
+    std::byte * x_piece = n_pieces > 1 ? grow(im.x_piece, m * piece * element) : nullptr;
     while (im.thread_streams.size() < size_t(n_thr)) im.thread_streams.emplace_back(im.engine);
 #pragma omp parallel
     {
@@ -505,33 +535,51 @@ bool matmul_context::linear_panels(const raw_view & w, dtype t, const void * x, 
         auto * out = reinterpret_cast<float *>(group_rows + rows_bytes);
         std::byte * pad = group_rows + rows_bytes + out_bytes;
         dnnl::stream & stream = im.thread_streams[size_t(me)];
-        dnnl::memory src_mem({dims{m, k}, type, dims{k, 1}}, im.engine, const_cast<void *>(x));
         pack_scratch ps;
+        for (int64_t k0 = 0; k0 < k; k0 += piece) { // every thread; the loop's barrier between pieces
+            const piece_plans & sz = k - k0 >= piece ? sizes[0] : sizes[1];
+            const int64_t kc = sz.kc, kcp = (sz.full ? sz.full : sz.tail)->k_padded;
+            const void * src = x;
+            if (x_piece) {
 #pragma omp for schedule(static)
-        for (int64_t c0 = 0; c0 < n; c0 += chunk) {
-            const int64_t cols = std::min(chunk, n - c0);
-            const gemm_plan & plan = cols == chunk ? *full : *tail;
-            // The chunk's rows, 16 at a time, into the panel's columns; past `cols` zeros.
-            for (int64_t g0 = 0; g0 < chunk; g0 += group) {
-                std::byte * at = panel + g0 * 4;
-                if (g0 + group <= cols && rows.group && rows.group(c0 + g0, at)) continue;
-                for (int64_t i = 0; i < group; ++i) {
-                    std::byte * dst = group_rows + i * kp * element;
-                    const bool real = g0 + i < cols;
-                    if (real) rows.row(c0 + g0 + i, dst, ps);
-                    std::fill(dst + (real ? k * element : 0), dst + kp * element, std::byte{0});
-                }
-                gemm_pack::transpose_group(group_rows, kp * element, kp * element / 4, at);
+                for (int64_t i = 0; i < m; ++i)
+                    std::memcpy(x_piece + i * kc * element, static_cast<const std::byte *>(x) + (i * k + k0) * element,
+                                size_t(kc * element));
+                src = x_piece;
             }
-            dnnl::memory w_mem(plan.weights, im.engine, panel);
-            dnnl::memory dst_mem({dims{m, cols}, dt::f32, dims{cols, 1}}, im.engine, out);
-            dnnl::memory pad_mem(plan.scratchpad, im.engine, pad);
-            plan.prim.execute(stream, {{DNNL_ARG_SRC, src_mem},
-                                       {DNNL_ARG_WEIGHTS, w_mem},
-                                       {DNNL_ARG_DST, dst_mem},
-                                       {DNNL_ARG_SCRATCHPAD, pad_mem}});
-            stream.wait();
-            for (int64_t i = 0; i < m; ++i) std::copy_n(out + i * cols, cols, y + i * ldy + c0);
+            dnnl::memory src_mem({dims{m, kc}, type, dims{kc, 1}}, im.engine, const_cast<void *>(src));
+#pragma omp for schedule(static)
+            for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+                const int64_t cols = std::min(chunk, n - c0);
+                const gemm_plan & plan = cols == chunk ? *sz.full : *sz.tail;
+                // The chunk's rows, 16 at a time, into the panel's columns; past `cols` zeros.
+                for (int64_t g0 = 0; g0 < chunk; g0 += group) {
+                    std::byte * at = panel + g0 * 4;
+                    if (g0 + group <= cols && rows.group(c0 + g0, k0, kc, at)) continue;
+                    for (int64_t i = 0; i < group; ++i) {
+                        std::byte * dst = group_rows + i * kcp * element;
+                        const bool real = g0 + i < cols;
+                        if (real) rows.row(c0 + g0 + i, k0, kc, dst, ps);
+                        std::fill(dst + (real ? kc * element : 0), dst + kcp * element, std::byte{0});
+                    }
+                    gemm_pack::transpose_group(group_rows, kcp * element, kcp * element / 4, at);
+                }
+                dnnl::memory w_mem(plan.weights, im.engine, panel);
+                dnnl::memory dst_mem({dims{m, cols}, dt::f32, dims{cols, 1}}, im.engine, out);
+                dnnl::memory pad_mem(plan.scratchpad, im.engine, pad);
+                plan.prim.execute(stream, {{DNNL_ARG_SRC, src_mem},
+                                           {DNNL_ARG_WEIGHTS, w_mem},
+                                           {DNNL_ARG_DST, dst_mem},
+                                           {DNNL_ARG_SCRATCHPAD, pad_mem}});
+                stream.wait();
+                for (int64_t i = 0; i < m; ++i) {
+                    float * yi = y + i * ldy + c0;
+                    const float * oi = out + i * cols;
+                    if (k0 == 0) std::copy_n(oi, cols, yi);
+                    else
+                        for (int64_t j = 0; j < cols; ++j) yi[j] += oi[j];
+                }
+            }
         }
     }
     return true;
@@ -592,16 +640,22 @@ void matmul_context::linear_f32(const raw_view & w, const float * x, float * x_s
     // F32 and F16 rows go from the file into the panels in one step (K in whole blocks, as in
     // every model).
     const bool whole_blocks = kg % gemm_pack::block_words == 0;
+    const bool elementwise = w.type == dtype::f32 || w.type == dtype::f16;
     const panel_rows to_panels{
-        [&](int64_t r, void * dst, pack_scratch & s) { dequantize_for_gemm(w, r, static_cast<float *>(dst), s.buf); },
-        [&](int64_t r, void * at) {
+        [&](int64_t r, int64_t k0, int64_t kc, void * dst, pack_scratch & s) {
+            if (kc == kg) dequantize_for_gemm(w, r, static_cast<float *>(dst), s.buf);
+            else dequantize_row(w.type, w.row(r) + row_bytes(w.type, k0), static_cast<float *>(dst), kc);
+        },
+        [&](int64_t r, int64_t k0, int64_t kc, void * at) {
             if (!whole_blocks) return false;
+            const std::byte * from = w.row(r) + row_bytes(w.type, k0);
             if (w.type == dtype::f16)
-                return gemm_pack::transpose_group_f16(w.row(r), w.row_stride(), kg, static_cast<float *>(at));
+                return gemm_pack::transpose_group_f16(from, w.row_stride(), kc, static_cast<float *>(at));
             if (w.type != dtype::f32) return false;
-            gemm_pack::transpose_group(w.row(r), w.row_stride(), kg, at);
+            gemm_pack::transpose_group(from, w.row_stride(), kc, at);
             return true;
-        }};
+        },
+        elementwise};
     if (linear_panels(w, dtype::f32, xr, m, kg, y, ldy, to_panels)) return;
     if (w.type == dtype::f32) {
         run_gemm(dtype::f32, xr, w.data, n, kg, m, y, ldy, false);
@@ -633,14 +687,16 @@ void matmul_context::linear_bf16(const raw_view & w, const float * x, int64_t m,
     for (int64_t i = 0; i < m; ++i) conv.activations_to_bf16(x + i * k, xb + i * k, k);
     // BF16 rows go from the file into the panels as they are (K in whole blocks of 32).
     const bool direct = w.type == dtype::bf16 && k % (2 * gemm_pack::block_words) == 0;
-    const panel_rows to_panels{[&](int64_t r, void * dst, pack_scratch & s) {
-                                   s.row.resize(size_t(k));
-                                   conv.to_bf16(w.type, w.row(r), s.row.data(), static_cast<uint16_t *>(dst), k);
-                               },
-                               [&](int64_t r, void * at) {
-                                   if (direct) gemm_pack::transpose_group(w.row(r), w.row_stride(), k / 2, at);
-                                   return direct;
-                               }};
+    const panel_rows to_panels{
+        [&](int64_t r, int64_t k0, int64_t kc, void * dst, pack_scratch & s) {
+            s.row.resize(size_t(kc));
+            conv.to_bf16(w.type, w.row(r) + row_bytes(w.type, k0), s.row.data(), static_cast<uint16_t *>(dst), kc);
+        },
+        [&](int64_t r, int64_t k0, int64_t kc, void * at) {
+            if (direct) gemm_pack::transpose_group(w.row(r) + k0 * 2, w.row_stride(), kc / 2, at);
+            return direct;
+        },
+        w.type == dtype::bf16};
     if (linear_panels(w, dtype::bf16, xb, m, k, y, ldy, to_panels)) return;
     if (w.type == dtype::bf16) {
         run_gemm(dtype::bf16, xb, w.data, n, k, m, y, ldy, false);

@@ -856,6 +856,16 @@ TEST_CASE("linear dequantizes a large weight slab by slab" * doctest::timeout(60
                     for (int64_t ldy : {n, n + 3}) check_linear(ctx, w, m, ldy, uint32_t(m));
             }
     }
+    // F32 and F16 panels take K in pieces of at most 4096: K = 8960 in 3072, 3072 and 2816, each
+    // piece's products added into the output.
+    for (dtype t : {dtype::f32, dtype::f16}) {
+        const auto w = make_weight(t, 70, 8960, 8);
+        for (int threads : k_thread_counts) {
+            ops::matmul_context ctx(threads);
+            ctx.prefill = ops::prefill_gemm::f32;
+            for (int64_t m : {8, 20}) check_linear(ctx, w, m, 73, uint32_t(m));
+        }
+    }
 }
 
 TEST_CASE("gemm_pack transposes 16 weight rows into a panel's columns, on every path" * doctest::timeout(60)) {
@@ -953,6 +963,8 @@ TEST_CASE("bf16 prefill multiplies BF16-rounded weights and activations, in ever
     // K = 8192: 512-row BF16 slabs, so N = 600 takes two; in panels, nine chunks of 64 and one of 24.
     for (dtype t : {dtype::bf16, dtype::q8_0, dtype::q4_0_repacked})
         for (bool panels : {true, false}) check_bf16_prefill(t, 600, 8192, 9, 2, panels);
+    // BF16 panels take a BF16 weight's K in pieces of at most 8192: K = 8960 in 4608 and 4352.
+    check_bf16_prefill(dtype::bf16, 70, 8960, 9, 2, true);
 }
 
 TEST_CASE("bf16 prefill leaves q5_1 and f16 on the exact path" * doctest::timeout(60)) {
