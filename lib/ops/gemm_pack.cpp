@@ -59,33 +59,22 @@ FRUGAL_PACK_AVX512 void transpose_block(const __m512i (&r)[16], std::byte * out)
     }
 }
 
-// Rows read from the mapped file usually come from memory: each row's line 1 KiB ahead is
-// prefetched as a block starts a new line.
-FRUGAL_PACK_AVX512 inline void prefetch_ahead(const std::byte * at) {
-    _mm_prefetch(reinterpret_cast<const char *>(at + 1024), _MM_HINT_T0);
-}
-
-FRUGAL_PACK_AVX512 void transpose_group_avx512(const std::byte * rows, int64_t row_bytes, int64_t k_words, void * out) {
+// 16 rows, a block of 16 words at a time: 32-bit words as they are, or (widen_f16) F16 values
+// widened to F32. Rows read from the mapped file usually come from memory: each row's line
+// 1 KiB ahead is prefetched as a block starts a new line.
+template <bool widen_f16>
+FRUGAL_PACK_AVX512 inline void transpose_rows(const std::byte * rows, int64_t row_bytes, int64_t k_words, void * out) {
+    constexpr int64_t in_bytes = widen_f16 ? 2 : 4; // per word
     auto * to = static_cast<std::byte *>(out);
     for (int64_t k0 = 0; k0 < k_words; k0 += block_words) {
         __m512i r[16];
         for (int i = 0; i < 16; ++i) {
-            const std::byte * at = rows + i * row_bytes + k0 * 4;
-            prefetch_ahead(at);
-            r[i] = _mm512_loadu_si512(at);
-        }
-        transpose_block(r, to + k0 * panel_cols * 4);
-    }
-}
-
-FRUGAL_PACK_AVX512 void transpose_group_f16_avx512(const std::byte * rows, int64_t row_bytes, int64_t k, float * out) {
-    auto * to = reinterpret_cast<std::byte *>(out);
-    for (int64_t k0 = 0; k0 < k; k0 += block_words) {
-        __m512i r[16];
-        for (int i = 0; i < 16; ++i) {
-            const std::byte * at = rows + i * row_bytes + k0 * 2;
-            if (k0 % 32 == 0) prefetch_ahead(at);
-            r[i] = _mm512_castps_si512(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(at))));
+            const std::byte * at = rows + i * row_bytes + k0 * in_bytes;
+            if (k0 * in_bytes % 64 == 0) _mm_prefetch(reinterpret_cast<const char *>(at + 1024), _MM_HINT_T0);
+            if constexpr (widen_f16)
+                r[i] = _mm512_castps_si512(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(at))));
+            else
+                r[i] = _mm512_loadu_si512(at);
         }
         transpose_block(r, to + k0 * panel_cols * 4);
     }
@@ -97,7 +86,7 @@ FRUGAL_PACK_AVX512 void transpose_group_f16_avx512(const std::byte * rows, int64
 void transpose_group(const std::byte * rows, int64_t row_bytes, int64_t k_words, void * out) {
 #if defined(__x86_64__)
     if (ops::detail::avx512f_supported()) {
-        transpose_group_avx512(rows, row_bytes, k_words, out);
+        transpose_rows<false>(rows, row_bytes, k_words, out);
         return;
     }
 #endif
@@ -107,7 +96,7 @@ void transpose_group(const std::byte * rows, int64_t row_bytes, int64_t k_words,
 bool transpose_group_f16(const std::byte * rows, int64_t row_bytes, int64_t k, float * out) {
 #if defined(__x86_64__)
     if (ops::detail::avx512f_supported()) {
-        transpose_group_f16_avx512(rows, row_bytes, k, out);
+        transpose_rows<true>(rows, row_bytes, k, out);
         return true;
     }
 #endif
