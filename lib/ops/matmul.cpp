@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string_view>
 
 #include "util/profile.hpp"
@@ -318,7 +319,8 @@ struct matmul_context::impl {
     std::vector<std::byte> quant_scratch;
     std::vector<float> slab;              // dequantized weight rows [rows, K]
     // Panels: per thread, a chunk's panel, 16 rows on their way into it, the chunk's output
-    // [m, 64] and the matmul's scratchpad; and a oneDNN stream.
+    // [m, 64] and the matmul's scratchpad, and a oneDNN stream; a piece of K's activations
+    // [m, piece], dense.
     std::vector<std::byte> panel_scratch, x_piece;
     std::vector<dnnl::stream> thread_streams;
     std::vector<float> x_rounded;         // activations rounded as the weight type's kernels see them
@@ -496,13 +498,12 @@ bool matmul_context::linear_panels(const raw_view & w, dtype t, const void * x, 
     const int64_t piece = n_pieces == 1 ? k : ((k + n_pieces - 1) / n_pieces + 255) / 256 * 256;
     struct piece_plans {
         int64_t kc;
-        const gemm_plan *full, *tail;
+        const gemm_plan *full = nullptr, *tail = nullptr;
     };
-    piece_plans sizes[2]{}; // [0]: kc = piece; [1]: the last piece's, if shorter
+    const int64_t last = k - piece * ((k - 1) / piece); // the last piece's K
+    piece_plans sizes[2] = {{piece}, {last}};
     im.make_room(4);
-    for (auto & sz : sizes) {
-        sz.kc = &sz == sizes ? piece : k - piece * ((k - 1) / piece);
-        if (&sz != sizes && sz.kc == piece) break;
+    for (auto & sz : std::span(sizes, last == piece ? 1 : 2)) {
         sz.full = n >= chunk ? im.plan(m, sz.kc, chunk, chunk, t, weight_layout::panels) : nullptr;
         sz.tail = n % chunk ? im.plan(m, sz.kc, n % chunk, n % chunk, t, weight_layout::panels) : nullptr;
         if ((n >= chunk && !sz.full) || (n % chunk && !sz.tail)) return false;
