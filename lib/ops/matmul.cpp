@@ -318,8 +318,8 @@ struct matmul_context::impl {
     static constexpr size_t k_max_primitives = 256;
     std::vector<std::byte> quant_scratch;
     std::vector<float> slab;              // dequantized weight rows [rows, K]
-    // Panels: per thread, a chunk's panel, 16 rows on their way into it, the chunk's output
-    // [m, 64] and the matmul's scratchpad, and a oneDNN stream; a piece of K's activations
+    // Panels: per thread, a chunk's panels, 16 rows on their way into them, the chunk's output
+    // [m, 128] and the matmul's scratchpad, and a oneDNN stream; a piece of K's activations
     // [m, piece], dense.
     std::vector<std::byte> panel_scratch, x_piece;
     std::vector<dnnl::stream> thread_streams;
@@ -470,24 +470,26 @@ struct matmul_context::panel_rows {
     bool pieces;
 };
 
-// Bytes of a weight row per piece of K at most, where panels may be written in pieces: 1 MiB
-// panels, and with 512 rows 8 MiB of activations per piece (copied out dense: brgemm takes no
+// Bytes of a weight row per piece of K at most, where panels may be written in pieces: 2 MiB
+// per chunk of panels (8 KiB per row measured 1-3 % slower), and with 512 rows 8 MiB of
+// activations per piece (copied out dense: brgemm takes no
 // other row stride), which stay in L3 while every chunk reads them. Zen 5, 1 thread, a panel of
 // K = 18944 F32 already in cache: 232 GFLOP/s against 258 at K = 4736; the activations,
 // [512, 18944] in F32, were 38 MiB.
 constexpr int64_t k_piece_bytes = 16 << 10;
 
-// Each thread takes chunks of 64 weight rows: writes a chunk into one panel of its own
-// (gemm_pack.hpp; 384 KiB at K = 1536, in L2), runs the panel's matmul on one thread into its
-// own [m, 64] output, and copies that into y's columns (oneDNN 2.6's brgemm writes only a dense
+// Each thread takes chunks of 128 weight rows: writes a chunk into two panels of its own
+// (gemm_pack.hpp; 768 KiB at K = 1536 F32, in L2), runs their matmul on one thread into its own
+// [m, 128] output, and copies that into y's columns (oneDNN 2.6's brgemm writes only a dense
 // output). One 2-thread GEMM per 8 MiB slab of panels was slower: the threads waited for each
 // other's packing, and the slab's stores went past L2. Zen 5, 2 threads, GFLOP/s of `linear`
 // on an F16 weight at M = 512 / 128: [8960, 1536] 393 / 273 on slabs of rows, 402 / 365 on
-// slabs of panels, 462 / 410 on per-thread panels ([1536, 8960]: 374 / 317 → 435 / 421; the
-// GEMM alone on ready panels: 470-500).
+// slabs of panels, 462 / 410 on per-thread chunks of 64 rows, 486 / 439 of 128 (256: 467 / 436);
+// [1536, 8960]: 374 / 317 → 435 / 421 → 462 / 443. BF16 weights, chunks of 64 → 128: 877 → 914
+// and 852 → 894 at M = 512. The GEMM alone on ready panels: F32 470-510, BF16 about 1030.
 bool matmul_context::linear_panels(const raw_view & w, dtype t, const void * x, int64_t m, int64_t k, float * y,
                                    int64_t ldy, const panel_rows & rows) {
-    constexpr int64_t chunk = gemm_pack::panel_cols, group = gemm_pack::group_rows;
+    constexpr int64_t chunk = 2 * gemm_pack::panel_cols, group = gemm_pack::group_rows;
     const int64_t n = w.shape.rows();
     const int64_t element = t == dtype::bf16 ? 2 : 4;
     auto & im = *impl_;
@@ -511,8 +513,8 @@ bool matmul_context::linear_panels(const raw_view & w, dtype t, const void * x, 
     const gemm_plan & any = sizes[0].full ? *sizes[0].full : *sizes[0].tail;
     const int64_t kp = any.k_padded; // the first piece is the longest
     const dt type = t == dtype::bf16 ? dt::bf16 : dt::f32;
-    // Per thread, each part 64-byte aligned: the panel [kp words / 64 columns], 16 rows [16, kp],
-    // the output [m, 64] and the largest scratchpad.
+    // Per thread, each part 64-byte aligned: the panels (2 of [kp words, 64 columns]), 16 rows
+    // [16, kp], the output [m, 128] and the largest scratchpad.
     const auto aligned = [](size_t bytes) { return (bytes + 63) / 64 * 64; };
     const size_t panel_bytes = aligned(any.weights.get_size()), rows_bytes = aligned(size_t(group * kp * element));
     const size_t out_bytes = aligned(size_t(m * chunk) * sizeof(float));
@@ -553,9 +555,11 @@ bool matmul_context::linear_panels(const raw_view & w, dtype t, const void * x, 
             for (int64_t c0 = 0; c0 < n; c0 += chunk) {
                 const int64_t cols = std::min(chunk, n - c0);
                 const gemm_plan & plan = cols == chunk ? *sz.full : *sz.tail;
-                // The chunk's rows, 16 at a time, into the panel's columns; past `cols` zeros.
-                for (int64_t g0 = 0; g0 < chunk; g0 += group) {
-                    std::byte * at = panel + g0 * 4;
+                // The chunk's rows, 16 at a time, into its panels' columns; past `cols` zeros.
+                const int64_t n_panels = (cols + gemm_pack::panel_cols - 1) / gemm_pack::panel_cols;
+                for (int64_t g0 = 0; g0 < n_panels * gemm_pack::panel_cols; g0 += group) {
+                    std::byte * at = panel + (g0 / gemm_pack::panel_cols) * kcp * gemm_pack::panel_cols * element +
+                                     g0 % gemm_pack::panel_cols * 4;
                     if (g0 + group <= cols && rows.group(c0 + g0, k0, kc, at)) continue;
                     for (int64_t i = 0; i < group; ++i) {
                         std::byte * dst = group_rows + i * kcp * element;
