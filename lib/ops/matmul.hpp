@@ -3,12 +3,12 @@
 // Paths, chosen per call:
 //   - few rows (decode, m < small_batch): ops::matmul_rows, which reads the weight in place in
 //     any dtype (a GEMM call costs more than the work here).
-//   - otherwise (prefill) as matmul_context::prefill says: slabs of weight rows dequantized to
-//     F32 (exact; F32 weights too) or BF16, or requantized to int8, in scratch, and a oneDNN
-//     matmul on each; or (q8) chunks of 32 weight rows packed for frugal's own VNNI kernel.
-//     F32 and BF16 slabs go straight into the panels oneDNN's AVX-512 matmul reads
-//     (ops/gemm_pack.hpp) where it takes them; elsewhere as rows (F32 and BF16 weights then as
-//     mapped, no copy).
+//   - otherwise (prefill) as matmul_context::prefill says: weight rows dequantized to F32
+//     (exact; F32 weights too) or BF16, or requantized to int8, in scratch, and a oneDNN matmul;
+//     or (q8) chunks of 32 weight rows packed for frugal's own VNNI kernel. F32 and BF16 go, 128
+//     rows at a time per thread, straight into the panels oneDNN's AVX-512 matmul reads
+//     (ops/gemm_pack.hpp, linear_panels) where it takes them; elsewhere, and for int8, in slabs
+//     of rows (F32 and BF16 weights then as mapped, no copy).
 // oneDNN primitives are created once per (K, N, ldy, dtype, weight layout) and cached in the
 // context, with the row count M left open (DNNL_RUNTIME_DIM_VAL) except for panels, whose
 // matmul (brgemm) needs it fixed: one primitive per M there (0.15-0.5 ms to create on Zen 5).
