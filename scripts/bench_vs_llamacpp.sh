@@ -41,6 +41,8 @@ def load(engine):
                 shares = sorted(j.get("prefill_paths", {}).items(), key=lambda x: -x[1])
                 paths = ", ".join(f"{p} {share:.0%}" for p, share in shares)
                 gemm = j["prefill_gemm"] + (f" (a prompt token's multiply-adds here: {paths})" if paths else "")
+                if j.get("prefill_panels") and any(p in ("f32", "bf16") for p, _ in shares):
+                    gemm += "; f32/bf16 GEMMs on oneDNN's brgemm panels"
     return tests, by_round, mem, load_s, extra, gemm
 f, f_rounds, fm, fl, bounds, gemm = load("frugal"); l, l_rounds, lm, ll, _, _ = load("llamacpp")
 print(f"frugal's prefill GEMM: {gemm}")

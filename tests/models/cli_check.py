@@ -107,6 +107,7 @@ header = next((l for l in lines if "prefill_gemm" in l), {})
 paths = header.get("prefill_paths", {})
 check(paths and set(paths) <= {"f32", "bf16", "int8", "q8"} and abs(sum(paths.values()) - 1) < 2e-3,
       f"bench: prefill_paths shares add up to 1 ({paths})")
+check(isinstance(header.get("prefill_panels"), bool), f"bench: prefill_panels says true or false ({header})")
 # The cache type: F16 by default, in the header and the memory line, whose kv_bytes it sets.
 memory = next((l for l in lines if "kv_bytes" in l), {})
 check(header.get("kv_type") == "f16" and memory.get("kv_type") == "f16", f"bench: an F16 cache by default ({header})")
