@@ -26,7 +26,7 @@ namespace frugal::ops {
 struct gemm_plan {
     dnnl::matmul prim;
     dnnl::memory::desc weights;
-    int64_t k_padded = 0;           // panels: K padded to the layout's blocks
+    int64_t k_padded = 0;            // panels: K padded to the layout's blocks
     dnnl::memory::desc scratchpad{}; // panels: the caller's scratchpad (one per running thread)
 };
 
@@ -472,10 +472,9 @@ struct matmul_context::panel_rows {
 
 // Bytes of a weight row per piece of K at most, where panels may be written in pieces: 2 MiB
 // per chunk of panels (8 KiB per row measured 1-3 % slower), and with 512 rows 8 MiB of
-// activations per piece (copied out dense: brgemm takes no
-// other row stride), which stay in L3 while every chunk reads them. Zen 5, 1 thread, a panel of
-// K = 18944 F32 already in cache: 232 GFLOP/s against 258 at K = 4736; the activations,
-// [512, 18944] in F32, were 38 MiB.
+// activations per piece (copied out dense: brgemm takes no other row stride), which stay in L3
+// while every chunk reads them. Zen 5, 1 thread, a panel of K = 18944 F32 already in cache:
+// 232 GFLOP/s against 258 at K = 4736; the activations, [512, 18944] in F32, were 38 MiB.
 constexpr int64_t k_piece_bytes = 16 << 10;
 
 // Each thread takes chunks of 128 weight rows: writes a chunk into two panels of its own
@@ -539,6 +538,23 @@ bool matmul_context::linear_panels(const raw_view & w, dtype t, const void * x, 
         std::byte * pad = group_rows + rows_bytes + out_bytes;
         dnnl::stream & stream = im.thread_streams[size_t(me)];
         pack_scratch ps;
+        // Rows [c0, c0 + cols) of the weight, elements [k0, k0 + kc), into this thread's panels
+        // (K padded to kcp), 16 at a time; columns past `cols` up to the last panel's end zeros.
+        const auto pack_chunk = [&](int64_t c0, int64_t cols, int64_t k0, int64_t kc, int64_t kcp) {
+            const int64_t n_panels = (cols + gemm_pack::panel_cols - 1) / gemm_pack::panel_cols;
+            for (int64_t g0 = 0; g0 < n_panels * gemm_pack::panel_cols; g0 += group) {
+                std::byte * at = panel + (g0 / gemm_pack::panel_cols) * kcp * gemm_pack::panel_cols * element +
+                                 g0 % gemm_pack::panel_cols * 4;
+                if (g0 + group <= cols && rows.group(c0 + g0, k0, kc, at)) continue;
+                for (int64_t i = 0; i < group; ++i) {
+                    std::byte * dst = group_rows + i * kcp * element;
+                    const bool real = g0 + i < cols;
+                    if (real) rows.row(c0 + g0 + i, k0, kc, dst, ps);
+                    std::fill(dst + (real ? kc * element : 0), dst + kcp * element, std::byte{0});
+                }
+                gemm_pack::transpose_group(group_rows, kcp * element, kcp * element / 4, at);
+            }
+        };
         for (int64_t k0 = 0; k0 < k; k0 += piece) { // every thread; the loop's barrier between pieces
             const piece_plans & sz = k - k0 >= piece ? sizes[0] : sizes[1];
             const int64_t kc = sz.kc, kcp = (sz.full ? sz.full : sz.tail)->k_padded;
@@ -555,20 +571,7 @@ bool matmul_context::linear_panels(const raw_view & w, dtype t, const void * x, 
             for (int64_t c0 = 0; c0 < n; c0 += chunk) {
                 const int64_t cols = std::min(chunk, n - c0);
                 const gemm_plan & plan = cols == chunk ? *sz.full : *sz.tail;
-                // The chunk's rows, 16 at a time, into its panels' columns; past `cols` zeros.
-                const int64_t n_panels = (cols + gemm_pack::panel_cols - 1) / gemm_pack::panel_cols;
-                for (int64_t g0 = 0; g0 < n_panels * gemm_pack::panel_cols; g0 += group) {
-                    std::byte * at = panel + (g0 / gemm_pack::panel_cols) * kcp * gemm_pack::panel_cols * element +
-                                     g0 % gemm_pack::panel_cols * 4;
-                    if (g0 + group <= cols && rows.group(c0 + g0, k0, kc, at)) continue;
-                    for (int64_t i = 0; i < group; ++i) {
-                        std::byte * dst = group_rows + i * kcp * element;
-                        const bool real = g0 + i < cols;
-                        if (real) rows.row(c0 + g0 + i, k0, kc, dst, ps);
-                        std::fill(dst + (real ? kc * element : 0), dst + kcp * element, std::byte{0});
-                    }
-                    gemm_pack::transpose_group(group_rows, kcp * element, kcp * element / 4, at);
-                }
+                pack_chunk(c0, cols, k0, kc, kcp);
                 dnnl::memory w_mem(plan.weights, im.engine, panel);
                 dnnl::memory dst_mem({dims{m, cols}, dt::f32, dims{cols, 1}}, im.engine, out);
                 dnnl::memory pad_mem(plan.scratchpad, im.engine, pad);
