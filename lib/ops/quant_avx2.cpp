@@ -223,10 +223,10 @@ inline const B & act_block(const std::byte * act, size_t act_stride, int k, int6
     return reinterpret_cast<const B *>(act + size_t(k) * act_stride)[i];
 }
 
-// acc[k] += d_w * d_x * <w, x_k> for block ib, and offs[k] += m_w * s_x when the format has m.
-template <class V, int M>
-FRUGAL_AVX2 inline void block_dot_32(const typename V::block & w, const std::byte * act, size_t act_stride, int64_t ib,
-                                     __m256 * acc, float * offs) {
+// t[k] = d_w · d_x · <w, x_k> for block ib (First), else t[k] + that in one fused multiply-add.
+template <class V, int M, bool First>
+FRUGAL_AVX2 inline void block_term_32(const typename V::block & w, const std::byte * act, size_t act_stride, int64_t ib,
+                                      __m256 * t) {
     const __m256i q = V::load(w);
     // maddubs wants unsigned x signed: signed quants move their sign onto x (|w| <= 128 and
     // |x| <= 127, so a pair of products stays below the int16 limit).
@@ -236,28 +236,42 @@ FRUGAL_AVX2 inline void block_dot_32(const typename V::block & w, const std::byt
         const auto & a = act_block<typename V::act>(act, act_stride, k, ib);
         __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a.qs));
         if constexpr (!has_min<V>) x = _mm256_sign_epi8(x, q);
-        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q_u, x), _mm256_set1_epi16(1));
-        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * half(a.d)), _mm256_cvtepi32_ps(p), acc[k]);
-        if constexpr (has_min<V>) offs[k] += half(w.m) * half(a.s);
+        const __m256 scale = _mm256_set1_ps(dw * half(a.d));
+        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q_u, x), _mm256_set1_epi16(1)));
+        t[k] = First ? _mm256_mul_ps(scale, p) : _mm256_fmadd_ps(scale, p, t[k]);
     }
 }
 
+// The per-row float order every kernel of these types keeps (so a row's result does not depend on
+// the kernel, the CPU or the batch): two accumulators, even and odd blocks. Each group of four
+// blocks ib..ib + 3 adds one term to each, (s·p of ib) + s·p of ib + 2 (a product, then a fused
+// multiply-add) and likewise ib + 1 and ib + 3; the last one to three blocks are fused into their
+// parity's accumulator one by one; the result is hsum(even + odd). A group's terms do not wait on
+// the accumulators, whose chains are one add per four blocks: with one fused multiply-add per
+// block into them, the Q4_0 row loop on AVX-512 (Zen 5) waited on their latency.
 template <class V, int M>
 FRUGAL_AVX2 void dot_32(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
     const auto * wb = static_cast<const typename V::block *>(w);
     const int64_t nb = n / k_qk;
-    // Two accumulators per row so consecutive blocks' FMAs do not wait on each other.
-    __m256 acc0[M], acc1[M];
-    float offs[M] = {};
-    for (int k = 0; k < M; ++k) acc0[k] = acc1[k] = _mm256_setzero_ps();
+    __m256 acc[2][M];
+    for (int k = 0; k < M; ++k) acc[0][k] = acc[1][k] = _mm256_setzero_ps();
     int64_t ib = 0;
-    for (; ib + 2 <= nb; ib += 2) {
+    for (; ib + 4 <= nb; ib += 4) {
         prefetch_ahead(wb + ib);
-        block_dot_32<V, M>(wb[ib], act, act_stride, ib, acc0, offs);
-        block_dot_32<V, M>(wb[ib + 1], act, act_stride, ib + 1, acc1, offs);
+        prefetch_ahead(wb + ib + 2);
+        for (int odd = 0; odd < 2; ++odd) {
+            __m256 t[M];
+            block_term_32<V, M, true>(wb[ib + odd], act, act_stride, ib + odd, t);
+            block_term_32<V, M, false>(wb[ib + 2 + odd], act, act_stride, ib + 2 + odd, t);
+            for (int k = 0; k < M; ++k) acc[odd][k] = _mm256_add_ps(acc[odd][k], t[k]);
+        }
     }
-    if (ib < nb) block_dot_32<V, M>(wb[ib], act, act_stride, ib, acc0, offs);
-    for (int k = 0; k < M; ++k) out[k] = hsum(_mm256_add_ps(acc0[k], acc1[k])) + offs[k];
+    for (; ib < nb; ++ib) block_term_32<V, M, false>(wb[ib], act, act_stride, ib, acc[ib & 1]);
+    float offs[M] = {}; // Σ m_w · s_x over the blocks, in their order
+    if constexpr (has_min<V>)
+        for (int64_t i = 0; i < nb; ++i)
+            for (int k = 0; k < M; ++k) offs[k] += half(wb[i].m) * half(act_block<typename V::act>(act, act_stride, k, i).s);
+    for (int k = 0; k < M; ++k) out[k] = hsum(_mm256_add_ps(acc[0][k], acc[1][k])) + offs[k];
 }
 
 // dot_32<V, 1> for `rows` weight rows against one activation row, with the activation's fp16
@@ -294,8 +308,8 @@ FRUGAL_AVX2 void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows,
             _mm256_store_si256(reinterpret_cast<__m256i *>(minus_offset_x + 8 * ib),
                                _mm256_madd_epi16(_mm256_maddubs_epi16(bytes(V::offset), x), _mm256_set1_epi16(-1)));
         }
-    // acc[row][block parity] += dw·dx · <w, x> for block ib
-    auto step = [&](const block & wb, int64_t ib, __m256 & acc) FRUGAL_AVX2 {
+    // <w, x> for block ib as floats, and its scale dw·dx.
+    const auto sums = [&](const block & wb, int64_t ib) FRUGAL_AVX2 {
         const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a[ib].qs));
         __m256i p;
         if constexpr (unsigned_quants) {
@@ -305,17 +319,23 @@ FRUGAL_AVX2 void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows,
             const __m256i q = V::load(wb);
             p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q)), ones);
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(wb.d) * dx[ib]), _mm256_cvtepi32_ps(p), acc);
+        return _mm256_cvtepi32_ps(p);
     };
-    for (int64_t r = 0; r < rows; ++r) {
+    const auto scale = [&](const block & wb, int64_t ib) FRUGAL_AVX2 { return _mm256_set1_ps(half(wb.d) * dx[ib]); };
+    for (int64_t r = 0; r < rows; ++r) { // dot_32's float order
         const auto * w0 = reinterpret_cast<const block *>(w + size_t(r) * w_stride);
         __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
         int64_t ib = 0;
-        for (; ib + 2 <= nb; ib += 2) {
+        for (; ib + 4 <= nb; ib += 4) {
             prefetch_ahead(w0 + ib);
-            for (int odd = 0; odd < 2; ++odd) step(w0[ib + odd], ib + odd, acc[odd]);
+            prefetch_ahead(w0 + ib + 2);
+            for (int odd = 0; odd < 2; ++odd) {
+                const int64_t i = ib + odd, j = ib + 2 + odd;
+                const __m256 first = _mm256_mul_ps(scale(w0[i], i), sums(w0[i], i));
+                acc[odd] = _mm256_add_ps(acc[odd], _mm256_fmadd_ps(scale(w0[j], j), sums(w0[j], j), first));
+            }
         }
-        if (ib < nb) step(w0[ib], ib, acc[0]);
+        for (; ib < nb; ++ib) acc[ib & 1] = _mm256_fmadd_ps(scale(w0[ib], ib), sums(w0[ib], ib), acc[ib & 1]);
         out[r] = hsum(_mm256_add_ps(acc[0], acc[1]));
     }
 }
