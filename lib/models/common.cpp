@@ -59,8 +59,8 @@ void swiglu_ffn(ops::matmul_context & mm, const ffn_weights & w, const float * x
         const ops::row_product gate_up[] = {{w.gate, gate}, {w.up, up}};
         mm.linear_many(gate_up, x, m);
         ops::swiglu(gate, up, gate, m * n_ff, mm.n_threads());
-    } else { // prefill: gate and up a block of columns at a time, so [m, n_ff] of up never exists
-             // and each block of gate is still in cache when silu(gate) · up replaces it
+    } else { // prefill: gate and up a block of columns at a time (ffn_scratch::up_block_bytes
+             // bounds the up scratch; by default a prompt batch takes one block)
         const int64_t bytes = m * n_ff * int64_t(sizeof(float)), most = std::max<int64_t>(s.up_block_bytes, 1);
         const int64_t blocks = (bytes + most - 1) / most;
         const int64_t cols = (n_ff / blocks + 15) / 16 * 16; // even blocks, whole q8 chunks
