@@ -278,8 +278,8 @@ FRUGAL_AVX2 void dot_32(const void * w, const std::byte * act, size_t act_stride
 // scales converted once per call rather than once per row. Rows go one after another: reading two
 // at once (sharing each activation block) was faster in cache but a third slower from DRAM,
 // where it splits the one long stream the prefetcher follows into short interleaved ones. The
-// per-row float operations (two accumulators alternating by block, the scale product dw·dx, the
-// final sum) are dot_32's, so the results are bit-identical.
+// per-row float operations (dot_32's order: even and odd accumulators, groups of four, the scale
+// product dw·dx, the final sum) are dot_32's, so the results are bit-identical.
 template <class V>
 FRUGAL_AVX2 void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
                              float * out) {
