@@ -1,6 +1,7 @@
 #include "models/deepseek2.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "models/common.hpp"
@@ -41,6 +42,22 @@ struct head_matrix {
         else mm.linear(w, x, m, y, ldy);
     }
 };
+
+// A decode step's per-head products y_h = x_h · W^hᵀ (rows = 1, h < H) in one parallel region
+// per ops::k_max_row_products heads instead of one per head (16 heads a layer on V2-Lite, 128 on
+// V3): each head's results are those of its own apply(). Returns false, having done nothing, for
+// more rows or for blocks stored transposed, which only apply() multiplies.
+template <class Head, class Input, class Output>
+bool one_token_heads(ops::matmul_context & mm, int64_t rows, int64_t H, Head head, Input x_of, Output y_of) {
+    if (rows != 1 || H <= 0 || head(0).stored_transposed) return false;
+    std::array<ops::row_product, ops::k_max_row_products> p;
+    for (int64_t h0 = 0; h0 < H; h0 += int64_t(p.size())) {
+        const int64_t n = std::min(int64_t(p.size()), H - h0);
+        for (int64_t i = 0; i < n; ++i) p[size_t(i)] = {head(h0 + i).w, y_of(h0 + i), 0, x_of(h0 + i)};
+        mm.linear_many(std::span(p.data(), size_t(n)), nullptr, 1);
+    }
+    return true;
+}
 
 struct moe_weights {
     raw_view router;                    // [E, D] (F32 in converted files)
@@ -385,20 +402,27 @@ void deepseek2_model::attention(const layer_weights & L, deepseek2_state & st, i
     // over the cache rows as one shared KV head whose value is the latent part; the latent
     // output [R] then goes through W_UV^h.
     float * qa = grow(st.q_abs, n_out * H * lat); // [n_out, H, R + rope]
-    for (int64_t hd = 0; hd < H; ++hd) {
-        const float * q_nope = columns(qo, n_out, H * qk, hd * qk, d.nope, st.gather); // [n_out, nope]
-        k_up_t(L, hd).apply(mm, q_nope, n_out, qa + hd * lat, H * lat);
+    const auto k_up_head = [&](int64_t hd) { return k_up_t(L, hd); };
+    if (!one_token_heads(mm, n_out, H, k_up_head, [&](int64_t hd) { return qo + hd * qk; },
+                         [&](int64_t hd) { return qa + hd * lat; }))
+        for (int64_t hd = 0; hd < H; ++hd) {
+            const float * q_nope = columns(qo, n_out, H * qk, hd * qk, d.nope, st.gather); // [n_out, nope]
+            k_up_t(L, hd).apply(mm, q_nope, n_out, qa + hd * lat, H * lat);
+        }
+    for (int64_t hd = 0; hd < H; ++hd)
         for (int64_t t = 0; t < n_out; ++t)
             std::copy_n(qo + (t * H + hd) * qk + d.nope, d.rope, qa + (t * H + hd) * lat + R);
-    }
     float * o_lat = grow(st.o_lat, n_out * H * R); // [n_out, H, R]
     const ops::attention_params p{.n_head = H, .n_head_kv = 1, .head_dim = lat, .v_dim = R, .scale = kq_scale_,
                                   .k_stride = lat, .v_stride = lat, .kv_type = cache.type()};
     ops::attention(p, qa, n_out, pos0 + o, cache.data(), cache.data(), o_lat, st.attn_scratch, nt);
-    for (int64_t hd = 0; hd < H; ++hd) {
-        const float * o_h = columns(o_lat, n_out, H * R, hd * R, R, st.gather); // [n_out, R]
-        v_up(L, hd).apply(mm, o_h, n_out, out + hd * d.v, H * d.v);
-    }
+    const auto v_up_head = [&](int64_t hd) { return v_up(L, hd); };
+    if (!one_token_heads(mm, n_out, H, v_up_head, [&](int64_t hd) { return o_lat + hd * R; },
+                         [&](int64_t hd) { return out + hd * d.v; }))
+        for (int64_t hd = 0; hd < H; ++hd) {
+            const float * o_h = columns(o_lat, n_out, H * R, hd * R, R, st.gather); // [n_out, R]
+            v_up(L, hd).apply(mm, o_h, n_out, out + hd * d.v, H * d.v);
+        }
 }
 
 // out[T, D] = Σ_k w_k Expert_k(h) + SharedExperts(h).

@@ -739,10 +739,11 @@ void matmul_context::linear_many(std::span<const row_product> products, const fl
     const bool shared = m > 0 && !products.empty() && q8_format(products.front().w) &&
                         std::all_of(products.begin(), products.end(), [&](const row_product & p) {
                             return q8_format(p.w) == q8_format(products.front().w) &&
-                                   p.w.shape.innermost() == products.front().w.shape.innermost();
+                                   p.w.shape.innermost() == products.front().w.shape.innermost() &&
+                                   (!p.x || p.x == x);
                         });
     if (!shared) {
-        for (const auto & p : products) linear(p.w, x, m, p.y, p.ldy ? p.ldy : p.w.n_rows());
+        for (const auto & p : products) linear(p.w, p.x ? p.x : x, m, p.y, p.ldy ? p.ldy : p.w.n_rows());
         return;
     }
     dtype format = products.front().w.type;

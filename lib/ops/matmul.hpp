@@ -104,8 +104,9 @@ public:
     // activations as w's type rounds them), which spares the f32 path its own [m, K] copy.
     void linear_consuming(const raw_view & w, float * x, int64_t m, float * y);
 
-    // linear() for several weights that multiply the same x[m, K]: below small_batch in one
-    // conversion of x and one parallel region (ops::matmul_rows_many), else one GEMM each.
+    // linear() for several weights, each of x[m, K] or of its own input (row_product::x): below
+    // small_batch in one conversion per input and one parallel region (ops::matmul_rows_many),
+    // else one GEMM each (q8 weights of one activation format and one input: one conversion).
     void linear_many(std::span<const row_product> products, const float * x, int64_t m);
 
     // y[m, ldy] (first N columns written) = x[m, K] · w for a weight stored the other way

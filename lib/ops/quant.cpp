@@ -197,19 +197,30 @@ void product_rows(const row_product & p, const std::byte * act, size_t act_bytes
     }
 }
 
-// Products sharing one activation format: x converted once, rows split evenly over the threads
-// across all the products.
-void run_group(std::span<const row_product> group, const float * x, int64_t m, std::vector<std::byte> & scratch,
-               int nt) {
+// Products sharing one activation format (each with its input, row_product::x): each input
+// converted once, rows split evenly over the threads across all the products.
+void run_group(std::span<const row_product> group, int64_t m, std::vector<std::byte> & scratch, int nt) {
     const int64_t n = group[0].w.row_size();
     const detail::kernels k = select(group[0].w.type, n);
-    const size_t act_bytes = activation_bytes(group[0].w.type, n);
-    if (scratch.size() < act_bytes * size_t(m)) scratch.resize(act_bytes * size_t(m));
+    const size_t act_bytes = activation_bytes(group[0].w.type, n), input_bytes = act_bytes * size_t(m);
+    // Product j's converted rows start at act + at[j]: a new input's after the last one's, a
+    // repeated input's where it was converted first.
+    std::array<size_t, k_max_row_products> at;
+    std::array<const float *, k_max_row_products> inputs;
+    size_t n_inputs = 0;
+    for (size_t j = 0; j < group.size(); ++j) {
+        const auto seen = size_t(std::find(inputs.begin(), inputs.begin() + n_inputs, group[j].x) - inputs.begin());
+        if (seen == n_inputs) inputs[n_inputs++] = group[j].x;
+        at[j] = seen * input_bytes;
+    }
+    if (scratch.size() < n_inputs * input_bytes) scratch.resize(n_inputs * input_bytes);
     std::byte * act = scratch.data();
-    // A single activation row is converted on this thread: every extra barrier costs a time slice
+    // Single activation rows are converted on this thread: every extra barrier costs a time slice
     // when another process holds a core. A batch is worth splitting.
 #pragma omp parallel for num_threads(nt) schedule(static) if (m > 1)
-    for (int64_t i = 0; i < m; ++i) k.quantize_act(x + i * n, act + size_t(i) * act_bytes, n);
+    for (int64_t i = 0; i < m; ++i)
+        for (size_t j = 0; j < n_inputs; ++j)
+            k.quantize_act(inputs[j] + i * n, act + j * input_bytes + size_t(i) * act_bytes, n);
     int64_t total = 0;
     for (const auto & p : group) total += p.w.n_rows();
     // Below ~64K weights a fork/join costs more than the work.
@@ -218,9 +229,10 @@ void run_group(std::span<const row_product> group, const float * x, int64_t m, s
         const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
         const int64_t lo = total * part / parts, hi = total * (part + 1) / parts; // of the concatenated rows
         int64_t base = 0;
-        for (const auto & p : group) {
+        for (size_t j = 0; j < group.size(); ++j) {
+            const row_product & p = group[j];
             const int64_t r0 = std::max(lo, base) - base, r1 = std::min(hi, base + p.w.n_rows()) - base;
-            if (r0 < r1) product_rows(p, act, act_bytes, m, r0, r1);
+            if (r0 < r1) product_rows(p, act + at[j], act_bytes, m, r0, r1);
             base += p.w.n_rows();
         }
     }
@@ -233,7 +245,7 @@ void matmul_rows_many(std::span<const row_product> products, const float * x, in
     if (m < 0) throw_error(status::invalid_argument, "quant: matmul_rows: m = {} is negative", m);
     if (products.empty() || m == 0) return;
     const int64_t n = products[0].w.row_size();
-    std::array<row_product, 8> checked;
+    std::array<row_product, k_max_row_products> checked;
     if (products.size() > checked.size())
         throw_error(status::invalid_argument, "quant: matmul_rows_many: {} products, at most {}", products.size(),
                     checked.size());
@@ -243,6 +255,8 @@ void matmul_rows_many(std::span<const row_product> products, const float * x, in
         if (p.w.row_size() != n)
             throw_error(status::invalid_argument, "quant: matmul_rows_many: rows of {} and {} elements", n,
                         p.w.row_size());
+        if (!p.x) p.x = x;
+        if (!p.x) throw_error(status::invalid_argument, "quant: matmul_rows_many: product {} has no input", i);
         if (p.ldy == 0) p.ldy = p.w.n_rows();
         if (p.ldy < p.w.n_rows())
             throw_error(status::invalid_argument, "quant: matmul_rows: output stride {} < {} rows", p.ldy, p.w.n_rows());
@@ -253,7 +267,7 @@ void matmul_rows_many(std::span<const row_product> products, const float * x, in
         size_t g1 = g0 + 1;
         while (g1 < products.size() && activation_format(checked[g1].w.type) == activation_format(checked[g0].w.type))
             ++g1;
-        run_group(std::span(checked.data() + g0, g1 - g0), x, m, scratch, nt);
+        run_group(std::span(checked.data() + g0, g1 - g0), m, scratch, nt);
         g0 = g1;
     }
 }

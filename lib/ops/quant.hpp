@@ -65,17 +65,24 @@ void matvec(const raw_view & w, const float * x, float * y, std::vector<std::byt
 void matmul_rows(const raw_view & w, const float * x, int64_t m, float * y, std::vector<std::byte> & scratch,
                  int n_threads, int64_t ldy = 0);
 
-// One product of matmul_rows_many: y[i * ldy + r] = dot(w row r, x row i) (ldy = 0: w's rows).
+// One product of matmul_rows_many: y[i * ldy + r] = dot(w row r, x row i) (ldy = 0: w's rows),
+// x the product's own input [m, K] when it has one, else the call's.
 struct row_product {
     raw_view w;
     float * y;
     int64_t ldy = 0;
+    const float * x = nullptr;
 };
 
-// matmul_rows for several weights that multiply the same x (all with x's row length): Q, K and
-// V, or gate and up. Weights whose kernels share an activation format (e.g. Q8_0 and Q4_0) take
-// one conversion of x and one parallel region between them, split by rows over the threads:
-// fewer fork/joins per token, each of which costs a time slice when another process holds a core.
+// At most this many products per matmul_rows_many call.
+inline constexpr size_t k_max_row_products = 32;
+
+// matmul_rows for several weights of one row length: Q, K and V, or gate and up, which multiply
+// the same x; or an attention layer's per-head blocks, each on its own input. Weights whose
+// kernels share an activation format (e.g. Q8_0 and Q4_0) take one conversion per input and one
+// parallel region between them, split by rows over the threads: fewer fork/joins per token, each
+// of which costs a time slice when another process holds a core. Each row's result is the one
+// matmul_rows gives, however the products are grouped.
 void matmul_rows_many(std::span<const row_product> products, const float * x, int64_t m,
                       std::vector<std::byte> & scratch, int n_threads);
 

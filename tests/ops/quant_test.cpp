@@ -519,6 +519,60 @@ TEST_CASE("matmul_rows_many equals one matmul_rows per weight, across activation
                          doctest::Contains("rows of 64 and 128 elements"), frugal::error);
 }
 
+TEST_CASE("matmul_rows_many takes each product's own input, bit for bit as matmul_rows" * doctest::timeout(60)) {
+    // A decode step's per-head blocks: products of one row length, most with inputs of their own,
+    // one repeating another's input and one taking the call's; Q8_0 and Q4_0 share a conversion
+    // format (one group), Q6_K a second one, and rows make the thread split cross products.
+    const int64_t n = 256;
+    const dtype types[] = {dtype::q8_0, dtype::q4_0, dtype::q8_0, dtype::q6_k, dtype::q6_k};
+    const int64_t rows[] = {40, 7, 24, 9, 33};
+    constexpr size_t k = std::size(types);
+    for (bool scalar : paths()) {
+        const ops::detail::force_scalar_scope scope(scalar);
+        std::vector<std::vector<uint8_t>> w;
+        std::vector<raw_view> views;
+        for (size_t i = 0; i < k; ++i) {
+            w.push_back(random_weights(types[i], rows[i], n, uint32_t(i + 11)));
+            views.push_back({types[i], reinterpret_cast<const std::byte *>(w.back().data()), shape{rows[i], n}});
+        }
+        for (int64_t m : {1, 3})
+            for (int threads : {1, 2}) {
+                INFO("m=" << m << " threads=" << threads << " scalar=" << scalar);
+                const auto call_x = test::random_floats(size_t(m * n), 7);
+                std::vector<std::vector<float>> inputs;
+                for (size_t i = 0; i < k; ++i) inputs.push_back(test::random_floats(size_t(m * n), uint32_t(30 + i)));
+                // product i's input: its own, except 2 (product 0's) and 4 (the call's)
+                const float * x_of[k] = {inputs[0].data(), inputs[1].data(), inputs[0].data(), inputs[3].data(), nullptr};
+                std::vector<std::byte> scratch;
+                std::vector<std::vector<float>> want, got;
+                std::vector<ops::row_product> products;
+                for (size_t i = 0; i < k; ++i) {
+                    want.emplace_back(size_t(m * rows[i]), -1.f);
+                    got.emplace_back(size_t(m * rows[i]), -1.f);
+                    ops::matmul_rows(views[i], x_of[i] ? x_of[i] : call_x.data(), m, want.back().data(), scratch, threads);
+                    products.push_back({views[i], got.back().data(), 0, x_of[i]});
+                }
+                ops::matmul_rows_many(products, call_x.data(), m, scratch, threads);
+                for (size_t i = 0; i < k; ++i) CHECK(got[i] == want[i]);
+            }
+    }
+    // Every product needs an input, and a call takes at most k_max_row_products of them.
+    const auto w = random_weights(dtype::q8_0, 2, 64, 1);
+    const raw_view view{dtype::q8_0, reinterpret_cast<const std::byte *>(w.data()), shape{2, 64}};
+    std::vector<float> x(64), y(2 * (ops::k_max_row_products + 1));
+    std::vector<std::byte> scratch;
+    const ops::row_product orphan[] = {{view, y.data()}};
+    CHECK_THROWS_WITH_AS(ops::matmul_rows_many(orphan, nullptr, 1, scratch, 1), doctest::Contains("has no input"),
+                         frugal::error);
+    std::vector<ops::row_product> many;
+    for (size_t i = 0; i <= ops::k_max_row_products; ++i) many.push_back({view, y.data() + 2 * i, 0, x.data()});
+    const std::string limit = "at most " + std::to_string(ops::k_max_row_products);
+    CHECK_THROWS_WITH_AS(ops::matmul_rows_many(many, nullptr, 1, scratch, 1), doctest::Contains(limit.c_str()),
+                         frugal::error);
+    many.pop_back();
+    CHECK_NOTHROW(ops::matmul_rows_many(many, nullptr, 1, scratch, 1));
+}
+
 TEST_CASE("scalar and AVX2 paths agree" * doctest::timeout(60)) {
     ops::detail::force_scalar(false);
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("CPU without AVX2+FMA+F16C: only the scalar path exists");
