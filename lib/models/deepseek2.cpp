@@ -43,18 +43,23 @@ struct head_matrix {
     }
 };
 
-// A decode step's per-head products y_h = x_h · W^hᵀ (rows = 1, h < H) in one parallel region
-// per ops::k_max_row_products heads instead of one per head (16 heads a layer on V2-Lite, 128 on
-// V3): each head's results are those of its own apply(). Returns false, having done nothing, for
-// more rows or for blocks stored transposed, which only apply() multiplies.
+// A decode step's per-head products y_h = x_h · W^h (rows = 1, h < H, W^h as head_matrix::apply
+// takes it) in one parallel region per ops::k_max_row_products heads instead of one per head (16
+// heads a layer on V2-Lite, 128 on V3). Blocks stored as [out, in] go through linear_many: each
+// head's results are those of its own apply(). Blocks stored [in, out] go through
+// linear_t_one_row, which sums in row order where apply()'s linear_t used a GEMM. Returns false,
+// having done nothing, for more rows.
 template <class Head, class Input, class Output>
 bool one_token_heads(ops::matmul_context & mm, int64_t rows, int64_t H, Head head, Input x_of, Output y_of) {
-    if (rows != 1 || H <= 0 || head(0).stored_transposed) return false;
+    if (rows != 1 || H <= 0) return false;
+    const bool transposed = head(0).stored_transposed; // one orientation for every head
     std::array<ops::row_product, ops::k_max_row_products> p;
     for (int64_t h0 = 0; h0 < H; h0 += int64_t(p.size())) {
         const int64_t n = std::min(int64_t(p.size()), H - h0);
         for (int64_t i = 0; i < n; ++i) p[size_t(i)] = {head(h0 + i).w, y_of(h0 + i), 0, x_of(h0 + i)};
-        mm.linear_many(std::span(p.data(), size_t(n)), nullptr, 1);
+        const std::span group(p.data(), size_t(n));
+        if (transposed) mm.linear_t_one_row(group);
+        else mm.linear_many(group, nullptr, 1);
     }
     return true;
 }

@@ -857,4 +857,34 @@ void matmul_context::linear_t(const raw_view & w, const float * x, int64_t m, fl
     run_gemm(dtype::f32, x, wf, n, k, m, y, ldy, true);
 }
 
+void matmul_context::linear_t_one_row(std::span<const row_product> products) {
+    const profile::scope timed(profile::op::matmul);
+    int64_t widest = 0, work = 0;
+    for (const auto & p : products) {
+        if (!p.x) throw_error(status::invalid_argument, "matmul: linear_t_one_row: a product has no input");
+        widest = std::max(widest, p.w.shape.innermost());
+        work += p.w.shape.numel();
+    }
+    omp_threads_scope threads(n_threads_);
+    float * rows = grow(impl_->slab, widest * omp_get_max_threads()); // a dequantized row per thread
+    const auto count = int64_t(products.size());
+#pragma omp parallel for schedule(static) if (work >= (1 << 16))
+    for (int64_t j = 0; j < count; ++j) {
+        const row_product & p = products[size_t(j)];
+        const int64_t k = p.w.shape.rows(), n = p.w.shape.innermost();
+        float * row = rows + widest * omp_get_thread_num();
+        std::fill_n(p.y, n, 0.f);
+        for (int64_t i = 0; i < k; ++i) { // y[n] += x[i] · w[i, n]
+            const float * wr = reinterpret_cast<const float *>(p.w.row(i));
+            if (p.w.type != dtype::f32) {
+                dequantize_row(p.w.type, p.w.row(i), row, n);
+                wr = row;
+            }
+            const float xi = p.x[i];
+#pragma omp simd
+            for (int64_t c = 0; c < n; ++c) p.y[c] += xi * wr[c];
+        }
+    }
+}
+
 } // namespace frugal::ops

@@ -114,6 +114,11 @@ public:
     // The weight is dequantized to F32 and the product taken in F32: there is no vec_dot
     // pairing of activation and weight blocks in this orientation.
     void linear_t(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
+    // linear_t() of one row for several weights at once (a decode step's per-head blocks of MLA
+    // files that store them [in, out]): p.y[N] = p.x[K] · p.w for each product, the products
+    // split over the threads in one parallel region, each weight dequantized a row at a time
+    // and accumulated in F32 in row order (no [K, N] copy, no GEMM call per head).
+    void linear_t_one_row(std::span<const row_product> products);
 
     // The oneDNN GEMM alone: y[m, ldy] = x[m, k] · wᵀ with w an [n, k] row-major matrix of
     // F32 (or BF16, with x converted to BF16). Exposed for tests.

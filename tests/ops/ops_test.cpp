@@ -1102,6 +1102,49 @@ TEST_CASE("linear_t multiplies by a weight stored [K, N], in every dtype" * doct
         }
 }
 
+TEST_CASE("linear_t_one_row multiplies one row by several weights stored [K, N], in every dtype" *
+          doctest::timeout(60)) {
+    // A decode step's per-head blocks: products of different shapes, each on its own input row,
+    // against the double-precision reference; fewer and more products than threads.
+    struct kn {
+        int64_t k, n;
+    };
+    const kn shapes[] = {{64, 32}, {96, 64}, {128, 96}, {32, 128}, {64, 32}}; // N: whole quant blocks
+    for (dtype t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked})
+        for (int threads : k_thread_counts)
+            for (size_t count : {size_t(1), std::size(shapes)}) {
+                CAPTURE(threads);
+                CAPTURE(count);
+                ops::matmul_context ctx(threads);
+                std::vector<test_weight> stored;
+                std::vector<std::vector<float>> x, y;
+                std::vector<ops::row_product> products;
+                for (size_t j = 0; j < count; ++j) {
+                    const kn s = shapes[j];
+                    stored.push_back(make_weight(t, s.k, s.n, uint32_t(40 + j))); // rows of N stored elements
+                    x.push_back(test::random_floats(size_t(s.k), uint32_t(50 + j)));
+                    y.emplace_back(size_t(s.n), k_sentinel);
+                }
+                for (size_t j = 0; j < count; ++j) products.push_back({stored[j].view(), y[j].data(), 0, x[j].data()});
+                ctx.linear_t_one_row(products);
+                for (size_t j = 0; j < count; ++j) {
+                    const kn s = shapes[j];
+                    std::vector<float> transposed(size_t(s.n * s.k)); // [N, K]: ref::matmul's orientation
+                    for (int64_t r = 0; r < s.k; ++r)
+                        for (int64_t c = 0; c < s.n; ++c)
+                            transposed[size_t(c * s.k + r)] = stored[j].values[size_t(r * s.n + c)];
+                    const std::vector<double> exact_activations(size_t(s.k), 0.0);
+                    check_within(y[j].data(), ref::matmul(x[j].data(), transposed.data(), 1, s.n, s.k),
+                                 product_bound(x[j].data(), exact_activations, transposed.data(), 1, s.n, s.k));
+                }
+            }
+    ops::matmul_context ctx(1);
+    const auto w = make_weight(dtype::f32, 4, 8, 1);
+    std::vector<float> y(8);
+    const ops::row_product orphan[] = {{w.view(), y.data()}};
+    CHECK_THROWS_WITH_AS(ctx.linear_t_one_row(orphan), doctest::Contains("has no input"), frugal::error);
+}
+
 namespace {
 
 void check_gemm(dtype t) {
