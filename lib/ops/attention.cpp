@@ -30,6 +30,7 @@
 #include <limits>
 
 #include "ops/attention_kernels.hpp"
+#include "ops/gemm_pack.hpp"
 #include "ops/quant.hpp"
 #include "ops/simd_exp.hpp"
 #include "util/error.hpp"
@@ -47,6 +48,7 @@ struct vec {
     using reg = __m256;
     static constexpr int lanes = 8;
     static constexpr int tile_rows = 3;
+    static constexpr bool transposed_keys = false; // AVX2 has no fast transposing widen
     FRUGAL_AVX2 static reg zero() { return _mm256_setzero_ps(); }
     FRUGAL_AVX2 static reg load(const float * p) { return _mm256_loadu_ps(p); }
     FRUGAL_AVX2 static void store(float * p, reg v) { _mm256_storeu_ps(p, v); }
@@ -99,6 +101,8 @@ namespace {
 // 64 to 256 keys and 48 or 96 rows measured alike; the smaller keep the masked part of the
 // diagonal blocks and the per-thread scratch small.
 constexpr int64_t k_block_keys = 64;  // keys per block
+static_assert(k_block_keys == detail::k_kt_keys && k_block_keys == gemm_pack::panel_cols,
+              "a transposed key tile is one gemm_pack panel wide");
 constexpr int64_t k_block_rows = 48;  // target query rows (tokens × group heads) per task
 constexpr int64_t k_line = 16;        // floats per cache line; per-thread scratch areas are padded to it
 // Rows up to this many (a decode step's group of query heads) read an F16 cache directly
@@ -161,7 +165,7 @@ void widen_portable(const uint16_t * src, int64_t src_row, int64_t n, int64_t co
 
 // No direct F16 kernels (nullptr): an F16 cache is always widened first.
 constexpr attention_kernels k_portable{
-    1, scores_portable, softmax_row_portable, accumulate_portable, widen_portable, nullptr, nullptr};
+    1, scores_portable, softmax_row_portable, accumulate_portable, widen_portable, nullptr, nullptr, nullptr};
 
 
 std::atomic<const attention_kernels *> g_test_kernels{nullptr};
@@ -194,6 +198,9 @@ struct problem {
     float q_scale;        // scale · log2 e
     // F16 only: V is the head of each K row (absorbed MLA), so the K tile serves as V's too.
     bool v_in_k_tile;
+    // Tasks of many rows widen keys into a transposed tile for kern.scores_kt: an F16 cache
+    // whose K tile is not also V's, on a CPU with gemm_pack's AVX-512 transposes.
+    bool transposed_keys;
 
     bool f16() const { return p.kv_type == dtype::f16; }
     // Keys [j0, j0 + n) of kv head hk as F32 rows: the cache itself, or widened into tile.
@@ -207,6 +214,29 @@ struct problem {
             return k_tile;
         }
         return rows_of(v, v_row, p.v_dim, j0, n, hk, tile, row);
+    }
+
+    // Keys [j0, j0 + n) (n <= k_kt_keys) of kv head hk in an F16 cache, widened into kt
+    // [head_dim][k_kt_keys] with keys in lanes: 16 keys at a time through gemm_pack's AVX-512
+    // transposes (a partial last group from a zero-padded copy in pad [16, head_dim], so nothing
+    // past the cache's rows is read; keys past it are zeros). Only where transposed_keys.
+    void keys_transposed(int64_t j0, int64_t n, int64_t hk, float * kt, uint16_t * pad) const {
+        constexpr int64_t per_group = gemm_pack::group_rows;
+        const int64_t hd = p.head_dim;
+        for (int64_t g = 0; g < n; g += per_group) {
+            const int64_t count = std::min(per_group, n - g);
+            const uint16_t * rows = f16_keys(j0 + g, hk);
+            int64_t row = k_row; // elements from one key to the next
+            if (count < per_group) {
+                std::fill_n(pad, per_group * hd, uint16_t(0));
+                for (int64_t j = 0; j < count; ++j) std::copy_n(rows + j * k_row, hd, pad + j * hd);
+                rows = pad;
+                row = hd;
+            }
+            const bool done = gemm_pack::transpose_group_f16(reinterpret_cast<const std::byte *>(rows),
+                                                             row * int64_t(sizeof(uint16_t)), hd, kt + g);
+            if (!done) throw_error(status::internal, "attention: no F16 transposes on this CPU"); // transposed_keys checked it
+        }
     }
 
     // Keys or values from position j0 of kv head hk in an F16 cache, as stored (rows k_row or v_row apart).
@@ -240,9 +270,11 @@ state state_at(float * base, int64_t rows_max, int64_t vd) {
 }
 
 // Per-thread working space: qt [rows, head_dim], s [rows, k_block_keys]; for an F16 cache the
-// widened tiles k [k_block_keys, head_dim] and v [k_block_keys, v_dim].
+// widened tiles k [k_block_keys, head_dim] (or, transposed, [head_dim, k_block_keys]) and v
+// [k_block_keys, v_dim], and pad [16, head_dim] for a partial group of keys to transpose.
 struct workspace {
     float *qt, *s, *k, *v;
+    uint16_t * pad;
 };
 
 // n rows of dim F16 values, `stride` apart, into the cache hierarchy (a decode step reads the
@@ -274,6 +306,7 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
 
     const int64_t limit = pr.pos0 + t1; // keys past every row's causal limit are never read
     const bool direct = pr.f16() && pr.kern.scores_f16 && rows <= k_direct_rows;
+    const bool transposed = !direct && pr.transposed_keys;
     for (int64_t kb = kb0; kb < kb1; ++kb) {
         const int64_t j0 = kb * k_block_keys, n = std::min(k_block_keys, limit - j0);
         // s = qt · K[j0 .. j0 + n)ᵀ   [rows, n]
@@ -285,6 +318,9 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
             if (const int64_t next = std::min(k_block_keys, limit - j0 - n); next > 0)
                 prefetch_rows(pr.f16_keys(j0 + n, hk), pr.k_row, next, hd);
             pr.kern.scores_f16(qt, rows, hd, pr.f16_keys(j0, hk), pr.k_row, n, s, k_block_keys);
+        } else if (transposed) {
+            pr.keys_transposed(j0, n, hk, ws.k, ws.pad);
+            pr.kern.scores_kt(qt, rows, hd, ws.k, n, s, k_block_keys);
         } else {
             keys = pr.keys(j0, n, hk, ws.k, k_row);
             pr.kern.scores(qt, rows, hd, keys, k_row, n, s, k_block_keys);
@@ -363,8 +399,11 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
     const int threads = n_threads > 0 ? n_threads : omp_get_max_threads();
     const int64_t k_row = p.k_stride ? p.k_stride : p.n_head_kv * p.head_dim;
     const int64_t v_row = p.v_stride ? p.v_stride : p.n_head_kv * p.v_dim;
+    const attention_kernels & kern = pick_kernels(p);
+    const bool v_in_k_tile =
+        p.kv_type == dtype::f16 && v == k && v_row == k_row && p.n_head_kv == 1 && p.v_dim <= p.head_dim;
     const problem pr{.p = p,
-                     .kern = pick_kernels(p),
+                     .kern = kern,
                      .q = q,
                      .k = k,
                      .v = v,
@@ -373,8 +412,9 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
                      .k_row = k_row,
                      .v_row = v_row,
                      .q_scale = float(double(p.scale) * 1.4426950408889634), // log2 e
-                     .v_in_k_tile = p.kv_type == dtype::f16 && v == k && v_row == k_row && p.n_head_kv == 1 &&
-                                    p.v_dim <= p.head_dim};
+                     .v_in_k_tile = v_in_k_tile,
+                     .transposed_keys = p.kv_type == dtype::f16 && kern.scores_kt && !v_in_k_tile &&
+                                        detail::avx512f_supported()};
 
     // Tasks: (query block, kv head), later query blocks (more keys) first for the dynamic schedule.
     const int64_t q_block = std::min(n_tokens, std::max<int64_t>(1, k_block_rows / pr.group)); // tokens per task
@@ -393,8 +433,10 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
     const int64_t state_floats = round_up(rows_max * (p.v_dim + 2), k_line);
     const int64_t k_tile_floats = pr.f16() ? k_block_keys * p.head_dim : 0;
     const int64_t v_tile_floats = pr.f16() && !pr.v_in_k_tile ? k_block_keys * p.v_dim : 0;
+    const int64_t pad_floats = pr.f16() ? gemm_pack::group_rows * p.head_dim / 2 : 0; // uint16_t [16, head_dim]
     const int64_t thread_floats =
-        round_up(rows_max * (p.head_dim + k_block_keys) + k_tile_floats + v_tile_floats, k_line) + state_floats;
+        round_up(rows_max * (p.head_dim + k_block_keys) + k_tile_floats + v_tile_floats + pad_floats, k_line) +
+        state_floats;
     const int64_t split_floats = max_split > 1 ? n_tasks * max_split * state_floats : 0;
     scratch.resize(size_t(threads * thread_floats + split_floats));
     struct task {
@@ -408,9 +450,10 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
 #pragma omp parallel num_threads(threads) if (parallel)
     {
         float * mine = scratch.data() + omp_get_thread_num() * thread_floats;
-        workspace ws{.qt = mine, .s = mine + rows_max * p.head_dim, .k = nullptr, .v = nullptr};
+        workspace ws{.qt = mine, .s = mine + rows_max * p.head_dim, .k = nullptr, .v = nullptr, .pad = nullptr};
         ws.k = ws.s + rows_max * k_block_keys;
         ws.v = ws.k + k_tile_floats;
+        ws.pad = reinterpret_cast<uint16_t *>(ws.v + v_tile_floats);
         float * own_state = mine + thread_floats - state_floats;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t i = 0; i < n_tasks * n_split; ++i) {

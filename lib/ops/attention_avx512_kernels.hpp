@@ -21,6 +21,9 @@ struct vec {
     using reg = __m512;
     static constexpr int lanes = 16;
     static constexpr int tile_rows = 4;
+    // Prefill widens F16 keys straight into a transposed tile (gemm_pack's 16 × 16 transposes)
+    // for scores_kt.
+    static constexpr bool transposed_keys = true;
     FRUGAL_AVX512 static reg zero() { return _mm512_setzero_ps(); }
     FRUGAL_AVX512 static reg load(const float * p) { return _mm512_loadu_ps(p); }
     FRUGAL_AVX512 static void store(float * p, reg v) { _mm512_storeu_ps(p, v); }

@@ -31,7 +31,14 @@ struct attention_kernels {
                        float * s, int64_t ld_s);
     void (*accumulate_f16)(const float * p, int64_t ld_p, int64_t rows, const uint16_t * v, int64_t v_row, int64_t n,
                            float * o, int64_t vd);
+    // scores against keys transposed into kt [hd][k_kt_keys] (keys in lanes, so no horizontal
+    // sums), for n <= k_kt_keys; columns past n up to the next 4 vectors are written too, from
+    // whatever kt holds there. nullptr: this set has none (its keys stay as rows).
+    void (*scores_kt)(const float * q, int64_t rows, int64_t hd, const float * kt, int64_t n, float * s, int64_t ld_s);
 };
+
+// The row length of a transposed key tile: keys per block.
+inline constexpr int64_t k_kt_keys = 64;
 
 // The library's AVX-512 F set (attention_avx512.cpp), or nullptr where the CPU (or the OS) lacks it.
 const attention_kernels * avx512_attention_kernels();

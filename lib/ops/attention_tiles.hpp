@@ -83,6 +83,43 @@ FRUGAL_TILES_TARGET inline void scores(const float * q, int64_t rows, int64_t hd
     for (; j < n; ++j) scores_keys<1>(q, rows, hd, k + j * k_row, k_row, s + j, ld_s);
 }
 
+// s[r, j] for an R-row tile and keys [0, NV · lanes) of a transposed tile kt [hd][k_kt_keys]:
+// R · NV accumulators, one fused multiply-add per (row, key vector, d).
+template <int R, int NV>
+FRUGAL_TILES_TARGET inline void scores_kt_tile(const float * q, int64_t hd, const float * kt, float * s, int64_t ld_s) {
+    using frugal::ops::detail::k_kt_keys;
+    typename vec::reg acc[R][NV];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int i = 0; i < NV; ++i) acc[r][i] = vec::zero();
+    for (int64_t d = 0; d < hd; ++d) {
+        typename vec::reg kv[NV];
+#pragma GCC unroll 4
+        for (int i = 0; i < NV; ++i) kv[i] = vec::load(kt + d * k_kt_keys + i * vec::lanes);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) {
+            const typename vec::reg qv = vec::set1(q[r * hd + d]);
+#pragma GCC unroll 4
+            for (int i = 0; i < NV; ++i) acc[r][i] = vec::fmadd(qv, kv[i], acc[r][i]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int i = 0; i < NV; ++i) vec::store(s + r * ld_s + i * vec::lanes, acc[r][i]);
+}
+
+// attention_kernels::scores_kt: keys 4 vectors at a time, rows in register tiles.
+FRUGAL_TILES_TARGET inline void scores_kt(const float * q, int64_t rows, int64_t hd, const float * kt, int64_t n,
+                                          float * s, int64_t ld_s) {
+    constexpr int64_t keys = 4 * vec::lanes;
+    for (int64_t j = 0; j < n; j += keys)
+        by_row_tiles<vec::tile_rows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
+            scores_kt_tile<decltype(rt)::value, 4>(q + r * hd, hd, kt + j, s + r * ld_s + j, ld_s);
+        });
+}
+
 // Every step in vectors (a libm exp2 and the 4-lane loops of a baseline build were a fifth of a
 // prefill's attention at depth). The last partial vector of s is read with −inf past `visible`:
 // those lanes count for nothing in the max, and exp2_nonpositive(−inf) = 0.
@@ -172,6 +209,8 @@ FRUGAL_TILES_TARGET inline void widen(const uint16_t * src, int64_t src_row, int
 }
 
 inline constexpr frugal::ops::detail::attention_kernels kernels{
-    vec::lanes, scores<float>, softmax_row, accumulate<float>, widen, scores<uint16_t>, accumulate<uint16_t>};
+    vec::lanes, scores<float>,        softmax_row,
+    accumulate<float>, widen,         scores<uint16_t>,
+    accumulate<uint16_t>, vec::transposed_keys ? scores_kt : nullptr};
 
 } // namespace FRUGAL_TILES_NS

@@ -612,6 +612,45 @@ TEST_CASE("blocked attention matches the reference across key blocks, GQA groups
         for (dtype kv_type : k_kv_types) check_attention_case(cases[i], k_seeds[i % std::size(k_seeds)], kv_type);
 }
 
+TEST_CASE("scores_kt: scores against keys transposed into lanes equal the plain sums, for every set that has it" *
+          doctest::timeout(60)) {
+    // The AVX-512 kernels (the library's where the CPU has them, and the SIMDe build anywhere)
+    // multiply prefill queries against a [head_dim][64] tile of keys in lanes; 1 to 13 rows (tails
+    // of the 4-row tiles), ragged key counts, and head dims of Qwen2 (128) and MLA (576).
+    std::vector<std::pair<const char *, const ops::detail::attention_kernels *>> sets;
+    if (const auto * native = ops::detail::avx512_attention_kernels()) sets.emplace_back("avx512", native);
+    if (const auto * simde = test::simde_avx512_attention_kernels()) sets.emplace_back("avx512 (SIMDe)", simde);
+    if (sets.empty()) FRUGAL_SKIP("no AVX-512 attention kernels here (neither the CPU's nor SIMDe's)");
+    constexpr int64_t kt_keys = ops::detail::k_kt_keys, ld_s = 64;
+    for (const auto & [name, kern] : sets) {
+        CAPTURE(std::string(name));
+        REQUIRE(bool(kern->scores_kt));
+        for (int64_t hd : {int64_t(128), int64_t(576)})
+            for (int64_t rows : {int64_t(1), int64_t(4), int64_t(13)})
+                for (int64_t n : {int64_t(1), int64_t(45), kt_keys}) {
+                    CAPTURE(hd);
+                    CAPTURE(rows);
+                    CAPTURE(n);
+                    const auto q = test::random_floats(size_t(rows * hd), uint32_t(hd + rows));
+                    const auto kt = test::random_floats(size_t(hd * kt_keys), uint32_t(n));
+                    std::vector<float> s(size_t(rows * ld_s), -1.f);
+                    kern->scores_kt(q.data(), rows, hd, kt.data(), n, s.data(), ld_s);
+                    double worst = 0, scale = 0;
+                    for (int64_t r = 0; r < rows; ++r)
+                        for (int64_t j = 0; j < n; ++j) {
+                            double want = 0, mag = 0;
+                            for (int64_t d = 0; d < hd; ++d) {
+                                want += double(q[size_t(r * hd + d)]) * kt[size_t(d * kt_keys + j)];
+                                mag += std::fabs(double(q[size_t(r * hd + d)]) * kt[size_t(d * kt_keys + j)]);
+                            }
+                            worst = std::max(worst, std::fabs(s[size_t(r * ld_s + j)] - want));
+                            scale = std::max(scale, mag);
+                        }
+                    CHECK(worst <= 1e-6 * scale);
+                }
+    }
+}
+
 TEST_CASE("attention over one latent cache: K rows [576] and V their first 512 values, as absorbed MLA "
           "(F32, and F16 whose V is read from the widened K block)" *
           doctest::timeout(120)) {
