@@ -83,43 +83,6 @@ FRUGAL_TILES_TARGET inline void scores(const float * q, int64_t rows, int64_t hd
     for (; j < n; ++j) scores_keys<1>(q, rows, hd, k + j * k_row, k_row, s + j, ld_s);
 }
 
-// s[r, j] for an R-row tile and keys [0, NV · lanes) of a transposed tile kt [hd][k_kt_keys]:
-// R · NV accumulators, one fused multiply-add per (row, key vector, d).
-template <int R, int NV>
-FRUGAL_TILES_TARGET inline void scores_kt_tile(const float * q, int64_t hd, const float * kt, float * s, int64_t ld_s) {
-    using frugal::ops::detail::k_kt_keys;
-    typename vec::reg acc[R][NV];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-        for (int i = 0; i < NV; ++i) acc[r][i] = vec::zero();
-    for (int64_t d = 0; d < hd; ++d) {
-        typename vec::reg kv[NV];
-#pragma GCC unroll 4
-        for (int i = 0; i < NV; ++i) kv[i] = vec::load(kt + d * k_kt_keys + i * vec::lanes);
-#pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) {
-            const typename vec::reg qv = vec::set1(q[r * hd + d]);
-#pragma GCC unroll 4
-            for (int i = 0; i < NV; ++i) acc[r][i] = vec::fmadd(qv, kv[i], acc[r][i]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-        for (int i = 0; i < NV; ++i) vec::store(s + r * ld_s + i * vec::lanes, acc[r][i]);
-}
-
-// attention_kernels::scores_kt: keys 4 vectors at a time, rows in register tiles.
-FRUGAL_TILES_TARGET inline void scores_kt(const float * q, int64_t rows, int64_t hd, const float * kt, int64_t n,
-                                          float * s, int64_t ld_s) {
-    constexpr int64_t keys = 4 * vec::lanes;
-    for (int64_t j = 0; j < n; j += keys)
-        by_row_tiles<vec::tile_rows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
-            scores_kt_tile<decltype(rt)::value, 4>(q + r * hd, hd, kt + j, s + r * ld_s + j, ld_s);
-        });
-}
-
 // Every step in vectors (a libm exp2 and the 4-lane loops of a baseline build were a fifth of a
 // prefill's attention at depth). The last partial vector of s is read with −inf past `visible`:
 // those lanes count for nothing in the max, and exp2_nonpositive(−inf) = 0.
@@ -153,31 +116,44 @@ FRUGAL_TILES_TARGET inline void softmax_row(float * s, int64_t visible, int64_t 
         for (int64_t e = 0; e < vd; e += vec::lanes) vec::store(o + e, vec::mul(alpha, vec::load(o + e)));
 }
 
-// o[r, NV·lanes columns] += p · v for an R-row tile: the accumulators stay in registers over all
-// n keys.
-template <int R, int NV, class KV>
-FRUGAL_TILES_TARGET inline void accumulate_tile(const float * p, int64_t ld_p, const KV * v, int64_t v_row,
-                                                int64_t n, float * o, int64_t vd) {
+// c[r, 0 .. NV·lanes) = (Accumulate: c +) Σ_t a[r · lda + t] · b[t · ldb, 0 .. NV·lanes) for an
+// R-row tile over t < steps: the accumulators stay in registers over all the steps, one fused
+// multiply-add per (row, vector, step). P · V (a = p, b = the values' rows, F32 or F16) and the
+// scores against a transposed key tile (a = q, b = kt's rows of keys) are both this.
+template <int R, int NV, bool Accumulate, class B>
+FRUGAL_TILES_TARGET inline void product_tile(const float * a, int64_t lda, const B * b, int64_t ldb, int64_t steps,
+                                             float * c, int64_t ldc) {
     typename vec::reg acc[R][NV];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-        for (int i = 0; i < NV; ++i) acc[r][i] = vec::load(o + r * vd + vec::lanes * i);
-    for (int64_t j = 0; j < n; ++j) {
-        typename vec::reg vv[NV];
+        for (int i = 0; i < NV; ++i) acc[r][i] = Accumulate ? vec::load(c + r * ldc + vec::lanes * i) : vec::zero();
+    for (int64_t t = 0; t < steps; ++t) {
+        typename vec::reg bv[NV];
 #pragma GCC unroll 4
-        for (int i = 0; i < NV; ++i) vv[i] = load_kv(v + j * v_row + vec::lanes * i);
+        for (int i = 0; i < NV; ++i) bv[i] = load_kv(b + t * ldb + vec::lanes * i);
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) {
-            const typename vec::reg w = vec::set1(p[r * ld_p + j]);
+            const typename vec::reg w = vec::set1(a[r * lda + t]);
 #pragma GCC unroll 4
-            for (int i = 0; i < NV; ++i) acc[r][i] = vec::fmadd(w, vv[i], acc[r][i]);
+            for (int i = 0; i < NV; ++i) acc[r][i] = vec::fmadd(w, bv[i], acc[r][i]);
         }
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-        for (int i = 0; i < NV; ++i) vec::store(o + r * vd + vec::lanes * i, acc[r][i]);
+        for (int i = 0; i < NV; ++i) vec::store(c + r * ldc + vec::lanes * i, acc[r][i]);
+}
+
+// attention_kernels::scores_kt: keys 4 vectors at a time, rows in register tiles.
+FRUGAL_TILES_TARGET inline void scores_kt(const float * q, int64_t rows, int64_t hd, const float * kt, int64_t n,
+                                          float * s, int64_t ld_s) {
+    constexpr int64_t keys = 4 * vec::lanes;
+    for (int64_t j = 0; j < n; j += keys)
+        by_row_tiles<vec::tile_rows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
+            product_tile<decltype(rt)::value, 4, false>(q + r * hd, hd, kt + j, frugal::ops::detail::k_kt_keys, hd,
+                                                        s + r * ld_s + j, ld_s);
+        });
 }
 
 // Columns in 4 registers at a time (tile_rows × 4 accumulators), then one at a time.
@@ -186,8 +162,8 @@ FRUGAL_TILES_TARGET inline void accumulate(const float * p, int64_t ld_p, int64_
                                            int64_t n, float * o, int64_t vd) {
     const auto cols = [&](auto nv, int64_t e) FRUGAL_TILES_TARGET {
         by_row_tiles<vec::tile_rows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
-            accumulate_tile<decltype(rt)::value, decltype(nv)::value>(p + r * ld_p, ld_p, v + e, v_row, n,
-                                                                      o + r * vd + e, vd);
+            product_tile<decltype(rt)::value, decltype(nv)::value, true>(p + r * ld_p, ld_p, v + e, v_row, n,
+                                                                         o + r * vd + e, vd);
         });
     };
     int64_t e = 0;
