@@ -223,8 +223,9 @@ struct problem {
     // Keys [j0, j0 + n) (n <= k_kt_keys) of kv head hk in an F16 cache, widened into kt
     // [head_dim][k_kt_keys] with keys in lanes: 16 keys at a time through gemm_pack's AVX-512
     // transposes (a partial last group from a zero-padded copy in pad [16, head_dim], so nothing
-    // past the cache's rows is read; keys past it are zeros). Only where transposed_keys.
-    void keys_transposed(int64_t j0, int64_t n, int64_t hk, float * kt, uint16_t * pad) const {
+    // past the cache's rows is read; keys past it are zeros). False where the CPU lacks the
+    // transposes (transposed_keys rules that out; the caller then widens the keys as rows).
+    bool keys_transposed(int64_t j0, int64_t n, int64_t hk, float * kt, uint16_t * pad) const {
         constexpr int64_t per_group = gemm_pack::group_rows;
         const int64_t hd = p.head_dim;
         for (int64_t g = 0; g < n; g += per_group) {
@@ -237,10 +238,11 @@ struct problem {
                 rows = pad;
                 row = hd;
             }
-            const bool done = gemm_pack::transpose_group_f16(reinterpret_cast<const std::byte *>(rows),
-                                                             row * int64_t(sizeof(uint16_t)), hd, kt + g);
-            if (!done) throw_error(status::internal, "attention: no F16 transposes on this CPU"); // transposed_keys checked it
+            if (!gemm_pack::transpose_group_f16(reinterpret_cast<const std::byte *>(rows),
+                                                row * int64_t(sizeof(uint16_t)), hd, kt + g))
+                return false;
         }
+        return true;
     }
 
     // Keys or values from position j0 of kv head hk in an F16 cache, as stored (rows k_row or v_row apart).
@@ -322,8 +324,7 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
             if (const int64_t next = std::min(k_block_keys, limit - j0 - n); next > 0)
                 prefetch_rows(pr.f16_keys(j0 + n, hk), pr.k_row, next, hd);
             pr.kern.scores_f16(qt, rows, hd, pr.f16_keys(j0, hk), pr.k_row, n, s, k_block_keys);
-        } else if (transposed) {
-            pr.keys_transposed(j0, n, hk, ws.k, ws.pad);
+        } else if (transposed && pr.keys_transposed(j0, n, hk, ws.k, ws.pad)) {
             pr.kern.scores_kt(qt, rows, hd, ws.k, n, s, k_block_keys);
         } else {
             keys = pr.keys(j0, n, hk, ws.k, k_row);
