@@ -197,78 +197,78 @@ void product_rows(const row_product & p, const std::byte * act, size_t act_bytes
     }
 }
 
-// Products sharing one activation format (each with its input, row_product::x): each input
-// converted once, rows split evenly over the threads across all the products.
-void run_group(std::span<const row_product> group, int64_t m, std::vector<std::byte> & scratch, int nt) {
-    const int64_t n = group[0].w.row_size();
-    const detail::kernels k = select(group[0].w.type, n);
-    const size_t act_bytes = activation_bytes(group[0].w.type, n), input_bytes = act_bytes * size_t(m);
-    // Product j's converted rows start at act + at[j]: a new input's after the last one's, a
-    // repeated input's where it was converted first.
-    std::array<size_t, k_max_row_products> at;
-    std::array<const float *, k_max_row_products> inputs;
-    size_t n_inputs = 0;
-    for (size_t j = 0; j < group.size(); ++j) {
-        const auto seen = size_t(std::find(inputs.begin(), inputs.begin() + n_inputs, group[j].x) - inputs.begin());
-        if (seen == n_inputs) inputs[n_inputs++] = group[j].x;
-        at[j] = seen * input_bytes;
-    }
-    if (scratch.size() < n_inputs * input_bytes) scratch.resize(n_inputs * input_bytes);
-    std::byte * act = scratch.data();
-    // Single activation rows are converted on this thread: every extra barrier costs a time slice
-    // when another process holds a core. A batch is worth splitting.
-#pragma omp parallel for num_threads(nt) schedule(static) if (m > 1)
-    for (int64_t i = 0; i < m; ++i)
-        for (size_t j = 0; j < n_inputs; ++j)
-            k.quantize_act(inputs[j] + i * n, act + j * input_bytes + size_t(i) * act_bytes, n);
-    int64_t total = 0;
-    for (const auto & p : group) total += p.w.n_rows();
-    // Below ~64K weights a fork/join costs more than the work.
-#pragma omp parallel num_threads(nt) if (total * n * std::max<int64_t>(m, 1) >= (int64_t(1) << 16))
-    {
-        const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
-        const int64_t lo = total * part / parts, hi = total * (part + 1) / parts; // of the concatenated rows
-        int64_t base = 0;
-        for (size_t j = 0; j < group.size(); ++j) {
-            const row_product & p = group[j];
-            const int64_t r0 = std::max(lo, base) - base, r1 = std::min(hi, base + p.w.n_rows()) - base;
-            if (r0 < r1) product_rows(p, act + at[j], act_bytes, m, r0, r1);
-            base += p.w.n_rows();
-        }
-    }
-}
-
 } // namespace
 
 void matmul_rows_many(std::span<const row_product> products, const float * x, int64_t m,
                       std::vector<std::byte> & scratch, int n_threads) {
     if (m < 0) throw_error(status::invalid_argument, "quant: matmul_rows: m = {} is negative", m);
     if (products.empty() || m == 0) return;
-    const int64_t n = products[0].w.row_size();
-    std::array<row_product, k_max_row_products> checked;
-    if (products.size() > checked.size())
+    if (products.size() > k_max_row_products)
         throw_error(status::invalid_argument, "quant: matmul_rows_many: {} products, at most {}", products.size(),
-                    checked.size());
-    for (size_t i = 0; i < products.size(); ++i) {
-        auto p = products[i];
-        select(p.w.type, p.w.row_size()); // validates the type and the row length
-        if (p.w.row_size() != n)
-            throw_error(status::invalid_argument, "quant: matmul_rows_many: rows of {} and {} elements", n,
-                        p.w.row_size());
+                    k_max_row_products);
+    // What each product multiplies: its input converted for its kernel, at act + at[j], one
+    // conversion per (input, activation format, row length) however many products share it.
+    struct conversion {
+        const float * x;
+        int format; // activation_format
+        int64_t n;
+        detail::kernels k; // the first product's: its conversion serves every type of the format
+        size_t act_bytes, at;
+    };
+    std::array<row_product, k_max_row_products> checked;
+    std::array<size_t, k_max_row_products> uses; // product j's conversion
+    std::array<conversion, k_max_row_products> conv;
+    size_t n_conv = 0, bytes = 0;
+    for (size_t j = 0; j < products.size(); ++j) {
+        auto p = products[j];
+        const int64_t n = p.w.row_size();
+        const detail::kernels k = select(p.w.type, n); // validates the type and the row length
         if (!p.x) p.x = x;
-        if (!p.x) throw_error(status::invalid_argument, "quant: matmul_rows_many: product {} has no input", i);
+        if (!p.x) throw_error(status::invalid_argument, "quant: matmul_rows_many: product {} has no input", j);
         if (p.ldy == 0) p.ldy = p.w.n_rows();
         if (p.ldy < p.w.n_rows())
             throw_error(status::invalid_argument, "quant: matmul_rows: output stride {} < {} rows", p.ldy, p.w.n_rows());
-        checked[i] = p;
+        checked[j] = p;
+        size_t c = 0;
+        const int format = activation_format(p.w.type);
+        while (c < n_conv && !(conv[c].x == p.x && conv[c].n == n && conv[c].format == format)) ++c;
+        if (c == n_conv) {
+            conv[n_conv++] = {p.x, format, n, k, activation_bytes(p.w.type, n), bytes};
+            bytes += conv[c].act_bytes * size_t(m);
+        }
+        uses[j] = c;
     }
+    if (scratch.size() < bytes) scratch.resize(bytes);
+    std::byte * act = scratch.data();
     const int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
-    for (size_t g0 = 0; g0 < products.size();) {
-        size_t g1 = g0 + 1;
-        while (g1 < products.size() && activation_format(checked[g1].w.type) == activation_format(checked[g0].w.type))
-            ++g1;
-        run_group(std::span(checked.data() + g0, g1 - g0), m, scratch, nt);
-        g0 = g1;
+    // Single activation rows are converted on this thread: every extra barrier costs a time slice
+    // when another process holds a core. A batch is worth splitting.
+#pragma omp parallel for num_threads(nt) schedule(static) if (m > 1)
+    for (int64_t i = 0; i < m; ++i)
+        for (size_t c = 0; c < n_conv; ++c)
+            conv[c].k.quantize_act(conv[c].x + i * conv[c].n, act + conv[c].at + size_t(i) * conv[c].act_bytes, conv[c].n);
+    // One parallel region for every product, split by weight bytes over the threads (decode
+    // reads each byte once), so a thread's share crosses products and types.
+    int64_t total = 0, elements = 0;
+    for (size_t j = 0; j < products.size(); ++j) {
+        total += checked[j].w.n_bytes();
+        elements += checked[j].w.n_rows() * checked[j].w.row_size();
+    }
+    // Below ~64K multiply-adds a fork/join costs more than the work.
+#pragma omp parallel num_threads(nt) if (elements * m >= (int64_t(1) << 16))
+    {
+        const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+        const int64_t lo = total * part / parts, hi = total * (part + 1) / parts; // of the concatenated bytes
+        int64_t base = 0;
+        for (size_t j = 0; j < products.size(); ++j) {
+            const row_product & p = checked[j];
+            const int64_t rb = p.w.row_stride(); // a row goes to the thread whose share holds its first byte
+            const auto row_at = [&](int64_t b) { return std::clamp((b - base + rb - 1) / rb, int64_t(0), p.w.n_rows()); };
+            const int64_t r0 = row_at(lo), r1 = row_at(hi);
+            const conversion & c = conv[uses[j]];
+            if (r0 < r1) product_rows(p, act + c.at, c.act_bytes, m, r0, r1);
+            base += p.w.n_bytes();
+        }
     }
 }
 

@@ -77,12 +77,12 @@ struct row_product {
 // At most this many products per matmul_rows_many call.
 inline constexpr size_t k_max_row_products = 32;
 
-// matmul_rows for several weights of one row length: Q, K and V, or gate and up, which multiply
-// the same x; or an attention layer's per-head blocks, each on its own input. Weights whose
-// kernels share an activation format (e.g. Q8_0 and Q4_0) take one conversion per input and one
-// parallel region between them, split by rows over the threads: fewer fork/joins per token, each
-// of which costs a time slice when another process holds a core. Each row's result is the one
-// matmul_rows gives, however the products are grouped.
+// matmul_rows for several weights: Q, K and V, or gate and up, which multiply the same x; an
+// attention layer's per-head blocks, or a MoE layer's experts, each on its own input. Each input
+// is converted once per activation format and row length (Q8_0 and Q4_0 share one), and all the
+// products run in one parallel region, split by weight bytes over the threads: fewer fork/joins
+// per token, each of which costs a time slice when another process holds a core. Each row's
+// result is the one matmul_rows gives, however the products are grouped.
 void matmul_rows_many(std::span<const row_product> products, const float * x, int64_t m,
                       std::vector<std::byte> & scratch, int n_threads);
 
