@@ -54,7 +54,7 @@ void swiglu_ffn(ops::matmul_context & mm, const ffn_weights & w, const float * x
                 ffn_scratch & s) {
     const int64_t n_ff = w.n_ff();
     float * gate = grow(s.gate, m * n_ff); // [m, n_ff], then the hidden state silu(gate) · up
-    if (m < mm.small_batch) { // decode: gate and up in one pass over the weights' rows
+    if (m < mm.gemm_from(w.gate.type)) { // decode: gate and up in one pass over the weights' rows
         float * up = grow(s.up, m * n_ff); // [m, n_ff]
         const ops::row_product gate_up[] = {{w.gate, gate}, {w.up, up}};
         mm.linear_many(gate_up, x, m);

@@ -305,6 +305,13 @@ prefill_gemm prefill_gemm_for(prefill_gemm chosen, dtype t) {
     return prefill_gemm::f32;
 }
 
+int64_t matmul_context::gemm_from(dtype t) const {
+    if (prefill_gemm_for(prefill, t) == prefill_gemm::q8)
+        if (const q8::kernel * k = q8::kernel_for(t); k && k->gemm_from && k->gemm_from(t) > 0)
+            return std::min(small_batch, k->gemm_from(t));
+    return small_batch;
+}
+
 struct matmul_context::impl {
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
@@ -607,7 +614,7 @@ void matmul_context::linear_any(const raw_view & w, const float * x, float * x_s
     const int64_t n = w.shape.rows();
     if (m <= 0) return;
     check_output_stride(ldy, n);
-    if (m < small_batch) {
+    if (m < gemm_from(w.type)) {
         matmul_rows(w, x, m, y, impl_->quant_scratch, n_threads_, ldy);
         return;
     }
@@ -726,9 +733,20 @@ void matmul_context::linear_bf16(const raw_view & w, const float * x, int64_t m,
 
 void matmul_context::linear_many(std::span<const row_product> products, const float * x, int64_t m) {
     const profile::scope timed(profile::op::matmul);
-    if (m > 0 && m < small_batch) {
-        matmul_rows_many(products, x, m, impl_->quant_scratch, n_threads_);
-        return;
+    if (m <= 0) return;
+    // Products below their GEMM crossover (all of them in decode) go through the row kernels
+    // together, the rest through GEMMs.
+    const auto rows_first = [&](const row_product & p) { return m < gemm_from(p.w.type); };
+    std::array<row_product, k_max_row_products> by_path;
+    if (std::any_of(products.begin(), products.end(), rows_first)) {
+        if (products.size() > by_path.size())
+            throw_error(status::invalid_argument, "matmul: linear_many: {} products, at most {}", products.size(),
+                        by_path.size());
+        const auto end = std::copy(products.begin(), products.end(), by_path.begin());
+        const auto gemms = std::stable_partition(by_path.begin(), end, rows_first);
+        matmul_rows_many(std::span(by_path.begin(), gemms), x, m, impl_->quant_scratch, n_threads_);
+        products = std::span(gemms, end);
+        if (products.empty()) return;
     }
     // Weights that all take the q8 path with one activation format (Q8_0 blocks, or Q8_K ones,
     // with the block sums when any of them has offsets) share one quantization of x.
@@ -736,7 +754,7 @@ void matmul_context::linear_many(std::span<const row_product> products, const fl
         if (prefill_gemm_for(prefill, w.type) != prefill_gemm::q8) return std::nullopt;
         return q8::super_blocks(w.type);
     };
-    const bool shared = m > 0 && !products.empty() && q8_format(products.front().w) &&
+    const bool shared = !products.empty() && q8_format(products.front().w) &&
                         std::all_of(products.begin(), products.end(), [&](const row_product & p) {
                             return q8_format(p.w) == q8_format(products.front().w) &&
                                    p.w.shape.innermost() == products.front().w.shape.innermost() &&

@@ -1,8 +1,8 @@
 // matmul.hpp - Y = X · Wᵀ for a weight stored in any supported dtype.
 //
 // Paths, chosen per call:
-//   - few rows (decode, m < small_batch): ops::matmul_rows, which reads the weight in place in
-//     any dtype (a GEMM call costs more than the work here).
+//   - few rows (decode; m < gemm_from(the weight's type)): ops::matmul_rows, which reads the
+//     weight in place in any dtype (a GEMM call costs more than the work here).
 //   - otherwise (prefill) as matmul_context::prefill says: weight rows dequantized to F32
 //     (exact; F32 weights too) or BF16, or requantized to int8, in scratch, and a oneDNN matmul;
 //     or (q8) chunks of 32 weight rows packed for frugal's own VNNI kernel. F32 and BF16 go, 128
@@ -81,11 +81,15 @@ public:
 
     int n_threads() const { return n_threads_; }
     void set_n_threads(int n) { n_threads_ = n; }
-    // Row count below which every weight goes through matmul_rows instead of a GEMM. The GEMM
-    // path pays a fixed cost (dequantizing the whole weight); measured on a 2-core AVX2 machine
-    // with the 1.5B Qwen2 Q8_0 model the row kernels win up to ~24 rows (16 rows: 27 vs 23
-    // tokens/s; 32 rows: 29 vs 33).
+    // Row count below which a weight goes through matmul_rows instead of a GEMM (gemm_from may
+    // take a lower one). The GEMM path pays a fixed cost (dequantizing or packing the whole
+    // weight); measured on a 2-core AVX2 machine with the 1.5B Qwen2 Q8_0 model on the f32 path
+    // the row kernels win up to ~24 rows (16 rows: 27 vs 23 tokens/s; 32 rows: 29 vs 33).
     int64_t small_batch = 24;
+    // The row count from which weight type t goes through a GEMM: small_batch, or the q8
+    // kernel's own crossover where that is lower (q8::kernel::gemm_from: 5 rows for Q4_0 and
+    // Q8_0 on AVX-512 VNNI, where 16 prompt tokens of a Q4_0 file ran 3.7x faster packed).
+    int64_t gemm_from(dtype t) const;
     // int8 is opt-in: oneDNN's int8 GEMM runs at about twice its F32 rate, but its per-token
     // activation scales are coarser than llama.cpp's per-32 blocks (next-token KL divergence
     // +2-3 %, docs/PERF.md).
@@ -104,9 +108,10 @@ public:
     // activations as w's type rounds them), which spares the f32 path its own [m, K] copy.
     void linear_consuming(const raw_view & w, float * x, int64_t m, float * y);
 
-    // linear() for several weights, each of x[m, K] or of its own input (row_product::x): below
-    // small_batch in one conversion per input and one parallel region (ops::matmul_rows_many),
-    // else one GEMM each (q8 weights of one activation format and one input: one conversion).
+    // linear() for several weights, each of x[m, K] or of its own input (row_product::x): those
+    // below their gemm_from in one conversion per input and one parallel region
+    // (ops::matmul_rows_many), the others one GEMM each (q8 weights of one activation format and
+    // one input: one conversion).
     void linear_many(std::span<const row_product> products, const float * x, int64_t m);
 
     // y[m, ldy] (first N columns written) = x[m, K] · w for a weight stored the other way

@@ -93,6 +93,10 @@ struct kernel {
     int64_t chunk_cols;
     size_t scratch_per_block;
     quantize_fn quantize = nullptr;
+    // The fewest activation rows from which this kernel beats the row kernels (matmul_rows) on a
+    // weight of type t, as measured on a whole model; 0 or no function: not measured
+    // (matmul_context::small_batch decides).
+    int64_t (*gemm_from)(dtype t) = nullptr;
     size_t scratch_bytes(int64_t k) const { return size_t(k / k_qk) * scratch_per_block; }
 };
 

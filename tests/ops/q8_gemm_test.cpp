@@ -396,6 +396,58 @@ TEST_CASE("linear_many equals linear per product, with and without a shared q8 q
         }
 }
 
+TEST_CASE("a weight takes the q8 GEMM from its kernel's crossover, the row kernels below it" * doctest::timeout(60)) {
+    const q8::kernel * kernel = q8::chunk_kernel();
+    if (!kernel || !kernel->gemm_from)
+        FRUGAL_SKIP("this CPU's q8 kernel has no measured crossover: small_batch alone decides");
+    const int64_t k = 512, n = 40;
+    const dtype types[] = {dtype::q4_0, dtype::q8_0, dtype::q5_0, dtype::q4_k, dtype::q6_k};
+    std::vector<std::vector<std::byte>> weights;
+    for (dtype t : types) weights.push_back(make_weights(t, n, k, 21));
+    const auto view = [&](size_t i) { return raw_view{types[i], weights[i].data(), frugal::shape{n, k}}; };
+    const auto x = random_activations(24, k, 5);
+    ops::matmul_context ctx(2);
+    ctx.prefill = ops::prefill_gemm::q8;
+    // What each path gives: the row kernels, and the GEMM (forced by a small_batch of 1).
+    const auto by_rows = [&](size_t i, int64_t m) {
+        std::vector<float> y(size_t(m * n));
+        std::vector<std::byte> scratch;
+        ops::matmul_rows(view(i), x.data(), m, y.data(), scratch, 2);
+        return y;
+    };
+    const auto by_gemm = [&](size_t i, int64_t m) {
+        ops::matmul_context packed(2);
+        packed.prefill = ops::prefill_gemm::q8;
+        packed.small_batch = 1;
+        std::vector<float> y(size_t(m * n));
+        packed.linear(view(i), x.data(), m, y.data());
+        return y;
+    };
+    for (size_t i = 0; i < std::size(types); ++i) {
+        CAPTURE(std::string(dtype_name(types[i])));
+        const int64_t from = ctx.gemm_from(types[i]);
+        CHECK(from == std::min(ctx.small_batch, kernel->gemm_from(types[i])));
+        REQUIRE(from >= 2);
+        for (int64_t m : {from - 1, from}) {
+            CAPTURE(m);
+            const auto rows = by_rows(i, m), gemm = by_gemm(i, m);
+            REQUIRE(rows != gemm); // the two paths sum in different orders: the test can tell them apart
+            std::vector<float> y(size_t(m * n));
+            ctx.linear(view(i), x.data(), m, y.data());
+            CHECK(y == (m < from ? rows : gemm));
+        }
+    }
+    // linear_many splits a call by path: at 8 rows Q4_0 packs and Q6_K stays on the row kernels.
+    const int64_t m = 8;
+    REQUIRE(ctx.gemm_from(dtype::q4_0) <= m);
+    REQUIRE(ctx.gemm_from(dtype::q6_k) > m);
+    std::vector<float> y0(size_t(m * n)), y1(size_t(m * n));
+    const ops::row_product products[] = {{view(4), y1.data()}, {view(0), y0.data()}};
+    ctx.linear_many(products, x.data(), m);
+    CHECK(y0 == by_gemm(0, m));
+    CHECK(y1 == by_rows(4, m));
+}
+
 TEST_CASE("prefill_gemm::q8 runs the q8 kernels through matmul_context, with f32's results" * doctest::timeout(120)) {
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: SIMDe's emulation here is built for AVX2");
     const int64_t k = 256, m = 30;
