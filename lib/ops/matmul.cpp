@@ -305,11 +305,22 @@ prefill_gemm prefill_gemm_for(prefill_gemm chosen, dtype t) {
     return prefill_gemm::f32;
 }
 
-int64_t matmul_context::gemm_from(dtype t) const {
-    if (prefill_gemm_for(prefill, t) == prefill_gemm::q8)
+int64_t matmul_context::gemm_from(dtype t) {
+    int64_t from = small_batch;
+    switch (prefill_gemm_for(prefill, t)) {
+    case prefill_gemm::q8:
         if (const q8::kernel * k = q8::kernel_for(t); k && k->gemm_from && k->gemm_from(t) > 0)
-            return std::min(small_batch, k->gemm_from(t));
-    return small_batch;
+            from = k->gemm_from(t);
+        break;
+    case prefill_gemm::f32:
+        if (prefill_panels && panels_available(dtype::f32)) from = k_panels_gemm_from;
+        break;
+    case prefill_gemm::bf16:
+        if (prefill_panels && panels_available(dtype::bf16)) from = k_panels_gemm_from;
+        break;
+    case prefill_gemm::int8: break;
+    }
+    return std::min(small_batch, from);
 }
 
 struct matmul_context::impl {

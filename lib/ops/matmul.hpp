@@ -86,10 +86,15 @@ public:
     // weight); measured on a 2-core AVX2 machine with the 1.5B Qwen2 Q8_0 model on the f32 path
     // the row kernels win up to ~24 rows (16 rows: 27 vs 23 tokens/s; 32 rows: 29 vs 33).
     int64_t small_batch = 24;
-    // The row count from which weight type t goes through a GEMM: small_batch, or the q8
-    // kernel's own crossover where that is lower (q8::kernel::gemm_from: 5 rows for Q4_0 and
-    // Q8_0 on AVX-512 VNNI, where 16 prompt tokens of a Q4_0 file ran 3.7x faster packed).
-    int64_t gemm_from(dtype t) const;
+    // The row count from which weight type t goes through a GEMM: small_batch, or where lower
+    // the crossover measured for its path here: the q8 kernel's (q8::kernel::gemm_from: 5 rows
+    // for Q4_0 and Q8_0 on AVX-512 VNNI, where 16 prompt tokens of a Q4_0 file ran 3.5x faster
+    // packed), or k_panels_gemm_from for F32 and BF16 GEMMs on oneDNN's panels.
+    int64_t gemm_from(dtype t);
+    // Measured on Zen 5, 2 threads, whole 1.5B Qwen2 files, pp N t/s rows / panels: F16 at 6
+    // rows 39 / 41, at 8 41 / 50, at 16 45 / 81; BF16 at 6 29 / 35, at 8 30 / 64; 8-layer Llama-8B
+    // F16 at 8 32 / 43.
+    static constexpr int64_t k_panels_gemm_from = 8;
     // int8 is opt-in: oneDNN's int8 GEMM runs at about twice its F32 rate, but its per-token
     // activation scales are coarser than llama.cpp's per-32 blocks (next-token KL divergence
     // +2-3 %, docs/PERF.md).

@@ -396,18 +396,19 @@ TEST_CASE("linear_many equals linear per product, with and without a shared q8 q
         }
 }
 
-TEST_CASE("a weight takes the q8 GEMM from its kernel's crossover, the row kernels below it" * doctest::timeout(60)) {
+TEST_CASE("a weight takes the GEMM from its path's measured crossover, the row kernels below it" * doctest::timeout(60)) {
+    ops::matmul_context ctx(2);
+    ctx.prefill = ops::prefill_gemm::q8;
     const q8::kernel * kernel = q8::chunk_kernel();
-    if (!kernel || !kernel->gemm_from)
-        FRUGAL_SKIP("this CPU's q8 kernel has no measured crossover: small_batch alone decides");
+    const bool q8_crossover = kernel && kernel->gemm_from, panels = ctx.panels_available(dtype::f32);
+    if (!q8_crossover && !panels)
+        FRUGAL_SKIP("this CPU has neither a q8 kernel with a measured crossover nor oneDNN's panels: small_batch alone decides");
     const int64_t k = 512, n = 40;
-    const dtype types[] = {dtype::q4_0, dtype::q8_0, dtype::q5_0, dtype::q4_k, dtype::q6_k};
+    const dtype types[] = {dtype::q4_0, dtype::q8_0, dtype::q5_0, dtype::q4_k, dtype::q6_k, dtype::f16};
     std::vector<std::vector<std::byte>> weights;
     for (dtype t : types) weights.push_back(make_weights(t, n, k, 21));
     const auto view = [&](size_t i) { return raw_view{types[i], weights[i].data(), frugal::shape{n, k}}; };
     const auto x = random_activations(24, k, 5);
-    ops::matmul_context ctx(2);
-    ctx.prefill = ops::prefill_gemm::q8;
     // What each path gives: the row kernels, and the GEMM (forced by a small_batch of 1).
     const auto by_rows = [&](size_t i, int64_t m) {
         std::vector<float> y(size_t(m * n));
@@ -425,8 +426,10 @@ TEST_CASE("a weight takes the q8 GEMM from its kernel's crossover, the row kerne
     };
     for (size_t i = 0; i < std::size(types); ++i) {
         CAPTURE(std::string(dtype_name(types[i])));
+        const bool q8 = types[i] != dtype::f16;
+        if (q8 ? !q8_crossover : !panels) continue;
         const int64_t from = ctx.gemm_from(types[i]);
-        CHECK(from == std::min(ctx.small_batch, kernel->gemm_from(types[i])));
+        CHECK(from == std::min(ctx.small_batch, q8 ? kernel->gemm_from(types[i]) : ctx.k_panels_gemm_from));
         REQUIRE(from >= 2);
         for (int64_t m : {from - 1, from}) {
             CAPTURE(m);
@@ -437,6 +440,7 @@ TEST_CASE("a weight takes the q8 GEMM from its kernel's crossover, the row kerne
             CHECK(y == (m < from ? rows : gemm));
         }
     }
+    if (!q8_crossover) return;
     // linear_many splits a call by path: at 8 rows Q4_0 packs and Q6_K stays on the row kernels.
     const int64_t m = 8;
     REQUIRE(ctx.gemm_from(dtype::q4_0) <= m);
