@@ -13,8 +13,11 @@ void require_kv_type(dtype t) {
         throw_error(status::invalid_argument, "session: KV cache type {} is not supported (f32, f16)", dtype_name(t));
 }
 
-kv_rows::kv_rows(dtype type, int64_t n_ctx, int64_t width) : type_(type), width_(width) {
+kv_rows::kv_rows(dtype type, int64_t n_ctx, int64_t width, int64_t n_heads)
+    : type_(type), n_ctx_(n_ctx), width_(width), head_width_(n_heads > 0 ? width / n_heads : 0) {
     require_kv_type(type);
+    if (n_heads <= 0 || width <= 0 || width % n_heads != 0)
+        throw_error(status::invalid_argument, "kv_rows: {} values a position do not split into {} heads", width, n_heads);
     constexpr size_t k_align = 64;
     const size_t bytes = (size_t(n_ctx) * size_t(width) * elem_bytes() + k_align - 1) / k_align * k_align;
     bytes_.reset(static_cast<std::byte *>(std::aligned_alloc(k_align, bytes)));
@@ -22,14 +25,24 @@ kv_rows::kv_rows(dtype type, int64_t n_ctx, int64_t width) : type_(type), width_
 }
 
 void kv_rows::write(int64_t pos, const float * x, int64_t n) {
-    std::byte * dst = bytes_.get() + size_t(pos * width_) * elem_bytes();
-    if (type_ == dtype::f32) std::memcpy(dst, x, size_t(n * width_) * sizeof(float));
-    else ops::quantize_activation(dtype::f16, x, dst, n * width_); // F16 rows: round to nearest even
+    // Runs of values to store: the rows as given with one head, each head's part of a row with more.
+    const int64_t n_heads = width_ / head_width_, run = n_heads == 1 ? n * width_ : head_width_;
+    const auto store = [&](const float * src, std::byte * dst) {
+        if (type_ == dtype::f32) std::memcpy(dst, src, size_t(run) * sizeof(float));
+        else ops::quantize_activation(dtype::f16, src, dst, run); // F16: round to nearest even
+    };
+    if (n_heads == 1) return store(x, at(0, pos));
+    for (int64_t h = 0; h < n_heads; ++h)
+        for (int64_t t = 0; t < n; ++t) store(x + t * width_ + h * head_width_, at(h, pos + t));
 }
 
 void kv_rows::read(int64_t pos, int64_t n, int64_t col0, int64_t cols, float * out) const {
+    const int64_t head = head_width_ ? col0 / head_width_ : 0, in_head = col0 - head * head_width_;
+    if (col0 < 0 || cols < 0 || in_head + cols > head_width_)
+        throw_error(status::invalid_argument, "kv_rows: columns [{}, {}) are not within one head of {}", col0,
+                    col0 + cols, head_width_);
     for (int64_t j = 0; j < n; ++j) {
-        const std::byte * src = bytes_.get() + size_t((pos + j) * width_ + col0) * elem_bytes();
+        const std::byte * src = at(head, pos + j) + size_t(in_head) * elem_bytes();
         if (type_ == dtype::f32) std::memcpy(out + j * cols, src, size_t(cols) * sizeof(float));
         else ops::dequantize_row(dtype::f16, src, out + j * cols, cols);
     }

@@ -28,14 +28,14 @@ public:
         : model_state(n_ctx, c, kv_type), mm(threads) {
         const int64_t kv_row = c.n_head_kv * c.head_dim;
         for (int64_t l = 0; l < c.n_layer; ++l) {
-            k_cache.emplace_back(kv_type, n_ctx, kv_row);
-            v_cache.emplace_back(kv_type, n_ctx, kv_row);
+            k_cache.emplace_back(kv_type, n_ctx, kv_row, c.n_head_kv);
+            v_cache.emplace_back(kv_type, n_ctx, kv_row, c.n_head_kv);
         }
     }
     ops::matmul_context & matmul() override { return mm; }
 
     ops::matmul_context mm;
-    std::vector<kv_rows> k_cache, v_cache; // per layer [n_ctx, n_head_kv * head_dim]
+    std::vector<kv_rows> k_cache, v_cache; // per layer [n_head_kv, n_ctx, head_dim]
     // scratch, grown on demand and reused across calls
     std::vector<float> x, h, q, k, v, att, tmp, attn_scratch;
     ffn_scratch ffn;
@@ -158,8 +158,12 @@ void llama_model::forward_batch(model_state & base, std::span<const int32_t> tok
     for (int64_t t = 0; t < T; ++t) pos[t] = int32_t(pos0 + t);
     st.rope.build(rope_, pos, T);
 
+    const kv_rows & cache0 = st.k_cache.front(); // every layer's K and V caches are laid out alike
     const ops::attention_params ap{.n_head = c.n_head, .n_head_kv = c.n_head_kv, .head_dim = hd, .v_dim = hd,
-                                   .scale = float(1.0 / std::sqrt(double(hd))), .kv_type = st.kv_type()};
+                                   .scale = float(1.0 / std::sqrt(double(hd))),
+                                   .k_stride = cache0.position_stride(), .v_stride = cache0.position_stride(),
+                                   .k_head_stride = cache0.head_stride(), .v_head_stride = cache0.head_stride(),
+                                   .kv_type = st.kv_type()};
     for (int64_t l = 0; l < c.n_layer; ++l) {
         if (cancel && cancel->load(std::memory_order_relaxed))
             throw_error(status::cancelled, "forward: cancelled at layer {}", l);

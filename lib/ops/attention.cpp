@@ -198,7 +198,8 @@ struct problem {
     const void *k, *v;    // of p.kv_type
     int64_t pos0;
     int64_t group;        // query heads per kv head
-    int64_t k_row, v_row; // elements between positions of k and v
+    int64_t k_row, v_row;   // elements between positions of k and v
+    int64_t k_head, v_head; // elements between kv heads of k and v
     float q_scale;        // scale · log2 e
     // F16 only: V is the head of each K row (absorbed MLA), so the K tile serves as V's too.
     bool v_in_k_tile;
@@ -210,14 +211,14 @@ struct problem {
     // Keys [j0, j0 + n) of kv head hk as F32 rows: the cache itself, or widened into tile.
     // Returns the rows and sets row to the floats between them.
     const float * keys(int64_t j0, int64_t n, int64_t hk, float * tile, int64_t & row) const {
-        return rows_of(k, k_row, p.head_dim, j0, n, hk, tile, row);
+        return rows_of(k, k_row, k_head, p.head_dim, j0, n, hk, tile, row);
     }
     const float * values(int64_t j0, int64_t n, int64_t hk, float * tile, const float * k_tile, int64_t & row) const {
         if (v_in_k_tile) {
             row = p.head_dim;
             return k_tile;
         }
-        return rows_of(v, v_row, p.v_dim, j0, n, hk, tile, row);
+        return rows_of(v, v_row, v_head, p.v_dim, j0, n, hk, tile, row);
     }
 
     // Keys [j0, j0 + n) (n <= k_kt_keys) of kv head hk in an F16 cache, widened into kt
@@ -246,20 +247,20 @@ struct problem {
     }
 
     // Keys or values from position j0 of kv head hk in an F16 cache, as stored (rows k_row or v_row apart).
-    const uint16_t * f16_keys(int64_t j0, int64_t hk) const { return f16_at(k, k_row, p.head_dim, j0, hk); }
-    const uint16_t * f16_values(int64_t j0, int64_t hk) const { return f16_at(v, v_row, p.v_dim, j0, hk); }
+    const uint16_t * f16_keys(int64_t j0, int64_t hk) const { return f16_at(k, k_row, k_head, j0, hk); }
+    const uint16_t * f16_values(int64_t j0, int64_t hk) const { return f16_at(v, v_row, v_head, j0, hk); }
 
 private:
-    static const uint16_t * f16_at(const void * base, int64_t stride, int64_t dim, int64_t j0, int64_t hk) {
-        return static_cast<const uint16_t *>(base) + j0 * stride + hk * dim;
+    static const uint16_t * f16_at(const void * base, int64_t stride, int64_t head, int64_t j0, int64_t hk) {
+        return static_cast<const uint16_t *>(base) + j0 * stride + hk * head;
     }
-    const float * rows_of(const void * base, int64_t stride, int64_t dim, int64_t j0, int64_t n, int64_t hk,
-                          float * tile, int64_t & row) const {
+    const float * rows_of(const void * base, int64_t stride, int64_t head, int64_t dim, int64_t j0, int64_t n,
+                          int64_t hk, float * tile, int64_t & row) const {
         if (!f16()) {
             row = stride;
-            return static_cast<const float *>(base) + j0 * stride + hk * dim;
+            return static_cast<const float *>(base) + j0 * stride + hk * head;
         }
-        kern.widen(f16_at(base, stride, dim, j0, hk), stride, n, dim, tile);
+        kern.widen(f16_at(base, stride, head, j0, hk), stride, n, dim, tile);
         row = dim;
         return tile;
     }
@@ -416,6 +417,8 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
                      .group = p.n_head / p.n_head_kv,
                      .k_row = k_row,
                      .v_row = v_row,
+                     .k_head = p.k_head_stride ? p.k_head_stride : p.head_dim,
+                     .v_head = p.v_head_stride ? p.v_head_stride : p.v_dim,
                      .q_scale = float(double(p.scale) * 1.4426950408889634), // log2 e
                      .v_in_k_tile = v_in_k_tile,
                      .transposed_keys = p.kv_type == dtype::f16 && kern.scores_kt && !v_in_k_tile &&

@@ -18,6 +18,11 @@ struct attention_params {
     // n_head_kv * v_dim). Absorbed MLA reads V as the first v_dim elements of each K row.
     int64_t k_stride = 0;
     int64_t v_stride = 0;
+    // Elements from one kv head's rows to the next's; 0 = head_dim (v_dim): the heads side by
+    // side in each position's row. A head-major cache ([n_head_kv, n_ctx, head_dim], each head's
+    // positions contiguous) passes n_ctx · head_dim here and head_dim as k_stride.
+    int64_t k_head_stride = 0;
+    int64_t v_head_stride = 0;
     // Element type of k and v: f32, or f16 (a half-size cache; each block of keys is widened to
     // F32 as it is read, so the arithmetic is the F32 path's on the rounded values).
     dtype kv_type = dtype::f32;
@@ -25,8 +30,9 @@ struct attention_params {
 
 // q:   [n_tokens, n_head, head_dim], token t at position pos0 + t
 // k:   [>= pos0 + n_tokens, n_head_kv, head_dim] of kv_type (the cache, positions 0.. filled), rows
-//      k_stride elements apart
-// v:   [>= pos0 + n_tokens, n_head_kv, v_dim] of kv_type, rows v_stride elements apart
+//      k_stride elements apart, heads k_head_stride apart
+// v:   [>= pos0 + n_tokens, n_head_kv, v_dim] of kv_type, rows v_stride elements apart, heads
+//      v_head_stride apart
 // out: [n_tokens, n_head, v_dim]
 // Token t attends to positions 0..pos0 + t. `scratch` is working space, resized as needed; its
 // size does not depend on the context length, so a reused vector stops allocating once warm.

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -62,4 +63,39 @@ TEST_CASE("kv cache rows: a type a cache cannot hold is refused, naming it") {
             CHECK(std::string(e.what()).find(frugal::dtype_name(t)) != std::string::npos);
         }
     }
+}
+
+TEST_CASE("kv cache rows split into heads: each head's positions contiguous, rows read back by head") {
+    const int64_t n_ctx = 12, heads = 3, head_width = 5, width = heads * head_width, pos = 4, n = 3;
+    const auto x = frugal::test::random_floats(size_t(n * width), 8);
+    for (const dtype t : {dtype::f32, dtype::f16}) {
+        CAPTURE(frugal::dtype_name(t));
+        frugal::kv_rows rows(t, n_ctx, width, heads);
+        CHECK(rows.position_stride() == head_width);
+        CHECK(rows.head_stride() == n_ctx * head_width);
+        rows.write(pos, x.data(), n);
+        const auto value = [&](int64_t h, int64_t p, int64_t c) { // element c of head h at position p, as stored
+            const int64_t i = h * rows.head_stride() + p * rows.position_stride() + c;
+            if (t == dtype::f32) return static_cast<const float *>(rows.data())[i];
+            _Float16 half;
+            std::memcpy(&half, static_cast<const uint16_t *>(rows.data()) + i, sizeof half);
+            return static_cast<float>(half);
+        };
+        for (int64_t h = 0; h < heads; ++h) {
+            std::vector<float> back(size_t(n * head_width));
+            rows.read(pos, n, h * head_width, head_width, back.data());
+            for (int64_t j = 0; j < n; ++j)
+                for (int64_t c = 0; c < head_width; ++c) {
+                    const float written = x[size_t(j * width + h * head_width + c)];
+                    const float want = t == dtype::f32 ? written : static_cast<float>(static_cast<_Float16>(written));
+                    CHECK(value(h, pos + j, c) == want);
+                    CHECK(back[size_t(j * head_width + c)] == want);
+                }
+        }
+        std::vector<float> out(size_t(2 * n));
+        CHECK_THROWS_WITH_AS(rows.read(pos, n, head_width - 1, 2, out.data()), doctest::Contains("within one head"),
+                             frugal::error);
+    }
+    CHECK_THROWS_WITH_AS(frugal::kv_rows(dtype::f16, 4, 10, 3), doctest::Contains("do not split into 3 heads"),
+                         frugal::error);
 }

@@ -651,6 +651,52 @@ TEST_CASE("scores_kt: scores against keys transposed into lanes equal the plain 
     }
 }
 
+TEST_CASE("attention reads a head-major cache as it reads heads side by side, bit for bit" * doctest::timeout(60)) {
+    // A cache laid out [n_head_kv, n_ctx, dim] (models/kv_cache.hpp) through k_head_stride and
+    // v_head_stride: the same values, so the same products in the same order.
+    const attention_case cases[] = {{12, 2, 64, 64, 1, 150}, {8, 4, 32, 32, 37, 70}, {6, 3, 16, 32, 5, 0}};
+    for (const auto & c : cases)
+        for (const dtype kv_type : k_kv_types) {
+            INFO(describe(c));
+            CAPTURE(std::string(dtype_name(kv_type)));
+            const auto in = make_attention_inputs(c, 3);
+            const int64_t n_ctx = int64_t(in.k.size()) / (c.n_head_kv * c.head_dim); // positions in the cache
+            // dim-wide rows of every head side by side -> each head's rows contiguous
+            const auto head_major = [&](const std::vector<float> & rows, int64_t dim) {
+                std::vector<float> out(rows.size());
+                for (int64_t j = 0; j < n_ctx; ++j)
+                    for (int64_t h = 0; h < c.n_head_kv; ++h)
+                        std::copy_n(rows.begin() + (j * c.n_head_kv + h) * dim, dim, out.begin() + (h * n_ctx + j) * dim);
+                return out;
+            };
+            const auto k_hm = head_major(in.k, c.head_dim), v_hm = head_major(in.v, c.v_dim);
+            const auto k16 = to_half(in.k), v16 = to_half(in.v), k16_hm = to_half(k_hm), v16_hm = to_half(v_hm);
+            const bool f16 = kv_type == dtype::f16;
+            const void * k_rows = f16 ? static_cast<const void *>(k16.bits.data()) : in.k.data();
+            const void * v_rows = f16 ? static_cast<const void *>(v16.bits.data()) : in.v.data();
+            const void * k_heads = f16 ? static_cast<const void *>(k16_hm.bits.data()) : k_hm.data();
+            const void * v_heads = f16 ? static_cast<const void *>(v16_hm.bits.data()) : v_hm.data();
+            auto p = attention_params_of(c, attention_scale(c));
+            p.kv_type = kv_type;
+            auto p_hm = p;
+            p_hm.k_stride = c.head_dim;
+            p_hm.v_stride = c.v_dim;
+            p_hm.k_head_stride = n_ctx * c.head_dim;
+            p_hm.v_head_stride = n_ctx * c.v_dim;
+            for (const attention_path & path : attention_paths())
+                for (int threads : k_thread_counts) {
+                    CAPTURE(std::string(path.name));
+                    CAPTURE(threads);
+                    const attention_path_scope scope(path);
+                    const size_t n_out = size_t(c.n_tokens * c.n_head * c.v_dim);
+                    std::vector<float> want(n_out), got(n_out), scratch;
+                    ops::attention(p, in.q.data(), c.n_tokens, c.pos0, k_rows, v_rows, want.data(), scratch, threads);
+                    ops::attention(p_hm, in.q.data(), c.n_tokens, c.pos0, k_heads, v_heads, got.data(), scratch, threads);
+                    CHECK(got == want);
+                }
+        }
+}
+
 TEST_CASE("attention over one latent cache: K rows [576] and V their first 512 values, as absorbed MLA "
           "(F32, and F16 whose V is read from the widened K block)" *
           doctest::timeout(120)) {
