@@ -305,24 +305,6 @@ prefill_gemm prefill_gemm_for(prefill_gemm chosen, dtype t) {
     return prefill_gemm::f32;
 }
 
-int64_t matmul_context::gemm_from(dtype t) {
-    int64_t from = small_batch;
-    switch (prefill_gemm_for(prefill, t)) {
-    case prefill_gemm::q8:
-        if (const q8::kernel * k = q8::kernel_for(t); k && k->gemm_from && k->gemm_from(t) > 0)
-            from = k->gemm_from(t);
-        break;
-    case prefill_gemm::f32:
-        if (prefill_panels && panels_available(dtype::f32)) from = k_panels_gemm_from;
-        break;
-    case prefill_gemm::bf16:
-        if (prefill_panels && panels_available(dtype::bf16)) from = k_panels_gemm_from;
-        break;
-    case prefill_gemm::int8: break;
-    }
-    return std::min(small_batch, from);
-}
-
 struct matmul_context::impl {
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
@@ -331,6 +313,9 @@ struct matmul_context::impl {
     // nullopt: BF16 with no fast oneDNN implementation on this CPU (run_gemm widens to F32), or
     // panels that oneDNN does not take here.
     std::map<key, std::optional<gemm_plan>> primitives;
+    // panels_available's answers for F32 and BF16, once asked: gemm_from asks on every call,
+    // decode's included, where a plan lookup (or the cache's making room for one) has no place.
+    std::optional<bool> panels_f32, panels_bf16;
     // Above this many, the cache starts over: panels' primitives are per M, and a long-running
     // session sees prompts of many lengths.
     static constexpr size_t k_max_primitives = 256;
@@ -469,6 +454,20 @@ void matmul_context::run_gemm(dtype wtype, const void * x, const void * w, int64
     dnnl::memory dst_mem({dims{m, n}, dt::f32, dims{ldy, 1}}, impl_->engine, y);
     plan->prim.execute(impl_->stream, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, dst_mem}});
     impl_->stream.wait();
+}
+
+int64_t matmul_context::gemm_from(dtype t) {
+    int64_t from = small_batch;
+    const prefill_gemm path = prefill_gemm_for(prefill, t);
+    if (path == prefill_gemm::q8) {
+        if (const q8::kernel * k = q8::kernel_for(t); k && k->gemm_from && k->gemm_from(t) > 0) from = k->gemm_from(t);
+    } else if (path == prefill_gemm::f32 || path == prefill_gemm::bf16) {
+        const dtype on = path == prefill_gemm::bf16 ? dtype::bf16 : dtype::f32;
+        auto & known = on == dtype::bf16 ? impl_->panels_bf16 : impl_->panels_f32;
+        if (!known) known = panels_available(on);
+        if (prefill_panels && *known) from = k_panels_gemm_from;
+    }
+    return std::min(small_batch, from);
 }
 
 bool matmul_context::panels_available(dtype t) {
