@@ -153,6 +153,19 @@ void check_invalid(const std::function<void()> & fn, const std::string & needle)
     }
 }
 
+// Weights i < types.size() of random_weights(types[i], rows[i], row_len[i], seed + i) and their views.
+struct random_weight_set {
+    std::vector<std::vector<uint8_t>> bytes;
+    std::vector<raw_view> views;
+    random_weight_set(std::span<const dtype> types, std::span<const int64_t> rows, std::span<const int64_t> row_len,
+                      uint32_t seed) {
+        for (size_t i = 0; i < types.size(); ++i) {
+            bytes.push_back(random_weights(types[i], rows[i], row_len[i], seed + uint32_t(i)));
+            views.push_back({types[i], reinterpret_cast<const std::byte *>(bytes.back().data()), shape{rows[i], row_len[i]}});
+        }
+    }
+};
+
 } // namespace
 
 TEST_CASE("fp16 conversions: hand-checked values" * doctest::timeout(60)) {
@@ -488,12 +501,8 @@ TEST_CASE("matmul_rows_many equals one matmul_rows per weight, across activation
     constexpr size_t k = std::size(types);
     for (bool scalar : paths()) {
         const ops::detail::force_scalar_scope scope(scalar);
-        std::vector<std::vector<uint8_t>> w;
-        std::vector<raw_view> views;
-        for (size_t i = 0; i < k; ++i) {
-            w.push_back(random_weights(types[i], rows[i], row_len[i], uint32_t(i + 1)));
-            views.push_back({types[i], reinterpret_cast<const std::byte *>(w.back().data()), shape{rows[i], row_len[i]}});
-        }
+        const random_weight_set w(types, rows, row_len, 1);
+        const auto & views = w.views;
         const auto x = test::random_floats(size_t(5 * 2 * n), 99); // rows of n or 2n elements
         for (int64_t m : {1, 2, 5})
             for (int threads : {1, 2}) {
@@ -505,7 +514,6 @@ TEST_CASE("matmul_rows_many equals one matmul_rows per weight, across activation
                     const int64_t ldy = rows[i] + 2; // a wider output: the last 2 columns stay untouched
                     want.emplace_back(size_t(m * ldy), -1.f);
                     got.emplace_back(size_t(m * ldy), -1.f);
-                    // the long rows' input: x viewed as rows of 2n (m of them fit)
                     ops::matmul_rows(views[i], x.data(), m, want.back().data(), scratch, threads, ldy);
                 }
                 for (size_t i = 0; i < k; ++i) products.push_back({views[i], got[i].data(), rows[i] + 2});
@@ -525,12 +533,9 @@ TEST_CASE("matmul_rows_many takes each product's own input, bit for bit as matmu
     constexpr size_t k = std::size(types);
     for (bool scalar : paths()) {
         const ops::detail::force_scalar_scope scope(scalar);
-        std::vector<std::vector<uint8_t>> w;
-        std::vector<raw_view> views;
-        for (size_t i = 0; i < k; ++i) {
-            w.push_back(random_weights(types[i], rows[i], n, uint32_t(i + 11)));
-            views.push_back({types[i], reinterpret_cast<const std::byte *>(w.back().data()), shape{rows[i], n}});
-        }
+        const int64_t row_len[] = {n, n, n, n, n};
+        const random_weight_set w(types, rows, row_len, 11);
+        const auto & views = w.views;
         for (int64_t m : {1, 3})
             for (int threads : {1, 2}) {
                 INFO("m=" << m << " threads=" << threads << " scalar=" << scalar);
