@@ -460,7 +460,8 @@ int64_t matmul_context::gemm_from(dtype t) {
     int64_t from = small_batch;
     const prefill_gemm path = prefill_gemm_for(prefill, t);
     if (path == prefill_gemm::q8) {
-        if (const q8::kernel * k = q8::kernel_for(t); k && k->gemm_from && k->gemm_from(t) > 0) from = k->gemm_from(t);
+        if (const q8::kernel * k = q8::kernel_for(t); k && k->gemm_from)
+            if (const int64_t measured = k->gemm_from(t); measured > 0) from = measured;
     } else if (path == prefill_gemm::f32 || path == prefill_gemm::bf16) {
         const dtype on = path == prefill_gemm::bf16 ? dtype::bf16 : dtype::f32;
         auto & known = on == dtype::bf16 ? impl_->panels_bf16 : impl_->panels_f32;
