@@ -2,7 +2,8 @@
 //
 // A task is one kv head and a block of query tokens: its rows are every (token, query head) pair
 // that reads that kv head, so each K/V block loaded serves group × tokens rows (decode included).
-// Keys go by in blocks of k_block_keys; per block
+// Keys go by in blocks of k_block_keys (a decode step reading the cache directly: of
+// k_direct_block_keys); per block
 //   S = Q · Kᵀ                      [rows, bk]  (Q pre-scaled by scale · log2 e: S is in base 2)
 //   m' = max(m, rowmax S), P = 2^(S − m'), l = l · 2^(m − m') + rowsum P, O = O · 2^(m − m')
 //   O += P · V                      [rows, v_dim]
@@ -293,14 +294,20 @@ void prefetch_rows(const uint16_t * rows, int64_t stride, int64_t n, int64_t dim
         for (int64_t c = 0; c < dim; c += 32) __builtin_prefetch(rows + j * stride + c, 0, Locality); // 64-byte lines
 }
 
-// Key blocks between the one a decode step works on and the one whose keys it asks into L2
+// A decode step (the direct path) goes through the keys in blocks of this many, not
+// k_block_keys: the keys' and the values' rows then alternate in 4 KiB runs, where 16 KiB runs
+// left the core waiting on memory. The 1.5B Qwen2's 28 layers at depth 4096 (6 rows per kv head,
+// 2 threads, Zen 5, a kernel-only bench): 5.4-6.0 → 3.6-4.0 ms a token; at 16384 24.4 → 16.5; the
+// Llama-8B shape (4 rows, 8 kv heads) 19-20 → 14 ms; 32 keys measured between the two, 8 slower
+// than 64; at depth 512, where the cache sits in L3, 0.35 → 0.39 ms. The software prefetches
+// below helped at either size, and without them 16 still beat 64 (3.8-4.1 against 5.6-6.2 ms).
+constexpr int64_t k_direct_block_keys = 16;
+
+// Direct blocks between the one a decode step works on and the one whose keys it asks into L2
 // meanwhile, a key's row then the values' row one block nearer (the next block's keys and this
-// block's values go into L1). The 1.5B Qwen2's 28 layers' attention at depth 4096 (Zen 5, 2
-// threads, alternating runs): 6.3-6.9 ms a token with the L1 requests alone, 5.2-6.0 with these
-// (8 blocks ahead: the same; all the keys' rows before the values': 5.4-5.8; the L2 requests
-// alone: 6.4-6.5); the Llama-8B shape 19.4 → 17.1. In the models, between the weights' reads,
-// less: tg32 at depth 4096, attention 6.2-6.5 → 6.1-6.3 ms a token (1.5B Q4_0), 5.6-6.0 → 5.3-5.8
-// (8-layer Llama-8B Q4_0).
+// block's values go into L1). Measured with 64-key blocks (the 1.5B Qwen2's 28 layers' attention
+// at depth 4096, Zen 5, 2 threads, alternating runs): 6.3-6.9 ms a token with the L1 requests
+// alone, 5.2-6.0 with these; with 16-key blocks, 2 to 16 blocks ahead measured alike.
 constexpr int64_t k_l2_blocks_ahead = 4;
 
 // Rows (t, g), t in [t0, t1), g < group, of kv head hk, over key blocks [kb0, kb1); row r = (t − t0) · group + g.
@@ -325,8 +332,10 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
     const int64_t limit = pr.pos0 + t1; // keys past every row's causal limit are never read
     const bool direct = pr.f16() && pr.kern.scores_f16 && rows <= k_direct_rows;
     const bool transposed = !direct && pr.transposed_keys;
-    for (int64_t kb = kb0; kb < kb1; ++kb) {
-        const int64_t j0 = kb * k_block_keys, n = std::min(k_block_keys, limit - j0);
+    const int64_t bk = direct ? k_direct_block_keys : k_block_keys; // keys per block here
+    const int64_t j_end = std::min(kb1 * k_block_keys, limit);
+    for (int64_t j0 = kb0 * k_block_keys; j0 < j_end; j0 += bk) {
+        const int64_t n = std::min(bk, j_end - j0);
         // s = qt · K[j0 .. j0 + n)ᵀ   [rows, n]
         int64_t k_row = 0;
         const float * keys = nullptr;
@@ -334,12 +343,12 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
             // This block's values and the next block's keys are asked for ahead of their use,
             // and keys k_l2_blocks_ahead blocks on (values one block less) into L2.
             prefetch_rows(pr.f16_values(j0, hk), pr.v_row, n, p.v_dim);
-            if (const int64_t next = std::min(k_block_keys, limit - j0 - n); next > 0)
+            if (const int64_t next = std::min(bk, limit - j0 - n); next > 0)
                 prefetch_rows(pr.f16_keys(j0 + n, hk), pr.k_row, next, hd);
-            const int64_t far0 = j0 + k_l2_blocks_ahead * k_block_keys;
-            for (int64_t j = far0; j < std::min(far0 + k_block_keys, limit); ++j) { // a key's row, then a value's
+            const int64_t far0 = j0 + k_l2_blocks_ahead * bk;
+            for (int64_t j = far0; j < std::min(far0 + bk, limit); ++j) { // a key's row, then a value's
                 prefetch_rows<1>(pr.f16_keys(j, hk), 0, 1, hd);
-                prefetch_rows<1>(pr.f16_values(j - k_block_keys, hk), 0, 1, p.v_dim);
+                prefetch_rows<1>(pr.f16_values(j - bk, hk), 0, 1, p.v_dim);
             }
             pr.kern.scores_f16(qt, rows, hd, pr.f16_keys(j0, hk), pr.k_row, n, s, k_block_keys);
         } else if (transposed && pr.keys_transposed(j0, n, hk, ws.k, ws.pad)) {

@@ -575,8 +575,9 @@ void check_attention_case(const attention_case & c, uint32_t seed, dtype kv_type
 TEST_CASE("blocked attention matches the reference across key blocks, GQA groups and depths, on every path, "
           "over F32 and F16 caches" *
           doctest::timeout(120)) {
-    // The kernels take keys in blocks of 64: depths 513 and 1000 and prefills of 7, 64 and 300
-    // tokens put block edges and ragged last blocks inside query blocks. Dims are multiples of 8,
+    // The kernels take keys in blocks of 64 (a decode step reading an F16 cache directly: 16):
+    // depths 513 and 1000 and prefills of 7, 64 and 300 tokens put block edges and ragged last
+    // blocks inside query blocks (and, split across threads, inside key ranges). Dims are multiples of 8,
     // so the AVX2 path serves them where present, except the last case's (portable kernels).
     // An F16 cache is widened a block at a time: the same cases hold it to the reference on the
     // rounded values.
