@@ -110,12 +110,15 @@ static_assert(k_block_keys == detail::k_kt_keys && k_block_keys == gemm_pack::pa
               "a transposed key tile is one gemm_pack panel wide");
 constexpr int64_t k_block_rows = 96;  // target query rows (tokens × group heads) per task
 constexpr int64_t k_line = 16;        // floats per cache line; per-thread scratch areas are padded to it
-// Rows up to this many (a decode step's group of query heads) read an F16 cache directly
-// (attention_kernels::scores_f16, with the values and the next keys prefetched a block ahead);
-// more share a widened tile, converted once for all of them. The 1.5B Qwen2's decode at depth
-// 4096 (6 rows per kv head, 2 threads, Zen 5): 7.2-7.8 ms of attention per token widened, 5.95
-// direct.
-constexpr int64_t k_direct_rows = 8;
+// Rows up to this many (a decode step's group of query heads, DeepSeek's 16 MLA heads, or a few
+// tokens' groups) read an F16 cache directly (attention_kernels::scores_f16, with the values and
+// the next keys prefetched a block ahead); more share a widened tile, converted once for all of
+// them. Measured at depth 4096 (2 threads, Zen 5, a kernel-only bench, widened → direct): the
+// 1.5B Qwen2's 28 layers (6 rows per kv head) 7.2-7.8 → 5.95 ms a token, 2 tokens (12 rows) 8.9
+// → 6.1 ms, 3 (18) 11.2 → 8.9, 4 (24) 12.1 → 11.3, 8 (48) 18.6 → 23.5; DeepSeek-V2's 6 layers
+// of MLA (16 rows) 2.95-3.03 → 2.64-2.71 ms, 2 tokens (32 rows) 5.22 → 5.33; the Llama-8B shape's
+// 8 layers, 6 tokens (24 rows) 13.8 → 13.0, 8 (32) 16.4 → 16.0.
+constexpr int64_t k_direct_rows = 24;
 
 using detail::attention_kernels;
 
