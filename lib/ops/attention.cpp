@@ -11,7 +11,7 @@
 // than threads (decode with few kv heads), each task's keys are also split into ranges whose
 // (m, l, O) are merged at the end. An F16 cache is widened a block at a time into a per-thread
 // F32 tile, [bk, head_dim] for K and [bk, v_dim] for V, which the block's rows then share; a
-// task of few rows (decode) reads it directly instead (k_direct_rows). Where the kernels take
+// task of few rows (decode) reads it directly instead (attention_kernels::direct_rows, per kernel set). Where the kernels take
 // one (AVX-512), K is widened transposed instead, [head_dim, bk] with keys in lanes, so that the
 // scores, like P · V, need no horizontal sums (pp512 at depth 3584 on Zen 5: attention 969 → 877
 // ms).
@@ -53,6 +53,9 @@ struct vec {
     static constexpr int lanes = 8;
     static constexpr int tile_rows = 3;
     static constexpr bool transposed_keys = false; // AVX2 has no fast transposing widen
+    // attention_kernels::direct_rows: a decode step's group of query heads (measured on AVX-512
+    // only; more rows here would re-widen each key in more 3-row tiles).
+    static constexpr int64_t direct_rows = 8;
     FRUGAL_AVX2 static reg zero() { return _mm256_setzero_ps(); }
     FRUGAL_AVX2 static reg load(const float * p) { return _mm256_loadu_ps(p); }
     FRUGAL_AVX2 static void store(float * p, reg v) { _mm256_storeu_ps(p, v); }
@@ -110,15 +113,6 @@ static_assert(k_block_keys == detail::k_kt_keys && k_block_keys == gemm_pack::pa
               "a transposed key tile is one gemm_pack panel wide");
 constexpr int64_t k_block_rows = 96;  // target query rows (tokens × group heads) per task
 constexpr int64_t k_line = 16;        // floats per cache line; per-thread scratch areas are padded to it
-// Rows up to this many (a decode step's group of query heads, DeepSeek's 16 MLA heads, or a few
-// tokens' groups) read an F16 cache directly (attention_kernels::scores_f16, with the values and
-// the next keys prefetched a block ahead); more share a widened tile, converted once for all of
-// them. Measured at depth 4096 (2 threads, Zen 5, a kernel-only bench, widened → direct): the
-// 1.5B Qwen2's 28 layers (6 rows per kv head) 7.2-7.8 → 5.95 ms a token, 2 tokens (12 rows) 8.9
-// → 6.1 ms, 3 (18) 11.2 → 8.9, 4 (24) 12.1 → 11.3, 8 (48) 18.6 → 23.5; DeepSeek-V2's 6 layers
-// of MLA (16 rows) 2.95-3.03 → 2.64-2.71 ms, 2 tokens (32 rows) 5.22 → 5.33; the Llama-8B shape's
-// 8 layers, 6 tokens (24 rows) 13.8 → 13.0, 8 (32) 16.4 → 16.0.
-constexpr int64_t k_direct_rows = 24;
 
 using detail::attention_kernels;
 
@@ -173,7 +167,7 @@ void widen_portable(const uint16_t * src, int64_t src_row, int64_t n, int64_t co
 
 // No direct F16 kernels (nullptr): an F16 cache is always widened first.
 constexpr attention_kernels k_portable{
-    1, scores_portable, softmax_row_portable, accumulate_portable, widen_portable, nullptr, nullptr, nullptr};
+    1, scores_portable, softmax_row_portable, accumulate_portable, widen_portable, nullptr, nullptr, nullptr, 0};
 
 
 std::atomic<const attention_kernels *> g_test_kernels{nullptr};
@@ -333,7 +327,7 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
     std::fill(st.l, st.l + rows, 0.f);
 
     const int64_t limit = pr.pos0 + t1; // keys past every row's causal limit are never read
-    const bool direct = pr.f16() && pr.kern.scores_f16 && rows <= k_direct_rows;
+    const bool direct = pr.f16() && pr.kern.scores_f16 && rows <= pr.kern.direct_rows;
     const bool transposed = !direct && pr.transposed_keys;
     const int64_t bk = direct ? k_direct_block_keys : k_block_keys; // keys per block here
     const int64_t j_end = std::min(kb1 * k_block_keys, limit);

@@ -21,6 +21,13 @@ struct vec {
     using reg = __m512;
     static constexpr int lanes = 16;
     static constexpr int tile_rows = 4;
+    // attention_kernels::direct_rows. Measured at depth 4096 (2 threads, Zen 5, a kernel-only
+    // bench, widened → direct): the 1.5B Qwen2's 28 layers (6 rows per kv head) 7.2-7.8 → 5.95 ms
+    // a token, 2 tokens (12 rows) 8.9 → 6.1 ms, 3 (18) 11.2 → 8.9, 4 (24) 12.1 → 11.3, 8 (48)
+    // 18.6 → 23.5; DeepSeek-V2's 6 layers of MLA (16 rows) 2.95-3.03 → 2.64-2.71 ms, 2 tokens (32
+    // rows) 5.22 → 5.33; the Llama-8B shape's 8 layers, 6 tokens (24 rows) 13.8 → 13.0, 8 (32)
+    // 16.4 → 16.0.
+    static constexpr int64_t direct_rows = 24;
     // Prefill widens F16 keys straight into a transposed tile (gemm_pack's 16 × 16 transposes)
     // for scores_kt.
     static constexpr bool transposed_keys = true;

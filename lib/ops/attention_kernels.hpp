@@ -35,6 +35,9 @@ struct attention_kernels {
     // sums), for n <= k_kt_keys; columns past n up to the next 4 vectors are written too, from
     // whatever kt holds there. nullptr: this set has none (its keys stay as rows).
     void (*scores_kt)(const float * q, int64_t rows, int64_t hd, const float * kt, int64_t n, float * s, int64_t ld_s);
+    // Rows up to this many (a decode step's group of query heads, a few tokens' groups) go
+    // through scores_f16 and accumulate_f16 rather than a widened tile, which more rows share.
+    int64_t direct_rows;
 };
 
 // The row length of a transposed key tile: keys per block.

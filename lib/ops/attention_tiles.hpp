@@ -4,7 +4,8 @@
 // attention_avx512_kernels.hpp: AVX-512, natively and on SIMDe in the tests). It defines
 //   FRUGAL_TILES_TARGET  the function attribute (a target(...) list, or nothing);
 //   FRUGAL_TILES_NS      its own namespace, which must already hold `struct vec`:
-//     reg, lanes (floats per reg), tile_rows (rows per register tile, sized to the register file);
+//     reg, lanes (floats per reg), tile_rows (rows per register tile, sized to the register file),
+//     direct_rows (attention_kernels::direct_rows);
 //     zero, load, store, set1, fmadd, sub, add, mul, max; hsum, hmax (of the lanes), hsum4 (the
 //     four totals of four regs as an __m128); exp2_nonpositive (simd_exp.hpp's polynomial);
 //     load_tail(p, count, fill) (lanes past count = fill), store_tail(p, count, v), first(v);
@@ -187,6 +188,6 @@ FRUGAL_TILES_TARGET inline void widen(const uint16_t * src, int64_t src_row, int
 inline constexpr frugal::ops::detail::attention_kernels kernels{
     vec::lanes, scores<float>,        softmax_row,
     accumulate<float>, widen,         scores<uint16_t>,
-    accumulate<uint16_t>, vec::transposed_keys ? scores_kt : nullptr};
+    accumulate<uint16_t>, vec::transposed_keys ? scores_kt : nullptr, vec::direct_rows};
 
 } // namespace FRUGAL_TILES_NS
