@@ -11,10 +11,10 @@
 // than threads (decode with few kv heads), each task's keys are also split into ranges whose
 // (m, l, O) are merged at the end. An F16 cache is widened a block at a time into a per-thread
 // F32 tile, [bk, head_dim] for K and [bk, v_dim] for V, which the block's rows then share; a
-// task of few rows (decode) reads it directly instead (attention_kernels::direct_rows, per kernel set). Where the kernels take
-// one (AVX-512), K is widened transposed instead, [head_dim, bk] with keys in lanes, so that the
-// scores, like P · V, need no horizontal sums (pp512 at depth 3584 on Zen 5: attention 969 → 877
-// ms).
+// task of few rows (decode) reads it directly instead (attention_kernels::direct_rows, per
+// kernel set). Where the kernels take one (AVX-512), K is widened transposed instead,
+// [head_dim, bk] with keys in lanes, so that the scores, like P · V, need no horizontal sums
+// (pp512 at depth 3584 on Zen 5: attention 969 → 877 ms).
 // The products use register tiles: AVX-512 F where the CPU has it and the dims are multiples of
 // 16 (attention_avx512_kernels.hpp; about 360 GFLOP/s with 2 threads on a Zen 5 at depth), else
 // AVX2+FMA (~80 GFLOP/s per core measured on a Zen 3 for these shapes; Eigen, which this
