@@ -174,12 +174,22 @@ int activation_format(dtype t) {
     }
 }
 
+// Weight rows a few activation rows take as one run through a row loop (dot_rows) each: the run
+// stays in L2 while the loop meets it once per activation row, so it is read from memory once,
+// and the loop's per-call set-up (the activation's tables) is spread over a few hundred rows.
+constexpr int64_t k_row_run_bytes = 256 << 10;
+
 // Rows [r0, r1) of one product against m converted activation rows act_bytes apart.
 void product_rows(const row_product & p, const std::byte * act, size_t act_bytes, int64_t m, int64_t r0, int64_t r1) {
     const int64_t n = p.w.row_size();
     const detail::kernels k = select(p.w.type, n);
-    if (m == 1 && k.dot_rows) { // decode: the kernel loops over the rows itself
-        k.dot_rows(p.w.row(r0), size_t(p.w.row_stride()), r1 - r0, act, n, p.y + r0);
+    const size_t stride = size_t(p.w.row_stride());
+    if (k.dot_rows && (m == 1 || !k.dot_batch)) { // the kernel loops over the rows itself
+        const int64_t run = std::max<int64_t>(1, m == 1 ? r1 - r0 : k_row_run_bytes / int64_t(stride));
+        for (int64_t c0 = r0; c0 < r1; c0 += run)
+            for (int64_t i = 0; i < m; ++i)
+                k.dot_rows(p.w.row(c0), stride, std::min(run, r1 - c0), act + size_t(i) * act_bytes, n,
+                           p.y + i * p.ldy + c0);
         return;
     }
     for (int64_t r = r0; r < r1; ++r) {

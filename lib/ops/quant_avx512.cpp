@@ -21,13 +21,18 @@ namespace frugal::ops::detail {
 namespace {
 
 // The AVX2 set with an AVX-512 row loop (and its one-row case as the single dot) in place: their
-// results are bit-identical to the AVX2 ones, so the batched AVX2 dots (dot_batch) stay
-// consistent with them.
+// results are bit-identical to the AVX2 ones. A few activation rows go through the row loop once
+// each over runs of weight rows (quant.cpp's product_rows), not through the AVX2 batched dot
+// (weights unpacked once for 4 rows, but 256 bits wide, and below 4 rows a dot per weight row that
+// rebuilt the activation's tables every call): 1.5B Qwen2 on Zen 5, pp2 / pp3 / pp4 t/s, Q4_0 37-39
+// / 35-40 / 54-55 → 70 / 76-80 / 83-85, Q8_0 31-34 / - / 60 → 46-47 / - / 68-70; deepseek2-lite6
+// Q8_0 pp64 (experts of few tokens) 398-432 → 462-468.
 template <auto dot_rows>
 kernels with_avx512_row_loop(dtype t) {
     kernels k = *avx2_kernels(t);
     k.dot = avx512::one_row<dot_rows>;
     k.dot_rows = dot_rows;
+    k.dot_batch = nullptr;
     return k;
 }
 

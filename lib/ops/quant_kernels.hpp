@@ -24,7 +24,8 @@ struct kernels {
     void (*dot_batch)(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) = nullptr;
     // out[r] = dot(w + r * w_stride, act) for r < rows, bit-identical to dot: the decode
     // (single activation row) loop inside the kernel, which converts the activation's scales once
-    // per call; nullptr = call dot per row.
+    // per call; nullptr = call dot per row. A set with this and no dot_batch takes a few
+    // activation rows through it too, one after another over runs of weight rows.
     void (*dot_rows)(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
                      float * out) = nullptr;
 };

@@ -476,6 +476,35 @@ TEST_CASE("matvec and matmul_rows equal per-row dot_row for 1, 2 and all threads
     }
 }
 
+TEST_CASE("a few activation rows meet weights of over a MiB in runs of rows, bit for bit as dot_row" *
+          doctest::timeout(120)) {
+    // Where a kernel set has a row loop and no batched dot (AVX-512), m activation rows go through
+    // the loop once each over runs of a few hundred KiB of weight rows: these weights (1.1-1.5
+    // MiB, 4096 wide) take several runs per thread, each split somewhere inside a run.
+    constexpr int64_t n = 4096;
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q5_0, dtype::q4_k, dtype::q6_k}) {
+        const int64_t rows = (int64_t(1) << 20) / row_bytes(t, n) + 37;
+        const uint32_t seed = uint32_t(rows);
+        const auto w = random_weights(t, rows, n, seed);
+        const raw_view view{t, reinterpret_cast<const std::byte *>(w.data()), shape{rows, n}};
+        constexpr int64_t k_max_m = 5;
+        const auto x = test::random_floats(size_t(k_max_m * n), seed + 1);
+        std::vector<float> want(size_t(k_max_m * rows));
+        for (int64_t i = 0; i < k_max_m; ++i) {
+            const auto act = quantize_act(t, x.data() + i * n, n);
+            for (int64_t r = 0; r < rows; ++r) want[size_t(i * rows + r)] = ops::dot_row(t, view.row(r), act.data(), n);
+        }
+        for (int threads : {1, 2})
+            for (int64_t m : {int64_t(2), int64_t(3), k_max_m}) {
+                INFO("type=" << dtype_name(t) << " rows=" << rows << " threads=" << threads << " m=" << m);
+                std::vector<std::byte> scratch;
+                std::vector<float> y(size_t(m * rows), -1.f);
+                ops::matmul_rows(view, x.data(), m, y.data(), scratch, threads);
+                CHECK(std::equal(y.begin(), y.end(), want.begin()));
+            }
+    }
+}
+
 TEST_CASE("decode runs the AVX2 row loop for the 32-element block types" * doctest::timeout(60)) {
     // The row loop is bit-identical to dot per row, so only this can tell that it is in use.
     ops::detail::force_scalar(false);
