@@ -87,9 +87,10 @@ public:
     // the row kernels win up to ~24 rows (16 rows: 27 vs 23 tokens/s; 32 rows: 29 vs 33).
     int64_t small_batch = 24;
     // The row count from which weight type t goes through a GEMM: small_batch, or where lower
-    // the crossover measured for its path here: the q8 kernel's (q8::kernel::gemm_from: 5 rows
+    // the crossover measured for its path here: the q8 kernel's (q8::kernel::gemm_from: 8 rows
     // for Q4_0 and Q8_0 on AVX-512 VNNI, where 16 prompt tokens of a Q4_0 file ran 3.5x faster
-    // packed), or k_panels_gemm_from for F32 and BF16 GEMMs on oneDNN's panels.
+    // packed than through the row kernels of the time), or k_panels_gemm_from for F32 and BF16
+    // GEMMs on oneDNN's panels.
     int64_t gemm_from(dtype t);
     // Measured on Zen 5, 2 threads, whole 1.5B Qwen2 files, pp N t/s rows / panels: F16 at 6
     // rows 39 / 41, at 8 41 / 50, at 16 45 / 81; BF16 at 6 29 / 35, at 8 30 / 64; 8-layer Llama-8B

@@ -186,10 +186,16 @@ void product_rows(const row_product & p, const std::byte * act, size_t act_bytes
     const size_t stride = size_t(p.w.row_stride());
     if (k.dot_rows && (m == 1 || !k.dot_batch)) { // the kernel loops over the rows itself
         const int64_t run = std::max<int64_t>(1, m == 1 ? r1 - r0 : k_row_run_bytes / int64_t(stride));
-        for (int64_t c0 = r0; c0 < r1; c0 += run)
-            for (int64_t i = 0; i < m; ++i)
-                k.dot_rows(p.w.row(c0), stride, std::min(run, r1 - c0), act + size_t(i) * act_bytes, n,
-                           p.y + i * p.ldy + c0);
+        for (int64_t c0 = r0; c0 < r1; c0 += run) {
+            const int64_t rows = std::min(run, r1 - c0);
+            if (k.dot_rows_batch && m > 1) // up to k_batch activation rows per pass over the run
+                for (int64_t i = 0; i < m; i += detail::k_batch)
+                    k.dot_rows_batch(p.w.row(c0), stride, rows, act + size_t(i) * act_bytes, act_bytes,
+                                     std::min<int64_t>(detail::k_batch, m - i), n, p.y + i * p.ldy + c0, p.ldy);
+            else
+                for (int64_t i = 0; i < m; ++i)
+                    k.dot_rows(p.w.row(c0), stride, rows, act + size_t(i) * act_bytes, n, p.y + i * p.ldy + c0);
+        }
         return;
     }
     for (int64_t r = r0; r < r1; ++r) {

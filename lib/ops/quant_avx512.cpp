@@ -27,11 +27,12 @@ namespace {
 // rebuilt the activation's tables every call): 1.5B Qwen2 on Zen 5, pp2 / pp3 / pp4 t/s, Q4_0 37-39
 // / 35-40 / 54-55 → 70 / 76-80 / 83-85, Q8_0 31-34 / - / 60 → 46-47 / - / 68-70; deepseek2-lite6
 // Q8_0 pp64 (experts of few tokens) 398-432 → 462-468.
-template <auto dot_rows>
+template <auto dot_rows, auto dot_rows_batch = nullptr>
 kernels with_avx512_row_loop(dtype t) {
     kernels k = *avx2_kernels(t);
     k.dot = avx512::one_row<dot_rows>;
     k.dot_rows = dot_rows;
+    k.dot_rows_batch = dot_rows_batch;
     k.dot_batch = nullptr;
     return k;
 }
@@ -39,9 +40,12 @@ kernels with_avx512_row_loop(dtype t) {
 } // namespace
 
 const kernels * avx512_kernels(dtype t) {
-    static const kernels q8_0 = with_avx512_row_loop<avx512::dot_rows_32<dtype::q8_0>>(dtype::q8_0);
-    static const kernels q4_0 = with_avx512_row_loop<avx512::dot_rows_32<dtype::q4_0>>(dtype::q4_0);
-    static const kernels q5_0 = with_avx512_row_loop<avx512::dot_rows_32<dtype::q5_0>>(dtype::q5_0);
+    static const kernels q8_0 =
+        with_avx512_row_loop<avx512::dot_rows_32<dtype::q8_0>, avx512::dot_rows_32_batch<dtype::q8_0>>(dtype::q8_0);
+    static const kernels q4_0 =
+        with_avx512_row_loop<avx512::dot_rows_32<dtype::q4_0>, avx512::dot_rows_32_batch<dtype::q4_0>>(dtype::q4_0);
+    static const kernels q5_0 =
+        with_avx512_row_loop<avx512::dot_rows_32<dtype::q5_0>, avx512::dot_rows_32_batch<dtype::q5_0>>(dtype::q5_0);
     static const kernels q4_k = with_avx512_row_loop<avx512::dot_rows_q45_k<false>>(dtype::q4_k);
     static const kernels q5_k = with_avx512_row_loop<avx512::dot_rows_q45_k<true>>(dtype::q5_k);
     static const kernels q6_k = with_avx512_row_loop<avx512::dot_rows_q6_k>(dtype::q6_k);

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "frugal/dtype.hpp"
 #include "ops/quant_kernels.hpp"
@@ -106,58 +107,113 @@ FRUGAL_AVX512 inline __m512i stored_quant_pair(const Block * b) {
     }
 }
 
+// One activation row as the stored-block loop reads it: per block dx, its 32 quants (contiguous:
+// a pair is one load) and the weights' offset times Σ x in its 8 lanes; zeros for the blocks
+// after the last (room for nb + 4 scales and nb + 1 blocks of the rest).
+struct stored_activation {
+    float * dx;
+    int8_t * xq;
+    int32_t * minus_offset_x;
+};
 template <class Block>
-FRUGAL_AVX512 inline void dot_rows_stored(const std::byte * w, size_t w_stride, int64_t rows, const void * act,
-                                          int64_t n, float * out) {
+FRUGAL_AVX512 inline void prepare_stored(const void * act, int64_t nb, const stored_activation & t) {
     const auto * a = static_cast<const block_q8_0 *>(act);
-    const int64_t nb = n / k_qk;
-    // Per block: dx, its 32 quants (contiguous: a pair is one load), and the weights' offset
-    // times Σ x in its 8 lanes; zeros for the blocks after the last.
-    alignas(64) float dx[k_stored_max_blocks + 4];
-    alignas(64) int8_t xq[k_qk * (k_stored_max_blocks + 1)];
-    alignas(64) int32_t minus_offset_x[8 * (k_stored_max_blocks + 1)];
     // maddubs' pair sums stay within int16: |x| <= 127, so 2 · 128 · 127 < 2^15.
     const __m256i offset = _mm256_set1_epi8(char(k_quant_offset<Block>));
     for (int64_t ib = 0; ib < nb; ++ib) {
-        dx[ib] = half(a[ib].d);
+        t.dx[ib] = half(a[ib].d);
         const __m256i x = load256(a[ib].qs);
-        _mm256_store_si256(reinterpret_cast<__m256i *>(xq + k_qk * ib), x);
-        _mm256_store_si256(reinterpret_cast<__m256i *>(minus_offset_x + 8 * ib),
+        _mm256_store_si256(reinterpret_cast<__m256i *>(t.xq + k_qk * ib), x);
+        _mm256_store_si256(reinterpret_cast<__m256i *>(t.minus_offset_x + 8 * ib),
                            _mm256_madd_epi16(_mm256_maddubs_epi16(offset, x), _mm256_set1_epi16(-1)));
     }
-    std::fill_n(dx + nb, 4, 0.f);
-    std::fill_n(xq + k_qk * nb, k_qk, int8_t(0));
-    std::fill_n(minus_offset_x + 8 * nb, 8, 0);
+    std::fill_n(t.dx + nb, 4, 0.f);
+    std::fill_n(t.xq + k_qk * nb, k_qk, int8_t(0));
+    std::fill_n(t.minus_offset_x + 8 * nb, 8, 0);
+}
+
+// out[i · ldo + r] for weight rows r < rows against MR prepared activation rows t[i]: each
+// weight block pair unpacked once for all MR, each activation's arithmetic the single row's.
+template <class Block, int MR>
+FRUGAL_AVX512 inline void stored_rows(const std::byte * w, size_t w_stride, int64_t rows, int64_t nb,
+                                      const stored_activation * t, float * out, int64_t ldo) {
     // Four blocks' lane scales out of their four products: s[0] (lanes 0-7) and s[1], then s[2], s[3].
     const __m512i first_pair = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     const __m512i second_pair = _mm512_add_epi32(first_pair, _mm512_set1_epi32(2));
+    // Blocks ib, ib + 1 (their unsigned quants): the exact integer sums Σ q·x against row i, as floats.
+    const auto sums = [&](__m512i quants, int i, int64_t ib) FRUGAL_AVX512 {
+        return _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_load_si512(t[i].minus_offset_x + 8 * ib), quants,
+                                                      _mm512_loadu_si512(t[i].xq + k_qk * ib)));
+    };
     for (int64_t r = 0; r < rows; ++r) {
         const auto * wb = reinterpret_cast<const Block *>(w + size_t(r) * w_stride);
-        __m512 acc = _mm512_setzero_ps(); // lanes 0-7: even blocks, 8-15: odd blocks
-        // Blocks ib, ib + 1 (from `pair`): their exact integer sums Σ q·x, as floats.
-        const auto sums = [&](const Block * pair, int64_t ib) FRUGAL_AVX512 {
-            return _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_load_si512(minus_offset_x + 8 * ib),
-                                                          stored_quant_pair(pair), _mm512_loadu_si512(xq + k_qk * ib)));
-        };
+        __m512 acc[MR]; // lanes 0-7: even blocks, 8-15: odd blocks
+        for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
         int64_t ib = 0;
         for (; ib + 4 <= nb; ib += 4) { // dot_32's groups of four, both parities at once
             prefetch_ahead(wb + ib, 4 * sizeof(Block));
             const uint64_t d4 = uint64_t(wb[ib].d) | uint64_t(wb[ib + 1].d) << 16 | uint64_t(wb[ib + 2].d) << 32 |
                                 uint64_t(wb[ib + 3].d) << 48;
-            const __m512 s4 = _mm512_castps128_ps512(
-                _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(int64_t(d4))), _mm_loadu_ps(dx + ib)));
-            const __m512 first = _mm512_mul_ps(_mm512_permutexvar_ps(first_pair, s4), sums(wb + ib, ib));
-            acc = _mm512_add_ps(
-                acc, _mm512_fmadd_ps(_mm512_permutexvar_ps(second_pair, s4), sums(wb + ib + 2, ib + 2), first));
+            const __m128 dw4 = _mm_cvtph_ps(_mm_cvtsi64_si128(int64_t(d4)));
+            const __m512i q01 = stored_quant_pair(wb + ib), q23 = stored_quant_pair(wb + ib + 2);
+            for (int i = 0; i < MR; ++i) {
+                const __m512 s4 = _mm512_castps128_ps512(_mm_mul_ps(dw4, _mm_loadu_ps(t[i].dx + ib)));
+                const __m512 first = _mm512_mul_ps(_mm512_permutexvar_ps(first_pair, s4), sums(q01, i, ib));
+                acc[i] = _mm512_add_ps(acc[i],
+                                       _mm512_fmadd_ps(_mm512_permutexvar_ps(second_pair, s4), sums(q23, i, ib + 2), first));
+            }
         }
         for (; ib < nb; ib += 2) { // the last one to three blocks; an odd last one joins lanes 0-7
             const bool both = ib + 1 < nb;
             const Block pair[2] = {wb[ib], both ? wb[ib + 1] : Block{}};
-            const __m512 scale = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(half(pair[0].d) * dx[ib]),
-                                                      _mm512_set1_ps(half(pair[1].d) * dx[ib + 1]));
-            acc = _mm512_mask_mov_ps(acc, both ? 0xFFFF : 0x00FF, _mm512_fmadd_ps(scale, sums(pair, ib), acc));
+            const __m512i q = stored_quant_pair(pair);
+            for (int i = 0; i < MR; ++i) {
+                const __m512 scale = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(half(pair[0].d) * t[i].dx[ib]),
+                                                          _mm512_set1_ps(half(pair[1].d) * t[i].dx[ib + 1]));
+                acc[i] = _mm512_mask_mov_ps(acc[i], both ? 0xFFFF : 0x00FF, _mm512_fmadd_ps(scale, sums(q, i, ib), acc[i]));
+            }
         }
-        out[r] = even_odd_total(acc);
+        for (int i = 0; i < MR; ++i) out[i * ldo + r] = even_odd_total(acc[i]);
+    }
+}
+
+template <class Block>
+FRUGAL_AVX512 inline void dot_rows_stored(const std::byte * w, size_t w_stride, int64_t rows, const void * act,
+                                          int64_t n, float * out) {
+    const int64_t nb = n / k_qk;
+    alignas(64) float dx[k_stored_max_blocks + 4];
+    alignas(64) int8_t xq[k_qk * (k_stored_max_blocks + 1)];
+    alignas(64) int32_t minus_offset_x[8 * (k_stored_max_blocks + 1)];
+    const stored_activation t{dx, xq, minus_offset_x};
+    prepare_stored<Block>(act, nb, t);
+    stored_rows<Block, 1>(w, w_stride, rows, nb, &t, out, 0);
+}
+
+// dot_rows_stored for m <= k_batch activation rows (act_stride bytes apart) at once: out[i · ldo
+// + r]. Their prepared rows live in a per-thread buffer, grown once (4 × 69 KiB at the longest
+// rows would not sit well on a host thread's stack).
+template <class Block>
+FRUGAL_AVX512 inline void dot_rows_stored_batch(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
+                                                size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
+    const int64_t nb = n / k_qk;
+    const auto lines = [](size_t bytes) { return (bytes + 63) / 64 * 64; }; // each part 64-byte aligned
+    const size_t dx_bytes = lines(size_t(nb + 4) * sizeof(float)), xq_bytes = lines(size_t(nb + 1) * k_qk);
+    const size_t per_row = dx_bytes + xq_bytes + lines(size_t(nb + 1) * 8 * sizeof(int32_t));
+    thread_local std::vector<std::byte> buffer;
+    if (buffer.size() < per_row * size_t(m) + 64) buffer.resize(per_row * size_t(m) + 64);
+    std::byte * base = buffer.data() + (64 - reinterpret_cast<uintptr_t>(buffer.data()) % 64) % 64;
+    stored_activation t[frugal::ops::detail::k_batch];
+    for (int64_t i = 0; i < m; ++i) {
+        std::byte * at = base + per_row * size_t(i);
+        t[i] = {reinterpret_cast<float *>(at), reinterpret_cast<int8_t *>(at + dx_bytes),
+                reinterpret_cast<int32_t *>(at + dx_bytes + xq_bytes)};
+        prepare_stored<Block>(act + size_t(i) * act_stride, nb, t[i]);
+    }
+    switch (m) {
+    case 1: stored_rows<Block, 1>(w, w_stride, rows, nb, t, out, ldo); break;
+    case 2: stored_rows<Block, 2>(w, w_stride, rows, nb, t, out, ldo); break;
+    case 3: stored_rows<Block, 3>(w, w_stride, rows, nb, t, out, ldo); break;
+    default: stored_rows<Block, 4>(w, w_stride, rows, nb, t, out, ldo); break;
     }
 }
 
@@ -350,6 +406,15 @@ FRUGAL_AVX512 inline void dot_rows_32(const std::byte * w, size_t w_stride, int6
                                      std::conditional_t<T == frugal::dtype::q4_0, frugal::block_q4_0, frugal::block_q5_0>>;
     if (n / k_qk > k_stored_max_blocks) return frugal::ops::detail::avx2_kernels(T)->dot_rows(w, w_stride, rows, act, n, out);
     dot_rows_stored<block>(w, w_stride, rows, act, n, out);
+}
+
+// dot_rows_stored_batch for the 32-element block types (kernels::dot_rows_batch).
+template <frugal::dtype T>
+FRUGAL_AVX512 inline void dot_rows_32_batch(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
+                                            size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
+    using block = std::conditional_t<T == frugal::dtype::q8_0, block_q8_0,
+                                     std::conditional_t<T == frugal::dtype::q4_0, frugal::block_q4_0, frugal::block_q5_0>>;
+    dot_rows_stored_batch<block>(w, w_stride, rows, act, act_stride, m, n, out, ldo);
 }
 
 // A row loop's one-row case: every kernel here is a row loop, and the decode table's single-row

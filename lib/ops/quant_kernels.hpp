@@ -28,6 +28,11 @@ struct kernels {
     // activation rows through it too, one after another over runs of weight rows.
     void (*dot_rows)(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
                      float * out) = nullptr;
+    // out[i * ldo + r] = dot(w + r * w_stride, act + i * act_stride) for r < rows, i < m <=
+    // k_batch, bit-identical to dot: dot_rows for a few activation rows at once, each weight
+    // block unpacked once for all of them; nullptr = dot_rows once per activation row.
+    void (*dot_rows_batch)(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
+                           size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) = nullptr;
 };
 
 // nullptr when t is not supported (AVX-512: when t has no AVX-512 kernel; the AVX2 ones serve).

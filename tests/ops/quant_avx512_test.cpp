@@ -78,9 +78,11 @@ weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
 // they hand over to AVX2).
 constexpr int64_t k_block_counts[] = {1, 2, 3, 5, 8, 9, 13, 44, 48, 280, 640, 721, 1025};
 
-// dot and dot_rows of type t against the AVX2 table's dot_rows, bit for bit.
+// dot, dot_rows and dot_rows_batch (for 1 to 4 activation rows) of type t against the AVX2
+// table's dot_rows, bit for bit.
 void check_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
-                        decltype(ops::detail::kernels::dot_rows) dot_rows) {
+                        decltype(ops::detail::kernels::dot_rows) dot_rows,
+                        decltype(ops::detail::kernels::dot_rows_batch) dot_rows_batch) {
     const ops::detail::kernels * avx2 = ops::detail::avx2_kernels(t);
     REQUIRE(avx2);
     REQUIRE(bool(avx2->dot_rows));
@@ -100,6 +102,24 @@ void check_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
             // and the AVX2 dot agrees with its own row loop (the reference these are held to)
             const float avx2_single = avx2->dot(c.w.data() + size_t(r) * stride, c.act.data(), n);
             CHECK(std::memcmp(&avx2_single, &want[size_t(r)], sizeof(float)) == 0);
+        }
+        // Up to k_batch activation rows at once (the first c.act, the others of other inputs),
+        // into rows of out ldo apart.
+        constexpr int64_t m_max = ops::detail::k_batch, ldo = rows + 1;
+        const size_t act_bytes = ops::activation_bytes(t, n);
+        std::vector<std::byte> acts(act_bytes * m_max);
+        std::memcpy(acts.data(), c.act.data(), act_bytes);
+        for (int64_t i = 1; i < m_max; ++i)
+            std::memcpy(acts.data() + i * act_bytes, make_case(t, 1, n, uint32_t(nb + 100 * i)).act.data(), act_bytes);
+        for (int64_t m = 1; m <= m_max; ++m) {
+            CAPTURE(m);
+            std::vector<float> out(size_t(m * ldo), -1.f);
+            dot_rows_batch(c.w.data(), stride, rows, acts.data(), act_bytes, m, n, out.data(), ldo);
+            for (int64_t i = 0; i < m; ++i) {
+                avx2->dot_rows(c.w.data(), stride, rows, acts.data() + i * act_bytes, n, want.data());
+                CHECK(std::memcmp(&out[size_t(i * ldo)], want.data(), sizeof(float) * size_t(rows)) == 0);
+                CHECK(out[size_t(i * ldo + rows)] == -1.f); // nothing past the rows
+            }
         }
     }
 }
@@ -151,15 +171,15 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
     namespace emu = frugal_test_simde; // each kernel is a row loop; its one-row case is the single dot
     SUBCASE("q8_0") {
         constexpr auto rows = emu::dot_rows_32<dtype::q8_0>;
-        check_against_avx2(dtype::q8_0, emu::one_row<rows>, rows);
+        check_against_avx2(dtype::q8_0, emu::one_row<rows>, rows, emu::dot_rows_32_batch<dtype::q8_0>);
     }
     SUBCASE("q4_0") {
         constexpr auto rows = emu::dot_rows_32<dtype::q4_0>;
-        check_against_avx2(dtype::q4_0, emu::one_row<rows>, rows);
+        check_against_avx2(dtype::q4_0, emu::one_row<rows>, rows, emu::dot_rows_32_batch<dtype::q4_0>);
     }
     SUBCASE("q5_0") {
         constexpr auto rows = emu::dot_rows_32<dtype::q5_0>;
-        check_against_avx2(dtype::q5_0, emu::one_row<rows>, rows);
+        check_against_avx2(dtype::q5_0, emu::one_row<rows>, rows, emu::dot_rows_32_batch<dtype::q5_0>);
     }
     SUBCASE("q4_k") {
         constexpr auto rows = emu::dot_rows_q45_k<false>;
@@ -181,7 +201,8 @@ TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doct
         CAPTURE(std::string(dtype_name(t)));
         const ops::detail::kernels * k = ops::detail::avx512_kernels(t);
         REQUIRE(k);
-        check_against_avx2(t, k->dot, k->dot_rows);
+        REQUIRE(bool(k->dot_rows_batch));
+        check_against_avx2(t, k->dot, k->dot_rows, k->dot_rows_batch);
         CHECK(ops::detail::decode_row_loop(t)); // and decode selects them
     }
     const ops::detail::kernels * q4_k = ops::detail::avx512_kernels(dtype::q4_k);
