@@ -22,11 +22,12 @@ namespace {
 // packed. With the AVX-512 row loop batched over up to 4 activation rows (Q8_0, Q4_0, Q5_0):
 // 1.5B Qwen2 Q4_0 at 6 rows 113-114 / 105-107, at 7 117-120 / 114-117, at 8 122-124 / 151-154;
 // Q8_0 at 7 102-105 / 99, at 8 107-112 / 118-121; deepseek2-lite6 Q8_0 at 7 127-129 / 125, at 8
-// alike. The K-quants' row loops (one activation row at a time): Q4_K_M (Q4_K with Q6_K) at 8
-// 90 / 87, at 12 94 / 120, measured again alike at 10-12; Q6_K at 12 88 / 78, at 16 88 / 107.
+// alike. Q4_K and Q5_K, batched the same way: Q4_K_M (Q4_K with Q6_K, which keeps its own) at 12
+// rows 149-152 / 131-134, at 14 142-144 / 138-139, at 16 147-154 / 163-164. Q6_K's row loop
+// (one activation row at a time): at 12 88 / 78, at 16 88 / 107.
 constexpr int64_t gemm_from(dtype t) {
     if (t == dtype::q6_k) return 14;
-    return super_blocks(t) ? 10 : 8;
+    return super_blocks(t) ? 16 : 8;
 }
 constexpr kernel k_avx512_kernel{"avx512-vnni", avx512::q8_chunk, supports, k_chunk_cols, size_t(2 * k_block_bytes),
                                  avx512::quantize_activations, gemm_from};

@@ -46,8 +46,10 @@ const kernels * avx512_kernels(dtype t) {
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q4_0>, avx512::dot_rows_32_batch<dtype::q4_0>>(dtype::q4_0);
     static const kernels q5_0 =
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q5_0>, avx512::dot_rows_32_batch<dtype::q5_0>>(dtype::q5_0);
-    static const kernels q4_k = with_avx512_row_loop<avx512::dot_rows_q45_k<false>>(dtype::q4_k);
-    static const kernels q5_k = with_avx512_row_loop<avx512::dot_rows_q45_k<true>>(dtype::q5_k);
+    static const kernels q4_k =
+        with_avx512_row_loop<avx512::dot_rows_q45_k<false>, avx512::dot_rows_q45_k_batch<false>>(dtype::q4_k);
+    static const kernels q5_k =
+        with_avx512_row_loop<avx512::dot_rows_q45_k<true>, avx512::dot_rows_q45_k_batch<true>>(dtype::q5_k);
     static const kernels q6_k = with_avx512_row_loop<avx512::dot_rows_q6_k>(dtype::q6_k);
     switch (t) {
     case dtype::q8_0: return &q8_0;

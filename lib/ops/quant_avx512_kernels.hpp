@@ -267,10 +267,76 @@ FRUGAL_AVX512 inline void pair_activation_quants(const frugal::ops::block_q8_k *
         }
 }
 
+// out[j · ldo + r] for weight rows r < rows against MR activation rows (ab[j], their quants
+// re-laid by pair_activation_quants into x_pairs[j]): each super-block's scales and quants
+// unpacked once for all MR, each activation's arithmetic the single row's.
+template <bool Q5, int MR>
+FRUGAL_AVX512 inline void q45_rows(const std::byte * w, size_t w_stride, int64_t rows, int64_t n_super,
+                                   const frugal::ops::block_q8_k * const * ab, const int8_t * const * x_pairs,
+                                   float * out, int64_t ldo) {
+    using block = frugal::ops::detail::q45_block<Q5>;
+    const __m512i nibble = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
+    // Each min for its two bsums (int16 lanes 2j, 2j + 1 take min j: lane 8 + j).
+    const __m512i min_of_bsum = _mm512_setr_epi32(0x00080008, 0x00090009, 0x000A000A, 0x000B000B, 0x000C000C,
+                                                  0x000D000D, 0x000E000E, 0x000F000F, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int64_t r = 0; r < rows; ++r) {
+        const auto * wb = reinterpret_cast<const block *>(w + size_t(r) * w_stride);
+        __m256 acc[MR];
+        for (int j = 0; j < MR; ++j) acc[j] = _mm256_setzero_ps();
+#pragma GCC unroll 2
+        for (int64_t i = 0; i < n_super; ++i) {
+            const block & b = wb[i];
+            prefetch_ahead(&b, sizeof b);
+            const __m256i scales_mins = k_scales_mins(b.scales);
+            const __m256i mn16 =
+                _mm512_castsi512_si256(_mm512_permutexvar_epi16(min_of_bsum, _mm512_castsi256_si512(scales_mins)));
+            // a.d · d and a.d · dmin, both products at once.
+            uint32_t d_dmin;
+            std::memcpy(&d_dmin, &b.d, sizeof d_dmin);
+            const __m128 d_and_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128(int32_t(d_dmin)));
+            // Q5_K: chunk c's fifth bits are bits 2c (low nibbles) and 2c + 1 (high) of qh; the high
+            // half holds qh >> 2, so bits 0 and 1 serve both chunks of a pair, then shift on by 4.
+            __m512i qh;
+            if constexpr (Q5) {
+                const __m256i bits = load256(b.qh);
+                qh = join(bits, _mm256_srli_epi16(bits, 2));
+            }
+            // Low and high nibbles' products in two chains (exact integer sums: their order is free).
+            __m512i sum_lo[MR], sum_hi[MR];
+            for (int j = 0; j < MR; ++j) sum_lo[j] = sum_hi[j] = _mm512_setzero_si512();
+            for (int c = 0; c < 4; c += 2) {
+                const __m512i raw = _mm512_loadu_si512(b.qs + 32 * c);
+                __m512i lo = _mm512_and_si512(raw, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble);
+                if constexpr (Q5) {
+                    lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(qh, one), 4));
+                    hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(qh, two), 3));
+                    qh = _mm512_srli_epi16(qh, 4);
+                }
+                const __m512i scale_lo = chunk_pair_scales(scales_mins, c, 0), scale_hi = chunk_pair_scales(scales_mins, c, 1);
+                for (int j = 0; j < MR; ++j) {
+                    const int8_t * x = x_pairs[j] + frugal::k_qk_k * i + 64 * c;
+                    // Quants 0..31 (unsigned) by activations -127..127: vpmaddubsw's pair sums never saturate.
+                    sum_lo[j] = _mm512_dpwssd_epi32(sum_lo[j], _mm512_maddubs_epi16(lo, _mm512_load_si512(x)), scale_lo);
+                    sum_hi[j] = _mm512_dpwssd_epi32(sum_hi[j], _mm512_maddubs_epi16(hi, _mm512_load_si512(x + 64)), scale_hi);
+                }
+            }
+            for (int j = 0; j < MR; ++j) {
+                const frugal::ops::block_q8_k & a = ab[j][i];
+                const __m128 scales = _mm_mul_ps(d_and_dmin, _mm_set1_ps(a.d));
+                const __m512i sumi = _mm512_add_epi32(sum_lo[j], sum_hi[j]);
+                const __m256i sumi8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi), _mm512_extracti64x4_epi64(sumi, 1));
+                const __m256 summ = _mm256_cvtepi32_ps(_mm256_madd_epi16(mn16, load256(a.bsums)));
+                acc[j] = _mm256_fmadd_ps(_mm256_broadcastss_ps(scales), _mm256_cvtepi32_ps(sumi8), acc[j]);
+                acc[j] = _mm256_fnmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(scales)), summ, acc[j]);
+            }
+        }
+        for (int j = 0; j < MR; ++j) out[j * ldo + r] = hsum256(acc[j]);
+    }
+}
+
 template <bool Q5>
 FRUGAL_AVX512 inline void dot_rows_q45_k(const std::byte * w, size_t w_stride, int64_t rows, const void * act,
                                          int64_t n, float * out) {
-    using block = frugal::ops::detail::q45_block<Q5>;
     using frugal::ops::block_q8_k;
     const auto * ab = static_cast<const block_q8_k *>(act);
     const int64_t n_super = n / frugal::k_qk_k;
@@ -281,56 +347,35 @@ FRUGAL_AVX512 inline void dot_rows_q45_k(const std::byte * w, size_t w_stride, i
     }
     alignas(64) int8_t x_pairs[frugal::k_qk_k * k_q45_max_super_blocks];
     pair_activation_quants(ab, n_super, x_pairs);
-    const __m512i nibble = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
-    // Each min for its two bsums (int16 lanes 2j, 2j + 1 take min j: lane 8 + j).
-    const __m512i min_of_bsum = _mm512_setr_epi32(0x00080008, 0x00090009, 0x000A000A, 0x000B000B, 0x000C000C,
-                                                  0x000D000D, 0x000E000E, 0x000F000F, 0, 0, 0, 0, 0, 0, 0, 0);
-    for (int64_t r = 0; r < rows; ++r) {
-        const auto * wb = reinterpret_cast<const block *>(w + size_t(r) * w_stride);
-        __m256 acc = _mm256_setzero_ps();
-#pragma GCC unroll 2
-        for (int64_t i = 0; i < n_super; ++i) {
-            const block & b = wb[i];
-            const block_q8_k & a = ab[i];
-            prefetch_ahead(&b, sizeof b);
-            const __m256i scales_mins = k_scales_mins(b.scales);
-            const __m256i mn16 =
-                _mm512_castsi512_si256(_mm512_permutexvar_epi16(min_of_bsum, _mm512_castsi256_si512(scales_mins)));
-            // a.d · d and a.d · dmin, both products at once.
-            uint32_t d_dmin;
-            std::memcpy(&d_dmin, &b.d, sizeof d_dmin);
-            const __m128 scales = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(int32_t(d_dmin))), _mm_set1_ps(a.d));
-            // Q5_K: chunk c's fifth bits are bits 2c (low nibbles) and 2c + 1 (high) of qh; the high
-            // half holds qh >> 2, so bits 0 and 1 serve both chunks of a pair, then shift on by 4.
-            __m512i qh;
-            if constexpr (Q5) {
-                const __m256i bits = load256(b.qh);
-                qh = join(bits, _mm256_srli_epi16(bits, 2));
-            }
-            // Low and high nibbles' products in two chains (exact integer sums: their order is free).
-            __m512i sum_lo = _mm512_setzero_si512(), sum_hi = _mm512_setzero_si512();
-            for (int c = 0; c < 4; c += 2) {
-                const __m512i raw = _mm512_loadu_si512(b.qs + 32 * c);
-                __m512i lo = _mm512_and_si512(raw, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble);
-                if constexpr (Q5) {
-                    lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(qh, one), 4));
-                    hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(qh, two), 3));
-                    qh = _mm512_srli_epi16(qh, 4);
-                }
-                const int8_t * x = x_pairs + frugal::k_qk_k * i + 64 * c;
-                // Quants 0..31 (unsigned) by activations -127..127: vpmaddubsw's pair sums never saturate.
-                sum_lo = _mm512_dpwssd_epi32(sum_lo, _mm512_maddubs_epi16(lo, _mm512_load_si512(x)),
-                                             chunk_pair_scales(scales_mins, c, 0));
-                sum_hi = _mm512_dpwssd_epi32(sum_hi, _mm512_maddubs_epi16(hi, _mm512_load_si512(x + 64)),
-                                             chunk_pair_scales(scales_mins, c, 1));
-            }
-            const __m512i sumi = _mm512_add_epi32(sum_lo, sum_hi);
-            const __m256i sumi8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi), _mm512_extracti64x4_epi64(sumi, 1));
-            const __m256 summ = _mm256_cvtepi32_ps(_mm256_madd_epi16(mn16, load256(a.bsums)));
-            acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(scales), _mm256_cvtepi32_ps(sumi8), acc);
-            acc = _mm256_fnmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(scales)), summ, acc);
-        }
-        out[r] = hsum256(acc);
+    const int8_t * x = x_pairs;
+    q45_rows<Q5, 1>(w, w_stride, rows, n_super, &ab, &x, out, 0);
+}
+
+// dot_rows_q45_k for m <= k_batch activation rows (act_stride bytes apart) at once: out[j · ldo
+// + r]. Their re-laid quants live in a per-thread buffer, grown once.
+template <bool Q5>
+FRUGAL_AVX512 inline void dot_rows_q45_k_batch(const std::byte * w, size_t w_stride, int64_t rows,
+                                               const std::byte * act, size_t act_stride, int64_t m, int64_t n,
+                                               float * out, int64_t ldo) {
+    using frugal::ops::block_q8_k;
+    const int64_t n_super = n / frugal::k_qk_k;
+    const size_t per_row = size_t(frugal::k_qk_k * n_super); // a multiple of 64
+    thread_local std::vector<std::byte> buffer;
+    if (buffer.size() < per_row * size_t(m) + 64) buffer.resize(per_row * size_t(m) + 64);
+    std::byte * base = buffer.data() + (64 - reinterpret_cast<uintptr_t>(buffer.data()) % 64) % 64;
+    const block_q8_k * ab[frugal::ops::detail::k_batch];
+    const int8_t * x[frugal::ops::detail::k_batch];
+    for (int64_t j = 0; j < m; ++j) {
+        ab[j] = reinterpret_cast<const block_q8_k *>(act + size_t(j) * act_stride);
+        auto * pairs = reinterpret_cast<int8_t *>(base + per_row * size_t(j));
+        pair_activation_quants(ab[j], n_super, pairs);
+        x[j] = pairs;
+    }
+    switch (m) {
+    case 1: q45_rows<Q5, 1>(w, w_stride, rows, n_super, ab, x, out, ldo); break;
+    case 2: q45_rows<Q5, 2>(w, w_stride, rows, n_super, ab, x, out, ldo); break;
+    case 3: q45_rows<Q5, 3>(w, w_stride, rows, n_super, ab, x, out, ldo); break;
+    default: q45_rows<Q5, 4>(w, w_stride, rows, n_super, ab, x, out, ldo); break;
     }
 }
 

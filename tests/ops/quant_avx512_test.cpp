@@ -130,7 +130,8 @@ void check_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
 // Q4_K/Q5_K row loop's stack limit, where it hands over to AVX2.
 template <class Block>
 void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
-                                decltype(ops::detail::kernels::dot_rows) dot_rows) {
+                                decltype(ops::detail::kernels::dot_rows) dot_rows,
+                                decltype(ops::detail::kernels::dot_rows_batch) dot_rows_batch = nullptr) {
     const ops::detail::kernels * avx2 = ops::detail::avx2_kernels(t);
     REQUIRE(avx2);
     std::mt19937 rng(7);
@@ -153,13 +154,36 @@ void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot
         std::vector<std::byte> act(ops::activation_bytes(t, n));
         ops::quantize_activation(t, x.data(), act.data(), n);
         std::vector<float> got_rows(static_cast<size_t>(rows));
-        dot_rows(reinterpret_cast<const std::byte *>(w.data()), nb * sizeof(Block), rows, act.data(), n, got_rows.data());
+        const auto * wbytes = reinterpret_cast<const std::byte *>(w.data());
+        dot_rows(wbytes, nb * sizeof(Block), rows, act.data(), n, got_rows.data());
         for (int64_t r = 0; r < rows; ++r) {
             CAPTURE(r);
             const Block * row = w.data() + r * nb;
             const float want = avx2->dot(row, act.data(), n), got = dot(row, act.data(), n);
             CHECK(std::memcmp(&got, &want, sizeof want) == 0);
             CHECK(std::memcmp(&got_rows[size_t(r)], &want, sizeof want) == 0);
+        }
+        if (!dot_rows_batch) continue;
+        // Up to k_batch activation rows at once (the first act, the others of other inputs), into
+        // rows of out ldo apart.
+        constexpr int64_t m_max = ops::detail::k_batch, ldo = rows + 1;
+        const size_t act_bytes = act.size();
+        std::vector<std::byte> acts(act_bytes * m_max);
+        std::memcpy(acts.data(), act.data(), act_bytes);
+        for (int64_t i = 1; i < m_max; ++i) {
+            for (auto & v : x) v = normal(rng);
+            ops::quantize_activation(t, x.data(), acts.data() + i * act_bytes, n);
+        }
+        for (int64_t m = 1; m <= m_max; ++m) {
+            CAPTURE(m);
+            std::vector<float> out(size_t(m * ldo), -1.f);
+            dot_rows_batch(wbytes, nb * sizeof(Block), rows, acts.data(), act_bytes, m, n, out.data(), ldo);
+            for (int64_t i = 0; i < m; ++i)
+                for (int64_t r = 0; r < rows; ++r) {
+                    const float want = avx2->dot(w.data() + r * nb, acts.data() + i * act_bytes, n);
+                    CHECK(std::memcmp(&out[size_t(i * ldo + r)], &want, sizeof want) == 0);
+                }
+            for (int64_t i = 0; i < m; ++i) CHECK(out[size_t(i * ldo + rows)] == -1.f); // nothing past the rows
         }
     }
 }
@@ -183,11 +207,11 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
     }
     SUBCASE("q4_k") {
         constexpr auto rows = emu::dot_rows_q45_k<false>;
-        check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, emu::one_row<rows>, rows);
+        check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, emu::one_row<rows>, rows, emu::dot_rows_q45_k_batch<false>);
     }
     SUBCASE("q5_k") {
         constexpr auto rows = emu::dot_rows_q45_k<true>;
-        check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, emu::one_row<rows>, rows);
+        check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, emu::one_row<rows>, rows, emu::dot_rows_q45_k_batch<true>);
     }
     SUBCASE("q6_k") {
         constexpr auto rows = emu::dot_rows_q6_k;
@@ -211,8 +235,10 @@ TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doct
     REQUIRE(q4_k);
     REQUIRE(q5_k);
     REQUIRE(q6_k);
-    check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, q4_k->dot, q4_k->dot_rows);
-    check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, q5_k->dot, q5_k->dot_rows);
+    REQUIRE(bool(q4_k->dot_rows_batch));
+    REQUIRE(bool(q5_k->dot_rows_batch));
+    check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, q4_k->dot, q4_k->dot_rows, q4_k->dot_rows_batch);
+    check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, q5_k->dot, q5_k->dot_rows, q5_k->dot_rows_batch);
     check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, q6_k->dot, q6_k->dot_rows);
     for (dtype t : {dtype::q4_k, dtype::q5_k, dtype::q6_k})
         CHECK(ops::detail::decode_row_loop(t)); // and decode selects their row loops
