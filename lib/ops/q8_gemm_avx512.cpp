@@ -23,10 +23,11 @@ namespace {
 // 1.5B Qwen2 Q4_0 at 6 rows 113-114 / 105-107, at 7 117-120 / 114-117, at 8 122-124 / 151-154;
 // Q8_0 at 7 102-105 / 99, at 8 107-112 / 118-121; deepseek2-lite6 Q8_0 at 7 127-129 / 125, at 8
 // alike. Q4_K and Q5_K, batched the same way: Q4_K_M (Q4_K with Q6_K, which keeps its own) at 12
-// rows 149-152 / 131-134, at 14 142-144 / 138-139, at 16 147-154 / 163-164. Q6_K's row loop
-// (one activation row at a time): at 12 88 / 78, at 16 88 / 107.
+// rows 149-152 / 131-134, at 14 142-144 / 138-139, at 16 147-154 / 163-164. Q6_K, batched too
+// (its packed GEMM is the slowest of these, its halves' scales multiplied in int32): 1.5B Q6_K
+// at 16 164 / 110-114, at 24 156-163 / 133-141, at 32 166-168 / 165-192; small_batch (24) caps it.
 constexpr int64_t gemm_from(dtype t) {
-    if (t == dtype::q6_k) return 14;
+    if (t == dtype::q6_k) return 24;
     return super_blocks(t) ? 16 : 8;
 }
 constexpr kernel k_avx512_kernel{"avx512-vnni", avx512::q8_chunk, supports, k_chunk_cols, size_t(2 * k_block_bytes),

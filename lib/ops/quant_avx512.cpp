@@ -50,7 +50,7 @@ const kernels * avx512_kernels(dtype t) {
         with_avx512_row_loop<avx512::dot_rows_q45_k<false>, avx512::dot_rows_q45_k_batch<false>>(dtype::q4_k);
     static const kernels q5_k =
         with_avx512_row_loop<avx512::dot_rows_q45_k<true>, avx512::dot_rows_q45_k_batch<true>>(dtype::q5_k);
-    static const kernels q6_k = with_avx512_row_loop<avx512::dot_rows_q6_k>(dtype::q6_k);
+    static const kernels q6_k = with_avx512_row_loop<avx512::dot_rows_q6_k, avx512::dot_rows_q6_k_batch>(dtype::q6_k);
     switch (t) {
     case dtype::q8_0: return &q8_0;
     case dtype::q4_0: return &q4_0;

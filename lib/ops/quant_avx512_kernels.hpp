@@ -384,13 +384,14 @@ FRUGAL_AVX512 inline void dot_rows_q45_k_batch(const std::byte * w, size_t w_str
 // j + 1 in 8-15): one 64-byte load covers both chunks' low bits, and per-lane shifts place both
 // chunks' high bits. Exact integer lane sums, added across the halves before the same 256-bit
 // float step: bit-identical.
-// Rows r < rows, w_stride bytes apart: the row loop sets its constants up once per call (per row,
-// they had been a tenth of a 1536-wide row's work: in cache, 1 thread, 48 -> 58 GB/s there).
-FRUGAL_AVX512 inline void dot_rows_q6_k(const std::byte * w, size_t w_stride, int64_t rows, const void * act,
-                                        int64_t n, float * out) {
+// out[j · ldo + r] for weight rows r < rows (w_stride bytes apart) against MR Q8_K activation
+// rows ab[j]: each super-block's quants and scales unpacked once for all MR, each activation's
+// arithmetic the single row's. The constants are set up once per call (per row, they had been a
+// tenth of a 1536-wide row's work: in cache, 1 thread, 48 -> 58 GB/s there).
+template <int MR>
+FRUGAL_AVX512 inline void q6_rows(const std::byte * w, size_t w_stride, int64_t rows, int64_t n_super,
+                                  const frugal::ops::block_q8_k * const * ab, float * out, int64_t ldo) {
     using frugal::block_q6_k;
-    using frugal::ops::block_q8_k;
-    const auto * ab = static_cast<const block_q8_k *>(act);
     const __m512i nibble = _mm512_set1_epi8(0x0F);
     // Chunk j's high bits are bits 2j, 2j+1 of qh; they go to bits 4, 5 (shifts per 16-bit lane,
     // which never carry across bytes: only those two bits of each byte are kept).
@@ -404,14 +405,15 @@ FRUGAL_AVX512 inline void dot_rows_q6_k(const std::byte * w, size_t w_stride, in
                                 _mm512_mask_blend_epi16(0xFF00FF00, _mm512_set1_epi16(2), _mm512_set1_epi16(3)));
     for (int64_t r = 0; r < rows; ++r) {
         const auto * wb = reinterpret_cast<const block_q6_k *>(w + size_t(r) * w_stride);
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t i = 0; i < n / frugal::k_qk_k; ++i) {
+        __m256 acc[MR];
+        for (int k = 0; k < MR; ++k) acc[k] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < n_super; ++i) {
             const block_q6_k & b = wb[i];
-            const block_q8_k & a = ab[i];
             prefetch_ahead(&b, sizeof b);
             // Quants are stored +32: 32 · Σ_g sc_g · bsums_g comes off (scale group g = bsums[g]).
             const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(b.scales)));
-            __m512i sumi = _mm512_setzero_si512();
+            __m512i sumi[MR];
+            for (int k = 0; k < MR; ++k) sumi[k] = _mm512_setzero_si512();
             for (int h = 0; h < 2; ++h) {
                 const __m512i ql = _mm512_loadu_si512(b.ql + 64 * h); // chunks 0, 1 (low nibbles); 2, 3 (high)
                 const __m512i qh = _mm512_broadcast_i64x4(load256(b.qh + 32 * h));
@@ -427,16 +429,41 @@ FRUGAL_AVX512 inline void dot_rows_q6_k(const std::byte * w, size_t w_stride, in
                     // 128-bit quarters: scales 2j, 2j+1, 2j+2, 2j+3, each over eight int16 lanes.
                     const __m512i scale =
                         _mm512_permutexvar_epi16(_mm512_add_epi16(quarter, _mm512_set1_epi16(short(2 * j))), sc8);
-                    const __m512i x = _mm512_loadu_si512(a.qs + 128 * h + 32 * j);
-                    sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(_mm512_maddubs_epi16(q, x), scale));
+                    for (int k = 0; k < MR; ++k) {
+                        const __m512i x = _mm512_loadu_si512(ab[k][i].qs + 128 * h + 32 * j);
+                        sumi[k] = _mm512_add_epi32(sumi[k], _mm512_madd_epi16(_mm512_maddubs_epi16(q, x), scale));
+                    }
                 }
             }
-            const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc_all, load256(a.bsums)), 5);
-            const __m256i sumi8 = _mm256_sub_epi32(
-                _mm256_add_epi32(_mm512_castsi512_si256(sumi), _mm512_extracti64x4_epi64(sumi, 1)), offset);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(a.d * half(b.d)), _mm256_cvtepi32_ps(sumi8), acc);
+            for (int k = 0; k < MR; ++k) {
+                const frugal::ops::block_q8_k & a = ab[k][i];
+                const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc_all, load256(a.bsums)), 5);
+                const __m256i sumi8 = _mm256_sub_epi32(
+                    _mm256_add_epi32(_mm512_castsi512_si256(sumi[k]), _mm512_extracti64x4_epi64(sumi[k], 1)), offset);
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(a.d * half(b.d)), _mm256_cvtepi32_ps(sumi8), acc[k]);
+            }
         }
-        out[r] = hsum256(acc);
+        for (int k = 0; k < MR; ++k) out[k * ldo + r] = hsum256(acc[k]);
+    }
+}
+
+FRUGAL_AVX512 inline void dot_rows_q6_k(const std::byte * w, size_t w_stride, int64_t rows, const void * act,
+                                        int64_t n, float * out) {
+    const auto * ab = static_cast<const frugal::ops::block_q8_k *>(act);
+    q6_rows<1>(w, w_stride, rows, n / frugal::k_qk_k, &ab, out, 0);
+}
+
+// dot_rows_q6_k for m <= k_batch activation rows (act_stride bytes apart) at once: out[j · ldo + r].
+FRUGAL_AVX512 inline void dot_rows_q6_k_batch(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
+                                              size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
+    const frugal::ops::block_q8_k * ab[frugal::ops::detail::k_batch];
+    for (int64_t k = 0; k < m; ++k) ab[k] = reinterpret_cast<const frugal::ops::block_q8_k *>(act + size_t(k) * act_stride);
+    const int64_t n_super = n / frugal::k_qk_k;
+    switch (m) {
+    case 1: q6_rows<1>(w, w_stride, rows, n_super, ab, out, ldo); break;
+    case 2: q6_rows<2>(w, w_stride, rows, n_super, ab, out, ldo); break;
+    case 3: q6_rows<3>(w, w_stride, rows, n_super, ab, out, ldo); break;
+    default: q6_rows<4>(w, w_stride, rows, n_super, ab, out, ldo); break;
     }
 }
 

@@ -215,7 +215,7 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
     }
     SUBCASE("q6_k") {
         constexpr auto rows = emu::dot_rows_q6_k;
-        check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, emu::one_row<rows>, rows);
+        check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, emu::one_row<rows>, rows, emu::dot_rows_q6_k_batch);
     }
 }
 
@@ -237,9 +237,10 @@ TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doct
     REQUIRE(q6_k);
     REQUIRE(bool(q4_k->dot_rows_batch));
     REQUIRE(bool(q5_k->dot_rows_batch));
+    REQUIRE(bool(q6_k->dot_rows_batch));
     check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, q4_k->dot, q4_k->dot_rows, q4_k->dot_rows_batch);
     check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, q5_k->dot, q5_k->dot_rows, q5_k->dot_rows_batch);
-    check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, q6_k->dot, q6_k->dot_rows);
+    check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, q6_k->dot, q6_k->dot_rows, q6_k->dot_rows_batch);
     for (dtype t : {dtype::q4_k, dtype::q5_k, dtype::q6_k})
         CHECK(ops::detail::decode_row_loop(t)); // and decode selects their row loops
 }
