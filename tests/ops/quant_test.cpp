@@ -433,6 +433,27 @@ TEST_CASE("dot_row against the reference and the exact float dot" * doctest::tim
     });
 }
 
+namespace {
+// Weights of type t [rows, n] with m_max activation rows x [m_max, n], and want[i · rows + r]:
+// the single-row API's dot of weight row r and activation row i, which matmul_rows must give bit
+// for bit.
+struct rows_case {
+    rows_case(dtype type, int64_t n_rows, int64_t row_len, int64_t m_max, uint32_t seed)
+        : t(type), rows(n_rows), n(row_len), w(random_weights(t, rows, n, seed)),
+          x(test::random_floats(size_t(m_max * n), seed + 1)), want(size_t(m_max * rows)) {
+        for (int64_t i = 0; i < m_max; ++i) {
+            const auto act = quantize_act(t, x.data() + i * n, n);
+            for (int64_t r = 0; r < rows; ++r) want[size_t(i * rows + r)] = ops::dot_row(t, view().row(r), act.data(), n);
+        }
+    }
+    raw_view view() const { return {t, reinterpret_cast<const std::byte *>(w.data()), shape{rows, n}}; }
+    dtype t;
+    int64_t rows, n;
+    std::vector<uint8_t> w;
+    std::vector<float> x, want;
+};
+} // namespace
+
 TEST_CASE("matvec and matmul_rows equal per-row dot_row for 1, 2 and all threads" * doctest::timeout(60)) {
     for (bool scalar : paths()) {
         const ops::detail::force_scalar_scope scope(scalar);
@@ -440,18 +461,11 @@ TEST_CASE("matvec and matmul_rows equal per-row dot_row for 1, 2 and all threads
             const auto ns = sizes_for(t);
             for (int64_t n : {ns[1], ns.back()}) {
                 for (int64_t rows : k_row_counts) {
-                    const uint32_t seed = uint32_t(n * 131 + rows);
-                    const auto w = random_weights(t, rows, n, seed);
-                    const raw_view view{t, reinterpret_cast<const std::byte *>(w.data()), shape{rows, n}};
                     constexpr int64_t k_max_m = 9;
-                    const auto x = test::random_floats(size_t(k_max_m * n), seed + 1);
-                    // Expected values from the single-row API, per activation row.
-                    std::vector<float> want(size_t(k_max_m * rows));
-                    for (int64_t i = 0; i < k_max_m; ++i) {
-                        const auto act = quantize_act(t, x.data() + i * n, n);
-                        for (int64_t r = 0; r < rows; ++r)
-                            want[size_t(i * rows + r)] = ops::dot_row(t, view.row(r), act.data(), n);
-                    }
+                    const rows_case c(t, rows, n, k_max_m, uint32_t(n * 131 + rows));
+                    const raw_view view = c.view();
+                    const auto & x = c.x;
+                    const auto & want = c.want;
                     for (int threads : {1, 2, 0}) {
                         INFO("type=" << dtype_name(t) << " n=" << n << " rows=" << rows << " threads=" << threads
                                       << " scalar=" << scalar);
@@ -484,16 +498,11 @@ TEST_CASE("a few activation rows meet weights of over a MiB in runs of rows, bit
     constexpr int64_t n = 4096;
     for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q5_0, dtype::q4_k, dtype::q6_k}) {
         const int64_t rows = (int64_t(1) << 20) / row_bytes(t, n) + 37;
-        const uint32_t seed = uint32_t(rows);
-        const auto w = random_weights(t, rows, n, seed);
-        const raw_view view{t, reinterpret_cast<const std::byte *>(w.data()), shape{rows, n}};
         constexpr int64_t k_max_m = 5;
-        const auto x = test::random_floats(size_t(k_max_m * n), seed + 1);
-        std::vector<float> want(size_t(k_max_m * rows));
-        for (int64_t i = 0; i < k_max_m; ++i) {
-            const auto act = quantize_act(t, x.data() + i * n, n);
-            for (int64_t r = 0; r < rows; ++r) want[size_t(i * rows + r)] = ops::dot_row(t, view.row(r), act.data(), n);
-        }
+        const rows_case c(t, rows, n, k_max_m, uint32_t(rows));
+        const raw_view view = c.view();
+        const auto & x = c.x;
+        const auto & want = c.want;
         for (int threads : {1, 2})
             for (int64_t m : {int64_t(2), int64_t(3), k_max_m}) {
                 INFO("type=" << dtype_name(t) << " rows=" << rows << " threads=" << threads << " m=" << m);
