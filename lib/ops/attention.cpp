@@ -297,7 +297,7 @@ void prefetch_rows(const uint16_t * rows, int64_t stride, int64_t n, int64_t dim
 // k_block_keys: the keys' and the values' rows then alternate in 4 KiB runs, where 16 KiB runs
 // left the core waiting on memory. The 1.5B Qwen2's 28 layers at depth 4096 (6 rows per kv head,
 // 2 threads, Zen 5, a kernel-only bench): 5.4-6.0 → 3.6-4.0 ms a token; at 16384 24.4 → 16.5; the
-// Llama-8B shape (4 rows, 8 kv heads) 19-20 → 14 ms; 32 keys measured between the two, 8 slower
+// Llama-8B shape (4 rows, 8 kv heads) 19-20 → 14 ms; 32 keys measured between the two, 8 no better
 // than 64; at depth 512, where the cache sits in L3, 0.35 → 0.39 ms. The software prefetches
 // below helped at either size, and without them 16 still beat 64 (3.8-4.1 against 5.6-6.2 ms).
 constexpr int64_t k_direct_block_keys = 16;

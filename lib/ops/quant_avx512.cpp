@@ -20,13 +20,13 @@
 namespace frugal::ops::detail {
 namespace {
 
-// The AVX2 set with an AVX-512 row loop (and its one-row case as the single dot) in place: their
-// results are bit-identical to the AVX2 ones. A few activation rows go through the row loop once
-// each over runs of weight rows (quant.cpp's product_rows), not through the AVX2 batched dot
-// (weights unpacked once for 4 rows, but 256 bits wide, and below 4 rows a dot per weight row that
-// rebuilt the activation's tables every call): 1.5B Qwen2 on Zen 5, pp2 / pp3 / pp4 t/s, Q4_0 37-39
-// / 35-40 / 54-55 → 70 / 76-80 / 83-85, Q8_0 31-34 / - / 60 → 46-47 / - / 68-70; deepseek2-lite6
-// Q8_0 pp64 (experts of few tokens) 398-432 → 462-468.
+// The AVX2 set with an AVX-512 row loop (and its one-row case as the single dot, and its batch of
+// up to 4 activation rows) in place: their results are bit-identical to the AVX2 ones. A few
+// activation rows go through the batched row loop over runs of weight rows (quant.cpp's
+// product_rows), not through the AVX2 batched dot (256 bits wide, and below 4 rows a dot per
+// weight row that rebuilt the activation's tables every call). 1.5B Qwen2 on Zen 5, t/s, AVX2
+// batched dot → the row loop once per activation row → batched: Q4_0 pp2 37-39 → 70 → 87-91,
+// pp4 54-55 → 83-85 → 103; Q8_0 pp2 31-34 → 46-47 → 52-54, pp4 60 → 68-70 → 79-80.
 template <auto dot_rows, auto dot_rows_batch = nullptr>
 kernels with_avx512_row_loop(dtype t) {
     kernels k = *avx2_kernels(t);
