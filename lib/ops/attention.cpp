@@ -301,6 +301,12 @@ void prefetch_rows(const uint16_t * rows, int64_t stride, int64_t n, int64_t dim
 // than 64; at depth 512, where the cache sits in L3, 0.35 → 0.39 ms. The software prefetches
 // below helped at either size, and without them 16 still beat 64 (3.8-4.1 against 5.6-6.2 ms).
 constexpr int64_t k_direct_block_keys = 16;
+// ... unless the rows' running output (rows × v_dim floats, read and written once per block) is
+// larger than this: DeepSeek's absorbed MLA (16 rows × 512: 32 KiB) spent more on it than on
+// its keys with 16-key blocks, and runs at depth 4096 (6 layers) in 2.45-2.94 ms a token with 64
+// against 3.37-3.75 with 16. The 1.5B Qwen2's 3 tokens at depth (18 rows × 128: 9 KiB) keep 16
+// (8.8 against 9.4 ms).
+constexpr int64_t k_direct_state_bytes = 16 << 10;
 
 // Direct blocks between the one a decode step works on and the one whose keys it asks into L2
 // meanwhile, a key's row then the values' row one block nearer (the next block's keys and this
@@ -331,7 +337,8 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
     const int64_t limit = pr.pos0 + t1; // keys past every row's causal limit are never read
     const bool direct = pr.f16() && pr.kern.scores_f16 && rows <= pr.kern.direct_rows;
     const bool transposed = !direct && pr.transposed_keys;
-    const int64_t bk = direct ? k_direct_block_keys : k_block_keys; // keys per block here
+    const bool small_state = rows * vd * int64_t(sizeof(float)) <= k_direct_state_bytes;
+    const int64_t bk = direct && small_state ? k_direct_block_keys : k_block_keys; // keys per block here
     const int64_t j_end = std::min(kb1 * k_block_keys, limit);
     for (int64_t j0 = kb0 * k_block_keys; j0 < j_end; j0 += bk) {
         const int64_t n = std::min(bk, j_end - j0);
