@@ -2,8 +2,8 @@
 //
 // A task is one kv head and a block of query tokens: its rows are every (token, query head) pair
 // that reads that kv head, so each K/V block loaded serves group × tokens rows (decode included).
-// Keys go by in blocks of k_block_keys (a decode step reading the cache directly: of
-// k_direct_block_keys); per block
+// Keys go by in blocks of k_block_keys (a decode step reading the cache directly, with a small
+// running output: of k_direct_block_keys); per block
 //   S = Q · Kᵀ                      [rows, bk]  (Q pre-scaled by scale · log2 e: S is in base 2)
 //   m' = max(m, rowmax S), P = 2^(S − m'), l = l · 2^(m − m') + rowsum P, O = O · 2^(m − m')
 //   O += P · V                      [rows, v_dim]
