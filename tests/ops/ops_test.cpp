@@ -707,6 +707,9 @@ TEST_CASE("attention over one latent cache: K rows [576] and V their first 512 v
         {n_head, 1, head_dim, v_dim, 1, 1000}, // with 2 threads: keys split into two ranges
         {n_head, 1, head_dim, v_dim, 7, 0},   {n_head, 1, head_dim, v_dim, 7, 513},
         {n_head, 1, head_dim, v_dim, 64, 513}, {n_head, 1, head_dim, v_dim, 300, 0},
+        // DeepSeek-V2's 16 heads: a decode step's running output (16 × 512 floats) past the
+        // direct path's 16-key blocks, so it reads the cache in blocks of 64
+        {2 * n_head, 1, head_dim, v_dim, 1, 1000},
     };
     for (size_t i = 0; i < std::size(cases); ++i)
         for (dtype kv_type : k_kv_types)
