@@ -434,6 +434,14 @@ void deepseek2_model::attention(const layer_weights & L, deepseek2_state & st, i
 }
 
 // out[T, D] = Σ_k w_k Expert_k(h) + SharedExperts(h).
+namespace {
+// out[D] = a token's k weighted expert outputs slots[k, D], summed in slot order.
+void sum_slots(const float * slots, int64_t k, int64_t D, float * out) {
+    std::copy_n(slots, D, out);
+    for (int64_t s = 1; s < k; ++s) add_into(out, slots + s * D, D);
+}
+} // namespace
+
 void deepseek2_model::moe(const moe_weights & M, deepseek2_state & st, const float * h, int64_t T, float * out) const {
     const int64_t D = config_.n_embd, E = router_.n_expert, k = router_.n_used;
     auto & mm = st.mm;
@@ -472,11 +480,7 @@ void deepseek2_model::moe(const moe_weights & M, deepseek2_state & st, const flo
             for (int64_t j = 0; j < D; ++j) dst[j] = ye[i * D + j] * wi;
         }
     }
-    for (int64_t t = 0; t < T; ++t) {
-        float * o = out + t * D;
-        std::copy_n(slot_out + t * k * D, D, o);
-        for (int64_t s = 1; s < k; ++s) add_into(o, slot_out + (t * k + s) * D, D);
-    }
+    for (int64_t t = 0; t < T; ++t) sum_slots(slot_out + t * k * D, k, D, out + t * D);
     if (M.shared.gate.data) {
         float * shared = grow(st.expert_y, T * D);
         swiglu_ffn(mm, M.shared, h, T, shared, st.ffn);
@@ -515,8 +519,7 @@ bool deepseek2_model::moe_one_token(const moe_weights & M, deepseek2_state & st,
     st.mm.linear_many(std::span(p.data(), size_t(n_ffn)), nullptr, 1);
     for (int64_t s = 0; s < k; ++s)
         for (int64_t j = 0; j < D; ++j) slot_out[s * D + j] *= w[s];
-    std::copy_n(slot_out, D, out);
-    for (int64_t s = 1; s < k; ++s) add_into(out, slot_out + s * D, D);
+    sum_slots(slot_out, k, D, out);
     if (shared) add_into(out, slot_out + k * D, D);
     return true;
 }

@@ -37,7 +37,7 @@ void kv_rows::write(int64_t pos, const float * x, int64_t n) {
 }
 
 void kv_rows::read(int64_t pos, int64_t n, int64_t col0, int64_t cols, float * out) const {
-    const int64_t head = head_width_ ? col0 / head_width_ : 0, in_head = col0 - head * head_width_;
+    const int64_t head = col0 / head_width_, in_head = col0 - head * head_width_;
     if (col0 < 0 || cols < 0 || in_head + cols > head_width_)
         throw_error(status::invalid_argument, "kv_rows: columns [{}, {}) are not within one head of {}", col0,
                     col0 + cols, head_width_);

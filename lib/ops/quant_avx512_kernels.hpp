@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "frugal/dtype.hpp"
@@ -55,6 +56,27 @@ FRUGAL_AVX512 inline __m256i load256(const void * p) { return _mm256_loadu_si256
 
 FRUGAL_AVX512 inline __m512i join(__m256i lo, __m256i hi) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+// The batched row loops' per-thread buffer for their prepared activation rows: at least `bytes`,
+// 64-byte aligned, grown once (4 × 69 KiB at the longest rows would not sit well on a host
+// thread's stack). Valid until the thread's next call.
+FRUGAL_AVX512 inline std::byte * batch_buffer(size_t bytes) {
+    thread_local std::vector<std::byte> buffer;
+    if (buffer.size() < bytes + 64) buffer.resize(bytes + 64);
+    return buffer.data() + (64 - reinterpret_cast<uintptr_t>(buffer.data()) % 64) % 64;
+}
+
+// f(integral_constant<int, m>) for a batch of m = 1 .. k_batch activation rows.
+template <class F>
+FRUGAL_AVX512 inline void with_batch_rows(int64_t m, F f) {
+    static_assert(frugal::ops::detail::k_batch == 4);
+    switch (m) {
+    case 1: f(std::integral_constant<int, 1>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    default: f(std::integral_constant<int, 4>{}); break;
+    }
 }
 
 // --- Q8_0, Q4_0 and Q5_0 as stored (34-, 18- and 22-byte blocks) ---------------------------------
@@ -190,8 +212,7 @@ FRUGAL_AVX512 inline void dot_rows_stored(const std::byte * w, size_t w_stride, 
 }
 
 // dot_rows_stored for m <= k_batch activation rows (act_stride bytes apart) at once: out[i · ldo
-// + r]. Their prepared rows live in a per-thread buffer, grown once (4 × 69 KiB at the longest
-// rows would not sit well on a host thread's stack).
+// + r], their prepared rows in batch_buffer.
 template <class Block>
 FRUGAL_AVX512 inline void dot_rows_stored_batch(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
                                                 size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
@@ -199,9 +220,7 @@ FRUGAL_AVX512 inline void dot_rows_stored_batch(const std::byte * w, size_t w_st
     const auto lines = [](size_t bytes) { return (bytes + 63) / 64 * 64; }; // each part 64-byte aligned
     const size_t dx_bytes = lines(size_t(nb + 4) * sizeof(float)), xq_bytes = lines(size_t(nb + 1) * k_qk);
     const size_t per_row = dx_bytes + xq_bytes + lines(size_t(nb + 1) * 8 * sizeof(int32_t));
-    thread_local std::vector<std::byte> buffer;
-    if (buffer.size() < per_row * size_t(m) + 64) buffer.resize(per_row * size_t(m) + 64);
-    std::byte * base = buffer.data() + (64 - reinterpret_cast<uintptr_t>(buffer.data()) % 64) % 64;
+    std::byte * base = batch_buffer(per_row * size_t(m));
     stored_activation t[frugal::ops::detail::k_batch];
     for (int64_t i = 0; i < m; ++i) {
         std::byte * at = base + per_row * size_t(i);
@@ -209,12 +228,7 @@ FRUGAL_AVX512 inline void dot_rows_stored_batch(const std::byte * w, size_t w_st
                 reinterpret_cast<int32_t *>(at + dx_bytes + xq_bytes)};
         prepare_stored<Block>(act + size_t(i) * act_stride, nb, t[i]);
     }
-    switch (m) {
-    case 1: stored_rows<Block, 1>(w, w_stride, rows, nb, t, out, ldo); break;
-    case 2: stored_rows<Block, 2>(w, w_stride, rows, nb, t, out, ldo); break;
-    case 3: stored_rows<Block, 3>(w, w_stride, rows, nb, t, out, ldo); break;
-    default: stored_rows<Block, 4>(w, w_stride, rows, nb, t, out, ldo); break;
-    }
+    with_batch_rows(m, [&](auto mr) FRUGAL_AVX512 { stored_rows<Block, mr()>(w, w_stride, rows, nb, t, out, ldo); });
 }
 
 // --- Q4_K and Q5_K with Q8_K activations --------------------------------------------------------
@@ -352,7 +366,7 @@ FRUGAL_AVX512 inline void dot_rows_q45_k(const std::byte * w, size_t w_stride, i
 }
 
 // dot_rows_q45_k for m <= k_batch activation rows (act_stride bytes apart) at once: out[j · ldo
-// + r]. Their re-laid quants live in a per-thread buffer, grown once.
+// + r], their re-laid quants in batch_buffer.
 template <bool Q5>
 FRUGAL_AVX512 inline void dot_rows_q45_k_batch(const std::byte * w, size_t w_stride, int64_t rows,
                                                const std::byte * act, size_t act_stride, int64_t m, int64_t n,
@@ -360,9 +374,7 @@ FRUGAL_AVX512 inline void dot_rows_q45_k_batch(const std::byte * w, size_t w_str
     using frugal::ops::block_q8_k;
     const int64_t n_super = n / frugal::k_qk_k;
     const size_t per_row = size_t(frugal::k_qk_k * n_super); // a multiple of 64
-    thread_local std::vector<std::byte> buffer;
-    if (buffer.size() < per_row * size_t(m) + 64) buffer.resize(per_row * size_t(m) + 64);
-    std::byte * base = buffer.data() + (64 - reinterpret_cast<uintptr_t>(buffer.data()) % 64) % 64;
+    std::byte * base = batch_buffer(per_row * size_t(m));
     const block_q8_k * ab[frugal::ops::detail::k_batch];
     const int8_t * x[frugal::ops::detail::k_batch];
     for (int64_t j = 0; j < m; ++j) {
@@ -371,12 +383,7 @@ FRUGAL_AVX512 inline void dot_rows_q45_k_batch(const std::byte * w, size_t w_str
         pair_activation_quants(ab[j], n_super, pairs);
         x[j] = pairs;
     }
-    switch (m) {
-    case 1: q45_rows<Q5, 1>(w, w_stride, rows, n_super, ab, x, out, ldo); break;
-    case 2: q45_rows<Q5, 2>(w, w_stride, rows, n_super, ab, x, out, ldo); break;
-    case 3: q45_rows<Q5, 3>(w, w_stride, rows, n_super, ab, x, out, ldo); break;
-    default: q45_rows<Q5, 4>(w, w_stride, rows, n_super, ab, x, out, ldo); break;
-    }
+    with_batch_rows(m, [&](auto mr) FRUGAL_AVX512 { q45_rows<Q5, mr()>(w, w_stride, rows, n_super, ab, x, out, ldo); });
 }
 
 // --- Q6_K with Q8_K activations -----------------------------------------------------------------
@@ -459,12 +466,7 @@ FRUGAL_AVX512 inline void dot_rows_q6_k_batch(const std::byte * w, size_t w_stri
     const frugal::ops::block_q8_k * ab[frugal::ops::detail::k_batch];
     for (int64_t k = 0; k < m; ++k) ab[k] = reinterpret_cast<const frugal::ops::block_q8_k *>(act + size_t(k) * act_stride);
     const int64_t n_super = n / frugal::k_qk_k;
-    switch (m) {
-    case 1: q6_rows<1>(w, w_stride, rows, n_super, ab, out, ldo); break;
-    case 2: q6_rows<2>(w, w_stride, rows, n_super, ab, out, ldo); break;
-    case 3: q6_rows<3>(w, w_stride, rows, n_super, ab, out, ldo); break;
-    default: q6_rows<4>(w, w_stride, rows, n_super, ab, out, ldo); break;
-    }
+    with_batch_rows(m, [&](auto mr) FRUGAL_AVX512 { q6_rows<mr()>(w, w_stride, rows, n_super, ab, out, ldo); });
 }
 
 
