@@ -3,6 +3,8 @@
 # ../shared/tools/llamacpp-bench alternately (A B A B ...), then prints the medians of each test
 # and their ratio. The machines are shared and noisy: only these same-run ratios mean anything.
 #   scripts/bench_vs_llamacpp.sh MODEL.gguf [rounds=2] [-- extra bench args, e.g. -p 512 -n 128 -r 2 -t 2]
+# Both engines on their AVX2 code on an AVX-512 machine, as on an AVX2-only CPU:
+#   FRUGAL_MAX_CPU_ISA=avx2 FRUGAL_LLAMACPP_CPU=haswell scripts/bench_vs_llamacpp.sh MODEL.gguf
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=${1:?usage: bench_vs_llamacpp.sh MODEL.gguf [ROUNDS] [-- BENCH ARGS]}
@@ -25,7 +27,7 @@ python3 - "$out" "$rounds" <<'PY'
 import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 def load(engine):
-    tests, by_round, mem, load_s, extra, gemm = {}, {}, None, [], {}, "?"
+    tests, by_round, mem, load_s, extra, gemm, isa = {}, {}, None, [], {}, "?", "?"
     for i in range(rounds):
         for line in open(f"{out}/{engine}.{i}.jsonl"):
             line = line.strip()
@@ -37,15 +39,17 @@ def load(engine):
                 if "bound_tps" in j: extra.setdefault(j["test"], []).append(j["bound_tps"])
             if "peak_rss_kib" in j: mem = max(mem or 0, j["peak_rss_kib"])
             if "load_s" in j: load_s.append(j["load_s"])
+            isa = j.get("cpu_isa", j.get("cpu_backend", isa))  # frugal's kernels; llama.cpp's CPU backend
             if "prefill_gemm" in j:
                 shares = sorted(j.get("prefill_paths", {}).items(), key=lambda x: -x[1])
                 paths = ", ".join(f"{p} {share:.0%}" for p, share in shares)
                 gemm = j["prefill_gemm"] + (f" (a prompt token's multiply-adds here: {paths})" if paths else "")
                 if j.get("prefill_panels") and any(p in ("f32", "bf16") for p, _ in shares):
                     gemm += "; f32/bf16 GEMMs on oneDNN's brgemm panels"
-    return tests, by_round, mem, load_s, extra, gemm
-f, f_rounds, fm, fl, bounds, gemm = load("frugal"); l, l_rounds, lm, ll, _, _ = load("llamacpp")
+    return tests, by_round, mem, load_s, extra, gemm, isa
+f, f_rounds, fm, fl, bounds, gemm, f_isa = load("frugal"); l, l_rounds, lm, ll, _, _, l_isa = load("llamacpp")
 print(f"frugal's prefill GEMM: {gemm}")
+print(f"kernels: frugal {f_isa}, llama.cpp {l_isa}")
 # Each round ran the two engines back to back, so its own ratio is the least disturbed by the
 # machine's drift: their range shows how far the noise moved the ratio of medians.
 print(f"{'test':12} {'frugal t/s':>12} {'llama.cpp t/s':>14} {'ratio':>7} {'rounds':>11}  decode bound t/s (frugal / llama.cpp share)")

@@ -7,7 +7,8 @@
 #   4. the concurrency test of the C ABI under ThreadSanitizer (preset tsan)
 #   5. release build with warnings as errors (preset ci); the model and C ABI tests on the float
 #      prefill GEMM this CPU does not take by default (BF16 or F32, ops/matmul.hpp; the types q8
-#      takes go through q8 by default on AVX2 and AVX-512 VNNI CPUs, ops/q8_gemm.hpp); then the
+#      takes go through q8 by default on AVX2 and AVX-512 VNNI CPUs, ops/q8_gemm.hpp); on AVX-512
+#      CPUs the same tests on the AVX2 kernels (FRUGAL_MAX_CPU_ISA=avx2, ops/quant.hpp); then the
 #      whole ctest suite, bindings and out-of-tree consumers included (its summary is the last
 #      thing printed)
 set -euo pipefail
@@ -62,4 +63,10 @@ other_prefill=bf16
 grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo && other_prefill=f32
 echo "== model and C ABI tests with FRUGAL_PREFILL_GEMM=$other_prefill"
 FRUGAL_PREFILL_GEMM=$other_prefill ctest --preset ci -j "$jobs" -L "models|capi" --output-on-failure
+# An AVX-512 CPU runs them once more as an AVX2-only CPU would: every kernel choice, and oneDNN's,
+# capped at AVX2, held to llama.cpp's logits the same way.
+if grep -qw avx512f /proc/cpuinfo; then
+    echo "== model and C ABI tests with FRUGAL_MAX_CPU_ISA=avx2"
+    FRUGAL_MAX_CPU_ISA=avx2 ctest --preset ci -j "$jobs" -L "models|capi" -E '^consumers$' --output-on-failure
+fi
 ctest --preset ci -j "$jobs"

@@ -404,13 +404,14 @@ int cmd_bench(const bench_args & a) {
         shares += fmt::format(R"({}"{}": {:.3f})", shares.empty() ? "" : ", ", path, share);
     // Whether the f32 and bf16 paths' GEMMs run on oneDNN's brgemm panels here (ops/gemm_pack.hpp).
     const bool panels = frugal::ops::matmul_context(1).panels_available(frugal::dtype::f32);
-    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "prefill_gemm": "%s", "prefill_gemm_native": %s, "prefill_paths": {%s}, "prefill_panels": %s, "kv_type": "%s", "load_s": %.3f})"
+    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "prefill_gemm": "%s", "prefill_gemm_native": %s, "prefill_paths": {%s}, "prefill_panels": %s, "cpu_isa": "%s", "kv_type": "%s", "load_s": %.3f})"
                 "\n",
                 a.model.c_str(), FRUGAL_VERSION_TEXT, c.arch_name.c_str(), model->n_threads(), (long long)c.n_vocab,
                 (long long)c.n_params, (unsigned long long)c.weight_bytes, (unsigned long long)c.decode_bytes_per_token,
                 (unsigned long long)c.repacked_bytes, frugal::ops::prefill_gemm_name(a.prefill),
                 frugal::ops::prefill_gemm_native(a.prefill) ? "true" : "false", shares.c_str(),
-                panels ? "true" : "false", std::string(frugal::dtype_name(a.kv_type)).c_str(), load_s);
+                panels ? "true" : "false", frugal::ops::detail::kernel_isa_name(),
+                std::string(frugal::dtype_name(a.kv_type)).c_str(), load_s);
     std::fflush(stdout);
     frugal::session s(model, a.depth + std::max(a.n_prompt, a.n_gen) + 1, a.kv_type);
     s.set_prefill_gemm(a.prefill);

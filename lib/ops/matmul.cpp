@@ -35,6 +35,24 @@ namespace {
 using dims = dnnl::memory::dims;
 using dt = dnnl::memory::data_type;
 
+// oneDNN runs within FRUGAL_MAX_CPU_ISA as frugal's own kernels do (ops/quant.hpp). Its ISA can
+// only be capped before its first use latches it: everything here that reaches oneDNN (a
+// context's primitives, the ISA queries) calls this first.
+void cap_onednn_isa() {
+    static const bool capped = [] {
+        const detail::cpu_isa cap = detail::max_cpu_isa();
+        if (cap == detail::cpu_isa::avx512) return false;
+        try {
+            dnnl::set_max_cpu_isa(cap == detail::cpu_isa::avx2 ? dnnl::cpu_isa::avx2 : dnnl::cpu_isa::sse41);
+            return true;
+        } catch (const dnnl::error & e) {
+            FRUGAL_LOG_WARN("FRUGAL_MAX_CPU_ISA: oneDNN was already in use and keeps its own ISA ({})", e.what());
+            return false;
+        }
+    }();
+    (void)capped;
+}
+
 // Rows of weight dequantized per slab on the prefill path: big enough to keep the GEMM
 // efficient, small enough (with K = 8960, 1.1 MiB per 32 rows) to stay in L3. Measured on Zen 5,
 // 2 threads, an F16 [1536, 8960] weight against 512 rows: 345 GFLOP/s with 4 MiB slabs (14
@@ -144,7 +162,10 @@ struct pack_scratch {
 
 constexpr int k_act_zero_point = 128;
 
-int int8_weight_level() { return dnnl_compat::int8_pairs_saturate() ? 64 : 127; }
+int int8_weight_level() {
+    cap_onednn_isa();
+    return dnnl_compat::int8_pairs_saturate() ? 64 : 127;
+}
 
 // The conversions around the BF16 and int8 GEMMs touch every weight of a slab once per call. Their loops
 // are written once (always inlined) and compiled twice: into AVX2+FMA entry points, chosen when
@@ -257,7 +278,10 @@ void check_output_stride(int64_t ldy, int64_t n) {
 }
 
 // The float path this CPU runs best: the default for weight types q8 does not take.
-prefill_gemm float_prefill_here() { return dnnl_compat::has_native_bf16() ? prefill_gemm::bf16 : prefill_gemm::f32; }
+prefill_gemm float_prefill_here() {
+    cap_onednn_isa();
+    return dnnl_compat::has_native_bf16() ? prefill_gemm::bf16 : prefill_gemm::f32;
+}
 } // namespace
 
 prefill_gemm default_prefill_gemm() {
@@ -276,7 +300,7 @@ prefill_gemm default_prefill_gemm() {
 bool prefill_gemm_native(prefill_gemm g) {
     switch (g) {
     case prefill_gemm::q8: return q8::chunk_kernel() != nullptr;
-    case prefill_gemm::bf16: return dnnl_compat::has_native_bf16();
+    case prefill_gemm::bf16: return float_prefill_here() == prefill_gemm::bf16;
     default: return true;
     }
 }
@@ -407,7 +431,10 @@ struct matmul_context::impl {
     }
 };
 
-matmul_context::matmul_context(int n_threads) : impl_(std::make_unique<impl>()), n_threads_(n_threads) {}
+matmul_context::matmul_context(int n_threads) : n_threads_(n_threads) {
+    cap_onednn_isa(); // before the engine and any primitive
+    impl_ = std::make_unique<impl>();
+}
 matmul_context::~matmul_context() = default;
 
 void matmul_context::gemm(dtype wtype, const void * w, int64_t n, int64_t k, const float * x, int64_t m, float * y,

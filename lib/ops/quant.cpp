@@ -9,11 +9,15 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "ops/quant_kernels.hpp"
 #include "util/error.hpp"
+#include "util/log.hpp"
 
 namespace frugal::ops {
 namespace {
@@ -24,6 +28,7 @@ bool cpu_has_avx2() {
     // Asked once; the answer cannot change. The builtin also checks that the OS saves YMM state.
     // F16C comes from cpuid directly: not every compiler's __builtin_cpu_supports knows it.
     static const bool has = [] {
+        if (detail::max_cpu_isa() < detail::cpu_isa::avx2) return false;
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_cpu_init();
         unsigned eax, ebx, ecx, edx;
@@ -44,7 +49,8 @@ bool cpu_has_avx512f() {
     static const bool has = [] {
 #if defined(__x86_64__)
         __builtin_cpu_init();
-        return cpu_has_avx2() && __builtin_cpu_supports("avx512f");
+        return cpu_has_avx2() && detail::max_cpu_isa() >= detail::cpu_isa::avx512 &&
+               __builtin_cpu_supports("avx512f");
 #else
         return false;
 #endif
@@ -365,6 +371,32 @@ void repack_rows(dtype t, const void * src, void * dst, int64_t rows, int64_t n)
 }
 
 namespace detail {
+std::optional<cpu_isa> parse_cpu_isa(std::string_view text) {
+    std::string lower(text);
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    if (lower == "baseline") return cpu_isa::baseline;
+    if (lower == "avx2") return cpu_isa::avx2;
+    if (lower == "avx512") return cpu_isa::avx512;
+    return std::nullopt;
+}
+
+cpu_isa max_cpu_isa() {
+    static const cpu_isa cap = [] {
+        const char * env = std::getenv("FRUGAL_MAX_CPU_ISA");
+        if (!env || !*env) return cpu_isa::avx512;
+        if (const std::optional<cpu_isa> isa = parse_cpu_isa(env)) return *isa;
+        FRUGAL_LOG_WARN("FRUGAL_MAX_CPU_ISA={} is not baseline, avx2 or avx512: ignored", env);
+        return cpu_isa::avx512;
+    }();
+    return cap;
+}
+
+const char * kernel_isa_name() {
+    if (cpu_has_avx512_vnni()) return "avx512_vnni";
+    if (cpu_has_avx512f()) return "avx512f";
+    return cpu_has_avx2() ? "avx2" : "baseline";
+}
+
 void force_scalar(bool on) { g_force_scalar.store(on, std::memory_order_relaxed); }
 bool avx2_active() { return use_avx2(); }
 bool avx512_vnni_supported() { return cpu_has_avx512_vnni(); }

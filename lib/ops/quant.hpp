@@ -15,7 +15,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "frugal/dtype.hpp"
@@ -112,6 +114,18 @@ struct force_scalar_scope {
     force_scalar_scope(const force_scalar_scope &) = delete;
     force_scalar_scope & operator=(const force_scalar_scope &) = delete;
 };
+// The instruction sets the kernels are chosen from, in order. FRUGAL_MAX_CPU_ISA (read once, like
+// oneDNN's ONEDNN_MAX_CPU_ISA, which it also sets: ops/matmul.cpp) caps them: "avx2" runs an
+// AVX-512 machine on the AVX2 kernels, as an AVX2-only CPU would (how CI tests that path end to
+// end), "baseline" on the portable ones; "avx512" or unset: whatever the CPU has.
+enum class cpu_isa { baseline, avx2, avx512 };
+// The cap named by text (the variable's values above, in any case), nullopt for anything else.
+std::optional<cpu_isa> parse_cpu_isa(std::string_view text);
+// FRUGAL_MAX_CPU_ISA's cap; an unknown value is logged and ignored.
+cpu_isa max_cpu_isa();
+// The widest kernels in use here: "avx512_vnni", "avx512f" (attention and SwiGLU only), "avx2" or
+// "baseline" (the CPU's, within the cap; force_scalar does not change it).
+const char * kernel_isa_name();
 // Whether calls are currently served by the AVX2 kernels (or, where the CPU has them and the type
 // has one, the AVX-512 VNNI ones: avx512_vnni_supported()).
 bool avx2_active();

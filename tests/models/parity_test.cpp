@@ -4,16 +4,20 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <string_view>
 
 #include "common/test_support.hpp"
 #include "models/deepseek2.hpp"
 #include "models/model.hpp"
+#include "ops/matmul.hpp"
+#include "ops/q8_gemm.hpp"
 #include "ops/quant.hpp"
 #include "runtime/session.hpp"
 
@@ -132,6 +136,26 @@ parity_result run_parity(const std::string & name, double decisive_margin,
 }
 
 } // namespace
+
+// scripts/test.sh runs these tests a second time with FRUGAL_MAX_CPU_ISA=avx2 on AVX-512 CPUs, so
+// that the AVX2 kernels (and oneDNN's AVX2 code) are held to llama.cpp end to end there too.
+TEST_CASE("under FRUGAL_MAX_CPU_ISA=avx2 every kernel choice and oneDNN stay at AVX2" * doctest::timeout(60)) {
+    const char * env = std::getenv("FRUGAL_MAX_CPU_ISA");
+    if (!env || std::string_view(env) != "avx2") FRUGAL_SKIP("runs under FRUGAL_MAX_CPU_ISA=avx2 (scripts/test.sh)");
+    namespace detail = frugal::ops::detail;
+    namespace q8 = frugal::ops::q8;
+    CHECK(detail::max_cpu_isa() == detail::cpu_isa::avx2);
+    CHECK_FALSE(detail::avx512f_supported());
+    CHECK_FALSE(detail::avx512_vnni_supported());
+    CHECK(std::string_view(detail::kernel_isa_name()) == "avx2");
+    CHECK(q8::avx512_kernel() == nullptr);
+    REQUIRE(q8::avx2_kernel() != nullptr);
+    CHECK(q8::chunk_kernel() == q8::avx2_kernel());
+    // Q4_0 decodes from the repacked layout on AVX2, as an AVX2-only CPU does.
+    CHECK(frugal::ops::repacking_speeds_decode(frugal::dtype::q4_0));
+    const frugal::ops::matmul_context ctx(1); // caps oneDNN before its first use
+    CHECK(dnnl::get_effective_cpu_isa() == dnnl::cpu_isa::avx2);
+}
 
 TEST_CASE("parity with llama.cpp: an F16 KV cache moves the logits no more than llama.cpp's F16 cache does" *
           doctest::timeout(120)) {

@@ -168,6 +168,17 @@ struct random_weight_set {
 
 } // namespace
 
+TEST_CASE("FRUGAL_MAX_CPU_ISA's values" * doctest::timeout(60)) {
+    namespace detail = ops::detail;
+    CHECK(detail::parse_cpu_isa("baseline") == detail::cpu_isa::baseline);
+    CHECK(detail::parse_cpu_isa("avx2") == detail::cpu_isa::avx2);
+    CHECK(detail::parse_cpu_isa("AVX2") == detail::cpu_isa::avx2);
+    CHECK(detail::parse_cpu_isa("avx512") == detail::cpu_isa::avx512);
+    for (const char * other : {"", "avx", "avx512_vnni", "avx2 ", "sse4.1"}) CHECK_FALSE(detail::parse_cpu_isa(other));
+    const char * env = std::getenv("FRUGAL_MAX_CPU_ISA");
+    if (!env || !detail::parse_cpu_isa(env)) CHECK(detail::max_cpu_isa() == detail::cpu_isa::avx512); // no cap
+}
+
 TEST_CASE("fp16 conversions: hand-checked values" * doctest::timeout(60)) {
     CHECK(fp32_to_fp16(1.f) == 0x3C00);
     CHECK(fp32_to_fp16(-2.f) == 0xC000);
