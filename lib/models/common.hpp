@@ -20,10 +20,10 @@ namespace frugal {
 class weight_reader {
 public:
     // Matrices (rank >= 2) go through `repacked` when given (its own rules decide), with
-    // n_threads doing the copying.
+    // n_threads doing the copying. Those left in a mapped file are prefaulted (gguf::file::prefault)
+    // as they are taken, unless the file is larger than physical memory.
     weight_reader(const gguf::file & f, std::string arch_prefix, repacked_weights * repacked = nullptr,
-                  int n_threads = 1)
-        : f_(f), prefix_(std::move(arch_prefix)), repacked_(repacked), n_threads_(n_threads) {}
+                  int n_threads = 1);
 
     const gguf::file & file() const { return f_; }
     // Required integer in [lo, hi].
@@ -46,6 +46,7 @@ private:
     std::string prefix_; // "llama.", "deepseek2.", ...
     repacked_weights * repacked_;
     int n_threads_;
+    bool prefault_;
 };
 
 // SwiGLU feed-forward weights: down(silu(gate·x) * up·x).

@@ -86,26 +86,14 @@ void model::finish_load(const load_options & opts) {
 std::shared_ptr<const model> load_model(const std::string & path, const load_options & opts) {
     auto f = gguf::file::open(path, opts.use_mmap);
     const std::string arch_name = f->get_string("general.architecture");
-    if (arch_name != "llama" && arch_name != "qwen2" && arch_name != "deepseek2")
-        throw_error(status::unsupported_model,
-                    "loader: {}: architecture '{}' is not supported (supported: llama, qwen2, deepseek2)", path,
-                    arch_name);
     const int n_threads = opts.n_threads > 0 ? opts.n_threads : physical_cores();
-    // A mapped file's pages are mapped now, not as prompts first touch them (a MoE model's
-    // experts: deepseek2-lite6 Q8_0's first pp8 runs at 76-180 t/s lazily, 180-216 prefaulted),
-    // unless the file is larger than this machine's memory. That takes the first half of the
-    // progress; the layers take the second.
-    load_options o = opts;
-    const uint64_t memory = physical_memory_bytes();
-    if (f->mapped() && (memory == 0 || f->file_size() <= memory)) {
-        std::function<bool(float)> first_half;
-        if (opts.progress) first_half = [&](float x) { return opts.progress(0.5f * x); };
-        f->prefault(n_threads, first_half);
-        if (opts.progress) o.progress = [p = opts.progress](float x) { return p(0.5f + 0.5f * x); };
-    }
     // Explicit registry: one line per family (no static self-registration).
-    if (arch_name == "deepseek2") return load_deepseek2(std::move(f), n_threads, o);
-    return load_llama(std::move(f), arch_name == "llama" ? arch::llama : arch::qwen2, n_threads, o);
+    if (arch_name == "llama") return load_llama(std::move(f), arch::llama, n_threads, opts);
+    if (arch_name == "qwen2") return load_llama(std::move(f), arch::qwen2, n_threads, opts);
+    if (arch_name == "deepseek2") return load_deepseek2(std::move(f), n_threads, opts);
+    throw_error(status::unsupported_model,
+                "loader: {}: architecture '{}' is not supported (supported: llama, qwen2, deepseek2)",
+                path, arch_name);
 }
 
 } // namespace frugal

@@ -6,7 +6,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -91,12 +90,10 @@ public:
     // among them leave this process's resident set and are read again from the file if touched.
     // Contents never change. No effect when the file is not mapped.
     void release(std::span<const std::byte> bytes) const;
-    // Maps every page of the tensor data into this process ahead of use (as llama.cpp's default
-    // MAP_POPULATE does), on n_threads threads, reading from disk what the page cache lacks:
-    // otherwise the first prompts fault pages in as they touch them (a MoE model's experts over
-    // many prompts). progress(fraction of the bytes) may stop it by returning false
-    // (status::cancelled). No effect when the file is not mapped.
-    void prefault(int n_threads, const std::function<bool(float)> & progress = {}) const;
+    // Maps the pages holding these bytes into this process now, on n_threads threads, reading
+    // from disk what the page cache lacks (as llama.cpp's default MAP_POPULATE does for a whole
+    // file), instead of as a kernel first touches each. No effect when the file is not mapped.
+    void prefault(std::span<const std::byte> bytes, int n_threads) const;
 
     // Metadata, in file order.
     const std::vector<std::pair<std::string, value>> & metadata() const { return kv_; }

@@ -1,6 +1,6 @@
-// gguf_prefault_test.cpp - gguf::file::prefault maps a mapped file's tensor data into the process
-// ahead of use (the model loader calls it): the process's file-backed resident set grows by the
-// data's size, progress rises to 1, a callback can cancel, and a file read into memory is left alone.
+// gguf_prefault_test.cpp - gguf::file::prefault maps the pages of a mapped file's bytes into the
+// process ahead of use (the loader's weight_reader does it for the weights it leaves in place):
+// the process's file-backed resident set grows by their size, and by no more.
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
@@ -12,8 +12,8 @@
 
 #include "common/gguf_builder.hpp"
 #include "common/test_support.hpp"
+#include "models/model.hpp"
 #include "runtime/gguf.hpp"
-#include "util/error.hpp"
 
 using namespace frugal;
 
@@ -41,51 +41,57 @@ uint64_t rss_file_bytes() {
 
 } // namespace
 
-TEST_CASE("prefault maps every page of a mapped file's tensor data, with progress up to 1" * doctest::timeout(60)) {
+TEST_CASE("prefault maps every page of a mapped file's bytes it is given" * doctest::timeout(60)) {
     const auto path = write_file();
     const auto f = gguf::file::open(path.string(), true);
     REQUIRE(f->mapped());
     const uint64_t before = rss_file_bytes();
     if (before == 0) FRUGAL_SKIP("no RssFile in /proc/self/status");
-    // Opening touched only the header and metadata.
-    CHECK(before + k_data_bytes / 2 > rss_file_bytes());
-    std::vector<float> fractions;
-    f->prefault(2, [&](float x) {
-        fractions.push_back(x);
-        return true;
-    });
-    const uint64_t after = rss_file_bytes();
-    MESSAGE("RssFile " << before / 1024 << " -> " << after / 1024 << " KiB");
-    CHECK(after >= before + k_data_bytes * 9 / 10);
-    REQUIRE(fractions.size() >= 2);
-    CHECK(fractions.front() == 0.f);
-    CHECK(fractions.back() == 1.f);
-    CHECK(std::is_sorted(fractions.begin(), fractions.end()));
+    // Opening touched only the header and metadata; the first tensor alone is a third of the data.
+    const auto first = f->tensor_bytes(f->tensors().at(0));
+    f->prefault(first, 2);
+    const uint64_t one = rss_file_bytes();
+    CHECK(one >= before + first.size() * 9 / 10);
+    CHECK(one < before + k_data_bytes / 2);
+    // The rest (two 32 MiB chunks on two threads).
+    const auto last = f->tensor_bytes(f->tensors().at(2));
+    f->prefault({first.data(), size_t(last.data() + last.size() - first.data())}, 2);
+    const uint64_t all = rss_file_bytes();
+    MESSAGE("RssFile " << before / 1024 << " -> " << one / 1024 << " -> " << all / 1024 << " KiB");
+    CHECK(all >= before + k_data_bytes * 9 / 10);
     // The data reads back as written.
-    const auto bytes = f->tensor_bytes(f->tensors().at(2));
-    float last;
-    std::memcpy(&last, bytes.data() + bytes.size() - sizeof(float), sizeof last);
-    CHECK(last == 3.f);
+    float value;
+    std::memcpy(&value, last.data() + last.size() - sizeof(float), sizeof value);
+    CHECK(value == 3.f);
+    f->prefault({}, 2); // nothing to do
 }
 
-TEST_CASE("prefault: a progress callback that returns false cancels it; unmapped files are left alone" *
-          doctest::timeout(60)) {
+TEST_CASE("prefault leaves a file read into memory alone" * doctest::timeout(60)) {
     const auto path = write_file();
-    const auto f = gguf::file::open(path.string(), true);
-    int calls = 0;
-    try {
-        f->prefault(1, [&](float) { return ++calls < 1; });
-        FAIL("prefault was not cancelled");
-    } catch (const frugal::error & e) {
-        CHECK(e.code() == status::cancelled);
-        CHECK(std::string(e.what()).find("cancelled") != std::string::npos);
-    }
-    CHECK(calls == 1);
-    f->prefault(1); // still usable afterwards
-
     const auto in_memory = gguf::file::open(path.string(), false);
     REQUIRE_FALSE(in_memory->mapped());
-    int unmapped_calls = 0;
-    in_memory->prefault(2, [&](float) { return ++unmapped_calls > 0; });
-    CHECK(unmapped_calls == 0);
+    const uint64_t before = rss_file_bytes();
+    const auto bytes = in_memory->tensor_bytes(in_memory->tensors().at(0));
+    in_memory->prefault(bytes, 2);
+    CHECK(rss_file_bytes() < before + bytes.size() / 2);
+}
+
+TEST_CASE("loading a mapped model maps its weight matrices before any prompt" * doctest::timeout(60)) {
+    test::gguf::tiny_llama_params p;
+    p.n_embd = 256;
+    p.n_ff = 4096;
+    p.n_layer = 2;
+    p.n_head = 4;
+    p.n_head_kv = 2;
+    const auto path = test::gguf::write_scratch_model("gguf_prefault", "llama.gguf", test::gguf::tiny_llama(p));
+    // The FFN's gate, up and down matrices alone: F32, 2 layers.
+    const uint64_t ffn_bytes = uint64_t(2) * 3 * 256 * 4096 * sizeof(float);
+    const uint64_t before = rss_file_bytes();
+    if (before == 0) FRUGAL_SKIP("no RssFile in /proc/self/status");
+    load_options opts;
+    opts.n_threads = 2;
+    const auto model = load_model(path.string(), opts);
+    const uint64_t after = rss_file_bytes();
+    MESSAGE("RssFile " << before / 1024 << " -> " << after / 1024 << " KiB over a load");
+    CHECK(after >= before + ffn_bytes * 9 / 10);
 }
