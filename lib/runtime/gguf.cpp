@@ -235,16 +235,19 @@ void file::prefault(std::span<const std::byte> bytes, int n_threads) const {
     const uintptr_t first = uintptr_t(bytes.data()) / page * page, last = uintptr_t(bytes.data()) + bytes.size();
     // Chunks of 32 MiB on the threads. MADV_POPULATE_READ (Linux 5.14) maps a chunk in one call
     // (a 3.6 GiB file in the page cache: 0.27 s on one thread of a Zen 5, 0.13-0.15 s on two);
-    // older kernels refuse it, and a read of one byte per page does it.
+    // kernels that do not know it refuse it (EINVAL), and a read of one byte per page does it.
+    // Any other failure (EFAULT: the file shrank since it was mapped, EIO) leaves the pages to be
+    // faulted as they are used: touching them here could raise SIGBUS in the host program.
     constexpr uintptr_t chunk = uintptr_t(32) << 20;
     const auto n_chunks = int64_t((last - first + chunk - 1) / chunk);
 #pragma omp parallel for num_threads(std::max(1, n_threads)) schedule(static, 1) if (n_chunks > 1)
     for (int64_t c = 0; c < n_chunks; ++c) {
         const uintptr_t at = first + uintptr_t(c) * chunk, n = std::min(chunk, last - at);
-        if (madvise(reinterpret_cast<void *>(at), n, MADV_POPULATE_READ) != 0) {
-            const volatile std::byte * p = reinterpret_cast<const std::byte *>(at);
-            for (uintptr_t o = 0; o < n; o += page) (void)p[o];
-        }
+#ifdef MADV_POPULATE_READ
+        if (madvise(reinterpret_cast<void *>(at), n, MADV_POPULATE_READ) == 0 || errno != EINVAL) continue;
+#endif
+        const volatile std::byte * p = reinterpret_cast<const std::byte *>(at);
+        for (uintptr_t o = 0; o < n; o += page) (void)p[o];
     }
 }
 
