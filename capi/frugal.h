@@ -107,9 +107,7 @@ typedef int32_t (*frugal_progress_fn)(float fraction, void * user_data);
 typedef struct frugal_model_options {
     uint32_t struct_size;            /* set by frugal_model_options_init; never by hand */
     int32_t n_threads;               /* 0 = the physical cores this process may use */
-    int32_t use_mmap;                /* 1 = map the file (default; the weights' pages are mapped
-                                        at load unless the file is larger than memory),
-                                        0 = read it into memory */
+    int32_t use_mmap;                /* 1 = map the file, its weights' pages at load (default), 0 = read it into memory */
     int32_t reserved0;               /* keeps the pointers 8-byte aligned; must be 0 */
     frugal_progress_fn progress;     /* may be NULL */
     void * progress_user_data;

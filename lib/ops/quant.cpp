@@ -190,7 +190,9 @@ void product_rows(const row_product & p, const std::byte * act, size_t act_bytes
     const int64_t n = p.w.row_size();
     const detail::kernels k = select(p.w.type, n);
     const size_t stride = size_t(p.w.row_stride());
-    if (k.dot_rows && (m == 1 || !k.dot_batch)) { // the kernel loops over the rows itself
+    // The kernel loops over the rows itself: one activation row, or a few where it batches them
+    // (dot_rows_batch) or cannot (no dot_batch).
+    if (k.dot_rows && (m == 1 || k.dot_rows_batch || !k.dot_batch)) {
         const int64_t run = std::max<int64_t>(1, m == 1 ? r1 - r0 : k_row_run_bytes / int64_t(stride));
         for (int64_t c0 = r0; c0 < r1; c0 += run) {
             const int64_t rows = std::min(run, r1 - c0);
