@@ -484,7 +484,7 @@ void matmul_context::run_gemm(dtype wtype, const void * x, const void * w, int64
 }
 
 int64_t matmul_context::gemm_from(dtype t) {
-    int64_t from = small_batch;
+    int64_t from = k_default_gemm_from;
     const prefill_gemm path = prefill_gemm_for(prefill, t);
     if (path == prefill_gemm::q8) {
         if (const q8::kernel * k = q8::kernel_for(t); k && k->gemm_from)
@@ -494,6 +494,7 @@ int64_t matmul_context::gemm_from(dtype t) {
         auto & known = on == dtype::bf16 ? impl_->panels_bf16 : impl_->panels_f32;
         if (!known) known = panels_available(on);
         if (prefill_panels && *known) from = k_panels_gemm_from;
+        else if (t == dtype::f16) from = k_f16_slab_gemm_from;
     }
     return std::min(small_batch, from);
 }

@@ -35,7 +35,7 @@ struct gemm_plan;
 // it (Q6_K measured: +5.8 % KL on a Q4_K_M file with it, +3.2 % without; docs/PERF.md).
 bool int8_prefill_type(dtype t);
 
-// How prefill (m >= small_batch) multiplies a weight that is not F32.
+// How prefill (m >= gemm_from(the weight's type)) multiplies a weight that is not F32.
 enum class prefill_gemm {
     // Slabs dequantized to F32; activations rounded as the row kernels (and llama.cpp) round
     // them: the same products as decode, summed in another order.
@@ -81,17 +81,24 @@ public:
 
     int n_threads() const { return n_threads_; }
     void set_n_threads(int n) { n_threads_ = n; }
-    // Row count below which a weight goes through matmul_rows instead of a GEMM (gemm_from may
-    // take a lower one). The GEMM path pays a fixed cost (dequantizing or packing the whole
-    // weight); measured on a 2-core AVX2 machine with the 1.5B Qwen2 Q8_0 model on the f32 path
-    // the row kernels win up to ~24 rows (16 rows: 27 vs 23 tokens/s; 32 rows: 29 vs 33).
-    int64_t small_batch = 24;
-    // The row count from which weight type t goes through a GEMM: small_batch, or where lower
-    // the crossover measured for its path here: the q8 kernel's (q8::kernel::gemm_from: 8 rows
-    // for Q4_0 and Q8_0 on AVX-512 VNNI, where 16 prompt tokens of a Q4_0 file ran 3.5x faster
-    // packed than through the row kernels of the time), or k_panels_gemm_from for F32 and BF16
-    // GEMMs on oneDNN's panels.
+    // Row count from which every weight goes through a GEMM, whatever its path's crossover
+    // (gemm_from): tests lower it to force the GEMM paths.
+    int64_t small_batch = 48;
+    // The row count from which weight type t goes through a GEMM instead of matmul_rows (capped
+    // by small_batch): the crossover measured for its path here, the q8 kernel's
+    // (q8::kernel::gemm_from: 8 rows for Q4_0 and Q8_0 on AVX-512 VNNI, where 16 prompt tokens of
+    // a Q4_0 file ran 3.5x faster packed than through the row kernels of the time; 40 for Q6_K
+    // on AVX2), k_panels_gemm_from for F32 and BF16 GEMMs on oneDNN's panels, k_f16_slab_gemm_from
+    // for F16 without them, else k_default_gemm_from. The GEMM path pays a fixed cost (packing or
+    // dequantizing the whole weight) that the row kernels do not.
     int64_t gemm_from(dtype t);
+    // Measured on a 2-core AVX2 machine with the 1.5B Qwen2 Q8_0 model on the f32 path: the row
+    // kernels win up to ~24 rows (16 rows: 27 vs 23 tokens/s; 32 rows: 29 vs 33); with the AVX2
+    // code on Zen 5 (FRUGAL_MAX_CPU_ISA=avx2) alike (16: 67 / 59, 24: 68 / 70).
+    static constexpr int64_t k_default_gemm_from = 24;
+    // F16 on the f32 path without panels, whose row dots convert every half: with the AVX2 code on
+    // Zen 5, 1.5B F16, pp N t/s rows / GEMM: at 12 rows 44.6 / 46.9, 16 45.1 / 52.0, 24 47.1 / 54.5.
+    static constexpr int64_t k_f16_slab_gemm_from = 12;
     // Measured on Zen 5, 2 threads, whole 1.5B Qwen2 files, pp N t/s rows / panels: F16 at 6
     // rows 39 / 41, at 8 41 / 50, at 16 45 / 81; BF16 at 6 29 / 35, at 8 30 / 64; 8-layer Llama-8B
     // F16 at 8 32 / 43.

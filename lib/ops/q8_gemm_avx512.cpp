@@ -25,7 +25,7 @@ namespace {
 // alike. Q4_K and Q5_K, batched the same way: Q4_K_M (Q4_K with Q6_K, which keeps its own) at 12
 // rows 149-152 / 131-134, at 14 142-144 / 138-139, at 16 147-154 / 163-164. Q6_K, batched too
 // (its packed GEMM is the slowest of these, its halves' scales multiplied in int32): 1.5B Q6_K
-// at 16 164 / 110-114, at 24 156-163 / 133-141, at 32 166-168 / 165-192; small_batch (24) caps it.
+// at 16 164 / 110-114, at 24 156-163 / 133-141, at 32 166-168 / 165-192.
 constexpr int64_t gemm_from(dtype t) {
     if (t == dtype::q6_k) return 24;
     return super_blocks(t) ? 16 : 8;

@@ -352,7 +352,7 @@ TEST_CASE("the kernels' own activation quantizers equal quantize_activations bit
 // formats go one linear() each. Either way each product is linear()'s own, bit for bit.
 TEST_CASE("linear_many equals linear per product, with and without a shared q8 quantization") {
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("no AVX2 on this CPU: SIMDe's emulation here is built for AVX2");
-    const int64_t k = 512, m = 30; // m above small_batch: the GEMM paths
+    const int64_t k = 512, m = 30; // small_batch lowered to m below: the GEMM paths
     const std::vector<std::vector<std::pair<dtype, int64_t>>> groups = {
         {{dtype::q4_k, 40}, {dtype::q6_k, 24}, {dtype::q5_k, 8}}, // Q8_K, with block sums for two of them
         {{dtype::q4_0, 40}, {dtype::q8_0, 16}, {dtype::q5_0_repacked, 33}}, // Q8_0 blocks
@@ -366,6 +366,7 @@ TEST_CASE("linear_many equals linear per product, with and without a shared q8 q
             const checked_kernel checked(*kernel);
             ops::matmul_context ctx(1); // one thread: one quantizer call per quantization
             ctx.prefill = ops::prefill_gemm::q8;
+            ctx.small_batch = m;
             std::vector<std::vector<std::byte>> weights;
             std::vector<std::vector<float>> many, one;
             std::vector<ops::row_product> products;
@@ -400,15 +401,22 @@ TEST_CASE("a weight takes the GEMM from its path's measured crossover, the row k
     ops::matmul_context ctx(2);
     ctx.prefill = ops::prefill_gemm::q8;
     const q8::kernel * kernel = q8::chunk_kernel();
-    const bool q8_crossover = kernel && kernel->gemm_from, panels = ctx.panels_available(dtype::f32);
-    if (!q8_crossover && !panels)
-        FRUGAL_SKIP("this CPU has neither a q8 kernel with a measured crossover nor oneDNN's panels: small_batch alone decides");
+    const bool panels = ctx.panels_available(dtype::f32);
     const int64_t k = 512, n = 40;
     const dtype types[] = {dtype::q4_0, dtype::q8_0, dtype::q5_0, dtype::q4_k, dtype::q6_k, dtype::f16};
     std::vector<std::vector<std::byte>> weights;
     for (dtype t : types) weights.push_back(make_weights(t, n, k, 21));
     const auto view = [&](size_t i) { return raw_view{types[i], weights[i].data(), frugal::shape{n, k}}; };
-    const auto x = random_activations(24, k, 5);
+    const auto x = random_activations(ctx.small_batch, k, 5);
+    // The crossover each type's path here was measured at (matmul.hpp), before small_batch's cap.
+    const auto measured = [&](dtype t) {
+        if (kernel && kernel->takes(t)) {
+            const int64_t own = kernel->gemm_from ? kernel->gemm_from(t) : 0;
+            return own > 0 ? own : ops::matmul_context::k_default_gemm_from;
+        }
+        if (panels) return ops::matmul_context::k_panels_gemm_from;
+        return t == dtype::f16 ? ops::matmul_context::k_f16_slab_gemm_from : ops::matmul_context::k_default_gemm_from;
+    };
     // What each path gives: the row kernels, and the GEMM (forced by a small_batch of 1).
     const auto by_rows = [&](size_t i, int64_t m) {
         std::vector<float> y(size_t(m * n));
@@ -426,11 +434,10 @@ TEST_CASE("a weight takes the GEMM from its path's measured crossover, the row k
     };
     for (size_t i = 0; i < std::size(types); ++i) {
         CAPTURE(std::string(dtype_name(types[i])));
-        const bool q8 = types[i] != dtype::f16;
-        if (q8 ? !q8_crossover : !panels) continue;
         const int64_t from = ctx.gemm_from(types[i]);
-        CHECK(from == std::min(ctx.small_batch, q8 ? kernel->gemm_from(types[i]) : ctx.k_panels_gemm_from));
+        CHECK(from == std::min(ctx.small_batch, measured(types[i])));
         REQUIRE(from >= 2);
+        REQUIRE(from <= ctx.small_batch);
         for (int64_t m : {from - 1, from}) {
             CAPTURE(m);
             const auto rows = by_rows(i, m), gemm = by_gemm(i, m);
@@ -440,11 +447,10 @@ TEST_CASE("a weight takes the GEMM from its path's measured crossover, the row k
             CHECK(y == (m < from ? rows : gemm));
         }
     }
-    if (!q8_crossover) return;
-    // linear_many splits a call by path: at 8 rows Q4_0 packs and Q6_K stays on the row kernels.
-    const int64_t m = 8;
-    REQUIRE(ctx.gemm_from(dtype::q4_0) <= m);
-    REQUIRE(ctx.gemm_from(dtype::q6_k) > m);
+    // linear_many splits a call by path: at Q4_0's crossover it packs, and Q6_K, whose crossover is
+    // higher wherever one was measured, stays on the row kernels.
+    const int64_t m = ctx.gemm_from(dtype::q4_0);
+    if (ctx.gemm_from(dtype::q6_k) <= m) return;
     std::vector<float> y0(size_t(m * n)), y1(size_t(m * n));
     const ops::row_product products[] = {{view(4), y1.data()}, {view(0), y0.data()}};
     ctx.linear_many(products, x.data(), m);
@@ -521,7 +527,7 @@ TEST_CASE("prefill_gemm::q8 without a q8 kernel is the f32 path" * doctest::time
 void check_parity_model(const q8::kernel & kernel, const std::string & name) {
     const auto model = frugal::load_model(frugal::test::parity_fixture(name + ".gguf").string(), {});
     const int64_t V = model->config().n_vocab;
-    const auto tokens = frugal::test::random_tokens(40, V, 9); // > small_batch rows: the GEMM paths
+    const auto tokens = frugal::test::random_tokens(40, V, 9); // every crossover's rows (gemm_from <= 40): the GEMM paths
     std::vector<float> f32, q8;                                // [40, V]
     for (const auto & [g, out] : {std::pair{ops::prefill_gemm::f32, &f32}, std::pair{ops::prefill_gemm::q8, &q8}}) {
         frugal::session s(model, 64);
