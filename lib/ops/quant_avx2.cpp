@@ -505,6 +505,45 @@ FRUGAL_AVX2 inline void with_rows(int64_t m, F f) {
 }
 static_assert(k_batch == 4, "with_rows covers 1..4 activation rows");
 
+// The repacked row loops' frame: out[k · ldo + r] for weight rows r < rows against M prepared
+// activation rows t[k] (each with its block scales dx). Per scale group g of a row: the M rows'
+// lane scales dw·dx, then group(row, g, count, s8, even, odd) adds that group's products, pairs
+// alternating between even[k] and odd[k].
+template <int M, class Act, class Group>
+FRUGAL_AVX2 inline void repacked_rows(const std::byte * w, size_t w_stride, int64_t rows, int64_t nb, const Act * t,
+                                      float * out, int64_t ldo, Group group) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const std::byte * row = w + size_t(r) * w_stride;
+        const uint16_t * dw = repacked_scales(row);
+        __m256 even[M], odd[M];
+        for (int k = 0; k < M; ++k) even[k] = odd[k] = _mm256_setzero_ps();
+        for (int64_t g = 0; g < nb; g += k_scale_group) {
+            const int64_t count = std::min(k_scale_group, nb - g);
+            const __m256 dw8 = load_halves(dw + g, count);
+            __m256 s8[M];
+            for (int k = 0; k < M; ++k) s8[k] = _mm256_mul_ps(dw8, _mm256_loadu_ps(t[k].dx + g));
+            group(row, g, count, s8, even, odd);
+        }
+        for (int k = 0; k < M; ++k) out[k * ldo + r] = hsum(_mm256_add_ps(even[k], odd[k]));
+    }
+}
+
+// m <= k_batch activation rows (act_stride bytes apart) prepared into a per-thread buffer of 3
+// lanes a pair plus their scales (prepare(at, a) lays row a out at `at` and returns its Act), then
+// run(integral_constant<int, m>, prepared rows).
+template <class Act, class Prepare, class Run>
+FRUGAL_AVX2 inline void with_regrouped(const std::byte * act, size_t act_stride, int64_t m, int64_t nb, Prepare prepare,
+                                       Run run) {
+    const int64_t n_pairs = (nb + 1) / 2;
+    __m256i * at = regrouped_rows(m, n_pairs, 3);
+    Act t[k_batch];
+    for (int64_t k = 0; k < m; ++k) {
+        t[k] = prepare(at, reinterpret_cast<const block_q8_0 *>(act + size_t(k) * act_stride));
+        at += 3 * n_pairs + (2 * n_pairs + k_scale_group + 7) / 8;
+    }
+    with_rows(m, [&](auto mr) FRUGAL_AVX2 { run(mr, t); });
+}
+
 // One activation row as the Q4_0 repacked row loop reads it: its pairs regrouped, 8 · Σ x per
 // lane of each pair, the block scales (activation_scales).
 struct q4_0r_activation {
@@ -526,32 +565,23 @@ FRUGAL_AVX2 inline void prepare_q4_0r(const block_q8_0 * a, int64_t nb, const q4
 template <int M>
 FRUGAL_AVX2 void q4_0r_rows(const std::byte * w, size_t w_stride, int64_t rows, int64_t nb, const q4_0r_activation * t,
                             float * out, int64_t ldo) {
-    for (int64_t r = 0; r < rows; ++r) {
-        const std::byte * row = w + size_t(r) * w_stride;
-        const uint16_t * dw = repacked_scales(row);
-        const uint8_t * qs = repacked_nibbles(dtype::q4_0_repacked, row, nb);
-        __m256 even[M], odd[M];
-        for (int k = 0; k < M; ++k) even[k] = odd[k] = _mm256_setzero_ps();
-        for (int64_t g = 0; g < nb; g += k_scale_group) {
-            const int64_t count = std::min(k_scale_group, nb - g);
-            const __m256 dw8 = load_halves(dw + g, count);
-            __m256 s8[M];
-            for (int k = 0; k < M; ++k) s8[k] = _mm256_mul_ps(dw8, _mm256_loadu_ps(t[k].dx + g));
-            auto pair = [&](int j, bool both) FRUGAL_AVX2 {
-                const int64_t b = g + 2 * j;
-                const q_pair q = q4_0r_unsigned_pair(qs, b, both);
-                for (int k = 0; k < M; ++k) {
-                    __m256 & acc = j & 1 ? odd[k] : even[k];
-                    acc = q4_0r_rows_fma(q, t[k].xs[b / 2], t[k].x_sums8[b / 2], pair_scales(s8[k], j), acc);
-                }
-            };
-            if (count == k_scale_group)
-                for (int j = 0; j < 4; ++j) pair(j, true);
-            else // a partial group of scales
-                for (int j = 0; 2 * j < count; ++j) pair(j, 2 * j + 1 < count);
-        }
-        for (int k = 0; k < M; ++k) out[k * ldo + r] = hsum(_mm256_add_ps(even[k], odd[k]));
-    }
+    repacked_rows<M>(w, w_stride, rows, nb, t, out, ldo,
+                     [&](const std::byte * row, int64_t g, int64_t count, const __m256 * s8, __m256 * even, __m256 * odd)
+                         FRUGAL_AVX2 {
+                             const uint8_t * qs = repacked_nibbles(dtype::q4_0_repacked, row, nb);
+                             auto pair = [&](int j, bool both) FRUGAL_AVX2 {
+                                 const int64_t b = g + 2 * j;
+                                 const q_pair q = q4_0r_unsigned_pair(qs, b, both);
+                                 for (int k = 0; k < M; ++k) {
+                                     __m256 & acc = j & 1 ? odd[k] : even[k];
+                                     acc = q4_0r_rows_fma(q, t[k].xs[b / 2], t[k].x_sums8[b / 2], pair_scales(s8[k], j), acc);
+                                 }
+                             };
+                             if (count == k_scale_group)
+                                 for (int j = 0; j < 4; ++j) pair(j, true);
+                             else // a partial group of scales
+                                 for (int j = 0; 2 * j < count; ++j) pair(j, 2 * j + 1 < count);
+                         });
 }
 
 // dot_q4_0r<1> for `rows` rows against one activation row, regrouped once per call.
@@ -587,14 +617,14 @@ FRUGAL_AVX2 void dot_rows_batch_q4_0r(const std::byte * w, size_t w_stride, int6
                                       size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
     const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
     if (n_pairs > k_repacked_max_pairs) return dot_each<dot_q4_0r<1>>(w, w_stride, rows, act, act_stride, m, n, out, ldo);
-    __m256i * at = regrouped_rows(m, n_pairs, 3); // a pair: lo, hi, 8 · Σ x
-    q4_0r_activation t[k_batch];
-    for (int64_t k = 0; k < m; ++k) {
-        t[k] = {reinterpret_cast<x_pair *>(at), at + 2 * n_pairs, reinterpret_cast<float *>(at + 3 * n_pairs)};
-        prepare_q4_0r(reinterpret_cast<const block_q8_0 *>(act + size_t(k) * act_stride), nb, t[k]);
-        at += 3 * n_pairs + (2 * n_pairs + k_scale_group + 7) / 8;
-    }
-    with_rows(m, [&](auto mr) FRUGAL_AVX2 { q4_0r_rows<mr()>(w, w_stride, rows, nb, t, out, ldo); });
+    const auto prepare = [&](__m256i * at, const block_q8_0 * a) FRUGAL_AVX2 { // a pair: lo, hi, 8 · Σ x
+        const q4_0r_activation t{reinterpret_cast<x_pair *>(at), at + 2 * n_pairs, reinterpret_cast<float *>(at + 3 * n_pairs)};
+        prepare_q4_0r(a, nb, t);
+        return t;
+    };
+    with_regrouped<q4_0r_activation>(act, act_stride, m, nb, prepare, [&](auto mr, const q4_0r_activation * t) FRUGAL_AVX2 {
+        q4_0r_rows<mr()>(w, w_stride, rows, nb, t, out, ldo);
+    });
 }
 
 // --- Q5_0 repacked (dtype.hpp) with Q8_0 activations ---------------------------------------------
@@ -727,22 +757,12 @@ template <int M>
 FRUGAL_AVX2 void q5_0r_rows(const std::byte * w, size_t w_stride, int64_t rows, int64_t nb, const q5_0r_activation * t,
                             float * out, int64_t ldo) {
     auto x_of = [&](int k, int64_t b) -> const x_pair16 & { return t[k].xs[b / 2]; };
-    for (int64_t r = 0; r < rows; ++r) {
-        const std::byte * row = w + size_t(r) * w_stride;
-        const uint16_t * dw = repacked_scales(row);
-        const uint8_t * fifth = repacked_fifth_bits(row, nb);
-        const uint8_t * qs = repacked_nibbles(dtype::q5_0_repacked, row, nb);
-        __m256 even[M], odd[M];
-        for (int k = 0; k < M; ++k) even[k] = odd[k] = _mm256_setzero_ps();
-        for (int64_t g = 0; g < nb; g += k_scale_group) {
-            const int64_t count = std::min(k_scale_group, nb - g);
-            const __m256 dw8 = load_halves(dw + g, count);
-            __m256 s8[M];
-            for (int k = 0; k < M; ++k) s8[k] = _mm256_mul_ps(dw8, _mm256_loadu_ps(t[k].dx + g));
-            q5_0r_group<M>(fifth, qs, g, count, x_of, s8, even, odd);
-        }
-        for (int k = 0; k < M; ++k) out[k * ldo + r] = hsum(_mm256_add_ps(even[k], odd[k]));
-    }
+    repacked_rows<M>(w, w_stride, rows, nb, t, out, ldo,
+                     [&](const std::byte * row, int64_t g, int64_t count, const __m256 * s8, __m256 * even, __m256 * odd)
+                         FRUGAL_AVX2 {
+                             q5_0r_group<M>(repacked_fifth_bits(row, nb), repacked_nibbles(dtype::q5_0_repacked, row, nb),
+                                            g, count, x_of, s8, even, odd);
+                         });
 }
 
 // dot_q5_0r<1> for `rows` rows against one activation row, regrouped once per call: identical bits.
@@ -766,14 +786,14 @@ FRUGAL_AVX2 void dot_rows_batch_q5_0r(const std::byte * w, size_t w_stride, int6
                                       size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
     const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
     if (n_pairs > k_repacked_max_pairs) return dot_each<dot_q5_0r<1>>(w, w_stride, rows, act, act_stride, m, n, out, ldo);
-    __m256i * at = regrouped_rows(m, n_pairs, 3); // a pair: lo, hi, 16 · Σ x
-    q5_0r_activation t[k_batch];
-    for (int64_t k = 0; k < m; ++k) {
-        t[k] = {reinterpret_cast<x_pair16 *>(at), reinterpret_cast<float *>(at + 3 * n_pairs)};
-        prepare_q5_0r(reinterpret_cast<const block_q8_0 *>(act + size_t(k) * act_stride), nb, t[k]);
-        at += 3 * n_pairs + (2 * n_pairs + k_scale_group + 7) / 8;
-    }
-    with_rows(m, [&](auto mr) FRUGAL_AVX2 { q5_0r_rows<mr()>(w, w_stride, rows, nb, t, out, ldo); });
+    const auto prepare = [&](__m256i * at, const block_q8_0 * a) FRUGAL_AVX2 { // a pair: lo, hi, 16 · Σ x
+        const q5_0r_activation t{reinterpret_cast<x_pair16 *>(at), reinterpret_cast<float *>(at + 3 * n_pairs)};
+        prepare_q5_0r(a, nb, t);
+        return t;
+    };
+    with_regrouped<q5_0r_activation>(act, act_stride, m, nb, prepare, [&](auto mr, const q5_0r_activation * t) FRUGAL_AVX2 {
+        q5_0r_rows<mr()>(w, w_stride, rows, nb, t, out, ldo);
+    });
 }
 
 // max |x_i| over n floats (n a multiple of 8).
