@@ -483,11 +483,14 @@ FRUGAL_AVX2 inline void activation_scales(const block_q8_0 * a, int64_t nb, floa
     std::fill_n(dx + nb, k_scale_group, 0.f);
 }
 
-// Room for up to k_batch regrouped activation rows of n_pairs pairs, `per_pair` 32-byte lanes a
-// pair plus their scales: per thread, kept between calls.
-FRUGAL_AVX2 inline __m256i * regrouped_rows(int64_t m, int64_t n_pairs, int64_t per_pair) {
+// A regrouped activation row of n_pairs pairs in 32-byte lanes: 3 a pair (both repacked layouts:
+// the pair's two registers and its per-lane Σ x), then its scales (activation_scales).
+constexpr int64_t regrouped_lanes(int64_t n_pairs) { return 3 * n_pairs + (2 * n_pairs + k_scale_group + 7) / 8; }
+
+// Room for m <= k_batch regrouped activation rows: per thread, kept between calls.
+FRUGAL_AVX2 inline __m256i * regrouped_rows(int64_t m, int64_t n_pairs) {
     thread_local std::vector<std::byte> buffer; // aligned by hand: 32 bytes past the allocator's
-    const size_t bytes = size_t(m * (n_pairs * per_pair + (2 * n_pairs + k_scale_group + 7) / 8)) * sizeof(__m256i);
+    const size_t bytes = size_t(m * regrouped_lanes(n_pairs)) * sizeof(__m256i);
     if (buffer.size() < bytes + sizeof(__m256i)) buffer.resize(bytes + sizeof(__m256i));
     const auto at = (reinterpret_cast<uintptr_t>(buffer.data()) + sizeof(__m256i) - 1) / sizeof(__m256i) * sizeof(__m256i);
     return reinterpret_cast<__m256i *>(at);
@@ -528,19 +531,17 @@ FRUGAL_AVX2 inline void repacked_rows(const std::byte * w, size_t w_stride, int6
     }
 }
 
-// m <= k_batch activation rows (act_stride bytes apart) prepared into a per-thread buffer of 3
-// lanes a pair plus their scales (prepare(at, a) lays row a out at `at` and returns its Act), then
-// run(integral_constant<int, m>, prepared rows).
+// m <= k_batch activation rows (act_stride bytes apart) regrouped into the per-thread buffer
+// (prepare(at, a) lays row a out at `at` and returns its Act), then run(integral_constant<int, m>,
+// the prepared rows).
 template <class Act, class Prepare, class Run>
 FRUGAL_AVX2 inline void with_regrouped(const std::byte * act, size_t act_stride, int64_t m, int64_t nb, Prepare prepare,
                                        Run run) {
     const int64_t n_pairs = (nb + 1) / 2;
-    __m256i * at = regrouped_rows(m, n_pairs, 3);
+    __m256i * at = regrouped_rows(m, n_pairs);
     Act t[k_batch];
-    for (int64_t k = 0; k < m; ++k) {
+    for (int64_t k = 0; k < m; ++k, at += regrouped_lanes(n_pairs))
         t[k] = prepare(at, reinterpret_cast<const block_q8_0 *>(act + size_t(k) * act_stride));
-        at += 3 * n_pairs + (2 * n_pairs + k_scale_group + 7) / 8;
-    }
     with_rows(m, [&](auto mr) FRUGAL_AVX2 { run(mr, t); });
 }
 
@@ -644,7 +645,7 @@ FRUGAL_AVX2 inline __m256i fifth_plane(__m256i h) {
     else return _mm256_and_si256(_mm256_srli_epi16(h, K - 4), bytes(0x10));
 }
 
-// A pair's quants, 0..31: its low-nibble and high-nibble registers (as x_pair's lo and hi).
+// A Q5_0 pair's quants, 0..31, in q_pair's registers (as x_pair's lo and hi).
 FRUGAL_AVX2 inline q_pair q5_pair(__m256i nibbles, __m256i fifth_lo, __m256i fifth_hi) {
     return {_mm256_or_si256(_mm256_and_si256(nibbles, bytes(0xF)), fifth_lo),
             _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(nibbles, 4), bytes(0xF)), fifth_hi)};
