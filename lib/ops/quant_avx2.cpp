@@ -472,12 +472,8 @@ FRUGAL_AVX2 inline __m256 q4_0r_rows_fma(const q_pair & q, const x_pair & x, __m
     return _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc);
 }
 
-// The repacked row loops keep regrouped activation rows: up to this many block pairs each (K <=
-// 20480, ~30 KiB a row); longer rows take the one-row kernels per row.
-constexpr int64_t k_repacked_max_pairs = 320;
-
 // dx[0, nb) = the activation blocks' scales, then k_scale_group zeros: a partial scale group
-// loads 8. dx holds at least 2 · k_repacked_max_pairs + k_scale_group floats.
+// loads 8.
 FRUGAL_AVX2 inline void activation_scales(const block_q8_0 * a, int64_t nb, float * dx) {
     for (int64_t i = 0; i < nb; ++i) dx[i] = half(a[i].d);
     std::fill_n(dx + nb, k_scale_group, 0.f);
@@ -585,39 +581,13 @@ FRUGAL_AVX2 void q4_0r_rows(const std::byte * w, size_t w_stride, int64_t rows, 
                          });
 }
 
-// dot_q4_0r<1> for `rows` rows against one activation row, regrouped once per call.
-FRUGAL_AVX2 void dot_rows_q4_0r(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
-                                float * out) {
-    const auto * a = static_cast<const block_q8_0 *>(act);
-    const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
-    if (n_pairs > k_repacked_max_pairs) {
-        for (int64_t r = 0; r < rows; ++r) dot_q4_0r<1>(w + size_t(r) * w_stride, static_cast<const std::byte *>(act), 0, n, out + r);
-        return;
-    }
-    x_pair xs[k_repacked_max_pairs];
-    __m256i x_sums8[k_repacked_max_pairs];
-    float dx[2 * k_repacked_max_pairs + k_scale_group];
-    const q4_0r_activation t{xs, x_sums8, dx};
-    prepare_q4_0r(a, nb, t);
-    q4_0r_rows<1>(w, w_stride, rows, nb, &t, out, 0);
-}
-
-// Rows too long for the regrouped loops: per weight row, dot_q4_0r or dot_q5_0r for each activation row.
-template <auto dot_one_row>
-FRUGAL_AVX2 inline void dot_each(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
-                                 size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t k = 0; k < m; ++k) dot_one_row(w + size_t(r) * w_stride, act + size_t(k) * act_stride, 0, n, out + k * ldo + r);
-}
-
-// dot_rows_q4_0r for m <= k_batch activation rows at once (kernels::dot_rows_batch). Before, a
-// few rows went through dot_q4_0r<k_batch> per weight row, which regroups the activations for
-// every row: the 1.5B Q4_0 with the AVX2 kernels (on a Zen 5) ran 2 to 23 prompt tokens at
-// decode's 36-38 t/s.
+// dot_q4_0r<1> for `rows` rows against m <= k_batch activation rows at once, regrouped once per
+// call (kernels::dot_rows_batch; dot_rows with m = 1). Before, a few rows went through
+// dot_q4_0r<k_batch> per weight row, which regroups the activations for every row: the 1.5B Q4_0
+// with the AVX2 kernels (on a Zen 5) ran 2 to 23 prompt tokens at decode's 36-38 t/s.
 FRUGAL_AVX2 void dot_rows_batch_q4_0r(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
                                       size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
     const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
-    if (n_pairs > k_repacked_max_pairs) return dot_each<dot_q4_0r<1>>(w, w_stride, rows, act, act_stride, m, n, out, ldo);
     const auto prepare = [&](__m256i * at, const block_q8_0 * a) FRUGAL_AVX2 { // a pair: lo, hi, 8 · Σ x
         const q4_0r_activation t{reinterpret_cast<x_pair *>(at), at + 2 * n_pairs, reinterpret_cast<float *>(at + 3 * n_pairs)};
         prepare_q4_0r(a, nb, t);
@@ -626,6 +596,10 @@ FRUGAL_AVX2 void dot_rows_batch_q4_0r(const std::byte * w, size_t w_stride, int6
     with_regrouped<q4_0r_activation>(act, act_stride, m, nb, prepare, [&](auto mr, const q4_0r_activation * t) FRUGAL_AVX2 {
         q4_0r_rows<mr()>(w, w_stride, rows, nb, t, out, ldo);
     });
+}
+FRUGAL_AVX2 void dot_rows_q4_0r(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
+                                float * out) {
+    dot_rows_batch_q4_0r(w, w_stride, rows, static_cast<const std::byte *>(act), 0, 1, n, out, 0);
 }
 
 // --- Q5_0 repacked (dtype.hpp) with Q8_0 activations ---------------------------------------------
@@ -766,27 +740,10 @@ FRUGAL_AVX2 void q5_0r_rows(const std::byte * w, size_t w_stride, int64_t rows, 
                          });
 }
 
-// dot_q5_0r<1> for `rows` rows against one activation row, regrouped once per call: identical bits.
-FRUGAL_AVX2 void dot_rows_q5_0r(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
-                                float * out) {
-    const auto * a = static_cast<const block_q8_0 *>(act);
-    const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
-    if (n_pairs > k_repacked_max_pairs) {
-        for (int64_t r = 0; r < rows; ++r) dot_q5_0r<1>(w + size_t(r) * w_stride, static_cast<const std::byte *>(act), 0, n, out + r);
-        return;
-    }
-    x_pair16 xs[k_repacked_max_pairs];
-    float dx[2 * k_repacked_max_pairs + k_scale_group];
-    const q5_0r_activation t{xs, dx};
-    prepare_q5_0r(a, nb, t);
-    q5_0r_rows<1>(w, w_stride, rows, nb, &t, out, 0);
-}
-
-// dot_rows_q5_0r for m <= k_batch activation rows at once (kernels::dot_rows_batch), as Q4_0's.
+// dot_q5_0r<1> for `rows` rows against m <= k_batch activation rows at once, as Q4_0's.
 FRUGAL_AVX2 void dot_rows_batch_q5_0r(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
                                       size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
     const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
-    if (n_pairs > k_repacked_max_pairs) return dot_each<dot_q5_0r<1>>(w, w_stride, rows, act, act_stride, m, n, out, ldo);
     const auto prepare = [&](__m256i * at, const block_q8_0 * a) FRUGAL_AVX2 { // a pair: lo, hi, 16 · Σ x
         const q5_0r_activation t{reinterpret_cast<x_pair16 *>(at), reinterpret_cast<float *>(at + 3 * n_pairs)};
         prepare_q5_0r(a, nb, t);
@@ -795,6 +752,10 @@ FRUGAL_AVX2 void dot_rows_batch_q5_0r(const std::byte * w, size_t w_stride, int6
     with_regrouped<q5_0r_activation>(act, act_stride, m, nb, prepare, [&](auto mr, const q5_0r_activation * t) FRUGAL_AVX2 {
         q5_0r_rows<mr()>(w, w_stride, rows, nb, t, out, ldo);
     });
+}
+FRUGAL_AVX2 void dot_rows_q5_0r(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
+                                float * out) {
+    dot_rows_batch_q5_0r(w, w_stride, rows, static_cast<const std::byte *>(act), 0, 1, n, out, 0);
 }
 
 // max |x_i| over n floats (n a multiple of 8).

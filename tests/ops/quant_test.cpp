@@ -661,7 +661,7 @@ TEST_CASE("repacked Q4_0 and Q5_0 hold the same values and products as the rows 
     // Block counts 1..9 cover a lone block, odd counts (a half pair) and partial groups of eight
     // (scales, and Q5_0's fifth bits kept as qh words after the last full group); 44, 48, 280 and
     // 342 are real rows (K 1408 and 10944 of DeepSeek-V2-Lite, 1536 and 8960 of the 1.5B Qwen2);
-    // 721 passes the row loops' stack limit (K 20480).
+    // 721 (K 23072) is longer than any of those (the row loops kept rows of up to 20480 on the stack).
     const int64_t block_counts[] = {1, 2, 3, 7, 8, 9, 15, 44, 48, 280, 342, 721};
     for (dtype original : {dtype::q4_0, dtype::q5_0}) {
         const dtype t = ops::repacked_type(original);
