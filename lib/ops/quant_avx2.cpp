@@ -528,16 +528,14 @@ FRUGAL_AVX2 inline void repacked_rows(const std::byte * w, size_t w_stride, int6
 }
 
 // m <= k_batch activation rows (act_stride bytes apart) regrouped into the per-thread buffer
-// (prepare(at, a) lays row a out at `at` and returns its Act), then run(integral_constant<int, m>,
-// the prepared rows).
-template <class Act, class Prepare, class Run>
-FRUGAL_AVX2 inline void with_regrouped(const std::byte * act, size_t act_stride, int64_t m, int64_t nb, Prepare prepare,
-                                       Run run) {
+// (Act::laid_out(at, a, nb) lays row a out at `at`), then run(integral_constant<int, m>, the rows).
+template <class Act, class Run>
+FRUGAL_AVX2 inline void with_regrouped(const std::byte * act, size_t act_stride, int64_t m, int64_t nb, Run run) {
     const int64_t n_pairs = (nb + 1) / 2;
     __m256i * at = regrouped_rows(m, n_pairs);
     Act t[k_batch];
     for (int64_t k = 0; k < m; ++k, at += regrouped_lanes(n_pairs))
-        t[k] = prepare(at, reinterpret_cast<const block_q8_0 *>(act + size_t(k) * act_stride));
+        t[k] = Act::laid_out(at, reinterpret_cast<const block_q8_0 *>(act + size_t(k) * act_stride), nb);
     with_rows(m, [&](auto mr) FRUGAL_AVX2 { run(mr, t); });
 }
 
@@ -547,14 +545,18 @@ struct q4_0r_activation {
     x_pair * xs;
     __m256i * x_sums8;
     float * dx;
-};
-FRUGAL_AVX2 inline void prepare_q4_0r(const block_q8_0 * a, int64_t nb, const q4_0r_activation & t) {
-    for (int64_t p = 0; p < (nb + 1) / 2; ++p) {
-        t.xs[p] = regroup(a + 2 * p, 2 * p + 1 < nb);
-        t.x_sums8[p] = lane_sums(t.xs[p], 8);
+    // Activation row a of nb blocks, regrouped into regrouped_lanes at `at`: lo, hi, then 8 · Σ x.
+    FRUGAL_AVX2 static q4_0r_activation laid_out(__m256i * at, const block_q8_0 * a, int64_t nb) {
+        const int64_t n_pairs = (nb + 1) / 2;
+        const q4_0r_activation t{reinterpret_cast<x_pair *>(at), at + 2 * n_pairs, reinterpret_cast<float *>(at + 3 * n_pairs)};
+        for (int64_t p = 0; p < n_pairs; ++p) {
+            t.xs[p] = regroup(a + 2 * p, 2 * p + 1 < nb);
+            t.x_sums8[p] = lane_sums(t.xs[p], 8);
+        }
+        activation_scales(a, nb, t.dx);
+        return t;
     }
-    activation_scales(a, nb, t.dx);
-}
+};
 
 // out[k · ldo + r] for weight rows r < rows against M prepared activation rows t[k]: each pair of
 // blocks unpacked once for all M, each row's integer lanes and float operations dot_q4_0r's:
@@ -579,27 +581,6 @@ FRUGAL_AVX2 void q4_0r_rows(const std::byte * w, size_t w_stride, int64_t rows, 
                              else // a partial group of scales
                                  for (int j = 0; 2 * j < count; ++j) pair(j, 2 * j + 1 < count);
                          });
-}
-
-// dot_q4_0r<1> for `rows` rows against m <= k_batch activation rows at once, regrouped once per
-// call (kernels::dot_rows_batch; dot_rows with m = 1). Before, a few rows went through
-// dot_q4_0r<k_batch> per weight row, which regroups the activations for every row: the 1.5B Q4_0
-// with the AVX2 kernels (on a Zen 5) ran 2 to 23 prompt tokens at decode's 36-38 t/s.
-FRUGAL_AVX2 void dot_rows_batch_q4_0r(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
-                                      size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
-    const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
-    const auto prepare = [&](__m256i * at, const block_q8_0 * a) FRUGAL_AVX2 { // a pair: lo, hi, 8 · Σ x
-        const q4_0r_activation t{reinterpret_cast<x_pair *>(at), at + 2 * n_pairs, reinterpret_cast<float *>(at + 3 * n_pairs)};
-        prepare_q4_0r(a, nb, t);
-        return t;
-    };
-    with_regrouped<q4_0r_activation>(act, act_stride, m, nb, prepare, [&](auto mr, const q4_0r_activation * t) FRUGAL_AVX2 {
-        q4_0r_rows<mr()>(w, w_stride, rows, nb, t, out, ldo);
-    });
-}
-FRUGAL_AVX2 void dot_rows_q4_0r(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
-                                float * out) {
-    dot_rows_batch_q4_0r(w, w_stride, rows, static_cast<const std::byte *>(act), 0, 1, n, out, 0);
 }
 
 // --- Q5_0 repacked (dtype.hpp) with Q8_0 activations ---------------------------------------------
@@ -720,11 +701,15 @@ FRUGAL_AVX2 void dot_q5_0r(const void * w, const std::byte * act, size_t act_str
 struct q5_0r_activation {
     x_pair16 * xs;
     float * dx;
+    // Activation row a of nb blocks, regrouped into regrouped_lanes at `at`.
+    FRUGAL_AVX2 static q5_0r_activation laid_out(__m256i * at, const block_q8_0 * a, int64_t nb) {
+        const int64_t n_pairs = (nb + 1) / 2;
+        const q5_0r_activation t{reinterpret_cast<x_pair16 *>(at), reinterpret_cast<float *>(at + 3 * n_pairs)};
+        for (int64_t p = 0; p < n_pairs; ++p) t.xs[p] = x_pair16_of(a + 2 * p, 2 * p + 1 < nb);
+        activation_scales(a, nb, t.dx);
+        return t;
+    }
 };
-FRUGAL_AVX2 inline void prepare_q5_0r(const block_q8_0 * a, int64_t nb, const q5_0r_activation & t) {
-    for (int64_t p = 0; p < (nb + 1) / 2; ++p) t.xs[p] = x_pair16_of(a + 2 * p, 2 * p + 1 < nb);
-    activation_scales(a, nb, t.dx);
-}
 
 // out[k · ldo + r] for weight rows r < rows against M prepared activation rows t[k]
 // (q5_0r_group's order: identical bits however the rows are batched).
@@ -740,22 +725,26 @@ FRUGAL_AVX2 void q5_0r_rows(const std::byte * w, size_t w_stride, int64_t rows, 
                          });
 }
 
-// dot_q5_0r<1> for `rows` rows against m <= k_batch activation rows at once, as Q4_0's.
-FRUGAL_AVX2 void dot_rows_batch_q5_0r(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
-                                      size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
-    const int64_t nb = n / k_qk, n_pairs = (nb + 1) / 2;
-    const auto prepare = [&](__m256i * at, const block_q8_0 * a) FRUGAL_AVX2 { // a pair: lo, hi, 16 · Σ x
-        const q5_0r_activation t{reinterpret_cast<x_pair16 *>(at), reinterpret_cast<float *>(at + 3 * n_pairs)};
-        prepare_q5_0r(a, nb, t);
-        return t;
-    };
-    with_regrouped<q5_0r_activation>(act, act_stride, m, nb, prepare, [&](auto mr, const q5_0r_activation * t) FRUGAL_AVX2 {
-        q5_0r_rows<mr()>(w, w_stride, rows, nb, t, out, ldo);
+// The repacked layouts' row loops (kernels::dot_rows_batch, and dot_rows with one row): `rows`
+// weight rows against m <= k_batch activation rows, regrouped once per call, each row's result
+// dot_q4_0r's or dot_q5_0r's bits. Before, a few rows went through dot_q4_0r<k_batch> per weight
+// row, which regroups the activations for every row: the 1.5B Q4_0 with the AVX2 kernels (on a
+// Zen 5) ran 2 to 23 prompt tokens at decode's 36-38 t/s.
+template <class Act>
+FRUGAL_AVX2 void repacked_rows_batch(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
+                                     size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
+    const int64_t nb = n / k_qk;
+    with_regrouped<Act>(act, act_stride, m, nb, [&](auto mr, const Act * t) FRUGAL_AVX2 {
+        if constexpr (std::is_same_v<Act, q4_0r_activation>)
+            q4_0r_rows<mr()>(w, w_stride, rows, nb, t, out, ldo);
+        else
+            q5_0r_rows<mr()>(w, w_stride, rows, nb, t, out, ldo);
     });
 }
-FRUGAL_AVX2 void dot_rows_q5_0r(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
-                                float * out) {
-    dot_rows_batch_q5_0r(w, w_stride, rows, static_cast<const std::byte *>(act), 0, 1, n, out, 0);
+template <class Act>
+FRUGAL_AVX2 void repacked_rows_one(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
+                                   float * out) {
+    repacked_rows_batch<Act>(w, w_stride, rows, static_cast<const std::byte *>(act), 0, 1, n, out, 0);
 }
 
 // max |x_i| over n floats (n a multiple of 8).
@@ -963,9 +952,9 @@ constexpr kernels q6_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q6<1>>, dot
 constexpr kernels f16_kernels{dequantize_f16, quantize_f16, dot_plain<f16_vec>};
 constexpr kernels bf16_kernels{nullptr, quantize_bf16, dot_plain<bf16_vec>};
 constexpr kernels q4_0r_kernels{dequantize_q4_0r, quantize_q8_act<block_q8_0>, dot_one<dot_q4_0r<1>>, dot_q4_0r<k_batch>,
-                                dot_rows_q4_0r, dot_rows_batch_q4_0r};
+                                repacked_rows_one<q4_0r_activation>, repacked_rows_batch<q4_0r_activation>};
 constexpr kernels q5_0r_kernels{dequantize_q5_0r, quantize_q8_act<block_q8_0>, dot_one<dot_q5_0r<1>>, dot_q5_0r<k_batch>,
-                                dot_rows_q5_0r, dot_rows_batch_q5_0r};
+                                repacked_rows_one<q5_0r_activation>, repacked_rows_batch<q5_0r_activation>};
 
 } // namespace
 
