@@ -930,6 +930,59 @@ FRUGAL_AVX2 float dot_one(const void * w, const void * act, int64_t n) {
     return r;
 }
 
+// --- F16 and BF16 row loops ----------------------------------------------------------------------
+// dot_plain for `rows` weight rows against m <= k_batch activation rows at once
+// (kernels::dot_rows_batch; dot_rows with m = 1): the activations widened to F32 once per call
+// into a per-thread buffer, each weight vector widened once for all m; each row's sums are
+// dot_plain's, in its order: identical bits. dot_plain widens both for every (weight row,
+// activation row) pair.
+template <class V, int M>
+FRUGAL_AVX2 inline void plain_rows(const std::byte * w, size_t w_stride, int64_t rows, const float * x, int64_t n,
+                                   float * out, int64_t ldo) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const auto * ws = reinterpret_cast<const typename V::storage *>(w + size_t(r) * w_stride);
+        __m256 acc[M][4];
+        for (int j = 0; j < M; ++j)
+            for (int k = 0; k < 4; ++k) acc[j][k] = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            prefetch_ahead(ws + i);
+            for (int k = 0; k < 4; ++k) {
+                const __m256 wv = V::load8(ws + i + 8 * k);
+                for (int j = 0; j < M; ++j) acc[j][k] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + j * n + i + 8 * k), acc[j][k]);
+            }
+        }
+        for (; i + 8 <= n; i += 8) {
+            const __m256 wv = V::load8(ws + i);
+            for (int j = 0; j < M; ++j) acc[j][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + j * n + i), acc[j][0]);
+        }
+        for (int j = 0; j < M; ++j) {
+            float sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[j][0], acc[j][1]), _mm256_add_ps(acc[j][2], acc[j][3])));
+            for (int64_t t = i; t < n; ++t) sum += V::load(ws[t]) * x[j * n + t];
+            out[j * ldo + r] = sum;
+        }
+    }
+}
+template <class V>
+FRUGAL_AVX2 void plain_rows_batch(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
+                                  size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
+    thread_local std::vector<float> widened;
+    if (widened.size() < size_t(m * n)) widened.resize(size_t(m * n));
+    for (int64_t j = 0; j < m; ++j) {
+        const auto * as = reinterpret_cast<const typename V::storage *>(act + size_t(j) * act_stride);
+        float * x = widened.data() + j * n;
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, V::load8(as + i));
+        for (; i < n; ++i) x[i] = V::load(as[i]);
+    }
+    with_rows(m, [&](auto mr) FRUGAL_AVX2 { plain_rows<V, mr()>(w, w_stride, rows, widened.data(), n, out, ldo); });
+}
+template <class V>
+FRUGAL_AVX2 void plain_rows_one(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
+                                float * out) {
+    plain_rows_batch<V>(w, w_stride, rows, static_cast<const std::byte *>(act), 0, 1, n, out, 0);
+}
+
 // nullptr entries fall back to the scalar kernels (F32 activations are a plain copy; Q5_1 and the
 // K-quants still dequantize through the scalar loops).
 constexpr kernels f32_kernels{nullptr, nullptr, dot_plain<f32_vec>};
@@ -949,8 +1002,10 @@ constexpr kernels q32_kernels{dequantize_of<V>(), quantize_q8_act<typename V::ac
 template <bool Q5>
 constexpr kernels q45_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q45<Q5, 1>>, dot_q45<Q5, k_batch>};
 constexpr kernels q6_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q6<1>>, dot_q6<k_batch>};
-constexpr kernels f16_kernels{dequantize_f16, quantize_f16, dot_plain<f16_vec>};
-constexpr kernels bf16_kernels{nullptr, quantize_bf16, dot_plain<bf16_vec>};
+constexpr kernels f16_kernels{dequantize_f16, quantize_f16, dot_plain<f16_vec>, nullptr, plain_rows_one<f16_vec>,
+                              plain_rows_batch<f16_vec>};
+constexpr kernels bf16_kernels{nullptr, quantize_bf16, dot_plain<bf16_vec>, nullptr, plain_rows_one<bf16_vec>,
+                               plain_rows_batch<bf16_vec>};
 constexpr kernels q4_0r_kernels{dequantize_q4_0r, quantize_q8_act<block_q8_0>, dot_one<dot_q4_0r<1>>, dot_q4_0r<k_batch>,
                                 repacked_rows_one<q4_0r_activation>, repacked_rows_batch<q4_0r_activation>};
 constexpr kernels q5_0r_kernels{dequantize_q5_0r, quantize_q8_act<block_q8_0>, dot_one<dot_q5_0r<1>>, dot_q5_0r<k_batch>,
