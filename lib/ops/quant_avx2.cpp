@@ -9,7 +9,6 @@
 #include <bit>
 #include <cstring>
 #include <type_traits>
-#include <vector>
 
 #include "ops/quant_kernels.hpp"
 
@@ -483,27 +482,6 @@ FRUGAL_AVX2 inline void activation_scales(const block_q8_0 * a, int64_t nb, floa
 // the pair's two registers and its per-lane Σ x), then its scales (activation_scales).
 constexpr int64_t regrouped_lanes(int64_t n_pairs) { return 3 * n_pairs + (2 * n_pairs + k_scale_group + 7) / 8; }
 
-// Room for m <= k_batch regrouped activation rows: per thread, kept between calls.
-FRUGAL_AVX2 inline __m256i * regrouped_rows(int64_t m, int64_t n_pairs) {
-    thread_local std::vector<std::byte> buffer; // aligned by hand: 32 bytes past the allocator's
-    const size_t bytes = size_t(m * regrouped_lanes(n_pairs)) * sizeof(__m256i);
-    if (buffer.size() < bytes + sizeof(__m256i)) buffer.resize(bytes + sizeof(__m256i));
-    const auto at = (reinterpret_cast<uintptr_t>(buffer.data()) + sizeof(__m256i) - 1) / sizeof(__m256i) * sizeof(__m256i);
-    return reinterpret_cast<__m256i *>(at);
-}
-
-// f(integral_constant<int, M>) for the batch's row count m in 1..k_batch.
-template <class F>
-FRUGAL_AVX2 inline void with_rows(int64_t m, F f) {
-    switch (m) {
-    case 1: f(std::integral_constant<int, 1>{}); break;
-    case 2: f(std::integral_constant<int, 2>{}); break;
-    case 3: f(std::integral_constant<int, 3>{}); break;
-    default: f(std::integral_constant<int, 4>{}); break;
-    }
-}
-static_assert(k_batch == 4, "with_rows covers 1..4 activation rows");
-
 // The repacked row loops' frame: out[k · ldo + r] for weight rows r < rows against M prepared
 // activation rows t[k] (each with its block scales dx). Per scale group g of a row: the M rows'
 // lane scales dw·dx, then group(row, g, count, s8, even, odd) adds that group's products, pairs
@@ -527,16 +505,16 @@ FRUGAL_AVX2 inline void repacked_rows(const std::byte * w, size_t w_stride, int6
     }
 }
 
-// m <= k_batch activation rows (act_stride bytes apart) regrouped into the per-thread buffer
+// m <= k_batch activation rows (act_stride bytes apart) regrouped into batch_buffer
 // (Act::laid_out(at, a, nb) lays row a out at `at`), then run(integral_constant<int, m>, the rows).
 template <class Act, class Run>
 FRUGAL_AVX2 inline void with_regrouped(const std::byte * act, size_t act_stride, int64_t m, int64_t nb, Run run) {
     const int64_t n_pairs = (nb + 1) / 2;
-    __m256i * at = regrouped_rows(m, n_pairs);
+    auto * at = reinterpret_cast<__m256i *>(batch_buffer(size_t(m * regrouped_lanes(n_pairs)) * sizeof(__m256i)));
     Act t[k_batch];
     for (int64_t k = 0; k < m; ++k, at += regrouped_lanes(n_pairs))
         t[k] = Act::laid_out(at, reinterpret_cast<const block_q8_0 *>(act + size_t(k) * act_stride), nb);
-    with_rows(m, [&](auto mr) FRUGAL_AVX2 { run(mr, t); });
+    with_batch_rows(m, [&](auto mr) FRUGAL_AVX2 { run(mr, t); });
 }
 
 // One activation row as the Q4_0 repacked row loop reads it: its pairs regrouped, 8 · Σ x per
@@ -933,7 +911,7 @@ FRUGAL_AVX2 float dot_one(const void * w, const void * act, int64_t n) {
 // --- F16 and BF16 row loops ----------------------------------------------------------------------
 // dot_plain for `rows` weight rows against m <= k_batch activation rows at once
 // (kernels::dot_rows_batch; dot_rows with m = 1): the activations widened to F32 once per call
-// into a per-thread buffer, each weight vector widened once for all m; each row's sums are
+// into batch_buffer, each weight vector widened once for all m; each row's sums are
 // dot_plain's, in its order: identical bits. dot_plain widens both for every (weight row,
 // activation row) pair.
 template <class V, int M>
@@ -966,16 +944,15 @@ FRUGAL_AVX2 inline void plain_rows(const std::byte * w, size_t w_stride, int64_t
 template <class V>
 FRUGAL_AVX2 void plain_rows_batch(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
                                   size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
-    thread_local std::vector<float> widened;
-    if (widened.size() < size_t(m * n)) widened.resize(size_t(m * n));
+    auto * widened = reinterpret_cast<float *>(batch_buffer(size_t(m * n) * sizeof(float)));
     for (int64_t j = 0; j < m; ++j) {
         const auto * as = reinterpret_cast<const typename V::storage *>(act + size_t(j) * act_stride);
-        float * x = widened.data() + j * n;
+        float * x = widened + j * n;
         int64_t i = 0;
         for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, V::load8(as + i));
         for (; i < n; ++i) x[i] = V::load(as[i]);
     }
-    with_rows(m, [&](auto mr) FRUGAL_AVX2 { plain_rows<V, mr()>(w, w_stride, rows, widened.data(), n, out, ldo); });
+    with_batch_rows(m, [&](auto mr) FRUGAL_AVX2 { plain_rows<V, mr()>(w, w_stride, rows, widened, n, out, ldo); });
 }
 template <class V>
 FRUGAL_AVX2 void plain_rows_one(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,

@@ -58,26 +58,8 @@ FRUGAL_AVX512 inline __m512i join(__m256i lo, __m256i hi) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-// The batched row loops' per-thread buffer for their prepared activation rows: at least `bytes`,
-// 64-byte aligned, grown once (4 × 69 KiB at the longest rows would not sit well on a host
-// thread's stack). Valid until the thread's next call.
-FRUGAL_AVX512 inline std::byte * batch_buffer(size_t bytes) {
-    thread_local std::vector<std::byte> buffer;
-    if (buffer.size() < bytes + 64) buffer.resize(bytes + 64);
-    return buffer.data() + (64 - reinterpret_cast<uintptr_t>(buffer.data()) % 64) % 64;
-}
-
-// f(integral_constant<int, m>) for a batch of m = 1 .. k_batch activation rows.
-template <class F>
-FRUGAL_AVX512 inline void with_batch_rows(int64_t m, F f) {
-    static_assert(frugal::ops::detail::k_batch == 4);
-    switch (m) {
-    case 1: f(std::integral_constant<int, 1>{}); break;
-    case 2: f(std::integral_constant<int, 2>{}); break;
-    case 3: f(std::integral_constant<int, 3>{}); break;
-    default: f(std::integral_constant<int, 4>{}); break;
-    }
-}
+using frugal::ops::detail::batch_buffer; // the batched row loops' shared helpers (quant_kernels.hpp)
+using frugal::ops::detail::with_batch_rows;
 
 // --- Q8_0, Q4_0 and Q5_0 as stored (34-, 18- and 22-byte blocks) ---------------------------------
 // The AVX2 row loop (dot_rows_32) two blocks per zmm: block ib in lanes 0-7 (its even

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "frugal/dtype.hpp"
 #include "ops/quant.hpp"
@@ -13,6 +14,29 @@
 namespace frugal::ops::detail {
 
 inline constexpr int k_batch = 4; // activation rows per dot_batch call
+
+// The batched row loops' (kernels::dot_rows_batch, every instruction set) per-thread buffer for
+// their prepared activation rows: at least `bytes`, 64-byte aligned, grown once (4 × 69 KiB at
+// the longest rows would not sit well on a host thread's stack). Valid until the thread's next call.
+inline std::byte * batch_buffer(size_t bytes) {
+    thread_local std::vector<std::byte> buffer;
+    if (buffer.size() < bytes + 64) buffer.resize(bytes + 64);
+    return buffer.data() + (64 - reinterpret_cast<uintptr_t>(buffer.data()) % 64) % 64;
+}
+
+// f(integral_constant<int, m>) for a batch of m = 1 .. k_batch activation rows. Always inlined:
+// the callers' row loops (f) carry their instruction set's target, and only inlined into such a
+// caller can they be inlined here (called through it, the AVX-512 batched loop ran 3-4 % slower).
+template <class F>
+__attribute__((always_inline)) inline void with_batch_rows(int64_t m, F f) {
+    static_assert(k_batch == 4);
+    switch (m) {
+    case 1: f(std::integral_constant<int, 1>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    default: f(std::integral_constant<int, 4>{}); break;
+    }
+}
 
 // In the SIMD table, a nullptr dequantize/quantize_act means "use the scalar one".
 struct kernels {
