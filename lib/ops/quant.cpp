@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +17,7 @@
 #include "ops/quant_kernels.hpp"
 #include "util/error.hpp"
 #include "util/log.hpp"
+#include "util/text.hpp"
 
 namespace frugal::ops {
 namespace {
@@ -374,8 +374,7 @@ void repack_rows(dtype t, const void * src, void * dst, int64_t rows, int64_t n)
 
 namespace detail {
 std::optional<cpu_isa> parse_cpu_isa(std::string_view text) {
-    std::string lower(text);
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    const std::string lower = to_lower(text);
     if (lower == "baseline") return cpu_isa::baseline;
     if (lower == "avx2") return cpu_isa::avx2;
     if (lower == "avx512") return cpu_isa::avx512;

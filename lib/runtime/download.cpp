@@ -24,6 +24,7 @@
 
 #include "util/error.hpp"
 #include "util/log.hpp"
+#include "util/text.hpp"
 
 namespace frugal::download {
 namespace fs = std::filesystem;
@@ -33,12 +34,6 @@ constexpr long k_max_redirects = 10;
 constexpr long k_stall_seconds = 120;     // abort when under 1 byte/s for this long (dead peer)
 constexpr long k_curl_buffer = 512 << 10; // fewer callbacks and write syscalls on multi-GB files
 constexpr size_t k_read_chunk = 1 << 20;
-
-std::string to_lower(std::string_view s) {
-    std::string out(s);
-    for (auto & c : out) c = char(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
 
 bool starts_with_ci(std::string_view s, std::string_view prefix) {
     return s.size() >= prefix.size() && to_lower(s.substr(0, prefix.size())) == prefix;
