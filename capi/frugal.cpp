@@ -396,7 +396,8 @@ frugal_status frugal_chat_apply_template(const frugal_tokenizer * t, const char 
     FRUGAL_API_END
 }
 
-static_assert(FRUGAL_KV_F32 == int32_t(frugal::dtype::f32) && FRUGAL_KV_F16 == int32_t(frugal::dtype::f16));
+static_assert(FRUGAL_KV_F32 == int32_t(frugal::dtype::f32) && FRUGAL_KV_F16 == int32_t(frugal::dtype::f16) &&
+              FRUGAL_KV_Q8_0 == int32_t(frugal::dtype::q8_0));
 
 frugal_status frugal_session_options_init(frugal_session_options * opts, uint32_t struct_size) {
     frugal_session_options d{};
@@ -412,8 +413,9 @@ frugal_status frugal_session_create_v2(frugal_model * model, const frugal_sessio
     const frugal_session_options o = read_options(opts, offsetof(frugal_session_options, reserved0),
                                                   "frugal_session_create_v2", &frugal_session_options_init);
     FRUGAL_REQUIRE(o.n_ctx >= 0, "frugal_session_create_v2: n_ctx {} is negative", o.n_ctx);
-    FRUGAL_REQUIRE(o.kv_type == FRUGAL_KV_F32 || o.kv_type == FRUGAL_KV_F16,
-                   "frugal_session_create_v2: kv_type {} is not FRUGAL_KV_F32 (0) or FRUGAL_KV_F16 (1)", o.kv_type);
+    FRUGAL_REQUIRE(o.kv_type == FRUGAL_KV_F32 || o.kv_type == FRUGAL_KV_F16 || o.kv_type == FRUGAL_KV_Q8_0,
+                   "frugal_session_create_v2: kv_type {} is not FRUGAL_KV_F32 (0), FRUGAL_KV_F16 (1) or FRUGAL_KV_Q8_0 (8)",
+                   o.kv_type);
     FRUGAL_REQUIRE(o.reserved0 == 0, "frugal_session_create_v2: reserved0 is {}, must be 0", o.reserved0);
     *out = new frugal_session(model->impl, o.n_ctx, frugal::dtype(o.kv_type));
     return FRUGAL_OK;

@@ -228,13 +228,16 @@ FRUGAL_API frugal_status frugal_chat_apply_template(const frugal_tokenizer * tok
 /* ---- session -------------------------------------------------------------------------------- */
 /* Element types of a session's KV cache (frugal_session_options.kv_type); the numbers are GGUF's
    tensor type ids. F16 halves the cache's memory and the bytes each token reads from it, as
-   llama.cpp's default cache does; F32 keeps keys and values exactly as computed. */
-enum { FRUGAL_KV_F32 = 0, FRUGAL_KV_F16 = 1 };
+   llama.cpp's default cache does; Q8_0 (llama.cpp's -ctk q8_0 -ctv q8_0: blocks of 32 values
+   with one F16 scale) takes 17/32 of F16's, for models whose attention heads are a multiple of 32
+   values wide (all DeepSeek, Qwen2 and Llama models; FRUGAL_ERR_INVALID_ARGUMENT otherwise);
+   F32 keeps keys and values exactly as computed. */
+enum { FRUGAL_KV_F32 = 0, FRUGAL_KV_F16 = 1, FRUGAL_KV_Q8_0 = 8 };
 
 typedef struct frugal_session_options {
     uint32_t struct_size;  /* set by frugal_session_options_init; never by hand */
     int32_t n_ctx;         /* positions the KV cache holds; 0 = min(training context, 4096) */
-    int32_t kv_type;       /* FRUGAL_KV_F16 (default) or FRUGAL_KV_F32 */
+    int32_t kv_type;       /* FRUGAL_KV_F16 (default), FRUGAL_KV_Q8_0 or FRUGAL_KV_F32 */
     int32_t reserved0;     /* keeps the struct a multiple of 8 bytes; must be 0 */
     /* new fields are appended here, nowhere else */
 } frugal_session_options;

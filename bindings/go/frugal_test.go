@@ -193,8 +193,11 @@ func TestErrors(t *testing.T) {
 		}
 		d.Close()
 	}
-	_, err = m.NewSessionWithOptions(SessionOptions{NCtx: nCtx, KVType: 8})
-	expectError(t, "NewSessionWithOptions(kv_type 8)", err, ErrInvalidArgument, "8")
+	_, err = m.NewSessionWithOptions(SessionOptions{NCtx: nCtx, KVType: 9})
+	expectError(t, "NewSessionWithOptions(kv_type 9)", err, ErrInvalidArgument, "9")
+	// A Q8_0 cache needs heads in whole blocks of 32: this model's are 8 wide.
+	_, err = m.NewSessionWithOptions(SessionOptions{NCtx: nCtx, KVType: KVQ8_0})
+	expectError(t, "NewSessionWithOptions(KVQ8_0)", err, ErrInvalidArgument, "q8_0", "are 8")
 	prompt := append(append([]int32{}, g.PromptIDs...), g.GeneratedIDs[:9]...)
 	tooLong := append(append([]int32{}, prompt...), g.GeneratedIDs[9:16]...)
 	expectError(t, "PromptTokens(17 tokens)", small.PromptTokens(tooLong), ErrContextFull, "17", "16")

@@ -338,6 +338,10 @@ const (
 	// KVF16 halves the cache's memory and the bytes a decode step reads from it (the default,
 	// as llama.cpp's default cache).
 	KVF16 KVType = C.FRUGAL_KV_F16
+	// KVQ8_0 takes about a quarter of F32's memory (blocks of 32 values with one F16 scale, as
+	// llama.cpp's -ctk/-ctv q8_0), for models whose attention heads are a multiple of 32 values
+	// wide (ErrInvalidArgument otherwise).
+	KVQ8_0 KVType = C.FRUGAL_KV_Q8_0
 )
 
 // SessionOptions are the options of NewSessionWithOptions.

@@ -181,8 +181,11 @@ struct load_choice {
     frugal::repack repack = frugal::repack::where_faster;
 };
 
-std::map<std::string, frugal::dtype> kv_type_names() { return {{"f16", frugal::dtype::f16}, {"f32", frugal::dtype::f32}}; }
-constexpr const char * k_kv_type_help = "KV cache type: f16 (default; half the memory) or f32 (values as computed)";
+std::map<std::string, frugal::dtype> kv_type_names() {
+    return {{"f16", frugal::dtype::f16}, {"q8_0", frugal::dtype::q8_0}, {"f32", frugal::dtype::f32}};
+}
+constexpr const char * k_kv_type_help =
+    "KV cache type: f16 (default; half the memory), q8_0 (about a quarter, as llama.cpp's -ctk/-ctv q8_0) or f32 (values as computed)";
 
 std::map<std::string, frugal::repack> repack_names() {
     return {{"auto", frugal::repack::where_faster}, {"always", frugal::repack::always}, {"never", frugal::repack::never}};

@@ -11,15 +11,18 @@
 namespace frugal {
 
 // The types a KV cache can hold: F16 halves its memory and the bytes a decode step reads at
-// depth (llama.cpp's default too); F32 keeps every value as computed.
+// depth (llama.cpp's default too); Q8_0 takes 17/64 of F32's (llama.cpp's `-ctk q8_0 -ctv
+// q8_0`: blocks of 32 values with an F16 scale, so heads must be whole blocks); F32 keeps every
+// value as computed.
 inline constexpr dtype k_default_kv_type = dtype::f16;
 // Throws status::invalid_argument naming t unless a cache can hold it.
 void require_kv_type(dtype t);
 
 class kv_rows {
 public:
-    // Rows of `width` values for n_ctx positions, of `type` (f32 or f16, else
-    // status::invalid_argument), split into n_heads heads of width / n_heads stored head-major:
+    // Rows of `width` values for n_ctx positions, of `type` (f32, f16, or q8_0 where a head's
+    // width is a multiple of 32; else status::invalid_argument), split into n_heads heads of
+    // width / n_heads stored head-major:
     // [n_heads, n_ctx, width / n_heads], each head's positions contiguous, so that a decode step
     // reads a head's keys and values as one stream each (laid out [n_ctx, width], the 1.5B
     // Qwen2's two heads read 256 bytes in every 512). Not zero-filled: pages are touched as
@@ -35,16 +38,18 @@ public:
     int64_t head_stride() const { return n_ctx_ * head_width_; }
 
     // Positions [pos, pos + n) = x[n, width] (head h's values at columns [h · width / n_heads,
-    // ...)), rounded to the cache type.
+    // ...)), rounded to the cache type (Q8_0: quantized per block of 32 as llama.cpp writes its
+    // cache, d = fp16(amax / 127), q = round-half-even(x · 127 / amax)).
     void write(int64_t pos, const float * x, int64_t n);
     // out[n, cols] = columns [col0, col0 + cols) of positions [pos, pos + n), as F32; the columns
-    // lie within one head (status::invalid_argument otherwise).
+    // lie within one head, and in a Q8_0 cache start and end on a block's edge
+    // (status::invalid_argument otherwise).
     void read(int64_t pos, int64_t n, int64_t col0, int64_t cols, float * out) const;
 
 private:
-    size_t elem_bytes() const { return size_t(row_bytes(type_, 1)); }
-    std::byte * at(int64_t head, int64_t pos) const {
-        return bytes_.get() + size_t(head * head_stride() + pos * head_width_) * elem_bytes();
+    // Where element `offset` of head h's run of positions begins (offset: a block's first in Q8_0).
+    std::byte * at(int64_t head, int64_t pos, int64_t offset = 0) const {
+        return bytes_.get() + size_t(row_bytes(type_, head * head_stride() + pos * head_width_ + offset));
     }
 
     dtype type_;

@@ -80,7 +80,7 @@ public:
     void reset() { n_past_ = 0; }
 
 protected:
-    // Throws status::invalid_argument for a kv_type other than f32 and f16 (require_kv_type), and
+    // Throws status::invalid_argument for a kv_type other than f32, f16 and q8_0 (require_kv_type), and
     // status::out_of_memory when the KV cache (n_ctx positions) exceeds this machine's physical
     // memory: it would only end in the OOM killer once filled.
     model_state(int64_t n_ctx, const model_config & c, dtype kv_type);
@@ -99,7 +99,7 @@ public:
     const gguf::file & file() const { return *file_; }
     int n_threads() const { return n_threads_; }
 
-    // A state for n_ctx positions with a KV cache of kv_type (f32 or f16).
+    // A state for n_ctx positions with a KV cache of kv_type (f32, f16 or q8_0).
     virtual std::unique_ptr<model_state> create_state(int64_t n_ctx, dtype kv_type) const = 0;
 
     // Evaluates `tokens` at positions state.n_past().. and advances n_past. Writes logits of the

@@ -9,7 +9,7 @@
 //   O += P · V                      [rows, v_dim]
 // and at the end out = O / l. Nothing of size n_kv is ever stored. When there are fewer tasks
 // than threads (decode with few kv heads), each task's keys are also split into ranges whose
-// (m, l, O) are merged at the end. An F16 cache is widened a block at a time into a per-thread
+// (m, l, O) are merged at the end. An F16 (or Q8_0) cache is widened a block at a time into a per-thread
 // F32 tile, [bk, head_dim] for K and [bk, v_dim] for V, which the block's rows then share; a
 // task of few rows (decode) reads it directly instead (attention_kernels::direct_rows, per
 // kernel set). Where the kernels take one (AVX-512), K is widened transposed instead,
@@ -52,6 +52,7 @@ struct vec {
     using reg = __m256;
     static constexpr int lanes = 8;
     static constexpr int tile_rows = 3;
+    static constexpr int q8_tile_rows = 3; // 3 × 4 accumulators, a widened key and its scale
     static constexpr bool transposed_keys = false; // AVX2 has no fast transposing widen
     // attention_kernels::direct_rows. Measured with these kernels on a Zen 5 (no AVX2-only
     // machine at hand) at depth 4096, widened → direct: the 1.5B Qwen2's 28 layers, 2 tokens (12
@@ -93,6 +94,11 @@ struct vec {
     FRUGAL_AVX2 static void store_tail(float * p, int64_t count, reg v) { _mm256_maskstore_ps(p, first_lanes(count), v); }
     FRUGAL_AVX2 static reg widen(const uint16_t * h) {
         return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(h)));
+    }
+    FRUGAL_AVX2 static reg half(uint16_t d) { return _mm256_cvtph_ps(_mm_set1_epi16(short(d))); }
+    FRUGAL_AVX2 static reg widen_q8(const int8_t * q, reg scale) { // exact in F32, as AVX-512's
+        const __m256i quants = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(q)));
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(quants), scale);
     }
 };
 } // namespace frugal::ops::detail::attention_avx2
@@ -167,9 +173,27 @@ void widen_portable(const uint16_t * src, int64_t src_row, int64_t n, int64_t co
         for (int64_t c = 0; c < cols; ++c) dst[j * cols + c] = fp16_to_fp32(src[j * src_row + c]);
 }
 
-// No direct F16 kernels (nullptr): an F16 cache is always widened first.
-constexpr attention_kernels k_portable{
-    1, scores_portable, softmax_row_portable, accumulate_portable, widen_portable, nullptr, nullptr, nullptr, 0};
+void widen_q8_0_portable(detail::q8_0_cursor src, int64_t src_row, int64_t n, int64_t cols, float * dst) {
+    for (int64_t j = 0; j < n; ++j)
+        for (int64_t c = 0; c < cols; ++c) {
+            const detail::q8_0_cursor at = src + (j * src_row + c);
+            dst[j * cols + c] = fp16_to_fp32(at.block().d) * float(*at.quants());
+        }
+}
+
+// No direct kernels (nullptr): an F16 or Q8_0 cache is always widened first.
+constexpr attention_kernels k_portable{.dim_multiple = 1,
+                                       .scores = scores_portable,
+                                       .softmax_row = softmax_row_portable,
+                                       .accumulate = accumulate_portable,
+                                       .widen = widen_portable,
+                                       .widen_q8_0 = widen_q8_0_portable,
+                                       .scores_f16 = nullptr,
+                                       .accumulate_f16 = nullptr,
+                                       .scores_q8_0 = nullptr,
+                                       .accumulate_q8_0 = nullptr,
+                                       .scores_kt = nullptr,
+                                       .direct_rows = 0};
 
 
 std::atomic<const attention_kernels *> g_test_kernels{nullptr};
@@ -201,13 +225,37 @@ struct problem {
     int64_t k_row, v_row;   // elements between positions of k and v
     int64_t k_head, v_head; // elements between kv heads of k and v
     float q_scale;        // scale · log2 e
-    // F16 only: V is the head of each K row (absorbed MLA), so the K tile serves as V's too.
+    // F16 and Q8_0: V is the head of each K row (absorbed MLA), so the widened K tile serves as
+    // V's too.
     bool v_in_k_tile;
-    // Tasks of many rows widen keys into a transposed tile for kern.scores_kt: an F16 cache
+    // Tasks of many rows widen keys into a transposed tile for kern.scores_kt: an F16 or Q8_0 cache
     // whose K tile is not also V's, on a CPU with gemm_pack's AVX-512 transposes.
     bool transposed_keys;
 
     bool f16() const { return p.kv_type == dtype::f16; }
+    // F16 and Q8_0 caches are widened to F32 as they are read: into tiles, or by direct kernels.
+    bool widened() const { return p.kv_type != dtype::f32; }
+    // This cache type has kernels that read it as they multiply (attention_kernels::direct_rows).
+    bool has_direct() const { return f16() ? bool(kern.scores_f16) : widened() && bool(kern.scores_q8_0); }
+    // Bytes of `elements` cache values (whole Q8_0 blocks: attention() checks the strides).
+    int64_t bytes(int64_t elements) const { return row_bytes(p.kv_type, elements); }
+    // Where position j0 of kv head hk's keys (values) start, for prefetches.
+    const std::byte * key_bytes(int64_t j0, int64_t hk) const {
+        return static_cast<const std::byte *>(k) + bytes(j0 * k_row + hk * k_head);
+    }
+    const std::byte * value_bytes(int64_t j0, int64_t hk) const {
+        return static_cast<const std::byte *>(v) + bytes(j0 * v_row + hk * v_head);
+    }
+    // s = qt · K[j0 .. j0 + n)ᵀ and o += P · V[j0 .. j0 + n) on the cache as stored (has_direct()).
+    void direct_scores(const float * qt, int64_t rows, int64_t j0, int64_t n, int64_t hk, float * s, int64_t ld_s) const {
+        if (f16()) kern.scores_f16(qt, rows, p.head_dim, f16_keys(j0, hk), k_row, n, s, ld_s);
+        else kern.scores_q8_0(qt, rows, p.head_dim, q8_0_at(k, k_row, k_head, j0, hk), k_row, n, s, ld_s);
+    }
+    void direct_accumulate(const float * s, int64_t ld_s, int64_t rows, int64_t j0, int64_t n, int64_t hk,
+                           float * o) const {
+        if (f16()) kern.accumulate_f16(s, ld_s, rows, f16_values(j0, hk), v_row, n, o, p.v_dim);
+        else kern.accumulate_q8_0(s, ld_s, rows, q8_0_at(v, v_row, v_head, j0, hk), v_row, n, o, p.v_dim);
+    }
     // Keys [j0, j0 + n) of kv head hk as F32 rows: the cache itself, or widened into tile.
     // Returns the rows and sets row to the floats between them.
     const float * keys(int64_t j0, int64_t n, int64_t hk, float * tile, int64_t & row) const {
@@ -221,22 +269,34 @@ struct problem {
         return rows_of(v, v_row, v_head, p.v_dim, j0, n, hk, tile, row);
     }
 
-    // Keys [j0, j0 + n) (n <= k_kt_keys) of kv head hk in an F16 cache, widened into kt
+    // Keys [j0, j0 + n) (n <= k_kt_keys) of kv head hk in an F16 or Q8_0 cache, widened into kt
     // [head_dim][k_kt_keys] with keys in lanes: 16 keys at a time through gemm_pack's AVX-512
-    // transposes (a partial last group from a zero-padded copy in pad [16, head_dim], so nothing
-    // past the cache's rows is read; keys past it are zeros). False where the CPU lacks the
-    // transposes (transposed_keys rules that out; the caller then widens the keys as rows).
-    bool keys_transposed(int64_t j0, int64_t n, int64_t hk, float * kt, uint16_t * pad) const {
+    // transposes (F16: a partial last group from a zero-padded copy in pad, so nothing past the
+    // cache's rows is read; Q8_0: widened into pad [16, head_dim] first; keys past the cache's
+    // rows are zeros). False where the CPU lacks the transposes (transposed_keys rules that out;
+    // the caller then widens the keys as rows).
+    bool keys_transposed(int64_t j0, int64_t n, int64_t hk, float * kt, float * pad) const {
         constexpr int64_t per_group = gemm_pack::group_rows;
         const int64_t hd = p.head_dim;
+        if (!f16()) { // Q8_0 (512 tokens at depth 3584, 2 layers of the 1.5B Qwen2: 70 ms as rows, 59 so, as F16)
+            for (int64_t g = 0; g < n; g += per_group) {
+                const int64_t count = std::min(per_group, n - g);
+                kern.widen_q8_0(q8_0_at(k, k_row, k_head, j0 + g, hk), k_row, count, hd, pad);
+                std::fill(pad + count * hd, pad + per_group * hd, 0.f);
+                gemm_pack::transpose_group(reinterpret_cast<const std::byte *>(pad), hd * int64_t(sizeof(float)), hd,
+                                           kt + g);
+            }
+            return true;
+        }
         for (int64_t g = 0; g < n; g += per_group) {
             const int64_t count = std::min(per_group, n - g);
             const uint16_t * rows = f16_keys(j0 + g, hk);
             int64_t row = k_row; // elements from one key to the next
             if (count < per_group) {
-                std::fill_n(pad, per_group * hd, uint16_t(0));
-                for (int64_t j = 0; j < count; ++j) std::copy_n(rows + j * k_row, hd, pad + j * hd);
-                rows = pad;
+                auto * copy = reinterpret_cast<uint16_t *>(pad);
+                std::fill_n(copy, per_group * hd, uint16_t(0));
+                for (int64_t j = 0; j < count; ++j) std::copy_n(rows + j * k_row, hd, copy + j * hd);
+                rows = copy;
                 row = hd;
             }
             if (!gemm_pack::transpose_group_f16(reinterpret_cast<const std::byte *>(rows),
@@ -246,21 +306,24 @@ struct problem {
         return true;
     }
 
-    // Keys or values from position j0 of kv head hk in an F16 cache, as stored (rows k_row or v_row apart).
+private:
+    // Keys from position j0 of kv head hk in an F16 cache, as stored (rows k_row apart).
     const uint16_t * f16_keys(int64_t j0, int64_t hk) const { return f16_at(k, k_row, k_head, j0, hk); }
     const uint16_t * f16_values(int64_t j0, int64_t hk) const { return f16_at(v, v_row, v_head, j0, hk); }
-
-private:
     static const uint16_t * f16_at(const void * base, int64_t stride, int64_t head, int64_t j0, int64_t hk) {
         return static_cast<const uint16_t *>(base) + j0 * stride + hk * head;
     }
+    static detail::q8_0_cursor q8_0_at(const void * base, int64_t stride, int64_t head, int64_t j0, int64_t hk) {
+        return {static_cast<const block_q8_0 *>(base), j0 * stride + hk * head};
+    }
     const float * rows_of(const void * base, int64_t stride, int64_t head, int64_t dim, int64_t j0, int64_t n,
                           int64_t hk, float * tile, int64_t & row) const {
-        if (!f16()) {
+        if (!widened()) {
             row = stride;
             return static_cast<const float *>(base) + j0 * stride + hk * head;
         }
-        kern.widen(f16_at(base, stride, head, j0, hk), stride, n, dim, tile);
+        if (f16()) kern.widen(f16_at(base, stride, head, j0, hk), stride, n, dim, tile);
+        else kern.widen_q8_0(q8_0_at(base, stride, head, j0, hk), stride, n, dim, tile);
         row = dim;
         return tile;
     }
@@ -276,21 +339,21 @@ state state_at(float * base, int64_t rows_max, int64_t vd) {
     return {base, base + rows_max * vd, base + rows_max * (vd + 1)};
 }
 
-// Per-thread working space: qt [rows, head_dim], s [rows, k_block_keys]; for an F16 cache the
+// Per-thread working space: qt [rows, head_dim], s [rows, k_block_keys]; for an F16 or Q8_0 cache the
 // widened tiles k [k_block_keys, head_dim] (or, transposed, [head_dim, k_block_keys]) and v
-// [k_block_keys, v_dim], and pad [16, head_dim] for a partial group of keys to transpose.
+// [k_block_keys, v_dim], and pad [16, head_dim] floats for a group of keys to transpose.
 struct workspace {
     float *qt, *s, *k, *v;
-    uint16_t * pad;
+    float * pad;
 };
 
-// n rows of dim F16 values, `stride` apart, into the cache hierarchy: into L1 (Locality 3) or L2
-// (1). A decode step reads the whole cache once, at a few arithmetic operations per byte, and the
-// hardware prefetchers alone left it waiting on memory.
+// n rows of row_bytes each, `stride` bytes apart, into the cache hierarchy: into L1 (Locality 3)
+// or L2 (1). A decode step reads the whole cache once, at a few arithmetic operations per byte,
+// and the hardware prefetchers alone left it waiting on memory.
 template <int Locality = 3>
-void prefetch_rows(const uint16_t * rows, int64_t stride, int64_t n, int64_t dim) {
+void prefetch_rows(const std::byte * rows, int64_t stride, int64_t n, int64_t row_bytes) {
     for (int64_t j = 0; j < n; ++j)
-        for (int64_t c = 0; c < dim; c += 32) __builtin_prefetch(rows + j * stride + c, 0, Locality); // 64-byte lines
+        for (int64_t c = 0; c < row_bytes; c += 64) __builtin_prefetch(rows + j * stride + c, 0, Locality); // lines
 }
 
 // A decode step (the direct path) goes through the keys in blocks of this many, not
@@ -335,7 +398,7 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
     std::fill(st.l, st.l + rows, 0.f);
 
     const int64_t limit = pr.pos0 + t1; // keys past every row's causal limit are never read
-    const bool direct = pr.f16() && pr.kern.scores_f16 && rows <= pr.kern.direct_rows;
+    const bool direct = pr.has_direct() && rows <= pr.kern.direct_rows;
     const bool transposed = !direct && pr.transposed_keys;
     const bool small_state = rows * vd * int64_t(sizeof(float)) <= k_direct_state_bytes;
     const int64_t bk = direct && small_state ? k_direct_block_keys : k_block_keys; // keys per block here
@@ -348,15 +411,17 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
         if (direct) {
             // This block's values and the next block's keys are asked for ahead of their use,
             // and keys k_l2_blocks_ahead blocks on (values one block less) into L2.
-            prefetch_rows(pr.f16_values(j0, hk), pr.v_row, n, p.v_dim);
+            const int64_t k_stride = pr.bytes(pr.k_row), v_stride = pr.bytes(pr.v_row);
+            const int64_t key_bytes = pr.bytes(hd), value_bytes = pr.bytes(p.v_dim);
+            prefetch_rows(pr.value_bytes(j0, hk), v_stride, n, value_bytes);
             if (const int64_t next = std::min(bk, limit - j0 - n); next > 0)
-                prefetch_rows(pr.f16_keys(j0 + n, hk), pr.k_row, next, hd);
+                prefetch_rows(pr.key_bytes(j0 + n, hk), k_stride, next, key_bytes);
             const int64_t far0 = j0 + k_l2_blocks_ahead * bk;
             for (int64_t j = far0; j < std::min(far0 + bk, limit); ++j) { // a key's row, then a value's
-                prefetch_rows<1>(pr.f16_keys(j, hk), 0, 1, hd);
-                prefetch_rows<1>(pr.f16_values(j - bk, hk), 0, 1, p.v_dim);
+                prefetch_rows<1>(pr.key_bytes(j, hk), 0, 1, key_bytes);
+                prefetch_rows<1>(pr.value_bytes(j - bk, hk), 0, 1, value_bytes);
             }
-            pr.kern.scores_f16(qt, rows, hd, pr.f16_keys(j0, hk), pr.k_row, n, s, k_block_keys);
+            pr.direct_scores(qt, rows, j0, n, hk, s, k_block_keys);
         } else if (transposed && pr.keys_transposed(j0, n, hk, ws.k, ws.pad)) {
             pr.kern.scores_kt(qt, rows, hd, ws.k, n, s, k_block_keys);
         } else {
@@ -374,7 +439,7 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
         }
         // o += P · V[j0 .. j0 + n)   [rows, vd]
         if (direct) {
-            pr.kern.accumulate_f16(s, k_block_keys, rows, pr.f16_values(j0, hk), pr.v_row, n, st.o, vd);
+            pr.direct_accumulate(s, k_block_keys, rows, j0, n, hk, st.o);
         } else {
             int64_t v_row = 0;
             const float * values = pr.values(j0, n, hk, ws.v, keys, v_row);
@@ -430,16 +495,25 @@ int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 void attention(const attention_params & p, const float * q, int64_t n_tokens, int64_t pos0, const void * k,
                const void * v, float * out, std::vector<float> & scratch, int n_threads) {
     const profile::scope timed(profile::op::attention);
-    if (p.kv_type != dtype::f32 && p.kv_type != dtype::f16)
-        throw_error(status::invalid_argument, "attention: KV cache type {} is not f32 or f16", dtype_name(p.kv_type));
+    if (p.kv_type != dtype::f32 && p.kv_type != dtype::f16 && p.kv_type != dtype::q8_0)
+        throw_error(status::invalid_argument, "attention: KV cache type {} is not f32, f16 or q8_0",
+                    dtype_name(p.kv_type));
     if (n_tokens <= 0) return;
     const int64_t n_kv_total = pos0 + n_tokens;
     const int threads = n_threads > 0 ? n_threads : omp_get_max_threads();
     const int64_t k_row = p.k_stride ? p.k_stride : p.n_head_kv * p.head_dim;
     const int64_t v_row = p.v_stride ? p.v_stride : p.n_head_kv * p.v_dim;
+    const int64_t k_head = p.k_head_stride ? p.k_head_stride : p.head_dim;
+    const int64_t v_head = p.v_head_stride ? p.v_head_stride : p.v_dim;
+    if (p.kv_type == dtype::q8_0)
+        for (const auto & [what, n] : {std::pair{"head_dim", p.head_dim}, {"v_dim", p.v_dim}, {"k_stride", k_row},
+                                       {"v_stride", v_row}, {"k_head_stride", k_head}, {"v_head_stride", v_head}})
+            if (n % k_qk != 0)
+                throw_error(status::invalid_argument, "attention: a Q8_0 cache needs whole blocks of {}, but {} is {}",
+                            k_qk, what, n);
     const attention_kernels & kern = pick_kernels(p);
     const bool v_in_k_tile =
-        p.kv_type == dtype::f16 && v == k && v_row == k_row && p.n_head_kv == 1 && p.v_dim <= p.head_dim;
+        p.kv_type != dtype::f32 && v == k && v_row == k_row && p.n_head_kv == 1 && p.v_dim <= p.head_dim;
     const problem pr{.p = p,
                      .kern = kern,
                      .q = q,
@@ -449,11 +523,11 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
                      .group = p.n_head / p.n_head_kv,
                      .k_row = k_row,
                      .v_row = v_row,
-                     .k_head = p.k_head_stride ? p.k_head_stride : p.head_dim,
-                     .v_head = p.v_head_stride ? p.v_head_stride : p.v_dim,
+                     .k_head = k_head,
+                     .v_head = v_head,
                      .q_scale = float(double(p.scale) * 1.4426950408889634), // log2 e
                      .v_in_k_tile = v_in_k_tile,
-                     .transposed_keys = p.kv_type == dtype::f16 && kern.scores_kt && !v_in_k_tile &&
+                     .transposed_keys = p.kv_type != dtype::f32 && kern.scores_kt && !v_in_k_tile &&
                                         detail::avx512f_supported()};
 
     // Tasks: (query block, kv head), later query blocks (more keys) first for the dynamic schedule.
@@ -471,9 +545,9 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
     // Sized for max_split whatever the depth, so a reused scratch stops allocating after the
     // first call.
     const int64_t state_floats = round_up(rows_max * (p.v_dim + 2), k_line);
-    const int64_t k_tile_floats = pr.f16() ? k_block_keys * p.head_dim : 0;
-    const int64_t v_tile_floats = pr.f16() && !pr.v_in_k_tile ? k_block_keys * p.v_dim : 0;
-    const int64_t pad_floats = pr.transposed_keys ? gemm_pack::group_rows * p.head_dim / 2 : 0; // uint16_t [16, head_dim]
+    const int64_t k_tile_floats = pr.widened() ? k_block_keys * p.head_dim : 0;
+    const int64_t v_tile_floats = pr.widened() && !pr.v_in_k_tile ? k_block_keys * p.v_dim : 0;
+    const int64_t pad_floats = pr.transposed_keys ? gemm_pack::group_rows * p.head_dim : 0;
     const int64_t thread_floats =
         round_up(rows_max * (p.head_dim + k_block_keys) + k_tile_floats + v_tile_floats + pad_floats, k_line) +
         state_floats;
@@ -493,7 +567,7 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
         workspace ws{.qt = mine, .s = mine + rows_max * p.head_dim, .k = nullptr, .v = nullptr, .pad = nullptr};
         ws.k = ws.s + rows_max * k_block_keys;
         ws.v = ws.k + k_tile_floats;
-        ws.pad = reinterpret_cast<uint16_t *>(ws.v + v_tile_floats);
+        ws.pad = ws.v + v_tile_floats;
         float * own_state = mine + thread_floats - state_floats;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t i = 0; i < n_tasks * n_split; ++i) {

@@ -23,8 +23,10 @@ struct attention_params {
     // positions contiguous) passes n_ctx · head_dim here and head_dim as k_stride.
     int64_t k_head_stride = 0;
     int64_t v_head_stride = 0;
-    // Element type of k and v: f32, or f16 (a half-size cache; each block of keys is widened to
-    // F32 as it is read, so the arithmetic is the F32 path's on the rounded values).
+    // Element type of k and v: f32, f16 (a half-size cache) or q8_0 (about a quarter: llama.cpp's
+    // block_q8_0, each head's rows in whole blocks). F16 and Q8_0 values are widened to F32 as they
+    // are read, so the arithmetic is the F32 path's on the values the cache holds (llama.cpp instead
+    // rounds the query to the key's type; this keeps the query exact).
     dtype kv_type = dtype::f32;
 };
 
@@ -36,7 +38,8 @@ struct attention_params {
 // out: [n_tokens, n_head, v_dim]
 // Token t attends to positions 0..pos0 + t. `scratch` is working space, resized as needed; its
 // size does not depend on the context length, so a reused vector stops allocating once warm.
-// Throws status::invalid_argument for a kv_type other than f32 and f16.
+// Throws status::invalid_argument for a kv_type other than f32, f16 and q8_0, and for a Q8_0
+// cache whose dims or strides are not whole blocks of 32.
 void attention(const attention_params & p, const float * q, int64_t n_tokens, int64_t pos0, const void * k,
                const void * v, float * out, std::vector<float> & scratch, int n_threads);
 

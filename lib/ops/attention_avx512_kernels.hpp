@@ -21,6 +21,8 @@ struct vec {
     using reg = __m512;
     static constexpr int lanes = 16;
     static constexpr int tile_rows = 4;
+    // 6 × 4 accumulators, a widened key and its scale: 26 registers.
+    static constexpr int q8_tile_rows = 6;
     // attention_kernels::direct_rows. Measured at depth 4096 (2 threads, Zen 5, a kernel-only
     // bench, widened → direct): the 1.5B Qwen2's 28 layers (6 rows per kv head) 7.2-7.8 → 5.95 ms
     // a token, 2 tokens (12 rows) 8.9 → 6.1 ms, 3 (18) 11.2 → 8.9, 4 (24) 12.1 → 11.3, 8 (48)
@@ -88,6 +90,12 @@ struct vec {
 
     FRUGAL_AVX512 static reg widen(const uint16_t * h) {
         return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(h)));
+    }
+    FRUGAL_AVX512 static reg half(uint16_t d) { return _mm512_cvtph_ps(_mm256_set1_epi16(short(d))); }
+    // q · scale: exact in F32 for a Q8_0 block's F16 scale (an 11-bit significand times 8 bits).
+    FRUGAL_AVX512 static reg widen_q8(const int8_t * q, reg scale) {
+        const __m512i quants = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(q)));
+        return _mm512_mul_ps(_mm512_cvtepi32_ps(quants), scale);
     }
 };
 

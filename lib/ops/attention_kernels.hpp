@@ -1,11 +1,25 @@
 // attention_kernels.hpp - private to lib/ops/attention*.cpp and their tests: the small matrix
-// products, the softmax step and the F16 widening that attention.cpp's blocked loop calls, one
-// set per instruction set (portable, AVX2 in attention.cpp; AVX-512 in attention_avx512_kernels.hpp).
+// products, the softmax step and the F16 and Q8_0 widening that attention.cpp's blocked loop
+// calls, one set per instruction set (portable, AVX2 in attention.cpp; AVX-512 in
+// attention_avx512_kernels.hpp).
 #pragma once
 
 #include <cstdint>
 
+#include "frugal/dtype.hpp"
+
 namespace frugal::ops::detail {
+
+// Element `at` of a Q8_0 cache's blocks, used as a pointer is (cursor + n is element at + n). The
+// kernels read values a vector at a time from offsets that are multiples of their lanes (dims
+// and strides are multiples of 32), so no read straddles two blocks.
+struct q8_0_cursor {
+    const block_q8_0 * blocks;
+    int64_t at;
+    friend q8_0_cursor operator+(q8_0_cursor c, int64_t n) { return {c.blocks, c.at + n}; }
+    const block_q8_0 & block() const { return blocks[uint64_t(at) / k_qk]; } // at >= 0
+    const int8_t * quants() const { return block().qs + uint64_t(at) % k_qk; }
+};
 
 struct attention_kernels {
     // Dims (head_dim and v_dim) must be multiples of this (1: any).
@@ -22,21 +36,27 @@ struct attention_kernels {
     // floats apart; o: [rows, vd] packed.
     void (*accumulate)(const float * p, int64_t ld_p, int64_t rows, const float * v, int64_t v_row, int64_t n,
                        float * o, int64_t vd);
-    // dst[j, c] = src[j · src_row + c] as F32, for j < n, c < cols: F16 cache rows as a packed tile.
+    // dst[j, c] = src[j · src_row + c] as F32, for j < n, c < cols: F16 (Q8_0: d · q) cache rows
+    // as a packed tile.
     void (*widen)(const uint16_t * src, int64_t src_row, int64_t n, int64_t cols, float * dst);
-    // scores and accumulate on F16 keys and values read from the cache as they are multiplied
-    // (for few rows, where widening a tile first costs more than it saves), with the same
-    // arithmetic on the same widened values; nullptr: widen first.
+    void (*widen_q8_0)(q8_0_cursor src, int64_t src_row, int64_t n, int64_t cols, float * dst);
+    // scores and accumulate on F16 (Q8_0) keys and values read from the cache as they are
+    // multiplied (for few rows, where widening a tile first costs more than it saves), with the
+    // same arithmetic on the same widened values; nullptr: widen first.
     void (*scores_f16)(const float * q, int64_t rows, int64_t hd, const uint16_t * k, int64_t k_row, int64_t n,
                        float * s, int64_t ld_s);
     void (*accumulate_f16)(const float * p, int64_t ld_p, int64_t rows, const uint16_t * v, int64_t v_row, int64_t n,
                            float * o, int64_t vd);
+    void (*scores_q8_0)(const float * q, int64_t rows, int64_t hd, q8_0_cursor k, int64_t k_row, int64_t n, float * s,
+                        int64_t ld_s);
+    void (*accumulate_q8_0)(const float * p, int64_t ld_p, int64_t rows, q8_0_cursor v, int64_t v_row, int64_t n,
+                            float * o, int64_t vd);
     // scores against keys transposed into kt [hd][k_kt_keys] (keys in lanes, so no horizontal
     // sums), for n <= k_kt_keys; columns past n up to the next 4 vectors are written too, from
     // whatever kt holds there. nullptr: this set has none (its keys stay as rows).
     void (*scores_kt)(const float * q, int64_t rows, int64_t hd, const float * kt, int64_t n, float * s, int64_t ld_s);
     // Rows up to this many (a decode step's group of query heads, a few tokens' groups) go
-    // through scores_f16 and accumulate_f16 rather than a widened tile, which more rows share.
+    // through the direct scores and accumulate rather than a widened tile, which more rows share.
     int64_t direct_rows;
 };
 

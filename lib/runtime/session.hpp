@@ -34,7 +34,8 @@ struct next_result {
 
 class session {
 public:
-    // n_ctx <= 0: min(training context, 4096). kv_type: f16 or f32 (status::invalid_argument else).
+    // n_ctx <= 0: min(training context, 4096). kv_type: f16, q8_0 or f32 (status::invalid_argument
+    // else, and for q8_0 where the model's heads are not whole blocks of 32).
     session(std::shared_ptr<const frugal::model> m, int64_t n_ctx, dtype kv_type = k_default_kv_type);
 
     const frugal::model & model() const { return *model_; }

@@ -254,7 +254,7 @@ TEST_CASE("capi: frugal_session_options and frugal_session_create_v2" * doctest:
     REQUIRE(st_f32 == FRUGAL_OK);
     CHECK(*bytes_f32 == 2 * 64 * frugal_model_kv_bytes_per_token(model.get()));
     // Bad values name themselves; nothing is created.
-    for (const int32_t bad : {2, 8, -1}) {
+    for (const int32_t bad : {2, 9, -1}) {
         CAPTURE(bad);
         o.kv_type = bad;
         err_box e;
@@ -301,6 +301,60 @@ TEST_CASE("capi: frugal_session_options and frugal_session_create_v2" * doctest:
         CHECK(create(&big.known, e).first == FRUGAL_ERR_STRUCT_SIZE);
     }
     CHECK(frugal_session_kv_type(nullptr) == -1);
+}
+
+TEST_CASE("capi: a Q8_0 KV cache: 17/32 of F16's bytes, logits near the F32 cache's; refused, naming the "
+          "width, where heads are not whole blocks" *
+          doctest::timeout(30)) {
+    frugal_session_options o;
+    REQUIRE(FRUGAL_SESSION_OPTIONS_INIT(&o) == FRUGAL_OK);
+    o.n_ctx = 64;
+    const auto create = [&](frugal_model * m, int32_t kv_type, err_box & err) {
+        o.kv_type = kv_type;
+        frugal_session * s = nullptr;
+        const frugal_status st = frugal_session_create_v2(m, &o, &s, err.out());
+        CHECK((st == FRUGAL_OK) == (s != nullptr));
+        return std::make_pair(st, session_ptr(s, frugal_session_free));
+    };
+    // The usual tiny model's heads are 4 values wide.
+    {
+        auto narrow = load(tiny_model_path());
+        err_box err;
+        CHECK(create(narrow.get(), FRUGAL_KV_Q8_0, err).first == FRUGAL_ERR_INVALID_ARGUMENT);
+        CHECK(contains(err.message(), "q8_0"));
+        CHECK(contains(err.message(), "are 4"));
+        CHECK(create(narrow.get(), FRUGAL_KV_F16, err).first == FRUGAL_OK); // and the model stays usable
+    }
+    // Heads of 32 (64 wide, 2 heads).
+    frugal::test::gguf::tiny_llama_params wide;
+    wide.n_embd = 64;
+    wide.n_ff = 128;
+    const auto path =
+        frugal::test::gguf::write_scratch_model("capi", "tiny-head32.gguf", frugal::test::gguf::tiny_llama(wide));
+    auto model = load(path.string());
+    err_box err;
+    auto [st_q8, q8] = create(model.get(), FRUGAL_KV_Q8_0, err);
+    REQUIRE_MESSAGE(st_q8 == FRUGAL_OK, err.message());
+    CHECK(frugal_session_kv_type(q8.get()) == FRUGAL_KV_Q8_0);
+    auto [st_f16, f16] = create(model.get(), FRUGAL_KV_F16, err);
+    auto [st_f32, f32] = create(model.get(), FRUGAL_KV_F32, err);
+    REQUIRE(st_f16 == FRUGAL_OK);
+    REQUIRE(st_f32 == FRUGAL_OK);
+    CHECK(frugal_session_kv_bytes(q8.get()) * 32 == frugal_session_kv_bytes(f16.get()) * 17);
+    // The same prompt through each cache: Q8_0 moves the logits, a little.
+    const int32_t prompt[] = {1, 260, 261, 262, 100, 101, 102, 103, 104};
+    const auto exact = prompt_logits(f32.get(), prompt, int32_t(std::size(prompt)));
+    const auto quantized = prompt_logits(q8.get(), prompt, int32_t(std::size(prompt)));
+    const float diff = max_abs_diff(exact, quantized);
+    float top = 0;
+    for (float v : exact) top = std::max(top, std::abs(v));
+    MESSAGE("max |logit, Q8_0 cache - F32 cache| " << diff << " of max |logit| " << top);
+    CHECK(diff > 0);
+    CHECK(diff < 0.05f * top);
+    // And it generates past the prompt, token by token, as the F32 cache does.
+    const auto g = generate(q8.get(), 8);
+    CHECK(g.last >= 0);
+    CHECK_MESSAGE(!g.ids.empty(), g.message);
 }
 
 TEST_CASE("capi: frugal_model_options_init" * doctest::timeout(10)) {

@@ -49,6 +49,7 @@ PIN(FRUGAL_PARAM_N_THREADS == 8, "FRUGAL_PARAM_N_THREADS");
 /* KV cache types (frugal_session_options.kv_type): GGUF's tensor type ids */
 PIN(FRUGAL_KV_F32 == 0, "FRUGAL_KV_F32");
 PIN(FRUGAL_KV_F16 == 1, "FRUGAL_KV_F16");
+PIN(FRUGAL_KV_Q8_0 == 8, "FRUGAL_KV_Q8_0");
 
 /* generated text kinds (frugal_session_next_part) */
 PIN(FRUGAL_TEXT_CONTENT == 0, "FRUGAL_TEXT_CONTENT");

@@ -118,6 +118,10 @@ memory32 = next((l for l in lines32 if "kv_bytes" in l), {})
 check(header.get("prefill_paths") == {"f32": 1.0}, f"bench --prefill-gemm f32: all on f32 ({header})")
 check(header.get("kv_type") == "f32" and memory32.get("kv_bytes_per_token") == 2 * memory.get("kv_bytes_per_token", -1),
       f"bench --kv-type f32: twice the bytes per position ({memory32})")
+# A Q8_0 cache needs heads in whole blocks of 32; stories260K's are 8 wide: an error naming both.
+r = run("bench", "-m", str(model), "-p", "8", "-n", "0", "-r", "1", "--kv-type", "q8_0")
+check(r.returncode != 0 and "q8_0" in r.stderr and "are 8" in r.stderr and r.stdout.count("tps") == 0,
+      f"bench --kv-type q8_0 on heads of 8: refused, naming them ({r.stderr.strip()})")
 
 # Errors: non-zero exit, a message on stderr naming the problem, nothing on stdout.
 r = run("run", "-m", str(scratch / "missing.gguf"), "-n", "4")

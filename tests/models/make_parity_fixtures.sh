@@ -14,7 +14,7 @@ if ! "$tools/llamacpp-logits" --version >/dev/null 2>&1; then
 fi
 export PYTHONDONTWRITEBYTECODE=1
 mkdir -p "$out"
-stamp=$out/.complete-v7
+stamp=$out/.complete-v8
 [[ -f $stamp ]] && { echo "parity fixtures up to date in $out"; exit 0; }
 
 models=()
@@ -64,12 +64,15 @@ for m in "${models[@]}"; do
 done
 printf '%s\n' "${models[@]}" > "$out/models.txt"
 
-# F16 KV cache (parity_test.cpp): llama.cpp's logits with its cache in F16 (flash attention off,
-# the path that rounds only the cache and the query) for the F32-weight models, so that the only
-# rounding either engine adds is the cache's.
+# F16 and Q8_0 KV caches (parity_test.cpp): llama.cpp's logits with its cache in F16 (flash
+# attention off, the path that rounds only the cache and the query) and in Q8_0 for the F32-weight
+# models, so that the only rounding either engine adds is the cache's.
 for m in tiny-qwen2-f32 tiny-llama-f32 tiny-deepseek2-f32 tiny-deepseek2-f32-legacy tiny-deepseek3-f32 \
          tiny-deepseek3-f32-legacy; do
     oracle "$out/$m.gguf" --tokens "$tokens" --kv-type f16 --fa off --format bin --out "$out/$m.kv16.logits.bin" >/dev/null
+    # Q8_0 keys and values (llama.cpp quantizes V only under flash attention, which then also
+    # quantizes the query to Q8_0 for the scores).
+    oracle "$out/$m.gguf" --tokens "$tokens" --kv-type q8_0 --fa on --format bin --out "$out/$m.kvq8.logits.bin" >/dev/null
 done
 
 # Fidelity (parity_test.cpp): llama.cpp's logits of 256 seeded random tokens for quantized files

@@ -157,17 +157,16 @@ TEST_CASE("under FRUGAL_MAX_CPU_ISA=avx2 every kernel choice and oneDNN stay at 
     CHECK(dnnl::get_effective_cpu_isa() == dnnl::cpu_isa::avx2);
 }
 
-TEST_CASE("parity with llama.cpp: an F16 KV cache moves the logits no more than llama.cpp's F16 cache does" *
-          doctest::timeout(120)) {
-    // F32 weights, so the cache is the only rounding: llama.cpp with an F32 cache is the
-    // reference, and the error of frugal's F16 cache is held to that of llama.cpp's F16 cache (which
-    // also rounds the query to F16). Both are about 3e-4 here; 1.5x leaves room for which values
-    // happen to round which way.
-    FRUGAL_REQUIRE_PARITY_FIXTURES();
+namespace {
+
+// F32 weights, so the cache is the only rounding: llama.cpp with an F32 cache is the reference,
+// and the error of frugal's cache of kv_type is held to that of llama.cpp's cache of that type
+// (fixture suffix `theirs_suffix`), within `allowance` for which values happen to round which
+// way. deepseek2 reads its latent cache two ways: widened block by block inside attention
+// (absorbed) and widened whole before the up-projections (straightforward).
+void check_cache_error(frugal::dtype kv_type, const std::string & theirs_suffix, double allowance) {
     const auto dir = frugal::test::parity_fixture("");
     const auto prompt = read_prompt();
-    // deepseek2 reads its F16 latent cache two ways: widened block by block inside attention
-    // (absorbed) and widened whole before the up-projections (straightforward).
     const std::pair<const char *, frugal::mla_form> runs[] = {
         {"tiny-qwen2-f32", frugal::mla_form::automatic},
         {"tiny-llama-f32", frugal::mla_form::automatic},
@@ -184,9 +183,9 @@ TEST_CASE("parity with llama.cpp: an F16 KV cache moves the logits no more than 
         CAPTURE(absorbed);
         const auto model = frugal::load_model((dir / (name + ".gguf")).string(), {});
         const auto exact = read_logits(dir / (name + ".logits.bin"));
-        const auto theirs = read_logits(dir / (name + ".kv16.logits.bin"));
-        frugal::session s(model, 256); // F16: the default
-        REQUIRE(s.kv_type() == frugal::dtype::f16);
+        const auto theirs = read_logits(dir / (name + theirs_suffix));
+        frugal::session s(model, 256, kv_type);
+        REQUIRE(s.kv_type() == kv_type);
         if (model->config().arch == frugal::arch::deepseek2) frugal::set_mla_form(s.state(), form);
         const auto mine = s.evaluate_all(prompt);
         REQUIRE(mine.size() == exact.data.size());
@@ -216,13 +215,33 @@ TEST_CASE("parity with llama.cpp: an F16 KV cache moves the logits no more than 
             argmax_agree += std::max_element(a, a + V) - a == top;
         }
         const std::string label = name + (absorbed ? " (absorbed)" : "");
-        MESSAGE(label << ": max|logit - F32 cache| frugal F16 " << my_err << ", llama.cpp F16 " << their_err
-                     << "; frugal F16 vs llama.cpp F16 " << between << "; argmax " << argmax_agree << "/" << decisive
-                     << " decisive positions");
-        CHECK(my_err > 0); // the cache really is F16
-        CHECK(my_err <= 1.5 * their_err);
+        const std::string type(frugal::dtype_name(kv_type));
+        MESSAGE(label << ": max|logit - F32 cache| frugal " << type << " " << my_err << ", llama.cpp " << type << " "
+                      << their_err << "; frugal vs llama.cpp " << between << "; argmax " << argmax_agree << "/"
+                      << decisive << " decisive positions");
+        CHECK(my_err > 0); // the cache really is rounded
+        CHECK(my_err <= allowance * their_err);
         CHECK(argmax_agree == decisive);
     }
+}
+
+} // namespace
+
+TEST_CASE("parity with llama.cpp: an F16 KV cache moves the logits no more than llama.cpp's F16 cache does" *
+          doctest::timeout(120)) {
+    // llama.cpp's F16 cache (flash attention off) also rounds the query to F16. Both errors are
+    // about 3e-4 here.
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
+    check_cache_error(frugal::dtype::f16, ".kv16.logits.bin", 1.5);
+}
+
+TEST_CASE("parity with llama.cpp: a Q8_0 KV cache moves the logits no more than llama.cpp's Q8_0 cache does" *
+          doctest::timeout(120)) {
+    // llama.cpp's Q8_0 cache (which needs its flash attention) also quantizes the query to Q8_0
+    // for the scores; frugal keeps it in F32, so its error is the cache's alone. Both are 6e-3
+    // to 2.3e-2 here, equal to 3 digits.
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
+    check_cache_error(frugal::dtype::q8_0, ".kvq8.logits.bin", 1.1);
 }
 
 TEST_CASE("parity with llama.cpp: F32 logits within 1e-3, greedy identical" * doctest::timeout(120)) {

@@ -32,6 +32,7 @@
 #include "ops/softmax.hpp"
 #include "ops/swiglu.hpp"
 #include "reference/ops_ref.hpp"
+#include "reference/quant_ref.hpp"
 #include "util/error.hpp"
 
 using namespace frugal;
@@ -523,37 +524,62 @@ std::vector<double> attention_reference(const attention_case & c, float scale, c
     return ref::attention(rc, q, c.n_tokens, c.pos0, k, v);
 }
 
-// x rounded to IEEE binary16 by the compiler's _Float16 (round to nearest even; independent of the
-// library's conversions): the bits an F16 cache holds, and their values as floats.
-struct half_rows {
-    std::vector<uint16_t> bits;
+// Cache rows x as a cache of type t holds them, made independently of the library's conversions:
+// F32 as is; F16 rounded by the compiler's _Float16 (to nearest even); Q8_0 in blocks of 32 by
+// the plain reference quantizer (ggml's quantize_row_q8_0). The bytes, and their values as floats.
+struct cache_rows {
+    std::vector<std::byte> bytes;
     std::vector<float> values;
 };
 
-half_rows to_half(const std::vector<float> & x) {
-    half_rows h;
-    for (float f : x) {
-        const auto r = static_cast<_Float16>(f);
-        h.bits.push_back(std::bit_cast<uint16_t>(r));
-        h.values.push_back(static_cast<float>(r));
+cache_rows to_cache(const std::vector<float> & x, dtype t) {
+    cache_rows c;
+    const auto append = [&](const auto & v) {
+        const auto * b = reinterpret_cast<const std::byte *>(&v);
+        c.bytes.insert(c.bytes.end(), b, b + sizeof v);
+    };
+    if (t == dtype::f32) {
+        for (float f : x) append(f);
+        c.values = x;
+    } else if (t == dtype::f16) {
+        for (float f : x) {
+            const auto r = static_cast<_Float16>(f);
+            append(std::bit_cast<uint16_t>(r));
+            c.values.push_back(static_cast<float>(r));
+        }
+    } else {
+        REQUIRE(t == dtype::q8_0);
+        const auto q = ref::quantize_q8_0(x.data(), int64_t(x.size()));
+        for (size_t b = 0; b < q.d.size(); ++b) {
+            append(std::bit_cast<uint16_t>(static_cast<_Float16>(q.d[b]))); // d is already a binary16 value
+            for (size_t e = 0; e < size_t(k_qk); ++e) {
+                append(q.qs[b * k_qk + e]);
+                c.values.push_back(q.d[b] * float(q.qs[b * k_qk + e]));
+            }
+        }
     }
-    return h;
+    return c;
 }
 
-constexpr dtype k_kv_types[] = {dtype::f32, dtype::f16};
+constexpr dtype k_kv_types[] = {dtype::f32, dtype::f16, dtype::q8_0};
+
+// A Q8_0 cache takes dims in whole blocks only.
+bool cache_holds(const attention_case & c, dtype t) {
+    return t != dtype::q8_0 || (c.head_dim % k_qk == 0 && c.v_dim % k_qk == 0);
+}
 
 // Case c over a cache of kv_type on every path, against the reference on the values the cache
-// holds (F16: rounded by _Float16). v_in_k: the cache is K alone and V the first v_dim elements
-// of each K row, as absorbed MLA reads it.
+// holds (to_cache). v_in_k: the cache is K alone and V the first v_dim elements of each K row, as
+// absorbed MLA reads it.
 void check_attention_case(const attention_case & c, uint32_t seed, dtype kv_type, bool v_in_k = false) {
     INFO(describe(c));
     CAPTURE(seed);
     CAPTURE(std::string(dtype_name(kv_type)));
+    if (!cache_holds(c, kv_type)) return;
     const auto in = make_attention_inputs(c, seed);
-    const auto k = to_half(in.k), v = to_half(in.v);
-    const bool f16 = kv_type == dtype::f16;
-    const std::vector<float> & k_values = f16 ? k.values : in.k;
-    std::vector<float> v_values = f16 ? v.values : in.v;
+    const auto k = to_cache(in.k, kv_type), v = to_cache(in.v, kv_type);
+    const std::vector<float> & k_values = k.values;
+    std::vector<float> v_values = v.values;
     if (v_in_k) { // the reference reads a packed copy of V
         const int64_t n_kv = c.pos0 + c.n_tokens;
         v_values.resize(size_t(n_kv * c.v_dim));
@@ -565,22 +591,22 @@ void check_attention_case(const attention_case & c, uint32_t seed, dtype kv_type
     auto p = attention_params_of(c, scale);
     p.kv_type = kv_type;
     if (v_in_k) p.k_stride = p.v_stride = c.head_dim;
-    const void * k_cache = f16 ? static_cast<const void *>(k.bits.data()) : in.k.data();
-    const void * v_cache = v_in_k ? k_cache : f16 ? static_cast<const void *>(v.bits.data()) : in.v.data();
+    const void * k_cache = k.bytes.data();
+    const void * v_cache = v_in_k ? k_cache : v.bytes.data();
     check_attention_runs(p, in.q.data(), c.n_tokens, c.pos0, k_cache, v_cache, want, k_rtol);
 }
 
 } // namespace
 
 TEST_CASE("blocked attention matches the reference across key blocks, GQA groups and depths, on every path, "
-          "over F32 and F16 caches" *
+          "over F32, F16 and Q8_0 caches" *
           doctest::timeout(120)) {
     // The kernels take keys in blocks of 64 (a decode step reading an F16 cache directly: 16):
     // depths 513 and 1000 and prefills of 7, 64 and 300 tokens put block edges and ragged last
     // blocks inside query blocks (and, split across threads, inside key ranges). Dims are multiples of 8,
     // so the AVX2 path serves them where present, except the last case's (portable kernels).
-    // An F16 cache is widened a block at a time: the same cases hold it to the reference on the
-    // rounded values.
+    // F16 and Q8_0 caches are widened a block at a time (or read directly): the same cases hold
+    // them to the reference on the values they hold (the odd dims: F32 and F16 only).
     const attention_case cases[] = {
         // group 1
         {2, 2, 64, 64, 1, 0},
@@ -660,6 +686,7 @@ TEST_CASE("attention reads a head-major cache as it reads heads side by side, bi
         for (const dtype kv_type : k_kv_types) {
             INFO(describe(c));
             CAPTURE(std::string(dtype_name(kv_type)));
+            if (!cache_holds(c, kv_type)) continue;
             const auto in = make_attention_inputs(c, 3);
             const int64_t n_ctx = int64_t(in.k.size()) / (c.n_head_kv * c.head_dim); // positions in the cache
             // dim-wide rows of every head side by side -> each head's rows contiguous
@@ -671,12 +698,12 @@ TEST_CASE("attention reads a head-major cache as it reads heads side by side, bi
                 return out;
             };
             const auto k_hm = head_major(in.k, c.head_dim), v_hm = head_major(in.v, c.v_dim);
-            const auto k16 = to_half(in.k), v16 = to_half(in.v), k16_hm = to_half(k_hm), v16_hm = to_half(v_hm);
-            const bool f16 = kv_type == dtype::f16;
-            const void * k_rows = f16 ? static_cast<const void *>(k16.bits.data()) : in.k.data();
-            const void * v_rows = f16 ? static_cast<const void *>(v16.bits.data()) : in.v.data();
-            const void * k_heads = f16 ? static_cast<const void *>(k16_hm.bits.data()) : k_hm.data();
-            const void * v_heads = f16 ? static_cast<const void *>(v16_hm.bits.data()) : v_hm.data();
+            const auto k_cache = to_cache(in.k, kv_type), v_cache = to_cache(in.v, kv_type);
+            const auto k_cache_hm = to_cache(k_hm, kv_type), v_cache_hm = to_cache(v_hm, kv_type);
+            const void * k_rows = k_cache.bytes.data();
+            const void * v_rows = v_cache.bytes.data();
+            const void * k_heads = k_cache_hm.bytes.data();
+            const void * v_heads = v_cache_hm.bytes.data();
             auto p = attention_params_of(c, attention_scale(c));
             p.kv_type = kv_type;
             auto p_hm = p;
@@ -699,7 +726,7 @@ TEST_CASE("attention reads a head-major cache as it reads heads side by side, bi
 }
 
 TEST_CASE("attention over one latent cache: K rows [576] and V their first 512 values, as absorbed MLA "
-          "(F32, and F16 whose V is read from the widened K block)" *
+          "(F32, and F16 and Q8_0 whose V is read from the widened K block)" *
           doctest::timeout(120)) {
     const int64_t n_head = 8, head_dim = 576, v_dim = 512;
     const attention_case cases[] = {
@@ -716,19 +743,29 @@ TEST_CASE("attention over one latent cache: K rows [576] and V their first 512 v
             check_attention_case(cases[i], k_seeds[i % std::size(k_seeds)], kv_type, /*v_in_k=*/true);
 }
 
-TEST_CASE("attention refuses a cache type it cannot read, naming it") {
-    const attention_case c{2, 2, 8, 8, 1, 0};
+TEST_CASE("attention refuses a cache it cannot read: another type, or Q8_0 rows that are not whole blocks") {
+    const attention_case c{2, 2, 32, 32, 1, 0};
     const auto in = make_attention_inputs(c, 1);
+    std::vector<float> out(64), scratch;
+    const auto refused = [&](const ops::attention_params & p, const std::string & naming) {
+        CAPTURE(naming);
+        try {
+            ops::attention(p, in.q.data(), 1, 0, in.k.data(), in.v.data(), out.data(), scratch, 1);
+            FAIL("no error");
+        } catch (const frugal::error & e) {
+            CHECK(e.code() == status::invalid_argument);
+            CHECK(std::string(e.what()).find(naming) != std::string::npos);
+        }
+    };
     auto p = attention_params_of(c, 1.f);
+    p.kv_type = dtype::q4_0;
+    refused(p, "q4_0");
     p.kv_type = dtype::q8_0;
-    std::vector<float> out(16), scratch;
-    try {
-        ops::attention(p, in.q.data(), 1, 0, in.k.data(), in.v.data(), out.data(), scratch, 1);
-        FAIL("no error");
-    } catch (const frugal::error & e) {
-        CHECK(e.code() == status::invalid_argument);
-        CHECK(std::string(e.what()).find("q8_0") != std::string::npos);
-    }
+    p.head_dim = p.v_dim = 16; // half a block
+    refused(p, "head_dim is 16");
+    p.head_dim = p.v_dim = 32;
+    p.k_stride = 48;
+    refused(p, "k_stride is 48");
 }
 
 TEST_CASE("attention with scores up to ±100 rescales its running sums without overflow" * doctest::timeout(120)) {

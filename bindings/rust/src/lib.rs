@@ -438,6 +438,10 @@ pub enum KvType {
     /// Half the memory and half the bytes a decode step reads from the cache (the default, as
     /// llama.cpp's default cache).
     F16 = sys::FRUGAL_KV_F16,
+    /// About a quarter of F32's memory: blocks of 32 values with one F16 scale, as llama.cpp's
+    /// `-ctk q8_0 -ctv q8_0`. For models whose attention heads are a multiple of 32 values wide
+    /// (an invalid-argument error otherwise).
+    Q8_0 = sys::FRUGAL_KV_Q8_0,
 }
 
 /// Options for [`Model::session_with`].
@@ -1030,7 +1034,11 @@ impl Session {
     }
     /// The KV cache's element type.
     pub fn kv_type(&self) -> KvType {
-        if unsafe { sys::frugal_session_kv_type(self.raw()) } == sys::FRUGAL_KV_F32 { KvType::F32 } else { KvType::F16 }
+        match unsafe { sys::frugal_session_kv_type(self.raw()) } {
+            sys::FRUGAL_KV_F32 => KvType::F32,
+            sys::FRUGAL_KV_Q8_0 => KvType::Q8_0,
+            _ => KvType::F16,
+        }
     }
 
     /// A handle that cancels this session's running call from any thread.

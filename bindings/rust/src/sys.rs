@@ -52,6 +52,7 @@ pub const FRUGAL_TEXT_REASONING: i32 = 1;
 
 pub const FRUGAL_KV_F32: i32 = 0;
 pub const FRUGAL_KV_F16: i32 = 1;
+pub const FRUGAL_KV_Q8_0: i32 = 8;
 
 /// Opaque handles (zero-sized, never constructed in Rust; only pointers to them exist).
 #[repr(C)]

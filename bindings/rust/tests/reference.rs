@@ -5,7 +5,7 @@
 mod common;
 
 use common::Json;
-use frugal::{Kind, KvType, Model, Session, SessionOptions, Token};
+use frugal::{Kind, KvType, Model, Session, SessionOptions, Status, Token};
 
 // A greedy session whose KV cache keeps F32 values, as the reference's forward pass did.
 fn greedy(model: &Model, n_ctx: i32) -> Session {
@@ -206,6 +206,10 @@ fn model_metadata_and_getters() {
     let exact = model.session_with(&SessionOptions { n_ctx: 32, kv_type: KvType::F32 }).unwrap();
     assert_eq!(exact.kv_type(), KvType::F32);
     assert_eq!(exact.kv_bytes(), 2 * s.kv_bytes());
+    // A Q8_0 cache needs heads in whole blocks of 32: this model's are 8 wide.
+    let err = model.session_with(&SessionOptions { n_ctx: 32, kv_type: KvType::Q8_0 }).unwrap_err();
+    assert_eq!(err.status, Status::InvalidArgument);
+    assert!(err.message.contains("q8_0") && err.message.contains("are 8"), "{}", err.message);
     let dbg = format!("{:?} {:?}", model, s);
     assert!(dbg.contains("llama"), "{}", dbg);
 }

@@ -51,6 +51,7 @@ TEXT_REASONING = 1
 
 KV_F32 = 0                # frugal_session_options.kv_type
 KV_F16 = 1
+KV_Q8_0 = 8
 
 # ---- types ------------------------------------------------------------------------------------
 PROGRESS_FN = CFUNCTYPE(c_int32, c_float, c_void_p)

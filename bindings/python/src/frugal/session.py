@@ -27,7 +27,7 @@ PARAMS = tuple(_F32_PARAMS) + tuple(_I64_PARAMS)
 REASONING = "reasoning"
 CONTENT = "content"
 
-_KV_TYPES = {"f16": N.KV_F16, "f32": N.KV_F32}
+_KV_TYPES = {"f16": N.KV_F16, "q8_0": N.KV_Q8_0, "f32": N.KV_F32}
 
 
 class Piece(NamedTuple):
@@ -52,7 +52,9 @@ class Session(Handle):
         model: the Model.
         n_ctx: context positions (0 = min(training context, 4096)).
         kv_type: the KV cache's element type: "f16" (default; half the memory, as llama.cpp's
-            default cache) or "f32" (keys and values exactly as computed).
+            default cache), "q8_0" (about a quarter, as llama.cpp's -ctk/-ctv q8_0; for models
+            whose attention heads are a multiple of 32 values wide, else InvalidArgument) or
+            "f32" (keys and values exactly as computed).
         temperature, top_k, top_p, min_p, seed, repeat_penalty, repeat_last_n, n_threads:
             sampling and run parameters (see set_params); None keeps the library's default
             (for DeepSeek-R1-family models: temperature 0.6, top-p 0.95).
@@ -117,7 +119,7 @@ class Session(Handle):
 
     @property
     def kv_type(self) -> str:
-        """The KV cache's element type: "f16" or "f32"."""
+        """The KV cache's element type: "f16", "q8_0" or "f32"."""
         code = int(N.lib.frugal_session_kv_type(self._handle()))
         return next(name for name, c in _KV_TYPES.items() if c == code)
 
