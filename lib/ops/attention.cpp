@@ -52,13 +52,16 @@ struct vec {
     using reg = __m256;
     static constexpr int lanes = 8;
     static constexpr int tile_rows = 3;
-    static constexpr int q8_tile_rows = 3; // 3 × 4 accumulators, a widened key and its scale
     static constexpr bool transposed_keys = false; // AVX2 has no fast transposing widen
     // attention_kernels::direct_rows. Measured with these kernels on a Zen 5 (no AVX2-only
     // machine at hand) at depth 4096, widened → direct: the 1.5B Qwen2's 28 layers, 2 tokens (12
     // rows) 10.0 → 8.8 ms, 3 (18) 13.3 → 13.1, 4 (24) 16.3 → 16.9; DeepSeek-V2's MLA (16 rows)
     // alike.
     static constexpr int64_t direct_rows = 16;
+    // Q8_0 caches are always widened first here: with 3-row tiles the direct kernels widen each
+    // key twice for a decode step's 6 rows (the 1.5B Qwen2's 28 layers at depth 4096, Zen 5 under
+    // FRUGAL_MAX_CPU_ISA=avx2: 6.3 ms direct, 5.9 widened, F16 4.9; 2 tokens 11.6 against 9.2).
+    static constexpr int64_t direct_rows_q8_0 = 0;
     FRUGAL_AVX2 static reg zero() { return _mm256_setzero_ps(); }
     FRUGAL_AVX2 static reg load(const float * p) { return _mm256_loadu_ps(p); }
     FRUGAL_AVX2 static void store(float * p, reg v) { _mm256_storeu_ps(p, v); }
@@ -193,7 +196,8 @@ constexpr attention_kernels k_portable{.dim_multiple = 1,
                                        .scores_q8_0 = nullptr,
                                        .accumulate_q8_0 = nullptr,
                                        .scores_kt = nullptr,
-                                       .direct_rows = 0};
+                                       .direct_rows = 0,
+                                       .direct_rows_q8_0 = 0};
 
 
 std::atomic<const attention_kernels *> g_test_kernels{nullptr};
@@ -398,7 +402,7 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
     std::fill(st.l, st.l + rows, 0.f);
 
     const int64_t limit = pr.pos0 + t1; // keys past every row's causal limit are never read
-    const bool direct = pr.has_direct() && rows <= pr.kern.direct_rows;
+    const bool direct = pr.has_direct() && rows <= (pr.f16() ? pr.kern.direct_rows : pr.kern.direct_rows_q8_0);
     const bool transposed = !direct && pr.transposed_keys;
     const bool small_state = rows * vd * int64_t(sizeof(float)) <= k_direct_state_bytes;
     const int64_t bk = direct && small_state ? k_direct_block_keys : k_block_keys; // keys per block here

@@ -30,6 +30,10 @@ struct vec {
     // rows) 5.22 → 5.33; the Llama-8B shape's 8 layers, 6 tokens (24 rows) 13.8 → 13.0, 8 (32)
     // 16.4 → 16.0.
     static constexpr int64_t direct_rows = 24;
+    // The same for Q8_0 (whose widening costs more per row tile), the 1.5B Qwen2's 28 layers:
+    // 2 tokens (12 rows) direct 6.4 ms against 7.3 widened, 3 (18) 9.9 against 9.1, 4 (24) 13.8
+    // against 10.4.
+    static constexpr int64_t direct_rows_q8_0 = 12;
     // Prefill widens F16 keys straight into a transposed tile (gemm_pack's 16 × 16 transposes)
     // for scores_kt.
     static constexpr bool transposed_keys = true;

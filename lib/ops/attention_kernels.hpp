@@ -56,8 +56,10 @@ struct attention_kernels {
     // whatever kt holds there. nullptr: this set has none (its keys stay as rows).
     void (*scores_kt)(const float * q, int64_t rows, int64_t hd, const float * kt, int64_t n, float * s, int64_t ld_s);
     // Rows up to this many (a decode step's group of query heads, a few tokens' groups) go
-    // through the direct scores and accumulate rather than a widened tile, which more rows share.
+    // through the direct scores and accumulate rather than a widened tile, which more rows share;
+    // for Q8_0 caches, up to direct_rows_q8_0.
     int64_t direct_rows;
+    int64_t direct_rows_q8_0;
 };
 
 // The row length of a transposed key tile: keys per block.

@@ -5,8 +5,8 @@
 //   FRUGAL_TILES_TARGET  the function attribute (a target(...) list, or nothing);
 //   FRUGAL_TILES_NS      its own namespace, which must already hold `struct vec`:
 //     reg, lanes (floats per reg), tile_rows (rows per register tile, sized to the register file),
-//     q8_tile_rows (the same for Q8_0 caches, whose query rows are read from memory),
-//     direct_rows (attention_kernels::direct_rows);
+//     direct_rows and direct_rows_q8_0 (attention_kernels'), and where the latter is not 0,
+//     q8_tile_rows (tile_rows for Q8_0 caches read directly, whose query rows come from memory);
 //     zero, load, store, set1, fmadd, sub, add, mul, max; hsum, hmax (of the lanes), hsum4 (the
 //     four totals of four regs as an __m128); exp2_nonpositive (simd_exp.hpp's polynomial);
 //     load_tail(p, count, fill) (lanes past count = fill), store_tail(p, count, v), first(v);
@@ -222,12 +222,13 @@ FRUGAL_TILES_TARGET inline void scores_q8_tile(const float * q, int64_t hd, cons
     }
 }
 
-// attention_kernels::scores_q8_0.
+// attention_kernels::scores_q8_0, in tiles of TileRows rows.
+template <int TileRows>
 FRUGAL_TILES_TARGET inline void scores_q8(const float * q, int64_t rows, int64_t hd, q8_0_cursor k, int64_t k_row,
                                           int64_t n, float * s, int64_t ld_s) {
     const block_q8_0 * first = &k.block();
     const int64_t row_blocks = k_row / frugal::k_qk;
-    by_row_tiles<vec::q8_tile_rows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
+    by_row_tiles<TileRows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
         constexpr int R = decltype(rt)::value;
         int64_t j = 0;
         for (; j + 4 <= n; j += 4) scores_q8_tile<R, 4>(q + r * hd, hd, first + j * row_blocks, row_blocks, s + r * ld_s + j, ld_s);
@@ -263,13 +264,14 @@ FRUGAL_TILES_TARGET inline void accumulate_q8_tile(const float * p, int64_t ld_p
         for (int i = 0; i < NV; ++i) vec::store(o + r * ldo + c0 + vec::lanes * i, acc[r][i]);
 }
 
-// attention_kernels::accumulate_q8_0.
+// attention_kernels::accumulate_q8_0, in tiles of TileRows rows.
+template <int TileRows>
 FRUGAL_TILES_TARGET inline void accumulate_q8(const float * p, int64_t ld_p, int64_t rows, q8_0_cursor v, int64_t v_row,
                                               int64_t n, float * o, int64_t vd) {
     const block_q8_0 * first = &v.block();
     const int64_t row_blocks = v_row / frugal::k_qk;
     const auto cols = [&](auto nv, int64_t e) FRUGAL_TILES_TARGET {
-        by_row_tiles<vec::q8_tile_rows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
+        by_row_tiles<TileRows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
             accumulate_q8_tile<decltype(rt)::value, decltype(nv)::value>(p + r * ld_p, ld_p, first, row_blocks, e, n,
                                                                           o + r * vd, vd);
         });
@@ -304,7 +306,17 @@ FRUGAL_TILES_TARGET inline void widen_q8(q8_0_cursor src, int64_t src_row, int64
     }
 }
 
-inline constexpr frugal::ops::detail::attention_kernels kernels{
+// The direct Q8_0 kernels of a set whose direct_rows_q8_0 is not 0, else none.
+template <class V>
+constexpr frugal::ops::detail::attention_kernels with_direct_q8(frugal::ops::detail::attention_kernels k) {
+    if constexpr (V::direct_rows_q8_0 > 0) {
+        k.scores_q8_0 = scores_q8<V::q8_tile_rows>;
+        k.accumulate_q8_0 = accumulate_q8<V::q8_tile_rows>;
+    }
+    return k;
+}
+
+inline constexpr frugal::ops::detail::attention_kernels kernels = with_direct_q8<vec>({
     .dim_multiple = vec::lanes,
     .scores = scores<const float *>,
     .softmax_row = softmax_row,
@@ -313,9 +325,10 @@ inline constexpr frugal::ops::detail::attention_kernels kernels{
     .widen_q8_0 = widen_q8,
     .scores_f16 = scores<const uint16_t *>,
     .accumulate_f16 = accumulate<const uint16_t *>,
-    .scores_q8_0 = scores_q8,
-    .accumulate_q8_0 = accumulate_q8,
+    .scores_q8_0 = nullptr,
+    .accumulate_q8_0 = nullptr,
     .scores_kt = vec::transposed_keys ? scores_kt : nullptr,
-    .direct_rows = vec::direct_rows};
+    .direct_rows = vec::direct_rows,
+    .direct_rows_q8_0 = vec::direct_rows_q8_0});
 
 } // namespace FRUGAL_TILES_NS
