@@ -232,6 +232,11 @@ struct problem {
     // F16 and Q8_0: V is the head of each K row (absorbed MLA), so the widened K tile serves as
     // V's too.
     bool v_in_k_tile;
+    // The strides in bytes (whole Q8_0 blocks: attention() checks them), and a key's and a
+    // value's row: computed once, as a decode step prefetches by them for every key.
+    struct {
+        int64_t k_row, v_row, k_head, v_head, key, value;
+    } bytes;
     // Tasks of many rows widen keys into a transposed tile for kern.scores_kt: an F16 or Q8_0 cache
     // whose K tile is not also V's, on a CPU with gemm_pack's AVX-512 transposes.
     bool transposed_keys;
@@ -241,14 +246,12 @@ struct problem {
     bool widened() const { return p.kv_type != dtype::f32; }
     // This cache type has kernels that read it as they multiply (attention_kernels::direct_rows).
     bool has_direct() const { return f16() ? bool(kern.scores_f16) : widened() && bool(kern.scores_q8_0); }
-    // Bytes of `elements` cache values (whole Q8_0 blocks: attention() checks the strides).
-    int64_t bytes(int64_t elements) const { return row_bytes(p.kv_type, elements); }
     // Where position j0 of kv head hk's keys (values) start, for prefetches.
     const std::byte * key_bytes(int64_t j0, int64_t hk) const {
-        return static_cast<const std::byte *>(k) + bytes(j0 * k_row + hk * k_head);
+        return static_cast<const std::byte *>(k) + j0 * bytes.k_row + hk * bytes.k_head;
     }
     const std::byte * value_bytes(int64_t j0, int64_t hk) const {
-        return static_cast<const std::byte *>(v) + bytes(j0 * v_row + hk * v_head);
+        return static_cast<const std::byte *>(v) + j0 * bytes.v_row + hk * bytes.v_head;
     }
     // s = qt · K[j0 .. j0 + n)ᵀ and o += P · V[j0 .. j0 + n) on the cache as stored (has_direct()).
     void direct_scores(const float * qt, int64_t rows, int64_t j0, int64_t n, int64_t hk, float * s, int64_t ld_s) const {
@@ -415,15 +418,13 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
         if (direct) {
             // This block's values and the next block's keys are asked for ahead of their use,
             // and keys k_l2_blocks_ahead blocks on (values one block less) into L2.
-            const int64_t k_stride = pr.bytes(pr.k_row), v_stride = pr.bytes(pr.v_row);
-            const int64_t key_bytes = pr.bytes(hd), value_bytes = pr.bytes(p.v_dim);
-            prefetch_rows(pr.value_bytes(j0, hk), v_stride, n, value_bytes);
+            prefetch_rows(pr.value_bytes(j0, hk), pr.bytes.v_row, n, pr.bytes.value);
             if (const int64_t next = std::min(bk, limit - j0 - n); next > 0)
-                prefetch_rows(pr.key_bytes(j0 + n, hk), k_stride, next, key_bytes);
+                prefetch_rows(pr.key_bytes(j0 + n, hk), pr.bytes.k_row, next, pr.bytes.key);
             const int64_t far0 = j0 + k_l2_blocks_ahead * bk;
             for (int64_t j = far0; j < std::min(far0 + bk, limit); ++j) { // a key's row, then a value's
-                prefetch_rows<1>(pr.key_bytes(j, hk), 0, 1, key_bytes);
-                prefetch_rows<1>(pr.value_bytes(j - bk, hk), 0, 1, value_bytes);
+                prefetch_rows<1>(pr.key_bytes(j, hk), 0, 1, pr.bytes.key);
+                prefetch_rows<1>(pr.value_bytes(j - bk, hk), 0, 1, pr.bytes.value);
             }
             pr.direct_scores(qt, rows, j0, n, hk, s, k_block_keys);
         } else if (transposed && pr.keys_transposed(j0, n, hk, ws.k, ws.pad)) {
@@ -531,6 +532,12 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
                      .v_head = v_head,
                      .q_scale = float(double(p.scale) * 1.4426950408889634), // log2 e
                      .v_in_k_tile = v_in_k_tile,
+                     .bytes = {.k_row = row_bytes(p.kv_type, k_row),
+                               .v_row = row_bytes(p.kv_type, v_row),
+                               .k_head = row_bytes(p.kv_type, k_head),
+                               .v_head = row_bytes(p.kv_type, v_head),
+                               .key = row_bytes(p.kv_type, p.head_dim),
+                               .value = row_bytes(p.kv_type, p.v_dim)},
                      .transposed_keys = p.kv_type != dtype::f32 && kern.scores_kt && !v_in_k_tile &&
                                         detail::avx512f_supported()};
 
