@@ -25,12 +25,15 @@
 
 namespace FRUGAL_TILES_NS {
 
-// A vector of K or V as F32: from an F32 tile or cache, or widened from an F16 cache as it is
-// read. (Q8_0 caches have kernels of their own, below.)
+// A vector of K or V as F32: from an F32 tile or cache, or widened from an F16 or Q8_0 cache as
+// it is read (the kernels take K and V as KV: a pointer to their first value, or a q8_0_cursor).
 using frugal::block_q8_0;
 using frugal::ops::detail::q8_0_cursor;
 FRUGAL_TILES_TARGET inline typename vec::reg load_kv(const float * p) { return vec::load(p); }
 FRUGAL_TILES_TARGET inline typename vec::reg load_kv(const uint16_t * p) { return vec::widen(p); }
+FRUGAL_TILES_TARGET inline typename vec::reg load_kv(q8_0_cursor p) {
+    return vec::widen_q8(p.quants(), vec::half(p.block().d));
+}
 
 // s[r, j] for an R × J tile: dot products along head_dim in R·J vector accumulators, each reduced
 // to its total at the end (J = 4: four at once). KV: const float *, or const uint16_t * (F16) for
@@ -124,13 +127,13 @@ FRUGAL_TILES_TARGET inline void softmax_row(float * s, int64_t visible, int64_t 
 
 // c[r, 0 .. NV·lanes) = (Accumulate: c +) Σ_t a[r · lda + t] · b[t · ldb, 0 .. NV·lanes) for an
 // R-row tile over t < steps: the accumulators stay in registers over all the steps, one fused
-// multiply-add per (row, vector, step). P · V (a = p, b = the values' rows, F32 or F16) and the
+// multiply-add per (row, vector, step). P · V (a = p, b = the values' rows, any KV) and the
 // scores against a transposed key tile (a = q, b = kt's rows of keys) are both this.
 template <int R, int NV, bool Accumulate, class B>
 FRUGAL_TILES_TARGET inline void product_tile(const float * a, int64_t lda, B b, int64_t ldb, int64_t steps,
                                              float * c, int64_t ldc) {
     typename vec::reg acc[R][NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
         for (int i = 0; i < NV; ++i) acc[r][i] = Accumulate ? vec::load(c + r * ldc + vec::lanes * i) : vec::zero();
@@ -138,14 +141,14 @@ FRUGAL_TILES_TARGET inline void product_tile(const float * a, int64_t lda, B b, 
         typename vec::reg bv[NV];
 #pragma GCC unroll 4
         for (int i = 0; i < NV; ++i) bv[i] = load_kv(b + t * ldb + vec::lanes * i);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
             const typename vec::reg w = vec::set1(a[r * lda + t]);
 #pragma GCC unroll 4
             for (int i = 0; i < NV; ++i) acc[r][i] = vec::fmadd(w, bv[i], acc[r][i]);
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
         for (int i = 0; i < NV; ++i) vec::store(c + r * ldc + vec::lanes * i, acc[r][i]);
@@ -162,12 +165,12 @@ FRUGAL_TILES_TARGET inline void scores_kt(const float * q, int64_t rows, int64_t
         });
 }
 
-// Columns in 4 registers at a time (tile_rows × 4 accumulators), then one at a time.
-template <class KV>
+// Columns in 4 registers at a time (TileRows × 4 accumulators), then one at a time.
+template <class KV, int TileRows = vec::tile_rows>
 FRUGAL_TILES_TARGET inline void accumulate(const float * p, int64_t ld_p, int64_t rows, KV v, int64_t v_row,
                                            int64_t n, float * o, int64_t vd) {
     const auto cols = [&](auto nv, int64_t e) FRUGAL_TILES_TARGET {
-        by_row_tiles<vec::tile_rows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
+        by_row_tiles<TileRows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
             product_tile<decltype(rt)::value, decltype(nv)::value, true>(p + r * ld_p, ld_p, v + e, v_row, n,
                                                                          o + r * vd + e, vd);
         });
@@ -178,11 +181,12 @@ FRUGAL_TILES_TARGET inline void accumulate(const float * p, int64_t ld_p, int64_
 }
 
 // --- Q8_0 caches read directly (a decode step) ---------------------------------------------------
-// Each block's scale is converted once per key and its quants widened once for all the rows of a
-// tile, which are as many as a decode step's group of query heads (the 1.5B Qwen2's 6) where the
-// registers allow: the query's vectors come from memory (L1) as operands of the multiply-adds.
-// Widened per row tile as load_kv does it, the 28 layers at depth 4096 took 4.9 ms a token
-// against F16's 3.8 (2 threads, Zen 5).
+// Keys and values are widened once for all the rows of a tile, which are as many as a decode
+// step's group of query heads (the 1.5B Qwen2's 6) where the registers allow (q8_tile_rows); the
+// scores convert each block's scale once per key, and read the query's vectors from memory (L1)
+// as operands of the multiply-adds. (P · V is accumulate<q8_0_cursor, q8_tile_rows>.) Widened
+// per 4-row tile through load_kv, the 28 layers at depth 4096 took 4.9 ms a token against F16's
+// 3.8 (2 threads, Zen 5).
 
 // Vector c / lanes of a row of Q8_0 blocks (c a multiple of lanes), as F32.
 FRUGAL_TILES_TARGET inline typename vec::reg q8_vector(const block_q8_0 * row, int64_t c) {
@@ -236,51 +240,6 @@ FRUGAL_TILES_TARGET inline void scores_q8(const float * q, int64_t rows, int64_t
     });
 }
 
-// o[r, c0 .. c0 + NV·lanes) += Σ_t p[r · ld_p + t] · v[t, c0 ..) for an R-row tile: product_tile
-// with each key's values widened once for the tile's rows.
-template <int R, int NV>
-FRUGAL_TILES_TARGET inline void accumulate_q8_tile(const float * p, int64_t ld_p, const block_q8_0 * v,
-                                                   int64_t v_row_blocks, int64_t c0, int64_t steps, float * o,
-                                                   int64_t ldo) {
-    typename vec::reg acc[R][NV];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-        for (int i = 0; i < NV; ++i) acc[r][i] = vec::load(o + r * ldo + c0 + vec::lanes * i);
-    for (int64_t t = 0; t < steps; ++t) {
-        typename vec::reg bv[NV];
-#pragma GCC unroll 4
-        for (int i = 0; i < NV; ++i) bv[i] = q8_vector(v + t * v_row_blocks, c0 + vec::lanes * i);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) {
-            const typename vec::reg w = vec::set1(p[r * ld_p + t]);
-#pragma GCC unroll 4
-            for (int i = 0; i < NV; ++i) acc[r][i] = vec::fmadd(w, bv[i], acc[r][i]);
-        }
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-        for (int i = 0; i < NV; ++i) vec::store(o + r * ldo + c0 + vec::lanes * i, acc[r][i]);
-}
-
-// attention_kernels::accumulate_q8_0, in tiles of TileRows rows.
-template <int TileRows>
-FRUGAL_TILES_TARGET inline void accumulate_q8(const float * p, int64_t ld_p, int64_t rows, q8_0_cursor v, int64_t v_row,
-                                              int64_t n, float * o, int64_t vd) {
-    const block_q8_0 * first = &v.block();
-    const int64_t row_blocks = v_row / frugal::k_qk;
-    const auto cols = [&](auto nv, int64_t e) FRUGAL_TILES_TARGET {
-        by_row_tiles<TileRows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
-            accumulate_q8_tile<decltype(rt)::value, decltype(nv)::value>(p + r * ld_p, ld_p, first, row_blocks, e, n,
-                                                                          o + r * vd, vd);
-        });
-    };
-    int64_t e = 0;
-    for (; e + 4 * vec::lanes <= vd; e += 4 * vec::lanes) cols(std::integral_constant<int, 4>{}, e);
-    for (; e < vd; e += vec::lanes) cols(std::integral_constant<int, 1>{}, e);
-}
-
 // Each row converts while the row k_widen_ahead further on is asked for: a kv head's rows are
 // strided by the other heads', which the hardware prefetcher followed poorly (the 1.5B Qwen2's
 // decode at depth 4096, when it still widened, Zen 5: 12 → 16 GB/s of cache read). Prefetches
@@ -311,7 +270,7 @@ template <class V>
 constexpr frugal::ops::detail::attention_kernels with_direct_q8(frugal::ops::detail::attention_kernels k) {
     if constexpr (V::direct_rows_q8_0 > 0) {
         k.scores_q8_0 = scores_q8<V::q8_tile_rows>;
-        k.accumulate_q8_0 = accumulate_q8<V::q8_tile_rows>;
+        k.accumulate_q8_0 = accumulate<q8_0_cursor, V::q8_tile_rows>;
     }
     return k;
 }
