@@ -35,13 +35,25 @@ FRUGAL_TILES_TARGET inline typename vec::reg load_kv(q8_0_cursor p) {
     return vec::widen_q8(p.quants(), vec::half(p.block().d));
 }
 
+// s[r · ld_s + j] = the total of acc[r][j]'s lanes (J = 4: four at once).
+template <int R, int J>
+FRUGAL_TILES_TARGET inline void store_totals(const typename vec::reg (&acc)[R][J], float * s, int64_t ld_s) {
+    static_assert(J == 1 || J == 4);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+        if constexpr (J == 4)
+            _mm_storeu_ps(s + r * ld_s, vec::hsum4(acc[r]));
+        else
+            s[r * ld_s] = vec::hsum(acc[r][0]);
+    }
+}
+
 // s[r, j] for an R × J tile: dot products along head_dim in R·J vector accumulators, each reduced
 // to its total at the end (J = 4: four at once). KV: const float *, or const uint16_t * (F16) for
 // keys read from the cache directly.
 template <int R, int J, class KV>
 FRUGAL_TILES_TARGET inline void scores_tile(const float * q, int64_t hd, KV k, int64_t k_row, float * s,
                                             int64_t ld_s) {
-    static_assert(J == 1 || J == 4);
     typename vec::reg acc[R][J];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r)
@@ -58,13 +70,7 @@ FRUGAL_TILES_TARGET inline void scores_tile(const float * q, int64_t hd, KV k, i
             for (int r = 0; r < R; ++r) acc[r][j] = vec::fmadd(qv[r], kv, acc[r][j]);
         }
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-        if constexpr (J == 4)
-            _mm_storeu_ps(s + r * ld_s, vec::hsum4(acc[r]));
-        else
-            s[r * ld_s] = vec::hsum(acc[r][0]);
-    }
+    store_totals<R, J>(acc, s, ld_s);
 }
 
 // tile(integral_constant<int, R'>, r) over rows in tiles of R rows, the rest in one smaller tile.
@@ -198,7 +204,6 @@ FRUGAL_TILES_TARGET inline typename vec::reg q8_vector(const block_q8_0 * row, i
 template <int R, int J>
 FRUGAL_TILES_TARGET inline void scores_q8_tile(const float * q, int64_t hd, const block_q8_0 * k, int64_t k_row_blocks,
                                                float * s, int64_t ld_s) {
-    static_assert(J == 1 || J == 4);
     typename vec::reg acc[R][J];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
@@ -217,13 +222,7 @@ FRUGAL_TILES_TARGET inline void scores_q8_tile(const float * q, int64_t hd, cons
                 for (int r = 0; r < R; ++r) acc[r][j] = vec::fmadd(vec::load(qv + r * hd), kv, acc[r][j]);
             }
         }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-        if constexpr (J == 4)
-            _mm_storeu_ps(s + r * ld_s, vec::hsum4(acc[r]));
-        else
-            s[r * ld_s] = vec::hsum(acc[r][0]);
-    }
+    store_totals<R, J>(acc, s, ld_s);
 }
 
 // attention_kernels::scores_q8_0, in tiles of TileRows rows.
