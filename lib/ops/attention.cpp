@@ -558,7 +558,8 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
     const int64_t state_floats = round_up(rows_max * (p.v_dim + 2), k_line);
     const int64_t k_tile_floats = pr.widened() ? k_block_keys * p.head_dim : 0;
     const int64_t v_tile_floats = pr.widened() && !pr.v_in_k_tile ? k_block_keys * p.v_dim : 0;
-    const int64_t pad_floats = pr.transposed_keys ? gemm_pack::group_rows * p.head_dim : 0;
+    // pad: [16, head_dim] floats (Q8_0 keys widened for transposing), or as many F16 values.
+    const int64_t pad_floats = pr.transposed_keys ? gemm_pack::group_rows * p.head_dim / (pr.f16() ? 2 : 1) : 0;
     const int64_t thread_floats =
         round_up(rows_max * (p.head_dim + k_block_keys) + k_tile_floats + v_tile_floats + pad_floats, k_line) +
         state_floats;
