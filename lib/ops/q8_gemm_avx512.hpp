@@ -27,14 +27,16 @@ namespace q8 = frugal::ops::q8;
 // multiply-add scales them by dw · dx into the f32 accumulators (with Offsets: by dw into a
 // super-block's part, which dx scales at its end; a second adds mw · dx · Σ qx). Registers:
 // MR·NT int32 + MR·NT f32 accumulators (16 at 4 × 2), and MR·NT more with Halves or Offsets.
-//   tiles: NT tiles of nb blocks, tile t at tiles + t · nb · k_block_bytes
-//   a: the activations, first row at row i0; y: [MR, ldy]
+//   tiles: NT tiles of nb blocks, tile t at tiles + t · nb · k_block_bytes, blocks [b0, b0 + nb)
+//   of the rows
+//   a: the activations, first row at row i0; y: [MR, ldy], written, or added to (accumulate)
 template <int MR, int NT, bool Offsets, bool Halves>
-FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t nb, const q8::activations & a, int64_t i0,
-                                  float * y, int64_t ldy, const int64_t * cols) {
-    const uint8_t * xq = a.q + i0 * a.k;
-    const float * xd = a.d + i0 * nb;
-    const float * xs = Offsets ? a.s + i0 * nb : nullptr;
+FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t nb, const q8::activations & a,
+                                  int64_t i0, float * y, int64_t ldy, const int64_t * cols, bool accumulate) {
+    const int64_t row_blocks = a.k / frugal::k_qk;
+    const uint8_t * xq = a.q + i0 * a.k + b0 * frugal::k_qk;
+    const float * xd = a.d + i0 * row_blocks + b0;
+    const float * xs = Offsets ? a.s + i0 * row_blocks + b0 : nullptr;
     // With offsets (Q4_K, Q5_K) the activations are Q8_K, one dx per 8 blocks: part sums a
     // super-block's Σ sum · dw, and dx multiplies it once at the super-block's end.
     __m512 acc[MR][NT], part[MR][NT];
@@ -82,16 +84,17 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t nb, const q8:
                 if constexpr (Offsets) {
                     part[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), dw, part[r][t]);
                 } else {
-                    const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xd[r * nb + b]));
+                    const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xd[r * row_blocks + b]));
                     acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[r][t]);
                 }
             }
             if constexpr (Offsets) {
                 const __m512 mw = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q8::k_block_offsets));
-                for (int r = 0; r < MR; ++r) acc[r][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xs[r * nb + b]), acc[r][t]);
+                for (int r = 0; r < MR; ++r)
+                    acc[r][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xs[r * row_blocks + b]), acc[r][t]);
                 if (b % 8 == 7)
                     for (int r = 0; r < MR; ++r) {
-                        acc[r][t] = _mm512_fmadd_ps(part[r][t], _mm512_set1_ps(xd[r * nb + b]), acc[r][t]);
+                        acc[r][t] = _mm512_fmadd_ps(part[r][t], _mm512_set1_ps(xd[r * row_blocks + b]), acc[r][t]);
                         part[r][t] = _mm512_setzero_ps();
                     }
             }
@@ -101,11 +104,11 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t nb, const q8:
         for (int t = 0; t < NT; ++t) {
             float * out = y + r * ldy + t * q8::k_tile_cols;
             if (cols[t] == q8::k_tile_cols) {
-                _mm512_storeu_ps(out, acc[r][t]);
+                _mm512_storeu_ps(out, accumulate ? _mm512_add_ps(_mm512_loadu_ps(out), acc[r][t]) : acc[r][t]);
             } else { // a partial last tile (plain stores: SIMDe, which the test builds with, has no masked ones)
                 alignas(64) float lanes[q8::k_tile_cols];
                 _mm512_store_ps(lanes, acc[r][t]);
-                std::memcpy(out, lanes, size_t(cols[t]) * sizeof(float));
+                for (int64_t c = 0; c < cols[t]; ++c) out[c] = accumulate ? out[c] + lanes[c] : lanes[c];
             }
         }
 }
@@ -196,16 +199,16 @@ FRUGAL_AVX512 inline __m512i fifth_bits(__m512i bits, int shift) {
     return _mm512_slli_epi32(_mm512_and_si512(spread, _mm512_set1_epi32(0x01010101)), 4);
 }
 
-// Rows 0..cols-1 (cols <= 16) of 32-element blocks (Q8_0, Q4_0 and Q5_0 in either layout, laid out as
-// l) into one tile at out (q8_gemm.hpp): each block's 8 groups transposed across the 16 rows
-// (column c's dword g), its scales converted.
+// Blocks [b0, b0 + nb) of rows 0..cols-1 (cols <= 16) of row_blocks 32-element blocks (Q8_0, Q4_0
+// and Q5_0 in either layout, laid out as l) into one tile at out (q8_gemm.hpp): each block's 8
+// groups transposed across the 16 rows (column c's dword g), its scales converted.
 FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte * w, size_t w_stride, int64_t cols,
-                                    int64_t nb, std::byte * out) {
+                                    int64_t row_blocks, int64_t b0, int64_t nb, std::byte * out) {
     const tile_rows rows = rows_of(w, w_stride, cols);
     const __m512i zero = _mm512_set1_epi8(char(l.zero));
     const bool five = l.fifth != q8::fifth_bits::none;
-    for (int64_t b = 0; b < nb; ++b) {
-        std::byte * blk = out + b * q8::k_block_bytes;
+    for (int64_t b = b0; b < b0 + nb; ++b) {
+        std::byte * blk = out + (b - b0) * q8::k_block_bytes;
         const int64_t quants = l.q_offset + b * l.q_step; // within each row
         __m512i q[q8::k_groups];
         if (l.nibbles) { // group g < 4: low nibbles of bytes 4g..4g+3 (elements 4g..), g >= 4: their
@@ -215,7 +218,7 @@ FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte 
                 high = row_dwords(rows, l.fifth_bits_offset + b * l.q_step);
             } else if (l.fifth == q8::fifth_bits::repacked) {
                 alignas(64) uint32_t words[q8::k_tile_cols];
-                q8::repacked_fifth_bits_words(w, w_stride, cols, q8::k_tile_cols, nb, b, words);
+                q8::repacked_fifth_bits_words(w, w_stride, cols, q8::k_tile_cols, row_blocks, b, words);
                 high = _mm512_load_si512(words);
             }
             __m512i v[q8::k_groups / 2];
@@ -318,38 +321,58 @@ FRUGAL_AVX512 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, i
     }
 }
 
+// Where one call of q8_rows multiplies: the packed tiles of blocks [b0, b0 + nb), and whether y
+// is added to (a later part of the blocks) or written.
+struct tiles_part {
+    const std::byte * tiles;
+    int64_t b0, nb;
+    bool accumulate;
+};
+
 // The activation rows of a chunk, four at a time, then the 1 to 3 left, prefetching the next
 // chunk's weight rows meanwhile (q8::next_chunk_prefetch: `ahead`, `ahead_bytes`).
 template <int NT, bool Offsets, bool Halves>
-FRUGAL_AVX512 inline void q8_all_rows(const std::byte * tiles, int64_t nb, const q8::activations & a, int64_t m,
-                                      float * y, int64_t ldy, const int64_t * cols, const std::byte * ahead,
+FRUGAL_AVX512 inline void q8_all_rows(const tiles_part & part, const q8::activations & a, int64_t m, float * y,
+                                      int64_t ldy, const int64_t * cols, const std::byte * ahead,
                                       int64_t ahead_bytes) {
     q8::next_chunk_prefetch prefetch(ahead, ahead_bytes, m / 4);
+    const auto rows = [&](auto mr, int64_t i) FRUGAL_AVX512 {
+        q8_rows<decltype(mr)::value, NT, Offsets, Halves>(part.tiles, part.b0, part.nb, a, i, y + i * ldy, ldy, cols,
+                                                           part.accumulate);
+    };
     int64_t i = 0;
     for (; i + 4 <= m; i += 4) {
-        q8_rows<4, NT, Offsets, Halves>(tiles, nb, a, i, y + i * ldy, ldy, cols);
+        rows(std::integral_constant<int, 4>{}, i);
         prefetch.step();
     }
     switch (m - i) {
-    case 1: q8_rows<1, NT, Offsets, Halves>(tiles, nb, a, i, y + i * ldy, ldy, cols); break;
-    case 2: q8_rows<2, NT, Offsets, Halves>(tiles, nb, a, i, y + i * ldy, ldy, cols); break;
-    case 3: q8_rows<3, NT, Offsets, Halves>(tiles, nb, a, i, y + i * ldy, ldy, cols); break;
+    case 1: rows(std::integral_constant<int, 1>{}, i); break;
+    case 2: rows(std::integral_constant<int, 2>{}, i); break;
+    case 3: rows(std::integral_constant<int, 3>{}, i); break;
     default: break;
     }
 }
 
 // The kind of block weight type t has: plain, with offsets (Q4_K, Q5_K) or with halves (Q6_K).
 template <int NT>
-FRUGAL_AVX512 inline void q8_multiply(frugal::dtype t, const std::byte * tiles, int64_t nb, const q8::activations & a,
-                                      int64_t m, float * y, int64_t ldy, const int64_t * cols, const std::byte * ahead,
+FRUGAL_AVX512 inline void q8_multiply(frugal::dtype t, const tiles_part & part, const q8::activations & a, int64_t m,
+                                      float * y, int64_t ldy, const int64_t * cols, const std::byte * ahead,
                                       int64_t ahead_bytes) {
     if (q8::has_offsets(t))
-        q8_all_rows<NT, true, false>(tiles, nb, a, m, y, ldy, cols, ahead, ahead_bytes);
+        q8_all_rows<NT, true, false>(part, a, m, y, ldy, cols, ahead, ahead_bytes);
     else if (t == frugal::dtype::q6_k)
-        q8_all_rows<NT, false, true>(tiles, nb, a, m, y, ldy, cols, ahead, ahead_bytes);
+        q8_all_rows<NT, false, true>(part, a, m, y, ldy, cols, ahead, ahead_bytes);
     else
-        q8_all_rows<NT, false, false>(tiles, nb, a, m, y, ldy, cols, ahead, ahead_bytes);
+        q8_all_rows<NT, false, false>(part, a, m, y, ldy, cols, ahead, ahead_bytes);
 }
+
+// Packed tiles a chunk keeps in L2 at most: longer rows are packed and multiplied in parts of
+// their blocks (whole super-blocks), each part's products added to the last's. Without parts,
+// a 2-tile chunk of a 18944-wide row (833 KiB, the R1-Distill-Qwen-7B down projection) ran at
+// 584 GMAC/s and of 28672 (1.2 MiB, Llama-70B's) at 505-534, against 690-740 for rows of
+// 4096-14336 (Zen 5's L2: 1 MiB; Q4_0, 512 rows, 2 threads). One tile per chunk instead ran slower
+// still (541 and 492).
+inline constexpr int64_t k_packed_bytes_max = 640 << 10;
 
 // 16 activations times scale, rounded to nearest with ties to even (as nearest_int), at most 127,
 // stored as q + 128 at out; returns the quants.
@@ -419,27 +442,43 @@ FRUGAL_AVX512 inline void quantize_activations(frugal::dtype t, const float * x,
 // k = 8960) stay in L2 while the activations stream past.
 FRUGAL_AVX512 inline void q8_chunk(frugal::dtype t, const std::byte * w, size_t w_stride, int64_t cols,
                                    const q8::activations & a, int64_t m, float * y, int64_t ldy, std::byte * scratch) {
-    const int64_t nb = a.k / frugal::k_qk;
+    const int64_t row_blocks = a.k / frugal::k_qk;
     const int64_t tiles = cols > q8::k_tile_cols ? 2 : 1;
     const int64_t tile_cols[2] = {std::min(cols, q8::k_tile_cols), cols - q8::k_tile_cols};
-    for (int64_t tile = 0; tile < tiles; ++tile) {
-        const std::byte * rows = w + tile * q8::k_tile_cols * int64_t(w_stride);
-        std::byte * out = scratch + tile * nb * q8::k_block_bytes;
-        if (t == frugal::dtype::q6_k)
-            pack_tile_q6_k(rows, w_stride, tile_cols[tile], nb / 8, out);
-        else if (t == frugal::dtype::q4_k)
-            pack_tile_k<frugal::block_q4_k>(rows, w_stride, tile_cols[tile], nb / 8, out);
-        else if (t == frugal::dtype::q5_k)
-            pack_tile_k<frugal::block_q5_k>(rows, w_stride, tile_cols[tile], nb / 8, out);
+    // Parts of whole super-blocks for the K-quants (a part's packing starts on one).
+    const int64_t unit = q8::super_blocks(t) ? frugal::k_qk_k / frugal::k_qk : 1;
+    const int64_t n_parts = std::max<int64_t>(
+        1, (row_blocks * tiles * q8::k_block_bytes + k_packed_bytes_max - 1) / k_packed_bytes_max);
+    const auto part_start = [&](int64_t i) {
+        return i == n_parts ? row_blocks : row_blocks / unit * i / n_parts * unit;
+    };
+    for (int64_t part = 0; part < n_parts; ++part) {
+        const int64_t b0 = part_start(part), nb = part_start(part + 1) - b0;
+        for (int64_t tile = 0; tile < tiles; ++tile) {
+            const std::byte * rows = w + tile * q8::k_tile_cols * int64_t(w_stride);
+            std::byte * out = scratch + tile * nb * q8::k_block_bytes;
+            const int64_t sb0 = b0 / 8; // the K-quants' first super-block
+            if (t == frugal::dtype::q6_k)
+                pack_tile_q6_k(rows + sb0 * int64_t(sizeof(frugal::block_q6_k)), w_stride, tile_cols[tile], nb / 8, out);
+            else if (t == frugal::dtype::q4_k)
+                pack_tile_k<frugal::block_q4_k>(rows + sb0 * int64_t(sizeof(frugal::block_q4_k)), w_stride,
+                                                tile_cols[tile], nb / 8, out);
+            else if (t == frugal::dtype::q5_k)
+                pack_tile_k<frugal::block_q5_k>(rows + sb0 * int64_t(sizeof(frugal::block_q5_k)), w_stride,
+                                                tile_cols[tile], nb / 8, out);
+            else
+                pack_tile(q8::layout_of(t, row_blocks), rows, w_stride, tile_cols[tile], row_blocks, b0, nb, out);
+        }
+        // The next chunk's rows are asked for while the last part multiplies.
+        const bool last = part + 1 == n_parts;
+        const std::byte * next = w + cols * int64_t(w_stride);
+        const int64_t next_bytes = last ? cols * int64_t(w_stride) : 0;
+        const tiles_part packed{scratch, b0, nb, part > 0};
+        if (tiles == 2)
+            q8_multiply<2>(t, packed, a, m, y, ldy, tile_cols, next, next_bytes);
         else
-            pack_tile(q8::layout_of(t, nb), rows, w_stride, tile_cols[tile], nb, out);
+            q8_multiply<1>(t, packed, a, m, y, ldy, tile_cols, next, next_bytes);
     }
-    const std::byte * next = w + cols * int64_t(w_stride);
-    const int64_t next_bytes = q8::k_chunk_cols * int64_t(w_stride);
-    if (tiles == 2)
-        q8_multiply<2>(t, scratch, nb, a, m, y, ldy, tile_cols, next, next_bytes);
-    else
-        q8_multiply<1>(t, scratch, nb, a, m, y, ldy, tile_cols, next, next_bytes);
 }
 
 } // namespace FRUGAL_AVX512_NS

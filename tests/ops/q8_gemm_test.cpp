@@ -217,7 +217,7 @@ constexpr dtype k_types[] = {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dty
                              dtype::q4_k, dtype::q5_k, dtype::q6_k};
 
 // Every type; row counts around the kernels' row tiles; one column, a partial and a whole tile
-// (tiles are half a chunk), and a whole chunk.
+// (tiles are half a chunk), and a whole chunk; short rows and rows long enough to be split.
 void check_chunks(const q8::kernel & kernel) {
     uint32_t seed = 1;
     const int64_t cc = kernel.chunk_cols;
@@ -229,6 +229,13 @@ void check_chunks(const q8::kernel & kernel) {
                 check_chunk(kernel, t, m, cols, k, seed++);
         check_chunk(kernel, t, 13, cc, 1536, seed++); // a model's row length
         check_chunk(kernel, t, 5, cc, 512, seed++, true);
+        // Rows long enough that the AVX-512 kernel packs and multiplies them in parts (2: an odd
+        // count of blocks split unevenly; 3), adding each part's products to the last's, a
+        // partial tile's too.
+        const int64_t two_parts = q8::super_blocks(t) ? 79 * k_qk_k : 625 * k_qk;
+        check_chunk(kernel, t, 5, cc, two_parts, seed++);
+        check_chunk(kernel, t, 6, cc / 2 + 3, two_parts, seed++);
+        check_chunk(kernel, t, 3, cc, 32768, seed++);
     }
 }
 
