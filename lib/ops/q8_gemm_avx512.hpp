@@ -439,7 +439,8 @@ FRUGAL_AVX512 inline void quantize_activations(frugal::dtype t, const float * x,
 
 // q8::chunk_fn: packs up to 32 weight rows into two tiles (one when cols <= 16), then runs every
 // activation row against them. The packed tiles (704 bytes per block each: 385 KiB for
-// k = 8960) stay in L2 while the activations stream past.
+// k = 8960) stay in L2 while the activations stream past; longer rows go in parts of their
+// blocks (k_packed_bytes_max).
 FRUGAL_AVX512 inline void q8_chunk(frugal::dtype t, const std::byte * w, size_t w_stride, int64_t cols,
                                    const q8::activations & a, int64_t m, float * y, int64_t ldy, std::byte * scratch) {
     const int64_t row_blocks = a.k / frugal::k_qk;
