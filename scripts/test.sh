@@ -8,7 +8,8 @@
 #   5. release build with warnings as errors (preset ci); the model and C ABI tests on the float
 #      prefill GEMM this CPU does not take by default (BF16 or F32, ops/matmul.hpp; the types q8
 #      takes go through q8 by default on AVX2 and AVX-512 VNNI CPUs, ops/q8_gemm.hpp); on AVX-512
-#      CPUs the same tests on the AVX2 kernels (FRUGAL_MAX_CPU_ISA=avx2, ops/quant.hpp); then the
+#      CPUs the same tests on the AVX2 kernels (FRUGAL_MAX_CPU_ISA=avx2, ops/quant.hpp), and where
+#      the CPU also has AVX-VNNI on those with it (FRUGAL_MAX_CPU_ISA=avx2_vnni); then the
 #      whole ctest suite, bindings and out-of-tree consumers included (its summary is the last
 #      thing printed)
 set -euo pipefail
@@ -68,5 +69,10 @@ FRUGAL_PREFILL_GEMM=$other_prefill ctest --preset ci -j "$jobs" -L "models|capi"
 if grep -qw avx512f /proc/cpuinfo; then
     echo "== model and C ABI tests with FRUGAL_MAX_CPU_ISA=avx2"
     FRUGAL_MAX_CPU_ISA=avx2 ctest --preset ci -j "$jobs" -L "models|capi" -E '^consumers$' --output-on-failure
+    # ... and as one with AVX-VNNI but no AVX-512 (Intel's client cores): the q8 kernel's VNNI build.
+    if grep -qw avx_vnni /proc/cpuinfo; then
+        echo "== model and C ABI tests with FRUGAL_MAX_CPU_ISA=avx2_vnni"
+        FRUGAL_MAX_CPU_ISA=avx2_vnni ctest --preset ci -j "$jobs" -L "models|capi" -E '^consumers$' --output-on-failure
+    fi
 fi
 ctest --preset ci -j "$jobs"

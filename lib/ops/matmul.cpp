@@ -43,7 +43,9 @@ void cap_onednn_isa() {
         const detail::cpu_isa cap = detail::max_cpu_isa();
         if (cap == detail::cpu_isa::avx512) return false;
         try {
-            dnnl::set_max_cpu_isa(cap == detail::cpu_isa::avx2 ? dnnl::cpu_isa::avx2 : dnnl::cpu_isa::sse41);
+            dnnl::set_max_cpu_isa(cap == detail::cpu_isa::avx2_vnni ? dnnl::cpu_isa::avx2_vnni
+                                  : cap == detail::cpu_isa::avx2    ? dnnl::cpu_isa::avx2
+                                                                    : dnnl::cpu_isa::sse41);
             return true;
         } catch (const dnnl::error & e) {
             FRUGAL_LOG_WARN("FRUGAL_MAX_CPU_ISA: oneDNN was already in use and keeps its own ISA ({})", e.what());

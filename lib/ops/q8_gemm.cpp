@@ -10,6 +10,7 @@ namespace frugal::ops::q8 {
 namespace detail {
 const kernel * avx512_chunk(); // q8_gemm_avx512.cpp
 const kernel * avx2_chunk();   // q8_gemm_avx2.cpp
+const kernel * avx2_vnni_chunk();
 } // namespace detail
 
 namespace {
@@ -41,10 +42,14 @@ void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_
 
 const kernel * avx512_kernel() { return ops::detail::avx512_vnni_supported() ? detail::avx512_chunk() : nullptr; }
 const kernel * avx2_kernel() { return ops::detail::avx2_active() ? detail::avx2_chunk() : nullptr; }
+const kernel * avx2_vnni_kernel() {
+    return ops::detail::avx2_active() && ops::detail::avx_vnni_supported() ? detail::avx2_vnni_chunk() : nullptr;
+}
 
 const kernel * chunk_kernel() {
     if (const kernel * k = g_test_kernel.load(std::memory_order_relaxed)) return k;
     if (const kernel * k = avx512_kernel()) return k;
+    if (const kernel * k = avx2_vnni_kernel()) return k;
     return avx2_kernel();
 }
 

@@ -100,7 +100,7 @@ struct kernel {
     size_t scratch_bytes(int64_t k) const { return size_t(k / k_qk) * scratch_per_block; }
 };
 
-// The kernel of this CPU: AVX-512 VNNI, else AVX2, else nullptr. Weight types it does not take go
+// The kernel of this CPU: AVX-512 VNNI, else AVX2 with AVX-VNNI, else AVX2, else nullptr. Weight types it does not take go
 // through the f32 path, which is the same arithmetic. Tests may put another kernel in its place
 // (nullptr restores the CPU's).
 const kernel * chunk_kernel();
@@ -111,6 +111,7 @@ void set_chunk_kernel_for_tests(const kernel * k);
 // reference wherever they run).
 const kernel * avx512_kernel();
 const kernel * avx2_kernel();
+const kernel * avx2_vnni_kernel();
 
 // While a chunk's activation rows run, the weight rows the next chunk will pack (the bytes
 // after this chunk's rows) are prefetched into L2, a share per step: packing reads 8 or 16

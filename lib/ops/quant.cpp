@@ -58,6 +58,20 @@ bool cpu_has_avx512f() {
     return has;
 }
 
+// AVX-VNNI: CPUID leaf 7, sub-leaf 1, EAX bit 4 (its YMM state is AVX2's, which cpu_has_avx2 checked).
+bool cpu_has_avx_vnni() {
+    static const bool has = [] {
+#if defined(__x86_64__)
+        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+        return cpu_has_avx2() && detail::max_cpu_isa() >= detail::cpu_isa::avx2_vnni &&
+               __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 4));
+#else
+        return false;
+#endif
+    }();
+    return has;
+}
+
 // AVX-512 F + BW + VNNI (the decode and q8 prefill kernels).
 bool cpu_has_avx512_vnni() {
     static const bool has = [] {
@@ -377,6 +391,7 @@ std::optional<cpu_isa> parse_cpu_isa(std::string_view text) {
     const std::string lower = to_lower(text);
     if (lower == "baseline") return cpu_isa::baseline;
     if (lower == "avx2") return cpu_isa::avx2;
+    if (lower == "avx2_vnni") return cpu_isa::avx2_vnni;
     if (lower == "avx512") return cpu_isa::avx512;
     return std::nullopt;
 }
@@ -386,7 +401,7 @@ cpu_isa max_cpu_isa() {
         const char * env = std::getenv("FRUGAL_MAX_CPU_ISA");
         if (!env || !*env) return cpu_isa::avx512;
         if (const std::optional<cpu_isa> isa = parse_cpu_isa(env)) return *isa;
-        FRUGAL_LOG_WARN("FRUGAL_MAX_CPU_ISA={} is not baseline, avx2 or avx512: ignored", env);
+        FRUGAL_LOG_WARN("FRUGAL_MAX_CPU_ISA={} is not baseline, avx2, avx2_vnni or avx512: ignored", env);
         return cpu_isa::avx512;
     }();
     return cap;
@@ -395,12 +410,14 @@ cpu_isa max_cpu_isa() {
 const char * kernel_isa_name() {
     if (cpu_has_avx512_vnni()) return "avx512_vnni";
     if (cpu_has_avx512f()) return "avx512f";
+    if (cpu_has_avx_vnni()) return "avx2_vnni";
     return cpu_has_avx2() ? "avx2" : "baseline";
 }
 
 void force_scalar(bool on) { g_force_scalar.store(on, std::memory_order_relaxed); }
 bool avx2_active() { return use_avx2(); }
 bool avx512_vnni_supported() { return cpu_has_avx512_vnni(); }
+bool avx_vnni_supported() { return cpu_has_avx_vnni(); }
 bool avx512f_supported() { return cpu_has_avx512f(); }
 bool decode_row_loop(dtype t) { return select(t, 0).dot_rows != nullptr; }
 } // namespace detail

@@ -117,19 +117,23 @@ struct force_scalar_scope {
 // The instruction sets the kernels are chosen from, in order. FRUGAL_MAX_CPU_ISA (read once, like
 // oneDNN's ONEDNN_MAX_CPU_ISA, which it also sets: ops/matmul.cpp) caps them: "avx2" runs an
 // AVX-512 machine on the AVX2 kernels, as an AVX2-only CPU would (how CI tests that path end to
-// end), "baseline" on the portable ones; "avx512" or unset: whatever the CPU has.
-enum class cpu_isa { baseline, avx2, avx512 };
+// end), "avx2_vnni" on those with AVX-VNNI where the CPU has it (as Intel's client cores without
+// AVX-512), "baseline" on the portable ones; "avx512" or unset: whatever the CPU has.
+enum class cpu_isa { baseline, avx2, avx2_vnni, avx512 };
 // The cap named by text (the variable's values above, in any case), nullopt for anything else.
 std::optional<cpu_isa> parse_cpu_isa(std::string_view text);
 // FRUGAL_MAX_CPU_ISA's cap; an unknown value is logged and ignored.
 cpu_isa max_cpu_isa();
-// The widest kernels in use here: "avx512_vnni", "avx512f" (attention and SwiGLU only), "avx2" or
-// "baseline" (the CPU's, within the cap; force_scalar does not change it).
+// The widest kernels in use here: "avx512_vnni", "avx512f" (attention and SwiGLU only),
+// "avx2_vnni" (AVX2 with AVX-VNNI: the q8 prefill kernel), "avx2" or "baseline" (the CPU's,
+// within the cap; force_scalar does not change it).
 const char * kernel_isa_name();
 // Whether calls are currently served by the AVX2 kernels (or, where the CPU has them and the type
 // has one, the AVX-512 VNNI ones: avx512_vnni_supported()).
 bool avx2_active();
 bool avx512_vnni_supported();
+// AVX-VNNI (vpdpbusd on 256-bit registers) with AVX2 on this CPU, within the cap.
+bool avx_vnni_supported();
 // AVX-512 F (with AVX2, FMA, F16C) on this CPU, its ZMM state saved by the OS: attention's kernels.
 bool avx512f_supported();
 // Whether single-row products of weight type t run the kernel's own row loop (dot_rows).

@@ -157,6 +157,26 @@ TEST_CASE("under FRUGAL_MAX_CPU_ISA=avx2 every kernel choice and oneDNN stay at 
     CHECK(dnnl::get_effective_cpu_isa() == dnnl::cpu_isa::avx2);
 }
 
+// ... and with FRUGAL_MAX_CPU_ISA=avx2_vnni on CPUs with AVX-VNNI, as on Intel's client cores.
+TEST_CASE("under FRUGAL_MAX_CPU_ISA=avx2_vnni the q8 kernel is AVX-VNNI's, Q8_0 included, and oneDNN stays at "
+          "avx2_vnni" *
+          doctest::timeout(60)) {
+    const char * env = std::getenv("FRUGAL_MAX_CPU_ISA");
+    if (!env || std::string_view(env) != "avx2_vnni")
+        FRUGAL_SKIP("runs under FRUGAL_MAX_CPU_ISA=avx2_vnni (scripts/test.sh)");
+    namespace detail = frugal::ops::detail;
+    namespace q8 = frugal::ops::q8;
+    CHECK(detail::max_cpu_isa() == detail::cpu_isa::avx2_vnni);
+    CHECK_FALSE(detail::avx512f_supported());
+    REQUIRE(detail::avx_vnni_supported());
+    CHECK(std::string_view(detail::kernel_isa_name()) == "avx2_vnni");
+    REQUIRE(q8::avx2_vnni_kernel() != nullptr);
+    CHECK(q8::chunk_kernel() == q8::avx2_vnni_kernel());
+    CHECK(q8::kernel_for(frugal::dtype::q8_0) == q8::avx2_vnni_kernel());
+    const frugal::ops::matmul_context ctx(1); // caps oneDNN before its first use
+    CHECK(dnnl::get_effective_cpu_isa() == dnnl::cpu_isa::avx2_vnni);
+}
+
 namespace {
 
 // F32 weights, so the cache is the only rounding: llama.cpp with an F32 cache is the reference,

@@ -291,10 +291,11 @@ private:
     q8::kernel checked_;
 };
 
-// The kernels this CPU can run: the emulated AVX-512 one, and the library's native builds.
+// The kernels this CPU can run: the emulated AVX-512 one, and the library's native builds (AVX2
+// with AVX-VNNI where the CPU has it).
 std::vector<const q8::kernel *> kernels_here() {
     std::vector<const q8::kernel *> out{&k_simde};
-    for (const q8::kernel * k : {q8::avx512_kernel(), q8::avx2_kernel()})
+    for (const q8::kernel * k : {q8::avx512_kernel(), q8::avx2_vnni_kernel(), q8::avx2_kernel()})
         if (k) out.push_back(k);
     return out;
 }
@@ -308,15 +309,17 @@ TEST_CASE("q8 kernel, emulated by SIMDe, equals llama.cpp's block arithmetic" * 
 
 TEST_CASE("q8 kernels of the library equal llama.cpp's block arithmetic" * doctest::timeout(60)) {
     const q8::kernel * avx512 = q8::avx512_kernel();
+    const q8::kernel * avx2_vnni = q8::avx2_vnni_kernel();
     const q8::kernel * avx2 = q8::avx2_kernel();
-    // CPUID decides, AVX-512 VNNI first, and bench reports whether it runs natively.
+    // CPUID decides, AVX-512 VNNI first, then AVX-VNNI, and bench reports whether it runs natively.
     CHECK((avx512 != nullptr) == ops::detail::avx512_vnni_supported());
+    CHECK((avx2_vnni != nullptr) == (ops::detail::avx2_active() && ops::detail::avx_vnni_supported()));
     CHECK((avx2 != nullptr) == ops::detail::avx2_active());
-    CHECK(q8::chunk_kernel() == (avx512 ? avx512 : avx2));
+    CHECK(q8::chunk_kernel() == (avx512 ? avx512 : avx2_vnni ? avx2_vnni : avx2));
     CHECK(ops::prefill_gemm_native(ops::prefill_gemm::q8) == (q8::chunk_kernel() != nullptr));
     if (!avx512 && !avx2) FRUGAL_SKIP("this CPU has neither AVX-512 VNNI nor AVX2: the library has no q8 kernel here");
-    if (avx512) check_chunks(*avx512);
-    if (avx2) check_chunks(*avx2);
+    for (const q8::kernel * k : {avx512, avx2_vnni, avx2})
+        if (k) check_chunks(*k);
     CHECK(ops::default_prefill_gemm() == ops::prefill_gemm::q8);
 }
 

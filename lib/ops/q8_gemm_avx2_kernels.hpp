@@ -1,0 +1,358 @@
+// q8_gemm_avx2_kernels.hpp - the q8 prefill path's AVX2 kernel (q8_gemm_avx2.cpp, whose head
+// comment describes it), written once and compiled twice there: with vpmaddubsw runs (AVX2), and
+// with AVX-VNNI's vpdpbusd on 256-bit lanes (Intel's client cores since Alder Lake, which have no
+// AVX-512; AMD's since Zen 5), which sums 4 products into int32 in one instruction, needs no int16
+// runs, and so takes Q8_0 as well. The includer defines:
+//   FRUGAL_AVX2       the function attribute (a target("avx2,...") list);
+//   FRUGAL_AVX2_NS    the namespace the kernel goes into (within frugal::ops::q8::detail);
+//   FRUGAL_AVX2_VNNI  1 for the AVX-VNNI build, 0 for plain AVX2.
+// Private to q8_gemm_avx2.cpp: no include guard, as it is included once per build.
+
+namespace frugal::ops::q8::detail::FRUGAL_AVX2_NS {
+
+inline constexpr bool k_vnni = FRUGAL_AVX2_VNNI;
+
+constexpr int64_t k_cols = 8;                              // columns per tile: one ymm of int32 lanes
+constexpr int64_t k_tiles = 2;                             // tiles per chunk call
+constexpr int64_t k_scales = k_qk * k_cols;               // f32 [8], after the 256 quant bytes
+constexpr int64_t k_corrections = k_scales + 4 * k_cols;   // int32 [8]
+constexpr int64_t k_offsets = k_corrections + 4 * k_cols;  // f32 [8] or int8 [2][8]
+constexpr int64_t k_block = k_offsets + 4 * k_cols;        // 352
+
+// Groups of weight type t summed in int16 before vpmaddwd widens them (see above).
+constexpr int span_of(dtype t) {
+    return t == dtype::q5_k || t == dtype::q6_k ? 2 : t == dtype::q4_k || t == dtype::q5_0 ? 4 : 8;
+}
+
+// All ones in the int32 lanes c < cols.
+FRUGAL_AVX2 inline __m256i live_columns(int64_t cols) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(cols)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// y[i, 8t + c] for i < MR activation rows, t < NT tiles, c < cols[t] (<= 8). Per block b: the
+// int32 sums start at the tile's corrections; the 8 groups add vpmaddubsw products (4 activation
+// bytes broadcast × 4 quants of 8 columns) into int16 runs, widened by vpmaddwd every span_of(T)
+// groups (against 1, or Q6_K's half-block scales); then one fused multiply-add scales the exact
+// block sums by dw · dx into the f32 accumulators (and, with offsets, a second adds
+// mw · dx · Σ qx).
+//   tiles: NT tiles of nb blocks, tile t at tiles + t · nb · k_block
+//   a: the activations, first row at row i0; y: [MR, ldy]
+template <int MR, int NT, dtype T>
+FRUGAL_AVX2 inline void q8_rows(const std::byte * tiles, int64_t nb, const activations & a, int64_t i0, float * y,
+                                int64_t ldy, const int64_t * cols) {
+    constexpr bool offsets = has_offsets(T);
+    constexpr int span = span_of(T);
+    const uint8_t * xq = a.q + i0 * a.k;
+    const float * xd = a.d + i0 * nb;
+    const float * xs = offsets ? a.s + i0 * nb : nullptr;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[MR][NT];
+    for (int r = 0; r < MR; ++r)
+        for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+    const int64_t tile_stride = nb * k_block;
+    for (int64_t b = 0; b < nb; ++b) {
+        const std::byte * blk[NT];
+        __m256i sums[MR][NT];
+        for (int t = 0; t < NT; ++t) {
+            blk[t] = tiles + t * tile_stride + b * k_block;
+            const __m256i correction = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(blk[t] + k_corrections));
+            for (int r = 0; r < MR; ++r) sums[r][t] = correction;
+        }
+        // Q6_K widens each run against the scale of its half of the block: int8 sc per column
+        // into both int16 halves of the column's lane.
+        __m256i half_scales[NT][2];
+        if constexpr (T == dtype::q6_k)
+            for (int t = 0; t < NT; ++t)
+                for (int h = 0; h < 2; ++h) {
+                    const __m256i sc = _mm256_cvtepi8_epi32(
+                        _mm_loadl_epi64(reinterpret_cast<const __m128i *>(blk[t] + k_offsets + h * k_cols)));
+                    half_scales[t][h] = _mm256_blend_epi16(sc, _mm256_slli_epi32(sc, 16), 0xAA);
+                }
+        const uint8_t * xb = xq + b * k_qk;
+        if constexpr (k_vnni && T != dtype::q6_k) {
+            // AVX-VNNI: vpdpbusd adds each lane's 4 products straight into its int32 sum, for
+            // every type whose block sums need no per-half scale.
+            for (int g = 0; g < k_groups; ++g) {
+                __m256i w[NT];
+                for (int t = 0; t < NT; ++t)
+                    w[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(blk[t] + g * 4 * k_cols));
+                for (int r = 0; r < MR; ++r) {
+                    int32_t four;
+                    std::memcpy(&four, xb + r * a.k + g * 4, 4);
+                    const __m256i x = _mm256_set1_epi32(four);
+                    for (int t = 0; t < NT; ++t) sums[r][t] = _mm256_dpbusd_avx_epi32(sums[r][t], x, w[t]);
+                }
+            }
+        } else
+        for (int g0 = 0; g0 < k_groups; g0 += span) {
+            __m256i run[MR][NT];
+            for (int r = 0; r < MR; ++r)
+                for (int t = 0; t < NT; ++t) run[r][t] = _mm256_setzero_si256();
+            // Not unrolled: GCC would reassociate the unrolled int16 sums and spill the products.
+#pragma GCC unroll 1
+            for (int g = g0; g < g0 + span; ++g) {
+                __m256i w[NT];
+                for (int t = 0; t < NT; ++t)
+                    w[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(blk[t] + g * 4 * k_cols));
+                for (int r = 0; r < MR; ++r) {
+                    int32_t four;
+                    std::memcpy(&four, xb + r * a.k + g * 4, 4);
+                    const __m256i x = _mm256_set1_epi32(four);
+                    for (int t = 0; t < NT; ++t) run[r][t] = _mm256_add_epi16(run[r][t], _mm256_maddubs_epi16(x, w[t]));
+                }
+            }
+            for (int r = 0; r < MR; ++r)
+                for (int t = 0; t < NT; ++t) {
+                    const __m256i by = T == dtype::q6_k ? half_scales[t][g0 / 4] : ones;
+                    sums[r][t] = _mm256_add_epi32(sums[r][t], _mm256_madd_epi16(run[r][t], by));
+                }
+        }
+        for (int t = 0; t < NT; ++t) {
+            const __m256 dw = _mm256_loadu_ps(reinterpret_cast<const float *>(blk[t] + k_scales));
+            for (int r = 0; r < MR; ++r) {
+                const __m256 s = _mm256_mul_ps(dw, _mm256_set1_ps(xd[r * nb + b]));
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[r][t]), s, acc[r][t]);
+            }
+            if constexpr (offsets) {
+                const __m256 mw = _mm256_loadu_ps(reinterpret_cast<const float *>(blk[t] + k_offsets));
+                for (int r = 0; r < MR; ++r) acc[r][t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xs[r * nb + b]), acc[r][t]);
+            }
+        }
+    }
+    for (int t = 0; t < NT; ++t) {
+        const __m256i live = live_columns(cols[t]);
+        for (int r = 0; r < MR; ++r) _mm256_maskstore_ps(y + r * ldy + t * k_cols, live, acc[r][t]);
+    }
+}
+
+// The 8 rows' byte offsets for vpgatherdd (columns past cols repeat the last row's, always valid)
+// and a mask of the live columns, with which packing zeroes the others.
+struct tile_rows {
+    __m256i offsets, live;
+};
+FRUGAL_AVX2 inline tile_rows rows_of(size_t w_stride, int64_t cols) {
+    alignas(32) int32_t offsets[k_cols];
+    for (int64_t c = 0; c < k_cols; ++c) offsets[c] = int32_t(std::min(c, cols - 1) * int64_t(w_stride));
+    return {_mm256_load_si256(reinterpret_cast<const __m256i *>(offsets)), live_columns(cols)};
+}
+
+// Column c's dword at base + offsets[c], for the live columns (0 elsewhere).
+FRUGAL_AVX2 inline __m256i gather(const std::byte * base, const tile_rows & rows) {
+    const __m256i v = _mm256_i32gather_epi32(reinterpret_cast<const int *>(base), rows.offsets, 1);
+    return _mm256_and_si256(v, rows.live);
+}
+
+// Each byte's nibble at bit `shift` (0: low, 4: high) of its dword, as 0..15.
+FRUGAL_AVX2 inline __m256i nibbles(__m256i v, int shift) {
+    return _mm256_and_si256(_mm256_srli_epi32(v, shift), _mm256_set1_epi8(0x0F));
+}
+
+// Bits [shift, shift + 4) of each lane's dword, bit i moved to bit 4 of byte i: Q5_0's fifth bits
+// of 4 consecutive elements, over their nibbles. (x · 0x00204081 puts bit i of a 4-bit x at bit
+// 8i; its four shifted copies never overlap, so nothing carries.)
+FRUGAL_AVX2 inline __m256i fifth_bits(__m256i bits, int shift) {
+    const __m256i four = _mm256_and_si256(_mm256_srli_epi32(bits, shift), _mm256_set1_epi32(0xF));
+    const __m256i spread = _mm256_mullo_epi32(four, _mm256_set1_epi32(0x00204081));
+    return _mm256_slli_epi32(_mm256_and_si256(spread, _mm256_set1_epi32(0x01010101)), 4);
+}
+
+// Each column's Σ of its 4 quants (s8) in a group, as int32.
+FRUGAL_AVX2 inline __m256i column_sums(__m256i q) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
+}
+
+FRUGAL_AVX2 inline void store(std::byte * at, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i *>(at), v); }
+
+// −128 · Σ q (activations are stored as qx + 128, so each block sum carries 128 · Σ q too much).
+FRUGAL_AVX2 inline void store_correction(std::byte * blk, __m256i sum) {
+    store(blk + k_corrections, _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum, 7)));
+}
+
+// Rows 0..cols-1 (cols <= 8) of Q4_0 blocks (either layout), Q5_0 blocks or (the VNNI build)
+// Q8_0 blocks, laid out as l, into one tile at out: each block's groups gathered across the rows.
+FRUGAL_AVX2 inline void pack_tile(const block_layout & l, const std::byte * w, size_t w_stride, int64_t cols,
+                                  int64_t nb, std::byte * out) {
+    const tile_rows rows = rows_of(w_stride, cols);
+    const __m256i zero = _mm256_set1_epi8(int8_t(l.zero));
+    const bool five = l.fifth != fifth_bits::none;
+    for (int64_t b = 0; b < nb; ++b) {
+        std::byte * blk = out + b * k_block;
+        const std::byte * quants = w + l.q_offset + b * l.q_step;
+        __m256i high = _mm256_setzero_si256();
+        if (l.fifth == fifth_bits::words) {
+            high = gather(w + l.fifth_bits_offset + b * l.q_step, rows);
+        } else if (l.fifth == fifth_bits::repacked) {
+            alignas(32) uint32_t words[k_cols];
+            repacked_fifth_bits_words(w, w_stride, cols, k_cols, nb, b, words);
+            high = _mm256_load_si256(reinterpret_cast<const __m256i *>(words));
+        }
+        __m256i sum = _mm256_setzero_si256();
+        if (!l.nibbles) { // Q8_0 (the VNNI build): group g is bytes 4g..4g+3 as stored
+            for (int g = 0; g < k_groups; ++g) {
+                const __m256i q = gather(quants + 4 * g, rows);
+                store(blk + g * 4 * k_cols, q);
+                sum = _mm256_add_epi32(sum, column_sums(q));
+            }
+            store_correction(blk, sum);
+            block_scales(l, w, w_stride, cols, k_cols, b, reinterpret_cast<float *>(blk + k_scales));
+            continue;
+        }
+        // group g < 4: low nibbles of bytes 4g..4g+3 (elements 4g..), g >= 4: their high ones
+        // (elements 16 + 4g..)
+        for (int g = 0; g < k_groups / 2; ++g) {
+            const __m256i v = gather(quants + 4 * g, rows);
+            __m256i q_lo = nibbles(v, 0), q_hi = nibbles(v, 4);
+            if (five) {
+                q_lo = _mm256_or_si256(q_lo, fifth_bits(high, 4 * g));
+                q_hi = _mm256_or_si256(q_hi, fifth_bits(high, 16 + 4 * g));
+            }
+            const __m256i lo = _mm256_and_si256(_mm256_sub_epi8(q_lo, zero), rows.live);
+            const __m256i hi = _mm256_and_si256(_mm256_sub_epi8(q_hi, zero), rows.live);
+            store(blk + g * 4 * k_cols, lo);
+            store(blk + (g + k_groups / 2) * 4 * k_cols, hi);
+            sum = _mm256_add_epi32(sum, _mm256_add_epi32(column_sums(lo), column_sums(hi)));
+        }
+        store_correction(blk, sum);
+        block_scales(l, w, w_stride, cols, k_cols, b, reinterpret_cast<float *>(blk + k_scales));
+    }
+}
+
+// The same for Q4_K / Q5_K (Block): super-block sb's sub-block j = 2h + p holds nibble p of
+// qs[32h + e] (plus, Q5_K, bit j of qh[e] as the fifth bit) for its elements e < 32.
+template <class Block>
+FRUGAL_AVX2 inline void pack_tile_k(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb, std::byte * out) {
+    constexpr bool q5 = std::is_same_v<Block, block_q5_k>;
+    const tile_rows rows = rows_of(w_stride, cols);
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+        const std::byte * base = w + sb * int64_t(sizeof(Block));
+        std::byte * blk = out + sb * 8 * k_block; // its 8 sub-blocks' slots
+        __m256i high_bits[k_groups];
+        if constexpr (q5)
+            for (int g = 0; g < k_groups; ++g) high_bits[g] = gather(base + offsetof(Block, qh) + 4 * g, rows);
+        for (int h = 0; h < 4; ++h) {
+            __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int g = 0; g < k_groups; ++g) {
+                const __m256i v = gather(base + offsetof(Block, qs) + 32 * h + 4 * g, rows);
+                for (int p = 0; p < 2; ++p) {
+                    __m256i quant = nibbles(v, 4 * p);
+                    if constexpr (q5) {
+                        const __m256i bit =
+                            _mm256_and_si256(_mm256_srli_epi32(high_bits[g], 2 * h + p), _mm256_set1_epi8(1));
+                        quant = _mm256_or_si256(quant, _mm256_slli_epi32(bit, 4));
+                    }
+                    store(blk + (2 * h + p) * k_block + g * 4 * k_cols, quant);
+                    sum[p] = _mm256_add_epi32(sum[p], column_sums(quant));
+                }
+            }
+            for (int p = 0; p < 2; ++p) store_correction(blk + (2 * h + p) * k_block, sum[p]);
+        }
+        for (int64_t c = 0; c < k_cols; ++c) {
+            float dw[8] = {}, mw[8] = {};
+            if (c < cols) k_quant_sub_scales<Block>(base + c * int64_t(w_stride), dw, mw);
+            for (int j = 0; j < 8; ++j) {
+                reinterpret_cast<float *>(blk + j * k_block + k_scales)[c] = dw[j];
+                reinterpret_cast<float *>(blk + j * k_block + k_offsets)[c] = mw[j];
+            }
+        }
+    }
+}
+
+// Rows 0..cols-1 (cols <= 8) of Q6_K super-blocks into one tile at out: block j of super-block
+// sb (q6_k_block_of) into slot 8 · sb + j, its quants as q − 32, its halves' scales sc as int8
+// and the super-block's d as the block scale.
+FRUGAL_AVX2 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb,
+                                       std::byte * out) {
+    const tile_rows rows = rows_of(w_stride, cols);
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+        const std::byte * base = w + sb * int64_t(sizeof(block_q6_k));
+        for (int j = 0; j < 8; ++j) {
+            const q6_k_block l = q6_k_block_of(j);
+            std::byte * blk = out + (sb * 8 + j) * k_block;
+            int8_t sc[2 * k_cols]; // the halves' scales, [2][k_cols] (flat: the callee writes both rows)
+            q6_k_block_scales(base, w_stride, cols, k_cols, l, reinterpret_cast<float *>(blk + k_scales), sc);
+            std::memcpy(blk + k_offsets, sc, sizeof sc);
+            __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int g = 0; g < k_groups; ++g) {
+                const __m256i lo = gather(base + offsetof(block_q6_k, ql) + l.ql + 4 * g, rows);
+                const __m256i hi = gather(base + offsetof(block_q6_k, qh) + l.qh + 4 * g, rows);
+                const __m256i two_bits =
+                    _mm256_and_si256(_mm256_srli_epi32(hi, int(l.qh_shift)), _mm256_set1_epi8(3));
+                const __m256i q6 = _mm256_or_si256(nibbles(lo, int(l.ql_shift)), _mm256_slli_epi32(two_bits, 4));
+                const __m256i quant = _mm256_and_si256(_mm256_sub_epi8(q6, _mm256_set1_epi8(32)), rows.live);
+                store(blk + g * 4 * k_cols, quant);
+                sum[g / 4] = _mm256_add_epi32(sum[g / 4], column_sums(quant));
+            }
+            const __m256i sc0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(sc)));
+            const __m256i sc1 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(sc + k_cols)));
+            store_correction(blk, _mm256_add_epi32(_mm256_mullo_epi32(sum[0], sc0), _mm256_mullo_epi32(sum[1], sc1)));
+        }
+    }
+}
+
+// The activation rows of a chunk, MR at a time, then the rest one by one, prefetching the next
+// chunk's weight rows meanwhile.
+template <int NT, dtype T>
+FRUGAL_AVX2 inline void q8_all_rows(const std::byte * tiles, int64_t nb, const activations & a, int64_t m, float * y,
+                                    int64_t ldy, const int64_t * cols, next_chunk_prefetch & prefetch) {
+    constexpr int MR = 4;
+    int64_t i = 0;
+    for (; i + MR <= m; i += MR) {
+        q8_rows<MR, NT, T>(tiles, nb, a, i, y + i * ldy, ldy, cols);
+        prefetch.step();
+    }
+    for (; i < m; ++i) q8_rows<1, NT, T>(tiles, nb, a, i, y + i * ldy, ldy, cols);
+}
+
+template <dtype T>
+FRUGAL_AVX2 inline void q8_multiply(int64_t tiles, const std::byte * packed, int64_t nb, const activations & a,
+                                    int64_t m, float * y, int64_t ldy, const int64_t * cols,
+                                    next_chunk_prefetch & prefetch) {
+    if (tiles == 2)
+        q8_all_rows<2, T>(packed, nb, a, m, y, ldy, cols, prefetch);
+    else
+        q8_all_rows<1, T>(packed, nb, a, m, y, ldy, cols, prefetch);
+}
+
+// chunk_fn: packs up to 16 weight rows into two tiles (one when cols <= 8), then runs every
+// activation row against them (a chunk with k = 8960 packs into 193 KiB, within L2).
+FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t cols, const activations & a,
+                          int64_t m, float * y, int64_t ldy, std::byte * scratch) {
+    const int64_t nb = a.k / k_qk;
+    const int64_t tiles = cols > k_cols ? 2 : 1;
+    const int64_t tile_cols[2] = {std::min(cols, k_cols), cols - k_cols};
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+        const std::byte * rows = w + tile * k_cols * int64_t(w_stride);
+        std::byte * out = scratch + tile * nb * k_block;
+        if (t == dtype::q6_k)
+            pack_tile_q6_k(rows, w_stride, tile_cols[tile], nb / 8, out);
+        else if (t == dtype::q4_k)
+            pack_tile_k<block_q4_k>(rows, w_stride, tile_cols[tile], nb / 8, out);
+        else if (t == dtype::q5_k)
+            pack_tile_k<block_q5_k>(rows, w_stride, tile_cols[tile], nb / 8, out);
+        else
+            pack_tile(layout_of(t, nb), rows, w_stride, tile_cols[tile], nb, out);
+    }
+    next_chunk_prefetch prefetch(w + cols * int64_t(w_stride), k_tiles * k_cols * int64_t(w_stride), m / 4);
+    switch (t) {
+    case dtype::q4_k: q8_multiply<dtype::q4_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols, prefetch); break;
+    case dtype::q5_k: q8_multiply<dtype::q5_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols, prefetch); break;
+    case dtype::q6_k: q8_multiply<dtype::q6_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols, prefetch); break;
+    case dtype::q5_0:
+    case dtype::q5_0_repacked:
+        q8_multiply<dtype::q5_0>(tiles, scratch, nb, a, m, y, ldy, tile_cols, prefetch);
+        break;
+    default: q8_multiply<dtype::q4_0>(tiles, scratch, nb, a, m, y, ldy, tile_cols, prefetch); break;
+    }
+}
+
+// The fewest rows from which this kernel beats the row kernels (kernel::gemm_from; 0: the
+// default). Measured with the AVX2 code on Zen 5 (FRUGAL_MAX_CPU_ISA=avx2, no AVX2-only machine at
+// hand), 2 threads, whole 1.5B Qwen2 files, pp N t/s rows / packed: Q6_K at 24 rows 90 / 69, 32
+// 91 / 83, 48 93 / 99; Q4_K_M (Q4_K, its Q6_K on the rows) at 24 99 / 94, 32 96 / 107; Q4_0
+// (repacked) at 16 105 / 92, 24 106 / 120, which the default (24) serves.
+constexpr int64_t gemm_from(dtype t) {
+    if (t == dtype::q6_k) return 40;
+    return t == dtype::q4_k || t == dtype::q5_k ? 28 : 0;
+}
+
+} // namespace frugal::ops::q8::detail::FRUGAL_AVX2_NS
