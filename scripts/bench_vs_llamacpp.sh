@@ -5,6 +5,8 @@
 #   scripts/bench_vs_llamacpp.sh MODEL.gguf [rounds=2] [-- extra bench args, e.g. -p 512 -n 128 -r 2 -t 2]
 # Both engines on their AVX2 code on an AVX-512 machine, as on an AVX2-only CPU:
 #   FRUGAL_MAX_CPU_ISA=avx2 FRUGAL_LLAMACPP_CPU=haswell scripts/bench_vs_llamacpp.sh MODEL.gguf
+# ... and on AVX2 with AVX-VNNI (Intel's client cores), where the CPU has it:
+#   FRUGAL_MAX_CPU_ISA=avx2_vnni FRUGAL_LLAMACPP_CPU=alderlake scripts/bench_vs_llamacpp.sh MODEL.gguf
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=${1:?usage: bench_vs_llamacpp.sh MODEL.gguf [ROUNDS] [-- BENCH ARGS]}
