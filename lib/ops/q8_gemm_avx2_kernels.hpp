@@ -69,20 +69,26 @@ FRUGAL_AVX2 inline void q8_rows(const std::byte * tiles, int64_t nb, const activ
                     half_scales[t][h] = _mm256_blend_epi16(sc, _mm256_slli_epi32(sc, 16), 0xAA);
                 }
         const uint8_t * xb = xq + b * k_qk;
+        // Group g: op(r, t, x, w) takes tile t's quants w against row r's 4 activation bytes x
+        // (broadcast).
+        const auto group = [&](int g, auto op) FRUGAL_AVX2 {
+            __m256i w[NT];
+            for (int t = 0; t < NT; ++t)
+                w[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(blk[t] + g * 4 * k_cols));
+            for (int r = 0; r < MR; ++r) {
+                int32_t four;
+                std::memcpy(&four, xb + r * a.k + g * 4, 4);
+                const __m256i x = _mm256_set1_epi32(four);
+                for (int t = 0; t < NT; ++t) op(r, t, x, w[t]);
+            }
+        };
         if constexpr (k_vnni && T != dtype::q6_k) {
             // AVX-VNNI: vpdpbusd adds each lane's 4 products straight into its int32 sum, for
             // every type whose block sums need no per-half scale.
-            for (int g = 0; g < k_groups; ++g) {
-                __m256i w[NT];
-                for (int t = 0; t < NT; ++t)
-                    w[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(blk[t] + g * 4 * k_cols));
-                for (int r = 0; r < MR; ++r) {
-                    int32_t four;
-                    std::memcpy(&four, xb + r * a.k + g * 4, 4);
-                    const __m256i x = _mm256_set1_epi32(four);
-                    for (int t = 0; t < NT; ++t) sums[r][t] = _mm256_dpbusd_avx_epi32(sums[r][t], x, w[t]);
-                }
-            }
+            for (int g = 0; g < k_groups; ++g)
+                group(g, [&](int r, int t, __m256i x, __m256i w) FRUGAL_AVX2 {
+                    sums[r][t] = _mm256_dpbusd_avx_epi32(sums[r][t], x, w);
+                });
         } else
         for (int g0 = 0; g0 < k_groups; g0 += span) {
             __m256i run[MR][NT];
@@ -90,17 +96,10 @@ FRUGAL_AVX2 inline void q8_rows(const std::byte * tiles, int64_t nb, const activ
                 for (int t = 0; t < NT; ++t) run[r][t] = _mm256_setzero_si256();
             // Not unrolled: GCC would reassociate the unrolled int16 sums and spill the products.
 #pragma GCC unroll 1
-            for (int g = g0; g < g0 + span; ++g) {
-                __m256i w[NT];
-                for (int t = 0; t < NT; ++t)
-                    w[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(blk[t] + g * 4 * k_cols));
-                for (int r = 0; r < MR; ++r) {
-                    int32_t four;
-                    std::memcpy(&four, xb + r * a.k + g * 4, 4);
-                    const __m256i x = _mm256_set1_epi32(four);
-                    for (int t = 0; t < NT; ++t) run[r][t] = _mm256_add_epi16(run[r][t], _mm256_maddubs_epi16(x, w[t]));
-                }
-            }
+            for (int g = g0; g < g0 + span; ++g)
+                group(g, [&](int r, int t, __m256i x, __m256i w) FRUGAL_AVX2 {
+                    run[r][t] = _mm256_add_epi16(run[r][t], _mm256_maddubs_epi16(x, w));
+                });
             for (int r = 0; r < MR; ++r)
                 for (int t = 0; t < NT; ++t) {
                     const __m256i by = T == dtype::q6_k ? half_scales[t][g0 / 4] : ones;
