@@ -113,6 +113,30 @@ const kernel * avx512_kernel();
 const kernel * avx2_kernel();
 const kernel * avx2_vnni_kernel();
 
+// A chunk's rows are packed and multiplied in parts of their blocks when the packed tiles would
+// outgrow max_bytes (a kernel's share of L2): n parts of whole units (super-blocks for the
+// K-quants, whose packing starts on one), each part's products added to the last's.
+class packed_parts {
+public:
+    packed_parts(dtype t, int64_t row_blocks, int64_t bytes_per_block, int64_t max_bytes)
+        : row_blocks_(row_blocks), unit_(super_blocks(t) ? k_qk_k / k_qk : 1),
+          n_(std::max<int64_t>(1, (row_blocks * bytes_per_block + max_bytes - 1) / max_bytes)) {}
+    int64_t count() const { return n_; }
+    // Part i: blocks [first(i), first(i + 1)).
+    int64_t first(int64_t i) const { return i == n_ ? row_blocks_ : row_blocks_ / unit_ * i / n_ * unit_; }
+
+private:
+    int64_t row_blocks_, unit_, n_;
+};
+
+// Where one pass over a chunk's activation rows multiplies: the packed tiles of blocks
+// [b0, b0 + nb), and whether y is added to (a later part) or written.
+struct tiles_part {
+    const std::byte * tiles;
+    int64_t b0, nb;
+    bool accumulate;
+};
+
 // While a chunk's activation rows run, the weight rows the next chunk will pack (the bytes
 // after this chunk's rows) are prefetched into L2, a share per step: packing reads 8 or 16
 // rows at once, more streams than the hardware prefetcher follows, and waited on memory

@@ -35,16 +35,18 @@ FRUGAL_AVX2 inline __m256i live_columns(int64_t cols) {
 // groups (against 1, or Q6_K's half-block scales); then one fused multiply-add scales the exact
 // block sums by dw · dx into the f32 accumulators (and, with offsets, a second adds
 // mw · dx · Σ qx).
-//   tiles: NT tiles of nb blocks, tile t at tiles + t · nb · k_block
-//   a: the activations, first row at row i0; y: [MR, ldy]
+//   part: NT tiles of blocks [b0, b0 + nb) of the rows, tile t at tiles + t · nb · k_block
+//   a: the activations, first row at row i0; y: [MR, ldy], written or (part.accumulate) added to
 template <int MR, int NT, dtype T>
-FRUGAL_AVX2 inline void q8_rows(const std::byte * tiles, int64_t nb, const activations & a, int64_t i0, float * y,
-                                int64_t ldy, const int64_t * cols) {
+FRUGAL_AVX2 inline void q8_rows(const tiles_part & part, const activations & a, int64_t i0, float * y, int64_t ldy,
+                                const int64_t * cols) {
     constexpr bool offsets = has_offsets(T);
     constexpr int span = span_of(T);
-    const uint8_t * xq = a.q + i0 * a.k;
-    const float * xd = a.d + i0 * nb;
-    const float * xs = offsets ? a.s + i0 * nb : nullptr;
+    const std::byte * tiles = part.tiles;
+    const int64_t nb = part.nb, row_blocks = a.k / k_qk;
+    const uint8_t * xq = a.q + i0 * a.k + part.b0 * k_qk;
+    const float * xd = a.d + i0 * row_blocks + part.b0;
+    const float * xs = offsets ? a.s + i0 * row_blocks + part.b0 : nullptr;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[MR][NT];
     for (int r = 0; r < MR; ++r)
@@ -109,18 +111,23 @@ FRUGAL_AVX2 inline void q8_rows(const std::byte * tiles, int64_t nb, const activ
         for (int t = 0; t < NT; ++t) {
             const __m256 dw = _mm256_loadu_ps(reinterpret_cast<const float *>(blk[t] + k_scales));
             for (int r = 0; r < MR; ++r) {
-                const __m256 s = _mm256_mul_ps(dw, _mm256_set1_ps(xd[r * nb + b]));
+                const __m256 s = _mm256_mul_ps(dw, _mm256_set1_ps(xd[r * row_blocks + b]));
                 acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[r][t]), s, acc[r][t]);
             }
             if constexpr (offsets) {
                 const __m256 mw = _mm256_loadu_ps(reinterpret_cast<const float *>(blk[t] + k_offsets));
-                for (int r = 0; r < MR; ++r) acc[r][t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xs[r * nb + b]), acc[r][t]);
+                for (int r = 0; r < MR; ++r)
+                    acc[r][t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xs[r * row_blocks + b]), acc[r][t]);
             }
         }
     }
     for (int t = 0; t < NT; ++t) {
         const __m256i live = live_columns(cols[t]);
-        for (int r = 0; r < MR; ++r) _mm256_maskstore_ps(y + r * ldy + t * k_cols, live, acc[r][t]);
+        for (int r = 0; r < MR; ++r) {
+            float * out = y + r * ldy + t * k_cols;
+            const __m256 sum = part.accumulate ? _mm256_add_ps(_mm256_maskload_ps(out, live), acc[r][t]) : acc[r][t];
+            _mm256_maskstore_ps(out, live, sum);
+        }
     }
 }
 
@@ -170,19 +177,19 @@ FRUGAL_AVX2 inline void store_correction(std::byte * blk, __m256i sum) {
 // Rows 0..cols-1 (cols <= 8) of Q4_0 blocks (either layout), Q5_0 blocks or (the VNNI build)
 // Q8_0 blocks, laid out as l, into one tile at out: each block's groups gathered across the rows.
 FRUGAL_AVX2 inline void pack_tile(const block_layout & l, const std::byte * w, size_t w_stride, int64_t cols,
-                                  int64_t nb, std::byte * out) {
+                                  int64_t row_blocks, int64_t b0, int64_t nb, std::byte * out) {
     const tile_rows rows = rows_of(w_stride, cols);
     const __m256i zero = _mm256_set1_epi8(int8_t(l.zero));
     const bool five = l.fifth != fifth_bits::none;
-    for (int64_t b = 0; b < nb; ++b) {
-        std::byte * blk = out + b * k_block;
+    for (int64_t b = b0; b < b0 + nb; ++b) {
+        std::byte * blk = out + (b - b0) * k_block;
         const std::byte * quants = w + l.q_offset + b * l.q_step;
         __m256i high = _mm256_setzero_si256();
         if (l.fifth == fifth_bits::words) {
             high = gather(w + l.fifth_bits_offset + b * l.q_step, rows);
         } else if (l.fifth == fifth_bits::repacked) {
             alignas(32) uint32_t words[k_cols];
-            repacked_fifth_bits_words(w, w_stride, cols, k_cols, nb, b, words);
+            repacked_fifth_bits_words(w, w_stride, cols, k_cols, row_blocks, b, words);
             high = _mm256_load_si256(reinterpret_cast<const __m256i *>(words));
         }
         __m256i sum = _mm256_setzero_si256();
@@ -291,56 +298,69 @@ FRUGAL_AVX2 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, int
 // The activation rows of a chunk, MR at a time, then the rest one by one, prefetching the next
 // chunk's weight rows meanwhile.
 template <int NT, dtype T>
-FRUGAL_AVX2 inline void q8_all_rows(const std::byte * tiles, int64_t nb, const activations & a, int64_t m, float * y,
-                                    int64_t ldy, const int64_t * cols, next_chunk_prefetch & prefetch) {
+FRUGAL_AVX2 inline void q8_all_rows(const tiles_part & part, const activations & a, int64_t m, float * y, int64_t ldy,
+                                    const int64_t * cols, next_chunk_prefetch & prefetch) {
     constexpr int MR = 4;
     int64_t i = 0;
     for (; i + MR <= m; i += MR) {
-        q8_rows<MR, NT, T>(tiles, nb, a, i, y + i * ldy, ldy, cols);
+        q8_rows<MR, NT, T>(part, a, i, y + i * ldy, ldy, cols);
         prefetch.step();
     }
-    for (; i < m; ++i) q8_rows<1, NT, T>(tiles, nb, a, i, y + i * ldy, ldy, cols);
+    for (; i < m; ++i) q8_rows<1, NT, T>(part, a, i, y + i * ldy, ldy, cols);
 }
 
 template <dtype T>
-FRUGAL_AVX2 inline void q8_multiply(int64_t tiles, const std::byte * packed, int64_t nb, const activations & a,
-                                    int64_t m, float * y, int64_t ldy, const int64_t * cols,
-                                    next_chunk_prefetch & prefetch) {
+FRUGAL_AVX2 inline void q8_multiply(int64_t tiles, const tiles_part & part, const activations & a, int64_t m, float * y,
+                                    int64_t ldy, const int64_t * cols, next_chunk_prefetch & prefetch) {
     if (tiles == 2)
-        q8_all_rows<2, T>(packed, nb, a, m, y, ldy, cols, prefetch);
+        q8_all_rows<2, T>(part, a, m, y, ldy, cols, prefetch);
     else
-        q8_all_rows<1, T>(packed, nb, a, m, y, ldy, cols, prefetch);
+        q8_all_rows<1, T>(part, a, m, y, ldy, cols, prefetch);
 }
 
+// Packed tiles a chunk keeps in L2 at most (packed_parts): the AVX-512 kernel's measured share of
+// Zen 5's 1 MiB L2 (640 KiB), scaled to the 512 KiB of Zen 2 and 3. Rows of up to 14.5 K
+// elements stay whole. Not measured on such a CPU (there is none at hand); parts cost the
+// AVX-512 kernel 0-3 % where they were not needed.
+inline constexpr int64_t k_packed_bytes_max = 320 << 10;
+
 // chunk_fn: packs up to 16 weight rows into two tiles (one when cols <= 8), then runs every
-// activation row against them (a chunk with k = 8960 packs into 193 KiB, within L2).
+// activation row against them (a chunk with k = 8960 packs into 193 KiB, within L2; longer rows
+// go in parts of their blocks).
 FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t cols, const activations & a,
                           int64_t m, float * y, int64_t ldy, std::byte * scratch) {
-    const int64_t nb = a.k / k_qk;
+    const int64_t row_blocks = a.k / k_qk;
     const int64_t tiles = cols > k_cols ? 2 : 1;
     const int64_t tile_cols[2] = {std::min(cols, k_cols), cols - k_cols};
-    for (int64_t tile = 0; tile < tiles; ++tile) {
-        const std::byte * rows = w + tile * k_cols * int64_t(w_stride);
-        std::byte * out = scratch + tile * nb * k_block;
-        if (t == dtype::q6_k)
-            pack_tile_q6_k(rows, w_stride, tile_cols[tile], nb / 8, out);
-        else if (t == dtype::q4_k)
-            pack_tile_k<block_q4_k>(rows, w_stride, tile_cols[tile], nb / 8, out);
-        else if (t == dtype::q5_k)
-            pack_tile_k<block_q5_k>(rows, w_stride, tile_cols[tile], nb / 8, out);
-        else
-            pack_tile(layout_of(t, nb), rows, w_stride, tile_cols[tile], nb, out);
-    }
-    next_chunk_prefetch prefetch(w + cols * int64_t(w_stride), k_tiles * k_cols * int64_t(w_stride), m / 4);
-    switch (t) {
-    case dtype::q4_k: q8_multiply<dtype::q4_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols, prefetch); break;
-    case dtype::q5_k: q8_multiply<dtype::q5_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols, prefetch); break;
-    case dtype::q6_k: q8_multiply<dtype::q6_k>(tiles, scratch, nb, a, m, y, ldy, tile_cols, prefetch); break;
-    case dtype::q5_0:
-    case dtype::q5_0_repacked:
-        q8_multiply<dtype::q5_0>(tiles, scratch, nb, a, m, y, ldy, tile_cols, prefetch);
-        break;
-    default: q8_multiply<dtype::q4_0>(tiles, scratch, nb, a, m, y, ldy, tile_cols, prefetch); break;
+    const packed_parts parts(t, row_blocks, tiles * k_block, k_packed_bytes_max);
+    for (int64_t p = 0; p < parts.count(); ++p) {
+        const int64_t b0 = parts.first(p), nb = parts.first(p + 1) - b0, sb0 = b0 / 8;
+        for (int64_t tile = 0; tile < tiles; ++tile) {
+            const std::byte * rows = w + tile * k_cols * int64_t(w_stride);
+            std::byte * out = scratch + tile * nb * k_block;
+            if (t == dtype::q6_k)
+                pack_tile_q6_k(rows + sb0 * int64_t(sizeof(block_q6_k)), w_stride, tile_cols[tile], nb / 8, out);
+            else if (t == dtype::q4_k)
+                pack_tile_k<block_q4_k>(rows + sb0 * int64_t(sizeof(block_q4_k)), w_stride, tile_cols[tile], nb / 8,
+                                        out);
+            else if (t == dtype::q5_k)
+                pack_tile_k<block_q5_k>(rows + sb0 * int64_t(sizeof(block_q5_k)), w_stride, tile_cols[tile], nb / 8,
+                                        out);
+            else
+                pack_tile(layout_of(t, row_blocks), rows, w_stride, tile_cols[tile], row_blocks, b0, nb, out);
+        }
+        // The next chunk's rows are asked for while the last part multiplies.
+        const bool last = p + 1 == parts.count();
+        next_chunk_prefetch prefetch(w + cols * int64_t(w_stride), last ? cols * int64_t(w_stride) : 0, m / 4);
+        const tiles_part part{scratch, b0, nb, p > 0};
+        switch (t) {
+        case dtype::q4_k: q8_multiply<dtype::q4_k>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
+        case dtype::q5_k: q8_multiply<dtype::q5_k>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
+        case dtype::q6_k: q8_multiply<dtype::q6_k>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
+        case dtype::q5_0:
+        case dtype::q5_0_repacked: q8_multiply<dtype::q5_0>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
+        default: q8_multiply<dtype::q4_0>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
+        }
     }
 }
 

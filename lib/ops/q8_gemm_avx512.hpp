@@ -321,18 +321,10 @@ FRUGAL_AVX512 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, i
     }
 }
 
-// Where one call of q8_rows multiplies: the packed tiles of blocks [b0, b0 + nb), and whether y
-// is added to (a later part of the blocks) or written.
-struct tiles_part {
-    const std::byte * tiles;
-    int64_t b0, nb;
-    bool accumulate;
-};
-
 // The activation rows of a chunk, four at a time, then the 1 to 3 left, prefetching the next
 // chunk's weight rows meanwhile (q8::next_chunk_prefetch: `ahead`, `ahead_bytes`).
 template <int NT, bool Offsets, bool Halves>
-FRUGAL_AVX512 inline void q8_all_rows(const tiles_part & part, const q8::activations & a, int64_t m, float * y,
+FRUGAL_AVX512 inline void q8_all_rows(const q8::tiles_part & part, const q8::activations & a, int64_t m, float * y,
                                       int64_t ldy, const int64_t * cols, const std::byte * ahead,
                                       int64_t ahead_bytes) {
     q8::next_chunk_prefetch prefetch(ahead, ahead_bytes, m / 4);
@@ -355,7 +347,7 @@ FRUGAL_AVX512 inline void q8_all_rows(const tiles_part & part, const q8::activat
 
 // The kind of block weight type t has: plain, with offsets (Q4_K, Q5_K) or with halves (Q6_K).
 template <int NT>
-FRUGAL_AVX512 inline void q8_multiply(frugal::dtype t, const tiles_part & part, const q8::activations & a, int64_t m,
+FRUGAL_AVX512 inline void q8_multiply(frugal::dtype t, const q8::tiles_part & part, const q8::activations & a, int64_t m,
                                       float * y, int64_t ldy, const int64_t * cols, const std::byte * ahead,
                                       int64_t ahead_bytes) {
     if (q8::has_offsets(t))
@@ -366,8 +358,7 @@ FRUGAL_AVX512 inline void q8_multiply(frugal::dtype t, const tiles_part & part, 
         q8_all_rows<NT, false, false>(part, a, m, y, ldy, cols, ahead, ahead_bytes);
 }
 
-// Packed tiles a chunk keeps in L2 at most: longer rows are packed and multiplied in parts of
-// their blocks (whole super-blocks), each part's products added to the last's. Without parts,
+// Packed tiles a chunk keeps in L2 at most (q8::packed_parts). Without parts,
 // a 2-tile chunk of a 18944-wide row (833 KiB, the R1-Distill-Qwen-7B down projection) ran at
 // 584 GMAC/s and of 28672 (1.2 MiB, Llama-70B's) at 505-534, against 690-740 for rows of
 // 4096-14336 (Zen 5's L2: 1 MiB; Q4_0, 512 rows, 2 threads). One tile per chunk instead ran slower
@@ -446,15 +437,9 @@ FRUGAL_AVX512 inline void q8_chunk(frugal::dtype t, const std::byte * w, size_t 
     const int64_t row_blocks = a.k / frugal::k_qk;
     const int64_t tiles = cols > q8::k_tile_cols ? 2 : 1;
     const int64_t tile_cols[2] = {std::min(cols, q8::k_tile_cols), cols - q8::k_tile_cols};
-    // Parts of whole super-blocks for the K-quants (a part's packing starts on one).
-    const int64_t unit = q8::super_blocks(t) ? frugal::k_qk_k / frugal::k_qk : 1;
-    const int64_t n_parts = std::max<int64_t>(
-        1, (row_blocks * tiles * q8::k_block_bytes + k_packed_bytes_max - 1) / k_packed_bytes_max);
-    const auto part_start = [&](int64_t i) {
-        return i == n_parts ? row_blocks : row_blocks / unit * i / n_parts * unit;
-    };
-    for (int64_t part = 0; part < n_parts; ++part) {
-        const int64_t b0 = part_start(part), nb = part_start(part + 1) - b0;
+    const q8::packed_parts parts(t, row_blocks, tiles * q8::k_block_bytes, k_packed_bytes_max);
+    for (int64_t part = 0; part < parts.count(); ++part) {
+        const int64_t b0 = parts.first(part), nb = parts.first(part + 1) - b0;
         for (int64_t tile = 0; tile < tiles; ++tile) {
             const std::byte * rows = w + tile * q8::k_tile_cols * int64_t(w_stride);
             std::byte * out = scratch + tile * nb * q8::k_block_bytes;
@@ -471,10 +456,10 @@ FRUGAL_AVX512 inline void q8_chunk(frugal::dtype t, const std::byte * w, size_t 
                 pack_tile(q8::layout_of(t, row_blocks), rows, w_stride, tile_cols[tile], row_blocks, b0, nb, out);
         }
         // The next chunk's rows are asked for while the last part multiplies.
-        const bool last = part + 1 == n_parts;
+        const bool last = part + 1 == parts.count();
         const std::byte * next = w + cols * int64_t(w_stride);
         const int64_t next_bytes = last ? cols * int64_t(w_stride) : 0;
-        const tiles_part packed{scratch, b0, nb, part > 0};
+        const q8::tiles_part packed{scratch, b0, nb, part > 0};
         if (tiles == 2)
             q8_multiply<2>(t, packed, a, m, y, ldy, tile_cols, next, next_bytes);
         else
