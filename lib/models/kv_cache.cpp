@@ -34,7 +34,7 @@ void kv_rows::write(int64_t pos, const float * x, int64_t n) {
     const int64_t n_heads = width_ / head_width_, run = n_heads == 1 ? n * width_ : head_width_;
     const auto store = [&](const float * src, std::byte * dst) {
         if (type_ == dtype::f32) std::memcpy(dst, src, size_t(run) * sizeof(float));
-        else ops::quantize_activation(type_, src, dst, run); // F16: round to nearest even; Q8_0: as its dot's activations
+        else ops::quantize_activation(type_, src, dst, run); // F16: nearest even; Q8_0: as its dot's activations
     };
     if (n_heads == 1) return store(x, at(0, pos));
     for (int64_t h = 0; h < n_heads; ++h)

@@ -254,7 +254,8 @@ struct problem {
         return static_cast<const std::byte *>(v) + j0 * bytes.v_row + hk * bytes.v_head;
     }
     // s = qt · K[j0 .. j0 + n)ᵀ and o += P · V[j0 .. j0 + n) on the cache as stored (has_direct()).
-    void direct_scores(const float * qt, int64_t rows, int64_t j0, int64_t n, int64_t hk, float * s, int64_t ld_s) const {
+    void direct_scores(const float * qt, int64_t rows, int64_t j0, int64_t n, int64_t hk, float * s,
+                       int64_t ld_s) const {
         if (f16()) kern.scores_f16(qt, rows, p.head_dim, f16_keys(j0, hk), k_row, n, s, ld_s);
         else kern.scores_q8_0(qt, rows, p.head_dim, q8_0_at(k, k_row, k_head, j0, hk), k_row, n, s, ld_s);
     }

@@ -233,9 +233,13 @@ FRUGAL_TILES_TARGET inline void scores_q8(const float * q, int64_t rows, int64_t
     const int64_t row_blocks = k_row / frugal::k_qk;
     by_row_tiles<TileRows>(rows, [&](auto rt, int64_t r) FRUGAL_TILES_TARGET {
         constexpr int R = decltype(rt)::value;
+        const auto keys = [&](auto j_tile, int64_t j) FRUGAL_TILES_TARGET {
+            scores_q8_tile<R, decltype(j_tile)::value>(q + r * hd, hd, first + j * row_blocks, row_blocks,
+                                                       s + r * ld_s + j, ld_s);
+        };
         int64_t j = 0;
-        for (; j + 4 <= n; j += 4) scores_q8_tile<R, 4>(q + r * hd, hd, first + j * row_blocks, row_blocks, s + r * ld_s + j, ld_s);
-        for (; j < n; ++j) scores_q8_tile<R, 1>(q + r * hd, hd, first + j * row_blocks, row_blocks, s + r * ld_s + j, ld_s);
+        for (; j + 4 <= n; j += 4) keys(std::integral_constant<int, 4>{}, j);
+        for (; j < n; ++j) keys(std::integral_constant<int, 1>{}, j);
     });
 }
 

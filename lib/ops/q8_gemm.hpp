@@ -100,8 +100,8 @@ struct kernel {
     size_t scratch_bytes(int64_t k) const { return size_t(k / k_qk) * scratch_per_block; }
 };
 
-// The kernel of this CPU: AVX-512 VNNI, else AVX2 with AVX-VNNI, else AVX2, else nullptr. Weight types it does not take go
-// through the f32 path, which is the same arithmetic. Tests may put another kernel in its place
+// The kernel of this CPU: AVX-512 VNNI, else AVX2 with AVX-VNNI, else AVX2, else nullptr. Weight
+// types it does not take go through the f32 path, which is the same arithmetic. Tests may put another kernel in its place
 // (nullptr restores the CPU's).
 const kernel * chunk_kernel();
 // chunk_kernel() if it takes weight type t, else nullptr.
