@@ -14,7 +14,9 @@
 // task of few rows (decode) reads it directly instead (attention_kernels::direct_rows, per
 // kernel set). Where the kernels take one (AVX-512), K is widened transposed instead,
 // [head_dim, bk] with keys in lanes, so that the scores, like P · V, need no horizontal sums
-// (pp512 at depth 3584 on Zen 5: attention 969 → 877 ms).
+// (pp512 at depth 3584 on Zen 5: attention 969 → 877 ms); an F32 cache's keys are transposed
+// so too (DeepSeek's decompressed MLA heads, 192 wide, 512 tokens at depth 3584: 128 heads
+// 730 → 665 ms, head-major 580 → 490).
 // The products use register tiles: AVX-512 F where the CPU has it and the dims are multiples of
 // 16 (attention_avx512_kernels.hpp; about 360 GFLOP/s with 2 threads on a Zen 5 at depth), else
 // AVX2+FMA (~80 GFLOP/s per core measured on a Zen 3 for these shapes; Eigen, which this
@@ -237,8 +239,8 @@ struct problem {
     struct {
         int64_t k_row, v_row, k_head, v_head, key, value;
     } bytes;
-    // Tasks of many rows widen keys into a transposed tile for kern.scores_kt: an F16 or Q8_0 cache
-    // whose K tile is not also V's, on a CPU with gemm_pack's AVX-512 transposes.
+    // Tasks of many rows copy keys into a transposed tile for kern.scores_kt (F16 and Q8_0 widened
+    // on the way) where the K tile is not also V's, on a CPU with gemm_pack's AVX-512 transposes.
     bool transposed_keys;
 
     bool f16() const { return p.kv_type == dtype::f16; }
@@ -277,15 +279,31 @@ struct problem {
         return rows_of(v, v_row, v_head, p.v_dim, j0, n, hk, tile, row);
     }
 
-    // Keys [j0, j0 + n) (n <= k_kt_keys) of kv head hk in an F16 or Q8_0 cache, widened into kt
-    // [head_dim][k_kt_keys] with keys in lanes: 16 keys at a time through gemm_pack's AVX-512
-    // transposes (F16: a partial last group from a zero-padded copy in pad, so nothing past the
-    // cache's rows is read; Q8_0: widened into pad [16, head_dim] first; keys past the cache's
-    // rows are zeros). False where the CPU lacks the transposes (transposed_keys rules that out;
-    // the caller then widens the keys as rows).
+    // Keys [j0, j0 + n) (n <= k_kt_keys) of kv head hk, as F32 in kt [head_dim][k_kt_keys] with
+    // keys in lanes: 16 keys at a time through gemm_pack's AVX-512 transposes (F32 and F16: a
+    // partial last group from a zero-padded copy in pad, so nothing past the cache's rows is
+    // read; Q8_0: widened into pad [16, head_dim] first; keys past the cache's rows are zeros).
+    // False where the CPU lacks the transposes (transposed_keys rules that out; the caller then
+    // takes the keys as rows).
     bool keys_transposed(int64_t j0, int64_t n, int64_t hk, float * kt, float * pad) const {
         constexpr int64_t per_group = gemm_pack::group_rows;
         const int64_t hd = p.head_dim;
+        if (!widened()) { // F32 (DeepSeek's decompressed MLA keys, head_dim 192)
+            for (int64_t g = 0; g < n; g += per_group) {
+                const int64_t count = std::min(per_group, n - g);
+                const float * rows = static_cast<const float *>(k) + (j0 + g) * k_row + hk * k_head;
+                int64_t row = k_row;
+                if (count < per_group) {
+                    std::fill_n(pad, per_group * hd, 0.f);
+                    for (int64_t j = 0; j < count; ++j) std::copy_n(rows + j * k_row, hd, pad + j * hd);
+                    rows = pad;
+                    row = hd;
+                }
+                gemm_pack::transpose_group(reinterpret_cast<const std::byte *>(rows), row * int64_t(sizeof(float)),
+                                           hd, kt + g);
+            }
+            return true;
+        }
         if (!f16()) { // Q8_0 (512 tokens at depth 3584, 2 layers of the 1.5B Qwen2: 70 ms as rows, 59 so, as F16)
             for (int64_t g = 0; g < n; g += per_group) {
                 const int64_t count = std::min(per_group, n - g);
@@ -539,8 +557,7 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
                                .v_head = row_bytes(p.kv_type, v_head),
                                .key = row_bytes(p.kv_type, p.head_dim),
                                .value = row_bytes(p.kv_type, p.v_dim)},
-                     .transposed_keys = p.kv_type != dtype::f32 && kern.scores_kt && !v_in_k_tile &&
-                                        detail::avx512f_supported()};
+                     .transposed_keys = kern.scores_kt && !v_in_k_tile && detail::avx512f_supported()};
 
     // Tasks: (query block, kv head), later query blocks (more keys) first for the dynamic schedule.
     const int64_t q_block = std::min(n_tokens, std::max<int64_t>(1, k_block_rows / pr.group)); // tokens per task
@@ -557,9 +574,9 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
     // Sized for max_split whatever the depth, so a reused scratch stops allocating after the
     // first call.
     const int64_t state_floats = round_up(rows_max * (p.v_dim + 2), k_line);
-    const int64_t k_tile_floats = pr.widened() ? k_block_keys * p.head_dim : 0;
+    const int64_t k_tile_floats = pr.widened() || pr.transposed_keys ? k_block_keys * p.head_dim : 0;
     const int64_t v_tile_floats = pr.widened() && !pr.v_in_k_tile ? k_block_keys * p.v_dim : 0;
-    // pad: [16, head_dim] floats (Q8_0 keys widened for transposing), or as many F16 values.
+    // pad: [16, head_dim] floats (F32 or widened Q8_0 keys to transpose), or as many F16 values.
     const int64_t pad_floats = pr.transposed_keys ? gemm_pack::group_rows * p.head_dim / (pr.f16() ? 2 : 1) : 0;
     const int64_t thread_floats =
         round_up(rows_max * (p.head_dim + k_block_keys) + k_tile_floats + v_tile_floats + pad_floats, k_line) +
