@@ -18,8 +18,8 @@
 namespace frugal {
 namespace {
 
-// Largest decompressed K+V the straightforward form may build; beyond it the absorbed form is
-// used whatever the arithmetic says (at V3's 128 heads that is ~1600 positions).
+// Largest decompressed K+V the straightforward form builds at a time: it decompresses as many
+// heads at once as fit (at least one; at V3's 128 heads and 4096 positions, 43 of them).
 constexpr uint64_t k_max_decompressed_bytes = uint64_t(256) << 20;
 
 struct mla_dims {
@@ -106,6 +106,7 @@ public:
     ops::matmul_context mm;
     std::vector<kv_rows> latent; // per layer [n_ctx, kv_lora + rope]: RMS-normed c_kv | roped k_pe
     mla_form form = mla_form::automatic;
+    uint64_t max_decompressed_bytes = k_max_decompressed_bytes;
     // scratch, grown on demand and reused across calls
     std::vector<float> x, h, q, q_a, att, tmp, gather, c, k_pe, fresh, k_full, v_full, q_abs, o_lat, attn_scratch;
     std::vector<float> router_logits, expert_weights, expert_x, expert_y, slot_out;
@@ -141,6 +142,8 @@ private:
     bool moe_one_token(const moe_weights & M, deepseek2_state & st, const float * h, const int32_t * ids,
                        const float * w, float * out) const;
     bool use_absorbed(const deepseek2_state & st, int64_t T, int64_t n_kv) const;
+    void decompress(const layer_weights & L, deepseek2_state & st, const float * c, const float * k_pe, int64_t n_kv,
+                    int64_t h0, int64_t n_heads, float * K, float * V) const;
 
     // Per-head blocks of the up-projections W_UK^h (latent -> k_nope) and W_UV^h (latent -> v).
     head_matrix k_up(const layer_weights & L, int64_t h) const;   // c_kv [kv_lora] -> k_nope [nope]
@@ -344,8 +347,6 @@ void deepseek2_model::read_rope(const weight_reader & r) {
 bool deepseek2_model::use_absorbed(const deepseek2_state & st, int64_t T, int64_t n_kv) const {
     if (st.form != mla_form::automatic) return st.form == mla_form::absorbed;
     const auto & d = dims_;
-    const uint64_t decompressed = uint64_t(n_kv) * uint64_t(d.n_head) * uint64_t(d.qk() + d.v) * sizeof(float);
-    if (decompressed > k_max_decompressed_bytes) return true;
     // Multiply-adds of each form: decompressing every position vs. projecting every query and
     // output through the up-projections, plus attention over 192+128 vs 576+512 wide rows.
     const double H = double(d.n_head), R = double(d.kv_lora);
@@ -353,6 +354,36 @@ bool deepseek2_model::use_absorbed(const deepseek2_state & st, int64_t T, int64_
                                    double(T) * double(n_kv) * H * double(d.qk() + d.v);
     const double absorbed = double(T) * H * double(d.nope + d.v) * R + double(T) * double(n_kv) * H * (double(d.latent()) + R);
     return absorbed <= straightforward;
+}
+
+// K [n_heads, n_kv, qk] and V [n_heads, n_kv, v], head-major, of heads [h0, h0 + n_heads):
+// K_h = [c · (W_UK^h)ᵀ | k_pe], V_h = c · (W_UV^h)ᵀ for the latent rows c [n_kv, R] and the roped
+// key k_pe [n_kv, rope] that every head shares. Blocks stored [out, in] go through linear_many,
+// which quantizes c once for all of them where they take the q8 path (up to k_max_row_products
+// a call), the others (split files' W_UK^h) through linear_t.
+void deepseek2_model::decompress(const layer_weights & L, deepseek2_state & st, const float * c, const float * k_pe,
+                                 int64_t n_kv, int64_t h0, int64_t n_heads, float * K, float * V) const {
+    const auto & d = dims_;
+    const int64_t qk = d.qk();
+    std::array<ops::row_product, ops::k_max_row_products> batch;
+    size_t n_batched = 0;
+    const auto flush = [&] {
+        st.mm.linear_many(std::span(batch.data(), n_batched), c, n_kv);
+        n_batched = 0;
+    };
+    const auto product = [&](const head_matrix & m, float * y, int64_t ldy) {
+        if (m.stored_transposed) return m.apply(st.mm, c, n_kv, y, ldy);
+        batch[n_batched++] = {m.w, y, ldy};
+        if (n_batched == batch.size()) flush();
+    };
+    for (int64_t i = 0; i < n_heads; ++i) {
+        product(k_up(L, h0 + i), K + i * n_kv * qk, qk);
+        product(v_up(L, h0 + i), V + i * n_kv * d.v, d.v);
+    }
+    if (n_batched > 0) flush();
+#pragma omp parallel for num_threads(st.mm.n_threads()) schedule(static) if (n_heads * n_kv >= 4096)
+    for (int64_t i = 0; i < n_heads; ++i)
+        for (int64_t j = 0; j < n_kv; ++j) std::copy_n(k_pe + j * d.rope, d.rope, K + (i * n_kv + j) * qk + d.nope);
 }
 
 // Writes the T new latent cache rows, and out[n_out, H*v] = the attention output of every head
@@ -389,21 +420,26 @@ void deepseek2_model::attention(const layer_weights & L, deepseek2_state & st, i
     const float * qo = q + o * H * qk; // [n_out, H, qk]
 
     if (!use_absorbed(st, n_out, n_kv)) {
-        // Straightforward: K [n_kv, H, qk] = [W_UK^h c_kv | k_pe], V [n_kv, H, v] = W_UV^h c_kv.
+        // Straightforward: plain attention over each head's decompressed K and V (decompress()),
+        // for as many heads at a time as st.max_decompressed_bytes holds.
         float * c = grow(st.c, n_kv * R); // [n_kv, R]
         cache.read(0, n_kv, 0, R, c);
         float * k_pe = grow(st.k_pe, n_kv * d.rope); // [n_kv, rope]
         cache.read(0, n_kv, R, d.rope, k_pe);
-        float * K = grow(st.k_full, n_kv * H * qk);
-        float * V = grow(st.v_full, n_kv * H * d.v);
-        for (int64_t hd = 0; hd < H; ++hd) {
-            k_up(L, hd).apply(mm, c, n_kv, K + hd * qk, H * qk);
-            v_up(L, hd).apply(mm, c, n_kv, V + hd * d.v, H * d.v);
+        const uint64_t head_bytes = uint64_t(n_kv) * uint64_t(qk + d.v) * sizeof(float);
+        const int64_t fit = int64_t(std::clamp<uint64_t>(st.max_decompressed_bytes / head_bytes, 1, uint64_t(H)));
+        const int64_t n_groups = (H + fit - 1) / fit, group = (H + n_groups - 1) / n_groups; // balanced
+        float * K = grow(st.k_full, group * n_kv * qk);  // [group, n_kv, qk]
+        float * V = grow(st.v_full, group * n_kv * d.v); // [group, n_kv, v]
+        for (int64_t h0 = 0; h0 < H; h0 += group) {
+            const int64_t n_heads = std::min(group, H - h0);
+            decompress(L, st, c, k_pe, n_kv, h0, n_heads, K, V);
+            const ops::attention_params p{.n_head = n_heads, .n_head_kv = n_heads, .head_dim = qk, .v_dim = d.v,
+                                          .scale = kq_scale_, .k_stride = qk, .v_stride = d.v,
+                                          .k_head_stride = n_kv * qk, .v_head_stride = n_kv * d.v,
+                                          .q_stride = H * qk, .out_stride = H * d.v};
+            ops::attention(p, qo + h0 * qk, n_out, pos0 + o, K, V, out + h0 * d.v, st.attn_scratch, nt);
         }
-        for (int64_t j = 0; j < n_kv; ++j)
-            for (int64_t hd = 0; hd < H; ++hd) std::copy_n(k_pe + j * d.rope, d.rope, K + (j * H + hd) * qk + d.nope);
-        const ops::attention_params p{.n_head = H, .n_head_kv = H, .head_dim = qk, .v_dim = d.v, .scale = kq_scale_};
-        ops::attention(p, qo, n_out, pos0 + o, K, V, out, st.attn_scratch, nt);
         return;
     }
     // Absorbed: per head the query becomes [(W_UK^h)ᵀ q_nope | q_pe] [R + rope] and attends
@@ -578,6 +614,12 @@ void set_mla_form(model_state & state, mla_form form) {
     auto * st = dynamic_cast<deepseek2_state *>(&state);
     if (!st) throw_error(status::invalid_argument, "set_mla_form: the session's model is not deepseek2");
     st->form = form;
+}
+
+void set_mla_decompressed_bytes(model_state & state, uint64_t bytes) {
+    auto * st = dynamic_cast<deepseek2_state *>(&state);
+    if (!st) throw_error(status::invalid_argument, "set_mla_decompressed_bytes: the session's model is not deepseek2");
+    st->max_decompressed_bytes = bytes;
 }
 
 } // namespace frugal

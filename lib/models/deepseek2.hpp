@@ -16,11 +16,16 @@ std::shared_ptr<const model> load_deepseek2(std::shared_ptr<const gguf::file> f,
 //                    cheapest when many new tokens share the decompression (prefill).
 //   absorbed:        fold the K up-projection into the query and the V up-projection into the
 //                    output, attending over the 576-wide latent rows directly (decode).
-//   automatic:       per call, whichever costs fewer multiply-adds (and fits the scratch budget).
+//   automatic:       per call, whichever costs fewer multiply-adds.
 enum class mla_form { automatic, straightforward, absorbed };
 
 // Forces a form on a deepseek2 session state (tests, benchmarks); throws invalid_argument for a
 // state of another architecture.
 void set_mla_form(model_state & state, mla_form form);
+
+// The straightforward form decompresses as many heads at a time as fit in this many bytes of
+// K and V (at least one; 256 MiB unless set): tests set it low to run it a head at a time.
+// Throws invalid_argument for a state of another architecture.
+void set_mla_decompressed_bytes(model_state & state, uint64_t bytes);
 
 } // namespace frugal

@@ -230,6 +230,7 @@ struct problem {
     int64_t group;        // query heads per kv head
     int64_t k_row, v_row;   // elements between positions of k and v
     int64_t k_head, v_head; // elements between kv heads of k and v
+    int64_t q_row, out_row; // elements between tokens of q and out
     float q_scale;        // scale · log2 e
     // F16 and Q8_0: V is the head of each K row (absorbed MLA), so the widened K tile serves as
     // V's too.
@@ -414,7 +415,7 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
     const int64_t rows = (t1 - t0) * pr.group;
     // qt[(t − t0) · group + g] = q[t, hk · group + g] · q_scale: a token's group heads are adjacent.   [rows, hd]
     for (int64_t t = t0; t < t1; ++t) {
-        const float * src = pr.q + (t * p.n_head + hk * pr.group) * hd;
+        const float * src = pr.q + t * pr.q_row + hk * pr.group * hd;
         float * dst = qt + (t - t0) * pr.group * hd;
 #pragma omp simd
         for (int64_t i = 0; i < pr.group * hd; ++i) dst[i] = src[i] * pr.q_scale;
@@ -480,7 +481,7 @@ void write_rows(const problem & pr, int64_t hk, int64_t t0, int64_t t1, const st
             const int64_t r = (t - t0) * pr.group + g;
             const float inv = 1.f / st.l[r];
             const float * src = st.o + r * vd;
-            float * dst = out + (t * pr.p.n_head + hk * pr.group + g) * vd;
+            float * dst = out + t * pr.out_row + (hk * pr.group + g) * vd;
 #pragma omp simd
             for (int64_t e = 0; e < vd; ++e) dst[e] = src[e] * inv;
         }
@@ -549,6 +550,8 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
                      .v_row = v_row,
                      .k_head = k_head,
                      .v_head = v_head,
+                     .q_row = p.q_stride ? p.q_stride : p.n_head * p.head_dim,
+                     .out_row = p.out_stride ? p.out_stride : p.n_head * p.v_dim,
                      .q_scale = float(double(p.scale) * 1.4426950408889634), // log2 e
                      .v_in_k_tile = v_in_k_tile,
                      .bytes = {.k_row = row_bytes(p.kv_type, k_row),

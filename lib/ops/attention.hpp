@@ -23,6 +23,11 @@ struct attention_params {
     // positions contiguous) passes n_ctx · head_dim here and head_dim as k_stride.
     int64_t k_head_stride = 0;
     int64_t v_head_stride = 0;
+    // Elements from one token's queries (outputs) to the next's; 0 = n_head · head_dim (n_head ·
+    // v_dim): packed. A subset of a wider layer's heads (DeepSeek's decompressed MLA, a group of
+    // heads at a time) passes the layer's widths here and q, out at its first head.
+    int64_t q_stride = 0;
+    int64_t out_stride = 0;
     // Element type of k and v: f32, f16 (a half-size cache) or q8_0 (about a quarter: llama.cpp's
     // block_q8_0, each head's rows in whole blocks). F16 and Q8_0 values are widened to F32 as they
     // are read, so the arithmetic is the F32 path's on the values the cache holds (llama.cpp instead
@@ -30,12 +35,12 @@ struct attention_params {
     dtype kv_type = dtype::f32;
 };
 
-// q:   [n_tokens, n_head, head_dim], token t at position pos0 + t
+// q:   [n_tokens, n_head, head_dim], token t at position pos0 + t, tokens q_stride elements apart
 // k:   [>= pos0 + n_tokens, n_head_kv, head_dim] of kv_type (the cache, positions 0.. filled), rows
 //      k_stride elements apart, heads k_head_stride apart
 // v:   [>= pos0 + n_tokens, n_head_kv, v_dim] of kv_type, rows v_stride elements apart, heads
 //      v_head_stride apart
-// out: [n_tokens, n_head, v_dim]
+// out: [n_tokens, n_head, v_dim], tokens out_stride elements apart
 // Token t attends to positions 0..pos0 + t. `scratch` is working space, resized as needed; its
 // size does not depend on the context length, so a reused vector stops allocating once warm.
 // Throws status::invalid_argument for a kv_type other than f32, f16 and q8_0, and for a Q8_0

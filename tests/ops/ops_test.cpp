@@ -725,6 +725,65 @@ TEST_CASE("attention reads a head-major cache as it reads heads side by side, bi
         }
 }
 
+TEST_CASE("attention over some of a layer's heads (q_stride, out_stride) gives those heads' outputs of the "
+          "whole layer's run" *
+          doctest::timeout(60)) {
+    // DeepSeek's decompressed MLA attends a group of heads at a time: q and out keep the layer's
+    // token strides, K and V hold the group's heads. One thread: the same tasks in the same order,
+    // so the same bits; two may split a smaller problem's keys across threads (reassociation).
+    const attention_case cases[] = {{8, 8, 32, 32, 37, 70}, {12, 4, 64, 64, 5, 150}, {4, 4, 192, 128, 64, 513}};
+    for (const auto & c : cases)
+        for (const dtype kv_type : k_kv_types) {
+            INFO(describe(c));
+            CAPTURE(std::string(dtype_name(kv_type)));
+            if (!cache_holds(c, kv_type)) continue;
+            const auto in = make_attention_inputs(c, 5);
+            const auto k_cache = to_cache(in.k, kv_type), v_cache = to_cache(in.v, kv_type);
+            const auto p = [&] {
+                auto all = attention_params_of(c, attention_scale(c));
+                all.kv_type = kv_type;
+                return all;
+            }();
+            const int64_t group = c.n_head / c.n_head_kv, kv0 = 1, n_kv_heads = c.n_head_kv / 2; // kv heads [1, 1 + n)
+            auto part = p;
+            part.n_head = n_kv_heads * group;
+            part.n_head_kv = n_kv_heads;
+            part.k_stride = c.n_head_kv * c.head_dim;
+            part.v_stride = c.n_head_kv * c.v_dim;
+            part.q_stride = c.n_head * c.head_dim;
+            part.out_stride = c.n_head * c.v_dim;
+            const auto * k_part = k_cache.bytes.data() + frugal::row_bytes(kv_type, kv0 * c.head_dim);
+            const auto * v_part = v_cache.bytes.data() + frugal::row_bytes(kv_type, kv0 * c.v_dim);
+            const int64_t q0 = kv0 * group; // first query head of the part
+            for (const attention_path & path : attention_paths())
+                for (int threads : k_thread_counts) {
+                    CAPTURE(std::string(path.name));
+                    CAPTURE(threads);
+                    const attention_path_scope scope(path);
+                    const size_t n_out = size_t(c.n_tokens * c.n_head * c.v_dim);
+                    std::vector<float> whole(n_out), got(n_out, -7.f), scratch;
+                    ops::attention(p, in.q.data(), c.n_tokens, c.pos0, k_cache.bytes.data(), v_cache.bytes.data(),
+                                   whole.data(), scratch, threads);
+                    ops::attention(part, in.q.data() + q0 * c.head_dim, c.n_tokens, c.pos0, k_part, v_part,
+                                   got.data() + q0 * c.v_dim, scratch, threads);
+                    double worst = 0, top = 0;
+                    for (int64_t t = 0; t < c.n_tokens; ++t)
+                        for (int64_t h = 0; h < c.n_head; ++h)
+                            for (int64_t e = 0; e < c.v_dim; ++e) {
+                                const size_t i = size_t((t * c.n_head + h) * c.v_dim + e);
+                                if (h < q0 || h >= q0 + part.n_head) {
+                                    REQUIRE(got[i] == -7.f); // other heads' outputs untouched
+                                    continue;
+                                }
+                                worst = std::max(worst, double(std::fabs(got[i] - whole[i])));
+                                top = std::max(top, double(std::fabs(whole[i])));
+                            }
+                    if (threads == 1) CHECK(worst == 0);
+                    else CHECK(worst <= 1e-5 * top);
+                }
+        }
+}
+
 TEST_CASE("attention over one latent cache: K rows [576] and V their first 512 values, as absorbed MLA "
           "(F32, and F16 and Q8_0 whose V is read from the widened K block)" *
           doctest::timeout(120)) {
