@@ -26,7 +26,8 @@ namespace q8 = frugal::ops::q8;
 // vpdpbusd sum into a lane of their own, multiplied by the half's int8 scale sc); one fused
 // multiply-add scales them by dw · dx into the f32 accumulators (with Offsets: by dw into a
 // super-block's part, which dx scales at its end; a second adds mw · dx · Σ qx). Registers:
-// MR·NT int32 + MR·NT f32 accumulators (16 at 4 × 2), and MR·NT more with Halves or Offsets.
+// MR·NT int32 + MR·NT f32 accumulators (16 at 4 × 2), and MR·NT more: the odd groups' int32
+// lanes for plain blocks, the halves' lanes (Halves) or the super-block's parts (Offsets).
 //   tiles: NT tiles of nb blocks, tile t at tiles + t · nb · k_block_bytes, blocks [b0, b0 + nb)
 //   of the rows
 //   a: the activations, first row at row i0; y: [MR, ldy], written, or added to (accumulate)
@@ -45,10 +46,14 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
     const int64_t tile_stride = nb * q8::k_block_bytes;
     for (int64_t b = 0; b < nb; ++b) {
         const std::byte * blk[NT];
-        __m512i sums[MR][NT];
+        // Plain blocks sum their odd groups into lanes of their own (two chains of 4 vpdpbusd where
+        // one of 8 waited on each other's latency: Q4_0 and Q8_0 kernels +7 %, pp512 +4-8 % on Zen
+        // 5); with offsets or halves the registers for that are taken.
+        constexpr bool two_chains = !Offsets && !Halves;
+        __m512i sums[MR][NT], odd[MR][NT];
         for (int t = 0; t < NT; ++t) {
             blk[t] = tiles + t * tile_stride + b * q8::k_block_bytes;
-            for (int r = 0; r < MR; ++r) sums[r][t] = _mm512_setzero_si512();
+            for (int r = 0; r < MR; ++r) sums[r][t] = odd[r][t] = _mm512_setzero_si512();
         }
         // The lanes the products go into: the block sums, or each half's own.
         __m512i half[MR][NT];
@@ -64,7 +69,7 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
                 std::memcpy(&four, xq + r * a.k + b * frugal::k_qk + g * 4, 4);
                 const __m512i x = _mm512_set1_epi32(four);
                 for (int t = 0; t < NT; ++t) {
-                    __m512i & into = Halves ? half[r][t] : sums[r][t];
+                    __m512i & into = Halves ? half[r][t] : two_chains && g % 2 ? odd[r][t] : sums[r][t];
                     into = _mm512_dpbusd_epi32(into, x, w[t]);
                 }
             }
@@ -80,7 +85,8 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
             const __m512i correction = _mm512_loadu_si512(blk[t] + q8::k_block_corrections);
             const __m512 dw = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q8::k_block_scales));
             for (int r = 0; r < MR; ++r) {
-                const __m512i sum = _mm512_add_epi32(sums[r][t], correction);
+                const __m512i sum =
+                    _mm512_add_epi32(two_chains ? _mm512_add_epi32(sums[r][t], odd[r][t]) : sums[r][t], correction);
                 if constexpr (Offsets) {
                     part[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), dw, part[r][t]);
                 } else {
