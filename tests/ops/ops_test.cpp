@@ -497,20 +497,28 @@ double relative_error(const std::vector<float> & got, const std::vector<double> 
     return err / top;
 }
 
-// Runs ops::attention on every kernel path with 1 and 2 threads and checks each output against
-// want to within tol relative to max |want|.
-void check_attention_runs(const ops::attention_params & p, const float * q, int64_t n_tokens, int64_t pos0,
-                          const void * k, const void * v, const std::vector<double> & want, double tol) {
+// run(threads) on every kernel path (selected while it runs) with 1 and 2 threads.
+template <class Run>
+void on_every_attention_path(Run run) {
     for (const attention_path & path : attention_paths())
         for (int threads : k_thread_counts) {
             CAPTURE(std::string(path.name));
             CAPTURE(threads);
             const attention_path_scope scope(path);
-            std::vector<float> out(want.size()), scratch;
-            ops::attention(p, q, n_tokens, pos0, k, v, out.data(), scratch, threads);
-            const double err = relative_error(out, want);
-            CHECK_MESSAGE(err < tol, fmt::format("max error {:.3g} of max |ref|, tolerance {:.3g}", err, tol));
+            run(threads);
         }
+}
+
+// Runs ops::attention on every kernel path with 1 and 2 threads and checks each output against
+// want to within tol relative to max |want|.
+void check_attention_runs(const ops::attention_params & p, const float * q, int64_t n_tokens, int64_t pos0,
+                          const void * k, const void * v, const std::vector<double> & want, double tol) {
+    on_every_attention_path([&](int threads) {
+        std::vector<float> out(want.size()), scratch;
+        ops::attention(p, q, n_tokens, pos0, k, v, out.data(), scratch, threads);
+        const double err = relative_error(out, want);
+        CHECK_MESSAGE(err < tol, fmt::format("max error {:.3g} of max |ref|, tolerance {:.3g}", err, tol));
+    });
 }
 
 ops::attention_params attention_params_of(const attention_case & c, float scale) {
@@ -566,6 +574,18 @@ constexpr dtype k_kv_types[] = {dtype::f32, dtype::f16, dtype::q8_0};
 // A Q8_0 cache takes dims in whole blocks only.
 bool cache_holds(const attention_case & c, dtype t) {
     return t != dtype::q8_0 || (c.head_dim % k_qk == 0 && c.v_dim % k_qk == 0);
+}
+
+// run(c, kv_type, inputs) for each case and cache type whose blocks hold the case's dims.
+template <class Run>
+void for_each_cached_case(std::span<const attention_case> cases, uint32_t seed, Run run) {
+    for (const auto & c : cases)
+        for (const dtype kv_type : k_kv_types) {
+            INFO(describe(c));
+            CAPTURE(std::string(dtype_name(kv_type)));
+            if (!cache_holds(c, kv_type)) continue;
+            run(c, kv_type, make_attention_inputs(c, seed));
+        }
 }
 
 // Case c over a cache of kv_type on every path, against the reference on the values the cache
@@ -682,47 +702,38 @@ TEST_CASE("attention reads a head-major cache as it reads heads side by side, bi
     // A cache laid out [n_head_kv, n_ctx, dim] (models/kv_cache.hpp) through k_head_stride and
     // v_head_stride: the same values, so the same products in the same order.
     const attention_case cases[] = {{12, 2, 64, 64, 1, 150}, {8, 4, 32, 32, 37, 70}, {6, 3, 16, 32, 5, 0}};
-    for (const auto & c : cases)
-        for (const dtype kv_type : k_kv_types) {
-            INFO(describe(c));
-            CAPTURE(std::string(dtype_name(kv_type)));
-            if (!cache_holds(c, kv_type)) continue;
-            const auto in = make_attention_inputs(c, 3);
-            const int64_t n_ctx = int64_t(in.k.size()) / (c.n_head_kv * c.head_dim); // positions in the cache
-            // dim-wide rows of every head side by side -> each head's rows contiguous
-            const auto head_major = [&](const std::vector<float> & rows, int64_t dim) {
-                std::vector<float> out(rows.size());
-                for (int64_t j = 0; j < n_ctx; ++j)
-                    for (int64_t h = 0; h < c.n_head_kv; ++h)
-                        std::copy_n(rows.begin() + (j * c.n_head_kv + h) * dim, dim, out.begin() + (h * n_ctx + j) * dim);
-                return out;
-            };
-            const auto k_hm = head_major(in.k, c.head_dim), v_hm = head_major(in.v, c.v_dim);
-            const auto k_cache = to_cache(in.k, kv_type), v_cache = to_cache(in.v, kv_type);
-            const auto k_cache_hm = to_cache(k_hm, kv_type), v_cache_hm = to_cache(v_hm, kv_type);
-            const void * k_rows = k_cache.bytes.data();
-            const void * v_rows = v_cache.bytes.data();
-            const void * k_heads = k_cache_hm.bytes.data();
-            const void * v_heads = v_cache_hm.bytes.data();
-            auto p = attention_params_of(c, attention_scale(c));
-            p.kv_type = kv_type;
-            auto p_hm = p;
-            p_hm.k_stride = c.head_dim;
-            p_hm.v_stride = c.v_dim;
-            p_hm.k_head_stride = n_ctx * c.head_dim;
-            p_hm.v_head_stride = n_ctx * c.v_dim;
-            for (const attention_path & path : attention_paths())
-                for (int threads : k_thread_counts) {
-                    CAPTURE(std::string(path.name));
-                    CAPTURE(threads);
-                    const attention_path_scope scope(path);
-                    const size_t n_out = size_t(c.n_tokens * c.n_head * c.v_dim);
-                    std::vector<float> want(n_out), got(n_out), scratch;
-                    ops::attention(p, in.q.data(), c.n_tokens, c.pos0, k_rows, v_rows, want.data(), scratch, threads);
-                    ops::attention(p_hm, in.q.data(), c.n_tokens, c.pos0, k_heads, v_heads, got.data(), scratch, threads);
-                    CHECK(got == want);
-                }
-        }
+    for_each_cached_case(cases, 3, [&](const attention_case & c, dtype kv_type, const attention_inputs & in) {
+        const int64_t n_ctx = int64_t(in.k.size()) / (c.n_head_kv * c.head_dim); // positions in the cache
+        // dim-wide rows of every head side by side -> each head's rows contiguous
+        const auto head_major = [&](const std::vector<float> & rows, int64_t dim) {
+            std::vector<float> out(rows.size());
+            for (int64_t j = 0; j < n_ctx; ++j)
+                for (int64_t h = 0; h < c.n_head_kv; ++h)
+                    std::copy_n(rows.begin() + (j * c.n_head_kv + h) * dim, dim, out.begin() + (h * n_ctx + j) * dim);
+            return out;
+        };
+        const auto k_hm = head_major(in.k, c.head_dim), v_hm = head_major(in.v, c.v_dim);
+        const auto k_cache = to_cache(in.k, kv_type), v_cache = to_cache(in.v, kv_type);
+        const auto k_cache_hm = to_cache(k_hm, kv_type), v_cache_hm = to_cache(v_hm, kv_type);
+        const void * k_rows = k_cache.bytes.data();
+        const void * v_rows = v_cache.bytes.data();
+        const void * k_heads = k_cache_hm.bytes.data();
+        const void * v_heads = v_cache_hm.bytes.data();
+        auto p = attention_params_of(c, attention_scale(c));
+        p.kv_type = kv_type;
+        auto p_hm = p;
+        p_hm.k_stride = c.head_dim;
+        p_hm.v_stride = c.v_dim;
+        p_hm.k_head_stride = n_ctx * c.head_dim;
+        p_hm.v_head_stride = n_ctx * c.v_dim;
+        on_every_attention_path([&](int threads) {
+            const size_t n_out = size_t(c.n_tokens * c.n_head * c.v_dim);
+            std::vector<float> want(n_out), got(n_out), scratch;
+            ops::attention(p, in.q.data(), c.n_tokens, c.pos0, k_rows, v_rows, want.data(), scratch, threads);
+            ops::attention(p_hm, in.q.data(), c.n_tokens, c.pos0, k_heads, v_heads, got.data(), scratch, threads);
+            CHECK(got == want);
+        });
+    });
 }
 
 TEST_CASE("attention over some of a layer's heads (q_stride, out_stride) gives those heads' outputs of the "
@@ -732,56 +743,47 @@ TEST_CASE("attention over some of a layer's heads (q_stride, out_stride) gives t
     // token strides, K and V hold the group's heads. One thread: the same tasks in the same order,
     // so the same bits; two may split a smaller problem's keys across threads (reassociation).
     const attention_case cases[] = {{8, 8, 32, 32, 37, 70}, {12, 4, 64, 64, 5, 150}, {4, 4, 192, 128, 64, 513}};
-    for (const auto & c : cases)
-        for (const dtype kv_type : k_kv_types) {
-            INFO(describe(c));
-            CAPTURE(std::string(dtype_name(kv_type)));
-            if (!cache_holds(c, kv_type)) continue;
-            const auto in = make_attention_inputs(c, 5);
-            const auto k_cache = to_cache(in.k, kv_type), v_cache = to_cache(in.v, kv_type);
-            const auto p = [&] {
-                auto all = attention_params_of(c, attention_scale(c));
-                all.kv_type = kv_type;
-                return all;
-            }();
-            const int64_t group = c.n_head / c.n_head_kv, kv0 = 1, n_kv_heads = c.n_head_kv / 2; // kv heads [1, 1 + n)
-            auto part = p;
-            part.n_head = n_kv_heads * group;
-            part.n_head_kv = n_kv_heads;
-            part.k_stride = c.n_head_kv * c.head_dim;
-            part.v_stride = c.n_head_kv * c.v_dim;
-            part.q_stride = c.n_head * c.head_dim;
-            part.out_stride = c.n_head * c.v_dim;
-            const auto * k_part = k_cache.bytes.data() + frugal::row_bytes(kv_type, kv0 * c.head_dim);
-            const auto * v_part = v_cache.bytes.data() + frugal::row_bytes(kv_type, kv0 * c.v_dim);
-            const int64_t q0 = kv0 * group; // first query head of the part
-            for (const attention_path & path : attention_paths())
-                for (int threads : k_thread_counts) {
-                    CAPTURE(std::string(path.name));
-                    CAPTURE(threads);
-                    const attention_path_scope scope(path);
-                    const size_t n_out = size_t(c.n_tokens * c.n_head * c.v_dim);
-                    std::vector<float> whole(n_out), got(n_out, -7.f), scratch;
-                    ops::attention(p, in.q.data(), c.n_tokens, c.pos0, k_cache.bytes.data(), v_cache.bytes.data(),
-                                   whole.data(), scratch, threads);
-                    ops::attention(part, in.q.data() + q0 * c.head_dim, c.n_tokens, c.pos0, k_part, v_part,
-                                   got.data() + q0 * c.v_dim, scratch, threads);
-                    double worst = 0, top = 0;
-                    for (int64_t t = 0; t < c.n_tokens; ++t)
-                        for (int64_t h = 0; h < c.n_head; ++h)
-                            for (int64_t e = 0; e < c.v_dim; ++e) {
-                                const size_t i = size_t((t * c.n_head + h) * c.v_dim + e);
-                                if (h < q0 || h >= q0 + part.n_head) {
-                                    REQUIRE(got[i] == -7.f); // other heads' outputs untouched
-                                    continue;
-                                }
-                                worst = std::max(worst, double(std::fabs(got[i] - whole[i])));
-                                top = std::max(top, double(std::fabs(whole[i])));
-                            }
-                    if (threads == 1) CHECK(worst == 0);
-                    else CHECK(worst <= 1e-5 * top);
-                }
-        }
+    for_each_cached_case(cases, 5, [&](const attention_case & c, dtype kv_type, const attention_inputs & in) {
+        const auto k_cache = to_cache(in.k, kv_type), v_cache = to_cache(in.v, kv_type);
+        const auto p = [&] {
+            auto all = attention_params_of(c, attention_scale(c));
+            all.kv_type = kv_type;
+            return all;
+        }();
+        const int64_t group = c.n_head / c.n_head_kv, kv0 = 1, n_kv_heads = c.n_head_kv / 2; // kv heads [1, 1 + n)
+        auto part = p;
+        part.n_head = n_kv_heads * group;
+        part.n_head_kv = n_kv_heads;
+        part.k_stride = c.n_head_kv * c.head_dim;
+        part.v_stride = c.n_head_kv * c.v_dim;
+        part.q_stride = c.n_head * c.head_dim;
+        part.out_stride = c.n_head * c.v_dim;
+        const auto * k_part = k_cache.bytes.data() + frugal::row_bytes(kv_type, kv0 * c.head_dim);
+        const auto * v_part = v_cache.bytes.data() + frugal::row_bytes(kv_type, kv0 * c.v_dim);
+        const int64_t q0 = kv0 * group; // first query head of the part
+        on_every_attention_path([&](int threads) {
+            const size_t n_out = size_t(c.n_tokens * c.n_head * c.v_dim);
+            std::vector<float> whole(n_out), got(n_out, -7.f), scratch;
+            ops::attention(p, in.q.data(), c.n_tokens, c.pos0, k_cache.bytes.data(), v_cache.bytes.data(),
+                           whole.data(), scratch, threads);
+            ops::attention(part, in.q.data() + q0 * c.head_dim, c.n_tokens, c.pos0, k_part, v_part,
+                           got.data() + q0 * c.v_dim, scratch, threads);
+            double worst = 0, top = 0;
+            for (int64_t t = 0; t < c.n_tokens; ++t)
+                for (int64_t h = 0; h < c.n_head; ++h)
+                    for (int64_t e = 0; e < c.v_dim; ++e) {
+                        const size_t i = size_t((t * c.n_head + h) * c.v_dim + e);
+                        if (h < q0 || h >= q0 + part.n_head) {
+                            REQUIRE(got[i] == -7.f); // other heads' outputs untouched
+                            continue;
+                        }
+                        worst = std::max(worst, double(std::fabs(got[i] - whole[i])));
+                        top = std::max(top, double(std::fabs(whole[i])));
+                    }
+            if (threads == 1) CHECK(worst == 0);
+            else CHECK(worst <= 1e-5 * top);
+        });
+    });
 }
 
 TEST_CASE("attention over one latent cache: K rows [576] and V their first 512 values, as absorbed MLA "
