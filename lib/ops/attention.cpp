@@ -34,6 +34,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "ops/attention_kernels.hpp"
 #include "ops/gemm_pack.hpp"
@@ -291,15 +292,8 @@ struct problem {
         const int64_t hd = p.head_dim;
         if (!widened()) { // F32 (DeepSeek's decompressed MLA keys, head_dim 192)
             for (int64_t g = 0; g < n; g += per_group) {
-                const int64_t count = std::min(per_group, n - g);
-                const float * rows = static_cast<const float *>(k) + (j0 + g) * k_row + hk * k_head;
-                int64_t row = k_row;
-                if (count < per_group) {
-                    std::fill_n(pad, per_group * hd, 0.f);
-                    for (int64_t j = 0; j < count; ++j) std::copy_n(rows + j * k_row, hd, pad + j * hd);
-                    rows = pad;
-                    row = hd;
-                }
+                const auto [rows, row] = whole_group(static_cast<const float *>(k) + (j0 + g) * k_row + hk * k_head,
+                                                     std::min(per_group, n - g), pad);
                 gemm_pack::transpose_group(reinterpret_cast<const std::byte *>(rows), row * int64_t(sizeof(float)),
                                            hd, kt + g);
             }
@@ -316,16 +310,7 @@ struct problem {
             return true;
         }
         for (int64_t g = 0; g < n; g += per_group) {
-            const int64_t count = std::min(per_group, n - g);
-            const uint16_t * rows = f16_keys(j0 + g, hk);
-            int64_t row = k_row; // elements from one key to the next
-            if (count < per_group) {
-                auto * copy = reinterpret_cast<uint16_t *>(pad);
-                std::fill_n(copy, per_group * hd, uint16_t(0));
-                for (int64_t j = 0; j < count; ++j) std::copy_n(rows + j * k_row, hd, copy + j * hd);
-                rows = copy;
-                row = hd;
-            }
+            const auto [rows, row] = whole_group(f16_keys(j0 + g, hk), std::min(per_group, n - g), pad);
             if (!gemm_pack::transpose_group_f16(reinterpret_cast<const std::byte *>(rows),
                                                 row * int64_t(sizeof(uint16_t)), hd, kt + g))
                 return false;
@@ -334,6 +319,20 @@ struct problem {
     }
 
 private:
+    // A group of `count` key rows (k_row elements apart, F32 or F16 as stored) as the transposes
+    // read 16: the rows themselves when the group is whole, else a copy in pad zero-filled past
+    // them, so that nothing past the cache's rows is read. Returns the rows and their stride.
+    template <class T>
+    std::pair<const T *, int64_t> whole_group(const T * rows, int64_t count, float * pad) const {
+        constexpr int64_t per_group = gemm_pack::group_rows;
+        if (count == per_group) return {rows, k_row};
+        const int64_t hd = p.head_dim;
+        T * copy = reinterpret_cast<T *>(pad);
+        std::fill_n(copy, per_group * hd, T(0));
+        for (int64_t j = 0; j < count; ++j) std::copy_n(rows + j * k_row, hd, copy + j * hd);
+        return {copy, hd};
+    }
+
     // Keys from position j0 of kv head hk in an F16 cache, as stored (rows k_row apart).
     const uint16_t * f16_keys(int64_t j0, int64_t hk) const { return f16_at(k, k_row, k_head, j0, hk); }
     const uint16_t * f16_values(int64_t j0, int64_t hk) const { return f16_at(v, v_row, v_head, j0, hk); }

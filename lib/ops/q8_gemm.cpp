@@ -8,9 +8,9 @@
 
 namespace frugal::ops::q8 {
 namespace detail {
-const kernel * avx512_chunk(); // q8_gemm_avx512.cpp
-const kernel * avx2_chunk();   // q8_gemm_avx2.cpp
-const kernel * avx2_vnni_chunk();
+const kernel * avx512_chunk();    // q8_gemm_avx512.cpp
+const kernel * avx2_chunk();      // q8_gemm_avx2.cpp
+const kernel * avx2_vnni_chunk(); // q8_gemm_avx2.cpp
 } // namespace detail
 
 namespace {

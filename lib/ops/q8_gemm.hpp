@@ -101,8 +101,8 @@ struct kernel {
 };
 
 // The kernel of this CPU: AVX-512 VNNI, else AVX2 with AVX-VNNI, else AVX2, else nullptr. Weight
-// types it does not take go through the f32 path, which is the same arithmetic. Tests may put another kernel in its place
-// (nullptr restores the CPU's).
+// types it does not take go through the f32 path, which is the same arithmetic. Tests may put
+// another kernel in its place (nullptr restores the CPU's).
 const kernel * chunk_kernel();
 // chunk_kernel() if it takes weight type t, else nullptr.
 const kernel * kernel_for(dtype t);
