@@ -566,6 +566,20 @@ frugal_status frugalx_session_set_mla_form(frugal_session * s, int32_t form, fru
     FRUGAL_API_END
 }
 
+frugal_status frugalx_session_set_mla_attention(frugal_session * s, int32_t arithmetic, frugal_error ** err) {
+    FRUGAL_API_BEGIN
+    FRUGAL_REQUIRE(s, "frugalx_session_set_mla_attention: session is NULL");
+    FRUGAL_REQUIRE(arithmetic >= FRUGALX_MLA_ATTENTION_AUTO && arithmetic <= FRUGALX_MLA_ATTENTION_BF16,
+                   "frugalx_session_set_mla_attention: arithmetic {} is not one of FRUGALX_MLA_ATTENTION_* (0..2)",
+                   arithmetic);
+    static_assert(int(frugal::mla_attention::automatic) == FRUGALX_MLA_ATTENTION_AUTO &&
+                  int(frugal::mla_attention::f32) == FRUGALX_MLA_ATTENTION_F32 &&
+                  int(frugal::mla_attention::bf16) == FRUGALX_MLA_ATTENTION_BF16);
+    frugal::set_mla_attention(s->impl.state(), frugal::mla_attention(arithmetic));
+    return FRUGAL_OK;
+    FRUGAL_API_END
+}
+
 frugal_status frugalx_session_set_prefill_gemm(frugal_session * s, int32_t gemm, frugal_error ** err) {
     FRUGAL_API_BEGIN
     FRUGAL_REQUIRE(s, "frugalx_session_set_prefill_gemm: session is NULL");

@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "models/deepseek2.hpp"
 #include "models/model.hpp"
 #include "runtime/chat.hpp"
 #include "runtime/gguf.hpp"
@@ -187,6 +188,20 @@ std::map<std::string, frugal::dtype> kv_type_names() {
 constexpr const char * k_kv_type_help =
     "KV cache type: f16 (default; half the memory), q8_0 (about a quarter, as llama.cpp's -ctk/-ctv q8_0) or f32 (values as computed)";
 
+std::map<std::string, frugal::mla_attention> mla_attention_names() {
+    return {{"auto", frugal::mla_attention::automatic},
+            {"f32", frugal::mla_attention::f32},
+            {"bf16", frugal::mla_attention::bf16}};
+}
+constexpr const char * k_mla_attention_help =
+    "deepseek2: the arithmetic of attention over decompressed heads (prompts): f32 (auto: exact) or bf16 (about "
+    "twice as fast where the CPU has AVX-512 BF16, as DeepSeek's own inference; moves the logits more)";
+
+// A deepseek2 session's MLA attention arithmetic; automatic leaves any model as it is.
+void set_mla_attention(frugal::session & s, frugal::mla_attention arithmetic) {
+    if (arithmetic != frugal::mla_attention::automatic) frugal::set_mla_attention(s.state(), arithmetic);
+}
+
 std::map<std::string, frugal::repack> repack_names() {
     return {{"auto", frugal::repack::where_faster}, {"always", frugal::repack::always}, {"never", frugal::repack::never}};
 }
@@ -339,11 +354,13 @@ int cmd_run(const run_args & a) {
 // ../shared/tools/llamacpp-logits writes (one JSON header line padded to 64 bytes, then f32 rows),
 // so compare-logits.py can put the two engines side by side.
 int cmd_logits(const std::string & model_path, const std::string & ids_text, const std::string & out, int threads,
-               frugal::ops::prefill_gemm prefill, frugal::repack repack, frugal::dtype kv_type) {
+               frugal::ops::prefill_gemm prefill, frugal::repack repack, frugal::dtype kv_type,
+               frugal::mla_attention mla) {
     const auto model = open_model(model_path, {threads, true, repack});
     const auto ids = parse_ids(ids_text);
     frugal::session s(model, int64_t(ids.size()), kv_type);
     s.set_prefill_gemm(prefill);
+    set_mla_attention(s, mla);
     const auto logits = s.evaluate_all(ids);
     const int64_t V = model->config().n_vocab;
     std::string header = fmt::format(R"({{"model": "{}", "engine": "frugal {}", "format": "frugal-logits-v1", "dtype": "<f4", "shape": [{}, {}]}})",
@@ -365,6 +382,7 @@ struct bench_args {
     bool profile = false;
     frugal::ops::prefill_gemm prefill = frugal::ops::default_prefill_gemm();
     frugal::repack repack = frugal::repack::where_faster;
+    frugal::mla_attention mla = frugal::mla_attention::automatic;
 };
 
 // One JSON line per kind of op: time, calls and share of the timed run (util/profile.hpp); what
@@ -407,17 +425,20 @@ int cmd_bench(const bench_args & a) {
         shares += fmt::format(R"({}"{}": {:.3f})", shares.empty() ? "" : ", ", path, share);
     // Whether the f32 and bf16 paths' GEMMs run on oneDNN's brgemm panels here (ops/gemm_pack.hpp).
     const bool panels = frugal::ops::matmul_context(1).panels_available(frugal::dtype::f32);
-    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "prefill_gemm": "%s", "prefill_gemm_native": %s, "prefill_paths": {%s}, "prefill_panels": %s, "cpu_isa": "%s", "kv_type": "%s", "load_s": %.3f})"
+    frugal::session s(model, a.depth + std::max(a.n_prompt, a.n_gen) + 1, a.kv_type);
+    s.set_prefill_gemm(a.prefill);
+    set_mla_attention(s, a.mla);
+    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "prefill_gemm": "%s", "prefill_gemm_native": %s, "prefill_paths": {%s}, "prefill_panels": %s, "cpu_isa": "%s", "kv_type": "%s", "mla_attention": "%s", "load_s": %.3f})"
                 "\n",
                 a.model.c_str(), FRUGAL_VERSION_TEXT, c.arch_name.c_str(), model->n_threads(), (long long)c.n_vocab,
                 (long long)c.n_params, (unsigned long long)c.weight_bytes, (unsigned long long)c.decode_bytes_per_token,
                 (unsigned long long)c.repacked_bytes, frugal::ops::prefill_gemm_name(a.prefill),
                 frugal::ops::prefill_gemm_native(a.prefill) ? "true" : "false", shares.c_str(),
                 panels ? "true" : "false", frugal::ops::detail::kernel_isa_name(),
-                std::string(frugal::dtype_name(a.kv_type)).c_str(), load_s);
+                std::string(frugal::dtype_name(a.kv_type)).c_str(),
+                c.arch == frugal::arch::deepseek2 ? (frugal::mla_attention_bf16(s.state()) ? "bf16" : "f32") : "none",
+                load_s);
     std::fflush(stdout);
-    frugal::session s(model, a.depth + std::max(a.n_prompt, a.n_gen) + 1, a.kv_type);
-    s.set_prefill_gemm(a.prefill);
     std::mt19937 rng(42);
     std::uniform_int_distribution<int32_t> pick(0, int32_t(c.n_vocab - 1));
     auto timed = [&](auto && fn) {
@@ -654,6 +675,9 @@ int main(int argc, char ** argv) {
     add_repack_options(logits, logits_repack);
     auto logits_kv_type = frugal::k_default_kv_type;
     logits->add_option("--kv-type", logits_kv_type, k_kv_type_help)->transform(CLI::CheckedTransformer(kv_type_names()));
+    auto logits_mla = frugal::mla_attention::automatic;
+    logits->add_option("--mla-attention", logits_mla, k_mla_attention_help)
+        ->transform(CLI::CheckedTransformer(mla_attention_names()));
 
     bench_args ba;
     auto * bench = app.add_subcommand("bench", "prefill and decode speed (JSON lines, like llama-bench)");
@@ -669,6 +693,8 @@ int main(int argc, char ** argv) {
         ->transform(CLI::CheckedTransformer(prefill_gemm_names()));
     add_repack_options(bench, ba.repack);
     bench->add_option("--kv-type", ba.kv_type, k_kv_type_help)->transform(CLI::CheckedTransformer(kv_type_names()));
+    bench->add_option("--mla-attention", ba.mla, k_mla_attention_help)
+        ->transform(CLI::CheckedTransformer(mla_attention_names()));
 
     tokenize_args ta;
     auto * tokenize = app.add_subcommand("tokenize", "text to token ids (or --decode ids to text)");
@@ -696,7 +722,7 @@ int main(int argc, char ** argv) {
         if (*bench) return cmd_bench(ba);
         if (*tokenize) return cmd_tokenize(ta);
         if (*logits) return cmd_logits(logits_model, logits_ids, logits_out, logits_threads, logits_prefill, logits_repack,
-                                         logits_kv_type);
+                                         logits_kv_type, logits_mla);
         if (*pull) {
 #ifdef FRUGAL_HAVE_DOWNLOAD
             const auto r = pull_model(pull_url, pull_out, pull_sha);

@@ -107,6 +107,10 @@ public:
     std::vector<kv_rows> latent; // per layer [n_ctx, kv_lora + rope]: RMS-normed c_kv | roped k_pe
     mla_form form = mla_form::automatic;
     uint64_t max_decompressed_bytes = k_max_decompressed_bytes;
+    mla_attention attention_arithmetic = mla_attention::automatic;
+    bool bf16_attention() const {
+        return attention_arithmetic == mla_attention::bf16 && ops::bf16_products_available();
+    }
     // scratch, grown on demand and reused across calls
     std::vector<float> x, h, q, q_a, att, tmp, gather, c, k_pe, fresh, k_full, v_full, q_abs, o_lat, attn_scratch;
     std::vector<float> router_logits, expert_weights, expert_x, expert_y, slot_out;
@@ -437,7 +441,8 @@ void deepseek2_model::attention(const layer_weights & L, deepseek2_state & st, i
             const ops::attention_params p{.n_head = n_heads, .n_head_kv = n_heads, .head_dim = qk, .v_dim = d.v,
                                           .scale = kq_scale_, .k_stride = qk, .v_stride = d.v,
                                           .k_head_stride = n_kv * qk, .v_head_stride = n_kv * d.v,
-                                          .q_stride = H * qk, .out_stride = H * d.v};
+                                          .q_stride = H * qk, .out_stride = H * d.v,
+                                          .bf16_products = st.bf16_attention()};
             ops::attention(p, qo + h0 * qk, n_out, pos0 + o, K, V, out + h0 * d.v, st.attn_scratch, nt);
         }
         return;
@@ -614,6 +619,17 @@ void set_mla_form(model_state & state, mla_form form) {
     auto * st = dynamic_cast<deepseek2_state *>(&state);
     if (!st) throw_error(status::invalid_argument, "set_mla_form: the session's model is not deepseek2");
     st->form = form;
+}
+
+void set_mla_attention(model_state & state, mla_attention arithmetic) {
+    auto * st = dynamic_cast<deepseek2_state *>(&state);
+    if (!st) throw_error(status::invalid_argument, "set_mla_attention: the session's model is not deepseek2");
+    st->attention_arithmetic = arithmetic;
+}
+
+bool mla_attention_bf16(const model_state & state) {
+    const auto * st = dynamic_cast<const deepseek2_state *>(&state);
+    return st && st->bf16_attention();
 }
 
 void set_mla_decompressed_bytes(model_state & state, uint64_t bytes) {

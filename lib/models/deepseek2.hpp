@@ -23,6 +23,21 @@ enum class mla_form { automatic, straightforward, absorbed };
 // state of another architecture.
 void set_mla_form(model_state & state, mla_form form);
 
+// The arithmetic of the straightforward form's attention over the decompressed heads:
+//   f32:       exact F32 products.
+//   bf16:      queries, keys, values and softmax weights rounded to BF16 and multiplied with F32
+//              sums (ops::attention_params::bf16_products), about twice F32's speed, as DeepSeek's
+//              own inference computes attention in BF16; F32 where the CPU lacks AVX-512 BF16.
+//              It moves the logits several times more than llama.cpp's rounding does (docs/PERF.md:
+//              median row max |diff| 0.042 against 0.006 at DeepSeek-V3's shapes), so it is asked for.
+//   automatic: f32 (the default).
+// The absorbed form (decode) multiplies in F32 either way.
+enum class mla_attention { automatic, f32, bf16 };
+// Throws invalid_argument for a state of another architecture.
+void set_mla_attention(model_state & state, mla_attention arithmetic);
+// Whether a deepseek2 state's straightforward attention multiplies in BF16 on this CPU.
+bool mla_attention_bf16(const model_state & state);
+
 // The straightforward form decompresses as many heads at a time as fit in this many bytes of
 // K and V (at least one; 256 MiB unless set): tests set it low to run it a head at a time.
 // Throws invalid_argument for a state of another architecture.

@@ -125,7 +125,14 @@ namespace {
 constexpr int64_t k_block_keys = 64;  // keys per block
 static_assert(k_block_keys == detail::k_kt_keys && k_block_keys == gemm_pack::panel_cols,
               "a transposed key tile is one gemm_pack panel wide");
-constexpr int64_t k_block_rows = 96;  // target query rows (tokens × group heads) per task
+constexpr int64_t k_block_rows = 96;  // query rows (tokens × group heads) multiplied at a time
+// Query rows per task at most, in sub-blocks of k_block_rows that share each key block's tiles
+// (widened, transposed, rounded to BF16): 512 tokens at depth 3584 over 128 heads of 192/128
+// (DeepSeek's decompressed MLA, F32, Zen 5, 2 threads), 96-row tasks 498 ms, 512-row 396-406;
+// the 1.5B Qwen2's shapes (F16 cache, 6 heads per kv head) 2-4 % faster. Fewer when the tasks
+// would not keep k_tasks_per_thread per thread.
+constexpr int64_t k_task_rows = 512;
+constexpr int64_t k_tasks_per_thread = 4;
 constexpr int64_t k_line = 16;        // floats per cache line; per-thread scratch areas are padded to it
 
 using detail::attention_kernels;
@@ -199,6 +206,10 @@ constexpr attention_kernels k_portable{.dim_multiple = 1,
                                        .scores_q8_0 = nullptr,
                                        .accumulate_q8_0 = nullptr,
                                        .scores_kt = nullptr,
+                                       .scores_kt_bf16 = nullptr,
+                                       .accumulate_bf16 = nullptr,
+                                       .to_bf16_pairs = nullptr,
+                                       .interleave_bf16 = nullptr,
                                        .direct_rows = 0,
                                        .direct_rows_q8_0 = 0};
 
@@ -229,6 +240,7 @@ struct problem {
     const void *k, *v;    // of p.kv_type
     int64_t pos0;
     int64_t group;        // query heads per kv head
+    int64_t sub_tokens;   // tokens of a sub-block: k_block_rows rows (at least one token)
     int64_t k_row, v_row;   // elements between positions of k and v
     int64_t k_head, v_head; // elements between kv heads of k and v
     int64_t q_row, out_row; // elements between tokens of q and out
@@ -244,6 +256,9 @@ struct problem {
     // Tasks of many rows copy keys into a transposed tile for kern.scores_kt (F16 and Q8_0 widened
     // on the way) where the K tile is not also V's, on a CPU with gemm_pack's AVX-512 transposes.
     bool transposed_keys;
+    // attention_params::bf16_products, where this kernel set has the BF16 products: keys and
+    // values are rounded into BF16 pair tiles (keys_bf16, values_bf16).
+    bool bf16;
 
     bool f16() const { return p.kv_type == dtype::f16; }
     // F16 and Q8_0 caches are widened to F32 as they are read: into tiles, or by direct kernels.
@@ -318,6 +333,30 @@ struct problem {
         return true;
     }
 
+    // Keys [j0, j0 + n) (n <= k_kt_keys) of kv head hk (an F32 cache) as BF16 pairs in kt
+    // [head_dim / 2][k_kt_keys] with keys in lanes: 16 keys at a time rounded into pad [16,
+    // head_dim / 2] (zero rows past n), then transposed as words.
+    void keys_bf16(int64_t j0, int64_t n, int64_t hk, uint32_t * kt, uint32_t * pad) const {
+        constexpr int64_t per_group = gemm_pack::group_rows;
+        const int64_t words = p.head_dim / 2;
+        for (int64_t g = 0; g < n; g += per_group) {
+            const int64_t count = std::min(per_group, n - g);
+            for (int64_t j = 0; j < count; ++j)
+                kern.to_bf16_pairs(static_cast<const float *>(k) + (j0 + g + j) * k_row + hk * k_head, p.head_dim,
+                                   pad + j * words);
+            std::fill(pad + count * words, pad + per_group * words, 0u);
+            gemm_pack::transpose_group(reinterpret_cast<const std::byte *>(pad), words * int64_t(sizeof(uint32_t)),
+                                       words, kt + g);
+        }
+    }
+    // Values [j0, j0 + n) of kv head hk (an F32 cache) as BF16 pairs of keys in vp [ceil(n / 2),
+    // v_dim]. An odd n's last pair repeats its key, which P's zero for the missing one cancels.
+    void values_bf16(int64_t j0, int64_t n, int64_t hk, uint32_t * vp) const {
+        const auto row = [&](int64_t j) { return static_cast<const float *>(v) + (j0 + j) * v_row + hk * v_head; };
+        for (int64_t j = 0; j < n; j += 2)
+            kern.interleave_bf16(row(j), row(std::min(j + 1, n - 1)), p.v_dim, vp + j / 2 * p.v_dim);
+    }
+
 private:
     // A group of `count` key rows (k_row elements apart, F32 or F16 as stored) as the transposes
     // read 16: the rows themselves when the group is whole, else a copy in pad zero-filled past
@@ -365,12 +404,17 @@ state state_at(float * base, int64_t rows_max, int64_t vd) {
     return {base, base + rows_max * vd, base + rows_max * (vd + 1)};
 }
 
-// Per-thread working space: qt [rows, head_dim], s [rows, k_block_keys]; for an F16 or Q8_0 cache the
-// widened tiles k [k_block_keys, head_dim] (or, transposed, [head_dim, k_block_keys]) and v
-// [k_block_keys, v_dim], and pad [16, head_dim] floats for a group of keys to transpose.
+// Per-thread working space: qt [rows, head_dim], s [sub-block rows, k_block_keys]; for an F16 or
+// Q8_0 cache the widened tiles k [k_block_keys, head_dim] (or, transposed, [head_dim,
+// k_block_keys]) and v [k_block_keys, v_dim], and pad [16, head_dim] floats for a group of keys to
+// transpose.
 struct workspace {
     float *qt, *s, *k, *v;
     float * pad;
+    // BF16 products: the rows' queries [rows, head_dim / 2] and a sub-block's P [rows, k_block_keys
+    // / 2] as BF16 pairs (k, v and pad then hold the key and value pair tiles and a group of keys'
+    // pairs).
+    uint32_t *qp, *pp;
 };
 
 // n rows of row_bytes each, `stride` bytes apart, into the cache hierarchy: into L1 (Locality 3)
@@ -405,6 +449,9 @@ constexpr int64_t k_direct_state_bytes = 16 << 10;
 constexpr int64_t k_l2_blocks_ahead = 4;
 
 // Rows (t, g), t in [t0, t1), g < group, of kv head hk, over key blocks [kb0, kb1); row r = (t − t0) · group + g.
+// Each key block is made ready once (widened, transposed or rounded into tiles, or read where it
+// is: direct kernels, F32 rows), then multiplied by the rows in sub-blocks of pr.sub_tokens
+// tokens, each only as far as its own causal limit.
 void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0, int64_t kb1, state st,
             const workspace & ws) {
     float * qt = ws.qt;
@@ -419,21 +466,25 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
 #pragma omp simd
         for (int64_t i = 0; i < pr.group * hd; ++i) dst[i] = src[i] * pr.q_scale;
     }
+    if (pr.bf16) pr.kern.to_bf16_pairs(qt, rows * hd, ws.qp); // [rows, hd / 2] pairs
     std::fill(st.o, st.o + rows * vd, 0.f);
     std::fill(st.m, st.m + rows, -std::numeric_limits<float>::infinity());
     std::fill(st.l, st.l + rows, 0.f);
 
     const int64_t limit = pr.pos0 + t1; // keys past every row's causal limit are never read
     const bool direct = pr.has_direct() && rows <= (pr.f16() ? pr.kern.direct_rows : pr.kern.direct_rows_q8_0);
-    const bool transposed = !direct && pr.transposed_keys;
+    const bool transposed = !direct && pr.transposed_keys && !pr.bf16;
     const bool small_state = rows * vd * int64_t(sizeof(float)) <= k_direct_state_bytes;
     const int64_t bk = direct && small_state ? k_direct_block_keys : k_block_keys; // keys per block here
+    auto * kt_bf16 = reinterpret_cast<uint32_t *>(ws.k); // BF16 tiles: keys [hd / 2, bk], values [bk / 2, vd]
+    auto * vp_bf16 = reinterpret_cast<uint32_t *>(ws.v);
     const int64_t j_end = std::min(kb1 * k_block_keys, limit);
     for (int64_t j0 = kb0 * k_block_keys; j0 < j_end; j0 += bk) {
         const int64_t n = std::min(bk, j_end - j0);
-        // s = qt · K[j0 .. j0 + n)ᵀ   [rows, n]
-        int64_t k_row = 0;
-        const float * keys = nullptr;
+        // The block's keys and values as the products read them.
+        int64_t k_row = 0, v_row = 0;
+        const float *keys = nullptr, *values = nullptr;
+        bool keys_in_lanes = false;
         if (direct) {
             // This block's values and the next block's keys are asked for ahead of their use,
             // and keys k_l2_blocks_ahead blocks on (values one block less) into L2.
@@ -445,29 +496,49 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
                 prefetch_rows<1>(pr.key_bytes(j, hk), 0, 1, pr.bytes.key);
                 prefetch_rows<1>(pr.value_bytes(j - bk, hk), 0, 1, pr.bytes.value);
             }
-            pr.direct_scores(qt, rows, j0, n, hk, s, k_block_keys);
-        } else if (transposed && pr.keys_transposed(j0, n, hk, ws.k, ws.pad)) {
-            pr.kern.scores_kt(qt, rows, hd, ws.k, n, s, k_block_keys);
+        } else if (pr.bf16) {
+            pr.keys_bf16(j0, n, hk, kt_bf16, reinterpret_cast<uint32_t *>(ws.pad));
+            pr.values_bf16(j0, n, hk, vp_bf16);
         } else {
-            keys = pr.keys(j0, n, hk, ws.k, k_row);
-            pr.kern.scores(qt, rows, hd, keys, k_row, n, s, k_block_keys);
+            keys_in_lanes = transposed && pr.keys_transposed(j0, n, hk, ws.k, ws.pad);
+            if (!keys_in_lanes) keys = pr.keys(j0, n, hk, ws.k, k_row);
+            values = pr.values(j0, n, hk, ws.v, keys, v_row);
         }
-        // online softmax: s becomes P = 2^(s − m_new), 0 where masked   [rows, n]
-        for (int64_t r = 0; r < rows; ++r) {
-            float * sr = s + r * k_block_keys;
-            const int64_t visible = std::clamp(pr.pos0 + t0 + r / pr.group + 1 - j0, int64_t(0), n);
-            if (visible == 0)
-                std::fill(sr, sr + n, 0.f);
-            else
-                pr.kern.softmax_row(sr, visible, n, st.m[r], st.l[r], st.o + r * vd, vd);
-        }
-        // o += P · V[j0 .. j0 + n)   [rows, vd]
-        if (direct) {
-            pr.direct_accumulate(s, k_block_keys, rows, j0, n, hk, st.o);
-        } else {
-            int64_t v_row = 0;
-            const float * values = pr.values(j0, n, hk, ws.v, keys, v_row);
-            pr.kern.accumulate(s, k_block_keys, rows, values, v_row, n, st.o, vd);
+        for (int64_t u0 = t0; u0 < t1; u0 += pr.sub_tokens) {
+            const int64_t u1 = std::min(t1, u0 + pr.sub_tokens);
+            const int64_t nu = std::min(n, pr.pos0 + u1 - j0); // keys any row of the sub-block sees
+            if (nu <= 0) continue;
+            const int64_t r0 = (u0 - t0) * pr.group, sub_rows = (u1 - u0) * pr.group;
+            const float * q_sub = qt + r0 * hd;
+            float * o = st.o + r0 * vd;
+            // s = qt · K[j0 .. j0 + nu)ᵀ   [sub_rows, nu]
+            if (direct) pr.direct_scores(q_sub, sub_rows, j0, nu, hk, s, k_block_keys);
+            else if (pr.bf16) pr.kern.scores_kt_bf16(ws.qp + r0 * hd / 2, sub_rows, hd, kt_bf16, nu, s, k_block_keys);
+            else if (keys_in_lanes) pr.kern.scores_kt(q_sub, sub_rows, hd, ws.k, nu, s, k_block_keys);
+            else pr.kern.scores(q_sub, sub_rows, hd, keys, k_row, nu, s, k_block_keys);
+            // online softmax: s becomes P = 2^(s − m_new), 0 where masked   [sub_rows, nu]
+            for (int64_t r = 0; r < sub_rows; ++r) {
+                float * sr = s + r * k_block_keys;
+                const int64_t visible = std::clamp(pr.pos0 + u0 + r / pr.group + 1 - j0, int64_t(0), nu);
+                if (visible == 0)
+                    std::fill(sr, sr + nu, 0.f);
+                else
+                    pr.kern.softmax_row(sr, visible, nu, st.m[r0 + r], st.l[r0 + r], o + r * vd, vd);
+            }
+            // o += P · V[j0 .. j0 + nu)   [sub_rows, vd]
+            if (direct) {
+                pr.direct_accumulate(s, k_block_keys, sub_rows, j0, nu, hk, o);
+            } else if (pr.bf16) {
+                constexpr int64_t pair_row = k_block_keys / 2;
+                for (int64_t r = 0; r < sub_rows; ++r) { // P as pairs of keys   [sub_rows, ceil(nu / 2)]
+                    float * sr = s + r * k_block_keys;
+                    if (nu % 2) sr[nu] = 0.f; // the odd last pair's other key
+                    pr.kern.to_bf16_pairs(sr, nu + nu % 2, ws.pp + r * pair_row);
+                }
+                pr.kern.accumulate_bf16(ws.pp, pair_row, sub_rows, vp_bf16, nu, o, vd);
+            } else {
+                pr.kern.accumulate(s, k_block_keys, sub_rows, values, v_row, nu, o, vd);
+            }
         }
     }
 }
@@ -545,6 +616,7 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
                      .v = v,
                      .pos0 = pos0,
                      .group = p.n_head / p.n_head_kv,
+                     .sub_tokens = std::max<int64_t>(1, k_block_rows / (p.n_head / p.n_head_kv)),
                      .k_row = k_row,
                      .v_row = v_row,
                      .k_head = k_head,
@@ -559,11 +631,19 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
                                .v_head = row_bytes(p.kv_type, v_head),
                                .key = row_bytes(p.kv_type, p.head_dim),
                                .value = row_bytes(p.kv_type, p.v_dim)},
-                     .transposed_keys = kern.scores_kt && !v_in_k_tile && detail::avx512f_supported()};
+                     .transposed_keys = kern.scores_kt && !v_in_k_tile && detail::avx512f_supported(),
+                     .bf16 = p.bf16_products && p.kv_type == dtype::f32 && kern.scores_kt_bf16};
 
     // Tasks: (query block, kv head), later query blocks (more keys) first for the dynamic schedule.
-    const int64_t q_block = std::min(n_tokens, std::max<int64_t>(1, k_block_rows / pr.group)); // tokens per task
+    // Tokens per task: whole sub-blocks, up to k_task_rows rows, fewer where that leaves under
+    // k_tasks_per_thread tasks a thread.
+    const int64_t sub_tokens = pr.sub_tokens;
+    const int64_t most_tokens = std::max<int64_t>(1, k_task_rows / pr.group / sub_tokens) * sub_tokens;
+    const int64_t balanced_tokens =
+        round_up(ceil_div(n_tokens, ceil_div(k_tasks_per_thread * threads, p.n_head_kv)), sub_tokens);
+    const int64_t q_block = std::min(n_tokens, std::min(most_tokens, balanced_tokens));
     const int64_t rows_max = q_block * pr.group;
+    const int64_t sub_rows_max = std::min(q_block, sub_tokens) * pr.group;
     const int64_t n_qblocks = ceil_div(n_tokens, q_block);
     const int64_t n_tasks = n_qblocks * p.n_head_kv;
     // Tiny problems (a decode step of a small model) run on the calling thread.
@@ -576,13 +656,19 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
     // Sized for max_split whatever the depth, so a reused scratch stops allocating after the
     // first call.
     const int64_t state_floats = round_up(rows_max * (p.v_dim + 2), k_line);
-    const int64_t k_tile_floats = pr.widened() || pr.transposed_keys ? k_block_keys * p.head_dim : 0;
-    const int64_t v_tile_floats = pr.widened() && !pr.v_in_k_tile ? k_block_keys * p.v_dim : 0;
-    // pad: [16, head_dim] floats (F32 or widened Q8_0 keys to transpose), or as many F16 values.
-    const int64_t pad_floats = pr.transposed_keys ? gemm_pack::group_rows * p.head_dim / (pr.f16() ? 2 : 1) : 0;
-    const int64_t thread_floats =
-        round_up(rows_max * (p.head_dim + k_block_keys) + k_tile_floats + v_tile_floats + pad_floats, k_line) +
-        state_floats;
+    const int64_t k_tile_floats = pr.widened() || pr.transposed_keys || pr.bf16 ? k_block_keys * p.head_dim : 0;
+    const int64_t v_tile_floats = pr.widened() && !pr.v_in_k_tile ? k_block_keys * p.v_dim
+                                  : pr.bf16                       ? k_block_keys / 2 * p.v_dim
+                                                                  : 0;
+    // pad: [16, head_dim] floats (F32 or widened Q8_0 keys to transpose), or as many F16 values
+    // (or BF16 pairs: half).
+    const int64_t pad_floats =
+        pr.transposed_keys || pr.bf16 ? gemm_pack::group_rows * p.head_dim / (pr.f16() ? 2 : 1) : 0;
+    const int64_t pair_words = pr.bf16 ? (rows_max * p.head_dim + sub_rows_max * k_block_keys) / 2 : 0; // qp, pp
+    const int64_t thread_floats = round_up(rows_max * p.head_dim + sub_rows_max * k_block_keys + k_tile_floats +
+                                               v_tile_floats + pad_floats + pair_words,
+                                           k_line) +
+                                  state_floats;
     const int64_t split_floats = max_split > 1 ? n_tasks * max_split * state_floats : 0;
     scratch.resize(size_t(threads * thread_floats + split_floats));
     struct task {
@@ -596,10 +682,13 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
 #pragma omp parallel num_threads(threads) if (parallel)
     {
         float * mine = scratch.data() + omp_get_thread_num() * thread_floats;
-        workspace ws{.qt = mine, .s = mine + rows_max * p.head_dim, .k = nullptr, .v = nullptr, .pad = nullptr};
-        ws.k = ws.s + rows_max * k_block_keys;
+        workspace ws{.qt = mine, .s = mine + rows_max * p.head_dim, .k = nullptr, .v = nullptr, .pad = nullptr,
+                     .qp = nullptr, .pp = nullptr};
+        ws.k = ws.s + sub_rows_max * k_block_keys;
         ws.v = ws.k + k_tile_floats;
         ws.pad = ws.v + v_tile_floats;
+        ws.qp = reinterpret_cast<uint32_t *>(ws.pad + pad_floats);
+        ws.pp = ws.qp + rows_max * p.head_dim / 2;
         float * own_state = mine + thread_floats - state_floats;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t i = 0; i < n_tasks * n_split; ++i) {
@@ -625,6 +714,15 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
             }
         }
     }
+}
+
+bool bf16_products_available() {
+#if defined(__x86_64__) || defined(__i386__)
+    const attention_kernels * k = detail::avx512_attention_kernels();
+    return detail::avx2_active() && k && k->scores_kt_bf16;
+#else
+    return false;
+#endif
 }
 
 namespace detail {

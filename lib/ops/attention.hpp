@@ -33,6 +33,12 @@ struct attention_params {
     // are read, so the arithmetic is the F32 path's on the values the cache holds (llama.cpp instead
     // rounds the query to the key's type; this keeps the query exact).
     dtype kv_type = dtype::f32;
+    // Products in BF16, for an F32 cache where the CPU has AVX-512 BF16 (else ignored): the scaled
+    // query, the keys, the values and the softmax weights P are rounded to BF16 (to nearest, ties
+    // to even) and multiplied with F32 sums by vdpbf16ps, at twice the F32 path's rate; the
+    // softmax itself stays F32. DeepSeek's decompressed MLA heads take it, as DeepSeek's own
+    // inference computes attention in BF16.
+    bool bf16_products = false;
 };
 
 // q:   [n_tokens, n_head, head_dim], token t at position pos0 + t, tokens q_stride elements apart
@@ -45,6 +51,10 @@ struct attention_params {
 // size does not depend on the context length, so a reused vector stops allocating once warm.
 // Throws status::invalid_argument for a kv_type other than f32, f16 and q8_0, and for a Q8_0
 // cache whose dims or strides are not whole blocks of 32.
+// Whether attention_params::bf16_products takes effect here: the CPU has AVX-512 BF16 (within
+// FRUGAL_MAX_CPU_ISA).
+bool bf16_products_available();
+
 void attention(const attention_params & p, const float * q, int64_t n_tokens, int64_t pos0, const void * k,
                const void * v, float * out, std::vector<float> & scratch, int n_threads);
 

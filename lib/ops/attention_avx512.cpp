@@ -14,12 +14,14 @@
 #include "ops/quant.hpp"
 
 #define FRUGAL_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
+#define FRUGAL_AVX512_BF16 __attribute__((target("avx512f,avx512bf16,avx2,fma,f16c")))
 #define FRUGAL_AVX512_NS frugal::ops::detail::attention_avx512
 #include "ops/attention_avx512_kernels.hpp"
 
 namespace frugal::ops::detail {
 const attention_kernels * avx512_attention_kernels() {
-    return avx512f_supported() ? &attention_avx512::kernels : nullptr;
+    if (!avx512f_supported()) return nullptr;
+    return avx512_bf16_supported() ? &attention_avx512::kernels_bf16 : &attention_avx512::kernels;
 }
 } // namespace frugal::ops::detail
 

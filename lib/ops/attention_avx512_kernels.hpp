@@ -7,10 +7,12 @@
 // registers). The includer provides the intrinsics and defines:
 //   FRUGAL_AVX512     the function attribute (a target("avx512f...") list, or nothing);
 //   FRUGAL_AVX512_NS  the namespace the kernels go into (distinct per includer).
+//   FRUGAL_AVX512_BF16  the same with AVX-512 BF16 (the BF16 products at the end, kernels_bf16).
 // Private to lib/ops and its tests.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <iterator>
 
 #include "ops/simd_exp.hpp"
@@ -110,3 +112,124 @@ struct vec {
 #include "ops/attention_tiles.hpp"
 #undef FRUGAL_TILES_TARGET
 #undef FRUGAL_TILES_NS
+
+// --- BF16 products (attention_params::bf16_products) ---------------------------------------------
+// vdpbf16ps: 32 multiply-adds per instruction where an F32 FMA does 16, at the same rate on Zen 5.
+// The includer also defines FRUGAL_AVX512_BF16 (FRUGAL_AVX512's list with avx512bf16); the
+// library takes these only where the CPU has AVX-512 BF16 (kernels_bf16).
+namespace FRUGAL_AVX512_NS {
+
+// 16 floats rounded to BF16 (to nearest, ties to even), each in the high half of its lane with
+// the low half zero: vcvtneps2bf16's rounding in integer steps (SIMDe 0.7.4 has no BF16
+// conversions), for finite values.
+FRUGAL_AVX512 inline __m512i bf16_high(__m512 x) {
+    const __m512i bits = _mm512_castps_si512(x);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    const __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
+    return _mm512_and_si512(rounded, _mm512_set1_epi32(int(0xFFFF0000u)));
+}
+
+// The same for one float, as the low 16 bits.
+inline uint32_t bf16_bits(float x) {
+    uint32_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    return (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16;
+}
+
+// attention_kernels::to_bf16_pairs: 16 floats at a time, each 64-bit lane's two BF16 values
+// moved into its low word, then the 8 words narrowed out.
+FRUGAL_AVX512 inline void to_bf16_pairs(const float * x, int64_t n, uint32_t * dst) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512i r = bf16_high(_mm512_loadu_ps(x + i)); // lane 2j: x[2j] high, lane 2j + 1: x[2j + 1] high
+        const __m256i pairs = _mm512_cvtepi64_epi32(_mm512_or_si512(_mm512_srli_epi64(r, 16), _mm512_srli_epi64(r, 32)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(dst + i / 2), pairs);
+    }
+    for (; i < n; i += 2) dst[i / 2] = bf16_bits(x[i]) | bf16_bits(x[i + 1]) << 16;
+}
+
+// attention_kernels::interleave_bf16 (n a multiple of 16).
+FRUGAL_AVX512 inline void interleave_bf16(const float * a, const float * b, int64_t n, uint32_t * dst) {
+    for (int64_t e = 0; e < n; e += 16) {
+        const __m512i low = _mm512_srli_epi32(bf16_high(_mm512_loadu_ps(a + e)), 16);
+        _mm512_storeu_si512(dst + e, _mm512_or_si512(low, bf16_high(_mm512_loadu_ps(b + e))));
+    }
+}
+
+FRUGAL_AVX512_BF16 inline __m512 dot_pairs(__m512 acc, __m512i a, __m512i b) {
+    __m512bh a_bh, b_bh;
+    std::memcpy(&a_bh, &a, sizeof a_bh);
+    std::memcpy(&b_bh, &b, sizeof b_bh);
+    return _mm512_dpbf16_ps(acc, a_bh, b_bh);
+}
+
+// c[r, 0 .. 16·NV) = (Accumulate: c +) Σ_t a[r · lda + t] · b[t · ldb, 0 .. 16·NV) over pairs t
+// < steps, for an R-row tile: attention_tiles.hpp's product_tile on BF16 pairs, each step two
+// of its steps.
+template <int R, int NV, bool Accumulate>
+FRUGAL_AVX512_BF16 inline void product_tile_bf16(const uint32_t * a, int64_t lda, const uint32_t * b, int64_t ldb,
+                                                 int64_t steps, float * c, int64_t ldc) {
+    __m512 acc[R][NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int i = 0; i < NV; ++i) acc[r][i] = Accumulate ? _mm512_loadu_ps(c + r * ldc + 16 * i) : _mm512_setzero_ps();
+    for (int64_t t = 0; t < steps; ++t) {
+        __m512i bv[NV];
+#pragma GCC unroll 4
+        for (int i = 0; i < NV; ++i) bv[i] = _mm512_loadu_si512(b + t * ldb + 16 * i);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+            const __m512i w = _mm512_set1_epi32(int(a[r * lda + t]));
+#pragma GCC unroll 4
+            for (int i = 0; i < NV; ++i) acc[r][i] = dot_pairs(acc[r][i], w, bv[i]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int i = 0; i < NV; ++i) _mm512_storeu_ps(c + r * ldc + 16 * i, acc[r][i]);
+}
+
+// The rows in 4-row tiles, then one tile of the 1 to 3 left.
+template <int NV, bool Accumulate>
+FRUGAL_AVX512_BF16 inline void product_rows_bf16(const uint32_t * a, int64_t lda, int64_t rows, const uint32_t * b,
+                                                 int64_t ldb, int64_t steps, float * c, int64_t ldc) {
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) product_tile_bf16<4, NV, Accumulate>(a + r * lda, lda, b, ldb, steps, c + r * ldc, ldc);
+    a += r * lda;
+    c += r * ldc;
+    switch (rows - r) {
+    case 1: product_tile_bf16<1, NV, Accumulate>(a, lda, b, ldb, steps, c, ldc); break;
+    case 2: product_tile_bf16<2, NV, Accumulate>(a, lda, b, ldb, steps, c, ldc); break;
+    case 3: product_tile_bf16<3, NV, Accumulate>(a, lda, b, ldb, steps, c, ldc); break;
+    default: break;
+    }
+}
+
+FRUGAL_AVX512_BF16 inline void scores_kt_bf16(const uint32_t * q, int64_t rows, int64_t hd, const uint32_t * kt,
+                                              int64_t /*n: the tile's k_kt_keys columns are all computed*/,
+                                              float * s, int64_t ld_s) {
+    static_assert(frugal::ops::detail::k_kt_keys == 4 * 16, "a transposed key tile is 4 vectors wide");
+    product_rows_bf16<4, false>(q, hd / 2, rows, kt, frugal::ops::detail::k_kt_keys, hd / 2, s, ld_s);
+}
+
+FRUGAL_AVX512_BF16 inline void accumulate_bf16(const uint32_t * p, int64_t ld_p, int64_t rows, const uint32_t * vp,
+                                               int64_t n, float * o, int64_t vd) {
+    const int64_t steps = (n + 1) / 2;
+    int64_t e = 0;
+    for (; e + 64 <= vd; e += 64) product_rows_bf16<4, true>(p, ld_p, rows, vp + e, vd, steps, o + e, vd);
+    for (; e < vd; e += 16) product_rows_bf16<1, true>(p, ld_p, rows, vp + e, vd, steps, o + e, vd);
+}
+
+// The set with the BF16 products, for CPUs with AVX-512 BF16.
+inline constexpr frugal::ops::detail::attention_kernels kernels_bf16 = [] {
+    frugal::ops::detail::attention_kernels k = kernels;
+    k.scores_kt_bf16 = scores_kt_bf16;
+    k.accumulate_bf16 = accumulate_bf16;
+    k.to_bf16_pairs = to_bf16_pairs;
+    k.interleave_bf16 = interleave_bf16;
+    return k;
+}();
+
+} // namespace FRUGAL_AVX512_NS

@@ -55,6 +55,19 @@ struct attention_kernels {
     // sums), for n <= k_kt_keys; columns past n up to the next 4 vectors are written too, from
     // whatever kt holds there. nullptr: this set has none (its keys stay as rows).
     void (*scores_kt)(const float * q, int64_t rows, int64_t hd, const float * kt, int64_t n, float * s, int64_t ld_s);
+    // BF16 products (attention_params::bf16_products), nullptr where this set has none. Their
+    // operands are BF16 pairs in 32-bit words, element 2i in the low half: q [rows, hd/2]
+    // packed, kt [hd/2, k_kt_keys] (keys in lanes; columns past n up to the next 4 vectors are
+    // written too, as scores_kt's), p rows of key pairs ld_p words apart, vp [ceil(n/2), vd]
+    // (word (i, e) = value column e of keys 2i and 2i + 1). Products are exact in F32; sums F32.
+    void (*scores_kt_bf16)(const uint32_t * q, int64_t rows, int64_t hd, const uint32_t * kt, int64_t n, float * s,
+                           int64_t ld_s);
+    void (*accumulate_bf16)(const uint32_t * p, int64_t ld_p, int64_t rows, const uint32_t * vp, int64_t n, float * o,
+                            int64_t vd);
+    // dst[i] = (x[2i], x[2i + 1]) rounded to BF16 (to nearest, ties to even), i < n / 2, n even.
+    void (*to_bf16_pairs)(const float * x, int64_t n, uint32_t * dst);
+    // dst[e] = (a[e], b[e]) rounded to BF16, e < n: two rows of values as one row of pairs.
+    void (*interleave_bf16)(const float * a, const float * b, int64_t n, uint32_t * dst);
     // Rows up to this many (a decode step's group of query heads, a few tokens' groups) go
     // through the direct scores and accumulate rather than a widened tile, which more rows share;
     // for Q8_0 caches, up to direct_rows_q8_0.

@@ -290,6 +290,10 @@ inline constexpr frugal::ops::detail::attention_kernels kernels = with_direct_q8
     .scores_q8_0 = nullptr,
     .accumulate_q8_0 = nullptr,
     .scores_kt = vec::transposed_keys ? scores_kt : nullptr,
+    .scores_kt_bf16 = nullptr,
+    .accumulate_bf16 = nullptr,
+    .to_bf16_pairs = nullptr,
+    .interleave_bf16 = nullptr,
     .direct_rows = vec::direct_rows,
     .direct_rows_q8_0 = vec::direct_rows_q8_0});
 

@@ -72,6 +72,18 @@ bool cpu_has_avx_vnni() {
     return has;
 }
 
+// AVX-512 BF16 (vdpbf16ps) on top of AVX-512 F: attention's BF16 products.
+bool cpu_has_avx512_bf16() {
+    static const bool has = [] {
+#if defined(__x86_64__)
+        return cpu_has_avx512f() && __builtin_cpu_supports("avx512bf16");
+#else
+        return false;
+#endif
+    }();
+    return has;
+}
+
 // AVX-512 F + BW + VNNI (the decode and q8 prefill kernels).
 bool cpu_has_avx512_vnni() {
     static const bool has = [] {
@@ -419,6 +431,7 @@ bool avx2_active() { return use_avx2(); }
 bool avx512_vnni_supported() { return cpu_has_avx512_vnni(); }
 bool avx_vnni_supported() { return cpu_has_avx_vnni(); }
 bool avx512f_supported() { return cpu_has_avx512f(); }
+bool avx512_bf16_supported() { return cpu_has_avx512_bf16(); }
 bool decode_row_loop(dtype t) { return select(t, 0).dot_rows != nullptr; }
 } // namespace detail
 

@@ -136,6 +136,8 @@ bool avx512_vnni_supported();
 bool avx_vnni_supported();
 // AVX-512 F (with AVX2, FMA, F16C) on this CPU, its ZMM state saved by the OS: attention's kernels.
 bool avx512f_supported();
+// AVX-512 BF16 (vdpbf16ps) with AVX-512 F on this CPU: attention's BF16 products.
+bool avx512_bf16_supported();
 // Whether single-row products of weight type t run the kernel's own row loop (dot_rows).
 bool decode_row_loop(dtype t);
 } // namespace detail

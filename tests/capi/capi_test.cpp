@@ -1497,6 +1497,22 @@ TEST_CASE("capi: a deepseek2 model reports its experts and its latent KV cache" 
     CHECK(max_abs_diff(logits[0], logits[1]) < 1e-4f);
     CHECK(frugalx_session_set_mla_form(s.get(), 3, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
     CHECK(contains(err.message(), "form 3"));
+
+    // experimental: BF16 MLA attention (straightforward form) against F32: the same logits up to
+    // BF16 rounding (where the CPU has AVX-512 BF16; deepseek2_test checks that it runs there)
+    std::vector<std::vector<float>> by_arithmetic;
+    for (const int32_t arithmetic : {FRUGALX_MLA_ATTENTION_AUTO, FRUGALX_MLA_ATTENTION_F32, FRUGALX_MLA_ATTENTION_BF16}) {
+        REQUIRE(frugal_session_reset(s32.get(), nullptr) == FRUGAL_OK);
+        REQUIRE(frugalx_session_set_mla_form(s32.get(), FRUGALX_MLA_STRAIGHTFORWARD, err.out()) == FRUGAL_OK);
+        REQUIRE(frugalx_session_set_mla_attention(s32.get(), arithmetic, err.out()) == FRUGAL_OK);
+        by_arithmetic.push_back(prompt_logits(s32.get(), prompt, 4));
+    }
+    CHECK(by_arithmetic[0] == by_arithmetic[1]); // AUTO is F32
+    const float d = max_abs_diff(by_arithmetic[1], by_arithmetic[2]);
+    MESSAGE("BF16 against F32 MLA attention: max |logit diff| ", d);
+    CHECK(d <= 2e-2f);
+    CHECK(frugalx_session_set_mla_attention(s.get(), 7, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+    CHECK(contains(err.message(), "arithmetic 7"));
 }
 
 TEST_CASE("capi: experimental prefill GEMMs change a Q4_0 prompt's logits by rounding noise only" *
@@ -1572,4 +1588,7 @@ TEST_CASE("capi: experimental MLA form is refused for a model that is not deepse
     CHECK(frugalx_session_set_mla_form(s.get(), FRUGALX_MLA_ABSORBED, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
     CHECK(contains(err.message(), "not deepseek2"));
     CHECK(frugalx_session_set_mla_form(nullptr, FRUGALX_MLA_AUTO, err.out()) == FRUGAL_ERR_INVALID_ARGUMENT);
+    CHECK(frugalx_session_set_mla_attention(s.get(), FRUGALX_MLA_ATTENTION_BF16, err.out()) ==
+          FRUGAL_ERR_INVALID_ARGUMENT);
+    CHECK(contains(err.message(), "not deepseek2"));
 }

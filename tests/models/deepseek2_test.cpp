@@ -88,7 +88,7 @@ TEST_CASE("deepseek2: absorbed and straightforward MLA (all heads at once or one
         // Same math in another order: float reassociation only (logits are ~1 in size).
         const double d_prefill = max_abs_diff(straightforward, absorbed);
         const double d_decode = max_abs_diff(straightforward, decoded);
-        MESSAGE(name << ": max|straightforward - absorbed| prefill " << d_prefill << ", decode " << d_decode);
+        MESSAGE(std::string(name) << ": max|straightforward - absorbed| prefill " << d_prefill << ", decode " << d_decode);
         CHECK(d_prefill <= 1e-4);
         CHECK(d_decode <= 1e-4);
         CHECK(max_abs_diff(decoded, automatic) <= 1e-4);
@@ -96,6 +96,34 @@ TEST_CASE("deepseek2: absorbed and straightforward MLA (all heads at once or one
         CHECK(max_abs_diff(straightforward, head_by_head) <= 1e-5);
         // And the forms are really different computations, not one path under two names.
         CHECK(d_prefill > 0);
+    }
+}
+
+TEST_CASE("deepseek2: BF16 MLA attention moves the straightforward form's logits by BF16 rounding only, where the "
+          "CPU has it" * doctest::timeout(120)) {
+    FRUGAL_REQUIRE_PARITY_FIXTURES();
+    for (const char * name : k_models) {
+        CAPTURE(name);
+        const auto m = frugal::load_model(fixture(name).string(), {});
+        const auto tokens = frugal::test::random_tokens(100, int32_t(m->config().n_vocab), 13);
+        const auto exact = prefill_logits(m, tokens, mla_form::straightforward);
+        frugal::session s(m, int64_t(tokens.size()));
+        frugal::set_mla_form(s.state(), mla_form::straightforward);
+        frugal::set_mla_attention(s.state(), frugal::mla_attention::bf16);
+        const auto bf16 = s.evaluate_all(tokens);
+        const double d = max_abs_diff(exact, bf16);
+        MESSAGE(std::string(name) << ": max|bf16 - f32 attention| " << d);
+        if (frugal::mla_attention_bf16(s.state())) {
+            CHECK(d > 0);     // the BF16 products ran
+            CHECK(d <= 2e-2); // logits ~1: rounding, not another function
+        } else {
+            CHECK(d == 0); // F32 where the CPU lacks AVX-512 BF16
+        }
+        // The absorbed form (decode) multiplies in F32 whatever the setting.
+        frugal::session a(m, int64_t(tokens.size()));
+        frugal::set_mla_form(a.state(), mla_form::absorbed);
+        frugal::set_mla_attention(a.state(), frugal::mla_attention::bf16);
+        CHECK(max_abs_diff(a.evaluate_all(tokens), prefill_logits(m, tokens, mla_form::absorbed)) == 0);
     }
 }
 

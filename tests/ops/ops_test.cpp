@@ -698,6 +698,185 @@ TEST_CASE("scores_kt: scores against keys transposed into lanes equal the plain 
     }
 }
 
+namespace {
+
+// x rounded to BF16's 8 significant bits, to nearest with ties to even (nearbyint in the default
+// rounding mode), by arithmetic rather than the kernels' bit steps. Normal finite x only.
+float bf16_nearest(float x) {
+    if (x == 0.f) return x;
+    int e = 0;
+    std::frexp(x, &e); // x = m · 2^e, 0.5 <= |m| < 1: the 8th significant bit is worth 2^(e − 8)
+    const double ulp = std::ldexp(1.0, e - 8);
+    return float(std::nearbyint(double(x) / ulp) * ulp);
+}
+uint32_t bf16_word(float x) { return std::bit_cast<uint32_t>(bf16_nearest(x)) >> 16; }
+float bf16_value(uint32_t pair, int half) { return std::bit_cast<float>((pair >> (16 * half)) << 16); }
+
+// The AVX-512 sets with BF16 products: the CPU's where it has AVX-512 BF16, SIMDe's anywhere.
+std::vector<std::pair<const char *, const ops::detail::attention_kernels *>> bf16_kernel_sets() {
+    std::vector<std::pair<const char *, const ops::detail::attention_kernels *>> sets;
+    if (const auto * native = ops::detail::avx512_attention_kernels(); native && native->scores_kt_bf16)
+        sets.emplace_back("avx512", native);
+    if (const auto * simde = test::simde_avx512_attention_kernels()) sets.emplace_back("avx512 (SIMDe)", simde);
+    return sets;
+}
+
+// Attention on BF16-rounded operands as attention_params::bf16_products describes it, in double:
+// the query times scale · log2 e (in float), K and V rounded to BF16; P exact (the kernels round
+// it too, a relative 2^-9 per weight).
+std::vector<double> bf16_attention_reference(const attention_case & c, float scale, const std::vector<float> & q,
+                                             const std::vector<float> & k, const std::vector<float> & v) {
+    const float q_scale = float(double(scale) * 1.4426950408889634);
+    const int64_t group = c.n_head / c.n_head_kv;
+    std::vector<double> out(size_t(c.n_tokens * c.n_head * c.v_dim));
+    for (int64_t t = 0; t < c.n_tokens; ++t)
+        for (int64_t h = 0; h < c.n_head; ++h) {
+            const int64_t hk = h / group, n = c.pos0 + t + 1;
+            std::vector<double> s(static_cast<size_t>(n));
+            double top = -std::numeric_limits<double>::infinity();
+            for (int64_t j = 0; j < n; ++j) {
+                for (int64_t d = 0; d < c.head_dim; ++d) {
+                    const float qs = q[size_t((t * c.n_head + h) * c.head_dim + d)] * q_scale;
+                    s[size_t(j)] +=
+                        double(bf16_nearest(qs)) * bf16_nearest(k[size_t((j * c.n_head_kv + hk) * c.head_dim + d)]);
+                }
+                top = std::max(top, s[size_t(j)]);
+            }
+            double total = 0;
+            double * o = out.data() + (t * c.n_head + h) * c.v_dim;
+            for (int64_t j = 0; j < n; ++j) {
+                const double w = std::exp2(s[size_t(j)] - top);
+                total += w;
+                for (int64_t e = 0; e < c.v_dim; ++e)
+                    o[e] += w * bf16_nearest(v[size_t((j * c.n_head_kv + hk) * c.v_dim + e)]);
+            }
+            for (int64_t e = 0; e < c.v_dim; ++e) o[e] /= total;
+        }
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("BF16 kernels: pairs rounded to nearest even, and products equal to the plain sums of the BF16 values" *
+          doctest::timeout(60)) {
+    const auto sets = bf16_kernel_sets();
+    if (sets.empty()) FRUGAL_SKIP("no AVX-512 BF16 attention kernels here (neither the CPU's nor SIMDe's)");
+    constexpr int64_t kt_keys = ops::detail::k_kt_keys, ld_s = 64;
+    for (const auto & [name, kern] : sets) {
+        CAPTURE(std::string(name));
+        // Rounding: random values, exact ties (a half-ulp tail on an even and on an odd last bit)
+        // and carries into the exponent; 70 values cover the 16-wide loop and a scalar tail.
+        std::vector<float> x = test::random_floats(70, 7, -50.f, 50.f);
+        x[0] = std::bit_cast<float>(0x3F808000u); // tie, even last bit: stays 0x3F80
+        x[1] = std::bit_cast<float>(0x3F818000u); // tie, odd last bit: up to 0x3F82
+        x[2] = std::bit_cast<float>(0x3FFFFFFFu); // carries into the exponent: 0x4000
+        x[67] = std::bit_cast<float>(0xBF818000u); // a tie in the tail, negative
+        for (int64_t n : {int64_t(2), int64_t(16), int64_t(70)}) {
+            CAPTURE(n);
+            std::vector<uint32_t> pairs(size_t(n / 2), 0xDEADBEEFu);
+            kern->to_bf16_pairs(x.data(), n, pairs.data());
+            for (int64_t i = 0; i < n / 2; ++i)
+                CHECK(pairs[size_t(i)] == (bf16_word(x[size_t(2 * i)]) | bf16_word(x[size_t(2 * i + 1)]) << 16));
+        }
+        const auto a = test::random_floats(32, 8), b = test::random_floats(32, 9);
+        std::vector<uint32_t> both(32);
+        kern->interleave_bf16(a.data(), b.data(), 32, both.data());
+        for (size_t e = 0; e < 32; ++e) CHECK(both[e] == (bf16_word(a[e]) | bf16_word(b[e]) << 16));
+
+        // Products: 1 to 13 rows (tails of the 4-row tiles), odd and even key counts, the MLA
+        // head's 192/128 dims and a v_dim whose last 16 lanes take the one-vector tile.
+        const auto words = [](size_t n, uint32_t seed) {
+            const auto f = test::random_floats(2 * n, seed);
+            std::vector<uint32_t> w(n);
+            for (size_t i = 0; i < n; ++i) w[i] = bf16_word(f[2 * i]) | bf16_word(f[2 * i + 1]) << 16;
+            return w;
+        };
+        for (int64_t rows : {int64_t(1), int64_t(4), int64_t(13)})
+            for (int64_t n : {int64_t(1), int64_t(45), kt_keys}) {
+                CAPTURE(rows);
+                CAPTURE(n);
+                const int64_t hd = 192, vd = 80, steps = (n + 1) / 2;
+                const auto q = words(size_t(rows * hd / 2), uint32_t(rows));
+                const auto kt = words(size_t(hd / 2 * kt_keys), uint32_t(n));
+                std::vector<float> s(size_t(rows * ld_s), -1.f);
+                kern->scores_kt_bf16(q.data(), rows, hd, kt.data(), n, s.data(), ld_s);
+                auto p = words(size_t(rows * kt_keys / 2), uint32_t(n + 100)); // rows kt_keys / 2 words apart
+                if (n % 2)
+                    for (int64_t r = 0; r < rows; ++r) p[size_t(r * kt_keys / 2 + n / 2)] &= 0xFFFFu; // key n: 0
+                const auto vp = words(size_t(steps * vd), uint32_t(n + 200));
+                std::vector<float> o = test::random_floats(size_t(rows * vd), 11);
+                const std::vector<float> o_before = o;
+                kern->accumulate_bf16(p.data(), kt_keys / 2, rows, vp.data(), n, o.data(), vd);
+                double worst_s = 0, worst_o = 0;
+                for (int64_t r = 0; r < rows; ++r) {
+                    for (int64_t j = 0; j < n; ++j) {
+                        double want = 0;
+                        for (int64_t d = 0; d < hd / 2; ++d)
+                            for (int half = 0; half < 2; ++half)
+                                want += double(bf16_value(q[size_t(r * hd / 2 + d)], half)) *
+                                        bf16_value(kt[size_t(d * kt_keys + j)], half);
+                        worst_s = std::max(worst_s, std::fabs(s[size_t(r * ld_s + j)] - want));
+                    }
+                    for (int64_t e = 0; e < vd; ++e) {
+                        double want = o_before[size_t(r * vd + e)];
+                        for (int64_t t = 0; t < steps; ++t)
+                            for (int half = 0; half < 2; ++half)
+                                want += double(bf16_value(p[size_t(r * kt_keys / 2 + t)], half)) *
+                                        bf16_value(vp[size_t(t * vd + e)], half);
+                        worst_o = std::max(worst_o, std::fabs(o[size_t(r * vd + e)] - want));
+                    }
+                }
+                CHECK(worst_s <= 1e-5); // |sums| up to ~10: F32 rounding of the running sums
+                CHECK(worst_o <= 1e-5);
+            }
+    }
+}
+
+TEST_CASE("attention with BF16 products multiplies BF16-rounded operands, where a set has them, and is the F32 "
+          "path elsewhere" *
+          doctest::timeout(120)) {
+    // Ragged key blocks, sub-blocks of 96 rows inside 512-row tasks (300 and 600 tokens), GQA
+    // groups (sub-blocks of 48 tokens) and a decode step; |q| up to 12 makes the scores' BF16
+    // rounding (up to ~0.05 here) tell apart from the exact result.
+    const attention_case cases[] = {
+        {2, 2, 192, 128, 1, 100}, {2, 2, 192, 128, 45, 0},  {3, 3, 192, 128, 300, 513},
+        {4, 2, 64, 64, 130, 70},  {1, 1, 192, 128, 600, 0},
+    };
+    const auto native = ops::detail::avx512_attention_kernels();
+    for (size_t i = 0; i < std::size(cases); ++i) {
+        const attention_case & c = cases[i];
+        INFO(describe(c));
+        auto in = make_attention_inputs(c, k_seeds[i % std::size(k_seeds)]);
+        for (float & x : in.q) x *= 4.f;
+        const float scale = attention_scale(c);
+        const auto want_bf16 = bf16_attention_reference(c, scale, in.q, in.k, in.v);
+        const auto want_exact = attention_reference(c, scale, in.q.data(), in.k.data(), in.v.data());
+        auto p = attention_params_of(c, scale);
+        for (const attention_path & path : attention_paths())
+            for (int threads : k_thread_counts) {
+                CAPTURE(std::string(path.name));
+                CAPTURE(threads);
+                const attention_path_scope scope(path);
+                const auto * kern = path.kernels ? path.kernels : path.portable ? nullptr : native;
+                const bool bf16 = kern && kern->scores_kt_bf16;
+                std::vector<float> out(want_bf16.size()), f32(want_bf16.size()), scratch;
+                p.bf16_products = true;
+                ops::attention(p, in.q.data(), c.n_tokens, c.pos0, in.k.data(), in.v.data(), out.data(), scratch,
+                               threads);
+                p.bf16_products = false;
+                ops::attention(p, in.q.data(), c.n_tokens, c.pos0, in.k.data(), in.v.data(), f32.data(), scratch,
+                               threads);
+                if (bf16) {
+                    const double err = relative_error(out, want_bf16), off = relative_error(out, want_exact);
+                    CHECK_MESSAGE(err < 3e-3, fmt::format("{:.3g} of max |ref| from BF16 operands", err));
+                    CHECK_MESSAGE(off > 3e-3, fmt::format("only {:.3g} from the exact result", off));
+                } else {
+                    CHECK(out == f32);
+                }
+            }
+    }
+}
+
 TEST_CASE("attention reads a head-major cache as it reads heads side by side, bit for bit" * doctest::timeout(60)) {
     // A cache laid out [n_head_kv, n_ctx, dim] (models/kv_cache.hpp) through k_head_stride and
     // v_head_stride: the same values, so the same products in the same order.
