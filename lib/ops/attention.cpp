@@ -1,7 +1,8 @@
 // attention.cpp - blocked causal attention with an online softmax (flash-attention style).
 //
 // A task is one kv head and a block of query tokens: its rows are every (token, query head) pair
-// that reads that kv head, so each K/V block loaded serves group × tokens rows (decode included).
+// that reads that kv head, so each K/V block loaded serves group × tokens rows (decode included;
+// up to k_task_rows, multiplied k_block_rows at a time).
 // Keys go by in blocks of k_block_keys (a decode step reading the cache directly, with a small
 // running output: of k_direct_block_keys); per block
 //   S = Q · Kᵀ                      [rows, bk]  (Q pre-scaled by scale · log2 e: S is in base 2)
