@@ -17,10 +17,12 @@
 
 #include "models/deepseek2.hpp"
 #include "models/model.hpp"
+#include "ops/attention.hpp"
 #include "runtime/session.hpp"
 #include "util/error.hpp"
 
 namespace fs = std::filesystem;
+using frugal::mla_attention;
 using frugal::mla_form;
 
 namespace {
@@ -34,11 +36,13 @@ double max_abs_diff(const std::vector<float> & a, const std::vector<float> & b) 
     return m;
 }
 
-// Logits of every position, the whole sequence in one forward pass with the given form.
+// Logits of every position, the whole sequence in one forward pass with the given form (and
+// attention arithmetic).
 std::vector<float> prefill_logits(const std::shared_ptr<const frugal::model> & m, const std::vector<int32_t> & tokens,
-                                  mla_form form) {
+                                  mla_form form, mla_attention arithmetic = mla_attention::automatic) {
     frugal::session s(m, int64_t(tokens.size()));
     frugal::set_mla_form(s.state(), form);
+    frugal::set_mla_attention(s.state(), arithmetic);
     return s.evaluate_all(tokens);
 }
 
@@ -107,23 +111,18 @@ TEST_CASE("deepseek2: BF16 MLA attention moves the straightforward form's logits
         const auto m = frugal::load_model(fixture(name).string(), {});
         const auto tokens = frugal::test::random_tokens(100, int32_t(m->config().n_vocab), 13);
         const auto exact = prefill_logits(m, tokens, mla_form::straightforward);
-        frugal::session s(m, int64_t(tokens.size()));
-        frugal::set_mla_form(s.state(), mla_form::straightforward);
-        frugal::set_mla_attention(s.state(), frugal::mla_attention::bf16);
-        const auto bf16 = s.evaluate_all(tokens);
+        const auto bf16 = prefill_logits(m, tokens, mla_form::straightforward, mla_attention::bf16);
         const double d = max_abs_diff(exact, bf16);
         MESSAGE(std::string(name) << ": max|bf16 - f32 attention| " << d);
-        if (frugal::mla_attention_bf16(s.state())) {
+        if (frugal::ops::bf16_products_available()) {
             CHECK(d > 0);     // the BF16 products ran
             CHECK(d <= 2e-2); // logits ~1: rounding, not another function
         } else {
             CHECK(d == 0); // F32 where the CPU lacks AVX-512 BF16
         }
         // The absorbed form (decode) multiplies in F32 whatever the setting.
-        frugal::session a(m, int64_t(tokens.size()));
-        frugal::set_mla_form(a.state(), mla_form::absorbed);
-        frugal::set_mla_attention(a.state(), frugal::mla_attention::bf16);
-        CHECK(max_abs_diff(a.evaluate_all(tokens), prefill_logits(m, tokens, mla_form::absorbed)) == 0);
+        CHECK(max_abs_diff(prefill_logits(m, tokens, mla_form::absorbed, mla_attention::bf16),
+                           prefill_logits(m, tokens, mla_form::absorbed)) == 0);
     }
 }
 
