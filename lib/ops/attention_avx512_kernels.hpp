@@ -165,7 +165,8 @@ FRUGAL_AVX512_BF16 inline __m512 dot_pairs(__m512 acc, __m512i a, __m512i b) {
 
 // c[r, 0 .. 16·NV) = (Accumulate: c +) Σ_t a[r · lda + t] · b[t · ldb, 0 .. 16·NV) over pairs t
 // < steps, for an R-row tile: attention_tiles.hpp's product_tile on BF16 pairs, each step two
-// of its steps.
+// of its steps. (A template of its own, as is the row loop below: vdpbf16ps needs the
+// avx512bf16 target, which the F32 tiles, run on CPUs without it, must not carry.)
 template <int R, int NV, bool Accumulate>
 FRUGAL_AVX512_BF16 inline void product_tile_bf16(const uint32_t * a, int64_t lda, const uint32_t * b, int64_t ldb,
                                                  int64_t steps, float * c, int64_t ldc) {
