@@ -131,8 +131,10 @@ void lm_head::logits(ops::matmul_context & mm, const float * x, int64_t T, bool 
     mm.linear(output, h, rows, out);
 }
 
-void add_into(float * x, const float * y, int64_t n) {
+void add_into(float * x, const float * y, int64_t n, int n_threads) {
     const profile::scope timed(profile::op::residual);
+    constexpr int64_t k_parallel_from = 1 << 16; // floats
+#pragma omp parallel for simd num_threads(n_threads) schedule(static) if (n >= k_parallel_from)
     for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 

@@ -91,7 +91,8 @@ struct lm_head {
                 float * out) const;
 };
 
-// x[i] += y[i]
-void add_into(float * x, const float * y, int64_t n);
+// x[i] += y[i], i < n; on n_threads where n is a batch's residual stream (a token's is too small to
+// share).
+void add_into(float * x, const float * y, int64_t n, int n_threads = 1);
 
 } // namespace frugal

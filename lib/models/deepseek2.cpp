@@ -525,7 +525,7 @@ void deepseek2_model::moe(const moe_weights & M, deepseek2_state & st, const flo
     if (M.shared.gate.data) {
         float * shared = grow(st.expert_y, T * D);
         swiglu_ffn(mm, M.shared, h, T, shared, st.ffn);
-        add_into(out, shared, T * D);
+        add_into(out, shared, T * D, mm.n_threads());
     }
 }
 
@@ -594,12 +594,12 @@ void deepseek2_model::forward_batch(model_state & base, std::span<const int32_t>
         if (To == 0) break; // the cache rows are written: nothing reads this layer's output
         float * xo = x + o * D;  // [To, D]
         st.mm.linear(L.wo, att, To, tmp);
-        add_into(xo, tmp, To * D);
+        add_into(xo, tmp, To * D, nt);
 
         ops::rmsnorm(xo, L.ffn_norm.data(), h, To, D, c.rms_eps, nt);
         if (L.is_moe) moe(L.moe, st, h, To, tmp);
         else swiglu_ffn(st.mm, L.dense, h, To, tmp, st.ffn);
-        add_into(xo, tmp, To * D);
+        add_into(xo, tmp, To * D, nt);
     }
     // After the last layer x holds its output rows at the end: T of them, or the last one.
     if (logits) {

@@ -188,12 +188,12 @@ void llama_model::forward_batch(model_state & base, std::span<const int32_t> tok
         float * xo = x + o * D;   // [To, D]
         ops::attention(ap, q + o * q_dim, To, pos0 + o, k_cache.data(), v_cache.data(), att, st.attn_scratch, nt);
         st.mm.linear(L.wo, att, To, tmp);  // [To, D]
-        add_into(xo, tmp, To * D);
+        add_into(xo, tmp, To * D, nt);
 
         // feed-forward block
         ops::rmsnorm(xo, L.ffn_norm.data(), h, To, D, c.rms_eps, nt);
         swiglu_ffn(st.mm, L.ffn, h, To, tmp, st.ffn);
-        add_into(xo, tmp, To * D);
+        add_into(xo, tmp, To * D, nt);
     }
 
     // After the last layer x holds its output rows at the end: T of them, or the last one.
