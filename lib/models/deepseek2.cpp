@@ -615,16 +615,20 @@ std::shared_ptr<const model> load_deepseek2(std::shared_ptr<const gguf::file> f,
     return std::make_shared<deepseek2_model>(std::move(f), n_threads, opts);
 }
 
-void set_mla_form(model_state & state, mla_form form) {
+namespace {
+// The deepseek2 state behind a session's state; `setter` names the caller in the error for a
+// state of another architecture.
+deepseek2_state & mla_state(model_state & state, const char * setter) {
     auto * st = dynamic_cast<deepseek2_state *>(&state);
-    if (!st) throw_error(status::invalid_argument, "set_mla_form: the session's model is not deepseek2");
-    st->form = form;
+    if (!st) throw_error(status::invalid_argument, "{}: the session's model is not deepseek2", setter);
+    return *st;
 }
+} // namespace
+
+void set_mla_form(model_state & state, mla_form form) { mla_state(state, "set_mla_form").form = form; }
 
 void set_mla_attention(model_state & state, mla_attention arithmetic) {
-    auto * st = dynamic_cast<deepseek2_state *>(&state);
-    if (!st) throw_error(status::invalid_argument, "set_mla_attention: the session's model is not deepseek2");
-    st->attention_arithmetic = arithmetic;
+    mla_state(state, "set_mla_attention").attention_arithmetic = arithmetic;
 }
 
 bool mla_attention_bf16(const model_state & state) {
@@ -633,9 +637,7 @@ bool mla_attention_bf16(const model_state & state) {
 }
 
 void set_mla_decompressed_bytes(model_state & state, uint64_t bytes) {
-    auto * st = dynamic_cast<deepseek2_state *>(&state);
-    if (!st) throw_error(status::invalid_argument, "set_mla_decompressed_bytes: the session's model is not deepseek2");
-    st->max_decompressed_bytes = bytes;
+    mla_state(state, "set_mla_decompressed_bytes").max_decompressed_bytes = bytes;
 }
 
 } // namespace frugal
