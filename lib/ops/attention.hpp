@@ -51,11 +51,11 @@ struct attention_params {
 // size does not depend on the context length, so a reused vector stops allocating once warm.
 // Throws status::invalid_argument for a kv_type other than f32, f16 and q8_0, and for a Q8_0
 // cache whose dims or strides are not whole blocks of 32.
+void attention(const attention_params & p, const float * q, int64_t n_tokens, int64_t pos0, const void * k,
+               const void * v, float * out, std::vector<float> & scratch, int n_threads);
+
 // Whether attention_params::bf16_products takes effect here: the CPU has AVX-512 BF16 (within
 // FRUGAL_MAX_CPU_ISA).
 bool bf16_products_available();
-
-void attention(const attention_params & p, const float * q, int64_t n_tokens, int64_t pos0, const void * k,
-               const void * v, float * out, std::vector<float> & scratch, int n_threads);
 
 } // namespace frugal::ops
