@@ -362,29 +362,38 @@ bool deepseek2_model::use_absorbed(const deepseek2_state & st, int64_t T, int64_
 
 // K [n_heads, n_kv, qk] and V [n_heads, n_kv, v], head-major, of heads [h0, h0 + n_heads):
 // K_h = [c · (W_UK^h)ᵀ | k_pe], V_h = c · (W_UV^h)ᵀ for the latent rows c [n_kv, R] and the roped
-// key k_pe [n_kv, rope] that every head shares. Blocks stored [out, in] go through linear_many,
-// which quantizes c once for all of them where they take the q8 path (up to k_max_row_products
-// a call), the others (split files' W_UK^h) through linear_t.
+// key k_pe [n_kv, rope] that every head shares. The K blocks and the V blocks go in batches of
+// up to k_max_row_products, each of one weight type and orientation: those stored [out, in]
+// through linear_many (the q8 path quantizes c once a batch), split files' W_UK^h, stored [in,
+// out], through linear_t_many (c rounded to BF16 once a batch where it takes BF16).
 void deepseek2_model::decompress(const layer_weights & L, deepseek2_state & st, const float * c, const float * k_pe,
                                  int64_t n_kv, int64_t h0, int64_t n_heads, float * K, float * V) const {
     const auto & d = dims_;
     const int64_t qk = d.qk();
-    std::array<ops::row_product, ops::k_max_row_products> batch;
-    size_t n_batched = 0;
-    const auto flush = [&] {
-        st.mm.linear_many(std::span(batch.data(), n_batched), c, n_kv);
-        n_batched = 0;
+    struct batch {
+        std::array<ops::row_product, ops::k_max_row_products> products;
+        size_t n = 0;
+        bool transposed = false; // stored [in, out]: one orientation for every head
     };
-    const auto product = [&](const head_matrix & m, float * y, int64_t ldy) {
-        if (m.stored_transposed) return m.apply(st.mm, c, n_kv, y, ldy);
-        batch[n_batched++] = {m.w, y, ldy};
-        if (n_batched == batch.size()) flush();
+    batch keys, values;
+    keys.transposed = k_up(L, h0).stored_transposed;
+    values.transposed = v_up(L, h0).stored_transposed;
+    const auto flush = [&](batch & b) {
+        const std::span products(b.products.data(), b.n);
+        if (b.transposed) st.mm.linear_t_many(products, c, n_kv);
+        else st.mm.linear_many(products, c, n_kv);
+        b.n = 0;
+    };
+    const auto add = [&](batch & b, const head_matrix & m, float * y, int64_t ldy) {
+        b.products[b.n++] = {m.w, y, ldy};
+        if (b.n == b.products.size()) flush(b);
     };
     for (int64_t i = 0; i < n_heads; ++i) {
-        product(k_up(L, h0 + i), K + i * n_kv * qk, qk);
-        product(v_up(L, h0 + i), V + i * n_kv * d.v, d.v);
+        add(keys, k_up(L, h0 + i), K + i * n_kv * qk, qk);
+        add(values, v_up(L, h0 + i), V + i * n_kv * d.v, d.v);
     }
-    if (n_batched > 0) flush();
+    flush(keys);
+    flush(values);
 #pragma omp parallel for num_threads(st.mm.n_threads()) schedule(static) if (n_heads * n_kv >= 4096)
     for (int64_t i = 0; i < n_heads; ++i)
         for (int64_t j = 0; j < n_kv; ++j) std::copy_n(k_pe + j * d.rope, d.rope, K + (i * n_kv + j) * qk + d.nope);

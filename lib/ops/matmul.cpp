@@ -898,22 +898,65 @@ void matmul_context::multiply_q8(const raw_view & w, const q8::activations & act
     }
 }
 
-void matmul_context::linear_t(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
-    const profile::scope timed(profile::op::matmul);
-    const int64_t k = w.shape.rows();
-    const int64_t n = w.shape.innermost();
-    if (m <= 0) return;
-    check_output_stride(ldy, n);
-    const float * wf = reinterpret_cast<const float *>(w.data);
-    if (w.type != dtype::f32) {
-        // The whole weight at once: linear_t serves per-head blocks of a few hundred KiB.
-        float * deq = grow(impl_->slab, k * n);
-        omp_threads_scope threads(n_threads_);
-#pragma omp parallel for schedule(static) if (k * n >= (1 << 16))
-        for (int64_t r = 0; r < k; ++r) dequantize_row(w.type, w.row(r), deq + r * n, n);
-        wf = deq;
+prefill_gemm matmul_context::linear_t_gemm(dtype t) const {
+    if (t == dtype::f32 || prefill_gemm_for(prefill_gemm::bf16, t) != prefill_gemm::bf16) return prefill_gemm::f32;
+    switch (prefill) {
+    case prefill_gemm::bf16: return prefill_gemm::bf16;
+    case prefill_gemm::q8:
+    case prefill_gemm::int8: return prefill_gemm_native(prefill_gemm::bf16) ? prefill_gemm::bf16 : prefill_gemm::f32;
+    case prefill_gemm::f32: break;
     }
-    run_gemm(dtype::f32, x, wf, n, k, m, y, ldy, true);
+    return prefill_gemm::f32;
+}
+
+void matmul_context::linear_t(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
+    const row_product product{w, y, ldy};
+    linear_t_many(std::span(&product, 1), x, m);
+}
+
+void matmul_context::linear_t_many(std::span<const row_product> products, const float * x, int64_t m) {
+    const profile::scope timed(profile::op::matmul);
+    if (m <= 0 || products.empty()) return;
+    const int64_t k = products.front().w.shape.rows();
+    for (const row_product & p : products) {
+        if (p.w.shape.rows() != k || (p.x && p.x != x))
+            throw_error(status::invalid_argument, "matmul: linear_t_many: products of K {} and {}, or other inputs", k,
+                        p.w.shape.rows());
+        check_output_stride(p.ldy ? p.ldy : p.w.shape.innermost(), p.w.shape.innermost());
+    }
+    const slab_conversions & conv = slab_conversions_here();
+    omp_threads_scope threads(n_threads_);
+    const uint16_t * xb = nullptr; // x [m, K] in BF16, once a product asks for it
+    for (const row_product & p : products) {
+        const raw_view & w = p.w;
+        const int64_t n = w.shape.innermost(), ldy = p.ldy ? p.ldy : n;
+        // The whole weight at once: these are per-head blocks of a few hundred KiB.
+        if (linear_t_gemm(w.type) == prefill_gemm::bf16) {
+            if (!xb) {
+                uint16_t * to = grow(impl_->x_bf16, m * k);
+#pragma omp parallel for schedule(static)
+                for (int64_t i = 0; i < m; ++i) conv.activations_to_bf16(x + i * k, to + i * k, k);
+                xb = to;
+            }
+            uint16_t * wb = grow(impl_->slab_bf16, k * n); // [K, N]
+#pragma omp parallel if (k * n >= (1 << 16))
+            {
+                std::vector<float> row(static_cast<size_t>(n)); // a few KiB per thread
+#pragma omp for schedule(static)
+                for (int64_t r = 0; r < k; ++r) conv.to_bf16(w.type, w.row(r), row.data(), wb + r * n, n);
+            }
+            run_gemm(dtype::bf16, xb, wb, n, k, m, p.y, ldy, true);
+            continue;
+        }
+        const float * wf = reinterpret_cast<const float *>(w.data);
+        if (w.type != dtype::f32) {
+            float * deq = grow(impl_->slab, k * n); // [K, N]
+#pragma omp parallel for schedule(static) if (k * n >= (1 << 16))
+            for (int64_t r = 0; r < k; ++r) dequantize_row(w.type, w.row(r), deq + r * n, n);
+            wf = deq;
+        }
+        run_gemm(dtype::f32, x, wf, n, k, m, p.y, ldy, true);
+    }
 }
 
 void matmul_context::linear_t_one_row(std::span<const row_product> products) {

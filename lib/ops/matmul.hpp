@@ -129,9 +129,22 @@ public:
 
     // y[m, ldy] (first N columns written) = x[m, K] · w for a weight stored the other way
     // round, w = [K, N] (MLA multiplies some per-head blocks against their stored orientation).
-    // The weight is dequantized to F32 and the product taken in F32: there is no vec_dot
-    // pairing of activation and weight blocks in this orientation.
+    // There is no vec_dot pairing of activation and weight blocks in this orientation: the
+    // weight is dequantized whole and the product is a oneDNN GEMM, in F32 or BF16 as
+    // linear_t_gemm says.
     void linear_t(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
+    // linear_t() for several weights of one K on the same x (row_product::x unset, or x): x is
+    // converted to BF16 once for all the products that take BF16.
+    void linear_t_many(std::span<const row_product> products, const float * x, int64_t m);
+    // The GEMM linear_t takes for a weight of type t: BF16 (weight and x rounded to BF16, F32
+    // sums) for the types the bf16 path takes (not F16, Q5_1 or F32) when prefill asks for bf16,
+    // or when it asks for q8 or int8 (which have no path in this orientation) and oneDNN runs
+    // BF16 natively here; else F32 (exact). A block-quantized weight loses at most 2^-9 of each
+    // value and x as much, less than llama.cpp's Q8_0 rounding of the other operand of the same
+    // product (MLA's absorbed form): on a V3-shaped Q4_0 file, KL divergence from the F16 model
+    // 0.4022 in BF16 and in F32 (llama.cpp 0.4021), where requantizing the weight to Q8_0 for the
+    // q8 kernel gave 0.4096 (docs/PERF.md). Twice the F32 rate on AVX-512 BF16.
+    prefill_gemm linear_t_gemm(dtype t) const;
     // linear_t() of one row for several weights at once (a decode step's per-head blocks of MLA
     // files that store them [in, out]): p.y[N] = p.x[K] · p.w for each product, the products
     // split over the threads in one parallel region, each weight dequantized a row at a time

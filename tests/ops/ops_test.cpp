@@ -1437,34 +1437,114 @@ TEST_CASE("linear reuses cached primitives across calls with other m and shapes"
     }
 }
 
-TEST_CASE("linear_t multiplies by a weight stored [K, N], in every dtype" * doctest::timeout(60)) {
+namespace {
+
+// make_weight(t, k, n)'s [n, k] matrix used as [K, N] (rows of N stored elements): the stored
+// weight, and values = its transpose [N, K] as ref::matmul takes it.
+std::pair<test_weight, test_weight> transposed_weight(dtype t, int64_t k, int64_t n, uint32_t seed) {
+    auto stored = make_weight(t, k, n, seed);
+    test_weight w{t, n, k, {}, std::vector<float>(size_t(n * k))};
+    for (int64_t r = 0; r < k; ++r)
+        for (int64_t c = 0; c < n; ++c) w.values[size_t(c * k + r)] = stored.values[size_t(r * n + c)];
+    return {std::move(stored), std::move(w)};
+}
+
+// y [m, ldy] from linear_t(_many) against x · w on the operands as linear_t_gemm rounds them
+// (BF16: x and w rounded to BF16; F32: as they are), within the F32 summation bound; the
+// columns past N untouched.
+void check_linear_t(const ops::matmul_context & ctx, const test_weight & w, const std::vector<float> & x, int64_t m,
+                    const std::vector<float> & y, int64_t ldy) {
+    const bool bf16 = ctx.linear_t_gemm(w.type) == ops::prefill_gemm::bf16;
+    INFO(std::string(dtype_name(w.type)), bf16 ? " in bf16" : " in f32", ", m ", m, " k ", w.k, " n ", w.n);
+    std::vector<float> got(size_t(m * w.n)), xr = x, wr = w.values;
+    for (int64_t i = 0; i < m; ++i) {
+        std::copy_n(y.begin() + i * ldy, w.n, got.begin() + i * w.n);
+        for (int64_t j = w.n; j < ldy; ++j) CHECK(y[size_t(i * ldy + j)] == k_sentinel);
+    }
+    if (bf16) {
+        std::transform(xr.begin(), xr.end(), xr.begin(), round_bf16);
+        std::transform(wr.begin(), wr.end(), wr.begin(), round_bf16);
+    }
+    const std::vector<double> exact(xr.size(), 0.0);
+    check_within(got.data(), ref::matmul(xr.data(), wr.data(), m, w.n, w.k),
+                 product_bound(xr.data(), exact, wr.data(), m, w.n, w.k));
+}
+
+} // namespace
+
+TEST_CASE("linear_t multiplies by a weight stored [K, N], in every dtype, in F32 or BF16" * doctest::timeout(60)) {
     struct mkn {
         int64_t m, k, n, ldy;
     };
     const mkn shapes[] = {{1, 64, 32, 32}, {5, 96, 64, 70}, {40, 128, 96, 96}}; // N: whole quant blocks
-    for (dtype t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked})
+    for (const auto prefill : {ops::prefill_gemm::f32, ops::prefill_gemm::bf16, ops::default_prefill_gemm()})
+        for (dtype t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked})
+            for (int threads : k_thread_counts) {
+                ops::matmul_context ctx(threads);
+                ctx.prefill = prefill;
+                CAPTURE(threads);
+                CAPTURE(std::string(ops::prefill_gemm_name(prefill)));
+                for (const auto & s : shapes) {
+                    const auto [stored, w] = transposed_weight(t, s.k, s.n, uint32_t(s.m));
+                    const auto x = test::random_floats(size_t(s.m * s.k), uint32_t(s.n));
+                    std::vector<float> y(size_t(s.m * s.ldy), k_sentinel);
+                    ctx.linear_t(stored.view(), x.data(), s.m, y.data(), s.ldy);
+                    check_linear_t(ctx, w, x, s.m, y, s.ldy);
+                }
+            }
+}
+
+TEST_CASE("linear_t takes BF16 only for the types and prefill settings that allow it" * doctest::timeout(60)) {
+    ops::matmul_context ctx(1);
+    const auto native = ops::prefill_gemm_native(ops::prefill_gemm::bf16) ? ops::prefill_gemm::bf16 : ops::prefill_gemm::f32;
+    for (dtype t : {dtype::f32, dtype::f16, dtype::q5_1}) // exact, or losing bits BF16 would drop
+        for (const auto prefill : {ops::prefill_gemm::f32, ops::prefill_gemm::bf16, ops::prefill_gemm::q8}) {
+            ctx.prefill = prefill;
+            CHECK(ctx.linear_t_gemm(t) == ops::prefill_gemm::f32);
+        }
+    for (dtype t : {dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_k, dtype::q6_k}) {
+        CAPTURE(std::string(dtype_name(t)));
+        ctx.prefill = ops::prefill_gemm::f32; // asked for exact arithmetic
+        CHECK(ctx.linear_t_gemm(t) == ops::prefill_gemm::f32);
+        ctx.prefill = ops::prefill_gemm::bf16; // asked for BF16: the same rounding, native or not
+        CHECK(ctx.linear_t_gemm(t) == ops::prefill_gemm::bf16);
+        for (const auto prefill : {ops::prefill_gemm::q8, ops::prefill_gemm::int8}) { // no path of their own here
+            ctx.prefill = prefill;
+            CHECK(ctx.linear_t_gemm(t) == native);
+        }
+    }
+}
+
+TEST_CASE("linear_t_many multiplies one x by several weights stored [K, N], each as linear_t would" *
+          doctest::timeout(60)) {
+    // Types of both arithmetics in one call (x is rounded to BF16 once, for the BF16 ones only),
+    // outputs interleaved in one buffer as MLA's heads are; a product naming another input, or of
+    // another K, is refused.
+    const int64_t m = 37, k = 64, ldy = 2 * 96 + 5;
+    const dtype types[] = {dtype::q4_0, dtype::f16, dtype::q8_0, dtype::f32, dtype::bf16};
+    for (const auto prefill : {ops::prefill_gemm::f32, ops::prefill_gemm::bf16, ops::default_prefill_gemm()})
         for (int threads : k_thread_counts) {
             ops::matmul_context ctx(threads);
-            for (const auto & s : shapes) {
-                // make_weight's [n, k] matrix is used as [K, N]: rows of N stored elements.
-                const auto stored = make_weight(t, s.k, s.n, uint32_t(s.m));
-                test_weight w{t, s.n, s.k, {}, std::vector<float>(size_t(s.n * s.k))}; // w.values = storedᵀ
-                for (int64_t r = 0; r < s.k; ++r)
-                    for (int64_t c = 0; c < s.n; ++c) w.values[size_t(c * s.k + r)] = stored.values[size_t(r * s.n + c)];
-                CAPTURE(threads);
-                const auto x = test::random_floats(size_t(s.m * s.k), uint32_t(s.n));
-                std::vector<float> y(size_t(s.m * s.ldy), k_sentinel);
-                ctx.linear_t(stored.view(), x.data(), s.m, y.data(), s.ldy);
-                std::vector<float> got(size_t(s.m * s.n));
-                for (int64_t i = 0; i < s.m; ++i) {
-                    std::copy_n(y.begin() + i * s.ldy, s.n, got.begin() + i * s.n);
-                    for (int64_t j = s.n; j < s.ldy; ++j) CHECK(y[size_t(i * s.ldy + j)] == k_sentinel);
-                }
-                // F32 arithmetic on the dequantized weight: no activation rounding.
-                const std::vector<double> exact_activations(size_t(s.m * s.k), 0.0);
-                check_within(got.data(), ref::matmul(x.data(), w.values.data(), s.m, s.n, s.k),
-                             product_bound(x.data(), exact_activations, w.values.data(), s.m, s.n, s.k));
+            ctx.prefill = prefill;
+            CAPTURE(threads);
+            CAPTURE(std::string(ops::prefill_gemm_name(prefill)));
+            const auto x = test::random_floats(size_t(m * k), 7);
+            std::vector<std::pair<test_weight, test_weight>> weights;
+            std::vector<std::vector<float>> ys;
+            std::vector<ops::row_product> products;
+            for (size_t i = 0; i < std::size(types); ++i) {
+                weights.push_back(transposed_weight(types[i], k, 32 * int64_t(1 + i % 3), uint32_t(40 + i)));
+                ys.emplace_back(size_t(m * ldy), k_sentinel);
             }
+            for (size_t i = 0; i < weights.size(); ++i) products.push_back({weights[i].first.view(), ys[i].data(), ldy});
+            ctx.linear_t_many(products, x.data(), m);
+            for (size_t i = 0; i < weights.size(); ++i) check_linear_t(ctx, weights[i].second, x, m, ys[i], ldy);
+
+            const auto other_k = transposed_weight(dtype::q4_0, 2 * k, 32, 9);
+            products.push_back({other_k.first.view(), ys[0].data(), ldy});
+            CHECK_THROWS_AS(ctx.linear_t_many(products, x.data(), m), frugal::error);
+            products.back() = {weights[0].first.view(), ys[0].data(), ldy, x.data() + 1};
+            CHECK_THROWS_AS(ctx.linear_t_many(products, x.data(), m), frugal::error);
         }
 }
 
