@@ -19,13 +19,14 @@ enum { FRUGALX_MLA_AUTO = 0, FRUGALX_MLA_STRAIGHTFORWARD = 1, FRUGALX_MLA_ABSORB
 /* FRUGAL_ERR_INVALID_ARGUMENT for another value or a model that is not deepseek2. */
 FRUGAL_API frugal_status frugalx_session_set_mla_form(frugal_session * session, int32_t form, frugal_error ** err);
 
-/* The arithmetic of a deepseek2 session's attention over decompressed heads (the STRAIGHTFORWARD
-   form, which prompts take): F32 keeps the products exact; BF16 rounds queries, keys, values and
-   softmax weights to BF16 and multiplies them with F32 sums, about twice F32's speed, as
-   DeepSeek's own inference computes attention in BF16 (F32 where the CPU lacks AVX-512 BF16),
-   which moves the logits several times more than llama.cpp's rounding does; AUTO (the default)
-   is F32. The ABSORBED form multiplies in F32 either way. FRUGAL_ERR_INVALID_ARGUMENT for another
-   value or a model that is not deepseek2. */
+/* The arithmetic of a deepseek2 session's attention (over decompressed heads in the
+   STRAIGHTFORWARD form, which prompts take; over the latent cache in the ABSORBED form, where a
+   step has many heads, as V3's 128 decoding): F32 keeps the products exact; BF16 rounds queries,
+   keys, values and softmax weights to BF16 and multiplies them with F32 sums, about twice F32's
+   speed, as DeepSeek's own inference computes attention in BF16 (F32 where the CPU lacks AVX-512
+   BF16), which moves the logits several times more than llama.cpp's rounding does; AUTO (the
+   default) is F32. FRUGAL_ERR_INVALID_ARGUMENT for another value or a model that is not
+   deepseek2. */
 enum { FRUGALX_MLA_ATTENTION_AUTO = 0, FRUGALX_MLA_ATTENTION_F32 = 1, FRUGALX_MLA_ATTENTION_BF16 = 2 };
 FRUGAL_API frugal_status frugalx_session_set_mla_attention(frugal_session * session, int32_t arithmetic,
                                                            frugal_error ** err);

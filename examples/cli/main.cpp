@@ -194,8 +194,8 @@ std::map<std::string, frugal::mla_attention> mla_attention_names() {
             {"bf16", frugal::mla_attention::bf16}};
 }
 constexpr const char * k_mla_attention_help =
-    "deepseek2: the arithmetic of attention over decompressed heads (prompts): f32 (auto: exact) or bf16 (about "
-    "twice as fast where the CPU has AVX-512 BF16, as DeepSeek's own inference; moves the logits more)";
+    "deepseek2: the arithmetic of attention (prompts; decode steps of many heads, as V3's): f32 (auto: exact) or "
+    "bf16 (about twice as fast where the CPU has AVX-512 BF16, as DeepSeek's own inference; moves the logits more)";
 
 // A deepseek2 session's MLA attention arithmetic; automatic leaves any model as it is.
 void set_mla_attention(frugal::session & s, frugal::mla_attention arithmetic) {

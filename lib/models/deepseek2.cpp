@@ -472,7 +472,8 @@ void deepseek2_model::attention(const layer_weights & L, deepseek2_state & st, i
             std::copy_n(qo + (t * H + hd) * qk + d.nope, d.rope, qa + (t * H + hd) * lat + R);
     float * o_lat = grow(st.o_lat, n_out * H * R); // [n_out, H, R]
     const ops::attention_params p{.n_head = H, .n_head_kv = 1, .head_dim = lat, .v_dim = R, .scale = kq_scale_,
-                                  .k_stride = lat, .v_stride = lat, .kv_type = cache.type()};
+                                  .k_stride = lat, .v_stride = lat, .kv_type = cache.type(),
+                                  .bf16_products = st.bf16_attention()};
     ops::attention(p, qa, n_out, pos0 + o, cache.data(), cache.data(), o_lat, st.attn_scratch, nt);
     const auto v_up_head = [&](int64_t hd) { return v_up(L, hd); };
     if (!one_token_heads(mm, n_out, H, v_up_head, [&](int64_t hd) { return o_lat + hd * R; },

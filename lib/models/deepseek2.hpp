@@ -23,7 +23,9 @@ enum class mla_form { automatic, straightforward, absorbed };
 // state of another architecture.
 void set_mla_form(model_state & state, mla_form form);
 
-// The arithmetic of the straightforward form's attention over the decompressed heads:
+// The arithmetic of MLA attention: the straightforward form's over the decompressed heads, and the
+// absorbed form's over the latent cache where a task has more rows than the direct kernels take
+// (ops::attention_params::bf16_products; V3's 128 heads decoding do):
 //   f32:       exact F32 products.
 //   bf16:      queries, keys, values and softmax weights rounded to BF16 and multiplied with F32
 //              sums (ops::attention_params::bf16_products), about twice F32's speed, as DeepSeek's
@@ -31,11 +33,10 @@ void set_mla_form(model_state & state, mla_form form);
 //              It moves the logits several times more than llama.cpp's rounding does (docs/PERF.md:
 //              median row max |diff| 0.042 against 0.006 at DeepSeek-V3's shapes), so it is asked for.
 //   automatic: f32 (the default).
-// The absorbed form (decode) multiplies in F32 either way.
 enum class mla_attention { automatic, f32, bf16 };
 // Throws invalid_argument for a state of another architecture.
 void set_mla_attention(model_state & state, mla_attention arithmetic);
-// Whether a deepseek2 state's straightforward attention multiplies in BF16 on this CPU.
+// Whether a deepseek2 state's attention multiplies in BF16 on this CPU.
 bool mla_attention_bf16(const model_state & state);
 
 // The straightforward form decompresses as many heads at a time as fit in this many bytes of

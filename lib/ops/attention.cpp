@@ -334,31 +334,44 @@ struct problem {
         return true;
     }
 
-    // Keys [j0, j0 + n) (n <= k_kt_keys) of kv head hk (an F32 cache) as BF16 pairs in kt
+    // Keys [j0, j0 + n) (n <= k_kt_keys) of kv head hk (an F32 or F16 cache) as BF16 pairs in kt
     // [head_dim / 2][k_kt_keys] with keys in lanes: 16 keys at a time rounded into pad [16,
-    // head_dim / 2] (zero rows past n), then transposed as words.
+    // head_dim / 2] (zero rows past n), then transposed as words. pad's other half takes an F16
+    // key widened to F32 (exactly) before its rounding.
     void keys_bf16(int64_t j0, int64_t n, int64_t hk, uint32_t * kt, uint32_t * pad) const {
         constexpr int64_t per_group = gemm_pack::group_rows;
         const int64_t words = p.head_dim / 2;
+        float * wide = reinterpret_cast<float *>(pad + per_group * words); // [head_dim]
         for (int64_t g = 0; g < n; g += per_group) {
             const int64_t count = std::min(per_group, n - g);
             for (int64_t j = 0; j < count; ++j)
-                kern.to_bf16_pairs(static_cast<const float *>(k) + (j0 + g + j) * k_row + hk * k_head, p.head_dim,
+                kern.to_bf16_pairs(f32_row(k, k_row, k_head, p.head_dim, j0 + g + j, hk, wide), p.head_dim,
                                    pad + j * words);
             std::fill(pad + count * words, pad + per_group * words, 0u);
             gemm_pack::transpose_group(reinterpret_cast<const std::byte *>(pad), words * int64_t(sizeof(uint32_t)),
                                        words, kt + g);
         }
     }
-    // Values [j0, j0 + n) of kv head hk (an F32 cache) as BF16 pairs of keys in vp [ceil(n / 2),
-    // v_dim]. An odd n's last pair repeats its key, which P's zero for the missing one cancels.
-    void values_bf16(int64_t j0, int64_t n, int64_t hk, uint32_t * vp) const {
-        const auto row = [&](int64_t j) { return static_cast<const float *>(v) + (j0 + j) * v_row + hk * v_head; };
+    // Values [j0, j0 + n) of kv head hk (an F32 or F16 cache) as BF16 pairs of keys in vp
+    // [ceil(n / 2), v_dim]. An odd n's last pair repeats its key, which P's zero for the missing
+    // one cancels. pad takes two F16 rows widened to F32.
+    void values_bf16(int64_t j0, int64_t n, int64_t hk, uint32_t * vp, float * pad) const {
+        const int64_t vd = p.v_dim;
         for (int64_t j = 0; j < n; j += 2)
-            kern.interleave_bf16(row(j), row(std::min(j + 1, n - 1)), p.v_dim, vp + j / 2 * p.v_dim);
+            kern.interleave_bf16(f32_row(v, v_row, v_head, vd, j0 + j, hk, pad),
+                                 f32_row(v, v_row, v_head, vd, j0 + std::min(j + 1, n - 1), hk, pad + vd), vd,
+                                 vp + j / 2 * vd);
     }
 
 private:
+    // Row j of kv head hk (`cols` wide, rows `row` elements apart, heads `head`) of an F32 cache
+    // as it is, or of an F16 one widened into `wide`.
+    const float * f32_row(const void * rows, int64_t row, int64_t head, int64_t cols, int64_t j, int64_t hk,
+                          float * wide) const {
+        if (!f16()) return static_cast<const float *>(rows) + j * row + hk * head;
+        kern.widen(f16_at(rows, row, head, j, hk), row, 1, cols, wide);
+        return wide;
+    }
     // A group of `count` key rows (k_row elements apart, F32 or F16 as stored) as the transposes
     // read 16: the rows themselves when the group is whole, else a copy in pad zero-filled past
     // them, so that nothing past the cache's rows is read. Returns the rows and their stride.
@@ -499,7 +512,7 @@ void attend(const problem & pr, int64_t hk, int64_t t0, int64_t t1, int64_t kb0,
             }
         } else if (pr.bf16) {
             pr.keys_bf16(j0, n, hk, kt_bf16, reinterpret_cast<uint32_t *>(ws.pad));
-            pr.values_bf16(j0, n, hk, vp_bf16);
+            pr.values_bf16(j0, n, hk, vp_bf16, ws.pad);
         } else {
             keys_in_lanes = transposed && pr.keys_transposed(j0, n, hk, ws.k, ws.pad);
             if (!keys_in_lanes) keys = pr.keys(j0, n, hk, ws.k, k_row);
@@ -633,7 +646,7 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
                                .key = row_bytes(p.kv_type, p.head_dim),
                                .value = row_bytes(p.kv_type, p.v_dim)},
                      .transposed_keys = kern.scores_kt && !v_in_k_tile && detail::avx512f_supported(),
-                     .bf16 = p.bf16_products && p.kv_type == dtype::f32 && kern.scores_kt_bf16};
+                     .bf16 = p.bf16_products && p.kv_type != dtype::q8_0 && kern.scores_kt_bf16};
 
     // Tasks: (query block, kv head), later query blocks (more keys) first for the dynamic schedule.
     // Tokens per task: whole sub-blocks, up to k_task_rows rows, fewer where that leaves under
@@ -661,10 +674,11 @@ void attention(const attention_params & p, const float * q, int64_t n_tokens, in
     const int64_t v_tile_floats = pr.widened() && !pr.v_in_k_tile ? k_block_keys * p.v_dim
                                   : pr.bf16                       ? k_block_keys / 2 * p.v_dim
                                                                   : 0;
-    // pad: [16, head_dim] floats (F32 or widened Q8_0 keys to transpose), or as many F16 values
-    // (or BF16 pairs: half).
-    const int64_t pad_floats =
-        pr.transposed_keys || pr.bf16 ? gemm_pack::group_rows * p.head_dim / (pr.f16() ? 2 : 1) : 0;
+    // pad: [16, head_dim] floats (F32 or widened Q8_0 keys to transpose), or as many F16 values;
+    // BF16 products: [16, head_dim / 2] pairs, then an F16 key or two values widened.
+    const int64_t pad_floats = pr.bf16 ? gemm_pack::group_rows * p.head_dim / 2 + std::max(p.head_dim, 2 * p.v_dim)
+                               : pr.transposed_keys ? gemm_pack::group_rows * p.head_dim / (pr.f16() ? 2 : 1)
+                                                    : 0;
     const int64_t pair_words = pr.bf16 ? (rows_max * p.head_dim + sub_rows_max * k_block_keys) / 2 : 0; // qp, pp
     const int64_t thread_floats = round_up(rows_max * p.head_dim + sub_rows_max * k_block_keys + k_tile_floats +
                                                v_tile_floats + pad_floats + pair_words,

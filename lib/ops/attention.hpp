@@ -33,11 +33,13 @@ struct attention_params {
     // are read, so the arithmetic is the F32 path's on the values the cache holds (llama.cpp instead
     // rounds the query to the key's type; this keeps the query exact).
     dtype kv_type = dtype::f32;
-    // Products in BF16, for an F32 cache where the CPU has AVX-512 BF16 (else ignored): the scaled
-    // query, the keys, the values and the softmax weights P are rounded to BF16 (to nearest, ties
-    // to even) and multiplied with F32 sums by vdpbf16ps, at twice the F32 path's rate; the
-    // softmax itself stays F32. DeepSeek's decompressed MLA heads take it, as DeepSeek's own
-    // inference computes attention in BF16.
+    // Products in BF16, for an F32 or F16 cache where the CPU has AVX-512 BF16 (else ignored):
+    // the scaled query, the keys, the values and the softmax weights P are rounded to BF16 (to
+    // nearest, ties to even; F16 values from their exact F32 widening) and multiplied with F32
+    // sums by vdpbf16ps, at twice the F32 path's rate; the softmax itself stays F32. Tasks of few
+    // rows that read an F16 cache directly (attention_kernels::direct_rows: a decode step of
+    // GQA heads) keep F32. DeepSeek's MLA takes it on request, as DeepSeek's own inference
+    // computes attention in BF16: its decompressed heads (F32) and, in decode, its latent cache.
     bool bf16_products = false;
 };
 

@@ -877,6 +877,54 @@ TEST_CASE("attention with BF16 products multiplies BF16-rounded operands, where 
     }
 }
 
+TEST_CASE("attention with BF16 products over an F16 cache whose rows hold both keys and values (MLA's latent "
+          "rows)" *
+          doctest::timeout(120)) {
+    // DeepSeek's absorbed form: many query heads on one kv head whose value is the first v_dim
+    // floats of each key row, from an F16 cache. 32 and 48 rows a task: past every set's
+    // direct_rows (tasks of fewer rows read an F16 cache directly, in F32).
+    const attention_case cases[] = {{32, 1, 80, 64, 1, 200}, {48, 1, 96, 64, 3, 100}};
+    const auto native = ops::detail::avx512_attention_kernels();
+    for (size_t i = 0; i < std::size(cases); ++i) {
+        const attention_case & c = cases[i];
+        INFO(describe(c));
+        auto in = make_attention_inputs(c, k_seeds[i % std::size(k_seeds)]);
+        for (float & x : in.q) x *= 4.f;
+        const auto cache = to_cache(in.k, dtype::f16);
+        std::vector<float> values; // the first v_dim of each cached key row   [rows, v_dim]
+        for (size_t r = 0; r < cache.values.size() / size_t(c.head_dim); ++r)
+            values.insert(values.end(), cache.values.begin() + r * c.head_dim,
+                          cache.values.begin() + r * c.head_dim + c.v_dim);
+        const float scale = attention_scale(c);
+        const auto want_bf16 = bf16_attention_reference(c, scale, in.q, cache.values, values);
+        const auto want_exact = attention_reference(c, scale, in.q.data(), cache.values.data(), values.data());
+        auto p = attention_params_of(c, scale);
+        p.kv_type = dtype::f16;
+        p.k_stride = p.v_stride = c.head_dim;
+        const void * rows = cache.bytes.data();
+        for (const attention_path & path : attention_paths())
+            for (int threads : k_thread_counts) {
+                CAPTURE(std::string(path.name));
+                CAPTURE(threads);
+                const attention_path_scope scope(path);
+                const auto * kern = path.kernels ? path.kernels : path.portable ? nullptr : native;
+                std::vector<float> out(want_bf16.size()), f32(want_bf16.size()), scratch;
+                p.bf16_products = true;
+                ops::attention(p, in.q.data(), c.n_tokens, c.pos0, rows, rows, out.data(), scratch, threads);
+                p.bf16_products = false;
+                ops::attention(p, in.q.data(), c.n_tokens, c.pos0, rows, rows, f32.data(), scratch, threads);
+                CHECK(relative_error(f32, want_exact) < 1e-5);
+                if (kern && kern->scores_kt_bf16) {
+                    const double err = relative_error(out, want_bf16), off = relative_error(out, want_exact);
+                    CHECK_MESSAGE(err < 3e-3, fmt::format("{:.3g} of max |ref| from BF16 operands", err));
+                    CHECK_MESSAGE(off > 3e-3, fmt::format("only {:.3g} from the exact result", off));
+                } else {
+                    CHECK(out == f32);
+                }
+            }
+    }
+}
+
 TEST_CASE("attention reads a head-major cache as it reads heads side by side, bit for bit" * doctest::timeout(60)) {
     // A cache laid out [n_head_kv, n_ctx, dim] (models/kv_cache.hpp) through k_head_stride and
     // v_head_stride: the same values, so the same products in the same order.
