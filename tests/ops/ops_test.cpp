@@ -832,6 +832,39 @@ TEST_CASE("BF16 kernels: pairs rounded to nearest even, and products equal to th
     }
 }
 
+namespace {
+
+// ops::attention with bf16_products on and off, on every kernel path and thread count. Off: the
+// exact result. On, where the path has the BF16 products: within 3e-3 of max |ref| of the result
+// on BF16-rounded operands, and farther than that from the exact one; elsewhere the same as off.
+void check_bf16_attention(const attention_case & c, ops::attention_params p, const std::vector<float> & q,
+                          const void * k, const void * v, const std::vector<double> & want_bf16,
+                          const std::vector<double> & want_exact) {
+    const auto native = ops::detail::avx512_attention_kernels();
+    for (const attention_path & path : attention_paths())
+        for (int threads : k_thread_counts) {
+            CAPTURE(std::string(path.name));
+            CAPTURE(threads);
+            const attention_path_scope scope(path);
+            const auto * kern = path.kernels ? path.kernels : path.portable ? nullptr : native;
+            std::vector<float> out(want_bf16.size()), f32(want_bf16.size()), scratch;
+            p.bf16_products = true;
+            ops::attention(p, q.data(), c.n_tokens, c.pos0, k, v, out.data(), scratch, threads);
+            p.bf16_products = false;
+            ops::attention(p, q.data(), c.n_tokens, c.pos0, k, v, f32.data(), scratch, threads);
+            CHECK(relative_error(f32, want_exact) < 1e-5);
+            if (kern && kern->scores_kt_bf16) {
+                const double err = relative_error(out, want_bf16), off = relative_error(out, want_exact);
+                CHECK_MESSAGE(err < 3e-3, fmt::format("{:.3g} of max |ref| from BF16 operands", err));
+                CHECK_MESSAGE(off > 3e-3, fmt::format("only {:.3g} from the exact result", off));
+            } else {
+                CHECK(out == f32);
+            }
+        }
+}
+
+} // namespace
+
 TEST_CASE("attention with BF16 products multiplies BF16-rounded operands, where a set has them, and is the F32 "
           "path elsewhere" *
           doctest::timeout(120)) {
@@ -842,38 +875,15 @@ TEST_CASE("attention with BF16 products multiplies BF16-rounded operands, where 
         {2, 2, 192, 128, 1, 100}, {2, 2, 192, 128, 45, 0},  {3, 3, 192, 128, 300, 513},
         {4, 2, 64, 64, 130, 70},  {1, 1, 192, 128, 600, 0},
     };
-    const auto native = ops::detail::avx512_attention_kernels();
     for (size_t i = 0; i < std::size(cases); ++i) {
         const attention_case & c = cases[i];
         INFO(describe(c));
         auto in = make_attention_inputs(c, k_seeds[i % std::size(k_seeds)]);
         for (float & x : in.q) x *= 4.f;
         const float scale = attention_scale(c);
-        const auto want_bf16 = bf16_attention_reference(c, scale, in.q, in.k, in.v);
-        const auto want_exact = attention_reference(c, scale, in.q.data(), in.k.data(), in.v.data());
-        auto p = attention_params_of(c, scale);
-        for (const attention_path & path : attention_paths())
-            for (int threads : k_thread_counts) {
-                CAPTURE(std::string(path.name));
-                CAPTURE(threads);
-                const attention_path_scope scope(path);
-                const auto * kern = path.kernels ? path.kernels : path.portable ? nullptr : native;
-                const bool bf16 = kern && kern->scores_kt_bf16;
-                std::vector<float> out(want_bf16.size()), f32(want_bf16.size()), scratch;
-                p.bf16_products = true;
-                ops::attention(p, in.q.data(), c.n_tokens, c.pos0, in.k.data(), in.v.data(), out.data(), scratch,
-                               threads);
-                p.bf16_products = false;
-                ops::attention(p, in.q.data(), c.n_tokens, c.pos0, in.k.data(), in.v.data(), f32.data(), scratch,
-                               threads);
-                if (bf16) {
-                    const double err = relative_error(out, want_bf16), off = relative_error(out, want_exact);
-                    CHECK_MESSAGE(err < 3e-3, fmt::format("{:.3g} of max |ref| from BF16 operands", err));
-                    CHECK_MESSAGE(off > 3e-3, fmt::format("only {:.3g} from the exact result", off));
-                } else {
-                    CHECK(out == f32);
-                }
-            }
+        check_bf16_attention(c, attention_params_of(c, scale), in.q, in.k.data(), in.v.data(),
+                             bf16_attention_reference(c, scale, in.q, in.k, in.v),
+                             attention_reference(c, scale, in.q.data(), in.k.data(), in.v.data()));
     }
 }
 
@@ -884,7 +894,6 @@ TEST_CASE("attention with BF16 products over an F16 cache whose rows hold both k
     // floats of each key row, from an F16 cache. 32 and 48 rows a task: past every set's
     // direct_rows (tasks of fewer rows read an F16 cache directly, in F32).
     const attention_case cases[] = {{32, 1, 80, 64, 1, 200}, {48, 1, 96, 64, 3, 100}};
-    const auto native = ops::detail::avx512_attention_kernels();
     for (size_t i = 0; i < std::size(cases); ++i) {
         const attention_case & c = cases[i];
         INFO(describe(c));
@@ -896,32 +905,12 @@ TEST_CASE("attention with BF16 products over an F16 cache whose rows hold both k
             values.insert(values.end(), cache.values.begin() + r * c.head_dim,
                           cache.values.begin() + r * c.head_dim + c.v_dim);
         const float scale = attention_scale(c);
-        const auto want_bf16 = bf16_attention_reference(c, scale, in.q, cache.values, values);
-        const auto want_exact = attention_reference(c, scale, in.q.data(), cache.values.data(), values.data());
         auto p = attention_params_of(c, scale);
         p.kv_type = dtype::f16;
         p.k_stride = p.v_stride = c.head_dim;
         const void * rows = cache.bytes.data();
-        for (const attention_path & path : attention_paths())
-            for (int threads : k_thread_counts) {
-                CAPTURE(std::string(path.name));
-                CAPTURE(threads);
-                const attention_path_scope scope(path);
-                const auto * kern = path.kernels ? path.kernels : path.portable ? nullptr : native;
-                std::vector<float> out(want_bf16.size()), f32(want_bf16.size()), scratch;
-                p.bf16_products = true;
-                ops::attention(p, in.q.data(), c.n_tokens, c.pos0, rows, rows, out.data(), scratch, threads);
-                p.bf16_products = false;
-                ops::attention(p, in.q.data(), c.n_tokens, c.pos0, rows, rows, f32.data(), scratch, threads);
-                CHECK(relative_error(f32, want_exact) < 1e-5);
-                if (kern && kern->scores_kt_bf16) {
-                    const double err = relative_error(out, want_bf16), off = relative_error(out, want_exact);
-                    CHECK_MESSAGE(err < 3e-3, fmt::format("{:.3g} of max |ref| from BF16 operands", err));
-                    CHECK_MESSAGE(off > 3e-3, fmt::format("only {:.3g} from the exact result", off));
-                } else {
-                    CHECK(out == f32);
-                }
-            }
+        check_bf16_attention(c, p, in.q, rows, rows, bf16_attention_reference(c, scale, in.q, cache.values, values),
+                             attention_reference(c, scale, in.q.data(), cache.values.data(), values.data()));
     }
 }
 
