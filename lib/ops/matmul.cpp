@@ -938,13 +938,11 @@ void matmul_context::linear_t_many(std::span<const row_product> products, const 
                 for (int64_t i = 0; i < m; ++i) conv.activations_to_bf16(x + i * k, to + i * k, k);
                 xb = to;
             }
-            uint16_t * wb = grow(impl_->slab_bf16, k * n); // [K, N]
-#pragma omp parallel if (k * n >= (1 << 16))
-            {
-                std::vector<float> row(static_cast<size_t>(n)); // a few KiB per thread
-#pragma omp for schedule(static)
-                for (int64_t r = 0; r < k; ++r) conv.to_bf16(w.type, w.row(r), row.data(), wb + r * n, n);
-            }
+            uint16_t * wb = grow(impl_->slab_bf16, k * n);                    // [K, N]
+            float * rows = grow(impl_->slab, n * int64_t(omp_get_max_threads())); // a dequantized row per thread
+#pragma omp parallel for schedule(static) if (k * n >= (1 << 16))
+            for (int64_t r = 0; r < k; ++r)
+                conv.to_bf16(w.type, w.row(r), rows + n * omp_get_thread_num(), wb + r * n, n);
             run_gemm(dtype::bf16, xb, wb, n, k, m, p.y, ldy, true);
             continue;
         }
