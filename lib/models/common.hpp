@@ -63,11 +63,11 @@ ffn_weights load_ffn(const weight_reader & r, const std::string & block, const s
 struct ffn_scratch {
     std::vector<float> gate, up;
     // Prefill computes the up projection in column blocks of at most this many bytes, which
-    // bounds this scratch. At the default, a prompt batch (k_max_batch tokens) takes every FFN
-    // up to a 70B Llama's (28672 wide: 56 MiB) in one block: on Zen 5, pp512 with 4 MiB blocks
-    // (~1800 columns of the 1.5B Qwen2) was 4-12 % slower for Q4_0, Q8_0 and F16 (each block
-    // converts x again and runs its own GEMM calls, and SwiGLU over strided blocks took 34-44
-    // ms against 15-16 whole), and Q4_K_M the same within noise.
+    // bounds this scratch. At the default, a dense model's prompt batch (512 tokens) takes
+    // every FFN up to a 70B Llama's (28672 wide: 56 MiB) in one block: on Zen 5, pp512 with 4
+    // MiB blocks (~1800 columns of the 1.5B Qwen2) was 4-12 % slower for Q4_0, Q8_0 and F16
+    // (each block converts x again and runs its own GEMM calls, and SwiGLU over strided blocks
+    // took 34-44 ms against 15-16 whole), and Q4_K_M the same within noise.
     int64_t up_block_bytes = int64_t(64) << 20;
 };
 

@@ -31,11 +31,12 @@ void model::forward(model_state & state, std::span<const int32_t> tokens, bool a
         if (tokens[i] < 0 || tokens[i] >= config_.n_vocab)
             throw_error(status::invalid_argument, "forward: token id {} at index {} is outside [0, {})", tokens[i], i,
                         config_.n_vocab);
-    // Long prompts go through in batches of k_max_batch; a cancel mid-way rewinds to the start.
+    // Long prompts go through in batches of max_batch(); a cancel mid-way rewinds to the start.
     const int64_t start = state.n_past_;
+    const auto batch = size_t(max_batch());
     try {
-        for (size_t off = 0; off < tokens.size(); off += size_t(k_max_batch)) {
-            const size_t n = std::min(tokens.size() - off, size_t(k_max_batch));
+        for (size_t off = 0; off < tokens.size(); off += batch) {
+            const size_t n = std::min(tokens.size() - off, batch);
             const bool last = off + n == tokens.size();
             float * out = all_logits ? logits + off * size_t(config_.n_vocab) : (last ? logits : nullptr);
             forward_batch(state, tokens.subspan(off, n), all_logits, out, cancel);
