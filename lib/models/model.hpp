@@ -114,9 +114,9 @@ public:
     // for models with routed experts. A batch reads (and on the q8 path packs) each routed
     // expert's weights once for the rows routed to it: a 512-token batch gives V3's 256 experts
     // (8 used) ~16 rows each, V2-Lite's 64 (6 used) ~48, where a dense weight serves all 512.
-    // deepseek2-lite6 pp4096 on Zen 5: 864-886 → 1022-1048 t/s, peak RSS 3.84 → 4.09 GB (the
-    // MLA decompression of the cached prefix is also done once a batch); a dense 1.5B Qwen2 gained
-    // nothing (pp4096 380-386 t/s either way), so dense models keep 512.
+    // deepseek2-lite6 pp4096 on Zen 5: Q8_0 832-838 → 988 t/s, Q4_K_M 761 → 924, peak RSS 3.84
+    // → 4.09 GB (the MLA decompression of the cached prefix is also done once a batch); a dense
+    // 1.5B Qwen2 gained nothing (pp4096 380-386 t/s either way), so dense models keep 512.
     int64_t max_batch() const { return config_.n_expert > 0 ? k_max_moe_batch : k_max_batch; }
 
 protected:
