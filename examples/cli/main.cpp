@@ -428,7 +428,7 @@ int cmd_bench(const bench_args & a) {
     frugal::session s(model, a.depth + std::max(a.n_prompt, a.n_gen) + 1, a.kv_type);
     s.set_prefill_gemm(a.prefill);
     set_mla_attention(s, a.mla);
-    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "prefill_gemm": "%s", "prefill_gemm_native": %s, "prefill_paths": {%s}, "prefill_panels": %s, "cpu_isa": "%s", "kv_type": "%s", "mla_attention": "%s", "load_s": %.3f})"
+    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "prefill_gemm": "%s", "prefill_gemm_native": %s, "prefill_paths": {%s}, "prefill_panels": %s, "cpu_isa": "%s", "kv_type": "%s", "mla_attention": "%s", "max_batch": %lld, "load_s": %.3f})"
                 "\n",
                 a.model.c_str(), FRUGAL_VERSION_TEXT, c.arch_name.c_str(), model->n_threads(), (long long)c.n_vocab,
                 (long long)c.n_params, (unsigned long long)c.weight_bytes, (unsigned long long)c.decode_bytes_per_token,
@@ -437,7 +437,7 @@ int cmd_bench(const bench_args & a) {
                 panels ? "true" : "false", frugal::ops::detail::kernel_isa_name(),
                 std::string(frugal::dtype_name(a.kv_type)).c_str(),
                 c.arch == frugal::arch::deepseek2 ? (frugal::mla_attention_bf16(s.state()) ? "bf16" : "f32") : "none",
-                load_s);
+                (long long)model->max_batch(), load_s);
     std::fflush(stdout);
     std::mt19937 rng(42);
     std::uniform_int_distribution<int32_t> pick(0, int32_t(c.n_vocab - 1));
