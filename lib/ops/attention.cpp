@@ -342,11 +342,12 @@ struct problem {
         constexpr int64_t per_group = gemm_pack::group_rows;
         const int64_t words = p.head_dim / 2;
         float * wide = reinterpret_cast<float *>(pad + per_group * words); // [head_dim]
+        int64_t stride = 0; // rows_of's, unused for one row
         for (int64_t g = 0; g < n; g += per_group) {
             const int64_t count = std::min(per_group, n - g);
             for (int64_t j = 0; j < count; ++j)
-                kern.to_bf16_pairs(f32_row(k, k_row, k_head, p.head_dim, j0 + g + j, hk, wide), p.head_dim,
-                                   pad + j * words);
+                kern.to_bf16_pairs(rows_of(k, k_row, k_head, p.head_dim, j0 + g + j, 1, hk, wide, stride),
+                                   p.head_dim, pad + j * words);
             std::fill(pad + count * words, pad + per_group * words, 0u);
             gemm_pack::transpose_group(reinterpret_cast<const std::byte *>(pad), words * int64_t(sizeof(uint32_t)),
                                        words, kt + g);
@@ -357,21 +358,15 @@ struct problem {
     // one cancels. pad takes two F16 rows widened to F32.
     void values_bf16(int64_t j0, int64_t n, int64_t hk, uint32_t * vp, float * pad) const {
         const int64_t vd = p.v_dim;
+        int64_t stride = 0; // rows_of's, unused for one row
+        const auto row = [&](int64_t j, float * wide) {
+            return rows_of(v, v_row, v_head, vd, j0 + j, 1, hk, wide, stride);
+        };
         for (int64_t j = 0; j < n; j += 2)
-            kern.interleave_bf16(f32_row(v, v_row, v_head, vd, j0 + j, hk, pad),
-                                 f32_row(v, v_row, v_head, vd, j0 + std::min(j + 1, n - 1), hk, pad + vd), vd,
-                                 vp + j / 2 * vd);
+            kern.interleave_bf16(row(j, pad), row(std::min(j + 1, n - 1), pad + vd), vd, vp + j / 2 * vd);
     }
 
 private:
-    // Row j of kv head hk (`cols` wide, rows `row` elements apart, heads `head`) of an F32 cache
-    // as it is, or of an F16 one widened into `wide`.
-    const float * f32_row(const void * rows, int64_t row, int64_t head, int64_t cols, int64_t j, int64_t hk,
-                          float * wide) const {
-        if (!f16()) return static_cast<const float *>(rows) + j * row + hk * head;
-        kern.widen(f16_at(rows, row, head, j, hk), row, 1, cols, wide);
-        return wide;
-    }
     // A group of `count` key rows (k_row elements apart, F32 or F16 as stored) as the transposes
     // read 16: the rows themselves when the group is whole, else a copy in pad zero-filled past
     // them, so that nothing past the cache's rows is read. Returns the rows and their stride.
