@@ -7,7 +7,8 @@
 // kernels multiply); qw, dw, mw: the weight's own quants, block scales and offsets (Q8_0 as
 // stored, Q4_0 as q − 8 and Q5_0 as q − 16 with mw = 0; Q4_K and Q5_K per 32-element sub-block: dw = d · sc,
 // mw = −dmin · m, qw = 0..15 or 0..31; Q6_K as q − 32 with dw = d, each 16-element half's sum
-// multiplied by its int8 scale sc in int32, as llama.cpp does). Each block sum is exact in int32
+// multiplied by its int8 scale sc: in int32 as llama.cpp does (AVX2), or by d · sc in f32, exact,
+// where the AVX-512 kernel scales each half's own). Each block (half) sum is exact in int32
 // lanes, so this path takes the f32 path's products and only sums them in another order: no
 // fidelity is traded for speed, unlike bf16 and int8.
 //
@@ -48,9 +49,9 @@ inline constexpr int64_t k_chunk_cols = 2 * k_tile_cols;
 // Bytes per (tile, block): the quants in vpdpbusd's order, [group g < 8][column c < 16][4 quants]
 // (lane c of one instruction sums the 4 products of group g), then the 16 columns' scales dw
 // (f32), corrections −128 · Σ qw (int32: activations are stored as qx + 128, the unsigned operand
-// vpdpbusd takes, so each block sum carries 128 · Σ qw too much; Q6_K: −128 · Σ sc · Σ qw over
-// the halves) and 64 bytes for offsets mw (f32, Q4_K and Q5_K) or the halves' scales sc (int8
-// [2][16], Q6_K).
+// vpdpbusd takes, so each block sum carries 128 · Σ qw too much) and 64 bytes for offsets mw
+// (f32, Q4_K and Q5_K). Q6_K keeps its two 16-element halves' scales d · sc (f32) where the
+// others keep dw and mw, and their −Σ qw (int16 [2][16]) where the others keep corrections.
 inline constexpr int64_t k_groups = k_qk / 4;
 inline constexpr int64_t k_block_quant_bytes = k_qk * k_tile_cols;                 // 512
 inline constexpr int64_t k_block_scales = k_block_quant_bytes;                     // f32 [16]

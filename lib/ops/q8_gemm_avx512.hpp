@@ -18,16 +18,32 @@ namespace FRUGAL_AVX512_NS {
 
 namespace q8 = frugal::ops::q8;
 
+// A packed Q6_K block (pack_tile_q6_k) keeps per half h < 2 its scales d · sc as f32 [16] (half 0
+// where the other types keep dw, half 1 where Q4_K keeps mw) and −Σ qw as int16 [2][16] where the
+// others keep their corrections: each half's sums carry 128 · Σ qw too much.
+inline constexpr int64_t q6_k_half_scales(int64_t h) { return h == 0 ? q8::k_block_scales : q8::k_block_offsets; }
+FRUGAL_AVX512 inline __m512i q6_k_half_correction(const std::byte * blk, int64_t h) {
+    const auto * minus_sums = reinterpret_cast<const __m256i *>(blk + q8::k_block_corrections) + h;
+    return _mm512_slli_epi32(_mm512_cvtepi16_epi32(_mm256_loadu_si256(minus_sums)), 7);
+}
+
 // y[i, 16t + c] for i < MR activation rows, t < NT tiles, c < cols[t] (<= 16).
 // Per block b of 32 inputs: the int32 lanes start at zero (a register copy of the corrections
 // for each measured a few percent slower on Zen 5), take 8 vpdpbusd (4 activation bytes
 // broadcast × 4 quants of 16 columns each) and, with the tile's corrections (−128 · Σ qw, see
-// q8_gemm.hpp) added, hold the exact block sums Σ qw · qx (with Halves, Q6_K's: each half's 4
-// vpdpbusd sum into a lane of their own, multiplied by the half's int8 scale sc); one fused
-// multiply-add scales them by dw · dx into the f32 accumulators (with Offsets: by dw into a
-// super-block's part, which dx scales at its end; a second adds mw · dx · Σ qx). Registers:
+// q8_gemm.hpp) added, hold the exact block sums Σ qw · qx; one fused multiply-add scales them by
+// dw · dx into the f32 accumulators (with Offsets: by dw into a super-block's part, which dx
+// scales at its end; a second adds mw · dx · Σ qx). With Halves (Q6_K) each 16-element half's 4
+// vpdpbusd go into lanes that start at the half's correction, so they end as its exact sum, and
+// one fused multiply-add per half scales that by d · sc into the super-block's part. Registers:
 // MR·NT int32 + MR·NT f32 accumulators (16 at 4 × 2), and MR·NT more: the odd groups' int32
-// lanes for plain blocks, the halves' lanes (Halves) or the super-block's parts (Offsets).
+// lanes for plain blocks, or the super-block's parts (Offsets, Halves).
+// On Zen 4, vpdpbusd, vmulps and vfmadd share two pipes (measured: 8 vpdpbusd and 4 vmulps take
+// 11.6 cycles, against 7.8 alone; cvt, add and vscalefps ran beside them for free), so the
+// epilogue's multiplies cap a block at 8 of every 10 issues for vpdpbusd: 8 / 10 for plain
+// blocks and Offsets, and for Halves since the halves' scales are floats (it was 8 / 12 with an
+// int32 vpmulld per half and a vmulps for dw · dx). Hot Q6_K tiles, one thread: 144-148 -> 167-176
+// GMAC/s (Q8_0's: 178-185); 1.5B Q6_K pp512 +3-16 % (3 alternating pairs).
 //   tiles: NT tiles of nb blocks, tile t at tiles + t · nb · k_block_bytes, blocks [b0, b0 + nb)
 //   of the rows
 //   a: the activations, first row at row i0; y: [MR, ldy], written, or added to (accumulate)
@@ -38,8 +54,9 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
     const uint8_t * xq = a.q + i0 * a.k + b0 * frugal::k_qk;
     const float * xd = a.d + i0 * row_blocks + b0;
     const float * xs = Offsets ? a.s + i0 * row_blocks + b0 : nullptr;
-    // With offsets (Q4_K, Q5_K) the activations are Q8_K, one dx per 8 blocks: part sums a
-    // super-block's Σ sum · dw, and dx multiplies it once at the super-block's end.
+    // With offsets (Q4_K, Q5_K) or halves (Q6_K) the activations are Q8_K, one dx per 8 blocks:
+    // part sums a super-block's Σ sum · dw, and dx multiplies it once at the super-block's end.
+    constexpr bool super_block_parts = Offsets || Halves;
     __m512 acc[MR][NT], part[MR][NT];
     for (int r = 0; r < MR; ++r)
         for (int t = 0; t < NT; ++t) acc[r][t] = part[r][t] = _mm512_setzero_ps();
@@ -50,18 +67,21 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
         // one of 8 waited on each other's latency: Q4_0 and Q8_0 kernels +7 %, pp512 +4-8 % on Zen
         // 5); with offsets or halves the registers for that are taken.
         constexpr bool two_chains = !Offsets && !Halves;
+        // The lanes the products go into: the block sums (their odd groups' apart), or (Halves)
+        // the current half's, which start at its correction.
         __m512i sums[MR][NT], odd[MR][NT];
         for (int t = 0; t < NT; ++t) {
             blk[t] = tiles + t * tile_stride + b * q8::k_block_bytes;
-            for (int r = 0; r < MR; ++r) sums[r][t] = odd[r][t] = _mm512_setzero_si512();
+            if constexpr (!Halves)
+                for (int r = 0; r < MR; ++r) sums[r][t] = odd[r][t] = _mm512_setzero_si512();
         }
-        // The lanes the products go into: the block sums, or each half's own.
-        __m512i half[MR][NT];
 #pragma GCC unroll 8
         for (int64_t g = 0; g < q8::k_groups; ++g) {
             if (Halves && g % 4 == 0)
-                for (int r = 0; r < MR; ++r)
-                    for (int t = 0; t < NT; ++t) half[r][t] = _mm512_setzero_si512();
+                for (int t = 0; t < NT; ++t) {
+                    const __m512i correction = q6_k_half_correction(blk[t], g / 4);
+                    for (int r = 0; r < MR; ++r) sums[r][t] = correction;
+                }
             __m512i w[NT];
             for (int t = 0; t < NT; ++t) w[t] = _mm512_loadu_si512(blk[t] + g * 4 * q8::k_tile_cols);
             for (int r = 0; r < MR; ++r) {
@@ -69,41 +89,42 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
                 std::memcpy(&four, xq + r * a.k + b * frugal::k_qk + g * 4, 4);
                 const __m512i x = _mm512_set1_epi32(four);
                 for (int t = 0; t < NT; ++t) {
-                    __m512i & into = Halves ? half[r][t] : two_chains && g % 2 ? odd[r][t] : sums[r][t];
+                    __m512i & into = two_chains && g % 2 ? odd[r][t] : sums[r][t];
                     into = _mm512_dpbusd_epi32(into, x, w[t]);
                 }
             }
             if (Halves && g % 4 == 3)
                 for (int t = 0; t < NT; ++t) {
-                    const std::byte * scales = blk[t] + q8::k_block_offsets + q8::k_tile_cols * (g / 4);
-                    const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(scales)));
+                    const __m512 dsc = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q6_k_half_scales(g / 4)));
                     for (int r = 0; r < MR; ++r)
-                        sums[r][t] = _mm512_add_epi32(sums[r][t], _mm512_mullo_epi32(half[r][t], sc));
+                        part[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r][t]), dsc, part[r][t]);
                 }
         }
         for (int t = 0; t < NT; ++t) {
-            const __m512i correction = _mm512_loadu_si512(blk[t] + q8::k_block_corrections);
-            const __m512 dw = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q8::k_block_scales));
-            for (int r = 0; r < MR; ++r) {
-                const __m512i sum =
-                    _mm512_add_epi32(two_chains ? _mm512_add_epi32(sums[r][t], odd[r][t]) : sums[r][t], correction);
-                if constexpr (Offsets) {
-                    part[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), dw, part[r][t]);
-                } else {
-                    const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xd[r * row_blocks + b]));
-                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[r][t]);
+            if constexpr (!Halves) {
+                const __m512i correction = _mm512_loadu_si512(blk[t] + q8::k_block_corrections);
+                const __m512 dw = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q8::k_block_scales));
+                for (int r = 0; r < MR; ++r) {
+                    const __m512i sum =
+                        _mm512_add_epi32(two_chains ? _mm512_add_epi32(sums[r][t], odd[r][t]) : sums[r][t], correction);
+                    if constexpr (Offsets) {
+                        part[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), dw, part[r][t]);
+                    } else {
+                        const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xd[r * row_blocks + b]));
+                        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[r][t]);
+                    }
                 }
             }
             if constexpr (Offsets) {
                 const __m512 mw = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q8::k_block_offsets));
                 for (int r = 0; r < MR; ++r)
                     acc[r][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xs[r * row_blocks + b]), acc[r][t]);
-                if (b % 8 == 7)
-                    for (int r = 0; r < MR; ++r) {
-                        acc[r][t] = _mm512_fmadd_ps(part[r][t], _mm512_set1_ps(xd[r * row_blocks + b]), acc[r][t]);
-                        part[r][t] = _mm512_setzero_ps();
-                    }
             }
+            if (super_block_parts && b % 8 == 7)
+                for (int r = 0; r < MR; ++r) {
+                    acc[r][t] = _mm512_fmadd_ps(part[r][t], _mm512_set1_ps(xd[r * row_blocks + b]), acc[r][t]);
+                    part[r][t] = _mm512_setzero_ps();
+                }
         }
     }
     for (int r = 0; r < MR; ++r)
@@ -290,8 +311,8 @@ FRUGAL_AVX512 inline void pack_tile_k(const std::byte * w, size_t w_stride, int6
 }
 
 // Rows 0..cols-1 (cols <= 16) of Q6_K super-blocks into one tile at out: block j of super-block
-// sb (q6_k_block_of) into slot 8 · sb + j, its quants as q − 32, its halves' scales sc as int8
-// and the super-block's d as the block scale; corrections −128 · Σ sc · Σ q over the halves.
+// sb (q6_k_block_of) into slot 8 · sb + j, its quants as q − 32, and per half the scales d · sc
+// and −Σ (q − 32) (q6_k_half_scales, q6_k_half_correction).
 FRUGAL_AVX512 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb,
                                          std::byte * out) {
     using frugal::block_q6_k;
@@ -305,10 +326,14 @@ FRUGAL_AVX512 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, i
             __m512i low[q8::k_groups], high[q8::k_groups];
             transposed_groups(rows, at + int64_t(offsetof(block_q6_k, ql)) + l.ql, low);
             transposed_groups(rows, at + int64_t(offsetof(block_q6_k, qh)) + l.qh, high);
+            alignas(64) float d[q8::k_tile_cols];
             alignas(16) int8_t sc[2 * q8::k_tile_cols]; // [2][k_tile_cols], flat: the callee writes both rows
-            q8::q6_k_block_scales(base, w_stride, cols, q8::k_tile_cols, l,
-                                  reinterpret_cast<float *>(blk + q8::k_block_scales), sc);
-            std::memcpy(blk + q8::k_block_offsets, sc, sizeof sc);
+            q8::q6_k_block_scales(base, w_stride, cols, q8::k_tile_cols, l, d, sc);
+            for (int h = 0; h < 2; ++h) { // d · sc: at most 11 · 8 significant bits, exact in f32
+                const __m128i sc_h = _mm_load_si128(reinterpret_cast<const __m128i *>(sc + h * q8::k_tile_cols));
+                _mm512_storeu_ps(reinterpret_cast<float *>(blk + q6_k_half_scales(h)),
+                                 _mm512_mul_ps(_mm512_load_ps(d), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc_h))));
+            }
             __m512i sum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
             for (int g = 0; g < q8::k_groups; ++g) {
                 const __m512i two_bits =
@@ -318,11 +343,9 @@ FRUGAL_AVX512 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, i
                 _mm512_storeu_si512(blk + g * 4 * q8::k_tile_cols, quant);
                 sum[g / 4] = _mm512_dpbusd_epi32(sum[g / 4], _mm512_set1_epi8(1), quant);
             }
-            const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i *>(sc)));
-            const __m512i sc1 = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i *>(sc + q8::k_tile_cols)));
-            const __m512i weighted = _mm512_add_epi32(_mm512_mullo_epi32(sum[0], sc0), _mm512_mullo_epi32(sum[1], sc1));
-            const __m512i correction = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(weighted, 7));
-            _mm512_storeu_si512(blk + q8::k_block_corrections, correction);
+            for (int h = 0; h < 2; ++h) // |Σ (q − 32)| <= 16 · 32: int16
+                _mm256_storeu_si256(reinterpret_cast<__m256i *>(blk + q8::k_block_corrections) + h,
+                                    _mm512_cvtepi32_epi16(_mm512_sub_epi32(_mm512_setzero_si512(), sum[h])));
         }
     }
 }

@@ -46,6 +46,12 @@ inline simde__m128i frugal_test_cvtepi32_epi8(simde__m512i a) {
 }
 #define _mm512_cvtepi32_epi8 frugal_test_cvtepi32_epi8
 
+// Nor vpmovsxwd: 16 int16 lanes sign-extended to int32.
+inline simde__m512i frugal_test_cvtepi16_epi32(simde__m256i a) {
+    return frugal_test_lanes<simde__m512i, int32_t, int16_t>(a, [](int16_t v) { return int32_t(v); });
+}
+#define _mm512_cvtepi16_epi32 frugal_test_cvtepi16_epi32
+
 // Nor these reductions (sequences in the compiler's header): the largest lane, the lanes' sum.
 inline float frugal_test_reduce_max_ps(simde__m512 a) {
     const simde__m512_private in = simde__m512_to_private(a);
