@@ -51,7 +51,8 @@ FRUGAL_AVX2 inline void prefetch_ahead(const void * p) {
 // 32 KiB L1 beside the weight lines prefetched into it, and each evicted the other. Zen 4, F16
 // matvec 1536 x 8960 from DRAM, 2 threads: 19 -> 28 GB/s (rows of 1536 alike); 1.5B F16 decode
 // +10-18 % (4 alternating pairs). The quantized loops' activations are a quarter of that; the
-// AVX-512 ones, asked into L2 the same way, decoded Q4_K_M and deepseek2-lite6 10 % slower.
+// AVX-512 ones, asked into L2 the same way on every row, decoded Q4_K_M and deepseek2-lite6 10 %
+// slower, so they do so only on rows too long for L1 (prefetch_weights_to_l2, quant_kernels.hpp).
 FRUGAL_AVX2 inline void prefetch_ahead_l2(const void * p) {
     _mm_prefetch(static_cast<const char *>(p) + k_prefetch_ahead, _MM_HINT_T1);
 }

@@ -45,11 +45,15 @@ FRUGAL_AVX512 inline float half(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(
 // Weight loops ask for the line this far ahead of their reads (the AVX2 kernels' distance, see
 // quant_avx2.cpp: the hardware prefetcher alone leaves bandwidth unused on decode's short rows).
 // 4 KiB: on Zen 5, 2 threads, 4-5 alternating runs each, tg64 over 2 KiB: Q8_0 +6 %, Q4_0 +6 %,
-// deepseek2-lite6 +6 %, Q4_K_M +1-2 %; 8 KiB gave back part of it.
+// deepseek2-lite6 +6 %, Q4_K_M +1-2 %; 8 KiB gave back part of it. Into L1 as well, unless a
+// row's weights and activation would not leave room there for both (prefetch_weights_to_l2).
 inline constexpr int k_prefetch_ahead = 4096;
-FRUGAL_AVX512 inline void prefetch_ahead(const void * p, size_t bytes = 64) {
-    for (size_t off = 0; off < bytes; off += 64)
-        _mm_prefetch(static_cast<const char *>(p) + off + k_prefetch_ahead, _MM_HINT_T0);
+FRUGAL_AVX512 inline void prefetch_ahead(const void * p, size_t bytes, bool l2_only) {
+    for (size_t off = 0; off < bytes; off += 64) {
+        const char * at = static_cast<const char *>(p) + off + k_prefetch_ahead;
+        if (l2_only) _mm_prefetch(at, _MM_HINT_T1);
+        else _mm_prefetch(at, _MM_HINT_T0);
+    }
 }
 
 FRUGAL_AVX512 inline __m256i load256(const void * p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
@@ -59,6 +63,7 @@ FRUGAL_AVX512 inline __m512i join(__m256i lo, __m256i hi) {
 }
 
 using frugal::ops::detail::batch_buffer; // the batched row loops' shared helpers (quant_kernels.hpp)
+using frugal::ops::detail::prefetch_weights_to_l2;
 using frugal::ops::detail::with_batch_rows;
 
 // --- Q8_0, Q4_0 and Q5_0 as stored (34-, 18- and 22-byte blocks) ---------------------------------
@@ -118,6 +123,7 @@ struct stored_activation {
     float * dx;
     int8_t * xq;
     int32_t * minus_offset_x;
+    static constexpr size_t bytes_per_block = sizeof(float) + k_qk + 8 * sizeof(int32_t); // 68
 };
 template <class Block>
 FRUGAL_AVX512 inline void prepare_stored(const void * act, int64_t nb, const stored_activation & t) {
@@ -149,13 +155,15 @@ FRUGAL_AVX512 inline void stored_rows(const std::byte * w, size_t w_stride, int6
         return _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_load_si512(t[i].minus_offset_x + 8 * ib), quants,
                                                       _mm512_loadu_si512(t[i].xq + k_qk * ib)));
     };
+    const bool l2_only =
+        prefetch_weights_to_l2(size_t(MR * nb) * stored_activation::bytes_per_block, size_t(nb) * sizeof(Block));
     for (int64_t r = 0; r < rows; ++r) {
         const auto * wb = reinterpret_cast<const Block *>(w + size_t(r) * w_stride);
         __m512 acc[MR]; // lanes 0-7: even blocks, 8-15: odd blocks
         for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
         int64_t ib = 0;
         for (; ib + 4 <= nb; ib += 4) { // dot_32's groups of four, both parities at once
-            prefetch_ahead(wb + ib, 4 * sizeof(Block));
+            prefetch_ahead(wb + ib, 4 * sizeof(Block), l2_only);
             const uint64_t d4 = uint64_t(wb[ib].d) | uint64_t(wb[ib + 1].d) << 16 | uint64_t(wb[ib + 2].d) << 32 |
                                 uint64_t(wb[ib + 3].d) << 48;
             const __m128 dw4 = _mm_cvtph_ps(_mm_cvtsi64_si128(int64_t(d4)));
@@ -275,6 +283,10 @@ FRUGAL_AVX512 inline void q45_rows(const std::byte * w, size_t w_stride, int64_t
     // Each min for its two bsums (int16 lanes 2j, 2j + 1 take min j: lane 8 + j).
     const __m512i min_of_bsum = _mm512_setr_epi32(0x00080008, 0x00090009, 0x000A000A, 0x000B000B, 0x000C000C,
                                                   0x000D000D, 0x000E000E, 0x000F000F, 0, 0, 0, 0, 0, 0, 0, 0);
+    // A row's pass reads, per super-block and activation row, the re-laid quants and the two
+    // lines of its Q8_K block that hold d and bsums.
+    const bool l2_only =
+        prefetch_weights_to_l2(size_t(MR * n_super) * (frugal::k_qk_k + 2 * 64), size_t(n_super) * sizeof(block));
     for (int64_t r = 0; r < rows; ++r) {
         const auto * wb = reinterpret_cast<const block *>(w + size_t(r) * w_stride);
         __m256 acc[MR];
@@ -282,7 +294,7 @@ FRUGAL_AVX512 inline void q45_rows(const std::byte * w, size_t w_stride, int64_t
 #pragma GCC unroll 2
         for (int64_t i = 0; i < n_super; ++i) {
             const block & b = wb[i];
-            prefetch_ahead(&b, sizeof b);
+            prefetch_ahead(&b, sizeof b, l2_only);
             const __m256i scales_mins = k_scales_mins(b.scales);
             const __m256i mn16 =
                 _mm512_castsi512_si256(_mm512_permutexvar_epi16(min_of_bsum, _mm512_castsi256_si512(scales_mins)));
@@ -392,13 +404,15 @@ FRUGAL_AVX512 inline void q6_rows(const std::byte * w, size_t w_stride, int64_t 
     const __m512i quarter =
         _mm512_mask_blend_epi16(0xFFFF0000, _mm512_mask_blend_epi16(0xFF00FF00, _mm512_set1_epi16(0), _mm512_set1_epi16(1)),
                                 _mm512_mask_blend_epi16(0xFF00FF00, _mm512_set1_epi16(2), _mm512_set1_epi16(3)));
+    const bool l2_only = prefetch_weights_to_l2(size_t(MR * n_super) * sizeof(frugal::ops::block_q8_k),
+                                                size_t(n_super) * sizeof(block_q6_k));
     for (int64_t r = 0; r < rows; ++r) {
         const auto * wb = reinterpret_cast<const block_q6_k *>(w + size_t(r) * w_stride);
         __m256 acc[MR];
         for (int k = 0; k < MR; ++k) acc[k] = _mm256_setzero_ps();
         for (int64_t i = 0; i < n_super; ++i) {
             const block_q6_k & b = wb[i];
-            prefetch_ahead(&b, sizeof b);
+            prefetch_ahead(&b, sizeof b, l2_only);
             // Quants are stored +32: 32 · Σ_g sc_g · bsums_g comes off (scale group g = bsums[g]).
             const __m256i sc_all = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(b.scales)));
             __m512i sumi[MR];

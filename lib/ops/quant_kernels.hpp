@@ -8,6 +8,8 @@
 #include <type_traits>
 #include <vector>
 
+#include <unistd.h>
+
 #include "frugal/dtype.hpp"
 #include "ops/quant.hpp"
 
@@ -22,6 +24,30 @@ inline std::byte * batch_buffer(size_t bytes) {
     thread_local std::vector<std::byte> buffer;
     if (buffer.size() < bytes + 64) buffer.resize(bytes + 64);
     return buffer.data() + (64 - reinterpret_cast<uintptr_t>(buffer.data()) % 64) % 64;
+}
+
+// Whether an AVX-512 decode row loop prefetches its weights into L2 only (_MM_HINT_T1) rather
+// than into L1 as well. Between two reads of an activation line the loop streams one weight row
+// through L1 and reads the rest of the activation; when those come to half of L1 or more, the
+// weight lines prefetched into L1 (the more recently used) evict activation lines, which each row
+// then reads back from L2. Zen 4 (32 KiB L1D), 1536 rows from DRAM, 2 threads, the two hints
+// alternating matrix by matrix, T1 / T0 speed:
+//   Q8_0, Q4_0 (68 activation bytes per 32 elements): K <= 4096 0.91-1.02, 6144 0.95-1.09,
+//                                                      8960 1.38-1.49, 14336 1.44-1.67
+//   Q4_K (384 per 256):                                K <= 4096 0.89-0.90, 6144 0.93-1.03,
+//                                                      8960 1.03, 14336 1.57
+//   Q6_K (292 per 256):                                K 4096 0.94, 8960 1.06-1.14, 14336 1.19
+// Whole decode steps, the two alternating token by token: 1.5B Qwen2 Q8_0 +4-5 %, Q4_0 +1-4 %,
+// Q4_K_M and deepseek2-lite6 +0-2 %, a Llama-8B's first 4 layers Q8_0 +5-7 %. The AVX2 loops keep
+// T0: there T1 on rows past this rule lost 8-15 % (1.5B and Llama-8B Q8_0 on the same Zen 4).
+// The F32/F16/BF16 loops take L2 always (quant_avx2.cpp).
+// activation_bytes: what a weight row's pass reads of the activation rows (all of a batch's).
+inline bool prefetch_weights_to_l2(size_t activation_bytes, size_t weight_row_bytes) {
+    static const size_t l1d = [] {
+        const long bytes = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+        return bytes > 0 ? size_t(bytes) : size_t(32) << 10;
+    }();
+    return 2 * (activation_bytes + weight_row_bytes) >= l1d;
 }
 
 // f(integral_constant<int, m>) for a batch of m = 1 .. k_batch activation rows. Always inlined:
