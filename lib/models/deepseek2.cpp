@@ -112,8 +112,12 @@ public:
         return attention_arithmetic == mla_attention::bf16 && ops::bf16_products_available();
     }
     // scratch, grown on demand and reused across calls
-    std::vector<float> x, h, q, q_a, att, tmp, gather, c, k_pe, fresh, k_full, v_full, q_abs, o_lat, attn_scratch;
-    std::vector<float> router_logits, expert_weights, expert_x, expert_y, slot_out;
+    std::vector<float> x, h, q, q_a, att, tmp, gather, c, k_pe, fresh, q_abs, o_lat, attn_scratch;
+    std::vector<float> router_logits, expert_weights, expert_x, expert_y;
+    // A layer's attention decompresses K and V into it, its MoE then writes the experts' slot
+    // outputs there: one buffer for the two, whose lives never overlap. At V3's shapes, pp512:
+    // 84 MB of K and V, 117 MB of slot outputs.
+    std::vector<float> kv_or_slots;
     std::vector<int32_t> positions, expert_ids, by_expert, expert_start, expert_cursor;
     ffn_scratch ffn;
     ops::rope_table rope;
@@ -442,8 +446,8 @@ void deepseek2_model::attention(const layer_weights & L, deepseek2_state & st, i
         const uint64_t head_bytes = uint64_t(n_kv) * uint64_t(qk + d.v) * sizeof(float);
         const int64_t fit = int64_t(std::clamp<uint64_t>(st.max_decompressed_bytes / head_bytes, 1, uint64_t(H)));
         const int64_t n_groups = (H + fit - 1) / fit, group = (H + n_groups - 1) / n_groups; // balanced
-        float * K = grow(st.k_full, group * n_kv * qk);  // [group, n_kv, qk]
-        float * V = grow(st.v_full, group * n_kv * d.v); // [group, n_kv, v]
+        float * K = grow(st.kv_or_slots, group * n_kv * (qk + d.v)); // [group, n_kv, qk]
+        float * V = K + group * n_kv * qk;                             // [group, n_kv, v]
         for (int64_t h0 = 0; h0 < H; h0 += group) {
             const int64_t n_heads = std::min(group, H - h0);
             decompress(L, st, c, k_pe, n_kv, h0, n_heads, K, V);
@@ -516,7 +520,7 @@ void deepseek2_model::moe(const moe_weights & M, deepseek2_state & st, const flo
 
     // Each expert's weighted output goes to its (token, slot) row, so a token's sum below runs in
     // slot order whatever order the experts ran in (llama.cpp sums in slot order too).
-    float * slot_out = grow(st.slot_out, T * k * D); // [T, k, D]
+    float * slot_out = grow(st.kv_or_slots, T * k * D); // [T, k, D]
     for (int64_t e = 0; e < E; ++e) {
         const int64_t n = start[e + 1] - start[e];
         if (n == 0) continue;
@@ -554,7 +558,7 @@ bool deepseek2_model::moe_one_token(const moe_weights & M, deepseek2_state & st,
     const int64_t hidden = k * ff + (shared ? M.shared.n_ff() : 0);
     float * gate = grow(st.ffn.gate, hidden); // slot s's hidden state at s * ff, then silu(gate) · up
     float * up = grow(st.ffn.up, hidden);
-    float * slot_out = grow(st.slot_out, n_ffn * D); // [n_ffn, D]
+    float * slot_out = grow(st.kv_or_slots, n_ffn * D); // [n_ffn, D]
     std::array<ops::row_product, ops::k_max_row_products> p;
     for (int64_t s = 0; s < n_ffn; ++s) {
         const ffn_weights f = ffn_of(s);
