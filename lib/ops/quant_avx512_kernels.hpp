@@ -156,7 +156,7 @@ FRUGAL_AVX512 inline void stored_rows(const std::byte * w, size_t w_stride, int6
                                                       _mm512_loadu_si512(t[i].xq + k_qk * ib)));
     };
     const bool l2_only =
-        prefetch_weights_to_l2(size_t(MR * nb) * stored_activation::bytes_per_block, size_t(nb) * sizeof(Block));
+        prefetch_weights_to_l2(MR, size_t(nb) * stored_activation::bytes_per_block, size_t(nb) * sizeof(Block));
     for (int64_t r = 0; r < rows; ++r) {
         const auto * wb = reinterpret_cast<const Block *>(w + size_t(r) * w_stride);
         __m512 acc[MR]; // lanes 0-7: even blocks, 8-15: odd blocks
@@ -286,7 +286,7 @@ FRUGAL_AVX512 inline void q45_rows(const std::byte * w, size_t w_stride, int64_t
     // A row's pass reads, per super-block and activation row, the re-laid quants and the two
     // lines of its Q8_K block that hold d and bsums.
     const bool l2_only =
-        prefetch_weights_to_l2(size_t(MR * n_super) * (frugal::k_qk_k + 2 * 64), size_t(n_super) * sizeof(block));
+        prefetch_weights_to_l2(MR, size_t(n_super) * (frugal::k_qk_k + 2 * 64), size_t(n_super) * sizeof(block));
     for (int64_t r = 0; r < rows; ++r) {
         const auto * wb = reinterpret_cast<const block *>(w + size_t(r) * w_stride);
         __m256 acc[MR];
@@ -404,8 +404,8 @@ FRUGAL_AVX512 inline void q6_rows(const std::byte * w, size_t w_stride, int64_t 
     const __m512i quarter =
         _mm512_mask_blend_epi16(0xFFFF0000, _mm512_mask_blend_epi16(0xFF00FF00, _mm512_set1_epi16(0), _mm512_set1_epi16(1)),
                                 _mm512_mask_blend_epi16(0xFF00FF00, _mm512_set1_epi16(2), _mm512_set1_epi16(3)));
-    const bool l2_only = prefetch_weights_to_l2(size_t(MR * n_super) * sizeof(frugal::ops::block_q8_k),
-                                                size_t(n_super) * sizeof(block_q6_k));
+    const bool l2_only =
+        prefetch_weights_to_l2(MR, size_t(n_super) * sizeof(frugal::ops::block_q8_k), size_t(n_super) * sizeof(block_q6_k));
     for (int64_t r = 0; r < rows; ++r) {
         const auto * wb = reinterpret_cast<const block_q6_k *>(w + size_t(r) * w_stride);
         __m256 acc[MR];

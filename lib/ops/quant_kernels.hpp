@@ -38,16 +38,19 @@ inline std::byte * batch_buffer(size_t bytes) {
 //                                                      8960 1.03, 14336 1.57
 //   Q6_K (292 per 256):                                K 4096 0.94, 8960 1.06-1.14, 14336 1.19
 // Whole decode steps, the two alternating token by token: 1.5B Qwen2 Q8_0 +4-5 %, Q4_0 +1-4 %,
-// Q4_K_M and deepseek2-lite6 +0-2 %, a Llama-8B's first 4 layers Q8_0 +5-7 %. The AVX2 loops keep
-// T0: there T1 on rows past this rule lost 8-15 % (1.5B and Llama-8B Q8_0 on the same Zen 4).
-// The F32/F16/BF16 loops take L2 always (quant_avx2.cpp).
-// activation_bytes: what a weight row's pass reads of the activation rows (all of a batch's).
-inline bool prefetch_weights_to_l2(size_t activation_bytes, size_t weight_row_bytes) {
+// Q4_K_M and deepseek2-lite6 +0-2 %, a Llama-8B's first 4 layers Q8_0 +5-7 %. Batches of
+// activation rows (short prompts), alternating prompt by prompt: 2 rows +3-5 %, but 4 rows -4-7 %
+// and 3 rows -3 to +1 %, so batches of more than two keep T0: there each weight line serves
+// enough rows that having it in L1 counts for more. The AVX2 loops keep T0 everywhere: T1 on rows
+// past this rule lost 7-15 % (1.5B and Llama-8B Q8_0 on the same Zen 4). The F32/F16/BF16 loops
+// take L2 always (quant_avx2.cpp).
+// activation_bytes: what a weight row's pass reads of each of the `activation_rows` rows.
+inline bool prefetch_weights_to_l2(int activation_rows, size_t activation_bytes, size_t weight_row_bytes) {
     static const size_t l1d = [] {
         const long bytes = sysconf(_SC_LEVEL1_DCACHE_SIZE);
         return bytes > 0 ? size_t(bytes) : size_t(32) << 10;
     }();
-    return 2 * (activation_bytes + weight_row_bytes) >= l1d;
+    return activation_rows <= 2 && 2 * (size_t(activation_rows) * activation_bytes + weight_row_bytes) >= l1d;
 }
 
 // f(integral_constant<int, m>) for a batch of m = 1 .. k_batch activation rows. Always inlined:
