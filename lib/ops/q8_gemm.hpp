@@ -10,7 +10,8 @@
 // multiplied by its int8 scale sc: in int32 as llama.cpp does (AVX2), or by d · sc in f32, exact,
 // where the AVX-512 kernel scales each half's own). Each block (half) sum is exact in int32
 // lanes, so this path takes the f32 path's products and only sums them in another order: no
-// fidelity is traded for speed, unlike bf16 and int8.
+// fidelity is traded for speed, unlike bf16 and int8. (The AVX-512 kernel takes a Q4_K or Q5_K
+// super-block's offsets as llama.cpp does: −dmin · dx · Σ_b m_b · Σ qx, the sum in int32.)
 //
 // The activation format here is portable. Two kernels multiply it, each packing weight rows in
 // its own layout: AVX-512 VNNI (q8_gemm_avx512.hpp, whose layout follows) and AVX2
@@ -49,30 +50,35 @@ inline constexpr int64_t k_chunk_cols = 2 * k_tile_cols;
 // Bytes per (tile, block): the quants in vpdpbusd's order, [group g < 8][column c < 16][4 quants]
 // (lane c of one instruction sums the 4 products of group g), then the 16 columns' scales dw
 // (f32), corrections −128 · Σ qw (int32: activations are stored as qx + 128, the unsigned operand
-// vpdpbusd takes, so each block sum carries 128 · Σ qw too much) and 64 bytes for offsets mw
-// (f32, Q4_K and Q5_K). Q6_K keeps its two 16-element halves' scales d · sc (f32) where the
-// others keep dw and mw, and their −Σ qw (int16 [2][16]) where the others keep corrections.
+// vpdpbusd takes, so each block sum carries 128 · Σ qw too much) and 64 bytes for offsets
+// (Q4_K and Q5_K: their super-block's mins and −dmin, q8_gemm_avx512.hpp). Q6_K keeps its two
+// 16-element halves' scales d · sc (f32) where the others keep dw and offsets, and their −Σ qw
+// (int16 [2][16]) where the others keep corrections.
 inline constexpr int64_t k_groups = k_qk / 4;
 inline constexpr int64_t k_block_quant_bytes = k_qk * k_tile_cols;                 // 512
 inline constexpr int64_t k_block_scales = k_block_quant_bytes;                     // f32 [16]
 inline constexpr int64_t k_block_corrections = k_block_scales + 4 * k_tile_cols;   // int32 [16]
-inline constexpr int64_t k_block_offsets = k_block_corrections + 4 * k_tile_cols;  // f32 [16] or int8 [2][16]
+inline constexpr int64_t k_block_offsets = k_block_corrections + 4 * k_tile_cols;  // [16] of f32 or int16 pairs
 inline constexpr int64_t k_block_bytes = k_block_offsets + 4 * k_tile_cols;        // 704
 inline constexpr int k_act_offset = 128;
 
 // Activations [m, k]: q[i·k + j] = qx + 128 (u8), d[i·(k/32) + b] = dx of row i's block b and,
-// for weight types with offsets, s[i·(k/32) + b] = dx · Σ qx over that block (else nullptr).
+// for weight types with offsets, the block's Σ qx twice: scaled, s[i·(k/32) + b] = dx · Σ qx (the
+// AVX2 kernel's offsets), and exact, sums[i·(k/32) + b] (|Σ qx| <= 32 · 127: int16; the AVX-512
+// kernel's); else both nullptr.
 struct activations {
     const uint8_t * q;
     const float * d;
     const float * s;
+    const int16_t * sums;
     int64_t k;
 };
 
-// Rows x[m, k] into q [m, k], d [m, k/32] and (has_offsets(t)) s [m, k/32] through
+// Rows x[m, k] into q [m, k], d [m, k/32] and (has_offsets(t)) s and sums [m, k/32] through
 // quantize_activation's blocks for weight type t (Q8_0, or super_blocks(t): Q8_K, its d repeated
 // over 8 blocks).
-void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s);
+void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s,
+                          int16_t * sums);
 
 // Packs weight rows 0..cols-1 (cols <= the kernel's chunk_cols; row r at w + r · w_stride, k
 // elements of type t) and writes y[i · ldy + c] for i < a's m rows, c < cols. scratch: the
@@ -81,7 +87,8 @@ using chunk_fn = void (*)(dtype t, const std::byte * w, size_t w_stride, int64_t
                           int64_t m, float * y, int64_t ldy, std::byte * scratch);
 
 // quantize_activations' signature: a kernel's own build of it, bit for bit the same.
-using quantize_fn = void (*)(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s);
+using quantize_fn = void (*)(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s,
+                             int16_t * sums);
 
 // A kernel: its chunk function, the weight types it takes (of supports()), the weight rows one
 // call packs (sized so the packed chunk stays in L2 while every activation row streams past it),

@@ -27,13 +27,43 @@ FRUGAL_AVX512 inline __m512i q6_k_half_correction(const std::byte * blk, int64_t
     return _mm512_slli_epi32(_mm512_cvtepi16_epi32(_mm256_loadu_si256(minus_sums)), 7);
 }
 
+// A packed Q4_K / Q5_K super-block (k_sub_scales) keeps its 8 offsets as integers: the 6-bit mins
+// m_j as int16 pairs (m_2p, m_2p+1), lane c column c's, in the offsets slot of its block p < 4
+// (vpdpwssd's operand against a row's pair of block sums), and −dmin (f32 [16]) in block 4's.
+inline constexpr int64_t k_neg_dmin_block = 4;
+
+// A packed super-block's offsets (at head, its first block) into part[r][t] for MR activation
+// rows: −dmin · Σ_j m_j · Σ qx_j, the sum in int32 lanes (|.| <= 8 · 63 · 4064, exact in f32).
+// x_sums: row 0's Σ qx of the super-block's 8 blocks, rows row_blocks apart.
+template <int MR, int NT>
+FRUGAL_AVX512 inline void super_block_offsets(const std::byte * head, const int16_t * x_sums, int64_t row_blocks,
+                                              __m512 (&part)[MR][NT], int t) {
+    const __m512 neg_dmin =
+        _mm512_loadu_ps(reinterpret_cast<const float *>(head + k_neg_dmin_block * q8::k_block_bytes + q8::k_block_offsets));
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+        __m512i mins = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; ++p) {
+            int32_t sum_pair; // Σ qx of blocks 2p and 2p + 1, int16 each
+            std::memcpy(&sum_pair, x_sums + r * row_blocks + 2 * p, sizeof sum_pair);
+            mins = _mm512_dpwssd_epi32(mins, _mm512_set1_epi32(sum_pair),
+                                       _mm512_loadu_si512(head + p * q8::k_block_bytes + q8::k_block_offsets));
+        }
+        part[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mins), neg_dmin, part[r][t]);
+    }
+}
+
 // y[i, 16t + c] for i < MR activation rows, t < NT tiles, c < cols[t] (<= 16).
 // Per block b of 32 inputs: the int32 lanes start at zero (a register copy of the corrections
 // for each measured a few percent slower on Zen 5), take 8 vpdpbusd (4 activation bytes
 // broadcast × 4 quants of 16 columns each) and, with the tile's corrections (−128 · Σ qw, see
 // q8_gemm.hpp) added, hold the exact block sums Σ qw · qx; one fused multiply-add scales them by
 // dw · dx into the f32 accumulators (with Offsets: by dw into a super-block's part, which dx
-// scales at its end; a second adds mw · dx · Σ qx). With Halves (Q6_K) each 16-element half's 4
+// scales at its end). With Offsets (Q4_K, Q5_K) the super-block's end also takes its offsets,
+// −dmin · Σ_j m_j · Σ qx_j: the integer sum in 4 vpdpwssd (as llama.cpp sums its mins), then one
+// fused multiply-add by −dmin into the part, where they had been a fused multiply-add per block
+// (mw · dx · Σ qx): 81 → 78 issues per super-block. With Halves (Q6_K) each 16-element half's 4
 // vpdpbusd go into lanes that start at the half's correction, so they end as its exact sum, and
 // one fused multiply-add per half scales that by d · sc into the super-block's part. Registers:
 // MR·NT int32 + MR·NT f32 accumulators (16 at 4 × 2), and MR·NT more: the odd groups' int32
@@ -53,7 +83,7 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
     const int64_t row_blocks = a.k / frugal::k_qk;
     const uint8_t * xq = a.q + i0 * a.k + b0 * frugal::k_qk;
     const float * xd = a.d + i0 * row_blocks + b0;
-    const float * xs = Offsets ? a.s + i0 * row_blocks + b0 : nullptr;
+    const int16_t * x_sums = Offsets ? a.sums + i0 * row_blocks + b0 : nullptr;
     // With offsets (Q4_K, Q5_K) or halves (Q6_K) the activations are Q8_K, one dx per 8 blocks:
     // part sums a super-block's Σ sum · dw, and dx multiplies it once at the super-block's end.
     constexpr bool super_block_parts = Offsets || Halves;
@@ -100,6 +130,9 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
                         part[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r][t]), dsc, part[r][t]);
                 }
         }
+        // Unrolled: once the offsets were inlined, GCC left this loop rolled and kept acc and part
+        // in memory through every block (the Q4_K kernel ran about 30 % slower).
+#pragma GCC unroll 2
         for (int t = 0; t < NT; ++t) {
             if constexpr (!Halves) {
                 const __m512i correction = _mm512_loadu_si512(blk[t] + q8::k_block_corrections);
@@ -115,16 +148,14 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
                     }
                 }
             }
-            if constexpr (Offsets) {
-                const __m512 mw = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q8::k_block_offsets));
-                for (int r = 0; r < MR; ++r)
-                    acc[r][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xs[r * row_blocks + b]), acc[r][t]);
-            }
-            if (super_block_parts && b % 8 == 7)
+            if (super_block_parts && b % 8 == 7) {
+                if constexpr (Offsets) super_block_offsets<MR>(blk[t] - 7 * q8::k_block_bytes, x_sums + b - 7, row_blocks,
+                                                               part, t);
                 for (int r = 0; r < MR; ++r) {
                     acc[r][t] = _mm512_fmadd_ps(part[r][t], _mm512_set1_ps(xd[r * row_blocks + b]), acc[r][t]);
                     part[r][t] = _mm512_setzero_ps();
                 }
+            }
         }
     }
     for (int r = 0; r < MR; ++r)
@@ -273,10 +304,11 @@ FRUGAL_AVX512 inline __m512i dword_byte(__m512i x, int k) {
     return _mm512_and_si512(_mm512_srli_epi32(x, unsigned(8 * k)), _mm512_set1_epi32(0xFF));
 }
 
-// A Q4_K / Q5_K super-block's 8 sub-block scales d · sc_j and offsets −dmin · m_j (q8::
-// k_quant_sub_scales, the 6-bit pairs of unpack_k_scales) for a tile's rows at once, lanes as
-// columns (0 past the live ones), into the slots at blk. head: the super-block's offset within
-// each row; its first 16 bytes are d, dmin and the 12 scale bytes. Column by column, with scalar
+// A Q4_K / Q5_K super-block's 8 sub-block scales d · sc_j (q8::k_quant_sub_scales, the 6-bit
+// pairs of unpack_k_scales) and its offsets (the mins m_j in pairs and −dmin, k_neg_dmin_block)
+// for a tile's rows at once, lanes as columns (0 past the live ones), into the slots at blk.
+// head: the super-block's offset within each row; its first 16 bytes are d, dmin and the 12
+// scale bytes. Column by column, with scalar
 // unpacking and scattered stores, this was 8.5 % of a Q4_K_M prefill on Zen 4 (`perf`).
 FRUGAL_AVX512 inline void k_sub_scales(const tile_rows & rows, int64_t head, std::byte * blk) {
     __m512i v[4]; // lane c: row c's d | dmin, then scale bytes 0-3 (a), 4-7 (b), 8-11 (c)
@@ -284,6 +316,7 @@ FRUGAL_AVX512 inline void k_sub_scales(const tile_rows & rows, int64_t head, std
     const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v[0]));
     const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v[0], 16)));
     const __m512i low6 = _mm512_set1_epi32(63), low4 = _mm512_set1_epi32(15);
+    __m512i mins[8];
     for (int j = 0; j < 8; ++j) {
         __m512i sc, mn;
         if (j < 4) {
@@ -296,20 +329,20 @@ FRUGAL_AVX512 inline void k_sub_scales(const tile_rows & rows, int64_t head, std
             sc = _mm512_or_si512(_mm512_and_si512(c, low4), top_sc);
             mn = _mm512_or_si512(_mm512_srli_epi32(c, 4), top_mn);
         }
-        std::byte * sub = blk + j * q8::k_block_bytes;
-        _mm512_storeu_ps(reinterpret_cast<float *>(sub + q8::k_block_scales),
+        _mm512_storeu_ps(reinterpret_cast<float *>(blk + j * q8::k_block_bytes + q8::k_block_scales),
                          _mm512_maskz_mul_ps(rows.live, d, _mm512_cvtepi32_ps(sc)));
-        // −(dmin · m) by its sign bit, as the scalar form negates (m = 0 gives −0)
-        const __m512i offset = _mm512_xor_si512(_mm512_castps_si512(_mm512_mul_ps(dmin, _mm512_cvtepi32_ps(mn))),
-                                                _mm512_set1_epi32(int(0x80000000u)));
-        _mm512_storeu_ps(reinterpret_cast<float *>(sub + q8::k_block_offsets),
-                         _mm512_maskz_mov_ps(rows.live, _mm512_castsi512_ps(offset)));
+        mins[j] = _mm512_maskz_mov_epi32(rows.live, mn);
     }
+    for (int p = 0; p < 4; ++p) // m_2p in each lane's low int16, m_2p+1 in its high one
+        _mm512_storeu_si512(blk + p * q8::k_block_bytes + q8::k_block_offsets,
+                            _mm512_or_si512(mins[2 * p], _mm512_slli_epi32(mins[2 * p + 1], 16)));
+    _mm512_storeu_ps(reinterpret_cast<float *>(blk + k_neg_dmin_block * q8::k_block_bytes + q8::k_block_offsets),
+                     _mm512_maskz_sub_ps(rows.live, _mm512_setzero_ps(), dmin));
 }
 
 // The same for Q4_K / Q5_K (Block): super-block sb's sub-block j = 2h + p holds nibble p of
 // qs[32h + e] (plus, Q5_K, bit j of qh[e] as the fifth bit) for its elements e < 32, with
-// scale d · sc_j and offset −dmin · m_j (the 6-bit pairs of unpack_k_scales).
+// scale d · sc_j and the super-block's offsets (k_sub_scales).
 template <class Block>
 FRUGAL_AVX512 inline void pack_tile_k(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb,
                                       std::byte * out) {
@@ -444,10 +477,10 @@ FRUGAL_AVX512 inline __m512i quantize16(const float * x, __m512 scale, uint8_t *
 // are contiguous, so x is a run of m · k/32 blocks.
 //   Q8_0 blocks: amax → d = fp16(amax / 127) (widened again), q = x · (127 / amax);
 //   Q8_K super-blocks (super_blocks(t)): the signed value of largest magnitude, the first on
-//   ties, sets iscale = −127 / max and d = 1 / iscale for its 8 blocks; s = d · Σ q per block
-//   where t has offsets. An all-zero super-block has d = 0, quants 0.
+//   ties, sets iscale = −127 / max and d = 1 / iscale for its 8 blocks; sums = Σ q and
+//   s = d · Σ q per block where t has offsets. An all-zero super-block has d = 0, quants 0.
 FRUGAL_AVX512 inline void quantize_activations(frugal::dtype t, const float * x, int64_t m, int64_t k, uint8_t * q,
-                                               float * d, float * s) {
+                                               float * d, float * s, int16_t * sums) {
     using frugal::k_qk;
     const int64_t blocks = m * (k / k_qk);
     if (!q8::super_blocks(t)) {
@@ -465,7 +498,7 @@ FRUGAL_AVX512 inline void quantize_activations(frugal::dtype t, const float * x,
         return;
     }
     constexpr int64_t per_super = frugal::k_qk_k / k_qk; // 8 blocks
-    const bool sums = q8::has_offsets(t);
+    const bool offsets = q8::has_offsets(t);
     for (int64_t sb = 0; sb < blocks / per_super; ++sb) {
         const float * xs = x + sb * frugal::k_qk_k;
         uint8_t * qs = q + sb * frugal::k_qk_k;
@@ -488,7 +521,10 @@ FRUGAL_AVX512 inline void quantize_activations(frugal::dtype t, const float * x,
             const __m512i hi = quantize16(xs + j * k_qk + 16, _mm512_set1_ps(iscale), qs + j * k_qk + 16);
             const int64_t b = sb * per_super + j;
             d[b] = dv;
-            if (sums) s[b] = dv * float(_mm512_reduce_add_epi32(_mm512_add_epi32(lo, hi)));
+            if (offsets) {
+                sums[b] = int16_t(_mm512_reduce_add_epi32(_mm512_add_epi32(lo, hi)));
+                s[b] = dv * float(sums[b]);
+            }
         }
     }
 }
