@@ -365,10 +365,10 @@ struct matmul_context::impl {
     std::vector<int32_t> w_sum, acc_s32;
     std::map<std::pair<int64_t, int64_t>, dnnl::matmul> int8_primitives; // (K, rows)
     // q8 path: activations [m, K] as u8 (qx + 128) with block scales and (weights with offsets)
-    // block sums, scaled and exact [m, K/32]; each thread's packed chunk of weight rows.
+    // block sums [m, K/32]; each thread's packed chunk of weight rows.
     std::vector<uint8_t> x_q8;
-    std::vector<float> x_q8_scale, x_q8_sum;
-    std::vector<int16_t> x_q8_int_sum;
+    std::vector<float> x_q8_scale;
+    std::vector<int16_t> x_q8_sum;
     std::vector<std::byte> q8_chunks;
 
     // [M, K] u8 × [K, N] s8 (stored [N, K]) → [M, N] s32, M left open.
@@ -874,17 +874,14 @@ q8::activations matmul_context::quantize_q8(dtype t, const float * x, int64_t m,
     const int64_t nb = k / k_qk;
     uint8_t * xq = grow(im.x_q8, m * k);                                  // [m, K]
     float * xd = grow(im.x_q8_scale, m * nb);                             // [m, K/32]
-    const bool offsets = q8::has_offsets(t);
-    float * xs = offsets ? grow(im.x_q8_sum, m * nb) : nullptr;            // [m, K/32]
-    int16_t * xsums = offsets ? grow(im.x_q8_int_sum, m * nb) : nullptr;   // [m, K/32]
+    int16_t * xs = q8::has_offsets(t) ? grow(im.x_q8_sum, m * nb) : nullptr; // [m, K/32]
 #pragma omp parallel
     { // one contiguous share of the rows per thread
         const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
         const int64_t i0 = m * part / parts, i1 = m * (part + 1) / parts;
-        quantize(t, x + i0 * k, i1 - i0, k, xq + i0 * k, xd + i0 * nb, offsets ? xs + i0 * nb : nullptr,
-                 offsets ? xsums + i0 * nb : nullptr);
+        quantize(t, x + i0 * k, i1 - i0, k, xq + i0 * k, xd + i0 * nb, xs ? xs + i0 * nb : nullptr);
     }
-    return {xq, xd, xs, xsums, k};
+    return {xq, xd, xs, k};
 }
 
 void matmul_context::multiply_q8(const raw_view & w, const q8::activations & act, int64_t m, float * y, int64_t ldy) {

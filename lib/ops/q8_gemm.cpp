@@ -17,8 +17,7 @@ namespace {
 std::atomic<const kernel *> g_test_kernel{nullptr};
 }
 
-void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s,
-                          int16_t * sums) {
+void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, int16_t * sums) {
     const int64_t nb = k / k_qk;
     std::vector<std::byte> buf(activation_bytes(t, k)); // one row's blocks, a few KiB
     for (int64_t i = 0; i < m; ++i) {
@@ -30,10 +29,7 @@ void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_
                 const int64_t j = b % 8;
                 qs = blk.qs + j * k_qk;
                 d[i * nb + b] = blk.d;
-                if (has_offsets(t)) {
-                    sums[i * nb + b] = int16_t(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
-                    s[i * nb + b] = blk.d * float(sums[i * nb + b]);
-                }
+                if (has_offsets(t)) sums[i * nb + b] = int16_t(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
             } else {
                 const auto & blk = reinterpret_cast<const block_q8_0 *>(buf.data())[b];
                 qs = blk.qs;

@@ -63,22 +63,19 @@ inline constexpr int64_t k_block_bytes = k_block_offsets + 4 * k_tile_cols;     
 inline constexpr int k_act_offset = 128;
 
 // Activations [m, k]: q[i·k + j] = qx + 128 (u8), d[i·(k/32) + b] = dx of row i's block b and,
-// for weight types with offsets, the block's Σ qx twice: scaled, s[i·(k/32) + b] = dx · Σ qx (the
-// AVX2 kernel's offsets), and exact, sums[i·(k/32) + b] (|Σ qx| <= 32 · 127: int16; the AVX-512
-// kernel's); else both nullptr.
+// for weight types with offsets, sums[i·(k/32) + b] = Σ qx over that block (|Σ| <= 32 · 127:
+// int16), else nullptr.
 struct activations {
     const uint8_t * q;
     const float * d;
-    const float * s;
     const int16_t * sums;
     int64_t k;
 };
 
-// Rows x[m, k] into q [m, k], d [m, k/32] and (has_offsets(t)) s and sums [m, k/32] through
+// Rows x[m, k] into q [m, k], d [m, k/32] and (has_offsets(t)) sums [m, k/32] through
 // quantize_activation's blocks for weight type t (Q8_0, or super_blocks(t): Q8_K, its d repeated
 // over 8 blocks).
-void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s,
-                          int16_t * sums);
+void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, int16_t * sums);
 
 // Packs weight rows 0..cols-1 (cols <= the kernel's chunk_cols; row r at w + r · w_stride, k
 // elements of type t) and writes y[i · ldy + c] for i < a's m rows, c < cols. scratch: the
@@ -87,8 +84,7 @@ using chunk_fn = void (*)(dtype t, const std::byte * w, size_t w_stride, int64_t
                           int64_t m, float * y, int64_t ldy, std::byte * scratch);
 
 // quantize_activations' signature: a kernel's own build of it, bit for bit the same.
-using quantize_fn = void (*)(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s,
-                             int16_t * sums);
+using quantize_fn = void (*)(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, int16_t * sums);
 
 // A kernel: its chunk function, the weight types it takes (of supports()), the weight rows one
 // call packs (sized so the packed chunk stays in L2 while every activation row streams past it),

@@ -46,7 +46,7 @@ FRUGAL_AVX2 inline void q8_rows(const tiles_part & part, const activations & a, 
     const int64_t nb = part.nb, row_blocks = a.k / k_qk;
     const uint8_t * xq = a.q + i0 * a.k + part.b0 * k_qk;
     const float * xd = a.d + i0 * row_blocks + part.b0;
-    const float * xs = offsets ? a.s + i0 * row_blocks + part.b0 : nullptr;
+    const int16_t * x_sums = offsets ? a.sums + i0 * row_blocks + part.b0 : nullptr;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[MR][NT];
     for (int r = 0; r < MR; ++r)
@@ -116,8 +116,10 @@ FRUGAL_AVX2 inline void q8_rows(const tiles_part & part, const activations & a, 
             }
             if constexpr (offsets) {
                 const __m256 mw = _mm256_loadu_ps(reinterpret_cast<const float *>(blk[t] + k_offsets));
-                for (int r = 0; r < MR; ++r)
-                    acc[r][t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xs[r * row_blocks + b]), acc[r][t]);
+                for (int r = 0; r < MR; ++r) {
+                    const int64_t at = r * row_blocks + b;
+                    acc[r][t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xd[at] * float(x_sums[at])), acc[r][t]);
+                }
             }
         }
     }

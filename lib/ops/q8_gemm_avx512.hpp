@@ -477,10 +477,10 @@ FRUGAL_AVX512 inline __m512i quantize16(const float * x, __m512 scale, uint8_t *
 // are contiguous, so x is a run of m · k/32 blocks.
 //   Q8_0 blocks: amax → d = fp16(amax / 127) (widened again), q = x · (127 / amax);
 //   Q8_K super-blocks (super_blocks(t)): the signed value of largest magnitude, the first on
-//   ties, sets iscale = −127 / max and d = 1 / iscale for its 8 blocks; sums = Σ q and
-//   s = d · Σ q per block where t has offsets. An all-zero super-block has d = 0, quants 0.
+//   ties, sets iscale = −127 / max and d = 1 / iscale for its 8 blocks; sums = Σ q per block
+//   where t has offsets. An all-zero super-block has d = 0, quants 0.
 FRUGAL_AVX512 inline void quantize_activations(frugal::dtype t, const float * x, int64_t m, int64_t k, uint8_t * q,
-                                               float * d, float * s, int16_t * sums) {
+                                               float * d, int16_t * sums) {
     using frugal::k_qk;
     const int64_t blocks = m * (k / k_qk);
     if (!q8::super_blocks(t)) {
@@ -521,10 +521,7 @@ FRUGAL_AVX512 inline void quantize_activations(frugal::dtype t, const float * x,
             const __m512i hi = quantize16(xs + j * k_qk + 16, _mm512_set1_ps(iscale), qs + j * k_qk + 16);
             const int64_t b = sb * per_super + j;
             d[b] = dv;
-            if (offsets) {
-                sums[b] = int16_t(_mm512_reduce_add_epi32(_mm512_add_epi32(lo, hi)));
-                s[b] = dv * float(sums[b]);
-            }
+            if (offsets) sums[b] = int16_t(_mm512_reduce_add_epi32(_mm512_add_epi32(lo, hi)));
         }
     }
 }

@@ -186,15 +186,13 @@ void check_chunk(const q8::kernel & kernel, dtype t, int64_t m, int64_t cols, in
             x[size_t(j)] = !q8::super_blocks(t) ? 1.f : j % k_qk_k == 0 ? -1.f : 127.f / 128.f;
     const int64_t nb = k / k_qk, ldy = kernel.chunk_cols + 3;
     std::vector<uint8_t> xq(static_cast<size_t>(m * k));
-    std::vector<float> xd(static_cast<size_t>(m * nb)), xs(static_cast<size_t>(m * nb));
+    std::vector<float> xd(static_cast<size_t>(m * nb));
     std::vector<int16_t> x_sums(static_cast<size_t>(m * nb));
-    q8::quantize_activations(t, x.data(), m, k, xq.data(), xd.data(), xs.data(), x_sums.data());
+    q8::quantize_activations(t, x.data(), m, k, xq.data(), xd.data(), x_sums.data());
     std::vector<std::byte> scratch(kernel.scratch_bytes(k));
     constexpr float sentinel = -12345.f;
     std::vector<float> y(static_cast<size_t>(m * ldy), sentinel);
-    const bool offsets = q8::has_offsets(t);
-    const q8::activations act{xq.data(), xd.data(), offsets ? xs.data() : nullptr, offsets ? x_sums.data() : nullptr,
-                              k};
+    const q8::activations act{xq.data(), xd.data(), q8::has_offsets(t) ? x_sums.data() : nullptr, k};
     kernel.run(t, w.data(), size_t(row_bytes(t, k)), cols, act, m, y.data(), ldy, scratch.data());
     const reference ref = reference_product(t, w.data(), cols, x.data(), m, k);
     int64_t bad = 0, untouched_wrong = 0;
@@ -267,11 +265,10 @@ void checked_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t cols, 
 }
 
 // The kernel under test's own quantizer (or the portable one), each call counted.
-void counted_quantize(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, float * s,
-                      int16_t * sums) {
+void counted_quantize(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, int16_t * sums) {
     ++g_quantizations;
     const q8::quantize_fn own = g_checked.load()->quantize;
-    (own ? own : q8::quantize_activations)(t, x, m, k, q, d, s, sums);
+    (own ? own : q8::quantize_activations)(t, x, m, k, q, d, sums);
 }
 
 // Puts `kernel`, each call checked, in place of the library's own choice, and restores that
@@ -345,10 +342,9 @@ TEST_CASE("the kernels' own activation quantizers equal quantize_activations bit
                 }
                 const int64_t nb = k / k_qk;
                 std::vector<uint8_t> want_q(size_t(m * k));
-                std::vector<float> want_d(size_t(m * nb)), want_s(size_t(m * nb), -1.f);
+                std::vector<float> want_d(size_t(m * nb));
                 std::vector<int16_t> want_sums(size_t(m * nb), -1);
-                q8::quantize_activations(t, x.data(), m, k, want_q.data(), want_d.data(), want_s.data(),
-                                         want_sums.data());
+                q8::quantize_activations(t, x.data(), m, k, want_q.data(), want_d.data(), want_sums.data());
                 if (q8::has_offsets(t)) { // the exact sums are those of the stored quants
                     int64_t wrong_sums = 0;
                     for (int64_t b = 0; b < m * nb; ++b) {
@@ -364,12 +360,11 @@ TEST_CASE("the kernels' own activation quantizers equal quantize_activations bit
                     CAPTURE(k);
                     CAPTURE(m);
                     std::vector<uint8_t> q(want_q.size());
-                    std::vector<float> d(want_d.size()), s(want_s.size(), -1.f);
+                    std::vector<float> d(want_d.size());
                     std::vector<int16_t> sums(want_sums.size(), -1);
-                    kernel->quantize(t, x.data(), m, k, q.data(), d.data(), s.data(), sums.data());
+                    kernel->quantize(t, x.data(), m, k, q.data(), d.data(), sums.data());
                     CHECK(q == want_q);
                     CHECK(std::memcmp(d.data(), want_d.data(), d.size() * sizeof(float)) == 0);
-                    CHECK(std::memcmp(s.data(), want_s.data(), s.size() * sizeof(float)) == 0);
                     CHECK(sums == want_sums);
                 }
             }
