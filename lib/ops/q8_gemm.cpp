@@ -19,9 +19,11 @@ std::atomic<const kernel *> g_test_kernel{nullptr};
 
 void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, int16_t * sums) {
     const int64_t nb = k / k_qk;
-    std::vector<std::byte> buf(activation_bytes(t, k)); // one row's blocks, a few KiB
+    // Q8_K, or Q8_0 blocks (Q5_1's Q8_1 has the same quants and d)
+    const dtype format = super_blocks(t) ? t : dtype::q8_0;
+    std::vector<std::byte> buf(activation_bytes(format, k)); // one row's blocks, a few KiB
     for (int64_t i = 0; i < m; ++i) {
-        quantize_activation(t, x + i * k, buf.data(), k);
+        quantize_activation(format, x + i * k, buf.data(), k);
         const int8_t * qs = nullptr;
         for (int64_t b = 0; b < nb; ++b) {
             if (super_blocks(t)) { // Q8_K: 256 quants, one d, sums per 16
@@ -34,6 +36,11 @@ void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_
                 const auto & blk = reinterpret_cast<const block_q8_0 *>(buf.data())[b];
                 qs = blk.qs;
                 d[i * nb + b] = fp16_to_fp32(blk.d);
+                if (has_offsets(t)) {
+                    int sum = 0;
+                    for (int8_t v : blk.qs) sum += v;
+                    sums[i * nb + b] = int16_t(sum);
+                }
             }
             for (int64_t e = 0; e < k_qk; ++e) q[i * k + b * k_qk + e] = uint8_t(qs[e] + k_act_offset);
         }

@@ -1,11 +1,12 @@
 // q8_gemm.hpp - the q8 prefill path (ops::prefill_gemm::q8): llama.cpp's block arithmetic with the
 // block sums taken in integers,
 //   Y[m, n] = Σ_b dw[n, b] · dx[m, b] · Σ_{k ∈ block b} qw[n, k] · qx[m, k]
-//                + Σ_b mw[n, b] · dx[m, b] · Σ_{k ∈ block b} qx[m, k]      (K-quants only)
+//                + Σ_b mw[n, b] · dx[m, b] · Σ_{k ∈ block b} qx[m, k]      (Q4_K, Q5_K, Q5_1)
 // qx, dx: the activations' Q8_0 blocks (Q8_K for K-quants: one dx per 256), exactly as
 // quantize_activation makes them for the weight type (the values llama.cpp and frugal's decode
 // kernels multiply); qw, dw, mw: the weight's own quants, block scales and offsets (Q8_0 as
-// stored, Q4_0 as q − 8 and Q5_0 as q − 16 with mw = 0; Q4_K and Q5_K per 32-element sub-block: dw = d · sc,
+// stored, Q4_0 as q − 8 and Q5_0 as q − 16 with mw = 0; Q5_1 as q with dw = d and mw = m; Q4_K
+// and Q5_K per 32-element sub-block: dw = d · sc,
 // mw = −dmin · m, qw = 0..15 or 0..31; Q6_K as q − 32 with dw = d, each 16-element half's sum
 // multiplied by its int8 scale sc: in int32 as llama.cpp does (AVX2), or by d · sc in f32, exact,
 // where the AVX-512 kernel scales each half's own). Each block (half) sum is exact in int32
@@ -28,18 +29,19 @@
 
 namespace frugal::ops::q8 {
 
-// Weight types the path multiplies: integer quants with one scale (and, for Q4_K and Q5_K, one
-// offset) per 32-element block, or (Q6_K) one int8 scale per 16 under a float one per 256.
-// Q5_0 is what llama.cpp's quantizer writes for a Q4_K tensor whose rows are not a multiple of
-// 256 (DeepSeek-V2-Lite's 1408-wide expert down projections in a Q4_K_M file).
+// Weight types the path multiplies: integer quants with one scale (and, for Q4_K, Q5_K and Q5_1,
+// one offset) per 32-element block, or (Q6_K) one int8 scale per 16 under a float one per 256.
+// Q5_0 and Q5_1 are what llama.cpp's quantizer writes for a Q4_K and a Q5_K tensor whose rows are
+// not a multiple of 256 (DeepSeek-V2-Lite's 1408-wide expert down projections in Q4_K_M and
+// Q5_K_M files).
 constexpr bool supports(dtype t) {
     return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q5_0 ||
-           t == dtype::q5_0_repacked || t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k;
+           t == dtype::q5_0_repacked || t == dtype::q5_1 || t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k;
 }
 // K-quants: Q8_K activations (one dx per 256).
 constexpr bool super_blocks(dtype t) { return t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k; }
-// Q4_K and Q5_K: an offset mw per block.
-constexpr bool has_offsets(dtype t) { return t == dtype::q4_k || t == dtype::q5_k; }
+// Q4_K, Q5_K and Q5_1: an offset mw per block, which meets the activations' block sums.
+constexpr bool has_offsets(dtype t) { return t == dtype::q4_k || t == dtype::q5_k || t == dtype::q5_1; }
 
 // The AVX-512 kernel's layout. Output columns per tile: one zmm of int32 (and then f32) lanes,
 // one column per lane.
@@ -73,8 +75,8 @@ struct activations {
 };
 
 // Rows x[m, k] into q [m, k], d [m, k/32] and (has_offsets(t)) sums [m, k/32] through
-// quantize_activation's blocks for weight type t (Q8_0, or super_blocks(t): Q8_K, its d repeated
-// over 8 blocks).
+// quantize_activation's blocks for weight type t (Q8_0, whose quants and d are Q8_1's for Q5_1,
+// or super_blocks(t): Q8_K, its d repeated over 8 blocks).
 void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, int16_t * sums);
 
 // Packs weight rows 0..cols-1 (cols <= the kernel's chunk_cols; row r at w + r · w_stride, k
@@ -160,10 +162,11 @@ private:
 };
 
 // Where block b's scale (fp16) and quants sit in a weight row of nb 32-element blocks (Q8_0,
-// Q4_0 and Q5_0, either layout; the K-quants have their own packing): at d_offset + b · d_step
-// and q_offset + b · q_step bytes. Nibble quants (4-bit, low nibbles first as Q4_0 stores them)
-// are q − zero; Q5_0's fifth bits are the 32 bits (element e: bit e) at fifth_bits_offset +
-// b · q_step, or, repacked, spread as detail::repacked_fifth_bits_word reads them.
+// Q4_0 and Q5_0, either layout, and Q5_1; the K-quants have their own packing): at d_offset +
+// b · d_step and q_offset + b · q_step bytes. Nibble quants (4-bit, low nibbles first as Q4_0
+// stores them) are q − zero; Q5_0's and Q5_1's fifth bits are the 32 bits (element e: bit e) at
+// fifth_bits_offset + b · q_step, or, repacked, spread as detail::repacked_fifth_bits_word reads
+// them. Q5_1's offset m (fp16) sits at m_offset + b · d_step (m_offset < 0: no offsets).
 enum class fifth_bits { none, words, repacked };
 struct block_layout {
     int64_t d_offset, d_step, q_offset, q_step;
@@ -171,6 +174,7 @@ struct block_layout {
     int zero;
     fifth_bits fifth;
     int64_t fifth_bits_offset;
+    int64_t m_offset = -1;
 };
 constexpr block_layout layout_of(dtype t, int64_t nb) {
     constexpr int64_t half = sizeof(uint16_t), nibble_bytes = k_qk / 2;
@@ -184,6 +188,10 @@ constexpr block_layout layout_of(dtype t, int64_t nb) {
                 true, 16,                 fifth_bits::words,        offsetof(block_q5_0, qh)};
     case dtype::q5_0_repacked:
         return {0, half, detail::repacked_nibbles_offset(t, nb), nibble_bytes, true, 16, fifth_bits::repacked, 0};
+    case dtype::q5_1:
+        return {0,    sizeof(block_q5_1), offsetof(block_q5_1, qs), sizeof(block_q5_1),
+                true, 0,                  fifth_bits::words,        offsetof(block_q5_1, qh),
+                offsetof(block_q5_1, m)};
     default: return {0, 0, 0, 0, false, 0, fifth_bits::none, 0}; // not reached: callers check supports(t)
     }
 }
@@ -196,14 +204,15 @@ inline void repacked_fifth_bits_words(const std::byte * w, size_t w_stride, int6
         words[c] = c < cols ? detail::repacked_fifth_bits_word(w + c * int64_t(w_stride), nb, b) : 0;
 }
 
-// Block b's scales (laid out as l) of the first `cols` of a tile's `tile_cols` rows, w_stride
-// apart, as dw[c] (0 past cols).
-inline void block_scales(const block_layout & l, const std::byte * w, size_t w_stride, int64_t cols,
-                         int64_t tile_cols, int64_t b, float * dw) {
+// The fp16 at byte `at` of the first `cols` of a tile's `tile_cols` rows, w_stride apart, as
+// out[c] (0 past cols): block b's scales dw (at = l.d_offset + b · l.d_step) or offsets mw
+// (l.m_offset + b · l.d_step).
+inline void block_halves(const std::byte * w, size_t w_stride, int64_t cols, int64_t tile_cols, int64_t at,
+                         float * out) {
     for (int64_t c = 0; c < tile_cols; ++c) {
-        uint16_t d = 0;
-        if (c < cols) std::memcpy(&d, w + c * int64_t(w_stride) + l.d_offset + b * l.d_step, sizeof d);
-        dw[c] = fp16_to_fp32(d);
+        uint16_t h = 0;
+        if (c < cols) std::memcpy(&h, w + c * int64_t(w_stride) + at, sizeof h);
+        out[c] = fp16_to_fp32(h);
     }
 }
 

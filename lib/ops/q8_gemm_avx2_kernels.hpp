@@ -21,7 +21,7 @@ constexpr int64_t k_block = k_offsets + 4 * k_cols;        // 352
 
 // Groups of weight type t summed in int16 before vpmaddwd widens them (see above).
 constexpr int span_of(dtype t) {
-    return t == dtype::q5_k || t == dtype::q6_k ? 2 : t == dtype::q4_k || t == dtype::q5_0 ? 4 : 8;
+    return t == dtype::q5_k || t == dtype::q5_1 || t == dtype::q6_k ? 2 : t == dtype::q4_k || t == dtype::q5_0 ? 4 : 8;
 }
 
 // All ones in the int32 lanes c < cols.
@@ -202,7 +202,7 @@ FRUGAL_AVX2 inline void pack_tile(const block_layout & l, const std::byte * w, s
                 sum = _mm256_add_epi32(sum, column_sums(q));
             }
             store_correction(blk, sum);
-            block_scales(l, w, w_stride, cols, k_cols, b, reinterpret_cast<float *>(blk + k_scales));
+            block_halves(w, w_stride, cols, k_cols, l.d_offset + b * l.d_step, reinterpret_cast<float *>(blk + k_scales));
             continue;
         }
         // group g < 4: low nibbles of bytes 4g..4g+3 (elements 4g..), g >= 4: their high ones
@@ -221,7 +221,9 @@ FRUGAL_AVX2 inline void pack_tile(const block_layout & l, const std::byte * w, s
             sum = _mm256_add_epi32(sum, _mm256_add_epi32(column_sums(lo), column_sums(hi)));
         }
         store_correction(blk, sum);
-        block_scales(l, w, w_stride, cols, k_cols, b, reinterpret_cast<float *>(blk + k_scales));
+        block_halves(w, w_stride, cols, k_cols, l.d_offset + b * l.d_step, reinterpret_cast<float *>(blk + k_scales));
+        if (l.m_offset >= 0) // Q5_1's offsets m
+            block_halves(w, w_stride, cols, k_cols, l.m_offset + b * l.d_step, reinterpret_cast<float *>(blk + k_offsets));
     }
 }
 
@@ -361,6 +363,7 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
         case dtype::q6_k: q8_multiply<dtype::q6_k>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         case dtype::q5_0:
         case dtype::q5_0_repacked: q8_multiply<dtype::q5_0>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
+        case dtype::q5_1: q8_multiply<dtype::q5_1>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         default: q8_multiply<dtype::q4_0>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         }
     }

@@ -54,36 +54,48 @@ FRUGAL_AVX512 inline void super_block_offsets(const std::byte * head, const int1
     }
 }
 
+// The kinds of block a weight type has: plain (Q8_0, Q4_0, Q5_0), plain with an offset each
+// (Q5_1), the sub-blocks of a Q4_K or Q5_K super-block (scales and offsets) and Q6_K's (an int8
+// scale per half).
+enum class block_kind { plain, plain_offsets, super_offsets, halves };
+constexpr block_kind block_kind_of(frugal::dtype t) {
+    if (t == frugal::dtype::q6_k) return block_kind::halves;
+    if (q8::has_offsets(t)) return q8::super_blocks(t) ? block_kind::super_offsets : block_kind::plain_offsets;
+    return block_kind::plain;
+}
+
 // y[i, 16t + c] for i < MR activation rows, t < NT tiles, c < cols[t] (<= 16).
 // Per block b of 32 inputs: the int32 lanes start at zero (a register copy of the corrections
 // for each measured a few percent slower on Zen 5), take 8 vpdpbusd (4 activation bytes
 // broadcast × 4 quants of 16 columns each) and, with the tile's corrections (−128 · Σ qw, see
 // q8_gemm.hpp) added, hold the exact block sums Σ qw · qx; one fused multiply-add scales them by
-// dw · dx into the f32 accumulators (with Offsets: by dw into a super-block's part, which dx
-// scales at its end). With Offsets (Q4_K, Q5_K) the super-block's end also takes its offsets,
+// dw · dx into the f32 accumulators (plain_offsets: a second adds mw · dx · Σ qx; super_offsets:
+// by dw into a super-block's part, which dx scales at its end). With super_offsets (Q4_K, Q5_K)
+// the super-block's end also takes its offsets,
 // −dmin · Σ_j m_j · Σ qx_j: the integer sum in 4 vpdpwssd (as llama.cpp sums its mins), then one
 // fused multiply-add by −dmin into the part, where they had been a fused multiply-add per block
-// (mw · dx · Σ qx): 81 → 78 issues per super-block. With Halves (Q6_K) each 16-element half's 4
+// (mw · dx · Σ qx): 81 → 78 issues per super-block. With halves (Q6_K) each 16-element half's 4
 // vpdpbusd go into lanes that start at the half's correction, so they end as its exact sum, and
 // one fused multiply-add per half scales that by d · sc into the super-block's part. Registers:
 // MR·NT int32 + MR·NT f32 accumulators (16 at 4 × 2), and MR·NT more: the odd groups' int32
-// lanes for plain blocks, or the super-block's parts (Offsets, Halves).
+// lanes for plain blocks, or the super-block's parts (super_offsets, halves).
 // On Zen 4, vpdpbusd, vmulps and vfmadd share two pipes (measured: 8 vpdpbusd and 4 vmulps take
 // 11.6 cycles, against 7.8 alone; cvt, add and vscalefps ran beside them for free), so the
 // epilogue's multiplies cap a block at 8 of every 10 issues for vpdpbusd: 8 / 10 for plain
-// blocks and Offsets, and for Halves since the halves' scales are floats (it was 8 / 12 with an
+// blocks and super_offsets, and for halves since the halves' scales are floats (it was 8 / 12 with an
 // int32 vpmulld per half and a vmulps for dw · dx). Hot Q6_K tiles, one thread: 144-148 -> 167-176
 // GMAC/s (Q8_0's: 178-185); 1.5B Q6_K pp512 +3-16 % (3 alternating pairs).
 //   tiles: NT tiles of nb blocks, tile t at tiles + t · nb · k_block_bytes, blocks [b0, b0 + nb)
 //   of the rows
 //   a: the activations, first row at row i0; y: [MR, ldy], written, or added to (accumulate)
-template <int MR, int NT, bool Offsets, bool Halves>
+template <int MR, int NT, block_kind Kind>
 FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t nb, const q8::activations & a,
                                   int64_t i0, float * y, int64_t ldy, const int64_t * cols, bool accumulate) {
     const int64_t row_blocks = a.k / frugal::k_qk;
     const uint8_t * xq = a.q + i0 * a.k + b0 * frugal::k_qk;
     const float * xd = a.d + i0 * row_blocks + b0;
-    const int16_t * x_sums = Offsets ? a.sums + i0 * row_blocks + b0 : nullptr;
+    constexpr bool Offsets = Kind == block_kind::super_offsets, Halves = Kind == block_kind::halves;
+    const int16_t * x_sums = Kind == block_kind::plain_offsets || Offsets ? a.sums + i0 * row_blocks + b0 : nullptr;
     // With offsets (Q4_K, Q5_K) or halves (Q6_K) the activations are Q8_K, one dx per 8 blocks:
     // part sums a super-block's Σ sum · dw, and dx multiplies it once at the super-block's end.
     constexpr bool super_block_parts = Offsets || Halves;
@@ -145,6 +157,13 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
                     } else {
                         const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xd[r * row_blocks + b]));
                         acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[r][t]);
+                    }
+                }
+                if constexpr (Kind == block_kind::plain_offsets) {
+                    const __m512 mw = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q8::k_block_offsets));
+                    for (int r = 0; r < MR; ++r) {
+                        const int64_t at = r * row_blocks + b;
+                        acc[r][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xd[at] * float(x_sums[at])), acc[r][t]);
                     }
                 }
             }
@@ -222,13 +241,13 @@ FRUGAL_AVX512 inline void transposed_groups(const tile_rows & rows, int64_t at, 
     transposed_dwords(rows, at + 16, out + 4);
 }
 
-// Block b's fp16 scales (laid out as l) of a tile's rows as f32, 0 past cols: q8::block_scales
-// in one conversion (each dword's low half is the scale; the bytes after a scale are always the
-// block's own). A vpgatherdd here was 55 % of packing a Q4_0 tile on Zen 5: the loads alone
-// took a packing-only bench from 13.9 to 8.3 ns a block.
-FRUGAL_AVX512 inline void block_scales(const q8::block_layout & l, const tile_rows & rows, int64_t b, float * dw) {
-    const __m512i words = row_dwords(rows, l.d_offset + b * l.d_step);
-    _mm512_storeu_ps(dw, _mm512_maskz_mov_ps(rows.live, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(words))));
+// The fp16 at byte `at` of a tile's rows as f32, 0 past cols: q8::block_halves in one
+// conversion, for a block's scales or (Q5_1) offsets (each dword's low half is the value; the
+// bytes after one are always the block's own). A vpgatherdd here was 55 % of packing a Q4_0
+// tile on Zen 5: the loads alone took a packing-only bench from 13.9 to 8.3 ns a block.
+FRUGAL_AVX512 inline void block_halves(const tile_rows & rows, int64_t at, float * out) {
+    const __m512i words = row_dwords(rows, at);
+    _mm512_storeu_ps(out, _mm512_maskz_mov_ps(rows.live, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(words))));
 }
 
 // Each byte's nibble at bit `shift` (0: low, 4: high) of its dword: (dword >> shift) & 0x0F per byte.
@@ -258,8 +277,9 @@ FRUGAL_AVX512 inline __m512i fifth_bits(__m512i bits, int shift) {
 }
 
 // Blocks [b0, b0 + nb) of rows 0..cols-1 (cols <= 16) of row_blocks 32-element blocks (Q8_0, Q4_0
-// and Q5_0 in either layout, laid out as l) into one tile at out (q8_gemm.hpp): each block's 8
-// groups transposed across the 16 rows (column c's dword g), its scales converted.
+// and Q5_0 in either layout, and Q5_1, laid out as l) into one tile at out (q8_gemm.hpp): each
+// block's 8 groups transposed across the 16 rows (column c's dword g), its scales (and Q5_1's
+// offsets) converted.
 FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte * w, size_t w_stride, int64_t cols,
                                     int64_t row_blocks, int64_t b0, int64_t nb, std::byte * out) {
     const tile_rows rows = rows_of(w, w_stride, cols);
@@ -295,7 +315,9 @@ FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte 
             for (int g = 0; g < q8::k_groups; ++g) q[g] = _mm512_maskz_mov_epi32(rows.live, q[g]);
         }
         store_quants(blk, q);
-        block_scales(l, rows, b, reinterpret_cast<float *>(blk + q8::k_block_scales));
+        block_halves(rows, l.d_offset + b * l.d_step, reinterpret_cast<float *>(blk + q8::k_block_scales));
+        if (l.m_offset >= 0) // Q5_1's offsets m
+            block_halves(rows, l.m_offset + b * l.d_step, reinterpret_cast<float *>(blk + q8::k_block_offsets));
     }
 }
 
@@ -421,14 +443,14 @@ FRUGAL_AVX512 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, i
 
 // The activation rows of a chunk, four at a time, then the 1 to 3 left, prefetching the next
 // chunk's weight rows meanwhile (q8::next_chunk_prefetch: `ahead`, `ahead_bytes`).
-template <int NT, bool Offsets, bool Halves>
+template <int NT, block_kind Kind>
 FRUGAL_AVX512 inline void q8_all_rows(const q8::tiles_part & part, const q8::activations & a, int64_t m, float * y,
                                       int64_t ldy, const int64_t * cols, const std::byte * ahead,
                                       int64_t ahead_bytes) {
     q8::next_chunk_prefetch prefetch(ahead, ahead_bytes, m / 4);
     const auto rows = [&](auto mr, int64_t i) FRUGAL_AVX512 {
-        q8_rows<decltype(mr)::value, NT, Offsets, Halves>(part.tiles, part.b0, part.nb, a, i, y + i * ldy, ldy, cols,
-                                                           part.accumulate);
+        q8_rows<decltype(mr)::value, NT, Kind>(part.tiles, part.b0, part.nb, a, i, y + i * ldy, ldy, cols,
+                                               part.accumulate);
     };
     int64_t i = 0;
     for (; i + 4 <= m; i += 4) {
@@ -443,17 +465,21 @@ FRUGAL_AVX512 inline void q8_all_rows(const q8::tiles_part & part, const q8::act
     }
 }
 
-// The kind of block weight type t has: plain, with offsets (Q4_K, Q5_K) or with halves (Q6_K).
+// q8_all_rows for the kind of block weight type t has.
 template <int NT>
 FRUGAL_AVX512 inline void q8_multiply(frugal::dtype t, const q8::tiles_part & part, const q8::activations & a, int64_t m,
                                       float * y, int64_t ldy, const int64_t * cols, const std::byte * ahead,
                                       int64_t ahead_bytes) {
-    if (q8::has_offsets(t))
-        q8_all_rows<NT, true, false>(part, a, m, y, ldy, cols, ahead, ahead_bytes);
-    else if (t == frugal::dtype::q6_k)
-        q8_all_rows<NT, false, true>(part, a, m, y, ldy, cols, ahead, ahead_bytes);
-    else
-        q8_all_rows<NT, false, false>(part, a, m, y, ldy, cols, ahead, ahead_bytes);
+    switch (block_kind_of(t)) {
+    case block_kind::plain: q8_all_rows<NT, block_kind::plain>(part, a, m, y, ldy, cols, ahead, ahead_bytes); break;
+    case block_kind::plain_offsets:
+        q8_all_rows<NT, block_kind::plain_offsets>(part, a, m, y, ldy, cols, ahead, ahead_bytes);
+        break;
+    case block_kind::super_offsets:
+        q8_all_rows<NT, block_kind::super_offsets>(part, a, m, y, ldy, cols, ahead, ahead_bytes);
+        break;
+    case block_kind::halves: q8_all_rows<NT, block_kind::halves>(part, a, m, y, ldy, cols, ahead, ahead_bytes); break;
+    }
 }
 
 // Packed tiles a chunk keeps in L2 at most (q8::packed_parts). Without parts,
@@ -475,7 +501,8 @@ FRUGAL_AVX512 inline __m512i quantize16(const float * x, __m512 scale, uint8_t *
 
 // q8::quantize_fn: q8::quantize_activations bit for bit, without its per-row block buffer. Rows
 // are contiguous, so x is a run of m · k/32 blocks.
-//   Q8_0 blocks: amax → d = fp16(amax / 127) (widened again), q = x · (127 / amax);
+//   Q8_0 blocks: amax → d = fp16(amax / 127) (widened again), q = x · (127 / amax); sums = Σ q
+//   per block where t has offsets (Q5_1);
 //   Q8_K super-blocks (super_blocks(t)): the signed value of largest magnitude, the first on
 //   ties, sets iscale = −127 / max and d = 1 / iscale for its 8 blocks; sums = Σ q per block
 //   where t has offsets. An all-zero super-block has d = 0, quants 0.
@@ -483,6 +510,7 @@ FRUGAL_AVX512 inline void quantize_activations(frugal::dtype t, const float * x,
                                                float * d, int16_t * sums) {
     using frugal::k_qk;
     const int64_t blocks = m * (k / k_qk);
+    const bool offsets = q8::has_offsets(t);
     if (!q8::super_blocks(t)) {
         for (int64_t b = 0; b < blocks; ++b) {
             const float * xb = x + b * k_qk;
@@ -492,13 +520,12 @@ FRUGAL_AVX512 inline void quantize_activations(frugal::dtype t, const float * x,
             // Through fp16 and back with F16C, which rounds as fp32_to_fp16 does (to nearest even).
             d[b] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph(_mm_set_ss(amax / 127.f), _MM_FROUND_TO_NEAREST_INT)));
             const __m512 id = _mm512_set1_ps(amax != 0.f ? 127.f / amax : 0.f);
-            quantize16(xb, id, q + b * k_qk);
-            quantize16(xb + 16, id, q + b * k_qk + 16);
+            const __m512i lo = quantize16(xb, id, q + b * k_qk), hi = quantize16(xb + 16, id, q + b * k_qk + 16);
+            if (offsets) sums[b] = int16_t(_mm512_reduce_add_epi32(_mm512_add_epi32(lo, hi)));
         }
         return;
     }
     constexpr int64_t per_super = frugal::k_qk_k / k_qk; // 8 blocks
-    const bool offsets = q8::has_offsets(t);
     for (int64_t sb = 0; sb < blocks / per_super; ++sb) {
         const float * xs = x + sb * frugal::k_qk_k;
         uint8_t * qs = q + sb * frugal::k_qk_k;
