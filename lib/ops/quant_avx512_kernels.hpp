@@ -66,7 +66,7 @@ using frugal::ops::detail::batch_buffer; // the batched row loops' shared helper
 using frugal::ops::detail::prefetch_weights_to_l2;
 using frugal::ops::detail::with_batch_rows;
 
-// --- Q8_0, Q4_0 and Q5_0 as stored (34-, 18- and 22-byte blocks) ---------------------------------
+// --- Q8_0, Q4_0, Q5_0 and Q5_1 as stored (34-, 18-, 22- and 24-byte blocks) ----------------------
 // The AVX2 row loop (dot_rows_32) two blocks per zmm: block ib in lanes 0-7 (its even
 // accumulator), ib + 1 in lanes 8-15 (odd). Quants are taken unsigned, as vpdpbusd wants them:
 // Q4_0 and Q5_0 as stored (0..15, 0..31), Q8_0 with its sign bit flipped (q + 128), and each
@@ -79,7 +79,10 @@ using frugal::ops::detail::with_batch_rows;
 // DRAM the same. Rows go one after another: two side by side (each with its own accumulator, so
 // that their FMA chains overlap) ran +40 % in cache but -20 % from DRAM, two streams instead of
 // one. On AVX-512 VNNI CPUs Q4_0 and Q5_0 weights stay as stored (ops::repacking_speeds_decode):
-// this kernel read them faster than the repacked layout's did.
+// this kernel read them faster than the repacked layout's did. Q5_1 (0..31 as stored, against
+// Q8_1 activations) adds its offsets as the AVX2 dot does: Σ m · s_x over the blocks, in their
+// order, one scalar add each, apart from the accumulators and added to their total at the end
+// (1.5B Q5_1 decode was at 46 % of the bench's probe on the AVX2 dot alone, Zen 4).
 
 // Rows of at most this many blocks (K <= 32768, as the AVX2 row loop: a 70B Llama's FFN is 28672
 // wide): the activation's quants and offset table live on the stack (68 KiB). Longer rows take
@@ -90,10 +93,15 @@ inline constexpr int64_t k_stored_max_blocks = 1024;
 template <class Block>
 inline constexpr int k_quant_offset = std::is_same_v<Block, block_q8_0>          ? 128
                                       : std::is_same_v<Block, frugal::block_q5_0> ? 16
+                                      : std::is_same_v<Block, frugal::block_q5_1> ? 0
                                                                                   : 8;
+// Q5_1: a per-block offset m, which meets its Q8_1 activation block's s.
+template <class Block>
+inline constexpr bool k_has_min = std::is_same_v<Block, frugal::block_q5_1>;
 
-// Blocks b[0] and b[1]'s unsigned quants: element e of b[j] at byte 32j + e (Q4_0 and Q5_0: the
-// low nibbles are elements 0..15, the high ones 16..31; Q5_0 ORs bit e of qh in at bit 4).
+// Blocks b[0] and b[1]'s unsigned quants: element e of b[j] at byte 32j + e (Q4_0, Q5_0 and Q5_1:
+// the low nibbles are elements 0..15, the high ones 16..31; Q5_0 and Q5_1 OR bit e of qh in at
+// bit 4).
 template <class Block>
 FRUGAL_AVX512 inline __m512i stored_quant_pair(const Block * b) {
     if constexpr (std::is_same_v<Block, block_q8_0>) {
@@ -106,7 +114,7 @@ FRUGAL_AVX512 inline __m512i stored_quant_pair(const Block * b) {
         // 128-bit lanes 1 and 3 take the high nibbles.
         const __m512i shift = _mm512_mask_blend_epi16(0xFF00FF00, _mm512_setzero_si512(), _mm512_set1_epi16(4));
         __m512i q = _mm512_and_si512(_mm512_srlv_epi16(v, shift), _mm512_set1_epi8(0x0F));
-        if constexpr (std::is_same_v<Block, frugal::block_q5_0>) {
+        if constexpr (std::is_same_v<Block, frugal::block_q5_0> || k_has_min<Block>) {
             uint32_t h0, h1;
             std::memcpy(&h0, b[0].qh, sizeof h0);
             std::memcpy(&h1, b[1].qh, sizeof h1);
@@ -117,27 +125,32 @@ FRUGAL_AVX512 inline __m512i stored_quant_pair(const Block * b) {
 }
 
 // One activation row as the stored-block loop reads it: per block dx, its 32 quants (contiguous:
-// a pair is one load) and the weights' offset times Σ x in its 8 lanes; zeros for the blocks
-// after the last (room for nb + 4 scales and nb + 1 blocks of the rest).
+// a pair is one load), the weights' offset times Σ x in its 8 lanes and (Q5_1) Q8_1's s; zeros for
+// the blocks after the last (room for nb + 4 scales and nb + 1 blocks of the rest).
 struct stored_activation {
     float * dx;
     int8_t * xq;
     int32_t * minus_offset_x;
-    static constexpr size_t bytes_per_block = sizeof(float) + k_qk + 8 * sizeof(int32_t); // 68
+    float * sx; // Q5_1 only
+    template <class Block>
+    static constexpr size_t bytes_per_block = sizeof(float) + k_qk + 8 * sizeof(int32_t) + (k_has_min<Block> ? 4 : 0);
 };
 template <class Block>
 FRUGAL_AVX512 inline void prepare_stored(const void * act, int64_t nb, const stored_activation & t) {
-    const auto * a = static_cast<const block_q8_0 *>(act);
+    using act_block = std::conditional_t<k_has_min<Block>, frugal::ops::block_q8_1, block_q8_0>;
+    const auto * a = static_cast<const act_block *>(act);
     // maddubs' pair sums stay within int16: |x| <= 127, so 2 · 128 · 127 < 2^15.
     const __m256i offset = _mm256_set1_epi8(char(k_quant_offset<Block>));
     for (int64_t ib = 0; ib < nb; ++ib) {
         t.dx[ib] = half(a[ib].d);
+        if constexpr (k_has_min<Block>) t.sx[ib] = half(a[ib].s);
         const __m256i x = load256(a[ib].qs);
         _mm256_store_si256(reinterpret_cast<__m256i *>(t.xq + k_qk * ib), x);
         _mm256_store_si256(reinterpret_cast<__m256i *>(t.minus_offset_x + 8 * ib),
                            _mm256_madd_epi16(_mm256_maddubs_epi16(offset, x), _mm256_set1_epi16(-1)));
     }
     std::fill_n(t.dx + nb, 4, 0.f);
+    if constexpr (k_has_min<Block>) std::fill_n(t.sx + nb, 4, 0.f);
     std::fill_n(t.xq + k_qk * nb, k_qk, int8_t(0));
     std::fill_n(t.minus_offset_x + 8 * nb, 8, 0);
 }
@@ -155,11 +168,12 @@ FRUGAL_AVX512 inline void stored_rows(const std::byte * w, size_t w_stride, int6
         return _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_load_si512(t[i].minus_offset_x + 8 * ib), quants,
                                                       _mm512_loadu_si512(t[i].xq + k_qk * ib)));
     };
-    const bool l2_only =
-        prefetch_weights_to_l2(MR, size_t(nb) * stored_activation::bytes_per_block, size_t(nb) * sizeof(Block));
+    const bool l2_only = prefetch_weights_to_l2(MR, size_t(nb) * stored_activation::bytes_per_block<Block>,
+                                                size_t(nb) * sizeof(Block));
     for (int64_t r = 0; r < rows; ++r) {
         const auto * wb = reinterpret_cast<const Block *>(w + size_t(r) * w_stride);
         __m512 acc[MR]; // lanes 0-7: even blocks, 8-15: odd blocks
+        float offsets[MR] = {}; // Q5_1: Σ m · s_x, block by block
         for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
         int64_t ib = 0;
         for (; ib + 4 <= nb; ib += 4) { // dot_32's groups of four, both parities at once
@@ -174,6 +188,16 @@ FRUGAL_AVX512 inline void stored_rows(const std::byte * w, size_t w_stride, int6
                 acc[i] = _mm512_add_ps(acc[i],
                                        _mm512_fmadd_ps(_mm512_permutexvar_ps(second_pair, s4), sums(q23, i, ib + 2), first));
             }
+            if constexpr (k_has_min<Block>) {
+                const uint64_t m4 = uint64_t(wb[ib].m) | uint64_t(wb[ib + 1].m) << 16 | uint64_t(wb[ib + 2].m) << 32 |
+                                    uint64_t(wb[ib + 3].m) << 48;
+                const __m128 mw4 = _mm_cvtph_ps(_mm_cvtsi64_si128(int64_t(m4)));
+                for (int i = 0; i < MR; ++i) {
+                    alignas(16) float p[4];
+                    _mm_store_ps(p, _mm_mul_ps(mw4, _mm_loadu_ps(t[i].sx + ib)));
+                    offsets[i] = offsets[i] + p[0] + p[1] + p[2] + p[3]; // left to right: block order
+                }
+            }
         }
         for (; ib < nb; ib += 2) { // the last one to three blocks; an odd last one joins lanes 0-7
             const bool both = ib + 1 < nb;
@@ -183,9 +207,13 @@ FRUGAL_AVX512 inline void stored_rows(const std::byte * w, size_t w_stride, int6
                 const __m512 scale = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(half(pair[0].d) * t[i].dx[ib]),
                                                           _mm512_set1_ps(half(pair[1].d) * t[i].dx[ib + 1]));
                 acc[i] = _mm512_mask_mov_ps(acc[i], both ? 0xFFFF : 0x00FF, _mm512_fmadd_ps(scale, sums(q, i, ib), acc[i]));
+                if constexpr (k_has_min<Block>) {
+                    offsets[i] += half(pair[0].m) * t[i].sx[ib];
+                    if (both) offsets[i] += half(pair[1].m) * t[i].sx[ib + 1];
+                }
             }
         }
-        for (int i = 0; i < MR; ++i) out[i * ldo + r] = even_odd_total(acc[i]);
+        for (int i = 0; i < MR; ++i) out[i * ldo + r] = even_odd_total(acc[i]) + offsets[i];
     }
 }
 
@@ -196,7 +224,8 @@ FRUGAL_AVX512 inline void dot_rows_stored(const std::byte * w, size_t w_stride, 
     alignas(64) float dx[k_stored_max_blocks + 4];
     alignas(64) int8_t xq[k_qk * (k_stored_max_blocks + 1)];
     alignas(64) int32_t minus_offset_x[8 * (k_stored_max_blocks + 1)];
-    const stored_activation t{dx, xq, minus_offset_x};
+    alignas(64) float sx[k_has_min<Block> ? k_stored_max_blocks + 4 : 1];
+    const stored_activation t{dx, xq, minus_offset_x, sx};
     prepare_stored<Block>(act, nb, t);
     stored_rows<Block, 1>(w, w_stride, rows, nb, &t, out, 0);
 }
@@ -209,13 +238,16 @@ FRUGAL_AVX512 inline void dot_rows_stored_batch(const std::byte * w, size_t w_st
     const int64_t nb = n / k_qk;
     const auto lines = [](size_t bytes) { return (bytes + 63) / 64 * 64; }; // each part 64-byte aligned
     const size_t dx_bytes = lines(size_t(nb + 4) * sizeof(float)), xq_bytes = lines(size_t(nb + 1) * k_qk);
-    const size_t per_row = dx_bytes + xq_bytes + lines(size_t(nb + 1) * 8 * sizeof(int32_t));
+    const size_t offsets_bytes = lines(size_t(nb + 1) * 8 * sizeof(int32_t));
+    const size_t sx_bytes = k_has_min<Block> ? dx_bytes : 0;
+    const size_t per_row = dx_bytes + xq_bytes + offsets_bytes + sx_bytes;
     std::byte * base = batch_buffer(per_row * size_t(m));
     stored_activation t[frugal::ops::detail::k_batch];
     for (int64_t i = 0; i < m; ++i) {
         std::byte * at = base + per_row * size_t(i);
         t[i] = {reinterpret_cast<float *>(at), reinterpret_cast<int8_t *>(at + dx_bytes),
-                reinterpret_cast<int32_t *>(at + dx_bytes + xq_bytes)};
+                reinterpret_cast<int32_t *>(at + dx_bytes + xq_bytes),
+                reinterpret_cast<float *>(at + dx_bytes + xq_bytes + offsets_bytes)};
         prepare_stored<Block>(act + size_t(i) * act_stride, nb, t[i]);
     }
     with_batch_rows(m, [&](auto mr) FRUGAL_AVX512 { stored_rows<Block, mr()>(w, w_stride, rows, nb, t, out, ldo); });
@@ -466,25 +498,34 @@ FRUGAL_AVX512 inline void dot_rows_q6_k_batch(const std::byte * w, size_t w_stri
 }
 
 
-// The row loops of Q8_0, Q4_0 and Q5_0 as the decode table takes them: rows longer than the
-// kernel's stack holds go to the AVX2 one.
+// The block of each 32-element type the stored-block loop takes.
+template <frugal::dtype T>
+using stored_block = std::conditional_t<
+    T == frugal::dtype::q8_0, block_q8_0,
+    std::conditional_t<T == frugal::dtype::q4_0, frugal::block_q4_0,
+                       std::conditional_t<T == frugal::dtype::q5_0, frugal::block_q5_0, frugal::block_q5_1>>>;
+
+// The row loops of Q8_0, Q4_0, Q5_0 and Q5_1 as the decode table takes them: rows longer than the
+// kernel's stack holds go to the AVX2 kernels (Q5_1's dot, which has no row loop, row by row).
 template <frugal::dtype T>
 FRUGAL_AVX512 inline void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
                                       float * out) {
-    static_assert(T == frugal::dtype::q8_0 || T == frugal::dtype::q4_0 || T == frugal::dtype::q5_0);
-    using block = std::conditional_t<T == frugal::dtype::q8_0, block_q8_0,
-                                     std::conditional_t<T == frugal::dtype::q4_0, frugal::block_q4_0, frugal::block_q5_0>>;
-    if (n / k_qk > k_stored_max_blocks) return frugal::ops::detail::avx2_kernels(T)->dot_rows(w, w_stride, rows, act, n, out);
-    dot_rows_stored<block>(w, w_stride, rows, act, n, out);
+    static_assert(T == frugal::dtype::q8_0 || T == frugal::dtype::q4_0 || T == frugal::dtype::q5_0 ||
+                  T == frugal::dtype::q5_1);
+    if (n / k_qk > k_stored_max_blocks) {
+        const frugal::ops::detail::kernels * avx2 = frugal::ops::detail::avx2_kernels(T);
+        if (avx2->dot_rows) return avx2->dot_rows(w, w_stride, rows, act, n, out);
+        for (int64_t r = 0; r < rows; ++r) out[r] = avx2->dot(w + size_t(r) * w_stride, act, n);
+        return;
+    }
+    dot_rows_stored<stored_block<T>>(w, w_stride, rows, act, n, out);
 }
 
 // dot_rows_stored_batch for the 32-element block types (kernels::dot_rows_batch).
 template <frugal::dtype T>
 FRUGAL_AVX512 inline void dot_rows_32_batch(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
                                             size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
-    using block = std::conditional_t<T == frugal::dtype::q8_0, block_q8_0,
-                                     std::conditional_t<T == frugal::dtype::q4_0, frugal::block_q4_0, frugal::block_q5_0>>;
-    dot_rows_stored_batch<block>(w, w_stride, rows, act, act_stride, m, n, out, ldo);
+    dot_rows_stored_batch<stored_block<T>>(w, w_stride, rows, act, act_stride, m, n, out, ldo);
 }
 
 // A row loop's one-row case: every kernel here is a row loop, and the decode table's single-row

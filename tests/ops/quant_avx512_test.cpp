@@ -1,5 +1,5 @@
 // quant_avx512_test.cpp - the AVX-512 VNNI decode kernels (lib/ops/quant_avx512_kernels.hpp: Q8_0,
-// Q4_0 and Q5_0, Q4_K, Q5_K, Q6_K) must give the AVX2 kernels' results to the bit. Two builds of the same source are checked:
+// Q4_0, Q5_0 and Q5_1, Q4_K, Q5_K, Q6_K) must give the AVX2 kernels' results to the bit. Two builds of the same source are checked:
 //   - the library's, on CPUs with AVX-512 F/BW/VNNI (skipped elsewhere);
 //   - one compiled here against SIMD Everywhere's portable AVX-512 (Debian libsimde-dev), which
 //     runs on any x86-64 CPU: the kernels' logic is tested even where no AVX-512 machine is.
@@ -25,10 +25,10 @@ using namespace frugal;
 
 namespace {
 
-// rows x n weights of type t (Q8_0, Q4_0 or Q5_0) and one Q8_0 activation row, from seeded
-// random floats through the library's quantizers (ordinary fp16 scales); every other row gets
-// extreme quants (Q8_0: -128, 127, 0, -1; Q4_0: 0 and 15, i.e. -8 and 7) to reach the edges of
-// the integer ranges.
+// rows x n weights of type t (Q8_0, Q4_0, Q5_0 or Q5_1) and one activation row of its type (Q8_0,
+// Q8_1), from seeded random floats through the library's quantizers (ordinary fp16 scales; Q5_1's
+// offsets of either sign); every other row gets extreme quants (Q8_0: -128, 127, 0, -1; Q4_0: 0
+// and 15, i.e. -8 and 7; Q5_0 and Q5_1: 0 and 31) to reach the edges of the integer ranges.
 struct weights_case {
     std::vector<std::byte> w, act;
 };
@@ -44,14 +44,23 @@ weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
     for (int64_t r = 0; r < rows; ++r) {
         for (auto & v : x) v = normal(rng);
         std::byte * row = c.w.data() + r * row_bytes;
-        if (t == dtype::q5_0) { // no Q5_0 quantizer: random quants, ordinary scales, and every
-                                // other row all 0 or all 31 by block (the ends of the range)
-            for (int64_t b = 0; b < n / k_qk; ++b) {
-                auto & blk = reinterpret_cast<block_q5_0 *>(row)[b];
+        if (t == dtype::q5_0 || t == dtype::q5_1) { // no quantizer for these: random quants, ordinary
+                                                     // scales, and every other row all 0 or all 31
+                                                     // by block (the ends of the range)
+            const auto fill = [&](auto & blk, int64_t b) {
                 blk.d = fp32_to_fp16(0.01f * (1.f + std::abs(normal(rng))));
                 const bool extreme = r % 2 == 1, high = (b + r) % 2 == 0;
                 for (auto & q : blk.qs) q = extreme ? (high ? 0xFF : 0x00) : uint8_t(byte(rng));
                 for (auto & q : blk.qh) q = extreme ? (high ? 0xFF : 0x00) : uint8_t(byte(rng));
+            };
+            for (int64_t b = 0; b < n / k_qk; ++b) {
+                if (t == dtype::q5_0) {
+                    fill(reinterpret_cast<block_q5_0 *>(row)[b], b);
+                } else {
+                    auto & blk = reinterpret_cast<block_q5_1 *>(row)[b];
+                    fill(blk, b);
+                    blk.m = fp32_to_fp16(0.1f * normal(rng));
+                }
             }
             continue;
         }
@@ -79,20 +88,25 @@ weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
 constexpr int64_t k_block_counts[] = {1, 2, 3, 5, 8, 9, 13, 44, 48, 280, 640, 721, 1025};
 
 // dot, dot_rows and dot_rows_batch (for 1 to 4 activation rows) of type t against the AVX2
-// table's dot_rows, bit for bit.
+// table's dot_rows (Q5_1, which has none there: its dot row by row), bit for bit.
 void check_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
                         decltype(ops::detail::kernels::dot_rows) dot_rows,
                         decltype(ops::detail::kernels::dot_rows_batch) dot_rows_batch) {
     const ops::detail::kernels * avx2 = ops::detail::avx2_kernels(t);
     REQUIRE(avx2);
-    REQUIRE(bool(avx2->dot_rows));
+    REQUIRE((bool(avx2->dot_rows) || t == dtype::q5_1));
+    const auto avx2_rows = [&](const std::byte * w, size_t stride, int64_t rows, const std::byte * act, int64_t n,
+                               float * out) {
+        if (avx2->dot_rows) return avx2->dot_rows(w, stride, rows, act, n, out);
+        for (int64_t r = 0; r < rows; ++r) out[r] = avx2->dot(w + size_t(r) * stride, act, n);
+    };
     for (int64_t nb : k_block_counts) {
         CAPTURE(nb);
         const int64_t rows = 5, n = nb * k_qk;
         const auto c = make_case(t, rows, n, uint32_t(nb));
         const size_t stride = size_t(frugal::row_bytes(t, n));
         std::vector<float> want(static_cast<size_t>(rows)), got(static_cast<size_t>(rows));
-        avx2->dot_rows(c.w.data(), stride, rows, c.act.data(), n, want.data());
+        avx2_rows(c.w.data(), stride, rows, c.act.data(), n, want.data());
         dot_rows(c.w.data(), stride, rows, c.act.data(), n, got.data());
         for (int64_t r = 0; r < rows; ++r) {
             CAPTURE(r);
@@ -116,7 +130,7 @@ void check_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
             std::vector<float> out(size_t(m * ldo), -1.f);
             dot_rows_batch(c.w.data(), stride, rows, acts.data(), act_bytes, m, n, out.data(), ldo);
             for (int64_t i = 0; i < m; ++i) {
-                avx2->dot_rows(c.w.data(), stride, rows, acts.data() + i * act_bytes, n, want.data());
+                avx2_rows(c.w.data(), stride, rows, acts.data() + i * act_bytes, n, want.data());
                 CHECK(std::memcmp(&out[size_t(i * ldo)], want.data(), sizeof(float) * size_t(rows)) == 0);
                 CHECK(out[size_t(i * ldo + rows)] == -1.f); // nothing past the rows
             }
@@ -205,6 +219,10 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
         constexpr auto rows = emu::dot_rows_32<dtype::q5_0>;
         check_against_avx2(dtype::q5_0, emu::one_row<rows>, rows, emu::dot_rows_32_batch<dtype::q5_0>);
     }
+    SUBCASE("q5_1") {
+        constexpr auto rows = emu::dot_rows_32<dtype::q5_1>;
+        check_against_avx2(dtype::q5_1, emu::one_row<rows>, rows, emu::dot_rows_32_batch<dtype::q5_1>);
+    }
     SUBCASE("q4_k") {
         constexpr auto rows = emu::dot_rows_q45_k<false>;
         check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, emu::one_row<rows>, rows, emu::dot_rows_q45_k_batch<false>);
@@ -221,7 +239,7 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
 
 TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doctest::timeout(60)) {
     if (!ops::detail::avx512_vnni_supported()) FRUGAL_SKIP("this CPU has no AVX-512 VNNI");
-    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q5_0}) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q5_0, dtype::q5_1}) {
         CAPTURE(std::string(dtype_name(t)));
         const ops::detail::kernels * k = ops::detail::avx512_kernels(t);
         REQUIRE(k);
