@@ -289,11 +289,11 @@ FRUGAL_AVX2 void dot_32(const void * w, const std::byte * act, size_t act_stride
 // at once (sharing each activation block) was faster in cache but a third slower from DRAM,
 // where it splits the one long stream the prefetcher follows into short interleaved ones. The
 // per-row float operations (dot_32's order: even and odd accumulators, groups of four, the scale
-// product dw·dx, the final sum) are dot_32's, so the results are bit-identical.
+// product dw·dx, the final sum, and Q5_1's Σ m · s_x block by block) are dot_32's, so the results
+// are bit-identical.
 template <class V>
 FRUGAL_AVX2 void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
                              float * out) {
-    static_assert(!has_min<V>);
     using block = typename V::block;
     const auto * a = static_cast<const typename V::act *>(act);
     const int64_t nb = n / k_qk;
@@ -302,8 +302,10 @@ FRUGAL_AVX2 void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows,
         for (int64_t r = 0; r < rows; ++r) dot_32<V, 1>(w + size_t(r) * w_stride, static_cast<const std::byte *>(act), 0, n, out + r);
         return;
     }
-    float dx[k_max_blocks];
+    float dx[k_max_blocks], sx[has_min<V> ? k_max_blocks : 1];
     for (int64_t ib = 0; ib < nb; ++ib) dx[ib] = half(a[ib].d);
+    if constexpr (has_min<V>)
+        for (int64_t ib = 0; ib < nb; ++ib) sx[ib] = half(a[ib].s);
     const __m256i ones = _mm256_set1_epi16(1);
     // Q4_0 and Q5_0 multiply their quants as stored (0..15, 0..31: unsigned as vpmaddubsw wants
     // them; no sign trick, whose two vpsignb made the loop compute-bound: Q4_0 in cache on a Zen 5,
@@ -322,7 +324,9 @@ FRUGAL_AVX2 void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows,
     const auto sums = [&](const block & wb, int64_t ib) FRUGAL_AVX2 {
         const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a[ib].qs));
         __m256i p;
-        if constexpr (unsigned_quants) {
+        if constexpr (has_min<V>) { // 0..31 as stored, no offset
+            p = _mm256_madd_epi16(_mm256_maddubs_epi16(V::load(wb), x), ones);
+        } else if constexpr (unsigned_quants) {
             p = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(V::load_unsigned(wb), x), ones),
                                  _mm256_load_si256(reinterpret_cast<const __m256i *>(minus_offset_x + 8 * ib)));
         } else {
@@ -346,7 +350,10 @@ FRUGAL_AVX2 void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows,
             }
         }
         for (; ib < nb; ++ib) acc[ib & 1] = _mm256_fmadd_ps(scale(w0[ib], ib), sums(w0[ib], ib), acc[ib & 1]);
-        out[r] = hsum(_mm256_add_ps(acc[0], acc[1]));
+        float offsets = 0.f; // Q5_1: Σ m · s_x, block by block
+        if constexpr (has_min<V>)
+            for (ib = 0; ib < nb; ++ib) offsets += half(w0[ib].m) * sx[ib];
+        out[r] = hsum(_mm256_add_ps(acc[0], acc[1])) + offsets;
     }
 }
 
@@ -974,18 +981,13 @@ FRUGAL_AVX2 void plain_rows_one(const std::byte * w, size_t w_stride, int64_t ro
 // K-quants still dequantize through the scalar loops).
 constexpr kernels f32_kernels{nullptr, nullptr, dot_plain<f32_vec>};
 template <class V>
-constexpr auto dot_rows_of() {
-    if constexpr (has_min<V>) return static_cast<decltype(kernels::dot_rows)>(nullptr); // Q5_1: dot per row
-    else return &dot_rows_32<V>;
-}
-template <class V>
 constexpr auto dequantize_of() {
     if constexpr (has_min<V>) return static_cast<decltype(kernels::dequantize)>(nullptr); // Q5_1: scalar
     else return &dequantize_32<V>;
 }
 template <class V>
 constexpr kernels q32_kernels{dequantize_of<V>(), quantize_q8_act<typename V::act>, dot_one<dot_32<V, 1>>,
-                              dot_32<V, k_batch>, dot_rows_of<V>()};
+                              dot_32<V, k_batch>, dot_rows_32<V>};
 template <bool Q5>
 constexpr kernels q45_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q45<Q5, 1>>, dot_q45<Q5, k_batch>};
 constexpr kernels q6_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q6<1>>, dot_q6<k_batch>};

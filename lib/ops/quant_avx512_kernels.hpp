@@ -506,18 +506,13 @@ using stored_block = std::conditional_t<
                        std::conditional_t<T == frugal::dtype::q5_0, frugal::block_q5_0, frugal::block_q5_1>>>;
 
 // The row loops of Q8_0, Q4_0, Q5_0 and Q5_1 as the decode table takes them: rows longer than the
-// kernel's stack holds go to the AVX2 kernels (Q5_1's dot, which has no row loop, row by row).
+// kernel's stack holds go to the AVX2 one.
 template <frugal::dtype T>
 FRUGAL_AVX512 inline void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
                                       float * out) {
     static_assert(T == frugal::dtype::q8_0 || T == frugal::dtype::q4_0 || T == frugal::dtype::q5_0 ||
                   T == frugal::dtype::q5_1);
-    if (n / k_qk > k_stored_max_blocks) {
-        const frugal::ops::detail::kernels * avx2 = frugal::ops::detail::avx2_kernels(T);
-        if (avx2->dot_rows) return avx2->dot_rows(w, w_stride, rows, act, n, out);
-        for (int64_t r = 0; r < rows; ++r) out[r] = avx2->dot(w + size_t(r) * w_stride, act, n);
-        return;
-    }
+    if (n / k_qk > k_stored_max_blocks) return frugal::ops::detail::avx2_kernels(T)->dot_rows(w, w_stride, rows, act, n, out);
     dot_rows_stored<stored_block<T>>(w, w_stride, rows, act, n, out);
 }
 

@@ -88,25 +88,20 @@ weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
 constexpr int64_t k_block_counts[] = {1, 2, 3, 5, 8, 9, 13, 44, 48, 280, 640, 721, 1025};
 
 // dot, dot_rows and dot_rows_batch (for 1 to 4 activation rows) of type t against the AVX2
-// table's dot_rows (Q5_1, which has none there: its dot row by row), bit for bit.
+// table's dot_rows, bit for bit.
 void check_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
                         decltype(ops::detail::kernels::dot_rows) dot_rows,
                         decltype(ops::detail::kernels::dot_rows_batch) dot_rows_batch) {
     const ops::detail::kernels * avx2 = ops::detail::avx2_kernels(t);
     REQUIRE(avx2);
-    REQUIRE((bool(avx2->dot_rows) || t == dtype::q5_1));
-    const auto avx2_rows = [&](const std::byte * w, size_t stride, int64_t rows, const std::byte * act, int64_t n,
-                               float * out) {
-        if (avx2->dot_rows) return avx2->dot_rows(w, stride, rows, act, n, out);
-        for (int64_t r = 0; r < rows; ++r) out[r] = avx2->dot(w + size_t(r) * stride, act, n);
-    };
+    REQUIRE(bool(avx2->dot_rows));
     for (int64_t nb : k_block_counts) {
         CAPTURE(nb);
         const int64_t rows = 5, n = nb * k_qk;
         const auto c = make_case(t, rows, n, uint32_t(nb));
         const size_t stride = size_t(frugal::row_bytes(t, n));
         std::vector<float> want(static_cast<size_t>(rows)), got(static_cast<size_t>(rows));
-        avx2_rows(c.w.data(), stride, rows, c.act.data(), n, want.data());
+        avx2->dot_rows(c.w.data(), stride, rows, c.act.data(), n, want.data());
         dot_rows(c.w.data(), stride, rows, c.act.data(), n, got.data());
         for (int64_t r = 0; r < rows; ++r) {
             CAPTURE(r);
@@ -130,7 +125,7 @@ void check_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
             std::vector<float> out(size_t(m * ldo), -1.f);
             dot_rows_batch(c.w.data(), stride, rows, acts.data(), act_bytes, m, n, out.data(), ldo);
             for (int64_t i = 0; i < m; ++i) {
-                avx2_rows(c.w.data(), stride, rows, acts.data() + i * act_bytes, n, want.data());
+                avx2->dot_rows(c.w.data(), stride, rows, acts.data() + i * act_bytes, n, want.data());
                 CHECK(std::memcmp(&out[size_t(i * ldo)], want.data(), sizeof(float) * size_t(rows)) == 0);
                 CHECK(out[size_t(i * ldo + rows)] == -1.f); // nothing past the rows
             }
