@@ -71,19 +71,20 @@ constexpr block_kind block_kind_of(frugal::dtype t) {
 // q8_gemm.hpp) added, hold the exact block sums Σ qw · qx; one fused multiply-add scales them by
 // dw · dx into the f32 accumulators (plain_offsets: a second adds mw · dx · Σ qx; super_offsets:
 // by dw into a super-block's part, which dx scales at its end). With super_offsets (Q4_K, Q5_K)
-// the super-block's end also takes its offsets,
-// −dmin · Σ_j m_j · Σ qx_j: the integer sum in 4 vpdpwssd (as llama.cpp sums its mins), then one
-// fused multiply-add by −dmin into the part, where they had been a fused multiply-add per block
-// (mw · dx · Σ qx): 81 → 78 issues per super-block. With halves (Q6_K) each 16-element half's 4
+// the super-block's end also takes its offsets, −dmin · Σ_j m_j · Σ qx_j: the integer sum in 4
+// vpdpwssd (as llama.cpp sums its mins), then one fused multiply-add by −dmin into the part,
+// where they had been a fused multiply-add per block (mw · dx · Σ qx): 81 → 78 issues per
+// super-block. With halves (Q6_K) each 16-element half's 4
 // vpdpbusd go into lanes that start at the half's correction, so they end as its exact sum, and
 // one fused multiply-add per half scales that by d · sc into the super-block's part. Registers:
 // MR·NT int32 + MR·NT f32 accumulators (16 at 4 × 2), and MR·NT more: the odd groups' int32
 // lanes for plain blocks, or the super-block's parts (super_offsets, halves).
 // On Zen 4, vpdpbusd, vmulps and vfmadd share two pipes (measured: 8 vpdpbusd and 4 vmulps take
 // 11.6 cycles, against 7.8 alone; cvt, add and vscalefps ran beside them for free), so the
-// epilogue's multiplies cap a block at 8 of every 10 issues for vpdpbusd: 8 / 10 for plain
-// blocks and super_offsets, and for halves since the halves' scales are floats (it was 8 / 12 with an
-// int32 vpmulld per half and a vmulps for dw · dx). Hot Q6_K tiles, one thread: 144-148 -> 167-176
+// epilogue's multiplies cap vpdpbusd's share of the issues: 8 / 10 for plain blocks, 8 / 11 with
+// plain_offsets, 64 / 78 per super-block with super_offsets, and 8 / 10 for halves since the
+// halves' scales are floats (it was 8 / 12 with an int32 vpmulld per half and a vmulps for
+// dw · dx). Hot Q6_K tiles, one thread: 144-148 -> 167-176
 // GMAC/s (Q8_0's: 178-185); 1.5B Q6_K pp512 +3-16 % (3 alternating pairs).
 //   tiles: NT tiles of nb blocks, tile t at tiles + t · nb · k_block_bytes, blocks [b0, b0 + nb)
 //   of the rows
@@ -94,11 +95,11 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
     const int64_t row_blocks = a.k / frugal::k_qk;
     const uint8_t * xq = a.q + i0 * a.k + b0 * frugal::k_qk;
     const float * xd = a.d + i0 * row_blocks + b0;
-    constexpr bool Offsets = Kind == block_kind::super_offsets, Halves = Kind == block_kind::halves;
-    const int16_t * x_sums = Kind == block_kind::plain_offsets || Offsets ? a.sums + i0 * row_blocks + b0 : nullptr;
+    constexpr bool super_offsets = Kind == block_kind::super_offsets, halves = Kind == block_kind::halves;
+    const int16_t * x_sums = Kind == block_kind::plain_offsets || super_offsets ? a.sums + i0 * row_blocks + b0 : nullptr;
     // With offsets (Q4_K, Q5_K) or halves (Q6_K) the activations are Q8_K, one dx per 8 blocks:
     // part sums a super-block's Σ sum · dw, and dx multiplies it once at the super-block's end.
-    constexpr bool super_block_parts = Offsets || Halves;
+    constexpr bool super_block_parts = super_offsets || halves;
     __m512 acc[MR][NT], part[MR][NT];
     for (int r = 0; r < MR; ++r)
         for (int t = 0; t < NT; ++t) acc[r][t] = part[r][t] = _mm512_setzero_ps();
@@ -107,19 +108,19 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
         const std::byte * blk[NT];
         // Plain blocks sum their odd groups into lanes of their own (two chains of 4 vpdpbusd where
         // one of 8 waited on each other's latency: Q4_0 and Q8_0 kernels +7 %, pp512 +4-8 % on Zen
-        // 5); with offsets or halves the registers for that are taken.
-        constexpr bool two_chains = !Offsets && !Halves;
-        // The lanes the products go into: the block sums (their odd groups' apart), or (Halves)
+        // 5); with super_offsets or halves the registers for that are taken.
+        constexpr bool two_chains = !super_offsets && !halves;
+        // The lanes the products go into: the block sums (their odd groups' apart), or (halves)
         // the current half's, which start at its correction.
         __m512i sums[MR][NT], odd[MR][NT];
         for (int t = 0; t < NT; ++t) {
             blk[t] = tiles + t * tile_stride + b * q8::k_block_bytes;
-            if constexpr (!Halves)
+            if constexpr (!halves)
                 for (int r = 0; r < MR; ++r) sums[r][t] = odd[r][t] = _mm512_setzero_si512();
         }
 #pragma GCC unroll 8
         for (int64_t g = 0; g < q8::k_groups; ++g) {
-            if (Halves && g % 4 == 0)
+            if (halves && g % 4 == 0)
                 for (int t = 0; t < NT; ++t) {
                     const __m512i correction = q6_k_half_correction(blk[t], g / 4);
                     for (int r = 0; r < MR; ++r) sums[r][t] = correction;
@@ -135,7 +136,7 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
                     into = _mm512_dpbusd_epi32(into, x, w[t]);
                 }
             }
-            if (Halves && g % 4 == 3)
+            if (halves && g % 4 == 3)
                 for (int t = 0; t < NT; ++t) {
                     const __m512 dsc = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q6_k_half_scales(g / 4)));
                     for (int r = 0; r < MR; ++r)
@@ -146,13 +147,13 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
         // in memory through every block (the Q4_K kernel ran about 30 % slower).
 #pragma GCC unroll 2
         for (int t = 0; t < NT; ++t) {
-            if constexpr (!Halves) {
+            if constexpr (!halves) {
                 const __m512i correction = _mm512_loadu_si512(blk[t] + q8::k_block_corrections);
                 const __m512 dw = _mm512_loadu_ps(reinterpret_cast<const float *>(blk[t] + q8::k_block_scales));
                 for (int r = 0; r < MR; ++r) {
                     const __m512i sum =
                         _mm512_add_epi32(two_chains ? _mm512_add_epi32(sums[r][t], odd[r][t]) : sums[r][t], correction);
-                    if constexpr (Offsets) {
+                    if constexpr (super_offsets) {
                         part[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), dw, part[r][t]);
                     } else {
                         const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xd[r * row_blocks + b]));
@@ -168,7 +169,7 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
                 }
             }
             if (super_block_parts && b % 8 == 7) {
-                if constexpr (Offsets) super_block_offsets<MR>(blk[t] - 7 * q8::k_block_bytes, x_sums + b - 7, row_blocks,
+                if constexpr (super_offsets) super_block_offsets<MR>(blk[t] - 7 * q8::k_block_bytes, x_sums + b - 7, row_blocks,
                                                                part, t);
                 for (int r = 0; r < MR; ++r) {
                     acc[r][t] = _mm512_fmadd_ps(part[r][t], _mm512_set1_ps(xd[r * row_blocks + b]), acc[r][t]);
