@@ -6,10 +6,10 @@
 // quantize_activation makes them for the weight type (the values llama.cpp and frugal's decode
 // kernels multiply); qw, dw, mw: the weight's own quants, block scales and offsets (Q8_0 as
 // stored, Q4_0 as q − 8 and Q5_0 as q − 16 with mw = 0; Q5_1 as q with dw = d and mw = m; Q4_K
-// and Q5_K per 32-element sub-block: dw = d · sc,
-// mw = −dmin · m, qw = 0..15 or 0..31; Q6_K as q − 32 with dw = d, each 16-element half's sum
-// multiplied by its int8 scale sc: in int32 as llama.cpp does (AVX2), or by d · sc in f32, exact,
-// where the AVX-512 kernel scales each half's own). Each block (half) sum is exact in int32
+// and Q5_K per 32-element sub-block: dw = d · sc, mw = −dmin · m, qw = 0..15 or 0..31; Q6_K as
+// q − 32 with dw = d, each 16-element half's sum multiplied by its int8 scale sc: in int32 as
+// llama.cpp does (AVX2), or by d · sc in f32, exact, where the AVX-512 kernel scales each half's
+// own). Each block (half) sum is exact in int32
 // lanes, so this path takes the f32 path's products and only sums them in another order: no
 // fidelity is traded for speed, unlike bf16 and int8. (The AVX-512 kernel takes a Q4_K or Q5_K
 // super-block's offsets as llama.cpp does: −dmin · dx · Σ_b m_b · Σ qx, the sum in int32.)
