@@ -19,6 +19,8 @@ enum class dtype : uint32_t {
     q5_0 = 6,
     q5_1 = 7,
     q8_0 = 8,
+    q2_k = 10,
+    q3_k = 11,
     q4_k = 12,
     q5_k = 13,
     q6_k = 14,
@@ -119,6 +121,20 @@ struct block_iq4_nl {
 // IQ4_NL's 16 levels: a non-linear grid, denser near zero where weights cluster.
 inline constexpr int8_t k_iq4_nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                                1,    13,   25,  38,  53,  69,  89,  113};
+// The two smallest K-quants, 16 sub-blocks of 16 elements each (ggml-common.h). Quants of 2 bits
+// sit four to a byte: byte l of a 32-byte group g (g < 2: elements 128g..128g+127) holds element
+// 128g + 32s + l in bits 2s, 2s+1 (s < 4).
+struct block_q2_k {
+    uint8_t scales[k_qk_k / 16];       // sub-block j: low nibble scale, high nibble min
+    uint8_t qs[k_qk_k / 4];            // 2-bit quants 0..3
+    uint16_t d, dmin;                  // fp16 super-block scales (last); y = d·sc·q − dmin·m
+};
+struct block_q3_k {
+    uint8_t hmask[k_qk_k / 8];         // third bits: element 32s + l (s < 8) is bit s of hmask[l]
+    uint8_t qs[k_qk_k / 4];            // low 2 bits, laid out as Q2_K's
+    uint8_t scales[k_k_scale_bytes];   // 16 packed 6-bit scales sc, stored + 32 (unpack_k3_scales)
+    uint16_t d;                        // fp16 super-block scale (last); y = d·(sc − 32)·(q − 4·!hbit)
+};
 struct block_q4_k {
     uint16_t d, dmin;                  // fp16 super-block scales
     uint8_t scales[k_k_scale_bytes];   // 8 packed 6-bit (scale, min) pairs
@@ -138,6 +154,7 @@ struct block_q6_k {
 };
 static_assert(sizeof(block_q8_0) == 34 && sizeof(block_q4_0) == 18);
 static_assert(sizeof(block_q5_0) == 22 && sizeof(block_q5_1) == 24 && sizeof(block_iq4_nl) == 18);
+static_assert(sizeof(block_q2_k) == 84 && sizeof(block_q3_k) == 110);
 static_assert(sizeof(block_q4_k) == 144 && sizeof(block_q5_k) == 176 && sizeof(block_q6_k) == 210);
 
 // --- traits ------------------------------------------------------------------------------
@@ -150,7 +167,7 @@ struct dtype_traits {
 
 constexpr std::optional<dtype> dtype_from_ggml(uint32_t id) noexcept {
     switch (id) {
-    case 0: case 1: case 2: case 6: case 7: case 8: case 12: case 13: case 14: case 20: case 30: return dtype(id);
+    case 0: case 1: case 2: case 6: case 7: case 8: case 10: case 11: case 12: case 13: case 14: case 20: case 30: return dtype(id);
     default: return std::nullopt;
     }
 }
@@ -165,6 +182,8 @@ constexpr dtype_traits traits(dtype t) noexcept {
     case dtype::q5_0: return {"q5_0", k_qk, sizeof(block_q5_0), true};
     case dtype::q5_1: return {"q5_1", k_qk, sizeof(block_q5_1), true};
     case dtype::iq4_nl: return {"iq4_nl", k_qk, sizeof(block_iq4_nl), true};
+    case dtype::q2_k: return {"q2_k", k_qk_k, sizeof(block_q2_k), true};
+    case dtype::q3_k: return {"q3_k", k_qk_k, sizeof(block_q3_k), true};
     case dtype::q4_k: return {"q4_k", k_qk_k, sizeof(block_q4_k), true};
     case dtype::q5_k: return {"q5_k", k_qk_k, sizeof(block_q5_k), true};
     case dtype::q6_k: return {"q6_k", k_qk_k, sizeof(block_q6_k), true};

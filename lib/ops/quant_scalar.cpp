@@ -340,6 +340,90 @@ float dot_q6(const void * w, const void * act, int64_t n) {
     return sum;
 }
 
+// --- Q2_K and Q3_K: 16 sub-blocks of 16, one scale each (Q2_K: and a min) --------------------
+// Their 2-bit quants in element order: byte l of 32-byte group g holds element 128g + 32s + l in
+// bits 2s, 2s+1.
+void unpack_2bit(const uint8_t * qs, int8_t * q) {
+    for (int g = 0; g < 2; ++g)
+        for (int s = 0; s < 4; ++s)
+            for (int l = 0; l < 32; ++l) q[128 * g + 32 * s + l] = int8_t((qs[32 * g + l] >> (2 * s)) & 3);
+}
+
+// Q3_K's quants (-4..3): the 2-bit ones, less 4 where element 32s + l's bit s of hmask[l] is clear.
+void unpack_q3(const block_q3_k & b, int8_t * q) {
+    unpack_2bit(b.qs, q);
+    for (int s = 0; s < 8; ++s)
+        for (int l = 0; l < 32; ++l) q[32 * s + l] = int8_t(q[32 * s + l] - ((b.hmask[l] >> s) & 1 ? 0 : 4));
+}
+
+void dequantize_q2(const void * src, float * dst, int64_t n) {
+    const auto * blocks = static_cast<const block_q2_k *>(src);
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        const block_q2_k & b = blocks[i];
+        int8_t q[k_qk_k];
+        unpack_2bit(b.qs, q);
+        const float d = fp16_to_fp32(b.d), dmin = fp16_to_fp32(b.dmin);
+        for (int j = 0; j < 16; ++j) {
+            const float dl = d * float(b.scales[j] & 0xF), ml = dmin * float(b.scales[j] >> 4);
+            for (int l = 0; l < 16; ++l) dst[i * k_qk_k + 16 * j + l] = dl * float(q[16 * j + l]) - ml;
+        }
+    }
+}
+
+float dot_q2(const void * w, const void * act, int64_t n) {
+    const auto * wb = static_cast<const block_q2_k *>(w);
+    const auto * ab = static_cast<const block_q8_k *>(act);
+    float sum_q = 0.f, sum_m = 0.f;
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        int8_t q[k_qk_k];
+        unpack_2bit(wb[i].qs, q);
+        // sum_j sc_j * <q, x>_j and, through the activation's bsums, sum_j m_j * sum(x)_j.
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 16; ++j) {
+            int sj = 0;
+            for (int l = 0; l < 16; ++l) sj += q[16 * j + l] * ab[i].qs[16 * j + l];
+            sumi += (wb[i].scales[j] & 0xF) * sj;
+            summ += (wb[i].scales[j] >> 4) * ab[i].bsums[j];
+        }
+        sum_q += ab[i].d * fp16_to_fp32(wb[i].d) * float(sumi);
+        sum_m += ab[i].d * fp16_to_fp32(wb[i].dmin) * float(summ);
+    }
+    return sum_q - sum_m;
+}
+
+void dequantize_q3(const void * src, float * dst, int64_t n) {
+    const auto * blocks = static_cast<const block_q3_k *>(src);
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        int8_t q[k_qk_k];
+        unpack_q3(blocks[i], q);
+        const k3_scales s = unpack_k3_scales(blocks[i].scales);
+        const float d = fp16_to_fp32(blocks[i].d);
+        for (int j = 0; j < 16; ++j) {
+            const float dl = d * float(s.sc[j] - 32);
+            for (int l = 0; l < 16; ++l) dst[i * k_qk_k + 16 * j + l] = dl * float(q[16 * j + l]);
+        }
+    }
+}
+
+float dot_q3(const void * w, const void * act, int64_t n) {
+    const auto * wb = static_cast<const block_q3_k *>(w);
+    const auto * ab = static_cast<const block_q8_k *>(act);
+    float sum = 0.f;
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        int8_t q[k_qk_k];
+        unpack_q3(wb[i], q);
+        const k3_scales s = unpack_k3_scales(wb[i].scales);
+        int sumi = 0;
+        for (int j = 0; j < 16; ++j) {
+            int sj = 0;
+            for (int l = 0; l < 16; ++l) sj += q[16 * j + l] * ab[i].qs[16 * j + l];
+            sumi += (s.sc[j] - 32) * sj;
+        }
+        sum += ab[i].d * fp16_to_fp32(wb[i].d) * float(sumi);
+    }
+    return sum;
+}
+
 template <class F>
 constexpr kernels plain_kernels{dequantize_plain<F>, quantize_plain<F>, dot_plain<F>};
 template <class F>
@@ -347,6 +431,8 @@ constexpr kernels q32_kernels{dequantize_32<F>, quantize_q8_act<typename F::act>
 template <bool Q5>
 constexpr kernels q45_kernels{dequantize_q45<Q5>, quantize_q8_k_act, dot_q45<Q5>};
 constexpr kernels q6_kernels{dequantize_q6, quantize_q8_k_act, dot_q6};
+constexpr kernels q2_kernels{dequantize_q2, quantize_q8_k_act, dot_q2};
+constexpr kernels q3_kernels{dequantize_q3, quantize_q8_k_act, dot_q3};
 template <dtype R>
 constexpr kernels repacked_kernels{dequantize_repacked<R>, quantize_q8_act<block_q8_0>, dot_repacked<R>};
 
@@ -362,6 +448,8 @@ const kernels * scalar_kernels(dtype t) {
     case dtype::q5_0: return &q32_kernels<q5_0_fmt>;
     case dtype::q5_1: return &q32_kernels<q5_1_fmt>;
     case dtype::iq4_nl: return &q32_kernels<iq4_nl_fmt>;
+    case dtype::q2_k: return &q2_kernels;
+    case dtype::q3_k: return &q3_kernels;
     case dtype::q4_k: return &q45_kernels<false>;
     case dtype::q5_k: return &q45_kernels<true>;
     case dtype::q6_k: return &q6_kernels;

@@ -38,6 +38,8 @@ inline void random_quant_row(dtype t, std::byte * row, int64_t k, std::mt19937 &
     std::vector<size_t> offsets{0}; // Q5_0, IQ4_NL: d first
     switch (t) {
     case dtype::q6_k: offsets = {offsetof(block_q6_k, d)}; break;
+    case dtype::q3_k: offsets = {offsetof(block_q3_k, d)}; break;
+    case dtype::q2_k: offsets = {offsetof(block_q2_k, d), offsetof(block_q2_k, dmin)}; break;
     case dtype::q5_1: offsets = {offsetof(block_q5_1, d), offsetof(block_q5_1, m)}; break;
     case dtype::q4_k:
     case dtype::q5_k: offsets = {offsetof(block_q4_k, d), offsetof(block_q4_k, dmin)}; break;

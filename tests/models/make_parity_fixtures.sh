@@ -14,7 +14,7 @@ if ! "$tools/llamacpp-logits" --version >/dev/null 2>&1; then
 fi
 export PYTHONDONTWRITEBYTECODE=1
 mkdir -p "$out"
-stamp=$out/.complete-v8
+stamp=$out/.complete-v9
 [[ -f $stamp ]] && { echo "parity fixtures up to date in $out"; exit 0; }
 
 models=()
@@ -25,7 +25,11 @@ done
 # K-quants need rows that are multiples of 256: quantize the tiny256 models with llama.cpp.
 "$tools/llamacpp-quantize" "$out/tiny256-qwen2-f32.gguf" "$out/tiny256-qwen2-q4_k_m.gguf" Q4_K_M >/dev/null
 "$tools/llamacpp-quantize" "$out/tiny256-llama-f32.gguf" "$out/tiny256-llama-q5_k_m.gguf" Q5_K_M >/dev/null
-models+=(tiny256-qwen2-q4_k_m tiny256-llama-q5_k_m)
+# The two smallest K-quants: a Q3_K_M mix (Q3_K with Q4_K, Q5_K and Q6_K) and a Q2_K one (Q2_K
+# with Q3_K and Q6_K).
+"$tools/llamacpp-quantize" "$out/tiny256-qwen2-f32.gguf" "$out/tiny256-qwen2-q3_k_m.gguf" Q3_K_M >/dev/null
+"$tools/llamacpp-quantize" "$out/tiny256-llama-f32.gguf" "$out/tiny256-llama-q2_k.gguf" Q2_K >/dev/null
+models+=(tiny256-qwen2-q4_k_m tiny256-llama-q5_k_m tiny256-qwen2-q3_k_m tiny256-llama-q2_k)
 # Q5_0 (llama.cpp's fallback for K-quant rows that are not a multiple of 256; frugal repacks it at
 # load): rows of 2 blocks (tiny) and of 8 and 24 (tiny256), so both forms of the fifth bits.
 "$tools/llamacpp-quantize" "$out/tiny-qwen2-f32.gguf" "$out/tiny-qwen2-q5_0.gguf" Q5_0 >/dev/null
@@ -43,11 +47,13 @@ done
 "$tools/make_models.py" --out "$out" --mla-style legacy "${ds_models[@]}" >/dev/null
 for m in "${ds_models[@]}"; do models+=("$m" "$m-legacy"); done
 # llama.cpp's K-quant mixes of a V3-like model with 256-wide rows: attn_k_b (128-wide rows)
-# falls back to Q5_0 (Q4_K_M) and Q5_1 (Q5_K_M), as in real DeepSeek files.
+# falls back to Q5_0 (Q4_K_M), Q5_1 (Q5_K_M) and IQ4_NL (Q2_K, the mix people run the 671B
+# models in on CPUs), as in real DeepSeek files.
 "$tools/make_models.py" --out "$out" tiny256-deepseek3-f32 >/dev/null
 "$tools/llamacpp-quantize" "$out/tiny256-deepseek3-f32.gguf" "$out/tiny256-deepseek3-q4_k_m.gguf" Q4_K_M >/dev/null
 "$tools/llamacpp-quantize" "$out/tiny256-deepseek3-f32.gguf" "$out/tiny256-deepseek3-q5_k_m.gguf" Q5_K_M >/dev/null
-models+=(tiny256-deepseek3-q4_k_m tiny256-deepseek3-q5_k_m)
+"$tools/llamacpp-quantize" "$out/tiny256-deepseek3-f32.gguf" "$out/tiny256-deepseek3-q2_k.gguf" Q2_K >/dev/null
+models+=(tiny256-deepseek3-q4_k_m tiny256-deepseek3-q5_k_m tiny256-deepseek3-q2_k)
 # The V3-like model with an MTP block appended (frugal must skip it; not a llama.cpp fixture).
 /usr/bin/python3 "$(dirname "$0")/add_mtp_block.py" "$tools" "$out/tiny-deepseek3-f32.gguf" "$out/tiny-deepseek3-f32-mtp.gguf"
 
@@ -82,7 +88,8 @@ done
     > "$out/fidelity.txt"
 for m in tiny-qwen2-f32 tiny-qwen2-q8_0 tiny-llama-f32 tiny-llama-q4_0 tiny256-qwen2-f32 tiny256-qwen2-q4_k_m \
          tiny256-llama-f32 tiny256-llama-q5_k_m tiny-deepseek2-f32 tiny-deepseek2-q8_0 tiny-deepseek3-f32 \
-         tiny-deepseek3-q8_0 tiny256-deepseek3-f32 tiny256-deepseek3-q4_k_m tiny-qwen2-bf16; do
+         tiny-deepseek3-q8_0 tiny256-deepseek3-f32 tiny256-deepseek3-q4_k_m tiny-qwen2-bf16 tiny256-qwen2-q3_k_m tiny256-llama-q2_k \
+         tiny256-deepseek3-q2_k; do
     oracle "$out/$m.gguf" --tokens-file "$out/fidelity.txt" --format bin --out "$out/$m.fidelity.logits.bin" >/dev/null
 done
 touch "$stamp"

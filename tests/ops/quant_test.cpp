@@ -24,8 +24,8 @@ using namespace frugal;
 
 namespace {
 
-constexpr dtype k_types[] = {dtype::f32,  dtype::f16,    dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q5_0,
-                             dtype::q5_1, dtype::iq4_nl, dtype::q4_k, dtype::q5_k, dtype::q6_k};
+constexpr dtype k_types[] = {dtype::f32,    dtype::f16,  dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q5_0, dtype::q5_1,
+                             dtype::iq4_nl, dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k};
 constexpr uint32_t k_seeds[] = {1, 7, 2024};
 constexpr int64_t k_row_counts[] = {1, 3, 7, 33};
 
@@ -80,6 +80,8 @@ std::vector<uint8_t> random_weights(dtype t, int64_t rows, int64_t n, uint32_t s
     case dtype::q4_k:
     case dtype::q5_k: scale_offsets = {0, 2}; break;
     case dtype::q6_k: scale_offsets = {208}; break;
+    case dtype::q2_k: scale_offsets = {80, 82}; break;
+    case dtype::q3_k: scale_offsets = {108}; break;
     default: break;
     }
     const auto block_bytes = size_t(traits(t).block_bytes);

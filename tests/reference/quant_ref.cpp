@@ -91,6 +91,57 @@ void dequant_q6k(const uint8_t * b, float * y) {
     }
 }
 
+// Q2_K (84 B: scales[16], qs[64], d, dmin) and Q3_K (110 B: hmask[32], qs[64], scales[12], d),
+// element by element as ggml's dequantize_row_q2_K / _q3_K walk them: two groups of 128, each
+// of four shifts (0, 2, 4, 6) over 32 quant bytes, each shift two runs of 16 elements with a
+// scale of their own; Q3_K's third bit is bit m of hmask, m counting the 8 shifts.
+void dequant_q2k(const uint8_t * b, float * y) {
+    const float d = half_at(b + 80), dmin = half_at(b + 82);
+    int is = 0;
+    for (int n = 0; n < 2; ++n)
+        for (int shift = 0; shift < 8; shift += 2)
+            for (int run = 0; run < 2; ++run, ++is) {
+                const uint8_t sc = b[is];
+                for (int l = 0; l < 16; ++l) {
+                    const int q = (b[16 + 32 * n + 16 * run + l] >> shift) & 3;
+                    *y++ = d * float(sc & 0xF) * float(q) - dmin * float(sc >> 4);
+                }
+            }
+}
+
+// Q3_K scale j (0..15, less 32): ggml's kmask shuffle written out per scale.
+int q3k_scale(const uint8_t * s, int j) {
+    int low, high;
+    if (j < 4) {
+        low = s[j] & 0xF;
+        high = (s[8 + j] >> 0) & 3;
+    } else if (j < 8) {
+        low = s[j] & 0xF;
+        high = (s[8 + j - 4] >> 2) & 3;
+    } else if (j < 12) {
+        low = s[j - 8] >> 4;
+        high = (s[8 + j - 8] >> 4) & 3;
+    } else {
+        low = s[j - 8] >> 4;
+        high = (s[8 + j - 12] >> 6) & 3;
+    }
+    return (low | high << 4) - 32;
+}
+
+void dequant_q3k(const uint8_t * b, float * y) {
+    const uint8_t * hmask = b;
+    const float d = half_at(b + 108);
+    int is = 0, m = 0;
+    for (int n = 0; n < 2; ++n)
+        for (int shift = 0; shift < 8; shift += 2, ++m)
+            for (int run = 0; run < 2; ++run, ++is)
+                for (int l = 0; l < 16; ++l) {
+                    const int e = 16 * run + l;
+                    const int q = ((b[32 + 32 * n + e] >> shift) & 3) - ((hmask[e] >> m) & 1 ? 0 : 4);
+                    *y++ = d * float(q3k_scale(b + 96, is)) * float(q);
+                }
+}
+
 } // namespace
 
 std::vector<float> dequantize(dtype t, const uint8_t * src, int64_t n) {
@@ -153,6 +204,12 @@ std::vector<float> dequantize(dtype t, const uint8_t * src, int64_t n) {
                 y[size_t(32 * ib + j + 16)] = d * float(k_iq4_nl[b[2 + j] >> 4]);
             }
         }
+        break;
+    case dtype::q2_k:
+        for (int64_t ib = 0; ib < n / 256; ++ib) dequant_q2k(src + 84 * ib, y.data() + 256 * ib);
+        break;
+    case dtype::q3_k:
+        for (int64_t ib = 0; ib < n / 256; ++ib) dequant_q3k(src + 110 * ib, y.data() + 256 * ib);
         break;
     case dtype::q4_k:
         for (int64_t ib = 0; ib < n / 256; ++ib) dequant_q45k(src + 144 * ib, y.data() + 256 * ib, false);
@@ -243,6 +300,8 @@ std::vector<double> activation_values(dtype t, const float * x, int64_t n) {
     case dtype::q5_0:
     case dtype::iq4_nl: q = quantize_q8_0(x, n); break;
     case dtype::q5_1: q = quantize_q8_1(x, n); break;
+    case dtype::q2_k:
+    case dtype::q3_k:
     case dtype::q4_k:
     case dtype::q5_k:
     case dtype::q6_k: q = quantize_q8_k(x, n); break;
