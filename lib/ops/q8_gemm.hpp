@@ -7,7 +7,8 @@
 // kernels multiply); qw, dw, mw: the weight's own quants, block scales and offsets (Q8_0 as
 // stored, Q4_0 as q − 8 and Q5_0 as q − 16 with mw = 0; Q5_1 as q with dw = d and mw = m; Q4_K
 // and Q5_K per 32-element sub-block: dw = d · sc, mw = −dmin · m, qw = 0..15 or 0..31; Q6_K as
-// q − 32 with dw = d, each 16-element half's sum multiplied by its int8 scale sc: in int32 as
+// q − 32 (Q3_K: q, with sc − 32 for sc) with dw = d, each 16-element half's sum multiplied by
+// its int8 scale sc: in int32 as
 // llama.cpp does (AVX2), or by d · sc in f32, exact, where the AVX-512 kernel scales each half's
 // own). Each block (half) sum is exact in int32
 // lanes, so this path takes the f32 path's products and only sums them in another order: no
@@ -30,16 +31,23 @@
 namespace frugal::ops::q8 {
 
 // Weight types the path multiplies: integer quants with one scale (and, for Q4_K, Q5_K and Q5_1,
-// one offset) per 32-element block, or (Q6_K) one int8 scale per 16 under a float one per 256.
+// one offset) per 32-element block, or (Q6_K, Q3_K) one int8 scale per 16 under a float one per
+// 256. Q2_K, whose offsets come per 16, is not among them: it takes the float path.
 // Q5_0 and Q5_1 are what llama.cpp's quantizer writes for a Q4_K and a Q5_K tensor whose rows are
 // not a multiple of 256 (DeepSeek-V2-Lite's 1408-wide expert down projections in Q4_K_M and
 // Q5_K_M files).
 constexpr bool supports(dtype t) {
     return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q5_0 ||
-           t == dtype::q5_0_repacked || t == dtype::q5_1 || t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k;
+           t == dtype::q5_0_repacked || t == dtype::q5_1 || t == dtype::q3_k || t == dtype::q4_k || t == dtype::q5_k ||
+           t == dtype::q6_k;
 }
 // K-quants: Q8_K activations (one dx per 256).
-constexpr bool super_blocks(dtype t) { return t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k; }
+constexpr bool super_blocks(dtype t) {
+    return t == dtype::q3_k || t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k;
+}
+// Q6_K and Q3_K: an int8 scale per 16-element half of each block, under a float d per 256. Both
+// pack into the same tiles (Q3_K's quants are q in −4..3, its scales sc − 32).
+constexpr bool half_scales(dtype t) { return t == dtype::q6_k || t == dtype::q3_k; }
 // Q4_K, Q5_K and Q5_1: an offset mw per block, which meets the activations' block sums.
 constexpr bool has_offsets(dtype t) { return t == dtype::q4_k || t == dtype::q5_k || t == dtype::q5_1; }
 
@@ -53,7 +61,7 @@ inline constexpr int64_t k_chunk_cols = 2 * k_tile_cols;
 // (lane c of one instruction sums the 4 products of group g), then the 16 columns' scales dw
 // (f32), corrections −128 · Σ qw (int32: activations are stored as qx + 128, the unsigned operand
 // vpdpbusd takes, so each block sum carries 128 · Σ qw too much) and 64 bytes for offsets
-// (Q4_K and Q5_K: their super-block's mins and −dmin, q8_gemm_avx512.hpp). Q6_K keeps its two
+// (Q4_K and Q5_K: their super-block's mins and −dmin, q8_gemm_avx512.hpp). Q6_K and Q3_K keep their two
 // 16-element halves' scales d · sc (f32) where the others keep dw and offsets, and their −Σ qw
 // (int16 [2][16]) where the others keep corrections.
 inline constexpr int64_t k_groups = k_qk / 4;
@@ -243,6 +251,20 @@ inline void q6_k_block_scales(const std::byte * base, size_t w_stride, int64_t c
                 std::memcpy(&sc[h * tile_cols + c], row + offsetof(block_q6_k, scales) + l.scale + h, 1);
         }
         dw[c] = fp16_to_fp32(d);
+    }
+}
+
+// A Q3_K super-block's scales for the first `cols` of a tile's `tile_cols` rows (w_stride apart,
+// base: the super-block within the first row): d[c] and, per 16-element half k < 16, the scale
+// sc[k · tile_cols + c] less its 32 (0 past cols).
+inline void q3_k_scales(const std::byte * base, size_t w_stride, int64_t cols, int64_t tile_cols, float * d,
+                        int8_t * sc) {
+    for (int64_t c = 0; c < tile_cols; ++c) {
+        block_q3_k b{};
+        if (c < cols) std::memcpy(&b, base + c * int64_t(w_stride), sizeof b);
+        const frugal::ops::detail::k3_scales s = frugal::ops::detail::unpack_k3_scales(b.scales);
+        for (int k = 0; k < 16; ++k) sc[k * tile_cols + c] = c < cols ? int8_t(s.sc[k] - 32) : 0;
+        d[c] = fp16_to_fp32(b.d);
     }
 }
 

@@ -267,6 +267,15 @@ FRUGAL_AVX2 inline void pack_tile_k(const std::byte * w, size_t w_stride, int64_
     }
 }
 
+// A halves block's correction (Q6_K, Q3_K): −128 · Σ_h sc_h · Σ qw over half h, from each
+// column's Σ qw per half (sum[h]) and the halves' int8 scales at k_offsets.
+FRUGAL_AVX2 inline void store_half_correction(std::byte * blk, const __m256i (&sum)[2]) {
+    const auto * sc = reinterpret_cast<const int8_t *>(blk + k_offsets);
+    const __m256i sc0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(sc)));
+    const __m256i sc1 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(sc + k_cols)));
+    store_correction(blk, _mm256_add_epi32(_mm256_mullo_epi32(sum[0], sc0), _mm256_mullo_epi32(sum[1], sc1)));
+}
+
 // Rows 0..cols-1 (cols <= 8) of Q6_K super-blocks into one tile at out: block j of super-block
 // sb (q6_k_block_of) into slot 8 · sb + j, its quants as q − 32, its halves' scales sc as int8
 // and the super-block's d as the block scale.
@@ -292,9 +301,40 @@ FRUGAL_AVX2 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, int
                 store(blk + g * 4 * k_cols, quant);
                 sum[g / 4] = _mm256_add_epi32(sum[g / 4], column_sums(quant));
             }
-            const __m256i sc0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(sc)));
-            const __m256i sc1 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(sc + k_cols)));
-            store_correction(blk, _mm256_add_epi32(_mm256_mullo_epi32(sum[0], sc0), _mm256_mullo_epi32(sum[1], sc1)));
+            store_half_correction(blk, sum);
+        }
+    }
+}
+
+// Rows 0..cols-1 (cols <= 8) of Q3_K super-blocks into one tile at out, as Q6_K's: block j of
+// super-block sb (bits 2 · (j % 4) of qs[32 · (j / 4) + l] with bit j of hmask[l] as 4, less 4)
+// into slot 8 · sb + j, its quants as q in −4..3, its halves' scales sc − 32 as int8 and the
+// super-block's d as the block scale.
+FRUGAL_AVX2 inline void pack_tile_q3_k(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb,
+                                       std::byte * out) {
+    const tile_rows rows = rows_of(w_stride, cols);
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+        const std::byte * base = w + sb * int64_t(sizeof(block_q3_k));
+        float d[k_cols];
+        int8_t sc[16 * k_cols]; // [half][column]
+        q3_k_scales(base, w_stride, cols, k_cols, d, sc);
+        __m256i third[k_groups];
+        for (int g = 0; g < k_groups; ++g) third[g] = gather(base + offsetof(block_q3_k, hmask) + 4 * g, rows);
+        for (int j = 0; j < 8; ++j) {
+            std::byte * blk = out + (sb * 8 + j) * k_block;
+            std::memcpy(blk + k_scales, d, sizeof d);
+            std::memcpy(blk + k_offsets, sc + 2 * j * k_cols, 2 * k_cols);
+            __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int g = 0; g < k_groups; ++g) {
+                const __m256i v = gather(base + offsetof(block_q3_k, qs) + 32 * (j / 4) + 4 * g, rows);
+                const __m256i two_bits = _mm256_and_si256(_mm256_srli_epi32(v, 2 * (j % 4)), _mm256_set1_epi8(3));
+                const __m256i bit = _mm256_and_si256(_mm256_srli_epi32(third[g], j), _mm256_set1_epi8(1));
+                const __m256i q3 = _mm256_or_si256(two_bits, _mm256_slli_epi32(bit, 2));
+                const __m256i quant = _mm256_and_si256(_mm256_sub_epi8(q3, _mm256_set1_epi8(4)), rows.live);
+                store(blk + g * 4 * k_cols, quant);
+                sum[g / 4] = _mm256_add_epi32(sum[g / 4], column_sums(quant));
+            }
+            store_half_correction(blk, sum);
         }
     }
 }
@@ -344,6 +384,8 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
             std::byte * out = scratch + tile * nb * k_block;
             if (t == dtype::q6_k)
                 pack_tile_q6_k(rows + sb0 * int64_t(sizeof(block_q6_k)), w_stride, tile_cols[tile], nb / 8, out);
+            else if (t == dtype::q3_k)
+                pack_tile_q3_k(rows + sb0 * int64_t(sizeof(block_q3_k)), w_stride, tile_cols[tile], nb / 8, out);
             else if (t == dtype::q4_k)
                 pack_tile_k<block_q4_k>(rows + sb0 * int64_t(sizeof(block_q4_k)), w_stride, tile_cols[tile], nb / 8,
                                         out);
@@ -360,7 +402,8 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
         switch (t) {
         case dtype::q4_k: q8_multiply<dtype::q4_k>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         case dtype::q5_k: q8_multiply<dtype::q5_k>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
-        case dtype::q6_k: q8_multiply<dtype::q6_k>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
+        case dtype::q6_k:
+        case dtype::q3_k: q8_multiply<dtype::q6_k>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         case dtype::q5_0:
         case dtype::q5_0_repacked: q8_multiply<dtype::q5_0>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         case dtype::q5_1: q8_multiply<dtype::q5_1>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
@@ -375,7 +418,7 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
 // 91 / 83, 48 93 / 99; Q4_K_M (Q4_K, its Q6_K on the rows) at 24 99 / 94, 32 96 / 107; Q4_0
 // (repacked) at 16 105 / 92, 24 106 / 120, which the default (24) serves.
 constexpr int64_t gemm_from(dtype t) {
-    if (t == dtype::q6_k) return 40;
+    if (half_scales(t)) return 40; // Q3_K: not measured, Q6_K's
     return t == dtype::q4_k || t == dtype::q5_k ? 28 : 0;
 }
 

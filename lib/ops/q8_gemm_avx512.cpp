@@ -27,7 +27,7 @@ namespace {
 // (its packed GEMM is the slowest of these, its halves' scales multiplied in int32): 1.5B Q6_K
 // at 16 164 / 110-114, at 24 156-163 / 133-141, at 32 166-168 / 165-192.
 constexpr int64_t gemm_from(dtype t) {
-    if (t == dtype::q6_k) return 24;
+    if (half_scales(t)) return 24; // Q3_K: not measured, Q6_K's
     return super_blocks(t) ? 16 : 8;
 }
 constexpr kernel k_avx512_kernel{"avx512-vnni", avx512::q8_chunk, supports, k_chunk_cols, size_t(2 * k_block_bytes),

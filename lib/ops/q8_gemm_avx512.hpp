@@ -18,9 +18,10 @@ namespace FRUGAL_AVX512_NS {
 
 namespace q8 = frugal::ops::q8;
 
-// A packed Q6_K block (pack_tile_q6_k) keeps per half h < 2 its scales d · sc as f32 [16] (half 0
-// where the other types keep dw, half 1 where Q4_K keeps mw) and −Σ qw as int16 [2][16] where the
-// others keep their corrections: each half's sums carry 128 · Σ qw too much.
+// A packed Q6_K or Q3_K block (pack_tile_q6_k, pack_tile_q3_k) keeps per half h < 2 its scales
+// d · sc as f32 [16] (half 0 where the other types keep dw, half 1 where Q4_K keeps mw) and −Σ qw
+// as int16 [2][16] where the others keep their corrections: each half's sums carry 128 · Σ qw too
+// much.
 inline constexpr int64_t q6_k_half_scales(int64_t h) { return h == 0 ? q8::k_block_scales : q8::k_block_offsets; }
 FRUGAL_AVX512 inline __m512i q6_k_half_correction(const std::byte * blk, int64_t h) {
     const auto * minus_sums = reinterpret_cast<const __m256i *>(blk + q8::k_block_corrections) + h;
@@ -55,11 +56,11 @@ FRUGAL_AVX512 inline void super_block_offsets(const std::byte * head, const int1
 }
 
 // The kinds of block a weight type has: plain (Q8_0, Q4_0, Q5_0), plain with an offset each
-// (Q5_1), the sub-blocks of a Q4_K or Q5_K super-block (scales and offsets) and Q6_K's (an int8
-// scale per half).
+// (Q5_1), the sub-blocks of a Q4_K or Q5_K super-block (scales and offsets) and Q6_K's and
+// Q3_K's (an int8 scale per half).
 enum class block_kind { plain, plain_offsets, super_offsets, halves };
 constexpr block_kind block_kind_of(frugal::dtype t) {
-    if (t == frugal::dtype::q6_k) return block_kind::halves;
+    if (q8::half_scales(t)) return block_kind::halves;
     if (q8::has_offsets(t)) return q8::super_blocks(t) ? block_kind::super_offsets : block_kind::plain_offsets;
     return block_kind::plain;
 }
@@ -74,7 +75,7 @@ constexpr block_kind block_kind_of(frugal::dtype t) {
 // the super-block's end also takes its offsets, −dmin · Σ_j m_j · Σ qx_j: the integer sum in 4
 // vpdpwssd (as llama.cpp sums its mins), then one fused multiply-add by −dmin into the part,
 // where they had been a fused multiply-add per block (mw · dx · Σ qx): 81 → 78 issues per
-// super-block. With halves (Q6_K) each 16-element half's 4
+// super-block. With halves (Q6_K, Q3_K) each 16-element half's 4
 // vpdpbusd go into lanes that start at the half's correction, so they end as its exact sum, and
 // one fused multiply-add per half scales that by d · sc into the super-block's part. Registers:
 // MR·NT int32 + MR·NT f32 accumulators (16 at 4 × 2), and MR·NT more: the odd groups' int32
@@ -97,7 +98,7 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
     const float * xd = a.d + i0 * row_blocks + b0;
     constexpr bool super_offsets = Kind == block_kind::super_offsets, halves = Kind == block_kind::halves;
     const int16_t * x_sums = Kind == block_kind::plain_offsets || super_offsets ? a.sums + i0 * row_blocks + b0 : nullptr;
-    // With offsets (Q4_K, Q5_K) or halves (Q6_K) the activations are Q8_K, one dx per 8 blocks:
+    // With offsets (Q4_K, Q5_K) or halves (Q6_K, Q3_K) the activations are Q8_K, one dx per 8 blocks:
     // part sums a super-block's Σ sum · dw, and dx multiplies it once at the super-block's end.
     constexpr bool super_block_parts = super_offsets || halves;
     __m512 acc[MR][NT], part[MR][NT];
@@ -397,6 +398,14 @@ FRUGAL_AVX512 inline void pack_tile_k(const std::byte * w, size_t w_stride, int6
     }
 }
 
+// A halves block's −Σ qw per half (q6_k_half_correction), from each column's Σ qw in sum[h]:
+// |Σ qw| <= 16 · 32 (Q6_K), so int16.
+FRUGAL_AVX512 inline void store_half_corrections(std::byte * blk, const __m512i (&sum)[2]) {
+    for (int h = 0; h < 2; ++h)
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(blk + q8::k_block_corrections) + h,
+                            _mm512_cvtepi32_epi16(_mm512_sub_epi32(_mm512_setzero_si512(), sum[h])));
+}
+
 // Rows 0..cols-1 (cols <= 16) of Q6_K super-blocks into one tile at out: block j of super-block
 // sb (q6_k_block_of) into slot 8 · sb + j, its quants as q − 32, and per half the scales d · sc
 // and −Σ (q − 32) (q6_k_half_scales, q6_k_half_correction).
@@ -435,9 +444,55 @@ FRUGAL_AVX512 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, i
                 _mm512_storeu_si512(blk + g * 4 * q8::k_tile_cols, quant);
                 sum[g / 4] = _mm512_dpbusd_epi32(sum[g / 4], _mm512_set1_epi8(1), quant);
             }
-            for (int h = 0; h < 2; ++h) // |Σ (q − 32)| <= 16 · 32: int16
-                _mm256_storeu_si256(reinterpret_cast<__m256i *>(blk + q8::k_block_corrections) + h,
-                                    _mm512_cvtepi32_epi16(_mm512_sub_epi32(_mm512_setzero_si512(), sum[h])));
+            store_half_corrections(blk, sum);
+        }
+    }
+}
+
+// Rows 0..cols-1 (cols <= 16) of Q3_K super-blocks into one tile at out, laid out as Q6_K's:
+// block j of super-block sb (elements 32j..32j+31: bits 2 · (j % 4) of qs[32 · (j / 4) + l] with
+// bit j of hmask[l] as 4, less 4) into slot 8 · sb + j, its quants as q in −4..3, and per half the
+// scales d · (sc − 32) and −Σ q (q6_k_half_scales, q6_k_half_correction).
+FRUGAL_AVX512 inline void pack_tile_q3_k(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb,
+                                         std::byte * out) {
+    using frugal::block_q3_k;
+    static_assert(offsetof(block_q3_k, scales) == 96 && offsetof(block_q3_k, d) == 108 && sizeof(block_q3_k) == 110);
+    const tile_rows rows = rows_of(w, w_stride, cols);
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+        const int64_t at = sb * int64_t(sizeof(block_q3_k)); // within each row
+        // The block's last 16 bytes (from 94: two quant bytes, the 12 scale bytes, d), so that no
+        // read passes its end: scale byte i is byte 2 + i, d the last dword's high half.
+        __m512i tail[4];
+        transposed_dwords(rows, at + 94, tail);
+        const auto scale_byte = [&](int i) FRUGAL_AVX512 { return dword_byte(tail[(2 + i) / 4], (2 + i) % 4); };
+        const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(tail[3], 16)));
+        __m512i low[2][q8::k_groups], third[q8::k_groups];
+        for (int half = 0; half < 2; ++half)
+            transposed_groups(rows, at + int64_t(offsetof(block_q3_k, qs)) + 32 * half, low[half]);
+        transposed_groups(rows, at + int64_t(offsetof(block_q3_k, hmask)), third);
+        for (int j = 0; j < 8; ++j) {
+            std::byte * blk = out + (sb * 8 + j) * q8::k_block_bytes;
+            for (int h = 0; h < 2; ++h) { // unpack_k3_scales' bits; d · (sc − 32) is exact in f32
+                const int k = 2 * j + h;
+                const __m512i low4 = k < 8 ? _mm512_and_si512(scale_byte(k), _mm512_set1_epi32(15))
+                                           : _mm512_srli_epi32(scale_byte(k - 8), 4);
+                const __m512i top2 =
+                    _mm512_and_si512(_mm512_srli_epi32(scale_byte(8 + k % 4), unsigned(2 * (k / 4))), _mm512_set1_epi32(3));
+                const __m512i sc = _mm512_sub_epi32(_mm512_or_si512(low4, _mm512_slli_epi32(top2, 4)), _mm512_set1_epi32(32));
+                _mm512_storeu_ps(reinterpret_cast<float *>(blk + q6_k_half_scales(h)),
+                                 _mm512_maskz_mul_ps(rows.live, d, _mm512_cvtepi32_ps(sc)));
+            }
+            __m512i sum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+            for (int g = 0; g < q8::k_groups; ++g) {
+                const __m512i two_bits =
+                    _mm512_and_si512(_mm512_srli_epi32(low[j / 4][g], unsigned(2 * (j % 4))), _mm512_set1_epi8(3));
+                const __m512i bit = _mm512_and_si512(_mm512_srli_epi32(third[g], unsigned(j)), _mm512_set1_epi8(1));
+                const __m512i q3 = _mm512_or_si512(two_bits, _mm512_slli_epi32(bit, 2));
+                const __m512i quant = _mm512_maskz_mov_epi32(rows.live, _mm512_sub_epi8(q3, _mm512_set1_epi8(4)));
+                _mm512_storeu_si512(blk + g * 4 * q8::k_tile_cols, quant);
+                sum[g / 4] = _mm512_dpbusd_epi32(sum[g / 4], _mm512_set1_epi8(1), quant);
+            }
+            store_half_corrections(blk, sum);
         }
     }
 }
@@ -572,6 +627,8 @@ FRUGAL_AVX512 inline void q8_chunk(frugal::dtype t, const std::byte * w, size_t 
             const int64_t sb0 = b0 / 8; // the K-quants' first super-block
             if (t == frugal::dtype::q6_k)
                 pack_tile_q6_k(rows + sb0 * int64_t(sizeof(frugal::block_q6_k)), w_stride, tile_cols[tile], nb / 8, out);
+            else if (t == frugal::dtype::q3_k)
+                pack_tile_q3_k(rows + sb0 * int64_t(sizeof(frugal::block_q3_k)), w_stride, tile_cols[tile], nb / 8, out);
             else if (t == frugal::dtype::q4_k)
                 pack_tile_k<frugal::block_q4_k>(rows + sb0 * int64_t(sizeof(frugal::block_q4_k)), w_stride,
                                                 tile_cols[tile], nb / 8, out);
