@@ -53,6 +53,10 @@ const kernels * avx512_kernels(dtype t) {
     static const kernels q5_k =
         with_avx512_row_loop<avx512::dot_rows_q45_k<true>, avx512::dot_rows_q45_k_batch<true>>(dtype::q5_k);
     static const kernels q6_k = with_avx512_row_loop<avx512::dot_rows_q6_k, avx512::dot_rows_q6_k_batch>(dtype::q6_k);
+    static const kernels q2_k =
+        with_avx512_row_loop<avx512::dot_rows_q23_k<false>, avx512::dot_rows_q23_k_batch<false>>(dtype::q2_k);
+    static const kernels q3_k =
+        with_avx512_row_loop<avx512::dot_rows_q23_k<true>, avx512::dot_rows_q23_k_batch<true>>(dtype::q3_k);
     switch (t) {
     case dtype::q8_0: return &q8_0;
     case dtype::q4_0: return &q4_0;
@@ -61,6 +65,8 @@ const kernels * avx512_kernels(dtype t) {
     case dtype::q4_k: return &q4_k;
     case dtype::q5_k: return &q5_k;
     case dtype::q6_k: return &q6_k;
+    case dtype::q2_k: return &q2_k;
+    case dtype::q3_k: return &q3_k;
     default: return nullptr;
     }
 }

@@ -497,6 +497,107 @@ FRUGAL_AVX512 inline void dot_rows_q6_k_batch(const std::byte * w, size_t w_stri
     with_batch_rows(m, [&](auto mr) FRUGAL_AVX512 { q6_rows<mr()>(w, w_stride, rows, n_super, ab, out, ldo); });
 }
 
+// --- Q2_K and Q3_K with Q8_K activations ----------------------------------------------------------
+// The AVX2 kernels' 32-element chunks two per zmm (chunk c in lanes 0-7, c + 1 in 8-15): each
+// 32-byte group of 2-bit quants broadcast to both halves, shifted per half. Exact integer lane
+// sums, added across the halves before the same 256-bit float step: bit-identical.
+// out[j · ldo + r] for weight rows r < rows against MR Q8_K activation rows ab[j], each
+// super-block unpacked once for all MR (as q6_rows).
+template <bool Q3, int MR>
+FRUGAL_AVX512 inline void q23_rows(const std::byte * w, size_t w_stride, int64_t rows, int64_t n_super,
+                                   const frugal::ops::block_q8_k * const * ab, float * out, int64_t ldo) {
+    using Block = std::conditional_t<Q3, frugal::block_q3_k, frugal::block_q2_k>;
+    const __m512i two_bits = _mm512_set1_epi8(3), one_bit = _mm512_set1_epi8(1);
+    // Chunks (c, c + 1) of a group s = c % 4 apart: their 2-bit quants at bits 2s and 2s + 2.
+    const __m512i shift_01 = _mm512_mask_blend_epi16(0xFFFF0000, _mm512_set1_epi16(0), _mm512_set1_epi16(2));
+    const __m512i shift_23 = _mm512_mask_blend_epi16(0xFFFF0000, _mm512_set1_epi16(4), _mm512_set1_epi16(6));
+    const __m512i chunk_pair = _mm512_mask_blend_epi16(0xFFFF0000, _mm512_set1_epi16(0), _mm512_set1_epi16(1));
+    // Each int16 lane's 128-bit quarter: 0, 1, 2, 3 (as q6_rows).
+    const __m512i quarter =
+        _mm512_mask_blend_epi16(0xFFFF0000, _mm512_mask_blend_epi16(0xFF00FF00, _mm512_set1_epi16(0), _mm512_set1_epi16(1)),
+                                _mm512_mask_blend_epi16(0xFF00FF00, _mm512_set1_epi16(2), _mm512_set1_epi16(3)));
+    const bool l2_only =
+        prefetch_weights_to_l2(MR, size_t(n_super) * sizeof(frugal::ops::block_q8_k), size_t(n_super) * sizeof(Block));
+    for (int64_t r = 0; r < rows; ++r) {
+        const auto * wb = reinterpret_cast<const Block *>(w + size_t(r) * w_stride);
+        __m256 acc[MR];
+        for (int k = 0; k < MR; ++k) acc[k] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < n_super; ++i) {
+            const Block & b = wb[i];
+            prefetch_ahead(&b, sizeof b, l2_only);
+            // The 16 scales as int16 (Q3_K: less 32), and Q2_K's mins.
+            __m256i scales16, mins16;
+            __m512i hmask;
+            if constexpr (Q3) {
+                const frugal::ops::detail::k3_scales sc = frugal::ops::detail::unpack_k3_scales(b.scales);
+                scales16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(sc.sc))),
+                                            _mm256_set1_epi16(32));
+                hmask = _mm512_broadcast_i64x4(load256(b.hmask));
+            } else {
+                const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i *>(b.scales));
+                scales16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0xF)));
+                mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF)));
+            }
+            __m512i sumi[MR];
+            for (int k = 0; k < MR; ++k) sumi[k] = _mm512_setzero_si512();
+            for (int g = 0; g < 2; ++g) {
+                const __m512i raw = _mm512_broadcast_i64x4(load256(b.qs + 32 * g));
+                // The group's eight scales as int16 lanes 0..7; chunk 4g + s takes 2s and 2s + 1.
+                const __m512i sc8 = _mm512_castsi128_si512(g == 0 ? _mm256_castsi256_si128(scales16)
+                                                                  : _mm256_extracti128_si256(scales16, 1));
+                for (int s = 0; s < 4; s += 2) {
+                    const int c = 4 * g + s;
+                    __m512i q = _mm512_and_si512(_mm512_srlv_epi16(raw, s == 0 ? shift_01 : shift_23), two_bits);
+                    if constexpr (Q3) { // bit c (c + 1) of each hmask byte as 4; the other bits are masked off
+                        const __m512i shift = _mm512_add_epi16(chunk_pair, _mm512_set1_epi16(short(c)));
+                        const __m512i third = _mm512_and_si512(_mm512_srlv_epi16(hmask, shift), one_bit);
+                        q = _mm512_or_si512(q, _mm512_slli_epi16(third, 2));
+                    }
+                    const __m512i scale =
+                        _mm512_permutexvar_epi16(_mm512_add_epi16(quarter, _mm512_set1_epi16(short(2 * s))), sc8);
+                    for (int k = 0; k < MR; ++k) {
+                        const __m512i x = _mm512_loadu_si512(ab[k][i].qs + 32 * c);
+                        sumi[k] = _mm512_add_epi32(sumi[k], _mm512_madd_epi16(_mm512_maddubs_epi16(q, x), scale));
+                    }
+                }
+            }
+            for (int k = 0; k < MR; ++k) {
+                const frugal::ops::block_q8_k & a = ab[k][i];
+                const __m256i bsums = load256(a.bsums);
+                __m256i sumi8 =
+                    _mm256_add_epi32(_mm512_castsi512_si256(sumi[k]), _mm512_extracti64x4_epi64(sumi[k], 1));
+                if constexpr (Q3) { // the quants went in as q + 4: 4 · Σ_j sc_j · bsums_j comes off
+                    sumi8 = _mm256_sub_epi32(sumi8, _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 2));
+                    acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(a.d * half(b.d)), _mm256_cvtepi32_ps(sumi8), acc[k]);
+                } else {
+                    const __m256 summ = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins16, bsums));
+                    acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(a.d * half(b.d)), _mm256_cvtepi32_ps(sumi8), acc[k]);
+                    acc[k] = _mm256_fnmadd_ps(_mm256_set1_ps(a.d * half(b.dmin)), summ, acc[k]);
+                }
+            }
+        }
+        for (int k = 0; k < MR; ++k) out[k * ldo + r] = hsum256(acc[k]);
+    }
+}
+
+template <bool Q3>
+FRUGAL_AVX512 inline void dot_rows_q23_k(const std::byte * w, size_t w_stride, int64_t rows, const void * act,
+                                         int64_t n, float * out) {
+    const auto * ab = static_cast<const frugal::ops::block_q8_k *>(act);
+    q23_rows<Q3, 1>(w, w_stride, rows, n / frugal::k_qk_k, &ab, out, 0);
+}
+
+// dot_rows_q23_k for m <= k_batch activation rows (act_stride bytes apart) at once: out[j · ldo + r].
+template <bool Q3>
+FRUGAL_AVX512 inline void dot_rows_q23_k_batch(const std::byte * w, size_t w_stride, int64_t rows,
+                                               const std::byte * act, size_t act_stride, int64_t m, int64_t n,
+                                               float * out, int64_t ldo) {
+    const frugal::ops::block_q8_k * ab[frugal::ops::detail::k_batch];
+    for (int64_t k = 0; k < m; ++k) ab[k] = reinterpret_cast<const frugal::ops::block_q8_k *>(act + size_t(k) * act_stride);
+    const int64_t n_super = n / frugal::k_qk_k;
+    with_batch_rows(m, [&](auto mr) FRUGAL_AVX512 { q23_rows<Q3, mr()>(w, w_stride, rows, n_super, ab, out, ldo); });
+}
+
 
 // The block of each 32-element type the stored-block loop takes.
 template <frugal::dtype T>

@@ -156,7 +156,8 @@ void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot
             auto * bytes = reinterpret_cast<uint8_t *>(&b);
             for (size_t i = 0; i < sizeof b; ++i) bytes[i] = uint8_t(byte(rng));
             b.d = fp32_to_fp16(scale(rng));
-            if constexpr (!std::is_same_v<Block, block_q6_k>) b.dmin = fp32_to_fp16(scale(rng));
+            if constexpr (!std::is_same_v<Block, block_q6_k> && !std::is_same_v<Block, block_q3_k>)
+                b.dmin = fp32_to_fp16(scale(rng));
         }
         std::vector<float> x(static_cast<size_t>(n));
         for (auto & v : x) v = normal(rng);
@@ -230,6 +231,14 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
         constexpr auto rows = emu::dot_rows_q6_k;
         check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, emu::one_row<rows>, rows, emu::dot_rows_q6_k_batch);
     }
+    SUBCASE("q2_k") {
+        constexpr auto rows = emu::dot_rows_q23_k<false>;
+        check_k_quant_against_avx2<block_q2_k>(dtype::q2_k, emu::one_row<rows>, rows, emu::dot_rows_q23_k_batch<false>);
+    }
+    SUBCASE("q3_k") {
+        constexpr auto rows = emu::dot_rows_q23_k<true>;
+        check_k_quant_against_avx2<block_q3_k>(dtype::q3_k, emu::one_row<rows>, rows, emu::dot_rows_q23_k_batch<true>);
+    }
 }
 
 TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doctest::timeout(60)) {
@@ -242,18 +251,17 @@ TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doct
         check_against_avx2(t, k->dot, k->dot_rows, k->dot_rows_batch);
         CHECK(ops::detail::decode_row_loop(t)); // and decode selects them
     }
-    const ops::detail::kernels * q4_k = ops::detail::avx512_kernels(dtype::q4_k);
-    const ops::detail::kernels * q5_k = ops::detail::avx512_kernels(dtype::q5_k);
-    const ops::detail::kernels * q6_k = ops::detail::avx512_kernels(dtype::q6_k);
-    REQUIRE(q4_k);
-    REQUIRE(q5_k);
-    REQUIRE(q6_k);
-    REQUIRE(bool(q4_k->dot_rows_batch));
-    REQUIRE(bool(q5_k->dot_rows_batch));
-    REQUIRE(bool(q6_k->dot_rows_batch));
-    check_k_quant_against_avx2<block_q4_k>(dtype::q4_k, q4_k->dot, q4_k->dot_rows, q4_k->dot_rows_batch);
-    check_k_quant_against_avx2<block_q5_k>(dtype::q5_k, q5_k->dot, q5_k->dot_rows, q5_k->dot_rows_batch);
-    check_k_quant_against_avx2<block_q6_k>(dtype::q6_k, q6_k->dot, q6_k->dot_rows, q6_k->dot_rows_batch);
-    for (dtype t : {dtype::q4_k, dtype::q5_k, dtype::q6_k})
-        CHECK(ops::detail::decode_row_loop(t)); // and decode selects their row loops
+    const auto check_k = [&]<class Block>(dtype t, Block) {
+        CAPTURE(std::string(dtype_name(t)));
+        const ops::detail::kernels * k = ops::detail::avx512_kernels(t);
+        REQUIRE(k);
+        REQUIRE(bool(k->dot_rows_batch));
+        check_k_quant_against_avx2<Block>(t, k->dot, k->dot_rows, k->dot_rows_batch);
+        CHECK(ops::detail::decode_row_loop(t)); // and decode selects its row loop
+    };
+    check_k(dtype::q2_k, block_q2_k{});
+    check_k(dtype::q3_k, block_q3_k{});
+    check_k(dtype::q4_k, block_q4_k{});
+    check_k(dtype::q5_k, block_q5_k{});
+    check_k(dtype::q6_k, block_q6_k{});
 }
