@@ -263,7 +263,7 @@ inline void q3_k_scales(const std::byte * base, size_t w_stride, int64_t cols, i
         block_q3_k b{};
         if (c < cols) std::memcpy(&b, base + c * int64_t(w_stride), sizeof b);
         const frugal::ops::detail::k3_scales s = frugal::ops::detail::unpack_k3_scales(b.scales);
-        for (int k = 0; k < 16; ++k) sc[k * tile_cols + c] = c < cols ? int8_t(s.sc[k] - 32) : 0;
+        for (int k = 0; k < 16; ++k) sc[k * tile_cols + c] = c < cols ? int8_t(s.sc(k) - 32) : 0;
         d[c] = fp16_to_fp32(b.d);
     }
 }

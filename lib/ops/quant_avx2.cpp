@@ -975,8 +975,8 @@ FRUGAL_AVX2 void dot_q3(const void * w, const std::byte * act, size_t act_stride
         const block_q3_k & b = wb[i];
         for (size_t off = 0; off < sizeof b; off += 64) prefetch_ahead(reinterpret_cast<const char *>(&b) + off);
         const k3_scales sc = unpack_k3_scales(b.scales);
-        const __m256i scales16 = _mm256_sub_epi16(
-            _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(sc.sc))), _mm256_set1_epi16(32));
+        const __m128i packed = _mm_setr_epi32(int(sc.words[0]), int(sc.words[1]), int(sc.words[2]), int(sc.words[3]));
+        const __m256i scales16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(packed), _mm256_set1_epi16(32));
         // Multiply the quants as u = q + 4 in 0..7 (the 2 bits, with the hmask bit as 4) and take
         // 4 · sum_j sc_j · bsums_j off at the end, as Q6_K does with its 32.
         __m256i sumi[M];

@@ -530,8 +530,9 @@ FRUGAL_AVX512 inline void q23_rows(const std::byte * w, size_t w_stride, int64_t
             __m512i hmask;
             if constexpr (Q3) {
                 const frugal::ops::detail::k3_scales sc = frugal::ops::detail::unpack_k3_scales(b.scales);
-                scales16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(sc.sc))),
-                                            _mm256_set1_epi16(32));
+                const __m128i packed =
+                    _mm_setr_epi32(int(sc.words[0]), int(sc.words[1]), int(sc.words[2]), int(sc.words[3]));
+                scales16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(packed), _mm256_set1_epi16(32));
                 hmask = _mm512_broadcast_i64x4(load256(b.hmask));
             } else {
                 const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i *>(b.scales));

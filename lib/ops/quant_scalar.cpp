@@ -399,7 +399,7 @@ void dequantize_q3(const void * src, float * dst, int64_t n) {
         const k3_scales s = unpack_k3_scales(blocks[i].scales);
         const float d = fp16_to_fp32(blocks[i].d);
         for (int j = 0; j < 16; ++j) {
-            const float dl = d * float(s.sc[j] - 32);
+            const float dl = d * float(s.sc(j) - 32);
             for (int l = 0; l < 16; ++l) dst[i * k_qk_k + 16 * j + l] = dl * float(q[16 * j + l]);
         }
     }
@@ -417,7 +417,7 @@ float dot_q3(const void * w, const void * act, int64_t n) {
         for (int j = 0; j < 16; ++j) {
             int sj = 0;
             for (int l = 0; l < 16; ++l) sj += q[16 * j + l] * ab[i].qs[16 * j + l];
-            sumi += (s.sc[j] - 32) * sj;
+            sumi += (s.sc(j) - 32) * sj;
         }
         sum += ab[i].d * fp16_to_fp32(wb[i].d) * float(sumi);
     }
