@@ -8,11 +8,10 @@
 // stored, Q4_0 as q − 8 and Q5_0 as q − 16 with mw = 0; Q5_1 as q with dw = d and mw = m; Q4_K
 // and Q5_K per 32-element sub-block: dw = d · sc, mw = −dmin · m, qw = 0..15 or 0..31; Q6_K as
 // q − 32 (Q3_K: q, with sc − 32 for sc) with dw = d, each 16-element half's sum multiplied by
-// its int8 scale sc: in int32 as
-// llama.cpp does (AVX2), or by d · sc in f32, exact, where the AVX-512 kernel scales each half's
-// own). Each block (half) sum is exact in int32
-// lanes, so this path takes the f32 path's products and only sums them in another order: no
-// fidelity is traded for speed, unlike bf16 and int8. (The AVX-512 kernel takes a Q4_K or Q5_K
+// its int8 scale sc: in int32 as llama.cpp does (AVX2), or by d · sc in f32, exact, where the
+// AVX-512 kernel scales each half's own). Each block (half) sum is exact in int32 lanes, so this
+// path takes the f32 path's products and only sums them in another order: no fidelity is
+// traded for speed, unlike bf16 and int8. (The AVX-512 kernel takes a Q4_K or Q5_K
 // super-block's offsets as llama.cpp does: −dmin · dx · Σ_b m_b · Σ qx, the sum in int32.)
 //
 // The activation format here is portable. Two kernels multiply it, each packing weight rows in
@@ -61,9 +60,9 @@ inline constexpr int64_t k_chunk_cols = 2 * k_tile_cols;
 // (lane c of one instruction sums the 4 products of group g), then the 16 columns' scales dw
 // (f32), corrections −128 · Σ qw (int32: activations are stored as qx + 128, the unsigned operand
 // vpdpbusd takes, so each block sum carries 128 · Σ qw too much) and 64 bytes for offsets
-// (Q4_K and Q5_K: their super-block's mins and −dmin, q8_gemm_avx512.hpp). Q6_K and Q3_K keep their two
-// 16-element halves' scales d · sc (f32) where the others keep dw and offsets, and their −Σ qw
-// (int16 [2][16]) where the others keep corrections.
+// (Q4_K and Q5_K: their super-block's mins and −dmin, q8_gemm_avx512.hpp). Q6_K and Q3_K keep
+// their two 16-element halves' scales d · sc (f32) where the others keep dw and offsets, and
+// their −Σ qw (int16 [2][16]) where the others keep corrections.
 inline constexpr int64_t k_groups = k_qk / 4;
 inline constexpr int64_t k_block_quant_bytes = k_qk * k_tile_cols;                 // 512
 inline constexpr int64_t k_block_scales = k_block_quant_bytes;                     // f32 [16]
