@@ -25,6 +25,7 @@ enum class dtype : uint32_t {
     q5_k = 13,
     q6_k = 14,
     iq4_nl = 20,
+    iq4_xs = 23,
     bf16 = 30,
     // Not GGUF types (dtype_from_ggml never returns them): layouts the loader rewrites weights
     // into for faster kernels, with the same bytes per row as the original.
@@ -135,6 +136,15 @@ struct block_q3_k {
     uint8_t scales[k_k_scale_bytes];   // 16 packed 6-bit scales sc, stored + 32 (unpack_k3_scales)
     uint16_t d;                        // fp16 super-block scale (last); y = d·(sc − 32)·(q − 4·!hbit)
 };
+// IQ4_NL's levels in super-blocks of 256: 8 sub-blocks of 32, each with a 6-bit scale ls
+// (stored + 32: low 4 bits in scales_l, nibble j % 2 of byte j / 2; top 2 bits at bit 2j of
+// scales_h), nibbles as Q4_0's per sub-block; y = d · (ls − 32) · k_iq4_nl_values[q].
+struct block_iq4_xs {
+    uint16_t d;                        // fp16 super-block scale
+    uint16_t scales_h;
+    uint8_t scales_l[k_qk_k / 64];
+    uint8_t qs[k_qk_k / 2];            // sub-block j: qs[16j..16j+15], low nibbles first
+};
 struct block_q4_k {
     uint16_t d, dmin;                  // fp16 super-block scales
     uint8_t scales[k_k_scale_bytes];   // 8 packed 6-bit (scale, min) pairs
@@ -154,7 +164,7 @@ struct block_q6_k {
 };
 static_assert(sizeof(block_q8_0) == 34 && sizeof(block_q4_0) == 18);
 static_assert(sizeof(block_q5_0) == 22 && sizeof(block_q5_1) == 24 && sizeof(block_iq4_nl) == 18);
-static_assert(sizeof(block_q2_k) == 84 && sizeof(block_q3_k) == 110);
+static_assert(sizeof(block_q2_k) == 84 && sizeof(block_q3_k) == 110 && sizeof(block_iq4_xs) == 136);
 static_assert(sizeof(block_q4_k) == 144 && sizeof(block_q5_k) == 176 && sizeof(block_q6_k) == 210);
 
 // --- traits ------------------------------------------------------------------------------
@@ -167,7 +177,9 @@ struct dtype_traits {
 
 constexpr std::optional<dtype> dtype_from_ggml(uint32_t id) noexcept {
     switch (id) {
-    case 0: case 1: case 2: case 6: case 7: case 8: case 10: case 11: case 12: case 13: case 14: case 20: case 30: return dtype(id);
+    case 0: case 1: case 2: case 6: case 7: case 8: case 10: case 11: case 12: case 13: case 14: case 20: case 23:
+    case 30:
+        return dtype(id);
     default: return std::nullopt;
     }
 }
@@ -182,6 +194,7 @@ constexpr dtype_traits traits(dtype t) noexcept {
     case dtype::q5_0: return {"q5_0", k_qk, sizeof(block_q5_0), true};
     case dtype::q5_1: return {"q5_1", k_qk, sizeof(block_q5_1), true};
     case dtype::iq4_nl: return {"iq4_nl", k_qk, sizeof(block_iq4_nl), true};
+    case dtype::iq4_xs: return {"iq4_xs", k_qk_k, sizeof(block_iq4_xs), true};
     case dtype::q2_k: return {"q2_k", k_qk_k, sizeof(block_q2_k), true};
     case dtype::q3_k: return {"q3_k", k_qk_k, sizeof(block_q3_k), true};
     case dtype::q4_k: return {"q4_k", k_qk_k, sizeof(block_q4_k), true};

@@ -109,7 +109,7 @@ void round_activation(dtype t, const float * x, float * out, int64_t n, std::vec
         }
         break;
     }
-    case dtype::q2_k: case dtype::q3_k: case dtype::q4_k: case dtype::q5_k: case dtype::q6_k: {
+    case dtype::q2_k: case dtype::q3_k: case dtype::q4_k: case dtype::q5_k: case dtype::q6_k: case dtype::iq4_xs: {
         const auto * blocks = reinterpret_cast<const block_q8_k *>(buf.data());
         for (int64_t b = 0; b < n / k_qk_k; ++b)
             for (int64_t i = 0; i < k_qk_k; ++i) out[b * k_qk_k + i] = blocks[b].d * float(blocks[b].qs[i]);

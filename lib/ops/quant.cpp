@@ -176,7 +176,8 @@ size_t activation_bytes(dtype t, int64_t n) {
     case dtype::q3_k:
     case dtype::q4_k:
     case dtype::q5_k:
-    case dtype::q6_k: return size_t(n / k_qk_k) * sizeof(block_q8_k);
+    case dtype::q6_k:
+    case dtype::iq4_xs: return size_t(n / k_qk_k) * sizeof(block_q8_k);
     }
     return 0; // unreachable: select() rejected t
 }
@@ -203,7 +204,8 @@ int activation_format(dtype t) {
     case dtype::q8_0: case dtype::q4_0: case dtype::q4_0_repacked: case dtype::q5_0: case dtype::q5_0_repacked:
     case dtype::iq4_nl:
         return -1; // Q8_0
-    case dtype::q2_k: case dtype::q3_k: case dtype::q4_k: case dtype::q5_k: case dtype::q6_k: return -2; // Q8_K
+    case dtype::q2_k: case dtype::q3_k: case dtype::q4_k: case dtype::q5_k: case dtype::q6_k: case dtype::iq4_xs:
+        return -2; // Q8_K
     default: return int(t);
     }
 }
@@ -335,6 +337,7 @@ void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n) {
     case dtype::q5_0:
     case dtype::q5_1:
     case dtype::iq4_nl:
+    case dtype::iq4_xs:
     case dtype::q2_k:
     case dtype::q3_k:
     case dtype::q4_k:

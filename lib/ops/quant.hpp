@@ -1,5 +1,5 @@
-// quant.hpp - kernels on weights stored as F32/F16/BF16/Q8_0/Q4_0/Q5_0/Q5_1/IQ4_NL and the K-quants
-// Q2_K/Q3_K/Q4_K/Q5_K/Q6_K
+// quant.hpp - kernels on weights stored as F32/F16/BF16/Q8_0/Q4_0/Q5_0/Q5_1/IQ4_NL/IQ4_XS and the
+// K-quants Q2_K/Q3_K/Q4_K/Q5_K/Q6_K
 // (MODEL-SPEC.md §3.6), and on Q4_0 repacked at load (repack_rows).
 //
 // Numerics follow llama.cpp's CPU backend so greedy decoding agrees token for token: a float
@@ -8,7 +8,7 @@
 //   F32 -> F32, F16 -> F16, BF16 -> BF16 (round to nearest even),
 //   Q8_0, Q4_0 (and repacked), Q5_0, IQ4_NL -> Q8_0 blocks (per 32: d = amax/127 stored as fp16, q = round(x * 127/amax)),
 //   Q5_1 -> Q8_1 blocks (Q8_0's d and q, plus s = d * sum(q) as fp16 for Q5_1's offsets),
-//   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K -> Q8_K blocks (per 256: fp32 d, int8 q, int16 sums of each 16 q).
+//   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS -> Q8_K blocks (per 256: fp32 d, int8 q, int16 sums of each 16 q).
 // Integer sums inside a block are exact; only the float accumulation order differs from ggml.
 //
 // AVX2+FMA+F16C kernels are chosen at run time when the CPU has them, else portable scalar ones.

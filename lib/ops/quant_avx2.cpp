@@ -1008,6 +1008,40 @@ FRUGAL_AVX2 void dot_q3(const void * w, const std::byte * act, size_t act_stride
     for (int k = 0; k < M; ++k) out[k] = hsum(acc[k]);
 }
 
+// IQ4_XS: per 32-element sub-block, its nibbles through IQ4_NL's levels (a byte shuffle, as
+// iq4_nl_vec) with the sign moved onto x, the pairs' int16 sums widened against the sub-block's
+// scale ls − 32 (|2 · 127 · 127 · 32| fits int32): a super-block's sum is exact in int32 lanes,
+// then one fused multiply-add by d · dx, as llama.cpp's AVX2 dot.
+template <int M>
+FRUGAL_AVX2 void dot_iq4_xs(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
+    const auto * wb = static_cast<const block_iq4_xs *>(w);
+    auto a_block = [&](int k, int64_t i) -> const block_q8_k & { return act_block<block_q8_k>(act, act_stride, k, i); };
+    const __m256i levels =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(k_iq4_nl_values)));
+    __m256 acc[M];
+    for (int k = 0; k < M; ++k) acc[k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        const block_iq4_xs & b = wb[i];
+        for (size_t off = 0; off < sizeof b; off += 64) prefetch_ahead(reinterpret_cast<const char *>(&b) + off);
+        const uint64_t scales = unpack_iq4_xs_scales(b);
+        __m256i sumi[M];
+        for (int k = 0; k < M; ++k) sumi[k] = _mm256_setzero_si256();
+        for (int j = 0; j < 8; ++j) {
+            const __m256i q = _mm256_shuffle_epi8(levels, nibbles(b.qs + 16 * j));
+            const __m256i q_abs = _mm256_sign_epi8(q, q);
+            const __m256i scale = _mm256_set1_epi16(short(int((scales >> (8 * j)) & 0xFF) - 32));
+            for (int k = 0; k < M; ++k) {
+                const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a_block(k, i).qs + 32 * j));
+                const __m256i p = _mm256_maddubs_epi16(q_abs, _mm256_sign_epi8(x, q));
+                sumi[k] = _mm256_add_epi32(sumi[k], _mm256_madd_epi16(p, scale));
+            }
+        }
+        for (int k = 0; k < M; ++k)
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(a_block(k, i).d * half(b.d)), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
+    }
+    for (int k = 0; k < M; ++k) out[k] = hsum(acc[k]);
+}
+
 // The single-row entry of the kernel table.
 template <auto dot_m>
 FRUGAL_AVX2 float dot_one(const void * w, const void * act, int64_t n) {
@@ -1084,6 +1118,7 @@ constexpr kernels q45_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q45<Q5, 1>
 constexpr kernels q6_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q6<1>>, dot_q6<k_batch>};
 constexpr kernels q2_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q2<1>>, dot_q2<k_batch>};
 constexpr kernels q3_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q3<1>>, dot_q3<k_batch>};
+constexpr kernels iq4_xs_kernels{nullptr, quantize_q8_k_act, dot_one<dot_iq4_xs<1>>, dot_iq4_xs<k_batch>};
 constexpr kernels f16_kernels{dequantize_f16, quantize_f16, dot_plain<f16_vec>, nullptr, plain_rows_one<f16_vec>,
                               plain_rows_batch<f16_vec>};
 constexpr kernels bf16_kernels{nullptr, quantize_bf16, dot_plain<bf16_vec>, nullptr, plain_rows_one<bf16_vec>,
@@ -1105,6 +1140,7 @@ const kernels * avx2_kernels(dtype t) {
     case dtype::q5_0: return &q32_kernels<q5_0_vec>;
     case dtype::q5_1: return &q32_kernels<q5_1_vec>;
     case dtype::iq4_nl: return &q32_kernels<iq4_nl_vec>;
+    case dtype::iq4_xs: return &iq4_xs_kernels;
     case dtype::q2_k: return &q2_kernels;
     case dtype::q3_k: return &q3_kernels;
     case dtype::q4_k: return &q45_kernels<false>;

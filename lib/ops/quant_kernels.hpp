@@ -214,6 +214,18 @@ inline k3_scales unpack_k3_scales(const uint8_t * s) {
              ((a[0] >> 4) & nibbles) | (((a[2] >> 4) & pairs) << 4), ((a[1] >> 4) & nibbles) | (((a[2] >> 6) & pairs) << 4)}};
 }
 
+// The eight 6-bit sub-block scales ls of an IQ4_XS super-block (each still + 32), scale j in byte
+// j of the word: its low 4 bits from nibble j % 2 of scales_l[j / 2], its top 2 from bits 2j,
+// 2j + 1 of scales_h. A word, not bytes in memory, for the reason k3_scales gives.
+inline uint64_t unpack_iq4_xs_scales(const block_iq4_xs & b) {
+    uint64_t word = 0;
+    for (int j = 0; j < 8; ++j) {
+        const unsigned ls = ((b.scales_l[j / 2] >> (4 * (j % 2))) & 0xF) | (((b.scales_h >> (2 * j)) & 3) << 4);
+        word |= uint64_t(ls) << (8 * j);
+    }
+    return word;
+}
+
 // Q8_1's s = d * sum(q) with d = amax/127 before its fp16 rounding, as ggml's x86
 // quantize_row_q8_1 (written after the quants, identically by both paths).
 inline void fill_q8_1_sum(block_q8_1 & b, float d) {

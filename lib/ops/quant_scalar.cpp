@@ -424,6 +424,41 @@ float dot_q3(const void * w, const void * act, int64_t n) {
     return sum;
 }
 
+// --- IQ4_XS: IQ4_NL's levels under a 6-bit scale per 32 and an fp16 d per 256 ---------------------
+void dequantize_iq4_xs(const void * src, float * dst, int64_t n) {
+    const auto * blocks = static_cast<const block_iq4_xs *>(src);
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        const block_iq4_xs & b = blocks[i];
+        const uint64_t scales = unpack_iq4_xs_scales(b);
+        const float d = fp16_to_fp32(b.d);
+        for (int j = 0; j < 8; ++j) {
+            const float dl = d * float(int((scales >> (8 * j)) & 0xFF) - 32);
+            int8_t q[k_qk];
+            unpack_nibbles(b.qs + 16 * j, q);
+            for (int l = 0; l < k_qk; ++l) dst[i * k_qk_k + 32 * j + l] = dl * float(k_iq4_nl_values[q[l]]);
+        }
+    }
+}
+
+float dot_iq4_xs(const void * w, const void * act, int64_t n) {
+    const auto * wb = static_cast<const block_iq4_xs *>(w);
+    const auto * ab = static_cast<const block_q8_k *>(act);
+    float sum = 0.f;
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        const uint64_t scales = unpack_iq4_xs_scales(wb[i]);
+        int sumi = 0;
+        for (int j = 0; j < 8; ++j) {
+            int8_t q[k_qk];
+            unpack_nibbles(wb[i].qs + 16 * j, q);
+            int sj = 0;
+            for (int l = 0; l < k_qk; ++l) sj += k_iq4_nl_values[q[l]] * ab[i].qs[32 * j + l];
+            sumi += (int((scales >> (8 * j)) & 0xFF) - 32) * sj;
+        }
+        sum += ab[i].d * fp16_to_fp32(wb[i].d) * float(sumi);
+    }
+    return sum;
+}
+
 template <class F>
 constexpr kernels plain_kernels{dequantize_plain<F>, quantize_plain<F>, dot_plain<F>};
 template <class F>
@@ -433,6 +468,7 @@ constexpr kernels q45_kernels{dequantize_q45<Q5>, quantize_q8_k_act, dot_q45<Q5>
 constexpr kernels q6_kernels{dequantize_q6, quantize_q8_k_act, dot_q6};
 constexpr kernels q2_kernels{dequantize_q2, quantize_q8_k_act, dot_q2};
 constexpr kernels q3_kernels{dequantize_q3, quantize_q8_k_act, dot_q3};
+constexpr kernels iq4_xs_kernels{dequantize_iq4_xs, quantize_q8_k_act, dot_iq4_xs};
 template <dtype R>
 constexpr kernels repacked_kernels{dequantize_repacked<R>, quantize_q8_act<block_q8_0>, dot_repacked<R>};
 
@@ -448,6 +484,7 @@ const kernels * scalar_kernels(dtype t) {
     case dtype::q5_0: return &q32_kernels<q5_0_fmt>;
     case dtype::q5_1: return &q32_kernels<q5_1_fmt>;
     case dtype::iq4_nl: return &q32_kernels<iq4_nl_fmt>;
+    case dtype::iq4_xs: return &iq4_xs_kernels;
     case dtype::q2_k: return &q2_kernels;
     case dtype::q3_k: return &q3_kernels;
     case dtype::q4_k: return &q45_kernels<false>;

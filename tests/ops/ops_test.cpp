@@ -1135,6 +1135,7 @@ std::vector<double> activation_error(dtype w, const float * x, int64_t m, int64_
         break;
     case dtype::q2_k: // Q8_K blocks of 256 (the K-quants' activation type), fp32 d: rounding only
     case dtype::q3_k:
+    case dtype::iq4_xs:
     case dtype::q4_k:
     case dtype::q5_k:
     case dtype::q6_k:
@@ -1240,9 +1241,9 @@ TEST_CASE("linear with q5_0, repacked q5_0, q5_1 and iq4_nl weights matches the 
     for (dtype t : {dtype::q5_0, dtype::q5_0_repacked, dtype::q5_1, dtype::iq4_nl}) check_linear_paths(t);
 }
 
-TEST_CASE("linear with q2_k, q3_k, q4_k, q5_k and q6_k weights matches the reference on both paths" *
+TEST_CASE("linear with q2_k, q3_k, q4_k, q5_k, q6_k and iq4_xs weights matches the reference on both paths" *
           doctest::timeout(60)) {
-    for (dtype t : {dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k}) check_linear_paths(t);
+    for (dtype t : {dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k, dtype::iq4_xs}) check_linear_paths(t);
 }
 
 TEST_CASE("linear dequantizes a large weight slab by slab" * doctest::timeout(60)) {
@@ -1360,7 +1361,7 @@ TEST_CASE("bf16 prefill multiplies BF16-rounded weights and activations, in ever
     // Without a native BF16 matmul (AVX512-BF16, AMX) the BF16 operands are widened to F32: the
     // same products, so this test holds on either.
     for (dtype t : {dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_0, dtype::q5_0_repacked,
-                    dtype::iq4_nl, dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k}) {
+                    dtype::iq4_nl, dtype::iq4_xs, dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k}) {
         const int64_t kb = traits(t).block_size == k_qk_k ? k_qk_k : k_qk;
         for (int threads : k_thread_counts)
             for (int64_t m : {8, 37})
@@ -1397,7 +1398,7 @@ TEST_CASE("linear_consuming gives linear's results on every path, x in place whe
     // only its f32 path cannot round in place.
     const int64_t n = 33, k = 4 * k_qk_k;
     for (dtype t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q5_1, dtype::q2_k,
-                    dtype::q3_k, dtype::q4_k, dtype::q6_k}) {
+                    dtype::q3_k, dtype::q4_k, dtype::q6_k, dtype::iq4_xs}) {
         const auto w = make_weight(t, n, k, 5);
         for (ops::prefill_gemm path : {ops::prefill_gemm::f32, ops::prefill_gemm::bf16, ops::prefill_gemm::int8,
                                        ops::prefill_gemm::q8})

@@ -24,8 +24,9 @@ using namespace frugal;
 
 namespace {
 
-constexpr dtype k_types[] = {dtype::f32,    dtype::f16,  dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q5_0, dtype::q5_1,
-                             dtype::iq4_nl, dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k};
+constexpr dtype k_types[] = {dtype::f32,    dtype::f16,    dtype::bf16, dtype::q8_0, dtype::q4_0,
+                             dtype::q5_0,   dtype::q5_1,   dtype::iq4_nl, dtype::iq4_xs, dtype::q2_k,
+                             dtype::q3_k,   dtype::q4_k,   dtype::q5_k, dtype::q6_k};
 constexpr uint32_t k_seeds[] = {1, 7, 2024};
 constexpr int64_t k_row_counts[] = {1, 3, 7, 33};
 
@@ -75,7 +76,8 @@ std::vector<uint8_t> random_weights(dtype t, int64_t rows, int64_t n, uint32_t s
     case dtype::q8_0:
     case dtype::q4_0:
     case dtype::q5_0:
-    case dtype::iq4_nl: scale_offsets = {0}; break;
+    case dtype::iq4_nl:
+    case dtype::iq4_xs: scale_offsets = {0}; break;
     case dtype::q5_1:
     case dtype::q4_k:
     case dtype::q5_k: scale_offsets = {0, 2}; break;
@@ -872,6 +874,6 @@ TEST_CASE("invalid n or dtype throws invalid_argument naming the value" * doctes
     std::vector<std::byte> scratch;
     const raw_view bad_n{dtype::q4_0, buf.data(), shape{3, 48}};
     check_invalid([&] { ops::matvec(bad_n, f.data(), f.data(), scratch, 1); }, "48");
-    const raw_view bad_type{dtype(23), buf.data(), shape{3, 256}}; // IQ4_XS
-    check_invalid([&] { ops::matmul_rows(bad_type, f.data(), 2, f.data(), scratch, 1); }, "ggml id 23");
+    const raw_view bad_type{dtype(16), buf.data(), shape{3, 256}}; // IQ2_XXS
+    check_invalid([&] { ops::matmul_rows(bad_type, f.data(), 2, f.data(), scratch, 1); }, "ggml id 16");
 }

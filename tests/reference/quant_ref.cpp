@@ -142,6 +142,23 @@ void dequant_q3k(const uint8_t * b, float * y) {
                 }
 }
 
+// IQ4_XS (136 B: d, scales_h (u16), scales_l[4], qs[128]): sub-block ib of 32 takes scale
+// ls = (scales_l[ib / 2] >> 4 · (ib % 2) & 0xF) | ((scales_h >> 2 · ib) & 3) << 4 and the 16
+// bytes qs[16 · ib..]: low nibbles its first 16 elements, high nibbles its last 16.
+void dequant_iq4xs(const uint8_t * b, float * y) {
+    const float d = half_at(b);
+    const int scales_h = b[2] | b[3] << 8;
+    for (int ib = 0; ib < 8; ++ib) {
+        const int ls = ((b[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | (((scales_h >> (2 * ib)) & 3) << 4);
+        const float dl = d * float(ls - 32);
+        const uint8_t * qs = b + 8 + 16 * ib;
+        for (int j = 0; j < 16; ++j) {
+            y[32 * ib + j] = dl * float(k_iq4_nl[qs[j] & 0xF]);
+            y[32 * ib + j + 16] = dl * float(k_iq4_nl[qs[j] >> 4]);
+        }
+    }
+}
+
 } // namespace
 
 std::vector<float> dequantize(dtype t, const uint8_t * src, int64_t n) {
@@ -207,6 +224,9 @@ std::vector<float> dequantize(dtype t, const uint8_t * src, int64_t n) {
         break;
     case dtype::q2_k:
         for (int64_t ib = 0; ib < n / 256; ++ib) dequant_q2k(src + 84 * ib, y.data() + 256 * ib);
+        break;
+    case dtype::iq4_xs:
+        for (int64_t ib = 0; ib < n / 256; ++ib) dequant_iq4xs(src + 136 * ib, y.data() + 256 * ib);
         break;
     case dtype::q3_k:
         for (int64_t ib = 0; ib < n / 256; ++ib) dequant_q3k(src + 110 * ib, y.data() + 256 * ib);
@@ -304,7 +324,8 @@ std::vector<double> activation_values(dtype t, const float * x, int64_t n) {
     case dtype::q3_k:
     case dtype::q4_k:
     case dtype::q5_k:
-    case dtype::q6_k: q = quantize_q8_k(x, n); break;
+    case dtype::q6_k:
+    case dtype::iq4_xs: q = quantize_q8_k(x, n); break;
     default: throw std::invalid_argument("ref::activation_values: unsupported type");
     }
     for (int64_t i = 0; i < n; ++i) a[size_t(i)] = double(q.d[size_t(i / q.block)]) * q.qs[size_t(i)];
