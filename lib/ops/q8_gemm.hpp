@@ -31,18 +31,21 @@ namespace frugal::ops::q8 {
 
 // Weight types the path multiplies: integer quants with one scale (and, for Q4_K, Q5_K and Q5_1,
 // one offset) per 32-element block, or (Q6_K, Q3_K) one int8 scale per 16 under a float one per
-// 256. Q2_K, whose offsets come per 16, is not among them: it takes the float path.
+// 256. IQ4_XS is a plain type here: its nibbles through IQ4_NL's levels are the quants
+// (−127..113), d · (ls − 32) its blocks' scales, under the Q8_K activations' dx (which the
+// quantizers repeat for each block). Q2_K, whose offsets come per 16, is not among them: it
+// takes the float path.
 // Q5_0 and Q5_1 are what llama.cpp's quantizer writes for a Q4_K and a Q5_K tensor whose rows are
 // not a multiple of 256 (DeepSeek-V2-Lite's 1408-wide expert down projections in Q4_K_M and
 // Q5_K_M files).
 constexpr bool supports(dtype t) {
     return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q5_0 ||
            t == dtype::q5_0_repacked || t == dtype::q5_1 || t == dtype::q3_k || t == dtype::q4_k || t == dtype::q5_k ||
-           t == dtype::q6_k;
+           t == dtype::q6_k || t == dtype::iq4_xs;
 }
-// K-quants: Q8_K activations (one dx per 256).
+// K-quants and IQ4_XS: Q8_K activations (one dx per 256).
 constexpr bool super_blocks(dtype t) {
-    return t == dtype::q3_k || t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k;
+    return t == dtype::q3_k || t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k || t == dtype::iq4_xs;
 }
 // Q6_K and Q3_K: an int8 scale per 16-element half of each block, under a float d per 256. Both
 // pack into the same tiles (Q3_K's quants are q in −4..3, its scales sc − 32).

@@ -339,6 +339,41 @@ FRUGAL_AVX2 inline void pack_tile_q3_k(const std::byte * w, size_t w_stride, int
     }
 }
 
+// Rows 0..cols-1 (cols <= 8) of IQ4_XS super-blocks into one tile at out, as plain blocks: block j
+// of super-block sb into slot 8 · sb + j, its nibbles through IQ4_NL's levels as the quants,
+// d · (ls − 32) as its scale. Their quants span −127..113, which vpmaddubsw's int16 pairs cannot
+// hold against u8 activations: the AVX-VNNI build alone takes them.
+FRUGAL_AVX2 inline void pack_tile_iq4_xs(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb,
+                                         std::byte * out) {
+    const tile_rows rows = rows_of(w_stride, cols);
+    const __m256i levels =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(k_iq4_nl_values)));
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+        const std::byte * base = w + sb * int64_t(sizeof(block_iq4_xs));
+        float dw[8][k_cols] = {};
+        for (int64_t c = 0; c < cols; ++c) {
+            block_iq4_xs b;
+            std::memcpy(&b, base + c * int64_t(w_stride), sizeof b);
+            const uint64_t scales = frugal::ops::detail::unpack_iq4_xs_scales(b);
+            for (int j = 0; j < 8; ++j) dw[j][c] = fp16_to_fp32(b.d) * float(int((scales >> (8 * j)) & 0xFF) - 32);
+        }
+        for (int j = 0; j < 8; ++j) {
+            std::byte * blk = out + (sb * 8 + j) * k_block;
+            __m256i sum = _mm256_setzero_si256();
+            for (int g = 0; g < k_groups / 2; ++g) {
+                const __m256i v = gather(base + offsetof(block_iq4_xs, qs) + 16 * j + 4 * g, rows);
+                const __m256i lo = _mm256_and_si256(_mm256_shuffle_epi8(levels, nibbles(v, 0)), rows.live);
+                const __m256i hi = _mm256_and_si256(_mm256_shuffle_epi8(levels, nibbles(v, 4)), rows.live);
+                store(blk + g * 4 * k_cols, lo);
+                store(blk + (g + k_groups / 2) * 4 * k_cols, hi);
+                sum = _mm256_add_epi32(sum, _mm256_add_epi32(column_sums(lo), column_sums(hi)));
+            }
+            store_correction(blk, sum);
+            std::memcpy(blk + k_scales, dw[j], sizeof dw[j]);
+        }
+    }
+}
+
 // The activation rows of a chunk, MR at a time, then the rest one by one, prefetching the next
 // chunk's weight rows meanwhile.
 template <int NT, dtype T>
@@ -386,6 +421,8 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
                 pack_tile_q6_k(rows + sb0 * int64_t(sizeof(block_q6_k)), w_stride, tile_cols[tile], nb / 8, out);
             else if (t == dtype::q3_k)
                 pack_tile_q3_k(rows + sb0 * int64_t(sizeof(block_q3_k)), w_stride, tile_cols[tile], nb / 8, out);
+            else if (t == dtype::iq4_xs)
+                pack_tile_iq4_xs(rows + sb0 * int64_t(sizeof(block_iq4_xs)), w_stride, tile_cols[tile], nb / 8, out);
             else if (t == dtype::q4_k)
                 pack_tile_k<block_q4_k>(rows + sb0 * int64_t(sizeof(block_q4_k)), w_stride, tile_cols[tile], nb / 8,
                                         out);

@@ -497,6 +497,41 @@ FRUGAL_AVX512 inline void pack_tile_q3_k(const std::byte * w, size_t w_stride, i
     }
 }
 
+// Rows 0..cols-1 (cols <= 16) of IQ4_XS super-blocks into one tile at out, as plain blocks: block j
+// of super-block sb (qs[16j..16j+15], low nibbles first) into slot 8 · sb + j, its nibbles through
+// IQ4_NL's levels (one byte shuffle) as the quants, d · (ls − 32) as its scale (exact in f32).
+FRUGAL_AVX512 inline void pack_tile_iq4_xs(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb,
+                                           std::byte * out) {
+    using frugal::block_iq4_xs;
+    static_assert(offsetof(block_iq4_xs, scales_h) == 2 && offsetof(block_iq4_xs, scales_l) == 4 &&
+                  offsetof(block_iq4_xs, qs) == 8);
+    const tile_rows rows = rows_of(w, w_stride, cols);
+    const __m512i levels =
+        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i *>(frugal::k_iq4_nl_values)));
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+        const int64_t at = sb * int64_t(sizeof(block_iq4_xs)); // within each row
+        const __m512i head = row_dwords(rows, at);             // d | scales_h << 16
+        const __m512i low_bits = row_dwords(rows, at + 4);     // scales_l: scale j's low 4 bits at bit 4j
+        const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head));
+        const __m512i high_bits = _mm512_srli_epi32(head, 16); // scale j's top 2 bits at bit 2j
+        for (int j = 0; j < 8; ++j) {
+            std::byte * blk = out + (sb * 8 + j) * q8::k_block_bytes;
+            __m512i v[q8::k_groups / 2], q[q8::k_groups];
+            transposed_dwords(rows, at + int64_t(offsetof(block_iq4_xs, qs)) + 16 * j, v);
+            for (int g = 0; g < q8::k_groups / 2; ++g) {
+                q[g] = _mm512_maskz_mov_epi32(rows.live, _mm512_shuffle_epi8(levels, nibbles(v[g], 0)));
+                q[g + q8::k_groups / 2] = _mm512_maskz_mov_epi32(rows.live, _mm512_shuffle_epi8(levels, nibbles(v[g], 4)));
+            }
+            store_quants(blk, q);
+            const __m512i low = _mm512_and_si512(_mm512_srli_epi32(low_bits, unsigned(4 * j)), _mm512_set1_epi32(15));
+            const __m512i high = _mm512_and_si512(_mm512_srli_epi32(high_bits, unsigned(2 * j)), _mm512_set1_epi32(3));
+            const __m512i ls = _mm512_sub_epi32(_mm512_or_si512(low, _mm512_slli_epi32(high, 4)), _mm512_set1_epi32(32));
+            _mm512_storeu_ps(reinterpret_cast<float *>(blk + q8::k_block_scales),
+                             _mm512_maskz_mul_ps(rows.live, d, _mm512_cvtepi32_ps(ls)));
+        }
+    }
+}
+
 // The activation rows of a chunk, four at a time, then the 1 to 3 left, prefetching the next
 // chunk's weight rows meanwhile (q8::next_chunk_prefetch: `ahead`, `ahead_bytes`).
 template <int NT, block_kind Kind>
@@ -629,6 +664,9 @@ FRUGAL_AVX512 inline void q8_chunk(frugal::dtype t, const std::byte * w, size_t 
                 pack_tile_q6_k(rows + sb0 * int64_t(sizeof(frugal::block_q6_k)), w_stride, tile_cols[tile], nb / 8, out);
             else if (t == frugal::dtype::q3_k)
                 pack_tile_q3_k(rows + sb0 * int64_t(sizeof(frugal::block_q3_k)), w_stride, tile_cols[tile], nb / 8, out);
+            else if (t == frugal::dtype::iq4_xs)
+                pack_tile_iq4_xs(rows + sb0 * int64_t(sizeof(frugal::block_iq4_xs)), w_stride, tile_cols[tile], nb / 8,
+                                 out);
             else if (t == frugal::dtype::q4_k)
                 pack_tile_k<frugal::block_q4_k>(rows + sb0 * int64_t(sizeof(frugal::block_q4_k)), w_stride,
                                                 tile_cols[tile], nb / 8, out);
