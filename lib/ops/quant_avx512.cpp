@@ -57,6 +57,7 @@ const kernels * avx512_kernels(dtype t) {
         with_avx512_row_loop<avx512::dot_rows_q23_k<false>, avx512::dot_rows_q23_k_batch<false>>(dtype::q2_k);
     static const kernels q3_k =
         with_avx512_row_loop<avx512::dot_rows_q23_k<true>, avx512::dot_rows_q23_k_batch<true>>(dtype::q3_k);
+    static const kernels iq4_xs = with_avx512_row_loop<avx512::dot_rows_iq4_xs, avx512::dot_rows_iq4_xs_batch>(dtype::iq4_xs);
     switch (t) {
     case dtype::q8_0: return &q8_0;
     case dtype::q4_0: return &q4_0;
@@ -67,6 +68,7 @@ const kernels * avx512_kernels(dtype t) {
     case dtype::q6_k: return &q6_k;
     case dtype::q2_k: return &q2_k;
     case dtype::q3_k: return &q3_k;
+    case dtype::iq4_xs: return &iq4_xs;
     default: return nullptr;
     }
 }

@@ -599,6 +599,99 @@ FRUGAL_AVX512 inline void dot_rows_q23_k_batch(const std::byte * w, size_t w_str
     with_batch_rows(m, [&](auto mr) FRUGAL_AVX512 { q23_rows<Q3, mr()>(w, w_stride, rows, n_super, ab, out, ldo); });
 }
 
+// --- IQ4_XS with Q8_K activations ---------------------------------------------------------------
+// Two 32-element sub-blocks per zmm (2p in lanes 0-7, 2p + 1 in 8-15). AVX-512 has no vpsignb for
+// the AVX2 dot's sign trick, so the levels go in as v + 128 (unsigned, vpdpbusd's operand) and
+// each 4-element lane starts at −128 · Σ x of its elements (a table made once per call per
+// activation row): the lane then holds Σ v · x exactly, which the sub-block's ls − 32 multiplies
+// (vpmulld). The same int32 lane sums as the AVX2 dot's, the same 256-bit float step after:
+// bit-identical.
+// Per activation row, the table: for each super-block and pair p, 16 lanes of −128 · Σ x over
+// elements 4l..4l+3 of sub-blocks 2p (lanes 0-7) and 2p + 1 (8-15): n int32 in all.
+FRUGAL_AVX512 inline void iq4_xs_activation_offsets(const frugal::ops::block_q8_k * a, int64_t n_super, int32_t * out) {
+    for (int64_t i = 0; i < n_super; ++i)
+        for (int p = 0; p < 4; ++p) {
+            const __m512i x = _mm512_loadu_si512(a[i].qs + 64 * p);
+            const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), x);
+            _mm512_store_si512(out + 64 * i + 16 * p, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, 7)));
+        }
+}
+
+// out[j · ldo + r] for weight rows r < rows against MR activation rows ab[j] with their tables
+// offsets[j] (iq4_xs_activation_offsets): each super-block unpacked once for all MR.
+template <int MR>
+FRUGAL_AVX512 inline void iq4_xs_rows(const std::byte * w, size_t w_stride, int64_t rows, int64_t n_super,
+                                      const frugal::ops::block_q8_k * const * ab, const int32_t * const * offsets,
+                                      float * out, int64_t ldo) {
+    using frugal::block_iq4_xs;
+    const __m512i levels = _mm512_xor_si512( // v + 128 as u8
+        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i *>(frugal::k_iq4_nl_values))),
+        _mm512_set1_epi8(char(0x80)));
+    // A pair's 32 nibble bytes as [bytes 0-15, bytes 0-15, 16-31, 16-31], each quarter's nibbles
+    // (low, high, low, high): sub-block 2p's elements 0-15, 16-31, then 2p + 1's.
+    const __m512i spread = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3);
+    const __m512i nibble_shift =
+        _mm512_mask_blend_epi16(0xFF00FF00, _mm512_set1_epi16(0), _mm512_set1_epi16(4));
+    const bool l2_only =
+        prefetch_weights_to_l2(MR, size_t(n_super) * sizeof(frugal::ops::block_q8_k), size_t(n_super) * sizeof(block_iq4_xs));
+    for (int64_t r = 0; r < rows; ++r) {
+        const auto * wb = reinterpret_cast<const block_iq4_xs *>(w + size_t(r) * w_stride);
+        __m256 acc[MR];
+        for (int k = 0; k < MR; ++k) acc[k] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < n_super; ++i) {
+            const block_iq4_xs & b = wb[i];
+            prefetch_ahead(&b, sizeof b, l2_only);
+            // The 8 scales ls − 32 as int32 lanes 0-7, then per pair 2p in lanes 0-7, 2p + 1 in 8-15.
+            const __m256i ls = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(frugal::ops::detail::unpack_iq4_xs_scales(b))));
+            const __m512i scales =
+                _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_sub_epi32(ls, _mm256_set1_epi32(32)), 0);
+            __m512i sumi[MR];
+            for (int k = 0; k < MR; ++k) sumi[k] = _mm512_setzero_si512();
+            for (int p = 0; p < 4; ++p) {
+                const __m512i raw = _mm512_permutexvar_epi64(spread, _mm512_castsi256_si512(load256(b.qs + 32 * p)));
+                const __m512i index = _mm512_and_si512(_mm512_srlv_epi16(raw, nibble_shift), _mm512_set1_epi8(0x0F));
+                const __m512i v = _mm512_shuffle_epi8(levels, index);
+                const __m512i scale = _mm512_permutexvar_epi32(
+                    _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(2 * p), _mm512_set1_epi32(2 * p + 1)), scales);
+                for (int k = 0; k < MR; ++k) {
+                    const __m512i start = _mm512_load_si512(offsets[k] + 64 * i + 16 * p);
+                    const __m512i dot = _mm512_dpbusd_epi32(start, v, _mm512_loadu_si512(ab[k][i].qs + 64 * p));
+                    sumi[k] = _mm512_add_epi32(sumi[k], _mm512_mullo_epi32(dot, scale));
+                }
+            }
+            for (int k = 0; k < MR; ++k) {
+                const __m256i sumi8 =
+                    _mm256_add_epi32(_mm512_castsi512_si256(sumi[k]), _mm512_extracti64x4_epi64(sumi[k], 1));
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(ab[k][i].d * half(b.d)), _mm256_cvtepi32_ps(sumi8), acc[k]);
+            }
+        }
+        for (int k = 0; k < MR; ++k) out[k * ldo + r] = hsum256(acc[k]);
+    }
+}
+
+// iq4_xs_rows for m <= k_batch activation rows (act_stride bytes apart): out[j · ldo + r], their
+// tables in batch_buffer.
+FRUGAL_AVX512 inline void dot_rows_iq4_xs_batch(const std::byte * w, size_t w_stride, int64_t rows,
+                                                const std::byte * act, size_t act_stride, int64_t m, int64_t n,
+                                                float * out, int64_t ldo) {
+    using frugal::ops::block_q8_k;
+    const int64_t n_super = n / frugal::k_qk_k;
+    auto * tables = reinterpret_cast<int32_t *>(batch_buffer(size_t(n * m) * sizeof(int32_t)));
+    const block_q8_k * ab[frugal::ops::detail::k_batch];
+    const int32_t * offsets[frugal::ops::detail::k_batch];
+    for (int64_t j = 0; j < m; ++j) {
+        ab[j] = reinterpret_cast<const block_q8_k *>(act + size_t(j) * act_stride);
+        iq4_xs_activation_offsets(ab[j], n_super, tables + j * n);
+        offsets[j] = tables + j * n;
+    }
+    with_batch_rows(m, [&](auto mr) FRUGAL_AVX512 { iq4_xs_rows<mr()>(w, w_stride, rows, n_super, ab, offsets, out, ldo); });
+}
+
+FRUGAL_AVX512 inline void dot_rows_iq4_xs(const std::byte * w, size_t w_stride, int64_t rows, const void * act,
+                                          int64_t n, float * out) {
+    dot_rows_iq4_xs_batch(w, w_stride, rows, static_cast<const std::byte *>(act), 0, 1, n, out, 0);
+}
+
 
 // The block of each 32-element type the stored-block loop takes.
 template <frugal::dtype T>

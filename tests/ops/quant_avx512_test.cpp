@@ -156,8 +156,7 @@ void check_k_quant_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot
             auto * bytes = reinterpret_cast<uint8_t *>(&b);
             for (size_t i = 0; i < sizeof b; ++i) bytes[i] = uint8_t(byte(rng));
             b.d = fp32_to_fp16(scale(rng));
-            if constexpr (!std::is_same_v<Block, block_q6_k> && !std::is_same_v<Block, block_q3_k>)
-                b.dmin = fp32_to_fp16(scale(rng));
+            if constexpr (requires { b.dmin; }) b.dmin = fp32_to_fp16(scale(rng));
         }
         std::vector<float> x(static_cast<size_t>(n));
         for (auto & v : x) v = normal(rng);
@@ -239,6 +238,10 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
         constexpr auto rows = emu::dot_rows_q23_k<true>;
         check_k_quant_against_avx2<block_q3_k>(dtype::q3_k, emu::one_row<rows>, rows, emu::dot_rows_q23_k_batch<true>);
     }
+    SUBCASE("iq4_xs") {
+        constexpr auto rows = emu::dot_rows_iq4_xs;
+        check_k_quant_against_avx2<block_iq4_xs>(dtype::iq4_xs, emu::one_row<rows>, rows, emu::dot_rows_iq4_xs_batch);
+    }
 }
 
 TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doctest::timeout(60)) {
@@ -264,4 +267,5 @@ TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doct
     check_k(dtype::q4_k, block_q4_k{});
     check_k(dtype::q5_k, block_q5_k{});
     check_k(dtype::q6_k, block_q6_k{});
+    check_k(dtype::iq4_xs, block_iq4_xs{});
 }
