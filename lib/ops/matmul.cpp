@@ -793,10 +793,11 @@ void matmul_context::linear_many(std::span<const row_product> products, const fl
         if (products.empty()) return;
     }
     // Weights that all take the q8 path with one activation format (Q8_0 blocks, or Q8_K ones,
-    // with the block sums when any of them has offsets) share one quantization of x.
-    const auto q8_format = [&](const raw_view & w) -> std::optional<bool> {
+    // with the block sums when any of them has offsets; Q2_K's sums per half only with Q2_K)
+    // share one quantization of x.
+    const auto q8_format = [&](const raw_view & w) -> std::optional<int> {
         if (prefill_gemm_for(prefill, w.type) != prefill_gemm::q8) return std::nullopt;
-        return q8::super_blocks(w.type);
+        return w.type == dtype::q2_k ? 2 : int(q8::super_blocks(w.type));
     };
     const bool shared = !products.empty() && q8_format(products.front().w) &&
                         std::all_of(products.begin(), products.end(), [&](const row_product & p) {
@@ -874,12 +875,13 @@ q8::activations matmul_context::quantize_q8(dtype t, const float * x, int64_t m,
     const int64_t nb = k / k_qk;
     uint8_t * xq = grow(im.x_q8, m * k);                                  // [m, K]
     float * xd = grow(im.x_q8_scale, m * nb);                             // [m, K/32]
-    int16_t * xs = q8::has_offsets(t) ? grow(im.x_q8_sum, m * nb) : nullptr; // [m, K/32]
+    const int64_t spb = q8::sums_per_block(t);
+    int16_t * xs = spb ? grow(im.x_q8_sum, m * nb * spb) : nullptr; // [m, K/32 · spb]
 #pragma omp parallel
     { // one contiguous share of the rows per thread
         const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
         const int64_t i0 = m * part / parts, i1 = m * (part + 1) / parts;
-        quantize(t, x + i0 * k, i1 - i0, k, xq + i0 * k, xd + i0 * nb, xs ? xs + i0 * nb : nullptr);
+        quantize(t, x + i0 * k, i1 - i0, k, xq + i0 * k, xd + i0 * nb, xs ? xs + i0 * nb * spb : nullptr);
     }
     return {xq, xd, xs, k};
 }

@@ -31,7 +31,9 @@ void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_
                 const int64_t j = b % 8;
                 qs = blk.qs + j * k_qk;
                 d[i * nb + b] = blk.d;
-                if (has_offsets(t)) sums[i * nb + b] = int16_t(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
+                if (sums_per_block(t) == 1) sums[i * nb + b] = int16_t(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
+                if (sums_per_block(t) == 2)
+                    for (int64_t h = 0; h < 2; ++h) sums[(i * nb + b) * 2 + h] = blk.bsums[2 * j + h];
             } else {
                 const auto & blk = reinterpret_cast<const block_q8_0 *>(buf.data())[b];
                 qs = blk.qs;

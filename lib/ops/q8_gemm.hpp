@@ -33,25 +33,29 @@ namespace frugal::ops::q8 {
 // one offset) per 32-element block, or (Q6_K, Q3_K) one int8 scale per 16 under a float one per
 // 256. IQ4_XS is a plain type here: its nibbles through IQ4_NL's levels are the quants
 // (−127..113), d · (ls − 32) its blocks' scales, under the Q8_K activations' dx (which the
-// quantizers repeat for each block). Q2_K, whose offsets come per 16, is not among them: it
-// takes the float path.
+// quantizers repeat for each block). Q2_K is Q6_K's shape with an offset per half as well,
+// −dmin · m_h, which meets the activations' sums per 16 (the AVX-512 kernel only).
 // Q5_0 and Q5_1 are what llama.cpp's quantizer writes for a Q4_K and a Q5_K tensor whose rows are
 // not a multiple of 256 (DeepSeek-V2-Lite's 1408-wide expert down projections in Q4_K_M and
 // Q5_K_M files).
 constexpr bool supports(dtype t) {
     return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q5_0 ||
            t == dtype::q5_0_repacked || t == dtype::q5_1 || t == dtype::q3_k || t == dtype::q4_k || t == dtype::q5_k ||
-           t == dtype::q6_k || t == dtype::iq4_xs;
+           t == dtype::q6_k || t == dtype::iq4_xs || t == dtype::q2_k;
 }
 // K-quants and IQ4_XS: Q8_K activations (one dx per 256).
 constexpr bool super_blocks(dtype t) {
-    return t == dtype::q3_k || t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k || t == dtype::iq4_xs;
+    return t == dtype::q2_k || t == dtype::q3_k || t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k ||
+           t == dtype::iq4_xs;
 }
 // Q6_K and Q3_K: an int8 scale per 16-element half of each block, under a float d per 256. Both
 // pack into the same tiles (Q3_K's quants are q in −4..3, its scales sc − 32).
 constexpr bool half_scales(dtype t) { return t == dtype::q6_k || t == dtype::q3_k; }
 // Q4_K, Q5_K and Q5_1: an offset mw per block, which meets the activations' block sums.
 constexpr bool has_offsets(dtype t) { return t == dtype::q4_k || t == dtype::q5_k || t == dtype::q5_1; }
+// The activations' int16 sums Σ qx per 32-element block that weight type t needs: one (offsets
+// per block), two (Q2_K: one per 16-element half) or none.
+constexpr int64_t sums_per_block(dtype t) { return has_offsets(t) ? 1 : t == dtype::q2_k ? 2 : 0; }
 
 // The AVX-512 kernel's layout. Output columns per tile: one zmm of int32 (and then f32) lanes,
 // one column per lane.
@@ -75,8 +79,8 @@ inline constexpr int64_t k_block_bytes = k_block_offsets + 4 * k_tile_cols;     
 inline constexpr int k_act_offset = 128;
 
 // Activations [m, k]: q[i·k + j] = qx + 128 (u8), d[i·(k/32) + b] = dx of row i's block b and,
-// for weight types with offsets, sums[i·(k/32) + b] = Σ qx over that block (|Σ| <= 32 · 127:
-// int16), else nullptr.
+// for weight types with offsets, sums[(i·(k/32) + b) · s + h] = Σ qx over that block, or (s =
+// sums_per_block = 2) its half h (|Σ| <= 32 · 127: int16), else nullptr.
 struct activations {
     const uint8_t * q;
     const float * d;
@@ -84,7 +88,7 @@ struct activations {
     int64_t k;
 };
 
-// Rows x[m, k] into q [m, k], d [m, k/32] and (has_offsets(t)) sums [m, k/32] through
+// Rows x[m, k] into q [m, k], d [m, k/32] and sums [m, k/32 · sums_per_block(t)] (if any) through
 // quantize_activation's blocks for weight type t (Q8_0, whose quants and d are Q8_1's for Q5_1,
 // or super_blocks(t): Q8_K, its d repeated over 8 blocks).
 void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, int16_t * sums);

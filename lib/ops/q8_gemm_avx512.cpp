@@ -30,7 +30,7 @@ constexpr int64_t gemm_from(dtype t) {
     if (half_scales(t)) return 24; // Q3_K: not measured, Q6_K's
     return super_blocks(t) ? 16 : 8;
 }
-constexpr kernel k_avx512_kernel{"avx512-vnni", avx512::q8_chunk, supports, k_chunk_cols, size_t(2 * k_block_bytes),
+constexpr kernel k_avx512_kernel{"avx512-vnni", avx512::q8_chunk, supports, k_chunk_cols, avx512::k_scratch_per_block,
                                  avx512::quantize_activations, gemm_from};
 }
 const kernel * avx512_chunk() { return &k_avx512_kernel; }

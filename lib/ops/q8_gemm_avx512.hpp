@@ -33,33 +33,43 @@ FRUGAL_AVX512 inline __m512i q6_k_half_correction(const std::byte * blk, int64_t
 // (vpdpwssd's operand against a row's pair of block sums), and −dmin (f32 [16]) in block 4's.
 inline constexpr int64_t k_neg_dmin_block = 4;
 
-// A packed super-block's offsets (at head, its first block) into part[r][t] for MR activation
-// rows: −dmin · Σ_j m_j · Σ qx_j, the sum in int32 lanes (|.| <= 8 · 63 · 4064, exact in f32).
-// x_sums: row 0's Σ qx of the super-block's 8 blocks, rows row_blocks apart.
-template <int MR, int NT>
-FRUGAL_AVX512 inline void super_block_offsets(const std::byte * head, const int16_t * x_sums, int64_t row_blocks,
-                                              __m512 (&part)[MR][NT], int t) {
-    const __m512 neg_dmin =
-        _mm512_loadu_ps(reinterpret_cast<const float *>(head + k_neg_dmin_block * q8::k_block_bytes + q8::k_block_offsets));
+// A packed Q2_K super-block's offsets sit after a chunk's tiles (q8_chunk), per tile and
+// super-block: its 16 mins m_h as int16 pairs (m_2p, m_2p+1), lane c column c's, for p < 8, then
+// −dmin (f32 [16]). The halves' slots of its blocks are taken by their scales and corrections.
+inline constexpr int64_t k_q2_k_offsets_bytes = 9 * 64;
+inline constexpr int64_t k_q2_k_offsets_per_block = k_q2_k_offsets_bytes / 8;
+// A chunk's scratch per 32-element block of k (q8::kernel::scratch_per_block): two tiles, and
+// Q2_K's offsets.
+inline constexpr size_t k_scratch_per_block = size_t(2 * (q8::k_block_bytes + k_q2_k_offsets_per_block));
+
+// A packed super-block's offsets into part[r][t] for MR activation rows: −dmin · Σ_j m_j · Σ qx_j
+// over its Pairs pairs of blocks (Q4_K, Q5_K: 4 pairs of 32-element blocks) or halves (Q2_K: 8
+// of 16-element halves), the sum in int32 lanes (|.| <= 8 · 63 · 4064, exact in f32). mins: the
+// first pair's int16 pairs, the others mins_stride apart; neg_dmin: −dmin's f32 [16]; x_sums:
+// row 0's Σ qx of the super-block's blocks (halves), rows row_sums apart.
+template <int MR, int NT, int Pairs>
+FRUGAL_AVX512 inline void super_block_offsets(const std::byte * mins, int64_t mins_stride, const std::byte * neg_dmin,
+                                              const int16_t * x_sums, int64_t row_sums, __m512 (&part)[MR][NT], int t) {
+    const __m512 minus_dmin = _mm512_loadu_ps(reinterpret_cast<const float *>(neg_dmin));
 #pragma GCC unroll 4
     for (int r = 0; r < MR; ++r) {
-        __m512i mins = _mm512_setzero_si512();
-#pragma GCC unroll 4
-        for (int p = 0; p < 4; ++p) {
-            int32_t sum_pair; // Σ qx of blocks 2p and 2p + 1, int16 each
-            std::memcpy(&sum_pair, x_sums + r * row_blocks + 2 * p, sizeof sum_pair);
-            mins = _mm512_dpwssd_epi32(mins, _mm512_set1_epi32(sum_pair),
-                                       _mm512_loadu_si512(head + p * q8::k_block_bytes + q8::k_block_offsets));
+        __m512i sum = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int p = 0; p < Pairs; ++p) {
+            int32_t sum_pair; // Σ qx of blocks (halves) 2p and 2p + 1, int16 each
+            std::memcpy(&sum_pair, x_sums + r * row_sums + 2 * p, sizeof sum_pair);
+            sum = _mm512_dpwssd_epi32(sum, _mm512_set1_epi32(sum_pair), _mm512_loadu_si512(mins + p * mins_stride));
         }
-        part[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mins), neg_dmin, part[r][t]);
+        part[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), minus_dmin, part[r][t]);
     }
 }
 
 // The kinds of block a weight type has: plain (Q8_0, Q4_0, Q5_0), plain with an offset each
-// (Q5_1), the sub-blocks of a Q4_K or Q5_K super-block (scales and offsets) and Q6_K's and
-// Q3_K's (an int8 scale per half).
-enum class block_kind { plain, plain_offsets, super_offsets, halves };
+// (Q5_1), the sub-blocks of a Q4_K or Q5_K super-block (scales and offsets), Q6_K's and Q3_K's
+// (an int8 scale per half) and Q2_K's (a scale and an offset per half).
+enum class block_kind { plain, plain_offsets, super_offsets, halves, halves_offsets };
 constexpr block_kind block_kind_of(frugal::dtype t) {
+    if (t == frugal::dtype::q2_k) return block_kind::halves_offsets;
     if (q8::half_scales(t)) return block_kind::halves;
     if (q8::has_offsets(t)) return q8::super_blocks(t) ? block_kind::super_offsets : block_kind::plain_offsets;
     return block_kind::plain;
@@ -96,8 +106,13 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
     const int64_t row_blocks = a.k / frugal::k_qk;
     const uint8_t * xq = a.q + i0 * a.k + b0 * frugal::k_qk;
     const float * xd = a.d + i0 * row_blocks + b0;
-    constexpr bool super_offsets = Kind == block_kind::super_offsets, halves = Kind == block_kind::halves;
-    const int16_t * x_sums = Kind == block_kind::plain_offsets || super_offsets ? a.sums + i0 * row_blocks + b0 : nullptr;
+    constexpr bool super_offsets = Kind == block_kind::super_offsets, half_offsets = Kind == block_kind::halves_offsets;
+    constexpr bool halves = Kind == block_kind::halves || half_offsets;
+    // Σ qx per block, or per half (Q2_K): row_sums per row.
+    const int64_t row_sums = half_offsets ? 2 * row_blocks : row_blocks;
+    const int16_t * x_sums = Kind == block_kind::plain_offsets || super_offsets || half_offsets
+                                 ? a.sums + i0 * row_sums + b0 * (half_offsets ? 2 : 1)
+                                 : nullptr;
     // With offsets (Q4_K, Q5_K) or halves (Q6_K, Q3_K) the activations are Q8_K, one dx per 8 blocks:
     // part sums a super-block's Σ sum · dw, and dx multiplies it once at the super-block's end.
     constexpr bool super_block_parts = super_offsets || halves;
@@ -170,8 +185,17 @@ FRUGAL_AVX512 inline void q8_rows(const std::byte * tiles, int64_t b0, int64_t n
                 }
             }
             if (super_block_parts && b % 8 == 7) {
-                if constexpr (super_offsets) super_block_offsets<MR>(blk[t] - 7 * q8::k_block_bytes, x_sums + b - 7, row_blocks,
-                                                               part, t);
+                if constexpr (super_offsets) {
+                    const std::byte * head = blk[t] - 7 * q8::k_block_bytes;
+                    super_block_offsets<MR, NT, 4>(head + q8::k_block_offsets, q8::k_block_bytes,
+                                                   head + k_neg_dmin_block * q8::k_block_bytes + q8::k_block_offsets,
+                                                   x_sums + b - 7, row_sums, part, t);
+                }
+                if constexpr (half_offsets) { // after the NT tiles (q8_chunk)
+                    const std::byte * offsets =
+                        tiles + NT * tile_stride + (t * (nb / 8) + b / 8) * k_q2_k_offsets_bytes;
+                    super_block_offsets<MR, NT, 8>(offsets, 64, offsets + 8 * 64, x_sums + 2 * (b - 7), row_sums, part, t);
+                }
                 for (int r = 0; r < MR; ++r) {
                     acc[r][t] = _mm512_fmadd_ps(part[r][t], _mm512_set1_ps(xd[r * row_blocks + b]), acc[r][t]);
                     part[r][t] = _mm512_setzero_ps();
@@ -497,6 +521,51 @@ FRUGAL_AVX512 inline void pack_tile_q3_k(const std::byte * w, size_t w_stride, i
     }
 }
 
+// Rows 0..cols-1 (cols <= 16) of Q2_K super-blocks into one tile at out, as halves: block j of
+// super-block sb (bits 2 · (j % 4) of qs[32 · (j / 4) + l]) into slot 8 · sb + j, its quants q
+// in 0..3, per half k = 2j + h the scale d · sc_k and −Σ q; the super-block's mins and −dmin at
+// offsets + sb · k_q2_k_offsets_bytes.
+FRUGAL_AVX512 inline void pack_tile_q2_k(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb,
+                                         std::byte * out, std::byte * offsets) {
+    using frugal::block_q2_k;
+    static_assert(offsetof(block_q2_k, qs) == 16 && offsetof(block_q2_k, d) == 80 && offsetof(block_q2_k, dmin) == 82);
+    const tile_rows rows = rows_of(w, w_stride, cols);
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+        const int64_t at = sb * int64_t(sizeof(block_q2_k)); // within each row
+        __m512i scales[4]; // lane c of scales[k / 4], byte k % 4: row c's byte k (sc in the low nibble, m in the high)
+        transposed_dwords(rows, at, scales);
+        const __m512i d_dmin = row_dwords(rows, at + int64_t(offsetof(block_q2_k, d)));
+        const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d_dmin));
+        const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(d_dmin, 16)));
+        __m512i low[2][q8::k_groups];
+        for (int half = 0; half < 2; ++half)
+            transposed_groups(rows, at + int64_t(offsetof(block_q2_k, qs)) + 32 * half, low[half]);
+        const auto scale_byte = [&](int k) FRUGAL_AVX512 { return dword_byte(scales[k / 4], k % 4); };
+        for (int j = 0; j < 8; ++j) {
+            std::byte * blk = out + (sb * 8 + j) * q8::k_block_bytes;
+            for (int h = 0; h < 2; ++h) { // d · sc: exact in f32
+                const __m512i sc = _mm512_and_si512(scale_byte(2 * j + h), _mm512_set1_epi32(15));
+                _mm512_storeu_ps(reinterpret_cast<float *>(blk + q6_k_half_scales(h)),
+                                 _mm512_maskz_mul_ps(rows.live, d, _mm512_cvtepi32_ps(sc)));
+            }
+            __m512i sum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+            for (int g = 0; g < q8::k_groups; ++g) {
+                const __m512i two_bits = _mm512_and_si512(_mm512_srli_epi32(low[j / 4][g], unsigned(2 * (j % 4))), _mm512_set1_epi8(3));
+                const __m512i quant = _mm512_maskz_mov_epi32(rows.live, two_bits);
+                _mm512_storeu_si512(blk + g * 4 * q8::k_tile_cols, quant);
+                sum[g / 4] = _mm512_dpbusd_epi32(sum[g / 4], _mm512_set1_epi8(1), quant);
+            }
+            store_half_corrections(blk, sum);
+        }
+        std::byte * mins = offsets + sb * k_q2_k_offsets_bytes;
+        for (int p = 0; p < 8; ++p) { // m_2p in each lane's low int16, m_2p+1 in its high one
+            const __m512i m0 = _mm512_srli_epi32(scale_byte(2 * p), 4), m1 = _mm512_srli_epi32(scale_byte(2 * p + 1), 4);
+            _mm512_storeu_si512(mins + p * 64, _mm512_maskz_mov_epi32(rows.live, _mm512_or_si512(m0, _mm512_slli_epi32(m1, 16))));
+        }
+        _mm512_storeu_ps(reinterpret_cast<float *>(mins + 8 * 64), _mm512_maskz_sub_ps(rows.live, _mm512_setzero_ps(), dmin));
+    }
+}
+
 // Rows 0..cols-1 (cols <= 16) of IQ4_XS super-blocks into one tile at out, as plain blocks: block j
 // of super-block sb (qs[16j..16j+15], low nibbles first) into slot 8 · sb + j, its nibbles through
 // IQ4_NL's levels (one byte shuffle) as the quants, d · (ls − 32) as its scale (exact in f32).
@@ -570,6 +639,9 @@ FRUGAL_AVX512 inline void q8_multiply(frugal::dtype t, const q8::tiles_part & pa
         q8_all_rows<NT, block_kind::super_offsets>(part, a, m, y, ldy, cols, ahead, ahead_bytes);
         break;
     case block_kind::halves: q8_all_rows<NT, block_kind::halves>(part, a, m, y, ldy, cols, ahead, ahead_bytes); break;
+    case block_kind::halves_offsets:
+        q8_all_rows<NT, block_kind::halves_offsets>(part, a, m, y, ldy, cols, ahead, ahead_bytes);
+        break;
     }
 }
 
@@ -595,13 +667,13 @@ FRUGAL_AVX512 inline __m512i quantize16(const float * x, __m512 scale, uint8_t *
 //   Q8_0 blocks: amax → d = fp16(amax / 127) (widened again), q = x · (127 / amax); sums = Σ q
 //   per block where t has offsets (Q5_1);
 //   Q8_K super-blocks (super_blocks(t)): the signed value of largest magnitude, the first on
-//   ties, sets iscale = −127 / max and d = 1 / iscale for its 8 blocks; sums = Σ q per block
+//   ties, sets iscale = −127 / max and d = 1 / iscale for its 8 blocks; sums = Σ q per block (per half for Q2_K)
 //   where t has offsets. An all-zero super-block has d = 0, quants 0.
 FRUGAL_AVX512 inline void quantize_activations(frugal::dtype t, const float * x, int64_t m, int64_t k, uint8_t * q,
                                                float * d, int16_t * sums) {
     using frugal::k_qk;
     const int64_t blocks = m * (k / k_qk);
-    const bool offsets = q8::has_offsets(t);
+    const bool offsets = q8::sums_per_block(t) == 1, per_half = q8::sums_per_block(t) == 2;
     if (!q8::super_blocks(t)) {
         for (int64_t b = 0; b < blocks; ++b) {
             const float * xb = x + b * k_qk;
@@ -640,6 +712,10 @@ FRUGAL_AVX512 inline void quantize_activations(frugal::dtype t, const float * x,
             const int64_t b = sb * per_super + j;
             d[b] = dv;
             if (offsets) sums[b] = int16_t(_mm512_reduce_add_epi32(_mm512_add_epi32(lo, hi)));
+            if (per_half) {
+                sums[2 * b] = int16_t(_mm512_reduce_add_epi32(lo));
+                sums[2 * b + 1] = int16_t(_mm512_reduce_add_epi32(hi));
+            }
         }
     }
 }
@@ -653,7 +729,9 @@ FRUGAL_AVX512 inline void q8_chunk(frugal::dtype t, const std::byte * w, size_t 
     const int64_t row_blocks = a.k / frugal::k_qk;
     const int64_t tiles = cols > q8::k_tile_cols ? 2 : 1;
     const int64_t tile_cols[2] = {std::min(cols, q8::k_tile_cols), cols - q8::k_tile_cols};
-    const q8::packed_parts parts(t, row_blocks, tiles * q8::k_block_bytes, k_packed_bytes_max);
+    const bool q2_k = t == frugal::dtype::q2_k;
+    const int64_t block_bytes = q8::k_block_bytes + (q2_k ? k_q2_k_offsets_per_block : 0);
+    const q8::packed_parts parts(t, row_blocks, tiles * block_bytes, k_packed_bytes_max);
     for (int64_t part = 0; part < parts.count(); ++part) {
         const int64_t b0 = parts.first(part), nb = parts.first(part + 1) - b0;
         for (int64_t tile = 0; tile < tiles; ++tile) {
@@ -664,6 +742,9 @@ FRUGAL_AVX512 inline void q8_chunk(frugal::dtype t, const std::byte * w, size_t 
                 pack_tile_q6_k(rows + sb0 * int64_t(sizeof(frugal::block_q6_k)), w_stride, tile_cols[tile], nb / 8, out);
             else if (t == frugal::dtype::q3_k)
                 pack_tile_q3_k(rows + sb0 * int64_t(sizeof(frugal::block_q3_k)), w_stride, tile_cols[tile], nb / 8, out);
+            else if (q2_k) // its offsets after the tiles (q8_rows)
+                pack_tile_q2_k(rows + sb0 * int64_t(sizeof(frugal::block_q2_k)), w_stride, tile_cols[tile], nb / 8, out,
+                               scratch + tiles * nb * q8::k_block_bytes + tile * (nb / 8) * k_q2_k_offsets_bytes);
             else if (t == frugal::dtype::iq4_xs)
                 pack_tile_iq4_xs(rows + sb0 * int64_t(sizeof(frugal::block_iq4_xs)), w_stride, tile_cols[tile], nb / 8,
                                  out);

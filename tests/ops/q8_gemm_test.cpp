@@ -104,6 +104,7 @@ std::vector<std::byte> make_weights(dtype t, int64_t rows, int64_t k, uint32_t s
     if (t == dtype::q6_k) return random_block_weights<block_q6_k>(rows, k, rng, extreme);
     if (t == dtype::q3_k) return random_block_weights<block_q3_k>(rows, k, rng, extreme);
     if (t == dtype::iq4_xs) return random_block_weights<block_iq4_xs>(rows, k, rng, extreme);
+    if (t == dtype::q2_k) return random_block_weights<block_q2_k>(rows, k, rng, extreme);
     std::normal_distribution<float> normal(0.f, 1.f);
     const int64_t stride = row_bytes(t, k);
     std::vector<std::byte> plain(static_cast<size_t>(rows * stride));
@@ -166,7 +167,7 @@ std::vector<float> weight_values(dtype t, const std::byte * w, size_t stride, in
 
 reference reference_of_values(dtype t, const std::vector<float> & wf, const std::vector<float> & xf, int64_t cols,
                               int64_t m, int64_t k) {
-    const int64_t terms = q8::has_offsets(t) ? 2 * (k / k_qk) : k / k_qk;
+    const int64_t terms = (1 + q8::sums_per_block(t)) * (k / k_qk);
     reference ref{std::vector<double>(size_t(m * cols)), std::vector<double>(size_t(m * cols))};
     for (int64_t i = 0; i < m; ++i)
         for (int64_t c = 0; c < cols; ++c) {
@@ -209,12 +210,12 @@ void check_chunk(const q8::kernel & kernel, dtype t, int64_t m, int64_t cols, in
     const int64_t nb = k / k_qk, ldy = kernel.chunk_cols + 3;
     std::vector<uint8_t> xq(static_cast<size_t>(m * k));
     std::vector<float> xd(static_cast<size_t>(m * nb));
-    std::vector<int16_t> x_sums(static_cast<size_t>(m * nb));
+    std::vector<int16_t> x_sums(static_cast<size_t>(m * nb * 2));
     q8::quantize_activations(t, x.data(), m, k, xq.data(), xd.data(), x_sums.data());
     std::vector<std::byte> scratch(kernel.scratch_bytes(k));
     constexpr float sentinel = -12345.f;
     std::vector<float> y(static_cast<size_t>(m * ldy), sentinel);
-    const q8::activations act{xq.data(), xd.data(), q8::has_offsets(t) ? x_sums.data() : nullptr, k};
+    const q8::activations act{xq.data(), xd.data(), q8::sums_per_block(t) ? x_sums.data() : nullptr, k};
     kernel.run(t, w.data(), size_t(row_bytes(t, k)), cols, act, m, y.data(), ldy, scratch.data());
     const reference ref = reference_product(t, w.data(), cols, x.data(), m, k);
     int64_t bad = 0, untouched_wrong = 0;
@@ -237,7 +238,8 @@ void check_chunk(const q8::kernel & kernel, dtype t, int64_t m, int64_t cols, in
 }
 
 constexpr dtype k_types[] = {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_0, dtype::q5_0_repacked,
-                             dtype::q5_1, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k, dtype::iq4_xs};
+                             dtype::q5_1, dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k,
+                             dtype::iq4_xs};
 
 // Every type; row counts around the kernels' row tiles; one column, a partial and a whole tile
 // (tiles are half a chunk), and a whole chunk; short rows and rows long enough to be split.
@@ -263,9 +265,8 @@ void check_chunks(const q8::kernel & kernel) {
 }
 
 // The AVX-512 kernel built against SIMDe.
-const q8::kernel k_simde{"avx512-vnni (SIMDe)",        frugal_test_simde::q8_chunk,
-                         q8::supports,                 q8::k_chunk_cols,
-                         size_t(2 * q8::k_block_bytes), frugal_test_simde::quantize_activations};
+const q8::kernel k_simde{"avx512-vnni (SIMDe)", frugal_test_simde::q8_chunk, q8::supports, q8::k_chunk_cols,
+                         frugal_test_simde::k_scratch_per_block, frugal_test_simde::quantize_activations};
 
 // A kernel under test as the library calls it (from its OpenMP threads), each call counted and
 // held to the reference on the very operands it was given: inside a model, the f32 path and q8
@@ -352,8 +353,9 @@ TEST_CASE("the kernels' own activation quantizers equal quantize_activations bit
     for (const q8::kernel * k : kernels_here())
         if (k->quantize) kernels.push_back(k);
     REQUIRE(!kernels.empty()); // SIMDe's build of the AVX-512 one at least
-    // Q8_0 blocks without block sums (Q8_0) and with (Q5_1); Q8_K with (Q4_K) and without (Q6_K).
-    for (dtype t : {dtype::q8_0, dtype::q5_1, dtype::q4_k, dtype::q6_k})
+    // Q8_0 blocks without block sums (Q8_0) and with (Q5_1); Q8_K with (Q4_K), with sums per half
+    // (Q2_K) and without (Q6_K).
+    for (dtype t : {dtype::q8_0, dtype::q5_1, dtype::q4_k, dtype::q2_k, dtype::q6_k})
         for (int64_t k : {int64_t(256), int64_t(1536)})
             for (int64_t m : {1, 3, 6}) {
                 std::vector<float> x = random_activations(m, k, uint32_t(m * k));
@@ -365,13 +367,14 @@ TEST_CASE("the kernels' own activation quantizers equal quantize_activations bit
                 const int64_t nb = k / k_qk;
                 std::vector<uint8_t> want_q(size_t(m * k));
                 std::vector<float> want_d(size_t(m * nb));
-                std::vector<int16_t> want_sums(size_t(m * nb), -1);
+                const int64_t spb = q8::sums_per_block(t), sum_len = spb ? k_qk / spb : 0;
+                std::vector<int16_t> want_sums(size_t(m * nb * std::max<int64_t>(spb, 1)), -1);
                 q8::quantize_activations(t, x.data(), m, k, want_q.data(), want_d.data(), want_sums.data());
-                if (q8::has_offsets(t)) { // the exact sums are those of the stored quants
+                if (spb) { // the exact sums are those of the stored quants, per block or half
                     int64_t wrong_sums = 0;
-                    for (int64_t b = 0; b < m * nb; ++b) {
+                    for (int64_t b = 0; b < m * nb * spb; ++b) {
                         int sum = 0;
-                        for (int64_t e = 0; e < k_qk; ++e) sum += int(want_q[size_t(b * k_qk + e)]) - q8::k_act_offset;
+                        for (int64_t e = 0; e < sum_len; ++e) sum += int(want_q[size_t(b * sum_len + e)]) - q8::k_act_offset;
                         wrong_sums += want_sums[size_t(b)] != sum;
                     }
                     CHECK(wrong_sums == 0);
@@ -399,6 +402,8 @@ TEST_CASE("linear_many equals linear per product, with and without a shared q8 q
     const int64_t k = 512, m = 30; // small_batch lowered to m below: the GEMM paths
     const std::vector<std::vector<std::pair<dtype, int64_t>>> groups = {
         {{dtype::q4_k, 40}, {dtype::q6_k, 24}, {dtype::q5_k, 8}, {dtype::q3_k, 16}}, // Q8_K, with block sums for two
+        {{dtype::q2_k, 24}, {dtype::q2_k, 40}}, // Q8_K with sums per half
+        {{dtype::q2_k, 24}, {dtype::q4_k, 16}}, // Q8_K, sums per half and per block: one quantization each
         {{dtype::q4_0, 40}, {dtype::q8_0, 16}, {dtype::q5_0_repacked, 33}}, // Q8_0 blocks
         {{dtype::q4_0, 16}, {dtype::q4_k, 16}, {dtype::f16, 8}},  // no common format
     };
@@ -423,12 +428,14 @@ TEST_CASE("linear_many equals linear per product, with and without a shared q8 q
             }
             ctx.linear_many(products, x.data(), m);
             // The shared quantization: where every product takes q8 with one format, one call.
+            // Formats: Q8_0 blocks, Q8_K, and Q8_K with sums per half (Q2_K).
+            const auto format = [](dtype t) { return t == dtype::q2_k ? 2 : int(q8::super_blocks(t)); };
             int q8_products = 0;
             bool one_format = true;
             for (const auto & [t, n] : group) {
                 const bool q8 = ops::prefill_gemm_for(ops::prefill_gemm::q8, t) == ops::prefill_gemm::q8;
                 q8_products += q8;
-                one_format = one_format && q8 && q8::super_blocks(t) == q8::super_blocks(group.front().first);
+                one_format = one_format && q8 && format(t) == format(group.front().first);
             }
             CHECK(g_quantizations == (one_format ? 1 : q8_products));
             for (size_t i = 0; i < products.size(); ++i)
