@@ -49,16 +49,12 @@ namespace frugal::ops::q8::detail {
 namespace {
 
 // Without VNNI, the 8-bit quants of Q8_0 and IQ4_XS would saturate vpmaddubsw's int16 pairs.
-// Q2_K's offsets per half are the AVX-512 kernel's alone.
-constexpr bool takes_4_to_6_bits(dtype t) {
-    return supports(t) && t != dtype::q8_0 && t != dtype::iq4_xs && t != dtype::q2_k;
-}
-constexpr bool takes_but_q2_k(dtype t) { return supports(t) && t != dtype::q2_k; }
-constexpr kernel k_avx2_kernel{"avx2",          avx2::q8_chunk,        takes_4_to_6_bits, avx2::k_tiles * avx2::k_cols,
-                               size_t(avx2::k_tiles * avx2::k_block), nullptr, avx2::gemm_from};
+constexpr bool takes_2_to_6_bits(dtype t) { return supports(t) && t != dtype::q8_0 && t != dtype::iq4_xs; }
+constexpr kernel k_avx2_kernel{"avx2",          avx2::q8_chunk,        takes_2_to_6_bits, avx2::k_tiles * avx2::k_cols,
+                               avx2::k_scratch_per_block, nullptr, avx2::gemm_from};
 // Crossovers not measured for this build: the default (matmul_context::small_batch) serves it.
-constexpr kernel k_avx2_vnni_kernel{"avx2-vnni", avx2_vnni::q8_chunk, takes_but_q2_k, avx2_vnni::k_tiles * avx2_vnni::k_cols,
-                                    size_t(avx2_vnni::k_tiles * avx2_vnni::k_block), nullptr, nullptr};
+constexpr kernel k_avx2_vnni_kernel{"avx2-vnni", avx2_vnni::q8_chunk, supports, avx2_vnni::k_tiles * avx2_vnni::k_cols,
+                                    avx2_vnni::k_scratch_per_block, nullptr, nullptr};
 
 } // namespace
 

@@ -18,11 +18,21 @@ constexpr int64_t k_scales = k_qk * k_cols;               // f32 [8], after the 
 constexpr int64_t k_corrections = k_scales + 4 * k_cols;   // int32 [8]
 constexpr int64_t k_offsets = k_corrections + 4 * k_cols;  // f32 [8] or int8 [2][8]
 constexpr int64_t k_block = k_offsets + 4 * k_cols;        // 352
-
+// A packed Q2_K super-block's offsets, after a chunk's tiles (q8_chunk), per tile: its 16 mins as
+// int16 pairs (m_2p, m_2p+1) per column for p < 8 (vpmaddwd's operand against a row's pair of
+// half sums), then −dmin (f32 [8]).
+constexpr int64_t k_q2_k_offsets = 8 * 4 * k_cols + 4 * k_cols; // 288 per super-block
+constexpr int64_t k_q2_k_offsets_per_block = k_q2_k_offsets / 8;
+// A chunk's scratch per 32-element block of k (kernel::scratch_per_block): two tiles, and Q2_K's
+// offsets.
+constexpr size_t k_scratch_per_block = size_t(k_tiles * (k_block + k_q2_k_offsets_per_block));
 // Groups of weight type t summed in int16 before vpmaddwd widens them (see above).
 constexpr int span_of(dtype t) {
-    return t == dtype::q5_k || t == dtype::q5_1 || t == dtype::q6_k ? 2 : t == dtype::q4_k || t == dtype::q5_0 ? 4 : 8;
+    if (t == dtype::q5_k || t == dtype::q5_1 || t == dtype::q6_k) return 2;
+    return t == dtype::q4_k || t == dtype::q5_0 || t == dtype::q2_k ? 4 : 8;
 }
+// Q6_K's and Q2_K's int8 scale per 16-element half (Q3_K packs as Q6_K and takes its kernel).
+constexpr bool halves(dtype t) { return t == dtype::q6_k || t == dtype::q2_k; }
 
 // All ones in the int32 lanes c < cols.
 FRUGAL_AVX2 inline __m256i live_columns(int64_t cols) {
@@ -32,9 +42,10 @@ FRUGAL_AVX2 inline __m256i live_columns(int64_t cols) {
 // y[i, 8t + c] for i < MR activation rows, t < NT tiles, c < cols[t] (<= 8). Per block b: the
 // int32 sums start at the tile's corrections; the 8 groups add vpmaddubsw products (4 activation
 // bytes broadcast × 4 quants of 8 columns) into int16 runs, widened by vpmaddwd every span_of(T)
-// groups (against 1, or Q6_K's half-block scales); then one fused multiply-add scales the exact
-// block sums by dw · dx into the f32 accumulators (and, with offsets, a second adds
-// mw · dx · Σ qx).
+// groups (against 1, or Q6_K's and Q2_K's half-block scales); then one fused multiply-add scales
+// the exact block sums by dw · dx into the f32 accumulators (and, with offsets, a second adds
+// mw · dx · Σ qx; Q2_K's offsets come at each super-block's end: its 16 mins against the row's
+// sums per half in 8 vpmaddwd, exact in int32, then one fused multiply-add by −dmin · dx).
 //   part: NT tiles of blocks [b0, b0 + nb) of the rows, tile t at tiles + t · nb · k_block
 //   a: the activations, first row at row i0; y: [MR, ldy], written or (part.accumulate) added to
 template <int MR, int NT, dtype T>
@@ -46,7 +57,10 @@ FRUGAL_AVX2 inline void q8_rows(const tiles_part & part, const activations & a, 
     const int64_t nb = part.nb, row_blocks = a.k / k_qk;
     const uint8_t * xq = a.q + i0 * a.k + part.b0 * k_qk;
     const float * xd = a.d + i0 * row_blocks + part.b0;
-    const int16_t * x_sums = offsets ? a.sums + i0 * row_blocks + part.b0 : nullptr;
+    constexpr bool half_offsets = T == dtype::q2_k;
+    const int64_t row_sums = half_offsets ? 2 * row_blocks : row_blocks; // Σ qx per block, or per half
+    const int16_t * x_sums =
+        offsets || half_offsets ? a.sums + i0 * row_sums + part.b0 * (half_offsets ? 2 : 1) : nullptr;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[MR][NT];
     for (int r = 0; r < MR; ++r)
@@ -60,10 +74,10 @@ FRUGAL_AVX2 inline void q8_rows(const tiles_part & part, const activations & a, 
             const __m256i correction = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(blk[t] + k_corrections));
             for (int r = 0; r < MR; ++r) sums[r][t] = correction;
         }
-        // Q6_K widens each run against the scale of its half of the block: int8 sc per column
-        // into both int16 halves of the column's lane.
+        // Q6_K and Q2_K widen each run against the scale of its half of the block: int8 sc per
+        // column into both int16 halves of the column's lane.
         __m256i half_scales[NT][2];
-        if constexpr (T == dtype::q6_k)
+        if constexpr (halves(T))
             for (int t = 0; t < NT; ++t)
                 for (int h = 0; h < 2; ++h) {
                     const __m256i sc = _mm256_cvtepi8_epi32(
@@ -84,7 +98,7 @@ FRUGAL_AVX2 inline void q8_rows(const tiles_part & part, const activations & a, 
                 for (int t = 0; t < NT; ++t) op(r, t, x, w[t]);
             }
         };
-        if constexpr (k_vnni && T != dtype::q6_k) {
+        if constexpr (k_vnni && !halves(T)) {
             // AVX-VNNI: vpdpbusd adds each lane's 4 products straight into its int32 sum, for
             // every type whose block sums need no per-half scale.
             for (int g = 0; g < k_groups; ++g)
@@ -104,7 +118,7 @@ FRUGAL_AVX2 inline void q8_rows(const tiles_part & part, const activations & a, 
                 });
             for (int r = 0; r < MR; ++r)
                 for (int t = 0; t < NT; ++t) {
-                    const __m256i by = T == dtype::q6_k ? half_scales[t][g0 / 4] : ones;
+                    const __m256i by = halves(T) ? half_scales[t][g0 / 4] : ones;
                     sums[r][t] = _mm256_add_epi32(sums[r][t], _mm256_madd_epi16(run[r][t], by));
                 }
         }
@@ -119,6 +133,21 @@ FRUGAL_AVX2 inline void q8_rows(const tiles_part & part, const activations & a, 
                 for (int r = 0; r < MR; ++r) {
                     const int64_t at = r * row_blocks + b;
                     acc[r][t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xd[at] * float(x_sums[at])), acc[r][t]);
+                }
+            }
+            if (half_offsets && b % 8 == 7) { // after the NT tiles (q8_chunk)
+                const std::byte * mins = tiles + NT * tile_stride + (t * (nb / 8) + b / 8) * k_q2_k_offsets;
+                const __m256 neg_dmin = _mm256_loadu_ps(reinterpret_cast<const float *>(mins + 8 * 4 * k_cols));
+                for (int r = 0; r < MR; ++r) {
+                    __m256i sum = _mm256_setzero_si256();
+                    for (int p = 0; p < 8; ++p) {
+                        int32_t sum_pair; // Σ qx of halves 2p and 2p + 1 of the super-block, int16 each
+                        std::memcpy(&sum_pair, x_sums + r * row_sums + 2 * (b - 7) + 2 * p, sizeof sum_pair);
+                        const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(mins + p * 4 * k_cols));
+                        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(m, _mm256_set1_epi32(sum_pair)));
+                    }
+                    const __m256 s = _mm256_mul_ps(neg_dmin, _mm256_set1_ps(xd[r * row_blocks + b]));
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), s, acc[r][t]);
                 }
             }
         }
@@ -339,6 +368,46 @@ FRUGAL_AVX2 inline void pack_tile_q3_k(const std::byte * w, size_t w_stride, int
     }
 }
 
+// Rows 0..cols-1 (cols <= 8) of Q2_K super-blocks into one tile at out, as Q6_K's: block j of
+// super-block sb (bits 2 · (j % 4) of qs[32 · (j / 4) + l]) into slot 8 · sb + j, its quants q in
+// 0..3, its halves' scales sc as int8 and the super-block's d as the block scale; the
+// super-block's mins and −dmin at offsets + sb · k_q2_k_offsets.
+FRUGAL_AVX2 inline void pack_tile_q2_k(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb,
+                                       std::byte * out, std::byte * offsets) {
+    const tile_rows rows = rows_of(w_stride, cols);
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+        const std::byte * base = w + sb * int64_t(sizeof(block_q2_k));
+        float d[k_cols] = {}, neg_dmin[k_cols] = {};
+        int8_t sc[16 * k_cols] = {};     // [half][column]
+        int16_t mins[8][k_cols][2] = {}; // [pair][column]: m_2p, m_2p+1
+        for (int64_t c = 0; c < cols; ++c) {
+            block_q2_k b;
+            std::memcpy(&b, base + c * int64_t(w_stride), sizeof b);
+            d[c] = fp16_to_fp32(b.d);
+            neg_dmin[c] = -fp16_to_fp32(b.dmin);
+            for (int h = 0; h < 16; ++h) {
+                sc[h * k_cols + c] = int8_t(b.scales[h] & 0xF);
+                mins[h / 2][c][h % 2] = int16_t(b.scales[h] >> 4);
+            }
+        }
+        std::memcpy(offsets + sb * k_q2_k_offsets, mins, sizeof mins);
+        std::memcpy(offsets + sb * k_q2_k_offsets + sizeof mins, neg_dmin, sizeof neg_dmin);
+        for (int j = 0; j < 8; ++j) {
+            std::byte * blk = out + (sb * 8 + j) * k_block;
+            std::memcpy(blk + k_scales, d, sizeof d);
+            std::memcpy(blk + k_offsets, sc + 2 * j * k_cols, 2 * k_cols);
+            __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int g = 0; g < k_groups; ++g) {
+                const __m256i v = gather(base + offsetof(block_q2_k, qs) + 32 * (j / 4) + 4 * g, rows);
+                const __m256i quant = _mm256_and_si256(_mm256_srli_epi32(v, 2 * (j % 4)), _mm256_set1_epi8(3));
+                store(blk + g * 4 * k_cols, quant);
+                sum[g / 4] = _mm256_add_epi32(sum[g / 4], column_sums(quant));
+            }
+            store_half_correction(blk, sum);
+        }
+    }
+}
+
 // Rows 0..cols-1 (cols <= 8) of IQ4_XS super-blocks into one tile at out, as plain blocks: block j
 // of super-block sb into slot 8 · sb + j, its nibbles through IQ4_NL's levels as the quants,
 // d · (ls − 32) as its scale. Their quants span −127..113, which vpmaddubsw's int16 pairs cannot
@@ -411,7 +480,8 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
     const int64_t row_blocks = a.k / k_qk;
     const int64_t tiles = cols > k_cols ? 2 : 1;
     const int64_t tile_cols[2] = {std::min(cols, k_cols), cols - k_cols};
-    const packed_parts parts(t, row_blocks, tiles * k_block, k_packed_bytes_max);
+    const bool q2_k = t == dtype::q2_k;
+    const packed_parts parts(t, row_blocks, tiles * (k_block + (q2_k ? k_q2_k_offsets_per_block : 0)), k_packed_bytes_max);
     for (int64_t p = 0; p < parts.count(); ++p) {
         const int64_t b0 = parts.first(p), nb = parts.first(p + 1) - b0, sb0 = b0 / 8;
         for (int64_t tile = 0; tile < tiles; ++tile) {
@@ -423,6 +493,9 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
                 pack_tile_q3_k(rows + sb0 * int64_t(sizeof(block_q3_k)), w_stride, tile_cols[tile], nb / 8, out);
             else if (t == dtype::iq4_xs)
                 pack_tile_iq4_xs(rows + sb0 * int64_t(sizeof(block_iq4_xs)), w_stride, tile_cols[tile], nb / 8, out);
+            else if (q2_k) // its offsets after the tiles (q8_rows)
+                pack_tile_q2_k(rows + sb0 * int64_t(sizeof(block_q2_k)), w_stride, tile_cols[tile], nb / 8, out,
+                               scratch + tiles * nb * k_block + tile * (nb / 8) * k_q2_k_offsets);
             else if (t == dtype::q4_k)
                 pack_tile_k<block_q4_k>(rows + sb0 * int64_t(sizeof(block_q4_k)), w_stride, tile_cols[tile], nb / 8,
                                         out);
@@ -441,6 +514,7 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
         case dtype::q5_k: q8_multiply<dtype::q5_k>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         case dtype::q6_k:
         case dtype::q3_k: q8_multiply<dtype::q6_k>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
+        case dtype::q2_k: q8_multiply<dtype::q2_k>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         case dtype::q5_0:
         case dtype::q5_0_repacked: q8_multiply<dtype::q5_0>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         case dtype::q5_1: q8_multiply<dtype::q5_1>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
@@ -455,7 +529,7 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
 // 91 / 83, 48 93 / 99; Q4_K_M (Q4_K, its Q6_K on the rows) at 24 99 / 94, 32 96 / 107; Q4_0
 // (repacked) at 16 105 / 92, 24 106 / 120, which the default (24) serves.
 constexpr int64_t gemm_from(dtype t) {
-    if (half_scales(t)) return 40; // Q3_K: not measured, Q6_K's
+    if (half_scales(t) || t == dtype::q2_k) return 40; // Q3_K, Q2_K: not measured, Q6_K's
     return t == dtype::q4_k || t == dtype::q5_k ? 28 : 0;
 }
 
