@@ -507,15 +507,17 @@ template <bool Q3, int MR>
 FRUGAL_AVX512 inline void q23_rows(const std::byte * w, size_t w_stride, int64_t rows, int64_t n_super,
                                    const frugal::ops::block_q8_k * const * ab, float * out, int64_t ldo) {
     using Block = std::conditional_t<Q3, frugal::block_q3_k, frugal::block_q2_k>;
-    const __m512i two_bits = _mm512_set1_epi8(3), one_bit = _mm512_set1_epi8(1);
+    const __m512i two_bits = _mm512_set1_epi8(3), three_bits = _mm512_set1_epi8(7);
     // Chunks (c, c + 1) of a group s = c % 4 apart: their 2-bit quants at bits 2s and 2s + 2.
     const __m512i shift_01 = _mm512_mask_blend_epi16(0xFFFF0000, _mm512_set1_epi16(0), _mm512_set1_epi16(2));
     const __m512i shift_23 = _mm512_mask_blend_epi16(0xFFFF0000, _mm512_set1_epi16(4), _mm512_set1_epi16(6));
     const __m512i chunk_pair = _mm512_mask_blend_epi16(0xFFFF0000, _mm512_set1_epi16(0), _mm512_set1_epi16(1));
-    // Each int16 lane's 128-bit quarter: 0, 1, 2, 3 (as q6_rows).
-    const __m512i quarter =
+    // Each int16 lane's 128-bit quarter: 0, 1, 2, 3 (as q6_rows): the scales of chunk pair (0, 1)
+    // of a group, and (2, 3) at 4 more.
+    const __m512i scale_01 =
         _mm512_mask_blend_epi16(0xFFFF0000, _mm512_mask_blend_epi16(0xFF00FF00, _mm512_set1_epi16(0), _mm512_set1_epi16(1)),
                                 _mm512_mask_blend_epi16(0xFF00FF00, _mm512_set1_epi16(2), _mm512_set1_epi16(3)));
+    const __m512i scale_23 = _mm512_add_epi16(scale_01, _mm512_set1_epi16(4));
     const bool l2_only =
         prefetch_weights_to_l2(MR, size_t(n_super) * sizeof(frugal::ops::block_q8_k), size_t(n_super) * sizeof(Block));
     for (int64_t r = 0; r < rows; ++r) {
@@ -548,17 +550,22 @@ FRUGAL_AVX512 inline void q23_rows(const std::byte * w, size_t w_stride, int64_t
                                                                   : _mm256_extracti128_si256(scales16, 1));
                 for (int s = 0; s < 4; s += 2) {
                     const int c = 4 * g + s;
-                    __m512i q = _mm512_and_si512(_mm512_srlv_epi16(raw, s == 0 ? shift_01 : shift_23), two_bits);
-                    if constexpr (Q3) { // bit c (c + 1) of each hmask byte as 4; the other bits are masked off
-                        const __m512i shift = _mm512_add_epi16(chunk_pair, _mm512_set1_epi16(short(c)));
-                        const __m512i third = _mm512_and_si512(_mm512_srlv_epi16(hmask, shift), one_bit);
-                        q = _mm512_or_si512(q, _mm512_slli_epi16(third, 2));
+                    const __m512i low = _mm512_srlv_epi16(raw, s == 0 ? shift_01 : shift_23);
+                    __m512i q;
+                    if constexpr (Q3) { // bits 0-1 from the quants, bit 2 from hmask's bit c (c + 1)
+                        // Bit c of each byte to bit 2, per 16-bit lane: nothing from the other byte
+                        // reaches a bit 2 (shifts of at most 5).
+                        const __m512i high =
+                            c == 0 ? _mm512_sllv_epi16(hmask, _mm512_sub_epi16(_mm512_set1_epi16(2), chunk_pair))
+                                   : _mm512_srlv_epi16(hmask, _mm512_add_epi16(chunk_pair, _mm512_set1_epi16(short(c - 2))));
+                        q = _mm512_and_si512(_mm512_ternarylogic_epi32(two_bits, low, high, 0xCA), three_bits); // two_bits ? low : high
+                    } else {
+                        q = _mm512_and_si512(low, two_bits);
                     }
-                    const __m512i scale =
-                        _mm512_permutexvar_epi16(_mm512_add_epi16(quarter, _mm512_set1_epi16(short(2 * s))), sc8);
+                    const __m512i scale = _mm512_permutexvar_epi16(s == 0 ? scale_01 : scale_23, sc8);
                     for (int k = 0; k < MR; ++k) {
                         const __m512i x = _mm512_loadu_si512(ab[k][i].qs + 32 * c);
-                        sumi[k] = _mm512_add_epi32(sumi[k], _mm512_madd_epi16(_mm512_maddubs_epi16(q, x), scale));
+                        sumi[k] = _mm512_dpwssd_epi32(sumi[k], _mm512_maddubs_epi16(q, x), scale);
                     }
                 }
             }
