@@ -25,9 +25,14 @@ namespace {
 // alike. Q4_K and Q5_K, batched the same way: Q4_K_M (Q4_K with Q6_K, which keeps its own) at 12
 // rows 149-152 / 131-134, at 14 142-144 / 138-139, at 16 147-154 / 163-164. Q6_K, batched too
 // (its packed GEMM is the slowest of these, its halves' scales multiplied in int32): 1.5B Q6_K
-// at 16 164 / 110-114, at 24 156-163 / 133-141, at 32 166-168 / 165-192.
+// at 16 164 / 110-114, at 24 156-163 / 133-141, at 32 166-168 / 165-192. On Zen 4 (2 rounds each),
+// with the type's own row loop batched: 1.5B Q3_K_M (its Q3_K tensors) at 6 rows 42-72 / 38-62,
+// at 8 86 / 85, at 12 88-91 / 103; Q2_K at 6 70-79 / 59-65, at 8 81-82 / 82-94, at 12 82-86 /
+// 102-105; IQ4_XS at 4 53-54 / 58-62, at 8 55-57 / 80-94.
 constexpr int64_t gemm_from(dtype t) {
-    if (half_scales(t)) return 24; // Q3_K: not measured, Q6_K's
+    if (t == dtype::iq4_xs) return 4;
+    if (t == dtype::q2_k || t == dtype::q3_k) return 8;
+    if (half_scales(t)) return 24;
     return super_blocks(t) ? 16 : 8;
 }
 constexpr kernel k_avx512_kernel{"avx512-vnni", avx512::q8_chunk, supports, k_chunk_cols, avx512::k_scratch_per_block,
