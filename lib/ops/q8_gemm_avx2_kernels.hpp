@@ -527,9 +527,13 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
 // default). Measured with the AVX2 code on Zen 5 (FRUGAL_MAX_CPU_ISA=avx2, no AVX2-only machine at
 // hand), 2 threads, whole 1.5B Qwen2 files, pp N t/s rows / packed: Q6_K at 24 rows 90 / 69, 32
 // 91 / 83, 48 93 / 99; Q4_K_M (Q4_K, its Q6_K on the rows) at 24 99 / 94, 32 96 / 107; Q4_0
-// (repacked) at 16 105 / 92, 24 106 / 120, which the default (24) serves.
+// (repacked) at 16 105 / 92, 24 106 / 120, which the default (24) serves. On Zen 4 the same way
+// (2 rounds): Q3_K_M's Q3_K at 16 69-73 / 64-67, 24 63-70 / 72-75, 32 73-75 / 80-83; Q2_K at 24
+// 74-77 / 61-69, 32 71-78 / 75-77, 48 74-80 / 80-83.
 constexpr int64_t gemm_from(dtype t) {
-    if (half_scales(t) || t == dtype::q2_k) return 40; // Q3_K, Q2_K: not measured, Q6_K's
+    if (t == dtype::q3_k) return 24;
+    if (t == dtype::q2_k) return 32;
+    if (t == dtype::q6_k) return 40;
     return t == dtype::q4_k || t == dtype::q5_k ? 28 : 0;
 }
 
