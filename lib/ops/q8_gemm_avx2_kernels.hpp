@@ -305,6 +305,19 @@ FRUGAL_AVX2 inline void store_half_correction(std::byte * blk, const __m256i (&s
     store_correction(blk, _mm256_add_epi32(_mm256_mullo_epi32(sum[0], sc0), _mm256_mullo_epi32(sum[1], sc1)));
 }
 
+// A halves block's 8 quant groups quant(g) (each 0 past the live columns) into blk, with its
+// correction against the halves' int8 scales already at k_offsets.
+template <class Quant>
+FRUGAL_AVX2 inline void store_halves_quants(std::byte * blk, Quant quant) {
+    __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int g = 0; g < k_groups; ++g) {
+        const __m256i q = quant(g);
+        store(blk + g * 4 * k_cols, q);
+        sum[g / 4] = _mm256_add_epi32(sum[g / 4], column_sums(q));
+    }
+    store_half_correction(blk, sum);
+}
+
 // Rows 0..cols-1 (cols <= 8) of Q6_K super-blocks into one tile at out: block j of super-block
 // sb (q6_k_block_of) into slot 8 · sb + j, its quants as q − 32, its halves' scales sc as int8
 // and the super-block's d as the block scale.
@@ -319,18 +332,14 @@ FRUGAL_AVX2 inline void pack_tile_q6_k(const std::byte * w, size_t w_stride, int
             int8_t sc[2 * k_cols]; // the halves' scales, [2][k_cols] (flat: the callee writes both rows)
             q6_k_block_scales(base, w_stride, cols, k_cols, l, reinterpret_cast<float *>(blk + k_scales), sc);
             std::memcpy(blk + k_offsets, sc, sizeof sc);
-            __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-            for (int g = 0; g < k_groups; ++g) {
+            store_halves_quants(blk, [&](int g) FRUGAL_AVX2 {
                 const __m256i lo = gather(base + offsetof(block_q6_k, ql) + l.ql + 4 * g, rows);
                 const __m256i hi = gather(base + offsetof(block_q6_k, qh) + l.qh + 4 * g, rows);
                 const __m256i two_bits =
                     _mm256_and_si256(_mm256_srli_epi32(hi, int(l.qh_shift)), _mm256_set1_epi8(3));
                 const __m256i q6 = _mm256_or_si256(nibbles(lo, int(l.ql_shift)), _mm256_slli_epi32(two_bits, 4));
-                const __m256i quant = _mm256_and_si256(_mm256_sub_epi8(q6, _mm256_set1_epi8(32)), rows.live);
-                store(blk + g * 4 * k_cols, quant);
-                sum[g / 4] = _mm256_add_epi32(sum[g / 4], column_sums(quant));
-            }
-            store_half_correction(blk, sum);
+                return _mm256_and_si256(_mm256_sub_epi8(q6, _mm256_set1_epi8(32)), rows.live);
+            });
         }
     }
 }
@@ -353,17 +362,13 @@ FRUGAL_AVX2 inline void pack_tile_q3_k(const std::byte * w, size_t w_stride, int
             std::byte * blk = out + (sb * 8 + j) * k_block;
             std::memcpy(blk + k_scales, d, sizeof d);
             std::memcpy(blk + k_offsets, sc + 2 * j * k_cols, 2 * k_cols);
-            __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-            for (int g = 0; g < k_groups; ++g) {
+            store_halves_quants(blk, [&](int g) FRUGAL_AVX2 {
                 const __m256i v = gather(base + offsetof(block_q3_k, qs) + 32 * (j / 4) + 4 * g, rows);
                 const __m256i two_bits = _mm256_and_si256(_mm256_srli_epi32(v, 2 * (j % 4)), _mm256_set1_epi8(3));
                 const __m256i bit = _mm256_and_si256(_mm256_srli_epi32(third[g], j), _mm256_set1_epi8(1));
                 const __m256i q3 = _mm256_or_si256(two_bits, _mm256_slli_epi32(bit, 2));
-                const __m256i quant = _mm256_and_si256(_mm256_sub_epi8(q3, _mm256_set1_epi8(4)), rows.live);
-                store(blk + g * 4 * k_cols, quant);
-                sum[g / 4] = _mm256_add_epi32(sum[g / 4], column_sums(quant));
-            }
-            store_half_correction(blk, sum);
+                return _mm256_and_si256(_mm256_sub_epi8(q3, _mm256_set1_epi8(4)), rows.live);
+            });
         }
     }
 }
@@ -396,14 +401,10 @@ FRUGAL_AVX2 inline void pack_tile_q2_k(const std::byte * w, size_t w_stride, int
             std::byte * blk = out + (sb * 8 + j) * k_block;
             std::memcpy(blk + k_scales, d, sizeof d);
             std::memcpy(blk + k_offsets, sc + 2 * j * k_cols, 2 * k_cols);
-            __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-            for (int g = 0; g < k_groups; ++g) {
+            store_halves_quants(blk, [&](int g) FRUGAL_AVX2 {
                 const __m256i v = gather(base + offsetof(block_q2_k, qs) + 32 * (j / 4) + 4 * g, rows);
-                const __m256i quant = _mm256_and_si256(_mm256_srli_epi32(v, 2 * (j % 4)), _mm256_set1_epi8(3));
-                store(blk + g * 4 * k_cols, quant);
-                sum[g / 4] = _mm256_add_epi32(sum[g / 4], column_sums(quant));
-            }
-            store_half_correction(blk, sum);
+                return _mm256_and_si256(_mm256_srli_epi32(v, 2 * (j % 4)), _mm256_set1_epi8(3));
+            });
         }
     }
 }
