@@ -924,31 +924,48 @@ FRUGAL_AVX2 inline __m256i group_scales(__m256i scales16, int g) {
     return g == 0 ? _mm256_permute4x64_epi64(scales16, 0x44) : _mm256_permute4x64_epi64(scales16, 0xEE);
 }
 
-template <int M>
-FRUGAL_AVX2 void dot_q2(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
-    const auto * wb = static_cast<const block_q2_k *>(w);
+// Q3_K multiplies its quants as u = q + 4 in 0..7 (the 2 bits, with the hmask bit as 4) and takes
+// 4 · Σ_j sc_j · bsums_j off, as Q6_K does with its 32; Q2_K's quants are 0..3 as stored, and its
+// mins meet the activation's bsums, which cover the same 16 elements. Either way the super-block's
+// sums are exact in int32 lanes, then scaled in f32 (the AVX-512 row loop's order: q23_rows).
+template <bool Q3, int M>
+FRUGAL_AVX2 void dot_q23(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
+    using Block = std::conditional_t<Q3, block_q3_k, block_q2_k>;
+    const auto * wb = static_cast<const Block *>(w);
     auto a_block = [&](int k, int64_t i) -> const block_q8_k & { return act_block<block_q8_k>(act, act_stride, k, i); };
     __m256 acc[M];
     for (int k = 0; k < M; ++k) acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / k_qk_k; ++i) {
-        const block_q2_k & b = wb[i];
+        const Block & b = wb[i];
         for (size_t off = 0; off < sizeof b; off += 64) prefetch_ahead(reinterpret_cast<const char *>(&b) + off);
-        // Scales in the low nibbles, mins in the high ones, one per 16 elements: the mins meet the
-        // activation's bsums, which cover the same 16.
-        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i *>(b.scales));
-        const __m256i scales16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0xF)));
-        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF)));
+        // The 16 scales as int16 (Q3_K: less 32), and Q2_K's mins (high nibbles).
+        __m256i scales16, mins16, hmask;
+        if constexpr (Q3) {
+            const k3_scales sc = unpack_k3_scales(b.scales);
+            const __m128i packed = _mm_setr_epi32(int(sc.words[0]), int(sc.words[1]), int(sc.words[2]), int(sc.words[3]));
+            scales16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(packed), _mm256_set1_epi16(32));
+            hmask = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b.hmask));
+        } else {
+            const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i *>(b.scales));
+            scales16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0xF)));
+            mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF)));
+        }
         __m256i sumi[M];
         for (int k = 0; k < M; ++k) sumi[k] = _mm256_setzero_si256();
         for (int g = 0; g < 2; ++g) {
             const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b.qs + 32 * g));
             const __m256i sch = group_scales(scales16, g);
             for (int s = 0; s < 4; ++s) {
-                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * s), bytes(3));
+                const int c = 4 * g + s;
+                __m256i q = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * s), bytes(3));
+                if constexpr (Q3) { // chunk c's third bits: bit c of each hmask byte, to bit 2 (within its byte)
+                    const __m256i top = _mm256_and_si256(hmask, bytes(uint8_t(1 << c)));
+                    q = _mm256_or_si256(q, c < 2 ? _mm256_slli_epi16(top, 2 - c) : c == 2 ? top : _mm256_srli_epi16(top, c - 2));
+                }
                 const __m256i scale = pick16(sch, 2 * s, 2 * s + 1);
                 for (int k = 0; k < M; ++k) {
-                    // Quants 0..3 against activations -127..127: the unsigned x signed maddubs is exact.
-                    const int8_t * x = a_block(k, i).qs + 128 * g + 32 * s;
+                    // Quants 0..7 against activations -127..127: the unsigned x signed maddubs is exact.
+                    const int8_t * x = a_block(k, i).qs + 32 * c;
                     const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x)));
                     sumi[k] = _mm256_add_epi32(sumi[k], _mm256_madd_epi16(p, scale));
                 }
@@ -957,53 +974,12 @@ FRUGAL_AVX2 void dot_q2(const void * w, const std::byte * act, size_t act_stride
         for (int k = 0; k < M; ++k) {
             const block_q8_k & a = a_block(k, i);
             const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a.bsums));
-            const __m256 summ = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins16, bsums));
+            if constexpr (Q3) sumi[k] = _mm256_sub_epi32(sumi[k], _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 2));
             acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(a.d * half(b.d)), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
-            acc[k] = _mm256_fnmadd_ps(_mm256_set1_ps(a.d * half(b.dmin)), summ, acc[k]);
+            if constexpr (!Q3)
+                acc[k] = _mm256_fnmadd_ps(_mm256_set1_ps(a.d * half(b.dmin)),
+                                          _mm256_cvtepi32_ps(_mm256_madd_epi16(mins16, bsums)), acc[k]);
         }
-    }
-    for (int k = 0; k < M; ++k) out[k] = hsum(acc[k]);
-}
-
-template <int M>
-FRUGAL_AVX2 void dot_q3(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
-    const auto * wb = static_cast<const block_q3_k *>(w);
-    auto a_block = [&](int k, int64_t i) -> const block_q8_k & { return act_block<block_q8_k>(act, act_stride, k, i); };
-    __m256 acc[M];
-    for (int k = 0; k < M; ++k) acc[k] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / k_qk_k; ++i) {
-        const block_q3_k & b = wb[i];
-        for (size_t off = 0; off < sizeof b; off += 64) prefetch_ahead(reinterpret_cast<const char *>(&b) + off);
-        const k3_scales sc = unpack_k3_scales(b.scales);
-        const __m128i packed = _mm_setr_epi32(int(sc.words[0]), int(sc.words[1]), int(sc.words[2]), int(sc.words[3]));
-        const __m256i scales16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(packed), _mm256_set1_epi16(32));
-        // Multiply the quants as u = q + 4 in 0..7 (the 2 bits, with the hmask bit as 4) and take
-        // 4 · sum_j sc_j · bsums_j off at the end, as Q6_K does with its 32.
-        __m256i sumi[M];
-        for (int k = 0; k < M; ++k) {
-            const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a_block(k, i).bsums));
-            sumi[k] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 2));
-        }
-        const __m256i hmask = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b.hmask));
-        for (int g = 0; g < 2; ++g) {
-            const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b.qs + 32 * g));
-            const __m256i sch = group_scales(scales16, g);
-            for (int s = 0; s < 4; ++s) {
-                // Chunk c's third bits are bit c of each hmask byte, moved to bit 2 (within its byte).
-                const int c = 4 * g + s;
-                const __m256i top = _mm256_and_si256(hmask, bytes(uint8_t(1 << c)));
-                const __m256i third = c < 2 ? _mm256_slli_epi16(top, 2 - c) : c == 2 ? top : _mm256_srli_epi16(top, c - 2);
-                const __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 2 * s), bytes(3)), third);
-                const __m256i scale = pick16(sch, 2 * s, 2 * s + 1);
-                for (int k = 0; k < M; ++k) {
-                    const int8_t * x = a_block(k, i).qs + 32 * c;
-                    const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x)));
-                    sumi[k] = _mm256_add_epi32(sumi[k], _mm256_madd_epi16(p, scale));
-                }
-            }
-        }
-        for (int k = 0; k < M; ++k)
-            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(a_block(k, i).d * half(b.d)), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
     }
     for (int k = 0; k < M; ++k) out[k] = hsum(acc[k]);
 }
@@ -1116,8 +1092,8 @@ constexpr kernels q32_kernels{dequantize_of<V>(), quantize_q8_act<typename V::ac
 template <bool Q5>
 constexpr kernels q45_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q45<Q5, 1>>, dot_q45<Q5, k_batch>};
 constexpr kernels q6_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q6<1>>, dot_q6<k_batch>};
-constexpr kernels q2_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q2<1>>, dot_q2<k_batch>};
-constexpr kernels q3_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q3<1>>, dot_q3<k_batch>};
+template <bool Q3>
+constexpr kernels q23_kernels{nullptr, quantize_q8_k_act, dot_one<dot_q23<Q3, 1>>, dot_q23<Q3, k_batch>};
 constexpr kernels iq4_xs_kernels{nullptr, quantize_q8_k_act, dot_one<dot_iq4_xs<1>>, dot_iq4_xs<k_batch>};
 constexpr kernels f16_kernels{dequantize_f16, quantize_f16, dot_plain<f16_vec>, nullptr, plain_rows_one<f16_vec>,
                               plain_rows_batch<f16_vec>};
@@ -1141,8 +1117,8 @@ const kernels * avx2_kernels(dtype t) {
     case dtype::q5_1: return &q32_kernels<q5_1_vec>;
     case dtype::iq4_nl: return &q32_kernels<iq4_nl_vec>;
     case dtype::iq4_xs: return &iq4_xs_kernels;
-    case dtype::q2_k: return &q2_kernels;
-    case dtype::q3_k: return &q3_kernels;
+    case dtype::q2_k: return &q23_kernels<false>;
+    case dtype::q3_k: return &q23_kernels<true>;
     case dtype::q4_k: return &q45_kernels<false>;
     case dtype::q5_k: return &q45_kernels<true>;
     case dtype::q6_k: return &q6_kernels;

@@ -574,14 +574,12 @@ FRUGAL_AVX512 inline void q23_rows(const std::byte * w, size_t w_stride, int64_t
                 const __m256i bsums = load256(a.bsums);
                 __m256i sumi8 =
                     _mm256_add_epi32(_mm512_castsi512_si256(sumi[k]), _mm512_extracti64x4_epi64(sumi[k], 1));
-                if constexpr (Q3) { // the quants went in as q + 4: 4 · Σ_j sc_j · bsums_j comes off
+                if constexpr (Q3) // the quants went in as q + 4: 4 · Σ_j sc_j · bsums_j comes off
                     sumi8 = _mm256_sub_epi32(sumi8, _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 2));
-                    acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(a.d * half(b.d)), _mm256_cvtepi32_ps(sumi8), acc[k]);
-                } else {
-                    const __m256 summ = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins16, bsums));
-                    acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(a.d * half(b.d)), _mm256_cvtepi32_ps(sumi8), acc[k]);
-                    acc[k] = _mm256_fnmadd_ps(_mm256_set1_ps(a.d * half(b.dmin)), summ, acc[k]);
-                }
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(a.d * half(b.d)), _mm256_cvtepi32_ps(sumi8), acc[k]);
+                if constexpr (!Q3)
+                    acc[k] = _mm256_fnmadd_ps(_mm256_set1_ps(a.d * half(b.dmin)),
+                                              _mm256_cvtepi32_ps(_mm256_madd_epi16(mins16, bsums)), acc[k]);
             }
         }
         for (int k = 0; k < MR; ++k) out[k * ldo + r] = hsum256(acc[k]);
@@ -698,7 +696,6 @@ FRUGAL_AVX512 inline void dot_rows_iq4_xs(const std::byte * w, size_t w_stride, 
                                           int64_t n, float * out) {
     dot_rows_iq4_xs_batch(w, w_stride, rows, static_cast<const std::byte *>(act), 0, 1, n, out, 0);
 }
-
 
 // The block of each 32-element type the stored-block loop takes.
 template <frugal::dtype T>
