@@ -31,17 +31,17 @@ namespace frugal::ops::q8 {
 
 // Weight types the path multiplies: integer quants with one scale (and, for Q4_K, Q5_K and Q5_1,
 // one offset) per 32-element block, or (Q6_K, Q3_K) one int8 scale per 16 under a float one per
-// 256. IQ4_XS is a plain type here: its nibbles through IQ4_NL's levels are the quants
-// (−127..113), d · (ls − 32) its blocks' scales, under the Q8_K activations' dx (which the
-// quantizers repeat for each block). Q2_K is Q6_K's shape with an offset per half as well,
-// −dmin · m_h, which meets the activations' sums per 16 (the AVX-512 kernel only).
+// 256. IQ4_NL and IQ4_XS are plain types here: their nibbles through IQ4_NL's levels are the
+// quants (−127..113), with IQ4_NL's d, or IQ4_XS's d · (ls − 32) under the Q8_K activations' dx
+// (which the quantizers repeat for each block), as their blocks' scales. Q2_K is Q6_K's shape
+// with an offset per half as well, −dmin · m_h, which meets the activations' sums per 16.
 // Q5_0 and Q5_1 are what llama.cpp's quantizer writes for a Q4_K and a Q5_K tensor whose rows are
 // not a multiple of 256 (DeepSeek-V2-Lite's 1408-wide expert down projections in Q4_K_M and
 // Q5_K_M files).
 constexpr bool supports(dtype t) {
     return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q5_0 ||
            t == dtype::q5_0_repacked || t == dtype::q5_1 || t == dtype::q3_k || t == dtype::q4_k || t == dtype::q5_k ||
-           t == dtype::q6_k || t == dtype::iq4_xs || t == dtype::q2_k;
+           t == dtype::q6_k || t == dtype::iq4_nl || t == dtype::iq4_xs || t == dtype::q2_k;
 }
 // K-quants and IQ4_XS: Q8_K activations (one dx per 256).
 constexpr bool super_blocks(dtype t) {
@@ -176,11 +176,12 @@ private:
 };
 
 // Where block b's scale (fp16) and quants sit in a weight row of nb 32-element blocks (Q8_0,
-// Q4_0 and Q5_0, either layout, and Q5_1; the K-quants have their own packing): at d_offset +
-// b · d_step and q_offset + b · q_step bytes. Nibble quants (4-bit, low nibbles first as Q4_0
-// stores them) are q − zero; Q5_0's and Q5_1's fifth bits are the 32 bits (element e: bit e) at
-// fifth_bits_offset + b · q_step, or, repacked, spread as detail::repacked_fifth_bits_word reads
-// them. Q5_1's offset m (fp16) sits at m_offset + b · d_step (m_offset < 0: no offsets).
+// Q4_0 and Q5_0, either layout, Q5_1 and IQ4_NL; the K-quants have their own packing): at
+// d_offset + b · d_step and q_offset + b · q_step bytes. Nibble quants (4-bit, low nibbles first as
+// Q4_0 stores them) are q − zero, or (levels: IQ4_NL) k_iq4_nl_values[q]; Q5_0's and Q5_1's
+// fifth bits are the 32 bits (element e: bit e) at fifth_bits_offset + b · q_step, or, repacked,
+// spread as detail::repacked_fifth_bits_word reads them. Q5_1's offset m (fp16) sits at
+// m_offset + b · d_step (m_offset < 0: no offsets).
 enum class fifth_bits { none, words, repacked };
 struct block_layout {
     int64_t d_offset, d_step, q_offset, q_step;
@@ -189,6 +190,7 @@ struct block_layout {
     fifth_bits fifth;
     int64_t fifth_bits_offset;
     int64_t m_offset = -1;
+    bool levels = false;
 };
 constexpr block_layout layout_of(dtype t, int64_t nb) {
     constexpr int64_t half = sizeof(uint16_t), nibble_bytes = k_qk / 2;
@@ -206,6 +208,9 @@ constexpr block_layout layout_of(dtype t, int64_t nb) {
         return {0,    sizeof(block_q5_1), offsetof(block_q5_1, qs), sizeof(block_q5_1),
                 true, 0,                  fifth_bits::words,        offsetof(block_q5_1, qh),
                 offsetof(block_q5_1, m)};
+    case dtype::iq4_nl:
+        return {0, sizeof(block_iq4_nl), offsetof(block_iq4_nl, qs), sizeof(block_iq4_nl), true, 0, fifth_bits::none, 0,
+                -1, true};
     default: return {0, 0, 0, 0, false, 0, fifth_bits::none, 0}; // not reached: callers check supports(t)
     }
 }

@@ -205,12 +205,18 @@ FRUGAL_AVX2 inline void store_correction(std::byte * blk, __m256i sum) {
     store(blk + k_corrections, _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum, 7)));
 }
 
-// Rows 0..cols-1 (cols <= 8) of Q4_0 blocks (either layout), Q5_0 blocks or (the VNNI build)
-// Q8_0 blocks, laid out as l, into one tile at out: each block's groups gathered across the rows.
+// Rows 0..cols-1 (cols <= 8) of Q4_0 blocks (either layout), Q5_0 or Q5_1 blocks or (the VNNI
+// build) Q8_0 or IQ4_NL blocks, laid out as l, into one tile at out: each block's groups gathered
+// across the rows.
 FRUGAL_AVX2 inline void pack_tile(const block_layout & l, const std::byte * w, size_t w_stride, int64_t cols,
                                   int64_t row_blocks, int64_t b0, int64_t nb, std::byte * out) {
     const tile_rows rows = rows_of(w_stride, cols);
     const __m256i zero = _mm256_set1_epi8(int8_t(l.zero));
+    const __m256i levels =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(k_iq4_nl_values)));
+    const auto signed_quants = [&](__m256i q) FRUGAL_AVX2 {
+        return l.levels ? _mm256_shuffle_epi8(levels, q) : _mm256_sub_epi8(q, zero);
+    };
     const bool five = l.fifth != fifth_bits::none;
     for (int64_t b = b0; b < b0 + nb; ++b) {
         std::byte * blk = out + (b - b0) * k_block;
@@ -243,8 +249,8 @@ FRUGAL_AVX2 inline void pack_tile(const block_layout & l, const std::byte * w, s
                 q_lo = _mm256_or_si256(q_lo, fifth_bits(high, 4 * g));
                 q_hi = _mm256_or_si256(q_hi, fifth_bits(high, 16 + 4 * g));
             }
-            const __m256i lo = _mm256_and_si256(_mm256_sub_epi8(q_lo, zero), rows.live);
-            const __m256i hi = _mm256_and_si256(_mm256_sub_epi8(q_hi, zero), rows.live);
+            const __m256i lo = _mm256_and_si256(signed_quants(q_lo), rows.live);
+            const __m256i hi = _mm256_and_si256(signed_quants(q_hi), rows.live);
             store(blk + g * 4 * k_cols, lo);
             store(blk + (g + k_groups / 2) * 4 * k_cols, hi);
             sum = _mm256_add_epi32(sum, _mm256_add_epi32(column_sums(lo), column_sums(hi)));

@@ -303,13 +303,18 @@ FRUGAL_AVX512 inline __m512i fifth_bits(__m512i bits, int shift) {
 }
 
 // Blocks [b0, b0 + nb) of rows 0..cols-1 (cols <= 16) of row_blocks 32-element blocks (Q8_0, Q4_0
-// and Q5_0 in either layout, and Q5_1, laid out as l) into one tile at out (q8_gemm.hpp): each
+// and Q5_0 in either layout, Q5_1 and IQ4_NL, laid out as l) into one tile at out (q8_gemm.hpp): each
 // block's 8 groups transposed across the 16 rows (column c's dword g), its scales (and Q5_1's
 // offsets) converted.
 FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte * w, size_t w_stride, int64_t cols,
                                     int64_t row_blocks, int64_t b0, int64_t nb, std::byte * out) {
     const tile_rows rows = rows_of(w, w_stride, cols);
     const __m512i zero = _mm512_set1_epi8(char(l.zero));
+    const __m512i levels =
+        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i *>(frugal::k_iq4_nl_values)));
+    const auto signed_quants = [&](__m512i q) FRUGAL_AVX512 {
+        return l.levels ? _mm512_shuffle_epi8(levels, q) : _mm512_sub_epi8(q, zero);
+    };
     const bool five = l.fifth != q8::fifth_bits::none;
     for (int64_t b = b0; b < b0 + nb; ++b) {
         std::byte * blk = out + (b - b0) * q8::k_block_bytes;
@@ -333,8 +338,8 @@ FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte 
                     q_lo = _mm512_or_si512(q_lo, fifth_bits(high, 4 * g));
                     q_hi = _mm512_or_si512(q_hi, fifth_bits(high, 16 + 4 * g));
                 }
-                q[g] = _mm512_maskz_mov_epi32(rows.live, _mm512_sub_epi8(q_lo, zero));
-                q[g + q8::k_groups / 2] = _mm512_maskz_mov_epi32(rows.live, _mm512_sub_epi8(q_hi, zero));
+                q[g] = _mm512_maskz_mov_epi32(rows.live, signed_quants(q_lo));
+                q[g + q8::k_groups / 2] = _mm512_maskz_mov_epi32(rows.live, signed_quants(q_hi));
             }
         } else {
             transposed_groups(rows, quants, q);

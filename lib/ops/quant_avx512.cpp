@@ -48,6 +48,8 @@ const kernels * avx512_kernels(dtype t) {
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q5_0>, avx512::dot_rows_32_batch<dtype::q5_0>>(dtype::q5_0);
     static const kernels q5_1 =
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q5_1>, avx512::dot_rows_32_batch<dtype::q5_1>>(dtype::q5_1);
+    static const kernels iq4_nl =
+        with_avx512_row_loop<avx512::dot_rows_32<dtype::iq4_nl>, avx512::dot_rows_32_batch<dtype::iq4_nl>>(dtype::iq4_nl);
     static const kernels q4_k =
         with_avx512_row_loop<avx512::dot_rows_q45_k<false>, avx512::dot_rows_q45_k_batch<false>>(dtype::q4_k);
     static const kernels q5_k =
@@ -63,6 +65,7 @@ const kernels * avx512_kernels(dtype t) {
     case dtype::q4_0: return &q4_0;
     case dtype::q5_0: return &q5_0;
     case dtype::q5_1: return &q5_1;
+    case dtype::iq4_nl: return &iq4_nl;
     case dtype::q4_k: return &q4_k;
     case dtype::q5_k: return &q5_k;
     case dtype::q6_k: return &q6_k;

@@ -66,11 +66,11 @@ using frugal::ops::detail::batch_buffer; // the batched row loops' shared helper
 using frugal::ops::detail::prefetch_weights_to_l2;
 using frugal::ops::detail::with_batch_rows;
 
-// --- Q8_0, Q4_0, Q5_0 and Q5_1 as stored (34-, 18-, 22- and 24-byte blocks) ----------------------
+// --- Q8_0, Q4_0, Q5_0, Q5_1 and IQ4_NL as stored (34-, 18-, 22-, 24- and 18-byte blocks) -----------
 // The AVX2 row loop (dot_rows_32) two blocks per zmm: block ib in lanes 0-7 (its even
 // accumulator), ib + 1 in lanes 8-15 (odd). Quants are taken unsigned, as vpdpbusd wants them:
-// Q4_0 and Q5_0 as stored (0..15, 0..31), Q8_0 with its sign bit flipped (q + 128), and each
-// block's −offset · Σ x per lane (offset 8, 16, 128), from a table made once per call, starts the
+// Q4_0 and Q5_0 as stored (0..15, 0..31), Q8_0 with its sign bit flipped (q + 128), IQ4_NL's
+// levels + 128, and each block's −offset · Σ x per lane (offset 8, 16, 128, 128), from a table made once per call, starts the
 // products' lanes: the exact integer sums of the signed quants, the AVX2 kernel's. Same scale
 // products dw·dx (four blocks' at once), same float order (dot_32's groups of four: both
 // parities' terms in one product and one fused multiply-add, then one add into the accumulator),
@@ -91,17 +91,23 @@ inline constexpr int64_t k_stored_max_blocks = 1024;
 
 // What the unsigned quants carry over the signed ones: q = signed quant + offset.
 template <class Block>
-inline constexpr int k_quant_offset = std::is_same_v<Block, block_q8_0>          ? 128
-                                      : std::is_same_v<Block, frugal::block_q5_0> ? 16
-                                      : std::is_same_v<Block, frugal::block_q5_1> ? 0
-                                                                                  : 8;
+inline constexpr int k_quant_offset = std::is_same_v<Block, block_q8_0> || std::is_same_v<Block, frugal::block_iq4_nl> ? 128
+                                      : std::is_same_v<Block, frugal::block_q5_0>                                       ? 16
+                                      : std::is_same_v<Block, frugal::block_q5_1>                                       ? 0
+                                                                                                                        : 8;
 // Q5_1: a per-block offset m, which meets its Q8_1 activation block's s.
 template <class Block>
 inline constexpr bool k_has_min = std::is_same_v<Block, frugal::block_q5_1>;
 
-// Blocks b[0] and b[1]'s unsigned quants: element e of b[j] at byte 32j + e (Q4_0, Q5_0 and Q5_1:
-// the low nibbles are elements 0..15, the high ones 16..31; Q5_0 and Q5_1 OR bit e of qh in at
-// bit 4).
+// IQ4_NL's levels + 128 (1..241) in each 128-bit lane: its nibbles' unsigned quants.
+FRUGAL_AVX512 inline __m512i iq4_nl_unsigned_levels() {
+    const __m128i levels = _mm_loadu_si128(reinterpret_cast<const __m128i *>(frugal::k_iq4_nl_values));
+    return _mm512_broadcast_i32x4(_mm_xor_si128(levels, _mm_set1_epi8(char(0x80))));
+}
+
+// Blocks b[0] and b[1]'s unsigned quants: element e of b[j] at byte 32j + e (Q4_0, Q5_0, Q5_1 and
+// IQ4_NL: the low nibbles are elements 0..15, the high ones 16..31; Q5_0 and Q5_1 OR bit e of qh
+// in at bit 4, IQ4_NL takes its levels + 128).
 template <class Block>
 FRUGAL_AVX512 inline __m512i stored_quant_pair(const Block * b) {
     if constexpr (std::is_same_v<Block, block_q8_0>) {
@@ -114,6 +120,7 @@ FRUGAL_AVX512 inline __m512i stored_quant_pair(const Block * b) {
         // 128-bit lanes 1 and 3 take the high nibbles.
         const __m512i shift = _mm512_mask_blend_epi16(0xFF00FF00, _mm512_setzero_si512(), _mm512_set1_epi16(4));
         __m512i q = _mm512_and_si512(_mm512_srlv_epi16(v, shift), _mm512_set1_epi8(0x0F));
+        if constexpr (std::is_same_v<Block, frugal::block_iq4_nl>) return _mm512_shuffle_epi8(iq4_nl_unsigned_levels(), q);
         if constexpr (std::is_same_v<Block, frugal::block_q5_0> || k_has_min<Block>) {
             uint32_t h0, h1;
             std::memcpy(&h0, b[0].qh, sizeof h0);
@@ -701,16 +708,18 @@ FRUGAL_AVX512 inline void dot_rows_iq4_xs(const std::byte * w, size_t w_stride, 
 template <frugal::dtype T>
 using stored_block = std::conditional_t<
     T == frugal::dtype::q8_0, block_q8_0,
-    std::conditional_t<T == frugal::dtype::q4_0, frugal::block_q4_0,
-                       std::conditional_t<T == frugal::dtype::q5_0, frugal::block_q5_0, frugal::block_q5_1>>>;
+    std::conditional_t<
+        T == frugal::dtype::q4_0, frugal::block_q4_0,
+        std::conditional_t<T == frugal::dtype::q5_0, frugal::block_q5_0,
+                           std::conditional_t<T == frugal::dtype::q5_1, frugal::block_q5_1, frugal::block_iq4_nl>>>>;
 
-// The row loops of Q8_0, Q4_0, Q5_0 and Q5_1 as the decode table takes them: rows longer than the
-// kernel's stack holds go to the AVX2 one.
+// The row loops of Q8_0, Q4_0, Q5_0, Q5_1 and IQ4_NL as the decode table takes them: rows longer
+// than the kernel's stack holds go to the AVX2 one.
 template <frugal::dtype T>
 FRUGAL_AVX512 inline void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
                                       float * out) {
     static_assert(T == frugal::dtype::q8_0 || T == frugal::dtype::q4_0 || T == frugal::dtype::q5_0 ||
-                  T == frugal::dtype::q5_1);
+                  T == frugal::dtype::q5_1 || T == frugal::dtype::iq4_nl);
     if (n / k_qk > k_stored_max_blocks) return frugal::ops::detail::avx2_kernels(T)->dot_rows(w, w_stride, rows, act, n, out);
     dot_rows_stored<stored_block<T>>(w, w_stride, rows, act, n, out);
 }

@@ -14,7 +14,7 @@ if ! "$tools/llamacpp-logits" --version >/dev/null 2>&1; then
 fi
 export PYTHONDONTWRITEBYTECODE=1
 mkdir -p "$out"
-stamp=$out/.complete-v10
+stamp=$out/.complete-v11
 [[ -f $stamp ]] && { echo "parity fixtures up to date in $out"; exit 0; }
 
 models=()
@@ -31,7 +31,10 @@ done
 "$tools/llamacpp-quantize" "$out/tiny256-llama-f32.gguf" "$out/tiny256-llama-q2_k.gguf" Q2_K >/dev/null
 # IQ4_XS: IQ4_NL's levels in K-quant super-blocks (no importance matrix needed).
 "$tools/llamacpp-quantize" "$out/tiny256-qwen2-f32.gguf" "$out/tiny256-qwen2-iq4_xs.gguf" IQ4_XS >/dev/null
-models+=(tiny256-qwen2-q4_k_m tiny256-llama-q5_k_m tiny256-qwen2-q3_k_m tiny256-llama-q2_k tiny256-qwen2-iq4_xs)
+# IQ4_NL: the same levels in 32-element blocks, each with its fp16 scale.
+"$tools/llamacpp-quantize" "$out/tiny256-qwen2-f32.gguf" "$out/tiny256-qwen2-iq4_nl.gguf" IQ4_NL >/dev/null
+models+=(tiny256-qwen2-q4_k_m tiny256-llama-q5_k_m tiny256-qwen2-q3_k_m tiny256-llama-q2_k tiny256-qwen2-iq4_xs
+         tiny256-qwen2-iq4_nl)
 # Q5_0 (llama.cpp's fallback for K-quant rows that are not a multiple of 256; frugal repacks it at
 # load): rows of 2 blocks (tiny) and of 8 and 24 (tiny256), so both forms of the fifth bits.
 "$tools/llamacpp-quantize" "$out/tiny-qwen2-f32.gguf" "$out/tiny-qwen2-q5_0.gguf" Q5_0 >/dev/null
@@ -91,7 +94,7 @@ done
 for m in tiny-qwen2-f32 tiny-qwen2-q8_0 tiny-llama-f32 tiny-llama-q4_0 tiny256-qwen2-f32 tiny256-qwen2-q4_k_m \
          tiny256-llama-f32 tiny256-llama-q5_k_m tiny-deepseek2-f32 tiny-deepseek2-q8_0 tiny-deepseek3-f32 \
          tiny-deepseek3-q8_0 tiny256-deepseek3-f32 tiny256-deepseek3-q4_k_m tiny-qwen2-bf16 tiny256-qwen2-q3_k_m tiny256-llama-q2_k \
-         tiny256-deepseek3-q2_k tiny256-qwen2-iq4_xs; do
+         tiny256-deepseek3-q2_k tiny256-qwen2-iq4_xs tiny256-qwen2-iq4_nl; do
     oracle "$out/$m.gguf" --tokens-file "$out/fidelity.txt" --format bin --out "$out/$m.fidelity.logits.bin" >/dev/null
 done
 touch "$stamp"

@@ -36,13 +36,16 @@ namespace {
 // Q5_0, Q5_1 and K-quant rows of random bytes (every quant, fifth bit and 6-bit scale pattern)
 // with ordinary positive fp16 (super-)block scales (the library has no weight quantizer for
 // these; Q5_1's offsets m negative, as a block's minimum); `extreme`: every quant at its largest
-// magnitude (Q5_0: -16; 15, or 31 for Q5_K and Q5_1; Q6_K: -32; Q3_K: -4, scales -32; IQ4_XS:
-// level -127, scales -32).
+// magnitude (Q5_0: -16; 15, or 31 for Q5_K and Q5_1; Q6_K: -32; Q3_K: -4, scales -32; IQ4_NL:
+// level -127; IQ4_XS: level -127, scales -32).
 template <class Block>
 std::vector<std::byte> random_block_weights(int64_t rows, int64_t k, std::mt19937 & rng, bool extreme) {
     std::uniform_int_distribution<int> byte(0, 255);
     std::uniform_real_distribution<float> scale(1e-3f, 1e-2f);
-    constexpr int64_t elements = std::is_same_v<Block, block_q5_0> || std::is_same_v<Block, block_q5_1> ? k_qk : k_qk_k;
+    constexpr int64_t elements =
+        std::is_same_v<Block, block_q5_0> || std::is_same_v<Block, block_q5_1> || std::is_same_v<Block, block_iq4_nl>
+            ? k_qk
+            : k_qk_k;
     std::vector<Block> blocks(static_cast<size_t>(rows * (k / elements)));
     for (auto & b : blocks) {
         auto * bytes = reinterpret_cast<uint8_t *>(&b);
@@ -61,6 +64,9 @@ std::vector<std::byte> random_block_weights(int64_t rows, int64_t k, std::mt1993
             if (!extreme) continue; // q = 0 - 32
             std::memset(b.ql, 0, sizeof b.ql);
             std::memset(b.qh, 0, sizeof b.qh);
+        } else if constexpr (std::is_same_v<Block, block_iq4_nl>) {
+            if (!extreme) continue; // every nibble 0: level -127
+            std::memset(b.qs, 0, sizeof b.qs);
         } else if constexpr (std::is_same_v<Block, block_iq4_xs>) {
             if (!extreme) continue; // every nibble 0: level -127, with every scale at -32
             std::memset(b.qs, 0, sizeof b.qs);
@@ -87,7 +93,7 @@ std::vector<std::byte> random_block_weights(int64_t rows, int64_t k, std::mt1993
 // bytes for K-quants); for Q8_0 every third row holds extreme quants (-128, 127, 0, -1) to reach
 // the ends of the ranges. `extreme`: every quant at the end of its range that makes the largest
 // sums against the largest activations (Q8_0, Q4_0 and Q5_0: -128, -8 and -16; Q5_1: 31;
-// K-quants: 15, 31, -32 and -4; IQ4_XS: -127).
+// K-quants: 15, 31, -32 and -4; IQ4_NL and IQ4_XS: -127).
 std::vector<std::byte> make_weights(dtype t, int64_t rows, int64_t k, uint32_t seed, bool extreme = false) {
     if (t == dtype::q4_0_repacked || t == dtype::q5_0_repacked) { // the original type's weights, repacked
         const dtype stored = t == dtype::q4_0_repacked ? dtype::q4_0 : dtype::q5_0;
@@ -103,6 +109,7 @@ std::vector<std::byte> make_weights(dtype t, int64_t rows, int64_t k, uint32_t s
     if (t == dtype::q5_k) return random_block_weights<block_q5_k>(rows, k, rng, extreme);
     if (t == dtype::q6_k) return random_block_weights<block_q6_k>(rows, k, rng, extreme);
     if (t == dtype::q3_k) return random_block_weights<block_q3_k>(rows, k, rng, extreme);
+    if (t == dtype::iq4_nl) return random_block_weights<block_iq4_nl>(rows, k, rng, extreme);
     if (t == dtype::iq4_xs) return random_block_weights<block_iq4_xs>(rows, k, rng, extreme);
     if (t == dtype::q2_k) return random_block_weights<block_q2_k>(rows, k, rng, extreme);
     std::normal_distribution<float> normal(0.f, 1.f);
@@ -239,7 +246,7 @@ void check_chunk(const q8::kernel & kernel, dtype t, int64_t m, int64_t cols, in
 
 constexpr dtype k_types[] = {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_0, dtype::q5_0_repacked,
                              dtype::q5_1, dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k,
-                             dtype::iq4_xs};
+                             dtype::iq4_nl, dtype::iq4_xs};
 
 // Every type; row counts around the kernels' row tiles; one column, a partial and a whole tile
 // (tiles are half a chunk), and a whole chunk; short rows and rows long enough to be split.
