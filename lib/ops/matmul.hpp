@@ -52,8 +52,9 @@ enum class prefill_gemm {
     // default does them.
     int8,
     // Weights in llama.cpp's block arithmetic with integer block sums (ops/q8_gemm.hpp): the f32
-    // path's products in another order, at an integer rate. Q8_0, Q4_0, Q4_K, Q5_K and Q6_K on
-    // AVX-512 VNNI; all but Q8_0 on AVX2 (1.3-1.8x the f32 path there; Q8_0 would not gain).
+    // path's products in another order, at an integer rate: q8::supports' types on AVX-512 VNNI
+    // and AVX-VNNI; all but the 8-bit ones (Q8_0, IQ4_NL, IQ4_XS) on AVX2 (1.3-1.8x the f32
+    // path there).
     // Where the CPU's kernel does not take a type it takes the f32 path (the same arithmetic);
     // types q8 never takes go as the default does them.
     q8,
