@@ -39,10 +39,10 @@ FRUGAL_API frugal_status frugalx_session_set_mla_attention(frugal_session * sess
    BF16: weights and activations rounded to BF16, about twice F32's speed where native; on other
    CPUs emulated in F32 (same numbers, slow). INT8: 4- and 5-bit weights (Q4_0, Q5_0, IQ4_NL,
    Q4_K, Q5_K) requantized for an int8 GEMM, about 1.9x F32's speed on AVX2, next-token KL
-   divergence 2-3 % above F32's; other weights as AUTO. Q8: Q4_0, Q5_0, Q5_1 and the K-quants
-   Q2_K to Q6_K (and Q8_0, IQ4_NL and IQ4_XS with VNNI) in F32's arithmetic (llama.cpp's) with
-   integer block sums, on AVX-512 VNNI or AVX2 (F32 itself elsewhere, and for Q8_0, IQ4_NL and
-   IQ4_XS on AVX2 without VNNI); other weights as AUTO.
+   divergence 2-3 % above F32's; other weights as AUTO. Q8: Q4_0, Q4_1, Q5_0, Q5_1 and the
+   K-quants Q2_K to Q6_K (and Q8_0, IQ4_NL and IQ4_XS with VNNI) in F32's arithmetic (llama.cpp's)
+   with integer block sums, on AVX-512 VNNI or AVX2 (F32 itself elsewhere, and for Q8_0, IQ4_NL
+   and IQ4_XS on AVX2 without VNNI); other weights as AUTO.
    FRUGAL_ERR_INVALID_ARGUMENT for another value. */
 enum {
     FRUGALX_PREFILL_AUTO = 0,

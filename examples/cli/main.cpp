@@ -114,8 +114,8 @@ double read_bandwidth_gbs(int n_threads) {
 constexpr const char * k_prefill_gemm_help =
     "how prompts multiply non-F32 weights: auto (q8 on CPUs with AVX-512 VNNI or AVX2 for the types it takes; "
     "others bf16 where the CPU has native BF16, else f32), f32 (exact), bf16, int8 (4- and 5-bit weights: ~1.9x "
-    "f32's speed on AVX2, 2-3% higher KL divergence), q8 (f32's arithmetic with integer block sums: Q4_0, Q5_0, "
-    "Q5_1, Q2_K to Q6_K, and Q8_0, IQ4_NL and IQ4_XS on AVX-512 VNNI or AVX-VNNI; f32 where the CPU's kernel "
+    "f32's speed on AVX2, 2-3% higher KL divergence), q8 (f32's arithmetic with integer block sums: Q4_0, Q4_1, "
+    "Q5_0, Q5_1, Q2_K to Q6_K, and Q8_0, IQ4_NL and IQ4_XS on AVX-512 VNNI or AVX-VNNI; f32 where the CPU's kernel "
     "does not take the type)";
 
 // --prefill-gemm's values; "auto" is the library's default.

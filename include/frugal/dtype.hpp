@@ -16,6 +16,7 @@ enum class dtype : uint32_t {
     f32 = 0,
     f16 = 1,
     q4_0 = 2,
+    q4_1 = 3,
     q5_0 = 6,
     q5_1 = 7,
     q8_0 = 8,
@@ -41,7 +42,7 @@ enum class dtype : uint32_t {
     q5_0_repacked = 0x10006,
 };
 
-inline constexpr int64_t k_qk = 32;    // elements per block of Q8_0, Q4_0, Q5_0, Q5_1, IQ4_NL
+inline constexpr int64_t k_qk = 32;    // elements per block of Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL
 inline constexpr int64_t k_qk_k = 256; // elements per super-block of the K-quants
 inline constexpr int k_k_scale_bytes = 12;
 
@@ -105,6 +106,10 @@ struct block_q4_0 {
     uint16_t d;             // fp16 scale
     uint8_t qs[k_qk / 2];   // low nibbles: elements 0..15, high nibbles: 16..31; y = d * (q - 8)
 };
+struct block_q4_1 {
+    uint16_t d, m;          // fp16 scale and offset
+    uint8_t qs[k_qk / 2];   // nibbles as Q4_0; y = d * q + m
+};
 struct block_q5_0 {
     uint16_t d;             // fp16 scale
     uint8_t qh[4];          // bit e (u32, little-endian) is bit 4 of element e
@@ -162,7 +167,7 @@ struct block_q6_k {
     int8_t scales[k_qk_k / 16];        // 8-bit sub-block scales
     uint16_t d;                        // fp16 super-block scale (last)
 };
-static_assert(sizeof(block_q8_0) == 34 && sizeof(block_q4_0) == 18);
+static_assert(sizeof(block_q8_0) == 34 && sizeof(block_q4_0) == 18 && sizeof(block_q4_1) == 20);
 static_assert(sizeof(block_q5_0) == 22 && sizeof(block_q5_1) == 24 && sizeof(block_iq4_nl) == 18);
 static_assert(sizeof(block_q2_k) == 84 && sizeof(block_q3_k) == 110 && sizeof(block_iq4_xs) == 136);
 static_assert(sizeof(block_q4_k) == 144 && sizeof(block_q5_k) == 176 && sizeof(block_q6_k) == 210);
@@ -177,7 +182,7 @@ struct dtype_traits {
 
 constexpr std::optional<dtype> dtype_from_ggml(uint32_t id) noexcept {
     switch (id) {
-    case 0: case 1: case 2: case 6: case 7: case 8: case 10: case 11: case 12: case 13: case 14: case 20: case 23:
+    case 0: case 1: case 2: case 3: case 6: case 7: case 8: case 10: case 11: case 12: case 13: case 14: case 20: case 23:
     case 30:
         return dtype(id);
     default: return std::nullopt;
@@ -191,6 +196,7 @@ constexpr dtype_traits traits(dtype t) noexcept {
     case dtype::bf16: return {"bf16", 1, 2, false};
     case dtype::q8_0: return {"q8_0", k_qk, sizeof(block_q8_0), true};
     case dtype::q4_0: return {"q4_0", k_qk, sizeof(block_q4_0), true};
+    case dtype::q4_1: return {"q4_1", k_qk, sizeof(block_q4_1), true};
     case dtype::q5_0: return {"q5_0", k_qk, sizeof(block_q5_0), true};
     case dtype::q5_1: return {"q5_1", k_qk, sizeof(block_q5_1), true};
     case dtype::iq4_nl: return {"iq4_nl", k_qk, sizeof(block_iq4_nl), true};

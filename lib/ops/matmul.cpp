@@ -82,10 +82,11 @@ private:
     int saved_;
 };
 
-// Inner length of the prefill GEMM for weight type t and rows of k. Q5_1's block offsets m meet
-// Q8_1's stored block sums s (m·s is the product the small-batch kernels and llama.cpp take),
-// not the rounded activations: those products ride along as one extra column per block.
-int64_t gemm_k(dtype t, int64_t k) { return t == dtype::q5_1 ? k + k / k_qk : k; }
+// Inner length of the prefill GEMM for weight type t and rows of k. Q4_1's and Q5_1's block
+// offsets m meet Q8_1's stored block sums s (m·s is the product the small-batch kernels and
+// llama.cpp take), not the rounded activations: those products ride along as one extra column
+// per block.
+int64_t gemm_k(dtype t, int64_t k) { return has_block_offsets(t) ? k + k / k_qk : k; }
 
 // x[n] rounded through the activation format of weight type t (see quant.hpp): the values the
 // small-batch kernels and llama.cpp actually multiply with, gemm_k(t, n) of them. Running the
@@ -100,7 +101,7 @@ void round_activation(dtype t, const float * x, float * out, int64_t n, std::vec
     case dtype::iq4_nl:
         dequantize_row(dtype::q8_0, buf.data(), out, n);
         break;
-    case dtype::q5_1: {
+    case dtype::q4_1: case dtype::q5_1: {
         const auto * blocks = reinterpret_cast<const block_q8_1 *>(buf.data());
         for (int64_t b = 0; b < n / k_qk; ++b) {
             const float d = fp16_to_fp32(blocks[b].d);
@@ -118,21 +119,24 @@ void round_activation(dtype t, const float * x, float * out, int64_t n, std::vec
     }
 }
 
-// Row r of w as the prefill GEMM multiplies it (see gemm_k): for Q5_1, d·q alone (dequantized
-// from a copy with m zeroed) followed by each block's m.
+// Row r of w as the prefill GEMM multiplies it (see gemm_k): for Q4_1 and Q5_1, d·q alone
+// (dequantized from a copy with m zeroed) followed by each block's m.
 void dequantize_for_gemm(const raw_view & w, int64_t r, float * out, std::vector<std::byte> & buf) {
     const int64_t k = w.row_size();
-    if (w.type != dtype::q5_1) {
+    if (!has_block_offsets(w.type)) {
         dequantize_row(w.type, w.row(r), out, k);
         return;
     }
     buf.assign(w.row(r), w.row(r) + w.row_stride());
-    auto * blocks = reinterpret_cast<block_q5_1 *>(buf.data());
-    for (int64_t b = 0; b < k / k_qk; ++b) {
-        out[k + b] = fp16_to_fp32(blocks[b].m);
-        blocks[b].m = 0;
-    }
-    dequantize_row(dtype::q5_1, buf.data(), out, k);
+    const auto move_offsets = [&]<class Block>(Block * blocks) {
+        for (int64_t b = 0; b < k / k_qk; ++b) {
+            out[k + b] = fp16_to_fp32(blocks[b].m);
+            blocks[b].m = 0;
+        }
+    };
+    if (w.type == dtype::q4_1) move_offsets(reinterpret_cast<block_q4_1 *>(buf.data()));
+    else move_offsets(reinterpret_cast<block_q5_1 *>(buf.data()));
+    dequantize_row(w.type, buf.data(), out, k);
 }
 
 // How a GEMM's [K, N] weight sits in memory.
@@ -149,7 +153,7 @@ dims weight_strides(int64_t k, int64_t n, weight_layout layout) {
 
 // Scratch each thread keeps while it writes weight rows into panels.
 struct pack_scratch {
-    std::vector<std::byte> buf; // dequantize_for_gemm's (Q5_1)
+    std::vector<std::byte> buf; // dequantize_for_gemm's (Q4_1, Q5_1)
     std::vector<float> row;     // a row in F32 on its way to BF16
 };
 
@@ -327,7 +331,7 @@ prefill_gemm prefill_gemm_for(prefill_gemm chosen, dtype t) {
         if (q8::supports(t)) return q8::kernel_for(t) ? prefill_gemm::q8 : prefill_gemm::f32;
         chosen = float_prefill_here();
     }
-    if (chosen == prefill_gemm::bf16 && t != dtype::q5_1 && t != dtype::f16) return prefill_gemm::bf16;
+    if (chosen == prefill_gemm::bf16 && !has_block_offsets(t) && t != dtype::f16) return prefill_gemm::bf16;
     return prefill_gemm::f32;
 }
 

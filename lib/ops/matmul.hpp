@@ -45,7 +45,7 @@ enum class prefill_gemm {
     // weights costs less than the finer activations gain over llama.cpp's Q8_0/Q8_K blocks: KL
     // divergence from the F32 model 30 % lower on Q8_0, 0.3-1 % lower on Q4_0 and Q4_K_M
     // (docs/PERF.md). F16 stays on f32 (BF16 drops 3 of its mantissa bits: 60x the KL), and so
-    // does Q5_1 (its block offsets ride along as extra F32 columns). Without a native BF16
+    // do Q4_1 and Q5_1 (their block offsets ride along as extra F32 columns). Without a native BF16
     // matmul the operands are widened to F32 after rounding: same values, slow (tests).
     bf16,
     // 4- and 5-bit weights (int8_prefill_type) through a u8 × s8 GEMM; other types as the
@@ -138,7 +138,7 @@ public:
     // converted to BF16 once for all the products that take BF16.
     void linear_t_many(std::span<const row_product> products, const float * x, int64_t m);
     // The GEMM linear_t takes for a weight of type t: BF16 (weight and x rounded to BF16, F32
-    // sums) for the types the bf16 path takes (not F16, Q5_1 or F32) when prefill asks for bf16,
+    // sums) for the types the bf16 path takes (not F16, Q4_1, Q5_1 or F32) when prefill asks for bf16,
     // or when it asks for q8 or int8 (which have no path in this orientation) and oneDNN runs
     // BF16 natively here; else F32 (exact). A block-quantized weight loses at most 2^-9 of each
     // value and x as much, less than llama.cpp's Q8_0 rounding of the other operand of the same

@@ -19,7 +19,7 @@ std::atomic<const kernel *> g_test_kernel{nullptr};
 
 void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, int16_t * sums) {
     const int64_t nb = k / k_qk;
-    // Q8_K, or Q8_0 blocks (Q5_1's Q8_1 has the same quants and d)
+    // Q8_K, or Q8_0 blocks (Q4_1's and Q5_1's Q8_1 has the same quants and d)
     const dtype format = super_blocks(t) ? t : dtype::q8_0;
     std::vector<std::byte> buf(activation_bytes(format, k)); // one row's blocks, a few KiB
     for (int64_t i = 0; i < m; ++i) {

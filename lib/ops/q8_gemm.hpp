@@ -1,11 +1,11 @@
 // q8_gemm.hpp - the q8 prefill path (ops::prefill_gemm::q8): llama.cpp's block arithmetic with the
 // block sums taken in integers,
 //   Y[m, n] = Σ_b dw[n, b] · dx[m, b] · Σ_{k ∈ block b} qw[n, k] · qx[m, k]
-//                + Σ_b mw[n, b] · dx[m, b] · Σ_{k ∈ block b} qx[m, k]      (Q4_K, Q5_K, Q5_1)
+//                + Σ_b mw[n, b] · dx[m, b] · Σ_{k ∈ block b} qx[m, k]      (Q4_K, Q5_K, Q4_1, Q5_1)
 // qx, dx: the activations' Q8_0 blocks (Q8_K for K-quants: one dx per 256), exactly as
 // quantize_activation makes them for the weight type (the values llama.cpp and frugal's decode
 // kernels multiply); qw, dw, mw: the weight's own quants, block scales and offsets (Q8_0 as
-// stored, Q4_0 as q − 8 and Q5_0 as q − 16 with mw = 0; Q5_1 as q with dw = d and mw = m; Q4_K
+// stored, Q4_0 as q − 8 and Q5_0 as q − 16 with mw = 0; Q4_1, Q5_1 as q with dw = d and mw = m; Q4_K
 // and Q5_K per 32-element sub-block: dw = d · sc, mw = −dmin · m, qw = 0..15 or 0..31; Q6_K as
 // q − 32 (Q3_K: q, with sc − 32 for sc) with dw = d, each 16-element half's sum multiplied by
 // its int8 scale sc: in int32 as llama.cpp does (AVX2), or by d · sc in f32, exact, where the
@@ -29,8 +29,8 @@
 
 namespace frugal::ops::q8 {
 
-// Weight types the path multiplies: integer quants with one scale (and, for Q4_K, Q5_K and Q5_1,
-// one offset) per 32-element block, or (Q6_K, Q3_K) one int8 scale per 16 under a float one per
+// Weight types the path multiplies: integer quants with one scale (and, for Q4_K, Q5_K, Q4_1 and
+// Q5_1, one offset) per 32-element block, or (Q6_K, Q3_K) one int8 scale per 16 under a float one per
 // 256. IQ4_NL and IQ4_XS are plain types here: their nibbles through IQ4_NL's levels are the
 // quants (−127..113), with IQ4_NL's d, or IQ4_XS's d · (ls − 32) under the Q8_K activations' dx
 // (which the quantizers repeat for each block), as their blocks' scales. Q2_K is Q6_K's shape
@@ -39,7 +39,7 @@ namespace frugal::ops::q8 {
 // not a multiple of 256 (DeepSeek-V2-Lite's 1408-wide expert down projections in Q4_K_M and
 // Q5_K_M files).
 constexpr bool supports(dtype t) {
-    return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q5_0 ||
+    return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q4_1 || t == dtype::q5_0 ||
            t == dtype::q5_0_repacked || t == dtype::q5_1 || t == dtype::q3_k || t == dtype::q4_k || t == dtype::q5_k ||
            t == dtype::q6_k || t == dtype::iq4_nl || t == dtype::iq4_xs || t == dtype::q2_k;
 }
@@ -51,8 +51,10 @@ constexpr bool super_blocks(dtype t) {
 // Q6_K and Q3_K: an int8 scale per 16-element half of each block, under a float d per 256. Both
 // pack into the same tiles (Q3_K's quants are q in −4..3, its scales sc − 32).
 constexpr bool half_scales(dtype t) { return t == dtype::q6_k || t == dtype::q3_k; }
-// Q4_K, Q5_K and Q5_1: an offset mw per block, which meets the activations' block sums.
-constexpr bool has_offsets(dtype t) { return t == dtype::q4_k || t == dtype::q5_k || t == dtype::q5_1; }
+// Q4_K, Q5_K, Q4_1 and Q5_1: an offset mw per block, which meets the activations' block sums.
+constexpr bool has_offsets(dtype t) {
+    return t == dtype::q4_k || t == dtype::q5_k || t == dtype::q4_1 || t == dtype::q5_1;
+}
 // The activations' int16 sums Σ qx per 32-element block that weight type t needs: one (offsets
 // per block), two (Q2_K: one per 16-element half) or none.
 constexpr int64_t sums_per_block(dtype t) { return has_offsets(t) ? 1 : t == dtype::q2_k ? 2 : 0; }
@@ -89,8 +91,8 @@ struct activations {
 };
 
 // Rows x[m, k] into q [m, k], d [m, k/32] and sums [m, k/32 · sums_per_block(t)] (if any) through
-// quantize_activation's blocks for weight type t (Q8_0, whose quants and d are Q8_1's for Q5_1,
-// or super_blocks(t): Q8_K, its d repeated over 8 blocks).
+// quantize_activation's blocks for weight type t (Q8_0, whose quants and d are Q8_1's for Q4_1
+// and Q5_1, or super_blocks(t): Q8_K, its d repeated over 8 blocks).
 void quantize_activations(dtype t, const float * x, int64_t m, int64_t k, uint8_t * q, float * d, int16_t * sums);
 
 // Packs weight rows 0..cols-1 (cols <= the kernel's chunk_cols; row r at w + r · w_stride, k
@@ -176,12 +178,12 @@ private:
 };
 
 // Where block b's scale (fp16) and quants sit in a weight row of nb 32-element blocks (Q8_0,
-// Q4_0 and Q5_0, either layout, Q5_1 and IQ4_NL; the K-quants have their own packing): at
+// Q4_0 and Q5_0, either layout, Q4_1, Q5_1 and IQ4_NL; the K-quants have their own packing): at
 // d_offset + b · d_step and q_offset + b · q_step bytes. Nibble quants (4-bit, low nibbles first as
 // Q4_0 stores them) are q − zero, or (levels: IQ4_NL) k_iq4_nl_values[q]; Q5_0's and Q5_1's
 // fifth bits are the 32 bits (element e: bit e) at fifth_bits_offset + b · q_step, or, repacked,
 // spread as detail::repacked_fifth_bits_word reads them. Q5_1's offset m (fp16) sits at
-// m_offset + b · d_step (m_offset < 0: no offsets).
+// m_offset + b · d_step (m_offset < 0: no offsets), as Q4_1's.
 enum class fifth_bits { none, words, repacked };
 struct block_layout {
     int64_t d_offset, d_step, q_offset, q_step;
@@ -199,6 +201,9 @@ constexpr block_layout layout_of(dtype t, int64_t nb) {
     case dtype::q4_0: return {0, sizeof(block_q4_0), 2, sizeof(block_q4_0), true, 8, fifth_bits::none, 0};
     case dtype::q4_0_repacked:
         return {0, half, detail::repacked_nibbles_offset(t, nb), nibble_bytes, true, 8, fifth_bits::none, 0};
+    case dtype::q4_1:
+        return {0, sizeof(block_q4_1), offsetof(block_q4_1, qs), sizeof(block_q4_1), true, 0, fifth_bits::none, 0,
+                offsetof(block_q4_1, m)};
     case dtype::q5_0:
         return {0,    sizeof(block_q5_0), offsetof(block_q5_0, qs), sizeof(block_q5_0),
                 true, 16,                 fifth_bits::words,        offsetof(block_q5_0, qh)};

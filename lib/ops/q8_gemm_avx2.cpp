@@ -8,14 +8,15 @@
 // pair each) stays within 2 · 255 · max|q| · span <= 32767, so every block sum is still exact in
 // int32, as on AVX-512:
 //   Q4_0: q − 8 in [−8, 7], span 8 (one run per block); Q5_0: q − 16 in [−16, 15], span 4;
-//   Q4_K: q in [0, 15], span 4; Q5_K and Q5_1: q in [0, 31], span 2; Q6_K: q − 32 in [−32, 31], span 2, each run widened by
-//   vpmaddwd against its half-block's int8 scale sc instead of 1 (llama.cpp's Σ sc · Σ q · x).
+//   Q4_K and Q4_1: q in [0, 15], span 4; Q5_K and Q5_1: q in [0, 31], span 2; Q6_K: q − 32 in
+//   [−32, 31], span 2, each run widened by vpmaddwd against its half-block's int8 scale sc
+//   instead of 1 (llama.cpp's Σ sc · Σ q · x).
 // Q8_0 is not taken without AVX-VNNI: its 8-bit quants would have to be split in two to stay
 // clear of saturation, twice the vpmaddubsw (measured at 0.7× the f32 path on a Zen 3 EPYC), so
 // it stays on the f32 path, which is the same arithmetic.
 // Layout per (tile of 8 columns, block of 32): the quants [group g < 8][column c < 8][4 quants]
 // (256 bytes), then the 8 columns' scales dw (f32), corrections −128 · Σ q (int32; Q6_K:
-// −128 · Σ sc · Σ q over the halves) and 32 bytes for offsets mw (f32, Q4_K, Q5_K and Q5_1) or the
+// −128 · Σ sc · Σ q over the halves) and 32 bytes for offsets mw (f32: Q4_K, Q5_K, Q4_1, Q5_1) or the
 // halves' scales sc (int8 [2][8], Q6_K): 352 bytes.
 //
 // The kernel's code is in q8_gemm_avx2_kernels.hpp, built here twice: for AVX2, and for AVX2 with

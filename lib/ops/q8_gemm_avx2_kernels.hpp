@@ -29,7 +29,7 @@ constexpr size_t k_scratch_per_block = size_t(k_tiles * (k_block + k_q2_k_offset
 // Groups of weight type t summed in int16 before vpmaddwd widens them (see above).
 constexpr int span_of(dtype t) {
     if (t == dtype::q5_k || t == dtype::q5_1 || t == dtype::q6_k) return 2;
-    return t == dtype::q4_k || t == dtype::q5_0 || t == dtype::q2_k ? 4 : 8;
+    return t == dtype::q4_k || t == dtype::q4_1 || t == dtype::q5_0 || t == dtype::q2_k ? 4 : 8;
 }
 // Q6_K's and Q2_K's int8 scale per 16-element half (Q3_K packs as Q6_K and takes its kernel).
 constexpr bool halves(dtype t) { return t == dtype::q6_k || t == dtype::q2_k; }
@@ -205,7 +205,7 @@ FRUGAL_AVX2 inline void store_correction(std::byte * blk, __m256i sum) {
     store(blk + k_corrections, _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum, 7)));
 }
 
-// Rows 0..cols-1 (cols <= 8) of Q4_0 blocks (either layout), Q5_0 or Q5_1 blocks or (the VNNI
+// Rows 0..cols-1 (cols <= 8) of Q4_0 blocks (either layout), Q4_1, Q5_0 or Q5_1 blocks or (the VNNI
 // build) Q8_0 or IQ4_NL blocks, laid out as l, into one tile at out: each block's groups gathered
 // across the rows.
 FRUGAL_AVX2 inline void pack_tile(const block_layout & l, const std::byte * w, size_t w_stride, int64_t cols,
@@ -257,7 +257,7 @@ FRUGAL_AVX2 inline void pack_tile(const block_layout & l, const std::byte * w, s
         }
         store_correction(blk, sum);
         block_halves(w, w_stride, cols, k_cols, l.d_offset + b * l.d_step, reinterpret_cast<float *>(blk + k_scales));
-        if (l.m_offset >= 0) // Q5_1's offsets m
+        if (l.m_offset >= 0) // Q4_1's and Q5_1's offsets m
             block_halves(w, w_stride, cols, k_cols, l.m_offset + b * l.d_step, reinterpret_cast<float *>(blk + k_offsets));
     }
 }
@@ -524,6 +524,7 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
         case dtype::q2_k: q8_multiply<dtype::q2_k>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         case dtype::q5_0:
         case dtype::q5_0_repacked: q8_multiply<dtype::q5_0>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
+        case dtype::q4_1: q8_multiply<dtype::q4_1>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         case dtype::q5_1: q8_multiply<dtype::q5_1>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         default: q8_multiply<dtype::q4_0>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         }

@@ -64,9 +64,9 @@ FRUGAL_AVX512 inline void super_block_offsets(const std::byte * mins, int64_t mi
     }
 }
 
-// The kinds of block a weight type has: plain (Q8_0, Q4_0, Q5_0), plain with an offset each
-// (Q5_1), the sub-blocks of a Q4_K or Q5_K super-block (scales and offsets), Q6_K's and Q3_K's
-// (an int8 scale per half) and Q2_K's (a scale and an offset per half).
+// The kinds of block a weight type has: plain (Q8_0, Q4_0, Q5_0, IQ4_NL, IQ4_XS), plain with an
+// offset each (Q4_1, Q5_1), the sub-blocks of a Q4_K or Q5_K super-block (scales and offsets),
+// Q6_K's and Q3_K's (an int8 scale per half) and Q2_K's (a scale and an offset per half).
 enum class block_kind { plain, plain_offsets, super_offsets, halves, halves_offsets };
 constexpr block_kind block_kind_of(frugal::dtype t) {
     if (t == frugal::dtype::q2_k) return block_kind::halves_offsets;
@@ -268,7 +268,7 @@ FRUGAL_AVX512 inline void transposed_groups(const tile_rows & rows, int64_t at, 
 }
 
 // The fp16 at byte `at` of a tile's rows as f32, 0 past cols: q8::block_halves in one
-// conversion, for a block's scales or (Q5_1) offsets (each dword's low half is the value; the
+// conversion, for a block's scales or (Q4_1, Q5_1) offsets (each dword's low half is the value; the
 // bytes after one are always the block's own). A vpgatherdd here was 55 % of packing a Q4_0
 // tile on Zen 5: the loads alone took a packing-only bench from 13.9 to 8.3 ns a block.
 FRUGAL_AVX512 inline void block_halves(const tile_rows & rows, int64_t at, float * out) {
@@ -303,9 +303,9 @@ FRUGAL_AVX512 inline __m512i fifth_bits(__m512i bits, int shift) {
 }
 
 // Blocks [b0, b0 + nb) of rows 0..cols-1 (cols <= 16) of row_blocks 32-element blocks (Q8_0, Q4_0
-// and Q5_0 in either layout, Q5_1 and IQ4_NL, laid out as l) into one tile at out (q8_gemm.hpp): each
-// block's 8 groups transposed across the 16 rows (column c's dword g), its scales (and Q5_1's
-// offsets) converted.
+// and Q5_0 in either layout, Q4_1, Q5_1 and IQ4_NL, laid out as l) into one tile at out
+// (q8_gemm.hpp): each block's 8 groups transposed across the 16 rows (column c's dword g), its
+// scales (and Q4_1's and Q5_1's offsets) converted.
 FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte * w, size_t w_stride, int64_t cols,
                                     int64_t row_blocks, int64_t b0, int64_t nb, std::byte * out) {
     const tile_rows rows = rows_of(w, w_stride, cols);
@@ -347,7 +347,7 @@ FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte 
         }
         store_quants(blk, q);
         block_halves(rows, l.d_offset + b * l.d_step, reinterpret_cast<float *>(blk + q8::k_block_scales));
-        if (l.m_offset >= 0) // Q5_1's offsets m
+        if (l.m_offset >= 0) // Q4_1's and Q5_1's offsets m
             block_halves(rows, l.m_offset + b * l.d_step, reinterpret_cast<float *>(blk + q8::k_block_offsets));
     }
 }
@@ -670,7 +670,7 @@ FRUGAL_AVX512 inline __m512i quantize16(const float * x, __m512 scale, uint8_t *
 // q8::quantize_fn: q8::quantize_activations bit for bit, without its per-row block buffer. Rows
 // are contiguous, so x is a run of m · k/32 blocks.
 //   Q8_0 blocks: amax → d = fp16(amax / 127) (widened again), q = x · (127 / amax); sums = Σ q
-//   per block where t has offsets (Q5_1);
+//   per block where t has offsets (Q4_1, Q5_1);
 //   Q8_K super-blocks (super_blocks(t)): the signed value of largest magnitude, the first on
 //   ties, sets iscale = −127 / max and d = 1 / iscale for its 8 blocks; sums = Σ q per block (per half for Q2_K)
 //   where t has offsets. An all-zero super-block has d = 0, quants 0.

@@ -171,6 +171,7 @@ size_t activation_bytes(dtype t, int64_t n) {
     case dtype::q5_0:
     case dtype::q5_0_repacked:
     case dtype::iq4_nl: return size_t(n / k_qk) * sizeof(block_q8_0);
+    case dtype::q4_1:
     case dtype::q5_1: return size_t(n / k_qk) * sizeof(block_q8_1);
     case dtype::q2_k:
     case dtype::q3_k:
@@ -334,6 +335,7 @@ void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n) {
     case dtype::bf16: k.quantize_act(x, dst, n); return; // plain rounding: same as the activation
     case dtype::q8_0: quantize_q8_0_weights(x, static_cast<block_q8_0 *>(dst), n / k_qk); return;
     case dtype::q4_0: quantize_q4_0_weights(x, static_cast<block_q4_0 *>(dst), n / k_qk); return;
+    case dtype::q4_1:
     case dtype::q5_0:
     case dtype::q5_1:
     case dtype::iq4_nl:

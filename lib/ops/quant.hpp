@@ -1,4 +1,4 @@
-// quant.hpp - kernels on weights stored as F32/F16/BF16/Q8_0/Q4_0/Q5_0/Q5_1/IQ4_NL/IQ4_XS and the
+// quant.hpp - kernels on weights stored as F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/IQ4_NL/IQ4_XS and the
 // K-quants Q2_K/Q3_K/Q4_K/Q5_K/Q6_K
 // (MODEL-SPEC.md §3.6), and on Q4_0 repacked at load (repack_rows).
 //
@@ -7,7 +7,7 @@
 // taken in that domain:
 //   F32 -> F32, F16 -> F16, BF16 -> BF16 (round to nearest even),
 //   Q8_0, Q4_0 (and repacked), Q5_0, IQ4_NL -> Q8_0 blocks (per 32: d = amax/127 stored as fp16, q = round(x * 127/amax)),
-//   Q5_1 -> Q8_1 blocks (Q8_0's d and q, plus s = d * sum(q) as fp16 for Q5_1's offsets),
+//   Q4_1, Q5_1 -> Q8_1 blocks (Q8_0's d and q, plus s = d * sum(q) as fp16 for their offsets m),
 //   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS -> Q8_K blocks (per 256: fp32 d, int8 q, int16 sums of each 16 q).
 // Integer sums inside a block are exact; only the float accumulation order differs from ggml.
 //
@@ -34,13 +34,16 @@ struct block_q8_k {
 };
 static_assert(sizeof(block_q8_k) == 292);
 
-// ggml's block_q8_1: the activation format for Q5_1. Not a GGUF storage type.
+// ggml's block_q8_1: the activation format for Q4_1 and Q5_1. Not a GGUF storage type.
 struct block_q8_1 {
     uint16_t d;        // fp16 scale: y = d * qs
-    uint16_t s;        // fp16 of d * sum(qs), d before its rounding to fp16; meets Q5_1's m
+    uint16_t s;        // fp16 of d * sum(qs), d before its rounding to fp16; meets Q4_1's and Q5_1's m
     int8_t qs[k_qk];
 };
 static_assert(sizeof(block_q8_1) == 36);
+
+// The 32-element types with an offset m per block (y = d · q + m), whose activations are Q8_1.
+constexpr bool has_block_offsets(dtype t) { return t == dtype::q4_1 || t == dtype::q5_1; }
 
 // Every entry point throws frugal::error(status::invalid_argument) when t is not one of the
 // supported types or n is not a multiple of t's block size.
@@ -91,7 +94,7 @@ void matmul_rows_many(std::span<const row_product> products, const float * x, in
 
 // Weight quantizers with ggml's reference rounding (quantize_row_*_ref), for tests and tools:
 // F32, F16, BF16, Q8_0, Q4_0. The K-quants' search-based quantizers, and those of the fallback
-// types Q5_0, Q5_1 and IQ4_NL, are not provided.
+// types Q4_1, Q5_0, Q5_1 and IQ4_NL, are not provided.
 void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n);
 
 // Weight layouts the loader rewrites into for faster decode kernels, with the same bytes per

@@ -138,8 +138,9 @@ FRUGAL_AVX2 void quantize_bf16(const float * x, void * dst, int64_t n) {
     for (; i < n; ++i) d[i] = fp32_to_bf16(x[i]);
 }
 
-// --- 32-element blocks: Q8_0 / Q4_0 / Q5_0 / IQ4_NL with Q8_0 activations, Q5_1 with Q8_1 ------
-// load() gives the block's 32 quants as bytes in element order, signed except Q5_1's 0..31.
+// --- 32-element blocks: Q8_0 / Q4_0 / Q5_0 / IQ4_NL with Q8_0 activations, Q4_1 / Q5_1 with Q8_1
+// load() gives the block's 32 quants as bytes in element order, signed except Q4_1's 0..15 and
+// Q5_1's 0..31.
 
 // Low nibbles of qs are elements 0..15, high nibbles 16..31.
 FRUGAL_AVX2 inline __m256i nibbles(const uint8_t * qs) {
@@ -182,6 +183,11 @@ struct q5_0_vec {
     FRUGAL_AVX2 static __m256i load_unsigned(const block & b) { return _mm256_or_si256(nibbles(b.qs), fifth_bits(b.qh)); }
     FRUGAL_AVX2 static __m256i load(const block & b) { return _mm256_sub_epi8(load_unsigned(b), bytes(offset)); }
 };
+struct q4_1_vec {
+    using block = block_q4_1;
+    using act = block_q8_1;
+    FRUGAL_AVX2 static __m256i load(const block & b) { return nibbles(b.qs); }
+};
 struct q5_1_vec {
     using block = block_q5_1;
     using act = block_q8_1;
@@ -209,7 +215,7 @@ FRUGAL_AVX2 inline void scale_bytes(__m256i q, float d, float * dst) {
     }
 }
 
-// Q5_1 (the one format with an offset m) pairs with Q8_1, whose s is what m multiplies.
+// Q4_1 and Q5_1 (the formats with an offset m) pair with Q8_1, whose s is what m multiplies.
 template <class V>
 constexpr bool has_min = std::is_same_v<typename V::act, block_q8_1>;
 
@@ -289,7 +295,7 @@ FRUGAL_AVX2 void dot_32(const void * w, const std::byte * act, size_t act_stride
 // at once (sharing each activation block) was faster in cache but a third slower from DRAM,
 // where it splits the one long stream the prefetcher follows into short interleaved ones. The
 // per-row float operations (dot_32's order: even and odd accumulators, groups of four, the scale
-// product dw·dx, the final sum, and Q5_1's Σ m · s_x block by block) are dot_32's, so the results
+// product dw·dx, the final sum, and Q4_1's and Q5_1's Σ m · s_x block by block) are dot_32's, so the results
 // are bit-identical.
 template <class V>
 FRUGAL_AVX2 void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
@@ -350,7 +356,7 @@ FRUGAL_AVX2 void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows,
             }
         }
         for (; ib < nb; ++ib) acc[ib & 1] = _mm256_fmadd_ps(scale(w0[ib], ib), sums(w0[ib], ib), acc[ib & 1]);
-        float offsets = 0.f; // Q5_1: Σ m · s_x, block by block
+        float offsets = 0.f; // Q4_1, Q5_1: Σ m · s_x, block by block
         if constexpr (has_min<V>)
             for (ib = 0; ib < nb; ++ib) offsets += half(w0[ib].m) * sx[ib];
         out[r] = hsum(_mm256_add_ps(acc[0], acc[1])) + offsets;
@@ -1078,12 +1084,12 @@ FRUGAL_AVX2 void plain_rows_one(const std::byte * w, size_t w_stride, int64_t ro
     plain_rows_batch<V>(w, w_stride, rows, static_cast<const std::byte *>(act), 0, 1, n, out, 0);
 }
 
-// nullptr entries fall back to the scalar kernels (F32 activations are a plain copy; Q5_1 and the
-// K-quants still dequantize through the scalar loops).
+// nullptr entries fall back to the scalar kernels (F32 activations are a plain copy; Q4_1, Q5_1
+// and the K-quants still dequantize through the scalar loops).
 constexpr kernels f32_kernels{nullptr, nullptr, dot_plain<f32_vec>};
 template <class V>
 constexpr auto dequantize_of() {
-    if constexpr (has_min<V>) return static_cast<decltype(kernels::dequantize)>(nullptr); // Q5_1: scalar
+    if constexpr (has_min<V>) return static_cast<decltype(kernels::dequantize)>(nullptr); // scalar
     else return &dequantize_32<V>;
 }
 template <class V>
@@ -1114,6 +1120,7 @@ const kernels * avx2_kernels(dtype t) {
     case dtype::q8_0: return &q32_kernels<q8_0_vec>;
     case dtype::q4_0: return &q32_kernels<q4_0_vec>;
     case dtype::q5_0: return &q32_kernels<q5_0_vec>;
+    case dtype::q4_1: return &q32_kernels<q4_1_vec>;
     case dtype::q5_1: return &q32_kernels<q5_1_vec>;
     case dtype::iq4_nl: return &q32_kernels<iq4_nl_vec>;
     case dtype::iq4_xs: return &iq4_xs_kernels;

@@ -46,6 +46,8 @@ const kernels * avx512_kernels(dtype t) {
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q4_0>, avx512::dot_rows_32_batch<dtype::q4_0>>(dtype::q4_0);
     static const kernels q5_0 =
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q5_0>, avx512::dot_rows_32_batch<dtype::q5_0>>(dtype::q5_0);
+    static const kernels q4_1 =
+        with_avx512_row_loop<avx512::dot_rows_32<dtype::q4_1>, avx512::dot_rows_32_batch<dtype::q4_1>>(dtype::q4_1);
     static const kernels q5_1 =
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q5_1>, avx512::dot_rows_32_batch<dtype::q5_1>>(dtype::q5_1);
     static const kernels iq4_nl =
@@ -64,6 +66,7 @@ const kernels * avx512_kernels(dtype t) {
     case dtype::q8_0: return &q8_0;
     case dtype::q4_0: return &q4_0;
     case dtype::q5_0: return &q5_0;
+    case dtype::q4_1: return &q4_1;
     case dtype::q5_1: return &q5_1;
     case dtype::iq4_nl: return &iq4_nl;
     case dtype::q4_k: return &q4_k;

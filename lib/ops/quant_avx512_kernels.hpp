@@ -66,7 +66,7 @@ using frugal::ops::detail::batch_buffer; // the batched row loops' shared helper
 using frugal::ops::detail::prefetch_weights_to_l2;
 using frugal::ops::detail::with_batch_rows;
 
-// --- Q8_0, Q4_0, Q5_0, Q5_1 and IQ4_NL as stored (34-, 18-, 22-, 24- and 18-byte blocks) -----------
+// --- Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL as stored ---------------------------------------------
 // The AVX2 row loop (dot_rows_32) two blocks per zmm: block ib in lanes 0-7 (its even
 // accumulator), ib + 1 in lanes 8-15 (odd). Quants are taken unsigned, as vpdpbusd wants them:
 // Q4_0 and Q5_0 as stored (0..15, 0..31), Q8_0 with its sign bit flipped (q + 128), IQ4_NL's
@@ -79,8 +79,8 @@ using frugal::ops::detail::with_batch_rows;
 // DRAM the same. Rows go one after another: two side by side (each with its own accumulator, so
 // that their FMA chains overlap) ran +40 % in cache but -20 % from DRAM, two streams instead of
 // one. On AVX-512 VNNI CPUs Q4_0 and Q5_0 weights stay as stored (ops::repacking_speeds_decode):
-// this kernel read them faster than the repacked layout's did. Q5_1 (0..31 as stored, against
-// Q8_1 activations) adds its offsets as the AVX2 dot does: Σ m · s_x over the blocks, in their
+// this kernel read them faster than the repacked layout's did. Q4_1 and Q5_1 (0..15 and 0..31 as
+// stored, against Q8_1 activations) add their offsets as the AVX2 dot does: Σ m · s_x over the blocks, in their
 // order, one scalar add each, apart from the accumulators and added to their total at the end
 // (1.5B Q5_1 decode was at 46 % of the bench's probe on the AVX2 dot alone, Zen 4).
 
@@ -89,15 +89,21 @@ using frugal::ops::detail::with_batch_rows;
 // the AVX2 kernel.
 inline constexpr int64_t k_stored_max_blocks = 1024;
 
-// What the unsigned quants carry over the signed ones: q = signed quant + offset.
+// Q4_1 and Q5_1: a per-block offset m, which meets its Q8_1 activation block's s.
 template <class Block>
-inline constexpr int k_quant_offset = std::is_same_v<Block, block_q8_0> || std::is_same_v<Block, frugal::block_iq4_nl> ? 128
-                                      : std::is_same_v<Block, frugal::block_q5_0>                                       ? 16
-                                      : std::is_same_v<Block, frugal::block_q5_1>                                       ? 0
-                                                                                                                        : 8;
-// Q5_1: a per-block offset m, which meets its Q8_1 activation block's s.
+inline constexpr bool k_has_min = std::is_same_v<Block, frugal::block_q4_1> || std::is_same_v<Block, frugal::block_q5_1>;
+// Q5_0 and Q5_1: a fifth bit per quant in qh.
 template <class Block>
-inline constexpr bool k_has_min = std::is_same_v<Block, frugal::block_q5_1>;
+inline constexpr bool k_has_fifth_bits =
+    std::is_same_v<Block, frugal::block_q5_0> || std::is_same_v<Block, frugal::block_q5_1>;
+// What the unsigned quants carry over the signed ones: q = signed quant + offset (Q4_1 and Q5_1
+// are unsigned as stored).
+template <class Block>
+constexpr int quant_offset() {
+    if constexpr (std::is_same_v<Block, block_q8_0> || std::is_same_v<Block, frugal::block_iq4_nl>) return 128;
+    else if constexpr (k_has_min<Block>) return 0;
+    else return k_has_fifth_bits<Block> ? 16 : 8;
+}
 
 // IQ4_NL's levels + 128 (1..241) in each 128-bit lane: its nibbles' unsigned quants.
 FRUGAL_AVX512 inline __m512i iq4_nl_unsigned_levels() {
@@ -105,9 +111,9 @@ FRUGAL_AVX512 inline __m512i iq4_nl_unsigned_levels() {
     return _mm512_broadcast_i32x4(_mm_xor_si128(levels, _mm_set1_epi8(char(0x80))));
 }
 
-// Blocks b[0] and b[1]'s unsigned quants: element e of b[j] at byte 32j + e (Q4_0, Q5_0, Q5_1 and
-// IQ4_NL: the low nibbles are elements 0..15, the high ones 16..31; Q5_0 and Q5_1 OR bit e of qh
-// in at bit 4, IQ4_NL takes its levels + 128).
+// Blocks b[0] and b[1]'s unsigned quants: element e of b[j] at byte 32j + e (the nibble types: the
+// low nibbles are elements 0..15, the high ones 16..31; Q5_0 and Q5_1 OR bit e of qh in at bit 4,
+// IQ4_NL takes its levels + 128).
 template <class Block>
 FRUGAL_AVX512 inline __m512i stored_quant_pair(const Block * b) {
     if constexpr (std::is_same_v<Block, block_q8_0>) {
@@ -121,7 +127,7 @@ FRUGAL_AVX512 inline __m512i stored_quant_pair(const Block * b) {
         const __m512i shift = _mm512_mask_blend_epi16(0xFF00FF00, _mm512_setzero_si512(), _mm512_set1_epi16(4));
         __m512i q = _mm512_and_si512(_mm512_srlv_epi16(v, shift), _mm512_set1_epi8(0x0F));
         if constexpr (std::is_same_v<Block, frugal::block_iq4_nl>) return _mm512_shuffle_epi8(iq4_nl_unsigned_levels(), q);
-        if constexpr (std::is_same_v<Block, frugal::block_q5_0> || k_has_min<Block>) {
+        if constexpr (k_has_fifth_bits<Block>) {
             uint32_t h0, h1;
             std::memcpy(&h0, b[0].qh, sizeof h0);
             std::memcpy(&h1, b[1].qh, sizeof h1);
@@ -132,13 +138,13 @@ FRUGAL_AVX512 inline __m512i stored_quant_pair(const Block * b) {
 }
 
 // One activation row as the stored-block loop reads it: per block dx, its 32 quants (contiguous:
-// a pair is one load), the weights' offset times Σ x in its 8 lanes and (Q5_1) Q8_1's s; zeros for
-// the blocks after the last (room for nb + 4 scales and nb + 1 blocks of the rest).
+// a pair is one load), the weights' offset times Σ x in its 8 lanes and (Q4_1, Q5_1) Q8_1's s;
+// zeros for the blocks after the last (room for nb + 4 scales and nb + 1 blocks of the rest).
 struct stored_activation {
     float * dx;
     int8_t * xq;
     int32_t * minus_offset_x;
-    float * sx; // Q5_1 only
+    float * sx; // Q4_1 and Q5_1 only
     template <class Block>
     static constexpr size_t bytes_per_block = sizeof(float) + k_qk + 8 * sizeof(int32_t) + (k_has_min<Block> ? 4 : 0);
 };
@@ -147,7 +153,7 @@ FRUGAL_AVX512 inline void prepare_stored(const void * act, int64_t nb, const sto
     using act_block = std::conditional_t<k_has_min<Block>, frugal::ops::block_q8_1, block_q8_0>;
     const auto * a = static_cast<const act_block *>(act);
     // maddubs' pair sums stay within int16: |x| <= 127, so 2 · 128 · 127 < 2^15.
-    const __m256i offset = _mm256_set1_epi8(char(k_quant_offset<Block>));
+    const __m256i offset = _mm256_set1_epi8(char(quant_offset<Block>()));
     for (int64_t ib = 0; ib < nb; ++ib) {
         t.dx[ib] = half(a[ib].d);
         if constexpr (k_has_min<Block>) t.sx[ib] = half(a[ib].s);
@@ -180,7 +186,7 @@ FRUGAL_AVX512 inline void stored_rows(const std::byte * w, size_t w_stride, int6
     for (int64_t r = 0; r < rows; ++r) {
         const auto * wb = reinterpret_cast<const Block *>(w + size_t(r) * w_stride);
         __m512 acc[MR]; // lanes 0-7: even blocks, 8-15: odd blocks
-        float offsets[MR] = {}; // Q5_1: Σ m · s_x, block by block
+        float offsets[MR] = {}; // Q4_1, Q5_1: Σ m · s_x, block by block
         for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
         int64_t ib = 0;
         for (; ib + 4 <= nb; ib += 4) { // dot_32's groups of four, both parities at once
@@ -706,20 +712,27 @@ FRUGAL_AVX512 inline void dot_rows_iq4_xs(const std::byte * w, size_t w_stride, 
 
 // The block of each 32-element type the stored-block loop takes.
 template <frugal::dtype T>
-using stored_block = std::conditional_t<
-    T == frugal::dtype::q8_0, block_q8_0,
-    std::conditional_t<
-        T == frugal::dtype::q4_0, frugal::block_q4_0,
-        std::conditional_t<T == frugal::dtype::q5_0, frugal::block_q5_0,
-                           std::conditional_t<T == frugal::dtype::q5_1, frugal::block_q5_1, frugal::block_iq4_nl>>>>;
+struct stored_block_of;
+template <>
+struct stored_block_of<frugal::dtype::q8_0> : std::type_identity<block_q8_0> {};
+template <>
+struct stored_block_of<frugal::dtype::q4_0> : std::type_identity<frugal::block_q4_0> {};
+template <>
+struct stored_block_of<frugal::dtype::q4_1> : std::type_identity<frugal::block_q4_1> {};
+template <>
+struct stored_block_of<frugal::dtype::q5_0> : std::type_identity<frugal::block_q5_0> {};
+template <>
+struct stored_block_of<frugal::dtype::q5_1> : std::type_identity<frugal::block_q5_1> {};
+template <>
+struct stored_block_of<frugal::dtype::iq4_nl> : std::type_identity<frugal::block_iq4_nl> {};
+template <frugal::dtype T>
+using stored_block = typename stored_block_of<T>::type;
 
-// The row loops of Q8_0, Q4_0, Q5_0, Q5_1 and IQ4_NL as the decode table takes them: rows longer
-// than the kernel's stack holds go to the AVX2 one.
+// The row loops of the 32-element types as the decode table takes them: rows longer than the
+// kernel's stack holds go to the AVX2 one.
 template <frugal::dtype T>
 FRUGAL_AVX512 inline void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
                                       float * out) {
-    static_assert(T == frugal::dtype::q8_0 || T == frugal::dtype::q4_0 || T == frugal::dtype::q5_0 ||
-                  T == frugal::dtype::q5_1 || T == frugal::dtype::iq4_nl);
     if (n / k_qk > k_stored_max_blocks) return frugal::ops::detail::avx2_kernels(T)->dot_rows(w, w_stride, rows, act, n, out);
     dot_rows_stored<stored_block<T>>(w, w_stride, rows, act, n, out);
 }

@@ -1,5 +1,5 @@
 // quant_scalar.cpp - portable kernels for every weight type: the fallback on CPUs without AVX2,
-// and the only dequantizers for Q5_1 and the K-quants.
+// and the only dequantizers for Q4_1, Q5_1 and the K-quants.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -55,7 +55,7 @@ float dot_plain(const void * w, const void * act, int64_t n) {
     return sum;
 }
 
-// --- 32-element blocks: Q8_0 / Q4_0 / Q5_0 / IQ4_NL with Q8_0 activations, Q5_1 with Q8_1 ------
+// --- 32-element blocks: Q8_0 / Q4_0 / Q5_0 / IQ4_NL with Q8_0 activations, Q4_1 / Q5_1 with Q8_1
 // Each format unpacks a block into its 32 integer quants in element order.
 
 // Low nibbles of qs are elements 0..15, high nibbles 16..31.
@@ -95,6 +95,11 @@ struct q5_0_fmt {
         for (int j = 0; j < k_qk; ++j) q[j] = int8_t(q[j] - 16);
     }
 };
+struct q4_1_fmt {
+    using block = block_q4_1;
+    using act = block_q8_1;
+    static void unpack(const block & b, int8_t * q) { unpack_nibbles(b.qs, q); }
+};
 struct q5_1_fmt {
     using block = block_q5_1;
     using act = block_q8_1;
@@ -109,7 +114,8 @@ struct iq4_nl_fmt {
     }
 };
 
-// Formats with a per-block offset m (Q5_1) pair with Q8_1, whose s carries the activation sum m meets.
+// Formats with a per-block offset m (Q4_1, Q5_1) pair with Q8_1, whose s carries the activation
+// sum m meets.
 template <class F>
 constexpr bool has_min = std::is_same_v<typename F::act, block_q8_1>;
 
@@ -482,6 +488,7 @@ const kernels * scalar_kernels(dtype t) {
     case dtype::q8_0: return &q32_kernels<q8_0_fmt>;
     case dtype::q4_0: return &q32_kernels<q4_0_fmt>;
     case dtype::q5_0: return &q32_kernels<q5_0_fmt>;
+    case dtype::q4_1: return &q32_kernels<q4_1_fmt>;
     case dtype::q5_1: return &q32_kernels<q5_1_fmt>;
     case dtype::iq4_nl: return &q32_kernels<iq4_nl_fmt>;
     case dtype::iq4_xs: return &iq4_xs_kernels;

@@ -148,6 +148,17 @@ value read_value(cursor & c, value_type t, std::string_view key, int depth) {
     throw_error(status::invalid_model, "gguf: {}: has type {}, want {}", key, value_type_name(have), want);
 }
 
+// The name of a ggml type id that frugal does not read (MODEL-SPEC.md §3.1), so that an error
+// says which format a file holds (an IQ1_S DeepSeek-R1, say), or "" for an id ggml never had.
+std::string_view ggml_type_name(uint32_t id) {
+    static constexpr std::string_view names[] = {
+        "F32",    "F16",   "Q4_0",  "Q4_1",    "",      "",       "Q5_0",  "Q5_1",  "Q8_0",  "Q8_1",   "Q2_K",
+        "Q3_K",   "Q4_K",  "Q5_K",  "Q6_K",    "Q8_K",  "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S",
+        "IQ2_S",  "IQ4_XS", "I8",   "I16",     "I32",   "I64",    "F64",   "IQ1_M", "BF16",  "",       "",
+        "",       "TQ1_0", "TQ2_0", "",        "",      "",       "MXFP4", "NVFP4", "Q1_0"};
+    return id < std::size(names) ? names[id] : "";
+}
+
 } // namespace
 
 std::string_view value_type_name(value_type t) {
@@ -455,9 +466,11 @@ const tensor_info * file::find_tensor(std::string_view name) const {
 }
 
 std::span<const std::byte> file::tensor_bytes(const tensor_info & t) const {
-    if (!t.type)
-        throw_error(status::unsupported_model, "gguf: {}: tensor {} has ggml type {}, which frugal does not support",
-                    path_, t.name, t.ggml_type);
+    if (!t.type) {
+        const std::string_view name = ggml_type_name(t.ggml_type);
+        throw_error(status::unsupported_model, "gguf: {}: tensor {} has ggml type {}{}{}{}, which frugal does not support",
+                    path_, t.name, t.ggml_type, name.empty() ? "" : " (", name, name.empty() ? "" : ")");
+    }
     return {base_ + data_offset_ + t.offset, size_t(t.n_bytes)};
 }
 

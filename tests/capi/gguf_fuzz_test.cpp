@@ -655,12 +655,17 @@ TEST_CASE("gguf fuzz: tensor infos (offsets, ranks, extents, types, shapes)" * d
     // Types frugal does not know: fine on a tensor nobody reads, unsupported on a required one.
     expect_loads("unknown-type-unused",
                  edited([](g::builder & b) { b.add_tensor("extra.weight", {32}, 99, std::vector<uint8_t>(64)); }));
-    for (const uint32_t type : {g::ggml::q4_1, 99u, 0xFFFFFFFFu}) {
+    for (const uint32_t type : {99u, 0xFFFFFFFFu}) {
         expect_rejected("unknown-type-required", patched([&](auto & b, auto & L) {
                             g::patch_u32(b, L.tensors.at("blk.0.attn_q.weight").type_at, type);
                         }),
                         FRUGAL_ERR_UNSUPPORTED_MODEL, {"blk.0.attn_q.weight", "type " + std::to_string(type)});
     }
+    // A format ggml has and frugal does not read is named, with its id.
+    expect_rejected("iq2_xxs-named", patched([&](auto & b, auto & L) {
+                        g::patch_u32(b, L.tensors.at("blk.0.attn_q.weight").type_at, g::ggml::iq2_xxs);
+                    }),
+                    FRUGAL_ERR_UNSUPPORTED_MODEL, {"type 16 (IQ2_XXS)"});
     // A known type of a different size than the data written: f32 -> f16 halves it, still valid.
     expect_loads("f16-norm", edited([](g::builder & b) {
                      auto & t = b.get_tensor("output_norm.weight");

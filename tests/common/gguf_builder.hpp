@@ -52,7 +52,7 @@ enum class vtype : uint32_t {
 
 // ggml_type ids (MODEL-SPEC.md §3.1) the tests use.
 namespace ggml {
-inline constexpr uint32_t f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q8_0 = 8, q4_k = 12, q6_k = 14, bf16 = 30;
+inline constexpr uint32_t f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q8_0 = 8, q4_k = 12, q6_k = 14, iq2_xxs = 16, bf16 = 30;
 } // namespace ggml
 
 // Bytes of a tensor of ggml type `type` and extents `ne` (ne[0] innermost); nullopt when the type

@@ -27,10 +27,10 @@ struct test_weight {
     raw_view view() const { return {type, bytes.data(), shape{n, k}}; }
 };
 
-// Types without a quantizer here (K-quants, Q5_0, Q5_1, IQ4_NL): random bytes (every quant and
-// sub-scale pattern) with the fp16 block scales, and Q5_1's offset m, set to finite positive
-// values. With d, m > 0 a Q5_1 weight d·q + m has |w| = |d·q| + |m|, which product_bound needs:
-// m meets its own activation error (through Q8_1's s) apart from d·q.
+// Types without a quantizer here (K-quants, Q4_1, Q5_0, Q5_1, IQ4_NL): random bytes (every quant
+// and sub-scale pattern) with the fp16 block scales, and Q4_1's and Q5_1's offset m, set to finite
+// positive values. With d, m > 0 such a weight d·q + m has |w| = |d·q| + |m|, which product_bound
+// needs: m meets its own activation error (through Q8_1's s) apart from d·q.
 inline void random_quant_row(dtype t, std::byte * row, int64_t k, std::mt19937 & rng) {
     std::uniform_int_distribution<int> byte(0, 255);
     std::uniform_real_distribution<float> scale(1e-4f, 1e-3f);
@@ -40,6 +40,7 @@ inline void random_quant_row(dtype t, std::byte * row, int64_t k, std::mt19937 &
     case dtype::q6_k: offsets = {offsetof(block_q6_k, d)}; break;
     case dtype::q3_k: offsets = {offsetof(block_q3_k, d)}; break;
     case dtype::q2_k: offsets = {offsetof(block_q2_k, d), offsetof(block_q2_k, dmin)}; break;
+    case dtype::q4_1: offsets = {offsetof(block_q4_1, d), offsetof(block_q4_1, m)}; break;
     case dtype::q5_1: offsets = {offsetof(block_q5_1, d), offsetof(block_q5_1, m)}; break;
     case dtype::q4_k:
     case dtype::q5_k: offsets = {offsetof(block_q4_k, d), offsetof(block_q4_k, dmin)}; break;

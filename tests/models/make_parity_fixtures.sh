@@ -14,7 +14,7 @@ if ! "$tools/llamacpp-logits" --version >/dev/null 2>&1; then
 fi
 export PYTHONDONTWRITEBYTECODE=1
 mkdir -p "$out"
-stamp=$out/.complete-v11
+stamp=$out/.complete-v12
 [[ -f $stamp ]] && { echo "parity fixtures up to date in $out"; exit 0; }
 
 models=()
@@ -40,6 +40,9 @@ models+=(tiny256-qwen2-q4_k_m tiny256-llama-q5_k_m tiny256-qwen2-q3_k_m tiny256-
 "$tools/llamacpp-quantize" "$out/tiny-qwen2-f32.gguf" "$out/tiny-qwen2-q5_0.gguf" Q5_0 >/dev/null
 "$tools/llamacpp-quantize" "$out/tiny256-qwen2-f32.gguf" "$out/tiny256-qwen2-q5_0.gguf" Q5_0 >/dev/null
 models+=(tiny-qwen2-q5_0 tiny256-qwen2-q5_0)
+# Q4_1: 4-bit quants with a scale and an offset per block.
+"$tools/llamacpp-quantize" "$out/tiny-llama-f32.gguf" "$out/tiny-llama-q4_1.gguf" Q4_1 >/dev/null
+models+=(tiny-llama-q4_1)
 
 # deepseek2: V2-Lite-like (no q_lora, softmax gating, leading dense layer) and V3-like (q_lora,
 # sigmoid gating with selection bias, expert groups, normalised top-k, scale 2.5), each in both
@@ -94,7 +97,7 @@ done
 for m in tiny-qwen2-f32 tiny-qwen2-q8_0 tiny-llama-f32 tiny-llama-q4_0 tiny256-qwen2-f32 tiny256-qwen2-q4_k_m \
          tiny256-llama-f32 tiny256-llama-q5_k_m tiny-deepseek2-f32 tiny-deepseek2-q8_0 tiny-deepseek3-f32 \
          tiny-deepseek3-q8_0 tiny256-deepseek3-f32 tiny256-deepseek3-q4_k_m tiny-qwen2-bf16 tiny256-qwen2-q3_k_m tiny256-llama-q2_k \
-         tiny256-deepseek3-q2_k tiny256-qwen2-iq4_xs tiny256-qwen2-iq4_nl; do
+         tiny256-deepseek3-q2_k tiny256-qwen2-iq4_xs tiny256-qwen2-iq4_nl tiny-llama-q4_1; do
     oracle "$out/$m.gguf" --tokens-file "$out/fidelity.txt" --format bin --out "$out/$m.fidelity.logits.bin" >/dev/null
 done
 touch "$stamp"

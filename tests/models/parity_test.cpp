@@ -289,7 +289,7 @@ TEST_CASE("parity with llama.cpp: half and quantized weights" * doctest::timeout
         {"tiny-qwen2-bf16", 5e-3}, {"tiny-llama-q8_0", 2e-2}, {"tiny-qwen2-q8_0", 2e-2},
         {"tiny-llama-q4_0", 2e-2}, {"tiny-qwen2-q4_0", 2e-2}, {"tiny256-qwen2-q4_k_m", 2e-2},
         {"tiny256-llama-q5_k_m", 2e-2}, {"tiny-qwen2-q5_0", 2e-2}, {"tiny256-qwen2-q5_0", 2e-2},
-        {"tiny256-llama-q2_k", 2e-2}, {"tiny256-qwen2-iq4_nl", 2e-2},
+        {"tiny256-llama-q2_k", 2e-2}, {"tiny256-qwen2-iq4_nl", 2e-2}, {"tiny-llama-q4_1", 2e-2},
         // One activation rounding flips, at position 10 (Q3_K_M) or 2 (IQ4_XS), where frugal's
         // f32 and scalar paths agree with each other bit for bit, and with llama.cpp to 1e-6
         // before it: 0.015-0.026 after.
@@ -439,6 +439,7 @@ TEST_CASE("fidelity: each prefill GEMM against the F32 model, beside llama.cpp" 
         {"tiny256-deepseek3-q2_k", "tiny256-deepseek3-f32"},
         {"tiny256-qwen2-iq4_xs", "tiny256-qwen2-f32"},
         {"tiny256-qwen2-iq4_nl", "tiny256-qwen2-f32"},
+        {"tiny-llama-q4_1", "tiny-llama-f32"},
     };
     const auto dir = frugal::test::parity_fixture("");
     const auto tokens = read_ids("fidelity.txt");

@@ -1130,6 +1130,7 @@ std::vector<double> activation_error(dtype w, const float * x, int64_t m, int64_
     case dtype::q5_0:
     case dtype::q5_0_repacked:
     case dtype::iq4_nl:
+    case dtype::q4_1: // Q8_1
     case dtype::q5_1: // Q8_1: Q8_0's quants; its s (what m meets) is off by the block's sum of these
         per_block(k_qk, 1.0 / 254 + 0x1p-11);
         break;
@@ -1236,9 +1237,9 @@ TEST_CASE("linear with q8_0, q4_0 and repacked q4_0 weights matches the referenc
     for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked}) check_linear_paths(t);
 }
 
-TEST_CASE("linear with q5_0, repacked q5_0, q5_1 and iq4_nl weights matches the reference on both paths" *
+TEST_CASE("linear with q4_1, q5_0, repacked q5_0, q5_1 and iq4_nl weights matches the reference on both paths" *
           doctest::timeout(60)) {
-    for (dtype t : {dtype::q5_0, dtype::q5_0_repacked, dtype::q5_1, dtype::iq4_nl}) check_linear_paths(t);
+    for (dtype t : {dtype::q4_1, dtype::q5_0, dtype::q5_0_repacked, dtype::q5_1, dtype::iq4_nl}) check_linear_paths(t);
 }
 
 TEST_CASE("linear with q2_k, q3_k, q4_k, q5_k, q6_k and iq4_xs weights matches the reference on both paths" *
@@ -1251,7 +1252,7 @@ TEST_CASE("linear dequantizes a large weight slab by slab" * doctest::timeout(60
     // extra column per block), so N = 300 takes two, split evenly; in panels, four chunks of 64
     // rows and one of 44.
     const int64_t n = 300, k = 8192;
-    for (dtype t : {dtype::f16, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_1}) {
+    for (dtype t : {dtype::f16, dtype::q4_0, dtype::q4_0_repacked, dtype::q4_1, dtype::q5_1}) {
         const auto w = make_weight(t, n, k, 7);
         for (int threads : k_thread_counts)
             for (bool panels : {true, false}) {
@@ -1374,10 +1375,10 @@ TEST_CASE("bf16 prefill multiplies BF16-rounded weights and activations, in ever
     check_bf16_prefill(dtype::bf16, 70, 8960, 9, 2, true);
 }
 
-TEST_CASE("bf16 prefill leaves q5_1 and f16 on the exact path" * doctest::timeout(60)) {
-    // Q5_1's block offsets meet Q8_1's block sums as extra F32 columns, which BF16 would round;
-    // F16 would lose 3 mantissa bits per weight.
-    for (dtype t : {dtype::q5_1, dtype::f16}) {
+TEST_CASE("bf16 prefill leaves q4_1, q5_1 and f16 on the exact path" * doctest::timeout(60)) {
+    // Q4_1's and Q5_1's block offsets meet Q8_1's block sums as extra F32 columns, which BF16
+    // would round; F16 would lose 3 mantissa bits per weight.
+    for (dtype t : {dtype::q4_1, dtype::q5_1, dtype::f16}) {
         CAPTURE(std::string(dtype_name(t)));
         const auto w = make_weight(t, 17, 4 * k_qk, 2);
         const int64_t m = 9;
@@ -1397,8 +1398,8 @@ TEST_CASE("linear_consuming gives linear's results on every path, x in place whe
     // m = 3 runs the row kernels, m = 20 the GEMM; Q5_1's rounded rows are longer than x's, so
     // only its f32 path cannot round in place.
     const int64_t n = 33, k = 4 * k_qk_k;
-    for (dtype t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q5_1, dtype::q2_k,
-                    dtype::q3_k, dtype::q4_k, dtype::q6_k, dtype::iq4_xs}) {
+    for (dtype t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_1, dtype::q5_1,
+                    dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q6_k, dtype::iq4_xs}) {
         const auto w = make_weight(t, n, k, 5);
         for (ops::prefill_gemm path : {ops::prefill_gemm::f32, ops::prefill_gemm::bf16, ops::prefill_gemm::int8,
                                        ops::prefill_gemm::q8})
@@ -1416,7 +1417,7 @@ TEST_CASE("linear_consuming gives linear's results on every path, x in place whe
                 ctx.linear_consuming(w.view(), x_given.data(), m, got.data());
                 CHECK(got == want);
                 // The f32 path rounds a quantized type's activations in x itself.
-                const bool in_place = m >= ctx.small_batch && t != dtype::f32 && t != dtype::q5_1 &&
+                const bool in_place = m >= ctx.small_batch && t != dtype::f32 && !ops::has_block_offsets(t) &&
                                       ops::prefill_gemm_for(path, t) == ops::prefill_gemm::f32;
                 CHECK((x_given != x) == in_place);
             }
@@ -1427,18 +1428,19 @@ TEST_CASE("linear's wide-batch path multiplies the row kernels' products" * doct
     // For these types both paths multiply the same rounded activations and weights, each product
     // exact or rounded once (the K-quants' dequantized d·sc·q - dmin·mn rounds more), so only the
     // order of the float sums differs. Positive activations keep Q8_1's block sums from
-    // cancelling and Q5_1's offsets are made to dominate: an m paired with anything but Q8_1's s
-    // would be off by s's fp16 rounding (~2^-12), far above the summation bound.
+    // cancelling and Q4_1's and Q5_1's offsets are made to dominate: an m paired with anything
+    // but Q8_1's s would be off by s's fp16 rounding (~2^-12), far above the summation bound.
     const int64_t n = 33, m = 9, k = 4 * k_qk;
-    for (dtype t : {dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_0,
-                    dtype::q5_0_repacked, dtype::q5_1, dtype::iq4_nl}) {
+    for (dtype t : {dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q4_1,
+                    dtype::q5_0, dtype::q5_0_repacked, dtype::q5_1, dtype::iq4_nl}) {
         CAPTURE(std::string(dtype_name(t)));
         auto w = make_weight(t, n, k, 3);
-        if (t == dtype::q5_1) {
-            auto * blocks = reinterpret_cast<block_q5_1 *>(w.bytes.data());
+        const auto dominant_offsets = [&]<class Block>(Block * blocks) {
             for (int64_t b = 0; b < n * k / k_qk; ++b) blocks[b].m = fp32_to_fp16(0.25f);
             ops::dequantize_row(t, w.bytes.data(), w.values.data(), n * k);
-        }
+        };
+        if (t == dtype::q4_1) dominant_offsets(reinterpret_cast<block_q4_1 *>(w.bytes.data()));
+        if (t == dtype::q5_1) dominant_offsets(reinterpret_cast<block_q5_1 *>(w.bytes.data()));
         const auto x = test::random_floats(size_t(m * k), 4, 0.f, 1.f);
         std::vector<float> rows(size_t(m * n)), wide(size_t(m * n));
         std::vector<std::byte> scratch;
@@ -1538,7 +1540,7 @@ TEST_CASE("linear_t multiplies by a weight stored [K, N], in every dtype, in F32
 TEST_CASE("linear_t takes BF16 only for the types and prefill settings that allow it" * doctest::timeout(60)) {
     ops::matmul_context ctx(1);
     const auto native = ops::prefill_gemm_native(ops::prefill_gemm::bf16) ? ops::prefill_gemm::bf16 : ops::prefill_gemm::f32;
-    for (dtype t : {dtype::f32, dtype::f16, dtype::q5_1}) // exact, or losing bits BF16 would drop
+    for (dtype t : {dtype::f32, dtype::f16, dtype::q4_1, dtype::q5_1}) // exact, or losing bits BF16 would drop
         for (const auto prefill : {ops::prefill_gemm::f32, ops::prefill_gemm::bf16, ops::prefill_gemm::q8}) {
             ctx.prefill = prefill;
             CHECK(ctx.linear_t_gemm(t) == ops::prefill_gemm::f32);

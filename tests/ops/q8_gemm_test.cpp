@@ -33,17 +33,18 @@ namespace q8 = frugal::ops::q8;
 
 namespace {
 
-// Q5_0, Q5_1 and K-quant rows of random bytes (every quant, fifth bit and 6-bit scale pattern)
+// Q4_1, Q5_0, Q5_1 and K-quant rows of random bytes (every quant, fifth bit and 6-bit scale pattern)
 // with ordinary positive fp16 (super-)block scales (the library has no weight quantizer for
-// these; Q5_1's offsets m negative, as a block's minimum); `extreme`: every quant at its largest
-// magnitude (Q5_0: -16; 15, or 31 for Q5_K and Q5_1; Q6_K: -32; Q3_K: -4, scales -32; IQ4_NL:
+// these; Q4_1's and Q5_1's offsets m negative, as a block's minimum); `extreme`: every quant at
+// its largest magnitude (Q5_0: -16; 15, or 31 for Q5_K and Q5_1; Q6_K: -32; Q3_K: -4, scales -32; IQ4_NL:
 // level -127; IQ4_XS: level -127, scales -32).
 template <class Block>
 std::vector<std::byte> random_block_weights(int64_t rows, int64_t k, std::mt19937 & rng, bool extreme) {
     std::uniform_int_distribution<int> byte(0, 255);
     std::uniform_real_distribution<float> scale(1e-3f, 1e-2f);
     constexpr int64_t elements =
-        std::is_same_v<Block, block_q5_0> || std::is_same_v<Block, block_q5_1> || std::is_same_v<Block, block_iq4_nl>
+        std::is_same_v<Block, block_q4_1> || std::is_same_v<Block, block_q5_0> || std::is_same_v<Block, block_q5_1> ||
+                std::is_same_v<Block, block_iq4_nl>
             ? k_qk
             : k_qk_k;
     std::vector<Block> blocks(static_cast<size_t>(rows * (k / elements)));
@@ -55,11 +56,11 @@ std::vector<std::byte> random_block_weights(int64_t rows, int64_t k, std::mt1993
             if (!extreme) continue; // q = 0 - 16
             std::memset(b.qs, 0, sizeof b.qs);
             std::memset(b.qh, 0, sizeof b.qh);
-        } else if constexpr (std::is_same_v<Block, block_q5_1>) {
+        } else if constexpr (std::is_same_v<Block, block_q4_1> || std::is_same_v<Block, block_q5_1>) {
             b.m = fp32_to_fp16(-16.f * scale(rng));
-            if (!extreme) continue; // q = 31
+            if (!extreme) continue; // q = 15 or 31
             std::memset(b.qs, 0xFF, sizeof b.qs);
-            std::memset(b.qh, 0xFF, sizeof b.qh);
+            if constexpr (requires { b.qh; }) std::memset(b.qh, 0xFF, sizeof b.qh);
         } else if constexpr (std::is_same_v<Block, block_q6_k>) {
             if (!extreme) continue; // q = 0 - 32
             std::memset(b.ql, 0, sizeof b.ql);
@@ -92,7 +93,7 @@ std::vector<std::byte> random_block_weights(int64_t rows, int64_t k, std::mt1993
 // rows x k weights of type t from seeded normal floats through the library's quantizers (random
 // bytes for K-quants); for Q8_0 every third row holds extreme quants (-128, 127, 0, -1) to reach
 // the ends of the ranges. `extreme`: every quant at the end of its range that makes the largest
-// sums against the largest activations (Q8_0, Q4_0 and Q5_0: -128, -8 and -16; Q5_1: 31;
+// sums against the largest activations (Q8_0, Q4_0 and Q5_0: -128, -8 and -16; Q4_1: 15; Q5_1: 31;
 // K-quants: 15, 31, -32 and -4; IQ4_NL and IQ4_XS: -127).
 std::vector<std::byte> make_weights(dtype t, int64_t rows, int64_t k, uint32_t seed, bool extreme = false) {
     if (t == dtype::q4_0_repacked || t == dtype::q5_0_repacked) { // the original type's weights, repacked
@@ -104,6 +105,7 @@ std::vector<std::byte> make_weights(dtype t, int64_t rows, int64_t k, uint32_t s
     }
     std::mt19937 rng(seed);
     if (t == dtype::q5_0) return random_block_weights<block_q5_0>(rows, k, rng, extreme);
+    if (t == dtype::q4_1) return random_block_weights<block_q4_1>(rows, k, rng, extreme);
     if (t == dtype::q5_1) return random_block_weights<block_q5_1>(rows, k, rng, extreme);
     if (t == dtype::q4_k) return random_block_weights<block_q4_k>(rows, k, rng, extreme);
     if (t == dtype::q5_k) return random_block_weights<block_q5_k>(rows, k, rng, extreme);
@@ -147,7 +149,7 @@ std::vector<float> random_activations(int64_t m, int64_t k, uint32_t seed) {
 }
 
 // The activation row x[k] as weight type t's kernels multiply it: its Q8_0 (Q8_K) blocks dequantized
-// (Q5_1's Q8_1 blocks have Q8_0's quants and scales).
+// (Q4_1's and Q5_1's Q8_1 blocks have Q8_0's quants and scales).
 void activation_values(dtype t, const float * x, int64_t k, float * out) {
     const dtype format = q8::super_blocks(t) ? t : dtype::q8_0;
     std::vector<std::byte> buf(ops::activation_bytes(format, k));
@@ -245,7 +247,7 @@ void check_chunk(const q8::kernel & kernel, dtype t, int64_t m, int64_t cols, in
 }
 
 constexpr dtype k_types[] = {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_0, dtype::q5_0_repacked,
-                             dtype::q5_1, dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k,
+                             dtype::q4_1, dtype::q5_1, dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k,
                              dtype::iq4_nl, dtype::iq4_xs};
 
 // Every type; row counts around the kernels' row tiles; one column, a partial and a whole tile

@@ -1,5 +1,5 @@
 // quant_avx512_test.cpp - the AVX-512 VNNI decode kernels (lib/ops/quant_avx512_kernels.hpp: Q8_0,
-// Q4_0, Q5_0, Q5_1 and IQ4_NL, the K-quants and IQ4_XS) must give the AVX2 kernels' results to the
+// Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL, the K-quants and IQ4_XS) must give the AVX2 kernels' results to the
 // bit. Two builds of the same source are checked:
 //   - the library's, on CPUs with AVX-512 F/BW/VNNI (skipped elsewhere);
 //   - one compiled here against SIMD Everywhere's portable AVX-512 (Debian libsimde-dev), which
@@ -26,8 +26,8 @@ using namespace frugal;
 
 namespace {
 
-// rows x n weights of type t (Q8_0, Q4_0, Q5_0, Q5_1 or IQ4_NL) and one activation row of its type
-// (Q8_0, Q8_1), from seeded random floats through the library's quantizers (ordinary fp16 scales; Q5_1's
+// rows x n weights of type t (a 32-element block type) and one activation row of its type (Q8_0,
+// Q8_1), from seeded random floats through the library's quantizers (ordinary fp16 scales; Q5_1's
 // offsets of either sign); every other row gets extreme quants (Q8_0: -128, 127, 0, -1; Q4_0: 0
 // and 15, i.e. -8 and 7; Q5_0 and Q5_1: 0 and 31) to reach the edges of the integer ranges.
 struct weights_case {
@@ -45,27 +45,25 @@ weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
     for (int64_t r = 0; r < rows; ++r) {
         for (auto & v : x) v = normal(rng);
         std::byte * row = c.w.data() + r * row_bytes;
-        if (t == dtype::q5_0 || t == dtype::q5_1 || t == dtype::iq4_nl) {
-            // no quantizer for these: random quants, ordinary scales, and every other row all 0 or
-            // all 31 (IQ4_NL: levels -127 and 113) by block (the ends of the range)
-            const auto fill = [&](auto & blk, int64_t b) {
-                blk.d = fp32_to_fp16(0.01f * (1.f + std::abs(normal(rng))));
-                const bool extreme = r % 2 == 1, high = (b + r) % 2 == 0;
-                for (auto & q : blk.qs) q = extreme ? (high ? 0xFF : 0x00) : uint8_t(byte(rng));
-                if constexpr (requires { blk.qh; })
-                    for (auto & q : blk.qh) q = extreme ? (high ? 0xFF : 0x00) : uint8_t(byte(rng));
-            };
-            for (int64_t b = 0; b < n / k_qk; ++b) {
-                if (t == dtype::q5_0) {
-                    fill(reinterpret_cast<block_q5_0 *>(row)[b], b);
-                } else if (t == dtype::iq4_nl) {
-                    fill(reinterpret_cast<block_iq4_nl *>(row)[b], b);
-                } else {
-                    auto & blk = reinterpret_cast<block_q5_1 *>(row)[b];
-                    fill(blk, b);
-                    blk.m = fp32_to_fp16(0.1f * normal(rng));
+        if (t == dtype::q4_1 || t == dtype::q5_0 || t == dtype::q5_1 || t == dtype::iq4_nl) {
+            // no quantizer for these: random quants, ordinary scales (offsets m of either sign),
+            // and every other row all 0 or all 15 / 31 (IQ4_NL: levels -127 and 113) by block (the
+            // ends of the range)
+            const auto fill = [&]<class Block>(Block * blocks) {
+                for (int64_t b = 0; b < n / k_qk; ++b) {
+                    Block & blk = blocks[b];
+                    blk.d = fp32_to_fp16(0.01f * (1.f + std::abs(normal(rng))));
+                    const bool extreme = r % 2 == 1, high = (b + r) % 2 == 0;
+                    for (auto & q : blk.qs) q = extreme ? (high ? 0xFF : 0x00) : uint8_t(byte(rng));
+                    if constexpr (requires { blk.qh; })
+                        for (auto & q : blk.qh) q = extreme ? (high ? 0xFF : 0x00) : uint8_t(byte(rng));
+                    if constexpr (requires { blk.m; }) blk.m = fp32_to_fp16(0.1f * normal(rng));
                 }
-            }
+            };
+            if (t == dtype::q4_1) fill(reinterpret_cast<block_q4_1 *>(row));
+            else if (t == dtype::q5_0) fill(reinterpret_cast<block_q5_0 *>(row));
+            else if (t == dtype::q5_1) fill(reinterpret_cast<block_q5_1 *>(row));
+            else fill(reinterpret_cast<block_iq4_nl *>(row));
             continue;
         }
         ops::quantize_row_weights(t, x.data(), row, n);
@@ -218,6 +216,10 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
         constexpr auto rows = emu::dot_rows_32<dtype::q5_0>;
         check_against_avx2(dtype::q5_0, emu::one_row<rows>, rows, emu::dot_rows_32_batch<dtype::q5_0>);
     }
+    SUBCASE("q4_1") {
+        constexpr auto rows = emu::dot_rows_32<dtype::q4_1>;
+        check_against_avx2(dtype::q4_1, emu::one_row<rows>, rows, emu::dot_rows_32_batch<dtype::q4_1>);
+    }
     SUBCASE("q5_1") {
         constexpr auto rows = emu::dot_rows_32<dtype::q5_1>;
         check_against_avx2(dtype::q5_1, emu::one_row<rows>, rows, emu::dot_rows_32_batch<dtype::q5_1>);
@@ -254,7 +256,7 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
 
 TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doctest::timeout(60)) {
     if (!ops::detail::avx512_vnni_supported()) FRUGAL_SKIP("this CPU has no AVX-512 VNNI");
-    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q5_0, dtype::q5_1, dtype::iq4_nl}) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_1, dtype::q5_0, dtype::q5_1, dtype::iq4_nl}) {
         CAPTURE(std::string(dtype_name(t)));
         const ops::detail::kernels * k = ops::detail::avx512_kernels(t);
         REQUIRE(k);

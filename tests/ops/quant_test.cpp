@@ -24,9 +24,9 @@ using namespace frugal;
 
 namespace {
 
-constexpr dtype k_types[] = {dtype::f32,    dtype::f16,    dtype::bf16, dtype::q8_0, dtype::q4_0,
-                             dtype::q5_0,   dtype::q5_1,   dtype::iq4_nl, dtype::iq4_xs, dtype::q2_k,
-                             dtype::q3_k,   dtype::q4_k,   dtype::q5_k, dtype::q6_k};
+constexpr dtype k_types[] = {dtype::f32,    dtype::f16,  dtype::bf16,   dtype::q8_0,   dtype::q4_0,
+                             dtype::q4_1,   dtype::q5_0, dtype::q5_1,   dtype::iq4_nl, dtype::iq4_xs,
+                             dtype::q2_k,   dtype::q3_k, dtype::q4_k,   dtype::q5_k,   dtype::q6_k};
 constexpr uint32_t k_seeds[] = {1, 7, 2024};
 constexpr int64_t k_row_counts[] = {1, 3, 7, 33};
 
@@ -78,6 +78,7 @@ std::vector<uint8_t> random_weights(dtype t, int64_t rows, int64_t n, uint32_t s
     case dtype::q5_0:
     case dtype::iq4_nl:
     case dtype::iq4_xs: scale_offsets = {0}; break;
+    case dtype::q4_1:
     case dtype::q5_1:
     case dtype::q4_k:
     case dtype::q5_k: scale_offsets = {0, 2}; break;
@@ -124,12 +125,12 @@ double activation_error_bound(dtype t, const float * x, int64_t n, int64_t i) {
     return amax / 127.0;
 }
 
-// |w_i| for the activation error bound. Q5_1's offset m meets its own error (through s) apart
-// from d·q, so |d·q| + |m| <= |w_i| + 2|m| counts instead.
+// |w_i| for the activation error bound. Q4_1's and Q5_1's offset m meets its own error (through
+// s) apart from d·q, so |d·q| + |m| <= |w_i| + 2|m| counts instead.
 double weight_magnitude(dtype t, const uint8_t * row, const std::vector<float> & wf, int64_t i) {
     double mag = std::fabs(wf[size_t(i)]);
-    if (t == dtype::q5_1) {
-        const uint8_t * b = row + i / k_qk * int64_t(sizeof(block_q5_1));
+    if (t == dtype::q4_1 || t == dtype::q5_1) { // m right after d
+        const uint8_t * b = row + i / k_qk * traits(t).block_bytes;
         mag += 2 * std::fabs(fp16_to_fp32(uint16_t(b[2] | b[3] << 8)));
     }
     return mag;
@@ -354,6 +355,7 @@ TEST_CASE("quantize_activation matches the reference bit for bit" * doctest::tim
             CHECK(q8_mismatches(reinterpret_cast<const block_q8_0 *>(act.data()),
                                 ref::quantize_q8_0(x.data(), n), n) == 0);
             break;
+        case dtype::q4_1:
         case dtype::q5_1:
             CHECK(q8_mismatches(reinterpret_cast<const ops::block_q8_1 *>(act.data()),
                                 ref::quantize_q8_1(x.data(), n), n) == 0);
@@ -533,7 +535,7 @@ TEST_CASE("decode runs the AVX2 row loop for the 32-element block types" * docte
     // The row loop is bit-identical to dot per row, so only this can tell that it is in use.
     ops::detail::force_scalar(false);
     if (!ops::detail::avx2_active()) FRUGAL_SKIP("CPU without AVX2+FMA+F16C: only the scalar path exists");
-    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q5_0, dtype::q5_1, dtype::iq4_nl}) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_1, dtype::q5_0, dtype::q5_1, dtype::iq4_nl}) {
         INFO("type=" << dtype_name(t));
         CHECK(ops::detail::decode_row_loop(t));
     }
@@ -869,7 +871,7 @@ TEST_CASE("invalid n or dtype throws invalid_argument naming the value" * doctes
     check_invalid([&] { ops::quantize_activation(dtype::q6_k, f.data(), buf.data(), 255); }, "255");
     check_invalid([&] { (void)ops::dot_row(dtype::q5_k, buf.data(), buf.data(), 300); }, "300");
     check_invalid([&] { (void)ops::dot_row(dtype::q4_0, buf.data(), buf.data(), -32); }, "-32");
-    check_invalid([&] { (void)ops::activation_bytes(dtype(3), 32); }, "ggml id 3"); // Q4_1: not supported
+    check_invalid([&] { (void)ops::activation_bytes(dtype(18), 32); }, "ggml id 18"); // IQ3_XXS: not supported
     check_invalid([&] { ops::quantize_row_weights(dtype::q4_k, f.data(), buf.data(), 256); }, "q4_k");
     std::vector<std::byte> scratch;
     const raw_view bad_n{dtype::q4_0, buf.data(), shape{3, 48}};

@@ -194,6 +194,16 @@ std::vector<float> dequantize(dtype t, const uint8_t * src, int64_t n) {
             }
         }
         break;
+    case dtype::q4_1: // half d, half m, 16 nibble bytes: y = q·d + m
+        for (int64_t ib = 0; ib < n / 32; ++ib) {
+            const uint8_t * b = src + 20 * ib;
+            const float d = half_at(b), m = half_at(b + 2);
+            for (int j = 0; j < 16; ++j) {
+                y[size_t(32 * ib + j)] = float(b[4 + j] & 0xF) * d + m;
+                y[size_t(32 * ib + j + 16)] = float(b[4 + j] >> 4) * d + m;
+            }
+        }
+        break;
     case dtype::q5_0:
         for (int64_t ib = 0; ib < n / 32; ++ib) {
             const uint8_t * b = src + 22 * ib;
@@ -319,6 +329,7 @@ std::vector<double> activation_values(dtype t, const float * x, int64_t n) {
     case dtype::q4_0:
     case dtype::q5_0:
     case dtype::iq4_nl: q = quantize_q8_0(x, n); break;
+    case dtype::q4_1:
     case dtype::q5_1: q = quantize_q8_1(x, n); break;
     case dtype::q2_k:
     case dtype::q3_k:
@@ -339,12 +350,17 @@ dot_result dot(dtype t, const uint8_t * w, const float * x, int64_t n) {
         r.value += p;
         r.abs_sum += std::fabs(p);
     };
-    if (t == dtype::q5_1) {
+    if (t == dtype::q4_1 || t == dtype::q5_1) { // d·q against the quants, m against Q8_1's s
         const q8_row q = quantize_q8_1(x, n);
+        const int64_t bytes = t == dtype::q4_1 ? 20 : 24;
         for (int64_t ib = 0; ib < n / 32; ++ib) {
-            const uint8_t * b = w + 24 * ib;
+            const uint8_t * b = w + bytes * ib;
             int xq[32];
-            q5_quants(b + 4, xq);
+            if (t == dtype::q4_1) {
+                for (int j = 0; j < 16; ++j) xq[j] = b[4 + j] & 0xF, xq[j + 16] = b[4 + j] >> 4;
+            } else {
+                q5_quants(b + 4, xq);
+            }
             for (int j = 0; j < 32; ++j) add(double(half_at(b)) * xq[j] * a[size_t(32 * ib + j)]);
             add(double(half_at(b + 2)) * q.s[size_t(ib)]);
         }

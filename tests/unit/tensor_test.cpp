@@ -104,7 +104,7 @@ TEST_CASE("raw_view: row addressing and row bytes for every dtype" * doctest::ti
     const dtype_case cases[] = {
         {dtype::f32, 1024}, {dtype::f16, 512},      {dtype::bf16, 512},     {dtype::q8_0, 8 * 34},
         {dtype::q4_0, 8 * 18}, {dtype::q4_k, 144}, {dtype::q5_k, 176}, {dtype::q6_k, 210},
-        {dtype::q5_0, 8 * 22}, {dtype::q5_1, 8 * 24}, {dtype::iq4_nl, 8 * 18}, // MODEL-SPEC.md §3.6
+        {dtype::q5_0, 8 * 22}, {dtype::q5_1, 8 * 24}, {dtype::q4_1, 8 * 20}, {dtype::iq4_nl, 8 * 18}, // MODEL-SPEC.md §3.6
     };
     std::vector<std::byte> buf(6 * 2 * 1024);
     for (const auto & c : cases) {
