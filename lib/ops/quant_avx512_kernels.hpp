@@ -80,9 +80,9 @@ using frugal::ops::detail::with_batch_rows;
 // that their FMA chains overlap) ran +40 % in cache but -20 % from DRAM, two streams instead of
 // one. On AVX-512 VNNI CPUs Q4_0 and Q5_0 weights stay as stored (ops::repacking_speeds_decode):
 // this kernel read them faster than the repacked layout's did. Q4_1 and Q5_1 (0..15 and 0..31 as
-// stored, against Q8_1 activations) add their offsets as the AVX2 dot does: Σ m · s_x over the blocks, in their
-// order, one scalar add each, apart from the accumulators and added to their total at the end
-// (1.5B Q5_1 decode was at 46 % of the bench's probe on the AVX2 dot alone, Zen 4).
+// stored, against Q8_1 activations) add their offsets as the AVX2 dot does: Σ m · s_x in four
+// lanes (lane j over blocks 4g + j), apart from the accumulators and added to their total at the
+// end (1.5B Q5_1 decode was at 46 % of the bench's probe on the AVX2 dot alone, Zen 4).
 
 // Rows of at most this many blocks (K <= 32768, as the AVX2 row loop: a 70B Llama's FFN is 28672
 // wide): the activation's quants and offset table live on the stack (68 KiB). Longer rows take
@@ -186,8 +186,8 @@ FRUGAL_AVX512 inline void stored_rows(const std::byte * w, size_t w_stride, int6
     for (int64_t r = 0; r < rows; ++r) {
         const auto * wb = reinterpret_cast<const Block *>(w + size_t(r) * w_stride);
         __m512 acc[MR]; // lanes 0-7: even blocks, 8-15: odd blocks
-        float offsets[MR] = {}; // Q4_1, Q5_1: Σ m · s_x, block by block
-        for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+        __m128 offsets[MR]; // Q4_1, Q5_1: Σ m · s_x, lane j over blocks 4g + j (the AVX2 kernel's order)
+        for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps(), offsets[i] = _mm_setzero_ps();
         int64_t ib = 0;
         for (; ib + 4 <= nb; ib += 4) { // dot_32's groups of four, both parities at once
             prefetch_ahead(wb + ib, 4 * sizeof(Block), l2_only);
@@ -205,13 +205,16 @@ FRUGAL_AVX512 inline void stored_rows(const std::byte * w, size_t w_stride, int6
                 const uint64_t m4 = uint64_t(wb[ib].m) | uint64_t(wb[ib + 1].m) << 16 | uint64_t(wb[ib + 2].m) << 32 |
                                     uint64_t(wb[ib + 3].m) << 48;
                 const __m128 mw4 = _mm_cvtph_ps(_mm_cvtsi64_si128(int64_t(m4)));
-                for (int i = 0; i < MR; ++i) {
-                    alignas(16) float p[4];
-                    _mm_store_ps(p, _mm_mul_ps(mw4, _mm_loadu_ps(t[i].sx + ib)));
-                    offsets[i] = offsets[i] + p[0] + p[1] + p[2] + p[3]; // left to right: block order
-                }
+                for (int i = 0; i < MR; ++i) offsets[i] = _mm_fmadd_ps(mw4, _mm_loadu_ps(t[i].sx + ib), offsets[i]);
             }
         }
+        if constexpr (k_has_min<Block>)
+            if (ib < nb) { // the last one to three blocks' offsets, zeros after them (sx is zero there too)
+                uint64_t m4 = 0;
+                for (int64_t j = ib; j < nb; ++j) m4 |= uint64_t(wb[j].m) << (16 * (j - ib));
+                const __m128 mw4 = _mm_cvtph_ps(_mm_cvtsi64_si128(int64_t(m4)));
+                for (int i = 0; i < MR; ++i) offsets[i] = _mm_fmadd_ps(mw4, _mm_loadu_ps(t[i].sx + ib), offsets[i]);
+            }
         for (; ib < nb; ib += 2) { // the last one to three blocks; an odd last one joins lanes 0-7
             const bool both = ib + 1 < nb;
             const Block pair[2] = {wb[ib], both ? wb[ib + 1] : Block{}};
@@ -220,13 +223,13 @@ FRUGAL_AVX512 inline void stored_rows(const std::byte * w, size_t w_stride, int6
                 const __m512 scale = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(half(pair[0].d) * t[i].dx[ib]),
                                                           _mm512_set1_ps(half(pair[1].d) * t[i].dx[ib + 1]));
                 acc[i] = _mm512_mask_mov_ps(acc[i], both ? 0xFFFF : 0x00FF, _mm512_fmadd_ps(scale, sums(q, i, ib), acc[i]));
-                if constexpr (k_has_min<Block>) {
-                    offsets[i] += half(pair[0].m) * t[i].sx[ib];
-                    if (both) offsets[i] += half(pair[1].m) * t[i].sx[ib + 1];
-                }
             }
         }
-        for (int i = 0; i < MR; ++i) out[i * ldo + r] = even_odd_total(acc[i]) + offsets[i];
+        for (int i = 0; i < MR; ++i) {
+            // (lane 0 + lane 1) + (lane 2 + lane 3)
+            const __m128 pairs = _mm_add_ps(offsets[i], _mm_movehdup_ps(offsets[i]));
+            out[i * ldo + r] = even_odd_total(acc[i]) + _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehl_ps(pairs, pairs)));
+        }
     }
 }
 
