@@ -529,6 +529,14 @@ int cmd_bench(const bench_args & a) {
     return 0;
 }
 
+// A tensor's type as `info` shows it: frugal's name, or ggml's (upper case) for a type frugal does
+// not read, or "ggml#ID" for an id ggml never had.
+std::string tensor_type_label(const frugal::gguf::tensor_info & t) {
+    if (t.type) return std::string(frugal::dtype_name(*t.type));
+    const std::string_view ggml = frugal::gguf::ggml_type_name(t.ggml_type);
+    return ggml.empty() ? fmt::format("ggml#{}", t.ggml_type) : std::string(ggml);
+}
+
 int cmd_info(const std::string & path, bool all_tensors) {
     const auto f = frugal::gguf::file::open(path);
     std::printf("file: %s\nformat: GGUF v%u, %llu bytes, alignment %llu, data at offset %llu\n", path.c_str(),
@@ -546,7 +554,7 @@ int cmd_info(const std::string & path, bool all_tensors) {
     std::map<std::string, type_total> by_type;
     uint64_t params = 0;
     for (const auto & t : f->tensors()) {
-        const std::string type = t.type ? std::string(frugal::dtype_name(*t.type)) : fmt::format("ggml#{}", t.ggml_type);
+        const std::string type = tensor_type_label(t);
         auto & tt = by_type[type];
         ++tt.count;
         tt.bytes += t.n_bytes;
@@ -561,9 +569,8 @@ int cmd_info(const std::string & path, bool all_tensors) {
     std::printf("\n%s:\n", all_tensors ? "all tensors" : "first tensors (--tensors lists all)");
     for (size_t i = 0; i < shown; ++i) {
         const auto & t = f->tensors()[i];
-        std::printf("  %-40s %-6s %-24s offset %llu\n", t.name.c_str(),
-                    t.type ? std::string(frugal::dtype_name(*t.type)).c_str() : "?", t.shape().str().c_str(),
-                    (unsigned long long)t.offset);
+        std::printf("  %-40s %-6s %-24s offset %llu\n", t.name.c_str(), tensor_type_label(t).c_str(),
+                    t.shape().str().c_str(), (unsigned long long)t.offset);
     }
     return 0;
 }

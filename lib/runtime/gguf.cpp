@@ -148,17 +148,6 @@ value read_value(cursor & c, value_type t, std::string_view key, int depth) {
     throw_error(status::invalid_model, "gguf: {}: has type {}, want {}", key, value_type_name(have), want);
 }
 
-// The name of a ggml type id that frugal does not read (MODEL-SPEC.md §3.1), so that an error
-// says which format a file holds (an IQ1_S DeepSeek-R1, say), or "" for an id ggml never had.
-std::string_view ggml_type_name(uint32_t id) {
-    static constexpr std::string_view names[] = {
-        "F32",    "F16",   "Q4_0",  "Q4_1",    "",      "",       "Q5_0",  "Q5_1",  "Q8_0",  "Q8_1",   "Q2_K",
-        "Q3_K",   "Q4_K",  "Q5_K",  "Q6_K",    "Q8_K",  "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S",
-        "IQ2_S",  "IQ4_XS", "I8",   "I16",     "I32",   "I64",    "F64",   "IQ1_M", "BF16",  "",       "",
-        "",       "TQ1_0", "TQ2_0", "",        "",      "",       "MXFP4", "NVFP4", "Q1_0"};
-    return id < std::size(names) ? names[id] : "";
-}
-
 } // namespace
 
 std::string_view value_type_name(value_type t) {
@@ -166,6 +155,15 @@ std::string_view value_type_name(value_type t) {
                                                  "bool", "string", "array", "u64", "i64", "f64"};
     const auto i = size_t(t);
     return i < std::size(names) ? names[i] : "?";
+}
+
+std::string_view ggml_type_name(uint32_t id) {
+    static constexpr std::string_view names[] = {
+        "F32",    "F16",   "Q4_0",  "Q4_1",    "",      "",       "Q5_0",  "Q5_1",  "Q8_0",  "Q8_1",   "Q2_K",
+        "Q3_K",   "Q4_K",  "Q5_K",  "Q6_K",    "Q8_K",  "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S",
+        "IQ2_S",  "IQ4_XS", "I8",   "I16",     "I32",   "I64",    "F64",   "IQ1_M", "BF16",  "",       "",
+        "",       "TQ1_0", "TQ2_0", "",        "",      "",       "MXFP4", "NVFP4", "Q1_0"};
+    return id < std::size(names) ? names[id] : "";
 }
 
 bool value::is_integer() const {

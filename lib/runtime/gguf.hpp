@@ -24,6 +24,10 @@ enum class value_type : uint32_t {
     string = 8, array = 9, u64 = 10, i64 = 11, f64 = 12,
 };
 std::string_view value_type_name(value_type t);
+// ggml's name of a tensor type id (MODEL-SPEC.md §3.1: "Q4_K", "IQ2_XXS", ...), frugal's types
+// and the ones it does not read alike, so that a message can say what a file holds; "" for an id
+// ggml never had.
+std::string_view ggml_type_name(uint32_t id);
 
 struct value;
 // An array keeps its element type (an empty array still has one) and its elements. Scalar and
