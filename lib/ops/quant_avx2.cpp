@@ -142,10 +142,12 @@ FRUGAL_AVX2 void quantize_bf16(const float * x, void * dst, int64_t n) {
 // load() gives the block's 32 quants as bytes in element order, signed except Q4_1's 0..15 and
 // Q5_1's 0..31.
 
-// Low nibbles of qs are elements 0..15, high nibbles 16..31.
+// Low nibbles of qs are elements 0..15, high nibbles 16..31: the 16 bytes in both halves, the
+// high half's dwords shifted right by 4 (each byte's high nibble lands in its low one; what the
+// next byte moves in above it is masked off).
 FRUGAL_AVX2 inline __m256i nibbles(const uint8_t * qs) {
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i *>(qs));
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), bytes(0xF));
+    const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(qs)));
+    return _mm256_and_si256(_mm256_srlv_epi32(raw, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), bytes(0xF));
 }
 
 // Byte e = 0x10 when bit e of qh (a little-endian u32) is set, else 0: Q5_0/Q5_1's fifth bits.
