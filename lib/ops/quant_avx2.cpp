@@ -226,7 +226,7 @@ constexpr bool has_min = std::is_same_v<typename V::act, block_q8_1>;
 // group (the last group's missing blocks as zeros), and the total is (lane 0 + lane 1) + (lane 2
 // + lane 3). Summed block by block into one float, the adds' latency bounded the AVX2 row loop
 // (a Q4_1 matvec from DRAM at 19.6 GB/s, Q4_0's at 28.5).
-//   Four fp16 values, a lowest, as floats:
+//   Four fp16 values as floats, a in the lowest lane:
 FRUGAL_AVX2 inline __m128 halves4(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
     return _mm_cvtph_ps(_mm_cvtsi64_si128(int64_t(a | b << 16 | c << 32 | d << 48)));
 }
