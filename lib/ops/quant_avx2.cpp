@@ -384,10 +384,15 @@ FRUGAL_AVX2 void dot_rows_32(const std::byte * w, size_t w_stride, int64_t rows,
         for (; ib + 4 <= nb; ib += 4) {
             prefetch_ahead(w0 + ib);
             prefetch_ahead(w0 + ib + 2);
+            // The four blocks' scales dw·dx at once: converted one by one, through general
+            // registers, they took a fifth of the IQ4_NL loop's time in cache.
+            const __m256 s4 = _mm256_castps128_ps256(
+                _mm_mul_ps(halves4(w0[ib].d, w0[ib + 1].d, w0[ib + 2].d, w0[ib + 3].d), _mm_loadu_ps(dx + ib)));
+            const auto lane = [&](int k) FRUGAL_AVX2 { return _mm256_permutevar8x32_ps(s4, _mm256_set1_epi32(k)); };
             for (int odd = 0; odd < 2; ++odd) {
                 const int64_t i = ib + odd, j = ib + 2 + odd;
-                const __m256 first = _mm256_mul_ps(scale(w0[i], i), sums(w0[i], i));
-                acc[odd] = _mm256_add_ps(acc[odd], _mm256_fmadd_ps(scale(w0[j], j), sums(w0[j], j), first));
+                const __m256 first = _mm256_mul_ps(lane(odd), sums(w0[i], i));
+                acc[odd] = _mm256_add_ps(acc[odd], _mm256_fmadd_ps(lane(2 + odd), sums(w0[j], j), first));
             }
             if constexpr (has_min<V>) offsets = _mm_fmadd_ps(block_offsets4(w0, ib, nb), _mm_loadu_ps(sx + ib), offsets);
         }
