@@ -86,6 +86,14 @@ void model::finish_load(const load_options & opts) {
 
 std::shared_ptr<const model> load_model(const std::string & path, const load_options & opts) {
     auto f = gguf::file::open(path, opts.use_mmap);
+    // One shard of a split model (llama.cpp's gguf-split: `…-00001-of-00005.gguf`, how DeepSeek-V3
+    // and R1 files are published) holds only part of the tensors: say so rather than fail later on
+    // whichever tensor is missing.
+    if (const auto shards = f->opt_int("split.count"); shards && *shards > 1)
+        throw_error(status::unsupported_model,
+                    "loader: {}: shard {} of a model split into {} files (split.count); frugal loads single "
+                    "files: merge the shards first (llama.cpp's llama-gguf-split --merge)",
+                    path, f->opt_int("split.no").value_or(0) + 1, *shards);
     const std::string arch_name = f->get_string("general.architecture");
     const int n_threads = opts.n_threads > 0 ? opts.n_threads : physical_cores();
     // Explicit registry: one line per family (no static self-registration).

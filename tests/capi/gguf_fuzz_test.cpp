@@ -666,6 +666,17 @@ TEST_CASE("gguf fuzz: tensor infos (offsets, ranks, extents, types, shapes)" * d
                         g::patch_u32(b, L.tensors.at("blk.0.attn_q.weight").type_at, g::ggml::iq2_xxs);
                     }),
                     FRUGAL_ERR_UNSUPPORTED_MODEL, {"type 16 (IQ2_XXS)"});
+    // A shard of a split model says so (gguf-split writes split.no and split.count as u16), and
+    // a split "of 1" is an ordinary file.
+    expect_rejected("split-shard", edited([](g::builder & b) {
+                        b.set("split.no", g::u16(1));
+                        b.set("split.count", g::u16(3));
+                    }),
+                    FRUGAL_ERR_UNSUPPORTED_MODEL, {"shard 2 of a model split into 3 files", "--merge"});
+    expect_loads("split-of-1", edited([](g::builder & b) {
+                     b.set("split.no", g::u16(0));
+                     b.set("split.count", g::u16(1));
+                 }));
     // A known type of a different size than the data written: f32 -> f16 halves it, still valid.
     expect_loads("f16-norm", edited([](g::builder & b) {
                      auto & t = b.get_tensor("output_norm.weight");
