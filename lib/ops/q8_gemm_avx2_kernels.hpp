@@ -198,6 +198,11 @@ FRUGAL_AVX2 inline __m256i column_sums(__m256i q) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
 }
 
+// IQ4_NL's 16 levels in each 128-bit half: a nibble indexes them with one byte shuffle.
+FRUGAL_AVX2 inline __m256i iq4_nl_levels() {
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(k_iq4_nl_values)));
+}
+
 FRUGAL_AVX2 inline void store(std::byte * at, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i *>(at), v); }
 
 // −128 · Σ q (activations are stored as qx + 128, so each block sum carries 128 · Σ q too much).
@@ -212,8 +217,7 @@ FRUGAL_AVX2 inline void pack_tile(const block_layout & l, const std::byte * w, s
                                   int64_t row_blocks, int64_t b0, int64_t nb, std::byte * out) {
     const tile_rows rows = rows_of(w_stride, cols);
     const __m256i zero = _mm256_set1_epi8(int8_t(l.zero));
-    const __m256i levels =
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(k_iq4_nl_values)));
+    const __m256i levels = iq4_nl_levels();
     const auto signed_quants = [&](__m256i q) FRUGAL_AVX2 {
         return l.levels ? _mm256_shuffle_epi8(levels, q) : _mm256_sub_epi8(q, zero);
     };
@@ -422,8 +426,7 @@ FRUGAL_AVX2 inline void pack_tile_q2_k(const std::byte * w, size_t w_stride, int
 FRUGAL_AVX2 inline void pack_tile_iq4_xs(const std::byte * w, size_t w_stride, int64_t cols, int64_t nsb,
                                          std::byte * out) {
     const tile_rows rows = rows_of(w_stride, cols);
-    const __m256i levels =
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(k_iq4_nl_values)));
+    const __m256i levels = iq4_nl_levels();
     for (int64_t sb = 0; sb < nsb; ++sb) {
         const std::byte * base = w + sb * int64_t(sizeof(block_iq4_xs));
         float dw[8][k_cols] = {};

@@ -293,6 +293,11 @@ FRUGAL_AVX512 inline void store_quants(std::byte * blk, const __m512i * q) {
     _mm512_storeu_si512(blk + q8::k_block_corrections, correction);
 }
 
+// IQ4_NL's 16 levels in each 128-bit lane: a nibble indexes them with one byte shuffle.
+FRUGAL_AVX512 inline __m512i iq4_nl_levels() {
+    return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i *>(frugal::k_iq4_nl_values)));
+}
+
 // Bits [shift, shift + 4) of each lane's dword, bit i moved to bit 4 of byte i: Q5_0's fifth bits
 // of 4 consecutive elements, over their nibbles. (x · 0x00204081 puts bit i of a 4-bit x at bit
 // 8i; its four shifted copies never overlap, so nothing carries.)
@@ -310,8 +315,7 @@ FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte 
                                     int64_t row_blocks, int64_t b0, int64_t nb, std::byte * out) {
     const tile_rows rows = rows_of(w, w_stride, cols);
     const __m512i zero = _mm512_set1_epi8(char(l.zero));
-    const __m512i levels =
-        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i *>(frugal::k_iq4_nl_values)));
+    const __m512i levels = iq4_nl_levels();
     const auto signed_quants = [&](__m512i q) FRUGAL_AVX512 {
         return l.levels ? _mm512_shuffle_epi8(levels, q) : _mm512_sub_epi8(q, zero);
     };
@@ -580,8 +584,7 @@ FRUGAL_AVX512 inline void pack_tile_iq4_xs(const std::byte * w, size_t w_stride,
     static_assert(offsetof(block_iq4_xs, scales_h) == 2 && offsetof(block_iq4_xs, scales_l) == 4 &&
                   offsetof(block_iq4_xs, qs) == 8);
     const tile_rows rows = rows_of(w, w_stride, cols);
-    const __m512i levels =
-        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i *>(frugal::k_iq4_nl_values)));
+    const __m512i levels = iq4_nl_levels();
     for (int64_t sb = 0; sb < nsb; ++sb) {
         const int64_t at = sb * int64_t(sizeof(block_iq4_xs)); // within each row
         const __m512i head = row_dwords(rows, at);             // d | scales_h << 16

@@ -195,14 +195,16 @@ struct q5_1_vec {
     using act = block_q8_1;
     FRUGAL_AVX2 static __m256i load(const block & b) { return _mm256_or_si256(nibbles(b.qs), fifth_bits(b.qh)); }
 };
+// IQ4_NL's 16 levels in each 128-bit half: a nibble indexes them with one byte shuffle.
+FRUGAL_AVX2 inline __m256i iq4_nl_levels() {
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(k_iq4_nl_values)));
+}
+
 struct iq4_nl_vec {
     using block = block_iq4_nl;
     using act = block_q8_0;
     FRUGAL_AVX2 static __m256i load(const block & b) {
-        // The 16 levels fit one register: each nibble indexes it with a byte shuffle.
-        const __m256i levels =
-            _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(k_iq4_nl_values)));
-        return _mm256_shuffle_epi8(levels, nibbles(b.qs));
+        return _mm256_shuffle_epi8(iq4_nl_levels(), nibbles(b.qs));
     }
 };
 
@@ -1038,8 +1040,7 @@ template <int M>
 FRUGAL_AVX2 void dot_iq4_xs(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
     const auto * wb = static_cast<const block_iq4_xs *>(w);
     auto a_block = [&](int k, int64_t i) -> const block_q8_k & { return act_block<block_q8_k>(act, act_stride, k, i); };
-    const __m256i levels =
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(k_iq4_nl_values)));
+    const __m256i levels = iq4_nl_levels();
     __m256 acc[M];
     for (int k = 0; k < M; ++k) acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / k_qk_k; ++i) {

@@ -645,9 +645,7 @@ FRUGAL_AVX512 inline void iq4_xs_rows(const std::byte * w, size_t w_stride, int6
                                       const frugal::ops::block_q8_k * const * ab, const int32_t * const * offsets,
                                       float * out, int64_t ldo) {
     using frugal::block_iq4_xs;
-    const __m512i levels = _mm512_xor_si512( // v + 128 as u8
-        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i *>(frugal::k_iq4_nl_values))),
-        _mm512_set1_epi8(char(0x80)));
+    const __m512i levels = iq4_nl_unsigned_levels(); // v + 128 as u8
     // A pair's 32 nibble bytes as [bytes 0-15, bytes 0-15, 16-31, 16-31], each quarter's nibbles
     // (low, high, low, high): sub-block 2p's elements 0-15, 16-31, then 2p + 1's.
     const __m512i spread = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3);
