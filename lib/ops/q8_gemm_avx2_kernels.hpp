@@ -328,6 +328,18 @@ FRUGAL_AVX2 inline void store_halves_quants(std::byte * blk, Quant quant) {
     store_half_correction(blk, sum);
 }
 
+// Slot 8 · sb + j of a tile at out for Q3_K or Q2_K (packed as Q6_K): the super-block's scale d
+// (f32 [k_cols]) as the block scale, its halves' int8 scales from sc ([16][k_cols]: halves 2j and
+// 2j + 1), and the quant groups quant(g).
+template <class Quant>
+FRUGAL_AVX2 inline void store_super_block_halves(std::byte * out, int64_t sb, int j, const float * d,
+                                                 const int8_t * sc, Quant quant) {
+    std::byte * blk = out + (sb * 8 + j) * k_block;
+    std::memcpy(blk + k_scales, d, k_cols * sizeof(float));
+    std::memcpy(blk + k_offsets, sc + 2 * j * k_cols, 2 * k_cols);
+    store_halves_quants(blk, quant);
+}
+
 // Rows 0..cols-1 (cols <= 8) of Q6_K super-blocks into one tile at out: block j of super-block
 // sb (q6_k_block_of) into slot 8 · sb + j, its quants as q − 32, its halves' scales sc as int8
 // and the super-block's d as the block scale.
@@ -368,18 +380,14 @@ FRUGAL_AVX2 inline void pack_tile_q3_k(const std::byte * w, size_t w_stride, int
         q3_k_scales(base, w_stride, cols, k_cols, d, sc);
         __m256i third[k_groups];
         for (int g = 0; g < k_groups; ++g) third[g] = gather(base + offsetof(block_q3_k, hmask) + 4 * g, rows);
-        for (int j = 0; j < 8; ++j) {
-            std::byte * blk = out + (sb * 8 + j) * k_block;
-            std::memcpy(blk + k_scales, d, sizeof d);
-            std::memcpy(blk + k_offsets, sc + 2 * j * k_cols, 2 * k_cols);
-            store_halves_quants(blk, [&](int g) FRUGAL_AVX2 {
+        for (int j = 0; j < 8; ++j)
+            store_super_block_halves(out, sb, j, d, sc, [&](int g) FRUGAL_AVX2 {
                 const __m256i v = gather(base + offsetof(block_q3_k, qs) + 32 * (j / 4) + 4 * g, rows);
                 const __m256i two_bits = _mm256_and_si256(_mm256_srli_epi32(v, 2 * (j % 4)), _mm256_set1_epi8(3));
                 const __m256i bit = _mm256_and_si256(_mm256_srli_epi32(third[g], j), _mm256_set1_epi8(1));
                 const __m256i q3 = _mm256_or_si256(two_bits, _mm256_slli_epi32(bit, 2));
                 return _mm256_and_si256(_mm256_sub_epi8(q3, _mm256_set1_epi8(4)), rows.live);
             });
-        }
     }
 }
 
@@ -407,15 +415,11 @@ FRUGAL_AVX2 inline void pack_tile_q2_k(const std::byte * w, size_t w_stride, int
         }
         std::memcpy(offsets + sb * k_q2_k_offsets, mins, sizeof mins);
         std::memcpy(offsets + sb * k_q2_k_offsets + sizeof mins, neg_dmin, sizeof neg_dmin);
-        for (int j = 0; j < 8; ++j) {
-            std::byte * blk = out + (sb * 8 + j) * k_block;
-            std::memcpy(blk + k_scales, d, sizeof d);
-            std::memcpy(blk + k_offsets, sc + 2 * j * k_cols, 2 * k_cols);
-            store_halves_quants(blk, [&](int g) FRUGAL_AVX2 {
+        for (int j = 0; j < 8; ++j)
+            store_super_block_halves(out, sb, j, d, sc, [&](int g) FRUGAL_AVX2 {
                 const __m256i v = gather(base + offsetof(block_q2_k, qs) + 32 * (j / 4) + 4 * g, rows);
                 return _mm256_and_si256(_mm256_srli_epi32(v, 2 * (j % 4)), _mm256_set1_epi8(3));
             });
-        }
     }
 }
 
