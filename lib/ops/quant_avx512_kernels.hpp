@@ -70,12 +70,12 @@ using frugal::ops::detail::with_batch_rows;
 // The AVX2 row loop (dot_rows_32) two blocks per zmm: block ib in lanes 0-7 (its even
 // accumulator), ib + 1 in lanes 8-15 (odd). Quants are taken unsigned, as vpdpbusd wants them:
 // Q4_0 and Q5_0 as stored (0..15, 0..31), Q8_0 with its sign bit flipped (q + 128), IQ4_NL's
-// levels + 128, and each block's −offset · Σ x per lane (offset 8, 16, 128, 128), from a table made once per call, starts the
-// products' lanes: the exact integer sums of the signed quants, the AVX2 kernel's. Same scale
-// products dw·dx (four blocks' at once), same float order (dot_32's groups of four: both
-// parities' terms in one product and one fused multiply-add, then one add into the accumulator),
-// same final sum: bit-identical. Q8_0 read this way
-// (rather than with its signs moved onto x) runs 45 -> 60 GB/s in cache on Zen 5, 1 thread; from
+// levels + 128, and each block's −offset · Σ x per lane (offset 8, 16, 128, 128), from a table
+// made once per call, starts the products' lanes: the exact integer sums of the signed quants,
+// the AVX2 kernel's. Same scale products dw·dx (four blocks' at once), same float order (dot_32's
+// groups of four: both parities' terms in one product and one fused multiply-add, then one add
+// into the accumulator), same final sum: bit-identical. Q8_0 read this way (rather than with its
+// signs moved onto x) runs 45 -> 60 GB/s in cache on Zen 5, 1 thread; from
 // DRAM the same. Rows go one after another: two side by side (each with its own accumulator, so
 // that their FMA chains overlap) ran +40 % in cache but -20 % from DRAM, two streams instead of
 // one. On AVX-512 VNNI CPUs Q4_0 and Q5_0 weights stay as stored (ops::repacking_speeds_decode):
