@@ -360,11 +360,13 @@ dtype repacked_type(dtype t) {
 }
 
 bool repacking_speeds_decode(dtype t) {
-    // On a Zen 5 (1.5B Qwen2, tg128, 5 alternating rounds) decode from the file's layout beat the
-    // repacked copy: Q4_0 48-49 vs 45 t/s, Q5_0 46-48 vs 44 (perhaps because the file's pages
-    // sit in large page-cache folios, the copy's in 4 KiB pages), and the load skips the copy
-    // (Q5_0: 0.07 vs 0.33 s). The AVX2 kernels still gain from the repacked layout.
-    return repacked_type(t) != t && !active_avx512_kernels(t);
+    // The AVX2 kernels gain from the repacked layout, and so does the AVX-512 one for Q4_0: its
+    // quads of blocks are one load there (Zen 4, 1.5B Q4_0 tg128, 3 alternating rounds: 26-28
+    // as stored, 32-33 t/s repacked). Q5_0 has no AVX-512 repacked loop, and on a Zen 5 (1.5B
+    // Qwen2, tg128, 5 alternating rounds) the stored AVX-512 loop beat the AVX2 repacked one:
+    // 46-48 against 44 t/s, and the load skips the copy (0.07 against 0.33 s).
+    const dtype to = repacked_type(t);
+    return to != t && (!active_avx512_kernels(t) || active_avx512_kernels(to));
 }
 
 namespace {

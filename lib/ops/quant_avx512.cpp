@@ -44,6 +44,8 @@ const kernels * avx512_kernels(dtype t) {
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q8_0>, avx512::dot_rows_32_batch<dtype::q8_0>>(dtype::q8_0);
     static const kernels q4_0 =
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q4_0>, avx512::dot_rows_32_batch<dtype::q4_0>>(dtype::q4_0);
+    static const kernels q4_0_repacked =
+        with_avx512_row_loop<avx512::dot_rows_q4_0r, avx512::dot_rows_q4_0r_batch>(dtype::q4_0_repacked);
     static const kernels q5_0 =
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q5_0>, avx512::dot_rows_32_batch<dtype::q5_0>>(dtype::q5_0);
     static const kernels q4_1 =
@@ -65,6 +67,7 @@ const kernels * avx512_kernels(dtype t) {
     switch (t) {
     case dtype::q8_0: return &q8_0;
     case dtype::q4_0: return &q4_0;
+    case dtype::q4_0_repacked: return &q4_0_repacked;
     case dtype::q5_0: return &q5_0;
     case dtype::q4_1: return &q4_1;
     case dtype::q5_1: return &q5_1;

@@ -46,6 +46,19 @@ inline simde__m128i frugal_test_cvtepi32_epi8(simde__m512i a) {
 }
 #define _mm512_cvtepi32_epi8 frugal_test_cvtepi32_epi8
 
+// Nor the masked byte load (vmovdqu8 {z}): only the bytes whose mask bit is set are read, as the
+// instruction reads (it does not fault past them).
+inline simde__m512i frugal_test_maskz_loadu_epi8(uint64_t mask, const void * p) {
+    uint8_t bytes[64] = {};
+    for (int i = 0; i < 64; ++i)
+        if (mask >> i & 1) bytes[i] = static_cast<const uint8_t *>(p)[i];
+    simde__m512i r;
+    std::memcpy(&r, bytes, sizeof r);
+    return r;
+}
+#undef _mm512_maskz_loadu_epi8
+#define _mm512_maskz_loadu_epi8 frugal_test_maskz_loadu_epi8
+
 // Nor vpmovsxwd: 16 int16 lanes sign-extended to int32.
 inline simde__m512i frugal_test_cvtepi16_epi32(simde__m256i a) {
     return frugal_test_lanes<simde__m512i, int32_t, int16_t>(a, [](int16_t v) { return int32_t(v); });
