@@ -113,8 +113,8 @@ typedef struct frugal_model_options {
     void * progress_user_data;
     int32_t repack_weights;          /* 1 = rewrite Q4_0 and Q5_0 matrices at load into a faster
                                         decode layout where this CPU decodes that faster (default;
-                                        Q4_0 on every CPU, Q5_0 on CPUs without AVX-512 VNNI;
-                                        no extra memory: each mapped original is released),
+                                        today every CPU; no extra memory: each mapped original
+                                        is released),
                                         0 = use every weight in place as stored (e.g. so that processes
                                         mapping the same file share its pages),
                                         2 = rewrite them on any CPU (for comparisons) */

@@ -208,7 +208,7 @@ std::map<std::string, frugal::repack> repack_names() {
 }
 constexpr const char * k_repack_help =
     "Q4_0 and Q5_0 weights rewritten at load into the repacked decode layout: auto (default: where this CPU decodes "
-    "that faster: Q4_0 everywhere, Q5_0 without AVX-512 VNNI), always, never (used in place as stored)";
+    "that faster: today every CPU), always, never (used in place as stored)";
 
 // --repack, and --no-repack for --repack never.
 void add_repack_options(CLI::App * cmd, frugal::repack & repack) {

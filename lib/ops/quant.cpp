@@ -360,11 +360,11 @@ dtype repacked_type(dtype t) {
 }
 
 bool repacking_speeds_decode(dtype t) {
-    // The AVX2 kernels gain from the repacked layout, and so does the AVX-512 one for Q4_0: its
-    // quads of blocks are one load there (Zen 4, 1.5B Q4_0 tg128, 3 alternating rounds: 26-28
-    // as stored, 32-33 t/s repacked). Q5_0 has no AVX-512 repacked loop, and on a Zen 5 (1.5B
-    // Qwen2, tg128, 5 alternating rounds) the stored AVX-512 loop beat the AVX2 repacked one:
-    // 46-48 against 44 t/s, and the load skips the copy (0.07 against 0.33 s).
+    // Where the AVX-512 set has a loop for the repacked layout, or none for the stored one. The
+    // AVX2 kernels gain from the repacked layout, and so do the AVX-512 ones: a quad of blocks is
+    // one load there (Zen 4, 1.5B tg128, alternating rounds, as stored -> repacked: Q4_0 26-28 ->
+    // 32-33 t/s, Q5_0 median 28.9 -> 31.5). Without them, on a Zen 5 the stored AVX-512 loop beat
+    // the AVX2 repacked one (Q5_0 46-48 against 44 t/s).
     const dtype to = repacked_type(t);
     return to != t && (!active_avx512_kernels(t) || active_avx512_kernels(to));
 }

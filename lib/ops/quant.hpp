@@ -101,9 +101,10 @@ void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n);
 // row (so a repacked copy costs exactly what the original did): Q4_0 -> q4_0_repacked
 // (dtype.hpp). Returns t itself when t has none.
 dtype repacked_type(dtype t);
-// Whether decode on this CPU reads repacked_type(t) faster than t as stored: false where the
-// AVX-512 VNNI kernels take t as stored and have no loop for its repacked layout (Q5_0; measured
-// faster there than the AVX2 repacked loop).
+// Whether decode on this CPU reads repacked_type(t) faster than t as stored: false only where the
+// AVX-512 VNNI kernels would take t as stored and have no loop for its repacked layout (the
+// stored loop was measured faster there than the AVX2 repacked one). Today true for Q4_0 and Q5_0
+// on every CPU.
 bool repacking_speeds_decode(dtype t);
 // Rewrites `rows` rows of n elements from type t into repacked_type(t)'s layout; src and dst
 // must not overlap. Throws status::invalid_argument when t has no repacked layout.

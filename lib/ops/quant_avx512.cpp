@@ -45,7 +45,11 @@ const kernels * avx512_kernels(dtype t) {
     static const kernels q4_0 =
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q4_0>, avx512::dot_rows_32_batch<dtype::q4_0>>(dtype::q4_0);
     static const kernels q4_0_repacked =
-        with_avx512_row_loop<avx512::dot_rows_q4_0r, avx512::dot_rows_q4_0r_batch>(dtype::q4_0_repacked);
+        with_avx512_row_loop<avx512::dot_rows_repacked<dtype::q4_0_repacked>,
+                             avx512::dot_rows_repacked_batch<dtype::q4_0_repacked>>(dtype::q4_0_repacked);
+    static const kernels q5_0_repacked =
+        with_avx512_row_loop<avx512::dot_rows_repacked<dtype::q5_0_repacked>,
+                             avx512::dot_rows_repacked_batch<dtype::q5_0_repacked>>(dtype::q5_0_repacked);
     static const kernels q5_0 =
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q5_0>, avx512::dot_rows_32_batch<dtype::q5_0>>(dtype::q5_0);
     static const kernels q4_1 =
@@ -69,6 +73,7 @@ const kernels * avx512_kernels(dtype t) {
     case dtype::q4_0: return &q4_0;
     case dtype::q4_0_repacked: return &q4_0_repacked;
     case dtype::q5_0: return &q5_0;
+    case dtype::q5_0_repacked: return &q5_0_repacked;
     case dtype::q4_1: return &q4_1;
     case dtype::q5_1: return &q5_1;
     case dtype::iq4_nl: return &iq4_nl;

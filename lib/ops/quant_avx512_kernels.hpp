@@ -84,9 +84,8 @@ using frugal::ops::detail::with_batch_rows;
 // signs moved onto x) runs 45 -> 60 GB/s in cache on Zen 5, 1 thread; from
 // DRAM the same. Rows go one after another: two side by side (each with its own accumulator, so
 // that their FMA chains overlap) ran +40 % in cache but -20 % from DRAM, two streams instead of
-// one. On AVX-512 VNNI CPUs Q5_0 weights stay as stored (ops::repacking_speeds_decode): this
-// kernel read them faster than the AVX2 repacked loop did. Q4_0 takes the repacked loop below
-// (a model's Q4_0 matrices are repacked at load); this one serves Q4_0 left as stored. Q4_1 and Q5_1 (0..15 and 0..31 as
+// one. A model's Q4_0 and Q5_0 matrices are repacked at load for the repacked loop below
+// (ops::repacking_speeds_decode); this one serves them where they stay as stored. Q4_1 and Q5_1 (0..15 and 0..31 as
 // stored, against Q8_1 activations) add their offsets as the AVX2 dot does: Σ m · s_x in four
 // lanes (lane j over blocks 4g + j), apart from the accumulators and added to their total at the
 // end (1.5B Q5_1 decode was at 46 % of the bench's probe on the AVX2 dot alone, Zen 4).
@@ -276,23 +275,32 @@ FRUGAL_AVX512 inline void dot_rows_stored_batch(const std::byte * w, size_t w_st
     with_batch_rows(m, [&](auto mr) FRUGAL_AVX512 { stored_rows<Block, mr()>(w, w_stride, rows, nb, t, out, ldo); });
 }
 
-// --- Q4_0 repacked (dtype.hpp: the row's fp16 scales, then its blocks' 16 nibble bytes each) -----
-// The AVX2 repacked loop (q4_0r_rows) four blocks per zmm: block b of a quad in 128-bit lane b, the
-// quad's nibbles one 64-byte load (the stored blocks' scales between their nibbles made the quad a
-// gather: PERF.md, "A Q4_0 decode loop with four blocks per zmm"). vpdpbusd against the low and
-// then the high nibbles from −8 · Σ x gives each int32 lane the AVX2 lane's exact sum (the same
-// eight products). Per scale group of eight blocks, quad h holds pairs 2h (lanes 0-7, the AVX2
-// loop's even accumulator) and 2h + 1 (lanes 8-15, odd), each scaled by its blocks' dw · dx and
-// added with one fused multiply-add, as the AVX2 loop adds a pair: bit-identical. Past the row's
-// blocks the lanes add 0 · 0, which leaves any sum but −0 as it is (and a sum from +0 is never −0).
-// Zen 4, 1.5B Q4_0 matvec, 1 thread in L2: 19 GB/s as stored -> 27 repacked; tg128 +15-23 %.
+// --- Q4_0 and Q5_0 repacked (dtype.hpp: a row's fp16 scales, Q5_0's fifth bits, then nibbles) ----
+// The AVX2 repacked loops (q4_0r_rows, q5_0r_rows) four blocks per zmm: block b of a quad in
+// 128-bit lane b, the quad's nibbles one 64-byte load (the stored blocks' scales between their
+// nibbles made the quad a gather: PERF.md, "A Q4_0 decode loop with four blocks per zmm").
+// vpdpbusd against the low and then the high nibbles (Q5_0: with their fifth bits at bit 4) from
+// −offset · Σ x gives each int32 lane the AVX2 lane's exact sum (the same eight products). Per
+// scale group of eight blocks, quad h holds pairs 2h (lanes 0-7, the AVX2 loop's even
+// accumulator) and 2h + 1 (lanes 8-15, odd), each scaled by its blocks' dw · dx and added with
+// one fused multiply-add, as the AVX2 loop adds a pair: bit-identical. Past the row's blocks the
+// lanes add 0 · 0, which leaves any sum but −0 as it is (and a sum from +0 is never −0).
+// Zen 4, matvec 1536 wide, 1 thread in L2, as stored -> repacked: Q4_0 19 -> 27 GB/s, Q5_0 20 ->
+// 29. From DRAM (2 threads) within noise of each other (Q5_0 8960 wide perhaps 4 % slower).
 
-inline constexpr int64_t k_repacked_group = 8; // blocks per fp16 scale conversion, as in the AVX2 loop
+inline constexpr int64_t k_repacked_group = 8; // blocks per fp16 scale conversion, as in the AVX2 loops
+static_assert(k_repacked_group == frugal::ops::detail::k_fifth_bits_group);
 
-// One activation row as the repacked loop reads it, per quad of blocks q: x[128q, +64) elements
+// What the unsigned quants carry over the signed ones (q4_0_repacked or q5_0_repacked).
+template <frugal::dtype T>
+constexpr int repacked_offset() {
+    return T == frugal::dtype::q5_0_repacked ? 16 : 8;
+}
+
+// One activation row as the repacked loops read it, per quad of blocks q: x[128q, +64) elements
 // 0..15 of its four blocks (block b at 16b), x[128q + 64, +64) elements 16..31; the weights'
-// −8 · Σ x for each int32 lane (16 a quad); then each block's dx. Zeros past the row's blocks, up
-// to a whole scale group (two quads, eight scales).
+// −offset · Σ x for each int32 lane (16 a quad); then each block's dx. Zeros past the row's
+// blocks, up to a whole scale group (two quads, eight scales).
 struct repacked_activation {
     int8_t * x;
     int32_t * minus_offset_x;
@@ -302,10 +310,11 @@ struct repacked_activation {
     static constexpr int64_t quads(int64_t nb) { return (nb + k_repacked_group - 1) / k_repacked_group * 2; }
 };
 
-FRUGAL_AVX512 inline void prepare_repacked(const void * act, int64_t nb, const repacked_activation & t) {
+FRUGAL_AVX512 inline void prepare_repacked(const void * act, int64_t nb, int offset, const repacked_activation & t) {
     const auto * a = static_cast<const block_q8_0 *>(act);
     const auto load128 = [](const int8_t * p) FRUGAL_AVX512 { return _mm_loadu_si128(reinterpret_cast<const __m128i *>(p)); };
     const int64_t quads = repacked_activation::quads(nb);
+    const __m512i times = _mm512_set1_epi8(char(offset));
     for (int64_t q = 0; q < quads; ++q) {
         __m128i lo[4], hi[4];
         for (int b = 0; b < 4; ++b) {
@@ -313,36 +322,73 @@ FRUGAL_AVX512 inline void prepare_repacked(const void * act, int64_t nb, const r
             lo[b] = ib < nb ? load128(a[ib].qs) : _mm_setzero_si128();
             hi[b] = ib < nb ? load128(a[ib].qs + 16) : _mm_setzero_si128();
         }
-        const __m512i x_lo = join4(lo), x_hi = join4(hi), eight = _mm512_set1_epi8(8);
+        const __m512i x_lo = join4(lo), x_hi = join4(hi);
         _mm512_store_si512(t.x + 128 * q, x_lo);
         _mm512_store_si512(t.x + 128 * q + 64, x_hi);
-        const __m512i sums8 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, x_lo), eight, x_hi);
-        _mm512_store_si512(t.minus_offset_x + 16 * q, _mm512_sub_epi32(_mm512_setzero_si512(), sums8));
+        const __m512i sums = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), times, x_lo), times, x_hi);
+        _mm512_store_si512(t.minus_offset_x + 16 * q, _mm512_sub_epi32(_mm512_setzero_si512(), sums));
     }
     for (int64_t ib = 0; ib < 4 * quads; ++ib) t.dx[ib] = ib < nb ? half(a[ib].d) : 0.f;
 }
 
-// out[i · ldo + r] for weight rows r < rows against MR prepared activation rows t[i]: each quad
-// unpacked once for all MR, each activation's arithmetic the single row's.
-template <int MR>
-FRUGAL_AVX512 inline void q4_0r_rows(const std::byte * w, size_t w_stride, int64_t rows, int64_t nb,
-                                     const repacked_activation * t, float * out, int64_t ldo) {
+// Q5_0's fifth bits at bit 4 of a quad's low (lo) and high (hi) nibble bytes.
+struct fifth_bits_pair {
+    __m512i lo, hi;
+};
+// Bit low_bit of each byte of v's lower 256 bits, and high_bit of the upper ones, at bit 4, the
+// other bits cleared: each dword rotated left by (4 − bit) mod 32 (at most 4 left or 3 right,
+// which brings no bit of another byte to a bit 4).
+FRUGAL_AVX512 inline __m512i bit_to_bit4(__m512i v, int low_bit, int high_bit) {
+    const __m512i rotation =
+        _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32((36 - low_bit) % 32), _mm512_set1_epi32((36 - high_bit) % 32));
+    return _mm512_and_si512(_mm512_rolv_epi32(v, rotation), _mm512_set1_epi8(0x10));
+}
+// Quad h of a full group, whose 32 fifth-bit bytes are h32: the AVX2 loop's register k takes bit
+// k of each byte (pair j's low nibbles k = 2j, its high ones 2j + 1).
+FRUGAL_AVX512 inline fifth_bits_pair group_fifth_bits(__m256i h32, int h) {
+    const __m512i both = _mm512_broadcast_i64x4(h32);
+    return {bit_to_bit4(both, 4 * h, 4 * h + 2), bit_to_bit4(both, 4 * h + 1, 4 * h + 3)};
+}
+// The quad at block b of a tail (blocks b .. b + blocks, blocks <= 4), from their qh words
+// (element e: bit e).
+FRUGAL_AVX512 inline fifth_bits_pair tail_fifth_bits(const uint8_t * words, int64_t b, int64_t blocks) {
+    uint64_t lo = 0, hi = 0;
+    for (int64_t j = 0; j < blocks; ++j) {
+        uint32_t qh;
+        std::memcpy(&qh, words + 4 * (b + j), sizeof qh);
+        lo |= uint64_t(qh & 0xFFFF) << (16 * j);
+        hi |= uint64_t(qh >> 16) << (16 * j);
+    }
+    const __m512i bit4 = _mm512_set1_epi8(0x10);
+    return {_mm512_maskz_mov_epi8(lo, bit4), _mm512_maskz_mov_epi8(hi, bit4)};
+}
+
+// out[i · ldo + r] for weight rows r < rows (of type T) against MR prepared activation rows t[i]:
+// each quad unpacked once for all MR, each activation's arithmetic the single row's.
+template <frugal::dtype T, int MR>
+FRUGAL_AVX512 inline void repacked_rows(const std::byte * w, size_t w_stride, int64_t rows, int64_t nb,
+                                        const repacked_activation * t, float * out, int64_t ldo) {
+    constexpr bool q5 = T == frugal::dtype::q5_0_repacked;
+    using frugal::ops::detail::repacked_nibbles_offset;
     // Quad h's lane scales out of its group's eight: s[4h + b] in lanes 4b .. 4b + 3.
     const __m512i quad_lanes[2] = {_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
                                    _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7)};
     const __m512i nibble = _mm512_set1_epi8(0x0F);
-    const bool l2_only = prefetch_weights_to_l2(MR, size_t(nb) * repacked_activation::bytes_per_block,
-                                                size_t(nb) * sizeof(frugal::block_q4_0));
+    const size_t weight_row_bytes = size_t(nb) * (q5 ? sizeof(frugal::block_q5_0) : sizeof(frugal::block_q4_0));
+    const bool l2_only = prefetch_weights_to_l2(MR, size_t(nb) * repacked_activation::bytes_per_block, weight_row_bytes);
     for (int64_t r = 0; r < rows; ++r) {
         const std::byte * row = w + size_t(r) * w_stride;
         const uint16_t * dw = frugal::ops::detail::repacked_scales(row);
-        const uint8_t * qs = frugal::ops::detail::repacked_nibbles(frugal::dtype::q4_0_repacked, row, nb);
+        const uint8_t * fifth = frugal::ops::detail::repacked_fifth_bits(row, nb);
+        const uint8_t * qs = frugal::ops::detail::repacked_nibbles(T, row, nb);
         __m512 acc[MR]; // lanes 0-7: even pairs, 8-15: odd pairs
         for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
-        prefetch_ahead(dw, size_t(nb) * sizeof(uint16_t), l2_only); // the nibbles' prefetches skip the scales
-        // Quad h of the group at block g (its nibbles v).
-        const auto add_quad = [&](__m512i v, int64_t g, int h, const __m256 * s8) FRUGAL_AVX512 {
-            const __m512i lo = _mm512_and_si512(v, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+        // The nibbles' prefetches skip the scales and fifth bits at the row's head.
+        prefetch_ahead(row, size_t(repacked_nibbles_offset(T, nb)), l2_only);
+        // Quad h of the group at block g (its nibbles v, Q5_0's fifth bits f).
+        const auto add_quad = [&](__m512i v, const fifth_bits_pair & f, int64_t g, int h, const __m256 * s8) FRUGAL_AVX512 {
+            __m512i lo = _mm512_and_si512(v, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+            if constexpr (q5) lo = _mm512_or_si512(lo, f.lo), hi = _mm512_or_si512(hi, f.hi);
             const int64_t q = g / 4 + h;
             for (int i = 0; i < MR; ++i) {
                 const __m512i p = _mm512_dpbusd_epi32(
@@ -352,14 +398,16 @@ FRUGAL_AVX512 inline void q4_0r_rows(const std::byte * w, size_t w_stride, int64
                 acc[i] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p), acc[i]);
             }
         };
+        const fifth_bits_pair no_fifth_bits{};
         int64_t g = 0;
         for (; g + k_repacked_group <= nb; g += k_repacked_group) {
             prefetch_ahead(qs + 16 * g, 16 * k_repacked_group, l2_only);
             const __m256 dw8 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(dw + g)));
             __m256 s8[MR];
             for (int i = 0; i < MR; ++i) s8[i] = _mm256_mul_ps(dw8, _mm256_load_ps(t[i].dx + g));
-            add_quad(_mm512_loadu_si512(qs + 16 * g), g, 0, s8);
-            add_quad(_mm512_loadu_si512(qs + 16 * g + 64), g, 1, s8);
+            const __m256i h32 = q5 ? load256(fifth + 4 * g) : _mm256_setzero_si256();
+            for (int h = 0; h < 2; ++h)
+                add_quad(_mm512_loadu_si512(qs + 16 * (g + 4 * h)), q5 ? group_fifth_bits(h32, h) : no_fifth_bits, g, h, s8);
         }
         if (const int64_t count = nb - g; count > 0) { // a partial group: zeros past the row's blocks
             uint16_t padded[k_repacked_group] = {};
@@ -368,9 +416,9 @@ FRUGAL_AVX512 inline void q4_0r_rows(const std::byte * w, size_t w_stride, int64
             __m256 s8[MR];
             for (int i = 0; i < MR; ++i) s8[i] = _mm256_mul_ps(dw8, _mm256_load_ps(t[i].dx + g));
             for (int h = 0; 4 * h < count; ++h) {
-                const int64_t blocks = std::min<int64_t>(4, count - 4 * h);
-                const __m512i v = _mm512_maskz_loadu_epi8(~uint64_t(0) >> (64 - 16 * blocks), qs + 16 * (g + 4 * h));
-                add_quad(v, g, h, s8);
+                const int64_t b = g + 4 * h, blocks = std::min<int64_t>(4, count - 4 * h);
+                const __m512i v = _mm512_maskz_loadu_epi8(~uint64_t(0) >> (64 - 16 * blocks), qs + 16 * b);
+                add_quad(v, q5 ? tail_fifth_bits(fifth, b, blocks) : no_fifth_bits, g, h, s8);
             }
         }
         for (int i = 0; i < MR; ++i) out[i * ldo + r] = even_odd_total(acc[i]);
@@ -381,24 +429,26 @@ FRUGAL_AVX512 inline void q4_0r_rows(const std::byte * w, size_t w_stride, int64
 // (52 KiB); longer rows take the AVX2 kernel.
 inline constexpr int64_t k_repacked_max_blocks = 1024;
 
-FRUGAL_AVX512 inline void dot_rows_q4_0r(const std::byte * w, size_t w_stride, int64_t rows, const void * act, int64_t n,
-                                         float * out) {
+template <frugal::dtype T>
+FRUGAL_AVX512 inline void dot_rows_repacked(const std::byte * w, size_t w_stride, int64_t rows, const void * act,
+                                            int64_t n, float * out) {
     const int64_t nb = n / k_qk;
-    if (nb > k_repacked_max_blocks)
-        return frugal::ops::detail::avx2_kernels(frugal::dtype::q4_0_repacked)->dot_rows(w, w_stride, rows, act, n, out);
+    if (nb > k_repacked_max_blocks) return frugal::ops::detail::avx2_kernels(T)->dot_rows(w, w_stride, rows, act, n, out);
     constexpr int64_t max_quads = repacked_activation::quads(k_repacked_max_blocks);
     alignas(64) int8_t x[128 * max_quads];
     alignas(64) int32_t minus_offset_x[16 * max_quads];
     alignas(64) float dx[4 * max_quads];
     const repacked_activation t{x, minus_offset_x, dx};
-    prepare_repacked(act, nb, t);
-    q4_0r_rows<1>(w, w_stride, rows, nb, &t, out, 0);
+    prepare_repacked(act, nb, repacked_offset<T>(), t);
+    repacked_rows<T, 1>(w, w_stride, rows, nb, &t, out, 0);
 }
 
-// dot_rows_q4_0r for m <= k_batch activation rows (act_stride bytes apart) at once: out[i · ldo +
-// r], their prepared rows in batch_buffer.
-FRUGAL_AVX512 inline void dot_rows_q4_0r_batch(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
-                                               size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
+// dot_rows_repacked for m <= k_batch activation rows (act_stride bytes apart) at once: out[i ·
+// ldo + r], their prepared rows in batch_buffer.
+template <frugal::dtype T>
+FRUGAL_AVX512 inline void dot_rows_repacked_batch(const std::byte * w, size_t w_stride, int64_t rows,
+                                                  const std::byte * act, size_t act_stride, int64_t m, int64_t n,
+                                                  float * out, int64_t ldo) {
     const int64_t nb = n / k_qk, quads = repacked_activation::quads(nb);
     const size_t x_bytes = size_t(quads) * 128, offsets_bytes = size_t(quads) * 64, dx_bytes = size_t(quads) * 16;
     const size_t per_row = x_bytes + offsets_bytes + (dx_bytes + 63) / 64 * 64; // each part 64-byte aligned
@@ -408,9 +458,9 @@ FRUGAL_AVX512 inline void dot_rows_q4_0r_batch(const std::byte * w, size_t w_str
         std::byte * at = base + per_row * size_t(i);
         t[i] = {reinterpret_cast<int8_t *>(at), reinterpret_cast<int32_t *>(at + x_bytes),
                 reinterpret_cast<float *>(at + x_bytes + offsets_bytes)};
-        prepare_repacked(act + size_t(i) * act_stride, nb, t[i]);
+        prepare_repacked(act + size_t(i) * act_stride, nb, repacked_offset<T>(), t[i]);
     }
-    with_batch_rows(m, [&](auto mr) FRUGAL_AVX512 { q4_0r_rows<mr()>(w, w_stride, rows, nb, t, out, ldo); });
+    with_batch_rows(m, [&](auto mr) FRUGAL_AVX512 { repacked_rows<T, mr()>(w, w_stride, rows, nb, t, out, ldo); });
 }
 
 // --- Q4_K and Q5_K with Q8_K activations --------------------------------------------------------

@@ -1,5 +1,5 @@
 // quant_avx512_test.cpp - the AVX-512 VNNI decode kernels (lib/ops/quant_avx512_kernels.hpp: Q8_0,
-// Q4_0 (as stored and repacked), Q4_1, Q5_0, Q5_1 and IQ4_NL, the K-quants and IQ4_XS) must give
+// Q4_0 and Q5_0 (as stored and repacked), Q4_1, Q5_1 and IQ4_NL, the K-quants and IQ4_XS) must give
 // the AVX2 kernels' results to the bit. Two builds of the same source are checked:
 //   - the library's, on CPUs with AVX-512 F/BW/VNNI (skipped elsewhere);
 //   - one compiled here against SIMD Everywhere's portable AVX-512 (Debian libsimde-dev), which
@@ -35,10 +35,11 @@ struct weights_case {
 };
 
 weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
-    if (t == dtype::q4_0_repacked) { // Q4_0's case, its rows repacked by the library
-        weights_case c = make_case(dtype::q4_0, rows, n, seed);
-        std::vector<std::byte> stored = c.w;
-        ops::repack_rows(dtype::q4_0, stored.data(), c.w.data(), rows, n);
+    if (t == dtype::q4_0_repacked || t == dtype::q5_0_repacked) { // the stored type's case, repacked by the library
+        const dtype stored_type = t == dtype::q4_0_repacked ? dtype::q4_0 : dtype::q5_0;
+        weights_case c = make_case(stored_type, rows, n, seed);
+        const std::vector<std::byte> stored = c.w;
+        ops::repack_rows(stored_type, stored.data(), c.w.data(), rows, n);
         return c;
     }
     std::mt19937 rng(seed);
@@ -231,8 +232,12 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
         check_against_avx2(dtype::q5_1, emu::one_row<rows>, rows, emu::dot_rows_32_batch<dtype::q5_1>);
     }
     SUBCASE("q4_0_repacked") {
-        check_against_avx2(dtype::q4_0_repacked, emu::one_row<emu::dot_rows_q4_0r>, emu::dot_rows_q4_0r,
-                           emu::dot_rows_q4_0r_batch);
+        constexpr auto rows = emu::dot_rows_repacked<dtype::q4_0_repacked>;
+        check_against_avx2(dtype::q4_0_repacked, emu::one_row<rows>, rows, emu::dot_rows_repacked_batch<dtype::q4_0_repacked>);
+    }
+    SUBCASE("q5_0_repacked") {
+        constexpr auto rows = emu::dot_rows_repacked<dtype::q5_0_repacked>;
+        check_against_avx2(dtype::q5_0_repacked, emu::one_row<rows>, rows, emu::dot_rows_repacked_batch<dtype::q5_0_repacked>);
     }
     SUBCASE("iq4_nl") {
         constexpr auto rows = emu::dot_rows_32<dtype::iq4_nl>;
@@ -266,8 +271,8 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
 
 TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doctest::timeout(60)) {
     if (!ops::detail::avx512_vnni_supported()) FRUGAL_SKIP("this CPU has no AVX-512 VNNI");
-    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q4_1, dtype::q5_0, dtype::q5_1,
-                    dtype::iq4_nl}) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q4_1, dtype::q5_0, dtype::q5_0_repacked,
+                    dtype::q5_1, dtype::iq4_nl}) {
         CAPTURE(std::string(dtype_name(t)));
         const ops::detail::kernels * k = ops::detail::avx512_kernels(t);
         REQUIRE(k);
@@ -275,8 +280,9 @@ TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doct
         check_against_avx2(t, k->dot, k->dot_rows, k->dot_rows_batch);
         CHECK(ops::detail::decode_row_loop(t)); // and decode selects them
     }
-    CHECK(ops::repacking_speeds_decode(dtype::q4_0)); // models' Q4_0 matrices take the repacked loop
-    CHECK_FALSE(ops::repacking_speeds_decode(dtype::q5_0)); // Q5_0's stay as stored
+    // models' Q4_0 and Q5_0 matrices take the repacked loops
+    CHECK(ops::repacking_speeds_decode(dtype::q4_0));
+    CHECK(ops::repacking_speeds_decode(dtype::q5_0));
     const auto check_k = [&]<class Block>(dtype t, Block) {
         CAPTURE(std::string(dtype_name(t)));
         const ops::detail::kernels * k = ops::detail::avx512_kernels(t);
