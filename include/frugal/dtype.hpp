@@ -40,6 +40,8 @@ enum class dtype : uint32_t {
     // (e < 16, i < 2), so one shift and one mask turn h into a nibble pair's fifth bits. The
     // blocks after the last full group keep Q5_0's qh words. Element values are Q5_0's.
     q5_0_repacked = 0x10006,
+    // IQ4_NL as Q4_0 repacked: row = d[nb] | qs[nb][16]. Element values are IQ4_NL's.
+    iq4_nl_repacked = 0x10014,
 };
 
 inline constexpr int64_t k_qk = 32;    // elements per block of Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL
@@ -208,6 +210,7 @@ constexpr dtype_traits traits(dtype t) noexcept {
     case dtype::q6_k: return {"q6_k", k_qk_k, sizeof(block_q6_k), true};
     case dtype::q4_0_repacked: return {"q4_0_repacked", k_qk, sizeof(block_q4_0), true};
     case dtype::q5_0_repacked: return {"q5_0_repacked", k_qk, sizeof(block_q5_0), true};
+    case dtype::iq4_nl_repacked: return {"iq4_nl_repacked", k_qk, sizeof(block_iq4_nl), true};
     }
     return {"?", 1, 0, false};
 }

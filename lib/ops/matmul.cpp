@@ -98,7 +98,7 @@ void round_activation(dtype t, const float * x, float * out, int64_t n, std::vec
     case dtype::f32: std::copy(x, x + n, out); break;
     case dtype::f16: case dtype::bf16: dequantize_row(t, buf.data(), out, n); break;
     case dtype::q8_0: case dtype::q4_0: case dtype::q4_0_repacked: case dtype::q5_0: case dtype::q5_0_repacked:
-    case dtype::iq4_nl:
+    case dtype::iq4_nl: case dtype::iq4_nl_repacked:
         dequantize_row(dtype::q8_0, buf.data(), out, n);
         break;
     case dtype::q4_1: case dtype::q5_1: {
@@ -273,7 +273,7 @@ const slab_conversions & slab_conversions_here() {
 bool int8_prefill_type(dtype t) {
     switch (t) {
     case dtype::q4_0: case dtype::q4_0_repacked: case dtype::q5_0: case dtype::q5_0_repacked: case dtype::iq4_nl:
-    case dtype::q4_k: case dtype::q5_k: return true;
+    case dtype::iq4_nl_repacked: case dtype::q4_k: case dtype::q5_k: return true;
     default: return false;
     }
 }

@@ -41,7 +41,7 @@ namespace frugal::ops::q8 {
 constexpr bool supports(dtype t) {
     return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q4_1 || t == dtype::q5_0 ||
            t == dtype::q5_0_repacked || t == dtype::q5_1 || t == dtype::q3_k || t == dtype::q4_k || t == dtype::q5_k ||
-           t == dtype::q6_k || t == dtype::iq4_nl || t == dtype::iq4_xs || t == dtype::q2_k;
+           t == dtype::q6_k || t == dtype::iq4_nl || t == dtype::iq4_nl_repacked || t == dtype::iq4_xs || t == dtype::q2_k;
 }
 // K-quants and IQ4_XS: Q8_K activations (one dx per 256).
 constexpr bool super_blocks(dtype t) {
@@ -216,6 +216,8 @@ constexpr block_layout layout_of(dtype t, int64_t nb) {
     case dtype::iq4_nl:
         return {0, sizeof(block_iq4_nl), offsetof(block_iq4_nl, qs), sizeof(block_iq4_nl), true, 0, fifth_bits::none, 0,
                 -1, true};
+    case dtype::iq4_nl_repacked:
+        return {0, half, detail::repacked_nibbles_offset(t, nb), nibble_bytes, true, 0, fifth_bits::none, 0, -1, true};
     default: return {0, 0, 0, 0, false, 0, fifth_bits::none, 0}; // not reached: callers check supports(t)
     }
 }

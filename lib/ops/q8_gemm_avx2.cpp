@@ -51,7 +51,7 @@ namespace {
 
 // Without VNNI, the 8-bit quants of Q8_0, IQ4_NL and IQ4_XS would saturate vpmaddubsw's int16 pairs.
 constexpr bool takes_2_to_6_bits(dtype t) {
-    return supports(t) && t != dtype::q8_0 && t != dtype::iq4_nl && t != dtype::iq4_xs;
+    return supports(t) && t != dtype::q8_0 && t != dtype::iq4_nl && t != dtype::iq4_nl_repacked && t != dtype::iq4_xs;
 }
 constexpr kernel k_avx2_kernel{"avx2",          avx2::q8_chunk,        takes_2_to_6_bits, avx2::k_tiles * avx2::k_cols,
                                avx2::k_scratch_per_block, nullptr, avx2::gemm_from};

@@ -170,7 +170,8 @@ size_t activation_bytes(dtype t, int64_t n) {
     case dtype::q4_0_repacked:
     case dtype::q5_0:
     case dtype::q5_0_repacked:
-    case dtype::iq4_nl: return size_t(n / k_qk) * sizeof(block_q8_0);
+    case dtype::iq4_nl:
+    case dtype::iq4_nl_repacked: return size_t(n / k_qk) * sizeof(block_q8_0);
     case dtype::q4_1:
     case dtype::q5_1: return size_t(n / k_qk) * sizeof(block_q8_1);
     case dtype::q2_k:
@@ -203,7 +204,7 @@ namespace {
 int activation_format(dtype t) {
     switch (t) {
     case dtype::q8_0: case dtype::q4_0: case dtype::q4_0_repacked: case dtype::q5_0: case dtype::q5_0_repacked:
-    case dtype::iq4_nl:
+    case dtype::iq4_nl: case dtype::iq4_nl_repacked:
         return -1; // Q8_0
     case dtype::q2_k: case dtype::q3_k: case dtype::q4_k: case dtype::q5_k: case dtype::q6_k: case dtype::iq4_xs:
         return -2; // Q8_K
@@ -346,7 +347,8 @@ void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n) {
     case dtype::q5_k:
     case dtype::q6_k:
     case dtype::q4_0_repacked:
-    case dtype::q5_0_repacked: break;
+    case dtype::q5_0_repacked:
+    case dtype::iq4_nl_repacked: break;
     }
     throw_error(status::invalid_argument, "quant: no weight quantizer for {}", dtype_name(t));
 }
@@ -355,18 +357,22 @@ dtype repacked_type(dtype t) {
     switch (t) {
     case dtype::q4_0: return dtype::q4_0_repacked;
     case dtype::q5_0: return dtype::q5_0_repacked;
+    case dtype::iq4_nl: return dtype::iq4_nl_repacked;
     default: return t;
     }
 }
 
 bool repacking_speeds_decode(dtype t) {
-    // Where the AVX-512 set has a loop for the repacked layout, or none for the stored one. The
-    // AVX2 kernels gain from the repacked layout, and so do the AVX-512 ones: a quad of blocks is
-    // one load there (Zen 4, 1.5B tg128, alternating rounds, as stored -> repacked: Q4_0 26-28 ->
-    // 32-33 t/s, Q5_0 median 28.9 -> 31.5). Without them, on a Zen 5 the stored AVX-512 loop beat
-    // the AVX2 repacked one (Q5_0 46-48 against 44 t/s).
+    // Where the SIMD set that would decode t has a loop for the repacked layout: the AVX2 loops
+    // gain from it, and so do the AVX-512 ones, which take a quad of blocks in one load there
+    // (Zen 4, 1.5B tg128, alternating rounds, as stored -> repacked: Q4_0 26-28 -> 32-33 t/s, Q5_0
+    // median 28.9 -> 31.5). Without an AVX-512 repacked loop, on a Zen 5 the stored AVX-512 loop
+    // beat the AVX2 repacked one (Q5_0 46-48 against 44 t/s). The scalar code reads both layouts
+    // alike, the stored one without rebuilding blocks.
     const dtype to = repacked_type(t);
-    return to != t && (!active_avx512_kernels(t) || active_avx512_kernels(to));
+    if (to == t || !use_avx2()) return false;
+    if (active_avx512_kernels(t) || active_avx512_kernels(to)) return active_avx512_kernels(to) != nullptr;
+    return detail::avx2_kernels(to) != nullptr;
 }
 
 namespace {
@@ -396,7 +402,7 @@ void repack_rows(dtype t, const void * src, void * dst, int64_t rows, int64_t n)
         std::byte * nibbles = out + detail::repacked_nibbles_offset(to, nb);
         std::fill(fifth, nibbles, std::byte{0});
         for (int64_t ib = 0; ib < nb; ++ib) {
-            // Q4_0 and Q5_0 blocks both start with d and end with the 16 nibble bytes.
+            // Q4_0, Q5_0 and IQ4_NL blocks all start with d and end with the 16 nibble bytes.
             const std::byte * b = in + size_t(ib) * block;
             std::memcpy(out + ib * int64_t(sizeof(uint16_t)), b, sizeof(uint16_t));
             std::memcpy(nibbles + ib * 16, b + block - 16, 16);

@@ -98,13 +98,12 @@ void matmul_rows_many(std::span<const row_product> products, const float * x, in
 void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n);
 
 // Weight layouts the loader rewrites into for faster decode kernels, with the same bytes per
-// row (so a repacked copy costs exactly what the original did): Q4_0 -> q4_0_repacked
-// (dtype.hpp). Returns t itself when t has none.
+// row (so a repacked copy costs exactly what the original did): Q4_0 -> q4_0_repacked, Q5_0 ->
+// q5_0_repacked, IQ4_NL -> iq4_nl_repacked (dtype.hpp). Returns t itself when t has none.
 dtype repacked_type(dtype t);
-// Whether decode on this CPU reads repacked_type(t) faster than t as stored: false only where the
-// AVX-512 VNNI kernels would take t as stored and have no loop for its repacked layout (the
-// stored loop was measured faster there than the AVX2 repacked one). Today true for Q4_0 and Q5_0
-// on every CPU.
+// Whether decode on this CPU reads repacked_type(t) faster than t as stored: where the SIMD
+// kernels that would decode t have a loop for its repacked layout. Today Q4_0 and Q5_0 with AVX2
+// or AVX-512 VNNI, IQ4_NL with AVX-512 VNNI.
 bool repacking_speeds_decode(dtype t);
 // Rewrites `rows` rows of n elements from type t into repacked_type(t)'s layout; src and dst
 // must not overlap. Throws status::invalid_argument when t has no repacked layout.

@@ -1172,6 +1172,7 @@ const kernels * avx2_kernels(dtype t) {
     case dtype::q6_k: return &q6_kernels;
     case dtype::q4_0_repacked: return &q4_0r_kernels;
     case dtype::q5_0_repacked: return &q5_0r_kernels;
+    case dtype::iq4_nl_repacked: return nullptr; // an AVX-512 layout only (ops::repacking_speeds_decode)
     }
     return nullptr;
 }

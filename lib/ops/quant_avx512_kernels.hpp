@@ -275,12 +275,14 @@ FRUGAL_AVX512 inline void dot_rows_stored_batch(const std::byte * w, size_t w_st
     with_batch_rows(m, [&](auto mr) FRUGAL_AVX512 { stored_rows<Block, mr()>(w, w_stride, rows, nb, t, out, ldo); });
 }
 
-// --- Q4_0 and Q5_0 repacked (dtype.hpp: a row's fp16 scales, Q5_0's fifth bits, then nibbles) ----
+// --- Q4_0, Q5_0 and IQ4_NL repacked (dtype.hpp: a row's fp16 scales, Q5_0's fifth bits, nibbles) --
 // The AVX2 repacked loops (q4_0r_rows, q5_0r_rows) four blocks per zmm: block b of a quad in
 // 128-bit lane b, the quad's nibbles one 64-byte load (the stored blocks' scales between their
 // nibbles made the quad a gather: PERF.md, "A Q4_0 decode loop with four blocks per zmm").
-// vpdpbusd against the low and then the high nibbles (Q5_0: with their fifth bits at bit 4) from
-// −offset · Σ x gives each int32 lane the AVX2 lane's exact sum (the same eight products). Per
+// vpdpbusd against the low and then the high nibbles (Q5_0: with their fifth bits at bit 4;
+// IQ4_NL: their levels + 128) from −offset · Σ x gives each int32 lane the AVX2 lane's exact sum
+// (the same eight products). IQ4_NL has no AVX2 repacked loop: its lanes and float steps are
+// those a Q4_0 row takes, held to the scalar dot within rounding. Per
 // scale group of eight blocks, quad h holds pairs 2h (lanes 0-7, the AVX2 loop's even
 // accumulator) and 2h + 1 (lanes 8-15, odd), each scaled by its blocks' dw · dx and added with
 // one fused multiply-add, as the AVX2 loop adds a pair: bit-identical. Past the row's blocks the
@@ -291,10 +293,12 @@ FRUGAL_AVX512 inline void dot_rows_stored_batch(const std::byte * w, size_t w_st
 inline constexpr int64_t k_repacked_group = 8; // blocks per fp16 scale conversion, as in the AVX2 loops
 static_assert(k_repacked_group == frugal::ops::detail::k_fifth_bits_group);
 
-// What the unsigned quants carry over the signed ones (q4_0_repacked or q5_0_repacked).
+// What the unsigned quants carry over the signed ones (q4_0_repacked, q5_0_repacked or
+// iq4_nl_repacked).
 template <frugal::dtype T>
 constexpr int repacked_offset() {
-    return T == frugal::dtype::q5_0_repacked ? 16 : 8;
+    if constexpr (T == frugal::dtype::iq4_nl_repacked) return 128;
+    else return T == frugal::dtype::q5_0_repacked ? 16 : 8;
 }
 
 // One activation row as the repacked loops read it, per quad of blocks q: x[128q, +64) elements
@@ -368,13 +372,13 @@ FRUGAL_AVX512 inline fifth_bits_pair tail_fifth_bits(const uint8_t * words, int6
 template <frugal::dtype T, int MR>
 FRUGAL_AVX512 inline void repacked_rows(const std::byte * w, size_t w_stride, int64_t rows, int64_t nb,
                                         const repacked_activation * t, float * out, int64_t ldo) {
-    constexpr bool q5 = T == frugal::dtype::q5_0_repacked;
+    constexpr bool q5 = T == frugal::dtype::q5_0_repacked, levels = T == frugal::dtype::iq4_nl_repacked;
     using frugal::ops::detail::repacked_nibbles_offset;
     // Quad h's lane scales out of its group's eight: s[4h + b] in lanes 4b .. 4b + 3.
     const __m512i quad_lanes[2] = {_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
                                    _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7)};
-    const __m512i nibble = _mm512_set1_epi8(0x0F);
-    const size_t weight_row_bytes = size_t(nb) * (q5 ? sizeof(frugal::block_q5_0) : sizeof(frugal::block_q4_0));
+    const __m512i nibble = _mm512_set1_epi8(0x0F), unsigned_levels = iq4_nl_unsigned_levels();
+    const size_t weight_row_bytes = size_t(nb) * frugal::traits(T).block_bytes;
     const bool l2_only = prefetch_weights_to_l2(MR, size_t(nb) * repacked_activation::bytes_per_block, weight_row_bytes);
     for (int64_t r = 0; r < rows; ++r) {
         const std::byte * row = w + size_t(r) * w_stride;
@@ -389,6 +393,7 @@ FRUGAL_AVX512 inline void repacked_rows(const std::byte * w, size_t w_stride, in
         const auto add_quad = [&](__m512i v, const fifth_bits_pair & f, int64_t g, int h, const __m256 * s8) FRUGAL_AVX512 {
             __m512i lo = _mm512_and_si512(v, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
             if constexpr (q5) lo = _mm512_or_si512(lo, f.lo), hi = _mm512_or_si512(hi, f.hi);
+            if constexpr (levels) lo = _mm512_shuffle_epi8(unsigned_levels, lo), hi = _mm512_shuffle_epi8(unsigned_levels, hi);
             const int64_t q = g / 4 + h;
             for (int i = 0; i < MR; ++i) {
                 const __m512i p = _mm512_dpbusd_epi32(
@@ -425,26 +430,8 @@ FRUGAL_AVX512 inline void repacked_rows(const std::byte * w, size_t w_stride, in
     }
 }
 
-// Rows of at most this many blocks (K <= 32768) take their activation laid out on the stack
-// (52 KiB); longer rows take the AVX2 kernel.
-inline constexpr int64_t k_repacked_max_blocks = 1024;
-
-template <frugal::dtype T>
-FRUGAL_AVX512 inline void dot_rows_repacked(const std::byte * w, size_t w_stride, int64_t rows, const void * act,
-                                            int64_t n, float * out) {
-    const int64_t nb = n / k_qk;
-    if (nb > k_repacked_max_blocks) return frugal::ops::detail::avx2_kernels(T)->dot_rows(w, w_stride, rows, act, n, out);
-    constexpr int64_t max_quads = repacked_activation::quads(k_repacked_max_blocks);
-    alignas(64) int8_t x[128 * max_quads];
-    alignas(64) int32_t minus_offset_x[16 * max_quads];
-    alignas(64) float dx[4 * max_quads];
-    const repacked_activation t{x, minus_offset_x, dx};
-    prepare_repacked(act, nb, repacked_offset<T>(), t);
-    repacked_rows<T, 1>(w, w_stride, rows, nb, &t, out, 0);
-}
-
-// dot_rows_repacked for m <= k_batch activation rows (act_stride bytes apart) at once: out[i ·
-// ldo + r], their prepared rows in batch_buffer.
+// `rows` weight rows of type T against m <= k_batch activation rows (act_stride bytes apart) at
+// once: out[i · ldo + r], their prepared rows in batch_buffer (any row length).
 template <frugal::dtype T>
 FRUGAL_AVX512 inline void dot_rows_repacked_batch(const std::byte * w, size_t w_stride, int64_t rows,
                                                   const std::byte * act, size_t act_stride, int64_t m, int64_t n,
@@ -461,6 +448,12 @@ FRUGAL_AVX512 inline void dot_rows_repacked_batch(const std::byte * w, size_t w_
         prepare_repacked(act + size_t(i) * act_stride, nb, repacked_offset<T>(), t[i]);
     }
     with_batch_rows(m, [&](auto mr) FRUGAL_AVX512 { repacked_rows<T, mr()>(w, w_stride, rows, nb, t, out, ldo); });
+}
+
+template <frugal::dtype T>
+FRUGAL_AVX512 inline void dot_rows_repacked(const std::byte * w, size_t w_stride, int64_t rows, const void * act,
+                                            int64_t n, float * out) {
+    dot_rows_repacked_batch<T>(w, w_stride, rows, static_cast<const std::byte *>(act), 0, 1, n, out, 0);
 }
 
 // --- Q4_K and Q5_K with Q8_K activations --------------------------------------------------------

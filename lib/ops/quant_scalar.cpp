@@ -152,7 +152,7 @@ float dot_32(const void * w, const void * act, int64_t n) {
     return sum;
 }
 
-// Repacked rows (R: q4_0_repacked, q5_0_repacked): each block rebuilt as the original type's
+// Repacked rows (R: q4_0_repacked, q5_0_repacked, iq4_nl_repacked): each block rebuilt as the original type's
 // block and taken through its arithmetic, in the same order, so both layouts give the same bits
 // on this path.
 template <dtype R>
@@ -176,6 +176,17 @@ struct repacked_fmt<dtype::q5_0_repacked> {
         const uint32_t qh = repacked_fifth_bits_word(row, nb, ib);
         std::memcpy(b.qh, &qh, sizeof b.qh);
         std::memcpy(b.qs, repacked_nibbles(dtype::q5_0_repacked, row, nb) + ib * int64_t(sizeof b.qs), sizeof b.qs);
+        return b;
+    }
+};
+
+template <>
+struct repacked_fmt<dtype::iq4_nl_repacked> {
+    using original = iq4_nl_fmt;
+    static block_iq4_nl block(const void * row, int64_t nb, int64_t ib) {
+        block_iq4_nl b;
+        std::memcpy(&b.d, repacked_scales(row) + ib, sizeof b.d);
+        std::memcpy(b.qs, repacked_nibbles(dtype::iq4_nl_repacked, row, nb) + ib * int64_t(sizeof b.qs), sizeof b.qs);
         return b;
     }
 };
@@ -499,6 +510,7 @@ const kernels * scalar_kernels(dtype t) {
     case dtype::q6_k: return &q6_kernels;
     case dtype::q4_0_repacked: return &repacked_kernels<dtype::q4_0_repacked>;
     case dtype::q5_0_repacked: return &repacked_kernels<dtype::q5_0_repacked>;
+    case dtype::iq4_nl_repacked: return &repacked_kernels<dtype::iq4_nl_repacked>;
     }
     return nullptr;
 }

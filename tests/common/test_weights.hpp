@@ -90,11 +90,13 @@ inline test_weight make_weight(dtype t, int64_t n, int64_t k, uint32_t seed) {
             ops::repack_rows(dtype::q4_0, q4.data(), row, 1, k);
             break;
         }
-        case dtype::q5_0_repacked: { // values from Q5_0's own dequantizer, not the repacked one
-            std::vector<std::byte> q5(static_cast<size_t>(rb));
-            random_quant_row(dtype::q5_0, q5.data(), k, rng);
-            ops::dequantize_row(dtype::q5_0, q5.data(), val, k);
-            ops::repack_rows(dtype::q5_0, q5.data(), row, 1, k);
+        case dtype::q5_0_repacked:
+        case dtype::iq4_nl_repacked: { // values from the stored type's own dequantizer, not the repacked one
+            const dtype stored = t == dtype::q5_0_repacked ? dtype::q5_0 : dtype::iq4_nl;
+            std::vector<std::byte> q(static_cast<size_t>(rb));
+            random_quant_row(stored, q.data(), k, rng);
+            ops::dequantize_row(stored, q.data(), val, k);
+            ops::repack_rows(stored, q.data(), row, 1, k);
             break;
         }
         default:

@@ -96,8 +96,9 @@ std::vector<std::byte> random_block_weights(int64_t rows, int64_t k, std::mt1993
 // sums against the largest activations (Q8_0, Q4_0 and Q5_0: -128, -8 and -16; Q4_1: 15; Q5_1: 31;
 // K-quants: 15, 31, -32 and -4; IQ4_NL and IQ4_XS: -127).
 std::vector<std::byte> make_weights(dtype t, int64_t rows, int64_t k, uint32_t seed, bool extreme = false) {
-    if (t == dtype::q4_0_repacked || t == dtype::q5_0_repacked) { // the original type's weights, repacked
-        const dtype stored = t == dtype::q4_0_repacked ? dtype::q4_0 : dtype::q5_0;
+    if (t == dtype::q4_0_repacked || t == dtype::q5_0_repacked || t == dtype::iq4_nl_repacked) {
+        // the original type's weights, repacked
+        const dtype stored = t == dtype::q4_0_repacked ? dtype::q4_0 : t == dtype::q5_0_repacked ? dtype::q5_0 : dtype::iq4_nl;
         const auto plain = make_weights(stored, rows, k, seed, extreme);
         std::vector<std::byte> repacked(plain.size());
         ops::repack_rows(stored, plain.data(), repacked.data(), rows, k);
@@ -248,7 +249,7 @@ void check_chunk(const q8::kernel & kernel, dtype t, int64_t m, int64_t cols, in
 
 constexpr dtype k_types[] = {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q5_0, dtype::q5_0_repacked,
                              dtype::q4_1, dtype::q5_1, dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k,
-                             dtype::iq4_nl, dtype::iq4_xs};
+                             dtype::iq4_nl, dtype::iq4_nl_repacked, dtype::iq4_xs};
 
 // Every type; row counts around the kernels' row tiles; one column, a partial and a whole tile
 // (tiles are half a chunk), and a whole chunk; short rows and rows long enough to be split.

@@ -1,6 +1,7 @@
 // quant_avx512_test.cpp - the AVX-512 VNNI decode kernels (lib/ops/quant_avx512_kernels.hpp: Q8_0,
-// Q4_0 and Q5_0 (as stored and repacked), Q4_1, Q5_1 and IQ4_NL, the K-quants and IQ4_XS) must give
-// the AVX2 kernels' results to the bit. Two builds of the same source are checked:
+// Q4_0, Q5_0 and IQ4_NL (as stored and repacked), Q4_1, Q5_1, the K-quants and IQ4_XS) must give
+// the AVX2 kernels' results to the bit (IQ4_NL repacked, which has no AVX2 loop: the exact sum's
+// within rounding). Two builds of the same source are checked:
 //   - the library's, on CPUs with AVX-512 F/BW/VNNI (skipped elsewhere);
 //   - one compiled here against SIMD Everywhere's portable AVX-512 (Debian libsimde-dev), which
 //     runs on any x86-64 CPU: the kernels' logic is tested even where no AVX-512 machine is.
@@ -35,8 +36,9 @@ struct weights_case {
 };
 
 weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
-    if (t == dtype::q4_0_repacked || t == dtype::q5_0_repacked) { // the stored type's case, repacked by the library
-        const dtype stored_type = t == dtype::q4_0_repacked ? dtype::q4_0 : dtype::q5_0;
+    if (t == dtype::q4_0_repacked || t == dtype::q5_0_repacked || t == dtype::iq4_nl_repacked) {
+        // the stored type's case, repacked by the library
+        const dtype stored_type = t == dtype::q4_0_repacked ? dtype::q4_0 : t == dtype::q5_0_repacked ? dtype::q5_0 : dtype::iq4_nl;
         weights_case c = make_case(stored_type, rows, n, seed);
         const std::vector<std::byte> stored = c.w;
         ops::repack_rows(stored_type, stored.data(), c.w.data(), rows, n);
@@ -142,6 +144,55 @@ void check_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
     }
 }
 
+// A repacked type without an AVX2 loop (IQ4_NL): dot, dot_rows and dot_rows_batch against the
+// exact sum of the stored rows' dequantized products (in double), within the float rounding of
+// about nb + 32 additions, and bit-identical among themselves.
+void check_against_exact(dtype t, dtype stored, decltype(ops::detail::kernels::dot) dot,
+                         decltype(ops::detail::kernels::dot_rows) dot_rows,
+                         decltype(ops::detail::kernels::dot_rows_batch) dot_rows_batch) {
+    for (int64_t nb : k_block_counts) {
+        CAPTURE(nb);
+        const int64_t rows = 5, n = nb * k_qk;
+        constexpr int64_t m_max = ops::detail::k_batch, ldo = rows + 1;
+        const weights_case c = make_case(t, rows, n, uint32_t(nb)), s = make_case(stored, rows, n, uint32_t(nb));
+        const size_t stride = size_t(frugal::row_bytes(t, n)), act_bytes = ops::activation_bytes(t, n);
+        std::vector<std::byte> acts(act_bytes * m_max);
+        std::memcpy(acts.data(), c.act.data(), act_bytes);
+        for (int64_t i = 1; i < m_max; ++i)
+            std::memcpy(acts.data() + i * act_bytes, make_case(t, 1, n, uint32_t(nb + 100 * i)).act.data(), act_bytes);
+        std::vector<float> w(size_t(rows * n)), x(size_t(m_max * n));
+        for (int64_t r = 0; r < rows; ++r) ops::dequantize_row(stored, s.w.data() + size_t(r) * stride, w.data() + r * n, n);
+        for (int64_t i = 0; i < m_max; ++i) ops::dequantize_row(dtype::q8_0, acts.data() + i * act_bytes, x.data() + i * n, n);
+        const auto near_exact = [&](float got, int64_t r, int64_t i) {
+            double exact = 0, magnitude = 0; // products of 18- and 19-bit significands: exact in double
+            for (int64_t e = 0; e < n; ++e) {
+                const double p = double(w[size_t(r * n + e)]) * double(x[size_t(i * n + e)]);
+                exact += p, magnitude += std::abs(p);
+            }
+            return std::abs(double(got) - exact) <= double(nb + 32) * 0x1p-24 * magnitude;
+        };
+        std::vector<float> got(static_cast<size_t>(rows));
+        dot_rows(c.w.data(), stride, rows, c.act.data(), n, got.data());
+        for (int64_t r = 0; r < rows; ++r) {
+            CAPTURE(r);
+            CHECK(near_exact(got[size_t(r)], r, 0));
+            const float single = dot(c.w.data() + size_t(r) * stride, c.act.data(), n);
+            CHECK(std::memcmp(&single, &got[size_t(r)], sizeof(float)) == 0);
+        }
+        for (int64_t m = 1; m <= m_max; ++m) {
+            CAPTURE(m);
+            std::vector<float> out(size_t(m * ldo), -1.f);
+            dot_rows_batch(c.w.data(), stride, rows, acts.data(), act_bytes, m, n, out.data(), ldo);
+            for (int64_t i = 0; i < m; ++i) {
+                dot_rows(c.w.data(), stride, rows, acts.data() + i * act_bytes, n, got.data());
+                CHECK(std::memcmp(&out[size_t(i * ldo)], got.data(), sizeof(float) * size_t(rows)) == 0);
+                for (int64_t r = 0; r < rows; ++r) CHECK(near_exact(out[size_t(i * ldo + r)], r, i));
+                CHECK(out[size_t(i * ldo + rows)] == -1.f); // nothing past the rows
+            }
+        }
+    }
+}
+
 // K-quant (Q4_K, Q5_K, Q6_K) rows of random bytes (every quant and sub-block scale pattern) with
 // ordinary positive fp16 super-block scales, against one Q8_K activation row: the single-row dot
 // and the row loop of both builds against the AVX2 dot, bit for bit. 129 super-blocks is past the
@@ -239,6 +290,11 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
         constexpr auto rows = emu::dot_rows_repacked<dtype::q5_0_repacked>;
         check_against_avx2(dtype::q5_0_repacked, emu::one_row<rows>, rows, emu::dot_rows_repacked_batch<dtype::q5_0_repacked>);
     }
+    SUBCASE("iq4_nl_repacked") {
+        constexpr auto rows = emu::dot_rows_repacked<dtype::iq4_nl_repacked>;
+        check_against_exact(dtype::iq4_nl_repacked, dtype::iq4_nl, emu::one_row<rows>, rows,
+                            emu::dot_rows_repacked_batch<dtype::iq4_nl_repacked>);
+    }
     SUBCASE("iq4_nl") {
         constexpr auto rows = emu::dot_rows_32<dtype::iq4_nl>;
         check_against_avx2(dtype::iq4_nl, emu::one_row<rows>, rows, emu::dot_rows_32_batch<dtype::iq4_nl>);
@@ -280,9 +336,13 @@ TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doct
         check_against_avx2(t, k->dot, k->dot_rows, k->dot_rows_batch);
         CHECK(ops::detail::decode_row_loop(t)); // and decode selects them
     }
-    // models' Q4_0 and Q5_0 matrices take the repacked loops
-    CHECK(ops::repacking_speeds_decode(dtype::q4_0));
-    CHECK(ops::repacking_speeds_decode(dtype::q5_0));
+    {
+        const ops::detail::kernels * k = ops::detail::avx512_kernels(dtype::iq4_nl_repacked);
+        REQUIRE(k);
+        check_against_exact(dtype::iq4_nl_repacked, dtype::iq4_nl, k->dot, k->dot_rows, k->dot_rows_batch);
+    }
+    // models' Q4_0, Q5_0 and IQ4_NL matrices take the repacked loops
+    for (dtype t : {dtype::q4_0, dtype::q5_0, dtype::iq4_nl}) CHECK(ops::repacking_speeds_decode(t));
     const auto check_k = [&]<class Block>(dtype t, Block) {
         CAPTURE(std::string(dtype_name(t)));
         const ops::detail::kernels * k = ops::detail::avx512_kernels(t);
