@@ -207,9 +207,9 @@ std::map<std::string, frugal::repack> repack_names() {
     return {{"auto", frugal::repack::where_faster}, {"always", frugal::repack::always}, {"never", frugal::repack::never}};
 }
 constexpr const char * k_repack_help =
-    "Q4_0, Q5_0 and IQ4_NL weights rewritten at load into the repacked decode layout: auto (default: where this CPU "
-    "decodes that faster: Q4_0 and Q5_0 with AVX2 or AVX-512, IQ4_NL with AVX-512 VNNI), always, never (used in place "
-    "as stored)";
+    "Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL weights rewritten at load into the repacked decode layout: auto (default: "
+    "where this CPU decodes that faster: all five with AVX-512 VNNI, Q4_0 and Q5_0 with AVX2), always, never (used in "
+    "place as stored)";
 
 // --repack, and --no-repack for --repack never.
 void add_repack_options(CLI::App * cmd, frugal::repack & repack) {

@@ -42,6 +42,10 @@ enum class dtype : uint32_t {
     q5_0_repacked = 0x10006,
     // IQ4_NL as Q4_0 repacked: row = d[nb] | qs[nb][16]. Element values are IQ4_NL's.
     iq4_nl_repacked = 0x10014,
+    // Q4_1 and Q5_1 as Q4_0 and Q5_0 repacked, their offsets m ahead of the nibbles:
+    // row = d[nb] | m[nb] | qs[nb][16], and d[nb] | fifth bits | m[nb] | qs[nb][16].
+    q4_1_repacked = 0x10003,
+    q5_1_repacked = 0x10007,
 };
 
 inline constexpr int64_t k_qk = 32;    // elements per block of Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL
@@ -211,6 +215,8 @@ constexpr dtype_traits traits(dtype t) noexcept {
     case dtype::q4_0_repacked: return {"q4_0_repacked", k_qk, sizeof(block_q4_0), true};
     case dtype::q5_0_repacked: return {"q5_0_repacked", k_qk, sizeof(block_q5_0), true};
     case dtype::iq4_nl_repacked: return {"iq4_nl_repacked", k_qk, sizeof(block_iq4_nl), true};
+    case dtype::q4_1_repacked: return {"q4_1_repacked", k_qk, sizeof(block_q4_1), true};
+    case dtype::q5_1_repacked: return {"q5_1_repacked", k_qk, sizeof(block_q5_1), true};
     }
     return {"?", 1, 0, false};
 }

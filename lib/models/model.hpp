@@ -59,7 +59,7 @@ struct model_config {
 struct load_options {
     int n_threads = 0;         // 0 = physical cores in this process's affinity mask
     bool use_mmap = true;
-    // Which Q4_0, Q5_0 and IQ4_NL matrices to rewrite into the repacked decode layout
+    // Which Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL matrices to rewrite into the repacked decode layout
     // (repacked_weights.hpp). repack::never: every weight is used in place from the file, as stored.
     repack repack_weights = repack::where_faster;
     // Called with the fraction loaded; returning false cancels the load (status::cancelled).

@@ -1,5 +1,5 @@
 // repacked_weights.hpp - weights the loader rewrites into a layout the decode kernels read faster
-// (ops::repacked_type: Q4_0, Q5_0 and IQ4_NL), owned by the model that uses them.
+// (ops::repacked_type: Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL), owned by the model that uses them.
 #pragma once
 
 #include <cstddef>
@@ -12,7 +12,7 @@
 
 namespace frugal {
 
-// Which Q4_0, Q5_0 and IQ4_NL matrices the loader repacks: none, those whose decode on this CPU is faster
+// Which Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL matrices the loader repacks: none, those whose decode on this CPU is faster
 // repacked (ops::repacking_speeds_decode; the default), or all (for tests and comparisons).
 enum class repack { never, where_faster, always };
 

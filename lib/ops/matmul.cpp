@@ -16,6 +16,7 @@
 #include "ops/gemm_pack.hpp"
 #include "ops/q8_gemm.hpp"
 #include "ops/quant.hpp"
+#include "ops/quant_kernels.hpp"
 #include "util/buffer.hpp"
 #include "util/error.hpp"
 #include "util/log.hpp"
@@ -101,7 +102,7 @@ void round_activation(dtype t, const float * x, float * out, int64_t n, std::vec
     case dtype::iq4_nl: case dtype::iq4_nl_repacked:
         dequantize_row(dtype::q8_0, buf.data(), out, n);
         break;
-    case dtype::q4_1: case dtype::q5_1: {
+    case dtype::q4_1: case dtype::q4_1_repacked: case dtype::q5_1: case dtype::q5_1_repacked: {
         const auto * blocks = reinterpret_cast<const block_q8_1 *>(buf.data());
         for (int64_t b = 0; b < n / k_qk; ++b) {
             const float d = fp16_to_fp32(blocks[b].d);
@@ -119,8 +120,8 @@ void round_activation(dtype t, const float * x, float * out, int64_t n, std::vec
     }
 }
 
-// Row r of w as the prefill GEMM multiplies it (see gemm_k): for Q4_1 and Q5_1, d·q alone
-// (dequantized from a copy with m zeroed) followed by each block's m.
+// Row r of w as the prefill GEMM multiplies it (see gemm_k): for Q4_1 and Q5_1 (either layout),
+// d·q alone (dequantized from a copy with m zeroed) followed by each block's m.
 void dequantize_for_gemm(const raw_view & w, int64_t r, float * out, std::vector<std::byte> & buf) {
     const int64_t k = w.row_size();
     if (!has_block_offsets(w.type)) {
@@ -134,8 +135,19 @@ void dequantize_for_gemm(const raw_view & w, int64_t r, float * out, std::vector
             blocks[b].m = 0;
         }
     };
-    if (w.type == dtype::q4_1) move_offsets(reinterpret_cast<block_q4_1 *>(buf.data()));
-    else move_offsets(reinterpret_cast<block_q5_1 *>(buf.data()));
+    if (detail::repacked_has_mins(w.type)) { // the row's fp16 offsets, in one array
+        std::byte * mins = buf.data() + detail::repacked_mins_offset(w.type, k / k_qk);
+        for (int64_t b = 0; b < k / k_qk; ++b) {
+            uint16_t m;
+            std::memcpy(&m, mins + b * int64_t(sizeof m), sizeof m);
+            out[k + b] = fp16_to_fp32(m);
+        }
+        std::fill_n(mins, k / k_qk * int64_t(sizeof(uint16_t)), std::byte{0});
+    } else if (w.type == dtype::q4_1) {
+        move_offsets(reinterpret_cast<block_q4_1 *>(buf.data()));
+    } else {
+        move_offsets(reinterpret_cast<block_q5_1 *>(buf.data()));
+    }
     dequantize_row(w.type, buf.data(), out, k);
 }
 

@@ -41,7 +41,8 @@ namespace frugal::ops::q8 {
 constexpr bool supports(dtype t) {
     return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_0_repacked || t == dtype::q4_1 || t == dtype::q5_0 ||
            t == dtype::q5_0_repacked || t == dtype::q5_1 || t == dtype::q3_k || t == dtype::q4_k || t == dtype::q5_k ||
-           t == dtype::q6_k || t == dtype::iq4_nl || t == dtype::iq4_nl_repacked || t == dtype::iq4_xs || t == dtype::q2_k;
+           t == dtype::q6_k || t == dtype::iq4_nl || t == dtype::iq4_nl_repacked || t == dtype::iq4_xs || t == dtype::q2_k ||
+           t == dtype::q4_1_repacked || t == dtype::q5_1_repacked;
 }
 // K-quants and IQ4_XS: Q8_K activations (one dx per 256).
 constexpr bool super_blocks(dtype t) {
@@ -53,7 +54,8 @@ constexpr bool super_blocks(dtype t) {
 constexpr bool half_scales(dtype t) { return t == dtype::q6_k || t == dtype::q3_k; }
 // Q4_K, Q5_K, Q4_1 and Q5_1: an offset mw per block, which meets the activations' block sums.
 constexpr bool has_offsets(dtype t) {
-    return t == dtype::q4_k || t == dtype::q5_k || t == dtype::q4_1 || t == dtype::q5_1;
+    return t == dtype::q4_k || t == dtype::q5_k || t == dtype::q4_1 || t == dtype::q5_1 || t == dtype::q4_1_repacked ||
+           t == dtype::q5_1_repacked;
 }
 // The activations' int16 sums Σ qx per 32-element block that weight type t needs: one (offsets
 // per block), two (Q2_K: one per 16-element half) or none.
@@ -218,6 +220,14 @@ constexpr block_layout layout_of(dtype t, int64_t nb) {
                 -1, true};
     case dtype::iq4_nl_repacked:
         return {0, half, detail::repacked_nibbles_offset(t, nb), nibble_bytes, true, 0, fifth_bits::none, 0, -1, true};
+    case dtype::q4_1_repacked:
+        return {0,    half, detail::repacked_nibbles_offset(t, nb), nibble_bytes,
+                true, 0,    fifth_bits::none,                       0,
+                detail::repacked_mins_offset(t, nb)};
+    case dtype::q5_1_repacked:
+        return {0,    half, detail::repacked_nibbles_offset(t, nb), nibble_bytes,
+                true, 0,    fifth_bits::repacked,                   0,
+                detail::repacked_mins_offset(t, nb)};
     default: return {0, 0, 0, 0, false, 0, fifth_bits::none, 0}; // not reached: callers check supports(t)
     }
 }

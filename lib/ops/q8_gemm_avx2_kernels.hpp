@@ -531,8 +531,10 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
         case dtype::q2_k: q8_multiply<dtype::q2_k>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         case dtype::q5_0:
         case dtype::q5_0_repacked: q8_multiply<dtype::q5_0>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
-        case dtype::q4_1: q8_multiply<dtype::q4_1>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
-        case dtype::q5_1: q8_multiply<dtype::q5_1>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
+        case dtype::q4_1:
+        case dtype::q4_1_repacked: q8_multiply<dtype::q4_1>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
+        case dtype::q5_1:
+        case dtype::q5_1_repacked: q8_multiply<dtype::q5_1>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         default: q8_multiply<dtype::q4_0>(tiles, part, a, m, y, ldy, tile_cols, prefetch); break;
         }
     }

@@ -173,7 +173,9 @@ size_t activation_bytes(dtype t, int64_t n) {
     case dtype::iq4_nl:
     case dtype::iq4_nl_repacked: return size_t(n / k_qk) * sizeof(block_q8_0);
     case dtype::q4_1:
-    case dtype::q5_1: return size_t(n / k_qk) * sizeof(block_q8_1);
+    case dtype::q4_1_repacked:
+    case dtype::q5_1:
+    case dtype::q5_1_repacked: return size_t(n / k_qk) * sizeof(block_q8_1);
     case dtype::q2_k:
     case dtype::q3_k:
     case dtype::q4_k:
@@ -348,7 +350,9 @@ void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n) {
     case dtype::q6_k:
     case dtype::q4_0_repacked:
     case dtype::q5_0_repacked:
-    case dtype::iq4_nl_repacked: break;
+    case dtype::iq4_nl_repacked:
+    case dtype::q4_1_repacked:
+    case dtype::q5_1_repacked: break;
     }
     throw_error(status::invalid_argument, "quant: no weight quantizer for {}", dtype_name(t));
 }
@@ -358,6 +362,8 @@ dtype repacked_type(dtype t) {
     case dtype::q4_0: return dtype::q4_0_repacked;
     case dtype::q5_0: return dtype::q5_0_repacked;
     case dtype::iq4_nl: return dtype::iq4_nl_repacked;
+    case dtype::q4_1: return dtype::q4_1_repacked;
+    case dtype::q5_1: return dtype::q5_1_repacked;
     default: return t;
     }
 }
@@ -376,7 +382,7 @@ bool repacking_speeds_decode(dtype t) {
 }
 
 namespace {
-// Block b's qh word into a q5_0_repacked row's fifth bits (zeroed beforehand): the inverse of
+// Block b's qh word into a q5_0_repacked or q5_1_repacked row's fifth bits (zeroed beforehand): the inverse of
 // detail::repacked_fifth_bits_word.
 void put_fifth_bits(std::byte * fifth, int64_t nb, int64_t b, uint32_t qh) {
     const detail::fifth_bits_place at = detail::fifth_bits_of(nb, b);
@@ -401,14 +407,19 @@ void repack_rows(dtype t, const void * src, void * dst, int64_t rows, int64_t n)
         std::byte * fifth = out + detail::repacked_fifth_bits_offset(nb);
         std::byte * nibbles = out + detail::repacked_nibbles_offset(to, nb);
         std::fill(fifth, nibbles, std::byte{0});
+        std::byte * mins = out + detail::repacked_mins_offset(to, nb);
         for (int64_t ib = 0; ib < nb; ++ib) {
-            // Q4_0, Q5_0 and IQ4_NL blocks all start with d and end with the 16 nibble bytes.
+            // Every one of these blocks starts with d and ends with the 16 nibble bytes; Q4_1's
+            // and Q5_1's m follows d.
+            static_assert(offsetof(block_q4_1, m) == offsetof(block_q5_1, m));
             const std::byte * b = in + size_t(ib) * block;
             std::memcpy(out + ib * int64_t(sizeof(uint16_t)), b, sizeof(uint16_t));
             std::memcpy(nibbles + ib * 16, b + block - 16, 16);
-            if (t == dtype::q5_0) {
+            if (detail::repacked_has_mins(to))
+                std::memcpy(mins + ib * int64_t(sizeof(uint16_t)), b + offsetof(block_q4_1, m), sizeof(uint16_t));
+            if (detail::repacked_has_fifth_bits(to)) {
                 uint32_t qh;
-                std::memcpy(&qh, b + offsetof(block_q5_0, qh), sizeof qh);
+                std::memcpy(&qh, b + (t == dtype::q5_0 ? offsetof(block_q5_0, qh) : offsetof(block_q5_1, qh)), sizeof qh);
                 put_fifth_bits(fifth, nb, ib, qh);
             }
         }

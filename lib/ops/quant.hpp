@@ -43,7 +43,9 @@ struct block_q8_1 {
 static_assert(sizeof(block_q8_1) == 36);
 
 // The 32-element types with an offset m per block (y = d · q + m), whose activations are Q8_1.
-constexpr bool has_block_offsets(dtype t) { return t == dtype::q4_1 || t == dtype::q5_1; }
+constexpr bool has_block_offsets(dtype t) {
+    return t == dtype::q4_1 || t == dtype::q5_1 || t == dtype::q4_1_repacked || t == dtype::q5_1_repacked;
+}
 
 // Every entry point throws frugal::error(status::invalid_argument) when t is not one of the
 // supported types or n is not a multiple of t's block size.
@@ -98,12 +100,12 @@ void matmul_rows_many(std::span<const row_product> products, const float * x, in
 void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n);
 
 // Weight layouts the loader rewrites into for faster decode kernels, with the same bytes per
-// row (so a repacked copy costs exactly what the original did): Q4_0 -> q4_0_repacked, Q5_0 ->
-// q5_0_repacked, IQ4_NL -> iq4_nl_repacked (dtype.hpp). Returns t itself when t has none.
+// row (so a repacked copy costs exactly what the original did): Q4_0 -> q4_0_repacked, and so
+// Q4_1, Q5_0, Q5_1 and IQ4_NL (dtype.hpp). Returns t itself when t has none.
 dtype repacked_type(dtype t);
 // Whether decode on this CPU reads repacked_type(t) faster than t as stored: where the SIMD
-// kernels that would decode t have a loop for its repacked layout. Today Q4_0 and Q5_0 with AVX2
-// or AVX-512 VNNI, IQ4_NL with AVX-512 VNNI.
+// kernels that would decode t have a loop for its repacked layout. Today Q4_0, Q4_1, Q5_0, Q5_1
+// and IQ4_NL with AVX-512 VNNI, Q4_0 and Q5_0 with AVX2.
 bool repacking_speeds_decode(dtype t);
 // Rewrites `rows` rows of n elements from type t into repacked_type(t)'s layout; src and dst
 // must not overlap. Throws status::invalid_argument when t has no repacked layout.

@@ -1172,7 +1172,9 @@ const kernels * avx2_kernels(dtype t) {
     case dtype::q6_k: return &q6_kernels;
     case dtype::q4_0_repacked: return &q4_0r_kernels;
     case dtype::q5_0_repacked: return &q5_0r_kernels;
-    case dtype::iq4_nl_repacked: return nullptr; // an AVX-512 layout only (ops::repacking_speeds_decode)
+    case dtype::iq4_nl_repacked: // AVX-512 layouts only (ops::repacking_speeds_decode)
+    case dtype::q4_1_repacked:
+    case dtype::q5_1_repacked: return nullptr;
     }
     return nullptr;
 }

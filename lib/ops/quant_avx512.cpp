@@ -27,7 +27,7 @@ namespace {
 // weight row that rebuilt the activation's tables every call). 1.5B Qwen2 on Zen 5, t/s, AVX2
 // batched dot → the row loop once per activation row → batched: Q4_0 pp2 37-39 → 70 → 87-91,
 // pp4 54-55 → 83-85 → 103; Q8_0 pp2 31-34 → 46-47 → 52-54, pp4 60 → 68-70 → 79-80.
-// A repacked type without an AVX2 set (IQ4_NL) starts from its stored type's (`base`): the same
+// A repacked type without an AVX2 set (IQ4_NL, Q4_1, Q5_1) starts from its stored type's (`base`): the same
 // activation quantizer, and the scalar dequantizer of its own layout.
 template <auto dot_rows, auto dot_rows_batch = nullptr>
 kernels with_avx512_row_loop(dtype t, dtype base) {
@@ -60,6 +60,12 @@ const kernels * avx512_kernels(dtype t) {
     static const kernels iq4_nl_repacked =
         with_avx512_row_loop<avx512::dot_rows_repacked<dtype::iq4_nl_repacked>,
                              avx512::dot_rows_repacked_batch<dtype::iq4_nl_repacked>>(dtype::iq4_nl_repacked, dtype::iq4_nl);
+    static const kernels q4_1_repacked =
+        with_avx512_row_loop<avx512::dot_rows_repacked<dtype::q4_1_repacked>,
+                             avx512::dot_rows_repacked_batch<dtype::q4_1_repacked>>(dtype::q4_1_repacked, dtype::q4_1);
+    static const kernels q5_1_repacked =
+        with_avx512_row_loop<avx512::dot_rows_repacked<dtype::q5_1_repacked>,
+                             avx512::dot_rows_repacked_batch<dtype::q5_1_repacked>>(dtype::q5_1_repacked, dtype::q5_1);
     static const kernels q5_0 =
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q5_0>, avx512::dot_rows_32_batch<dtype::q5_0>>(dtype::q5_0);
     static const kernels q4_1 =
@@ -88,6 +94,8 @@ const kernels * avx512_kernels(dtype t) {
     case dtype::q5_1: return &q5_1;
     case dtype::iq4_nl: return &iq4_nl;
     case dtype::iq4_nl_repacked: return &iq4_nl_repacked;
+    case dtype::q4_1_repacked: return &q4_1_repacked;
+    case dtype::q5_1_repacked: return &q5_1_repacked;
     case dtype::q4_k: return &q4_k;
     case dtype::q5_k: return &q5_k;
     case dtype::q6_k: return &q6_k;

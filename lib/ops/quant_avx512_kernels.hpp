@@ -275,14 +275,15 @@ FRUGAL_AVX512 inline void dot_rows_stored_batch(const std::byte * w, size_t w_st
     with_batch_rows(m, [&](auto mr) FRUGAL_AVX512 { stored_rows<Block, mr()>(w, w_stride, rows, nb, t, out, ldo); });
 }
 
-// --- Q4_0, Q5_0 and IQ4_NL repacked (dtype.hpp: a row's fp16 scales, Q5_0's fifth bits, nibbles) --
+// --- Q4_0, Q5_0, IQ4_NL, Q4_1 and Q5_1 repacked (dtype.hpp: scales, fifth bits, nibbles, mins) -----
 // The AVX2 repacked loops (q4_0r_rows, q5_0r_rows) four blocks per zmm: block b of a quad in
 // 128-bit lane b, the quad's nibbles one 64-byte load (the stored blocks' scales between their
 // nibbles made the quad a gather: PERF.md, "A Q4_0 decode loop with four blocks per zmm").
 // vpdpbusd against the low and then the high nibbles (Q5_0: with their fifth bits at bit 4;
 // IQ4_NL: their levels + 128) from −offset · Σ x gives each int32 lane the AVX2 lane's exact sum
-// (the same eight products). IQ4_NL has no AVX2 repacked loop: its lanes and float steps are
-// those a Q4_0 row takes, held to the scalar dot within rounding. Per
+// (the same eight products). IQ4_NL, Q4_1 and Q5_1 have no AVX2 repacked loop: their lanes and
+// float steps are those a Q4_0 row takes, held to the exact sum within rounding; Q4_1's and
+// Q5_1's offsets m · s_x (Q8_1 activations) add up in eight lanes of their own. Per
 // scale group of eight blocks, quad h holds pairs 2h (lanes 0-7, the AVX2 loop's even
 // accumulator) and 2h + 1 (lanes 8-15, odd), each scaled by its blocks' dw · dx and added with
 // one fused multiply-add, as the AVX2 loop adds a pair: bit-identical. Past the row's blocks the
@@ -293,32 +294,38 @@ FRUGAL_AVX512 inline void dot_rows_stored_batch(const std::byte * w, size_t w_st
 inline constexpr int64_t k_repacked_group = 8; // blocks per fp16 scale conversion, as in the AVX2 loops
 static_assert(k_repacked_group == frugal::ops::detail::k_fifth_bits_group);
 
-// What the unsigned quants carry over the signed ones (q4_0_repacked, q5_0_repacked or
-// iq4_nl_repacked).
+// What the unsigned quants carry over the signed ones (Q4_1 and Q5_1 are unsigned as stored,
+// with their offsets m apart).
 template <frugal::dtype T>
 constexpr int repacked_offset() {
     if constexpr (T == frugal::dtype::iq4_nl_repacked) return 128;
+    else if constexpr (frugal::ops::detail::repacked_has_mins(T)) return 0;
     else return T == frugal::dtype::q5_0_repacked ? 16 : 8;
 }
 
 // One activation row as the repacked loops read it, per quad of blocks q: x[128q, +64) elements
 // 0..15 of its four blocks (block b at 16b), x[128q + 64, +64) elements 16..31; the weights'
-// −offset · Σ x for each int32 lane (16 a quad); then each block's dx. Zeros past the row's
-// blocks, up to a whole scale group (two quads, eight scales).
+// −offset · Σ x for each int32 lane (16 a quad; none for Q4_1 and Q5_1); then each block's dx
+// and (Q4_1, Q5_1: Q8_1 activations) s. Zeros past the row's blocks, up to a whole scale group
+// (two quads, eight scales).
 struct repacked_activation {
     int8_t * x;
     int32_t * minus_offset_x;
     float * dx;
-    static constexpr size_t bytes_per_block = k_qk + 4 * sizeof(int32_t) + sizeof(float);
+    float * sx;
+    static constexpr size_t bytes_per_block = k_qk + 4 * sizeof(int32_t) + 2 * sizeof(float);
     // Quads to lay out for a row of nb blocks: whole scale groups.
     static constexpr int64_t quads(int64_t nb) { return (nb + k_repacked_group - 1) / k_repacked_group * 2; }
 };
 
-FRUGAL_AVX512 inline void prepare_repacked(const void * act, int64_t nb, int offset, const repacked_activation & t) {
-    const auto * a = static_cast<const block_q8_0 *>(act);
+template <frugal::dtype T>
+FRUGAL_AVX512 inline void prepare_repacked(const void * act, int64_t nb, const repacked_activation & t) {
+    constexpr bool mins = frugal::ops::detail::repacked_has_mins(T);
+    using act_block = std::conditional_t<mins, frugal::ops::block_q8_1, block_q8_0>;
+    const auto * a = static_cast<const act_block *>(act);
     const auto load128 = [](const int8_t * p) FRUGAL_AVX512 { return _mm_loadu_si128(reinterpret_cast<const __m128i *>(p)); };
     const int64_t quads = repacked_activation::quads(nb);
-    const __m512i times = _mm512_set1_epi8(char(offset));
+    const __m512i times = _mm512_set1_epi8(char(repacked_offset<T>()));
     for (int64_t q = 0; q < quads; ++q) {
         __m128i lo[4], hi[4];
         for (int b = 0; b < 4; ++b) {
@@ -329,10 +336,14 @@ FRUGAL_AVX512 inline void prepare_repacked(const void * act, int64_t nb, int off
         const __m512i x_lo = join4(lo), x_hi = join4(hi);
         _mm512_store_si512(t.x + 128 * q, x_lo);
         _mm512_store_si512(t.x + 128 * q + 64, x_hi);
+        if constexpr (mins) continue;
         const __m512i sums = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), times, x_lo), times, x_hi);
         _mm512_store_si512(t.minus_offset_x + 16 * q, _mm512_sub_epi32(_mm512_setzero_si512(), sums));
     }
-    for (int64_t ib = 0; ib < 4 * quads; ++ib) t.dx[ib] = ib < nb ? half(a[ib].d) : 0.f;
+    for (int64_t ib = 0; ib < 4 * quads; ++ib) {
+        t.dx[ib] = ib < nb ? half(a[ib].d) : 0.f;
+        if constexpr (mins) t.sx[ib] = ib < nb ? half(a[ib].s) : 0.f;
+    }
 }
 
 // Q5_0's fifth bits at bit 4 of a quad's low (lo) and high (hi) nibble bytes.
@@ -372,7 +383,8 @@ FRUGAL_AVX512 inline fifth_bits_pair tail_fifth_bits(const uint8_t * words, int6
 template <frugal::dtype T, int MR>
 FRUGAL_AVX512 inline void repacked_rows(const std::byte * w, size_t w_stride, int64_t rows, int64_t nb,
                                         const repacked_activation * t, float * out, int64_t ldo) {
-    constexpr bool q5 = T == frugal::dtype::q5_0_repacked, levels = T == frugal::dtype::iq4_nl_repacked;
+    constexpr bool q5 = frugal::ops::detail::repacked_has_fifth_bits(T), levels = T == frugal::dtype::iq4_nl_repacked;
+    constexpr bool mins = frugal::ops::detail::repacked_has_mins(T);
     using frugal::ops::detail::repacked_nibbles_offset;
     // Quad h's lane scales out of its group's eight: s[4h + b] in lanes 4b .. 4b + 3.
     const __m512i quad_lanes[2] = {_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
@@ -385,8 +397,10 @@ FRUGAL_AVX512 inline void repacked_rows(const std::byte * w, size_t w_stride, in
         const uint16_t * dw = frugal::ops::detail::repacked_scales(row);
         const uint8_t * fifth = frugal::ops::detail::repacked_fifth_bits(row, nb);
         const uint8_t * qs = frugal::ops::detail::repacked_nibbles(T, row, nb);
+        const uint16_t * mw = mins ? frugal::ops::detail::repacked_mins(T, row, nb) : nullptr;
         __m512 acc[MR]; // lanes 0-7: even pairs, 8-15: odd pairs
-        for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+        __m256 offsets[MR]; // Q4_1, Q5_1: Σ m · s_x, lane j over blocks 8g + j
+        for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps(), offsets[i] = _mm256_setzero_ps();
         // The nibbles' prefetches skip the scales and fifth bits at the row's head.
         prefetch_ahead(row, size_t(repacked_nibbles_offset(T, nb)), l2_only);
         // Quad h of the group at block g (its nibbles v, Q5_0's fifth bits f).
@@ -396,9 +410,9 @@ FRUGAL_AVX512 inline void repacked_rows(const std::byte * w, size_t w_stride, in
             if constexpr (levels) lo = _mm512_shuffle_epi8(unsigned_levels, lo), hi = _mm512_shuffle_epi8(unsigned_levels, hi);
             const int64_t q = g / 4 + h;
             for (int i = 0; i < MR; ++i) {
-                const __m512i p = _mm512_dpbusd_epi32(
-                    _mm512_dpbusd_epi32(_mm512_load_si512(t[i].minus_offset_x + 16 * q), lo, _mm512_load_si512(t[i].x + 128 * q)),
-                    hi, _mm512_load_si512(t[i].x + 128 * q + 64));
+                const __m512i start = mins ? _mm512_setzero_si512() : _mm512_load_si512(t[i].minus_offset_x + 16 * q);
+                const __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo, _mm512_load_si512(t[i].x + 128 * q)), hi,
+                                                      _mm512_load_si512(t[i].x + 128 * q + 64));
                 const __m512 s = _mm512_permutexvar_ps(quad_lanes[h], _mm512_castps256_ps512(s8[i]));
                 acc[i] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p), acc[i]);
             }
@@ -410,6 +424,10 @@ FRUGAL_AVX512 inline void repacked_rows(const std::byte * w, size_t w_stride, in
             const __m256 dw8 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(dw + g)));
             __m256 s8[MR];
             for (int i = 0; i < MR; ++i) s8[i] = _mm256_mul_ps(dw8, _mm256_load_ps(t[i].dx + g));
+            if constexpr (mins) {
+                const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(mw + g)));
+                for (int i = 0; i < MR; ++i) offsets[i] = _mm256_fmadd_ps(m8, _mm256_load_ps(t[i].sx + g), offsets[i]);
+            }
             const __m256i h32 = q5 ? load256(fifth + 4 * g) : _mm256_setzero_si256();
             for (int h = 0; h < 2; ++h)
                 add_quad(_mm512_loadu_si512(qs + 16 * (g + 4 * h)), q5 ? group_fifth_bits(h32, h) : no_fifth_bits, g, h, s8);
@@ -420,13 +438,18 @@ FRUGAL_AVX512 inline void repacked_rows(const std::byte * w, size_t w_stride, in
             const __m256 dw8 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(padded)));
             __m256 s8[MR];
             for (int i = 0; i < MR; ++i) s8[i] = _mm256_mul_ps(dw8, _mm256_load_ps(t[i].dx + g));
+            if constexpr (mins) {
+                std::memcpy(padded, mw + g, size_t(count) * sizeof(uint16_t));
+                const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(padded)));
+                for (int i = 0; i < MR; ++i) offsets[i] = _mm256_fmadd_ps(m8, _mm256_load_ps(t[i].sx + g), offsets[i]);
+            }
             for (int h = 0; 4 * h < count; ++h) {
                 const int64_t b = g + 4 * h, blocks = std::min<int64_t>(4, count - 4 * h);
                 const __m512i v = _mm512_maskz_loadu_epi8(~uint64_t(0) >> (64 - 16 * blocks), qs + 16 * b);
                 add_quad(v, q5 ? tail_fifth_bits(fifth, b, blocks) : no_fifth_bits, g, h, s8);
             }
         }
-        for (int i = 0; i < MR; ++i) out[i * ldo + r] = even_odd_total(acc[i]);
+        for (int i = 0; i < MR; ++i) out[i * ldo + r] = even_odd_total(acc[i]) + (mins ? hsum256(offsets[i]) : 0.f);
     }
 }
 
@@ -437,15 +460,17 @@ FRUGAL_AVX512 inline void dot_rows_repacked_batch(const std::byte * w, size_t w_
                                                   const std::byte * act, size_t act_stride, int64_t m, int64_t n,
                                                   float * out, int64_t ldo) {
     const int64_t nb = n / k_qk, quads = repacked_activation::quads(nb);
-    const size_t x_bytes = size_t(quads) * 128, offsets_bytes = size_t(quads) * 64, dx_bytes = size_t(quads) * 16;
-    const size_t per_row = x_bytes + offsets_bytes + (dx_bytes + 63) / 64 * 64; // each part 64-byte aligned
+    // each part 64-byte aligned
+    const size_t x_bytes = size_t(quads) * 128, offsets_bytes = size_t(quads) * 64, dx_bytes = (size_t(quads) * 16 + 63) / 64 * 64;
+    const size_t per_row = x_bytes + offsets_bytes + 2 * dx_bytes; // dx, then sx
     std::byte * base = batch_buffer(per_row * size_t(m));
     repacked_activation t[frugal::ops::detail::k_batch];
     for (int64_t i = 0; i < m; ++i) {
         std::byte * at = base + per_row * size_t(i);
         t[i] = {reinterpret_cast<int8_t *>(at), reinterpret_cast<int32_t *>(at + x_bytes),
-                reinterpret_cast<float *>(at + x_bytes + offsets_bytes)};
-        prepare_repacked(act + size_t(i) * act_stride, nb, repacked_offset<T>(), t[i]);
+                reinterpret_cast<float *>(at + x_bytes + offsets_bytes),
+                reinterpret_cast<float *>(at + x_bytes + offsets_bytes + dx_bytes)};
+        prepare_repacked<T>(act + size_t(i) * act_stride, nb, t[i]);
     }
     with_batch_rows(m, [&](auto mr) FRUGAL_AVX512 { repacked_rows<T, mr()>(w, w_stride, rows, nb, t, out, ldo); });
 }

@@ -93,12 +93,20 @@ const kernels * scalar_kernels(dtype t);
 const kernels * avx2_kernels(dtype t);
 const kernels * avx512_kernels(dtype t);
 
-// A repacked row of nb blocks (dtype.hpp: q4_0_repacked, q5_0_repacked): the fp16 scales, then
-// (Q5_0) 4 bytes of fifth bits per block, then 16 nibble bytes per block.
+// A repacked row of nb blocks (dtype.hpp: q4_0_repacked, q5_0_repacked, iq4_nl_repacked,
+// q4_1_repacked, q5_1_repacked): the fp16 scales, then (Q5_0, Q5_1) 4 bytes of fifth bits per
+// block, then (Q4_1, Q5_1) the fp16 offsets m, then 16 nibble bytes per block. (The offsets ahead
+// of the nibbles: the q8 packers read each fp16 as a dword, which at a row's end would read past
+// it.)
 inline constexpr int64_t k_fifth_bits_group = 8; // blocks whose fifth bits share 32 bytes
+inline constexpr bool repacked_has_fifth_bits(dtype t) { return t == dtype::q5_0_repacked || t == dtype::q5_1_repacked; }
+inline constexpr bool repacked_has_mins(dtype t) { return t == dtype::q4_1_repacked || t == dtype::q5_1_repacked; }
 inline constexpr int64_t repacked_fifth_bits_offset(int64_t nb) { return nb * int64_t(sizeof(uint16_t)); }
+inline constexpr int64_t repacked_mins_offset(dtype t, int64_t nb) {
+    return repacked_fifth_bits_offset(nb) + (repacked_has_fifth_bits(t) ? nb * int64_t(sizeof(uint32_t)) : 0);
+}
 inline constexpr int64_t repacked_nibbles_offset(dtype t, int64_t nb) {
-    return repacked_fifth_bits_offset(nb) + (t == dtype::q5_0_repacked ? nb * int64_t(sizeof(uint32_t)) : 0);
+    return repacked_mins_offset(t, nb) + (repacked_has_mins(t) ? nb * int64_t(sizeof(uint16_t)) : 0);
 }
 inline const uint16_t * repacked_scales(const void * row) { return static_cast<const uint16_t *>(row); }
 inline const uint8_t * repacked_fifth_bits(const void * row, int64_t nb) {
@@ -106,6 +114,9 @@ inline const uint8_t * repacked_fifth_bits(const void * row, int64_t nb) {
 }
 inline const uint8_t * repacked_nibbles(dtype t, const void * row, int64_t nb) {
     return static_cast<const uint8_t *>(row) + repacked_nibbles_offset(t, nb);
+}
+inline const uint16_t * repacked_mins(dtype t, const void * row, int64_t nb) {
+    return reinterpret_cast<const uint16_t *>(static_cast<const uint8_t *>(row) + repacked_mins_offset(t, nb));
 }
 
 // Where block b's fifth bits sit among a q5_0_repacked row's (either form takes 4 bytes a block,

@@ -136,25 +136,33 @@ void dequantize_32(const void * src, float * dst, int64_t n) {
     }
 }
 
-template <class F>
-float dot_32(const void * w, const void * act, int64_t n) {
-    const auto * wb = static_cast<const typename F::block *>(w);
+// nb blocks of format F (weight_block(ib): block ib, in place or rebuilt) against their
+// activation blocks: one order for both layouts, so that they give the same bits.
+template <class F, class WeightBlock>
+float dot_blocks(WeightBlock weight_block, const void * act, int64_t nb) {
     const auto * ab = static_cast<const typename F::act *>(act);
     float sum = 0.f;
-    for (int64_t ib = 0; ib < n / k_qk; ++ib) {
+    for (int64_t ib = 0; ib < nb; ++ib) {
+        const typename F::block b = weight_block(ib);
         int8_t q[k_qk];
-        F::unpack(wb[ib], q);
+        F::unpack(b, q);
         int s = 0;
         for (int j = 0; j < k_qk; ++j) s += q[j] * ab[ib].qs[j];
-        sum += fp16_to_fp32(wb[ib].d) * fp16_to_fp32(ab[ib].d) * float(s);
-        if constexpr (has_min<F>) sum += fp16_to_fp32(wb[ib].m) * fp16_to_fp32(ab[ib].s);
+        sum += fp16_to_fp32(b.d) * fp16_to_fp32(ab[ib].d) * float(s);
+        if constexpr (has_min<F>) sum += fp16_to_fp32(b.m) * fp16_to_fp32(ab[ib].s);
     }
     return sum;
 }
 
-// Repacked rows (R: q4_0_repacked, q5_0_repacked, iq4_nl_repacked): each block rebuilt as the original type's
-// block and taken through its arithmetic, in the same order, so both layouts give the same bits
-// on this path.
+template <class F>
+float dot_32(const void * w, const void * act, int64_t n) {
+    const auto * wb = static_cast<const typename F::block *>(w);
+    return dot_blocks<F>([wb](int64_t ib) { return wb[ib]; }, act, n / k_qk);
+}
+
+// Repacked rows (R: q4_0_repacked, q5_0_repacked, iq4_nl_repacked, q4_1_repacked, q5_1_repacked):
+// each block rebuilt as the original type's block and taken through its arithmetic, in the same
+// order, so both layouts give the same bits on this path.
 template <dtype R>
 struct repacked_fmt;
 template <>
@@ -191,6 +199,34 @@ struct repacked_fmt<dtype::iq4_nl_repacked> {
     }
 };
 
+// Q4_1 and Q5_1: Q4_0's and Q5_0's fields, then m from the row's tail.
+template <>
+struct repacked_fmt<dtype::q4_1_repacked> {
+    using original = q4_1_fmt;
+    static block_q4_1 block(const void * row, int64_t nb, int64_t ib) {
+        constexpr dtype t = dtype::q4_1_repacked;
+        block_q4_1 b;
+        std::memcpy(&b.d, repacked_scales(row) + ib, sizeof b.d);
+        std::memcpy(&b.m, repacked_mins(t, row, nb) + ib, sizeof b.m);
+        std::memcpy(b.qs, repacked_nibbles(t, row, nb) + ib * int64_t(sizeof b.qs), sizeof b.qs);
+        return b;
+    }
+};
+template <>
+struct repacked_fmt<dtype::q5_1_repacked> {
+    using original = q5_1_fmt;
+    static block_q5_1 block(const void * row, int64_t nb, int64_t ib) {
+        constexpr dtype t = dtype::q5_1_repacked;
+        block_q5_1 b;
+        std::memcpy(&b.d, repacked_scales(row) + ib, sizeof b.d);
+        std::memcpy(&b.m, repacked_mins(t, row, nb) + ib, sizeof b.m);
+        const uint32_t qh = repacked_fifth_bits_word(row, nb, ib);
+        std::memcpy(b.qh, &qh, sizeof b.qh);
+        std::memcpy(b.qs, repacked_nibbles(t, row, nb) + ib * int64_t(sizeof b.qs), sizeof b.qs);
+        return b;
+    }
+};
+
 template <dtype R>
 void dequantize_repacked(const void * src, float * dst, int64_t n) {
     for (int64_t ib = 0; ib < n / k_qk; ++ib) {
@@ -201,13 +237,9 @@ void dequantize_repacked(const void * src, float * dst, int64_t n) {
 
 template <dtype R>
 float dot_repacked(const void * w, const void * act, int64_t n) {
-    const auto * ab = static_cast<const block_q8_0 *>(act);
-    float sum = 0.f;
-    for (int64_t ib = 0; ib < n / k_qk; ++ib) {
-        const auto b = repacked_fmt<R>::block(w, n / k_qk, ib);
-        sum += dot_32<typename repacked_fmt<R>::original>(&b, ab + ib, k_qk);
-    }
-    return sum;
+    const int64_t nb = n / k_qk;
+    return dot_blocks<typename repacked_fmt<R>::original>([w, nb](int64_t ib) { return repacked_fmt<R>::block(w, nb, ib); },
+                                                          act, nb);
 }
 
 // Q8_0 or Q8_1 (B) activations.
@@ -487,7 +519,8 @@ constexpr kernels q2_kernels{dequantize_q2, quantize_q8_k_act, dot_q2};
 constexpr kernels q3_kernels{dequantize_q3, quantize_q8_k_act, dot_q3};
 constexpr kernels iq4_xs_kernels{dequantize_iq4_xs, quantize_q8_k_act, dot_iq4_xs};
 template <dtype R>
-constexpr kernels repacked_kernels{dequantize_repacked<R>, quantize_q8_act<block_q8_0>, dot_repacked<R>};
+constexpr kernels repacked_kernels{dequantize_repacked<R>, quantize_q8_act<typename repacked_fmt<R>::original::act>,
+                                  dot_repacked<R>};
 
 } // namespace
 
@@ -511,6 +544,8 @@ const kernels * scalar_kernels(dtype t) {
     case dtype::q4_0_repacked: return &repacked_kernels<dtype::q4_0_repacked>;
     case dtype::q5_0_repacked: return &repacked_kernels<dtype::q5_0_repacked>;
     case dtype::iq4_nl_repacked: return &repacked_kernels<dtype::iq4_nl_repacked>;
+    case dtype::q4_1_repacked: return &repacked_kernels<dtype::q4_1_repacked>;
+    case dtype::q5_1_repacked: return &repacked_kernels<dtype::q5_1_repacked>;
     }
     return nullptr;
 }

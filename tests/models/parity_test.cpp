@@ -304,7 +304,7 @@ TEST_CASE("parity with llama.cpp: half and quantized weights" * doctest::timeout
     }
 }
 
-TEST_CASE("Q4_0, Q5_0 and IQ4_NL models run on repacked weights, with the logits of the weights in place" *
+TEST_CASE("Q4_0, Q5_0, IQ4_NL and Q4_1 models run on repacked weights, with the logits of the weights in place" *
           doctest::timeout(120)) {
     FRUGAL_REQUIRE_PARITY_FIXTURES();
     // The parity case above holds the model as loaded by default to llama.cpp (repacked where this
@@ -313,8 +313,11 @@ TEST_CASE("Q4_0, Q5_0 and IQ4_NL models run on repacked weights, with the logits
     // the same integer block sums in another float order.
     const auto dir = frugal::test::parity_fixture("");
     const auto prompt = read_prompt();
-    for (const char * name :
-         {"tiny-llama-q4_0", "tiny-qwen2-q4_0", "tiny-qwen2-q5_0", "tiny256-qwen2-q5_0", "tiny256-qwen2-iq4_nl"}) {
+    const std::pair<const char *, frugal::dtype> cases[] = {
+        {"tiny-llama-q4_0", frugal::dtype::q4_0},       {"tiny-qwen2-q4_0", frugal::dtype::q4_0},
+        {"tiny-qwen2-q5_0", frugal::dtype::q5_0},       {"tiny256-qwen2-q5_0", frugal::dtype::q5_0},
+        {"tiny256-qwen2-iq4_nl", frugal::dtype::iq4_nl}, {"tiny-llama-q4_1", frugal::dtype::q4_1}};
+    for (const auto & [name, stored] : cases) {
         CAPTURE(name);
         const auto path = (dir / (std::string(name) + ".gguf")).string();
         frugal::load_options in_place, always;
@@ -323,8 +326,6 @@ TEST_CASE("Q4_0, Q5_0 and IQ4_NL models run on repacked weights, with the logits
         const auto repacked = frugal::load_model(path, always), mapped = frugal::load_model(path, in_place);
         CHECK(repacked->config().repacked_bytes > 0);
         CHECK(mapped->config().repacked_bytes == 0);
-        const std::string_view suffix = std::string_view(name).substr(std::string_view(name).rfind('-') + 1);
-        const frugal::dtype stored = suffix == "q4_0" ? frugal::dtype::q4_0 : suffix == "q5_0" ? frugal::dtype::q5_0 : frugal::dtype::iq4_nl;
         CHECK((frugal::load_model(path, {})->config().repacked_bytes > 0) == frugal::ops::repacking_speeds_decode(stored));
         double prefill_diff = 0, decode_diff = 0;
         frugal::session a(repacked, 256), b(mapped, 256);

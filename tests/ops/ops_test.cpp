@@ -1131,6 +1131,8 @@ std::vector<double> activation_error(dtype w, const float * x, int64_t m, int64_
     case dtype::q5_0_repacked:
     case dtype::iq4_nl:
     case dtype::iq4_nl_repacked:
+    case dtype::q4_1_repacked:
+    case dtype::q5_1_repacked:
     case dtype::q4_1: // Q8_1
     case dtype::q5_1: // Q8_1: Q8_0's quants; its s (what m meets) is off by the block's sum of these
         per_block(k_qk, 1.0 / 254 + 0x1p-11);
@@ -1238,9 +1240,10 @@ TEST_CASE("linear with q8_0, q4_0 and repacked q4_0 weights matches the referenc
     for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked}) check_linear_paths(t);
 }
 
-TEST_CASE("linear with q4_1, q5_0, q5_1 and iq4_nl weights (q5_0 and iq4_nl also repacked) matches the reference "
-          "on both paths" * doctest::timeout(60)) {
-    for (dtype t : {dtype::q4_1, dtype::q5_0, dtype::q5_0_repacked, dtype::q5_1, dtype::iq4_nl, dtype::iq4_nl_repacked})
+TEST_CASE("linear with q4_1, q5_0, q5_1 and iq4_nl weights, as stored and repacked, matches the reference on both "
+          "paths" * doctest::timeout(90)) {
+    for (dtype t : {dtype::q4_1, dtype::q4_1_repacked, dtype::q5_0, dtype::q5_0_repacked, dtype::q5_1, dtype::q5_1_repacked,
+                    dtype::iq4_nl, dtype::iq4_nl_repacked})
         check_linear_paths(t);
 }
 
@@ -1434,7 +1437,8 @@ TEST_CASE("linear's wide-batch path multiplies the row kernels' products" * doct
     // but Q8_1's s would be off by s's fp16 rounding (~2^-12), far above the summation bound.
     const int64_t n = 33, m = 9, k = 4 * k_qk;
     for (dtype t : {dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q4_1,
-                    dtype::q5_0, dtype::q5_0_repacked, dtype::q5_1, dtype::iq4_nl, dtype::iq4_nl_repacked}) {
+                    dtype::q4_1_repacked, dtype::q5_0, dtype::q5_0_repacked, dtype::q5_1, dtype::q5_1_repacked,
+                    dtype::iq4_nl, dtype::iq4_nl_repacked}) {
         CAPTURE(std::string(dtype_name(t)));
         auto w = make_weight(t, n, k, 3);
         const auto dominant_offsets = [&]<class Block>(Block * blocks) {

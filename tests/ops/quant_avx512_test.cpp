@@ -1,7 +1,7 @@
 // quant_avx512_test.cpp - the AVX-512 VNNI decode kernels (lib/ops/quant_avx512_kernels.hpp: Q8_0,
-// Q4_0, Q5_0 and IQ4_NL (as stored and repacked), Q4_1, Q5_1, the K-quants and IQ4_XS) must give
-// the AVX2 kernels' results to the bit (IQ4_NL repacked, which has no AVX2 loop: the exact sum's
-// within rounding). Two builds of the same source are checked:
+// Q4_0, Q5_0, IQ4_NL, Q4_1 and Q5_1 (as stored and repacked), the K-quants and IQ4_XS) must give
+// the AVX2 kernels' results to the bit (the repacked IQ4_NL, Q4_1 and Q5_1, which have no AVX2
+// loop: the exact sum's within rounding). Two builds of the same source are checked:
 //   - the library's, on CPUs with AVX-512 F/BW/VNNI (skipped elsewhere);
 //   - one compiled here against SIMD Everywhere's portable AVX-512 (Debian libsimde-dev), which
 //     runs on any x86-64 CPU: the kernels' logic is tested even where no AVX-512 machine is.
@@ -35,10 +35,15 @@ struct weights_case {
     std::vector<std::byte> w, act;
 };
 
+// The type a repacked one was made from (t itself for the others).
+dtype stored_of(dtype t) {
+    for (dtype s : {dtype::q4_0, dtype::q5_0, dtype::iq4_nl, dtype::q4_1, dtype::q5_1})
+        if (ops::repacked_type(s) == t) return s;
+    return t;
+}
+
 weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
-    if (t == dtype::q4_0_repacked || t == dtype::q5_0_repacked || t == dtype::iq4_nl_repacked) {
-        // the stored type's case, repacked by the library
-        const dtype stored_type = t == dtype::q4_0_repacked ? dtype::q4_0 : t == dtype::q5_0_repacked ? dtype::q5_0 : dtype::iq4_nl;
+    if (const dtype stored_type = stored_of(t); stored_type != t) { // the stored type's case, repacked by the library
         weights_case c = make_case(stored_type, rows, n, seed);
         const std::vector<std::byte> stored = c.w;
         ops::repack_rows(stored_type, stored.data(), c.w.data(), rows, n);
@@ -144,8 +149,50 @@ void check_against_avx2(dtype t, decltype(ops::detail::kernels::dot) dot,
     }
 }
 
-// A repacked type without an AVX2 loop (IQ4_NL): dot, dot_rows and dot_rows_batch against the
-// exact sum of the stored rows' dequantized products (in double), within the float rounding of
+// The exact value of a stored row (IQ4_NL, Q4_1 or Q5_1) times an activation row (Q8_0, Q8_1) in
+// double, Σ_b dw · dx · Σ_e q_e · x_e (+ m · s), and the sum of its terms' magnitudes (per
+// element): what a float sum of the same terms may be off by is a few roundings of that.
+struct exact_dot {
+    double value = 0, magnitude = 0;
+};
+template <class Block, class Act>
+exact_dot exact_block_dot(const Block * w, const Act * a, int64_t nb) {
+    exact_dot r;
+    for (int64_t b = 0; b < nb; ++b) {
+        const double scale = double(fp16_to_fp32(w[b].d)) * double(fp16_to_fp32(a[b].d));
+        for (int e = 0; e < k_qk; ++e) {
+            const int nibble = (e < 16 ? w[b].qs[e] : w[b].qs[e - 16] >> 4) & 0xF;
+            int q = nibble;
+            if constexpr (std::is_same_v<Block, block_iq4_nl>) q = k_iq4_nl_values[nibble];
+            if constexpr (requires { w[b].qh; }) {
+                uint32_t qh;
+                std::memcpy(&qh, w[b].qh, sizeof qh);
+                q |= int(qh >> e & 1) << 4;
+            }
+            const double p = scale * q * a[b].qs[e];
+            r.value += p, r.magnitude += std::abs(p);
+        }
+        if constexpr (requires { w[b].m; }) {
+            const double p = double(fp16_to_fp32(w[b].m)) * double(fp16_to_fp32(a[b].s));
+            r.value += p, r.magnitude += std::abs(p);
+        }
+    }
+    return r;
+}
+exact_dot exact_row_dot(dtype stored, const std::byte * w, const std::byte * act, int64_t nb) {
+    switch (stored) {
+    case dtype::iq4_nl:
+        return exact_block_dot(reinterpret_cast<const block_iq4_nl *>(w), reinterpret_cast<const block_q8_0 *>(act), nb);
+    case dtype::q4_1:
+        return exact_block_dot(reinterpret_cast<const block_q4_1 *>(w), reinterpret_cast<const ops::block_q8_1 *>(act), nb);
+    case dtype::q5_1:
+        return exact_block_dot(reinterpret_cast<const block_q5_1 *>(w), reinterpret_cast<const ops::block_q8_1 *>(act), nb);
+    default: FAIL("no exact dot for " << dtype_name(stored)); return {};
+    }
+}
+
+// A repacked type without an AVX2 loop (IQ4_NL, Q4_1, Q5_1): dot, dot_rows and dot_rows_batch
+// against the exact sum of the stored rows' products (exact_row_dot) within the float rounding of
 // about nb + 32 additions, and bit-identical among themselves.
 void check_against_exact(dtype t, dtype stored, decltype(ops::detail::kernels::dot) dot,
                          decltype(ops::detail::kernels::dot_rows) dot_rows,
@@ -160,16 +207,9 @@ void check_against_exact(dtype t, dtype stored, decltype(ops::detail::kernels::d
         std::memcpy(acts.data(), c.act.data(), act_bytes);
         for (int64_t i = 1; i < m_max; ++i)
             std::memcpy(acts.data() + i * act_bytes, make_case(t, 1, n, uint32_t(nb + 100 * i)).act.data(), act_bytes);
-        std::vector<float> w(size_t(rows * n)), x(size_t(m_max * n));
-        for (int64_t r = 0; r < rows; ++r) ops::dequantize_row(stored, s.w.data() + size_t(r) * stride, w.data() + r * n, n);
-        for (int64_t i = 0; i < m_max; ++i) ops::dequantize_row(dtype::q8_0, acts.data() + i * act_bytes, x.data() + i * n, n);
         const auto near_exact = [&](float got, int64_t r, int64_t i) {
-            double exact = 0, magnitude = 0; // products of 18- and 19-bit significands: exact in double
-            for (int64_t e = 0; e < n; ++e) {
-                const double p = double(w[size_t(r * n + e)]) * double(x[size_t(i * n + e)]);
-                exact += p, magnitude += std::abs(p);
-            }
-            return std::abs(double(got) - exact) <= double(nb + 32) * 0x1p-24 * magnitude;
+            const exact_dot want = exact_row_dot(stored, s.w.data() + size_t(r) * stride, acts.data() + i * act_bytes, nb);
+            return std::abs(double(got) - want.value) <= double(nb + 32) * 0x1p-24 * want.magnitude;
         };
         std::vector<float> got(static_cast<size_t>(rows));
         dot_rows(c.w.data(), stride, rows, c.act.data(), n, got.data());
@@ -295,6 +335,16 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
         check_against_exact(dtype::iq4_nl_repacked, dtype::iq4_nl, emu::one_row<rows>, rows,
                             emu::dot_rows_repacked_batch<dtype::iq4_nl_repacked>);
     }
+    SUBCASE("q4_1_repacked") {
+        constexpr auto rows = emu::dot_rows_repacked<dtype::q4_1_repacked>;
+        check_against_exact(dtype::q4_1_repacked, dtype::q4_1, emu::one_row<rows>, rows,
+                            emu::dot_rows_repacked_batch<dtype::q4_1_repacked>);
+    }
+    SUBCASE("q5_1_repacked") {
+        constexpr auto rows = emu::dot_rows_repacked<dtype::q5_1_repacked>;
+        check_against_exact(dtype::q5_1_repacked, dtype::q5_1, emu::one_row<rows>, rows,
+                            emu::dot_rows_repacked_batch<dtype::q5_1_repacked>);
+    }
     SUBCASE("iq4_nl") {
         constexpr auto rows = emu::dot_rows_32<dtype::iq4_nl>;
         check_against_avx2(dtype::iq4_nl, emu::one_row<rows>, rows, emu::dot_rows_32_batch<dtype::iq4_nl>);
@@ -336,13 +386,14 @@ TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doct
         check_against_avx2(t, k->dot, k->dot_rows, k->dot_rows_batch);
         CHECK(ops::detail::decode_row_loop(t)); // and decode selects them
     }
-    {
-        const ops::detail::kernels * k = ops::detail::avx512_kernels(dtype::iq4_nl_repacked);
+    for (dtype t : {dtype::iq4_nl_repacked, dtype::q4_1_repacked, dtype::q5_1_repacked}) {
+        CAPTURE(std::string(dtype_name(t)));
+        const ops::detail::kernels * k = ops::detail::avx512_kernels(t);
         REQUIRE(k);
-        check_against_exact(dtype::iq4_nl_repacked, dtype::iq4_nl, k->dot, k->dot_rows, k->dot_rows_batch);
+        check_against_exact(t, stored_of(t), k->dot, k->dot_rows, k->dot_rows_batch);
     }
-    // models' Q4_0, Q5_0 and IQ4_NL matrices take the repacked loops
-    for (dtype t : {dtype::q4_0, dtype::q5_0, dtype::iq4_nl}) CHECK(ops::repacking_speeds_decode(t));
+    // models' matrices of these types take the repacked loops
+    for (dtype t : {dtype::q4_0, dtype::q5_0, dtype::iq4_nl, dtype::q4_1, dtype::q5_1}) CHECK(ops::repacking_speeds_decode(t));
     const auto check_k = [&]<class Block>(dtype t, Block) {
         CAPTURE(std::string(dtype_name(t)));
         const ops::detail::kernels * k = ops::detail::avx512_kernels(t);

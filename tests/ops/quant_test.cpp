@@ -661,14 +661,14 @@ TEST_CASE("scalar and AVX2 paths agree" * doctest::timeout(60)) {
     }
 }
 
-TEST_CASE("repacked Q4_0, Q5_0 and IQ4_NL hold the same values and products as the rows they came from" *
+TEST_CASE("repacked Q4_0, Q5_0, IQ4_NL, Q4_1 and Q5_1 hold the values and products of the rows they came from" *
           doctest::timeout(120)) {
     // Block counts 1..9 cover a lone block, odd counts (a half pair) and partial groups of eight
     // (scales, and Q5_0's fifth bits kept as qh words after the last full group); 44, 48, 280 and
     // 342 are real rows (K 1408 and 10944 of DeepSeek-V2-Lite, 1536 and 8960 of the 1.5B Qwen2);
     // 721 (K 23072) is longer than any of those (the row loops kept rows of up to 20480 on the stack).
     const int64_t block_counts[] = {1, 2, 3, 7, 8, 9, 15, 44, 48, 280, 342, 721};
-    for (dtype original : {dtype::q4_0, dtype::q5_0, dtype::iq4_nl}) {
+    for (dtype original : {dtype::q4_0, dtype::q5_0, dtype::iq4_nl, dtype::q4_1, dtype::q5_1}) {
         const dtype t = ops::repacked_type(original);
         for (bool scalar : paths()) {
             const ops::detail::force_scalar_scope scope(scalar);
@@ -717,6 +717,8 @@ TEST_CASE("repacked Q4_0, Q5_0 and IQ4_NL hold the same values and products as t
     CHECK(ops::repacked_type(dtype::q4_0) == dtype::q4_0_repacked);
     CHECK(ops::repacked_type(dtype::q5_0) == dtype::q5_0_repacked);
     CHECK(ops::repacked_type(dtype::iq4_nl) == dtype::iq4_nl_repacked);
+    CHECK(ops::repacked_type(dtype::q4_1) == dtype::q4_1_repacked);
+    CHECK(ops::repacked_type(dtype::q5_1) == dtype::q5_1_repacked);
     CHECK(ops::repacked_type(dtype::q8_0) == dtype::q8_0);
     std::vector<std::byte> buf(64);
     check_invalid([&] { ops::repack_rows(dtype::q8_0, buf.data(), buf.data(), 1, 32); }, "q8_0 has no repacked layout");
