@@ -163,69 +163,33 @@ float dot_32(const void * w, const void * act, int64_t n) {
 // Repacked rows (R: q4_0_repacked, q5_0_repacked, iq4_nl_repacked, q4_1_repacked, q5_1_repacked):
 // each block rebuilt as the original type's block and taken through its arithmetic, in the same
 // order, so both layouts give the same bits on this path.
+template <dtype R, class F>
+struct repacked_as {
+    using original = F;
+    static typename F::block block(const void * row, int64_t nb, int64_t ib) {
+        typename F::block b;
+        std::memcpy(&b.d, repacked_scales(row) + ib, sizeof b.d);
+        if constexpr (requires { b.m; }) std::memcpy(&b.m, repacked_mins(R, row, nb) + ib, sizeof b.m);
+        if constexpr (requires { b.qh; }) {
+            const uint32_t qh = repacked_fifth_bits_word(row, nb, ib);
+            std::memcpy(b.qh, &qh, sizeof b.qh);
+        }
+        std::memcpy(b.qs, repacked_nibbles(R, row, nb) + ib * int64_t(sizeof b.qs), sizeof b.qs);
+        return b;
+    }
+};
 template <dtype R>
 struct repacked_fmt;
 template <>
-struct repacked_fmt<dtype::q4_0_repacked> {
-    using original = q4_0_fmt;
-    static block_q4_0 block(const void * row, int64_t nb, int64_t ib) {
-        block_q4_0 b;
-        std::memcpy(&b.d, repacked_scales(row) + ib, sizeof b.d);
-        std::memcpy(b.qs, repacked_nibbles(dtype::q4_0_repacked, row, nb) + ib * int64_t(sizeof b.qs), sizeof b.qs);
-        return b;
-    }
-};
+struct repacked_fmt<dtype::q4_0_repacked> : repacked_as<dtype::q4_0_repacked, q4_0_fmt> {};
 template <>
-struct repacked_fmt<dtype::q5_0_repacked> {
-    using original = q5_0_fmt;
-    static block_q5_0 block(const void * row, int64_t nb, int64_t ib) {
-        block_q5_0 b;
-        std::memcpy(&b.d, repacked_scales(row) + ib, sizeof b.d);
-        const uint32_t qh = repacked_fifth_bits_word(row, nb, ib);
-        std::memcpy(b.qh, &qh, sizeof b.qh);
-        std::memcpy(b.qs, repacked_nibbles(dtype::q5_0_repacked, row, nb) + ib * int64_t(sizeof b.qs), sizeof b.qs);
-        return b;
-    }
-};
-
+struct repacked_fmt<dtype::q5_0_repacked> : repacked_as<dtype::q5_0_repacked, q5_0_fmt> {};
 template <>
-struct repacked_fmt<dtype::iq4_nl_repacked> {
-    using original = iq4_nl_fmt;
-    static block_iq4_nl block(const void * row, int64_t nb, int64_t ib) {
-        block_iq4_nl b;
-        std::memcpy(&b.d, repacked_scales(row) + ib, sizeof b.d);
-        std::memcpy(b.qs, repacked_nibbles(dtype::iq4_nl_repacked, row, nb) + ib * int64_t(sizeof b.qs), sizeof b.qs);
-        return b;
-    }
-};
-
-// Q4_1 and Q5_1: Q4_0's and Q5_0's fields, then m from the row's tail.
+struct repacked_fmt<dtype::iq4_nl_repacked> : repacked_as<dtype::iq4_nl_repacked, iq4_nl_fmt> {};
 template <>
-struct repacked_fmt<dtype::q4_1_repacked> {
-    using original = q4_1_fmt;
-    static block_q4_1 block(const void * row, int64_t nb, int64_t ib) {
-        constexpr dtype t = dtype::q4_1_repacked;
-        block_q4_1 b;
-        std::memcpy(&b.d, repacked_scales(row) + ib, sizeof b.d);
-        std::memcpy(&b.m, repacked_mins(t, row, nb) + ib, sizeof b.m);
-        std::memcpy(b.qs, repacked_nibbles(t, row, nb) + ib * int64_t(sizeof b.qs), sizeof b.qs);
-        return b;
-    }
-};
+struct repacked_fmt<dtype::q4_1_repacked> : repacked_as<dtype::q4_1_repacked, q4_1_fmt> {};
 template <>
-struct repacked_fmt<dtype::q5_1_repacked> {
-    using original = q5_1_fmt;
-    static block_q5_1 block(const void * row, int64_t nb, int64_t ib) {
-        constexpr dtype t = dtype::q5_1_repacked;
-        block_q5_1 b;
-        std::memcpy(&b.d, repacked_scales(row) + ib, sizeof b.d);
-        std::memcpy(&b.m, repacked_mins(t, row, nb) + ib, sizeof b.m);
-        const uint32_t qh = repacked_fifth_bits_word(row, nb, ib);
-        std::memcpy(b.qh, &qh, sizeof b.qh);
-        std::memcpy(b.qs, repacked_nibbles(t, row, nb) + ib * int64_t(sizeof b.qs), sizeof b.qs);
-        return b;
-    }
-};
+struct repacked_fmt<dtype::q5_1_repacked> : repacked_as<dtype::q5_1_repacked, q5_1_fmt> {};
 
 template <dtype R>
 void dequantize_repacked(const void * src, float * dst, int64_t n) {

@@ -233,6 +233,14 @@ void check_against_exact(dtype t, dtype stored, decltype(ops::detail::kernels::d
     }
 }
 
+// A repacked layout's loops (k: dot, dot_rows, dot_rows_batch) against the AVX2 ones where there
+// are some (Q4_0, Q5_0: to the bit), else against the exact sum.
+void check_repacked(dtype t, const ops::detail::kernels & k) {
+    CAPTURE(std::string(dtype_name(t)));
+    if (ops::detail::avx2_kernels(t)) check_against_avx2(t, k.dot, k.dot_rows, k.dot_rows_batch);
+    else check_against_exact(t, stored_of(t), k.dot, k.dot_rows, k.dot_rows_batch);
+}
+
 // K-quant (Q4_K, Q5_K, Q6_K) rows of random bytes (every quant and sub-block scale pattern) with
 // ordinary positive fp16 super-block scales, against one Q8_K activation row: the single-row dot
 // and the row loop of both builds against the AVX2 dot, bit for bit. 129 super-blocks is past the
@@ -322,28 +330,16 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
         constexpr auto rows = emu::dot_rows_32<dtype::q5_1>;
         check_against_avx2(dtype::q5_1, emu::one_row<rows>, rows, emu::dot_rows_32_batch<dtype::q5_1>);
     }
-    SUBCASE("q4_0_repacked") {
-        constexpr auto rows = emu::dot_rows_repacked<dtype::q4_0_repacked>;
-        check_against_avx2(dtype::q4_0_repacked, emu::one_row<rows>, rows, emu::dot_rows_repacked_batch<dtype::q4_0_repacked>);
-    }
-    SUBCASE("q5_0_repacked") {
-        constexpr auto rows = emu::dot_rows_repacked<dtype::q5_0_repacked>;
-        check_against_avx2(dtype::q5_0_repacked, emu::one_row<rows>, rows, emu::dot_rows_repacked_batch<dtype::q5_0_repacked>);
-    }
-    SUBCASE("iq4_nl_repacked") {
-        constexpr auto rows = emu::dot_rows_repacked<dtype::iq4_nl_repacked>;
-        check_against_exact(dtype::iq4_nl_repacked, dtype::iq4_nl, emu::one_row<rows>, rows,
-                            emu::dot_rows_repacked_batch<dtype::iq4_nl_repacked>);
-    }
-    SUBCASE("q4_1_repacked") {
-        constexpr auto rows = emu::dot_rows_repacked<dtype::q4_1_repacked>;
-        check_against_exact(dtype::q4_1_repacked, dtype::q4_1, emu::one_row<rows>, rows,
-                            emu::dot_rows_repacked_batch<dtype::q4_1_repacked>);
-    }
-    SUBCASE("q5_1_repacked") {
-        constexpr auto rows = emu::dot_rows_repacked<dtype::q5_1_repacked>;
-        check_against_exact(dtype::q5_1_repacked, dtype::q5_1, emu::one_row<rows>, rows,
-                            emu::dot_rows_repacked_batch<dtype::q5_1_repacked>);
+    SUBCASE("repacked layouts") {
+        const auto check = []<dtype T>(std::integral_constant<dtype, T>) {
+            constexpr auto rows = emu::dot_rows_repacked<T>;
+            check_repacked(T, {nullptr, nullptr, emu::one_row<rows>, nullptr, rows, emu::dot_rows_repacked_batch<T>});
+        };
+        check(std::integral_constant<dtype, dtype::q4_0_repacked>{});
+        check(std::integral_constant<dtype, dtype::q5_0_repacked>{});
+        check(std::integral_constant<dtype, dtype::iq4_nl_repacked>{});
+        check(std::integral_constant<dtype, dtype::q4_1_repacked>{});
+        check(std::integral_constant<dtype, dtype::q5_1_repacked>{});
     }
     SUBCASE("iq4_nl") {
         constexpr auto rows = emu::dot_rows_32<dtype::iq4_nl>;
@@ -377,8 +373,7 @@ TEST_CASE("AVX-512 kernels, emulated by SIMDe, equal the AVX2 ones to the bit" *
 
 TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doctest::timeout(60)) {
     if (!ops::detail::avx512_vnni_supported()) FRUGAL_SKIP("this CPU has no AVX-512 VNNI");
-    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_0_repacked, dtype::q4_1, dtype::q5_0, dtype::q5_0_repacked,
-                    dtype::q5_1, dtype::iq4_nl}) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_1, dtype::q5_0, dtype::q5_1, dtype::iq4_nl}) {
         CAPTURE(std::string(dtype_name(t)));
         const ops::detail::kernels * k = ops::detail::avx512_kernels(t);
         REQUIRE(k);
@@ -386,11 +381,12 @@ TEST_CASE("AVX-512 kernels of the library equal the AVX2 ones to the bit" * doct
         check_against_avx2(t, k->dot, k->dot_rows, k->dot_rows_batch);
         CHECK(ops::detail::decode_row_loop(t)); // and decode selects them
     }
-    for (dtype t : {dtype::iq4_nl_repacked, dtype::q4_1_repacked, dtype::q5_1_repacked}) {
-        CAPTURE(std::string(dtype_name(t)));
+    for (dtype t : {dtype::q4_0_repacked, dtype::q5_0_repacked, dtype::iq4_nl_repacked, dtype::q4_1_repacked,
+                    dtype::q5_1_repacked}) {
         const ops::detail::kernels * k = ops::detail::avx512_kernels(t);
         REQUIRE(k);
-        check_against_exact(t, stored_of(t), k->dot, k->dot_rows, k->dot_rows_batch);
+        check_repacked(t, *k);
+        CHECK(ops::detail::decode_row_loop(t)); // and decode selects them
     }
     // models' matrices of these types take the repacked loops
     for (dtype t : {dtype::q4_0, dtype::q5_0, dtype::iq4_nl, dtype::q4_1, dtype::q5_1}) CHECK(ops::repacking_speeds_decode(t));
