@@ -279,15 +279,15 @@ FRUGAL_AVX512 inline void dot_rows_stored_batch(const std::byte * w, size_t w_st
 // The AVX2 repacked loops (q4_0r_rows, q5_0r_rows) four blocks per zmm: block b of a quad in
 // 128-bit lane b, the quad's nibbles one 64-byte load (the stored blocks' scales between their
 // nibbles made the quad a gather: PERF.md, "A Q4_0 decode loop with four blocks per zmm").
-// vpdpbusd against the low and then the high nibbles (Q5_0: with their fifth bits at bit 4;
+// vpdpbusd against the low and then the high nibbles (Q5_0, Q5_1: with their fifth bits at bit 4;
 // IQ4_NL: their levels + 128) from −offset · Σ x gives each int32 lane the AVX2 lane's exact sum
-// (the same eight products). IQ4_NL, Q4_1 and Q5_1 have no AVX2 repacked loop: their lanes and
-// float steps are those a Q4_0 row takes, held to the exact sum within rounding; Q4_1's and
-// Q5_1's offsets m · s_x (Q8_1 activations) add up in eight lanes of their own. Per
-// scale group of eight blocks, quad h holds pairs 2h (lanes 0-7, the AVX2 loop's even
-// accumulator) and 2h + 1 (lanes 8-15, odd), each scaled by its blocks' dw · dx and added with
-// one fused multiply-add, as the AVX2 loop adds a pair: bit-identical. Past the row's blocks the
-// lanes add 0 · 0, which leaves any sum but −0 as it is (and a sum from +0 is never −0).
+// (the same eight products). Per scale group of eight blocks, quad h holds pairs 2h (lanes 0-7,
+// the AVX2 loop's even accumulator) and 2h + 1 (lanes 8-15, odd), each scaled by its blocks'
+// dw · dx and added with one fused multiply-add, as the AVX2 loop adds a pair: bit-identical.
+// Past the row's blocks the lanes add 0 · 0, which leaves any sum but −0 as it is (and a sum
+// from +0 is never −0). IQ4_NL, Q4_1 and Q5_1 have no AVX2 repacked loop: they take a Q4_0 row's
+// lanes and float steps, held to the exact sum within rounding; Q4_1's and Q5_1's offsets
+// m · s_x (Q8_1 activations) add up in eight lanes of their own.
 // Zen 4, matvec 1536 wide, 1 thread in L2, as stored -> repacked: Q4_0 19 -> 27 GB/s, Q5_0 20 ->
 // 29. From DRAM (2 threads) within noise of each other (Q5_0 8960 wide perhaps 4 % slower).
 
@@ -399,9 +399,9 @@ FRUGAL_AVX512 inline void repacked_rows(const std::byte * w, size_t w_stride, in
         const uint8_t * qs = frugal::ops::detail::repacked_nibbles(T, row, nb);
         const uint16_t * mw = mins ? frugal::ops::detail::repacked_mins(T, row, nb) : nullptr;
         __m512 acc[MR]; // lanes 0-7: even pairs, 8-15: odd pairs
-        __m256 offsets[MR]; // Q4_1, Q5_1: Σ m · s_x, lane j over blocks 8g + j
+        __m256 offsets[MR]; // Q4_1, Q5_1: Σ m · s_x, lane j over the blocks j mod 8
         for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps(), offsets[i] = _mm256_setzero_ps();
-        // The nibbles' prefetches skip the scales and fifth bits at the row's head.
+        // The nibbles' prefetches skip the scales, fifth bits and offsets at the row's head.
         prefetch_ahead(row, size_t(repacked_nibbles_offset(T, nb)), l2_only);
         // Quad h of the group at block g (its nibbles v, Q5_0's fifth bits f).
         const auto add_quad = [&](__m512i v, const fifth_bits_pair & f, int64_t g, int h, const __m256 * s8) FRUGAL_AVX512 {
