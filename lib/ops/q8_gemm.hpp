@@ -54,8 +54,7 @@ constexpr bool super_blocks(dtype t) {
 constexpr bool half_scales(dtype t) { return t == dtype::q6_k || t == dtype::q3_k; }
 // Q4_K, Q5_K, Q4_1 and Q5_1: an offset mw per block, which meets the activations' block sums.
 constexpr bool has_offsets(dtype t) {
-    return t == dtype::q4_k || t == dtype::q5_k || t == dtype::q4_1 || t == dtype::q5_1 || t == dtype::q4_1_repacked ||
-           t == dtype::q5_1_repacked;
+    return t == dtype::q4_k || t == dtype::q5_k || has_block_offsets(t);
 }
 // The activations' int16 sums Σ qx per 32-element block that weight type t needs: one (offsets
 // per block), two (Q2_K: one per 16-element half) or none.

@@ -377,7 +377,7 @@ bool repacking_speeds_decode(dtype t) {
     // alike, the stored one without rebuilding blocks.
     const dtype to = repacked_type(t);
     if (to == t || !use_avx2()) return false;
-    if (active_avx512_kernels(t) || active_avx512_kernels(to)) return active_avx512_kernels(to) != nullptr;
+    if (active_avx512_kernels(t)) return active_avx512_kernels(to) != nullptr;
     return detail::avx2_kernels(to) != nullptr;
 }
 

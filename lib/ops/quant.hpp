@@ -42,10 +42,21 @@ struct block_q8_1 {
 };
 static_assert(sizeof(block_q8_1) == 36);
 
-// The 32-element types with an offset m per block (y = d · q + m), whose activations are Q8_1.
-constexpr bool has_block_offsets(dtype t) {
-    return t == dtype::q4_1 || t == dtype::q5_1 || t == dtype::q4_1_repacked || t == dtype::q5_1_repacked;
+// The type a repacked layout was made from (repacked_type's inverse); t itself for the others.
+constexpr dtype stored_type(dtype t) {
+    switch (t) {
+    case dtype::q4_0_repacked: return dtype::q4_0;
+    case dtype::q5_0_repacked: return dtype::q5_0;
+    case dtype::iq4_nl_repacked: return dtype::iq4_nl;
+    case dtype::q4_1_repacked: return dtype::q4_1;
+    case dtype::q5_1_repacked: return dtype::q5_1;
+    default: return t;
+    }
 }
+
+// The 32-element types with an offset m per block (y = d · q + m), whose activations are Q8_1,
+// in either layout.
+constexpr bool has_block_offsets(dtype t) { return stored_type(t) == dtype::q4_1 || stored_type(t) == dtype::q5_1; }
 
 // Every entry point throws frugal::error(status::invalid_argument) when t is not one of the
 // supported types or n is not a multiple of t's block size.

@@ -27,21 +27,18 @@ namespace {
 // weight row that rebuilt the activation's tables every call). 1.5B Qwen2 on Zen 5, t/s, AVX2
 // batched dot → the row loop once per activation row → batched: Q4_0 pp2 37-39 → 70 → 87-91,
 // pp4 54-55 → 83-85 → 103; Q8_0 pp2 31-34 → 46-47 → 52-54, pp4 60 → 68-70 → 79-80.
-// A repacked type without an AVX2 set (IQ4_NL, Q4_1, Q5_1) starts from its stored type's (`base`): the same
+// A repacked type without an AVX2 set (IQ4_NL, Q4_1, Q5_1) starts from its stored type's: the same
 // activation quantizer, and the scalar dequantizer of its own layout.
 template <auto dot_rows, auto dot_rows_batch = nullptr>
-kernels with_avx512_row_loop(dtype t, dtype base) {
-    kernels k = *avx2_kernels(base);
-    if (base != t) k.dequantize = nullptr; // base's reads base's layout: quant.cpp's select() takes the scalar one
+kernels with_avx512_row_loop(dtype t) {
+    const bool own_set = avx2_kernels(t) != nullptr;
+    kernels k = *avx2_kernels(own_set ? t : stored_type(t));
+    if (!own_set) k.dequantize = nullptr; // that one reads the stored layout: quant.cpp's select() takes the scalar one
     k.dot = avx512::one_row<dot_rows>;
     k.dot_rows = dot_rows;
     k.dot_rows_batch = dot_rows_batch;
     k.dot_batch = nullptr;
     return k;
-}
-template <auto dot_rows, auto dot_rows_batch = nullptr>
-kernels with_avx512_row_loop(dtype t) {
-    return with_avx512_row_loop<dot_rows, dot_rows_batch>(t, t);
 }
 
 } // namespace
@@ -59,13 +56,13 @@ const kernels * avx512_kernels(dtype t) {
                              avx512::dot_rows_repacked_batch<dtype::q5_0_repacked>>(dtype::q5_0_repacked);
     static const kernels iq4_nl_repacked =
         with_avx512_row_loop<avx512::dot_rows_repacked<dtype::iq4_nl_repacked>,
-                             avx512::dot_rows_repacked_batch<dtype::iq4_nl_repacked>>(dtype::iq4_nl_repacked, dtype::iq4_nl);
+                             avx512::dot_rows_repacked_batch<dtype::iq4_nl_repacked>>(dtype::iq4_nl_repacked);
     static const kernels q4_1_repacked =
         with_avx512_row_loop<avx512::dot_rows_repacked<dtype::q4_1_repacked>,
-                             avx512::dot_rows_repacked_batch<dtype::q4_1_repacked>>(dtype::q4_1_repacked, dtype::q4_1);
+                             avx512::dot_rows_repacked_batch<dtype::q4_1_repacked>>(dtype::q4_1_repacked);
     static const kernels q5_1_repacked =
         with_avx512_row_loop<avx512::dot_rows_repacked<dtype::q5_1_repacked>,
-                             avx512::dot_rows_repacked_batch<dtype::q5_1_repacked>>(dtype::q5_1_repacked, dtype::q5_1);
+                             avx512::dot_rows_repacked_batch<dtype::q5_1_repacked>>(dtype::q5_1_repacked);
     static const kernels q5_0 =
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q5_0>, avx512::dot_rows_32_batch<dtype::q5_0>>(dtype::q5_0);
     static const kernels q4_1 =

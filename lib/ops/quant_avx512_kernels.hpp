@@ -68,6 +68,10 @@ FRUGAL_AVX512 inline __m512i join4(const __m128i * v) {
                 _mm256_inserti128_si256(_mm256_castsi128_si256(v[2]), v[3], 1));
 }
 
+// bytes rounded up to whole 64-byte lines: the batched loops' parts of a prepared row each start
+// on a line.
+constexpr size_t whole_lines(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
 using frugal::ops::detail::batch_buffer; // the batched row loops' shared helpers (quant_kernels.hpp)
 using frugal::ops::detail::prefetch_weights_to_l2;
 using frugal::ops::detail::with_batch_rows;
@@ -258,9 +262,8 @@ template <class Block>
 FRUGAL_AVX512 inline void dot_rows_stored_batch(const std::byte * w, size_t w_stride, int64_t rows, const std::byte * act,
                                                 size_t act_stride, int64_t m, int64_t n, float * out, int64_t ldo) {
     const int64_t nb = n / k_qk;
-    const auto lines = [](size_t bytes) { return (bytes + 63) / 64 * 64; }; // each part 64-byte aligned
-    const size_t dx_bytes = lines(size_t(nb + 4) * sizeof(float)), xq_bytes = lines(size_t(nb + 1) * k_qk);
-    const size_t offsets_bytes = lines(size_t(nb + 1) * 8 * sizeof(int32_t));
+    const size_t dx_bytes = whole_lines(size_t(nb + 4) * sizeof(float)), xq_bytes = whole_lines(size_t(nb + 1) * k_qk);
+    const size_t offsets_bytes = whole_lines(size_t(nb + 1) * 8 * sizeof(int32_t));
     const size_t sx_bytes = k_has_min<Block> ? dx_bytes : 0;
     const size_t per_row = dx_bytes + xq_bytes + offsets_bytes + sx_bytes;
     std::byte * base = batch_buffer(per_row * size_t(m));
@@ -460,8 +463,7 @@ FRUGAL_AVX512 inline void dot_rows_repacked_batch(const std::byte * w, size_t w_
                                                   const std::byte * act, size_t act_stride, int64_t m, int64_t n,
                                                   float * out, int64_t ldo) {
     const int64_t nb = n / k_qk, quads = repacked_activation::quads(nb);
-    // each part 64-byte aligned
-    const size_t x_bytes = size_t(quads) * 128, offsets_bytes = size_t(quads) * 64, dx_bytes = (size_t(quads) * 16 + 63) / 64 * 64;
+    const size_t x_bytes = size_t(quads) * 128, offsets_bytes = size_t(quads) * 64, dx_bytes = whole_lines(size_t(quads) * 16);
     const size_t per_row = x_bytes + offsets_bytes + 2 * dx_bytes; // dx, then sx
     std::byte * base = batch_buffer(per_row * size_t(m));
     repacked_activation t[frugal::ops::detail::k_batch];

@@ -94,10 +94,7 @@ inline test_weight make_weight(dtype t, int64_t n, int64_t k, uint32_t seed) {
         case dtype::iq4_nl_repacked:
         case dtype::q4_1_repacked:
         case dtype::q5_1_repacked: { // values from the stored type's own dequantizer, not the repacked one
-            const dtype stored = t == dtype::q5_0_repacked     ? dtype::q5_0
-                                 : t == dtype::iq4_nl_repacked ? dtype::iq4_nl
-                                 : t == dtype::q4_1_repacked   ? dtype::q4_1
-                                                               : dtype::q5_1;
+            const dtype stored = ops::stored_type(t);
             std::vector<std::byte> q(static_cast<size_t>(rb));
             random_quant_row(stored, q.data(), k, rng);
             ops::dequantize_row(stored, q.data(), val, k);

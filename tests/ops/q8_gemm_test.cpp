@@ -95,15 +95,8 @@ std::vector<std::byte> random_block_weights(int64_t rows, int64_t k, std::mt1993
 // the ends of the ranges. `extreme`: every quant at the end of its range that makes the largest
 // sums against the largest activations (Q8_0, Q4_0 and Q5_0: -128, -8 and -16; Q4_1: 15; Q5_1: 31;
 // K-quants: 15, 31, -32 and -4; IQ4_NL and IQ4_XS: -127).
-// The type a repacked one was made from (t itself for the others).
-dtype stored_of(dtype t) {
-    for (dtype s : {dtype::q4_0, dtype::q5_0, dtype::iq4_nl, dtype::q4_1, dtype::q5_1})
-        if (ops::repacked_type(s) == t) return s;
-    return t;
-}
-
 std::vector<std::byte> make_weights(dtype t, int64_t rows, int64_t k, uint32_t seed, bool extreme = false) {
-    if (const dtype stored = stored_of(t); stored != t) { // the original type's weights, repacked
+    if (const dtype stored = ops::stored_type(t); stored != t) { // the original type's weights, repacked
         const auto plain = make_weights(stored, rows, k, seed, extreme);
         std::vector<std::byte> repacked(plain.size());
         ops::repack_rows(stored, plain.data(), repacked.data(), rows, k);

@@ -35,15 +35,8 @@ struct weights_case {
     std::vector<std::byte> w, act;
 };
 
-// The type a repacked one was made from (t itself for the others).
-dtype stored_of(dtype t) {
-    for (dtype s : {dtype::q4_0, dtype::q5_0, dtype::iq4_nl, dtype::q4_1, dtype::q5_1})
-        if (ops::repacked_type(s) == t) return s;
-    return t;
-}
-
 weights_case make_case(dtype t, int64_t rows, int64_t n, uint32_t seed) {
-    if (const dtype stored_type = stored_of(t); stored_type != t) { // the stored type's case, repacked by the library
+    if (const dtype stored_type = ops::stored_type(t); stored_type != t) { // the stored type's case, repacked by the library
         weights_case c = make_case(stored_type, rows, n, seed);
         const std::vector<std::byte> stored = c.w;
         ops::repack_rows(stored_type, stored.data(), c.w.data(), rows, n);
@@ -238,7 +231,7 @@ void check_against_exact(dtype t, dtype stored, decltype(ops::detail::kernels::d
 void check_repacked(dtype t, const ops::detail::kernels & k) {
     CAPTURE(std::string(dtype_name(t)));
     if (ops::detail::avx2_kernels(t)) check_against_avx2(t, k.dot, k.dot_rows, k.dot_rows_batch);
-    else check_against_exact(t, stored_of(t), k.dot, k.dot_rows, k.dot_rows_batch);
+    else check_against_exact(t, ops::stored_type(t), k.dot, k.dot_rows, k.dot_rows_batch);
 }
 
 // K-quant (Q4_K, Q5_K, Q6_K) rows of random bytes (every quant and sub-block scale pattern) with
