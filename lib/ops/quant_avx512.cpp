@@ -41,6 +41,12 @@ kernels with_avx512_row_loop(dtype t) {
     return k;
 }
 
+// A repacked layout's set: the AVX-512 repacked loop.
+template <dtype T>
+kernels repacked_row_loop() {
+    return with_avx512_row_loop<avx512::dot_rows_repacked<T>, avx512::dot_rows_repacked_batch<T>>(T);
+}
+
 } // namespace
 
 const kernels * avx512_kernels(dtype t) {
@@ -48,21 +54,11 @@ const kernels * avx512_kernels(dtype t) {
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q8_0>, avx512::dot_rows_32_batch<dtype::q8_0>>(dtype::q8_0);
     static const kernels q4_0 =
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q4_0>, avx512::dot_rows_32_batch<dtype::q4_0>>(dtype::q4_0);
-    static const kernels q4_0_repacked =
-        with_avx512_row_loop<avx512::dot_rows_repacked<dtype::q4_0_repacked>,
-                             avx512::dot_rows_repacked_batch<dtype::q4_0_repacked>>(dtype::q4_0_repacked);
-    static const kernels q5_0_repacked =
-        with_avx512_row_loop<avx512::dot_rows_repacked<dtype::q5_0_repacked>,
-                             avx512::dot_rows_repacked_batch<dtype::q5_0_repacked>>(dtype::q5_0_repacked);
-    static const kernels iq4_nl_repacked =
-        with_avx512_row_loop<avx512::dot_rows_repacked<dtype::iq4_nl_repacked>,
-                             avx512::dot_rows_repacked_batch<dtype::iq4_nl_repacked>>(dtype::iq4_nl_repacked);
-    static const kernels q4_1_repacked =
-        with_avx512_row_loop<avx512::dot_rows_repacked<dtype::q4_1_repacked>,
-                             avx512::dot_rows_repacked_batch<dtype::q4_1_repacked>>(dtype::q4_1_repacked);
-    static const kernels q5_1_repacked =
-        with_avx512_row_loop<avx512::dot_rows_repacked<dtype::q5_1_repacked>,
-                             avx512::dot_rows_repacked_batch<dtype::q5_1_repacked>>(dtype::q5_1_repacked);
+    static const kernels q4_0_repacked = repacked_row_loop<dtype::q4_0_repacked>();
+    static const kernels q5_0_repacked = repacked_row_loop<dtype::q5_0_repacked>();
+    static const kernels iq4_nl_repacked = repacked_row_loop<dtype::iq4_nl_repacked>();
+    static const kernels q4_1_repacked = repacked_row_loop<dtype::q4_1_repacked>();
+    static const kernels q5_1_repacked = repacked_row_loop<dtype::q5_1_repacked>();
     static const kernels q5_0 =
         with_avx512_row_loop<avx512::dot_rows_32<dtype::q5_0>, avx512::dot_rows_32_batch<dtype::q5_0>>(dtype::q5_0);
     static const kernels q4_1 =
