@@ -193,6 +193,14 @@ FRUGAL_AVX2 inline __m256i fifth_bits(__m256i bits, int shift) {
     return _mm256_slli_epi32(_mm256_and_si256(spread, _mm256_set1_epi32(0x01010101)), 4);
 }
 
+// Bit `bit` (< 8) of each byte at its bit 4, the other bits cleared: a repacked row's fifth bits
+// (fifth_bits_in) over their nibbles. A dword shift by 4 − bit brings no other byte's bit to a
+// bit 4.
+FRUGAL_AVX2 inline __m256i byte_bit_at_4(__m256i v, int bit) {
+    const __m256i moved = bit <= 4 ? _mm256_slli_epi32(v, 4 - bit) : _mm256_srli_epi32(v, bit - 4);
+    return _mm256_and_si256(moved, _mm256_set1_epi8(0x10));
+}
+
 // Each column's Σ of its 4 quants (s8) in a group, as int32.
 FRUGAL_AVX2 inline __m256i column_sums(__m256i q) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
@@ -225,14 +233,11 @@ FRUGAL_AVX2 inline void pack_tile(const block_layout & l, const std::byte * w, s
     for (int64_t b = b0; b < b0 + nb; ++b) {
         std::byte * blk = out + (b - b0) * k_block;
         const std::byte * quants = w + l.q_offset + b * l.q_step;
-        __m256i high = _mm256_setzero_si256();
-        if (l.fifth == fifth_bits::words) {
-            high = gather(w + l.fifth_bits_offset + b * l.q_step, rows);
-        } else if (l.fifth == fifth_bits::repacked) {
-            alignas(32) uint32_t words[k_cols];
-            repacked_fifth_bits_words(w, w_stride, cols, k_cols, row_blocks, b, words);
-            high = _mm256_load_si256(reinterpret_cast<const __m256i *>(words));
-        }
+        // The fifth bits: a qh word per column, or a repacked group's 16 bytes (dword g: those of
+        // elements 4g..4g+3 and 16 + 4g..).
+        const frugal::ops::detail::fifth_bits_place fifth =
+            five ? fifth_bits_in(l, row_blocks, b) : frugal::ops::detail::fifth_bits_place{};
+        const __m256i high = five && fifth.bit < 0 ? gather(w + fifth.bytes, rows) : _mm256_setzero_si256();
         __m256i sum = _mm256_setzero_si256();
         if (!l.nibbles) { // Q8_0 (the VNNI build): group g is bytes 4g..4g+3 as stored
             for (int g = 0; g < k_groups; ++g) {
@@ -249,9 +254,13 @@ FRUGAL_AVX2 inline void pack_tile(const block_layout & l, const std::byte * w, s
         for (int g = 0; g < k_groups / 2; ++g) {
             const __m256i v = gather(quants + 4 * g, rows);
             __m256i q_lo = nibbles(v, 0), q_hi = nibbles(v, 4);
-            if (five) {
+            if (five && fifth.bit < 0) {
                 q_lo = _mm256_or_si256(q_lo, fifth_bits(high, 4 * g));
                 q_hi = _mm256_or_si256(q_hi, fifth_bits(high, 16 + 4 * g));
+            } else if (five) {
+                const __m256i bytes = gather(w + fifth.bytes + 4 * g, rows);
+                q_lo = _mm256_or_si256(q_lo, byte_bit_at_4(bytes, fifth.bit));
+                q_hi = _mm256_or_si256(q_hi, byte_bit_at_4(bytes, fifth.bit + 1));
             }
             const __m256i lo = _mm256_and_si256(signed_quants(q_lo), rows.live);
             const __m256i hi = _mm256_and_si256(signed_quants(q_hi), rows.live);

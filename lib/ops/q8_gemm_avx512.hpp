@@ -307,6 +307,13 @@ FRUGAL_AVX512 inline __m512i fifth_bits(__m512i bits, int shift) {
     return _mm512_slli_epi32(_mm512_and_si512(spread, _mm512_set1_epi32(0x01010101)), 4);
 }
 
+// Bit `bit` (< 8) of each byte at its bit 4, the other bits cleared: a repacked row's fifth bits
+// (q8::fifth_bits_in) over their nibbles. A dword rotate by (4 − bit) mod 32 brings no other
+// byte's bit to a bit 4.
+FRUGAL_AVX512 inline __m512i byte_bit_at_4(__m512i v, int bit) {
+    return _mm512_and_si512(_mm512_rolv_epi32(v, _mm512_set1_epi32((36 - bit) % 32)), _mm512_set1_epi8(0x10));
+}
+
 // Blocks [b0, b0 + nb) of rows 0..cols-1 (cols <= 16) of row_blocks 32-element blocks (Q8_0, Q4_0
 // and Q5_0 in either layout, Q4_1, Q5_1 and IQ4_NL, laid out as l) into one tile at out
 // (q8_gemm.hpp): each block's 8 groups transposed across the 16 rows (column c's dword g), its
@@ -326,21 +333,23 @@ FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte 
         __m512i q[q8::k_groups];
         if (l.nibbles) { // group g < 4: low nibbles of bytes 4g..4g+3 (elements 4g..), g >= 4: their
                          // high ones (elements 16 + 4g..)
-            __m512i high = _mm512_setzero_si512();
-            if (l.fifth == q8::fifth_bits::words) {
-                high = row_dwords(rows, l.fifth_bits_offset + b * l.q_step);
-            } else if (l.fifth == q8::fifth_bits::repacked) {
-                alignas(64) uint32_t words[q8::k_tile_cols];
-                q8::repacked_fifth_bits_words(w, w_stride, cols, q8::k_tile_cols, row_blocks, b, words);
-                high = _mm512_load_si512(words);
-            }
+            // The fifth bits: a qh word per column (high), or a repacked group's 16 bytes (bytes16[g]:
+            // those of elements 4g..4g+3 and 16 + 4g..).
+            __m512i high = _mm512_setzero_si512(), bytes16[4];
+            const frugal::ops::detail::fifth_bits_place fifth =
+                five ? q8::fifth_bits_in(l, row_blocks, b) : frugal::ops::detail::fifth_bits_place{};
+            if (five && fifth.bit < 0) high = row_dwords(rows, fifth.bytes);
+            if (five && fifth.bit >= 0) transposed_dwords(rows, fifth.bytes, bytes16);
             __m512i v[q8::k_groups / 2];
             transposed_dwords(rows, quants, v);
             for (int g = 0; g < q8::k_groups / 2; ++g) {
                 __m512i q_lo = nibbles(v[g], 0), q_hi = nibbles(v[g], 4);
-                if (five) {
+                if (five && fifth.bit < 0) {
                     q_lo = _mm512_or_si512(q_lo, fifth_bits(high, 4 * g));
                     q_hi = _mm512_or_si512(q_hi, fifth_bits(high, 16 + 4 * g));
+                } else if (five) {
+                    q_lo = _mm512_or_si512(q_lo, byte_bit_at_4(bytes16[g], fifth.bit));
+                    q_hi = _mm512_or_si512(q_hi, byte_bit_at_4(bytes16[g], fifth.bit + 1));
                 }
                 q[g] = _mm512_maskz_mov_epi32(rows.live, signed_quants(q_lo));
                 q[g + q8::k_groups / 2] = _mm512_maskz_mov_epi32(rows.live, signed_quants(q_hi));
