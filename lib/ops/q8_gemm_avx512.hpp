@@ -267,13 +267,19 @@ FRUGAL_AVX512 inline void transposed_groups(const tile_rows & rows, int64_t at, 
     transposed_dwords(rows, at + 16, out + 4);
 }
 
+// The fp16 in the low (high = false) or high half of each lane's dword, lane c row c's, as f32
+// (0 past cols) at out.
+FRUGAL_AVX512 inline void store_halves(const tile_rows & rows, __m512i words, bool high, float * out) {
+    const __m256i halves = _mm512_cvtepi32_epi16(high ? _mm512_srli_epi32(words, 16) : words);
+    _mm512_storeu_ps(out, _mm512_maskz_mov_ps(rows.live, _mm512_cvtph_ps(halves)));
+}
+
 // The fp16 at byte `at` of a tile's rows as f32, 0 past cols: q8::block_halves in one
 // conversion, for a block's scales or (Q4_1, Q5_1) offsets (each dword's low half is the value; the
 // bytes after one are always the block's own). A vpgatherdd here was 55 % of packing a Q4_0
 // tile on Zen 5: the loads alone took a packing-only bench from 13.9 to 8.3 ns a block.
 FRUGAL_AVX512 inline void block_halves(const tile_rows & rows, int64_t at, float * out) {
-    const __m512i words = row_dwords(rows, at);
-    _mm512_storeu_ps(out, _mm512_maskz_mov_ps(rows.live, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(words))));
+    store_halves(rows, row_dwords(rows, at), false, out);
 }
 
 // Each byte's nibble at bit `shift` (0: low, 4: high) of its dword: (dword >> shift) & 0x0F per byte.
@@ -282,13 +288,15 @@ FRUGAL_AVX512 inline __m512i nibbles(__m512i v, int shift) {
 }
 
 // A block's 8 quant groups into its slot, with the corrections −128 · Σ q per column
-// (vpdpbusd against ones sums each lane's four quants).
+// (vpdpbusd against ones sums each lane's four quants; in four chains of two, as one chain of
+// eight was the critical path of packing a block).
 FRUGAL_AVX512 inline void store_quants(std::byte * blk, const __m512i * q) {
-    __m512i sum = _mm512_setzero_si512();
+    __m512i sums[4];
     for (int g = 0; g < q8::k_groups; ++g) {
         _mm512_storeu_si512(blk + g * 4 * q8::k_tile_cols, q[g]);
-        sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), q[g]);
+        sums[g % 4] = _mm512_dpbusd_epi32(g < 4 ? _mm512_setzero_si512() : sums[g % 4], _mm512_set1_epi8(1), q[g]);
     }
+    const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(sums[0], sums[1]), _mm512_add_epi32(sums[2], sums[3]));
     const __m512i correction = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)); // −128 · Σ q
     _mm512_storeu_si512(blk + q8::k_block_corrections, correction);
 }
@@ -318,18 +326,34 @@ FRUGAL_AVX512 inline __m512i byte_bit_at_4(__m512i v, int bit) {
 // and Q5_0 in either layout, Q4_1, Q5_1 and IQ4_NL, laid out as l) into one tile at out
 // (q8_gemm.hpp): each block's 8 groups transposed across the 16 rows (column c's dword g), its
 // scales (and Q4_1's and Q5_1's offsets) converted.
+// A repacked row holds the scales (offsets) of 8 consecutive blocks in 16 bytes and, in a full
+// group, their fifth bits in 32: within a run of 8 blocks from a multiple of 8, these are
+// transposed once for the run rather than gathered for each block (Zen 4, 8 rows: packing took
+// as long as the multiplication).
 FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte * w, size_t w_stride, int64_t cols,
                                     int64_t row_blocks, int64_t b0, int64_t nb, std::byte * out) {
+    constexpr int64_t run = frugal::ops::detail::k_fifth_bits_group;
     const tile_rows rows = rows_of(w, w_stride, cols);
     const __m512i zero = _mm512_set1_epi8(char(l.zero));
     const __m512i levels = iq4_nl_levels();
     const auto signed_quants = [&](__m512i q) FRUGAL_AVX512 {
         return l.levels ? _mm512_shuffle_epi8(levels, q) : _mm512_sub_epi8(q, zero);
     };
-    const bool five = l.fifth != q8::fifth_bits::none;
+    const bool five = l.fifth != q8::fifth_bits::none, offsets = l.m_offset >= 0;
+    const bool runs = l.d_step == int64_t(sizeof(uint16_t)); // repacked
+    // The current run's scales and offsets (dword g: blocks 2g, 2g + 1) and fifth bits (group g <
+    // 4 of 16-byte half h at [4h + g]: bytes 4g..4g+3 of half h).
+    __m512i run_scales[4], run_offsets[4], run_fifth[8];
     for (int64_t b = b0; b < b0 + nb; ++b) {
         std::byte * blk = out + (b - b0) * q8::k_block_bytes;
         const int64_t quants = l.q_offset + b * l.q_step; // within each row
+        const int64_t j = b % run, start = b - j;
+        const bool in_run = runs && start >= b0 && start + run <= b0 + nb;
+        if (in_run && j == 0) {
+            transposed_dwords(rows, l.d_offset + b * l.d_step, run_scales);
+            if (offsets) transposed_dwords(rows, l.m_offset + b * l.d_step, run_offsets);
+            if (five) transposed_groups(rows, q8::fifth_bits_in(l, row_blocks, b).bytes, run_fifth);
+        }
         __m512i q[q8::k_groups];
         if (l.nibbles) { // group g < 4: low nibbles of bytes 4g..4g+3 (elements 4g..), g >= 4: their
                          // high ones (elements 16 + 4g..)
@@ -339,7 +363,12 @@ FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte 
             const frugal::ops::detail::fifth_bits_place fifth =
                 five ? q8::fifth_bits_in(l, row_blocks, b) : frugal::ops::detail::fifth_bits_place{};
             if (five && fifth.bit < 0) high = row_dwords(rows, fifth.bytes);
-            if (five && fifth.bit >= 0) transposed_dwords(rows, fifth.bytes, bytes16);
+            if (five && fifth.bit >= 0) {
+                if (in_run)
+                    std::copy_n(run_fifth + 4 * (j % 2), 4, bytes16);
+                else
+                    transposed_dwords(rows, fifth.bytes, bytes16);
+            }
             __m512i v[q8::k_groups / 2];
             transposed_dwords(rows, quants, v);
             for (int g = 0; g < q8::k_groups / 2; ++g) {
@@ -359,9 +388,15 @@ FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte 
             for (int g = 0; g < q8::k_groups; ++g) q[g] = _mm512_maskz_mov_epi32(rows.live, q[g]);
         }
         store_quants(blk, q);
-        block_halves(rows, l.d_offset + b * l.d_step, reinterpret_cast<float *>(blk + q8::k_block_scales));
-        if (l.m_offset >= 0) // Q4_1's and Q5_1's offsets m
-            block_halves(rows, l.m_offset + b * l.d_step, reinterpret_cast<float *>(blk + q8::k_block_offsets));
+        auto * scales = reinterpret_cast<float *>(blk + q8::k_block_scales);
+        auto * block_offsets = reinterpret_cast<float *>(blk + q8::k_block_offsets); // Q4_1's and Q5_1's m
+        if (in_run) {
+            store_halves(rows, run_scales[j / 2], j % 2 == 1, scales);
+            if (offsets) store_halves(rows, run_offsets[j / 2], j % 2 == 1, block_offsets);
+        } else {
+            block_halves(rows, l.d_offset + b * l.d_step, scales);
+            if (offsets) block_halves(rows, l.m_offset + b * l.d_step, block_offsets);
+        }
     }
 }
 
