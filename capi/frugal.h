@@ -113,9 +113,9 @@ typedef struct frugal_model_options {
     void * progress_user_data;
     int32_t repack_weights;          /* 1 = rewrite Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL matrices at
                                         load into a faster decode layout where this CPU decodes
-                                        that faster (default; all five with AVX-512 VNNI, Q4_0 and
-                                        Q5_0 with AVX2; no extra memory: each mapped original is
-                                        released),
+                                        that faster (default; all five with AVX-512 VNNI, Q4_0,
+                                        Q5_0 and IQ4_NL with AVX2; no extra memory: each mapped
+                                        original is released),
                                         0 = use every weight in place as stored (e.g. so that processes
                                         mapping the same file share its pages),
                                         2 = rewrite them on any CPU (for comparisons) */

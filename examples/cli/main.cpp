@@ -208,7 +208,7 @@ std::map<std::string, frugal::repack> repack_names() {
 }
 constexpr const char * k_repack_help =
     "Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL weights rewritten at load into the repacked decode layout: auto (default: "
-    "where this CPU decodes that faster: all five with AVX-512 VNNI, Q4_0 and Q5_0 with AVX2), always, never (used in "
+    "where this CPU decodes that faster: all five with AVX-512 VNNI, Q4_0, Q5_0 and IQ4_NL with AVX2), always, never (used in "
     "place as stored)";
 
 // --repack, and --no-repack for --repack never.

@@ -116,7 +116,7 @@ void quantize_row_weights(dtype t, const float * x, void * dst, int64_t n);
 dtype repacked_type(dtype t);
 // Whether decode on this CPU reads repacked_type(t) faster than t as stored: where the SIMD
 // kernels that would decode t have a loop for its repacked layout. Today Q4_0, Q4_1, Q5_0, Q5_1
-// and IQ4_NL with AVX-512 VNNI, Q4_0 and Q5_0 with AVX2.
+// and IQ4_NL with AVX-512 VNNI, Q4_0, Q5_0 and IQ4_NL with AVX2.
 bool repacking_speeds_decode(dtype t);
 // Rewrites `rows` rows of n elements from type t into repacked_type(t)'s layout; src and dst
 // must not overlap. Throws status::invalid_argument when t has no repacked layout.

@@ -768,9 +768,110 @@ FRUGAL_AVX2 void q5_0r_rows(const std::byte * w, size_t w_stride, int64_t rows, 
                          });
 }
 
+// --- IQ4_NL repacked (dtype.hpp) with Q8_0 activations -------------------------------------------
+// Q4_0 repacked's pairs of blocks, each nibble through IQ4_NL's levels (iq4_nl_vec's byte
+// shuffle). The levels reach ±127, so their signs move onto x (dot_32's trick) and each half's
+// pairs of products are widened on their own: the two halves' pairs, up to 2 · 127 · 127 each,
+// would not fit an int16 together. The int32 lanes are Q4_0 repacked's, exact, in the same float
+// order: the AVX-512 loop's bits.
+
+// A pair of blocks' levels (q, as q_pair's registers) and their magnitudes (u).
+struct iq4_nl_pair {
+    q_pair q, u;
+};
+FRUGAL_AVX2 inline iq4_nl_pair iq4_nlr_pair(const uint8_t * qs, int64_t b, bool both) {
+    prefetch_ahead(qs + 16 * b);
+    const __m256i v = nibble_pair(qs + 16 * b, both), levels = iq4_nl_levels();
+    const __m256i lo = _mm256_shuffle_epi8(levels, _mm256_and_si256(v, bytes(0xF)));
+    const __m256i hi = _mm256_shuffle_epi8(levels, _mm256_and_si256(_mm256_srli_epi16(v, 4), bytes(0xF)));
+    return {{lo, hi}, {_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(hi, hi)}};
+}
+FRUGAL_AVX2 inline __m256 iq4_nlr_pair_fma(const iq4_nl_pair & w, const x_pair & x, __m256 scale, __m256 acc) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i lo = _mm256_madd_epi16(_mm256_maddubs_epi16(w.u.lo, _mm256_sign_epi8(x.lo, w.q.lo)), ones);
+    const __m256i hi = _mm256_madd_epi16(_mm256_maddubs_epi16(w.u.hi, _mm256_sign_epi8(x.hi, w.q.hi)), ones);
+    return _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi)), acc);
+}
+
+// One scale group of a row (blocks g .. g + count, count <= 8) against M activation rows, as
+// q5_0r_group: x_of(k, b) gives row k's x_pair for the pair at block b.
+template <int M, class XOf>
+FRUGAL_AVX2 inline void iq4_nlr_group(const uint8_t * qs, int64_t g, int64_t count, XOf x_of, const __m256 * s8,
+                                      __m256 * even, __m256 * odd) {
+    auto pair = [&](int j, bool both) FRUGAL_AVX2 {
+        const int64_t b = g + 2 * j;
+        const iq4_nl_pair w = iq4_nlr_pair(qs, b, both);
+        for (int k = 0; k < M; ++k) {
+            __m256 & acc = j & 1 ? odd[k] : even[k];
+            acc = iq4_nlr_pair_fma(w, x_of(k, b), pair_scales(s8[k], j), acc);
+        }
+    };
+    if (count == k_scale_group)
+        for (int j = 0; j < 4; ++j) pair(j, true);
+    else
+        for (int j = 0; 2 * j < count; ++j) pair(j, 2 * j + 1 < count);
+}
+
+FRUGAL_AVX2 void dequantize_iq4_nlr(const void * src, float * dst, int64_t n) {
+    const int64_t nb = n / k_qk;
+    const uint16_t * d = repacked_scales(src);
+    const uint8_t * qs = repacked_nibbles(dtype::iq4_nl_repacked, src, nb);
+    const __m256i levels = iq4_nl_levels();
+    for (int64_t ib = 0; ib < nb; ++ib) {
+        uint16_t h;
+        std::memcpy(&h, d + ib, sizeof h);
+        scale_bytes(_mm256_shuffle_epi8(levels, nibbles(qs + 16 * ib)), half(h), dst + ib * k_qk);
+    }
+}
+
+// M activation rows, each pair regrouped as it is used.
+template <int M>
+FRUGAL_AVX2 void dot_iq4_nlr(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
+    const int64_t nb = n / k_qk;
+    const uint16_t * dw = repacked_scales(w);
+    const uint8_t * qs = repacked_nibbles(dtype::iq4_nl_repacked, w, nb);
+    auto x_of = [&](int k, int64_t b) FRUGAL_AVX2 { return regroup(&act_block<block_q8_0>(act, act_stride, k, b), b + 1 < nb); };
+    __m256 even[M], odd[M];
+    for (int k = 0; k < M; ++k) even[k] = odd[k] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < nb; g += k_scale_group) {
+        const int64_t count = std::min(k_scale_group, nb - g);
+        __m256 s8[M];
+        group_scales<M>(dw, g, count, act, act_stride, s8);
+        iq4_nlr_group<M>(qs, g, count, x_of, s8, even, odd);
+    }
+    for (int k = 0; k < M; ++k) out[k] = hsum(_mm256_add_ps(even[k], odd[k]));
+}
+
+// One activation row as the IQ4_NL repacked row loop reads it: its pairs regrouped, the block
+// scales (activation_scales).
+struct iq4_nlr_activation {
+    x_pair * xs;
+    float * dx;
+    // Activation row a of nb blocks, regrouped into regrouped_lanes at `at`.
+    FRUGAL_AVX2 static iq4_nlr_activation laid_out(__m256i * at, const block_q8_0 * a, int64_t nb) {
+        const int64_t n_pairs = (nb + 1) / 2;
+        const iq4_nlr_activation t{reinterpret_cast<x_pair *>(at), reinterpret_cast<float *>(at + 3 * n_pairs)};
+        for (int64_t p = 0; p < n_pairs; ++p) t.xs[p] = regroup(a + 2 * p, 2 * p + 1 < nb);
+        activation_scales(a, nb, t.dx);
+        return t;
+    }
+};
+
+template <int M>
+FRUGAL_AVX2 void iq4_nlr_rows(const std::byte * w, size_t w_stride, int64_t rows, int64_t nb,
+                              const iq4_nlr_activation * t, float * out, int64_t ldo) {
+    auto x_of = [&](int k, int64_t b) -> const x_pair & { return t[k].xs[b / 2]; };
+    repacked_rows<M>(w, w_stride, rows, nb, t, out, ldo,
+                     [&](const std::byte * row, int64_t g, int64_t count, const __m256 * s8, __m256 * even, __m256 * odd)
+                         FRUGAL_AVX2 {
+                             iq4_nlr_group<M>(repacked_nibbles(dtype::iq4_nl_repacked, row, nb), g, count, x_of, s8,
+                                              even, odd);
+                         });
+}
+
 // The repacked layouts' row loops (kernels::dot_rows_batch, and dot_rows with one row): `rows`
 // weight rows against m <= k_batch activation rows, regrouped once per call, each row's result
-// dot_q4_0r's or dot_q5_0r's bits. Before, a few rows went through dot_q4_0r<k_batch> per weight
+// dot_q4_0r's, dot_q5_0r's or dot_iq4_nlr's bits. Before, a few rows went through dot_q4_0r<k_batch> per weight
 // row, which regroups the activations for every row: the 1.5B Q4_0 with the AVX2 kernels (on a
 // Zen 5) ran 2 to 23 prompt tokens at decode's 36-38 t/s.
 template <class Act>
@@ -780,8 +881,10 @@ FRUGAL_AVX2 void repacked_rows_batch(const std::byte * w, size_t w_stride, int64
     with_regrouped<Act>(act, act_stride, m, nb, [&](auto mr, const Act * t) FRUGAL_AVX2 {
         if constexpr (std::is_same_v<Act, q4_0r_activation>)
             q4_0r_rows<mr()>(w, w_stride, rows, nb, t, out, ldo);
-        else
+        else if constexpr (std::is_same_v<Act, q5_0r_activation>)
             q5_0r_rows<mr()>(w, w_stride, rows, nb, t, out, ldo);
+        else
+            iq4_nlr_rows<mr()>(w, w_stride, rows, nb, t, out, ldo);
     });
 }
 template <class Act>
@@ -1167,6 +1270,12 @@ constexpr kernels q4_0r_kernels{dequantize_q4_0r, quantize_q8_act<block_q8_0>, d
                                 repacked_rows_one<q4_0r_activation>, repacked_rows_batch<q4_0r_activation>};
 constexpr kernels q5_0r_kernels{dequantize_q5_0r, quantize_q8_act<block_q8_0>, dot_one<dot_q5_0r<1>>, dot_q5_0r<k_batch>,
                                 repacked_rows_one<q5_0r_activation>, repacked_rows_batch<q5_0r_activation>};
+constexpr kernels iq4_nlr_kernels{dequantize_iq4_nlr,
+                                  quantize_q8_act<block_q8_0>,
+                                  dot_one<dot_iq4_nlr<1>>,
+                                  dot_iq4_nlr<k_batch>,
+                                  repacked_rows_one<iq4_nlr_activation>,
+                                  repacked_rows_batch<iq4_nlr_activation>};
 
 } // namespace
 
@@ -1189,8 +1298,8 @@ const kernels * avx2_kernels(dtype t) {
     case dtype::q6_k: return &q6_kernels;
     case dtype::q4_0_repacked: return &q4_0r_kernels;
     case dtype::q5_0_repacked: return &q5_0r_kernels;
-    case dtype::iq4_nl_repacked: // AVX-512 layouts only (ops::repacking_speeds_decode)
-    case dtype::q4_1_repacked:
+    case dtype::iq4_nl_repacked: return &iq4_nlr_kernels;
+    case dtype::q4_1_repacked: // AVX-512 layouts only (ops::repacking_speeds_decode)
     case dtype::q5_1_repacked: return nullptr;
     }
     return nullptr;
