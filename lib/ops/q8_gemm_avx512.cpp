@@ -28,8 +28,16 @@ namespace {
 // at 16 164 / 110-114, at 24 156-163 / 133-141, at 32 166-168 / 165-192. On Zen 4 (2 rounds each),
 // with the type's own row loop batched: 1.5B Q3_K_M (its Q3_K tensors) at 6 rows 42-72 / 38-62,
 // at 8 86 / 85, at 12 88-91 / 103; Q2_K at 6 70-79 / 59-65, at 8 81-82 / 82-94, at 12 82-86 /
-// 102-105; IQ4_XS at 4 53-54 / 58-62, at 8 55-57 / 80-94.
+// 102-105; IQ4_XS at 4 53-54 / 58-62, at 8 55-57 / 80-94. The repacked layouts on Zen 4 (their
+// row loops take four blocks per load; 2 rounds each, pp N t/s rows / packed): Q4_1 at 8 104-107
+// / 72-78, at 12 104-107 / 105-107, at 16 111-115 / 127; Q5_1 at 10 92 / 74-78, at 12 95-96 /
+// 92-94, at 16 100 / 109-112; Q5_0 at 8 85-87 / 76-78, at 10 88-89 / 83, at 12 92-94 / 103-104;
+// IQ4_NL at 8 95-99 / 84-93, at 10 97-102 / 98-103; Q4_0 at 8 95-98 / 94-96, at 10 98-100 /
+// 98-100, at 12 102-103 / 122-127.
 constexpr int64_t gemm_from(dtype t) {
+    if (t == dtype::q4_1_repacked || t == dtype::q5_1_repacked) return 12;
+    if (t == dtype::q5_0_repacked) return 11;
+    if (t == dtype::iq4_nl_repacked) return 10;
     if (t == dtype::iq4_xs) return 4;
     if (t == dtype::q2_k || t == dtype::q3_k) return 8;
     if (half_scales(t)) return 24;
