@@ -514,6 +514,7 @@ int64_t matmul_context::gemm_from(dtype t) {
         if (!known) known = panels_available(on);
         if (prefill_panels && *known) from = k_panels_gemm_from;
         else if (t == dtype::f16) from = k_f16_slab_gemm_from;
+        else if (t == dtype::iq4_xs || t == dtype::iq4_nl_repacked) from = k_iq4_rows_gemm_from;
     }
     return std::min(small_batch, from);
 }

@@ -100,6 +100,12 @@ public:
     // F16 on the f32 path without panels, whose row dots convert every half: with the AVX2 code on
     // Zen 5, 1.5B F16, pp N t/s rows / GEMM: at 12 rows 44.6 / 46.9, 16 45.1 / 52.0, 24 47.1 / 54.5.
     static constexpr int64_t k_f16_slab_gemm_from = 12;
+    // IQ4_XS and repacked IQ4_NL on the f32 path without panels (AVX2 without AVX-VNNI, where no
+    // q8 kernel takes their 8-bit levels): their integer row loops beat dequantizing for the GEMM
+    // up to about small_batch. Zen 4 under FRUGAL_MAX_CPU_ISA=avx2, 1.5B files, 2 rounds, pp N
+    // t/s rows / GEMM: IQ4_XS at 24 64-67 / 49-50, at 40 64-68 / 59-63; IQ4_NL at 24 59-64 /
+    // 44-45, at 40 62-64 / 54. (Q8_0 at 32: 49-50 / 58-59; it keeps k_default_gemm_from.)
+    static constexpr int64_t k_iq4_rows_gemm_from = 48;
     // Measured on Zen 5, 2 threads, whole 1.5B Qwen2 files, pp N t/s rows / panels: F16 at 6
     // rows 39 / 41, at 8 41 / 50, at 16 45 / 81; BF16 at 6 29 / 35, at 8 30 / 64; 8-layer Llama-8B
     // F16 at 8 32 / 43.
