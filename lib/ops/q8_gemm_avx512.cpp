@@ -2,6 +2,7 @@
 // instructions under a target attribute (the file is built for baseline x86-64); q8_gemm.cpp
 // hands it out only where CPUID and the OS report AVX-512 F/BW/VNNI.
 #include "ops/q8_gemm.hpp"
+#include "ops/quant.hpp"
 
 #if defined(__x86_64__)
 
@@ -33,15 +34,20 @@ namespace {
 // / 72-78, at 12 104-107 / 105-107, at 16 111-115 / 127; Q5_1 at 10 92 / 74-78, at 12 95-96 /
 // 92-94, at 16 100 / 109-112; Q5_0 at 8 85-87 / 76-78, at 10 88-89 / 83, at 12 92-94 / 103-104;
 // IQ4_NL at 8 95-99 / 84-93, at 10 97-102 / 98-103; Q4_0 at 8 95-98 / 94-96, at 10 98-100 /
-// 98-100, at 12 102-103 / 122-127.
-constexpr int64_t gemm_from(dtype t) {
+// 98-100, at 12 102-103 / 122-127. Zen 4 runs each zmm operation in two halves, which slows the
+// row loops more than the packed kernel: there Q4_K (1.5B Q4_K_S) at 8 80-84 / 90-91, at 10 84 /
+// 93-97, at 12 85-91 / 116-120; Q5_K at 12 78-80 / 81-98; Q6_K at 8 75-78 / 45-61, at 12 83-84 /
+// 74-85, at 16 80-88 / 98-107, at 24 87 / 134-137.
+int64_t gemm_from(dtype t) {
+    const bool halves = frugal::ops::detail::avx512_in_halves();
     if (t == dtype::q4_1_repacked || t == dtype::q5_1_repacked) return 12;
     if (t == dtype::q5_0_repacked) return 11;
     if (t == dtype::iq4_nl_repacked) return 10;
     if (t == dtype::iq4_xs) return 4;
     if (t == dtype::q2_k || t == dtype::q3_k) return 8;
-    if (half_scales(t)) return 24;
-    return super_blocks(t) ? 16 : 8;
+    if (half_scales(t)) return halves ? 12 : 24;
+    if (super_blocks(t)) return halves ? 8 : 16;
+    return 8;
 }
 constexpr kernel k_avx512_kernel{"avx512-vnni", avx512::q8_chunk, supports, k_chunk_cols, avx512::k_scratch_per_block,
                                  avx512::quantize_activations, gemm_from};

@@ -460,6 +460,21 @@ bool avx512_vnni_supported() { return cpu_has_avx512_vnni(); }
 bool avx_vnni_supported() { return cpu_has_avx_vnni(); }
 bool avx512f_supported() { return cpu_has_avx512f(); }
 bool avx512_bf16_supported() { return cpu_has_avx512_bf16(); }
+bool avx512_in_halves() {
+    static const bool halves = [] {
+#if defined(__x86_64__)
+        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+        if (!cpu_has_avx512f() || !__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+        const bool amd = ebx == 0x68747541 && edx == 0x69746E65 && ecx == 0x444D4163; // "AuthenticAMD"
+        if (!amd || !__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+        const unsigned base = (eax >> 8) & 0xF, family = base == 0xF ? base + ((eax >> 20) & 0xFF) : base;
+        return family == 0x19; // Zen 3 (no AVX-512) and Zen 4; Zen 5 is 1Ah
+#else
+        return false;
+#endif
+    }();
+    return halves;
+}
 bool decode_row_loop(dtype t) { return select(t, 0).dot_rows != nullptr; }
 } // namespace detail
 

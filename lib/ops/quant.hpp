@@ -156,6 +156,10 @@ bool avx_vnni_supported();
 bool avx512f_supported();
 // AVX-512 BF16 (vdpbf16ps) with AVX-512 F on this CPU: attention's BF16 products.
 bool avx512_bf16_supported();
+// Whether this CPU runs each zmm operation as two 256-bit halves, as AMD's Zen 4 (family 19h)
+// does: its AVX-512 row loops then cost twice as many cycles per operation as on a Zen 5, which
+// moves the point where a GEMM's packing pays off (q8_gemm_avx512.cpp's crossovers).
+bool avx512_in_halves();
 // Whether single-row products of weight type t run the kernel's own row loop (dot_rows).
 bool decode_row_loop(dtype t);
 } // namespace detail

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <random>
@@ -1316,6 +1317,20 @@ TEST_CASE("gemm_pack transposes 16 weight rows into a panel's columns, on every 
             CHECK(direct == ops::detail::avx512f_supported());
             if (direct) CHECK(f16_got == f16_want);
         }
+}
+
+TEST_CASE("avx512_in_halves names the AMD family 19h CPUs with AVX-512 (Zen 4), as /proc/cpuinfo does") {
+    std::ifstream info("/proc/cpuinfo");
+    if (!info) FRUGAL_SKIP("no /proc/cpuinfo here");
+    bool amd = false;
+    int family = -1;
+    for (std::string line; std::getline(info, line) && !line.empty();) { // the first CPU's lines
+        if (line.rfind("vendor_id", 0) == 0) amd = line.find("AuthenticAMD") != std::string::npos;
+        if (line.rfind("cpu family", 0) == 0) family = std::stoi(line.substr(line.find(':') + 1));
+    }
+    CAPTURE(amd);
+    CAPTURE(family);
+    CHECK(ops::detail::avx512_in_halves() == (amd && family == 25 && ops::detail::avx512f_supported()));
 }
 
 TEST_CASE("prefill takes oneDNN's panels where it multiplies on AVX-512" * doctest::timeout(60)) {
