@@ -309,10 +309,16 @@ TEST_CASE("Q4_0, Q5_0, IQ4_NL and Q4_1 models run on repacked weights, with the 
     FRUGAL_REQUIRE_PARITY_FIXTURES();
     // The parity case above holds the model as loaded by default to llama.cpp (repacked where this
     // CPU decodes that faster); this one repacks on any CPU, checks that it was, and compares with
-    // the weights in place: the prefill GEMM sees identical dequantized values, the decode kernels
-    // the same integer block sums in another float order.
+    // the weights in place: where both layouts take the prefill GEMM it sees identical dequantized
+    // values; the row loops (decode, and a prompt below a layout's crossover: repacked IQ4_NL on
+    // AVX2 without VNNI keeps them up to 48 rows) the same integer block sums in another float order.
     const auto dir = frugal::test::parity_fixture("");
     const auto prompt = read_prompt();
+    frugal::ops::matmul_context crossovers(1);
+    const auto both_gemm = [&](frugal::dtype stored) {
+        const auto m = int64_t(prompt.size());
+        return m >= crossovers.gemm_from(stored) && m >= crossovers.gemm_from(frugal::ops::repacked_type(stored));
+    };
     const std::pair<const char *, frugal::dtype> cases[] = {
         {"tiny-llama-q4_0", frugal::dtype::q4_0},       {"tiny-qwen2-q4_0", frugal::dtype::q4_0},
         {"tiny-qwen2-q5_0", frugal::dtype::q5_0},       {"tiny256-qwen2-q5_0", frugal::dtype::q5_0},
@@ -339,8 +345,9 @@ TEST_CASE("Q4_0, Q5_0, IQ4_NL and Q4_1 models run on repacked weights, with the 
             for (size_t i = 0; i < da.size(); ++i) decode_diff = std::max(decode_diff, double(std::fabs(da[i] - db[i])));
         }
         MESSAGE(std::string(name) << ": repacked vs in place, max|logit diff| prefill " << prefill_diff << ", decode " << decode_diff);
-        CHECK(prefill_diff <= 1e-4);
-        CHECK(decode_diff <= 2e-2); // the parity tolerance: float order can flip an activation's rounding
+        // The parity tolerance where the float order differs: it can flip an activation's rounding.
+        CHECK(prefill_diff <= (both_gemm(stored) ? 1e-4 : 2e-2));
+        CHECK(decode_diff <= 2e-2);
     }
 }
 
