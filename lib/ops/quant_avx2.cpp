@@ -468,6 +468,25 @@ FRUGAL_AVX2 inline void group_scales(const uint16_t * dw, int64_t g, int64_t cou
     }
 }
 
+// The repacked layouts' dots (dot_q4_0r, dot_q5_0r, dot_iq4_nlr): out[k] for M activation rows
+// against one row of nb blocks at w. Per scale group g: the M rows' lane scales dw·dx
+// (group_scales), then group(g, count, s8, even, odd) adds the group's products, pairs
+// alternating between even[k] and odd[k], as the row loops' frame (repacked_rows) does.
+template <int M, class Group>
+FRUGAL_AVX2 inline void repacked_dot(const void * w, const std::byte * act, size_t act_stride, int64_t nb, float * out,
+                                     Group group) {
+    const uint16_t * dw = repacked_scales(w);
+    __m256 even[M], odd[M];
+    for (int k = 0; k < M; ++k) even[k] = odd[k] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < nb; g += k_scale_group) {
+        const int64_t count = std::min(k_scale_group, nb - g);
+        __m256 s8[M];
+        group_scales<M>(dw, g, count, act, act_stride, s8);
+        group(g, count, s8, even, odd);
+    }
+    for (int k = 0; k < M; ++k) out[k] = hsum(_mm256_add_ps(even[k], odd[k]));
+}
+
 // acc[k] += pair b's products with activation row k, scaled per lane by s8[k]'s pair j (dot_32's
 // sign trick: weights are q − 8, their signs moved onto x for maddubs).
 template <int M>
@@ -491,25 +510,20 @@ FRUGAL_AVX2 inline void q4_0r_pair(const uint8_t * qs, int64_t b, bool both, int
 template <int M>
 FRUGAL_AVX2 void dot_q4_0r(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
     const int64_t nb = n / k_qk;
-    const uint16_t * dw = repacked_scales(w);
     const uint8_t * qs = repacked_nibbles(dtype::q4_0_repacked, w, nb);
-    __m256 even[M], odd[M];
-    for (int k = 0; k < M; ++k) even[k] = odd[k] = _mm256_setzero_ps();
-    for (int64_t g = 0; g < nb; g += k_scale_group) {
-        const int64_t count = std::min(k_scale_group, nb - g);
-        __m256 s8[M];
-        group_scales<M>(dw, g, count, act, act_stride, s8);
-        if (count == k_scale_group) {
-            q4_0r_pair<M>(qs, g, true, 0, act, act_stride, s8, even);
-            q4_0r_pair<M>(qs, g + 2, true, 1, act, act_stride, s8, odd);
-            q4_0r_pair<M>(qs, g + 4, true, 2, act, act_stride, s8, even);
-            q4_0r_pair<M>(qs, g + 6, true, 3, act, act_stride, s8, odd);
-        } else {
-            for (int j = 0; 2 * j < count; ++j)
-                q4_0r_pair<M>(qs, g + 2 * j, 2 * j + 1 < count, j, act, act_stride, s8, j & 1 ? odd : even);
-        }
-    }
-    for (int k = 0; k < M; ++k) out[k] = hsum(_mm256_add_ps(even[k], odd[k]));
+    repacked_dot<M>(w, act, act_stride, nb, out,
+                    [&](int64_t g, int64_t count, const __m256 * s8, __m256 * even, __m256 * odd) FRUGAL_AVX2 {
+                        if (count == k_scale_group) {
+                            q4_0r_pair<M>(qs, g, true, 0, act, act_stride, s8, even);
+                            q4_0r_pair<M>(qs, g + 2, true, 1, act, act_stride, s8, odd);
+                            q4_0r_pair<M>(qs, g + 4, true, 2, act, act_stride, s8, even);
+                            q4_0r_pair<M>(qs, g + 6, true, 3, act, act_stride, s8, odd);
+                        } else {
+                            for (int j = 0; 2 * j < count; ++j)
+                                q4_0r_pair<M>(qs, g + 2 * j, 2 * j + 1 < count, j, act, act_stride, s8,
+                                              j & 1 ? odd : even);
+                        }
+                    });
 }
 
 // times · Σ x per int32 lane of a regrouped activation pair (the lanes its products land in).
@@ -722,37 +736,35 @@ FRUGAL_AVX2 void dequantize_q5_0r(const void * src, float * dst, int64_t n) {
 template <int M>
 FRUGAL_AVX2 void dot_q5_0r(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
     const int64_t nb = n / k_qk;
-    const uint16_t * dw = repacked_scales(w);
     const uint8_t * fifth = repacked_fifth_bits(w, nb);
     const uint8_t * qs = repacked_nibbles(dtype::q5_0_repacked, w, nb);
     auto x_of = [&](int k, int64_t b) FRUGAL_AVX2 {
         return x_pair16_of(&act_block<block_q8_0>(act, act_stride, k, b), b + 1 < nb);
     };
-    __m256 even[M], odd[M];
-    for (int k = 0; k < M; ++k) even[k] = odd[k] = _mm256_setzero_ps();
-    for (int64_t g = 0; g < nb; g += k_scale_group) {
-        const int64_t count = std::min(k_scale_group, nb - g);
-        __m256 s8[M];
-        group_scales<M>(dw, g, count, act, act_stride, s8);
-        q5_0r_group<M>(fifth, qs, g, count, x_of, s8, even, odd);
-    }
-    for (int k = 0; k < M; ++k) out[k] = hsum(_mm256_add_ps(even[k], odd[k]));
+    repacked_dot<M>(w, act, act_stride, nb, out,
+                    [&](int64_t g, int64_t count, const __m256 * s8, __m256 * even, __m256 * odd) FRUGAL_AVX2 {
+                        q5_0r_group<M>(fifth, qs, g, count, x_of, s8, even, odd);
+                    });
 }
 
-// One activation row as the Q5_0 repacked row loop reads it: its pairs regrouped with 16 · Σ x
-// per lane, the block scales (activation_scales).
-struct q5_0r_activation {
-    x_pair16 * xs;
+// One activation row as a repacked row loop reads it: its pairs as Make(a + 2p, both) makes them,
+// then the block scales (activation_scales).
+template <class Pair, Pair (*Make)(const block_q8_0 *, bool)>
+struct pairs_activation {
+    Pair * xs;
     float * dx;
-    // Activation row a of nb blocks, regrouped into regrouped_lanes at `at`.
-    FRUGAL_AVX2 static q5_0r_activation laid_out(__m256i * at, const block_q8_0 * a, int64_t nb) {
+    // Activation row a of nb blocks, laid out in regrouped_lanes at `at` (a Pair takes at most 3).
+    FRUGAL_AVX2 static pairs_activation laid_out(__m256i * at, const block_q8_0 * a, int64_t nb) {
+        static_assert(sizeof(Pair) <= 3 * sizeof(__m256i));
         const int64_t n_pairs = (nb + 1) / 2;
-        const q5_0r_activation t{reinterpret_cast<x_pair16 *>(at), reinterpret_cast<float *>(at + 3 * n_pairs)};
-        for (int64_t p = 0; p < n_pairs; ++p) t.xs[p] = x_pair16_of(a + 2 * p, 2 * p + 1 < nb);
+        const pairs_activation t{reinterpret_cast<Pair *>(at), reinterpret_cast<float *>(at + 3 * n_pairs)};
+        for (int64_t p = 0; p < n_pairs; ++p) t.xs[p] = Make(a + 2 * p, 2 * p + 1 < nb);
         activation_scales(a, nb, t.dx);
         return t;
     }
 };
+// Q5_0 repacked's: each pair with 16 · Σ x per lane.
+using q5_0r_activation = pairs_activation<x_pair16, x_pair16_of>;
 
 // out[k · ldo + r] for weight rows r < rows against M prepared activation rows t[k]
 // (q5_0r_group's order: identical bits however the rows are batched).
@@ -828,34 +840,16 @@ FRUGAL_AVX2 void dequantize_iq4_nlr(const void * src, float * dst, int64_t n) {
 template <int M>
 FRUGAL_AVX2 void dot_iq4_nlr(const void * w, const std::byte * act, size_t act_stride, int64_t n, float * out) {
     const int64_t nb = n / k_qk;
-    const uint16_t * dw = repacked_scales(w);
     const uint8_t * qs = repacked_nibbles(dtype::iq4_nl_repacked, w, nb);
     auto x_of = [&](int k, int64_t b) FRUGAL_AVX2 { return regroup(&act_block<block_q8_0>(act, act_stride, k, b), b + 1 < nb); };
-    __m256 even[M], odd[M];
-    for (int k = 0; k < M; ++k) even[k] = odd[k] = _mm256_setzero_ps();
-    for (int64_t g = 0; g < nb; g += k_scale_group) {
-        const int64_t count = std::min(k_scale_group, nb - g);
-        __m256 s8[M];
-        group_scales<M>(dw, g, count, act, act_stride, s8);
-        iq4_nlr_group<M>(qs, g, count, x_of, s8, even, odd);
-    }
-    for (int k = 0; k < M; ++k) out[k] = hsum(_mm256_add_ps(even[k], odd[k]));
+    repacked_dot<M>(w, act, act_stride, nb, out,
+                    [&](int64_t g, int64_t count, const __m256 * s8, __m256 * even, __m256 * odd) FRUGAL_AVX2 {
+                        iq4_nlr_group<M>(qs, g, count, x_of, s8, even, odd);
+                    });
 }
 
-// One activation row as the IQ4_NL repacked row loop reads it: its pairs regrouped, the block
-// scales (activation_scales).
-struct iq4_nlr_activation {
-    x_pair * xs;
-    float * dx;
-    // Activation row a of nb blocks, regrouped into regrouped_lanes at `at`.
-    FRUGAL_AVX2 static iq4_nlr_activation laid_out(__m256i * at, const block_q8_0 * a, int64_t nb) {
-        const int64_t n_pairs = (nb + 1) / 2;
-        const iq4_nlr_activation t{reinterpret_cast<x_pair *>(at), reinterpret_cast<float *>(at + 3 * n_pairs)};
-        for (int64_t p = 0; p < n_pairs; ++p) t.xs[p] = regroup(a + 2 * p, 2 * p + 1 < nb);
-        activation_scales(a, nb, t.dx);
-        return t;
-    }
-};
+// IQ4_NL repacked's: the pairs regrouped.
+using iq4_nlr_activation = pairs_activation<x_pair, regroup>;
 
 template <int M>
 FRUGAL_AVX2 void iq4_nlr_rows(const std::byte * w, size_t w_stride, int64_t rows, int64_t nb,
