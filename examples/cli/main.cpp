@@ -379,7 +379,7 @@ int cmd_logits(const std::string & model_path, const std::string & ids_text, con
 
 struct bench_args {
     std::string model;
-    int n_prompt = 512, n_gen = 128, reps = 3, threads = 0, depth = 0;
+    int n_prompt = 512, n_gen = 128, reps = 3, threads = 0, depth = 0, gemm_from = 0;
     frugal::dtype kv_type = frugal::k_default_kv_type;
     bool profile = false;
     frugal::ops::prefill_gemm prefill = frugal::ops::default_prefill_gemm();
@@ -429,6 +429,7 @@ int cmd_bench(const bench_args & a) {
     const bool panels = frugal::ops::matmul_context(1).panels_available(frugal::dtype::f32);
     frugal::session s(model, a.depth + std::max(a.n_prompt, a.n_gen) + 1, a.kv_type);
     s.set_prefill_gemm(a.prefill);
+    s.state().matmul().gemm_from_rows = a.gemm_from;
     set_mla_attention(s, a.mla);
     std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "prefill_gemm": "%s", "prefill_gemm_native": %s, "prefill_paths": {%s}, "prefill_panels": %s, "cpu_isa": "%s", "kv_type": "%s", "mla_attention": "%s", "max_batch": %lld, "load_s": %.3f})"
                 "\n",
@@ -701,6 +702,10 @@ int main(int argc, char ** argv) {
     bench->add_option("--prefill-gemm", ba.prefill, k_prefill_gemm_help)
         ->transform(CLI::CheckedTransformer(prefill_gemm_names()));
     add_repack_options(bench, ba.repack);
+    bench->add_option("--gemm-from", ba.gemm_from,
+                      "prompt rows from which every weight takes its GEMM instead of the row loops, in place of the "
+                      "crossovers measured for this CPU (0 = those; for measuring them, docs/PERF.md)")
+        ->check(CLI::Range(0, 1 << 16));
     bench->add_option("--kv-type", ba.kv_type, k_kv_type_help)->transform(CLI::CheckedTransformer(kv_type_names()));
     bench->add_option("--mla-attention", ba.mla, k_mla_attention_help)
         ->transform(CLI::CheckedTransformer(mla_attention_names()));

@@ -503,6 +503,7 @@ void matmul_context::run_gemm(dtype wtype, const void * x, const void * w, int64
 }
 
 int64_t matmul_context::gemm_from(dtype t) {
+    if (gemm_from_rows > 0) return gemm_from_rows;
     int64_t from = k_default_gemm_from;
     const prefill_gemm path = prefill_gemm_for(prefill, t);
     if (path == prefill_gemm::q8) {

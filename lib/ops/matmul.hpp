@@ -85,6 +85,9 @@ public:
     // Row count from which every weight goes through a GEMM, whatever its path's crossover
     // (gemm_from): tests lower it to force the GEMM paths.
     int64_t small_batch = 48;
+    // > 0: the row count from which every weight goes through a GEMM, in place of the measured
+    // crossovers and small_batch (frugal bench --gemm-from: how the crossovers are measured).
+    int64_t gemm_from_rows = 0;
     // The row count from which weight type t goes through a GEMM instead of matmul_rows (capped
     // by small_batch): the crossover measured for its path here, the q8 kernel's
     // (q8::kernel::gemm_from: 8 rows for Q4_0 and Q8_0 on AVX-512 VNNI, where 16 prompt tokens of

@@ -456,7 +456,8 @@ TEST_CASE("linear_many equals linear per product, with and without a shared q8 q
         }
 }
 
-TEST_CASE("a weight takes the GEMM from its path's measured crossover, the row kernels below it" * doctest::timeout(60)) {
+TEST_CASE("a weight takes the GEMM from its path's measured crossover, or from gemm_from_rows, the row kernels below it" *
+          doctest::timeout(60)) {
     ops::matmul_context ctx(2);
     ctx.prefill = ops::prefill_gemm::q8;
     const q8::kernel * kernel = q8::chunk_kernel();
@@ -506,6 +507,20 @@ TEST_CASE("a weight takes the GEMM from its path's measured crossover, the row k
             CHECK(y == (m < from ? rows : gemm));
         }
     }
+    // gemm_from_rows (frugal bench --gemm-from) puts every type's crossover where it says, past
+    // small_batch too, and linear follows it; 0 gives the measured ones back.
+    for (int64_t rows : {int64_t(3), ctx.small_batch + 16}) {
+        ctx.gemm_from_rows = rows;
+        for (dtype t : types) CHECK(ctx.gemm_from(t) == rows);
+    }
+    ctx.gemm_from_rows = 3;
+    for (int64_t m : {2, 3}) {
+        std::vector<float> y(size_t(m * n));
+        ctx.linear(view(0), x.data(), m, y.data());
+        CHECK(y == (m < 3 ? by_rows(0, m) : by_gemm(0, m)));
+    }
+    ctx.gemm_from_rows = 0;
+    for (dtype t : types) CHECK(ctx.gemm_from(t) == std::min(ctx.small_batch, measured(t)));
     // linear_many splits a call by path: at Q4_0's crossover it packs, and Q6_K, whose crossover is
     // higher wherever one was measured, stays on the row kernels.
     const int64_t m = ctx.gemm_from(dtype::q4_0);
