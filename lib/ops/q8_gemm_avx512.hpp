@@ -358,17 +358,13 @@ FRUGAL_AVX512 inline void pack_tile(const q8::block_layout & l, const std::byte 
         if (l.nibbles) { // group g < 4: low nibbles of bytes 4g..4g+3 (elements 4g..), g >= 4: their
                          // high ones (elements 16 + 4g..)
             // The fifth bits: a qh word per column (high), or a repacked group's 16 bytes (bytes16[g]:
-            // those of elements 4g..4g+3 and 16 + 4g..).
-            __m512i high = _mm512_setzero_si512(), bytes16[4];
+            // those of elements 4g..4g+3 and 16 + 4g..; the run's half where it has them).
+            __m512i high = _mm512_setzero_si512(), own_bytes[4];
             const frugal::ops::detail::fifth_bits_place fifth =
                 five ? q8::fifth_bits_in(l, row_blocks, b) : frugal::ops::detail::fifth_bits_place{};
             if (five && fifth.bit < 0) high = row_dwords(rows, fifth.bytes);
-            if (five && fifth.bit >= 0) {
-                if (in_run)
-                    std::copy_n(run_fifth + 4 * (j % 2), 4, bytes16);
-                else
-                    transposed_dwords(rows, fifth.bytes, bytes16);
-            }
+            if (five && fifth.bit >= 0 && !in_run) transposed_dwords(rows, fifth.bytes, own_bytes);
+            const __m512i * bytes16 = in_run ? run_fifth + 4 * (j % 2) : own_bytes;
             __m512i v[q8::k_groups / 2];
             transposed_dwords(rows, quants, v);
             for (int g = 0; g < q8::k_groups / 2; ++g) {

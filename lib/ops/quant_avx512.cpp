@@ -27,7 +27,7 @@ namespace {
 // weight row that rebuilt the activation's tables every call). 1.5B Qwen2 on Zen 5, t/s, AVX2
 // batched dot → the row loop once per activation row → batched: Q4_0 pp2 37-39 → 70 → 87-91,
 // pp4 54-55 → 83-85 → 103; Q8_0 pp2 31-34 → 46-47 → 52-54, pp4 60 → 68-70 → 79-80.
-// A repacked type without an AVX2 set (IQ4_NL, Q4_1, Q5_1) starts from its stored type's: the same
+// A repacked type without an AVX2 set (Q4_1, Q5_1) starts from its stored type's: the same
 // activation quantizer, and the scalar dequantizer of its own layout.
 template <auto dot_rows, auto dot_rows_batch = nullptr>
 kernels with_avx512_row_loop(dtype t) {

@@ -279,7 +279,7 @@ FRUGAL_AVX512 inline void dot_rows_stored_batch(const std::byte * w, size_t w_st
 }
 
 // --- Q4_0, Q5_0, IQ4_NL, Q4_1 and Q5_1 repacked (dtype.hpp: scales, fifth bits, nibbles, mins) -----
-// The AVX2 repacked loops (q4_0r_rows, q5_0r_rows) four blocks per zmm: block b of a quad in
+// The AVX2 repacked loops (q4_0r_rows, q5_0r_rows, iq4_nlr_rows) four blocks per zmm: block b of a quad in
 // 128-bit lane b, the quad's nibbles one 64-byte load (the stored blocks' scales between their
 // nibbles made the quad a gather: PERF.md, "A Q4_0 decode loop with four blocks per zmm").
 // vpdpbusd against the low and then the high nibbles (Q5_0, Q5_1: with their fifth bits at bit 4;
@@ -288,9 +288,9 @@ FRUGAL_AVX512 inline void dot_rows_stored_batch(const std::byte * w, size_t w_st
 // the AVX2 loop's even accumulator) and 2h + 1 (lanes 8-15, odd), each scaled by its blocks'
 // dw · dx and added with one fused multiply-add, as the AVX2 loop adds a pair: bit-identical.
 // Past the row's blocks the lanes add 0 · 0, which leaves any sum but −0 as it is (and a sum
-// from +0 is never −0). IQ4_NL, Q4_1 and Q5_1 have no AVX2 repacked loop: they take a Q4_0 row's
-// lanes and float steps, held to the exact sum within rounding; Q4_1's and Q5_1's offsets
-// m · s_x (Q8_1 activations) add up in eight lanes of their own.
+// from +0 is never −0). Q4_1 and Q5_1 have no AVX2 repacked loop: they take a Q4_0 row's lanes
+// and float steps, held to the exact sum within rounding; their offsets m · s_x (Q8_1
+// activations) add up in eight lanes of their own.
 // Zen 4, matvec 1536 wide, 1 thread in L2, as stored -> repacked: Q4_0 19 -> 27 GB/s, Q5_0 20 ->
 // 29. From DRAM (2 threads) within noise of each other (Q5_0 8960 wide perhaps 4 % slower).
 

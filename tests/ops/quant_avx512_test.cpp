@@ -1,7 +1,7 @@
 // quant_avx512_test.cpp - the AVX-512 VNNI decode kernels (lib/ops/quant_avx512_kernels.hpp: Q8_0,
 // Q4_0, Q5_0, IQ4_NL, Q4_1 and Q5_1 (as stored and repacked), the K-quants and IQ4_XS) must give
-// the AVX2 kernels' results to the bit (the repacked IQ4_NL, Q4_1 and Q5_1, which have no AVX2
-// loop: the exact sum's within rounding). Two builds of the same source are checked:
+// the AVX2 kernels' results to the bit (the repacked Q4_1 and Q5_1, which have no AVX2 loop: the
+// exact sum's within rounding). Two builds of the same source are checked:
 //   - the library's, on CPUs with AVX-512 F/BW/VNNI (skipped elsewhere);
 //   - one compiled here against SIMD Everywhere's portable AVX-512 (Debian libsimde-dev), which
 //     runs on any x86-64 CPU: the kernels' logic is tested even where no AVX-512 machine is.
@@ -227,7 +227,7 @@ void check_against_exact(dtype t, dtype stored, decltype(ops::detail::kernels::d
 }
 
 // A repacked layout's loops (k: dot, dot_rows, dot_rows_batch) against the AVX2 ones where there
-// are some (Q4_0, Q5_0: to the bit), else against the exact sum.
+// are some (Q4_0, Q5_0, IQ4_NL: to the bit), else against the exact sum.
 void check_repacked(dtype t, const ops::detail::kernels & k) {
     CAPTURE(std::string(dtype_name(t)));
     if (ops::detail::avx2_kernels(t)) check_against_avx2(t, k.dot, k.dot_rows, k.dot_rows_batch);
