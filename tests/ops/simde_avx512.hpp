@@ -134,3 +134,13 @@ inline void frugal_test_mask_storeu_ps(void * p, simde__mmask16 k, simde__m512 a
         if (k >> i & 1) std::memcpy(static_cast<float *>(p) + i, &in.f32[i], sizeof(float));
 }
 #define _mm512_mask_storeu_ps frugal_test_mask_storeu_ps
+
+// Nor vpshufd on zmm: in each 128-bit lane, dword i takes that lane's dword (imm >> 2i) & 3.
+inline simde__m512i frugal_test_shuffle_epi32(simde__m512i a, int imm) {
+    const simde__m512i_private in = simde__m512i_to_private(a);
+    simde__m512i_private out;
+    for (int i = 0; i < 16; ++i) out.i32[i] = in.i32[(i & ~3) | ((imm >> (2 * (i & 3))) & 3)];
+    return simde__m512i_from_private(out);
+}
+#undef _mm512_shuffle_epi32
+#define _mm512_shuffle_epi32(a, imm) frugal_test_shuffle_epi32(a, int(imm))
