@@ -42,12 +42,17 @@ FRUGAL_AVX512 inline float even_odd_total(__m512 acc) {
 
 FRUGAL_AVX512 inline float half(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); }
 
-// Weight loops ask for the line this far ahead of their reads (the AVX2 kernels' distance, see
-// quant_avx2.cpp: the hardware prefetcher alone leaves bandwidth unused on decode's short rows).
-// 4 KiB: on Zen 5, 2 threads, 4-5 alternating runs each, tg64 over 2 KiB: Q8_0 +6 %, Q4_0 +6 %,
-// deepseek2-lite6 +6 %, Q4_K_M +1-2 %; 8 KiB gave back part of it. Into L1 as well, unless a
-// row's weights and activation would not leave room there for both (prefetch_weights_to_l2).
-inline constexpr int k_prefetch_ahead = 4096;
+// Weight loops ask for the line this far ahead of their reads (see quant_avx2.cpp: the hardware
+// prefetcher alone leaves bandwidth unused on decode's short rows). On Zen 5, 2 threads, tg64
+// over 2 KiB: 4 KiB Q8_0 +6 %, Q4_0 +6 %, deepseek2-lite6 +6 %, Q4_K_M +1-2 %, and 8 KiB gave
+// back part of it. 6 KiB: on Zen 4, matvec from DRAM, the distances alternating call by call
+// in one process, against 4 KiB: 1 thread, [8960, 1536] Q8_0 +10 %, Q6_K +6 %, [1536, 8960]
+// +18-29 %, Q6_K [151936, 1536] +16 %, Q4_K and Q4_0 +0-5 %; 2 threads -3 to +8 %; rows of
+// 1536 x 256 or 1536 even. 1.5B decode on 1 thread, 3 alternating rounds: Q4_K_M 18.2-19.1 ->
+// 19.1-20.4 t/s, Q8_0 13.0-13.4 -> 13.8-14.6. A single core's stream reads faster than each of
+// two, so it needs more lines in flight. Into L1 as well, unless a row's weights and activation
+// would not leave room there for both (prefetch_weights_to_l2).
+inline constexpr int k_prefetch_ahead = 6144;
 FRUGAL_AVX512 inline void prefetch_ahead(const void * p, size_t bytes, bool l2_only) {
     for (size_t off = 0; off < bytes; off += 64) {
         const char * at = static_cast<const char *>(p) + off + k_prefetch_ahead;
