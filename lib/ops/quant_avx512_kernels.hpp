@@ -514,15 +514,6 @@ FRUGAL_AVX512 inline __m512i widen_byte_to_halves(int a, int b) {
     return _mm512_mask_blend_epi16(0xFFFF0000, _mm512_set1_epi16(short(0xFF00 | a)), _mm512_set1_epi16(short(0xFF00 | b)));
 }
 
-// vpdpwssd's scales for chunks c, c + 1 (c = 0, 2) against their low (h = 0) or high (h = 1)
-// nibbles, from the super-block's scale bytes in every 128-bit lane: scale 2c + h in int16
-// lanes 0-15, 2c + 2 + h in 16-31. One in-lane vpshufb each, where vpermw on the scales widened
-// to int16 had been (with the mins' likewise): Zen 4, [512, 1536] in L2, 1 thread, 21.4 -> 24.1
-// GB/s; from DRAM (1 or 2 threads) no change, as the memory limits there.
-FRUGAL_AVX512 inline __m512i chunk_pair_scales(__m512i scale_bytes, const __m512i (&widen)[4], int c, int h) {
-    return _mm512_shuffle_epi8(scale_bytes, widen[c + h]);
-}
-
 // The row loop re-lays the activation once per call, and the
 // scales are unpacked in vector registers. With both, in cache on Zen 5, 1 thread: 27-30 -> 37
 // GB/s; Q4_K_M tg32, 8 alternating pairs, 2 threads: +1-2 % (slow memory phases) to +7-10 %
@@ -554,7 +545,11 @@ FRUGAL_AVX512 inline void q45_rows(const std::byte * w, size_t w_stride, int64_t
                                    float * out, int64_t ldo) {
     using block = frugal::ops::detail::q45_block<Q5>;
     const __m512i nibble = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
-    // chunk_pair_scales' controls for (c, h) = (0, 0), (0, 1), (2, 0), (2, 1).
+    // vpdpwssd's scales for chunks c, c + 1 (c = 0, 2) against their low (h = 0) or high (h = 1)
+    // nibbles come from the super-block's scale bytes in every 128-bit lane by one in-lane vpshufb
+    // with widen_scale[c + h]: scale 2c + h in int16 lanes 0-15, 2c + 2 + h in 16-31. (vpermw on the
+    // scales widened to int16 had been there, and for the mins: Zen 4, [512, 1536] in L2, 1 thread,
+    // 21.4 -> 24.1 GB/s; from DRAM, 1 or 2 threads, no change, as the memory limits there.)
     const __m512i widen_scale[4] = {widen_byte_to_halves(0, 2), widen_byte_to_halves(1, 3), widen_byte_to_halves(4, 6),
                                     widen_byte_to_halves(5, 7)};
     // Each min for its two bsums: int16 lanes 2j, 2j + 1 take min j (byte 8 + j).
@@ -596,8 +591,8 @@ FRUGAL_AVX512 inline void q45_rows(const std::byte * w, size_t w_stride, int64_t
                     hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(qh, two), 3));
                     qh = _mm512_srli_epi16(qh, 4);
                 }
-                const __m512i scale_lo = chunk_pair_scales(scales_mins, widen_scale, c, 0),
-                              scale_hi = chunk_pair_scales(scales_mins, widen_scale, c, 1);
+                const __m512i scale_lo = _mm512_shuffle_epi8(scales_mins, widen_scale[c]),
+                              scale_hi = _mm512_shuffle_epi8(scales_mins, widen_scale[c + 1]);
                 for (int j = 0; j < MR; ++j) {
                     const int8_t * x = x_pairs[j] + frugal::k_qk_k * i + 64 * c;
                     // Quants 0..31 (unsigned) by activations -127..127: vpmaddubsw's pair sums never saturate.
