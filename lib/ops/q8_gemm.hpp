@@ -244,18 +244,6 @@ constexpr detail::fifth_bits_place fifth_bits_in(const block_layout & l, int64_t
     return {l.fifth_bits_offset + place.bytes, place.bit};
 }
 
-// The fp16 at byte `at` of the first `cols` of a tile's `tile_cols` rows, w_stride apart, as
-// out[c] (0 past cols): block b's scales dw (at = l.d_offset + b · l.d_step) or offsets mw
-// (l.m_offset + b · l.d_step).
-inline void block_halves(const std::byte * w, size_t w_stride, int64_t cols, int64_t tile_cols, int64_t at,
-                         float * out) {
-    for (int64_t c = 0; c < tile_cols; ++c) {
-        uint16_t h = 0;
-        if (c < cols) std::memcpy(&h, w + c * int64_t(w_stride) + at, sizeof h);
-        out[c] = fp16_to_fp32(h);
-    }
-}
-
 // Where the quants of 32-element block j < 8 of a Q6_K super-block come from: element l < 32 is
 // nibble (ql[ql + l] >> ql_shift) & 15 with bits (qh[qh + l] >> qh_shift) & 3 above it, minus 32;
 // its halves (l < 16, l >= 16) take scales[scale] and scales[scale + 1] (ggml's layout: each
