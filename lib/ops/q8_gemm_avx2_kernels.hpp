@@ -600,8 +600,11 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
 // 91 / 83, 48 93 / 99; Q4_K_M (Q4_K, its Q6_K on the rows) at 24 99 / 94, 32 96 / 107; Q4_0
 // (repacked) at 16 105 / 92, 24 106 / 120, which the default (24) serves. On Zen 4 the same way
 // (2 rounds): Q3_K_M's Q3_K at 16 69-73 / 64-67, 24 63-70 / 72-75, 32 73-75 / 80-83; Q2_K at 24
-// 74-77 / 61-69, 32 71-78 / 75-77, 48 74-80 / 80-83.
+// 74-77 / 61-69, 32 71-78 / 75-77, 48 74-80 / 80-83. Q4_0 (either layout) since the packer
+// stopped gathering, on a Zen 3 EPYC (AVX2 only), 2 threads, repacked 1.5B Q4_0, 3 rounds: pp6
+// 30-32 / 22-26, pp8 27-33 / 34-38, pp12 28-32 / 33-43, pp16 31-34 / 49-54.
 constexpr int64_t gemm_from(dtype t) {
+    if (t == dtype::q4_0 || t == dtype::q4_0_repacked) return 8;
     if (t == dtype::q3_k) return 24;
     if (t == dtype::q2_k) return 32;
     if (t == dtype::q6_k) return 40;
