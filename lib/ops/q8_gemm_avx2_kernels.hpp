@@ -602,13 +602,14 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
 // (2 rounds): Q3_K_M's Q3_K at 16 69-73 / 64-67, 24 63-70 / 72-75, 32 73-75 / 80-83; Q2_K at 24
 // 74-77 / 61-69, 32 71-78 / 75-77, 48 74-80 / 80-83. Q4_0 (either layout) since the packer
 // stopped gathering, on a Zen 3 EPYC (AVX2 only), 2 threads, repacked 1.5B Q4_0, 3 rounds: pp6
-// 30-32 / 22-26, pp8 27-33 / 34-38, pp12 28-32 / 33-43, pp16 31-34 / 49-54.
+// 30-32 / 22-26, pp8 27-33 / 34-38, pp12 28-32 / 33-43, pp16 31-34 / 49-54; and Q4_K_M (Q4_K
+// and Q6_K both from 12 rows against 28 and 40), 3 rounds: pp16 34.7-38.3 / 33.6-38.5, pp24
+// 34.1-41.2 / 40.6-49.9.
 constexpr int64_t gemm_from(dtype t) {
     if (t == dtype::q4_0 || t == dtype::q4_0_repacked) return 8;
+    if (t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k) return 20;
     if (t == dtype::q3_k) return 24;
-    if (t == dtype::q2_k) return 32;
-    if (t == dtype::q6_k) return 40;
-    return t == dtype::q4_k || t == dtype::q5_k ? 28 : 0;
+    return t == dtype::q2_k ? 32 : 0;
 }
 
 } // namespace frugal::ops::q8::detail::FRUGAL_AVX2_NS
