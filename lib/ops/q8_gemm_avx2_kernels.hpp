@@ -188,7 +188,9 @@ FRUGAL_AVX2 inline void gather_4(const std::byte * base, const tile_rows & rows,
         return _mm_loadu_si128(reinterpret_cast<const __m128i *>(base + std::min(c, rows.cols - 1) * rows.stride));
     };
     // Rows c and c + 4 in the two 128-bit lanes; the unpacks work within lanes.
-    const auto pair = [&](int64_t c) FRUGAL_AVX2 { return _mm256_inserti128_si256(_mm256_castsi128_si256(row(c)), row(c + 4), 1); };
+    const auto pair = [&](int64_t c) FRUGAL_AVX2 {
+        return _mm256_inserti128_si256(_mm256_castsi128_si256(row(c)), row(c + 4), 1);
+    };
     const __m256i r04 = pair(0), r15 = pair(1), r26 = pair(2), r37 = pair(3);
     const __m256i lo01 = _mm256_unpacklo_epi32(r04, r15), hi01 = _mm256_unpackhi_epi32(r04, r15); // dwords 0-1, 2-3
     const __m256i lo23 = _mm256_unpacklo_epi32(r26, r37), hi23 = _mm256_unpackhi_epi32(r26, r37);
@@ -428,7 +430,8 @@ FRUGAL_AVX2 inline void pack_tile_q3_k(const std::byte * w, size_t w_stride, int
         __m256i third[k_groups], qs[2][k_groups]; // hmask; qs of each 128-element half
         for (int half = 0; half < 2; ++half) {
             gather_4(base + offsetof(block_q3_k, hmask) + 16 * half, rows, third + 4 * half);
-            for (int h = 0; h < 2; ++h) gather_4(base + offsetof(block_q3_k, qs) + 32 * h + 16 * half, rows, qs[h] + 4 * half);
+            for (int h = 0; h < 2; ++h)
+                gather_4(base + offsetof(block_q3_k, qs) + 32 * h + 16 * half, rows, qs[h] + 4 * half);
         }
         for (int j = 0; j < 8; ++j)
             store_super_block_halves(out, sb, j, d, sc, [&](int g) FRUGAL_AVX2 {
