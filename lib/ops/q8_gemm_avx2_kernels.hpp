@@ -598,16 +598,16 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
 }
 
 // The fewest rows from which this kernel beats the row kernels (kernel::gemm_from; 0: the
-// default). Measured with the AVX2 code on Zen 5 (FRUGAL_MAX_CPU_ISA=avx2, no AVX2-only machine at
-// hand), 2 threads, whole 1.5B Qwen2 files, pp N t/s rows / packed: Q6_K at 24 rows 90 / 69, 32
-// 91 / 83, 48 93 / 99; Q4_K_M (Q4_K, its Q6_K on the rows) at 24 99 / 94, 32 96 / 107; Q4_0
-// (repacked) at 16 105 / 92, 24 106 / 120, which the default (24) serves. On Zen 4 the same way
-// (2 rounds): Q3_K_M's Q3_K at 16 69-73 / 64-67, 24 63-70 / 72-75, 32 73-75 / 80-83; Q2_K at 24
-// 74-77 / 61-69, 32 71-78 / 75-77, 48 74-80 / 80-83. Q4_0 (either layout) since the packer
-// stopped gathering, on a Zen 3 EPYC (AVX2 only), 2 threads, repacked 1.5B Q4_0, 3 rounds: pp6
-// 30-32 / 22-26, pp8 27-33 / 34-38, pp12 28-32 / 33-43, pp16 31-34 / 49-54; and Q4_K_M (Q4_K
-// and Q6_K both from 12 rows against 28 and 40), 3 rounds: pp16 34.7-38.3 / 33.6-38.5, pp24
-// 34.1-41.2 / 40.6-49.9.
+// default), 2 threads, whole 1.5B Qwen2 files, pp N t/s rows / packed.
+// Q4_0 (either layout), Q4_K, Q5_K and Q6_K: on a Zen 3 EPYC (AVX2 only) once the packer stopped
+// gathering, 3 rounds. Repacked Q4_0: pp6 30-32 / 22-26, pp8 27-33 / 34-38, pp12 28-32 / 33-43,
+// pp16 31-34 / 49-54. Q4_K_M, its Q4_K and Q6_K both from 12 rows against 28 and 40: pp16
+// 34.7-38.3 / 33.6-38.5, pp24 34.1-41.2 / 40.6-49.9. (With the gathering packer on Zen 5 under
+// FRUGAL_MAX_CPU_ISA=avx2 the crossovers had been later: Q6_K between 32 and 48 rows, Q4_K between
+// 24 and 32, Q4_0 between 16 and 24.)
+// Q3_K and Q2_K: on Zen 4 under FRUGAL_MAX_CPU_ISA=avx2 with the gathering packer, 2 rounds:
+// Q3_K_M's Q3_K at 16 69-73 / 64-67, 24 63-70 / 72-75, 32 73-75 / 80-83; Q2_K at 24 74-77 /
+// 61-69, 32 71-78 / 75-77, 48 74-80 / 80-83.
 constexpr int64_t gemm_from(dtype t) {
     if (t == dtype::q4_0 || t == dtype::q4_0_repacked) return 8;
     if (t == dtype::q4_k || t == dtype::q5_k || t == dtype::q6_k) return 20;
