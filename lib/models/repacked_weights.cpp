@@ -50,10 +50,13 @@ raw_view repacked_weights::adopt(const gguf::file & f, const raw_view & src, int
         return src;
     }
     bytes_ += n; // the destructor gives it back
-    // Anonymous pages of its own, handed back whole when the model goes. Not advised into huge
-    // pages (MADV_HUGEPAGE): on the 1.5B Q4_0 model they gave decode +10 % on a Zen 3 but +2.6 %
-    // on a Zen 5 (4 alternating pairs), and load 0.27 -> 0.6-0.87 s there, where llama.cpp's
-    // is 0.6-0.76 s (the kernel spent the time clearing the new pages).
+    // Anonymous pages of its own, handed back whole when the model goes, advised into huge pages
+    // (advisory: where THP is off they stay 4 KiB). The 1.5B Q4_0 model's decode (4 alternating
+    // pairs each): +10 % on a Zen 3, +2.6 % on a bare Zen 5 VM, and on a Zen 5 under the PVM
+    // hypervisor (shadow page tables) 18-37 -> 32-40 t/s, where the q8 prefill packer also
+    // stalled less on the weights (docs/PERF.md, "Zen 5 (2026-12-02 05:14-)"). Load pays for
+    // clearing 2 MiB pages: 0.27 -> 0.6-0.87 s on the bare Zen 5 (llama.cpp, which repacks too:
+    // 0.6-0.76 s), 1.3 -> 1.5 s under PVM (llama.cpp: 3.3 s).
     void * p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         FRUGAL_LOG_WARN("loader: no memory for a {}-byte repacked copy; the weight stays as mapped", n);
@@ -63,6 +66,7 @@ raw_view repacked_weights::adopt(const gguf::file & f, const raw_view & src, int
         return src;
     }
     std::unique_ptr<std::byte, unmap> region(static_cast<std::byte *>(p), unmap{n});
+    madvise(p, n, MADV_HUGEPAGE);
     std::byte * dst = region.get();
     const int64_t rows = src.n_rows(), k = src.row_size(), stride = src.row_stride();
     // Tasks of about 256 KiB: each maps its destination's pages right before writing them, so
