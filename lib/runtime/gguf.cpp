@@ -278,6 +278,9 @@ std::shared_ptr<const file> file::open(const std::string & path, bool use_mmap) 
     if (use_mmap) {
         void * p = mmap(nullptr, size_t(f->size_), PROT_READ, MAP_SHARED, fd, 0);
         if (p == MAP_FAILED) throw_error(status::io, "gguf: cannot map {}: {}", path, std::strerror(errno));
+        // Huge pages where the page cache holds 2 MiB folios, and reads from disk into such
+        // folios (readahead takes the mapping's advice). Advisory.
+        madvise(p, size_t(f->size_), MADV_HUGEPAGE);
         f->base_ = static_cast<const std::byte *>(p);
         f->mapped_ = true;
     } else {
