@@ -20,6 +20,12 @@ frugal=${FRUGAL_BIN:-$root/build/release/bin/frugal}
 out=$(mktemp -d)
 # Read the file once first: whichever engine ran first would otherwise pay for reading it from
 # disk (an earlier model's runs may have evicted it), which skewed the load times in its disfavour.
+# Its cached pages are dropped before (GNU dd's nocache), so that the read brings them back in the
+# large folios a read from disk gets, which both engines then map as huge pages: a file written on
+# this machine (make_models.py, llamacpp-quantize, a download) sits in the cache in small ones,
+# which cost the 1.5B Q8_0's decode 12-20 % in frugal and 5-15 % in llama.cpp on a Zen 5 VM
+# (docs/PERF.md, "Zen 5 (2026-12-02 05:14-)"). FRUGAL_BENCH_KEEP_CACHE=1 keeps the cache as it is.
+[[ ${FRUGAL_BENCH_KEEP_CACHE:-0} == 1 ]] || dd if="$model" iflag=nocache count=0 status=none
 cat "$model" > /dev/null
 for ((i = 0; i < rounds; ++i)); do
     "$frugal" bench -m "$model" "${args[@]}" > "$out/frugal.$i.jsonl"
