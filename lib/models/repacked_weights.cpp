@@ -38,6 +38,44 @@ uint64_t repacked_weights::process_bytes() { return g_process_bytes.load(); }
 
 void repacked_weights::unmap::operator()(std::byte * p) const { munmap(p, size); }
 
+// Copies go one after another into arenas: anonymous memory of the store's own, handed back
+// whole when the model goes, advised into huge pages (advisory: where THP is off they stay 4
+// KiB). In one arena the matrices smaller than 2 MiB (a 1.5B Qwen2's Q, K, V and O) and the
+// ends of the others share huge pages too, where a mapping each left a third of the 1.5B Q4_0's
+// copies in 4 KiB pages. Huge pages, the 1.5B Q4_0 model's decode (4 alternating pairs each): +10 %
+// on a Zen 3, +2.6 % on a bare Zen 5 VM, and on a Zen 5 under the PVM hypervisor (shadow page
+// tables) 13-38 -> 32-41 t/s, where the q8 prefill packer also stalled less on the weights
+// (docs/PERF.md, "Zen 5 (2026-12-02 05:14-)"). Load pays for clearing 2 MiB pages: 0.27 -> 0.6-0.87
+// s on the bare Zen 5 (llama.cpp, which repacks too: 0.6-0.76 s), 1.3 -> 1.5 s under PVM
+// (llama.cpp: 3.3 s).
+std::byte * repacked_weights::place(const gguf::file & f, size_t n) {
+    constexpr size_t k_page = 4096, k_huge = size_t(2) << 20;
+    const size_t need = (n + k_page - 1) / k_page * k_page; // each copy starts on a page
+    if (need > left_) {
+        // Address space for the copies still to come (at most the file, and the budget): pages
+        // are taken only as they are written (MAP_NORESERVE); one copy's own size if even that
+        // cannot be had.
+        const uint64_t in_budget = budget_ > g_process_bytes.load() ? budget_ - g_process_bytes.load() : 0;
+        size_t size = std::max<size_t>(need, size_t(std::min<uint64_t>(f.file_size(), in_budget + n)));
+        size = (size + k_huge - 1) / k_huge * k_huge + k_huge; // and 2 MiB to start on a huge page
+        void * p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) {
+            size = need + k_huge;
+            p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED) return nullptr;
+        }
+        regions_.emplace_back(static_cast<std::byte *>(p), unmap{size});
+        auto * start = reinterpret_cast<std::byte *>((uintptr_t(p) + k_huge - 1) / k_huge * k_huge);
+        left_ = size_t(static_cast<std::byte *>(p) + size - start);
+        madvise(start, left_, MADV_HUGEPAGE);
+        next_ = start;
+    }
+    std::byte * at = next_;
+    next_ += need;
+    left_ -= need;
+    return at;
+}
+
 raw_view repacked_weights::adopt(const gguf::file & f, const raw_view & src, int n_threads) {
     const dtype to = ops::repacked_type(src.type);
     const auto n = size_t(src.n_bytes());
@@ -50,24 +88,14 @@ raw_view repacked_weights::adopt(const gguf::file & f, const raw_view & src, int
         return src;
     }
     bytes_ += n; // the destructor gives it back
-    // Anonymous pages of its own, handed back whole when the model goes, advised into huge pages
-    // (advisory: where THP is off they stay 4 KiB). The 1.5B Q4_0 model's decode (4 alternating
-    // pairs each): +10 % on a Zen 3, +2.6 % on a bare Zen 5 VM, and on a Zen 5 under the PVM
-    // hypervisor (shadow page tables) 18-37 -> 32-40 t/s, where the q8 prefill packer also
-    // stalled less on the weights (docs/PERF.md, "Zen 5 (2026-12-02 05:14-)"). Load pays for
-    // clearing 2 MiB pages: 0.27 -> 0.6-0.87 s on the bare Zen 5 (llama.cpp, which repacks too:
-    // 0.6-0.76 s), 1.3 -> 1.5 s under PVM (llama.cpp: 3.3 s).
-    void * p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
+    std::byte * dst = place(f, n);
+    if (!dst) {
         FRUGAL_LOG_WARN("loader: no memory for a {}-byte repacked copy; the weight stays as mapped", n);
         bytes_ -= n;
         g_process_bytes -= n;
         skipped_ += n;
         return src;
     }
-    std::unique_ptr<std::byte, unmap> region(static_cast<std::byte *>(p), unmap{n});
-    madvise(p, n, MADV_HUGEPAGE);
-    std::byte * dst = region.get();
     const int64_t rows = src.n_rows(), k = src.row_size(), stride = src.row_stride();
     // Tasks of about 256 KiB: each maps its destination's pages right before writing them, so
     // the kernel's zeroed lines are still in cache when the copy overwrites them.
@@ -79,7 +107,6 @@ raw_view repacked_weights::adopt(const gguf::file & f, const raw_view & src, int
         populate(dst + r0 * stride, size_t(n_rows * stride), true);
         ops::repack_rows(src.type, src.row(r0), dst + r0 * stride, n_rows, k);
     }
-    regions_.push_back(std::move(region));
     f.release({src.data, n});
     return {to, dst, src.shape};
 }

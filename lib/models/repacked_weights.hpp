@@ -45,7 +45,12 @@ private:
         size_t size;
         void operator()(std::byte * p) const;
     };
-    std::vector<std::unique_ptr<std::byte, unmap>> regions_;
+    // Room for an n-byte copy: the newest arena's next free page, or a new arena's first.
+    std::byte * place(const gguf::file & f, size_t n);
+
+    std::vector<std::unique_ptr<std::byte, unmap>> regions_; // the arenas
+    std::byte * next_ = nullptr;                              // the newest one's free bytes
+    size_t left_ = 0;
     uint64_t budget_;
     repack policy_ = repack::where_faster;
     uint64_t bytes_ = 0;
