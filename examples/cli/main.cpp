@@ -12,6 +12,7 @@
 #include <cstring>
 #include <cstdio>
 #include <fstream>
+#include <initializer_list>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -44,19 +45,21 @@ extern "C" void on_sigint(int) {
     std::signal(SIGINT, SIG_DFL);
 }
 
-// VmHWM (peak resident set) and VmRSS of this process from /proc, in bytes.
-std::pair<uint64_t, uint64_t> memory_usage() {
-    std::ifstream f("/proc/self/status");
+// The sum of the fields of /proc/self/<file> named by keys (counted in kB there), in bytes; 0
+// where none is found.
+uint64_t proc_self_bytes(const char * file, std::initializer_list<const char *> keys) {
+    std::ifstream f(std::string("/proc/self/") + file);
     std::string line;
-    uint64_t peak = 0, rss = 0;
-    while (std::getline(f, line)) {
-        auto kib = [&](const char * key, uint64_t & out) {
-            if (line.rfind(key, 0) == 0) out = std::stoull(line.substr(std::strlen(key))) * 1024;
-        };
-        kib("VmHWM:", peak);
-        kib("VmRSS:", rss);
-    }
-    return {peak, rss};
+    uint64_t bytes = 0;
+    while (std::getline(f, line))
+        for (const char * key : keys)
+            if (line.rfind(key, 0) == 0) bytes += std::stoull(line.substr(std::strlen(key))) * 1024;
+    return bytes;
+}
+
+// VmHWM (peak resident set) and VmRSS of this process, in bytes.
+std::pair<uint64_t, uint64_t> memory_usage() {
+    return {proc_self_bytes("status", {"VmHWM:"}), proc_self_bytes("status", {"VmRSS:"})};
 }
 
 // Memory read bandwidth in GB/s with n_threads threads streaming through a buffer 16x the size of
@@ -523,9 +526,12 @@ int cmd_bench(const bench_args & a) {
         }
     }
     const auto [peak, rss] = memory_usage();
-    std::printf(R"({"peak_rss_kib": %llu, "rss_kib": %llu, "kv_type": "%s", "kv_bytes": %llu, "kv_bytes_per_token": %llu})"
+    // Of the resident set, what is mapped in huge pages: repacked copies (anonymous) and the
+    // file's 2 MiB folios (docs/PERF.md, "Zen 5 (2026-12-02 05:14-)").
+    const uint64_t huge = proc_self_bytes("smaps_rollup", {"AnonHugePages:", "FilePmdMapped:"});
+    std::printf(R"({"peak_rss_kib": %llu, "rss_kib": %llu, "huge_pages_kib": %llu, "kv_type": "%s", "kv_bytes": %llu, "kv_bytes_per_token": %llu})"
                 "\n",
-                (unsigned long long)(peak / 1024), (unsigned long long)(rss / 1024),
+                (unsigned long long)(peak / 1024), (unsigned long long)(rss / 1024), (unsigned long long)(huge / 1024),
                 std::string(frugal::dtype_name(s.kv_type())).c_str(), (unsigned long long)s.kv_bytes(),
                 (unsigned long long)c.kv_bytes_per_token(s.kv_type()));
     return 0;

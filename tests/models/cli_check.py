@@ -113,6 +113,9 @@ check(header.get("max_batch") == 512, f"bench: a dense model's prompt batches of
 # The cache type: F16 by default, in the header and the memory line, whose kv_bytes it sets.
 memory = next((l for l in lines if "kv_bytes" in l), {})
 check(header.get("kv_type") == "f16" and memory.get("kv_type") == "f16", f"bench: an F16 cache by default ({header})")
+# The share of the resident set in huge pages, from smaps_rollup: a count of KiB within the set.
+huge = memory.get("huge_pages_kib")
+check(isinstance(huge, int) and 0 <= huge <= memory.get("rss_kib", -1), f"bench: huge_pages_kib within rss_kib ({memory})")
 r = run("bench", "-m", str(model), "-p", "8", "-n", "0", "-r", "1", "--prefill-gemm", "f32", "--kv-type", "f32")
 lines32 = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
 header = next((l for l in lines32 if "prefill_gemm" in l), {})
