@@ -36,6 +36,7 @@ import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 def load(engine):
     tests, by_round, mem, load_s, extra, gemm, isa = {}, {}, None, [], {}, "?", "?"
+    huge = None  # frugal's (resident KiB in huge pages, resident KiB), the round with the least
     for i in range(rounds):
         for line in open(f"{out}/{engine}.{i}.jsonl"):
             line = line.strip()
@@ -46,6 +47,8 @@ def load(engine):
                 by_round.setdefault(j["test"], {}).setdefault(i, []).extend(j["tps"])
                 if "bound_tps" in j: extra.setdefault(j["test"], []).append(j["bound_tps"])
             if "peak_rss_kib" in j: mem = max(mem or 0, j["peak_rss_kib"])
+            if "huge_pages_kib" in j and (huge is None or j["huge_pages_kib"] < huge[0]):
+                huge = (j["huge_pages_kib"], j["rss_kib"])
             if "load_s" in j: load_s.append(j["load_s"])
             isa = j.get("cpu_isa", j.get("cpu_backend", isa))  # frugal's kernels; llama.cpp's CPU backend
             if "prefill_gemm" in j:
@@ -54,8 +57,9 @@ def load(engine):
                 gemm = j["prefill_gemm"] + (f" (a prompt token's multiply-adds here: {paths})" if paths else "")
                 if j.get("prefill_panels") and any(p in ("f32", "bf16") for p, _ in shares):
                     gemm += "; f32/bf16 GEMMs on oneDNN's brgemm panels"
-    return tests, by_round, mem, load_s, extra, gemm, isa
-f, f_rounds, fm, fl, bounds, gemm, f_isa = load("frugal"); l, l_rounds, lm, ll, _, _, l_isa = load("llamacpp")
+    return tests, by_round, mem, load_s, extra, gemm, isa, huge
+f, f_rounds, fm, fl, bounds, gemm, f_isa, f_huge = load("frugal")
+l, l_rounds, lm, ll, _, _, l_isa, _ = load("llamacpp")
 print(f"frugal's prefill GEMM: {gemm}")
 print(f"kernels: frugal {f_isa}, llama.cpp {l_isa}")
 # Each round ran the two engines back to back, so its own ratio is the least disturbed by the
@@ -73,5 +77,7 @@ for t in f:
         spread = f"{min(paired):.2f}-{max(paired):.2f}" if len(paired) > 1 else ""
         print(f"{t:12} {a:12.2f} {b:14.2f} {a / b:7.2f}x {spread:>11}{roof}")
 print(f"peak RSS: frugal {fm / 1024:.0f} MiB, llama.cpp {lm / 1024:.0f} MiB ({fm / lm:.2f}x)")
+if f_huge:  # small folios in the page cache or THP off show here (docs/PERF.md, "Zen 5 (2026-12-02 05:14-)")
+    print(f"frugal's resident set in huge pages: {f_huge[0] / 1024:.0f} of {f_huge[1] / 1024:.0f} MiB")
 print(f"load time (median): frugal {statistics.median(fl):.2f} s, llama.cpp {statistics.median(ll):.2f} s")
 PY
