@@ -12,8 +12,8 @@
 #include <cstring>
 #include <cstdio>
 #include <fstream>
-#include <initializer_list>
 #include <functional>
+#include <initializer_list>
 #include <iostream>
 #include <map>
 #include <sstream>

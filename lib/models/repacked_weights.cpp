@@ -14,16 +14,16 @@ namespace frugal {
 namespace {
 std::atomic<uint64_t> g_process_bytes{0};
 
-// Maps the pages under [p, p + n) in one call (Linux 5.14), where the repacking loop took one
-// trap per page of its source (the file, not yet prefaulted) and of its destination: the 1.5B
-// Q4_0 file's load 1.7-1.8 -> 1.1-1.2 s on a Zen 5 VM whose new pages are slow (see
+// Maps the pages under [p, p + n) for writing in one call (Linux 5.14), where the repacking loop
+// took one trap per page of its new destination: with the source prefaulted the same way, the
+// 1.5B Q4_0 file's load 1.7-1.8 -> 1.1-1.2 s on a Zen 5 VM whose new pages are slow (see
 // docs/PERF.md, "Zen 5 (2026-12-02 05:14-)"). Advisory: where the call fails the pages fault in
 // as they are touched.
-void populate([[maybe_unused]] const std::byte * p, [[maybe_unused]] size_t n, [[maybe_unused]] bool write) {
-#if defined(MADV_POPULATE_READ) && defined(MADV_POPULATE_WRITE)
+void populate_for_writing([[maybe_unused]] std::byte * p, [[maybe_unused]] size_t n) {
+#ifdef MADV_POPULATE_WRITE
     const auto page = uintptr_t(sysconf(_SC_PAGE_SIZE));
     const uintptr_t first = uintptr_t(p) / page * page;
-    madvise(reinterpret_cast<void *>(first), uintptr_t(p) + n - first, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+    madvise(reinterpret_cast<void *>(first), uintptr_t(p) + n - first, MADV_POPULATE_WRITE);
 #endif
 }
 } // namespace
@@ -55,7 +55,7 @@ std::byte * repacked_weights::place(const gguf::file & f, size_t n) {
         // Address space for the copies still to come (at most the file, and the budget): pages
         // are taken only as they are written (MAP_NORESERVE); one copy's own size if even that
         // cannot be had.
-        const uint64_t in_budget = budget_ > g_process_bytes.load() ? budget_ - g_process_bytes.load() : 0;
+        const uint64_t held = g_process_bytes.load(), in_budget = budget_ > held ? budget_ - held : 0;
         size_t size = std::max<size_t>(need, size_t(std::min<uint64_t>(f.file_size(), in_budget + n)));
         size = (size + k_huge - 1) / k_huge * k_huge + k_huge; // and 2 MiB to start on a huge page
         void * p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -103,8 +103,8 @@ raw_view repacked_weights::adopt(const gguf::file & f, const raw_view & src, int
 #pragma omp parallel for num_threads(std::max(1, n_threads)) schedule(static)
     for (int64_t r0 = 0; r0 < rows; r0 += k_chunk) {
         const int64_t n_rows = std::min(k_chunk, rows - r0);
-        populate(static_cast<const std::byte *>(src.row(r0)), size_t(n_rows * stride), false);
-        populate(dst + r0 * stride, size_t(n_rows * stride), true);
+        f.prefault({static_cast<const std::byte *>(src.row(r0)), size_t(n_rows * stride)}, 1); // on this thread
+        populate_for_writing(dst + r0 * stride, size_t(n_rows * stride));
         ops::repack_rows(src.type, src.row(r0), dst + r0 * stride, n_rows, k);
     }
     f.release({src.data, n});
