@@ -27,9 +27,19 @@ out=$(mktemp -d)
 # (docs/PERF.md, "Zen 5 (2026-12-02 05:14-)"). FRUGAL_BENCH_KEEP_CACHE=1 keeps the cache as it is.
 [[ ${FRUGAL_BENCH_KEEP_CACHE:-0} == 1 ]] || dd if="$model" iflag=nocache count=0 status=none
 cat "$model" > /dev/null
+# llama.cpp's own choice of CPU build, except where its AMX build (sapphirerapids) fails on the
+# file, as it aborts on deepseek2 files (GGML_ASSERT in ggml_backend_sched_split_graph,
+# node-llama-cpp 3.21.1): then its cooperlake build (AVX-512 VNNI and BF16, no AMX), said once.
+peer_bench() { # OUT_FILE
+    "$tools/llamacpp-bench" "$model" "${args[@]}" 2>/dev/null > "$1" && return 0
+    [[ -z ${FRUGAL_LLAMACPP_CPU:-} ]] && grep -qw amx_tile /proc/cpuinfo || return 1
+    echo "llama.cpp's AMX build failed on this file: its cooperlake build instead" >&2
+    export FRUGAL_LLAMACPP_CPU=cooperlake
+    "$tools/llamacpp-bench" "$model" "${args[@]}" 2>/dev/null > "$1"
+}
 for ((i = 0; i < rounds; ++i)); do
     "$frugal" bench -m "$model" "${args[@]}" > "$out/frugal.$i.jsonl"
-    "$tools/llamacpp-bench" "$model" "${args[@]}" 2>/dev/null > "$out/llamacpp.$i.jsonl"
+    peer_bench "$out/llamacpp.$i.jsonl"
 done
 python3 - "$out" "$rounds" <<'PY'
 import json, statistics, sys

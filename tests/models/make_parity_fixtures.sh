@@ -68,6 +68,13 @@ models+=(tiny256-deepseek3-q4_k_m tiny256-deepseek3-q5_k_m tiny256-deepseek3-q2_
 # A fixed 24-token prompt (ids valid in every tiny vocabulary of 8192).
 tokens=1925,346,5193,264,882,13,576,1052,572,264,3974,2885,6941,429,6364,13,1084,2948,311,1486,4889,304,279,6118
 echo "$tokens" > "$out/prompt.txt"
+# On CPUs with AMX, llama.cpp picks its sapphirerapids build, which aborts on deepseek2 files
+# (GGML_ASSERT in ggml_backend_sched_split_graph, node-llama-cpp 3.21.1) and moves Q4_0 and Q8_0
+# products onto AMX kernels no other machine runs; its cooperlake build (AVX-512 VNNI and BF16)
+# gives the fixtures every AVX-512 machine gets. FRUGAL_LLAMACPP_CPU, when set, still decides.
+if [[ -z ${FRUGAL_LLAMACPP_CPU:-} ]] && grep -qw amx_tile /proc/cpuinfo 2>/dev/null; then
+    export FRUGAL_LLAMACPP_CPU=cooperlake
+fi
 # llama.cpp's informational stderr goes to a log, shown only when a call fails.
 oracle() {
     "$tools/llamacpp-logits" "$@" 2>"$out/llamacpp-logits.log" || { cat "$out/llamacpp-logits.log" >&2; return 1; }
