@@ -116,7 +116,7 @@ double read_bandwidth_gbs(int n_threads) {
 
 constexpr const char * k_prefill_gemm_help =
     "how prompts multiply non-F32 weights: auto (q8 on CPUs with AVX-512 VNNI or AVX2 for the types it takes; "
-    "others bf16 where the CPU has native BF16, else f32), f32 (exact), bf16, int8 (4- and 5-bit weights: ~1.9x "
+    "others bf16 where the CPU has native BF16, else f32; bf16 for batches of 96 rows or more, 128 for K-quants, on AMX), f32 (exact), bf16, int8 (4- and 5-bit weights: ~1.9x "
     "f32's speed on AVX2, 2-3% higher KL divergence), q8 (f32's arithmetic with integer block sums: Q4_0, Q4_1, "
     "Q5_0, Q5_1, Q2_K to Q6_K, and Q8_0, IQ4_NL and IQ4_XS on AVX-512 VNNI or AVX-VNNI; f32 where the CPU's kernel "
     "does not take the type)";
@@ -418,12 +418,14 @@ int cmd_bench(const bench_args & a) {
     double load_s = 0;
     const auto model = open_model(a.model, {a.threads, true, a.repack}, &load_s);
     const auto & c = model->config();
-    // The share of a prompt token's multiply-adds each GEMM takes on this CPU (prefill_gemm_for).
+    // The share of a prompt token's multiply-adds each GEMM takes on this CPU (prefill_gemm_for) in
+    // a batch of the prompt's rows (a MoE expert sees fewer of them, and may take another).
     std::map<std::string, double> paths;
     int64_t macs = 0;
+    const int64_t batch_rows = std::min<int64_t>(a.n_prompt, model->max_batch());
     for (const auto & [type, n] : c.prefill_macs_by_type) macs += n;
     for (const auto & [type, n] : c.prefill_macs_by_type)
-        paths[frugal::ops::prefill_gemm_name(frugal::ops::prefill_gemm_for(a.prefill, type))] +=
+        paths[frugal::ops::prefill_gemm_name(frugal::ops::prefill_gemm_for(a.prefill, type, batch_rows))] +=
             double(n) / double(std::max<int64_t>(macs, 1));
     std::string shares;
     for (const auto & [path, share] : paths)

@@ -79,6 +79,33 @@ FRUGAL_PACK_AVX512 inline void transpose_rows(const std::byte * rows, int64_t ro
         transpose_block(r, to + k0 * panel_cols * 4);
     }
 }
+
+#  define FRUGAL_PACK_AVX512_BF16 __attribute__((target("avx512f,avx512bf16")))
+
+// Floats x[0..32) as 16 words of BF16 pairs, x[2j] in word j's low half.
+FRUGAL_PACK_AVX512_BF16 inline __m512i bf16_pairs(const float * x) {
+    return (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x));
+}
+
+FRUGAL_PACK_AVX512_BF16 void transpose_rows_bf16(const float * rows, int64_t row_floats, int64_t k, void * out) {
+    auto * to = static_cast<std::byte *>(out);
+    for (int64_t k0 = 0; k0 < k; k0 += 2 * block_words) {
+        __m512i r[16];
+        for (int i = 0; i < 16; ++i) r[i] = bf16_pairs(rows + i * row_floats + k0);
+        transpose_block(r, to + k0 / 2 * panel_cols * 4);
+    }
+}
+
+FRUGAL_PACK_AVX512_BF16 void round_rows_bf16(const float * x, uint16_t * out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) _mm512_storeu_si512(out + i, bf16_pairs(x + i));
+    if (i == n) return;
+    float tail[32] = {};
+    uint16_t rounded[32];
+    std::memcpy(tail, x + i, size_t(n - i) * sizeof(float));
+    _mm512_storeu_si512(rounded, bf16_pairs(tail));
+    std::memcpy(out + i, rounded, size_t(n - i) * sizeof(uint16_t));
+}
 #endif
 
 } // namespace
@@ -101,6 +128,28 @@ bool transpose_group_f16(const std::byte * rows, int64_t row_bytes, int64_t k, f
     }
 #endif
     (void)rows, (void)row_bytes, (void)k, (void)out;
+    return false;
+}
+
+bool transpose_group_bf16(const float * rows, int64_t row_floats, int64_t k, void * out) {
+#if defined(__x86_64__)
+    if (ops::detail::avx512_bf16_supported()) {
+        transpose_rows_bf16(rows, row_floats, k, out);
+        return true;
+    }
+#endif
+    (void)rows, (void)row_floats, (void)k, (void)out;
+    return false;
+}
+
+bool round_to_bf16(const float * x, uint16_t * out, int64_t n) {
+#if defined(__x86_64__)
+    if (ops::detail::avx512_bf16_supported()) {
+        round_rows_bf16(x, out, n);
+        return true;
+    }
+#endif
+    (void)x, (void)out, (void)n;
     return false;
 }
 

@@ -35,6 +35,15 @@ void transpose_group(const std::byte * rows, int64_t row_bytes, int64_t k_words,
 // lacks AVX-512 F.
 bool transpose_group_f16(const std::byte * rows, int64_t row_bytes, int64_t k, float * out);
 
+// transpose_group for 16 F32 rows (row_floats apart) of k values (k % 32 == 0), rounded to BF16
+// pairs on the way: quantized rows dequantized to F32 go into BF16 panels in one step. False
+// (nothing written) where the CPU lacks AVX512-BF16. Its rounding is round_to_bf16's.
+bool transpose_group_bf16(const float * rows, int64_t row_floats, int64_t k, void * out);
+
+// out[i] = x[i] in BF16 by AVX512-BF16's conversion (nearest even, as fp32_to_bf16, except that
+// F32 denormals, below 1.2e-38, become zeros), or false (nothing written) where the CPU lacks it.
+bool round_to_bf16(const float * x, uint16_t * out, int64_t n);
+
 namespace detail {
 // The plain-loop transpose_group, for tests.
 void transpose_group_portable(const std::byte * rows, int64_t row_bytes, int64_t k_words, void * out);

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "util/profile.hpp"
+#include "ops/amx_gemm.hpp"
 #include "ops/dnnl_compat.hpp"
 #include "ops/gemm_pack.hpp"
 #include "ops/q8_gemm.hpp"
@@ -163,12 +164,6 @@ dims weight_strides(int64_t k, int64_t n, weight_layout layout) {
     return layout == weight_layout::columns ? dims{n, 1} : dims{1, k};
 }
 
-// Scratch each thread keeps while it writes weight rows into panels.
-struct pack_scratch {
-    std::vector<std::byte> buf; // dequantize_for_gemm's (Q4_1, Q5_1)
-    std::vector<float> row;     // a row in F32 on its way to BF16
-};
-
 // --- int8 prefill -----------------------------------------------------------------------------
 // Y = X · Wᵀ as one u8 × s8 → s32 GEMM per slab of weight rows:
 //   weights: each row dequantized and requantized to s8 with its own scale sw[n] (|q| <= level);
@@ -276,8 +271,15 @@ FRUGAL_SLAB_ENTRIES(baseline, )
 FRUGAL_SLAB_ENTRIES(avx2, FRUGAL_AVX2_TARGET)
 #undef FRUGAL_SLAB_ENTRIES
 
+// With AVX512-BF16, activations take its conversion (gemm_pack::round_to_bf16: denormals become
+// zeros, otherwise the same values): one instruction per 32 where AVX2 emulates the rounding.
+void activations_to_bf16_avx512(const float * x, uint16_t * out, int64_t n) { gemm_pack::round_to_bf16(x, out, n); }
+constexpr slab_conversions k_slab_avx512_bf16{to_bf16_avx2, activations_to_bf16_avx512, quantize_u8_avx2,
+                                              requantize_s8_avx2, dequantize_acc_avx2};
+
 const slab_conversions & slab_conversions_here() {
-    return detail::avx2_active() ? k_slab_avx2 : k_slab_baseline;
+    if (!detail::avx2_active()) return k_slab_baseline;
+    return detail::avx512_bf16_supported() ? k_slab_avx512_bf16 : k_slab_avx2;
 }
 
 } // namespace
@@ -300,17 +302,19 @@ prefill_gemm float_prefill_here() {
     cap_onednn_isa();
     return dnnl_compat::has_native_bf16() ? prefill_gemm::bf16 : prefill_gemm::f32;
 }
+
+
 } // namespace
 
 prefill_gemm default_prefill_gemm() {
     static const prefill_gemm g = [] {
-        const prefill_gemm by_cpu = q8::chunk_kernel() ? prefill_gemm::q8 : float_prefill_here();
         const char * env = std::getenv("FRUGAL_PREFILL_GEMM");
-        if (!env || !*env) return by_cpu;
-        for (prefill_gemm v : {prefill_gemm::f32, prefill_gemm::bf16, prefill_gemm::int8, prefill_gemm::q8})
+        if (!env || !*env) return prefill_gemm::automatic;
+        for (prefill_gemm v : {prefill_gemm::automatic, prefill_gemm::f32, prefill_gemm::bf16, prefill_gemm::int8,
+                               prefill_gemm::q8})
             if (std::string_view(env) == prefill_gemm_name(v)) return v;
-        FRUGAL_LOG_WARN("FRUGAL_PREFILL_GEMM={} is not f32, bf16, int8 or q8: using {}", env, prefill_gemm_name(by_cpu));
-        return by_cpu;
+        FRUGAL_LOG_WARN("FRUGAL_PREFILL_GEMM={} is not auto, f32, bf16, int8 or q8: using auto", env);
+        return prefill_gemm::automatic;
     }();
     return g;
 }
@@ -325,6 +329,7 @@ bool prefill_gemm_native(prefill_gemm g) {
 
 const char * prefill_gemm_name(prefill_gemm g) {
     switch (g) {
+    case prefill_gemm::automatic: return "auto";
     case prefill_gemm::f32: return "f32";
     case prefill_gemm::bf16: return "bf16";
     case prefill_gemm::int8: return "int8";
@@ -333,17 +338,28 @@ const char * prefill_gemm_name(prefill_gemm g) {
     return "?";
 }
 
-prefill_gemm prefill_gemm_for(prefill_gemm chosen, dtype t) {
+int64_t amx_bf16_from(dtype t) { return traits(t).block_size == k_qk_k ? 128 : 96; }
+
+namespace {
+// The weight types the bf16 path multiplies in BF16 (the others take f32 there).
+bool bf16_takes(dtype t) { return !has_block_offsets(t) && t != dtype::f16; }
+} // namespace
+
+prefill_gemm prefill_gemm_for(prefill_gemm chosen, dtype t, int64_t m) {
     if (t == dtype::f32) return prefill_gemm::f32; // multiplied as stored
     if (chosen == prefill_gemm::int8) {
         if (int8_prefill_type(t)) return prefill_gemm::int8;
-        chosen = default_prefill_gemm();
+        chosen = prefill_gemm::automatic;
+    }
+    if (chosen == prefill_gemm::automatic) {
+        const bool amx_rows = m >= amx_bf16_from(t) && bf16_takes(t) && amx::bf16_available();
+        chosen = amx_rows ? prefill_gemm::bf16 : q8::chunk_kernel() ? prefill_gemm::q8 : float_prefill_here();
     }
     if (chosen == prefill_gemm::q8) {
         if (q8::supports(t)) return q8::kernel_for(t) ? prefill_gemm::q8 : prefill_gemm::f32;
         chosen = float_prefill_here();
     }
-    if (chosen == prefill_gemm::bf16 && !has_block_offsets(t) && t != dtype::f16) return prefill_gemm::bf16;
+    if (chosen == prefill_gemm::bf16 && bf16_takes(t)) return prefill_gemm::bf16;
     return prefill_gemm::f32;
 }
 
@@ -505,7 +521,7 @@ void matmul_context::run_gemm(dtype wtype, const void * x, const void * w, int64
 int64_t matmul_context::gemm_from(dtype t) {
     if (gemm_from_rows > 0) return gemm_from_rows;
     int64_t from = k_default_gemm_from;
-    const prefill_gemm path = prefill_gemm_for(prefill, t);
+    const prefill_gemm path = prefill_gemm_for(prefill, t); // at small m, where the crossover is
     if (path == prefill_gemm::q8) {
         if (const q8::kernel * k = q8::kernel_for(t); k && k->gemm_from)
             if (const int64_t measured = k->gemm_from(t); measured > 0) from = measured;
@@ -526,23 +542,58 @@ bool matmul_context::panels_available(dtype t) {
     return impl_->plan(side, side, side, side, t, weight_layout::panels) != nullptr;
 }
 
+// Scratch each thread keeps while it writes weight rows into panels.
+struct matmul_context::pack_scratch {
+    std::vector<std::byte> buf; // dequantize_for_gemm's (Q4_1, Q5_1)
+    std::vector<float> row;     // a row in F32 on its way to BF16; 16 rows' pieces (AVX512-BF16)
+};
+
 struct matmul_context::panel_rows {
     // Writes elements [k0, k0 + kc) of weight row r (as F32 or BF16) at dst.
     std::function<void(int64_t r, int64_t k0, int64_t kc, void * dst, pack_scratch & scratch)> row;
     // Writes elements [k0, k0 + kc) of the 16 rows from r at `at` in the panel in one step, or
     // returns false (then `row` does).
-    std::function<bool(int64_t r, int64_t k0, int64_t kc, void * at)> group;
+    std::function<bool(int64_t r, int64_t k0, int64_t kc, void * at, pack_scratch & scratch)> group;
     // Whether the rows can be written in pieces along K (F32, F16, BF16 weights); otherwise
     // k0 = 0 and kc = K always.
     bool pieces;
 };
+
+void matmul_context::write_chunk(const panel_rows & rows, int64_t element, std::byte * panel, std::byte * staging,
+                                 int64_t c0, int64_t cols, int64_t k0, int64_t kc, int64_t kcp, pack_scratch & ps) {
+    constexpr int64_t group = gemm_pack::group_rows;
+    const int64_t n_panels = (cols + gemm_pack::panel_cols - 1) / gemm_pack::panel_cols;
+    for (int64_t g0 = 0; g0 < n_panels * gemm_pack::panel_cols; g0 += group) {
+        std::byte * at = panel + (g0 / gemm_pack::panel_cols) * kcp * gemm_pack::panel_cols * element +
+                         g0 % gemm_pack::panel_cols * 4;
+        if (g0 + group <= cols && rows.group(c0 + g0, k0, kc, at, ps)) continue;
+        for (int64_t i = 0; i < group; ++i) {
+            std::byte * dst = staging + i * kcp * element;
+            const bool real = g0 + i < cols;
+            if (real) rows.row(c0 + g0 + i, k0, kc, dst, ps);
+            std::fill(dst + (real ? kc * element : 0), dst + kcp * element, std::byte{0});
+        }
+        gemm_pack::transpose_group(staging, kcp * element, kcp * element / 4, at);
+    }
+}
 
 // Bytes of a weight row per piece of K at most, where panels may be written in pieces: 2 MiB
 // per chunk of panels (8 KiB per row measured 1-3 % slower), and with 512 rows 8 MiB of
 // activations per piece (copied out dense: brgemm takes no other row stride), which stay in L3
 // while every chunk reads them. Zen 5, 1 thread, a panel of K = 18944 F32 already in cache:
 // 232 GFLOP/s against 258 at K = 4736; the activations, [512, 18944] in F32, were 38 MiB.
+namespace {
 constexpr int64_t k_piece_bytes = 16 << 10;
+
+// The piece of K panels are written in (whole 256s but the last piece), K itself where `pieces`
+// is false.
+int64_t k_piece(int64_t k, int64_t element, bool pieces) {
+    const int64_t n_pieces = pieces ? (k * element + k_piece_bytes - 1) / k_piece_bytes : 1;
+    return n_pieces == 1 ? k : ((k + n_pieces - 1) / n_pieces + 255) / 256 * 256;
+}
+
+size_t aligned_64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+} // namespace
 
 // Each thread takes chunks of 128 weight rows: writes a chunk into two panels of its own
 // (gemm_pack.hpp; 768 KiB at K = 1536 F32, in L2), runs their matmul on one thread into its own
@@ -562,8 +613,7 @@ bool matmul_context::linear_panels(const raw_view & w, dtype t, const void * x, 
     if (!prefill_panels) return false;
     // K in pieces of equal size (whole 256s but the last), each with its plans for a whole chunk
     // and for the last, narrower one.
-    const int64_t n_pieces = rows.pieces ? (k * element + k_piece_bytes - 1) / k_piece_bytes : 1;
-    const int64_t piece = n_pieces == 1 ? k : ((k + n_pieces - 1) / n_pieces + 255) / 256 * 256;
+    const int64_t piece = k_piece(k, element, rows.pieces), n_pieces = (k + piece - 1) / piece;
     struct piece_plans {
         int64_t kc;
         const gemm_plan *full = nullptr, *tail = nullptr;
@@ -581,13 +631,12 @@ bool matmul_context::linear_panels(const raw_view & w, dtype t, const void * x, 
     const dt type = t == dtype::bf16 ? dt::bf16 : dt::f32;
     // Per thread, each part 64-byte aligned: the panels (2 of [kp words, 64 columns]), 16 rows
     // [16, kp], the output [m, 128] and the largest scratchpad.
-    const auto aligned = [](size_t bytes) { return (bytes + 63) / 64 * 64; };
-    const size_t panel_bytes = aligned(any.weights.get_size()), rows_bytes = aligned(size_t(group * kp * element));
-    const size_t out_bytes = aligned(size_t(m * chunk) * sizeof(float));
+    const size_t panel_bytes = aligned_64(any.weights.get_size()), rows_bytes = aligned_64(size_t(group * kp * element));
+    const size_t out_bytes = aligned_64(size_t(m * chunk) * sizeof(float));
     size_t pad_bytes = 0;
     for (const auto & sz : sizes)
         for (const gemm_plan * p : {sz.full, sz.tail})
-            if (p) pad_bytes = std::max(pad_bytes, aligned(p->scratchpad.get_size()));
+            if (p) pad_bytes = std::max(pad_bytes, aligned_64(p->scratchpad.get_size()));
     const size_t per_thread = panel_bytes + rows_bytes + out_bytes + pad_bytes;
     omp_threads_scope threads(n_threads_);
     const int n_thr = omp_get_max_threads();
@@ -605,23 +654,6 @@ bool matmul_context::linear_panels(const raw_view & w, dtype t, const void * x, 
         std::byte * pad = group_rows + rows_bytes + out_bytes;
         dnnl::stream & stream = im.thread_streams[size_t(me)];
         pack_scratch ps;
-        // Rows [c0, c0 + cols) of the weight, elements [k0, k0 + kc), into this thread's panels
-        // (K padded to kcp), 16 at a time; columns past `cols` up to the last panel's end zeros.
-        const auto pack_chunk = [&](int64_t c0, int64_t cols, int64_t k0, int64_t kc, int64_t kcp) {
-            const int64_t n_panels = (cols + gemm_pack::panel_cols - 1) / gemm_pack::panel_cols;
-            for (int64_t g0 = 0; g0 < n_panels * gemm_pack::panel_cols; g0 += group) {
-                std::byte * at = panel + (g0 / gemm_pack::panel_cols) * kcp * gemm_pack::panel_cols * element +
-                                 g0 % gemm_pack::panel_cols * 4;
-                if (g0 + group <= cols && rows.group(c0 + g0, k0, kc, at)) continue;
-                for (int64_t i = 0; i < group; ++i) {
-                    std::byte * dst = group_rows + i * kcp * element;
-                    const bool real = g0 + i < cols;
-                    if (real) rows.row(c0 + g0 + i, k0, kc, dst, ps);
-                    std::fill(dst + (real ? kc * element : 0), dst + kcp * element, std::byte{0});
-                }
-                gemm_pack::transpose_group(group_rows, kcp * element, kcp * element / 4, at);
-            }
-        };
         for (int64_t k0 = 0; k0 < k; k0 += piece) { // every thread; the loop's barrier between pieces
             const piece_plans & sz = k - k0 >= piece ? sizes[0] : sizes[1];
             const int64_t kc = sz.kc, kcp = (sz.full ? sz.full : sz.tail)->k_padded;
@@ -640,7 +672,7 @@ bool matmul_context::linear_panels(const raw_view & w, dtype t, const void * x, 
             for (int64_t c0 = 0; c0 < n; c0 += chunk) {
                 const int64_t cols = std::min(chunk, n - c0);
                 const gemm_plan & plan = cols == chunk ? *sz.full : *sz.tail;
-                pack_chunk(c0, cols, k0, kc, kcp);
+                write_chunk(rows, element, panel, group_rows, c0, cols, k0, kc, kcp, ps);
                 dnnl::memory w_mem(plan.weights, im.engine, panel);
                 dnnl::memory dst_mem({dims{m, cols}, dt::f32, dims{cols, 1}}, im.engine, out);
                 dnnl::memory pad_mem(plan.scratchpad, im.engine, pad);
@@ -660,6 +692,37 @@ bool matmul_context::linear_panels(const raw_view & w, dtype t, const void * x, 
         }
     }
     return true;
+}
+
+// linear_panels on AMX tiles (ops/amx_gemm.hpp): each thread writes chunks of 128 weight rows
+// into its own panels, as there, and multiplies the packed activations by them straight into
+// y's columns (no output copy, no dense copy of a piece's activations).
+void matmul_context::linear_panels_amx(const raw_view & w, const uint16_t * packed, int64_t m, int64_t k, float * y,
+                                       int64_t ldy, const panel_rows & rows) {
+    constexpr int64_t chunk = 2 * gemm_pack::panel_cols, element = 2;
+    const int64_t n = w.shape.rows();
+    const int64_t piece = k_piece(k, element, rows.pieces);
+    // Per thread: the panels [piece, 128] and 16 rows [16, piece] on their way into them.
+    const size_t panel_bytes = aligned_64(size_t(chunk * piece * element));
+    const size_t per_thread = panel_bytes + aligned_64(size_t(gemm_pack::group_rows * piece * element));
+    omp_threads_scope threads(n_threads_);
+    std::byte * scratch = grow(impl_->panel_scratch, int64_t(per_thread) * omp_get_max_threads() + 64);
+    scratch += (64 - reinterpret_cast<uintptr_t>(scratch) % 64) % 64;
+#pragma omp parallel
+    {
+        std::byte * panel = scratch + per_thread * size_t(omp_get_thread_num());
+        std::byte * staging = panel + panel_bytes;
+        pack_scratch ps;
+        for (int64_t k0 = 0; k0 < k; k0 += piece) { // every thread; the loop's barrier between pieces
+            const int64_t kc = std::min(piece, k - k0);
+#pragma omp for schedule(guided)
+            for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+                const int64_t cols = std::min(chunk, n - c0);
+                write_chunk(rows, element, panel, staging, c0, cols, k0, kc, kc, ps);
+                amx::gemm_bf16_panels(packed, m, k, k0, kc, panel, cols, y + c0, ldy, k0 > 0);
+            }
+        }
+    }
 }
 
 void matmul_context::linear(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
@@ -684,7 +747,8 @@ void matmul_context::linear_any(const raw_view & w, const float * x, float * x_s
         linear_f32(w, x, x_scratch, m, y, ldy);
         return;
     }
-    switch (prefill_gemm_for(prefill, w.type)) {
+    switch (prefill_gemm_for(prefill, w.type, m)) {
+    case prefill_gemm::automatic: // resolved by prefill_gemm_for
     case prefill_gemm::f32: linear_f32(w, x, x_scratch, m, y, ldy); break;
     case prefill_gemm::bf16: linear_bf16(w, x, m, y, ldy); break;
     case prefill_gemm::int8: linear_int8(w, x, m, y, ldy); break;
@@ -723,7 +787,7 @@ void matmul_context::linear_f32(const raw_view & w, const float * x, float * x_s
             if (kc == kg) dequantize_for_gemm(w, r, static_cast<float *>(dst), s.buf);
             else dequantize_row(w.type, w.row(r) + row_bytes(w.type, k0), static_cast<float *>(dst), kc);
         },
-        [&](int64_t r, int64_t k0, int64_t kc, void * at) {
+        [&](int64_t r, int64_t k0, int64_t kc, void * at, pack_scratch &) {
             if (!whole_blocks) return false;
             const std::byte * from = w.row(r) + row_bytes(w.type, k0);
             if (w.type == dtype::f16)
@@ -752,6 +816,10 @@ void matmul_context::linear_f32(const raw_view & w, const float * x, float * x_s
     }
 }
 
+// Pieces of K in which 16 quantized rows are dequantized to F32 on their way into BF16 panels:
+// whole super-blocks, 32 KiB of F32 (in L1). Repacked rows go whole.
+constexpr int64_t k_bf16_group_piece = 512;
+
 // Activations to BF16 once, then weight rows into panels (BF16 rows as stored) or, where oneDNN
 // takes no panels, slabs of rows dequantized to BF16 (BF16 weights as mapped), one BF16 GEMM each.
 void matmul_context::linear_bf16(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
@@ -759,21 +827,45 @@ void matmul_context::linear_bf16(const raw_view & w, const float * x, int64_t m,
     const int64_t k = w.shape.innermost();
     const slab_conversions & conv = slab_conversions_here();
     omp_threads_scope threads(n_threads_);
-    uint16_t * xb = grow(impl_->x_bf16, m * k); // [m, K]
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < m; ++i) conv.activations_to_bf16(x + i * k, xb + i * k, k);
-    // BF16 rows go from the file into the panels as they are (K in whole blocks of 32).
-    const bool direct = w.type == dtype::bf16 && k % (2 * gemm_pack::block_words) == 0;
+    // K in whole blocks of 32: BF16 rows go from the file into the panels as they are; with
+    // AVX512-BF16, other rows 16 at a time through F32 pieces, rounded as they are transposed.
+    const bool whole_words = k % (2 * gemm_pack::block_words) == 0;
+    const bool direct = w.type == dtype::bf16 && whole_words;
+    const bool fused = w.type != dtype::bf16 && whole_words && detail::avx512_bf16_supported();
     const panel_rows to_panels{
         [&](int64_t r, int64_t k0, int64_t kc, void * dst, pack_scratch & s) {
             s.row.resize(size_t(kc));
             conv.to_bf16(w.type, w.row(r) + row_bytes(w.type, k0), s.row.data(), static_cast<uint16_t *>(dst), kc);
         },
-        [&](int64_t r, int64_t k0, int64_t kc, void * at) {
+        [&](int64_t r, int64_t k0, int64_t kc, void * at, pack_scratch & s) {
             if (direct) gemm_pack::transpose_group(w.row(r) + k0 * 2, w.row_stride(), kc / 2, at);
-            return direct;
+            if (!fused) return direct;
+            // A repacked row keeps its scales ahead of its quants: no piece of it stands alone.
+            const int64_t piece = stored_type(w.type) == w.type ? k_bf16_group_piece : kc;
+            s.row.resize(size_t(gemm_pack::group_rows * piece));
+            for (int64_t p0 = 0; p0 < kc; p0 += piece) { // 16 rows [16, piece] in F32 → panel words from p0 / 2
+                const int64_t len = std::min(piece, kc - p0);
+                for (int64_t i = 0; i < gemm_pack::group_rows; ++i)
+                    dequantize_row(w.type, w.row(r + i) + row_bytes(w.type, k0 + p0), s.row.data() + i * piece, len);
+                gemm_pack::transpose_group_bf16(s.row.data(), piece, len,
+                                                static_cast<std::byte *>(at) + p0 / 2 * gemm_pack::panel_cols * 4);
+            }
+            return true;
         },
         w.type == dtype::bf16};
+    if (prefill_panels && whole_words && amx::bf16_available()) {
+        // x [m, K] → BF16 in the AMX kernel's tile order, a block of 32 rows at a time
+        const int64_t blocks = (m + 31) / 32, block_values = amx::packed_elements(32, k);
+        uint16_t * packed = grow(impl_->x_bf16, amx::packed_elements(m, k));
+#pragma omp parallel for schedule(static)
+        for (int64_t b = 0; b < blocks; ++b)
+            amx::pack_activations(x + b * 32 * k, k, std::min<int64_t>(32, m - b * 32), k, packed + b * block_values);
+        linear_panels_amx(w, packed, m, k, y, ldy, to_panels);
+        return;
+    }
+    uint16_t * xb = grow(impl_->x_bf16, m * k); // [m, K]
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < m; ++i) conv.activations_to_bf16(x + i * k, xb + i * k, k);
     if (linear_panels(w, dtype::bf16, xb, m, k, y, ldy, to_panels)) return;
     if (w.type == dtype::bf16) {
         run_gemm(dtype::bf16, xb, w.data, n, k, m, y, ldy, false);
@@ -814,7 +906,7 @@ void matmul_context::linear_many(std::span<const row_product> products, const fl
     // with the block sums when any of them has offsets; Q2_K's sums per half only with Q2_K)
     // share one quantization of x.
     const auto q8_format = [&](const raw_view & w) -> std::optional<int> {
-        if (prefill_gemm_for(prefill, w.type) != prefill_gemm::q8) return std::nullopt;
+        if (prefill_gemm_for(prefill, w.type, m) != prefill_gemm::q8) return std::nullopt;
         return w.type == dtype::q2_k ? 2 : int(q8::super_blocks(w.type));
     };
     const bool shared = !products.empty() && q8_format(products.front().w) &&
@@ -930,6 +1022,7 @@ prefill_gemm matmul_context::linear_t_gemm(dtype t) const {
     if (t == dtype::f32 || prefill_gemm_for(prefill_gemm::bf16, t) != prefill_gemm::bf16) return prefill_gemm::f32;
     switch (prefill) {
     case prefill_gemm::bf16: return prefill_gemm::bf16;
+    case prefill_gemm::automatic:
     case prefill_gemm::q8:
     case prefill_gemm::int8: return prefill_gemm_native(prefill_gemm::bf16) ? prefill_gemm::bf16 : prefill_gemm::f32;
     case prefill_gemm::f32: break;

@@ -37,6 +37,12 @@ bool int8_prefill_type(dtype t);
 
 // How prefill (m >= gemm_from(the weight's type)) multiplies a weight that is not F32.
 enum class prefill_gemm {
+    // What runs fastest here for the weight's type and the call's row count (prefill_gemm_for):
+    // q8 where the CPU has a q8 kernel for the type, else bf16 where oneDNN runs BF16 natively,
+    // else f32; and bf16 from amx_bf16_from(type) rows on CPUs with AMX, whose tiles
+    // (ops/amx_gemm.hpp) leave the q8 kernel's vpdpbusd behind once there are rows enough to pay
+    // for dequantizing the weight to BF16 (a MoE expert's few rows stay on q8).
+    automatic,
     // Slabs dequantized to F32; activations rounded as the row kernels (and llama.cpp) round
     // them: the same products as decode, summed in another order.
     f32,
@@ -59,19 +65,24 @@ enum class prefill_gemm {
     // types q8 never takes go as the default does them.
     q8,
 };
-// The default: q8 where the CPU has AVX-512 VNNI or AVX2 (other types then as below), bf16
-// where oneDNN runs BF16 matmuls natively, else f32; the environment variable
-// FRUGAL_PREFILL_GEMM=f32|bf16|int8|q8, read once, overrides it (e.g. to run the test suite on
-// the path another CPU would take).
+// The default: automatic; the environment variable FRUGAL_PREFILL_GEMM=auto|f32|bf16|int8|q8,
+// read once, overrides it (e.g. to run the test suite on the path another CPU would take).
 prefill_gemm default_prefill_gemm();
 const char * prefill_gemm_name(prefill_gemm g);
 // Whether g runs as itself on this CPU for some weight type: q8 needs a q8 kernel (AVX-512 VNNI
 // or AVX2; without one, its weight types take f32, the same arithmetic) and bf16 a native
-// oneDNN BF16 matmul (without it, the same rounded operands go through F32); f32 and int8
-// always do.
+// oneDNN BF16 matmul (without it, the same rounded operands go through F32); f32, int8 and
+// automatic always do.
 bool prefill_gemm_native(prefill_gemm g);
-// The GEMM that prefill of a weight of type t takes on this CPU when g is asked for.
-prefill_gemm prefill_gemm_for(prefill_gemm g, dtype t);
+// The GEMM that prefill of a weight of type t over m rows takes on this CPU when g is asked for
+// (m matters to automatic only; 0: a batch too small for AMX to pay, as decode's are).
+prefill_gemm prefill_gemm_for(prefill_gemm g, dtype t, int64_t m = 0);
+// Rows from which automatic takes bf16 for weight type t (of those bf16 takes) on a CPU with
+// AMX: each call dequantizes the whole weight to BF16, which the K-quants' scales make dearer.
+// Sapphire Rapids VM, 2 threads, 1.5B files, pp N t/s q8 / bf16: Q8_0 at 64 181 / 171, at 96
+// 198 / 216-230; Q4_0 at 96 222-233 / 276-281; Q4_K_M at 96 216-224 / 193-199, at 128 222-225 /
+// 235-239 (docs/PERF.md, "Sapphire Rapids").
+int64_t amx_bf16_from(dtype t);
 
 class matmul_context {
 public:
@@ -185,6 +196,16 @@ private:
     struct panel_rows;
     bool linear_panels(const raw_view & w, dtype t, const void * x, int64_t m, int64_t k, float * y, int64_t ldy,
                        const panel_rows & rows);
+    // linear_panels in BF16 on AMX tiles (ops/amx_gemm.hpp), x in amx::pack_activations' order;
+    // only where amx::bf16_available() and K % 32 == 0.
+    void linear_panels_amx(const raw_view & w, const uint16_t * packed, int64_t m, int64_t k, float * y, int64_t ldy,
+                           const panel_rows & rows);
+    // Rows [c0, c0 + cols) of w, elements [k0, k0 + kc), into the panels at `panel` (element
+    // bytes a value, K padded to kcp), 16 at a time (through `staging` where rows.group does not
+    // take them); columns past `cols` up to the last panel's end zeros.
+    struct pack_scratch;
+    static void write_chunk(const panel_rows & rows, int64_t element, std::byte * panel, std::byte * staging, int64_t c0,
+                            int64_t cols, int64_t k0, int64_t kc, int64_t kcp, pack_scratch & ps);
     struct impl;
     std::unique_ptr<impl> impl_;
     int n_threads_;

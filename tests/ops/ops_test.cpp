@@ -23,6 +23,7 @@
 #include "common/test_weights.hpp"
 #include "frugal/dtype.hpp"
 #include "frugal/tensor_view.hpp"
+#include "ops/amx_gemm.hpp"
 #include "ops/attention.hpp"
 #include "ops/attention_kernels.hpp"
 #include "ops/gemm_pack.hpp"
@@ -1316,7 +1317,96 @@ TEST_CASE("gemm_pack transposes 16 weight rows into a panel's columns, on every 
                                                         (k_words + gap) * 2, k_words, f16_got.data() + 16);
             CHECK(direct == ops::detail::avx512f_supported());
             if (direct) CHECK(f16_got == f16_want);
+            // F32 rows of 2 · k_words values, rounded to BF16 pairs: the transpose of fp32_to_bf16's.
+            std::vector<float> floats(size_t(group * 2 * (k_words + gap)));
+            for (auto & f : floats) f = std::uniform_real_distribution<float>(-4.f, 4.f)(rng);
+            std::vector<uint32_t> bf16_want(size_t(k_words * panel), sentinel), bf16_got(bf16_want.size(), sentinel);
+            const auto pair = [](float lo, float hi) { return uint32_t(fp32_to_bf16(lo)) | uint32_t(fp32_to_bf16(hi)) << 16; };
+            for (int64_t kw = 0; kw < k_words; ++kw)
+                for (int64_t r = 0; r < group; ++r) {
+                    const float * v = floats.data() + r * 2 * (k_words + gap) + 2 * kw;
+                    bf16_want[size_t(kw * panel + 16 + r)] = pair(v[0], v[1]);
+                }
+            const bool fused = gp::transpose_group_bf16(floats.data(), 2 * (k_words + gap), 2 * k_words,
+                                                        bf16_got.data() + 16);
+            CHECK(fused == ops::detail::avx512_bf16_supported());
+            if (fused) CHECK(bf16_got == bf16_want);
         }
+}
+
+TEST_CASE("round_to_bf16 rounds as fp32_to_bf16, denormals to zero, any length") {
+    std::mt19937 rng(7);
+    for (int64_t n : {1, 31, 32, 70}) {
+        CAPTURE(n);
+        std::vector<float> x(static_cast<size_t>(n));
+        for (auto & v : x) v = std::uniform_real_distribution<float>(-100.f, 100.f)(rng);
+        x.at(0) = 1e-39f; // an F32 denormal
+        std::vector<uint16_t> got(size_t(n) + 1, 0xabcd);
+        if (!ops::gemm_pack::round_to_bf16(x.data(), got.data(), n)) {
+            CHECK_FALSE(ops::detail::avx512_bf16_supported());
+            FRUGAL_SKIP("no AVX512-BF16 on this CPU: round_to_bf16 declines");
+        }
+        CHECK(got[0] == 0);
+        for (int64_t i = 1; i < n; ++i) CHECK(got[size_t(i)] == fp32_to_bf16(x[size_t(i)]));
+        CHECK(got[size_t(n)] == 0xabcd);
+    }
+}
+
+TEST_CASE("the AMX BF16 kernel multiplies packed activations by BF16 panels into any output" * doctest::timeout(60)) {
+    if (!ops::amx::bf16_available()) FRUGAL_SKIP("no AMX-BF16 on this CPU (or Linux refused its tile state)");
+    namespace gp = ops::gemm_pack;
+    struct shape {
+        int64_t m, k, k0, kc, cols, ldy;
+        bool accumulate;
+    };
+    // Rows and columns past whole 32 × 32 blocks; K past the kernel's 4096-value pieces; a piece
+    // of a longer K added to what y holds.
+    const shape shapes[] = {{37, 96, 0, 96, 70, 75, false}, {5, 64, 0, 64, 33, 33, false}, {64, 256, 0, 256, 128, 130, false},
+                            {9, 4160, 0, 4160, 40, 40, false}, {33, 192, 64, 96, 64, 64, true}};
+    for (const shape & sh : shapes) {
+        CAPTURE(sh.m);
+        CAPTURE(sh.k);
+        CAPTURE(sh.cols);
+        std::mt19937 rng(uint32_t(sh.m * 31 + sh.k));
+        std::uniform_real_distribution<float> dist(-1.f, 1.f);
+        std::vector<float> x(size_t(sh.m * sh.k)), w(size_t(sh.cols * sh.kc)); // w: [cols, kc] as weight rows
+        for (auto & v : x) v = dist(rng);
+        for (auto & v : w) v = dist(rng);
+        // W in panels: word (kw, n) of BF16 pairs at (n / 64) · kc / 2 · 64 + kw · 64 + n % 64, zeros past cols.
+        const int64_t n_panels = (sh.cols + gp::panel_cols - 1) / gp::panel_cols;
+        std::vector<uint16_t> panels(size_t(n_panels * gp::panel_cols * sh.kc), 0);
+        for (int64_t n = 0; n < sh.cols; ++n)
+            for (int64_t kk = 0; kk < sh.kc; ++kk)
+                panels[size_t(((n / 64) * (sh.kc / 2) * 64 + kk / 2 * 64 + n % 64) * 2 + kk % 2)] =
+                    fp32_to_bf16(w[size_t(n * sh.kc + kk)]);
+        std::vector<uint16_t> packed(size_t(ops::amx::packed_elements(sh.m, sh.k)));
+        ops::amx::pack_activations(x.data(), sh.k, sh.m, sh.k, packed.data());
+        std::vector<float> y(size_t(sh.m * sh.ldy));
+        for (auto & v : y) v = dist(rng);
+        const std::vector<float> before = y;
+        ops::amx::gemm_bf16_panels(packed.data(), sh.m, sh.k, sh.k0, sh.kc, reinterpret_cast<const std::byte *>(panels.data()),
+                                   sh.cols, y.data(), sh.ldy, sh.accumulate);
+        // Exact products of the BF16 operands, summed in double: F32 sums stay within 1e-5 of Σ|terms|.
+        std::vector<double> want(y.size()), bound(y.size());
+        for (int64_t i = 0; i < sh.m; ++i)
+            for (int64_t j = 0; j < sh.ldy; ++j) {
+                const size_t at = size_t(i * sh.ldy + j);
+                if (j >= sh.cols) { // untouched
+                    want[at] = before[at];
+                    continue;
+                }
+                double sum = sh.accumulate ? before[at] : 0, mag = std::abs(sum);
+                for (int64_t kk = 0; kk < sh.kc; ++kk) {
+                    const double term = double(bf16_to_fp32(fp32_to_bf16(x[size_t(i * sh.k + sh.k0 + kk)]))) *
+                                        bf16_to_fp32(fp32_to_bf16(w[size_t(j * sh.kc + kk)]));
+                    sum += term;
+                    mag += std::abs(term);
+                }
+                want[at] = sum;
+                bound[at] = 1e-5 * mag + 1e-6;
+            }
+        check_within(y.data(), want, bound);
+    }
 }
 
 TEST_CASE("avx512_in_halves names the AMD family 19h CPUs with AVX-512 (Zen 4), as /proc/cpuinfo does") {

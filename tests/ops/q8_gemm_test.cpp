@@ -20,6 +20,7 @@
 
 #include "common/test_support.hpp"
 #include "models/model.hpp"
+#include "ops/amx_gemm.hpp"
 #include "ops/matmul.hpp"
 #include "ops/quant.hpp"
 #include "runtime/session.hpp"
@@ -352,7 +353,16 @@ TEST_CASE("q8 kernels of the library equal llama.cpp's block arithmetic" * docte
     if (!avx512 && !avx2) FRUGAL_SKIP("this CPU has neither AVX-512 VNNI nor AVX2: the library has no q8 kernel here");
     for (const q8::kernel * k : {avx512, avx2_vnni, avx2})
         if (k) check_chunks(*k);
-    CHECK(ops::default_prefill_gemm() == ops::prefill_gemm::q8);
+    // Unasked, a prompt's batch of a q8 type takes q8 (from ops::amx_bf16_from rows, bf16 on AMX).
+    CHECK(ops::default_prefill_gemm() == ops::prefill_gemm::automatic);
+    for (dtype t : {dtype::q4_0, dtype::q4_k}) {
+        const int64_t from = ops::amx_bf16_from(t);
+        CHECK(ops::prefill_gemm_for(ops::prefill_gemm::automatic, t, from - 1) == ops::prefill_gemm::q8);
+        CHECK(ops::prefill_gemm_for(ops::prefill_gemm::automatic, t, from) ==
+              (ops::amx::bf16_available() ? ops::prefill_gemm::bf16 : ops::prefill_gemm::q8));
+    }
+    // Q4_1's block offsets keep it off bf16 at any row count.
+    CHECK(ops::prefill_gemm_for(ops::prefill_gemm::automatic, dtype::q4_1, 4096) == ops::prefill_gemm::q8);
 }
 
 TEST_CASE("the kernels' own activation quantizers equal quantize_activations bit for bit") {
