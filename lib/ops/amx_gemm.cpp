@@ -11,10 +11,16 @@
 
 #if defined(__x86_64__) && defined(__linux__)
 #  define FRUGAL_HAVE_AMX 1
+// GCC 12's AVX-512 headers build "undefined" pass-through operands as `__m512 __Y = __Y;`, which
+// -W(maybe-)uninitialized reports once inlined (see quant_avx512.cpp).
+#  pragma GCC diagnostic ignored "-Wuninitialized"
+#  pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #  include <cpuid.h>
 #  include <immintrin.h>
 #  include <sys/syscall.h>
 #  include <unistd.h>
+
+#  include "ops/bf16_avx512.hpp"
 #endif
 
 namespace frugal::ops::amx {
@@ -98,19 +104,27 @@ FRUGAL_AMX void load_config(const tile_config & c) {
 }
 FRUGAL_AMX void release_tiles() { _tile_release(); }
 
-#  define FRUGAL_AVX512_BF16 __attribute__((target("avx512f,avx512bf16")))
-
-FRUGAL_AVX512_BF16 void pack_rows(const float * x, int64_t ldx, int64_t m, int64_t k, uint16_t * packed) {
+FRUGAL_AVX512_BF16 void pack_rows(const float * x, int64_t ldx, int64_t m, int64_t k, uint16_t * packed, bool split) {
+    const int64_t parts = split ? 3 : 1; // packed steps per step of x
     for (int64_t b = 0; b * k_block_rows < m; ++b) {
         const int64_t rows = std::min(k_block_rows, m - b * k_block_rows);
-        uint16_t * to = packed + b * k_block_rows * k;
-        for (int64_t s = 0; s < k / k_step; ++s, to += k_step_values) {
+        uint16_t * to = packed + b * k_block_rows * k * parts;
+        for (int64_t s = 0; s < k / k_step; ++s, to += parts * k_step_values) {
             for (int64_t r = 0; r < rows; ++r) {
                 const float * from = x + (b * k_block_rows + r) * ldx + s * k_step;
-                const __m512bh pairs = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(from + 16), _mm512_loadu_ps(from));
-                _mm512_storeu_si512(to + r * k_step, (__m512i)pairs);
+                const __m512 f0 = _mm512_loadu_ps(from), f1 = _mm512_loadu_ps(from + 16);
+                if (!split) {
+                    _mm512_storeu_si512(to + r * k_step, bf16_avx512::pairs(f0, f1));
+                    continue;
+                }
+                __m512i hi, lo;
+                bf16_avx512::split(f0, f1, hi, lo);
+                _mm512_storeu_si512(to + r * k_step, hi);
+                _mm512_storeu_si512(to + k_step_values + r * k_step, hi);
+                _mm512_storeu_si512(to + 2 * k_step_values + r * k_step, lo);
             }
-            std::fill(to + rows * k_step, to + k_step_values, uint16_t(0));
+            for (int64_t p = 0; p < parts; ++p)
+                std::fill(to + p * k_step_values + rows * k_step, to + (p + 1) * k_step_values, uint16_t(0));
         }
     }
 }
@@ -135,10 +149,10 @@ bool bf16_available() {
 
 int64_t packed_elements(int64_t m, int64_t k) { return (m + k_block_rows - 1) / k_block_rows * k_block_rows * k; }
 
-void pack_activations(const float * x, int64_t ldx, int64_t m, int64_t k, uint16_t * packed) {
+void pack_activations(const float * x, int64_t ldx, int64_t m, int64_t k, uint16_t * packed, bool split) {
     if (k % k_step != 0 || !bf16_available())
         throw_error(status::internal, "amx: pack_activations with k={} (a multiple of 32 on an AMX CPU)", k);
-    pack_rows(x, ldx, m, k, packed);
+    pack_rows(x, ldx, m, k, packed, split);
 }
 
 void gemm_bf16_panels(const uint16_t * packed, int64_t m, int64_t k, int64_t k0, int64_t kc, const std::byte * panels,
@@ -177,7 +191,7 @@ void gemm_bf16_panels(const uint16_t * packed, int64_t m, int64_t k, int64_t k0,
 
 bool bf16_available() { return false; }
 int64_t packed_elements(int64_t m, int64_t k) { return m * k; }
-void pack_activations(const float *, int64_t, int64_t, int64_t k, uint16_t *) {
+void pack_activations(const float *, int64_t, int64_t, int64_t k, uint16_t *, bool) {
     throw_error(status::internal, "amx: pack_activations with k={} on a build without AMX", k);
 }
 void gemm_bf16_panels(const uint16_t *, int64_t, int64_t k, int64_t, int64_t, const std::byte *, int64_t, float *,

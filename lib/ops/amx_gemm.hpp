@@ -25,8 +25,11 @@ bool bf16_available();
 // (gemm_pack::round_to_bf16's rounding) in tile order, [ceil(m / 32)][k / 32][32 rows][32
 // values], rows past m zeros. packed_elements(m, k) values; block b of 32 rows is the
 // packed_elements(32, k) from b · packed_elements(32, k), so threads may pack blocks apart.
+// split: each step of 32 values of K as three, BF16 x, BF16 x again and lo = BF16(x − hi),
+// for weights split by gemm_pack::transpose_group_f16_split (hi·hi + hi·lo + lo·hi): packed as
+// if K were 3k.
 int64_t packed_elements(int64_t m, int64_t k);
-void pack_activations(const float * x, int64_t ldx, int64_t m, int64_t k, uint16_t * packed);
+void pack_activations(const float * x, int64_t ldx, int64_t m, int64_t k, uint16_t * packed, bool split = false);
 
 // y[m, cols] (row stride ldy; other columns untouched) = (accumulate ? y : 0) + x[:, k0 : k0 +
 // kc] · W, where x is pack_activations' [m, k] and W [kc, cols] in gemm_pack's BF16 panels with

@@ -12,6 +12,8 @@
 #  pragma GCC diagnostic ignored "-Wuninitialized"
 #  pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #  include <immintrin.h>
+
+#  include "ops/bf16_avx512.hpp"
 #endif
 
 namespace frugal::ops::gemm_pack {
@@ -80,14 +82,12 @@ FRUGAL_PACK_AVX512 inline void transpose_rows(const std::byte * rows, int64_t ro
     }
 }
 
-#  define FRUGAL_PACK_AVX512_BF16 __attribute__((target("avx512f,avx512bf16")))
-
-// Floats x[0..32) as 16 words of BF16 pairs, x[2j] in word j's low half.
-FRUGAL_PACK_AVX512_BF16 inline __m512i bf16_pairs(const float * x) {
-    return (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x));
+// Floats x[0..32) as 16 words of BF16 pairs.
+FRUGAL_AVX512_BF16 inline __m512i bf16_pairs(const float * x) {
+    return bf16_avx512::pairs(_mm512_loadu_ps(x), _mm512_loadu_ps(x + 16));
 }
 
-FRUGAL_PACK_AVX512_BF16 void transpose_rows_bf16(const float * rows, int64_t row_floats, int64_t k, void * out) {
+FRUGAL_AVX512_BF16 void transpose_rows_bf16(const float * rows, int64_t row_floats, int64_t k, void * out) {
     auto * to = static_cast<std::byte *>(out);
     for (int64_t k0 = 0; k0 < k; k0 += 2 * block_words) {
         __m512i r[16];
@@ -96,7 +96,25 @@ FRUGAL_PACK_AVX512_BF16 void transpose_rows_bf16(const float * rows, int64_t row
     }
 }
 
-FRUGAL_PACK_AVX512_BF16 void round_rows_bf16(const float * x, uint16_t * out, int64_t n) {
+FRUGAL_AVX512_BF16 void transpose_rows_f16_split(const std::byte * rows, int64_t row_bytes, int64_t k, void * out) {
+    constexpr int64_t block_bytes = block_words * panel_cols * 4; // 16 panel rows
+    auto * to = static_cast<std::byte *>(out);
+    for (int64_t k0 = 0; k0 < k; k0 += 2 * block_words, to += 3 * block_bytes) {
+        __m512i hi[16], lo[16];
+        for (int i = 0; i < 16; ++i) {
+            const std::byte * at = rows + i * row_bytes + k0 * 2;
+            if (k0 * 2 % 64 == 0) _mm_prefetch(reinterpret_cast<const char *>(at + 1024), _MM_HINT_T0);
+            const __m512 f0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(at)));
+            const __m512 f1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(at + 32)));
+            bf16_avx512::split(f0, f1, hi[i], lo[i]);
+        }
+        transpose_block(hi, to);
+        transpose_block(lo, to + block_bytes);
+        transpose_block(hi, to + 2 * block_bytes);
+    }
+}
+
+FRUGAL_AVX512_BF16 void round_rows_bf16(const float * x, uint16_t * out, int64_t n) {
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) _mm512_storeu_si512(out + i, bf16_pairs(x + i));
     if (i == n) return;
@@ -140,6 +158,28 @@ bool transpose_group_bf16(const float * rows, int64_t row_floats, int64_t k, voi
 #endif
     (void)rows, (void)row_floats, (void)k, (void)out;
     return false;
+}
+
+bool transpose_group_f16_split(const std::byte * rows, int64_t row_bytes, int64_t k, void * out) {
+#if defined(__x86_64__)
+    if (ops::detail::avx512_bf16_supported()) {
+        transpose_rows_f16_split(rows, row_bytes, k, out);
+        return true;
+    }
+#endif
+    (void)rows, (void)row_bytes, (void)k, (void)out;
+    return false;
+}
+
+void split_f16_row(const uint16_t * row, int64_t k, uint16_t * out) {
+    constexpr int64_t step = 2 * block_words;
+    for (int64_t k0 = 0; k0 < k; k0 += step, out += 3 * step)
+        for (int64_t i = 0; i < step; ++i) {
+            const float v = fp16_to_fp32(row[k0 + i]);
+            const uint16_t hi = fp32_to_bf16(v);
+            out[i] = out[2 * step + i] = hi;
+            out[step + i] = fp32_to_bf16(v - bf16_to_fp32(hi));
+        }
 }
 
 bool round_to_bf16(const float * x, uint16_t * out, int64_t n) {

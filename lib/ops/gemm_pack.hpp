@@ -40,6 +40,15 @@ bool transpose_group_f16(const std::byte * rows, int64_t row_bytes, int64_t k, f
 // (nothing written) where the CPU lacks AVX512-BF16. Its rounding is round_to_bf16's.
 bool transpose_group_bf16(const float * rows, int64_t row_floats, int64_t k, void * out);
 
+// An F16 weight as two BF16 parts, W = hi + lo exactly (hi = W rounded to BF16; lo = W − hi, 3
+// significant bits at most): for 16 F16 rows of k values (k % 32 == 0), each step of 32 values
+// of K becomes three in the panel, hi, lo and hi again (3k values a row), to meet activations
+// split as hi, hi, lo (amx::pack_activations): x·W to about 2^-17 of each product, from three
+// BF16 products. False (nothing written) where the CPU lacks AVX512-BF16.
+bool transpose_group_f16_split(const std::byte * rows, int64_t row_bytes, int64_t k, void * out);
+// One such row: k F16 values (k % 32 == 0) as 3k BF16 values, hi, lo, hi per step of 32.
+void split_f16_row(const uint16_t * row, int64_t k, uint16_t * out);
+
 // out[i] = x[i] in BF16 by AVX512-BF16's conversion (nearest even, as fp32_to_bf16, except that
 // F32 denormals, below 1.2e-38, become zeros), or false (nothing written) where the CPU lacks it.
 bool round_to_bf16(const float * x, uint16_t * out, int64_t n);

@@ -338,11 +338,15 @@ const char * prefill_gemm_name(prefill_gemm g) {
     return "?";
 }
 
-int64_t amx_bf16_from(dtype t) { return traits(t).block_size == k_qk_k ? 128 : 96; }
+int64_t amx_bf16_from(dtype t) {
+    if (t == dtype::f16) return 48;
+    return traits(t).block_size == k_qk_k ? 128 : 96;
+}
 
 namespace {
 // The weight types the bf16 path multiplies in BF16 (the others take f32 there).
-bool bf16_takes(dtype t) { return !has_block_offsets(t) && t != dtype::f16; }
+// F16 only as two BF16 parts on AMX (linear_f16_split).
+bool bf16_takes(dtype t) { return !has_block_offsets(t) && (t != dtype::f16 || amx::bf16_available()); }
 } // namespace
 
 prefill_gemm prefill_gemm_for(prefill_gemm chosen, dtype t, int64_t m) {
@@ -557,6 +561,8 @@ struct matmul_context::panel_rows {
     // Whether the rows can be written in pieces along K (F32, F16, BF16 weights); otherwise
     // k0 = 0 and kc = K always.
     bool pieces;
+    // Values a row writes per value of K (3: an F16 weight's hi, lo and hi parts).
+    int64_t split = 1;
 };
 
 void matmul_context::write_chunk(const panel_rows & rows, int64_t element, std::byte * panel, std::byte * staging,
@@ -571,7 +577,7 @@ void matmul_context::write_chunk(const panel_rows & rows, int64_t element, std::
             std::byte * dst = staging + i * kcp * element;
             const bool real = g0 + i < cols;
             if (real) rows.row(c0 + g0 + i, k0, kc, dst, ps);
-            std::fill(dst + (real ? kc * element : 0), dst + kcp * element, std::byte{0});
+            std::fill(dst + (real ? kc * rows.split * element : 0), dst + kcp * element, std::byte{0});
         }
         gemm_pack::transpose_group(staging, kcp * element, kcp * element / 4, at);
     }
@@ -700,11 +706,12 @@ bool matmul_context::linear_panels(const raw_view & w, dtype t, const void * x, 
 void matmul_context::linear_panels_amx(const raw_view & w, const uint16_t * packed, int64_t m, int64_t k, float * y,
                                        int64_t ldy, const panel_rows & rows) {
     constexpr int64_t chunk = 2 * gemm_pack::panel_cols, element = 2;
-    const int64_t n = w.shape.rows();
-    const int64_t piece = k_piece(k, element, rows.pieces);
-    // Per thread: the panels [piece, 128] and 16 rows [16, piece] on their way into them.
-    const size_t panel_bytes = aligned_64(size_t(chunk * piece * element));
-    const size_t per_thread = panel_bytes + aligned_64(size_t(gemm_pack::group_rows * piece * element));
+    const int64_t n = w.shape.rows(), split = rows.split;
+    const int64_t piece = k_piece(k, element * split, rows.pieces);
+    // Per thread: the panels [piece · split, 128] and 16 rows [16, piece · split] on their way
+    // into them.
+    const size_t panel_bytes = aligned_64(size_t(chunk * piece * split * element));
+    const size_t per_thread = panel_bytes + aligned_64(size_t(gemm_pack::group_rows * piece * split * element));
     omp_threads_scope threads(n_threads_);
     std::byte * scratch = grow(impl_->panel_scratch, int64_t(per_thread) * omp_get_max_threads() + 64);
     scratch += (64 - reinterpret_cast<uintptr_t>(scratch) % 64) % 64;
@@ -718,8 +725,8 @@ void matmul_context::linear_panels_amx(const raw_view & w, const uint16_t * pack
 #pragma omp for schedule(guided)
             for (int64_t c0 = 0; c0 < n; c0 += chunk) {
                 const int64_t cols = std::min(chunk, n - c0);
-                write_chunk(rows, element, panel, staging, c0, cols, k0, kc, kc, ps);
-                amx::gemm_bf16_panels(packed, m, k, k0, kc, panel, cols, y + c0, ldy, k0 > 0);
+                write_chunk(rows, element, panel, staging, c0, cols, k0, kc, kc * split, ps);
+                amx::gemm_bf16_panels(packed, m, k * split, k0 * split, kc * split, panel, cols, y + c0, ldy, k0 > 0);
             }
         }
     }
@@ -816,6 +823,35 @@ void matmul_context::linear_f32(const raw_view & w, const float * x, float * x_s
     }
 }
 
+// x [m, K] → BF16 in the AMX kernel's tile order (split: each step as hi, hi, lo), a block of 32
+// rows at a time.
+const uint16_t * matmul_context::pack_for_amx(const float * x, int64_t m, int64_t k, bool split) {
+    omp_threads_scope threads(n_threads_);
+    const int64_t parts = split ? 3 : 1, blocks = (m + 31) / 32, block_values = amx::packed_elements(32, k) * parts;
+    uint16_t * packed = grow(impl_->x_bf16, amx::packed_elements(m, k) * parts);
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b)
+        amx::pack_activations(x + b * 32 * k, k, std::min<int64_t>(32, m - b * 32), k, packed + b * block_values, split);
+    return packed;
+}
+
+// F16 weights on AMX: each weight as hi + lo BF16 parts (exact), the activations as hi + lo
+// too, three BF16 products per step (hi·hi + hi·lo + lo·hi): within about 2^-17 of each exact
+// product, finer than llama.cpp's F16 rounding of the activations (2^-12), at three times the
+// BF16 work, which AMX does several times faster than the F32 path's AVX-512.
+void matmul_context::linear_f16_split(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy) {
+    const int64_t k = w.shape.innermost();
+    const panel_rows to_panels{
+        [&](int64_t r, int64_t k0, int64_t kc, void * dst, pack_scratch &) {
+            gemm_pack::split_f16_row(reinterpret_cast<const uint16_t *>(w.row(r)) + k0, kc, static_cast<uint16_t *>(dst));
+        },
+        [&](int64_t r, int64_t k0, int64_t kc, void * at, pack_scratch &) {
+            return gemm_pack::transpose_group_f16_split(w.row(r) + k0 * 2, w.row_stride(), kc, at);
+        },
+        true, 3};
+    linear_panels_amx(w, pack_for_amx(x, m, k, true), m, k, y, ldy, to_panels);
+}
+
 // Pieces of K in which 16 quantized rows are dequantized to F32 on their way into BF16 panels:
 // whole super-blocks, 32 KiB of F32 (in L1). Repacked rows go whole.
 constexpr int64_t k_bf16_group_piece = 512;
@@ -826,10 +862,17 @@ void matmul_context::linear_bf16(const raw_view & w, const float * x, int64_t m,
     const int64_t n = w.shape.rows();
     const int64_t k = w.shape.innermost();
     const slab_conversions & conv = slab_conversions_here();
-    omp_threads_scope threads(n_threads_);
     // K in whole blocks of 32: BF16 rows go from the file into the panels as they are; with
     // AVX512-BF16, other rows 16 at a time through F32 pieces, rounded as they are transposed.
     const bool whole_words = k % (2 * gemm_pack::block_words) == 0;
+    const bool amx = prefill_panels && whole_words && amx::bf16_available();
+    if (w.type == dtype::f16) {
+        // Only as two BF16 parts on AMX (gemm_pack::transpose_group_f16_split); else exact.
+        if (amx) linear_f16_split(w, x, m, y, ldy);
+        else linear_f32(w, x, nullptr, m, y, ldy);
+        return;
+    }
+    omp_threads_scope threads(n_threads_);
     const bool direct = w.type == dtype::bf16 && whole_words;
     const bool fused = w.type != dtype::bf16 && whole_words && detail::avx512_bf16_supported();
     const panel_rows to_panels{
@@ -853,14 +896,8 @@ void matmul_context::linear_bf16(const raw_view & w, const float * x, int64_t m,
             return true;
         },
         w.type == dtype::bf16};
-    if (prefill_panels && whole_words && amx::bf16_available()) {
-        // x [m, K] → BF16 in the AMX kernel's tile order, a block of 32 rows at a time
-        const int64_t blocks = (m + 31) / 32, block_values = amx::packed_elements(32, k);
-        uint16_t * packed = grow(impl_->x_bf16, amx::packed_elements(m, k));
-#pragma omp parallel for schedule(static)
-        for (int64_t b = 0; b < blocks; ++b)
-            amx::pack_activations(x + b * 32 * k, k, std::min<int64_t>(32, m - b * 32), k, packed + b * block_values);
-        linear_panels_amx(w, packed, m, k, y, ldy, to_panels);
+    if (amx) {
+        linear_panels_amx(w, pack_for_amx(x, m, k, false), m, k, y, ldy, to_panels);
         return;
     }
     uint16_t * xb = grow(impl_->x_bf16, m * k); // [m, K]
@@ -1019,7 +1056,8 @@ void matmul_context::multiply_q8(const raw_view & w, const q8::activations & act
 }
 
 prefill_gemm matmul_context::linear_t_gemm(dtype t) const {
-    if (t == dtype::f32 || prefill_gemm_for(prefill_gemm::bf16, t) != prefill_gemm::bf16) return prefill_gemm::f32;
+    if (t == dtype::f32 || t == dtype::f16 || prefill_gemm_for(prefill_gemm::bf16, t) != prefill_gemm::bf16)
+        return prefill_gemm::f32;
     switch (prefill) {
     case prefill_gemm::bf16: return prefill_gemm::bf16;
     case prefill_gemm::automatic:

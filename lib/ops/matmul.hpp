@@ -50,8 +50,10 @@ enum class prefill_gemm {
     // accumulation): twice the F32 rate where the CPU has AVX512-BF16 or AMX. Rounding the
     // weights costs less than the finer activations gain over llama.cpp's Q8_0/Q8_K blocks: KL
     // divergence from the F32 model 30 % lower on Q8_0, 0.3-1 % lower on Q4_0 and Q4_K_M
-    // (docs/PERF.md). F16 stays on f32 (BF16 drops 3 of its mantissa bits: 60x the KL), and so
-    // do Q4_1 and Q5_1 (their block offsets ride along as extra F32 columns). Without a native BF16
+    // (docs/PERF.md). F16 stays on f32 (BF16 drops 3 of its mantissa bits: 60x the KL) except on
+    // AMX, where weights and activations go as hi + lo BF16 parts, three products each
+    // (matmul_context::linear_f16_split: finer than llama.cpp's F16 activations); Q4_1 and Q5_1
+    // stay on f32 (their block offsets ride along as extra F32 columns). Without a native BF16
     // matmul the operands are widened to F32 after rounding: same values, slow (tests).
     bf16,
     // 4- and 5-bit weights (int8_prefill_type) through a u8 × s8 GEMM; other types as the
@@ -81,7 +83,8 @@ prefill_gemm prefill_gemm_for(prefill_gemm g, dtype t, int64_t m = 0);
 // AMX: each call dequantizes the whole weight to BF16, which the K-quants' scales make dearer.
 // Sapphire Rapids VM, 2 threads, 1.5B files, pp N t/s q8 / bf16: Q8_0 at 64 181 / 171, at 96
 // 198 / 216-230; Q4_0 at 96 222-233 / 276-281; Q4_K_M at 96 216-224 / 193-199, at 128 222-225 /
-// 235-239 (docs/PERF.md, "Sapphire Rapids").
+// 235-239; F16 (f32 / bf16, its split) at 32 59 / 57, at 64 81 / 95 (docs/PERF.md, "Sapphire
+// Rapids").
 int64_t amx_bf16_from(dtype t);
 
 class matmul_context {
@@ -196,8 +199,10 @@ private:
     struct panel_rows;
     bool linear_panels(const raw_view & w, dtype t, const void * x, int64_t m, int64_t k, float * y, int64_t ldy,
                        const panel_rows & rows);
-    // linear_panels in BF16 on AMX tiles (ops/amx_gemm.hpp), x in amx::pack_activations' order;
-    // only where amx::bf16_available() and K % 32 == 0.
+    // linear_panels in BF16 on AMX tiles (ops/amx_gemm.hpp), x in amx::pack_activations' order
+    // (pack_for_amx; split as rows.split says); only where amx::bf16_available() and K % 32 == 0.
+    const uint16_t * pack_for_amx(const float * x, int64_t m, int64_t k, bool split);
+    void linear_f16_split(const raw_view & w, const float * x, int64_t m, float * y, int64_t ldy);
     void linear_panels_amx(const raw_view & w, const uint16_t * packed, int64_t m, int64_t k, float * y, int64_t ldy,
                            const panel_rows & rows);
     // Rows [c0, c0 + cols) of w, elements [k0, k0 + kc), into the panels at `panel` (element

@@ -14,7 +14,7 @@ if ! "$tools/llamacpp-logits" --version >/dev/null 2>&1; then
 fi
 export PYTHONDONTWRITEBYTECODE=1
 mkdir -p "$out"
-stamp=$out/.complete-v12
+stamp=$out/.complete-v13
 [[ -f $stamp ]] && { echo "parity fixtures up to date in $out"; exit 0; }
 
 models=()
@@ -104,7 +104,7 @@ done
 for m in tiny-qwen2-f32 tiny-qwen2-q8_0 tiny-llama-f32 tiny-llama-q4_0 tiny256-qwen2-f32 tiny256-qwen2-q4_k_m \
          tiny256-llama-f32 tiny256-llama-q5_k_m tiny-deepseek2-f32 tiny-deepseek2-q8_0 tiny-deepseek3-f32 \
          tiny-deepseek3-q8_0 tiny256-deepseek3-f32 tiny256-deepseek3-q4_k_m tiny-qwen2-bf16 tiny256-qwen2-q3_k_m tiny256-llama-q2_k \
-         tiny256-deepseek3-q2_k tiny256-qwen2-iq4_xs tiny256-qwen2-iq4_nl tiny-llama-q4_1; do
+         tiny256-deepseek3-q2_k tiny256-qwen2-iq4_xs tiny256-qwen2-iq4_nl tiny-llama-q4_1 tiny-qwen2-f16; do
     oracle "$out/$m.gguf" --tokens-file "$out/fidelity.txt" --format bin --out "$out/$m.fidelity.logits.bin" >/dev/null
 done
 touch "$stamp"

@@ -441,7 +441,8 @@ TEST_CASE("fidelity: each prefill GEMM against the F32 model, beside llama.cpp" 
     // Q8_0/Q8_K blocks llama.cpp's kernels round them to, which weighs more: 20-40 % lower KL on
     // Q8_0, level on the K-quants (measured: within 0.1 %, hence the 1 % allowance for float
     // order). Without native BF16 the path is emulated in F32 with the same rounding, so this
-    // holds on every CPU. F16 files stay on the F32 GEMM (ops/matmul.hpp).
+    // holds on every CPU. F16 files stay on the F32 GEMM (ops/matmul.hpp) but on AMX, where they
+    // multiply in hi + lo BF16 parts (finer activations than llama.cpp's F16 ones).
     constexpr double k_allowance = 1.01;
     const std::pair<const char *, const char *> cases[] = {
         {"tiny-qwen2-q8_0", "tiny-qwen2-f32"},
@@ -458,6 +459,7 @@ TEST_CASE("fidelity: each prefill GEMM against the F32 model, beside llama.cpp" 
         {"tiny256-qwen2-iq4_xs", "tiny256-qwen2-f32"},
         {"tiny256-qwen2-iq4_nl", "tiny256-qwen2-f32"},
         {"tiny-llama-q4_1", "tiny-llama-f32"},
+        {"tiny-qwen2-f16", "tiny-qwen2-f32"},
     };
     const auto dir = frugal::test::parity_fixture("");
     const auto tokens = read_ids("fidelity.txt");

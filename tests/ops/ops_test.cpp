@@ -1485,23 +1485,54 @@ TEST_CASE("bf16 prefill multiplies BF16-rounded weights and activations, in ever
     check_bf16_prefill(dtype::bf16, 70, 8960, 9, 2, true);
 }
 
-TEST_CASE("bf16 prefill leaves q4_1, q5_1 and f16 on the exact path" * doctest::timeout(60)) {
+TEST_CASE("bf16 prefill leaves q4_1, q5_1 and f16 on the exact path, f16 on AMX in hi and lo parts" * doctest::timeout(60)) {
     // Q4_1's and Q5_1's block offsets meet Q8_1's block sums as extra F32 columns, which BF16
-    // would round; F16 would lose 3 mantissa bits per weight.
-    for (dtype t : {dtype::q4_1, dtype::q5_1, dtype::f16}) {
-        CAPTURE(std::string(dtype_name(t)));
-        const auto w = make_weight(t, 17, 4 * k_qk, 2);
-        const int64_t m = 9;
-        const auto x = test::random_floats(size_t(m * w.k), 3);
-        std::vector<float> y_f32(size_t(m * w.n)), y_bf16(size_t(m * w.n));
-        for (auto [g, y] : {std::pair{ops::prefill_gemm::f32, &y_f32}, std::pair{ops::prefill_gemm::bf16, &y_bf16}}) {
-            ops::matmul_context ctx(1);
-            ctx.prefill = g;
-            ctx.small_batch = 8;
-            ctx.linear(w.view(), x.data(), m, y->data());
+    // would round; F16 would lose 3 mantissa bits per weight, unless split in two BF16 parts.
+    const bool amx = ops::amx::bf16_available();
+    for (dtype t : {dtype::q4_1, dtype::q5_1, dtype::f16})
+        for (bool panels : {true, false}) {
+            CAPTURE(std::string(dtype_name(t)));
+            CAPTURE(panels);
+            const auto w = make_weight(t, 17, 4 * k_qk, 2);
+            const int64_t m = 9;
+            const auto x = test::random_floats(size_t(m * w.k), 3);
+            std::vector<float> y_f32(size_t(m * w.n)), y_bf16(size_t(m * w.n));
+            for (auto [g, y] : {std::pair{ops::prefill_gemm::f32, &y_f32}, std::pair{ops::prefill_gemm::bf16, &y_bf16}}) {
+                ops::matmul_context ctx(1);
+                ctx.prefill = g;
+                ctx.prefill_panels = panels;
+                ctx.small_batch = 8;
+                ctx.linear(w.view(), x.data(), m, y->data());
+            }
+            if (t != dtype::f16 || !amx || !panels) CHECK(y_f32 == y_bf16);
+            else CHECK(y_f32 != y_bf16); // the split path ran: it does not round x to F16 as f32 does
         }
-        CHECK(y_f32 == y_bf16);
-    }
+    if (!amx) FRUGAL_SKIP("no AMX-BF16 here: F16 stays on the f32 path");
+    // hi·hi + hi·lo + lo·hi of the split parts: within 2^-16 of each exact product of the
+    // unrounded activations and the F16 weights. Rows and columns past whole tiles; K = 8960 in
+    // three pieces of the panels; the row-at-a-time split for the last 6 of 70 columns.
+    struct shape {
+        int64_t n, k, m;
+    };
+    for (const shape sh : {shape{17, 128, 9}, shape{70, 8960, 40}})
+        for (int threads : k_thread_counts) {
+            CAPTURE(sh.n);
+            CAPTURE(sh.k);
+            CAPTURE(threads);
+            const auto w = make_weight(dtype::f16, sh.n, sh.k, 4);
+            const auto x = test::random_floats(size_t(sh.m * sh.k), 5);
+            ops::matmul_context ctx(threads);
+            ctx.prefill = ops::prefill_gemm::bf16;
+            ctx.small_batch = 8;
+            std::vector<float> y(size_t(sh.m * sh.n));
+            ctx.linear(w.view(), x.data(), sh.m, y.data());
+            std::vector<float> xa(x.size()), wa(w.values.size());
+            std::transform(x.begin(), x.end(), xa.begin(), [](float v) { return std::abs(v); });
+            std::transform(w.values.begin(), w.values.end(), wa.begin(), [](float v) { return std::abs(v); });
+            auto bound = ref::matmul(xa.data(), wa.data(), sh.m, sh.n, sh.k);
+            for (double & b : bound) b = 2e-5 * b + 1e-7;
+            check_within(y.data(), ref::matmul(x.data(), w.values.data(), sh.m, sh.n, sh.k), bound);
+        }
 }
 
 TEST_CASE("linear_consuming gives linear's results on every path, x in place where it can" * doctest::timeout(60)) {
