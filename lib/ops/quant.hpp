@@ -156,6 +156,8 @@ bool avx_vnni_supported();
 bool avx512f_supported();
 // AVX-512 BF16 (vdpbf16ps) with AVX-512 F on this CPU: attention's BF16 products.
 bool avx512_bf16_supported();
+// Whether this CPU is Intel's (CPUID's "GenuineIntel").
+bool intel_cpu();
 // Whether this CPU runs each zmm operation as two 256-bit halves, as AMD's Zen 4 (family 19h)
 // does: its AVX-512 row loops then cost twice as many cycles per operation as on a Zen 5, which
 // moves the point where a GEMM's packing pays off (q8_gemm_avx512.cpp's crossovers).

@@ -1409,18 +1409,20 @@ TEST_CASE("the AMX BF16 kernel multiplies packed activations by BF16 panels into
     }
 }
 
-TEST_CASE("avx512_in_halves names the AMD family 19h CPUs with AVX-512 (Zen 4), as /proc/cpuinfo does") {
+TEST_CASE("avx512_in_halves names the AMD family 19h CPUs with AVX-512 (Zen 4), intel_cpu Intel's, as /proc/cpuinfo does") {
     std::ifstream info("/proc/cpuinfo");
     if (!info) FRUGAL_SKIP("no /proc/cpuinfo here");
-    bool amd = false;
+    bool amd = false, intel = false;
     int family = -1;
     for (std::string line; std::getline(info, line) && !line.empty();) { // the first CPU's lines
         if (line.rfind("vendor_id", 0) == 0) amd = line.find("AuthenticAMD") != std::string::npos;
+        if (line.rfind("vendor_id", 0) == 0) intel = line.find("GenuineIntel") != std::string::npos;
         if (line.rfind("cpu family", 0) == 0) family = std::stoi(line.substr(line.find(':') + 1));
     }
     CAPTURE(amd);
     CAPTURE(family);
     CHECK(ops::detail::avx512_in_halves() == (amd && family == 25 && ops::detail::avx512f_supported()));
+    CHECK(ops::detail::intel_cpu() == intel);
 }
 
 TEST_CASE("prefill takes oneDNN's panels where it multiplies on AVX-512" * doctest::timeout(60)) {
