@@ -65,8 +65,10 @@ def load(engine):
                 shares = sorted(j.get("prefill_paths", {}).items(), key=lambda x: -x[1])
                 paths = ", ".join(f"{p} {share:.0%}" for p, share in shares)
                 gemm = j["prefill_gemm"] + (f" (a prompt token's multiply-adds here: {paths})" if paths else "")
+                if j.get("prefill_amx") and any(p == "bf16" for p, _ in shares):
+                    gemm += "; bf16 GEMMs on AMX tiles"
                 if j.get("prefill_panels") and any(p in ("f32", "bf16") for p, _ in shares):
-                    gemm += "; f32/bf16 GEMMs on oneDNN's brgemm panels"
+                    gemm += "; f32" + ("" if j.get("prefill_amx") else "/bf16") + " GEMMs on oneDNN's brgemm panels"
     return tests, by_round, mem, load_s, extra, gemm, isa, huge
 f, f_rounds, fm, fl, bounds, gemm, f_isa, f_huge = load("frugal")
 l, l_rounds, lm, ll, _, _, l_isa, _ = load("llamacpp")

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "models/deepseek2.hpp"
+#include "ops/amx_gemm.hpp"
 #include "models/model.hpp"
 #include "runtime/chat.hpp"
 #include "runtime/gguf.hpp"
@@ -430,19 +431,21 @@ int cmd_bench(const bench_args & a) {
     std::string shares;
     for (const auto & [path, share] : paths)
         shares += fmt::format(R"({}"{}": {:.3f})", shares.empty() ? "" : ", ", path, share);
-    // Whether the f32 and bf16 paths' GEMMs run on oneDNN's brgemm panels here (ops/gemm_pack.hpp).
+    // Whether the f32 and bf16 paths' GEMMs run on oneDNN's brgemm panels here (ops/gemm_pack.hpp),
+    // and bf16's on frugal's AMX kernel (ops/amx_gemm.hpp; "prefill_amx").
     const bool panels = frugal::ops::matmul_context(1).panels_available(frugal::dtype::f32);
     frugal::session s(model, a.depth + std::max(a.n_prompt, a.n_gen) + 1, a.kv_type);
     s.set_prefill_gemm(a.prefill);
     s.state().matmul().gemm_from_rows = a.gemm_from;
     set_mla_attention(s, a.mla);
-    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "prefill_gemm": "%s", "prefill_gemm_native": %s, "prefill_paths": {%s}, "prefill_panels": %s, "cpu_isa": "%s", "kv_type": "%s", "mla_attention": "%s", "max_batch": %lld, "load_s": %.3f})"
+    std::printf(R"({"model": "%s", "engine": "frugal %s", "arch": "%s", "threads": %d, "n_vocab": %lld, "n_params": %lld, "model_bytes": %llu, "decode_bytes_per_token": %llu, "repacked_bytes": %llu, "prefill_gemm": "%s", "prefill_gemm_native": %s, "prefill_paths": {%s}, "prefill_panels": %s, "prefill_amx": %s, "cpu_isa": "%s", "kv_type": "%s", "mla_attention": "%s", "max_batch": %lld, "load_s": %.3f})"
                 "\n",
                 a.model.c_str(), FRUGAL_VERSION_TEXT, c.arch_name.c_str(), model->n_threads(), (long long)c.n_vocab,
                 (long long)c.n_params, (unsigned long long)c.weight_bytes, (unsigned long long)c.decode_bytes_per_token,
                 (unsigned long long)c.repacked_bytes, frugal::ops::prefill_gemm_name(a.prefill),
                 frugal::ops::prefill_gemm_native(a.prefill) ? "true" : "false", shares.c_str(),
-                panels ? "true" : "false", frugal::ops::detail::kernel_isa_name(),
+                panels ? "true" : "false", frugal::ops::amx::bf16_available() ? "true" : "false",
+                frugal::ops::detail::kernel_isa_name(),
                 std::string(frugal::dtype_name(a.kv_type)).c_str(),
                 c.arch == frugal::arch::deepseek2 ? (frugal::mla_attention_bf16(s.state()) ? "bf16" : "f32") : "none",
                 (long long)model->max_batch(), load_s);

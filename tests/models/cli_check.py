@@ -108,6 +108,7 @@ paths = header.get("prefill_paths", {})
 check(paths and set(paths) <= {"f32", "bf16", "int8", "q8"} and abs(sum(paths.values()) - 1) < 2e-3,
       f"bench: prefill_paths shares add up to 1 ({paths})")
 check(isinstance(header.get("prefill_panels"), bool), f"bench: prefill_panels says true or false ({header})")
+check(isinstance(header.get("prefill_amx"), bool), f"bench: prefill_amx says true or false ({header})")
 # Tokens per forward pass of a long prompt: 512 for a dense model (2048 with routed experts).
 check(header.get("max_batch") == 512, f"bench: a dense model's prompt batches of 512 ({header})")
 # The cache type: F16 by default, in the header and the memory line, whose kv_bytes it sets.
