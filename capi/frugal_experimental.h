@@ -34,10 +34,13 @@ FRUGAL_API frugal_status frugalx_session_set_mla_attention(frugal_session * sess
 /* How prompts multiply weights that are not F32 (docs/PERF.md); decode is unaffected.
    AUTO (the default): Q8 where the CPU has AVX-512 VNNI or AVX2 (for the weight types it takes
    there; the others as below), BF16 where the CPU runs BF16 matrix products natively
-   (AVX512-BF16, AMX), else F32.
+   (AVX512-BF16, AMX), else F32; and on CPUs with AMX, BF16 for each product of 96 prompt rows
+   or more (128 for K-quants, 48 for F16).
    F32: weights dequantized to F32, activations rounded as decode rounds them.
    BF16: weights and activations rounded to BF16, about twice F32's speed where native; on other
-   CPUs emulated in F32 (same numbers, slow). INT8: 4- and 5-bit weights (Q4_0, Q5_0, IQ4_NL,
+   CPUs emulated in F32 (same numbers, slow). F16 weights stay on F32 but on AMX, where weights
+   and activations are split into two BF16 parts each (within about 2^-17 of each exact
+   product). INT8: 4- and 5-bit weights (Q4_0, Q5_0, IQ4_NL,
    Q4_K, Q5_K) requantized for an int8 GEMM, about 1.9x F32's speed on AVX2, next-token KL
    divergence 2-3 % above F32's; other weights as AUTO. Q8: Q4_0, Q4_1, Q5_0, Q5_1 and the
    K-quants Q2_K to Q6_K (and Q8_0, IQ4_NL and IQ4_XS with VNNI) in F32's arithmetic (llama.cpp's)
