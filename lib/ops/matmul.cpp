@@ -302,8 +302,6 @@ prefill_gemm float_prefill_here() {
     cap_onednn_isa();
     return dnnl_compat::has_native_bf16() ? prefill_gemm::bf16 : prefill_gemm::f32;
 }
-
-
 } // namespace
 
 prefill_gemm default_prefill_gemm() {
