@@ -114,9 +114,10 @@ public:
     // scratch, grown on demand and reused across calls
     std::vector<float> x, h, q, q_a, att, tmp, gather, c, k_pe, fresh, q_abs, o_lat, attn_scratch;
     std::vector<float> router_logits, expert_weights, expert_x, expert_y;
-    // A layer's attention decompresses K and V into it, its MoE then writes the experts' slot
-    // outputs there: one buffer for the two, whose lives never overlap. At V3's shapes, pp512:
-    // 84 MB of K and V, 117 MB of slot outputs.
+    // A layer's attention decompresses K and V into it, then its MoE writes the experts' slot
+    // outputs there or its dense FFN its hidden state (dense_ffn()): one buffer for all three,
+    // whose lives never overlap. At V3's shapes, pp512: 84 MB of K and V, 117 MB of slot outputs,
+    // 38 MB of hidden state.
     std::vector<float> kv_or_slots;
     std::vector<int32_t> positions, expert_ids, by_expert, expert_start, expert_cursor;
     ffn_scratch ffn;
@@ -147,6 +148,7 @@ private:
     void attention(const layer_weights & L, deepseek2_state & st, int64_t layer, const float * h, int64_t T,
                    int64_t n_out, float * out) const;
     void moe(const moe_weights & M, deepseek2_state & st, const float * h, int64_t T, float * out) const;
+    void dense_ffn(const ffn_weights & w, deepseek2_state & st, const float * h, int64_t T, float * out) const;
     bool moe_one_token(const moe_weights & M, deepseek2_state & st, const float * h, const int32_t * ids,
                        const float * w, float * out) const;
     bool use_absorbed(const deepseek2_state & st, int64_t T, int64_t n_kv) const;
@@ -162,6 +164,7 @@ private:
     bool split_style_ = false; // attn_k_b/attn_v_b (current converter) rather than attn_kv_b
     int64_t n_dense_lead_ = 0;
     int64_t n_ff_exp_ = 0;
+    int64_t moe_ffn_width_ = 0; // the widest FFN of a MoE layer (the shared experts'), 0 without MoE layers
     ops::router_config router_;
     ops::rope_params rope_;
     float kq_scale_ = 1.f;
@@ -265,6 +268,7 @@ deepseek2_model::deepseek2_model(std::shared_ptr<const gguf::file> f, int n_thre
 
     const int64_t D = c.n_embd, H = d.n_head;
     const int64_t n_shared = n_dense_lead_ < c.n_layer ? r.get_int("expert_shared_count", 0, 1 << 10) : 0;
+    if (n_dense_lead_ < c.n_layer) moe_ffn_width_ = n_ff_exp_ * std::max<int64_t>(n_shared, 1);
     layers_.resize(size_t(c.n_layer));
     for (int64_t l = 0; l < c.n_layer; ++l) {
         report_progress(opts, l, c.n_layer);
@@ -579,6 +583,19 @@ bool deepseek2_model::moe_one_token(const moe_weights & M, deepseek2_state & st,
     return true;
 }
 
+// A dense lead layer's FFN within the memory the MoE layers take anyway: its hidden state
+// [T, n_ff] in kv_or_slots, free between the layer's attention and its FFN, and its up
+// projection in column blocks no wider than the shared experts' [T, n_ff_shexp]. V2-Lite, pp512:
+// 45 MB of [T, 10944] gate and up scratch no longer beside the 25 MB of slot outputs.
+void deepseek2_model::dense_ffn(const ffn_weights & w, deepseek2_state & st, const float * h, int64_t T,
+                                float * out) const {
+    if (moe_ffn_width_ == 0) return swiglu_ffn(st.mm, w, h, T, out, st.ffn);
+    st.ffn.up_block_bytes = T * moe_ffn_width_ * int64_t(sizeof(float));
+    std::swap(st.ffn.gate, st.kv_or_slots);
+    swiglu_ffn(st.mm, w, h, T, out, st.ffn);
+    std::swap(st.ffn.gate, st.kv_or_slots);
+}
+
 void deepseek2_model::forward_batch(model_state & base, std::span<const int32_t> tokens, bool all_logits,
                                     float * logits, const std::atomic<bool> * cancel) const {
     auto & st = static_cast<deepseek2_state &>(base);
@@ -612,7 +629,7 @@ void deepseek2_model::forward_batch(model_state & base, std::span<const int32_t>
 
         ops::rmsnorm(xo, L.ffn_norm.data(), h, To, D, c.rms_eps, nt);
         if (L.is_moe) moe(L.moe, st, h, To, tmp);
-        else swiglu_ffn(st.mm, L.dense, h, To, tmp, st.ffn);
+        else dense_ffn(L.dense, st, h, To, tmp);
         add_into(xo, tmp, To * D, nt);
     }
     // After the last layer x holds its output rows at the end: T of them, or the last one.
