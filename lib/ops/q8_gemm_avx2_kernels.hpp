@@ -604,7 +604,9 @@ FRUGAL_AVX2 void q8_chunk(dtype t, const std::byte * w, size_t w_stride, int64_t
 // pp16 31-34 / 49-54. Q4_K_M, its Q4_K and Q6_K both from 12 rows against 28 and 40: pp16
 // 34.7-38.3 / 33.6-38.5, pp24 34.1-41.2 / 40.6-49.9. (With the gathering packer on Zen 5 under
 // FRUGAL_MAX_CPU_ISA=avx2 the crossovers had been later: Q6_K between 32 and 48 rows, Q4_K between
-// 24 and 32, Q4_0 between 16 and 24.)
+// 24 and 32, Q4_0 between 16 and 24.) Both held on Zen 5 under FRUGAL_MAX_CPU_ISA=avx2 with the
+// gather-free packer (3 rounds): Q4_0 pp6 60-74 / 55-57, pp8 42-50 / 57-69; Q4_K_M pp16 67-70 /
+// 65-73 (a tie), pp20 53-58 / 58-65, pp28 58-69 / 74-85.
 // Q3_K and Q2_K: on Zen 4 under FRUGAL_MAX_CPU_ISA=avx2 with the gathering packer, 2 rounds:
 // Q3_K_M's Q3_K at 16 69-73 / 64-67, 24 63-70 / 72-75, 32 73-75 / 80-83; Q2_K at 24 74-77 /
 // 61-69, 32 71-78 / 75-77, 48 74-80 / 80-83.
